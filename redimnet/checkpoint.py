@@ -1,0 +1,158 @@
+"""Reading and writing checkpoints in the official release format.
+
+A release file is ``torch.save({"model_config": {...}, "state_dict": {...}})``
+where ``model_config`` holds the original constructor's keyword arguments and
+``state_dict`` uses the original implementation's parameter names.  Files go
+both ways: ours load in the original code and the original's load here.
+"""
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Dict, Mapping, Union
+
+import torch
+
+from .config import ModelConfig
+from .keymap import original_names
+from .model import ReDimNet
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(Exception):
+    """A checkpoint file cannot be used; the message says what is wrong and where."""
+
+
+def _describe_keys(keys, limit: int = 8) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _read(path: Path):
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+    if not head:
+        raise CheckpointError(f"{path} is empty, not a checkpoint")
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError):
+            raise CheckpointError(f"{path} is truncated or corrupt (the zip archive torch.save writes "
+                                  "cannot be read); download or copy it again") from None
+        if broken is not None:
+            raise CheckpointError(f"{path} is corrupt: archive member {broken!r} fails its checksum; "
+                                  "download or copy it again") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        text = str(error)
+        if "Unsupported global" in text or "not an allowed global" in text or "GLOBAL" in text:
+            raise CheckpointError(
+                f"refusing to load {path}: it asks to import or run code that a weights file never needs "
+                f"({text.splitlines()[0] if text else 'unsafe pickle'}). Only load files from sources you "
+                "trust; official ReDimNet checkpoints contain plain tensors and a config dict") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({text.splitlines()[0] if text else error})") from None
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, IndexError, KeyError, TypeError,
+            UnicodeDecodeError, MemoryError, OverflowError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {first_line}") from None
+
+
+def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: ReDimNet,
+                             source: str = "checkpoint") -> Dict[str, torch.Tensor]:
+    """Rename an original-format state dict to ours, checking that every key is
+    consumed and every parameter found with the right shape."""
+    expected = model.state_dict()
+    to_original = original_names(expected, model.config)
+    to_ours = {orig: ours for ours, orig in to_original.items()}
+    bad_values = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if bad_values:
+        raise CheckpointError(f"{source}: state_dict entries that are not tensors: {_describe_keys(bad_values)}")
+    missing = [k for k in to_ours if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in to_ours]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_describe_keys(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_describe_keys(unexpected)}")
+    if problems:
+        raise CheckpointError(f"{source}: the state_dict does not match its model_config ({'; '.join(problems)})")
+    renamed = {}
+    mismatched = []
+    for orig, tensor in state_dict.items():
+        ours = to_ours[orig]
+        if tuple(tensor.shape) != tuple(expected[ours].shape):
+            mismatched.append(f"{orig} has shape {tuple(tensor.shape)}, expected {tuple(expected[ours].shape)}")
+        renamed[ours] = tensor
+    if mismatched:
+        more = f" (and {len(mismatched) - 5} more)" if len(mismatched) > 5 else ""
+        raise CheckpointError(f"{source}: mis-shaped parameters: {'; '.join(mismatched[:5])}{more}")
+    return renamed
+
+
+def to_original_state_dict(model: ReDimNet) -> Dict[str, torch.Tensor]:
+    """Our state dict under the original implementation's names."""
+    state = model.state_dict()
+    names = original_names(state, model.config)
+    return {names[k]: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> ReDimNet:
+    """Load a checkpoint in the official release format; returns the model in eval mode.
+
+    Raises :class:`CheckpointError` for anything wrong with the file.
+    """
+    path = Path(path)
+    content = _read(path)
+    if not isinstance(content, Mapping) or "state_dict" not in content or "model_config" not in content:
+        found = (f"a dict with keys {_describe_keys(map(str, content))}" if isinstance(content, Mapping)
+                 else f"a {type(content).__name__}")
+        raise CheckpointError(f"{path} is not in the ReDimNet release format: expected a dict with "
+                              f"'model_config' and 'state_dict', found {found}")
+    state_dict = content["state_dict"]
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"{path}: 'state_dict' is a {type(state_dict).__name__}, not a dict of tensors")
+    try:
+        config = ModelConfig.from_dict(content["model_config"])
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(f"{path}: invalid model_config: {error}") from None
+    model = ReDimNet(config)
+    model.load_state_dict(from_original_state_dict(state_dict, model, source=str(path)), strict=True)
+    return model.to(map_location).eval()
+
+
+def save_checkpoint(model: ReDimNet, path: PathLike) -> Path:
+    """Write ``model`` in the official release format (readable by the original code).
+
+    The file is written to a temporary name and renamed into place, so an
+    interrupted save never leaves a partial checkpoint at ``path``.
+    """
+    if not isinstance(model, ReDimNet):
+        raise TypeError(f"save_checkpoint expects a redimnet.ReDimNet, got {type(model).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {"model_config": model.config.to_dict(), "state_dict": to_original_state_dict(model)}
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(content, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+    return path

@@ -1,0 +1,403 @@
+"""Model configuration: the constructor options of the original ReDimNet, validated.
+
+A :class:`ModelConfig` holds exactly the keyword arguments that the original
+implementation stores in a checkpoint's ``model_config`` (same names, same
+defaults), so a configuration read from an official release file can be used
+as it is, and one written by this project can be read by the original code.
+
+Every value is checked when the configuration is made; an unknown option or an
+unsupported value raises :class:`ValueError` naming the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
+
+BLOCK_2D_TYPES = ("convnext_like", "convnext_like_relu", "basic_resnet", "basic_resnet_fwse")
+BLOCK_1D_TYPES = ("fc", "conv", "att", "conv+att")
+POOLING_FUNCS = ("TAP", "TSDP", "TSTP", "ASTP", "MHASTP", "MQMHASTP")
+# "pt_mel" and "tf_mel" are aliases the original accepts for "pt" and "tf".
+FEAT_TYPES = ("pt", "pt_mel", "tf", "tf_mel")
+
+# Heads per attention layer in the time-context blocks (fixed in the original).
+ATTENTION_HEADS = 4
+# Heads of the MHASTP pooling, and heads per query of MQMHASTP (original defaults).
+MHASTP_HEADS = 2
+MQMHASTP_HEADS = 8
+
+# Options of the mel front ends that may appear in ``spec_params``.
+_COMMON_SPEC_PARAMS = {
+    "sample_rate", "n_fft", "win_length", "f_min", "f_max", "do_spec_aug", "norm_signal",
+    "do_preemph", "freq_start_bin", "freq_mask_width", "time_mask_width",
+}
+SPEC_PARAMS = {
+    "pt": _COMMON_SPEC_PARAMS | {"spec_norm", "num_apply_spec_aug"},
+    "tf": _COMMON_SPEC_PARAMS | {"eps"},
+}
+SPEC_NORMS = ("mn", "mvn", "bn", None)
+
+# Activations accepted as ``head_activation``.  The original evaluates the string
+# as Python (e.g. "nn.Sigmoid()"); we accept those spellings without evaluating
+# anything, plus plain names ("sigmoid").
+HEAD_ACTIVATIONS = ("sigmoid", "tanh", "relu", "softmax", "log_softmax")
+_ACTIVATION_CLASS_NAMES = {
+    "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
+    "softmax": "softmax", "logsoftmax": "log_softmax",
+}
+
+
+def _default_stages() -> list:
+    # The original constructor's default layout (the "M" model).
+    return [
+        (1, 2, 1, [(3, 3)], 12),
+        (2, 2, 1, [(3, 3)], 12),
+        (1, 3, 1, [(3, 3)], 12),
+        (2, 4, 1, [(3, 3)], 8),
+        (1, 4, 1, [(3, 3)], 8),
+        (2, 4, 1, [(3, 3)], 4),
+    ]
+
+
+def _default_spec_params() -> dict:
+    return {"do_spec_aug": False, "freq_mask_width": (0, 6), "time_mask_width": (0, 8)}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One backbone stage: ``(stride, num_blocks, conv_exp, kernel_sizes, att_block_red)``.
+
+    * ``stride`` (1, 2 or 3): the frequency axis is divided by it and the
+      channel axis multiplied by it, so channels x frequency stays ``C * F``.
+    * ``num_blocks``: 2D convolution blocks in the stage.
+    * ``conv_exp``: channel expansion inside the stage's 2D blocks.
+    * ``kernel_sizes``: kept for compatibility; the original always uses 3x3
+      kernels in the 2D blocks and ignores this value, and so do we.
+    * ``att_block_red``: reduction factor of the 1D time-context block that ends
+      the stage (hidden size ``C * F // att_block_red``), or None for no block.
+    """
+
+    stride: int
+    num_blocks: int
+    conv_exp: int
+    kernel_sizes: Tuple[Tuple[int, ...], ...]
+    att_block_red: Optional[int]
+
+    def as_original(self) -> tuple:
+        """The tuple form the original constructor takes."""
+        return (self.stride, self.num_blocks, self.conv_exp,
+                [tuple(k) for k in self.kernel_sizes], self.att_block_red)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Constructor options of ReDimNet, with the original names and defaults."""
+
+    F: int = 72
+    C: int = 16
+    block_1d_type: str = "att"
+    block_2d_type: str = "convnext_like"
+    stages_setup: Tuple[StageSpec, ...] = field(default_factory=_default_stages)
+    group_divisor: Optional[int] = 4
+    out_channels: Optional[int] = None
+    embed_dim: int = 192
+    num_classes: Optional[int] = None
+    class_dropout: float = 0.0
+    feat_agg_dropout: float = 0.0
+    head_activation: Optional[str] = None
+    hop_length: int = 160
+    pooling_func: str = "ASTP"
+    feat_type: str = "pt"
+    global_context_att: bool = False
+    emb_bn: bool = False
+    spec_params: Mapping[str, Any] = field(default_factory=_default_spec_params)
+    return_all_outputs: bool = False
+    tf_optimized_arch: bool = False
+
+    def __post_init__(self):
+        # Normalise containers first so that the frozen object is hashable-ish
+        # and independent of the caller's lists.
+        object.__setattr__(self, "stages_setup", _parse_stages(self.stages_setup))
+        if not isinstance(self.spec_params, Mapping):
+            raise ValueError(
+                f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
+        object.__setattr__(self, "spec_params", dict(self.spec_params))
+        _validate(self)
+
+    # ------------------------------------------------------------------ i/o
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> "ModelConfig":
+        """Build from a ``model_config`` dict; unknown keys raise ValueError."""
+        if not isinstance(options, Mapping):
+            raise ValueError(f"model_config must be a dict, got {type(options).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in options if k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown ReDimNet option(s): {', '.join(unknown)}; "
+                f"known options are: {', '.join(sorted(known))}")
+        return cls(**dict(options))
+
+    def to_dict(self) -> dict:
+        """The ``model_config`` dict the original constructor accepts."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "stages_setup":
+                value = [stage.as_original() for stage in value]
+            elif f.name == "spec_params":
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    def replace(self, **changes) -> "ModelConfig":
+        options = self.to_dict()
+        unknown = sorted(k for k in changes if k not in options)
+        if unknown:
+            raise ValueError(f"unknown ReDimNet option(s): {', '.join(unknown)}")
+        options.update(changes)
+        return ModelConfig(**options)
+
+    # ---------------------------------------------------------- derived facts
+    @property
+    def frontend(self) -> str:
+        """``"pt"`` or ``"tf"``."""
+        return self.feat_type.split("_")[0]
+
+    @property
+    def width(self) -> int:
+        """Rows of the 1D view: channels x frequency, constant through the backbone."""
+        return self.C * self.F
+
+    @property
+    def backbone_dim(self) -> int:
+        """Channels of the backbone output that the pooling sees."""
+        return self.out_channels if self.out_channels is not None else self.width
+
+    def stage_shapes(self):
+        """(channels, frequency) at the input of every stage, then at the output."""
+        c, f = self.C, self.F
+        shapes = []
+        for stage in self.stages_setup:
+            shapes.append((c, f))
+            c, f = c * stage.stride, f // stage.stride
+        shapes.append((c, f))
+        return shapes
+
+
+# ---------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(name: str, value, allow_none: bool = False):
+    if value is None and allow_none:
+        return
+    if not _is_int(value) or value <= 0:
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a positive integer{extra}, got {value!r}")
+
+
+def _choice(name: str, value, choices: Iterable):
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
+
+
+def _probability(name: str, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+def _flag(name: str, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _parse_stages(stages) -> Tuple[StageSpec, ...]:
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
+        raise ValueError("stages_setup must be a non-empty list of "
+                         "(stride, num_blocks, conv_exp, kernel_sizes, att_block_red) entries")
+    parsed = []
+    for index, stage in enumerate(stages):
+        where = f"stages_setup[{index}]"
+        if isinstance(stage, StageSpec):
+            parsed.append(stage)
+            continue
+        if isinstance(stage, Mapping):
+            try:
+                stage = [stage[k] for k in ("stride", "num_blocks", "conv_exp", "kernel_sizes", "att_block_red")]
+            except KeyError as missing:
+                raise ValueError(f"{where} is missing {missing}") from None
+        if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 5:
+            raise ValueError(f"{where} must have 5 entries "
+                             f"(stride, num_blocks, conv_exp, kernel_sizes, att_block_red), got {stage!r}")
+        stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
+        if stride not in (1, 2, 3) or not _is_int(stride):
+            raise ValueError(f"{where}: stride must be 1, 2 or 3, got {stride!r}")
+        if not _is_int(num_blocks) or num_blocks < 0:
+            raise ValueError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
+        _positive_int(f"{where}: conv_exp", conv_exp)
+        _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
+        parsed.append(StageSpec(stride, num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red))
+    return tuple(parsed)
+
+
+def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
+    if isinstance(kernel_sizes, (str, bytes)) or not isinstance(kernel_sizes, Sequence):
+        raise ValueError(f"{where}: kernel_sizes must be a list such as [(3, 3)], got {kernel_sizes!r}")
+    out = []
+    for kernel in kernel_sizes:
+        kernel = (kernel,) if _is_int(kernel) else kernel
+        if not isinstance(kernel, Sequence) or not all(_is_int(k) and k > 0 for k in kernel):
+            raise ValueError(f"{where}: kernel_sizes entries must be positive integers or pairs, got {kernel!r}")
+        out.append(tuple(kernel))
+    return tuple(out)
+
+
+def grouped(channels: int, divisor: Optional[int]) -> int:
+    """Groups of a convolution over ``channels`` with ``group_divisor`` channels per group."""
+    return 1 if divisor is None else channels // divisor
+
+
+def _check_groups(divisor, channels: int, where: str):
+    if divisor is None:
+        return
+    groups = channels // divisor
+    if groups < 1 or channels % groups != 0:
+        raise ValueError(
+            f"group_divisor={divisor} does not fit {where} with {channels} channels: "
+            f"channels // group_divisor must be >= 1 and divide the channels")
+
+
+def parse_head_activation(value: Optional[str]) -> Optional[Tuple[str, Optional[int]]]:
+    """``(name, dim)`` for a ``head_activation`` string, or None.
+
+    Accepts plain names ("sigmoid", "softmax") and the spelling the original
+    evaluates ("nn.Sigmoid()", "nn.Softmax(dim=-1)", "torch.nn.LogSoftmax(dim=1)").
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"head_activation must be a string or None, got {value!r}")
+    text = value.strip()
+    if text.lower() in HEAD_ACTIVATIONS:
+        name, dim = text.lower(), None
+    else:
+        match = re.fullmatch(r"(?:torch\.)?(?:nn\.)?(\w+)\(\s*(?:dim\s*=\s*)?(-?\d+)?\s*\)", text)
+        name = _ACTIVATION_CLASS_NAMES.get(match.group(1).lower()) if match else None
+        if name is None:
+            raise ValueError(
+                f"head_activation={value!r} is not supported; use one of {', '.join(HEAD_ACTIVATIONS)} "
+                "or the form 'nn.Softmax(dim=-1)'")
+        dim = int(match.group(2)) if match.group(2) is not None else None
+    if name in ("softmax", "log_softmax") and dim is None:
+        dim = -1
+    return name, dim
+
+
+def _validate_spec_params(config: ModelConfig):
+    frontend = config.frontend
+    params = config.spec_params
+    allowed = SPEC_PARAMS[frontend]
+    for key in params:
+        if key in ("n_mels", "hop_length"):
+            raise ValueError(f"spec_params[{key!r}] is set by the model option "
+                             f"{'F' if key == 'n_mels' else 'hop_length'}; remove it from spec_params")
+        if key not in allowed:
+            raise ValueError(f"spec_params[{key!r}] is not an option of the {frontend!r} front end; "
+                             f"known: {', '.join(sorted(allowed))}")
+    for key in ("sample_rate", "n_fft", "win_length"):
+        if key in params:
+            _positive_int(f"spec_params[{key!r}]", params[key])
+    n_fft = params.get("n_fft", 512)
+    win = params.get("win_length", 400)
+    if win > n_fft:
+        raise ValueError(f"spec_params: win_length ({win}) must not exceed n_fft ({n_fft})")
+    for key in ("f_min", "f_max"):
+        if key in params and (isinstance(params[key], bool) or not isinstance(params[key], (int, float))):
+            raise ValueError(f"spec_params[{key!r}] must be a number, got {params[key]!r}")
+    f_min, f_max = params.get("f_min", 20), params.get("f_max", 7600)
+    if not 0 <= f_min < f_max <= params.get("sample_rate", 16000) / 2:
+        raise ValueError(f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}")
+    for key in ("do_spec_aug", "norm_signal", "do_preemph"):
+        if key in params:
+            _flag(f"spec_params[{key!r}]", params[key])
+    for key in ("freq_mask_width", "time_mask_width"):
+        if key in params:
+            width = params[key]
+            if (not isinstance(width, Sequence) or len(width) != 2 or not all(_is_int(w) for w in width)
+                    or not 0 <= width[0] < width[1]):
+                raise ValueError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
+    if "freq_start_bin" in params and (not _is_int(params["freq_start_bin"]) or params["freq_start_bin"] < 0):
+        raise ValueError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
+    if "num_apply_spec_aug" in params and (not _is_int(params["num_apply_spec_aug"])
+                                           or params["num_apply_spec_aug"] < 0):
+        raise ValueError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
+    if "spec_norm" in params and params["spec_norm"] not in SPEC_NORMS:
+        raise ValueError(f"spec_params['spec_norm']={params['spec_norm']!r} is not supported; "
+                         f"choose one of {', '.join(map(repr, SPEC_NORMS))}")
+    if "eps" in params and (isinstance(params["eps"], bool) or not isinstance(params["eps"], float)
+                            or not 0 < params["eps"] < 1):
+        raise ValueError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
+
+
+def _validate(config: ModelConfig):
+    _positive_int("F", config.F)
+    _positive_int("C", config.C)
+    _choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
+    _choice("block_2d_type", config.block_2d_type, BLOCK_2D_TYPES)
+    _positive_int("group_divisor", config.group_divisor, allow_none=True)
+    _positive_int("out_channels", config.out_channels, allow_none=True)
+    _positive_int("embed_dim", config.embed_dim)
+    _positive_int("num_classes", config.num_classes, allow_none=True)
+    _probability("class_dropout", config.class_dropout)
+    _probability("feat_agg_dropout", config.feat_agg_dropout)
+    parse_head_activation(config.head_activation)
+    _positive_int("hop_length", config.hop_length)
+    _choice("pooling_func", config.pooling_func, POOLING_FUNCS)
+    _choice("feat_type", config.feat_type, FEAT_TYPES)
+    _flag("global_context_att", config.global_context_att)
+    _flag("emb_bn", config.emb_bn)
+    _flag("return_all_outputs", config.return_all_outputs)
+    if config.tf_optimized_arch is not False:
+        raise ValueError("tf_optimized_arch=True is not supported: the published original code does not "
+                         "define that variant either; use tf_optimized_arch=False")
+    _validate_spec_params(config)
+
+    # Shapes through the stages.
+    c, f = config.C, config.F
+    width = config.width
+    for index, stage in enumerate(config.stages_setup):
+        where = f"stages_setup[{index}]"
+        if f % stage.stride != 0:
+            raise ValueError(f"{where}: stride {stage.stride} does not divide the {f} frequency bins "
+                             f"left at this stage (F={config.F}); change F or the strides")
+        c, f = c * stage.stride, f // stage.stride
+        expanded = c * stage.conv_exp
+        _check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
+        if stage.conv_exp != 1:
+            _check_groups(config.group_divisor, c, f"the channel squeeze of {where}")
+        if stage.att_block_red is not None:
+            hidden = width // stage.att_block_red
+            if hidden < 1:
+                raise ValueError(f"{where}: att_block_red={stage.att_block_red} leaves no hidden channels "
+                                 f"(C*F = {width})")
+            if config.block_1d_type in ("att", "conv+att") and hidden % ATTENTION_HEADS != 0:
+                raise ValueError(
+                    f"{where}: att_block_red={stage.att_block_red} gives {hidden} hidden channels, "
+                    f"which the {ATTENTION_HEADS} attention heads of block_1d_type={config.block_1d_type!r} "
+                    "cannot split evenly")
+    pooled = config.backbone_dim
+    if config.pooling_func == "MHASTP" and pooled % MHASTP_HEADS != 0:
+        raise ValueError(f"pooling_func='MHASTP' needs an even number of channels, got {pooled}")
+    if config.pooling_func == "MQMHASTP" and pooled % MQMHASTP_HEADS != 0:
+        raise ValueError(f"pooling_func='MQMHASTP' needs channels divisible by {MQMHASTP_HEADS}, got {pooled}")
+    if config.head_activation is not None and config.num_classes is None:
+        raise ValueError("head_activation is set but num_classes is None: the activation belongs to the "
+                         "classification head; set num_classes or drop head_activation")

@@ -1,0 +1,28 @@
+"""Waveform -> log-mel feature front ends."""
+
+from ..config import ModelConfig
+from ..layers.spec_augment import SpecAugment
+from .base import LogMelFrontEnd
+from .mel import MelSpectrogramFrontEnd
+from .tf_mel import TFMelFrontEnd
+
+__all__ = ["LogMelFrontEnd", "MelSpectrogramFrontEnd", "TFMelFrontEnd", "make_frontend"]
+
+# Defaults of the original front ends for the SpecAugment options.
+_SPEC_AUG_DEFAULTS = {"freq_mask_width": (0, 8), "time_mask_width": (0, 10), "freq_start_bin": 0}
+
+
+def make_frontend(config: ModelConfig) -> LogMelFrontEnd:
+    """The front end a configuration asks for (``feat_type`` and ``spec_params``)."""
+    params = dict(config.spec_params)
+    spec_augment = None
+    if params.pop("do_spec_aug", False):
+        options = {k: params.get(k, v) for k, v in _SPEC_AUG_DEFAULTS.items()}
+        spec_augment = SpecAugment(**options, repeats=params.get("num_apply_spec_aug", 1))
+    for key in ("freq_mask_width", "time_mask_width", "freq_start_bin", "num_apply_spec_aug"):
+        params.pop(key, None)
+    renamed = {"do_preemph": "preemphasis", "norm_signal": "normalize_signal"}
+    options = {renamed.get(k, k): v for k, v in params.items()}
+    if config.frontend == "pt":
+        return MelSpectrogramFrontEnd(config.F, config.hop_length, spec_augment=spec_augment, **options)
+    return TFMelFrontEnd(config.F, config.hop_length, spec_augment=spec_augment, **options)

@@ -1,0 +1,70 @@
+"""The "tf" front end: a TensorFlow-style mel spectrogram computed with DFT convolutions.
+
+Frames are cut by a strided convolution with windowed cosine and sine kernels
+(zero padding of ``hop // 2`` on each side, the Nyquist bin dropped), so the
+whole front end is plain convolutions and exports anywhere.
+"""
+
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import LogMelFrontEnd
+
+
+def _hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+def tf_mel_filterbank(n_bins: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> np.ndarray:
+    """Mel filters ``[n_bins, n_mels]`` over ``n_bins`` spectrum bins, TensorFlow style.
+
+    Bin ``k`` (k >= 1) is placed at ``k / (n_bins - 1)`` of the Nyquist frequency and
+    bin 0 gets no weight, which is how the original "tf" front end lays them out.
+    """
+    edges = np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2)
+    lower, centre, upper = edges[None, :-2], edges[None, 1:-1], edges[None, 2:]
+    bins = _hz_to_mel(np.linspace(0, sample_rate // 2, n_bins))[1:, None]
+    weights = np.maximum(0.0, np.minimum((bins - lower) / (centre - lower), (upper - bins) / (upper - centre)))
+    return np.vstack([np.zeros((1, n_mels)), weights]).astype(np.float32)
+
+
+def dft_kernels(n_fft: int, win_length: int) -> tuple:
+    """Windowed cosine and sine kernels ``[n_fft // 2, 1, win_length]`` (symmetric Hamming)."""
+    n = np.arange(win_length)
+    window = 0.54 - 0.46 * np.cos(2 * np.pi * n / (win_length - 1)) if win_length > 1 else np.ones(1)
+    k = np.arange(n_fft // 2)
+    phase = 2 * np.pi * np.outer(k, n) / n_fft
+    real = (np.cos(phase).astype(np.float32) * window.astype(np.float32)).astype(np.float32)
+    imag = (np.sin(phase).astype(np.float32) * window.astype(np.float32)).astype(np.float32)
+    return torch.from_numpy(real[:, None, :]), torch.from_numpy(imag[:, None, :])
+
+
+class TFMelFrontEnd(LogMelFrontEnd):
+    """Pre-emphasis -> DFT power (clipped to [eps, 1/eps]) -> mel filters (clipped)
+    -> ``log(x + eps)`` -> per-bin mean removal over time."""
+
+    def __init__(self, n_mels: int = 72, hop_length: int = 160, *, sample_rate: int = 16000, n_fft: int = 512,
+                 win_length: int = 400, f_min: float = 20, f_max: float = 7600, preemphasis: bool = True,
+                 normalize_signal: bool = False, eps: float = 1e-8, spec_augment=None):
+        super().__init__(n_mels, hop_length, preemphasis=preemphasis, normalize_signal=normalize_signal,
+                         signal_eps=eps, log_floor=eps, spec_norm="mn", spec_augment=spec_augment)
+        self.eps = eps
+        self.win_length = win_length
+        real, imag = dft_kernels(n_fft, win_length)
+        self.register_buffer("dft_real", real)
+        self.register_buffer("dft_imag", imag)
+        filters = tf_mel_filterbank(n_fft // 2, f_min, f_max, n_mels, sample_rate)
+        self.register_buffer("mel_filters", torch.from_numpy(filters.T.copy())[:, :, None])
+
+    def num_frames(self, num_samples: int) -> int:
+        return (num_samples + 2 * (self.hop_length // 2) - self.win_length) // self.hop_length + 1
+
+    def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
+        x = wave.unsqueeze(1)
+        pad = self.hop_length // 2
+        real = F.conv1d(x, self.dft_real, stride=self.hop_length, padding=pad)
+        imag = F.conv1d(x, self.dft_imag, stride=self.hop_length, padding=pad)
+        power = (real.square() + imag.square()).clamp(self.eps, 1 / self.eps)
+        return F.conv1d(power, self.mel_filters).clamp(self.eps, 1 / self.eps)

@@ -1,0 +1,28 @@
+"""Layer normalisation over the channel axis (axis 1) of a channels-first tensor."""
+
+import torch
+from torch import nn
+
+
+class ChannelLayerNorm(nn.Module):
+    """Normalises every position over its channels, then scales and shifts per channel.
+
+    Works for ``[N, C, T]`` and ``[N, C, F, T]``.  Statistics are the biased mean
+    and variance over axis 1, as in ConvNeXt's channels-first layer norm.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1, keepdim=True)
+        var = (x - mean).pow(2).mean(1, keepdim=True)
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, eps={self.eps}"

@@ -1,0 +1,142 @@
+"""Temporal pooling: ``[N, C, T]`` frame features -> ``[N, out_dim]`` utterance statistics.
+
+Names follow the ones used in speaker-recognition toolkits and in ReDimNet
+checkpoints: TAP, TSDP, TSTP, ASTP, MHASTP, MQMHASTP.
+"""
+
+import torch
+from torch import nn
+
+from ..config import MHASTP_HEADS, MQMHASTP_HEADS
+
+_VAR_FLOOR = 1e-7
+
+
+def _std(x: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+    """Standard deviation over time, unbiased variance with a small floor."""
+    return torch.sqrt(torch.var(x, dim=-1, keepdim=keepdim) + _VAR_FLOOR)
+
+
+def _weighted_stats(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean and std of ``x`` over time under softmax(logits) weights, concatenated."""
+    weights = torch.softmax(logits, dim=-1)
+    mean = torch.sum(weights * x, dim=-1)
+    var = torch.sum(weights * x * x, dim=-1) - mean * mean
+    return torch.cat([mean, torch.sqrt(var.clamp(min=_VAR_FLOOR))], dim=1)
+
+
+class TAP(nn.Module):
+    """Temporal average pooling."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.out_dim = in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=-1)
+
+
+class TSDP(nn.Module):
+    """Temporal standard-deviation pooling."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.out_dim = in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _std(x)
+
+
+class TSTP(nn.Module):
+    """Temporal statistics pooling: mean and standard deviation."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.out_dim = 2 * in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=-1), _std(x)], dim=1)
+
+
+class ASTP(nn.Module):
+    """Attentive statistics pooling (as in ECAPA-TDNN).
+
+    With ``global_context`` the attention also sees the utterance mean and std
+    of every channel.
+    """
+
+    def __init__(self, in_dim: int, bottleneck: int = 128, global_context: bool = False):
+        super().__init__()
+        self.global_context = global_context
+        self.hidden = nn.Conv1d(in_dim * (3 if global_context else 1), bottleneck, 1)
+        self.score = nn.Conv1d(bottleneck, in_dim, 1)
+        self.out_dim = 2 * in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        context = x
+        if self.global_context:
+            frames = x.shape[-1]
+            mean = x.mean(dim=-1, keepdim=True).expand(-1, -1, frames)
+            std = _std(x, keepdim=True).expand(-1, -1, frames)
+            context = torch.cat([x, mean, std], dim=1)
+        return _weighted_stats(x, self.score(torch.tanh(self.hidden(context))))
+
+
+class _AttentionScorer(nn.Module):
+    """Two 1x1 convolutions with a tanh between: frame scores for one head."""
+
+    def __init__(self, in_dim: int, bottleneck: int, out_dim: int):
+        super().__init__()
+        self.hidden = nn.Conv1d(in_dim, bottleneck, 1)
+        self.score = nn.Conv1d(bottleneck, out_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(torch.tanh(self.hidden(x)))
+
+
+class MHASTP(nn.Module):
+    """Multi-head attentive statistics pooling.
+
+    Channels are split into ``heads`` equal chunks; each chunk gets its own
+    attention (one score per frame, or one per channel and frame with
+    ``per_channel=True``) and contributes its weighted mean and std.
+    """
+
+    def __init__(self, in_dim: int, heads: int = MHASTP_HEADS, bottleneck: int = 64,
+                 per_channel: bool = False):
+        super().__init__()
+        if in_dim % heads:
+            raise ValueError(f"MHASTP: {in_dim} channels cannot be split into {heads} heads")
+        self.heads = heads
+        chunk = in_dim // heads
+        self.scorers = nn.ModuleList(
+            _AttentionScorer(chunk, bottleneck, chunk if per_channel else 1) for _ in range(heads))
+        self.out_dim = 2 * in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = torch.chunk(x, self.heads, dim=1)
+        return torch.cat([_weighted_stats(c, scorer(c)) for c, scorer in zip(chunks, self.scorers)], dim=1)
+
+
+class MQMHASTP(nn.Module):
+    """Multi-query multi-head attentive statistics pooling: several MHASTP
+    poolings (queries) with per-channel attention, concatenated."""
+
+    def __init__(self, in_dim: int, queries: int = 2, heads: int = MQMHASTP_HEADS, bottleneck: int = 64):
+        super().__init__()
+        self.queries = nn.ModuleList(
+            MHASTP(in_dim, heads=heads, bottleneck=bottleneck, per_channel=True) for _ in range(queries))
+        self.out_dim = 2 * in_dim * queries
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([query(x) for query in self.queries], dim=-1)
+
+
+def make_pooling(name: str, in_dim: int, global_context: bool = False) -> nn.Module:
+    """The pooling layer called ``name`` (``pooling_func`` of a configuration)."""
+    if name == "ASTP":
+        return ASTP(in_dim, global_context=global_context)
+    layers = {"TAP": TAP, "TSDP": TSDP, "TSTP": TSTP, "MHASTP": MHASTP, "MQMHASTP": MQMHASTP}
+    if name not in layers:
+        raise ValueError(f"pooling_func={name!r} is not supported; choose one of ASTP, {', '.join(layers)}")
+    return layers[name](in_dim)

@@ -1,0 +1,37 @@
+"""Learned mixture of earlier stage outputs (ReDimNet's dense connections)."""
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class StageMixer(nn.Module):
+    """Weighted sum of ``num_inputs`` tensors of shape ``[N, rows, T]``.
+
+    Every row has its own softmax over the inputs, so each channel/frequency
+    row chooses how much of every earlier stage it takes.  With a single input
+    the weight is 1 and the logits are a fixed placeholder (kept only so the
+    parameter layout matches the published checkpoints).
+    """
+
+    def __init__(self, num_inputs: int, rows: int, trainable: bool = True):
+        super().__init__()
+        self.num_inputs = num_inputs
+        if num_inputs == 1:
+            rows, trainable = 1, False
+        self.logits = nn.Parameter(torch.zeros(1, num_inputs, rows, 1), requires_grad=trainable)
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        if len(inputs) != self.num_inputs:
+            raise ValueError(f"StageMixer expects {self.num_inputs} inputs, got {len(inputs)}")
+        if self.num_inputs == 1:
+            return inputs[0]
+        weights = torch.softmax(self.logits, dim=1)
+        mixed = inputs[0] * weights[:, 0]
+        for i in range(1, self.num_inputs):
+            mixed = mixed + inputs[i] * weights[:, i]
+        return mixed
+
+    def extra_repr(self) -> str:
+        return f"num_inputs={self.num_inputs}, rows={self.logits.shape[2]}"

@@ -1,0 +1,70 @@
+"""The ReDimNet backbone: log-mel image in, frame-level features out."""
+
+from typing import List, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from ..layers.layer_norm import ChannelLayerNorm
+from ..layers.reshape import to_1d
+from ..layers.stage_mixer import StageMixer
+from .stage import Stage
+
+
+class Stem(nn.Module):
+    """3x3 convolution from 1 to ``C`` channels and a channel layer norm."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(1, channels, kernel_size=3, padding="same")
+        self.norm = ChannelLayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x))
+
+
+class Projection(nn.Sequential):
+    """1x1 convolution to ``out_channels`` and batch norm (the ``out_channels`` option)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size=1)
+        self.norm = nn.BatchNorm1d(out_channels)
+
+
+class Backbone(nn.Module):
+    """``[N, 1, F, T]`` features -> ``[N, C*F or out_channels, T]``.
+
+    Every stage reads a learned mixture of the stem output and of all earlier
+    stage outputs (all in the 1D view, ``C*F`` rows), and the final output is
+    one more such mixture over everything.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.feat_agg_dropout = config.feat_agg_dropout
+        self.stem = Stem(config.C)
+        shapes = config.stage_shapes()
+        self.stages = nn.ModuleList(
+            Stage(i, spec, c, f, config) for i, (spec, (c, f)) in enumerate(zip(config.stages_setup, shapes)))
+        num_stages = len(config.stages_setup)
+        # The original freezes the final mixture of a one-stage network.
+        self.mixer = StageMixer(num_stages + 1, config.width, trainable=num_stages > 1)
+        self.projection = Projection(config.width, config.out_channels) if config.out_channels else None
+
+    def forward(self, x: torch.Tensor, return_all_outputs: bool = False
+                ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
+        outputs = [to_1d(self.stem(x))]
+        for stage in self.stages:
+            y = stage(outputs)
+            if self.training and self.feat_agg_dropout > 0:
+                y = F.dropout(y, p=self.feat_agg_dropout)
+            outputs.append(y)
+        x = self.mixer(outputs)
+        if return_all_outputs:
+            outputs.append(x)
+        if self.projection is not None:
+            x = self.projection(x)
+        return (x, outputs) if return_all_outputs else x

@@ -1,0 +1,75 @@
+"""ReDimNet: waveform in, speaker embedding out."""
+
+from typing import Any, Mapping, Union
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..frontend import make_frontend
+from ..layers.classifier_head import ClassifierHead
+from ..layers.pooling import make_pooling
+from .backbone import Backbone
+
+
+class ReDimNet(nn.Module):
+    """The full network of "Reshape Dimensions Network for Speaker Recognition".
+
+    ``forward(wave)`` takes a 16 kHz mono waveform ``[N, T]`` (float) and returns
+    the raw (not L2-normalised) embedding ``[N, embed_dim]``, or class scores
+    ``[N, num_classes]`` when the configuration has a classification head.
+    With ``return_all_outputs`` it returns ``(output, outputs_1d)``, where
+    ``outputs_1d`` lists the stem output, every stage output and the final
+    mixture, all in the 1D view.
+
+    Data flows one way: :attr:`frontend` (log-mel features) -> :attr:`backbone`
+    -> :attr:`pool` -> :attr:`pool_norm` -> :attr:`embedding` (-> :attr:`embedding_norm`)
+    (-> :attr:`classifier`).
+    """
+
+    def __init__(self, config: Union[ModelConfig, Mapping[str, Any], None] = None, **options):
+        super().__init__()
+        if config is None:
+            config = ModelConfig.from_dict(options)
+        elif options:
+            raise TypeError("pass either a config or keyword options, not both")
+        elif not isinstance(config, ModelConfig):
+            config = ModelConfig.from_dict(config)
+        self.config = config
+        self.frontend = make_frontend(config)
+        self.backbone = Backbone(config)
+        self.pool = make_pooling(config.pooling_func, config.backbone_dim, config.global_context_att)
+        self.pool_norm = nn.BatchNorm1d(self.pool.out_dim)
+        self.embedding = nn.Linear(self.pool.out_dim, config.embed_dim)
+        self.embedding_norm = nn.BatchNorm1d(config.embed_dim) if config.emb_bn else None
+        self.classifier = (ClassifierHead(config.embed_dim, config.num_classes, config.class_dropout,
+                                          config.head_activation)
+                           if config.num_classes is not None else None)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """Log-mel features ``[N, F, frames]`` of a waveform ``[N, T]``."""
+        if wave.ndim != 2:
+            raise ValueError(f"expected a waveform batch of shape [N, T], got shape {tuple(wave.shape)}")
+        return self.frontend(wave)
+
+    def forward_features(self, features: torch.Tensor):
+        """The network after the front end: ``[N, F, frames]`` (or ``[N, 1, F, frames]``) in."""
+        if features.ndim == 3:
+            features = features.unsqueeze(1)
+        all_outputs = self.config.return_all_outputs
+        out = self.backbone(features, return_all_outputs=all_outputs)
+        if all_outputs:
+            out, outputs_1d = out
+        x = self.embedding(self.pool_norm(self.pool(out)))
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
+        if self.classifier is not None:
+            x = self.classifier(x)
+        return (x, outputs_1d) if all_outputs else x
+
+    def forward(self, wave: torch.Tensor):
+        return self.forward_features(self.features(wave))
