@@ -16,14 +16,11 @@ from typing import Dict, Mapping, Union
 import torch
 
 from .config import ModelConfig
+from .errors import CheckpointError
 from .keymap import original_names
 from .model import ReDimNet
 
 PathLike = Union[str, os.PathLike]
-
-
-class CheckpointError(Exception):
-    """A checkpoint file cannot be used; the message says what is wrong and where."""
 
 
 def _describe_keys(keys, limit: int = 8) -> str:
