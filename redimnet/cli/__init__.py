@@ -7,14 +7,24 @@ as one ``redimnet: error: ...`` line, never as a traceback.
 """
 
 import argparse
+import importlib
 import os
 import sys
 from typing import List, Optional
 
 from ..errors import RedimnetError
-from . import info
 
-VERBS = [info]
+# Verb modules, in the order their commands are listed in --help.
+VERB_MODULES = ["info", "embed", "verify", "enroll", "evaluate", "cohort", "prepare", "train", "average", "export"]
+
+
+def _verb_modules():
+    for name in VERB_MODULES:
+        try:
+            yield importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"redimnet {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for verb in VERBS:
+    for verb in _verb_modules():
         verb.register(subparsers)
     return parser
 
