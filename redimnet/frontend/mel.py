@@ -20,13 +20,13 @@ def htk_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sa
     ``f_max``; each filter rises linearly from its lower edge to its centre
     and falls to its upper edge, evaluated at the STFT bin frequencies.
     """
-    bin_hz = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)
-    edges_mel = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2, dtype=torch.float64)
+    bin_hz = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float32)
+    edges_mel = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2, dtype=torch.float32)
     edges_hz = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
     lower, centre, upper = edges_hz[:-2], edges_hz[1:-1], edges_hz[2:]
     rising = (bin_hz[:, None] - lower) / (centre - lower)
     falling = (upper - bin_hz[:, None]) / (upper - centre)
-    return torch.clamp(torch.minimum(rising, falling), min=0.0).float()
+    return torch.clamp(torch.minimum(rising, falling), min=0.0)
 
 
 class MelSpectrogramFrontEnd(LogMelFrontEnd):

@@ -1,0 +1,198 @@
+"""Loading rejects every kind of bad file with a CheckpointError, and saving round-trips."""
+
+import io
+import os
+import pickle
+import zipfile
+
+import pytest
+import torch
+
+import redimnet
+from conftest import OFFICIAL
+from redimnet import CheckpointError
+
+B0 = OFFICIAL / "b0.pt"
+SMALL = dict(F=24, C=4, hop_length=160, embed_dim=32, group_divisor=2,
+             stages_setup=[(1, 1, 1, [(3, 3)], 4), (2, 1, 2, [(3, 3)], 4)])
+
+
+def original_content():
+    return torch.load(B0, weights_only=True)
+
+
+def write(path, content):
+    torch.save(content, path)
+    return path
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found.*nothing.pt"):
+        redimnet.load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(CheckpointError, match="directory"):
+        redimnet.load_checkpoint(tmp_path)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        redimnet.load_checkpoint(tmp_path / "empty.pt")
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("these are my notes, not weights\n" * 20)
+    with pytest.raises(CheckpointError, match="not .*PyTorch checkpoint"):
+        redimnet.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("keep", [0.2, 0.5, 0.9, 0.999])
+def test_truncated_file(tmp_path, keep):
+    data = B0.read_bytes()
+    path = tmp_path / "cut.pt"
+    path.write_bytes(data[:int(len(data) * keep)])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        redimnet.load_checkpoint(path)
+
+
+def test_corrupted_member(tmp_path):
+    data = bytearray(B0.read_bytes())
+    with zipfile.ZipFile(B0) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    # Flip bytes inside the largest stored tensor: the CRC no longer matches.
+    middle = info.header_offset + 100 + info.file_size // 2
+    data[middle:middle + 8] = bytes(8)
+    path = tmp_path / "flipped.pt"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        redimnet.load_checkpoint(path)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"model_config": {}, "state_dict": {}, "payload": _Exploit(marker)}, path)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        redimnet.load_checkpoint(path)
+    assert not marker.exists(), "loading a checkpoint must never run code"
+
+
+def test_legacy_pickle_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil_legacy.pt"
+    torch.save(_Exploit(marker), path, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError):
+        redimnet.load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_raw_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "raw.pkl"
+    path.write_bytes(pickle.dumps(_Exploit(marker)))
+    with pytest.raises(CheckpointError):
+        redimnet.load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_not_in_release_format(tmp_path):
+    with pytest.raises(CheckpointError, match="release format.*a Tensor"):
+        redimnet.load_checkpoint(write(tmp_path / "t.pt", torch.zeros(3)))
+    bare = original_content()["state_dict"]
+    with pytest.raises(CheckpointError, match="'model_config' and 'state_dict'"):
+        redimnet.load_checkpoint(write(tmp_path / "bare.pt", bare))
+
+
+def test_invalid_model_config(tmp_path):
+    content = original_content()
+    content["model_config"]["block_2d_type"] = "mobilenet"
+    with pytest.raises(CheckpointError, match="invalid model_config.*block_2d_type"):
+        redimnet.load_checkpoint(write(tmp_path / "bad.pt", content))
+    content = original_content()
+    content["model_config"]["secret_option"] = 3
+    with pytest.raises(CheckpointError, match="secret_option"):
+        redimnet.load_checkpoint(write(tmp_path / "bad2.pt", content))
+
+
+def test_missing_key(tmp_path):
+    content = original_content()
+    del content["state_dict"]["backbone.stage1.3.conv_block.bn1.running_var"]
+    with pytest.raises(CheckpointError, match="missing keys: backbone.stage1.3.conv_block.bn1.running_var"):
+        redimnet.load_checkpoint(write(tmp_path / "missing.pt", content))
+
+
+def test_unexpected_key(tmp_path):
+    content = original_content()
+    content["state_dict"]["backbone.stage9.0.w"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match="unexpected keys: backbone.stage9.0.w"):
+        redimnet.load_checkpoint(write(tmp_path / "extra.pt", content))
+
+
+def test_mis_shaped_key(tmp_path):
+    content = original_content()
+    content["state_dict"]["linear.weight"] = torch.zeros(10, 10)
+    with pytest.raises(CheckpointError, match=r"linear.weight has shape \(10, 10\), expected \(192, 1200\)"):
+        redimnet.load_checkpoint(write(tmp_path / "shape.pt", content))
+
+
+def test_non_tensor_value(tmp_path):
+    content = original_content()
+    content["state_dict"]["linear.bias"] = [0.0] * 192
+    with pytest.raises(CheckpointError, match="not tensors: linear.bias"):
+        redimnet.load_checkpoint(write(tmp_path / "list.pt", content))
+
+
+def test_state_dict_of_another_model(tmp_path):
+    content = original_content()
+    content["model_config"]["C"] = 12
+    with pytest.raises(CheckpointError, match="mis-shaped|missing|unexpected"):
+        redimnet.load_checkpoint(write(tmp_path / "other.pt", content))
+
+
+@pytest.mark.parametrize("options", [
+    SMALL,
+    {**SMALL, "block_2d_type": "basic_resnet_fwse", "block_1d_type": "fc", "pooling_func": "MQMHASTP",
+     "out_channels": 64, "emb_bn": True, "num_classes": 3, "group_divisor": None},
+    {**SMALL, "block_1d_type": "att", "feat_type": "tf", "pooling_func": "MHASTP",
+     "spec_params": {"do_spec_aug": True}},
+    {**SMALL, "block_1d_type": "conv", "spec_params": {"spec_norm": "bn", "do_preemph": False}},
+])
+def test_save_then_load_round_trip(tmp_path, options):
+    torch.manual_seed(0)
+    model = redimnet.ReDimNet(redimnet.ModelConfig.from_dict(options))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    model.eval()
+    path = redimnet.save_checkpoint(model, tmp_path / "sub" / "model.pt")
+    assert [p.name for p in path.parent.iterdir()] == ["model.pt"], "no temporary files may be left"
+    loaded = redimnet.load_checkpoint(path)
+    assert loaded.config == model.config
+    wave = torch.randn(2, 8000)
+    with torch.no_grad():
+        assert torch.equal(loaded(wave), model(wave))
+
+
+def test_save_rejects_other_objects(tmp_path):
+    with pytest.raises(TypeError):
+        redimnet.save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+
+
+def test_file_object_bytes_are_the_release_format(tmp_path):
+    """What we write is a plain dict of config + tensors that torch loads with weights_only."""
+    path = redimnet.save_checkpoint(redimnet.ReDimNet(redimnet.ModelConfig.from_dict(SMALL)), tmp_path / "m.pt")
+    content = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+    assert set(content) == {"model_config", "state_dict"}
+    assert all(isinstance(v, torch.Tensor) for v in content["state_dict"].values())
+    assert "backbone.stage0.0.w" in content["state_dict"] and "bn.running_mean" in content["state_dict"]
