@@ -76,7 +76,8 @@ def _time_context_key(rest: str, kind: str) -> str:
         return "red_dim_conv.1." + rest[len("reduce_norm."):]
     if rest.startswith("expand."):
         return "exp_dim_conv." + rest[len("expand."):]
-    assert rest.startswith("context."), rest
+    if not rest.startswith("context."):
+        raise KeyError(rest)
     rest = rest[len("context."):]
     if kind == "fc":
         return "tcm." + _apply(_POINTWISE_MLP, rest)
