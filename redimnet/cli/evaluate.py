@@ -1,0 +1,229 @@
+"""``redimnet eval``: score trial lists, normalise scores, report EER and minDCF, draw DET curves."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..embeddings_io import load_embeddings
+from ..errors import UsageError
+from ..evaluation.metrics import compute_metrics
+from ..evaluation.score_norm import normalize_scores
+from ..evaluation.scoring import cosine_scores, l2_normalize, prepare_embeddings, write_scores
+from ..evaluation.trials import EmbeddingIndex, IndexedTrials, TrialList, index_trials, read_trials
+from .models import add_model_arguments, model_from_arguments
+
+P_TARGETS = (0.01, 0.05)
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "eval", help="evaluate speaker verification on trial lists (EER, minDCF)",
+        description="Score the trials of one or more lists (VoxCeleb 'LABEL ENROLL TEST' or Kaldi "
+                    "'ENROLL TEST target|nontarget') by cosine similarity of L2-normalised embeddings, "
+                    "optionally normalise the scores against a cohort (AS-Norm or S-norm), and print the "
+                    "EER and minDCF (p_target 0.01 and 0.05) of each list.")
+    parser.add_argument("--trials", nargs="+", required=True, metavar="T", help="trial list file(s)")
+    source = parser.add_argument_group("embeddings (one of)")
+    source.add_argument("--embeddings", metavar="E.npz",
+                        help="embeddings written by 'redimnet embed'; ids are looked up as the trial lists write them")
+    source.add_argument("--audio-root", metavar="DIR",
+                        help="extract the embeddings first from the audio files under DIR (the trial paths are "
+                             "relative to it); needs --model or --checkpoint")
+    add_model_arguments(parser, required=False)
+    parser.add_argument("--cache", metavar="PATH",
+                        help="embeddings cache for --audio-root (default: OUTPUT_DIR/embeddings.npz, or "
+                             "./redimnet_eval_embeddings.npz without --output-dir)")
+    parser.add_argument("--output-dir", metavar="DIR", help="write one score file per trial list here "
+                                                            "('ENROLL TEST SCORE target|nontarget' lines)")
+    norm = parser.add_argument_group("score normalisation")
+    norm.add_argument("--cohort", metavar="C.npz", help="cohort embeddings (e.g. from 'redimnet cohort')")
+    norm.add_argument("--norm", choices=("none", "snorm", "asnorm"),
+                      help="normalisation: asnorm (default with --cohort), snorm, or none (default without)")
+    norm.add_argument("--top-k", type=int, default=300, metavar="K",
+                      help="AS-Norm cohort size per utterance (default 300; capped at the cohort size)")
+    norm.add_argument("--subtract-mean", choices=("cohort", "eval"),
+                      help="subtract the mean embedding of the cohort or of the evaluated embeddings "
+                           "before cosine scoring")
+    parser.add_argument("--skip-missing", action="store_true",
+                        help="score only trials whose utterances have embeddings (default: missing ones are an error)")
+    parser.add_argument("--plot", metavar="DIR", help="write det.png and a score histogram per list here "
+                                                      "(needs matplotlib: pip install \"redimnet[plot]\")")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.set_defaults(handler=run)
+
+
+def _check_arguments(args) -> str:
+    """The normalisation to apply, after checking that the options fit together."""
+    has_model = bool(getattr(args, "model", None) or getattr(args, "checkpoint", None))
+    if bool(args.embeddings) == bool(args.audio_root):
+        raise UsageError("give exactly one of --embeddings E.npz (precomputed) or --audio-root DIR "
+                         "(with --model/--checkpoint, to extract the embeddings first)")
+    if args.audio_root and not has_model:
+        raise UsageError("--audio-root needs --model NAME or --checkpoint PATH to extract the embeddings")
+    if args.embeddings and has_model:
+        raise UsageError("--model/--checkpoint are only used with --audio-root; with --embeddings the "
+                         "embeddings are already computed")
+    norm = args.norm or ("asnorm" if args.cohort else "none")
+    if norm != "none" and not args.cohort:
+        raise UsageError(f"--norm {norm} needs a cohort: --cohort C.npz (build one with 'redimnet cohort')")
+    if args.cohort and norm == "none" and args.subtract_mean != "cohort":
+        raise UsageError("--cohort is given but not used: choose --norm asnorm/snorm or --subtract-mean cohort")
+    if args.subtract_mean == "cohort" and not args.cohort:
+        raise UsageError("--subtract-mean cohort needs --cohort C.npz")
+    if args.top_k < 2:
+        raise UsageError(f"--top-k must be at least 2, got {args.top_k}")
+    return norm
+
+
+def _extract_embeddings(args, utterances: List[str]) -> Tuple[np.ndarray, np.ndarray, str]:
+    """Embeddings of ``utterances`` under --audio-root, from the cache when it already holds them all."""
+    root = Path(args.audio_root)
+    if not root.is_dir():
+        raise UsageError(f"--audio-root {root} is not a directory")
+    if args.cache:
+        cache = Path(args.cache)
+    elif args.output_dir:
+        cache = Path(args.output_dir) / "embeddings.npz"
+    else:
+        cache = Path("redimnet_eval_embeddings.npz")
+    if cache.is_file():
+        ids, matrix = load_embeddings(cache)
+        index = EmbeddingIndex(ids)
+        if all(index.find(u) is not None for u in utterances):
+            return ids, matrix, f"cached embeddings {cache}"
+    try:
+        from ..inference import embed_directory
+    except ImportError:
+        raise UsageError("extracting embeddings from --audio-root is not available in this installation; "
+                         "extract them with 'redimnet embed' first and pass --embeddings E.npz") from None
+    model = model_from_arguments(args)
+    result = embed_directory(model, root, utterances, cache)
+    if result is None:
+        ids, matrix = load_embeddings(cache)
+    elif isinstance(result, (str, Path)):
+        ids, matrix = load_embeddings(result)
+    elif isinstance(result, dict):
+        ids, matrix = np.asarray(list(result.keys())), np.stack([np.asarray(v) for v in result.values()])
+    else:
+        ids, matrix = result
+    return np.asarray(ids).astype(str), np.asarray(matrix, dtype=np.float32), f"embeddings of {root} (cache {cache})"
+
+
+def _load_cohort(path: str, dim: int) -> np.ndarray:
+    ids, matrix = load_embeddings(path)
+    if matrix.shape[1] != dim:
+        raise UsageError(f"cohort {path} has {matrix.shape[1]}-dimensional embeddings but the evaluated ones have "
+                         f"{dim}: the cohort must come from the same model")
+    if matrix.shape[0] < 2:
+        raise UsageError(f"cohort {path} has {matrix.shape[0]} embedding(s); it needs at least 2")
+    return matrix
+
+
+def _score_file_names(trial_lists: List[TrialList]) -> List[str]:
+    names, seen = [], {}
+    for trials in trial_lists:
+        count = seen.get(trials.name, 0)
+        seen[trials.name] = count + 1
+        names.append(f"{trials.name}.scores" if count == 0 else f"{trials.name}_{count + 1}.scores")
+    return names
+
+
+def run(args) -> int:
+    norm = _check_arguments(args)
+    if args.plot:
+        from ..evaluation.plots import require_matplotlib
+        require_matplotlib()  # fail before the work when matplotlib is missing
+    trial_lists = [read_trials(path) for path in args.trials]
+    if args.audio_root:
+        utterances = list(dict.fromkeys(u for t in trial_lists for u in t.utterances()))
+        ids, matrix, source = _extract_embeddings(args, utterances)
+    else:
+        ids, matrix = load_embeddings(args.embeddings)
+        source = str(args.embeddings)
+    index = EmbeddingIndex(ids)
+    indexed: List[IndexedTrials] = [index_trials(t, index, args.skip_missing, source) for t in trial_lists]
+
+    cohort_raw = _load_cohort(args.cohort, matrix.shape[1]) if args.cohort else None
+    mean = None
+    if args.subtract_mean == "cohort":
+        mean = l2_normalize(cohort_raw).mean(axis=0)
+    elif args.subtract_mean == "eval":
+        used = np.unique(np.concatenate([np.r_[i.enroll_rows, i.test_rows] for i in indexed]))
+        mean = l2_normalize(matrix[used]).mean(axis=0)
+    unit = prepare_embeddings(matrix, mean)
+    unit_cohort = prepare_embeddings(cohort_raw, mean) if cohort_raw is not None else None
+
+    top_k: Optional[int] = None
+    notes: List[str] = []
+    if norm == "asnorm":
+        top_k = min(args.top_k, unit_cohort.shape[0])
+        if top_k < args.top_k:
+            notes.append(f"--top-k {args.top_k} is larger than the cohort; using all {top_k} cohort embeddings")
+
+    output_dir = Path(args.output_dir) if args.output_dir else None
+    file_names = _score_file_names(trial_lists)
+    results: List[Dict] = []
+    curves = {}
+    for item, file_name in zip(indexed, file_names):
+        scores = cosine_scores(unit, item.enroll_rows, item.test_rows, normalised=True)
+        if norm != "none":
+            scores = normalize_scores(scores, item.enroll_rows, item.test_rows, unit, unit_cohort, top_k)
+        labels = item.labels
+        metrics = compute_metrics(scores, labels, P_TARGETS)
+        entry = {"name": item.trials.name, "trials_file": str(item.trials.path),
+                 "missing_trials": item.n_missing_trials, "missing_utterances": len(item.missing_utterances),
+                 **metrics.to_dict(), "score_file": None}
+        if output_dir is not None:
+            enroll, test = item.kept_pairs()
+            entry["score_file"] = str(write_scores(output_dir / file_name, enroll, test, scores, labels))
+        results.append(entry)
+        curves[file_name[:-len(".scores")]] = (scores, labels)
+
+    plots: List[str] = []
+    if args.plot:
+        from ..evaluation.plots import plot_det, plot_score_histogram
+        plot_dir = Path(args.plot)
+        plots.append(str(plot_det(curves, plot_dir / "det.png", title=f"DET ({_norm_title(norm, top_k)})")))
+        for name, (scores, labels) in curves.items():
+            plots.append(str(plot_score_histogram(scores, labels, plot_dir / f"scores_{name}.png",
+                                                  title=f"{name} scores ({_norm_title(norm, top_k)})")))
+
+    for note in notes:
+        print(f"redimnet: note: {note}", file=sys.stderr)
+    for entry in results:
+        if entry["missing_trials"]:
+            print(f"redimnet: warning: skipped {entry['missing_trials']} trial(s) of {entry['trials_file']} "
+                  f"({entry['missing_utterances']} utterance(s) without embeddings)", file=sys.stderr)
+    settings = {"embeddings": source, "normalisation": norm, "top_k": top_k, "cohort": args.cohort,
+                "subtract_mean": args.subtract_mean}
+    if args.json:
+        print(json.dumps({"settings": settings, "results": results, "plots": plots}, indent=2))
+        return 0
+    _print_table(results, norm, top_k)
+    for entry in results:
+        if entry["score_file"]:
+            print(f"scores: {entry['score_file']}")
+    for path in plots:
+        print(f"plot: {path}")
+    return 0
+
+
+def _norm_title(norm: str, top_k: Optional[int]) -> str:
+    return {"none": "cosine", "snorm": "cosine + S-norm"}.get(norm, f"cosine + AS-Norm top-{top_k}")
+
+
+def _print_table(results: List[Dict], norm: str, top_k: Optional[int]):
+    width = max(10, *(len(r["name"]) for r in results))
+    header = (f"{'trial list':<{width}} {'trials':>9} {'targets':>8} {'missing':>8} {'EER %':>7} "
+              + " ".join(f"{'minDCF(' + format(p, 'g') + ')':>13}" for p in P_TARGETS))
+    print(f"scoring: {_norm_title(norm, top_k)}")
+    print(header)
+    for r in results:
+        dcf = " ".join(f"{r['min_dcf'][format(p, 'g')]['value']:>13.4f}" for p in P_TARGETS)
+        print(f"{r['name']:<{width}} {r['trials']:>9} {r['targets']:>8} {r['missing_trials']:>8} "
+              f"{100 * r['eer']:>7.3f} {dcf}")

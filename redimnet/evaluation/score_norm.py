@@ -1,0 +1,128 @@
+"""Score normalisation against a cohort: S-norm and adaptive S-norm (AS-Norm).
+
+A cohort is a set of embeddings of speakers not in the evaluation (usually
+one mean embedding per training speaker, see :func:`build_cohort`).  Each
+utterance of a trial is scored against the whole cohort; the trial score is
+standardised with the mean and standard deviation of those cohort scores,
+once from the enrolment side and once from the test side, and the two are
+averaged.  AS-Norm uses only the ``top_k`` highest cohort scores of each
+utterance (its closest impostors); plain S-norm uses all of them.
+"""
+
+from __future__ import annotations
+
+from typing import List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import RedimnetError
+from .scoring import l2_normalize
+from .trials import EmbeddingIndex, _normalise_id
+
+__all__ = ["ScoreNormError", "speaker_of", "build_cohort", "cohort_statistics", "normalize_scores"]
+
+_ROWS_PER_BLOCK = 2048
+
+
+class ScoreNormError(RedimnetError):
+    """A cohort or normalisation request that cannot be used."""
+
+
+def speaker_of(utt: str) -> str:
+    """The speaker an utterance id implies: its first path component (``id10270/abc/00001.wav`` -> ``id10270``)."""
+    first = _normalise_id(utt).lstrip("/").split("/", 1)
+    if len(first) < 2 or not first[0]:
+        raise ScoreNormError(f"cannot tell the speaker of utterance id {utt!r}: it has no directory part; "
+                             "give an utt2spk file (UTTERANCE SPEAKER per line)")
+    return first[0]
+
+
+def build_cohort(ids: Sequence[str], embeddings: np.ndarray, utt2spk: Optional[Mapping[str, str]] = None,
+                 min_utterances: int = 1) -> Tuple[List[str], np.ndarray]:
+    """``(speakers, means)``: the mean of the L2-normalised embeddings of every speaker, itself normalised.
+
+    Speakers come from ``utt2spk`` (looked up like trial ids, so extensions may
+    differ) or, without it, from the first path component of each id.
+    Speakers with fewer than ``min_utterances`` utterances are left out.
+    """
+    ids = [str(i) for i in ids]
+    unit = l2_normalize(embeddings)
+    if len(ids) != unit.shape[0]:
+        raise ScoreNormError(f"{len(ids)} ids for {unit.shape[0]} embeddings")
+    if utt2spk is None:
+        speakers = [speaker_of(u) for u in ids]
+    else:
+        index = EmbeddingIndex(list(utt2spk.keys()))
+        labels = list(utt2spk.values())
+        speakers = []
+        missing = []
+        for utt in ids:
+            row = index.find(utt)
+            if row is None:
+                missing.append(utt)
+            else:
+                speakers.append(labels[row])
+        if missing:
+            raise ScoreNormError(f"{len(missing)} of {len(ids)} embedded utterances have no speaker in utt2spk "
+                                 f"(e.g. {', '.join(missing[:3])}); add them to utt2spk or embed only the "
+                                 "cohort utterances")
+    names, inverse, counts = np.unique(np.asarray(speakers, dtype=str), return_inverse=True, return_counts=True)
+    sums = np.zeros((names.size, unit.shape[1]), dtype=np.float64)
+    np.add.at(sums, inverse.reshape(-1), unit)
+    keep = counts >= min_utterances
+    if not keep.any():
+        raise ScoreNormError(f"no speaker has at least {min_utterances} utterances; lower the minimum")
+    means = (sums[keep] / counts[keep, None]).astype(np.float32)
+    return names[keep].tolist(), l2_normalize(means)
+
+
+def cohort_statistics(unit_embeddings: np.ndarray, unit_cohort: np.ndarray,
+                      top_k: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each embedding's cosine scores against the cohort.
+
+    With ``top_k`` only the ``top_k`` highest scores of each row count (AS-Norm);
+    without it, all cohort scores (S-norm).  Both inputs must be unit-length rows.
+    """
+    n_cohort = unit_cohort.shape[0]
+    if unit_embeddings.shape[1] != unit_cohort.shape[1]:
+        raise ScoreNormError(f"cohort embeddings have dimension {unit_cohort.shape[1]}, evaluated embeddings "
+                             f"{unit_embeddings.shape[1]}: the cohort must come from the same model")
+    if n_cohort < 2:
+        raise ScoreNormError(f"the cohort needs at least 2 embeddings, it has {n_cohort}")
+    if top_k is not None and not 2 <= top_k <= n_cohort:
+        raise ScoreNormError(f"top_k must be between 2 and the cohort size ({n_cohort}), got {top_k}")
+    means = np.empty(unit_embeddings.shape[0], dtype=np.float64)
+    stds = np.empty_like(means)
+    cohort_t = np.ascontiguousarray(unit_cohort.T)
+    for start in range(0, unit_embeddings.shape[0], _ROWS_PER_BLOCK):
+        block = unit_embeddings[start:start + _ROWS_PER_BLOCK] @ cohort_t
+        if top_k is not None and top_k < n_cohort:
+            block = np.partition(block, n_cohort - top_k, axis=1)[:, n_cohort - top_k:]
+        block = block.astype(np.float64)
+        means[start:start + _ROWS_PER_BLOCK] = block.mean(axis=1)
+        stds[start:start + _ROWS_PER_BLOCK] = block.std(axis=1)
+    return means, stds
+
+
+def normalize_scores(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray,
+                     unit_embeddings: np.ndarray, unit_cohort: np.ndarray,
+                     top_k: Optional[int] = None) -> np.ndarray:
+    """S-norm (``top_k=None``) or AS-Norm of trial ``scores``.
+
+    ``scores[i]`` belongs to the trial ``unit_embeddings[enroll_rows[i]]`` against
+    ``unit_embeddings[test_rows[i]]``; cohort statistics are computed once for
+    every distinct utterance.  Returns ``((s - mu_e) / sd_e + (s - mu_t) / sd_t) / 2``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
+    test_rows = np.asarray(test_rows, dtype=np.int64)
+    used, inverse = np.unique(np.r_[enroll_rows, test_rows], return_inverse=True)
+    means, stds = cohort_statistics(unit_embeddings[used], unit_cohort, top_k)
+    flat = np.flatnonzero(stds <= 1e-12)
+    if flat.size:
+        raise ScoreNormError(f"{flat.size} utterance(s) score identically against every cohort member used; "
+                             "the cohort is degenerate (duplicate embeddings?) — use a larger or more varied cohort")
+    inverse = inverse.reshape(-1)
+    e, t = inverse[:scores.size], inverse[scores.size:]
+    return 0.5 * ((scores - means[e]) / stds[e] + (scores - means[t]) / stds[t])
+

@@ -1,0 +1,85 @@
+"""Cosine scoring of trials on L2-normalised embeddings, and score files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import RedimnetError
+
+__all__ = ["ScoringError", "l2_normalize", "prepare_embeddings", "cosine_scores", "write_scores"]
+
+PathLike = Union[str, os.PathLike]
+
+_CHUNK = 65536
+
+
+class ScoringError(RedimnetError):
+    """Embeddings that cannot be scored."""
+
+
+def l2_normalize(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32); an all-zero row is an error, as its direction is undefined."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.ndim != 2:
+        raise ScoringError(f"embeddings must be a 2-D matrix [utterances, dim], got shape {matrix.shape}")
+    if not np.all(np.isfinite(matrix)):
+        rows = np.flatnonzero(~np.all(np.isfinite(matrix), axis=1))
+        raise ScoringError(f"{rows.size} embedding(s) contain NaN or infinite values (first: row {rows[0]})")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    zero = np.flatnonzero(norms[:, 0] == 0)
+    if zero.size:
+        raise ScoringError(f"{zero.size} embedding(s) are all zeros (first: row {zero[0]}); "
+                           "their cosine score is undefined")
+    return matrix / norms
+
+
+def prepare_embeddings(matrix: np.ndarray, mean: Optional[np.ndarray] = None) -> np.ndarray:
+    """L2-normalise, subtract ``mean`` (if given, a vector of unit-normalised embedding space), renormalise."""
+    normalised = l2_normalize(matrix)
+    if mean is None:
+        return normalised
+    mean = np.asarray(mean, dtype=np.float32).reshape(-1)
+    if mean.shape[0] != normalised.shape[1]:
+        raise ScoringError(f"mean vector has dimension {mean.shape[0]}, embeddings have {normalised.shape[1]}")
+    return l2_normalize(normalised - mean)
+
+
+def cosine_scores(embeddings: np.ndarray, enroll_rows: Sequence[int], test_rows: Sequence[int],
+                  normalised: bool = False) -> np.ndarray:
+    """Cosine similarity of ``embeddings[enroll_rows[i]]`` and ``embeddings[test_rows[i]]`` for every i.
+
+    Pass ``normalised=True`` when the rows are already unit length.  Works in
+    chunks, so millions of trials need little memory.
+    """
+    unit = embeddings if normalised else l2_normalize(embeddings)
+    enroll_rows = np.asarray(enroll_rows, dtype=np.int64)
+    test_rows = np.asarray(test_rows, dtype=np.int64)
+    if enroll_rows.shape != test_rows.shape:
+        raise ScoringError(f"{enroll_rows.size} enrolment rows but {test_rows.size} test rows")
+    scores = np.empty(enroll_rows.size, dtype=np.float64)
+    for start in range(0, enroll_rows.size, _CHUNK):
+        a = unit[enroll_rows[start:start + _CHUNK]]
+        b = unit[test_rows[start:start + _CHUNK]]
+        scores[start:start + _CHUNK] = np.einsum("ij,ij->i", a, b, dtype=np.float64)
+    return scores
+
+
+def write_scores(path: PathLike, enroll: Sequence[str], test: Sequence[str], scores: Sequence[float],
+                 labels: Optional[Sequence[bool]] = None) -> Path:
+    """Write ``enroll test score [target|nontarget]`` lines, one per trial."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "w", encoding="utf-8") as stream:
+        if labels is None:
+            for e, t, s in zip(enroll, test, scores):
+                stream.write(f"{e} {t} {s:.6f}\n")
+        else:
+            for e, t, s, l in zip(enroll, test, scores, labels):
+                stream.write(f"{e} {t} {s:.6f} {'target' if l else 'nontarget'}\n")
+    os.replace(temp, path)
+    return path
