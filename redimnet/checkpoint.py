@@ -8,7 +8,6 @@ both ways: ours load in the original code and the original's load here.
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Dict, Mapping, Union
@@ -17,6 +16,7 @@ import torch
 
 from .config import ModelConfig
 from .errors import CheckpointError
+from .fileio import atomic_write
 from .keymap import original_names
 from .model import ReDimNet
 
@@ -139,17 +139,7 @@ def save_checkpoint(model: ReDimNet, path: PathLike) -> Path:
     if not isinstance(model, ReDimNet):
         raise TypeError(f"save_checkpoint expects a redimnet.ReDimNet, got {type(model).__name__}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     content = {"model_config": model.config.to_dict(), "state_dict": to_original_state_dict(model)}
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(content, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    with atomic_write(path) as stream:
+        torch.save(content, stream)
     return path

@@ -6,13 +6,13 @@ database.  Writes are atomic (temporary file + rename).
 """
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
 
 from .errors import RedimnetError
+from .fileio import atomic_write
 
 PathLike = Union[str, os.PathLike]
 
@@ -30,16 +30,8 @@ def save_embeddings(path: PathLike, ids: Sequence[str], embeddings: np.ndarray) 
         raise ValueError(f"need one embedding row per id: {len(ids)} ids, embeddings of shape {embeddings.shape}")
     if len(set(ids.tolist())) != len(ids):
         raise ValueError("utterance ids must be unique")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, ids=ids, embeddings=embeddings)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    with atomic_write(path, suffix=".tmp.npz") as stream:
+        np.savez(stream, ids=ids, embeddings=embeddings)
     return path
 
 
