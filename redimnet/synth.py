@@ -1,0 +1,293 @@
+"""A synthetic multi-speaker speech corpus, for tests and demos (no downloads, numpy only).
+
+Voices come from a source-filter model: a glottal harmonic source (f0 contour
+with declination, intonation, jitter and shimmer, a speaker-specific spectral
+tilt, breath noise) shaped by a cascade of formant resonances whose targets
+move from vowel to vowel.  A *speaker* fixes the f0 range, the vocal-tract
+length (formant scaling), per-vowel formant habits, the high formants F4/F5,
+bandwidths, tilt, speaking rate, jitter and breathiness; an *utterance* is a
+random sequence of vowel-like segments and pauses, recorded in a session with
+its own channel colouring and background noise.
+
+Command line::
+
+    python -m redimnet.synth OUT_DIR --speakers 48 --utterances 8 [--held-out 16]
+
+writes ``OUT_DIR/SPEAKER/SESSION/NNNNN.wav`` (VoxCeleb layout), or with
+``--held-out H`` the last H speakers to ``OUT_DIR/test`` with a trial list
+``OUT_DIR/test_trials.txt`` and the others to ``OUT_DIR/train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+# Average formant frequencies F1-F3 (Hz) of English vowels spoken by adult men
+# (after Peterson & Barney 1952); speakers scale and perturb them.
+VOWEL_FORMANTS = np.array([
+    (270, 2290, 3010), (390, 1990, 2550), (530, 1840, 2480), (660, 1720, 2410), (730, 1090, 2440),
+    (570, 840, 2410), (440, 1020, 2240), (300, 870, 2240), (640, 1190, 2390), (490, 1350, 1690),
+], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Voice:
+    """The fixed properties of one synthetic speaker."""
+
+    f0: float                 # mean fundamental frequency, Hz
+    f0_range: float           # intonation depth, fraction of f0
+    formant_scale: float      # 1 / vocal-tract length, relative to an adult male
+    vowel_habits: np.ndarray  # [vowels, 3] multiplicative formant offsets
+    high_formants: Tuple[float, float]
+    bandwidth_scale: float
+    tilt: float               # spectral slope exponent of the source (amplitude ~ f ** tilt)
+    segment_seconds: float    # mean vowel duration (speaking rate)
+    jitter: float             # cycle-to-cycle f0 variation, fraction
+    shimmer: float            # amplitude variation, fraction
+    breathiness: float        # aspiration noise level
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> "Voice":
+        female = rng.random() < 0.5
+        f0 = rng.uniform(165, 255) if female else rng.uniform(85, 150)
+        scale = rng.uniform(1.08, 1.25) if female else rng.uniform(0.88, 1.04)
+        return cls(
+            f0=float(f0), f0_range=float(rng.uniform(0.05, 0.3)), formant_scale=float(scale),
+            vowel_habits=rng.normal(1.0, 0.07, size=VOWEL_FORMANTS.shape).clip(0.8, 1.2),
+            high_formants=(float(rng.uniform(3300, 3900) * scale), float(rng.uniform(4200, 5000) * scale)),
+            bandwidth_scale=float(rng.uniform(0.7, 1.6)), tilt=float(rng.uniform(-1.6, -0.5)),
+            segment_seconds=float(rng.uniform(0.08, 0.22)), jitter=float(rng.uniform(0.003, 0.02)),
+            shimmer=float(rng.uniform(0.02, 0.1)), breathiness=float(rng.uniform(0.005, 0.08)))
+
+
+def voice_for(seed: int, speaker: int) -> Voice:
+    """The voice of speaker number ``speaker`` of corpus ``seed`` (independent of other speakers)."""
+    return Voice.random(np.random.default_rng([seed, speaker, 101]))
+
+
+def _envelope(freqs: np.ndarray, formants: np.ndarray, bandwidths: np.ndarray, tilt: float) -> np.ndarray:
+    """Magnitude of the vocal-tract cascade (times source tilt) at ``freqs``.
+
+    ``freqs`` ``[..., K]``; ``formants``/``bandwidths`` ``[..., 1, M]`` (broadcast).
+    """
+    f = freqs[..., None]
+    ratio = f / formants
+    magnitude = 1.0 / np.sqrt((1.0 - ratio ** 2) ** 2 + (f * bandwidths / formants ** 2) ** 2)
+    return np.prod(magnitude, axis=-1) * np.maximum(freqs, 50.0) ** tilt
+
+
+def _smooth_noise(rng: np.random.Generator, length: int, period: int) -> np.ndarray:
+    """Random values every ``period`` samples, linearly interpolated."""
+    points = rng.standard_normal(length // period + 2)
+    return np.interp(np.arange(length) / period, np.arange(points.size), points)
+
+
+def synthesize(voice: Voice, seconds: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """One utterance of ``voice``: about ``seconds`` long, float32 in [-1, 1]."""
+    n = int(seconds * sample_rate)
+    hop = sample_rate // 200  # control rate: 5 ms
+    frames = n // hop + 2
+    t_frames = np.arange(frames) * hop
+
+    # segment plan: vowels with pauses
+    centres, targets, gate_points = [], [], []
+    position = int(rng.uniform(0.02, 0.15) * sample_rate)
+    gate_points.append((0, 0.0))
+    while position < n:
+        length = int(voice.segment_seconds * rng.uniform(0.6, 1.7) * sample_rate)
+        vowel = int(rng.integers(len(VOWEL_FORMANTS)))
+        formants = VOWEL_FORMANTS[vowel] * voice.vowel_habits[vowel] * voice.formant_scale
+        centres.append(position + length / 2)
+        targets.append(np.concatenate([formants, voice.high_formants]))
+        gate_points += [(position, 0.0), (position + 0.015 * sample_rate, 1.0)]
+        position += length
+        if rng.random() < 0.15:  # pause
+            gate_points += [(position - 0.015 * sample_rate, 1.0), (position, 0.0)]
+            position += int(rng.uniform(0.05, 0.25) * sample_rate)
+    targets = np.array(targets)
+    formant_track = np.stack([np.interp(t_frames, centres, targets[:, m]) for m in range(targets.shape[1])], axis=1)
+    gate_t, gate_v = zip(*sorted(gate_points))
+    gate = np.interp(np.arange(n), gate_t, gate_v)
+    loudness = np.exp(0.25 * _smooth_noise(rng, n, int(0.3 * sample_rate)))
+
+    # f0 contour: declination + intonation + jitter
+    t = np.arange(n) / sample_rate
+    declination = 1.0 + voice.f0_range * (0.5 - t / max(seconds, 1e-3))
+    intonation = 1.0 + 0.5 * voice.f0_range * np.sin(2 * np.pi * rng.uniform(0.3, 1.5) * t + rng.uniform(0, 6.3))
+    jitter = 1.0 + voice.jitter * _smooth_noise(rng, n, max(int(sample_rate / voice.f0), 1))
+    f0 = voice.f0 * declination * intonation * jitter
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+
+    # harmonic amplitudes on the control grid, then per sample
+    harmonics = int(0.45 * sample_rate / f0.min())
+    k = np.arange(1, harmonics + 1)
+    f0_frames = np.interp(t_frames, np.arange(n), f0)
+    freq = f0_frames[:, None] * k[None, :]                       # [frames, K]
+    bandwidths = np.array([60.0, 90.0, 120.0, 180.0, 250.0]) * voice.bandwidth_scale
+    amp = _envelope(freq, formant_track[:, None, :], bandwidths, voice.tilt)
+    amp[freq >= 0.47 * sample_rate] = 0.0
+    sample_grid = np.arange(n) / hop
+    wave = np.zeros(n)
+    for index in range(harmonics):
+        a = np.interp(sample_grid, np.arange(frames), amp[:, index])
+        wave += a * np.sin(k[index] * phase)
+    shimmer = 1.0 + voice.shimmer * _smooth_noise(rng, n, max(int(sample_rate / voice.f0), 1))
+    voiced = wave * shimmer
+    voiced /= np.sqrt(np.mean(voiced ** 2)) + 1e-12
+
+    # breath noise shaped by the speaker's neutral tract
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    bins = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    neutral = np.concatenate([VOWEL_FORMANTS.mean(0) * voice.formant_scale, voice.high_formants])
+    spectrum *= _envelope(bins, neutral[None, :], bandwidths[None, :], voice.tilt + 1.0)
+    breath = np.fft.irfft(spectrum, n)
+    breath /= np.sqrt(np.mean(breath ** 2)) + 1e-12
+    speech = (voiced + voice.breathiness * 4 * breath) * gate * loudness
+    return speech.astype(np.float32)
+
+
+def record(speech: np.ndarray, rng: np.random.Generator, channel_tilt: float, snr_db: float,
+           sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A session's channel: a gentle spectral tilt, background noise at ``snr_db``, peak normalisation."""
+    spectrum = np.fft.rfft(speech)
+    bins = np.fft.rfftfreq(speech.size, 1.0 / sample_rate)
+    spectrum *= (np.maximum(bins, 100.0) / 1000.0) ** channel_tilt
+    wave = np.fft.irfft(spectrum, speech.size)
+    noise = np.cumsum(rng.standard_normal(speech.size)) * 0.02 + rng.standard_normal(speech.size)
+    noise -= noise.mean()
+    power = np.mean(wave ** 2) + 1e-12
+    wave = wave + noise * np.sqrt(power / (np.mean(noise ** 2) * 10 ** (snr_db / 10)))
+    return (wave / (np.abs(wave).max() + 1e-9) * rng.uniform(0.3, 0.9)).astype(np.float32)
+
+
+def speaker_id(index: int) -> str:
+    return f"id{10000 + index:05d}"
+
+
+def generate_corpus(out_dir, speakers: Sequence[int], utterances: int = 8, seed: int = 0, seconds: float = 3.0,
+                    sessions: int = 2, sample_rate: int = SAMPLE_RATE) -> List[Tuple[str, str]]:
+    """Write ``speaker/session/NNNNN.wav`` files for the given speaker numbers.
+
+    Returns ``(utterance id, speaker id)`` pairs, ids relative to ``out_dir``.
+    """
+    import soundfile
+
+    out_dir = Path(out_dir)
+    written = []
+    for speaker in speakers:
+        voice = voice_for(seed, speaker)
+        session_rng = np.random.default_rng([seed, speaker, 202])
+        channels = [(float(session_rng.uniform(-0.3, 0.3)), float(session_rng.uniform(15, 35)))
+                    for _ in range(sessions)]
+        for number in range(utterances):
+            rng = np.random.default_rng([seed, speaker, 303, number])
+            session = number % sessions
+            length = seconds * rng.uniform(0.8, 1.2)
+            wave = record(synthesize(voice, length, rng, sample_rate), rng, *channels[session], sample_rate)
+            utt = f"{speaker_id(speaker)}/session{session}/{number + 1:05d}.wav"
+            path = out_dir / utt
+            path.parent.mkdir(parents=True, exist_ok=True)
+            soundfile.write(str(path), wave, sample_rate, subtype="PCM_16")
+            written.append((utt, speaker_id(speaker)))
+    return written
+
+
+def write_trials(utterances: Sequence[Tuple[str, str]], path) -> Path:
+    """Every pair of utterances as a VoxCeleb-format trial list (``1`` same speaker, ``0`` different)."""
+    path = Path(path)
+    lines = [f"{int(sa == sb)} {a} {b}\n" for (a, sa), (b, sb) in itertools.combinations(utterances, 2)]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def write_noise_folder(folder, seed: int = 0, files: int = 4, seconds: float = 4.0,
+                       sample_rate: int = SAMPLE_RATE) -> Path:
+    """A small MUSAN-style folder: ``noise/`` (coloured noise), ``music/`` (chords), ``speech/`` (other talkers)."""
+    import soundfile
+
+    folder = Path(folder)
+    n = int(seconds * sample_rate)
+    for kind in ("noise", "music", "speech"):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+    for index in range(files):
+        rng = np.random.default_rng([seed, index, 404])
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        spectrum *= np.maximum(np.fft.rfftfreq(n, 1 / sample_rate), 20.0) ** rng.uniform(-1.0, 0.0)
+        noise = np.fft.irfft(spectrum, n)
+        t = np.arange(n) / sample_rate
+        music = sum(np.sin(2 * np.pi * f * h * t) / h for f in rng.uniform(110, 660, 3) for h in (1, 2, 3))
+        music *= 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.5, 3) * t) ** 2
+        talker = synthesize(voice_for(seed + 7919, index), seconds, rng, sample_rate)
+        for kind, wave in (("noise", noise), ("music", music), ("speech", talker)):
+            wave = wave / (np.abs(wave).max() + 1e-9) * 0.5
+            soundfile.write(str(folder / kind / f"{kind}-{index:04d}.wav"), wave.astype(np.float32), sample_rate)
+    return folder
+
+
+def write_rir_folder(folder, seed: int = 0, files: int = 4, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Synthetic room impulse responses: a direct path then exponentially decaying noise (RT60 0.2-0.8 s)."""
+    import soundfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(files):
+        rng = np.random.default_rng([seed, index, 505])
+        rt60 = rng.uniform(0.2, 0.8)
+        n = int(rt60 * sample_rate)
+        t = np.arange(n) / sample_rate
+        rir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60) * 0.3
+        delay = int(rng.integers(10, 80))
+        rir[:delay] = 0.0
+        rir[delay] = 1.0
+        soundfile.write(str(folder / f"rir-{index:04d}.wav"), (rir / np.abs(rir).max() * 0.9).astype(np.float32),
+                        sample_rate)
+    return folder
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m redimnet.synth", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", help="folder to write (VoxCeleb layout)")
+    parser.add_argument("--speakers", type=int, default=48)
+    parser.add_argument("--utterances", type=int, default=8, help="utterances per speaker")
+    parser.add_argument("--seconds", type=float, default=3.0, help="mean utterance length")
+    parser.add_argument("--sessions", type=int, default=2, help="recording sessions (channels) per speaker")
+    parser.add_argument("--held-out", type=int, default=0, metavar="H",
+                        help="put the last H speakers in OUT_DIR/test with OUT_DIR/test_trials.txt")
+    parser.add_argument("--noise-dir", help="also write a small MUSAN-style noise folder here")
+    parser.add_argument("--rir-dir", help="also write synthetic room impulse responses here")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.speakers < 2 or args.utterances < 1 or args.seconds <= 0 or args.sessions < 1:
+        parser.error("need --speakers >= 2, --utterances >= 1, --sessions >= 1 and --seconds > 0")
+    if not 0 <= args.held_out < args.speakers:
+        parser.error("--held-out must be between 0 and --speakers - 1")
+    out = Path(args.out_dir)
+    common = dict(utterances=args.utterances, seed=args.seed, seconds=args.seconds, sessions=args.sessions)
+    if args.held_out:
+        first_test = args.speakers - args.held_out
+        train = generate_corpus(out / "train", range(first_test), **common)
+        test = generate_corpus(out / "test", range(first_test, args.speakers), **common)
+        trials = write_trials(test, out / "test_trials.txt")
+        print(f"{len(train)} training utterances in {out / 'train'}, {len(test)} held-out utterances in "
+              f"{out / 'test'}, trials {trials}")
+    else:
+        written = generate_corpus(out, range(args.speakers), **common)
+        print(f"{len(written)} utterances of {args.speakers} speakers in {out}")
+    if args.noise_dir:
+        print(f"noise: {write_noise_folder(args.noise_dir, args.seed)}")
+    if args.rir_dir:
+        print(f"room impulse responses: {write_rir_folder(args.rir_dir, args.seed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Training ReDimNet speaker models: configs, data, augmentation, losses, the loop.
+
+>>> from redimnet.training import load_config, train   # doctest: +SKIP
+>>> result = train(load_config("configs/b2_pretrain.yaml"))   # doctest: +SKIP
+"""
+
+from .checkpointing import average_checkpoints, average_models
+from .config import ConfigError, TrainingConfig, load_config
+from .data import DataError
+from .trainer import TrainingError, TrainingResult, train
+
+__all__ = ["ConfigError", "DataError", "TrainingConfig", "TrainingError", "TrainingResult", "average_checkpoints",
+           "average_models", "load_config", "train"]

@@ -1,0 +1,90 @@
+"""Training configs: the shipped recipes are valid, and bad ones fail naming file and key."""
+
+from pathlib import Path
+
+import pytest
+
+import redimnet
+from redimnet.cli import main as cli_main
+from redimnet.training.config import ConfigError, TrainingConfig, load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_every_model_size_has_pretrain_and_lm_configs():
+    names = {p.name for p in CONFIGS}
+    for preset in redimnet.list_models():
+        assert f"{preset}_pretrain.yaml" in names and f"{preset}_lm.yaml" in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_are_valid_and_follow_the_paper(path):
+    config = load_config(path)
+    model_config = config.model_config()
+    assert model_config.num_classes is None
+    assert model_config.hop_length == 240  # 15 ms at 16 kHz
+    assert config.loss.scale == 32 and config.loss.type == "aam"
+    assert config.data.speed_perturb == (0.9, 1.1)
+    assert config.optimizer.nesterov and config.optimizer.momentum == 0.9 and config.optimizer.weight_decay == 2e-5
+    if path.name.endswith("_pretrain.yaml"):
+        assert config.data.crop_seconds == 2.0 and config.loss.margin == 0.2
+    else:
+        assert config.data.crop_seconds == 6.0 and config.loss.margin > 0.2 and config.model.init_from
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, key", [
+    ("train:\n  epochz: 3\n", "train.epochz"),
+    ("loss:\n  type: arcface\n", "loss.type"),
+    ("optimizer:\n  lr: -1\n", "optimizer.lr"),
+    ("data:\n  speed_perturb: [1.0]\n", "data.speed_perturb"),
+    ("data:\n  batch_size: 2.5\n", "data.batch_size"),
+    ("augment:\n  snr: {noise: [10, 0]}\n", "augment.snr"),
+    ("model:\n  preset: b9\n", "model.preset"),
+    ("model:\n  overrides: {C: 0}\n", "model.overrides"),
+    ("model:\n  overrides: {num_classes: 10}\n", "model.overrides.num_classes"),
+    ("data:\n  wav_scp: a.scp\n", "data.utt2spk"),
+    ("bogus:\n  x: 1\n", "bogus"),
+    ("optimizer:\n  lr: 0.01\n  final_lr: 0.1\n", "optimizer.final_lr"),
+])
+def test_invalid_configs_name_the_file_and_key(tmp_path, text, key):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value) and key in str(error.value)
+
+
+def test_yaml_syntax_error_gives_line(tmp_path):
+    path = _write(tmp_path, "train:\n  epochs: [1\n")
+    with pytest.raises(ConfigError, match=r"line \d+"):
+        load_config(path)
+
+
+def test_set_overrides_are_validated_too(tmp_path):
+    path = _write(tmp_path, "train:\n  epochs: 3\n")
+    assert load_config(path, ["train.epochs=7"]).train.epochs == 7
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(path, ["train.epochs=zero"])
+
+
+def test_missing_data_paths_fail_before_training(tmp_path):
+    config = TrainingConfig.from_dict({"data": {"csv": str(tmp_path / "nope.csv")}}, source="x.yaml")
+    with pytest.raises(ConfigError, match="data.csv.*does not exist"):
+        config.check_paths()
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
+    path = _write(tmp_path, "train:\n  epochz: 3\n")
+    assert cli_main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("redimnet: error:") and "train.epochz" in err and "Traceback" not in err
+
+
+def test_spec_augment_option_reaches_the_model():
+    config = TrainingConfig.from_dict({"model": {"preset": "b0"}, "augment": {"spec_augment": True}})
+    assert config.model_config().spec_params["do_spec_aug"] is True
