@@ -1,0 +1,463 @@
+"""``redimnet embed``: one speaker embedding per audio file, written to .npz, .npy files or Kaldi ark/scp.
+
+Inputs are files, folders (searched recursively for audio) and ``--list``
+files in Kaldi ``wav.scp`` form.  Utterance ids: the path relative to the
+folder given (extension kept), the file name for a file given directly, the
+first column of a ``wav.scp``.
+
+Output (``-o``): ``NAME.npz`` (see :mod:`redimnet.embeddings_io`), a folder
+of ``<id>.npy`` files, or ``NAME.ark`` / ``NAME.scp`` (Kaldi, needs the
+optional ``kaldiio`` package).  Rerunning with the same output skips the ids
+already there; the output is replaced atomically.  Files that fail are listed
+at the end and in ``NAME.failed.tsv`` (path, reason).
+
+Exit status: 0 every file embedded, 1 some files failed (the others are
+written), 2 usage error (bad options, unusable model or output).
+
+Decoding and resampling run in ``--workers`` DataLoader processes while the
+model runs in the main process.  Under ``torchrun --nproc_per_node N`` each
+rank embeds a share of the files and rank 0 writes the merged output.
+"""
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import distributed
+from ..audio import TARGET_SAMPLE_RATE, AudioError, audio_info, iter_inputs, read_audio, read_scp
+from ..embeddings_io import load_embeddings, save_embeddings
+from ..errors import UsageError
+from .models import add_model_arguments, model_from_arguments
+
+FLUSH_SECONDS = 300.0
+
+
+# --- options shared by embed / verify / enroll / identify -----------------------------------------
+def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model choice plus the :class:`redimnet.inference.Embedder` options."""
+    add_model_arguments(parser)
+    group = parser.add_argument_group("inference")
+    group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    group.add_argument("--precision", default="float32", choices=["float32", "float16", "bfloat16"],
+                       help="autocast precision (float16 on GPU only; default float32)")
+    group.add_argument("--max-seconds", type=float, default=60.0,
+                       help="longer recordings are cut into overlapping windows of this length whose "
+                            "embeddings are averaged (default 60)")
+    group.add_argument("--overlap-seconds", type=float, default=10.0, help="window overlap (default 10)")
+    group.add_argument("--channel", type=int, default=None,
+                       help="use this channel (0-based) instead of averaging all channels")
+    group.add_argument("--trim-silence", action="store_true", help="cut leading/trailing silence first")
+    group.add_argument("--batch-size", type=int, default=16, help="most equal-length inputs per batch (default 16)")
+    group.add_argument("--no-optimize", action="store_true", help="do not apply redimnet.optimize to the model")
+    group.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for the model (default: PyTorch's choice, one per core; for 'embed' "
+                            "with --workers, one core fewer); 1 is often much faster on a busy machine")
+
+
+def embedder_from_arguments(args):
+    """The :class:`redimnet.inference.Embedder` the arguments describe."""
+    from ..inference import Embedder
+
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return Embedder(model_from_arguments(args), device=args.device, precision=args.precision,
+                    optimize=not args.no_optimize, max_seconds=args.max_seconds,
+                    overlap_seconds=args.overlap_seconds, channel=args.channel,
+                    trim_silence=args.trim_silence, batch_size=args.batch_size)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "embed", help="speaker embeddings of audio files",
+        description="Write one speaker embedding per audio file. Exit status: 0 all files embedded, "
+                    "1 some files failed (listed in OUT.failed.tsv; the others are written), 2 usage error.")
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="*", metavar="FILE_OR_DIR", help="audio files and folders of audio files")
+    parser.add_argument("--list", action="append", default=[], metavar="WAV_SCP",
+                        help="Kaldi-style list: 'UTTERANCE_ID PATH' per line (repeatable)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="OUT.npz, a folder for <id>.npy files, or OUT.ark / OUT.scp (Kaldi, needs kaldiio)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes decoding audio (default min(2, CPUs); 0 decodes in the main process)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_embedder_arguments(parser)
+
+
+# --- outputs ---------------------------------------------------------------------------------------
+class _Output:
+    """Where embeddings go; knows which ids are already there."""
+
+    path: Path
+
+    def done(self) -> set:
+        raise NotImplementedError
+
+    def write(self, results: Dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    @property
+    def failures_path(self) -> Path:
+        base = self.path.with_suffix("") if self.path.suffix else self.path
+        return base.parent / (base.name + ".failed.tsv")
+
+
+class _NpzOutput(_Output):
+    def __init__(self, path: Path):
+        self.path = path
+        self.existing: Dict[str, np.ndarray] = {}
+        if path.exists():
+            try:
+                ids, matrix = load_embeddings(path)
+            except Exception as error:
+                raise UsageError(f"{path} exists but is not an embeddings file ({error}); "
+                                 "remove it or choose another -o") from None
+            self.existing = dict(zip(ids.tolist(), matrix))
+
+    def done(self) -> set:
+        return set(self.existing)
+
+    def write(self, results: Dict[str, np.ndarray]) -> None:
+        merged = {**self.existing, **results}
+        if merged:
+            ids = sorted(merged)
+            save_embeddings(self.path, ids, np.stack([merged[i] for i in ids]))
+
+
+class _NpyFolderOutput(_Output):
+    def __init__(self, path: Path):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"-o {path}: exists and is not a folder")
+        self.path = path
+
+    def file_for(self, uid: str) -> Path:
+        return self.path / (uid + ".npy")
+
+    def done(self) -> set:
+        if not self.path.is_dir():
+            return set()
+        return {p.relative_to(self.path).as_posix()[:-4] for p in self.path.rglob("*.npy")}
+
+    def write(self, results: Dict[str, np.ndarray]) -> None:
+        for uid, vector in results.items():
+            target = self.file_for(uid)
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    np.save(stream, np.asarray(vector, dtype=np.float32))
+                os.replace(temp, target)
+            except BaseException:
+                if os.path.exists(temp):
+                    os.unlink(temp)
+                raise
+
+
+class _KaldiOutput(_Output):
+    def __init__(self, path: Path):
+        try:
+            import kaldiio
+        except ImportError:
+            raise UsageError("Kaldi ark/scp output needs the kaldiio package: pip install kaldiio") from None
+        self.path = path.with_suffix(".ark")
+        self.scp = path.with_suffix(".scp")
+        self.existing: Dict[str, np.ndarray] = {}
+        if self.scp.exists():
+            try:
+                self.existing = {k: np.asarray(v, dtype=np.float32) for k, v in kaldiio.load_scp(str(self.scp)).items()}
+            except Exception as error:
+                raise UsageError(f"{self.scp} exists but cannot be read as Kaldi scp/ark ({error}); "
+                                 "remove it or choose another -o") from None
+
+    def done(self) -> set:
+        return set(self.existing)
+
+    def write(self, results: Dict[str, np.ndarray]) -> None:
+        import kaldiio
+
+        merged = {**self.existing, **results}
+        bad = [k for k in merged if not k or any(c.isspace() for c in k)]
+        if bad:
+            raise UsageError(f"Kaldi keys cannot contain spaces: {bad[:3]}; use .npz output")
+
+        class _Named(io.BytesIO):
+            name = str(self.path)
+
+        ark, scp = _Named(), io.StringIO()
+        kaldiio.save_ark(ark, {k: np.asarray(merged[k], dtype=np.float32) for k in sorted(merged)}, scp=scp)
+        _atomic_write(self.path, ark.getvalue())
+        _atomic_write(self.scp, scp.getvalue().encode())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def open_output(path: str) -> _Output:
+    """The writer for ``-o``: by suffix .npz, .ark/.scp, else a folder of .npy files."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".npz":
+        return _NpzOutput(target)
+    if suffix in (".ark", ".scp"):
+        return _KaldiOutput(target)
+    if suffix and not target.is_dir():
+        raise UsageError(f"-o {path}: unknown output type {suffix!r}; use NAME.npz, NAME.ark, NAME.scp or a folder")
+    return _NpyFolderOutput(target)
+
+
+# --- inputs ----------------------------------------------------------------------------------------
+def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, str]]]:
+    """``(items, failures)``: ``(id, path)`` to embed, and ``(path, reason)`` for inputs already known bad."""
+    items, failures = [], []
+    for name in inputs:
+        try:
+            items.extend(iter_inputs([name]))
+        except AudioError as error:
+            failures.append((str(name), _reason(error, name)))
+        except OSError as error:
+            failures.append((str(name), error.strerror or str(error)))
+    for scp in lists:
+        items.extend(read_scp(scp))
+    seen, duplicates = {}, []
+    for uid, path in items:
+        if uid in seen:
+            duplicates.append(f"{uid!r} ({seen[uid]} and {path})")
+        seen[uid] = path
+    if duplicates:
+        raise UsageError(f"{len(duplicates)} duplicate utterance id(s): {'; '.join(duplicates[:3])}. Ids are file "
+                         "names for files given directly; give their common folder instead, or use --list")
+    return items, failures
+
+
+def _reason(error: Exception, path) -> str:
+    text = str(error)
+    prefix = f"{path}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _expected_length(path: Path) -> int:
+    try:
+        frames, rate, _ = audio_info(path)
+        return int(round(frames * TARGET_SAMPLE_RATE / rate))
+    except Exception:  # reported when the file is read
+        return -1
+
+
+class _AudioFiles:
+    """Dataset of decoded waveforms; errors come back as strings, never as exceptions."""
+
+    def __init__(self, items: Sequence[Tuple[str, Path]], channel: Optional[int], trim: bool):
+        self.items, self.channel, self.trim = list(items), channel, trim
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        uid, path = self.items[index]
+        try:
+            return index, read_audio(path, channel=self.channel, trim=self.trim), None
+        except AudioError as error:
+            return index, None, _reason(error, path)
+        except Exception as error:  # anything else is still one file's problem
+            return index, None, f"unexpected {type(error).__name__}: {error}"
+
+
+def _first(batch):
+    return batch
+
+
+def _limit_worker_threads(_worker_id: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _loader(dataset: _AudioFiles, workers: int, batch_size: int):
+    import torch.utils.data
+
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                       collate_fn=_first, worker_init_fn=_limit_worker_threads if workers else None)
+
+
+# --- the work --------------------------------------------------------------------------------------
+def embed_items(embedder, items: Sequence[Tuple[str, Path]], workers: int, progress: bool,
+                flush=None) -> Tuple[Dict[str, np.ndarray], List[Tuple[str, str]], float]:
+    """Embed ``items``; returns ``(results by id, failures (path, reason), seconds of audio)``."""
+    from tqdm import tqdm
+
+    results: Dict[str, np.ndarray] = {}
+    failures: List[Tuple[str, str]] = []
+    audio_seconds = 0.0
+    last_flush = time.monotonic()
+    dataset = _AudioFiles(items, embedder.channel, embedder.trim_silence)
+    bar = tqdm(total=len(items), unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        for batch in _loader(dataset, workers, embedder.batch_size):
+            good = []
+            for index, wave, error in batch:
+                uid, path = items[index]
+                if error is None:
+                    try:
+                        good.append((uid, path, embedder.check_length(wave, str(path))))
+                        continue
+                    except AudioError as short:
+                        error = _reason(short, path)
+                failures.append((str(path), error))
+            try:
+                matrix = embedder.embed_prepared([w for _, _, w in good])
+                pairs = list(zip(good, matrix))
+            except (RuntimeError, MemoryError):  # retry one by one to find the culprit
+                pairs = []
+                for entry in good:
+                    try:
+                        pairs.append((entry, embedder.embed_prepared([entry[2]])[0]))
+                    except (RuntimeError, MemoryError) as error:
+                        failures.append((str(entry[1]), f"the model failed: {str(error).splitlines()[0]}"))
+            for (uid, path, wave), vector in pairs:
+                if not np.all(np.isfinite(vector)):
+                    failures.append((str(path), "the model produced a non-finite embedding"))
+                    continue
+                results[uid] = vector
+                audio_seconds += len(wave) / TARGET_SAMPLE_RATE
+            bar.update(len(batch))
+            if flush is not None and time.monotonic() - last_flush > FLUSH_SECONDS:
+                flush(results)
+                last_flush = time.monotonic()
+    except KeyboardInterrupt:
+        if flush is not None and results:
+            flush(results)  # a rerun resumes from here
+        raise
+    finally:
+        bar.close()
+    return results, failures, audio_seconds
+
+
+def write_failures(output: _Output, failures: Sequence[Tuple[str, str]]) -> Optional[Path]:
+    """Write ``OUT.failed.tsv`` (or remove a stale one when nothing failed)."""
+    target = output.failures_path
+    if not failures:
+        if target.exists():
+            target.unlink()
+        return None
+    lines = ["path\treason"] + [f"{p}\t{' '.join(r.split())}" for p, r in failures]
+    _atomic_write(target, ("\n".join(lines) + "\n").encode())
+    return target
+
+
+def run(args) -> int:
+    world = distributed.current_world()
+    distributed.init(world)
+    try:
+        return _run(args, world)
+    finally:
+        distributed.finish(world)
+
+
+def _run(args, world: distributed.World) -> int:
+    if args.workers < 0:
+        raise UsageError(f"--workers must be 0 or more, got {args.workers}")
+    if not args.inputs and not args.list:
+        raise UsageError("nothing to embed: give audio files, folders or --list wav.scp")
+    output = open_output(args.output)
+    items, failures = collect_inputs(args.inputs, args.list)
+    done = output.done()
+    todo = [(uid, path) for uid, path in items if uid not in done]
+    todo.sort(key=lambda item: _expected_length(item[1]))  # equal lengths end up in the same batch
+    mine = distributed.shard(todo, world)
+    started = time.monotonic()
+    results: Dict[str, np.ndarray] = {}
+    seconds = 0.0
+    if todo:
+        if args.threads is None and args.workers > 0:  # leave a core to the decoding workers
+            import torch
+
+            torch.set_num_threads(min(torch.get_num_threads(), max(1, (os.cpu_count() or 1) - 1)))
+        if world.distributed and (args.device or "cuda").startswith("cuda") and ":" not in (args.device or ""):
+            import torch
+
+            if torch.cuda.is_available():  # one GPU per rank
+                args.device = f"cuda:{world.local_rank % torch.cuda.device_count()}"
+        embedder = embedder_from_arguments(args)
+        flush = output.write if not world.distributed else None
+        results, bad, seconds = embed_items(embedder, mine, args.workers,
+                                            progress=world.is_main and not args.no_progress, flush=flush)
+        failures += bad
+    gathered = distributed.gather((results, failures, seconds), world)
+    if not world.is_main:
+        return int(distributed.broadcast(None, world))
+    results, failures, seconds = {}, [], 0.0
+    for part_results, part_failures, part_seconds in gathered:
+        results.update(part_results)
+        failures.extend(part_failures)
+        seconds += part_seconds
+    if results:
+        output.write(results)
+    failed_file = write_failures(output, failures)
+    elapsed = max(time.monotonic() - started, 1e-9)
+    skipped = len(items) - len(todo)
+    summary = f"embedded {len(results)} file(s)"
+    if results:
+        summary += (f" ({seconds:.1f} s of audio) in {elapsed:.1f} s: {len(results) / elapsed:.2f} files/s, "
+                    f"{seconds / elapsed:.1f} s of audio per second")
+    if skipped:
+        summary += f"; {skipped} already in {output.path}, skipped"
+    print(summary, file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} input(s) failed:", file=sys.stderr)
+        for path, reason in failures[:20]:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        if len(failures) > 20:
+            print(f"  ... and {len(failures) - 20} more", file=sys.stderr)
+        print(f"failures listed in {failed_file}", file=sys.stderr)
+    status = 1 if failures else 0
+    distributed.broadcast(status, world)
+    return status
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m redimnet.cli.embed ...``: the verb on its own (e.g. under torchrun)."""
+    from ..errors import RedimnetError
+
+    parser = argparse.ArgumentParser(prog="redimnet embed", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("redimnet: interrupted", file=sys.stderr)
+        return 130
+    except (RedimnetError, ValueError, OSError) as error:
+        print(f"redimnet: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

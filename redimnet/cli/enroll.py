@@ -1,0 +1,113 @@
+"""Speaker database verbs: ``redimnet enroll``, ``redimnet identify``, ``redimnet speakers list|remove``.
+
+The database is a SQLite file (``--db``, default ``speakers.db``); see
+:mod:`redimnet.speaker_db`.  ``enroll`` and ``identify`` need the same model
+each time (the database refuses embeddings of another model).
+"""
+
+import json
+import sys
+import time
+
+from ..audio import AudioError
+from ..speaker_db import SpeakerDatabase, model_fingerprint
+from .embed import _reason, add_embedder_arguments, collect_inputs, embedder_from_arguments
+
+DEFAULT_DB = "speakers.db"
+
+
+def register(subparsers) -> None:
+    enroll = subparsers.add_parser(
+        "enroll", help="add recordings of a speaker to the speaker database",
+        description="Embed the recordings and add them to speaker NAME (created if new) in the database. "
+                    "Exit status: 0 all files enrolled, 1 some files failed (the others are enrolled), 2 usage error.")
+    enroll.add_argument("name", metavar="NAME", help="speaker name")
+    enroll.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders of a single speaker")
+    enroll.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
+    add_embedder_arguments(enroll)
+    enroll.set_defaults(handler=run_enroll)
+
+    identify = subparsers.add_parser(
+        "identify", help="who is speaking: the best-matching enrolled speakers",
+        description="Score a recording against every enrolled speaker (cosine similarity with the speaker's "
+                    "mean embedding) and print the best matches.")
+    identify.add_argument("file", metavar="FILE", help="audio file")
+    identify.add_argument("--top", type=int, default=5, help="how many speakers to print (default 5)")
+    identify.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
+    identify.add_argument("--json", action="store_true", help="print JSON")
+    add_embedder_arguments(identify)
+    identify.set_defaults(handler=run_identify)
+
+    speakers = subparsers.add_parser(
+        "speakers", help="list or remove enrolled speakers",
+        description="'speakers list' shows the enrolled speakers; 'speakers remove NAME' deletes one.")
+    speakers.add_argument("action", choices=["list", "remove"], help="list, or remove NAME")
+    speakers.add_argument("name", nargs="?", metavar="NAME", help="speaker to remove")
+    speakers.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
+    speakers.add_argument("--json", action="store_true", help="print JSON (list)")
+    speakers.set_defaults(handler=run_speakers)
+
+
+def run_enroll(args) -> int:
+    items, failures = collect_inputs(args.inputs, [])
+    embedder = embedder_from_arguments(args)
+    ids, vectors = [], []
+    for uid, path in items:
+        try:
+            vectors.append(embedder.embed_file(path))
+            ids.append(str(path))
+        except AudioError as error:
+            failures.append((str(path), _reason(error, path)))
+    for path, reason in failures:
+        print(f"redimnet: {path}: {reason}", file=sys.stderr)
+    if not vectors:
+        print(f"redimnet: error: nothing enrolled for {args.name!r}: no usable recording", file=sys.stderr)
+        return 1
+    import numpy as np
+
+    with SpeakerDatabase(args.db) as db:
+        total = db.enroll(args.name, np.stack(vectors), ids, fingerprint=model_fingerprint(embedder.model))
+    print(f"enrolled {len(vectors)} recording(s) for {args.name!r} ({total} in total) in {args.db}")
+    return 1 if failures else 0
+
+
+def run_identify(args) -> int:
+    embedder = embedder_from_arguments(args)
+    embedding = embedder.embed_file(args.file)
+    with SpeakerDatabase(args.db, create=False) as db:
+        matches = db.identify(embedding, top=args.top, fingerprint=model_fingerprint(embedder.model))
+    if args.json:
+        print(json.dumps([{"speaker": name, "score": score} for name, score in matches]))
+        return 0
+    print(f"{'rank':>4}  {'score':>7}  speaker")
+    for rank, (name, score) in enumerate(matches, 1):
+        print(f"{rank:>4}  {score:>7.4f}  {name}")
+    return 0
+
+
+def run_speakers(args) -> int:
+    from ..errors import UsageError
+
+    if args.action == "remove":
+        if not args.name:
+            raise UsageError("speakers remove needs the NAME of the speaker to remove")
+        with SpeakerDatabase(args.db, create=False) as db:
+            count = db.remove(args.name)
+        print(f"removed {args.name!r} ({count} recording(s)) from {args.db}")
+        return 0
+    if args.name:
+        raise UsageError("speakers list takes no NAME")
+    with SpeakerDatabase(args.db, create=False) as db:
+        speakers = db.speakers()
+    if args.json:
+        print(json.dumps([{"speaker": s.name, "recordings": s.utterances, "updated": s.updated} for s in speakers]))
+        return 0
+    if not speakers:
+        print(f"no speakers enrolled in {args.db}")
+        return 0
+    width = max(7, max(len(s.name) for s in speakers))
+    print(f"{'speaker':<{width}}  recordings  last enrolled (UTC)")
+    for s in speakers:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.updated))
+        print(f"{s.name:<{width}}  {s.utterances:>10}  {stamp}")
+    return 0

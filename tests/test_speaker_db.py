@@ -1,0 +1,206 @@
+"""The speaker database: enrol, identify, list, remove; concurrent readers; killed writers; the CLI verbs."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import redimnet
+from redimnet.speaker_db import SpeakerDatabase, SpeakerDatabaseError, model_fingerprint
+
+
+def units(rows):
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_enroll_identify_list_remove(tmp_path):
+    rng = np.random.default_rng(0)
+    centres = {name: rng.standard_normal(32) for name in ["ann", "bob", "cid"]}
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        for name, centre in centres.items():
+            db.enroll(name, centre + 0.3 * rng.standard_normal((3, 32)), [f"{name}{i}" for i in range(3)], "fp")
+        extra = centres["bob"] + 0.3 * rng.standard_normal((2, 32))
+        assert db.enroll("bob", extra, ["bob3", "bob4"], "fp") == 5
+        ids, stored = db.utterances("bob")
+        assert ids == ["bob0", "bob1", "bob2", "bob3", "bob4"] and stored.shape == (5, 32)
+        np.testing.assert_allclose(db.speaker_model("bob"), units(stored).mean(axis=0), atol=1e-6)
+        for name, centre in centres.items():
+            best = db.identify(centre + 0.3 * rng.standard_normal(32), top=2, fingerprint="fp")
+            assert best[0][0] == name and len(best) == 2 and best[0][1] > best[1][1]
+            model = db.speaker_model(name)
+            query = centre + 0.1
+            expected = float(units([query])[0] @ model / np.linalg.norm(model))
+            assert dict(db.identify(query, top=3))[name] == pytest.approx(expected)
+        assert [(s.name, s.utterances) for s in db.speakers()] == [("ann", 3), ("bob", 5), ("cid", 3)]
+        assert db.remove("bob") == 5
+        assert [s.name for s in db.speakers()] == ["ann", "cid"]
+        with pytest.raises(SpeakerDatabaseError, match="no speaker named 'bob'.*enrolled: ann, cid"):
+            db.remove("bob")
+        assert db.check()
+        assert db.connection.execute("SELECT COUNT(*) FROM utterances").fetchone()[0] == 6
+        assert db.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_refuses_other_models_and_bad_input(tmp_path):
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        db.enroll("ann", np.ones((1, 8)), ["a"], "model-1")
+        with pytest.raises(SpeakerDatabaseError, match="another model"):
+            db.enroll("ann", np.ones((1, 8)), ["b"], "model-2")
+        with pytest.raises(SpeakerDatabaseError, match="8-dimensional"):
+            db.enroll("bob", np.ones((1, 4)), ["c"], "model-1")
+        with pytest.raises(SpeakerDatabaseError, match="another model"):
+            db.identify(np.ones(8), fingerprint="model-2")
+        with pytest.raises(SpeakerDatabaseError, match="zero or non-finite"):
+            db.enroll("bob", np.zeros((1, 8)), ["z"], "model-1")
+        with pytest.raises(SpeakerDatabaseError, match="empty"):
+            db.enroll(" ", np.ones((1, 8)), ["z"])
+        assert [s.utterances for s in db.speakers()] == [1]  # nothing half-written by the failures
+    with SpeakerDatabase(tmp_path / "empty.db") as db:
+        with pytest.raises(SpeakerDatabaseError, match="no enrolled speakers"):
+            db.identify(np.ones(8))
+    (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(SpeakerDatabaseError, match="not a usable speaker database"):
+        SpeakerDatabase(tmp_path / "junk.db")
+    with pytest.raises(SpeakerDatabaseError, match="does not exist"):
+        SpeakerDatabase(tmp_path / "absent.db", create=False)
+
+
+def test_fingerprint_follows_the_weights():
+    a = redimnet.build("b0")
+    b = redimnet.build("b0")
+    assert model_fingerprint(a) == model_fingerprint(a)
+    assert model_fingerprint(a) != model_fingerprint(b)
+
+
+def test_concurrent_reader_sees_consistent_snapshots(tmp_path):
+    path = tmp_path / "s.db"
+    rng = np.random.default_rng(1)
+    with SpeakerDatabase(path) as db:
+        db.enroll("seed", rng.standard_normal((1, 16)), ["s0"])
+    problems, seen, stop, ready = [], [], threading.Event(), threading.Event()
+
+    def reader():
+        try:
+            read_loop()
+        except Exception as error:  # reported by the assertions below
+            problems.append(repr(error))
+        finally:
+            ready.set()
+
+    def read_loop():
+        query = np.random.default_rng(2).standard_normal(16)
+        with SpeakerDatabase(path) as db:
+            ready.set()
+            while not stop.is_set():
+                connection = db.connection
+                connection.execute("BEGIN")
+                speakers = connection.execute("SELECT id, count FROM speakers").fetchall()
+                for speaker_id, count in speakers:
+                    actual = connection.execute("SELECT COUNT(*) FROM utterances WHERE speaker_id=?",
+                                                (speaker_id,)).fetchone()[0]
+                    if actual != count:
+                        problems.append((speaker_id, count, actual))
+                connection.execute("COMMIT")
+                seen.append(sum(c for _, c in speakers))
+                db.identify(query, top=3)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    ready.wait(timeout=60)
+    try:
+        with SpeakerDatabase(path) as db:
+            for i in range(40):
+                db.enroll(f"spk{i % 5}", rng.standard_normal((4, 16)), [f"u{i}-{k}" for k in range(4)])
+                time.sleep(0.002)  # let the reader in between writes
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not problems
+    assert len(seen) > 1 and all(total % 4 == 1 for total in seen)  # whole enrolments only
+    assert seen == sorted(seen)
+    with SpeakerDatabase(path) as db:
+        assert db.check() and sum(s.utterances for s in db.speakers()) == 161
+
+
+def test_a_writer_killed_mid_transaction_changes_nothing(tmp_path):
+    path = tmp_path / "s.db"
+    with SpeakerDatabase(path) as db:
+        db.enroll("ann", np.ones((2, 8)), ["a", "b"])
+    script = textwrap.dedent(f"""
+        import os, signal
+        import numpy as np
+        from redimnet.speaker_db import SpeakerDatabase
+        db = SpeakerDatabase({str(path)!r})
+        original = db.connection.execute
+        def work(cursor):
+            cursor.execute("INSERT INTO speakers(name, count, mean, created, updated) VALUES ('ghost', 1, x'00', 0, 0)")
+            cursor.execute("UPDATE speakers SET count = 99 WHERE name = 'ann'")
+            os.kill(os.getpid(), signal.SIGKILL)  # dies before COMMIT
+        db._write(work)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert result.returncode == -9, result.stderr.decode()
+    with SpeakerDatabase(path) as db:
+        assert db.check()
+        assert [(s.name, s.utterances) for s in db.speakers()] == [("ann", 2)]
+        db.enroll("bob", np.ones((1, 8)), ["c"])  # and it is writable again
+        assert [s.name for s in db.speakers()] == ["ann", "bob"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: much faster than two on a shared, busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    return redimnet.save_checkpoint(redimnet.build("b0"), tmp_path_factory.mktemp("ckpt") / "b0.pt")
+
+
+def test_cli_verbs(tmp_path, checkpoint, capsys):
+    from redimnet import cli
+
+    rng = np.random.default_rng(2)
+    voices = {}
+    for name in ["ann", "bob"]:
+        base = rng.standard_normal(8000).astype(np.float32) * 0.1
+        voices[name] = base
+        for i in range(2):
+            sf.write(tmp_path / f"{name}{i}.wav", base + 0.01 * rng.standard_normal(8000), 16000, subtype="FLOAT")
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVE")
+
+    def main(*argv):
+        return cli.main(list(argv))
+
+    db = str(tmp_path / "voices.db")
+    common = ["--checkpoint", str(checkpoint), "--db", db, "--no-optimize"]
+    assert main("enroll", "ann", str(tmp_path / "ann0.wav"), *common) == 0
+    assert main("enroll", "bob", str(tmp_path / "bob0.wav"), str(tmp_path / "broken.wav"), *common) == 1
+    err = capsys.readouterr().err
+    assert "broken.wav" in err and "not a readable audio file" in err
+    assert main("identify", str(tmp_path / "bob1.wav"), "--top", "2", "--json", *common) == 0
+    ranking = __import__("json").loads(capsys.readouterr().out)
+    assert [r["speaker"] for r in ranking] == ["bob", "ann"]
+    assert main("speakers", "list", "--db", db) == 0
+    out = capsys.readouterr().out
+    assert "ann" in out and "bob" in out
+    assert main("speakers", "remove", "ann", "--db", db) == 0
+    assert main("speakers", "remove", "ann", "--db", db) == 2
+    assert "no speaker named 'ann'" in capsys.readouterr().err
+    assert main("identify", str(tmp_path / "ann1.wav"), "--checkpoint", str(checkpoint), "--db",
+                str(tmp_path / "nowhere.db")) == 2
+    other = redimnet.save_checkpoint(redimnet.build("b0"), tmp_path / "other.pt")
+    assert main("identify", str(tmp_path / "ann1.wav"), "--checkpoint", str(other), "--db", db) == 2
+    assert "another model" in capsys.readouterr().err
