@@ -1,0 +1,340 @@
+"""Inference (and training-step) throughput of ReDimNet: this package vs the original.
+
+Run from the project root::
+
+    python benchmarks/bench.py --original /tmp/redimnet-original --json benchmarks/results.json
+
+For every preset and input shape it times, interleaved and best-of-N, in one
+process and with the SAME weights:
+
+* ``plain``      - :class:`redimnet.ReDimNet` as built (the training path);
+* ``optimized``  - :func:`redimnet.optimize.optimize_for_inference` (what inference uses);
+* ``original``   - the original implementation's ``ReDimNetWrap`` (with ``--original PATH``;
+  its torchaudio mel front end is replaced by an stft stand-in of equal cost);
+* ``onnxruntime`` - the ONNX export run by onnxruntime (when onnx/onnxruntime are installed);
+
+and reports throughput in seconds of audio per second of wall time, peak
+memory of one forward pass (measured in a fresh subprocess, CPU: peak RSS
+growth; CUDA: ``max_memory_allocated``), the optimised path's max relative
+difference to the plain path, and a training-step throughput for b2.
+Throughput is ``batch * seconds / best time``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import redimnet  # noqa: E402
+from redimnet.optimize import optimize_for_inference  # noqa: E402
+
+SAMPLE_RATE = 16000
+
+
+def parse_shape(text: str):
+    """``"8x3"`` -> (8, 3.0): batch x seconds."""
+    try:
+        batch, seconds = text.lower().split("x")
+        return int(batch), float(seconds)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape {text!r} is not BATCHxSECONDS (e.g. 1x10)") from None
+
+
+def sync(device: str):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def build_models(preset: str, original: Optional[Path], device: str, workdir: Path, onnx: bool) -> Dict[str, Callable]:
+    """name -> callable(wave) for every variant, all with the same weights."""
+    torch.manual_seed(0)
+    plain = redimnet.build(preset).eval()
+    checkpoint = workdir / f"{preset}.pt"
+    redimnet.save_checkpoint(plain, checkpoint)
+    models: Dict[str, Callable] = {}
+    plain = plain.to(device)
+    models["plain"] = plain
+    models["optimized"] = optimize_for_inference(plain)
+    if original is not None:
+        from original_standin import build_original
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        models["original"] = build_original(original, saved["model_config"], saved["state_dict"]).to(device)
+    if onnx and device == "cpu":
+        session = make_onnx_session(plain, workdir / f"{preset}.onnx", torch.get_num_threads())
+        if session is not None:
+            models["onnxruntime"] = lambda wave: torch.from_numpy(session.run(None, {"input": wave.numpy()})[0])
+    return models
+
+
+def make_onnx_session(model, path: Path, threads: int):
+    try:
+        import onnxruntime as ort
+        from redimnet.export import export_onnx
+    except ImportError:
+        return None
+    export_onnx(model, path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_variant(fn: Callable, wave: torch.Tensor, dtype: Optional[torch.dtype], device: str):
+    if dtype is None or device != "cuda":
+        return fn(wave)
+    with torch.autocast("cuda", dtype=dtype):
+        return fn(wave)
+
+
+CLOCK = time.perf_counter
+
+
+def time_variants(models: Dict[str, Callable], wave: torch.Tensor, repeats: int, device: str,
+                  dtype: Optional[torch.dtype]) -> Dict[str, float]:
+    """Best time per variant (wall clock, or CPU time with ``--clock cpu``); calls are
+    interleaved so that load changes hit all variants alike."""
+    best = {name: float("inf") for name in models}
+    with torch.inference_mode():
+        for fn in models.values():  # warm-up
+            run_variant(fn, wave, dtype, device)
+        sync(device)
+        for _ in range(repeats):
+            for name, fn in models.items():
+                start = CLOCK()
+                run_variant(fn, wave, dtype, device)
+                sync(device)
+                best[name] = min(best[name], CLOCK() - start)
+    return best
+
+
+def max_rel_diff(models: Dict[str, Callable], wave: torch.Tensor) -> Dict[str, float]:
+    """Max |variant - plain| / max |plain| in float32."""
+    with torch.inference_mode():
+        reference = models["plain"](wave).float().cpu()
+        out = {}
+        for name, fn in models.items():
+            if name != "plain":
+                y = fn(wave)
+                y = (y[0] if isinstance(y, tuple) else y).float().cpu()
+                out[name] = float((y - reference).abs().max() / reference.abs().max())
+    return out
+
+
+def train_step_throughput(preset: str, original: Optional[Path], batch: int, seconds: float, repeats: int,
+                          device: str, workdir: Path) -> Dict[str, float]:
+    """Audio-seconds per second of a full training step (forward, backward, AdamW) on the plain model."""
+    torch.manual_seed(0)
+    ours = redimnet.build(preset).to(device).train()
+    variants = {"plain": ours}
+    if original is not None:
+        from original_standin import build_original
+        checkpoint = workdir / f"{preset}-train.pt"
+        redimnet.save_checkpoint(ours, checkpoint)
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        variants["original"] = build_original(original, saved["model_config"], saved["state_dict"]).to(device).train()
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in variants.items()}
+    wave = torch.randn(batch, int(seconds * SAMPLE_RATE), device=device) * 0.1
+    best = {name: float("inf") for name in variants}
+
+    def step(name):
+        optimizers[name].zero_grad(set_to_none=True)
+        loss = variants[name](wave).pow(2).mean()
+        loss.backward()
+        optimizers[name].step()
+
+    for name in variants:
+        step(name)
+    for _ in range(repeats):
+        for name in variants:
+            sync(device)
+            start = CLOCK()
+            step(name)
+            sync(device)
+            best[name] = min(best[name], CLOCK() - start)
+    return {name: batch * seconds / t for name, t in best.items()}
+
+
+# ----------------------------------------------------------------- memory probe
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_probe(args) -> None:
+    """(subprocess) Peak memory in MiB of one forward pass of one variant, printed as JSON."""
+    torch.set_num_threads(args.threads)
+    batch, seconds = args.probe_shape
+    dtype = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
+    with tempfile.TemporaryDirectory() as tmp:
+        models = build_models(args.probe_preset, args.original, args.device, Path(tmp),
+                              onnx=args.probe_variant == "onnxruntime")
+        fn = models[args.probe_variant]
+        models = None
+        wave = torch.randn(batch, int(seconds * SAMPLE_RATE), device=args.device) * 0.1
+        with torch.inference_mode():
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+                run_variant(fn, wave, dtype, args.device)
+                torch.cuda.synchronize()
+                peak = torch.cuda.max_memory_allocated() - base
+            else:
+                base = _rss_kib("VmRSS")
+                try:
+                    with open("/proc/self/clear_refs", "w") as refs:
+                        refs.write("5")  # reset the peak-RSS counter
+                except OSError:
+                    pass
+                run_variant(fn, wave, dtype, args.device)
+                peak = (_rss_kib("VmHWM") - base) * 1024
+    print(json.dumps({"peak_mib": max(peak, 0) / 2 ** 20}))
+
+
+def measure_memory(args, preset: str, variant: str, shape, dtype_name: str) -> Optional[float]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--probe", preset, variant, f"{shape[0]}x{shape[1]:g}",
+               "--device", args.device, "--threads", str(args.threads), "--dtype", dtype_name]
+    if args.original:
+        command += ["--original", str(args.original)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    try:
+        return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
+    except (IndexError, ValueError, KeyError):
+        print(f"memory probe failed for {preset}/{variant}: {result.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+
+
+# ---------------------------------------------------------------------- main
+def machine_description(device: str) -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": device}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor()
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    try:
+        import onnxruntime
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def print_table(rows: List[dict]) -> None:
+    header = f"{'preset':6} {'shape':7} {'dtype':8} {'variant':12} {'audio-s/s':>10} {'vs original':>11} " \
+             f"{'vs plain':>9} {'peak MiB':>9} {'max rel diff':>12}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        ratio = f"{r['vs_original']:.2f}x" if r.get("vs_original") else "-"
+        plain = f"{r['vs_plain']:.2f}x" if r.get("vs_plain") else "-"
+        memory = f"{r['peak_mib']:.0f}" if r.get("peak_mib") is not None else "-"
+        diff = f"{r['max_rel_diff']:.1e}" if r.get("max_rel_diff") is not None else "-"
+        print(f"{r['preset']:6} {r['shape']:7} {r['dtype']:8} {r['variant']:12} {r['audio_s_per_s']:10.1f} "
+              f"{ratio:>11} {plain:>9} {memory:>9} {diff:>12}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default="b0,b2,b5", help="comma-separated presets (default b0,b2,b5)")
+    parser.add_argument("--shapes", default="1x10,8x3", type=lambda s: [parse_shape(x) for x in s.split(",")],
+                        help="comma-separated BATCHxSECONDS (default 1x10,8x3)")
+    parser.add_argument("--original", type=Path, metavar="PATH", help="checkout of the original ReDimNet to time too")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant, best one kept (default 5)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: wall-clock time (default); cpu: CPU time of the calling thread, which "
+                             "ignores time stolen by other processes on a shared machine (needs --threads 1 "
+                             "and --device cpu)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--no-train", action="store_true", help="skip the b2 training-step timing")
+    parser.add_argument("--train-preset", default="b2")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON here")
+    parser.add_argument("--probe", nargs=3, metavar=("PRESET", "VARIANT", "SHAPE"), help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.original is not None and not (args.original / "redimnet" / "model.py").is_file():
+        parser.error(f"--original {args.original}: not a checkout of the original ReDimNet (no redimnet/model.py); "
+                     "make one with: git -C /work/.mirror/IDRnD+ReDimNet/repo archive HEAD | tar -x -C DIR")
+    if args.clock == "cpu":
+        if args.threads != 1 or args.device != "cpu":
+            parser.error("--clock cpu measures one thread's CPU time: use it with --threads 1 --device cpu")
+        global CLOCK
+        CLOCK = time.thread_time
+    if args.probe:
+        args.probe_preset, args.probe_variant = args.probe[0], args.probe[1]
+        args.probe_shape = parse_shape(args.probe[2])
+        memory_probe(args)
+        return 0
+
+    torch.set_num_threads(args.threads)
+    dtypes = ["float32"] if args.device == "cpu" else ["float16", "bfloat16"]
+    rows: List[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in args.presets.split(","):
+            models = build_models(preset, args.original, args.device, Path(tmp), onnx=not args.no_onnx)
+            for batch, seconds in args.shapes:
+                wave = torch.randn(batch, int(seconds * SAMPLE_RATE), device=args.device) * 0.1
+                diffs = max_rel_diff(models, wave)
+                for dtype_name in dtypes:
+                    dtype = getattr(torch, dtype_name)
+                    variants = models if args.device == "cpu" else {k: v for k, v in models.items()
+                                                                    if k != "onnxruntime"}
+                    best = time_variants(variants, wave, args.repeats, args.device,
+                                         None if dtype_name == "float32" else dtype)
+                    audio = batch * seconds
+                    for name, t in best.items():
+                        row = {"preset": preset, "shape": f"{batch}x{seconds:g}", "dtype": dtype_name,
+                               "variant": name, "audio_s_per_s": audio / t, "best_time_s": t,
+                               "max_rel_diff": diffs.get(name)}
+                        if "original" in best:
+                            row["vs_original"] = best["original"] / t
+                        row["vs_plain"] = best["plain"] / t
+                        if not args.no_memory:
+                            row["peak_mib"] = measure_memory(args, preset, name, (batch, seconds), dtype_name)
+                        rows.append(row)
+                        print(f"  {preset} {batch}x{seconds:g} {dtype_name} {name}: {audio / t:.1f} audio-s/s",
+                              file=sys.stderr, flush=True)
+        training = None
+        if not args.no_train:
+            training = train_step_throughput(args.train_preset, args.original, 8, 3.0, max(2, args.repeats // 2),
+                                             args.device, Path(tmp))
+    print()
+    print(f"ReDimNet inference throughput, {args.device}, {args.threads} thread(s), best of {args.repeats}, "
+          f"{args.clock} clock")
+    print_table(rows)
+    if training:
+        line = ", ".join(f"{k} {v:.1f}" for k, v in training.items())
+        print(f"\ntraining step ({args.train_preset}, batch 8 x 3 s, AdamW), audio-s/s: {line}")
+    result = {"machine": machine_description(args.device), "repeats": args.repeats, "clock": args.clock,
+              "inference": rows,
+              "training": {"preset": args.train_preset, "shape": "8x3", "audio_s_per_s": training}}
+    text = json.dumps(result, indent=2)
+    print("\n" + text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Exact weight rewrites used by the optimised model: batch-norm folding and
+merging parallel depthwise convolutions.
+
+All arithmetic is done in float64 and cast back, so the folded weights differ
+from the unfolded computation only by float32 rounding.
+"""
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+
+def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode batch norm as ``x * scale + shift`` (float64 vectors)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fold a batch norm without running statistics")
+    scale = 1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.double()
+    shift = -bn.running_mean.double() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.double()
+    return scale, shift
+
+
+def fold_bn_after(weight: torch.Tensor, bias: Optional[torch.Tensor],
+                  bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``bn(layer(x))`` for a conv/linear ``layer`` (output channels first)."""
+    scale, shift = bn_scale_shift(bn)
+    w = weight.double() * scale.view((-1,) + (1,) * (weight.ndim - 1))
+    b = shift if bias is None else bias.double() * scale + shift
+    return w.to(weight.dtype), b.to(weight.dtype)
+
+
+def fold_bn_before_linear(weight: torch.Tensor, bias: Optional[torch.Tensor],
+                          bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of ``linear(bn(x))`` (exact: a linear layer has no padding)."""
+    scale, shift = bn_scale_shift(bn)
+    w = weight.double()
+    b = w @ shift if bias is None else w @ shift + bias.double()
+    return (w * scale.view(1, -1)).to(weight.dtype), b.to(weight.dtype)
+
+
+def merge_parallel_convs(convs: Sequence[nn.Module]) -> Tuple[torch.Tensor, torch.Tensor, List[int]]:
+    """One grouped convolution equal to ``cat([conv(x) for conv in convs], dim=1)``.
+
+    Every conv (1D or 2D) has the same channels and groups, odd kernels and
+    "same" padding; kernels are zero-padded (centred) to the largest size.  The
+    merged conv puts the outputs of one group next to each other, so its
+    channel ``i`` is channel ``perm[i]`` of the concatenation.  Returns
+    ``(weight [K*C, C/g, *kmax], bias [K*C], perm)``.
+    """
+    first = convs[0]
+    channels, groups = first.out_channels, first.groups
+    per_group = channels // groups
+    dims = len(first.kernel_size)
+    kmax = [max(conv.kernel_size[d] for conv in convs) for d in range(dims)]
+    count = len(convs)
+    weight = torch.zeros([count * channels, first.in_channels // groups] + kmax, dtype=first.weight.dtype)
+    bias = torch.zeros(count * channels, dtype=first.weight.dtype)
+    perm: List[int] = []
+    for g in range(groups):
+        for k, conv in enumerate(convs):
+            if any(size % 2 == 0 for size in conv.kernel_size):
+                raise ValueError("only odd kernels can be merged")
+            window = tuple(slice((m - size) // 2, (m - size) // 2 + size)
+                           for m, size in zip(kmax, conv.kernel_size))
+            src = slice(g * per_group, (g + 1) * per_group)
+            start = (g * count + k) * per_group
+            weight[(slice(start, start + per_group), slice(None)) + window] = conv.weight.detach()[src]
+            if conv.bias is not None:
+                bias[start:start + per_group] = conv.bias.detach()[src]
+            perm.extend(range(k * channels + g * per_group, k * channels + (g + 1) * per_group))
+    return weight, bias, perm
+
+
+def permute_bn(bn: nn.modules.batchnorm._BatchNorm, perm: Sequence[int]) -> nn.modules.batchnorm._BatchNorm:
+    """A copy of ``bn`` whose channels are reordered by ``perm``."""
+    index = torch.as_tensor(list(perm))
+    out = type(bn)(len(perm), eps=bn.eps, affine=bn.affine)
+    with torch.no_grad():
+        out.running_mean.copy_(bn.running_mean[index])
+        out.running_var.copy_(bn.running_var[index])
+        if bn.affine:
+            out.weight.copy_(bn.weight[index])
+            out.bias.copy_(bn.bias[index])
+    return out.eval()

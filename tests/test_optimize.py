@@ -1,0 +1,162 @@
+"""The optimised inference path (redimnet.optimize) gives the plain path's outputs."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import redimnet
+from conftest import OFFICIAL, require_fixtures
+from redimnet.optimize import OptimizedReDimNet, OptimizeError, optimize_for_inference
+from redimnet.optimize.folding import fold_bn_after, fold_bn_before_linear, merge_parallel_convs
+
+FIXTURE_NAMES = require_fixtures()
+TOLERANCE = 1e-4  # max|ours - expected| <= TOLERANCE * max|expected|
+
+
+def relative_error(ours: torch.Tensor, expected) -> float:
+    expected = torch.as_tensor(expected)
+    assert tuple(ours.shape) == tuple(expected.shape)
+    return float((ours.detach() - expected).abs().max() / expected.abs().max())
+
+
+def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial batch-norm statistics, so folding them is really exercised."""
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.3)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.randn(n, generator=generator) * 0.5 + 1)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.2)
+    return model
+
+
+@pytest.fixture(scope="module", params=FIXTURE_NAMES)
+def fixture(request):
+    name = request.param
+    model = redimnet.load_checkpoint(OFFICIAL / f"{name}.pt")
+    return name, model, optimize_for_inference(model), dict(np.load(OFFICIAL / f"{name}.npz"))
+
+
+@pytest.mark.parametrize("which", ["batch", "single"])
+def test_matches_fixture_and_plain_path(fixture, which):
+    name, plain, fast, expected = fixture
+    wave = torch.from_numpy(expected[f"wave_{which}"])
+    with torch.no_grad():
+        ours = fast(wave)
+        reference = plain(wave)
+    assert isinstance(fast, OptimizedReDimNet)
+    assert relative_error(ours, expected[f"embedding_{which}"]) <= TOLERANCE, name
+    assert relative_error(ours, reference) <= TOLERANCE, name
+
+
+def test_features_in_path_matches(fixture):
+    name, plain, fast, expected = fixture
+    features = torch.from_numpy(expected["features_single"])
+    with torch.no_grad():
+        assert relative_error(fast.forward_features(features), expected["embedding_single"]) <= TOLERANCE, name
+        assert relative_error(fast.features(torch.from_numpy(expected["wave_single"])), features) <= TOLERANCE
+
+
+def test_input_model_untouched():
+    model = randomize_norms(redimnet.build("b0")).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    structure = repr(model)
+    fast = optimize_for_inference(model)
+    assert fast is not model
+    assert model.training, "the input model's mode must not change"
+    assert repr(model) == structure
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not fast.training
+    # The copy shares no storage with the input: changing one leaves the other alone.
+    with torch.no_grad():
+        wave = torch.randn(1, 8000)
+        first = fast(wave)
+        for p in model.parameters():
+            p.add_(1.0)
+        assert torch.equal(fast(wave), first)
+
+
+@pytest.mark.parametrize("preset", ["b0", "b2", "b5"])
+def test_presets_with_random_norms(preset):
+    torch.manual_seed(1)
+    model = randomize_norms(redimnet.build(preset), seed=2).eval()
+    fast = optimize_for_inference(model)
+    wave = torch.randn(3, 4321) * 0.1  # odd length, batch of 3
+    with torch.no_grad():
+        assert relative_error(fast(wave), model(wave)) <= TOLERANCE
+
+
+def test_projection_and_all_outputs():
+    config = redimnet.get_preset("b0").config.replace(out_channels=64, return_all_outputs=True, emb_bn=True)
+    torch.manual_seed(3)
+    model = randomize_norms(redimnet.ReDimNet(config), seed=4).eval()
+    fast = optimize_for_inference(model)
+    wave = torch.randn(2, 9000) * 0.1
+    with torch.no_grad():
+        reference, reference_outputs = model(wave)
+        ours, outputs = fast(wave)
+    assert relative_error(ours, reference) <= TOLERANCE
+    assert len(outputs) == len(reference_outputs)
+    for a, b in zip(outputs, reference_outputs):
+        assert relative_error(a, b) <= TOLERANCE
+
+
+def test_optimizing_twice_and_bad_input():
+    fast = optimize_for_inference(redimnet.build("b0").eval())
+    again = optimize_for_inference(fast)
+    wave = torch.randn(1, 8000)
+    with torch.no_grad():
+        assert torch.equal(again(wave), fast(wave))
+    with pytest.raises(OptimizeError, match="expects a redimnet.ReDimNet"):
+        optimize_for_inference(nn.Linear(2, 2))
+
+
+def test_merge_parallel_grouped_convs():
+    torch.manual_seed(0)
+    convs = [nn.Conv1d(8, 8, k, padding="same", groups=4) for k in (3, 7, 5)]
+    weight, bias, perm = merge_parallel_convs(convs)
+    x = torch.randn(2, 8, 50)
+    merged = nn.functional.conv1d(x, weight, bias, padding=3, groups=4)
+    expected = torch.cat([conv(x) for conv in convs], dim=1)[:, perm]
+    assert torch.allclose(merged, expected, atol=1e-5)
+
+
+def test_batch_norm_folding():
+    torch.manual_seed(0)
+    conv, linear = nn.Conv2d(4, 6, 3, padding=1), nn.Linear(6, 5)
+    bn_after, bn_before = randomize_norms(nn.BatchNorm2d(6)).eval(), randomize_norms(nn.BatchNorm1d(6), 1).eval()
+    x, v = torch.randn(2, 4, 7, 9), torch.randn(3, 6)
+    w, b = fold_bn_after(conv.weight.detach(), conv.bias.detach(), bn_after)
+    with torch.no_grad():
+        assert torch.allclose(nn.functional.conv2d(x, w, b, padding=1), bn_after(conv(x)), atol=1e-5)
+        w, b = fold_bn_before_linear(linear.weight.detach(), linear.bias.detach(), bn_before)
+        assert torch.allclose(nn.functional.linear(v, w, b), linear(bn_before(v)), atol=1e-5)
+
+
+def test_compile_option_returns_working_module():
+    pytest.importorskip("torch._dynamo")
+    model = redimnet.build("b0").eval()
+    compiled = optimize_for_inference(model, compile=True)
+    assert isinstance(getattr(compiled, "_orig_mod", None), OptimizedReDimNet)
+
+
+def test_autograd_mode_gives_the_same_outputs():
+    """The optimised blocks work in place only when no graph is recorded; both paths agree,
+    and gradients flow to the features when they are recorded."""
+    torch.manual_seed(5)
+    model = randomize_norms(redimnet.build("b2"), seed=6).eval()
+    fast = optimize_for_inference(model)
+    with torch.no_grad():
+        features = fast.features(torch.randn(2, 6000) * 0.1)
+        in_place = fast.forward_features(features)
+    features.requires_grad_()
+    with torch.enable_grad():
+        recorded = fast.forward_features(features)
+        recorded.sum().backward()
+    assert features.grad is not None and torch.isfinite(features.grad).all()
+    assert relative_error(recorded.detach(), in_place) <= 1e-6
