@@ -19,7 +19,6 @@ import hashlib
 import http.client
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -29,6 +28,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from .checkpoint import load_checkpoint
 from .errors import RedimnetError
+from .fileio import atomic_write
 
 PathLike = Union[str, os.PathLike]
 
@@ -149,52 +149,42 @@ def download(url: str, target: PathLike, sha256: Optional[str] = None, progress:
     temporary file) when the download fails or the checksum differs.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(handle, "wb") as stream:
-            try:
-                response = urllib.request.urlopen(url, timeout=timeout)
-            except urllib.error.HTTPError as error:
-                raise PretrainedError(f"cannot download {url}: HTTP {error.code} {error.reason}. "
-                                      + _by_hand(url, target)) from None
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                reason = getattr(error, "reason", None) or error
-                raise PretrainedError(f"cannot download {url} (offline?): {reason}. "
-                                      + _by_hand(url, target)) from None
-            with response:
-                total = response.headers.get("Content-Length")
-                received = 0
-                from tqdm import tqdm
+    digest = hashlib.sha256()
+    with atomic_write(target, suffix=".partial") as stream:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            raise PretrainedError(f"cannot download {url}: HTTP {error.code} {error.reason}. "
+                                  + _by_hand(url, target)) from None
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", None) or error
+            raise PretrainedError(f"cannot download {url} (offline?): {reason}. "
+                                  + _by_hand(url, target)) from None
+        with response:
+            total = response.headers.get("Content-Length")
+            received = 0
+            from tqdm import tqdm
 
-                with tqdm(total=int(total) if total and total.isdigit() else None, unit="B", unit_scale=True,
-                          unit_divisor=1024, desc=target.name, disable=not progress, leave=False) as bar:
-                    try:
-                        while True:
-                            block = response.read(1 << 16)
-                            if not block:
-                                break
-                            stream.write(block)
-                            digest.update(block)
-                            received += len(block)
-                            bar.update(len(block))
-                    except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
-                        raise PretrainedError(f"download of {url} was interrupted: {error}. "
-                                              + _by_hand(url, target)) from None
-                if total and total.isdigit() and received != int(total):
-                    raise PretrainedError(f"download of {url} is incomplete: got {received} of {total} bytes. "
-                                          + _by_hand(url, target))
-            stream.flush()
-            os.fsync(stream.fileno())
+            with tqdm(total=int(total) if total and total.isdigit() else None, unit="B", unit_scale=True,
+                      unit_divisor=1024, desc=target.name, disable=not progress, leave=False) as bar:
+                try:
+                    while True:
+                        block = response.read(1 << 16)
+                        if not block:
+                            break
+                        stream.write(block)
+                        digest.update(block)
+                        received += len(block)
+                        bar.update(len(block))
+                except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
+                    raise PretrainedError(f"download of {url} was interrupted: {error}. "
+                                          + _by_hand(url, target)) from None
+            if total and total.isdigit() and received != int(total):
+                raise PretrainedError(f"download of {url} is incomplete: got {received} of {total} bytes. "
+                                      + _by_hand(url, target))
         if sha256 is not None and digest.hexdigest() != sha256.lower():
             raise PretrainedError(f"checksum mismatch for {url}: SHA-256 {digest.hexdigest()}, expected {sha256}. "
                                   "The file was not kept. " + _by_hand(url, target))
-        os.replace(temp, target)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
     return target
 
 
@@ -244,14 +234,6 @@ def copy_into_cache(source: PathLike, model_name: str, train_type: str = "ft_lm"
     target = folder / release.file_name
     if release.sha256 is not None and sha256_of(source) != release.sha256:
         raise PretrainedError(f"{source} is not {release.file_name}: its SHA-256 differs from the published one")
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=folder)
-    os.close(handle)
-    try:
-        shutil.copyfile(source, temp)
-        os.replace(temp, target)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    with open(source, "rb") as original, atomic_write(target, suffix=".partial") as stream:
+        shutil.copyfileobj(original, stream)
     return target

@@ -3,6 +3,9 @@
 from pathlib import Path
 
 import pytest
+import torch
+
+import redimnet
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
@@ -31,3 +34,21 @@ def require_fixtures():
         raise RuntimeError(f"reference fixtures missing: expected checkpoints in {OFFICIAL} "
                            "(../shared/fixtures/official relative to the project root)")
     return names
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for the module: inference on many short inputs is faster that way on
+    a 2-core machine where DataLoader workers or other processes share the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def b0_model_and_checkpoint(tmp_path_factory):
+    """A b0 preset with (seeded) random weights and its checkpoint file."""
+    torch.manual_seed(0)
+    model = redimnet.build("b0").eval()
+    return model, redimnet.save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "b0.pt")

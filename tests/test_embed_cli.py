@@ -11,28 +11,18 @@ import pytest
 import soundfile as sf
 import torch
 
-import redimnet
 from redimnet import cli
 from redimnet.audio import read_audio
 from redimnet.embeddings_io import load_embeddings
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: much faster than two on a shared, busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
-def model_and_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = redimnet.build("b0").eval()
-    return model, redimnet.save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "b0.pt")
+def model_and_checkpoint(b0_model_and_checkpoint):
+    return b0_model_and_checkpoint
 
 
 @pytest.fixture(scope="module")

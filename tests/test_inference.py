@@ -13,6 +13,8 @@ from redimnet.audio import AudioError, resample
 from redimnet.errors import UsageError
 from redimnet.inference import Embedder, cosine_score, embed_directory, minimum_samples
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
 
 
@@ -21,15 +23,6 @@ def fixture(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference fixtures not found at {FIXTURES} (../shared/fixtures relative to the project)")
     return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: much faster than two on a shared, busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -17,17 +17,10 @@ from redimnet.pretrained import (RELEASES, NonCommercialLicenseWarning, Pretrain
                                  copy_into_cache, download, find_release, from_pretrained, list_pretrained)
 from redimnet.registry import get_preset
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "official"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: much faster than two on a shared, busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

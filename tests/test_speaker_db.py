@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-
 import redimnet
 from redimnet.speaker_db import SpeakerDatabase, SpeakerDatabaseError, model_fingerprint
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def units(rows):
@@ -154,19 +154,9 @@ def test_a_writer_killed_mid_transaction_changes_nothing(tmp_path):
         assert [s.name for s in db.speakers()] == ["ann", "bob"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: much faster than two on a shared, busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    return redimnet.save_checkpoint(redimnet.build("b0"), tmp_path_factory.mktemp("ckpt") / "b0.pt")
+def checkpoint(b0_model_and_checkpoint):
+    return b0_model_and_checkpoint[1]
 
 
 def test_cli_verbs(tmp_path, checkpoint, capsys):

@@ -45,8 +45,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
+    return run_handler(args.handler, args)
+
+
+def run_handler(handler, args) -> int:
+    """Run a verb's handler, turning errors into one-line messages and exit statuses."""
     try:
-        return int(args.handler(args) or 0)
+        return int(handler(args) or 0)
     except KeyboardInterrupt:
         print("redimnet: interrupted", file=sys.stderr)
         return 130
@@ -59,7 +64,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"redimnet: unexpected error ({type(error).__name__}): {error}\n"
               "Set REDIMNET_DEBUG=1 to see the traceback, and please report it.", file=sys.stderr)
         return 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

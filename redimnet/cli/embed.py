@@ -23,7 +23,6 @@ import argparse
 import io
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -34,6 +33,7 @@ from .. import distributed
 from ..audio import TARGET_SAMPLE_RATE, AudioError, audio_info, iter_inputs, read_audio, read_scp
 from ..embeddings_io import load_embeddings, save_embeddings
 from ..errors import UsageError
+from ..fileio import atomic_write
 from .models import add_model_arguments, model_from_arguments
 
 FLUSH_SECONDS = 300.0
@@ -159,16 +159,8 @@ class _NpyFolderOutput(_Output):
             target = self.file_for(uid)
             if target.exists():
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    np.save(stream, np.asarray(vector, dtype=np.float32))
-                os.replace(temp, target)
-            except BaseException:
-                if os.path.exists(temp):
-                    os.unlink(temp)
-                raise
+            with atomic_write(target) as stream:
+                np.save(stream, np.asarray(vector, dtype=np.float32))
 
 
 class _KaldiOutput(_Output):
@@ -203,21 +195,10 @@ class _KaldiOutput(_Output):
 
         ark, scp = _Named(), io.StringIO()
         kaldiio.save_ark(ark, {k: np.asarray(merged[k], dtype=np.float32) for k in sorted(merged)}, scp=scp)
-        _atomic_write(self.path, ark.getvalue())
-        _atomic_write(self.scp, scp.getvalue().encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+        with atomic_write(self.path) as stream:
+            stream.write(ark.getvalue())
+        with atomic_write(self.scp) as stream:
+            stream.write(scp.getvalue().encode())
 
 
 def open_output(path: str) -> _Output:
@@ -368,7 +349,8 @@ def write_failures(output: _Output, failures: Sequence[Tuple[str, str]]) -> Opti
             target.unlink()
         return None
     lines = ["path\treason"] + [f"{p}\t{' '.join(r.split())}" for p, r in failures]
-    _atomic_write(target, ("\n".join(lines) + "\n").encode())
+    with atomic_write(target, mode="w") as stream:
+        stream.write("\n".join(lines) + "\n")
     return target
 
 
@@ -444,19 +426,11 @@ def _run(args, world: distributed.World) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m redimnet.cli.embed ...``: the verb on its own (e.g. under torchrun)."""
-    from ..errors import RedimnetError
+    from . import run_handler
 
     parser = argparse.ArgumentParser(prog="redimnet embed", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("redimnet: interrupted", file=sys.stderr)
-        return 130
-    except (RedimnetError, ValueError, OSError) as error:
-        print(f"redimnet: error: {error}", file=sys.stderr)
-        return 2
+    return run_handler(run, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

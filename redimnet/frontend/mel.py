@@ -3,7 +3,6 @@
 import math
 
 import torch
-from torch import nn
 
 from .base import LogMelFrontEnd
 
