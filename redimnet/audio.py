@@ -18,6 +18,7 @@ from typing import Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from .errors import RedimnetError
+from .kaldi_lists import read_two_columns
 
 PathLike = Union[str, os.PathLike]
 
@@ -267,20 +268,9 @@ def read_scp(path: PathLike) -> List[Tuple[str, Path]]:
 
     Pipes (``cmd |``) and byte offsets (``file.ark:123``) are not supported.
     """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise AudioError(f"cannot read list {path}: {getattr(error, 'strerror', None) or error}") from None
     pairs = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(maxsplit=1)
-        if len(parts) != 2:
-            raise AudioError(f"{path}, line {number}: expected 'UTTERANCE_ID PATH', got {line!r}")
-        if parts[1].rstrip().endswith("|"):
-            raise AudioError(f"{path}, line {number}: command pipes are not supported; decode to a file first")
-        pairs.append((parts[0], Path(parts[1].strip())))
+    for number, utterance, audio_path in read_two_columns(path, ("UTTERANCE_ID", "PATH"), AudioError):
+        if audio_path.endswith("|"):
+            raise AudioError(f"{path}:{number}: command pipes are not supported; decode to a file first")
+        pairs.append((utterance, Path(audio_path)))
     return pairs

@@ -189,10 +189,10 @@ def test_wav_scp(tmp_path):
     scp.write_text("utt1 /data/a.wav\n\n# comment\nutt2 relative/b b.flac\n")
     assert read_scp(scp) == [("utt1", tmp_path.__class__("/data/a.wav")), ("utt2", tmp_path.__class__("relative/b b.flac"))]
     scp.write_text("utt1 sox a.wav -t wav - |\n")
-    with pytest.raises(AudioError, match="line 1: command pipes"):
+    with pytest.raises(AudioError, match="wav.scp:1: command pipes"):
         read_scp(scp)
     scp.write_text("lonely\n")
-    with pytest.raises(AudioError, match="line 1: expected"):
+    with pytest.raises(AudioError, match="wav.scp:1: expected"):
         read_scp(scp)
     with pytest.raises(AudioError, match="cannot read list"):
         read_scp(tmp_path / "absent.scp")

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler
 
 from ..errors import RedimnetError
+from ..kaldi_lists import read_table
 from .augment import AudioReadError, Augmenter, audio_frames, change_speed, random_crop, read_audio
 
 PathLike = Union[str, os.PathLike]
@@ -44,34 +45,13 @@ class Utterance:
 
 # --------------------------------------------------------------------------- lists
 
-def _read_two_columns(path: PathLike, what: str) -> Dict[str, str]:
-    table: Dict[str, str] = {}
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read {what} {path}: {error}") from None
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(maxsplit=1)
-        if len(parts) != 2:
-            raise DataError(f"{path}:{number}: expected '<utterance-id> <value>', got {line!r}")
-        if parts[0] in table:
-            raise DataError(f"{path}:{number}: utterance id {parts[0]!r} appears twice")
-        table[parts[0]] = parts[1].strip()
-    if not table:
-        raise DataError(f"{what} {path} lists no utterances")
-    return table
-
-
 def read_kaldi_lists(wav_scp: PathLike, utt2spk: PathLike) -> List[Utterance]:
     """Utterances of a ``wav.scp`` (``<utt> <path>``) and ``utt2spk`` (``<utt> <speaker>``) pair.
 
     Relative audio paths are taken relative to the folder of ``wav.scp``.
     """
-    paths = _read_two_columns(wav_scp, "wav.scp")
-    speakers = _read_two_columns(utt2spk, "utt2spk")
+    paths = read_table(wav_scp, ("UTTERANCE_ID", "PATH"), DataError, "wav.scp")
+    speakers = read_table(utt2spk, ("UTTERANCE_ID", "SPEAKER"), DataError, "utt2spk")
     missing = [u for u in paths if u not in speakers]
     if missing:
         raise DataError(f"{utt2spk}: no speaker for {len(missing)} utterance(s) of {wav_scp}, e.g. {missing[0]!r}")
