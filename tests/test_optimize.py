@@ -160,3 +160,26 @@ def test_autograd_mode_gives_the_same_outputs():
         recorded.sum().backward()
     assert features.grad is not None and torch.isfinite(features.grad).all()
     assert relative_error(recorded.detach(), in_place) <= 1e-6
+
+
+@pytest.mark.parametrize("in_channels,out_channels", [(40, 20), (60, 20), (80, 40)])
+def test_summed_depthwise_conv_equals_grouped_conv(in_channels, out_channels):
+    """One-output-per-group convs (b0's stage-end squeezes) run as depthwise + interleaved sums."""
+    from redimnet.optimize.fused_2d import SummedDepthwiseConv, SwappedConv2d
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, groups=out_channels)
+    swapped = SwappedConv2d.from_conv(conv)
+    summed = SummedDepthwiseConv(swapped)
+    x = torch.randn(2, in_channels, 11, 7).contiguous(memory_format=torch.channels_last)  # [N, C, T, F]
+    expected = conv(x.transpose(2, 3)).transpose(2, 3)  # the plain [N, C, F, T] conv
+    with torch.no_grad():
+        rows = summed(x)
+    assert rows.shape == (2, 11, 7, out_channels)
+    assert relative_error(rows.permute(0, 3, 1, 2), expected) < 1e-5
+
+
+def test_b0_squeezes_use_summed_depthwise_convs():
+    fast = optimize_for_inference(redimnet.build("b0").eval())
+    squeezes = [stage.squeeze for stage in fast.backbone.stages if stage.squeeze is not None]
+    assert squeezes and all(squeeze.summed for squeeze in squeezes)

@@ -16,6 +16,7 @@ from ..layers.layer_norm import ChannelLayerNorm
 from ..layers.pooling import ASTP, _VAR_FLOOR
 from ..layers.time_context import ConvPositionEncoding, PointwiseMLP, TimeContextBlock
 from ..layers.transformer import TransformerLayer
+from . import epilogue
 from .folding import bn_scale_shift, fold_bn_after, merge_parallel_convs
 from .layout import image_as_time, time_as_image
 
@@ -41,8 +42,9 @@ class Linear(nn.Module):
     def from_conv(cls, conv: nn.Module) -> "Linear":
         return cls(_matrix(conv), conv.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+    def forward(self, x: torch.Tensor, act: str = "none", residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``act(linear(x)) [+ residual]``."""
+        return epilogue.linear(x, self.weight, self.bias, act, residual)
 
 
 class LayerNorm(nn.Module):
@@ -71,8 +73,9 @@ class TimeConv(nn.Module):
         self.padding = (0, kernel // 2)
         self.groups = groups
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(time_as_image(x), self.weight, self.bias, 1, self.padding, 1, self.groups)
+    def forward(self, x: torch.Tensor, act: str = "none") -> torch.Tensor:
+        """``act(conv(x))``."""
+        y = epilogue.conv2d(time_as_image(x), self.weight, self.bias, (1, 1), self.padding, self.groups, act)
         return image_as_time(y)
 
 
@@ -93,10 +96,7 @@ class FastConvNeXt1d(nn.Module):
         self.pointwise = Linear(_matrix(block.pointwise)[:, index], block.pointwise.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.depthwise(x)
-        y = torch.relu(y) if self.act == "relu" else F.gelu(y)
-        y = self.pointwise(y)
-        return x + y if torch.is_grad_enabled() else y.add_(x)
+        return self.pointwise(self.depthwise(x, self.act), residual=x)
 
 
 class FastPositionEncoding(nn.Module):
@@ -145,7 +145,7 @@ class FastTransformer(nn.Module):
         qkv = self.qkv(x).view(n, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         x = self.norm1(x + self.output(y.transpose(1, 2).reshape(n, t, c)))
-        return self.norm2(x + self.project(F.gelu(self.expand(x), approximate="tanh")))
+        return self.norm2(self.project(self.expand(x, "gelu_tanh"), residual=x))
 
 
 def fast_context_layer(layer: nn.Module) -> nn.Module:
@@ -175,8 +175,7 @@ class FastTimeContext(nn.Module):
         self.expand = Linear.from_conv(block.expand)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.expand(self.context(self.reduce_norm(self.reduce(x))))
-        return x + y if torch.is_grad_enabled() else y.add_(x)
+        return self.expand(self.context(self.reduce_norm(self.reduce(x))), residual=x)
 
 
 class FastASTP(nn.Module):

@@ -3,23 +3,19 @@
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..layers.channel_squeeze import ChannelSqueeze
 from ..layers.convnext_block import ConvNeXtBlock
 from ..layers.freq_se import FrequencySE
 from ..layers.resnet_block import ResNetBlock
+from . import epilogue
 from .folding import bn_scale_shift, fold_bn_after, merge_parallel_convs
 from .layout import channels_last_rows
 
 
 def _activation(module: nn.Module) -> str:
     return "relu" if isinstance(module, nn.ReLU) else "gelu"
-
-
-def _apply_activation(x: torch.Tensor, name: str) -> torch.Tensor:
-    return torch.relu(x) if name == "relu" else F.gelu(x)
 
 
 class SwappedConv2d(nn.Module):
@@ -49,8 +45,9 @@ class SwappedConv2d(nn.Module):
         bias = conv.bias if bias is None and weight is conv.weight else bias
         return cls(weight, bias, conv.stride, padding, conv.groups)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, 1, self.groups)
+    def forward(self, x: torch.Tensor, act: str = "none", residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``act(conv(x) [+ residual])``."""
+        return epilogue.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, act, residual)
 
 
 class ChannelLinear(nn.Module):
@@ -61,8 +58,10 @@ class ChannelLinear(nn.Module):
         self.register_buffer("weight", weight.detach().reshape(weight.shape[0], -1).clone())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(channels_last_rows(x), self.weight, self.bias).permute(0, 3, 1, 2)
+    def forward(self, x: torch.Tensor, act: str = "none", residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``act(linear(x)) [+ residual]``."""
+        rows = None if residual is None else channels_last_rows(residual)
+        return epilogue.linear(channels_last_rows(x), self.weight, self.bias, act, rows).permute(0, 3, 1, 2)
 
 
 class FrequencyPool(nn.Module):
@@ -86,7 +85,7 @@ class FrequencyPool(nn.Module):
         if kept != f:
             rows = rows[:, :, :kept]
         rows = rows.reshape(n, t, kept // self.stride, self.stride * c)
-        return F.linear(rows, self.weight, self.bias).permute(0, 3, 1, 2)
+        return epilogue.linear(rows, self.weight, self.bias).permute(0, 3, 1, 2)
 
 
 class FastConvNeXt2d(nn.Module):
@@ -108,13 +107,12 @@ class FastConvNeXt2d(nn.Module):
         self.pointwise = ChannelLinear(pointwise, block.pointwise.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pointwise(_apply_activation(self.depthwise(x), self.act))
-        # In place when no autograd graph is recorded (same values, one buffer less).
-        return x + y if torch.is_grad_enabled() else y.add_(x)
+        return self.pointwise(self.depthwise(x, self.act), residual=x)
 
 
 class FastFrequencySE(nn.Module):
-    """:class:`~redimnet.layers.FrequencySE` on ``[N, C, T, F]``."""
+    """:class:`~redimnet.layers.FrequencySE` on ``[N, C, T, F]``; scales ``x`` in place when no
+    autograd graph is recorded (callers pass a fresh tensor)."""
 
     def __init__(self, se: FrequencySE):
         super().__init__()
@@ -123,22 +121,42 @@ class FastFrequencySE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = x.mean(dim=(1, 2))
-        gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(gate))))
-        return x * gate[:, None, None, :]
+        gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(gate))))[:, None, None, :]
+        # In place when no autograd graph is recorded: ``x`` is a fresh conv output here.
+        return x * gate if torch.is_grad_enabled() else x.mul_(gate)
 
 
-def _grouped_conv(conv, bn: Optional[nn.modules.batchnorm._BatchNorm] = None) -> nn.Module:
-    """A ``_GroupedConv`` (spatial + optional pointwise), ``bn`` folded into its last conv."""
-    if conv.pointwise is None:
-        if bn is None:
-            return SwappedConv2d.from_conv(conv.spatial)
-        weight, bias = fold_bn_after(conv.spatial.weight.detach(), None, bn)
-        return SwappedConv2d.from_conv(conv.spatial, weight, bias)
-    spatial = SwappedConv2d.from_conv(conv.spatial)
-    weight, bias = conv.pointwise.weight.detach(), conv.pointwise.bias
-    if bn is not None:
-        weight, bias = fold_bn_after(weight, None if bias is None else bias.detach(), bn)
-    return nn.Sequential(spatial, ChannelLinear(weight, bias))
+class GroupedConv(nn.Module):
+    """A ``_GroupedConv`` (spatial conv + optional pointwise), a batch norm folded into its last conv."""
+
+    def __init__(self, conv, bn: Optional[nn.modules.batchnorm._BatchNorm] = None):
+        super().__init__()
+        if conv.pointwise is None:
+            self.pointwise = None
+            if bn is None:
+                self.spatial = SwappedConv2d.from_conv(conv.spatial)
+            else:
+                weight, bias = fold_bn_after(conv.spatial.weight.detach(), None, bn)
+                self.spatial = SwappedConv2d.from_conv(conv.spatial, weight, bias)
+            return
+        self.spatial = SwappedConv2d.from_conv(conv.spatial)
+        weight, bias = conv.pointwise.weight.detach(), conv.pointwise.bias
+        if bn is not None:
+            weight, bias = fold_bn_after(weight, None if bias is None else bias.detach(), bn)
+        self.pointwise = ChannelLinear(weight, bias)
+
+    def forward(self, x: torch.Tensor, act: str = "none") -> torch.Tensor:
+        """``act(conv(x))``."""
+        if self.pointwise is None:
+            return self.spatial(x, act)
+        return self.pointwise(self.spatial(x), act)
+
+    def add_relu(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """``relu(conv(x) + residual)``."""
+        if self.pointwise is None:
+            return self.spatial(x, "relu", residual)
+        y = self.pointwise(self.spatial(x), residual=residual)
+        return torch.relu(y) if torch.is_grad_enabled() else torch.relu_(y)
 
 
 class FastResNet2d(nn.Module):
@@ -150,22 +168,50 @@ class FastResNet2d(nn.Module):
 
     def __init__(self, block: ResNetBlock):
         super().__init__()
-        self.conv1 = _grouped_conv(block.conv1)
+        self.conv1 = GroupedConv(block.conv1)
         scale, shift = bn_scale_shift(block.bn1)
         self.register_buffer("bn1_scale", scale.float().view(1, -1, 1, 1))
         self.register_buffer("bn1_shift", shift.float().view(1, -1, 1, 1))
-        self.conv2 = _grouped_conv(block.conv2, block.bn2)
+        self.conv2 = GroupedConv(block.conv2, block.bn2)
         self.se = FastFrequencySE(block.se) if block.se is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
-            y = torch.addcmul(self.bn1_shift, torch.relu(self.conv1(x)), self.bn1_scale)
+            y = torch.addcmul(self.bn1_shift, self.conv1(x, "relu"), self.bn1_scale)
         else:  # same values, computed in place in the fresh conv output
-            y = torch.relu_(self.conv1(x)).mul_(self.bn1_scale).add_(self.bn1_shift)
-        y = self.conv2(y)
-        if self.se is not None:
-            y = self.se(y)
+            y = self.conv1(x, "relu").mul_(self.bn1_scale).add_(self.bn1_shift)
+        if self.se is None:
+            return self.conv2.add_relu(y, x)
+        y = self.se(self.conv2(y))
         return torch.relu(x + y) if torch.is_grad_enabled() else torch.relu_(y.add_(x))
+
+
+class SummedDepthwiseConv(nn.Module):
+    """A grouped conv with one output channel per group (``k`` inputs each), as a
+    depthwise conv of its ``k * out`` input channels followed by summing each
+    group's ``k`` adjacent channels (interleaved adds over the channels_last rows).
+
+    oneDNN runs such convolutions (2-3 inputs per group, 1 output) through a slow
+    generic kernel: 5-8 ms for b0's stage-end squeezes, against 0.7-1.3 ms here.
+    Returns the ``[N, T, F, C_out]`` rows (contiguous).
+    """
+
+    def __init__(self, conv: SwappedConv2d):
+        super().__init__()
+        out_channels, per_group = conv.weight.shape[:2]
+        self.per_group = per_group
+        depthwise = conv.weight.reshape(out_channels * per_group, 1, *conv.weight.shape[2:])
+        self.conv = SwappedConv2d(depthwise.transpose(2, 3), None, (conv.stride[1], conv.stride[0]),
+                                  (conv.padding[1], conv.padding[0]), out_channels * per_group)
+        self.register_buffer("bias", conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = channels_last_rows(self.conv(x))
+        k = self.per_group
+        y = torch.add(z[..., 0::k], z[..., 1::k])
+        for j in range(2, k):
+            y.add_(z[..., j::k])
+        return y if self.bias is None else y.add_(self.bias)
 
 
 class FastChannelSqueeze(nn.Module):
@@ -175,12 +221,19 @@ class FastChannelSqueeze(nn.Module):
         super().__init__()
         weight, bias = fold_bn_after(squeeze.conv.weight.detach(),
                                      None if squeeze.conv.bias is None else squeeze.conv.bias.detach(), squeeze.norm)
-        self.conv = SwappedConv2d.from_conv(squeeze.conv, weight, bias)
+        conv = SwappedConv2d.from_conv(squeeze.conv, weight, bias)
+        per_group = conv.weight.shape[1]
+        one_output_per_group = conv.groups == conv.weight.shape[0]
+        self.summed = one_output_per_group and per_group > 1 and conv.stride == (1, 1)
+        self.conv = SummedDepthwiseConv(conv) if self.summed else conv
         self.act = _activation(squeeze.act)
         self.pointwise = ChannelLinear(squeeze.pointwise.weight, squeeze.pointwise.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise(_apply_activation(self.conv(x), self.act))
+        if self.summed:
+            rows = epilogue.activate(self.conv(x), self.act)  # [N, T, F, C], contiguous
+            return self.pointwise(rows.permute(0, 3, 1, 2))
+        return self.pointwise(self.conv(x, self.act))
 
 
 def fast_2d_block(block: nn.Module) -> nn.Module:
