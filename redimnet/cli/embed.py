@@ -57,8 +57,8 @@ def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=16, help="most equal-length inputs per batch (default 16)")
     group.add_argument("--no-optimize", action="store_true", help="do not apply redimnet.optimize to the model")
     group.add_argument("--threads", type=int, default=None,
-                       help="CPU threads for the model (default: PyTorch's choice, one per core; for 'embed' "
-                            "with --workers, one core fewer); 1 is often much faster on a busy machine")
+                       help="CPU threads for the model (default: PyTorch's choice, one per core); "
+                            "1 is often much faster on a machine busy with other work")
 
 
 def embedder_from_arguments(args):
@@ -378,10 +378,6 @@ def _run(args, world: distributed.World) -> int:
     results: Dict[str, np.ndarray] = {}
     seconds = 0.0
     if todo:
-        if args.threads is None and args.workers > 0:  # leave a core to the decoding workers
-            import torch
-
-            torch.set_num_threads(min(torch.get_num_threads(), max(1, (os.cpu_count() or 1) - 1)))
         if world.distributed and (args.device or "cuda").startswith("cuda") and ":" not in (args.device or ""):
             import torch
 
