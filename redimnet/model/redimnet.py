@@ -12,7 +12,32 @@ from ..layers.pooling import make_pooling
 from .backbone import Backbone
 
 
-class ReDimNet(nn.Module):
+class WaveformEmbedder(nn.Module):
+    """What every form of the network offers: waveform -> features -> embedding.
+
+    Subclasses set ``config`` and ``frontend`` and implement :meth:`forward_features`.
+    """
+
+    config: ModelConfig
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """Log-mel features ``[N, F, frames]`` of a waveform ``[N, T]``."""
+        if wave.ndim != 2:
+            raise ValueError(f"expected a waveform batch of shape [N, T], got shape {tuple(wave.shape)}")
+        return self.frontend(wave)
+
+    def forward_features(self, features: torch.Tensor):
+        raise NotImplementedError
+
+    def forward(self, wave: torch.Tensor):
+        return self.forward_features(self.features(wave))
+
+
+class ReDimNet(WaveformEmbedder):
     """The full network of "Reshape Dimensions Network for Speaker Recognition".
 
     ``forward(wave)`` takes a 16 kHz mono waveform ``[N, T]`` (float) and returns
@@ -46,16 +71,6 @@ class ReDimNet(nn.Module):
                                           config.head_activation)
                            if config.num_classes is not None else None)
 
-    @property
-    def embed_dim(self) -> int:
-        return self.config.embed_dim
-
-    def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """Log-mel features ``[N, F, frames]`` of a waveform ``[N, T]``."""
-        if wave.ndim != 2:
-            raise ValueError(f"expected a waveform batch of shape [N, T], got shape {tuple(wave.shape)}")
-        return self.frontend(wave)
-
     def forward_features(self, features: torch.Tensor):
         """The network after the front end: ``[N, F, frames]`` (or ``[N, 1, F, frames]``) in."""
         if features.ndim == 3:
@@ -70,6 +85,3 @@ class ReDimNet(nn.Module):
         if self.classifier is not None:
             x = self.classifier(x)
         return (x, outputs_1d) if all_outputs else x
-
-    def forward(self, wave: torch.Tensor):
-        return self.forward_features(self.features(wave))

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..model.backbone import Backbone, Stem
-from ..model.redimnet import ReDimNet
+from ..model.redimnet import ReDimNet, WaveformEmbedder
 from ..model.stage import Stage
 from ..layers.stage_mixer import StageMixer
 from .folding import fold_bn_after, fold_bn_before_linear
@@ -100,7 +100,7 @@ class FastBackbone(nn.Module):
         return x
 
 
-class OptimizedReDimNet(nn.Module):
+class OptimizedReDimNet(WaveformEmbedder):
     """Inference-only ReDimNet built from a plain (eval-mode) model.
 
     Same interface as :class:`~redimnet.ReDimNet` for inference: ``forward(wave)``,
@@ -124,16 +124,6 @@ class OptimizedReDimNet(nn.Module):
         self.return_all_outputs = bool(model.config.return_all_outputs)
         self.eval()
 
-    @property
-    def embed_dim(self) -> int:
-        return self.config.embed_dim
-
-    def features(self, wave: torch.Tensor) -> torch.Tensor:
-        """Log-mel features ``[N, F, frames]`` of a waveform ``[N, T]`` (the plain front end)."""
-        if wave.ndim != 2:
-            raise ValueError(f"expected a waveform batch of shape [N, T], got shape {tuple(wave.shape)}")
-        return self.frontend(wave)
-
     def forward_features(self, features: torch.Tensor):
         """The network after the front end: ``[N, F, frames]`` (or ``[N, 1, F, frames]``) in."""
         if features.ndim == 4:
@@ -146,6 +136,3 @@ class OptimizedReDimNet(nn.Module):
         if outputs is not None:
             return x, [y.transpose(1, 2) for y in outputs]
         return x
-
-    def forward(self, wave: torch.Tensor):
-        return self.forward_features(self.features(wave))
