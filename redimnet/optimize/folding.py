@@ -75,6 +75,18 @@ def merge_parallel_convs(convs: Sequence[nn.Module]) -> Tuple[torch.Tensor, torc
     return weight, bias, perm
 
 
+def fold_convnext_depthwise(block) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A ConvNeXt block's parallel depthwise convs merged into one, with the batch norm
+    that follows them folded in: ``(weight, bias, index)`` of the single conv (1D or 2D);
+    its output channel ``i`` is channel ``index[i]`` of the original concatenation."""
+    weight, bias, perm = merge_parallel_convs(list(block.depthwise))
+    index = torch.as_tensor(perm)
+    scale, shift = bn_scale_shift(block.norm)
+    scale, shift = scale[index], shift[index]
+    per_output = scale.view((-1,) + (1,) * (weight.ndim - 1))
+    return (weight.double() * per_output).float(), (bias.double() * scale + shift).float(), index
+
+
 def permute_bn(bn: nn.modules.batchnorm._BatchNorm, perm: Sequence[int]) -> nn.modules.batchnorm._BatchNorm:
     """A copy of ``bn`` whose channels are reordered by ``perm``."""
     index = torch.as_tensor(list(perm))

@@ -17,7 +17,7 @@ from ..layers.pooling import ASTP, _VAR_FLOOR
 from ..layers.time_context import ConvPositionEncoding, PointwiseMLP, TimeContextBlock
 from ..layers.transformer import TransformerLayer
 from . import epilogue
-from .folding import bn_scale_shift, fold_bn_after, merge_parallel_convs
+from .folding import fold_bn_after, fold_convnext_depthwise
 from .layout import image_as_time, time_as_image
 
 
@@ -85,12 +85,7 @@ class FastConvNeXt1d(nn.Module):
 
     def __init__(self, block: ConvNeXtBlock):
         super().__init__()
-        weight, bias, perm = merge_parallel_convs(list(block.depthwise))
-        index = torch.as_tensor(perm)
-        scale, shift = bn_scale_shift(block.norm)
-        scale, shift = scale[index], shift[index]
-        weight = (weight.double() * scale.view(-1, 1, 1)).float()
-        bias = (bias.double() * scale + shift).float()
+        weight, bias, index = fold_convnext_depthwise(block)
         self.depthwise = TimeConv(weight, bias, block.depthwise[0].groups)
         self.act = "relu" if isinstance(block.act, nn.ReLU) else "gelu"
         self.pointwise = Linear(_matrix(block.pointwise)[:, index], block.pointwise.bias)

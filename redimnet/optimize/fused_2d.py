@@ -10,7 +10,7 @@ from ..layers.convnext_block import ConvNeXtBlock
 from ..layers.freq_se import FrequencySE
 from ..layers.resnet_block import ResNetBlock
 from . import epilogue
-from .folding import bn_scale_shift, fold_bn_after, merge_parallel_convs
+from .folding import bn_scale_shift, fold_bn_after, fold_convnext_depthwise
 from .layout import channels_last_rows
 
 
@@ -93,12 +93,7 @@ class FastConvNeXt2d(nn.Module):
 
     def __init__(self, block: ConvNeXtBlock):
         super().__init__()
-        weight, bias, perm = merge_parallel_convs(list(block.depthwise))
-        index = torch.as_tensor(perm)
-        scale, shift = bn_scale_shift(block.norm)
-        scale, shift = scale[index], shift[index]
-        weight = (weight.double() * scale.view(-1, 1, 1, 1)).float()
-        bias = (bias.double() * scale + shift).float()
+        weight, bias, index = fold_convnext_depthwise(block)
         first = block.depthwise[0]
         padding = tuple((k - 1) // 2 for k in weight.shape[2:])
         self.depthwise = SwappedConv2d(weight, bias, (1, 1), padding, first.groups)
