@@ -8,7 +8,7 @@ from torch import nn
 import redimnet
 from conftest import OFFICIAL, require_fixtures
 from redimnet.optimize import OptimizedReDimNet, OptimizeError, optimize_for_inference
-from redimnet.optimize.folding import fold_bn_after, fold_bn_before_linear, merge_parallel_convs
+from redimnet.optimize.folding import fold_bn_after, fold_bn_before_linear, merge_parallel_convs, merge_small_groups
 
 FIXTURE_NAMES = require_fixtures()
 TOLERANCE = 1e-4  # max|ours - expected| <= TOLERANCE * max|expected|
@@ -124,6 +124,31 @@ def test_merge_parallel_grouped_convs():
     merged = nn.functional.conv1d(x, weight, bias, padding=3, groups=4)
     expected = torch.cat([conv(x) for conv in convs], dim=1)[:, perm]
     assert torch.allclose(merged, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels,groups,out_channels,expected_groups", [
+    (64, 16, 64, 8),   # b2's ConvNeXt convs: 4 inputs and outputs per group -> 8
+    (12, 6, 18, 3),    # 2 inputs, 3 outputs per group: 6 groups only pair up once (4 inputs each)
+    (16, 8, 32, 2),    # 2 -> 8 inputs per group
+])
+def test_merging_small_groups_keeps_outputs(channels, groups, out_channels, expected_groups):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(channels, out_channels, 3, padding=1, groups=groups)
+    weight, merged_groups = merge_small_groups(conv.weight.detach(), groups)
+    assert merged_groups == expected_groups
+    assert weight.shape == (out_channels, channels // merged_groups, 3, 3)
+    x = torch.randn(2, channels, 9, 13)
+    with torch.no_grad():
+        merged = nn.functional.conv2d(x, weight, conv.bias, padding=1, groups=merged_groups)
+        assert relative_error(merged, conv(x)) < 1e-6
+
+
+@pytest.mark.parametrize("channels,groups,out_channels", [(16, 16, 16), (16, 16, 32), (32, 16, 16), (64, 8, 64)])
+def test_groups_not_worth_merging_are_unchanged(channels, groups, out_channels):
+    """Depthwise convs, one output per group, and groups already reading 8 channels."""
+    weight = torch.randn(out_channels, channels // groups, 3, 3)
+    merged, merged_groups = merge_small_groups(weight, groups)
+    assert merged_groups == groups and merged is weight
 
 
 def test_batch_norm_folding():

@@ -10,7 +10,7 @@ from ..layers.convnext_block import ConvNeXtBlock
 from ..layers.freq_se import FrequencySE
 from ..layers.resnet_block import ResNetBlock
 from . import epilogue
-from .folding import bn_scale_shift, fold_bn_after, fold_convnext_depthwise
+from .folding import bn_scale_shift, fold_bn_after, fold_convnext_depthwise, merge_small_groups
 from .layout import channels_last_rows
 
 
@@ -19,11 +19,13 @@ def _activation(module: nn.Module) -> str:
 
 
 class SwappedConv2d(nn.Module):
-    """A ``[N, C, F, T]`` convolution applied to the ``[N, C, T, F]`` view (kernel axes swapped)."""
+    """A ``[N, C, F, T]`` convolution applied to the ``[N, C, T, F]`` view (kernel axes swapped;
+    groups reading fewer than 8 channels merged, see :func:`.folding.merge_small_groups`)."""
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], stride, padding, groups: int):
         super().__init__()
-        self.register_buffer("weight", weight.detach().transpose(2, 3).contiguous(memory_format=torch.channels_last))
+        weight, groups = merge_small_groups(weight.detach(), groups)
+        self.register_buffer("weight", weight.transpose(2, 3).contiguous(memory_format=torch.channels_last))
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.stride = (stride[1], stride[0])
         self.padding = (padding[1], padding[0])
