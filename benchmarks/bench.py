@@ -18,6 +18,12 @@ memory of one forward pass (measured in a fresh subprocess, CPU: peak RSS
 growth; CUDA: ``max_memory_allocated``), the optimised path's max relative
 difference to the plain path, and a training-step throughput for b2.
 Throughput is ``batch * seconds / best time``.
+
+By default the process first applies :func:`redimnet.optimize.keep_freed_memory`
+(glibc keeps freed memory for reuse instead of page-faulting it back in), as
+``redimnet.Embedder`` and the command line do.  It is process-wide, so every
+variant, the original included, runs under the same setting; ``--malloc
+default`` leaves glibc's defaults.
 """
 
 import argparse
@@ -38,7 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import redimnet  # noqa: E402
-from redimnet.optimize import optimize_for_inference  # noqa: E402
+from redimnet.optimize import keep_freed_memory, optimize_for_inference  # noqa: E402
 
 SAMPLE_RATE = 16000
 
@@ -208,7 +214,7 @@ def memory_probe(args) -> None:
 
 def measure_memory(args, preset: str, variant: str, shape, dtype_name: str) -> Optional[float]:
     command = [sys.executable, str(Path(__file__).resolve()), "--probe", preset, variant, f"{shape[0]}x{shape[1]:g}",
-               "--device", args.device, "--threads", str(args.threads), "--dtype", dtype_name]
+               "--device", args.device, "--threads", str(args.threads), "--dtype", dtype_name, "--malloc", args.malloc]
     if args.original:
         command += ["--original", str(args.original)]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -269,6 +275,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--no-train", action="store_true", help="skip the b2 training-step timing")
     parser.add_argument("--train-preset", default="b2")
+    parser.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                        help="keep: apply redimnet.optimize.keep_freed_memory() for all variants, as the "
+                             "Embedder and CLI do (default); default: glibc's own settings")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON here")
     parser.add_argument("--probe", nargs=3, metavar=("PRESET", "VARIANT", "SHAPE"), help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
@@ -281,6 +290,7 @@ def main(argv=None) -> int:
             parser.error("--clock cpu measures one thread's CPU time: use it with --threads 1 --device cpu")
         global CLOCK
         CLOCK = time.thread_time
+    args.malloc_kept = args.malloc == "keep" and keep_freed_memory()
     if args.probe:
         args.probe_preset, args.probe_variant = args.probe[0], args.probe[1]
         args.probe_shape = parse_shape(args.probe[2])
@@ -321,12 +331,13 @@ def main(argv=None) -> int:
                                              args.device, Path(tmp))
     print()
     print(f"ReDimNet inference throughput, {args.device}, {args.threads} thread(s), best of {args.repeats}, "
-          f"{args.clock} clock")
+          f"{args.clock} clock, malloc {'keeps freed memory' if args.malloc_kept else 'defaults'}")
     print_table(rows)
     if training:
         line = ", ".join(f"{k} {v:.1f}" for k, v in training.items())
         print(f"\ntraining step ({args.train_preset}, batch 8 x 3 s, AdamW), audio-s/s: {line}")
     result = {"machine": machine_description(args.device), "repeats": args.repeats, "clock": args.clock,
+              "malloc_keeps_freed_memory": args.malloc_kept,
               "inference": rows,
               "training": {"preset": args.train_preset, "shape": "8x3", "audio_s_per_s": training}}
     text = json.dumps(result, indent=2)

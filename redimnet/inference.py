@@ -116,12 +116,17 @@ class Embedder:
     the module documentation).  ``channel``: pick one channel instead of
     averaging them.  ``trim_silence``: cut leading/trailing silence.
     ``batch_size``: the most equal-length waveforms run together.
+    ``keep_freed_memory``: apply :func:`redimnet.optimize.keep_freed_memory`
+    (process-wide glibc malloc setting: repeated forward passes reuse memory
+    instead of page-faulting; 10-30 % faster on CPU, freed memory stays with
+    the process).
     Embeddings are returned as float32 numpy arrays, raw (not normalised).
     """
 
     def __init__(self, model: torch.nn.Module, device: Optional[str] = None, precision: str = "float32",
                  optimize: bool = True, max_seconds: float = 60.0, overlap_seconds: float = 10.0,
-                 channel: Optional[int] = None, trim_silence: bool = False, batch_size: int = 16):
+                 channel: Optional[int] = None, trim_silence: bool = False, batch_size: int = 16,
+                 keep_freed_memory: bool = True):
         if precision not in _PRECISIONS:
             raise UsageError(f"unknown precision {precision!r}; choose float32, float16 or bfloat16")
         if device is None:
@@ -154,6 +159,9 @@ class Embedder:
                 except RedimnetError:  # a layer the optimiser does not handle: the plain model works
                     self.network = self.model
         self.optimized = self.network is not self.model
+        if keep_freed_memory and self.device.type == "cpu":
+            from .optimize.allocator import keep_freed_memory as keep
+            keep()
         self.max_samples = int(round(max_seconds * TARGET_SAMPLE_RATE))
         self.overlap_samples = int(round(overlap_seconds * TARGET_SAMPLE_RATE))
         if self.max_samples < self.min_samples:

@@ -5,10 +5,9 @@ into an :class:`OptimizedReDimNet` with the same outputs (up to float32
 rounding, well within 1e-4 relative):
 
 * one memory layout for the whole backbone, time-major ``[N, T, F, C]``, so the
-  1D <-> 2D reshapes of every stage are free and 1x1 convolutions are plain
-  matrix products (:mod:`.layout`);
+  1D <-> 2D reshapes of every stage are free (:mod:`.layout`);
 * 2D convolutions in channels_last memory format (several times faster for the
-  grouped and depthwise 3x3 kernels on CPU);
+  grouped and depthwise 3x3 kernels on CPU); small groups merged (exact);
 * batch norms folded into the neighbouring convolution or linear layer where
   that is exact (after a conv; before the embedding layer), fused into one
   multiply-add where it is not (before a zero-padded conv);
@@ -16,7 +15,9 @@ rounding, well within 1e-4 relative):
   the pooling's global-context product computed once per utterance;
 * optionally ``torch.compile``.
 
-The plain modules are not changed; training uses them.
+The plain modules are not changed; training uses them.  :func:`keep_freed_memory`
+(:mod:`.allocator`) is the process-wide malloc setting the embedding helpers
+apply: repeated forward passes then reuse memory instead of page-faulting.
 """
 
 import copy
@@ -26,9 +27,10 @@ from torch import nn
 
 from ..errors import RedimnetError
 from ..model.redimnet import ReDimNet
+from .allocator import keep_freed_memory
 from .fused_model import OptimizedReDimNet
 
-__all__ = ["OptimizeError", "OptimizedReDimNet", "optimize_for_inference"]
+__all__ = ["OptimizeError", "OptimizedReDimNet", "keep_freed_memory", "optimize_for_inference"]
 
 
 class OptimizeError(RedimnetError):

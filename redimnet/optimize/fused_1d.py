@@ -35,7 +35,7 @@ class Linear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]):
         super().__init__()
-        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("weight", weight.detach().contiguous().clone())
         self.register_buffer("bias", _vector(bias))
 
     @classmethod

@@ -52,16 +52,17 @@ class SwappedConv2d(nn.Module):
         return epilogue.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, act, residual)
 
 
-class ChannelLinear(nn.Module):
-    """A 1x1 convolution as a ``linear`` over the innermost (channel) axis of ``[N, C, T, F]``."""
+class PointwiseConv(nn.Module):
+    """A 1x1 convolution over the channels of ``[N, C, T, F]`` (channels_last): one
+    :func:`.epilogue.dense` product over the ``[N, T, F, C]`` rows."""
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]):
         super().__init__()
-        self.register_buffer("weight", weight.detach().reshape(weight.shape[0], -1).clone())
+        self.register_buffer("weight", weight.detach().reshape(weight.shape[0], -1).contiguous().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     def forward(self, x: torch.Tensor, act: str = "none", residual: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``act(linear(x)) [+ residual]``."""
+        """``act(conv1x1(x)) [+ residual]``."""
         rows = None if residual is None else channels_last_rows(residual)
         return epilogue.linear(channels_last_rows(x), self.weight, self.bias, act, rows).permute(0, 3, 1, 2)
 
@@ -101,7 +102,7 @@ class FastConvNeXt2d(nn.Module):
         self.depthwise = SwappedConv2d(weight, bias, (1, 1), padding, first.groups)
         self.act = _activation(block.act)
         pointwise = block.pointwise.weight.detach()[:, :, 0, 0][:, index]
-        self.pointwise = ChannelLinear(pointwise, block.pointwise.bias)
+        self.pointwise = PointwiseConv(pointwise, block.pointwise.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pointwise(self.depthwise(x, self.act), residual=x)
@@ -140,7 +141,7 @@ class GroupedConv(nn.Module):
         weight, bias = conv.pointwise.weight.detach(), conv.pointwise.bias
         if bn is not None:
             weight, bias = fold_bn_after(weight, None if bias is None else bias.detach(), bn)
-        self.pointwise = ChannelLinear(weight, bias)
+        self.pointwise = PointwiseConv(weight, bias)
 
     def forward(self, x: torch.Tensor, act: str = "none") -> torch.Tensor:
         """``act(conv(x))``."""
@@ -224,7 +225,7 @@ class FastChannelSqueeze(nn.Module):
         self.summed = one_output_per_group and per_group > 1 and conv.stride == (1, 1)
         self.conv = SummedDepthwiseConv(conv) if self.summed else conv
         self.act = _activation(squeeze.act)
-        self.pointwise = ChannelLinear(squeeze.pointwise.weight, squeeze.pointwise.bias)
+        self.pointwise = PointwiseConv(squeeze.pointwise.weight, squeeze.pointwise.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.summed:
