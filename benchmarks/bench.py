@@ -94,6 +94,10 @@ def make_onnx_session(model, path: Path, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # onnxruntime's worker threads otherwise keep spinning after each run and take the
+    # cores from whatever runs next (measured: the PyTorch variants timed between
+    # onnxruntime calls lost up to a third of their throughput).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -109,17 +113,25 @@ CLOCK = time.perf_counter
 
 def time_variants(models: Dict[str, Callable], wave: torch.Tensor, repeats: int, device: str,
                   dtype: Optional[torch.dtype]) -> Dict[str, float]:
-    """Best time per variant (wall clock, or CPU time with ``--clock cpu``); calls are
-    interleaved so that load changes hit all variants alike."""
+    """Best time per variant (wall clock, or CPU time with ``--clock cpu``).
+
+    The PyTorch variants are interleaved, in a rotating order, so that load changes
+    hit them alike; onnxruntime (its own thread pool) is timed in a block of its own
+    after them, so its threads never compete with PyTorch's.
+    """
     best = {name: float("inf") for name in models}
+    torch_names = [name for name in models if name != "onnxruntime"]
     with torch.inference_mode():
         for fn in models.values():  # warm-up
             run_variant(fn, wave, dtype, device)
         sync(device)
-        for _ in range(repeats):
-            for name, fn in models.items():
+        schedule = [torch_names[i % len(torch_names):] + torch_names[:i % len(torch_names)] for i in range(repeats)]
+        if "onnxruntime" in models:
+            schedule += [["onnxruntime"]] * repeats
+        for names in schedule:
+            for name in names:
                 start = CLOCK()
-                run_variant(fn, wave, dtype, device)
+                run_variant(models[name], wave, dtype, device)
                 sync(device)
                 best[name] = min(best[name], CLOCK() - start)
     return best

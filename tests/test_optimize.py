@@ -214,21 +214,30 @@ def test_b0_squeezes_use_summed_depthwise_convs():
     assert squeezes and all(squeeze.summed for squeeze in squeezes)
 
 
-@pytest.mark.parametrize("shape", [(7, 10), (2, 5, 10), (3, 4, 6, 10), (0, 10)])
+@pytest.mark.parametrize("shape", [(7, 10), (5000, 10), (2, 2500, 10), (3, 4, 400, 10), (0, 10)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_dense_products_equal_linear(shape, with_bias):
-    """The oneDNN 1x1-convolution route for ``x @ W.T + b`` gives ``linear``'s values and shape."""
+def test_dense_products_equal_linear(shape, with_bias, monkeypatch):
+    """The oneDNN 1x1-convolution route for ``x @ W.T + b`` (4096 rows or more) and the
+    ``linear`` route below it give ``linear``'s values and shape."""
     from redimnet.optimize.epilogue import dense
 
     torch.manual_seed(0)
     x, weight = torch.randn(shape), torch.randn(12, 10)
     bias = torch.randn(12) if with_bias else None
     expected = nn.functional.linear(x, weight, bias)
+    onednn_calls = []
+    convolution = torch.mkldnn_convolution
+    monkeypatch.setattr(torch, "mkldnn_convolution", lambda *args: onednn_calls.append(1) or convolution(*args))
     with torch.no_grad():
         out = dense(x, weight, bias)
-        strided = dense(torch.randn(shape[:-1] + (20,))[..., ::2], weight, bias)  # non-contiguous rows
+    if torch.backends.mkldnn.is_available():
+        assert len(onednn_calls) == (1 if x.numel() // 10 >= 4096 else 0)
+    strided_x = torch.randn(shape[:-1] + (20,))[..., ::2]  # non-contiguous rows
+    with torch.no_grad():
+        strided = dense(strided_x, weight, bias)
     assert out.shape == expected.shape and strided.shape == expected.shape
     assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(strided, nn.functional.linear(strided_x, weight, bias), atol=1e-5)
 
 
 def test_dense_products_keep_gradients_and_autocast():

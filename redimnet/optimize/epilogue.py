@@ -5,12 +5,15 @@ The blocks of the optimised model ask for ``act(conv(x) [+ residual])`` or
 place in the fresh output when no autograd graph is recorded (same values, one
 buffer less).
 
-Matrix products with a bias (:func:`dense`) run on the CPU as oneDNN 1x1
-convolutions over a channels_last view of the rows: same arithmetic, but
-``addmm`` first copies the broadcast bias into its output with a slow strided
-copy, and oneDNN's 1x1 kernels are faster than the BLAS call for the narrow
-matrices of this network (2 threads, rows x in -> out: 24012 x 64 -> 128
-3.2 ms vs 4.2 ms for ``linear``; 40020 x 20 -> 10 0.4 ms vs 1.5 ms).
+Matrix products over many rows (:func:`dense`; the 1x1 convolutions of the 2D
+blocks, the stage pooling) run on the CPU as oneDNN 1x1 convolutions over a
+channels_last view of the rows: same arithmetic, but ``addmm`` first copies the
+broadcast bias into its output with a slow strided copy, and oneDNN's 1x1
+kernels are faster than the BLAS call for the narrow matrices of this network
+(2 threads, rows x in -> out: 24012 x 64 -> 128 3.2 ms vs 4.2 ms for
+``linear``; 40020 x 20 -> 10 0.4 ms vs 1.5 ms).  Below 4096 rows (the 1D
+blocks: one row per frame) oneDNN's fixed cost per call loses (667 x 96 -> 96:
+0.26 ms vs 0.13 ms), so those stay ``linear``.
 ``torch.mkldnn_convolution`` is called directly because ``conv2d`` sends 1x1
 convolutions to a slower generic kernel when running on one thread.
 
@@ -29,17 +32,20 @@ import torch.nn.functional as F
 
 
 _ONEDNN = torch.backends.mkldnn.is_available()
+_ONEDNN_MIN_ROWS = 4096
 
 
 def dense(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     """``x @ weight.T + bias`` over the last axis of ``x`` (``weight``: ``[out, in]``, contiguous)."""
+    rows = x.numel() // max(1, x.shape[-1])
     if not (_ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.numel() > 0 and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing()):
+            and rows >= _ONEDNN_MIN_ROWS and not torch.is_autocast_enabled("cpu")
+            and not torch.jit.is_tracing()):
         # (a traced TorchScript model must stay device-independent: keep ``linear`` there)
         return F.linear(x, weight, bias)
     out_features, in_features = weight.shape
-    rows = x.reshape(1, -1, 1, in_features).permute(0, 3, 1, 2)  # [1, in, rows, 1], channels_last
-    y = torch.mkldnn_convolution(rows, weight.view(out_features, in_features, 1, 1), bias,
+    image = x.reshape(1, rows, 1, in_features).permute(0, 3, 1, 2)  # [1, in, rows, 1], channels_last
+    y = torch.mkldnn_convolution(image, weight.view(out_features, in_features, 1, 1), bias,
                                  (0, 0), (1, 1), (1, 1), 1)
     return y.permute(0, 2, 3, 1).reshape(x.shape[:-1] + (out_features,))
 
