@@ -118,7 +118,9 @@ class FastFrequencySE(nn.Module):
         self.excite = se.excite
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = x.mean(dim=(1, 2))
+        # mean over channels and time: summing over time first reads [N, T, F, C] memory in order
+        # (about twice as fast as ``x.mean(dim=(1, 2))`` on the channels_last tensor)
+        gate = channels_last_rows(x).sum(dim=1).mean(dim=-1) / x.shape[2]
         gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(gate))))[:, None, None, :]
         # In place when no autograd graph is recorded: ``x`` is a fresh conv output here.
         return x * gate if torch.is_grad_enabled() else x.mul_(gate)
@@ -176,8 +178,9 @@ class FastResNet2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
             y = torch.addcmul(self.bn1_shift, self.conv1(x, "relu"), self.bn1_scale)
-        else:  # same values, computed in place in the fresh conv output
-            y = self.conv1(x, "relu").mul_(self.bn1_scale).add_(self.bn1_shift)
+        else:  # computed in place in the fresh conv output, one pass
+            y = self.conv1(x, "relu")
+            y = torch.addcmul(self.bn1_shift, y, self.bn1_scale, out=y)
         if self.se is None:
             return self.conv2.add_relu(y, x)
         y = self.se(self.conv2(y))
