@@ -287,3 +287,19 @@ def test_keep_freed_memory_rejects_a_tiny_trim_threshold():
 
     with pytest.raises(ValueError, match="trim_threshold_mb"):
         keep_freed_memory(trim_threshold_mb=1)
+
+
+@pytest.mark.parametrize("dim,heads,padded", [(20, 4, 16), (60, 4, 16), (48, 4, 16), (96, 4, 24)])
+def test_transformer_heads_padded_to_16_keep_outputs(dim, heads, padded):
+    """Heads narrower than 16 run zero-padded to 16 (weights padded, true scale kept)."""
+    from redimnet.layers.transformer import TransformerLayer
+    from redimnet.optimize.fused_1d import FastTransformer
+
+    torch.manual_seed(0)
+    layer = TransformerLayer(dim, dim * 2, heads).eval()
+    fast = FastTransformer(layer)
+    assert fast.width == padded and fast.qkv.weight.shape == (3 * heads * padded, dim)
+    x = torch.randn(2, 37, dim)  # [N, T, C]
+    with torch.no_grad():
+        expected = layer(x.transpose(1, 2)).transpose(1, 2)
+        assert relative_error(fast(x), expected) < 1e-5
