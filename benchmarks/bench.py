@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,18 +257,24 @@ def machine_description(device: str) -> dict:
     return info
 
 
+def _ratio(row: dict, key: str) -> str:
+    if not row.get(key):
+        return "-"
+    low, high = row.get(f"{key}_range") or (row[key], row[key])
+    text = f"{row[key]:.2f}x"
+    return text if high - low < 0.005 else f"{text} ({low:.2f}-{high:.2f})"
+
+
 def print_table(rows: List[dict]) -> None:
-    header = f"{'preset':6} {'shape':7} {'dtype':8} {'variant':12} {'audio-s/s':>10} {'vs original':>11} " \
-             f"{'vs plain':>9} {'peak MiB':>9} {'max rel diff':>12}"
+    header = f"{'preset':6} {'shape':7} {'dtype':8} {'variant':12} {'audio-s/s':>10} {'vs original':>19} " \
+             f"{'vs plain':>19} {'peak MiB':>9} {'max rel diff':>12}"
     print(header)
     print("-" * len(header))
     for r in rows:
-        ratio = f"{r['vs_original']:.2f}x" if r.get("vs_original") else "-"
-        plain = f"{r['vs_plain']:.2f}x" if r.get("vs_plain") else "-"
         memory = f"{r['peak_mib']:.0f}" if r.get("peak_mib") is not None else "-"
         diff = f"{r['max_rel_diff']:.1e}" if r.get("max_rel_diff") is not None else "-"
         print(f"{r['preset']:6} {r['shape']:7} {r['dtype']:8} {r['variant']:12} {r['audio_s_per_s']:10.1f} "
-              f"{ratio:>11} {plain:>9} {memory:>9} {diff:>12}")
+              f"{_ratio(r, 'vs_original'):>19} {_ratio(r, 'vs_plain'):>19} {memory:>9} {diff:>12}")
 
 
 def main(argv=None) -> int:
@@ -277,6 +284,9 @@ def main(argv=None) -> int:
                         help="comma-separated BATCHxSECONDS (default 1x10,8x3)")
     parser.add_argument("--original", type=Path, metavar="PATH", help="checkout of the original ReDimNet to time too")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant, best one kept (default 5)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the whole interleaved timing R times and report medians, with the range "
+                             "of the per-round ratios (default 1)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: wall-clock time (default); cpu: CPU time of the calling thread, which "
@@ -294,6 +304,8 @@ def main(argv=None) -> int:
     parser.add_argument("--probe", nargs=3, metavar=("PRESET", "VARIANT", "SHAPE"), help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.rounds < 1:
+        parser.error("--repeats and --rounds must be at least 1")
     if args.original is not None and not (args.original / "redimnet" / "model.py").is_file():
         parser.error(f"--original {args.original}: not a checkout of the original ReDimNet (no redimnet/model.py); "
                      "make one with: git -C /work/.mirror/IDRnD+ReDimNet/repo archive HEAD | tar -x -C DIR")
@@ -322,16 +334,21 @@ def main(argv=None) -> int:
                     dtype = getattr(torch, dtype_name)
                     variants = models if args.device == "cpu" else {k: v for k, v in models.items()
                                                                     if k != "onnxruntime"}
-                    best = time_variants(variants, wave, args.repeats, args.device,
-                                         None if dtype_name == "float32" else dtype)
+                    rounds = [time_variants(variants, wave, args.repeats, args.device,
+                                            None if dtype_name == "float32" else dtype)
+                              for _ in range(args.rounds)]
                     audio = batch * seconds
-                    for name, t in best.items():
+                    for name in rounds[0]:
+                        times = [r[name] for r in rounds]
+                        t = statistics.median(times)
                         row = {"preset": preset, "shape": f"{batch}x{seconds:g}", "dtype": dtype_name,
                                "variant": name, "audio_s_per_s": audio / t, "best_time_s": t,
-                               "max_rel_diff": diffs.get(name)}
-                        if "original" in best:
-                            row["vs_original"] = best["original"] / t
-                        row["vs_plain"] = best["plain"] / t
+                               "round_best_times_s": times, "max_rel_diff": diffs.get(name)}
+                        for other in ("original", "plain"):
+                            if other in rounds[0]:
+                                ratios = [r[other] / r[name] for r in rounds]
+                                row[f"vs_{other}"] = statistics.median(ratios)
+                                row[f"vs_{other}_range"] = [min(ratios), max(ratios)]
                         if not args.no_memory:
                             row["peak_mib"] = measure_memory(args, preset, name, (batch, seconds), dtype_name)
                         rows.append(row)
@@ -342,13 +359,15 @@ def main(argv=None) -> int:
             training = train_step_throughput(args.train_preset, args.original, 8, 3.0, max(2, args.repeats // 2),
                                              args.device, Path(tmp))
     print()
-    print(f"ReDimNet inference throughput, {args.device}, {args.threads} thread(s), best of {args.repeats}, "
+    rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    print(f"ReDimNet inference throughput, {args.device}, {args.threads} thread(s), best of {args.repeats}{rounds}, "
           f"{args.clock} clock, malloc {'keeps freed memory' if args.malloc_kept else 'defaults'}")
     print_table(rows)
     if training:
         line = ", ".join(f"{k} {v:.1f}" for k, v in training.items())
         print(f"\ntraining step ({args.train_preset}, batch 8 x 3 s, AdamW), audio-s/s: {line}")
-    result = {"machine": machine_description(args.device), "repeats": args.repeats, "clock": args.clock,
+    result = {"machine": machine_description(args.device), "repeats": args.repeats, "rounds": args.rounds,
+              "clock": args.clock,
               "malloc_keeps_freed_memory": args.malloc_kept,
               "inference": rows,
               "training": {"preset": args.train_preset, "shape": "8x3", "audio_s_per_s": training}}
