@@ -303,3 +303,31 @@ def test_transformer_heads_padded_to_16_keep_outputs(dim, heads, padded):
     with torch.no_grad():
         expected = layer(x.transpose(1, 2)).transpose(1, 2)
         assert relative_error(fast(x), expected) < 1e-5
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs PyTorch built with oneDNN")
+@pytest.mark.parametrize("block_2d_type", ["basic_resnet_fwse", "basic_resnet"])
+def test_grouped_resnet_stages_run_blocked_for_batches(block_2d_type, monkeypatch):
+    """Grouped ResNet stages (b5, b6) run their blocks on oneDNN's blocked layout for batches
+    of two or more, and give the plain model's outputs either way."""
+    from redimnet.optimize.fused_2d import FastResNet2d
+
+    config = redimnet.get_preset("b5").config.replace(C=16, block_2d_type=block_2d_type, group_divisor=8)
+    torch.manual_seed(7)
+    model = randomize_norms(redimnet.ReDimNet(config), seed=8).eval()
+    fast = optimize_for_inference(model)
+    assert all(stage.blocked for stage in fast.backbone.stages)
+    calls = []
+    forward_blocked = FastResNet2d.forward_blocked
+    monkeypatch.setattr(FastResNet2d, "forward_blocked", lambda self, x: calls.append(1) or forward_blocked(self, x))
+    for batch in (1, 3):
+        calls.clear()
+        wave = torch.randn(batch, 7000) * 0.1
+        with torch.inference_mode():
+            assert relative_error(fast(wave), model(wave)) <= TOLERANCE
+        expected_calls = sum(len(stage.blocks) for stage in fast.backbone.stages) if batch > 1 else 0
+        assert len(calls) == expected_calls
+    with torch.enable_grad():  # autograd: the channels_last path
+        calls.clear()
+        fast.forward_features(model.features(torch.randn(2, 7000) * 0.1))
+        assert not calls

@@ -47,6 +47,10 @@ class SwappedConv2d(nn.Module):
         bias = conv.bias if bias is None and weight is conv.weight else bias
         return cls(weight, bias, conv.stride, padding, conv.groups)
 
+    def blocked(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution on a oneDNN (``to_mkldnn``) tensor; see :mod:`.blocked`."""
+        return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, (1, 1), self.groups)
+
     def forward(self, x: torch.Tensor, act: str = "none", residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``act(conv(x) [+ residual])``."""
         return epilogue.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups, act, residual)
@@ -60,6 +64,11 @@ class PointwiseConv(nn.Module):
         super().__init__()
         self.register_buffer("weight", weight.detach().reshape(weight.shape[0], -1).contiguous().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def blocked(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 convolution on a oneDNN (``to_mkldnn``) tensor; see :mod:`.blocked`."""
+        weight = self.weight.view(self.weight.shape + (1, 1))
+        return torch.mkldnn_convolution(x, weight, self.bias, (0, 0), (1, 1), (1, 1), 1)
 
     def forward(self, x: torch.Tensor, act: str = "none", residual: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``act(conv1x1(x)) [+ residual]``."""
@@ -118,9 +127,11 @@ class FastFrequencySE(nn.Module):
         self.excite = se.excite
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # mean over channels and time: summing over time first reads [N, T, F, C] memory in order
-        # (about twice as fast as ``x.mean(dim=(1, 2))`` on the channels_last tensor)
-        gate = channels_last_rows(x).sum(dim=1).mean(dim=-1) / x.shape[2]
+        if x.is_contiguous():  # NCHW-ordered (the oneDNN-blocked path)
+            gate = x.mean(dim=(1, 2))
+        else:  # channels_last: summing over time first reads [N, T, F, C] memory in order
+            # (about twice as fast as ``x.mean(dim=(1, 2))``)
+            gate = channels_last_rows(x).sum(dim=1).mean(dim=-1) / x.shape[2]
         gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(gate))))[:, None, None, :]
         # In place when no autograd graph is recorded: ``x`` is a fresh conv output here.
         return x * gate if torch.is_grad_enabled() else x.mul_(gate)
@@ -151,6 +162,11 @@ class GroupedConv(nn.Module):
             return self.spatial(x, act)
         return self.pointwise(self.spatial(x), act)
 
+    def blocked(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv(x)`` on a oneDNN (``to_mkldnn``) tensor."""
+        y = self.spatial.blocked(x)
+        return y if self.pointwise is None else self.pointwise.blocked(y)
+
     def add_relu(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         """``relu(conv(x) + residual)``."""
         if self.pointwise is None:
@@ -172,6 +188,8 @@ class FastResNet2d(nn.Module):
         scale, shift = bn_scale_shift(block.bn1)
         self.register_buffer("bn1_scale", scale.float().view(1, -1, 1, 1))
         self.register_buffer("bn1_shift", shift.float().view(1, -1, 1, 1))
+        self.register_buffer("bn1_zeros", torch.zeros(scale.numel()))
+        self.register_buffer("bn1_ones", torch.ones(scale.numel()))
         self.conv2 = GroupedConv(block.conv2, block.bn2)
         self.se = FastFrequencySE(block.se) if block.se is not None else None
 
@@ -185,6 +203,18 @@ class FastResNet2d(nn.Module):
             return self.conv2.add_relu(y, x)
         y = self.se(self.conv2(y))
         return torch.relu(x + y) if torch.is_grad_enabled() else torch.relu_(y.add_(x))
+
+    def forward_blocked(self, x: torch.Tensor) -> torch.Tensor:
+        """The block on a contiguous (NCHW-ordered) ``[N, C, T, F]`` tensor, its convolutions run
+        on oneDNN's blocked layout (:mod:`.blocked`); no autograd.  Returns a contiguous tensor."""
+        y = torch.relu_(self.conv1.blocked(x.to_mkldnn()))
+        # bn1 as oneDNN's batch norm with zero mean, unit variance and eps 0: y * scale + shift
+        y = torch.batch_norm(y, self.bn1_scale.flatten(), self.bn1_shift.flatten(), self.bn1_zeros,
+                             self.bn1_ones, False, 0.0, 0.0, False)
+        y = self.conv2.blocked(y).to_dense()
+        if self.se is not None:
+            y = self.se(y)
+        return torch.relu_(y.add_(x))
 
 
 class SummedDepthwiseConv(nn.Module):

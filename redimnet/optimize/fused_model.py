@@ -11,6 +11,7 @@ from ..model.backbone import Backbone, Stem
 from ..model.redimnet import ReDimNet, WaveformEmbedder
 from ..model.stage import Stage
 from ..layers.stage_mixer import StageMixer
+from . import blocked
 from .folding import fold_bn_after, fold_bn_before_linear
 from .fused_1d import FastTimeContext, Linear, LayerNorm, fast_pooling, fold_projection
 from .fused_2d import FastChannelSqueeze, FrequencyPool, SwappedConv2d, fast_2d_block
@@ -65,10 +66,18 @@ class FastStage(nn.Module):
         self.blocks = nn.Sequential(*[fast_2d_block(block) for block in stage.blocks])
         self.squeeze = FastChannelSqueeze(stage.squeeze) if stage.squeeze is not None else None
         self.time_context = FastTimeContext(stage.time_context) if stage.time_context is not None else None
+        self.blocked = blocked.worth_it(self.blocks)
 
     def forward(self, earlier_outputs: List[torch.Tensor]) -> torch.Tensor:
         x = to_2d_view(self.mixer(earlier_outputs), self.in_channels)
-        x = self.blocks(self.pool(x))
+        x = self.pool(x)
+        if self.blocked and blocked.usable(x):
+            x = x.contiguous()
+            for block in self.blocks:
+                x = block.forward_blocked(x)
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = self.blocks(x)
         if self.squeeze is not None:
             x = self.squeeze(x)
         x = to_1d_view(x.contiguous(memory_format=torch.channels_last))

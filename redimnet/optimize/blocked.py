@@ -1,0 +1,47 @@
+"""Running a stage's ResNet blocks on oneDNN's blocked memory layout.
+
+oneDNN's fastest AVX2 convolution kernels work on its own "blocked" layout
+(``nChw8c``: channels in groups of 8, innermost).  PyTorch hands it either
+NCHW tensors (then every convolution reorders its input into the blocked layout
+and its output back) or channels_last ones (then oneDNN runs its ``brgemm``
+kernels, which are slower for grouped 3x3 convolutions: b5's, 16 channels per
+group, 12.5 ms against 6.3 ms in blocked layout at 128 channels x 667 frames
+x 36 bins).  ``Tensor.to_mkldnn()`` tensors keep oneDNN's layout between
+operations, so a ResNet block's four convolutions, ReLU and first batch norm
+run without reordering in between; the squeeze-excitation and the residual
+addition (no blocked kernels for them) run on the ordinary tensor after one
+conversion back.
+
+Measured on the 2-vCPU test machine (b5, 2 threads, best/median of 6-10
+alternating calls): batch 8 x 3 s 2147/2253 ms blocked against 2468/2645 ms
+channels_last (13-15 % faster); batch 1 x 10 s no difference (757/807 against
+706/802 ms; every stage within a few per cent either way).  So the blocked
+path is taken for batches of two or more only.  Only used without autograd,
+on float32 CPU tensors, when PyTorch has oneDNN.
+"""
+
+import torch
+from torch import nn
+
+_AVAILABLE = torch.backends.mkldnn.is_available()
+
+
+def worth_it(blocks: nn.Sequential) -> bool:
+    """Whether a stage's blocks should run blocked: ResNet blocks with grouped (not
+    depthwise) 3x3 convolutions, where the measured gain is."""
+    from .fused_2d import FastResNet2d
+
+    if not _AVAILABLE or len(blocks) == 0:
+        return False
+    return all(isinstance(block, FastResNet2d) and block.conv1.spatial.weight.shape[1] > 1 for block in blocks)
+
+
+MIN_BATCH = 2
+
+
+def usable(x: torch.Tensor) -> bool:
+    """Whether ``x`` takes the blocked path: a batch of at least :data:`MIN_BATCH`, no
+    autograd, float32 on the CPU, not being traced."""
+    return (x.shape[0] >= MIN_BATCH and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and not torch.is_autocast_enabled("cpu") and x.numel() > 0)
