@@ -331,3 +331,22 @@ def test_grouped_resnet_stages_run_blocked_for_batches(block_2d_type, monkeypatc
         calls.clear()
         fast.forward_features(model.features(torch.randn(2, 7000) * 0.1))
         assert not calls
+
+
+@pytest.mark.parametrize("rows", [37, 5000])
+def test_linear_with_residual_accumulates_in_place_without_autograd(rows):
+    from redimnet.optimize.epilogue import linear
+
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(1, rows, 8), torch.randn(6, 8), torch.randn(6)
+    residual = torch.randn(1, rows, 6)
+    expected = nn.functional.linear(x, weight, bias) + residual
+    with torch.enable_grad():
+        kept = residual.clone()
+        assert torch.allclose(linear(x, weight, bias, residual=kept), expected, atol=1e-5)
+        assert torch.equal(kept, residual)  # with autograd the residual is left alone
+    with torch.no_grad():
+        out = linear(x, weight, bias, residual=residual.clone())
+        assert torch.allclose(out, expected, atol=1e-5)
+        assert torch.allclose(linear(x, weight, bias, act="relu", residual=residual.clone()),
+                              torch.relu(nn.functional.linear(x, weight, bias)) + residual, atol=1e-5)
