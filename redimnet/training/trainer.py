@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
+from ..distributed import World, current_world, init
 from ..errors import RedimnetError
 from ..model import ReDimNet
 from .augment import AugmentationSettings, Augmenter, read_audio
@@ -79,34 +79,23 @@ class SpeakerClassifier(nn.Module):
 
 # --------------------------------------------------------------------------- distributed helpers
 
-@dataclass
-class Process:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
+@dataclass(frozen=True)
+class Process(World):
+    """This process's place in the run (:class:`redimnet.distributed.World`) and its device."""
+
     device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 def _setup_process(device_choice: str) -> Process:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    world = current_world()
     use_cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
     if use_cuda and not torch.cuda.is_available():
         raise TrainingError("train.device is 'cuda' but no CUDA GPU is available; use 'auto' or 'cpu'")
-    device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    device = torch.device("cuda", world.local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return Process(rank, world, local, device)
+    init(world, backend="nccl" if use_cuda else "gloo")
+    return Process(world.rank, world.size, world.local_rank, device)
 
 
 def _all_sum(values: List[float], process: Process) -> List[float]:
@@ -259,11 +248,11 @@ def _train(config: TrainingConfig, resume: bool, process: Process, log) -> Train
     maker = ExampleMaker(crop_samples=int(round(data.crop_seconds * data.sample_rate)), sample_rate=data.sample_rate,
                          num_speakers=len(labels), speed_factors=tuple(data.speed_perturb),
                          augmenter=_make_augmenter(config))
-    per_step = data.batch_size * process.world_size
+    per_step = data.batch_size * process.size
     steps_per_epoch = tc.steps_per_epoch or num_items // per_step
     if steps_per_epoch < 1:
         raise TrainingError(f"{config.source}: data.batch_size: {num_items} utterances do not fill one step of "
-                            f"{data.batch_size} x {process.world_size} process(es); lower data.batch_size")
+                            f"{data.batch_size} x {process.size} process(es); lower data.batch_size")
     total_steps = steps_per_epoch * tc.epochs
     last_step = min(total_steps, tc.max_steps or total_steps)
 
@@ -329,7 +318,7 @@ def _train(config: TrainingConfig, resume: bool, process: Process, log) -> Train
     say(f"training {config.model.preset} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) on "
         f"{num_items} utterances, {len(labels)} speakers x {1 + len(data.speed_perturb)} speeds = "
         f"{maker.num_classes} classes; {steps_per_epoch} steps/epoch x {tc.epochs} epochs "
-        f"({process.world_size} process(es), {process.device.type})")
+        f"({process.size} process(es), {process.device.type})")
 
     def save(step_done: int):
         if process.is_main:
@@ -458,7 +447,7 @@ def _all_rng_states(process: Process) -> list:
     mine = rng_states()
     if not process.distributed:
         return [mine]
-    gathered = [None] * process.world_size
+    gathered = [None] * process.size
     dist.all_gather_object(gathered, mine)
     return gathered
 
@@ -482,11 +471,11 @@ def _make_loader(config: TrainingConfig, utterances, labels, maker, process: Pro
     if data.num_workers > 0:
         common["prefetch_factor"] = 2
     if data.shards:
-        dataset = ShardDataset(data.shards, labels, maker, seed, data.batch_size, process.rank, process.world_size,
+        dataset = ShardDataset(data.shards, labels, maker, seed, data.batch_size, process.rank, process.size,
                                data.shuffle_buffer)
         dataset.set_epoch(epoch, start_step)
         return torch.utils.data.DataLoader(dataset, **common)
     dataset = CropDataset(utterances, labels, maker, seed)
     sampler = EpochSampler(len(dataset), data.batch_size, steps_per_epoch, seed, epoch, process.rank,
-                           process.world_size, start_step)
+                           process.size, start_step)
     return torch.utils.data.DataLoader(dataset, sampler=sampler, **common)
