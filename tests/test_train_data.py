@@ -1,5 +1,7 @@
 """Training lists, shards, sampling and augmentation."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -176,3 +178,131 @@ def test_read_audio_resamples_and_mixes_down(tmp_path):
     soundfile.write(path, np.stack([_tone(300, seed=1)[:4000], _tone(300, seed=2)[:4000]], axis=1), 8000)
     wave = read_audio(path, SR)
     assert wave.ndim == 1 and abs(wave.size - 8000) <= 2
+
+
+# --------------------------------------------------------------------------- nothing read outside the data
+
+def _secret(tmp_path):
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("root:$6$hash:19000:0:99999:7:::\n")
+    return secret
+
+
+def test_prepare_refuses_links_leading_outside_the_data_folder(vox_folder, tmp_path, capsys):
+    from redimnet.cli import main
+    secret = _secret(tmp_path)
+    (vox_folder / "spk0" / "vid0" / "stolen.wav").symlink_to(secret)
+    outside_audio = tmp_path / "outside" / "voice.wav"
+    soundfile.write(outside_audio, _tone(300), SR)
+    (vox_folder / "spk1" / "vid0" / "linked.wav").symlink_to(outside_audio)
+    (vox_folder / "spk2" / "elsewhere").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (vox_folder / "spk2" / "vid0" / "inside.wav").symlink_to(vox_folder / "spk0" / "vid0" / "00000.wav")
+    out = tmp_path / "prepared"
+    assert main(["prepare", str(vox_folder), "-o", str(out), "--shards", "--utts-per-shard", "4"]) == 1
+    err = capsys.readouterr().err
+    assert "stolen.wav" in err and "outside" in err and "--follow-symlinks" in err
+    report = (out / "refused.tsv").read_text()
+    assert "stolen.wav" in report and "linked.wav" in report and "elsewhere" in report
+    listed = (out / "wav.scp").read_text()
+    assert "secret" not in listed and "stolen" not in listed and "linked" not in listed
+    assert len(listed.splitlines()) == 13  # the 12 files and the link that stays inside the folder
+    packed = b"".join(p.read_bytes() for p in (out / "shards").glob("*.tar"))
+    assert b"root:$6$hash" not in packed and sum(read_shard_index(out / "shards")[1]) == 13
+    # with --follow-symlinks the outside audio is accepted, but the secret is still no audio
+    assert main(["prepare", str(vox_folder), "-o", str(out), "--shards", "--follow-symlinks"]) == 1
+    report = (out / "refused.tsv").read_text()
+    assert "stolen.wav" in report and "not decodable audio" in report and "linked.wav" not in report
+    assert b"root:$6$hash" not in b"".join(p.read_bytes() for p in (out / "shards").glob("*.tar"))
+    assert "linked.wav" in (out / "wav.scp").read_text()
+    assert "elsewhere/voice.wav" in (out / "wav.scp").read_text()
+
+
+def test_broken_links_loops_and_non_audio_are_reported(vox_folder, tmp_path):
+    from redimnet.training.data import scan_data_folder
+    (vox_folder / "spk0" / "vid0" / "dangling.wav").symlink_to(tmp_path / "nothing.wav")
+    (vox_folder / "spk0" / "vid0" / "loop.wav").symlink_to(vox_folder / "spk0" / "vid0" / "loop.wav")
+    (vox_folder / "spk1" / "vid0" / "text.wav").write_text("not audio")
+    scan = scan_data_folder(vox_folder)
+    reasons = {Path(p).name: r for p, r in scan.refused}
+    assert "does not exist" in reasons["dangling.wav"] and "loop" in reasons["loop.wav"]
+    assert "not decodable audio" in reasons["text.wav"] and len(scan.utterances) == 12
+
+
+def _shards(vox_folder, tmp_path):
+    return write_shards(scan_voxceleb_folder(vox_folder), tmp_path / "shards", per_shard=6)
+
+
+def _rewrite_index(index, **changes):
+    import json
+    content = json.loads(index.read_text())
+    content.update(changes)
+    index.write_text(json.dumps(content))
+
+
+@pytest.mark.parametrize("entry", ["../x.tar", "/ABS/x.tar", "sub/../../x.tar"])
+def test_shard_index_entries_must_stay_in_its_folder(vox_folder, tmp_path, entry):
+    index = _shards(vox_folder, tmp_path)
+    escaped = tmp_path / "x.tar"
+    escaped.write_bytes((tmp_path / "shards" / "shard-000000.tar").read_bytes())
+    entry = entry.replace("/ABS", str(tmp_path))
+    _rewrite_index(index, shards=[{"path": entry, "count": 6}])
+    with pytest.raises(DataError, match=r"leads outside the index's folder") as error:
+        read_shard_index(index)
+    assert str(index) in str(error.value)
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('{"format": "redimnet-shards-1", "shards": [{"path": 3}], "speakers": ["a"]}', "non-empty 'path'"),
+    ('{"format": "redimnet-shards-1", "shards": [{"path": "s.tar"}], "speakers": ["a"]}', "count"),
+    ('{"format": "redimnet-shards-1", "shards": "s.tar", "speakers": ["a"]}', "'shards' must be"),
+    ('{"format": "redimnet-shards-1", "shards": [{"path": "s.tar", "count": 1}]}', "'speakers' must be"),
+    ('{"format": "redimnet-shards-1", "shards": [', "cannot read shard index"),
+])
+def test_malformed_shard_index_names_the_file(tmp_path, content, problem):
+    index = tmp_path / "shards.json"
+    index.write_text(content)
+    with pytest.raises(DataError, match=problem) as error:
+        read_shard_index(index)
+    assert str(index) in str(error.value)
+
+
+def test_a_member_that_is_not_a_tar_shard_is_named(vox_folder, tmp_path):
+    index = _shards(vox_folder, tmp_path)
+    shard = tmp_path / "shards" / "shard-000001.tar"
+    shard.write_bytes(b"this is not a tar archive\n" * 512)  # a whole number of blocks, no tar header
+    with pytest.raises(DataError, match="not a tar file") as error:
+        read_shard_index(index)
+    assert str(shard) in str(error.value)
+
+
+def test_truncated_shards_are_named(vox_folder, tmp_path):
+    index = _shards(vox_folder, tmp_path)
+    shard = tmp_path / "shards" / "shard-000000.tar"
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:len(whole) // 2 + 100])  # cut in the middle of a block
+    with pytest.raises(DataError, match="truncated") as error:
+        read_shard_index(index)
+    assert str(shard) in str(error.value)
+    # cut at a block boundary: only streaming can notice, and names the shard
+    shard.write_bytes(whole[:512 * 20])
+    labels = speaker_labels(read_shard_index(index)[2])
+    dataset = ShardDataset(index, labels, ExampleMaker(crop_samples=1000, sample_rate=SR, num_speakers=3),
+                           seed=0, batch_size=2)
+    with pytest.raises(DataError, match="truncated") as error:
+        for _ in dataset._raw_stream(0, 1):
+            pass
+    assert str(shard) in str(error.value)
+
+
+def test_training_on_a_broken_shard_set_is_a_clear_cli_error(vox_folder, tmp_path, capsys):
+    import yaml
+    from redimnet.cli import main
+    index = _shards(vox_folder, tmp_path)
+    (tmp_path / "shards" / "shard-000001.tar").write_bytes(b"\0" * 1024)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"data": {"shards": str(index)},
+                                      "train": {"output_dir": str(tmp_path / "run"), "progress": False}}))
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("redimnet: error:") and "shard-000001.tar" in err and "unexpected" not in err

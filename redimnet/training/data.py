@@ -15,7 +15,7 @@ import math
 import os
 import tarfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -90,23 +90,120 @@ def read_csv_list(path: PathLike) -> List[Utterance]:
     return out
 
 
-def scan_voxceleb_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac")) -> List[Utterance]:
-    """Utterances of a ``speaker/video/utterance.wav`` folder; ids are paths relative to ``root``."""
+@dataclass
+class FolderScan:
+    """What :func:`scan_data_folder` found: the usable utterances and the files it refused, with reasons."""
+
+    utterances: List[Utterance]
+    refused: List[Tuple[str, str]]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_audio_header(path: Path) -> Optional[str]:
+    """Why ``path`` cannot be decoded as audio, or None when soundfile can open it."""
+    import soundfile
+
+    try:
+        info = soundfile.info(str(path))
+    except Exception as error:  # soundfile raises several types for unreadable input
+        return f"not decodable audio ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+    if info.frames <= 0:
+        return "audio file with no samples"
+    return None
+
+
+def scan_data_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac"),
+                     follow_symlinks: bool = False, check_audio: bool = True) -> FolderScan:
+    """Utterances of a ``speaker/video/utterance.wav`` folder; ids are paths relative to ``root``.
+
+    Nothing outside ``root`` is read unless ``follow_symlinks``: a symbolic link
+    (to a file or a folder) whose target lies outside ``root`` is refused, as are
+    broken links, link loops and anything that is not a regular file.  With
+    ``check_audio`` every file must open as audio (its header is read).  Refused
+    files are returned with the reason, never listed as utterances.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
-    out = []
-    for path in files:
-        relative = path.relative_to(root).as_posix()
+    real_root = root.resolve()
+    extensions = tuple(e.lower() for e in extensions)
+    found: List[Tuple[str, Path]] = []  # (id relative to root, real path)
+    refused: List[Tuple[str, str]] = []
+    visited = {real_root}
+
+    def refuse_link(path: Path, target: Path, kind: str) -> bool:
+        if follow_symlinks or _inside(target, real_root):
+            return False
+        refused.append((str(path), f"symbolic link to a {kind} outside {root} ({target}); "
+                                   "use --follow-symlinks to accept it"))
+        return True
+
+    def walk(folder: Path, relative: str):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as error:
+            refused.append((str(folder), f"cannot list this folder: {error.strerror or error}"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            rel = f"{relative}{entry.name}"
+            link = entry.is_symlink()
+            try:
+                target = path.resolve(strict=True) if link else path
+            except (OSError, RuntimeError) as error:  # dangling link or a loop
+                if path.suffix.lower() in extensions or not link:
+                    reason = "symbolic link loop" if isinstance(error, RuntimeError) or getattr(
+                        error, "errno", None) == 40 else "broken symbolic link (its target does not exist)"
+                    refused.append((str(path), reason))
+                continue
+            if target.is_dir():
+                if link and refuse_link(path, target, "folder"):
+                    continue
+                if link and _inside(target, real_root) and not follow_symlinks:
+                    continue  # its files are listed under their own path inside root
+                real = target.resolve()
+                if real in visited:
+                    refused.append((str(path), f"folder already scanned as {real} (symbolic link loop or "
+                                               "duplicate)"))
+                    continue
+                visited.add(real)
+                walk(path, rel + "/")
+                continue
+            if path.suffix.lower() not in extensions:
+                continue
+            if link and refuse_link(path, target, "file"):
+                continue
+            if not target.is_file():
+                refused.append((str(path), "not a regular file"))
+                continue
+            found.append((rel, target))
+
+    walk(root, "")
+    utterances = []
+    for relative, target in found:
+        where = root / relative
         if "/" not in relative:
-            raise DataError(f"{path}: audio directly in {root}; expected the layout speaker/video/utterance.wav")
+            raise DataError(f"{where}: audio directly in {root}; expected the layout speaker/video/utterance.wav")
         if any(c.isspace() for c in relative):
-            raise DataError(f"{path}: white space in the path; Kaldi lists cannot hold it, rename the file")
-        out.append(Utterance(relative, str(path.resolve()), relative.split("/", 1)[0]))
-    if not out:
-        raise DataError(f"no audio files ({', '.join(extensions)}) under {root}")
-    return out
+            raise DataError(f"{where}: white space in the path; Kaldi lists cannot hold it, rename the file")
+        problem = _check_audio_header(target) if check_audio else None
+        if problem:
+            refused.append((str(where), problem))
+            continue
+        utterances.append(Utterance(relative, str(target), relative.split("/", 1)[0]))
+    if not utterances:
+        raise DataError(f"no usable audio files ({', '.join(extensions)}) under {root}"
+                        + (f"; {len(refused)} refused, e.g. {refused[0][0]}: {refused[0][1]}" if refused else ""))
+    return FolderScan(utterances, refused)
+
+
+def scan_voxceleb_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac"),
+                         follow_symlinks: bool = False) -> List[Utterance]:
+    """The utterances of :func:`scan_data_folder` (refused files are left out)."""
+    return scan_data_folder(root, extensions, follow_symlinks).utterances
 
 
 def write_kaldi_lists(utterances: Sequence[Utterance], folder: PathLike) -> Tuple[Path, Path]:
@@ -250,6 +347,23 @@ class EpochSampler(Sampler):
 
 # --------------------------------------------------------------------------- shards
 
+def _audio_bytes(utt: Utterance) -> bytes:
+    """The bytes of an utterance's file, refused unless they decode as audio."""
+    import soundfile
+
+    try:
+        with open(utt.path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise DataError(f"cannot read {utt.path} for {utt.utt!r}: {error.strerror or error}") from None
+    try:
+        soundfile.info(io.BytesIO(data))
+    except Exception as error:  # soundfile raises several types for undecodable input
+        raise DataError(f"{utt.path} (utterance {utt.utt!r}) is not decodable audio, so it is not packed: "
+                        f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    return data
+
+
 def write_shards(utterances: Sequence[Utterance], folder: PathLike, per_shard: int = 1000, seed: int = 0,
                  progress: bool = False) -> Path:
     """Pack utterances (audio bytes as they are) into tar shards in random order.
@@ -257,6 +371,9 @@ def write_shards(utterances: Sequence[Utterance], folder: PathLike, per_shard: i
     Each example is two members, ``KEY.json`` (``{"utt", "speaker"}``) then
     ``KEY.<ext>`` (the audio file).  ``shards.json`` lists the shards, their
     sizes and the speakers.  Shards are written to a temporary name and renamed.
+    Every file must decode as audio (:class:`DataError` otherwise); list the
+    utterances with :func:`scan_data_folder`, which refuses links that lead
+    outside the data folder.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -269,19 +386,22 @@ def write_shards(utterances: Sequence[Utterance], folder: PathLike, per_shard: i
     for first in iterator:
         name = f"shard-{first // per_shard:06d}.tar"
         temp = folder / f".{name}.tmp"
-        with tarfile.open(temp, "w", dereference=True) as archive:
-            chunk = order[first:first + per_shard]
-            for index in chunk:
-                utt = utterances[int(index)]
-                key = f"{int(index):09d}"
-                meta = json.dumps({"utt": utt.utt, "speaker": utt.speaker}).encode("utf-8")
-                info = tarfile.TarInfo(f"{key}.json")
-                info.size = len(meta)
-                archive.addfile(info, io.BytesIO(meta))
-                try:
-                    archive.add(utt.path, arcname=f"{key}{Path(utt.path).suffix.lower() or '.wav'}")
-                except OSError as error:
-                    raise DataError(f"cannot read {utt.path} for {utt.utt!r}: {error.strerror or error}") from None
+        try:
+            with tarfile.open(temp, "w") as archive:
+                chunk = order[first:first + per_shard]
+                for index in chunk:
+                    utt = utterances[int(index)]
+                    key = f"{int(index):09d}"
+                    meta = json.dumps({"utt": utt.utt, "speaker": utt.speaker}).encode("utf-8")
+                    audio = _audio_bytes(utt)
+                    for member, data in ((f"{key}.json", meta),
+                                         (f"{key}{Path(utt.path).suffix.lower() or '.wav'}", audio)):
+                        info = tarfile.TarInfo(member)
+                        info.size, info.mode = len(data), 0o644
+                        archive.addfile(info, io.BytesIO(data))
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
         os.replace(temp, folder / name)
         shards.append({"path": name, "count": int(len(chunk))})
     index = {"format": SHARD_FORMAT, "num_utterances": len(utterances), "shards": shards,
@@ -293,8 +413,46 @@ def write_shards(utterances: Sequence[Utterance], folder: PathLike, per_shard: i
     return index_path
 
 
+def _shard_entry(entry, number: int, folder: Path, index_path: Path) -> Tuple[Path, int]:
+    """One ``shards`` entry of an index as ``(path inside folder, count)``; refuses paths leading out."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise DataError(f"{index_path}: shards[{number}] must be an object with a non-empty 'path', got {entry!r}")
+    count = entry.get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise DataError(f"{index_path}: shards[{number}] ({entry['path']!r}) needs a whole 'count' >= 0, "
+                        f"got {count!r}")
+    name = entry["path"]
+    pure = PurePosixPath(name)
+    if (pure.is_absolute() or PureWindowsPath(name).drive or "\\" in name or ".." in pure.parts
+            or any(ord(c) < 32 for c in name)):
+        raise DataError(f"{index_path}: shards[{number}] path {name!r} leads outside the index's folder; "
+                        "shard paths must be relative names inside it (as 'redimnet prepare --shards' writes)")
+    return folder / pure, count
+
+
+def _check_shard_file(path: Path, index_path: Path):
+    """Cheap checks of a shard before streaming it: a regular file, whole tar blocks, a tar header first."""
+    if not path.is_file():
+        raise DataError(f"{index_path}: shard file missing: {path}")
+    size = path.stat().st_size
+    if size == 0 or size % 512:
+        raise DataError(f"shard {path} is truncated or not a tar file ({size} bytes, not a whole number of "
+                        "512-byte tar blocks); write the shards again with 'redimnet prepare --shards'")
+    try:
+        with open(path, "rb") as handle:
+            tarfile.TarInfo.frombuf(handle.read(512), tarfile.ENCODING, "surrogateescape")
+    except (tarfile.TarError, OSError) as error:
+        raise DataError(f"shard {path} is not a tar file ({error}); write the shards again with "
+                        "'redimnet prepare --shards'") from None
+
+
 def read_shard_index(path: PathLike) -> Tuple[List[Path], List[int], List[str]]:
-    """``(shard paths, counts, speakers)`` of a shard folder or its ``shards.json``."""
+    """``(shard paths, counts, speakers)`` of a shard folder or its ``shards.json``.
+
+    Every shard must be named relative to the index's folder (no absolute paths,
+    no ``..``); a malformed index or a shard that is not a tar file raises
+    :class:`DataError` naming the file.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / SHARD_INDEX
@@ -304,27 +462,53 @@ def read_shard_index(path: PathLike) -> Tuple[List[Path], List[int], List[str]]:
         raise DataError(f"cannot read shard index {path}: {error}; write it with 'redimnet prepare --shards'") from None
     if not isinstance(index, dict) or index.get("format") != SHARD_FORMAT:
         raise DataError(f"{path} is not a redimnet shard index (format {SHARD_FORMAT!r})")
-    shards = [path.parent / s["path"] for s in index["shards"]]
-    missing = [str(s) for s in shards if not s.is_file()]
-    if missing:
-        raise DataError(f"{path}: shard file(s) missing: {', '.join(missing[:3])}")
-    return shards, [int(s["count"]) for s in index["shards"]], list(index["speakers"])
+    entries, speakers = index.get("shards"), index.get("speakers")
+    if not isinstance(entries, list) or not entries:
+        raise DataError(f"{path}: 'shards' must be a non-empty list of {{\"path\", \"count\"}} objects")
+    if not isinstance(speakers, list) or not speakers or not all(isinstance(s, str) and s for s in speakers):
+        raise DataError(f"{path}: 'speakers' must be a non-empty list of speaker names")
+    shards, counts = [], []
+    for number, entry in enumerate(entries):
+        shard, count = _shard_entry(entry, number, path.parent, path)
+        _check_shard_file(shard, path)
+        shards.append(shard)
+        counts.append(count)
+    return shards, counts, list(speakers)
 
 
-def _tar_records(path: Path) -> Iterator[Tuple[dict, bytes, str]]:
-    """``(metadata, audio bytes, where)`` of every example of a shard, read sequentially."""
-    with tarfile.open(path, "r|") as archive:
-        meta, meta_key = None, None
-        for member in archive:
-            if not member.isfile():
-                continue
-            key, _, ext = member.name.partition(".")
-            data = archive.extractfile(member).read()
-            if ext == "json":
-                meta, meta_key = json.loads(data.decode("utf-8")), key
-            elif meta is not None and key == meta_key:
-                yield meta, data, f"{path}:{member.name}"
-                meta = None
+def _tar_records(path: Path, expected: Optional[int] = None) -> Iterator[Tuple[dict, bytes, str]]:
+    """``(metadata, audio bytes, where)`` of every example of a shard, read sequentially.
+
+    A shard that is not a readable tar file, holds malformed metadata or ends
+    before its ``expected`` number of examples raises :class:`DataError`.
+    """
+    count = 0
+    try:
+        with tarfile.open(path, "r|") as archive:
+            meta, meta_key = None, None
+            for member in archive:
+                if not member.isfile():
+                    continue
+                key, _, ext = member.name.partition(".")
+                data = archive.extractfile(member).read()
+                if ext == "json":
+                    try:
+                        meta = json.loads(data.decode("utf-8"))
+                    except ValueError as error:
+                        raise DataError(f"shard {path}: member {member.name} is not valid JSON ({error})") from None
+                    if not isinstance(meta, dict):
+                        raise DataError(f"shard {path}: member {member.name} must hold a JSON object")
+                    meta_key = key
+                elif meta is not None and key == meta_key:
+                    count += 1
+                    yield meta, data, f"{path}:{member.name}"
+                    meta = None
+    except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as error:
+        raise DataError(f"shard {path} is truncated or corrupt after {count} example(s) ({error}); "
+                        "write the shards again with 'redimnet prepare --shards'") from None
+    if expected is not None and count < expected:
+        raise DataError(f"shard {path} is truncated: {count} of its {expected} examples (per shards.json) "
+                        "are there; write the shards again with 'redimnet prepare --shards'")
 
 
 class ShardDataset(IterableDataset):
@@ -354,7 +538,7 @@ class ShardDataset(IterableDataset):
             mine = order[consumer::consumers] if len(order) >= consumers else order[[consumer % len(order)]]
             buffer: List[Tuple[dict, bytes, str]] = []
             for shard in mine:
-                for record in _tar_records(self.shards[int(shard)]):
+                for record in _tar_records(self.shards[int(shard)], self.counts[int(shard)]):
                     if len(buffer) < self.shuffle_buffer:
                         buffer.append(record)
                         continue
@@ -376,7 +560,8 @@ class ShardDataset(IterableDataset):
             if count < skip:
                 continue
             rng = example_rng(self.seed, self.epoch, count, stream=1 + self.rank * workers + worker)
-            speaker = self.labels.get(meta.get("speaker"))
+            name = meta.get("speaker")
+            speaker = self.labels.get(name) if isinstance(name, str) else None
             try:
                 if speaker is None:
                     raise AudioReadError(f"{where}: speaker {meta.get('speaker')!r} is not in the shard index")
