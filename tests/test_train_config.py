@@ -88,3 +88,25 @@ def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
 def test_spec_augment_option_reaches_the_model():
     config = TrainingConfig.from_dict({"model": {"preset": "b0"}, "augment": {"spec_augment": True}})
     assert config.model_config().spec_params["do_spec_aug"] is True
+
+
+@pytest.mark.parametrize("text, key", [
+    ("optimizer:\n  lr: .inf\n", "optimizer.lr"),
+    ("optimizer:\n  weight_decay: .nan\n", "optimizer.weight_decay"),
+    ("train:\n  grad_clip: .inf\n", "train.grad_clip"),
+    ("augment:\n  snr: {noise: [.nan, 5]}\n", "augment.snr.noise[0]"),
+    ("validation:\n  max_seconds: .inf\n", "validation.max_seconds"),
+    ("model:\n  overrides: {spec_params: {x: -.inf}}\n", "model.overrides.spec_params.x"),
+])
+def test_non_finite_numbers_are_refused_everywhere(tmp_path, text, key):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match="not a finite number") as error:
+        load_config(path)
+    assert f"{path}: {key}:" in str(error.value)
+
+
+def test_set_override_with_infinite_learning_rate_is_refused(tmp_path):
+    path = _write(tmp_path, "train:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="optimizer.lr: inf is not a finite number"):
+        load_config(path, ["optimizer.lr=.inf"])
+    assert cli_main(["train", "--config", str(path), "--set", "optimizer.lr=.inf"]) == 2

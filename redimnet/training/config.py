@@ -2,13 +2,15 @@
 
 Every section and key is known in advance; an unknown key, a wrong type or an
 out-of-range value raises :class:`ConfigError` naming the file and the key
-(``train.epochs``) before anything is built or read.  Paths are checked by
+(``train.epochs``) before anything is built or read.  Infinite and NaN numbers
+are refused in every value, nested ones included.  Paths are checked by
 :meth:`TrainingConfig.check_paths` when training starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,6 +352,23 @@ class TrainingConfig:
         return get_preset(self.model.preset).config.replace(num_classes=None, **overrides)
 
 
+def _first_non_finite(value, where: str = "") -> Optional[Tuple[str, float]]:
+    """``(sub-key, value)`` of the first infinite or NaN number in a (nested) config value, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    if isinstance(value, Mapping):
+        items = ((f"{where}.{k}", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub, inner in items:
+        found = _first_non_finite(inner, sub)
+        if found is not None:
+            return found
+    return None
+
+
 def _build_section(name: str, section_cls, options, source: str):
     if options is None:
         options = {}
@@ -361,6 +380,10 @@ def _build_section(name: str, section_cls, options, source: str):
         if key not in fields:
             raise ConfigError(f"{source}: unknown key '{name}.{key}'; known keys in '{name}': "
                               f"{', '.join(fields)}")
+        non_finite = _first_non_finite(value)
+        if non_finite is not None:
+            raise ConfigError(f"{source}: {name}.{key}{non_finite[0]}: {non_finite[1]} is not a finite number; "
+                              "training needs finite values (YAML .inf and .nan are refused everywhere)")
         try:
             values[key] = fields[key].metadata["check"](value)
         except ValueError as error:
