@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import RedimnetError
 
 __all__ = [
-    "MetricsError", "ErrorRates", "VerificationMetrics", "error_rates", "det_curve", "eer", "eer_with_threshold",
+    "MetricsError", "ErrorRates", "trial_arrays", "VerificationMetrics", "error_rates", "det_curve", "eer", "eer_with_threshold",
     "min_dcf", "min_dcf_with_threshold", "compute_metrics",
 ]
 
@@ -44,7 +44,8 @@ class ErrorRates:
     n_nontargets: int
 
 
-def _as_arrays(scores: Sequence[float], labels: Sequence) -> Tuple[np.ndarray, np.ndarray]:
+def trial_arrays(scores: Sequence[float], labels: Sequence) -> Tuple[np.ndarray, np.ndarray]:
+    """``(scores, labels)`` as float64 and bool arrays, checked: same length, finite, both classes present."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels_in = np.asarray(labels).reshape(-1)
     if scores.shape != labels_in.shape:
@@ -76,7 +77,7 @@ def _as_arrays(scores: Sequence[float], labels: Sequence) -> Tuple[np.ndarray, n
 
 def error_rates(scores: Sequence[float], labels: Sequence) -> ErrorRates:
     """Miss and false-alarm rates at every distinct score used as a threshold (see :class:`ErrorRates`)."""
-    scores, labels = _as_arrays(scores, labels)
+    scores, labels = trial_arrays(scores, labels)
     order = np.argsort(scores)
     sorted_scores = scores[order]
     sorted_labels = labels[order]
