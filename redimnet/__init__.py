@@ -9,7 +9,7 @@ torch.Size([1, 192])
 from .audio import AudioError, read_audio
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, StageSpec
-from .errors import CheckpointError, RedimnetError, UsageError
+from .errors import CheckpointError, InvalidArgumentError, RedimnetError
 from .inference import Embedder
 from .model import ReDimNet
 from .pretrained import PretrainedError, from_pretrained, list_pretrained
@@ -19,6 +19,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AudioError", "Embedder", "PretrainedError", "from_pretrained", "list_pretrained", "read_audio",
-    "CheckpointError", "ModelConfig", "ReDimNet", "RedimnetError", "StageSpec", "UsageError", "build", "get_preset", "list_models",
+    "CheckpointError", "InvalidArgumentError", "ModelConfig", "ReDimNet", "RedimnetError", "StageSpec", "build", "get_preset", "list_models",
     "load_checkpoint", "save_checkpoint", "__version__",
 ]

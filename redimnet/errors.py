@@ -9,5 +9,5 @@ class CheckpointError(RedimnetError):
     """A checkpoint file cannot be used."""
 
 
-class UsageError(RedimnetError):
-    """An error in what the user asked for (options, arguments)."""
+class InvalidArgumentError(RedimnetError, ValueError):
+    """A value given to the library (an option or argument) cannot be used; the message says which and why."""

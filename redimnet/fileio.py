@@ -2,11 +2,22 @@
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Iterator, Union
 
 PathLike = Union[str, os.PathLike]
+
+
+def _create_temporary(folder: Path, prefix: str, suffix: str):
+    """``(fd, path)`` of a new file in ``folder``, created with mode 0666 minus the umask (as ``open`` would)."""
+    for _ in range(100):
+        candidate = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            return os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot find a free temporary name for {prefix!r} in {folder}")
 
 
 @contextlib.contextmanager
@@ -16,12 +27,19 @@ def atomic_write(path: PathLike, mode: str = "wb", suffix: str = ".tmp") -> Iter
     If the block raises (or the process dies), ``path`` keeps its old content
     (or stays absent) and the temporary file is removed where possible.
     ``suffix`` ends the temporary name (e.g. ``".tmp.npz"`` for numpy, which
-    appends ``.npz`` to names without it).
+    appends ``.npz`` to names without it).  A new file gets the permissions
+    any program would give it (``0666`` minus the umask); a replaced file
+    keeps its permission bits.  If ``path`` is a symbolic link, the link is
+    replaced, not its target.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    handle, temp = _create_temporary(path.parent, f".{path.name}.", suffix)
     try:
+        with contextlib.suppress(FileNotFoundError):
+            previous = os.lstat(path)
+            if not os.path.islink(path):
+                os.chmod(handle, previous.st_mode & 0o7777)
         with os.fdopen(handle, mode) as stream:
             yield stream
             stream.flush()

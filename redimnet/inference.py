@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .audio import TARGET_SAMPLE_RATE, AudioError, prepare_waveform, read_audio
-from .errors import RedimnetError, UsageError
+from .errors import InvalidArgumentError, RedimnetError
 
 PathLike = Union[str, os.PathLike]
 
@@ -76,7 +76,7 @@ def minimum_samples(model: torch.nn.Module, limit: int = 1 << 16) -> int:
     while not works(high):
         low, high = high, high * 2
         if high > limit:
-            raise UsageError(f"the model fails on inputs of up to {limit} samples; it cannot embed audio")
+            raise InvalidArgumentError(f"the model fails on inputs of up to {limit} samples; it cannot embed audio")
     while high - low > 1:
         middle = (low + high) // 2
         if works(middle):
@@ -128,23 +128,23 @@ class Embedder:
                  channel: Optional[int] = None, trim_silence: bool = False, batch_size: int = 16,
                  keep_freed_memory: bool = True):
         if precision not in _PRECISIONS:
-            raise UsageError(f"unknown precision {precision!r}; choose float32, float16 or bfloat16")
+            raise InvalidArgumentError(f"unknown precision {precision!r}; choose float32, float16 or bfloat16")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
             self.device = torch.device(device)
         except RuntimeError as error:
-            raise UsageError(f"invalid device {device!r}: {error}") from None
+            raise InvalidArgumentError(f"invalid device {device!r}: {error}") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise UsageError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+            raise InvalidArgumentError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
         self.autocast_dtype = _PRECISIONS[precision]
         if self.autocast_dtype == torch.float16 and self.device.type != "cuda":
-            raise UsageError("float16 autocast needs a GPU; use float32 or bfloat16 on the CPU")
+            raise InvalidArgumentError("float16 autocast needs a GPU; use float32 or bfloat16 on the CPU")
         if not max_seconds > 0 or not overlap_seconds >= 0 or overlap_seconds >= max_seconds:
-            raise UsageError(f"need max_seconds > overlap_seconds >= 0, got max_seconds={max_seconds}, "
+            raise InvalidArgumentError(f"need max_seconds > overlap_seconds >= 0, got max_seconds={max_seconds}, "
                              f"overlap_seconds={overlap_seconds}")
         if int(batch_size) < 1:
-            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+            raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model.eval().to(self.device)
         self.min_samples = minimum_samples(self.model)
         self.network = self.model
@@ -165,7 +165,7 @@ class Embedder:
         self.max_samples = int(round(max_seconds * TARGET_SAMPLE_RATE))
         self.overlap_samples = int(round(overlap_seconds * TARGET_SAMPLE_RATE))
         if self.max_samples < self.min_samples:
-            raise UsageError(f"max_seconds={max_seconds} is shorter than the shortest input the model takes "
+            raise InvalidArgumentError(f"max_seconds={max_seconds} is shorter than the shortest input the model takes "
                              f"({self.min_samples} samples)")
         self.channel = channel
         self.trim_silence = trim_silence

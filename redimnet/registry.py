@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .config import ModelConfig
+from .errors import InvalidArgumentError
 from .model import ReDimNet
 
 # Shared by every vox2 release model (see the release files' model_config).
@@ -80,7 +81,7 @@ def get_preset(name: str) -> Preset:
     """The :class:`Preset` called ``name`` (case-insensitive)."""
     key = str(name).lower()
     if key not in _PRESETS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise InvalidArgumentError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     return _PRESETS[key]
 
 

@@ -9,7 +9,9 @@ and never see half a write; every change is one ``BEGIN IMMEDIATE`` ...
 ``COMMIT`` transaction, so a process killed mid-write leaves the database as
 it was before that write.  The database remembers which model made its
 embeddings (a fingerprint of the weights) and refuses embeddings from
-another model, whose scores would be meaningless.
+another model, whose scores would be meaningless.  Speaker names are at most
+:data:`redimnet.names.MAX_NAME_LENGTH` (256) characters without control
+characters (:func:`redimnet.names.check_speaker_name`).
 """
 
 import hashlib
@@ -24,6 +26,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import RedimnetError
+from .names import check_speaker_name, printable
 
 PathLike = Union[str, os.PathLike]
 
@@ -160,6 +163,7 @@ class SpeakerDatabase:
         name = str(name).strip()
         if not name:
             raise SpeakerDatabaseError("a speaker name cannot be empty")
+        check_speaker_name(name)  # at most MAX_NAME_LENGTH printable characters
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(utterances) or embeddings.shape[0] == 0:
             raise SpeakerDatabaseError(f"need one embedding per utterance: {len(utterances)} utterances, "
@@ -204,7 +208,7 @@ class SpeakerDatabase:
 
     def _known_hint(self, cursor) -> str:
         names = [r[0] for r in cursor.execute("SELECT name FROM speakers ORDER BY name LIMIT 10")]
-        return f"; enrolled: {', '.join(names)}" if names else "; the database has no speakers"
+        return f"; enrolled: {', '.join(map(printable, names))}" if names else "; the database has no speakers"
 
     def speakers(self) -> List[Speaker]:
         """Enrolled speakers, by name."""

@@ -10,7 +10,7 @@ import torch
 
 import redimnet
 from redimnet.audio import AudioError, resample
-from redimnet.errors import UsageError
+from redimnet.errors import InvalidArgumentError
 from redimnet.inference import Embedder, cosine_score, embed_directory, minimum_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -151,14 +151,14 @@ def test_score_is_cosine(embedder):
 
 
 def test_options_are_checked(model):
-    with pytest.raises(UsageError, match="float16"):
+    with pytest.raises(InvalidArgumentError, match="float16"):
         Embedder(model, device="cpu", precision="float16")
-    with pytest.raises(UsageError, match="precision"):
+    with pytest.raises(InvalidArgumentError, match="precision"):
         Embedder(model, precision="int8")
-    with pytest.raises(UsageError, match="max_seconds"):
+    with pytest.raises(InvalidArgumentError, match="max_seconds"):
         Embedder(model, max_seconds=1.0, overlap_seconds=1.0)
     if not torch.cuda.is_available():
-        with pytest.raises(UsageError, match="CUDA"):
+        with pytest.raises(InvalidArgumentError, match="CUDA"):
             Embedder(model, device="cuda")
 
 

@@ -2,17 +2,23 @@
 
 Each verb module defines ``register(subparsers)``, which adds its parser and
 sets ``handler`` to a function taking the parsed arguments and returning an
-exit status.  Failures the user can fix (bad files, bad options) are printed
-as one ``redimnet: error: ...`` line, never as a traceback.
+exit status.  Failures the user can fix (bad files, bad options, a missing
+optional package) are printed as one ``redimnet: error: ...`` line, never as
+a traceback; see :func:`run_handler`.  Shared pieces live in
+:mod:`redimnet.cli.common`.
 """
 
 import argparse
+import errno
 import importlib
 import os
 import sys
+import traceback
 from typing import List, Optional
 
 from ..errors import RedimnetError
+from ..names import printable
+from ..optional import install_hint
 
 # Verb modules, in the order their commands are listed in --help.
 VERB_MODULES = ["info", "embed", "verify", "enroll", "evaluate", "cohort", "prepare", "train", "average", "export"]
@@ -49,21 +55,68 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def run_handler(handler, args) -> int:
-    """Run a verb's handler, turning errors into one-line messages and exit statuses."""
+    """Run a verb's handler, turning errors into messages and exit statuses.
+
+    * :class:`redimnet.errors.RedimnetError` (bad input, bad options, unusable
+      files) and ``OSError`` (a file that cannot be read or written): one
+      ``redimnet: error: ...`` line, exit 2;
+    * a missing optional dependency: which extra to install, exit 2;
+    * anything else is a bug: one line naming the exception and
+      "set REDIMNET_DEBUG=1 to see the traceback", exit 1.
+
+    With ``REDIMNET_DEBUG=1`` in the environment the full traceback is printed
+    first in every case.
+    """
+    debug = bool(os.environ.get("REDIMNET_DEBUG"))
     try:
         return int(handler(args) or 0)
     except KeyboardInterrupt:
+        _traceback_if(debug)
         print("redimnet: interrupted", file=sys.stderr)
         return 130
-    except (RedimnetError, ValueError, OSError) as error:
+    except RedimnetError as error:
+        _traceback_if(debug)
         print(f"redimnet: error: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # last resort: still no traceback unless asked for
-        if os.environ.get("REDIMNET_DEBUG"):
-            raise
-        print(f"redimnet: unexpected error ({type(error).__name__}): {error}\n"
-              "Set REDIMNET_DEBUG=1 to see the traceback, and please report it.", file=sys.stderr)
-        return 1
+    except ModuleNotFoundError as error:
+        _traceback_if(debug)
+        hint = install_hint(error.name)
+        if hint is None:
+            return _unexpected(error, debug)
+        print(f"redimnet: error: {hint}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        _traceback_if(debug)
+        print(f"redimnet: error: {_describe_os_error(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        _traceback_if(debug)
+        return _unexpected(error, debug)
+
+
+def _traceback_if(debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+
+
+def _unexpected(error: BaseException, debug: bool) -> int:
+    first = (str(error).strip().splitlines() or [""])[0]
+    hint = "" if debug else "; set REDIMNET_DEBUG=1 to see the traceback"
+    print(f"redimnet: unexpected error ({type(error).__name__}: {printable(first)}){hint}. "
+          "This is a bug; please report it.", file=sys.stderr)
+    return 1
+
+
+def _describe_os_error(error: OSError) -> str:
+    """``OSError`` as one line: what failed, on which file, without Python's ``[Errno N]`` noise."""
+    what = error.strerror or str(error) or type(error).__name__
+    if error.errno == errno.ELOOP:
+        what = "symbolic link loop (the link points, directly or not, at itself)"
+    names = [n for n in (error.filename, error.filename2) if n is not None]
+    if names:
+        return f"{' -> '.join(printable(os.fsdecode(n)) for n in names)}: {what}"
+    return what
+
 
 if __name__ == "__main__":
     sys.exit(main())

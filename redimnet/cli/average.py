@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from .common import UsageError
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -18,7 +20,6 @@ def register(subparsers):
 
 def collect_checkpoints(arguments) -> list:
     """Files named by the arguments, folders expanded to their snapshots in step order."""
-    from ..errors import UsageError
     from ..training.checkpointing import model_snapshots
 
     files = []
@@ -37,7 +38,6 @@ def collect_checkpoints(arguments) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
     from ..training.checkpointing import average_checkpoints
 
     files = collect_checkpoints(args.checkpoints)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..embeddings_io import load_embeddings, save_embeddings
-from ..errors import UsageError
 from ..evaluation.score_norm import build_cohort
 from ..evaluation.trials import read_utt2spk
+from .common import UsageError
 
 
 def register(subparsers):

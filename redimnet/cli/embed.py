@@ -20,7 +20,6 @@ rank embeds a share of the files and rank 0 writes the merged output.
 """
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -31,9 +30,8 @@ import numpy as np
 
 from .. import distributed
 from ..audio import TARGET_SAMPLE_RATE, AudioError, audio_info, iter_inputs, read_audio, read_scp
-from ..embeddings_io import load_embeddings, save_embeddings
-from ..errors import UsageError
-from ..fileio import atomic_write
+from ..embeddings_io import EmbeddingsOutput, open_output
+from .common import UsageError, reason, show
 from .models import add_model_arguments, model_from_arguments
 
 FLUSH_SECONDS = 300.0
@@ -100,120 +98,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_embedder_arguments(parser)
 
 
-# --- outputs ---------------------------------------------------------------------------------------
-class _Output:
-    """Where embeddings go; knows which ids are already there."""
-
-    path: Path
-
-    def done(self) -> set:
-        raise NotImplementedError
-
-    def write(self, results: Dict[str, np.ndarray]) -> None:
-        raise NotImplementedError
-
-    @property
-    def failures_path(self) -> Path:
-        base = self.path.with_suffix("") if self.path.suffix else self.path
-        return base.parent / (base.name + ".failed.tsv")
-
-
-class _NpzOutput(_Output):
-    def __init__(self, path: Path):
-        self.path = path
-        self.existing: Dict[str, np.ndarray] = {}
-        if path.exists():
-            try:
-                ids, matrix = load_embeddings(path)
-            except Exception as error:
-                raise UsageError(f"{path} exists but is not an embeddings file ({error}); "
-                                 "remove it or choose another -o") from None
-            self.existing = dict(zip(ids.tolist(), matrix))
-
-    def done(self) -> set:
-        return set(self.existing)
-
-    def write(self, results: Dict[str, np.ndarray]) -> None:
-        merged = {**self.existing, **results}
-        if merged:
-            ids = sorted(merged)
-            save_embeddings(self.path, ids, np.stack([merged[i] for i in ids]))
-
-
-class _NpyFolderOutput(_Output):
-    def __init__(self, path: Path):
-        if path.exists() and not path.is_dir():
-            raise UsageError(f"-o {path}: exists and is not a folder")
-        self.path = path
-
-    def file_for(self, uid: str) -> Path:
-        return self.path / (uid + ".npy")
-
-    def done(self) -> set:
-        if not self.path.is_dir():
-            return set()
-        return {p.relative_to(self.path).as_posix()[:-4] for p in self.path.rglob("*.npy")}
-
-    def write(self, results: Dict[str, np.ndarray]) -> None:
-        for uid, vector in results.items():
-            target = self.file_for(uid)
-            if target.exists():
-                continue
-            with atomic_write(target) as stream:
-                np.save(stream, np.asarray(vector, dtype=np.float32))
-
-
-class _KaldiOutput(_Output):
-    def __init__(self, path: Path):
-        try:
-            import kaldiio
-        except ImportError:
-            raise UsageError("Kaldi ark/scp output needs the kaldiio package: pip install kaldiio") from None
-        self.path = path.with_suffix(".ark")
-        self.scp = path.with_suffix(".scp")
-        self.existing: Dict[str, np.ndarray] = {}
-        if self.scp.exists():
-            try:
-                self.existing = {k: np.asarray(v, dtype=np.float32) for k, v in kaldiio.load_scp(str(self.scp)).items()}
-            except Exception as error:
-                raise UsageError(f"{self.scp} exists but cannot be read as Kaldi scp/ark ({error}); "
-                                 "remove it or choose another -o") from None
-
-    def done(self) -> set:
-        return set(self.existing)
-
-    def write(self, results: Dict[str, np.ndarray]) -> None:
-        import kaldiio
-
-        merged = {**self.existing, **results}
-        bad = [k for k in merged if not k or any(c.isspace() for c in k)]
-        if bad:
-            raise UsageError(f"Kaldi keys cannot contain spaces: {bad[:3]}; use .npz output")
-
-        class _Named(io.BytesIO):
-            name = str(self.path)
-
-        ark, scp = _Named(), io.StringIO()
-        kaldiio.save_ark(ark, {k: np.asarray(merged[k], dtype=np.float32) for k in sorted(merged)}, scp=scp)
-        with atomic_write(self.path) as stream:
-            stream.write(ark.getvalue())
-        with atomic_write(self.scp) as stream:
-            stream.write(scp.getvalue().encode())
-
-
-def open_output(path: str) -> _Output:
-    """The writer for ``-o``: by suffix .npz, .ark/.scp, else a folder of .npy files."""
-    target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix == ".npz":
-        return _NpzOutput(target)
-    if suffix in (".ark", ".scp"):
-        return _KaldiOutput(target)
-    if suffix and not target.is_dir():
-        raise UsageError(f"-o {path}: unknown output type {suffix!r}; use NAME.npz, NAME.ark, NAME.scp or a folder")
-    return _NpyFolderOutput(target)
-
-
 # --- inputs ----------------------------------------------------------------------------------------
 def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, str]]]:
     """``(items, failures)``: ``(id, path)`` to embed, and ``(path, reason)`` for inputs already known bad."""
@@ -222,7 +106,7 @@ def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tu
         try:
             items.extend(iter_inputs([name]))
         except AudioError as error:
-            failures.append((str(name), _reason(error, name)))
+            failures.append((str(name), reason(error, name)))
         except OSError as error:
             failures.append((str(name), error.strerror or str(error)))
     for scp in lists:
@@ -236,12 +120,6 @@ def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tu
         raise UsageError(f"{len(duplicates)} duplicate utterance id(s): {'; '.join(duplicates[:3])}. Ids are file "
                          "names for files given directly; give their common folder instead, or use --list")
     return items, failures
-
-
-def _reason(error: Exception, path) -> str:
-    text = str(error)
-    prefix = f"{path}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def _expected_length(path: Path) -> int:
@@ -266,7 +144,7 @@ class _AudioFiles:
         try:
             return index, read_audio(path, channel=self.channel, trim=self.trim), None
         except AudioError as error:
-            return index, None, _reason(error, path)
+            return index, None, reason(error, path)
         except Exception as error:  # anything else is still one file's problem
             return index, None, f"unexpected {type(error).__name__}: {error}"
 
@@ -310,7 +188,7 @@ def embed_items(embedder, items: Sequence[Tuple[str, Path]], workers: int, progr
                         good.append((uid, path, embedder.check_length(wave, str(path))))
                         continue
                     except AudioError as short:
-                        error = _reason(short, path)
+                        error = reason(short, path)
                 failures.append((str(path), error))
             try:
                 matrix = embedder.embed_prepared([w for _, _, w in good])
@@ -341,17 +219,16 @@ def embed_items(embedder, items: Sequence[Tuple[str, Path]], workers: int, progr
     return results, failures, audio_seconds
 
 
-def write_failures(output: _Output, failures: Sequence[Tuple[str, str]]) -> Optional[Path]:
-    """Write ``OUT.failed.tsv`` (or remove a stale one when nothing failed)."""
-    target = output.failures_path
-    if not failures:
-        if target.exists():
-            target.unlink()
-        return None
-    lines = ["path\treason"] + [f"{p}\t{' '.join(r.split())}" for p, r in failures]
-    with atomic_write(target, mode="w") as stream:
-        stream.write("\n".join(lines) + "\n")
-    return target
+def _refuse_unwritable(output: EmbeddingsOutput, items: Sequence[Tuple[str, Path]]):
+    """``(items the output can store, (path, reason) for the others)``: checked before any work is spent."""
+    kept, refused = [], []
+    for uid, path in items:
+        why = output.refusal(uid)
+        if why is None:
+            kept.append((uid, path))
+        else:
+            refused.append((str(path), why))
+    return kept, refused
 
 
 def run(args) -> int:
@@ -372,6 +249,9 @@ def _run(args, world: distributed.World) -> int:
     items, failures = collect_inputs(args.inputs, args.list)
     done = output.done()
     todo = [(uid, path) for uid, path in items if uid not in done]
+    skipped = len(items) - len(todo)
+    todo, refused = _refuse_unwritable(output, todo)
+    failures += refused
     todo.sort(key=lambda item: _expected_length(item[1]))  # equal lengths end up in the same batch
     mine = distributed.shard(todo, world)
     started = time.monotonic()
@@ -397,10 +277,12 @@ def _run(args, world: distributed.World) -> int:
         failures.extend(part_failures)
         seconds += part_seconds
     if results:
-        output.write(results)
-    failed_file = write_failures(output, failures)
+        paths = {uid: path for uid, path in items}
+        for uid, why in output.write(results):  # normally none: refused ids were never embedded
+            failures.append((str(paths.get(uid, uid)), why))
+            results.pop(uid, None)
+    failed_file = output.write_failures(failures)
     elapsed = max(time.monotonic() - started, 1e-9)
-    skipped = len(items) - len(todo)
     summary = f"embedded {len(results)} file(s)"
     if results:
         summary += (f" ({seconds:.1f} s of audio) in {elapsed:.1f} s: {len(results) / elapsed:.2f} files/s, "
@@ -410,11 +292,11 @@ def _run(args, world: distributed.World) -> int:
     print(summary, file=sys.stderr)
     if failures:
         print(f"{len(failures)} input(s) failed:", file=sys.stderr)
-        for path, reason in failures[:20]:
-            print(f"  {path}: {reason}", file=sys.stderr)
+        for path, why in failures[:20]:
+            print(f"  {show(path)}: {show(why)}", file=sys.stderr)
         if len(failures) > 20:
             print(f"  ... and {len(failures) - 20} more", file=sys.stderr)
-        print(f"failures listed in {failed_file}", file=sys.stderr)
+        print(f"failures listed in {show(failed_file)}", file=sys.stderr)
     status = 1 if failures else 0
     distributed.broadcast(status, world)
     return status

@@ -10,8 +10,10 @@ import sys
 import time
 
 from ..audio import AudioError
+from ..names import check_speaker_name
 from ..speaker_db import SpeakerDatabase, model_fingerprint
-from .embed import _reason, add_embedder_arguments, collect_inputs, embedder_from_arguments
+from .common import UsageError, reason, show
+from .embed import add_embedder_arguments, collect_inputs, embedder_from_arguments
 
 DEFAULT_DB = "speakers.db"
 
@@ -49,6 +51,7 @@ def register(subparsers) -> None:
 
 
 def run_enroll(args) -> int:
+    check_speaker_name(args.name)  # before any work
     items, failures = collect_inputs(args.inputs, [])
     embedder = embedder_from_arguments(args)
     ids, vectors = [], []
@@ -57,17 +60,17 @@ def run_enroll(args) -> int:
             vectors.append(embedder.embed_file(path))
             ids.append(str(path))
         except AudioError as error:
-            failures.append((str(path), _reason(error, path)))
-    for path, reason in failures:
-        print(f"redimnet: {path}: {reason}", file=sys.stderr)
+            failures.append((str(path), reason(error, path)))
+    for path, why in failures:
+        print(f"redimnet: {show(path)}: {show(why)}", file=sys.stderr)
     if not vectors:
-        print(f"redimnet: error: nothing enrolled for {args.name!r}: no usable recording", file=sys.stderr)
+        print(f"redimnet: error: nothing enrolled for '{show(args.name)}': no usable recording", file=sys.stderr)
         return 1
     import numpy as np
 
     with SpeakerDatabase(args.db) as db:
         total = db.enroll(args.name, np.stack(vectors), ids, fingerprint=model_fingerprint(embedder.model))
-    print(f"enrolled {len(vectors)} recording(s) for {args.name!r} ({total} in total) in {args.db}")
+    print(f"enrolled {len(vectors)} recording(s) for '{show(args.name)}' ({total} in total) in {show(args.db)}")
     return 1 if failures else 0
 
 
@@ -81,19 +84,18 @@ def run_identify(args) -> int:
         return 0
     print(f"{'rank':>4}  {'score':>7}  speaker")
     for rank, (name, score) in enumerate(matches, 1):
-        print(f"{rank:>4}  {score:>7.4f}  {name}")
+        print(f"{rank:>4}  {score:>7.4f}  {show(name)}")
     return 0
 
 
 def run_speakers(args) -> int:
-    from ..errors import UsageError
 
     if args.action == "remove":
         if not args.name:
             raise UsageError("speakers remove needs the NAME of the speaker to remove")
         with SpeakerDatabase(args.db, create=False) as db:
             count = db.remove(args.name)
-        print(f"removed {args.name!r} ({count} recording(s)) from {args.db}")
+        print(f"removed '{show(args.name)}' ({count} recording(s)) from {show(args.db)}")
         return 0
     if args.name:
         raise UsageError("speakers list takes no NAME")
@@ -105,9 +107,9 @@ def run_speakers(args) -> int:
     if not speakers:
         print(f"no speakers enrolled in {args.db}")
         return 0
-    width = max(7, max(len(s.name) for s in speakers))
+    width = max(7, max(len(show(s.name)) for s in speakers))
     print(f"{'speaker':<{width}}  recordings  last enrolled (UTC)")
     for s in speakers:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.updated))
-        print(f"{s.name:<{width}}  {s.utterances:>10}  {stamp}")
+        print(f"{show(s.name):<{width}}  {s.utterances:>10}  {stamp}")
     return 0

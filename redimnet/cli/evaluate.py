@@ -10,11 +10,12 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..embeddings_io import load_embeddings
-from ..errors import UsageError
 from ..evaluation.metrics import compute_metrics
 from ..evaluation.score_norm import normalize_scores
 from ..evaluation.scoring import cosine_scores, l2_normalize, prepare_embeddings, write_scores
 from ..evaluation.trials import EmbeddingIndex, IndexedTrials, TrialList, index_trials, read_trials
+from ..names import path_below
+from .common import UsageError
 from .models import add_model_arguments, model_from_arguments
 
 P_TARGETS = (0.01, 0.05)
@@ -180,7 +181,8 @@ def run(args) -> int:
                  **metrics.to_dict(), "score_file": None}
         if output_dir is not None:
             enroll, test = item.kept_pairs()
-            entry["score_file"] = str(write_scores(output_dir / file_name, enroll, test, scores, labels))
+            target = path_below(output_dir, file_name, what="score file name (from the trial list's name)")
+            entry["score_file"] = str(write_scores(target, enroll, test, scores, labels))
         results.append(entry)
         curves[file_name[:-len(".scores")]] = (scores, labels)
 
@@ -190,7 +192,8 @@ def run(args) -> int:
         plot_dir = Path(args.plot)
         plots.append(str(plot_det(curves, plot_dir / "det.png", title=f"DET ({_norm_title(norm, top_k)})")))
         for name, (scores, labels) in curves.items():
-            plots.append(str(plot_score_histogram(scores, labels, plot_dir / f"scores_{name}.png",
+            target = path_below(plot_dir, f"scores_{name}", ".png", what="plot name (from the trial list's name)")
+            plots.append(str(plot_score_histogram(scores, labels, target,
                                                   title=f"{name} scores ({_norm_title(norm, top_k)})")))
 
     for note in notes:

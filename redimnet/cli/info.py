@@ -5,6 +5,7 @@ import json
 from ..checkpoint import load_checkpoint
 from ..complexity import count_macs, count_parameters
 from ..registry import build, get_preset, list_models
+from .common import UsageError
 
 
 def register(subparsers):
@@ -41,9 +42,9 @@ def _print_config(config: dict):
 
 def run(args) -> int:
     if args.seconds <= 0:
-        raise ValueError(f"--seconds must be positive, got {args.seconds}")
+        raise UsageError(f"--seconds must be positive, got {args.seconds}")
     if args.name and args.checkpoint:
-        raise ValueError("give either a preset NAME or --checkpoint PATH, not both")
+        raise UsageError("give either a preset NAME or --checkpoint PATH, not both")
     if not args.name and not args.checkpoint:
         return _list_presets(args)
     if args.checkpoint:

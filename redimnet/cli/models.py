@@ -10,8 +10,8 @@ testing the plumbing; its embeddings mean nothing).
 import argparse
 
 from ..checkpoint import load_checkpoint
-from ..errors import UsageError
 from ..registry import build, get_preset, list_models
+from .common import UsageError
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True):

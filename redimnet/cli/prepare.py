@@ -4,6 +4,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import UsageError
+
 REFUSED_LIST = "refused.tsv"
 
 
@@ -38,7 +40,6 @@ def _escape(text: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import csv
 
-    from ..errors import UsageError
     from ..fileio import atomic_write
     from ..training.data import scan_data_folder, write_kaldi_lists, write_shards
 

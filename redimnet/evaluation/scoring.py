@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import RedimnetError
+from ..fileio import atomic_write
 
 __all__ = ["ScoringError", "l2_normalize", "prepare_embeddings", "cosine_scores", "write_scores"]
 
@@ -71,15 +72,11 @@ def cosine_scores(embeddings: np.ndarray, enroll_rows: Sequence[int], test_rows:
 def write_scores(path: PathLike, enroll: Sequence[str], test: Sequence[str], scores: Sequence[float],
                  labels: Optional[Sequence[bool]] = None) -> Path:
     """Write ``enroll test score [target|nontarget]`` lines, one per trial."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as stream:
+    with atomic_write(path, mode="w") as stream:
         if labels is None:
             for e, t, s in zip(enroll, test, scores):
                 stream.write(f"{e} {t} {s:.6f}\n")
         else:
             for e, t, s, l in zip(enroll, test, scores, labels):
                 stream.write(f"{e} {t} {s:.6f} {'target' if l else 'nontarget'}\n")
-    os.replace(temp, path)
-    return path
+    return Path(path)

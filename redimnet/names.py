@@ -1,0 +1,132 @@
+"""Names taken from user data: utterance ids, speaker names.
+
+Ids and names come from lists, folder names and databases the user may not
+control.  This module is the one place that decides
+
+* which ids may become a file below an output folder (:func:`path_below`):
+  relative, ``/``-separated, no empty, ``.`` or ``..`` component, no
+  backslash, no NUL or other control character, and the result never leaves
+  the folder, not even through a symbolic link already inside it;
+* which speaker names a database accepts (:func:`check_speaker_name`): at most
+  :data:`MAX_NAME_LENGTH` characters, no control characters;
+* how an id or name is shown on a terminal or in a tab-separated report
+  (:func:`printable`): control characters (ANSI escapes, newlines, tabs) are
+  written as ``\\x1b``, ``\\n``, ``\\t``, so they cannot forge lines or rows.
+
+A refused id raises :class:`UnsafeNameError`, which names the id and the rule;
+callers that write many items refuse that one item and write the others.
+"""
+
+import os
+import unicodedata
+from pathlib import Path
+from typing import Union
+
+from .errors import RedimnetError
+
+PathLike = Union[str, os.PathLike]
+
+#: Longest speaker name (in characters) a speaker database accepts.
+MAX_NAME_LENGTH = 256
+
+
+class UnsafeNameError(RedimnetError, ValueError):
+    """An utterance id or speaker name cannot be used (it would leave the output folder, or is unprintable)."""
+
+
+def _is_control(char: str) -> bool:
+    # Cc: C0/C1 controls (NUL, ESC, newline, tab, DEL, ...); Zl/Zp: Unicode line/paragraph separators.
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp")
+
+
+def printable(text: object) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\t``, ``\\x1b``, ...) and backslashes doubled.
+
+    Reversible, and safe to print on a terminal or to write as one field of a
+    tab-separated line.
+    """
+    text = str(text)
+    if not any(_is_control(c) or c == "\\" for c in text):
+        return text
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif _is_control(char):
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _first_control(text: str):
+    return next((c for c in text if _is_control(c)), None)
+
+
+def check_relative_id(uid: object, what: str = "utterance id") -> str:
+    """``uid`` if it can name a file below an output folder, else :class:`UnsafeNameError`.
+
+    Rules: a non-empty string, not absolute (``/x``, ``\\x``, ``C:x``), no
+    backslash, no NUL or control character, every ``/``-separated component
+    non-empty and neither ``.`` nor ``..``.
+    """
+    if not isinstance(uid, str):
+        raise UnsafeNameError(f"{what} must be a string, got {type(uid).__name__}")
+    shown = printable(uid)
+    if not uid:
+        raise UnsafeNameError(f"{what} is empty")
+    bad = _first_control(uid)
+    if bad is not None:
+        raise UnsafeNameError(f"{what} '{shown}' contains the control character {printable(bad)}; "
+                              "ids that become file names must be printable")
+    if uid.startswith("/") or (len(uid) >= 2 and uid[1] == ":" and uid[0].isalpha()):
+        raise UnsafeNameError(f"{what} '{shown}' is an absolute path; ids that become file names must be "
+                              "relative (e.g. spk1/utt1)")
+    if "\\" in uid:
+        raise UnsafeNameError(f"{what} '{shown}' contains a backslash; separate folders with '/'")
+    for part in uid.split("/"):
+        if part in ("", ".", ".."):
+            kind = "an empty" if not part else f"a '{part}'"
+            raise UnsafeNameError(f"{what} '{shown}' has {kind} path component; ids that become file names "
+                                  "may not contain '//', '.' or '..' components, or start or end with '/'")
+    return uid
+
+
+def path_below(root: PathLike, uid: str, suffix: str = "", what: str = "utterance id") -> Path:
+    """The file ``root/uid + suffix``, after checking that it stays below ``root``.
+
+    ``uid`` must pass :func:`check_relative_id`; in addition the path, with
+    every symbolic link that already exists resolved, must lie inside
+    ``root`` (resolved the same way).  Raises :class:`UnsafeNameError`
+    otherwise; nothing is created here.
+    """
+    check_relative_id(uid, what)
+    root = Path(root)
+    target = root / (uid + suffix)
+    real_root = os.path.realpath(root)
+    real_target = os.path.realpath(target)
+    if os.path.commonpath([real_root, real_target]) != real_root or real_target == real_root:
+        raise UnsafeNameError(f"{what} '{printable(uid)}' would be written outside {printable(root)} "
+                              f"(through a symbolic link, to {printable(real_target)}); refused")
+    return target
+
+
+def check_speaker_name(name: object) -> str:
+    """``name`` if a speaker database can store and show it, else :class:`UnsafeNameError`.
+
+    A speaker name is a non-empty string of at most :data:`MAX_NAME_LENGTH`
+    characters without control characters (no newline, tab or ANSI escape),
+    and not only spaces.
+    """
+    if not isinstance(name, str):
+        raise UnsafeNameError(f"speaker name must be a string, got {type(name).__name__}")
+    if not name.strip():
+        raise UnsafeNameError("speaker name is empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise UnsafeNameError(f"speaker name '{printable(name[:40])}...' is {len(name)} characters long; "
+                              f"the limit is {MAX_NAME_LENGTH}")
+    bad = _first_control(name)
+    if bad is not None:
+        raise UnsafeNameError(f"speaker name '{printable(name)}' contains the control character {printable(bad)}; "
+                              "use printable characters only")
+    return name

@@ -1,0 +1,296 @@
+"""Safety of what the package writes and prints: ids as paths, permissions, reports, the CLI's error layer."""
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from redimnet import cli
+from redimnet.cli.common import UsageError
+from redimnet.embeddings_io import NpyFolderOutput, load_embeddings, open_output, save_embeddings
+from redimnet.errors import InvalidArgumentError, RedimnetError
+from redimnet.fileio import atomic_write
+from redimnet.names import MAX_NAME_LENGTH, UnsafeNameError, check_speaker_name, path_below, printable
+from redimnet.optional import MissingDependencyError, require
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+def run_cli(*argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory):
+    root = tmp_path_factory.mktemp("voices")
+    rng = np.random.default_rng(1)
+    for name in ("a.wav", "b.wav"):
+        sf.write(root / name, rng.standard_normal(8000) * 0.1, 16000, subtype="PCM_16")
+    return root
+
+
+# --- one checked function from id to path ----------------------------------------------------------
+@pytest.mark.parametrize("uid", ["../ESCAPED", "/tmp/ESCAPED", "a/../../b", "a//b", "./a", "a/", "", "a\x00b",
+                                 "a\nb", "\x1b[31mred", "C:evil", "a\\..\\b", ".."])
+def test_unsafe_ids_are_refused(tmp_path, uid):
+    with pytest.raises(UnsafeNameError):
+        path_below(tmp_path, uid, ".npy")
+
+
+@pytest.mark.parametrize("uid", ["spk1/a.wav", "a b", "ünïcødé/x", "..a", "a..", ".hidden"])
+def test_ordinary_ids_stay_below_the_root(tmp_path, uid):
+    target = path_below(tmp_path, uid, ".npy")
+    assert target == tmp_path / (uid + ".npy")
+
+
+def test_a_symlink_inside_the_root_cannot_lead_out(tmp_path):
+    root, outside = tmp_path / "out", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (root / "spk").symlink_to(outside)
+    with pytest.raises(UnsafeNameError, match="outside"):
+        path_below(root, "spk/x", ".npy")
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(list("ab./\\:\x00\n\x1b\t C") + ["..", "é", "spk/"]), max_size=12).map("".join)
+       | st.text(max_size=20))
+def test_fuzz_no_id_resolves_outside_the_root(tmp_path, uid):
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    try:
+        target = path_below(root, uid, ".npy")
+    except UnsafeNameError as error:
+        assert "utterance id" in str(error)  # the documented error, printable on one line
+        assert not any(ord(c) < 32 for c in str(error))
+        return
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(target)
+    assert real.startswith(real_root + os.sep)
+    assert not any(ord(c) < 32 for c in uid)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_fuzz_speaker_names(name):
+    try:
+        accepted = check_speaker_name(name)
+    except UnsafeNameError as error:
+        assert not any(ord(c) < 32 for c in str(error))
+        assert len(str(error)) < 400
+        return
+    assert accepted == name and 0 < len(name) <= MAX_NAME_LENGTH
+    assert printable(name) == name.replace("\\", "\\\\")  # nothing to escape but backslashes
+
+
+@given(st.text(max_size=40))
+def test_printable_is_one_line_without_controls(text):
+    shown = printable(text)
+    assert "\n" not in shown and "\t" not in shown and "\x1b" not in shown and "\r" not in shown
+    assert shown.encode("ascii", "backslashreplace").decode("unicode_escape") == text  # reversible
+
+
+def test_embed_list_cannot_write_outside_the_npy_folder(tmp_path, voices, b0_model_and_checkpoint, capsys):
+    _, checkpoint = b0_model_and_checkpoint
+    outside = tmp_path / "ESCAPED"
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"good {voices / 'a.wav'}\n../ESCAPED {voices / 'b.wav'}\n{outside} {voices / 'b.wav'}\n"
+                   f"sub/../../x {voices / 'b.wav'}\n")
+    folder = tmp_path / "out"
+    status = run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", folder, "--workers", "0",
+                     "--no-progress")
+    assert status == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.failed.tsv", "wav.scp"]
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == ["good.npy"]
+    assert not outside.with_suffix(".npy").exists() and not Path(str(outside) + ".npy").exists()
+    report = (tmp_path / "out.failed.tsv").read_text().splitlines()
+    assert len(report) == 4 and all("utterance id" in line for line in report[1:])
+    err = capsys.readouterr().err
+    assert "3 input(s) failed" in err and "'..'" in err and "absolute" in err
+
+
+def test_kaldi_refuses_a_bad_key_and_writes_the_others(tmp_path, voices, b0_model_and_checkpoint, capsys):
+    kaldiio = pytest.importorskip("kaldiio")
+    _, checkpoint = b0_model_and_checkpoint
+    folder = tmp_path / "in"
+    (folder / "with space").mkdir(parents=True)
+    (folder / "with space" / "a.wav").write_bytes((voices / "a.wav").read_bytes())
+    (folder / "b.wav").write_bytes((voices / "b.wav").read_bytes())
+    status = run_cli("embed", folder, "--checkpoint", checkpoint, "-o", tmp_path / "e.ark", "--workers", "0",
+                     "--no-progress")
+    assert status == 1
+    assert sorted(kaldiio.load_scp(str(tmp_path / "e.scp"))) == ["b.wav"]
+    assert "Kaldi key" in (tmp_path / "e.failed.tsv").read_text()
+
+
+def test_npy_writer_refuses_unsafe_ids_itself(tmp_path):
+    output = open_output(tmp_path / "vectors")
+    assert isinstance(output, NpyFolderOutput)
+    refused = output.write({"ok": np.ones(3), "../up": np.ones(3), "/abs": np.ones(3)})
+    assert sorted(uid for uid, _ in refused) == ["../up", "/abs"]
+    assert [p.name for p in (tmp_path / "vectors").iterdir()] == ["ok.npy"]
+    assert not (tmp_path / "up.npy").exists()
+
+
+# --- reports ---------------------------------------------------------------------------------------
+def test_failed_tsv_survives_tabs_and_newlines_in_paths(tmp_path, b0_model_and_checkpoint):
+    _, checkpoint = b0_model_and_checkpoint
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "bad\tname\nx.wav").write_text("not audio")
+    status = run_cli("embed", folder, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0",
+                     "--no-progress")
+    assert status == 1
+    lines = (tmp_path / "e.failed.tsv").read_text().splitlines()
+    assert len(lines) == 2 and all(line.count("\t") == 1 for line in lines)
+    assert lines[1].split("\t")[0] == printable(str(folder / "bad\tname\nx.wav"))
+
+
+def test_terminal_output_escapes_ids(tmp_path, voices, b0_model_and_checkpoint, capsys):
+    _, checkpoint = b0_model_and_checkpoint
+    scp = tmp_path / "wav.scp"
+    scp.write_text(f"\x1b[2Jforged {tmp_path / 'missing.wav'}\n")
+    run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0",
+            "--no-progress")
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+
+
+# --- permissions -----------------------------------------------------------------------------------
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_written_files_respect_the_umask(tmp_path, umask_022, b0_model_and_checkpoint):
+    import redimnet
+
+    model, _ = b0_model_and_checkpoint
+    with atomic_write(tmp_path / "plain.bin") as stream:
+        stream.write(b"x")
+    save_embeddings(tmp_path / "e.npz", ["a"], np.ones((1, 3)))
+    redimnet.save_checkpoint(model, tmp_path / "final.pt")
+    for name in ("plain.bin", "e.npz", "final.pt"):
+        assert _mode(tmp_path / name) == 0o644, name
+    os.umask(0o077)
+    with atomic_write(tmp_path / "private.bin") as stream:
+        stream.write(b"x")
+    assert _mode(tmp_path / "private.bin") == 0o600
+
+
+def test_replacing_a_file_keeps_its_permissions(tmp_path, umask_022):
+    target = tmp_path / "scores.txt"
+    target.write_text("old")
+    os.chmod(target, 0o640)
+    with atomic_write(target, mode="w") as stream:
+        stream.write("new")
+    assert target.read_text() == "new" and _mode(target) == 0o640
+
+
+# --- the CLI's error layer -------------------------------------------------------------------------
+def _handler(error):
+    def handler(_args):
+        raise error
+    return handler
+
+
+@pytest.mark.parametrize("error, status, words", [
+    (UsageError("--x must be 1"), 2, ["redimnet: error: --x must be 1"]),
+    (InvalidArgumentError("bad value"), 2, ["redimnet: error: bad value"]),
+    (FileNotFoundError(2, "No such file or directory", "/no/such"), 2, ["/no/such", "No such file"]),
+    (ValueError("a bug\nsecond line"), 1, ["unexpected error (ValueError: a bug)", "REDIMNET_DEBUG=1"]),
+    (KeyError("k"), 1, ["unexpected error (KeyError", "REDIMNET_DEBUG=1"]),
+    (ModuleNotFoundError("No module named 'yaml'", name="yaml"), 2, ['pip install "redimnet[train]"']),
+    (ModuleNotFoundError("No module named 'zzz'", name="zzz"), 1, ["unexpected error", "REDIMNET_DEBUG=1"]),
+])
+def test_error_layer(monkeypatch, capsys, error, status, words):
+    monkeypatch.delenv("REDIMNET_DEBUG", raising=False)
+    assert cli.run_handler(_handler(error), None) == status
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "second line" not in err
+    assert len(err.strip().splitlines()) == 1
+    for word in words:
+        assert word in err
+
+
+@pytest.mark.parametrize("error", [UsageError("bad option"), OSError(5, "I/O error"), ValueError("bug")])
+def test_debug_shows_the_traceback_in_every_branch(monkeypatch, capsys, error):
+    monkeypatch.setenv("REDIMNET_DEBUG", "1")
+    cli.run_handler(_handler(error), None)
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and type(error).__name__ in err
+
+
+def test_symlink_loop_is_named(tmp_path, capsys):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    def handler(_args):
+        open(loop, "rb")
+    assert cli.run_handler(handler, None) == 2
+    assert "symbolic link loop" in capsys.readouterr().err
+
+
+def test_library_does_not_raise_the_cli_usage_error():
+    import redimnet
+    from redimnet import errors
+
+    assert not hasattr(errors, "UsageError") and not hasattr(redimnet, "UsageError")
+    with pytest.raises(InvalidArgumentError) as caught:
+        redimnet.get_preset("no-such-model")
+    assert isinstance(caught.value, RedimnetError) and isinstance(caught.value, ValueError)
+
+
+def test_missing_extra_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "kaldiio", None)  # import kaldiio now fails as if not installed
+    with pytest.raises(MissingDependencyError, match=r'pip install "redimnet\[kaldi\]"'):
+        require("kaldiio", "Kaldi ark/scp output")
+    with pytest.raises(MissingDependencyError, match=r"redimnet\[kaldi\]"):
+        open_output("/nonexistent/e.ark")
+
+
+def test_verbs_share_no_private_helpers():
+    root = Path(cli.__file__).parent
+    for module in root.glob("*.py"):
+        text = module.read_text()
+        for other in root.glob("*.py"):
+            if other.stem not in ("__init__", module.stem):
+                assert f"from .{other.stem} import _" not in text, (module.name, other.name)
+
+
+# --- speaker names ---------------------------------------------------------------------------------
+def test_speaker_database_refuses_long_and_control_names(tmp_path):
+    from redimnet.speaker_db import SpeakerDatabase
+
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        vectors = np.ones((1, 4), dtype=np.float32)
+        with pytest.raises(UnsafeNameError, match="limit is 256"):
+            db.enroll("x" * (MAX_NAME_LENGTH + 1), vectors, ["u"])
+        with pytest.raises(UnsafeNameError, match="control character"):
+            db.enroll("eve\n   1  0.9999  mallory", vectors, ["u"])
+        assert db.enroll("x" * MAX_NAME_LENGTH, vectors, ["u"]) == 1
+
+
+def test_speaker_names_are_escaped_on_the_terminal(tmp_path, capsys):
+    from redimnet.speaker_db import SpeakerDatabase
+
+    db_path = tmp_path / "s.db"
+    with SpeakerDatabase(db_path) as db:
+        db.enroll("ann", np.ones((1, 4), dtype=np.float32), ["u"])
+        # a name written by another (older or hostile) program, bypassing the checks
+        db.connection.execute("UPDATE speakers SET name=? WHERE name='ann'", ("ann\x1b[2J\nforged  row",))
+        db.connection.commit()
+    assert run_cli("speakers", "list", "--db", db_path) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and len(out.strip().splitlines()) == 2  # header + one row
