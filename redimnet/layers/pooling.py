@@ -36,6 +36,17 @@ class TAP(nn.Module):
         return x.mean(dim=-1)
 
 
+class TMAP(nn.Module):
+    """Temporal max plus average pooling: ``max_t x + mean_t x``."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.out_dim = in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=-1) + x.mean(dim=-1)
+
+
 class TSDP(nn.Module):
     """Temporal standard-deviation pooling."""
 
@@ -132,11 +143,19 @@ class MQMHASTP(nn.Module):
         return torch.cat([query(x) for query in self.queries], dim=-1)
 
 
-def make_pooling(name: str, in_dim: int, global_context: bool = False) -> nn.Module:
-    """The pooling layer called ``name`` (``pooling_func`` of a configuration)."""
+# Poolings only some model families use (TMAP: ReDimNet2).
+_EXTRA_POOLINGS = {"TMAP": TMAP}
+
+
+def make_pooling(name: str, in_dim: int, global_context: bool = False, extra=()) -> nn.Module:
+    """The pooling layer called ``name`` (``pooling_func`` of a configuration).
+
+    ``extra`` names further poolings a model family allows (ReDimNet2: ``("TMAP",)``).
+    """
     if name == "ASTP":
         return ASTP(in_dim, global_context=global_context)
     layers = {"TAP": TAP, "TSDP": TSDP, "TSTP": TSTP, "MHASTP": MHASTP, "MQMHASTP": MQMHASTP}
+    layers.update({key: _EXTRA_POOLINGS[key] for key in extra})
     if name not in layers:
         raise ValueError(f"pooling_func={name!r} is not supported; choose one of ASTP, {', '.join(layers)}")
     return layers[name](in_dim)

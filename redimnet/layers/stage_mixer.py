@@ -12,14 +12,17 @@ class StageMixer(nn.Module):
     Every row has its own softmax over the inputs, so each channel/frequency
     row chooses how much of every earlier stage it takes.  With a single input
     the weight is 1 and the logits are a fixed placeholder (kept only so the
-    parameter layout matches the published checkpoints).
+    parameter layout matches the published checkpoints; ReDimNet's store a
+    1x1 placeholder, ReDimNet2's a full-size one: ``full_placeholder=True``).
     """
 
-    def __init__(self, num_inputs: int, rows: int, trainable: bool = True):
+    def __init__(self, num_inputs: int, rows: int, trainable: bool = True, full_placeholder: bool = False):
         super().__init__()
         self.num_inputs = num_inputs
-        if num_inputs == 1:
+        if num_inputs == 1 and not full_placeholder:
             rows, trainable = 1, False
+        elif num_inputs == 1:
+            trainable = False
         self.logits = nn.Parameter(torch.zeros(1, num_inputs, rows, 1), requires_grad=trainable)
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:

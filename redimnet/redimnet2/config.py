@@ -1,0 +1,386 @@
+"""ReDimNet2 configuration: the constructor options of the official ``ReDimNet2Wrap``, validated.
+
+A :class:`ReDimNet2Config` holds exactly the keyword arguments a ReDimNet2
+release file stores in its ``model_config`` (same names, same meaning), so a
+configuration read from an official file can be used as it is and one written
+here is read by the official code.  Every value is checked when the object is
+made; an unknown option, an impossible value, or an option the official code
+accepts but cannot run raises :class:`ValueError` naming the option.
+
+Differences from ReDimNet's :class:`redimnet.ModelConfig`: a stage's stride is a
+``(freq, time)`` pair (the network pools time too and upsamples back), the
+channel expansion ``conv_exp`` may be fractional, the 2D kernel sizes are used,
+and there are options for the aggregation (``dual_agg``, ``agg_gnorm``), the
+output head (``return_2d_output``) and the front end ``tf_spec``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+
+from ..config import (ATTENTION_HEADS, BLOCK_1D_TYPES, BLOCK_2D_TYPES, MHASTP_HEADS, MQMHASTP_HEADS,
+                      _choice, _flag, _is_int, _positive_int, _probability)
+
+POOLING_FUNCS = ("TAP", "TMAP", "TSDP", "TSTP", "ASTP", "MHASTP", "MQMHASTP")
+FEAT_TYPES = ("pt", "pt_mel", "tf", "tf_mel", "tf_spec")
+
+# What the official wrapper accepts but cannot run, and why (see the fixtures' notes).
+_UNRUNNABLE = {
+    "feat_type": {"pt_stft": "the official 'pt_stft' front end does not run inside ReDimNet2Wrap"},
+    "pooling_func": {"TSTP_var": "the official TSTP_var pooling fails to construct"},
+}
+
+_SPEC_AUG = {"do_spec_aug", "freq_start_bin", "freq_mask_width", "time_mask_width"}
+_SIGNAL = {"sample_rate", "n_fft", "win_length", "norm_signal", "do_preemph"}
+SPEC_PARAMS = {
+    "pt": _SIGNAL | _SPEC_AUG | {"f_min", "f_max", "spec_norm", "num_apply_spec_aug"},
+    "tf": _SIGNAL | _SPEC_AUG | {"f_min", "f_max", "eps"},
+    # n_mels, f_min and f_max are accepted (and unused) by the official spectrogram front end.
+    "tf_spec": _SIGNAL | _SPEC_AUG | {"hop_length", "eps", "num_apply_spec_aug", "n_mels", "f_min", "f_max"},
+}
+SPEC_NORMS = ("mn", "mvn", "bn")
+
+Number = Union[int, float]
+
+
+def _default_stages() -> list:
+    # The official wrapper's default layout.
+    return [((1, 1), 2, 4, [(3, 3)], 24), ((2, 1), 3, 3, [(3, 3)], 24), ((1, 2), 4, 2, [(3, 3)], 24),
+            ((2, 1), 5, 1, [(3, 3)], 24), ((1, 2), 4, 1, [(3, 3)], 24), ((2, 1), 3, 1, [(3, 3)], 24)]
+
+
+def _default_spec_params() -> dict:
+    return {"do_spec_aug": False, "freq_mask_width": (0, 6), "time_mask_width": (0, 8)}
+
+
+@dataclass(frozen=True)
+class Stage2Spec:
+    """One ReDimNet2 stage: ``((freq_stride, time_stride), num_blocks, conv_exp, kernel_sizes, att_block_red)``.
+
+    * ``freq_stride`` divides the frequency bins and multiplies the channels (C x F stays constant).
+    * ``time_stride`` multiplies the stage's time pooling; the pooling is cumulative over
+      stages (stage ``i`` pools time by the product of the time strides up to ``i``) and
+      the stage's output is upsampled back to the full frame rate.
+    * ``conv_exp``: channel expansion inside the 2D blocks (may be fractional; the
+      width is ``int(channels * conv_exp)``).
+    * ``kernel_sizes``: kernels of the ConvNeXt blocks' parallel depthwise convolutions
+      (the ResNet blocks always use 3x3).
+    * ``att_block_red``: the 1D block works on ``C*F // att_block_red`` channels; None: no 1D block.
+    """
+
+    freq_stride: int
+    time_stride: int
+    num_blocks: int
+    conv_exp: Number
+    kernel_sizes: Tuple[Tuple[int, ...], ...]
+    att_block_red: Optional[int]
+
+    def as_original(self) -> tuple:
+        """The tuple form the official constructor takes."""
+        return ((self.freq_stride, self.time_stride), self.num_blocks, self.conv_exp,
+                [tuple(k) for k in self.kernel_sizes], self.att_block_red)
+
+
+@dataclass(frozen=True)
+class ReDimNet2Config:
+    """Constructor options of ``ReDimNet2Wrap``, with the official names.
+
+    Defaults are the official ones except ``causal``, whose official default
+    (False) makes the official class raise; ``"none"`` is the only value it runs.
+    ``num_classes``, ``feat_agg_dropout`` and ``head_activation`` are kept (the
+    official class accepts them) but have no effect, as there.
+    """
+
+    F: int = 72
+    C: int = 24
+    causal: str = "none"
+    spec_in_channels: int = 1
+    out_channels: Optional[int] = None
+    block_1d_type: str = "conv+att"
+    block_2d_type: str = "basic_resnet"
+    compress_tconvs: bool = True
+    return_2d_output: bool = False
+    use_freq_pos_enc: bool = False
+    fm_weigthing_type: str = "NC"
+    stages_setup: Tuple[Stage2Spec, ...] = field(default_factory=_default_stages)
+    group_divisor: Optional[int] = 1
+    dual_agg: bool = False
+    agg_gnorm: bool = False
+    embed_dim: int = 192
+    num_classes: Optional[int] = None
+    feat_agg_dropout: float = 0.0
+    head_activation: Optional[str] = None
+    hop_length: int = 160
+    pooling_func: str = "ASTP"
+    pad_right_samples: Optional[int] = None
+    before_pool_offset: Optional[int] = None
+    feat_type: str = "pt"
+    global_context_att: bool = True
+    emb_bn: bool = False
+    spec_params: Mapping[str, Any] = field(default_factory=_default_spec_params)
+    return_all_outputs: bool = False
+
+    family = "redimnet2"
+
+    def __post_init__(self):
+        object.__setattr__(self, "stages_setup", _parse_stages(self.stages_setup))
+        if not isinstance(self.spec_params, Mapping):
+            raise ValueError(
+                f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
+        object.__setattr__(self, "spec_params", dict(self.spec_params))
+        _validate(self)
+
+    # ------------------------------------------------------------------ i/o
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> "ReDimNet2Config":
+        """Build from a ``model_config`` dict; unknown keys raise ValueError."""
+        if not isinstance(options, Mapping):
+            raise ValueError(f"model_config must be a dict, got {type(options).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in options if k not in known)
+        if unknown:
+            raise ValueError(f"unknown ReDimNet2 option(s): {', '.join(unknown)}; "
+                             f"known options are: {', '.join(sorted(known))}")
+        return cls(**dict(options))
+
+    def to_dict(self) -> dict:
+        """The ``model_config`` dict the official constructor accepts."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "stages_setup":
+                value = [stage.as_original() for stage in value]
+            elif f.name == "spec_params":
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    def replace(self, **changes) -> "ReDimNet2Config":
+        options = self.to_dict()
+        unknown = sorted(k for k in changes if k not in options)
+        if unknown:
+            raise ValueError(f"unknown ReDimNet2 option(s): {', '.join(unknown)}")
+        options.update(changes)
+        return ReDimNet2Config(**options)
+
+    # ---------------------------------------------------------- derived facts
+    @property
+    def frontend(self) -> str:
+        """``"pt"``, ``"tf"`` or ``"tf_spec"``."""
+        return "tf_spec" if self.feat_type == "tf_spec" else self.feat_type.split("_")[0]
+
+    @property
+    def width(self) -> int:
+        """Rows of the 1D view: channels x frequency, constant through the backbone."""
+        return self.C * self.F
+
+    @property
+    def time_stride(self) -> int:
+        """Total time pooling: frames are cut to a multiple of it."""
+        return math.prod(s.time_stride for s in self.stages_setup)
+
+    @property
+    def freq_stride(self) -> int:
+        return math.prod(s.freq_stride for s in self.stages_setup)
+
+    def stage_shapes(self):
+        """(channels, frequency) at the input of every stage, then at the output."""
+        c, f = self.C, self.F
+        shapes = []
+        for stage in self.stages_setup:
+            shapes.append((c, f))
+            c, f = c * stage.freq_stride, f // stage.freq_stride
+        shapes.append((c, f))
+        return shapes
+
+    @property
+    def backbone_dim(self) -> int:
+        """Channels of the (flattened) backbone output that the pooling sees."""
+        if self.out_channels is None:
+            return self.width
+        if self.return_2d_output:
+            return (self.F // self.freq_stride) * self.out_channels
+        return self.out_channels
+
+    @property
+    def num_feature_maps(self) -> int:
+        """1D maps the final aggregation mixes: the stem and one per stage (two per dual stage)."""
+        return 1 + sum(2 if self.dual_agg and s.att_block_red is not None else 1 for s in self.stages_setup)
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _parse_stages(stages) -> Tuple[Stage2Spec, ...]:
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
+        raise ValueError("stages_setup must be a non-empty list of "
+                         "((freq_stride, time_stride), num_blocks, conv_exp, kernel_sizes, att_block_red) entries")
+    parsed = []
+    for index, stage in enumerate(stages):
+        where = f"stages_setup[{index}]"
+        if isinstance(stage, Stage2Spec):
+            parsed.append(stage)
+            continue
+        if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 5:
+            raise ValueError(f"{where} must have 5 entries ((freq_stride, time_stride), num_blocks, "
+                             f"conv_exp, kernel_sizes, att_block_red), got {stage!r}")
+        stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
+        if (isinstance(stride, (str, bytes)) or not isinstance(stride, Sequence) or len(stride) != 2
+                or not all(_is_int(s) and s > 0 for s in stride)):
+            raise ValueError(f"{where}: the stride must be a pair (freq_stride, time_stride) of positive "
+                             f"integers, got {stride!r}")
+        if not _is_int(num_blocks) or num_blocks < 0:
+            raise ValueError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
+        if not _is_number(conv_exp) or not math.isfinite(conv_exp) or conv_exp <= 0:
+            raise ValueError(f"{where}: conv_exp must be a positive number, got {conv_exp!r}")
+        _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
+        parsed.append(Stage2Spec(stride[0], stride[1], num_blocks, conv_exp, _parse_kernels(where, kernel_sizes),
+                                 att_red))
+    return tuple(parsed)
+
+
+def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
+    if (isinstance(kernel_sizes, (str, bytes)) or not isinstance(kernel_sizes, Sequence)
+            or len(kernel_sizes) == 0):
+        raise ValueError(f"{where}: kernel_sizes must be a non-empty list such as [(3, 3)], got {kernel_sizes!r}")
+    out = []
+    for kernel in kernel_sizes:
+        kernel = (kernel, kernel) if _is_int(kernel) else kernel
+        if (isinstance(kernel, (str, bytes)) or not isinstance(kernel, Sequence) or len(kernel) != 2
+                or not all(_is_int(k) and k > 0 for k in kernel)):
+            raise ValueError(f"{where}: kernel_sizes entries must be positive integers or (freq, time) pairs, "
+                             f"got {kernel!r}")
+        out.append(tuple(kernel))
+    return tuple(out)
+
+
+def _check_groups(divisor, channels: int, where: str):
+    if divisor is None:
+        return
+    groups = channels // divisor
+    if groups < 1 or channels % groups != 0:
+        raise ValueError(f"group_divisor={divisor} does not fit {where} with {channels} channels: "
+                         "channels // group_divisor must be >= 1 and divide the channels")
+
+
+def _validate_spec_params(config: ReDimNet2Config):
+    frontend = config.frontend
+    params = config.spec_params
+    allowed = SPEC_PARAMS[frontend]
+    for key in params:
+        if key in ("n_mels", "hop_length") and key not in allowed:
+            raise ValueError(f"spec_params[{key!r}] is set by the model option "
+                             f"{'F' if key == 'n_mels' else 'hop_length'}; remove it from spec_params")
+        if key not in allowed:
+            raise ValueError(f"spec_params[{key!r}] is not an option of the {config.feat_type!r} front end; "
+                             f"known: {', '.join(sorted(allowed))}")
+    for key in ("sample_rate", "n_fft", "win_length", "hop_length"):
+        if key in params:
+            _positive_int(f"spec_params[{key!r}]", params[key])
+    n_fft, win = params.get("n_fft", 512), params.get("win_length", 400)
+    if win > n_fft:
+        raise ValueError(f"spec_params: win_length ({win}) must not exceed n_fft ({n_fft})")
+    for key in ("f_min", "f_max"):
+        if key in params and not _is_number(params[key]):
+            raise ValueError(f"spec_params[{key!r}] must be a number, got {params[key]!r}")
+    if frontend != "tf_spec":
+        f_min, f_max = params.get("f_min", 20), params.get("f_max", 7600)
+        if not 0 <= f_min < f_max <= params.get("sample_rate", 16000) / 2:
+            raise ValueError(f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, "
+                             f"got f_min={f_min}, f_max={f_max}")
+    for key in ("do_spec_aug", "norm_signal", "do_preemph"):
+        if key in params:
+            _flag(f"spec_params[{key!r}]", params[key])
+    for key in ("freq_mask_width", "time_mask_width"):
+        if key in params:
+            width = params[key]
+            if (not isinstance(width, Sequence) or len(width) != 2 or not all(_is_int(w) for w in width)
+                    or not 0 <= width[0] < width[1]):
+                raise ValueError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
+    if "freq_start_bin" in params and (not _is_int(params["freq_start_bin"]) or params["freq_start_bin"] < 0):
+        raise ValueError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
+    if "num_apply_spec_aug" in params and (not _is_int(params["num_apply_spec_aug"])
+                                           or params["num_apply_spec_aug"] < 0):
+        raise ValueError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
+    if "spec_norm" in params and params["spec_norm"] not in SPEC_NORMS:
+        raise ValueError(f"spec_params['spec_norm']={params['spec_norm']!r} is not supported (the official "
+                         f"front end fails on it); choose one of {', '.join(map(repr, SPEC_NORMS))}")
+    if "eps" in params and (not isinstance(params["eps"], float) or not 0 < params["eps"] < 1):
+        raise ValueError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
+    if frontend == "tf_spec" and config.F != n_fft // 4:
+        raise ValueError(f"feat_type='tf_spec' gives n_fft // 4 = {n_fft // 4} frequency bins (spectrum bins "
+                         f"averaged in pairs), so F must be {n_fft // 4}, got F={config.F}")
+
+
+def _validate(config: ReDimNet2Config):
+    for name, bad in _UNRUNNABLE.items():
+        value = getattr(config, name)
+        if isinstance(value, str) and value in bad:
+            raise ValueError(f"{name}={value!r} is not supported: {bad[value]}")
+    if config.causal is False or config.causal in ("full", "only_1d"):
+        raise ValueError(f"causal={config.causal!r} is not supported: the official ReDimNet2 code runs only "
+                         "causal='none' (it has no causal blocks); use causal='none'")
+    _choice("causal", config.causal, ("none",))
+    if config.spec_in_channels != 1:
+        raise ValueError(f"spec_in_channels={config.spec_in_channels!r} is not supported: every ReDimNet2 front "
+                         "end gives one input channel; use spec_in_channels=1")
+    if config.fm_weigthing_type != "NC":
+        raise ValueError(f"fm_weigthing_type={config.fm_weigthing_type!r} is not supported: the official code "
+                         "runs only 'NC' (one weight per feature map and row); use 'NC'")
+    _positive_int("F", config.F)
+    _positive_int("C", config.C)
+    _choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
+    _choice("block_2d_type", config.block_2d_type, BLOCK_2D_TYPES)
+    _positive_int("group_divisor", config.group_divisor, allow_none=True)
+    _positive_int("out_channels", config.out_channels, allow_none=True)
+    _positive_int("embed_dim", config.embed_dim)
+    _positive_int("num_classes", config.num_classes, allow_none=True)
+    _probability("feat_agg_dropout", config.feat_agg_dropout)
+    if config.head_activation is not None and not isinstance(config.head_activation, str):
+        raise ValueError(f"head_activation must be a string or None, got {config.head_activation!r}")
+    _positive_int("hop_length", config.hop_length)
+    _choice("pooling_func", config.pooling_func, POOLING_FUNCS)
+    _choice("feat_type", config.feat_type, FEAT_TYPES)
+    for name in ("compress_tconvs", "return_2d_output", "use_freq_pos_enc", "dual_agg", "agg_gnorm",
+                 "global_context_att", "emb_bn", "return_all_outputs"):
+        _flag(name, getattr(config, name))
+    for name in ("pad_right_samples", "before_pool_offset"):
+        value = getattr(config, name)
+        if value is not None and (not _is_int(value) or value < 0):
+            raise ValueError(f"{name} must be an integer >= 0 or None, got {value!r}")
+    _validate_spec_params(config)
+
+    width = config.width
+    c, f = config.C, config.F
+    for index, stage in enumerate(config.stages_setup):
+        where = f"stages_setup[{index}]"
+        if f % stage.freq_stride != 0:
+            raise ValueError(f"{where}: freq_stride {stage.freq_stride} does not divide the {f} frequency bins "
+                             f"left at this stage (F={config.F}); change F or the strides")
+        c, f = c * stage.freq_stride, f // stage.freq_stride
+        expanded = int(c * stage.conv_exp)
+        if expanded < 1:
+            raise ValueError(f"{where}: conv_exp={stage.conv_exp} leaves no channels ({c} x {stage.conv_exp})")
+        _check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
+        if stage.att_block_red is not None:
+            hidden = width // stage.att_block_red
+            if hidden < 1:
+                raise ValueError(f"{where}: att_block_red={stage.att_block_red} leaves no hidden channels "
+                                 f"(C*F = {width})")
+            if config.block_1d_type in ("att", "conv+att") and hidden % ATTENTION_HEADS != 0:
+                raise ValueError(
+                    f"{where}: att_block_red={stage.att_block_red} gives {hidden} hidden channels, which the "
+                    f"{ATTENTION_HEADS} attention heads of block_1d_type={config.block_1d_type!r} cannot split")
+    pooled = config.backbone_dim
+    if config.pooling_func == "MHASTP" and pooled % MHASTP_HEADS != 0:
+        raise ValueError(f"pooling_func='MHASTP' needs an even number of channels, got {pooled}")
+    if config.pooling_func == "MQMHASTP" and pooled % MQMHASTP_HEADS != 0:
+        raise ValueError(f"pooling_func='MQMHASTP' needs channels divisible by {MQMHASTP_HEADS}, got {pooled}")

@@ -1,0 +1,72 @@
+"""ReDimNet2: waveform in, speaker embedding out."""
+
+from typing import Any, Mapping, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..layers.pooling import make_pooling
+from ..model.redimnet import WaveformEmbedder
+from .backbone import ReDimNet2Backbone
+from .config import ReDimNet2Config
+from .frontend import make_frontend
+
+
+class ReDimNet2(WaveformEmbedder):
+    """The network of "Scaling Speaker Verification via Time-Pooled Dimension Reshaping".
+
+    ``forward(wave)`` takes a 16 kHz mono waveform ``[N, T]`` and returns the raw
+    (not L2-normalised) embedding ``[N, embed_dim]``; with ``return_all_outputs``
+    it returns ``(embedding, outputs_1d)``, the stem output, every stage output
+    and the final mixture, all ``[N, C*F, T']``.
+
+    Data flows one way: (right padding) -> :attr:`frontend` -> :attr:`backbone`
+    -> flatten (channel-major) -> drop ``before_pool_offset`` frames -> :attr:`pool`
+    -> :attr:`pool_norm` -> :attr:`embedding` (-> :attr:`embedding_norm`).
+    """
+
+    family = "redimnet2"
+
+    def __init__(self, config: Union[ReDimNet2Config, Mapping[str, Any], None] = None, **options):
+        super().__init__()
+        if config is None:
+            config = ReDimNet2Config.from_dict(options)
+        elif options:
+            raise TypeError("pass either a config or keyword options, not both")
+        elif not isinstance(config, ReDimNet2Config):
+            config = ReDimNet2Config.from_dict(config)
+        self.config = config
+        self.frontend = make_frontend(config)
+        self.backbone = ReDimNet2Backbone(config)
+        self.pool = make_pooling(config.pooling_func, config.backbone_dim, config.global_context_att,
+                                 extra=("TMAP",))
+        self.pool_norm = nn.BatchNorm1d(self.pool.out_dim)
+        self.embedding = nn.Linear(self.pool.out_dim, config.embed_dim)
+        self.embedding_norm = nn.BatchNorm1d(config.embed_dim) if config.emb_bn else None
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        """Front-end features ``[N, F, frames]`` of a waveform ``[N, T]`` (right-padded first
+        with ``pad_right_samples`` zeros where the configuration asks for it)."""
+        if wave.ndim != 2:
+            raise ValueError(f"expected a waveform batch of shape [N, T], got shape {tuple(wave.shape)}")
+        if self.config.pad_right_samples:
+            wave = F.pad(wave, (0, self.config.pad_right_samples))
+        return self.frontend(wave)
+
+    def forward_features(self, features: torch.Tensor):
+        """The network after the front end: ``[N, F, frames]`` (or ``[N, 1, F, frames]``) in."""
+        if features.ndim == 3:
+            features = features.unsqueeze(1)
+        all_outputs = self.config.return_all_outputs
+        out = self.backbone(features, return_all_outputs=all_outputs)
+        if all_outputs:
+            out, outputs_1d = out
+        if out.ndim == 4:
+            out = out.reshape(out.shape[0], -1, out.shape[-1])
+        if self.config.before_pool_offset:
+            out = out[:, :, self.config.before_pool_offset:]
+        x = self.embedding(self.pool_norm(self.pool(out)))
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
+        return (x, outputs_1d) if all_outputs else x
