@@ -12,6 +12,7 @@ from .config import ModelConfig, StageSpec
 from .errors import CheckpointError, InvalidArgumentError, RedimnetError
 from .inference import Embedder
 from .model import ReDimNet
+from .redimnet2 import ReDimNet2, ReDimNet2Config
 from .pretrained import PretrainedError, from_pretrained, list_pretrained
 from .registry import build, get_preset, list_models
 
@@ -19,6 +20,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AudioError", "Embedder", "PretrainedError", "from_pretrained", "list_pretrained", "read_audio",
-    "CheckpointError", "InvalidArgumentError", "ModelConfig", "ReDimNet", "RedimnetError", "StageSpec", "build", "get_preset", "list_models",
+    "CheckpointError", "InvalidArgumentError", "ModelConfig", "ReDimNet", "ReDimNet2", "ReDimNet2Config", "RedimnetError", "StageSpec", "build", "get_preset", "list_models",
     "load_checkpoint", "save_checkpoint", "__version__",
 ]

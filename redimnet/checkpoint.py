@@ -10,15 +10,14 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Dict, Mapping, Union
+from typing import Dict, Mapping, Optional, Union
 
 import torch
 
-from .config import ModelConfig
 from .errors import CheckpointError
 from .fileio import atomic_write
-from .keymap import original_names
 from .model import ReDimNet
+from .redimnet2.family import check_family, detect_family, family_classes, family_of
 
 PathLike = Union[str, os.PathLike]
 
@@ -72,7 +71,7 @@ def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: ReDi
     """Rename an original-format state dict to ours, checking that every key is
     consumed and every parameter found with the right shape."""
     expected = model.state_dict()
-    to_original = original_names(expected, model.config)
+    to_original = family_classes(family_of(model))[2](expected, model.config)
     to_ours = {orig: ours for ours, orig in to_original.items()}
     bad_values = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad_values:
@@ -102,15 +101,20 @@ def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: ReDi
 def to_original_state_dict(model: ReDimNet) -> Dict[str, torch.Tensor]:
     """Our state dict under the original implementation's names."""
     state = model.state_dict()
-    names = original_names(state, model.config)
+    names = family_classes(family_of(model))[2](state, model.config)
     return {names[k]: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
-def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> ReDimNet:
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu",
+                    family: Optional[str] = None) -> ReDimNet:
     """Load a checkpoint in the official release format; returns the model in eval mode.
 
+    Reads both families' files: a ReDimNet file gives a :class:`redimnet.ReDimNet`,
+    a ReDimNet2 file a :class:`redimnet.ReDimNet2`; the family is recognised from
+    the file's ``model_config``, and ``family="redimnet"`` or ``"redimnet2"`` forces it.
     Raises :class:`CheckpointError` for anything wrong with the file.
     """
+    check_family(family)
     path = Path(path)
     content = _read(path)
     if not isinstance(content, Mapping) or "state_dict" not in content or "model_config" not in content:
@@ -121,11 +125,13 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     state_dict = content["state_dict"]
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(state_dict).__name__}, not a dict of tensors")
+    family = family or detect_family(content["model_config"])
+    config_class, model_class, _ = family_classes(family)
     try:
-        config = ModelConfig.from_dict(content["model_config"])
+        config = config_class.from_dict(content["model_config"])
     except (ValueError, TypeError) as error:
-        raise CheckpointError(f"{path}: invalid model_config: {error}") from None
-    model = ReDimNet(config)
+        raise CheckpointError(f"{path}: invalid model_config for {model_class.__name__}: {error}") from None
+    model = model_class(config)
     model.load_state_dict(from_original_state_dict(state_dict, model, source=str(path)), strict=True)
     return model.to(map_location).eval()
 
@@ -136,8 +142,8 @@ def save_checkpoint(model: ReDimNet, path: PathLike) -> Path:
     The file is written to a temporary name and renamed into place, so an
     interrupted save never leaves a partial checkpoint at ``path``.
     """
-    if not isinstance(model, ReDimNet):
-        raise TypeError(f"save_checkpoint expects a redimnet.ReDimNet, got {type(model).__name__}")
+    if not isinstance(model, (ReDimNet, family_classes("redimnet2")[1])):
+        raise TypeError(f"save_checkpoint expects a redimnet.ReDimNet or ReDimNet2, got {type(model).__name__}")
     path = Path(path)
     content = {"model_config": model.config.to_dict(), "state_dict": to_original_state_dict(model)}
     with atomic_write(path) as stream:
