@@ -105,6 +105,15 @@ def to_original_state_dict(model: ReDimNet) -> Dict[str, torch.Tensor]:
     return {names[k]: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
+def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """Name of the first floating-point tensor holding an infinite or NaN value, or None."""
+    for name, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and (tensor.is_floating_point() or tensor.is_complex()):
+            if not bool(torch.isfinite(tensor).all()):
+                return name
+    return None
+
+
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu",
                     family: Optional[str] = None) -> ReDimNet:
     """Load a checkpoint in the official release format; returns the model in eval mode.
@@ -140,11 +149,16 @@ def save_checkpoint(model: ReDimNet, path: PathLike) -> Path:
     """Write ``model`` in the official release format (readable by the original code).
 
     The file is written to a temporary name and renamed into place, so an
-    interrupted save never leaves a partial checkpoint at ``path``.
+    interrupted save never leaves a partial checkpoint at ``path``.  A model
+    with infinite or NaN weights is refused (:class:`CheckpointError`).
     """
     if not isinstance(model, (ReDimNet, family_classes("redimnet2")[1])):
         raise TypeError(f"save_checkpoint expects a redimnet.ReDimNet or ReDimNet2, got {type(model).__name__}")
     path = Path(path)
+    bad = first_non_finite(model.state_dict())
+    if bad is not None:
+        raise CheckpointError(f"not saving {path}: the model's {bad!r} holds infinite or NaN values "
+                              "(training diverged?); a checkpoint must hold finite weights")
     content = {"model_config": model.config.to_dict(), "state_dict": to_original_state_dict(model)}
     with atomic_write(path) as stream:
         torch.save(content, stream)

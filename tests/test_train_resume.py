@@ -180,3 +180,86 @@ def test_bf16_autocast_on_cpu_and_fp16_needs_a_gpu(corpus, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(TrainingError, match="fp16 needs a GPU"):
             train(load_config(_config(corpus, tmp_path / "fp16", precision="fp16")), log=lambda _: None)
+
+
+# --------------------------------------------------------------------------- non-finite losses and weights
+
+def _poison_loss(monkeypatch, bad_calls):
+    """Make the loss NaN on the given (1-based) forward calls of the training classifier."""
+    from redimnet.training.trainer import SpeakerClassifier
+    real, calls = SpeakerClassifier.forward, []
+
+    def poisoned(self, wave, labels, autocast):
+        calls.append(1)
+        value, scores = real(self, wave, labels, autocast)
+        return (value * float("nan") if len(calls) in bad_calls else value), scores
+
+    monkeypatch.setattr(SpeakerClassifier, "forward", poisoned)
+
+
+def _all_finite(path) -> bool:
+    content = torch.load(path, map_location="cpu", weights_only=True)
+    tensors = content["state_dict"].values() if "state_dict" in content else content["model"].values()
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
+def test_a_loss_that_stays_non_finite_stops_training_without_a_bad_snapshot(corpus, tmp_path, monkeypatch):
+    from redimnet.training.trainer import MAX_SKIPPED_STEPS
+    _poison_loss(monkeypatch, bad_calls=range(1, 100))
+    out = tmp_path / "diverged"
+    with pytest.raises(TrainingError, match=rf"stopped at step {MAX_SKIPPED_STEPS + 1}: .*not finite.*loss nan"):
+        train(load_config(_config(corpus, out, checkpoint_every=1)), log=lambda _: None)
+    assert not (out / "final.pt").exists()
+    written = list((out / "checkpoints").glob("*.pt"))
+    assert written and all(_all_finite(p) for p in written)
+
+
+def test_a_single_non_finite_step_is_skipped(corpus, tmp_path, monkeypatch):
+    _poison_loss(monkeypatch, bad_calls={2})
+    messages = []
+    result = train(load_config(_config(corpus, tmp_path / "glitch")), log=messages.append)
+    assert result.steps == 8 and np.isfinite(result.last_loss)
+    assert any("step 2 skipped: non-finite loss nan" in m for m in messages)
+    assert _all_finite(result.final_model)
+    # the log row of the skipped step has no loss to show; the others are unaffected
+    assert [row["step"] for row in result.log_rows if not np.isfinite(row["loss"])] == [2]
+
+
+def test_non_finite_weights_are_never_saved(corpus, tmp_path, monkeypatch):
+    real_step = torch.optim.SGD.step
+
+    def exploding_step(self, *args, **kwargs):
+        real_step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("inf"))
+
+    monkeypatch.setattr(torch.optim.SGD, "step", exploding_step)
+    out = tmp_path / "exploded"
+    with pytest.raises(TrainingError, match="stopped at step 1: the model weight .* is not finite"):
+        train(load_config(_config(corpus, out, checkpoint_every=1)), log=lambda _: None)
+    assert not list((out / "checkpoints").glob("*.pt")) and not (out / "final.pt").exists()
+
+
+def test_save_checkpoint_refuses_non_finite_weights(tmp_path):
+    model = redimnet.ReDimNet(redimnet.ModelConfig(**TINY_MODEL))
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.raises(redimnet.CheckpointError, match="infinite or NaN"):
+        redimnet.save_checkpoint(model, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_a_shard_truncated_at_a_block_boundary_stops_training_naming_it(corpus, tmp_path, capsys):
+    from redimnet.training.data import scan_voxceleb_folder, write_shards
+    index = write_shards(scan_voxceleb_folder(corpus / "audio"), tmp_path / "shards", per_shard=6)
+    shard = tmp_path / "shards" / "shard-000001.tar"
+    shard.write_bytes(shard.read_bytes()[:512 * 30])  # whole blocks: only streaming can notice
+    path = _config(corpus, tmp_path / "truncated")
+    options = yaml.safe_load(path.read_text())
+    options["data"] = {**options["data"], "csv": None, "shards": str(index), "shuffle_buffer": 4}
+    path.write_text(yaml.safe_dump(options))
+    assert cli_main(["train", "--config", str(path)]) == 2  # the error comes from a DataLoader worker
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("redimnet: error: shard ") and str(shard) in last and "truncated" in last
+    assert "Traceback" not in err and "Caught" not in err

@@ -21,14 +21,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import first_non_finite, load_checkpoint, save_checkpoint
 from ..distributed import World, current_world, init
 from ..errors import RedimnetError
 from ..model import ReDimNet
@@ -42,6 +42,7 @@ from .losses import make_loss
 from .schedulers import MarginSchedule, WarmupExponentialLR
 
 LOG_COLUMNS = ["step", "epoch", "loss", "accuracy", "margin", "lr", "grad_norm", "bad_audio", "examples_per_s"]
+MAX_SKIPPED_STEPS = 3  # consecutive steps with a non-finite loss or gradients that are skipped before stopping
 
 
 class TrainingError(RedimnetError):
@@ -207,42 +208,180 @@ def validation_eer(model: ReDimNet, trials_path: str, audio_dir: str, sample_rat
     return float(eer(scores, trials.labels))
 
 
+# --------------------------------------------------------------------------- typed state
+
+@dataclass
+class _Plan:
+    """What the run trains on and for how long; fixed before the first step."""
+
+    config: TrainingConfig
+    process: Process
+    out: Path
+    utterances: Optional[list]
+    num_items: int
+    labels: Dict[str, int]
+    maker: ExampleMaker
+    steps_per_epoch: int
+    last_step: int
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / "checkpoints"
+
+
+@dataclass
+class _Parts:
+    """The model being trained and everything that updates it."""
+
+    model: ReDimNet
+    loss: nn.Module
+    classifier: SpeakerClassifier
+    optimizer: torch.optim.Optimizer
+    scaler: Optional[torch.amp.GradScaler]
+    lr_at: WarmupExponentialLR
+    margin_at: MarginSchedule
+    autocast: Callable
+    wrapped: Optional[nn.Module] = None  # the classifier, or its DDP wrapper
+
+
+@dataclass
+class _Counters:
+    """Progress kept in training states: steps taken, audio reads failed and tried."""
+
+    step: int = 0
+    bad_audio: int = 0
+    attempted: int = 0
+    non_finite_run: int = 0  # consecutive skipped steps (not saved: a resumed run starts afresh)
+
+
+@dataclass
+class _Window:
+    """Running totals between two log rows."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    count: float = 0.0
+    grad: float = 0.0
+    steps: int = 0
+    start: float = field(default_factory=time.time)
+
+
+@dataclass
+class _StepOutcome:
+    """What one optimisation step saw."""
+
+    loss: float
+    correct: float
+    count: int
+    grad_norm: float
+    lr: float
+    margin: float
+    skipped: bool
+
+
+class _Console:
+    """Messages from the main process, through the progress bar while one is shown."""
+
+    def __init__(self, process: Process, log: Optional[Callable[[str], None]]):
+        self.process, self.log = process, log
+        self.bar = None
+
+    def say(self, text: str):
+        if not self.process.is_main:
+            return
+        if self.bar is not None and self.log is None:
+            self.bar.write(text, file=sys.stderr)
+        elif self.log is not None:
+            self.log(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def open_bar(self, total: int, initial: int):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def advance(self, outcome: _StepOutcome):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{outcome.loss:.3f}", lr=f"{outcome.lr:.2e}", m=f"{outcome.margin:.3f}")
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 # --------------------------------------------------------------------------- the loop
 
 def train(config: TrainingConfig, resume: bool = False, log: Callable[[str], None] = None) -> TrainingResult:
-    """Train as ``config`` says; with ``resume``, continue from the newest training state."""
+    """Train as ``config`` says; with ``resume``, continue from the newest training state.
+
+    A step whose loss or gradients are not finite is skipped (the weights are
+    left as they were, as AMP does); more than :data:`MAX_SKIPPED_STEPS` such
+    steps in a row stop training with a :class:`TrainingError` naming the step
+    and the loss.  Non-finite weights are never written to a checkpoint.
+    """
     config.check_paths()
     process = _setup_process(config.train.device)
     try:
-        return _train(config, resume, process, log)
+        return _train(config, resume, process, _Console(process, log))
     finally:
         if process.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(config: TrainingConfig, resume: bool, process: Process, log) -> TrainingResult:
-    printer = log or (lambda text: print(text, file=sys.stderr, flush=True))
-
-    def say(text: str):
-        if process.is_main:
-            if progress is not None and log is None:
-                progress.write(text, file=sys.stderr)
-            else:
-                printer(text)
-
-    progress = None
-
-    tc, data = config.train, config.data
+def _train(config: TrainingConfig, resume: bool, process: Process, console: _Console) -> TrainingResult:
+    tc = config.train
     if tc.precision == "fp16" and process.device.type != "cuda":
         raise TrainingError(f"{config.source}: train.precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
     out = Path(tc.output_dir)
-    ckpt_dir = out / "checkpoints"
-    existing = training_states(ckpt_dir)
+    existing = training_states(out / "checkpoints")
     if existing and not resume:
         raise TrainingError(f"{out} already holds training checkpoints ({existing[-1].name}); "
                             "add --resume to continue that run, or set train.output_dir to a new folder")
+    plan = _make_plan(config, process, out)
+    parts = _build_parts(plan, init_weights=not (resume and existing), say=console.say)
+    counters = _Counters()
+    if resume and existing:
+        _restore(plan, parts, counters, existing, console.say)
+    elif resume:
+        console.say(f"no training state in {plan.checkpoints}; starting from step 0")
+    _prepare_output(plan, counters)
+    if process.distributed:
+        parts.wrapped = nn.parallel.DistributedDataParallel(
+            parts.classifier, device_ids=[process.device.index] if process.device.type == "cuda" else None)
+    else:
+        parts.wrapped = parts.classifier
+    data = config.data
+    console.say(f"training {config.model.preset} ({sum(p.numel() for p in parts.model.parameters()) / 1e6:.2f} M "
+                f"parameters) on {plan.num_items} utterances, {len(plan.labels)} speakers x "
+                f"{1 + len(data.speed_perturb)} speeds = {plan.maker.num_classes} classes; {plan.steps_per_epoch} "
+                f"steps/epoch x {tc.epochs} epochs ({process.size} process(es), {process.device.type})")
 
-    # ---- data
+    result = TrainingResult(out, counters.step, None, None, bad_audio=counters.bad_audio)
+    if process.is_main and tc.progress:
+        console.open_bar(plan.last_step, counters.step)
+    parts.classifier.train()
+    if config.validation.trials and counters.step == 0:
+        eer_value = _validate(plan, parts, 0, console.say)
+        if eer_value is not None:
+            result.initial_validation_eer = eer_value
+    logger = _Logger(plan, keep_until=counters.step if counters.step > 0 else None)
+    try:
+        while counters.step < plan.last_step:
+            _train_epoch(plan, parts, counters, logger, result, console)
+    finally:
+        console.close()
+    result.steps, result.bad_audio = counters.step, counters.bad_audio
+    _finish(plan, parts, result, console.say)
+    return result
+
+
+# --------------------------------------------------------------------------- setting up
+
+def _make_plan(config: TrainingConfig, process: Process, out: Path) -> _Plan:
+    """Read the training list and work out the example maker and the number of steps."""
+    tc, data = config.train, config.data
     utterances, num_items, speakers = _read_training_list(config)
     labels = speaker_labels(speakers)
     maker = ExampleMaker(crop_samples=int(round(data.crop_seconds * data.sample_rate)), sample_rate=data.sample_rate,
@@ -254,192 +393,297 @@ def _train(config: TrainingConfig, resume: bool, process: Process, log) -> Train
         raise TrainingError(f"{config.source}: data.batch_size: {num_items} utterances do not fill one step of "
                             f"{data.batch_size} x {process.size} process(es); lower data.batch_size")
     total_steps = steps_per_epoch * tc.epochs
-    last_step = min(total_steps, tc.max_steps or total_steps)
+    return _Plan(config, process, out, utterances, num_items, labels, maker, steps_per_epoch,
+                 min(total_steps, tc.max_steps or total_steps))
 
-    # ---- model, loss, optimizer
+
+def _build_parts(plan: _Plan, init_weights: bool, say: Callable) -> _Parts:
+    """Model, loss, optimizer and schedules, seeded as the config says."""
+    config, process = plan.config, plan.process
+    tc, opt, lo = config.train, config.optimizer, config.loss
     torch.manual_seed(tc.seed)
     model = ReDimNet(config.model_config())
-    loss = make_loss(config.loss, model.embed_dim, maker.num_classes)
-    if config.model.init_from and not (resume and existing):
+    loss = make_loss(lo, model.embed_dim, plan.maker.num_classes)
+    if config.model.init_from and init_weights:
         _init_weights(model, loss, config.model.init_from, config, say)
     classifier = SpeakerClassifier(model, loss).to(process.device)
-    opt = config.optimizer
     optimizer = torch.optim.SGD(classifier.parameters(), lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
                                 weight_decay=opt.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if tc.precision == "fp16" else None
     lr_at = WarmupExponentialLR(opt.lr, opt.final_lr, opt.warmup_epochs, tc.epochs, opt.warm_from_zero)
-    lo = config.loss
     margin_at = MarginSchedule(lo.initial_margin, lo.margin, lo.margin_increase_start_epoch, lo.margin_fix_epoch,
                                lo.margin_increase)
     torch.manual_seed(tc.seed + 1 + 1000 * process.rank)  # per-process randomness (SpecAugment, dropout)
+    return _Parts(model, loss, classifier, optimizer, scaler, lr_at, margin_at,
+                  _autocast_factory(tc.precision, process.device))
 
-    step, bad, attempted = 0, 0, 0
-    if resume and existing:
-        state = None
-        for path in reversed(existing):
-            try:
-                state = load_training_state(path)
-                break
-            except RedimnetError as error:
-                say(f"warning: skipping unreadable {path.name}: {error}")
-        if state is None:
-            raise TrainingError(f"no readable training state in {ckpt_dir}")
-        if state["model_config"] != model.config.to_dict():
-            raise TrainingError(f"{config.source}: the model options differ from the run in {out} "
-                                "(model.preset / model.overrides / augment.spec_augment); resume with the same config")
-        if state["num_classes"] != maker.num_classes or state["steps_per_epoch"] != steps_per_epoch:
-            raise TrainingError(f"{config.source}: the data differ from the run in {out} ({state['num_classes']} "
-                                f"classes and {state['steps_per_epoch']} steps per epoch there, {maker.num_classes} "
-                                f"and {steps_per_epoch} now); resume with the same lists and batch size")
-        model.load_state_dict(state["model"])
-        loss.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        step, bad, attempted = state["step"], state["bad_audio"], state["attempted"]
-        rng = state["rng"][process.rank] if process.rank < len(state["rng"]) else None
-        if rng is not None:
-            restore_rng_states(rng)
-        say(f"resuming {out} at step {step} (epoch {step / steps_per_epoch:.2f})")
-    elif resume:
-        say(f"no training state in {ckpt_dir}; starting from step 0")
 
+def _restore(plan: _Plan, parts: _Parts, counters: _Counters, existing: List[Path], say: Callable):
+    """Continue from the newest readable training state in ``existing``."""
+    config, out = plan.config, plan.out
+    state = None
+    for path in reversed(existing):
+        try:
+            state = load_training_state(path)
+            break
+        except RedimnetError as error:
+            say(f"warning: skipping unreadable {path.name}: {error}")
+    if state is None:
+        raise TrainingError(f"no readable training state in {plan.checkpoints}")
+    if state["model_config"] != parts.model.config.to_dict():
+        raise TrainingError(f"{config.source}: the model options differ from the run in {out} "
+                            "(model.preset / model.overrides / augment.spec_augment); resume with the same config")
+    if state["num_classes"] != plan.maker.num_classes or state["steps_per_epoch"] != plan.steps_per_epoch:
+        raise TrainingError(f"{config.source}: the data differ from the run in {out} ({state['num_classes']} "
+                            f"classes and {state['steps_per_epoch']} steps per epoch there, {plan.maker.num_classes} "
+                            f"and {plan.steps_per_epoch} now); resume with the same lists and batch size")
+    parts.model.load_state_dict(state["model"])
+    parts.loss.load_state_dict(state["loss"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if parts.scaler is not None and state.get("scaler"):
+        parts.scaler.load_state_dict(state["scaler"])
+    counters.step, counters.bad_audio, counters.attempted = state["step"], state["bad_audio"], state["attempted"]
+    rank = plan.process.rank
+    rng = state["rng"][rank] if rank < len(state["rng"]) else None
+    if rng is not None:
+        restore_rng_states(rng)
+    say(f"resuming {out} at step {counters.step} (epoch {counters.step / plan.steps_per_epoch:.2f})")
+
+
+def _prepare_output(plan: _Plan, counters: _Counters):
+    """The output folder with the config used; a fresh run drops a stale log."""
+    if not plan.process.is_main:
+        return
+    import yaml
+
+    plan.out.mkdir(parents=True, exist_ok=True)
+    (plan.out / "config.yaml").write_text(yaml.safe_dump(plan.config.to_dict(), sort_keys=False), encoding="utf-8")
+    if counters.step == 0 and (plan.out / "train_log.csv").exists():
+        (plan.out / "train_log.csv").unlink()
+
+
+# --------------------------------------------------------------------------- epoch and step
+
+def _train_epoch(plan: _Plan, parts: _Parts, counters: _Counters, logger: "_Logger", result: TrainingResult,
+                 console: _Console):
+    """Steps from ``counters.step`` to the end of its epoch (or to the last step)."""
+    config, tc = plan.config, plan.config.train
+    epoch = counters.step // plan.steps_per_epoch
+    loader = _make_loader(config, plan.utterances, plan.labels, plan.maker, plan.process, epoch,
+                          counters.step - epoch * plan.steps_per_epoch, plan.steps_per_epoch)
+    for batch in _batches(loader):
+        outcome = _train_step(plan, parts, counters, batch, console.say)
+        logger.add(outcome)
+        console.advance(outcome)
+        step = counters.step
+        if step % tc.log_every == 0 or step == plan.last_step:
+            logger.write_row(step, outcome, counters, result)
+        end_of_epoch = step % plan.steps_per_epoch == 0
+        if step % tc.checkpoint_every == 0 or end_of_epoch or step == plan.last_step:
+            _save_checkpoint(plan, parts, counters)
+        if config.validation.trials and (step % config.validation.every == 0 or step == plan.last_step):
+            eer_value = _validate(plan, parts, step, console.say)
+            if eer_value is not None:
+                result.validation_eer = eer_value
+        if step >= plan.last_step or end_of_epoch:
+            break
+
+
+def _batches(loader) -> Iterator[dict]:
+    """The loader's batches; an error raised in a DataLoader worker is re-raised with its own message only."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except RedimnetError as error:
+            message = _worker_message(error)
+            if message is None:
+                raise
+            raise type(error)(message) from None
+        yield batch
+
+
+def _worker_message(error: Exception) -> Optional[str]:
+    """The original message of an exception the DataLoader re-raised from a worker (with its traceback)."""
+    text = str(error)
+    if not text.startswith("Caught "):
+        return None
+    marker = f"{type(error).__name__}: "
+    for line in reversed(text.splitlines()):
+        head, found, message = line.partition(marker)
+        if found and (not head or head.endswith(".")):
+            return message
+    return None
+
+
+def _train_step(plan: _Plan, parts: _Parts, counters: _Counters, batch: dict, say: Callable) -> _StepOutcome:
+    """One optimisation step on ``batch``; skipped (weights unchanged) when the loss or gradients are not finite."""
+    process, tc = plan.process, plan.config.train
+    epoch_float = counters.step / plan.steps_per_epoch
+    lr, margin = parts.lr_at(epoch_float), parts.margin_at(epoch_float)
+    for group in parts.optimizer.param_groups:
+        group["lr"] = lr
+    parts.loss.margin = margin
+    wave = batch["wave"].to(process.device, non_blocking=True)
+    target = batch["label"].to(process.device, non_blocking=True)
+    value, scores = parts.wrapped(wave, target, parts.autocast)
+    parts.optimizer.zero_grad(set_to_none=True)
+    if parts.scaler is not None:
+        parts.scaler.scale(value).backward()
+        parts.scaler.unscale_(parts.optimizer)
+    else:
+        value.backward()
+    parameters = [p for p in parts.classifier.parameters() if p.grad is not None]
+    if tc.grad_clip:
+        grad_norm = float(nn.utils.clip_grad_norm_(parameters, tc.grad_clip))
+        logged_norm = grad_norm
+    else:
+        grad_norm = float(nn.utils.get_total_norm([p.grad for p in parameters]))
+        logged_norm = math.nan
+    loss_value = float(value.detach())
+    # with fp16, the scaler skips steps whose gradients overflow; only a non-finite loss counts then
+    bad = not math.isfinite(loss_value) or (parts.scaler is None and not math.isfinite(grad_norm))
+    failed, tried, bad_anywhere = _all_sum([batch["failed"], batch["attempted"], float(bad)], process)
+    skipped = bad_anywhere > 0
+    if skipped:
+        parts.optimizer.zero_grad(set_to_none=True)
+        if parts.scaler is not None:
+            parts.scaler.update()
+    elif parts.scaler is not None:
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        parts.optimizer.step()
+    counters.step += 1
+    _count_bad_audio(plan, counters, int(failed), int(tried), batch["failed_paths"], say)
+    _check_finite_run(plan, counters, skipped, loss_value, grad_norm, say)
+    correct = 0.0 if skipped else float((scores.argmax(dim=1) == target).sum())
+    return _StepOutcome(loss_value, correct, len(target), logged_norm, lr, margin, skipped)
+
+
+def _count_bad_audio(plan: _Plan, counters: _Counters, failed: int, tried: int, failed_paths: List[str],
+                     say: Callable):
+    """Add a step's failed audio reads; stop when more than ``data.max_bad_fraction`` failed."""
+    data = plan.config.data
+    counters.bad_audio += failed
+    counters.attempted += tried
+    for text in failed_paths[:3]:
+        say(f"warning: skipped unreadable audio: {text}")
+    bad, attempted = counters.bad_audio, counters.attempted
+    if bad and attempted >= min(1000, plan.num_items) and bad / attempted > data.max_bad_fraction:
+        raise TrainingError(
+            f"{bad} of {attempted} audio reads failed ({100 * bad / attempted:.1f} %), more than "
+            f"data.max_bad_fraction = {data.max_bad_fraction} in {plan.config.source}; fix or remove the "
+            "unreadable files (see the warnings above) or raise data.max_bad_fraction")
+
+
+def _check_finite_run(plan: _Plan, counters: _Counters, skipped: bool, loss_value: float, grad_norm: float,
+                      say: Callable):
+    """Count consecutive skipped steps; more than :data:`MAX_SKIPPED_STEPS` stop training."""
+    if not skipped:
+        counters.non_finite_run = 0
+        return
+    counters.non_finite_run += 1
+    what = f"loss {loss_value:.6g}, gradient norm {grad_norm:.6g}"
+    if counters.non_finite_run > MAX_SKIPPED_STEPS:
+        saved = training_states(plan.checkpoints)
+        raise TrainingError(
+            f"training stopped at step {counters.step}: the loss or the gradients were not finite for "
+            f"{counters.non_finite_run} steps in a row ({what}); nothing was saved for these steps"
+            + (f" (last saved state: {saved[-1]})" if saved else "")
+            + f". Lower optimizer.lr, set train.grad_clip or check the data in {plan.config.source}")
+    say(f"warning: step {counters.step} skipped: non-finite {what} "
+        f"({counters.non_finite_run} in a row; training stops after {MAX_SKIPPED_STEPS})")
+
+
+# --------------------------------------------------------------------------- logging, checkpoints, validation
+
+class _Logger:
+    """Running totals of the steps since the last row, and the rows of ``train_log.csv``."""
+
+    def __init__(self, plan: _Plan, keep_until: Optional[int]):
+        self.plan, self.keep_until = plan, keep_until
+        self.window = _Window()
+        self.pending: List[dict] = []
+
+    def add(self, outcome: _StepOutcome):
+        window = self.window
+        if not outcome.skipped:
+            window.loss += outcome.loss * outcome.count
+            window.correct += outcome.correct
+            window.count += outcome.count
+        window.grad += 0.0 if math.isnan(outcome.grad_norm) or outcome.skipped else outcome.grad_norm
+        window.steps += 1
+
+    def write_row(self, step: int, outcome: _StepOutcome, counters: _Counters, result: TrainingResult):
+        plan, window = self.plan, self.window
+        loss_sum, correct, count = _all_sum([window.loss, window.correct, window.count], plan.process)
+        elapsed = max(time.time() - window.start, 1e-9)
+        row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4),
+               "loss": round(loss_sum / count, 5) if count else math.nan,
+               "accuracy": round(correct / count, 5) if count else math.nan,
+               "margin": round(outcome.margin, 5), "lr": f"{outcome.lr:.6g}",
+               "grad_norm": round(window.grad / window.steps, 4), "bad_audio": counters.bad_audio,
+               "examples_per_s": round(count / elapsed, 1)}
+        result.last_loss, result.last_accuracy = row["loss"], row["accuracy"]
+        result.log_rows.append(row)
+        self.pending.append(row)
+        if plan.process.is_main:
+            _write_log_rows(plan.out / "train_log.csv", self.pending, self.keep_until)
+            self.keep_until, self.pending = None, []
+        self.window = _Window()
+
+
+def _save_checkpoint(plan: _Plan, parts: _Parts, counters: _Counters):
+    """Training state and model snapshot of step ``counters.step`` (main process), refusing non-finite weights."""
+    process, step, ckpt_dir = plan.process, counters.step, plan.checkpoints
+    for name, module in (("model", parts.model), ("loss", parts.loss)):  # the same on every process
+        bad = first_non_finite(module.state_dict())
+        if bad is not None:
+            raise TrainingError(f"training stopped at step {step}: the {name} weight {bad!r} is not finite, "
+                                "so no checkpoint is written. Lower optimizer.lr or set train.grad_clip in "
+                                f"{plan.config.source}")
+    states = _all_rng_states(process)
     if process.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        import yaml
-        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
-        if step == 0 and (out / "train_log.csv").exists():
-            (out / "train_log.csv").unlink()
-    wrapped: nn.Module = classifier
-    if process.distributed:
-        wrapped = nn.parallel.DistributedDataParallel(
-            classifier, device_ids=[process.device.index] if process.device.type == "cuda" else None)
-    autocast = _autocast_factory(tc.precision, process.device)
-    say(f"training {config.model.preset} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) on "
-        f"{num_items} utterances, {len(labels)} speakers x {1 + len(data.speed_perturb)} speeds = "
-        f"{maker.num_classes} classes; {steps_per_epoch} steps/epoch x {tc.epochs} epochs "
-        f"({process.size} process(es), {process.device.type})")
-
-    def save(step_done: int):
-        if process.is_main:
-            states = _all_rng_states(process)
-            save_training_state(ckpt_dir / f"state_step{step_done:08d}.pt", {
-                "step": step_done, "model": model.state_dict(), "loss": loss.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                "rng": states, "bad_audio": bad, "attempted": attempted, "num_classes": maker.num_classes,
-                "steps_per_epoch": steps_per_epoch, "model_config": model.config.to_dict(),
-                "config": config.to_dict(), "speakers": sorted(labels)})
-            save_checkpoint(model, ckpt_dir / f"model_step{step_done:08d}.pt")
-            prune(ckpt_dir, tc.keep_checkpoints)
-        else:
-            _all_rng_states(process)
-        _barrier(process)
-
-    result = TrainingResult(out, step, None, None, bad_audio=bad)
-    if process.is_main and tc.progress:
-        from tqdm import tqdm
-        progress = tqdm(total=last_step, initial=step, unit="step", dynamic_ncols=True, file=sys.stderr)
-    rows: List[dict] = []
-    keep_until = step if step > 0 else None
-    window = {"loss": 0.0, "correct": 0.0, "count": 0.0, "grad": 0.0, "steps": 0, "start": time.time()}
-    classifier.train()
-    if config.validation.trials and step == 0:
-        if process.is_main:
-            result.initial_validation_eer = validation_eer(
-                model, config.validation.trials, config.validation.audio_dir, data.sample_rate,
-                config.validation.max_seconds, process.device)
-            _append_validation(out / "validation.csv", 0, result.initial_validation_eer)
-            say(f"step 0 (untrained): validation EER {100 * result.initial_validation_eer:.2f} %")
-        _barrier(process)
-    try:
-        while step < last_step:
-            epoch = step // steps_per_epoch
-            loader = _make_loader(config, utterances, labels, maker, process, epoch, step - epoch * steps_per_epoch,
-                                  steps_per_epoch)
-            for batch in loader:
-                epoch_float = step / steps_per_epoch
-                lr, margin = lr_at(epoch_float), margin_at(epoch_float)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss.margin = margin
-                wave = batch["wave"].to(process.device, non_blocking=True)
-                target = batch["label"].to(process.device, non_blocking=True)
-                value, scores = wrapped(wave, target, autocast)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(value).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    value.backward()
-                grad_norm = (float(nn.utils.clip_grad_norm_(classifier.parameters(), tc.grad_clip))
-                             if tc.grad_clip else math.nan)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                step += 1
-                # bookkeeping
-                failed, tried = _all_sum([batch["failed"], batch["attempted"]], process)
-                bad, attempted = bad + int(failed), attempted + int(tried)
-                if batch["failed_paths"] and process.is_main:
-                    for text in batch["failed_paths"][:3]:
-                        say(f"warning: skipped unreadable audio: {text}")
-                if bad and attempted >= min(1000, num_items) and bad / attempted > data.max_bad_fraction:
-                    raise TrainingError(
-                        f"{bad} of {attempted} audio reads failed ({100 * bad / attempted:.1f} %), more than "
-                        f"data.max_bad_fraction = {data.max_bad_fraction} in {config.source}; fix or remove the "
-                        "unreadable files (see the warnings above) or raise data.max_bad_fraction")
-                window["loss"] += float(value.detach()) * len(target)
-                window["correct"] += float((scores.argmax(dim=1) == target).sum())
-                window["count"] += len(target)
-                window["grad"] += 0.0 if math.isnan(grad_norm) else grad_norm
-                window["steps"] += 1
-                if progress is not None:
-                    progress.update(1)
-                    progress.set_postfix(loss=f"{float(value.detach()):.3f}", lr=f"{lr:.2e}", m=f"{margin:.3f}")
-                if step % tc.log_every == 0 or step == last_step:
-                    sums = _all_sum([window["loss"], window["correct"], window["count"]], process)
-                    elapsed = max(time.time() - window["start"], 1e-9)
-                    row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
-                           "loss": round(sums[0] / sums[2], 5), "accuracy": round(sums[1] / sums[2], 5),
-                           "margin": round(margin, 5), "lr": f"{lr:.6g}",
-                           "grad_norm": round(window["grad"] / window["steps"], 4), "bad_audio": bad,
-                           "examples_per_s": round(sums[2] / elapsed, 1)}
-                    result.last_loss, result.last_accuracy = row["loss"], row["accuracy"]
-                    result.log_rows.append(row)
-                    rows.append(row)
-                    if process.is_main:
-                        _write_log_rows(out / "train_log.csv", rows, keep_until)
-                        keep_until, rows = None, []
-                    window = {"loss": 0.0, "correct": 0.0, "count": 0.0, "grad": 0.0, "steps": 0,
-                              "start": time.time()}
-                end_of_epoch = step % steps_per_epoch == 0
-                if step % tc.checkpoint_every == 0 or end_of_epoch or step == last_step:
-                    save(step)
-                if config.validation.trials and (step % config.validation.every == 0 or step == last_step):
-                    if process.is_main:
-                        value_eer = validation_eer(model, config.validation.trials, config.validation.audio_dir,
-                                                   data.sample_rate, config.validation.max_seconds, process.device)
-                        result.validation_eer = value_eer
-                        _append_validation(out / "validation.csv", step, value_eer)
-                        say(f"step {step}: validation EER {100 * value_eer:.2f} %")
-                    _barrier(process)
-                if step >= last_step or end_of_epoch:
-                    break
-    finally:
-        if progress is not None:
-            progress.close()
-    result.steps, result.bad_audio = step, bad
-    if process.is_main:
-        result.final_model = Path(save_checkpoint(model, out / "final.pt"))
-        if tc.average_last:
-            snapshots = model_snapshots(ckpt_dir)[-tc.average_last:]
-            result.averaged_model = average_checkpoints(snapshots, out / "model_avg.pt")
-        say(f"done: {step} steps; final model {result.final_model}"
-            + (f", average of {len(snapshots)} snapshots {result.averaged_model}" if tc.average_last else ""))
+        save_training_state(ckpt_dir / f"state_step{step:08d}.pt", {
+            "step": step, "model": parts.model.state_dict(), "loss": parts.loss.state_dict(),
+            "optimizer": parts.optimizer.state_dict(),
+            "scaler": parts.scaler.state_dict() if parts.scaler else None, "rng": states,
+            "bad_audio": counters.bad_audio, "attempted": counters.attempted, "num_classes": plan.maker.num_classes,
+            "steps_per_epoch": plan.steps_per_epoch, "model_config": parts.model.config.to_dict(),
+            "config": plan.config.to_dict(), "speakers": sorted(plan.labels)})
+        save_checkpoint(parts.model, ckpt_dir / f"model_step{step:08d}.pt")
+        prune(ckpt_dir, plan.config.train.keep_checkpoints)
     _barrier(process)
-    return result
+
+
+def _validate(plan: _Plan, parts: _Parts, step: int, say: Callable) -> Optional[float]:
+    """Validation EER at ``step`` (main process; None elsewhere), appended to ``validation.csv``."""
+    config, value = plan.config, None
+    if plan.process.is_main:
+        v = config.validation
+        value = validation_eer(parts.model, v.trials, v.audio_dir, config.data.sample_rate, v.max_seconds,
+                               plan.process.device)
+        _append_validation(plan.out / "validation.csv", step, value)
+        say(f"step 0 (untrained): validation EER {100 * value:.2f} %" if step == 0
+            else f"step {step}: validation EER {100 * value:.2f} %")
+    _barrier(plan.process)
+    return value
+
+
+def _finish(plan: _Plan, parts: _Parts, result: TrainingResult, say: Callable):
+    """``final.pt`` and, if asked, ``model_avg.pt`` (main process)."""
+    tc = plan.config.train
+    if plan.process.is_main:
+        result.final_model = Path(save_checkpoint(parts.model, plan.out / "final.pt"))
+        if tc.average_last:
+            snapshots = model_snapshots(plan.checkpoints)[-tc.average_last:]
+            result.averaged_model = average_checkpoints(snapshots, plan.out / "model_avg.pt")
+        say(f"done: {result.steps} steps; final model {result.final_model}"
+            + (f", average of {len(snapshots)} snapshots {result.averaged_model}" if tc.average_last else ""))
+    _barrier(plan.process)
 
 
 def _all_rng_states(process: Process) -> list:
