@@ -6,6 +6,10 @@
 * Several channels are averaged into one (or ``channel=i`` picks one).
 * Any sample rate is resampled to 16 kHz with ``soxr`` (high quality).
 * Optional energy-based trimming of leading and trailing silence (off by default).
+* Files are decoded and resampled in blocks (:class:`AudioFile`), so reading
+  a recording of any length needs memory for one block, not for the file.
+* A signal whose RMS level is below :data:`SILENCE_FLOOR_DBFS` (all zeros,
+  digital silence) carries no speaker: :func:`check_signal_level` refuses it.
 
 Every problem with an input raises :class:`AudioError` naming the file and
 what is wrong with it.
@@ -24,6 +28,16 @@ PathLike = Union[str, os.PathLike]
 
 TARGET_SAMPLE_RATE = 16000
 """The sample rate every ReDimNet model expects."""
+
+BLOCK_FRAMES = 1 << 16
+"""Frames (in the file's own rate) decoded from a file at a time."""
+
+SILENCE_FLOOR_DBFS = -80.0
+"""Signals whose RMS level (after resampling, relative to full scale 1.0) is below this are silence.
+
+-80 dBFS is an RMS of 1e-4, about three 16-bit steps: far below any recorded
+speech (typically -40 to -15 dBFS), above digital silence and dither.
+"""
 
 
 class AudioError(RedimnetError):
@@ -112,6 +126,21 @@ def resample(wave: np.ndarray, sample_rate: int, target_rate: int = TARGET_SAMPL
     return soxr.resample(wave, sample_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
 
 
+def _frame_length(sample_rate: int, frame_seconds: float) -> int:
+    return max(1, int(round(frame_seconds * sample_rate)))
+
+
+def _trim_bounds(energy: np.ndarray, frame: int, length: int, threshold_db: float) -> Tuple[int, int]:
+    """``(start, stop)`` samples kept by silence trimming, from per-frame mean energies."""
+    if len(energy) < 2:
+        return 0, length
+    peak = energy.max()
+    if peak <= 0:
+        return 0, length
+    loud = np.flatnonzero(10.0 * np.log10(np.maximum(energy, 1e-30) / peak) > threshold_db)
+    return int(loud[0] * frame), int(min(length, (loud[-1] + 1) * frame))
+
+
 def trim_silence(wave: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE, threshold_db: float = -40.0,
                  frame_seconds: float = 0.025) -> np.ndarray:
     """Cut leading and trailing frames whose energy is ``threshold_db`` below the loudest frame.
@@ -119,17 +148,49 @@ def trim_silence(wave: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE, thresh
     Silence inside the recording is kept.  An all-silent (or all-zero)
     waveform is returned unchanged, so the caller decides what to do with it.
     """
-    frame = max(1, int(round(frame_seconds * sample_rate)))
+    frame = _frame_length(sample_rate, frame_seconds)
     count = len(wave) // frame
-    if count < 2:
-        return wave
     energy = np.square(wave[:count * frame].astype(np.float64)).reshape(count, frame).mean(axis=1)
-    peak = energy.max()
-    if peak <= 0:
-        return wave
-    loud = np.flatnonzero(10.0 * np.log10(np.maximum(energy, 1e-30) / peak) > threshold_db)
-    start, stop = loud[0] * frame, min(len(wave), (loud[-1] + 1) * frame)
+    start, stop = _trim_bounds(energy, frame, len(wave), threshold_db)
     return wave[start:stop]
+
+
+class SignalLevel:
+    """Running RMS level of a signal given block by block (for :func:`check_signal_level`)."""
+
+    def __init__(self):
+        self.samples = 0
+        self.energy = 0.0
+
+    def add(self, block: np.ndarray) -> None:
+        """Account for the samples of ``block``."""
+        block = np.asarray(block)
+        self.samples += block.size
+        self.energy += float(np.dot(block.astype(np.float64, copy=False).ravel(),
+                                    block.astype(np.float64, copy=False).ravel()))
+
+    @property
+    def dbfs(self) -> float:
+        """RMS level in dB relative to full scale (``-inf`` for all zeros)."""
+        if self.samples == 0 or self.energy <= 0:
+            return float("-inf")
+        return 10.0 * float(np.log10(self.energy / self.samples))
+
+
+def check_signal_level(level: Union[SignalLevel, np.ndarray], where: str = "waveform") -> None:
+    """Raise :class:`AudioError` ("no speech signal") when the signal is below :data:`SILENCE_FLOOR_DBFS`.
+
+    ``level`` is a :class:`SignalLevel` fed with the signal, or the 16 kHz
+    signal itself.  This is the one rule that keeps silence from being
+    embedded (two silent files would otherwise score as the same speaker).
+    """
+    if not isinstance(level, SignalLevel):
+        wave, level = level, SignalLevel()
+        level.add(wave)
+    if level.dbfs < SILENCE_FLOOR_DBFS:
+        what = "all samples are zero" if level.energy <= 0 else f"RMS level {level.dbfs:.1f} dBFS"
+        raise AudioError(f"{where}: no speech signal ({what}; the floor is {SILENCE_FLOOR_DBFS:g} dBFS); "
+                         "check that the right file/channel was given and that the recording is not muted")
 
 
 MIN_SAMPLE_RATE = 1000
@@ -213,34 +274,132 @@ def _decode_error(error: Exception) -> str:
             "libsndfile: WAV, FLAC, OGG/Vorbis, Opus, AIFF, MP3, ...")
 
 
+class AudioFile:
+    """An audio file read block by block as mono float32 at ``target_rate`` (16 kHz).
+
+    Opening checks the file (exists, readable, decodable header, plausible
+    rate, channel choice).  :meth:`blocks` decodes it from the start each
+    time it is called, ``block_frames`` frames at a time, resampling with a
+    streaming ``soxr`` resampler: the samples are those of decoding the whole
+    file and resampling it at once, but memory holds one block.
+    ``length`` is the expected number of output samples (from the header);
+    :attr:`samples_read` is the true count once :meth:`blocks` has finished.
+    With ``trim=True`` leading/trailing silence is cut as
+    :func:`trim_silence` does (a first pass over the file finds the bounds).
+    """
+
+    def __init__(self, path: PathLike, channel: Optional[int] = None, trim: bool = False,
+                 target_rate: int = TARGET_SAMPLE_RATE, block_frames: int = BLOCK_FRAMES):
+        self.path = _check_path(Path(path))
+        self.where = str(self.path)
+        self.frames, self.sample_rate, self.channels = audio_info(self.path)
+        _check_rate(self.sample_rate, self.where)
+        if self.frames == 0:
+            raise AudioError(f"{self.path}: contains no audio samples (0 frames)")
+        if channel is not None and not -self.channels <= channel < self.channels:
+            raise AudioError(f"{self.where}: has {self.channels} channel(s), cannot pick channel {channel} "
+                             f"(channels are numbered from 0)")
+        self.channel = channel
+        self.target_rate = int(target_rate)
+        self.block_frames = int(block_frames)
+        self.samples_read: Optional[int] = None
+        self.bounds: Optional[Tuple[int, int]] = None
+        self.length = self._resampled_length(self.frames)
+        if trim:
+            self.bounds = self._trim_pass()
+            self.length = self.bounds[1] - self.bounds[0]
+
+    def _resampled_length(self, frames: int) -> int:
+        if self.sample_rate == self.target_rate:
+            return frames
+        return int(np.floor(frames * self.target_rate / self.sample_rate + 0.5))  # what soxr produces
+
+    def _decoded(self) -> Iterator[np.ndarray]:
+        """Mono float32 blocks in the file's own rate."""
+        import soundfile
+
+        try:
+            with soundfile.SoundFile(str(self.path)) as handle:
+                while True:
+                    try:
+                        data = handle.read(self.block_frames, dtype="float32", always_2d=True)
+                    except MemoryError:
+                        raise AudioError(f"{self.path}: too large to decode in memory") from None
+                    if data.shape[0] == 0:
+                        return
+                    wave = to_mono(np.ascontiguousarray(data.T), self.channel, self.where)
+                    if not np.all(np.isfinite(wave)):
+                        bad = int(np.count_nonzero(~np.isfinite(wave)))
+                        raise AudioError(f"{self.path}: {bad} sample(s) are NaN or infinite; the file is damaged")
+                    yield np.ascontiguousarray(wave)
+                    if data.shape[0] < self.block_frames:
+                        return
+        except AudioError:
+            raise
+        except Exception as error:  # LibsndfileError, RuntimeError, TypeError, ValueError, ...
+            raise AudioError(f"{self.path}: {_decode_error(error)}") from None
+
+    def _resampled(self) -> Iterator[np.ndarray]:
+        """Every output sample once, in blocks (without trimming)."""
+        if self.sample_rate == self.target_rate:
+            yield from self._decoded()
+            return
+        import soxr
+
+        stream = soxr.ResampleStream(self.sample_rate, self.target_rate, 1, dtype="float32", quality="HQ")
+        for wave in self._decoded():
+            out = stream.resample_chunk(wave, last=False)
+            if out.size:
+                yield out
+        out = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        if out.size:
+            yield out
+
+    def _trim_pass(self) -> Tuple[int, int]:
+        frame = _frame_length(self.target_rate, 0.025)
+        energies, carry, total = [], np.zeros(0, dtype=np.float64), 0
+        for block in self._resampled():
+            total += block.size
+            joined = np.concatenate([carry, block.astype(np.float64)])
+            whole = len(joined) // frame * frame
+            energies.append(np.square(joined[:whole]).reshape(-1, frame).mean(axis=1))
+            carry = joined[whole:]
+        energy = np.concatenate(energies) if energies else np.zeros(0)
+        return _trim_bounds(energy, frame, total, -40.0)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The signal as consecutive float32 blocks; sets :attr:`samples_read` at the end."""
+        first, last = self.bounds if self.bounds is not None else (0, None)
+        position = 0
+        for block in self._resampled():
+            start, position = position, position + block.size
+            if self.bounds is not None:
+                block = block[max(0, first - start):max(0, last - start)]
+                if block.size == 0:
+                    continue
+            if not np.all(np.isfinite(block)):
+                raise AudioError(f"{self.path}: the samples are too large to resample (non-finite result)")
+            yield block
+        self.samples_read = (last - first) if self.bounds is not None else position
+
+    def read(self) -> np.ndarray:
+        """The whole signal as one array ``[T]``."""
+        parts = list(self.blocks())
+        if not parts:
+            raise AudioError(f"{self.path}: contains no audio samples (0 frames)")
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
 def read_audio(path: PathLike, channel: Optional[int] = None, trim: bool = False,
                target_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``target_rate`` (16 kHz), shape ``[T]``.
 
     Raises :class:`AudioError` for a missing, unreadable, empty, truncated or
-    non-audio file, and for audio with NaN/infinite samples.
+    non-audio file, and for audio with NaN/infinite samples.  The whole
+    signal is returned; to process long recordings in bounded memory iterate
+    :meth:`AudioFile.blocks` instead.
     """
-    import soundfile
-
-    path = _check_path(Path(path))
-    where = str(path)
-    try:
-        data, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except MemoryError:
-        raise AudioError(f"{path}: too large to decode in memory") from None
-    except Exception as error:  # LibsndfileError, RuntimeError, TypeError, ValueError, ...
-        raise AudioError(f"{path}: {_decode_error(error)}") from None
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: contains no audio samples (0 frames)")
-    _check_rate(sample_rate, str(path))
-    wave = to_mono(np.ascontiguousarray(data.T), channel, where)
-    if not np.all(np.isfinite(wave)):
-        bad = int(np.count_nonzero(~np.isfinite(wave)))
-        raise AudioError(f"{path}: {bad} sample(s) are NaN or infinite; the file is damaged")
-    wave = resample(np.ascontiguousarray(wave), sample_rate, target_rate)
-    if trim:
-        wave = trim_silence(wave, target_rate)
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    return AudioFile(path, channel=channel, trim=trim, target_rate=target_rate).read()
 
 
 def iter_inputs(inputs: List[PathLike]) -> Iterator[Tuple[str, Path]]:

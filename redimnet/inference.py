@@ -1,49 +1,32 @@
 """The :class:`Embedder`: a ReDimNet model ready to turn audio into speaker embeddings.
 
-Long recordings.  A recording longer than ``max_seconds`` (default 60 s) is
-cut into windows of ``max_seconds`` that overlap by ``overlap_seconds``
-(default 10 s; the windows are spread evenly so that the first starts at the
-beginning and the last ends at the end), each window is embedded, and the
-embedding is the mean of the window embeddings.  Memory therefore stays
-bounded by the window length, whatever the length of the recording.  Inputs
-up to ``max_seconds`` are embedded whole, never padded or cropped.
-
-Batching.  Padding changes an embedding (the front end normalises over time
-and the pooling sees the padded frames), so :meth:`Embedder.embed_many` only
-batches waveforms of exactly the same length (after resampling) and runs
-the others one by one.  The windows of one long recording all have the same
-length and are batched together.
+The Embedder owns the model and the options; the work -- reading in blocks,
+resampling, cutting long recordings into overlapping windows (default: over
+60 s, windows of 60 s overlapping by 10 s, embeddings averaged), batching
+equal-length windows, refusing silence -- is done by the one embedding
+pipeline, :mod:`redimnet.pipeline`, which ``redimnet embed``, ``redimnet
+eval --audio-root`` and training validation use as well.  Inputs up to
+``max_seconds`` are embedded whole, never padded or cropped; memory is
+bounded by the window length whatever the length of a recording.
 """
 
-import math
 import os
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .audio import TARGET_SAMPLE_RATE, AudioError, prepare_waveform, read_audio
+from .audio import TARGET_SAMPLE_RATE, AudioError, check_signal_level, prepare_waveform, read_audio
 from .errors import InvalidArgumentError, RedimnetError
+from .pipeline import EmbeddingPipeline, Result, Windowing, too_short
+from .similarity import cosine_score
 
 PathLike = Union[str, os.PathLike]
 
 _PRECISIONS = {"float32": None, "fp32": None, "float16": torch.float16, "fp16": torch.float16,
                "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
-
-
-def cosine_score(a, b) -> float:
-    """Cosine similarity of two embeddings (1-D arrays or tensors)."""
-    a = np.asarray(a.detach().cpu() if hasattr(a, "detach") else a, dtype=np.float64).reshape(-1)
-    b = np.asarray(b.detach().cpu() if hasattr(b, "detach") else b, dtype=np.float64).reshape(-1)
-    if a.shape != b.shape:
-        raise ValueError(f"cannot score embeddings of different sizes {a.shape[0]} and {b.shape[0]}")
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
-    if not np.isfinite(norm) or norm == 0:
-        raise ValueError("cannot score a zero or non-finite embedding")
-    return float(np.dot(a, b) / norm)
 
 
 def minimum_samples(model: torch.nn.Module, limit: int = 1 << 16) -> int:
@@ -170,6 +153,9 @@ class Embedder:
         self.channel = channel
         self.trim_silence = trim_silence
         self.batch_size = int(batch_size)
+        self.pipeline = EmbeddingPipeline(self.network, self.device, Windowing(self.max_samples, self.overlap_samples),
+                                          self.min_samples, batch_size=self.batch_size, channel=channel,
+                                          trim=trim_silence, autocast_dtype=self.autocast_dtype)
 
     @property
     def embed_dim(self) -> int:
@@ -183,96 +169,71 @@ class Embedder:
     def check_length(self, wave: np.ndarray, where: str = "waveform") -> np.ndarray:
         """Raise :class:`AudioError` when ``wave`` (16 kHz) is shorter than the model accepts."""
         if len(wave) < self.min_samples:
-            raise AudioError(
-                f"{where}: too short: {len(wave)} samples at 16 kHz ({len(wave) / TARGET_SAMPLE_RATE * 1000:.1f} ms)"
-                f"{' after silence trimming' if self.trim_silence else ''}; the model needs at least "
-                f"{self.min_samples} samples ({self.min_samples / TARGET_SAMPLE_RATE * 1000:.1f} ms)")
+            raise too_short(len(wave), self.min_samples, self.trim_silence, where)
         return wave
 
     def load(self, path: PathLike) -> np.ndarray:
-        """Read and check an audio file: mono float32 16 kHz, long enough."""
-        return self.check_length(read_audio(path, channel=self.channel, trim=self.trim_silence), str(path))
+        """Read and check an audio file: mono float32 16 kHz, long enough, not silent (whole file in memory)."""
+        wave = self.check_length(read_audio(path, channel=self.channel, trim=self.trim_silence), str(path))
+        check_signal_level(wave, str(path))
+        return wave
 
     def prepare(self, waveform, sample_rate: int = TARGET_SAMPLE_RATE, where: str = "waveform") -> np.ndarray:
         """Check and convert an in-memory waveform (see :func:`redimnet.audio.prepare_waveform`)."""
         wave = prepare_waveform(waveform, sample_rate, channel=self.channel, trim=self.trim_silence, where=where)
-        return self.check_length(wave, where)
-
-    # --- the network -----------------------------------------------------------------------------
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        """Embed ``[N, T]`` equal-length 16 kHz waveforms."""
-        with torch.inference_mode(), self._autocast():
-            output = self.network(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
-        return output.float().cpu().numpy()
+        check_signal_level(self.check_length(wave, where), where)
+        return wave
 
     def windows(self, length: int) -> List[int]:
         """Start samples of the windows a ``length``-sample input is cut into (``[0]`` if not cut)."""
-        if length <= self.max_samples:
-            return [0]
-        hop = self.max_samples - self.overlap_samples
-        count = math.ceil((length - self.max_samples) / hop) + 1
-        starts = np.linspace(0, length - self.max_samples, count)
-        return [int(round(s)) for s in starts]
+        return self.pipeline.windowing.starts(length)
 
-    def _embed_long(self, wave: np.ndarray) -> np.ndarray:
-        starts = self.windows(len(wave))
-        parts = []
-        for first in range(0, len(starts), self.batch_size):
-            chunk = np.stack([wave[s:s + self.max_samples] for s in starts[first:first + self.batch_size]])
-            parts.append(self._run(chunk))
-        return np.concatenate(parts).mean(axis=0)
+    # --- public API ------------------------------------------------------------------------------
+    def run(self, inputs: Sequence[Union[PathLike, np.ndarray]], workers: int = 0) -> Iterator[Result]:
+        """Embed many inputs, one :class:`redimnet.pipeline.Result` each (embedding or reason), as they complete.
+
+        ``inputs``: audio file paths or checked 16 kHz waveforms; a bad input
+        is reported in its result and the others go on.  ``workers``: decoding
+        processes (see :meth:`redimnet.pipeline.EmbeddingPipeline.run`).
+        """
+        return self.pipeline.run(inputs, workers=workers)
+
+    def _embed_all(self, inputs: Sequence, names: Sequence[str], workers: int = 0) -> np.ndarray:
+        """``[N, D]`` for ``inputs`` in order; raises :class:`AudioError` for the first (by order) that failed."""
+        rows: List[Optional[np.ndarray]] = [None] * len(inputs)
+        errors = {}
+        for result in self.run(inputs, workers=workers):
+            if result.error is not None:
+                errors[result.index] = result.error
+            else:
+                rows[result.index] = result.embedding
+        if errors:
+            first = min(errors)
+            raise AudioError(f"{names[first]}: {errors[first]}")
+        if not rows:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        return np.stack(rows).astype(np.float32, copy=False)
 
     def embed_prepared(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         """Embed checked 16 kHz waveforms: equal lengths are batched, long ones windowed. ``[N, D]``."""
-        results: List[Optional[np.ndarray]] = [None] * len(waves)
-        buckets = {}
-        for index, wave in enumerate(waves):
-            if len(wave) > self.max_samples:
-                results[index] = self._embed_long(wave)
-            else:
-                buckets.setdefault(len(wave), []).append(index)
-        for length in sorted(buckets):
-            indices = buckets[length]
-            for first in range(0, len(indices), self.batch_size):
-                group = indices[first:first + self.batch_size]
-                output = self._run(np.stack([waves[i] for i in group]))
-                for i, row in zip(group, output):
-                    results[i] = row
-        if not results:
-            return np.zeros((0, self.embed_dim), dtype=np.float32)
-        return np.stack(results).astype(np.float32, copy=False)
-
-    # --- public API ------------------------------------------------------------------------------
-    @staticmethod
-    def _finite(matrix: np.ndarray, names: Sequence[str]) -> np.ndarray:
-        for row, name in zip(matrix, names):
-            if not np.all(np.isfinite(row)):
-                raise AudioError(f"{name}: the model produced a non-finite embedding (sample values far "
-                                 "outside [-1, 1]?); check the audio's level")
-        return matrix
+        return self._embed_all(list(waves), ["waveform"] * len(waves))
 
     def embed(self, waveform, sample_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
         """The embedding ``[D]`` of one waveform (``[T]`` or ``[channels, T]``, any rate)."""
-        return self._finite(self.embed_prepared([self.prepare(waveform, sample_rate)]), ["waveform"])[0]
+        wave = prepare_waveform(waveform, sample_rate, channel=self.channel, trim=self.trim_silence)
+        return self._embed_all([wave], ["waveform"])[0]
 
     def embed_file(self, path: PathLike) -> np.ndarray:
         """The embedding ``[D]`` of one audio file."""
-        return self._finite(self.embed_prepared([self.load(path)]), [str(path)])[0]
+        return self._embed_all([Path(path)], [str(path)])[0]
 
-    def embed_files(self, paths: Iterable[PathLike]) -> np.ndarray:
-        """Embeddings ``[N, D]`` of audio files, in order; raises :class:`AudioError` on the first bad file.
+    def embed_files(self, paths: Iterable[PathLike], workers: int = 0) -> np.ndarray:
+        """Embeddings ``[N, D]`` of audio files, in order; raises :class:`AudioError` naming the first bad file.
 
-        For many files with per-file error reporting and parallel decoding use
-        ``redimnet embed`` (:mod:`redimnet.cli.embed`).
+        For per-file error reporting use :meth:`run` (or ``redimnet embed``).
         """
         paths = [Path(p) for p in paths]
-        waves = [self.load(p) for p in paths]
-        return self._finite(self.embed_prepared(waves), [str(p) for p in paths])
+        return self._embed_all(paths, [str(p) for p in paths], workers=workers)
 
     def score(self, a, b) -> float:
         """Cosine similarity of two embeddings, or of two files/waveforms (16 kHz) embedded first."""
@@ -288,9 +249,11 @@ class Embedder:
 
 
 def embed_directory(model: torch.nn.Module, root: PathLike, utterances: Sequence[str],
-                    cache: Optional[PathLike] = None, progress: bool = True, **embedder_options):
+                    cache: Optional[PathLike] = None, progress: bool = True, workers: int = 0,
+                    **embedder_options):
     """Embeddings of ``root/<utterance id>`` for every id, reusing and updating the ``.npz`` ``cache``.
 
+    ``workers``: decoding processes (see :meth:`Embedder.run`).
     Returns ``(ids, matrix)``.  Raises :class:`AudioError` listing the files
     that could not be embedded (the others are saved to the cache first).
     Used by ``redimnet eval --audio-root``.
@@ -309,11 +272,14 @@ def embed_directory(model: torch.nn.Module, root: PathLike, utterances: Sequence
     failures = []
     if missing:
         embedder = Embedder(model, **embedder_options)
-        for uid in tqdm(missing, unit="file", disable=not progress, desc="embedding"):
-            try:
-                known[uid] = embedder.embed_file(root / uid)
-            except AudioError as error:
-                failures.append(str(error))
+        with tqdm(total=len(missing), unit="file", disable=not progress, desc="embedding") as bar:
+            for result in embedder.run([root / uid for uid in missing], workers=workers):
+                path = root / missing[result.index]
+                if result.error is not None:
+                    failures.append(f"{path}: {result.error}")
+                else:
+                    known[missing[result.index]] = result.embedding
+                bar.update(1)
         if cache is not None and known:
             ids = sorted(known)
             save_embeddings(cache, ids, np.stack([known[i] for i in ids]))

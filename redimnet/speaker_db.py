@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import RedimnetError
 from .names import check_speaker_name, printable
+from .similarity import ScoringError, l2_normalize
 
 PathLike = Union[str, os.PathLike]
 
@@ -80,11 +81,10 @@ def model_fingerprint(model) -> str:
 
 
 def _normalised(vector: np.ndarray, what: str) -> np.ndarray:
-    vector = np.asarray(vector, dtype=np.float64).reshape(-1)
-    norm = np.linalg.norm(vector)
-    if not np.isfinite(norm) or norm == 0:
-        raise SpeakerDatabaseError(f"{what}: zero or non-finite embedding")
-    return vector / norm
+    try:
+        return l2_normalize(np.asarray(vector).reshape(1, -1), dtype=np.float64)[0]
+    except ScoringError as error:
+        raise SpeakerDatabaseError(f"{what}: {error}") from None
 
 
 class SpeakerDatabase:

@@ -8,34 +8,14 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import RedimnetError
 from ..fileio import atomic_write
+from ..similarity import ScoringError, l2_normalize
 
 __all__ = ["ScoringError", "l2_normalize", "prepare_embeddings", "cosine_scores", "write_scores"]
 
 PathLike = Union[str, os.PathLike]
 
 _CHUNK = 65536
-
-
-class ScoringError(RedimnetError):
-    """Embeddings that cannot be scored."""
-
-
-def l2_normalize(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float32); an all-zero row is an error, as its direction is undefined."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    if matrix.ndim != 2:
-        raise ScoringError(f"embeddings must be a 2-D matrix [utterances, dim], got shape {matrix.shape}")
-    if not np.all(np.isfinite(matrix)):
-        rows = np.flatnonzero(~np.all(np.isfinite(matrix), axis=1))
-        raise ScoringError(f"{rows.size} embedding(s) contain NaN or infinite values (first: row {rows[0]})")
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    zero = np.flatnonzero(norms[:, 0] == 0)
-    if zero.size:
-        raise ScoringError(f"{zero.size} embedding(s) are all zeros (first: row {zero[0]}); "
-                           "their cosine score is undefined")
-    return matrix / norms
 
 
 def prepare_embeddings(matrix: np.ndarray, mean: Optional[np.ndarray] = None) -> np.ndarray:

@@ -1,0 +1,368 @@
+"""The one way audio becomes speaker embeddings: read -> resample -> windows -> batches -> model -> pooled embedding.
+
+Every caller -- :class:`redimnet.inference.Embedder`, ``redimnet embed``,
+``redimnet eval --audio-root``, validation during training -- goes through
+:class:`EmbeddingPipeline`, so they all follow the same rules:
+
+* **Reading.**  Files are decoded and resampled to 16 kHz block by block
+  (:class:`redimnet.audio.AudioFile`); in-memory waveforms are converted by
+  :func:`redimnet.audio.prepare_waveform`.
+* **Windows.**  An input of up to ``max_samples`` is one window, never padded
+  or cropped.  A longer one is cut into windows of ``max_samples`` that
+  overlap by at least ``overlap_samples``, spread evenly so that the first
+  starts at the beginning and the last ends at the end
+  (:meth:`Windowing.starts`); its embedding is the mean of the window
+  embeddings.  Windows are cut from the stream as soon as their samples
+  have arrived, so memory is bounded by the window length whatever the
+  length of the recording.
+* **Refusals** (per input, the others go on): shorter than the model
+  accepts, no speech signal (:func:`redimnet.audio.check_signal_level`),
+  undecodable, non-finite samples or embedding.
+* **Batches.**  Padding would change an embedding (the front end normalises
+  over time, the pooling sees every frame), so only windows of exactly the
+  same length are batched: at most ``batch_size`` of them and at most
+  :data:`BATCH_SAMPLES` samples per batch.
+* **Workers.**  With ``workers > 0``, decoding, resampling and windowing run
+  in that many processes (one thread each) while the model runs in the
+  calling process.
+
+:meth:`EmbeddingPipeline.run` yields one :class:`Result` per input, in the
+order the inputs complete (``Result.index`` says which).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .audio import TARGET_SAMPLE_RATE, AudioError, AudioFile, SignalLevel, check_signal_level
+
+__all__ = ["BATCH_SAMPLES", "Windowing", "Result", "EmbeddingPipeline", "windows_of", "too_short"]
+
+BATCH_SAMPLES = 64 * TARGET_SAMPLE_RATE
+"""The most 16 kHz samples run through the model in one batch (64 s of audio; a batch holds at least one window)."""
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """How inputs are cut: windows of ``max_samples`` overlapping by at least ``overlap_samples``."""
+
+    max_samples: int
+    overlap_samples: int
+
+    def starts(self, length: int) -> List[int]:
+        """Start samples of the windows a ``length``-sample input is cut into (``[0]`` if not cut)."""
+        if length <= self.max_samples:
+            return [0]
+        hop = self.max_samples - self.overlap_samples
+        count = math.ceil((length - self.max_samples) / hop) + 1
+        return [int(round(s)) for s in np.linspace(0, length - self.max_samples, count)]
+
+
+class _LengthChanged(Exception):
+    """The stream held a different number of samples than its header said."""
+
+    def __init__(self, actual: int):
+        super().__init__(actual)
+        self.actual = actual
+
+
+def windows_of(blocks: Iterable[np.ndarray], length: int, windowing: Windowing,
+               level: Optional[SignalLevel] = None) -> Iterator[np.ndarray]:
+    """The windows of a signal of ``length`` samples given as consecutive ``blocks``, as they complete.
+
+    Holds at most one window plus one block.  ``level`` (if given) is fed
+    every sample once.  Raises ``_LengthChanged`` when the blocks do not hold
+    ``length`` samples.
+    """
+    blocks = iter(blocks)
+    starts = windowing.starts(length)
+    size = min(length, windowing.max_samples)
+    buffer = np.zeros(0, dtype=np.float32)
+    offset = 0  # stream position of buffer[0]
+    received = 0
+    next_window = 0
+    for block in blocks:
+        if level is not None:
+            level.add(block)
+        received += block.size
+        if received > length:
+            for rest in blocks:  # count what the source really holds
+                received += rest.size
+            raise _LengthChanged(received)
+        buffer = np.concatenate([buffer, block]) if buffer.size else np.asarray(block, dtype=np.float32)
+        while next_window < len(starts) and starts[next_window] + size <= received:
+            begin = starts[next_window] - offset
+            yield np.ascontiguousarray(buffer[begin:begin + size])
+            next_window += 1
+            keep_from = starts[next_window] if next_window < len(starts) else received
+            buffer = buffer[keep_from - offset:].copy()
+            offset = keep_from
+    if received != length or next_window != len(starts):
+        raise _LengthChanged(received)
+
+
+# --- inputs ----------------------------------------------------------------------------------------
+@dataclass
+class _Settings:
+    """What the producer side (possibly in a worker process) needs."""
+
+    windowing: Windowing
+    min_samples: int
+    channel: Optional[int]
+    trim: bool
+
+
+def too_short(length: int, min_samples: int, trim: bool, where: str) -> AudioError:
+    """The error for an input of ``length`` 16 kHz samples when the model needs ``min_samples``."""
+    return AudioError(
+        f"{where}: too short: {length} samples at 16 kHz ({length / TARGET_SAMPLE_RATE * 1000:.1f} ms)"
+        f"{' after silence trimming' if trim else ''}; the model needs at least "
+        f"{min_samples} samples ({min_samples / TARGET_SAMPLE_RATE * 1000:.1f} ms)")
+
+
+def _windows(source, settings: _Settings, where: str) -> Iterator[Tuple[str, object]]:
+    """``("window", array)`` records, then ``("end", (windows, samples))``; ``("reset", None)`` restarts."""
+    if isinstance(source, np.ndarray):
+        length, blocks = len(source), (lambda: iter([source]))
+    else:
+        audio = AudioFile(source, channel=settings.channel, trim=settings.trim)
+        length, blocks = audio.length, audio.blocks
+    for _attempt in range(2):
+        if length < settings.min_samples:
+            raise too_short(length, settings.min_samples, settings.trim, where)
+        level = SignalLevel()
+        count = 0
+        try:
+            if length <= settings.windowing.max_samples:  # one window: check it before the model sees it
+                whole = list(windows_of(blocks(), length, settings.windowing, level))
+                check_signal_level(level, where)
+                for window in whole:
+                    yield "window", window
+                    count += 1
+            else:
+                for window in windows_of(blocks(), length, settings.windowing, level):
+                    yield "window", window
+                    count += 1
+                check_signal_level(level, where)
+        except _LengthChanged as changed:
+            actual = changed.actual
+            if _attempt or actual == length:
+                raise AudioError(f"{where}: the decoded length changes from one reading to the next") from None
+            length = actual  # the header was wrong: read again with the true length
+            if count:
+                yield "reset", None
+            continue
+        yield "end", (count, length)
+        return
+
+
+def _records(inputs: Sequence, indices: Iterable[int], settings: _Settings) -> Iterator[tuple]:
+    """``(index, kind, payload)`` for every input in ``indices``; a failure is ``(index, "error", reason)``."""
+    for index in indices:
+        source = inputs[index]
+        where = str(source) if not isinstance(source, np.ndarray) else "waveform"
+        try:
+            for kind, payload in _windows(source, settings, where):
+                yield index, kind, payload
+        except AudioError as error:
+            yield index, "error", _reason(error, where)
+        except Exception as error:  # anything else is still one input's problem
+            yield index, "error", f"unexpected {type(error).__name__}: {error}"
+
+
+def _reason(error: Exception, where: str) -> str:
+    text, prefix = str(error), f"{where}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+class _WorkerRecords(torch.utils.data.IterableDataset):
+    """The records of every ``workers``-th input, in a DataLoader worker process."""
+
+    def __init__(self, inputs: Sequence, settings: _Settings):
+        super().__init__()
+        self.inputs, self.settings = list(inputs), settings
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        share = range(len(self.inputs)) if info is None else range(info.id, len(self.inputs), info.num_workers)
+        return _records(self.inputs, share, self.settings)
+
+
+def _unchanged(record):
+    return record
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+# --- results ---------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    """The outcome for input ``index``: its ``embedding`` ``[D]`` (float32), or ``error`` (the reason)."""
+
+    index: int
+    embedding: Optional[np.ndarray] = None
+    error: Optional[str] = None
+    samples: int = 0
+    """16 kHz samples embedded (0 on error)."""
+
+
+class _Item:
+    __slots__ = ("total", "done", "sum", "samples", "generation", "error")
+
+    def __init__(self):
+        self.total: Optional[int] = None
+        self.done = 0
+        self.sum: Optional[np.ndarray] = None
+        self.samples = 0
+        self.generation = 0
+        self.error: Optional[str] = None
+
+
+class EmbeddingPipeline:
+    """Turns audio files and waveforms into embeddings with ``network`` (see the module documentation).
+
+    ``network``: a model mapping ``[N, T]`` 16 kHz waveforms to ``[N, D]``
+    embeddings (plain or optimised), already on ``device`` and in eval mode.
+    ``min_samples``: the shortest input it accepts.  ``autocast_dtype``:
+    ``None`` or a torch dtype for autocast.
+    """
+
+    def __init__(self, network: torch.nn.Module, device: Union[str, torch.device], windowing: Windowing,
+                 min_samples: int, batch_size: int = 16, channel: Optional[int] = None, trim: bool = False,
+                 autocast_dtype: Optional[torch.dtype] = None):
+        self.network = network
+        self.device = torch.device(device)
+        self.windowing = windowing
+        self.settings = _Settings(windowing, int(min_samples), channel, bool(trim))
+        self.batch_size = int(batch_size)
+        self.autocast_dtype = autocast_dtype
+
+    # --- the model -------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Embed ``[N, T]`` equal-length 16 kHz waveforms (no windowing) -> ``[N, D]`` float32."""
+        with torch.inference_mode(), self._autocast():
+            output = self.network(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        return output.float().cpu().numpy()
+
+    def batch_limit(self, length: int) -> int:
+        """How many windows of ``length`` samples run together."""
+        return max(1, min(self.batch_size, BATCH_SAMPLES // max(1, length)))
+
+    # --- the loop --------------------------------------------------------------------------------
+    def run(self, inputs: Sequence[Union[str, Path, np.ndarray]], workers: int = 0) -> Iterator[Result]:
+        """One :class:`Result` per input, as inputs complete.
+
+        ``inputs``: audio file paths, or checked mono 16 kHz float32 waveforms
+        (see :func:`redimnet.audio.prepare_waveform`).  ``workers``: processes
+        decoding the files (0: in this process).
+        """
+        inputs = list(inputs)
+        if workers > 0 and inputs:
+            loader = torch.utils.data.DataLoader(
+                _WorkerRecords(inputs, self.settings), batch_size=None, num_workers=min(workers, len(inputs)),
+                collate_fn=_unchanged, worker_init_fn=_one_thread)
+            records: Iterable[tuple] = loader
+        else:
+            records = _records(inputs, range(len(inputs)), self.settings)
+        items: Dict[int, _Item] = {}
+        closed = set()  # inputs already reported (a failed one may still be streaming)
+        buckets: Dict[int, List[Tuple[int, int, np.ndarray]]] = {}
+        pending = [0, 0]  # windows, samples waiting in buckets
+
+        def finished(index: int) -> Optional[Result]:
+            item = items[index]
+            if item.error is not None:
+                del items[index]
+                closed.add(index)
+                return Result(index, error=item.error)
+            if item.total is None or item.done < item.total:
+                return None
+            del items[index]
+            closed.add(index)
+            embedding = (item.sum / item.total).astype(np.float32)
+            if not np.all(np.isfinite(embedding)):
+                return Result(index, error="the model produced a non-finite embedding (sample values far "
+                                           "outside [-1, 1]?); check the audio's level")
+            return Result(index, embedding=embedding, samples=item.samples)
+
+        def run_bucket(length: int) -> List[Result]:
+            entries = buckets.pop(length)
+            pending[0] -= len(entries)
+            pending[1] -= len(entries) * length
+            for index, generation, vector in self._forward_entries(entries):
+                item = items.get(index)
+                if item is None or item.generation != generation or item.error is not None:
+                    continue
+                if isinstance(vector, str):
+                    item.error = vector
+                else:
+                    item.sum = vector.astype(np.float64) if item.sum is None else item.sum + vector
+                    item.done += 1
+            done = []
+            for index in {entry[0] for entry in entries}:
+                if index in items:
+                    result = finished(index)
+                    if result is not None:
+                        done.append(result)
+            return done
+
+        for index, kind, payload in records:
+            if index in closed:
+                continue
+            item = items.setdefault(index, _Item())
+            if kind == "window":
+                length = len(payload)
+                bucket = buckets.setdefault(length, [])
+                bucket.append((index, item.generation, payload))
+                pending[0] += 1
+                pending[1] += length
+                if len(bucket) >= self.batch_limit(length):
+                    yield from run_bucket(length)
+                if pending[0] >= self.batch_size or pending[1] >= BATCH_SAMPLES:
+                    for waiting in sorted(buckets, key=lambda n: -n * len(buckets[n])):
+                        yield from run_bucket(waiting)
+                continue
+            if kind == "reset":
+                item.generation += 1
+                item.done, item.sum = 0, None
+                continue
+            if kind == "error":
+                item.error = payload
+            else:  # "end"
+                item.total, item.samples = payload
+            result = finished(index)
+            if result is not None:
+                yield result
+        for length in list(buckets):
+            yield from run_bucket(length)
+        for index in list(items):  # cannot happen unless a producer stopped early
+            yield Result(index, error="the audio ended before all of its windows were read")
+
+    def _forward_entries(self, entries):
+        """``(index, generation, embedding or error text)`` for bucket entries; on failure retries one by one."""
+        for first in range(0, len(entries), self.batch_limit(len(entries[0][2]))):
+            group = entries[first:first + self.batch_limit(len(entries[0][2]))]
+            try:
+                output = self.forward(np.stack([w for _, _, w in group]))
+                for (index, generation, _), row in zip(group, output):
+                    yield index, generation, row
+            except (RuntimeError, MemoryError):
+                for index, generation, wave in group:
+                    try:
+                        yield index, generation, self.forward(wave[None])[0]
+                    except (RuntimeError, MemoryError) as error:
+                        yield index, generation, f"the model failed: {str(error).splitlines()[0]}"
