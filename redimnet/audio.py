@@ -279,7 +279,7 @@ class AudioFile:
 
     Opening checks the file (exists, readable, decodable header, plausible
     rate, channel choice).  :meth:`blocks` decodes it from the start each
-    time it is called, ``block_frames`` frames at a time, resampling with a
+    time it is called, ``block_frames`` frames (default :data:`BLOCK_FRAMES`) at a time, resampling with a
     streaming ``soxr`` resampler: the samples are those of decoding the whole
     file and resampling it at once, but memory holds one block.
     ``length`` is the expected number of output samples (from the header);
@@ -289,7 +289,7 @@ class AudioFile:
     """
 
     def __init__(self, path: PathLike, channel: Optional[int] = None, trim: bool = False,
-                 target_rate: int = TARGET_SAMPLE_RATE, block_frames: int = BLOCK_FRAMES):
+                 target_rate: int = TARGET_SAMPLE_RATE, block_frames: Optional[int] = None):
         self.path = _check_path(Path(path))
         self.where = str(self.path)
         self.frames, self.sample_rate, self.channels = audio_info(self.path)
@@ -301,7 +301,7 @@ class AudioFile:
                              f"(channels are numbered from 0)")
         self.channel = channel
         self.target_rate = int(target_rate)
-        self.block_frames = int(block_frames)
+        self.block_frames = int(block_frames or BLOCK_FRAMES)
         self.samples_read: Optional[int] = None
         self.bounds: Optional[Tuple[int, int]] = None
         self.length = self._resampled_length(self.frames)

@@ -255,7 +255,10 @@ class SpeakerDatabase:
                                        f"this one is {fingerprint}); use the same model")
         names = [r[0] for r in rows]
         means = np.stack([np.frombuffer(r[1], dtype=np.float64) for r in rows])
-        scores = means @ query / np.maximum(np.linalg.norm(means, axis=1), 1e-30)
+        try:
+            scores = l2_normalize(means, "speaker model", dtype=np.float64) @ query
+        except ScoringError as error:
+            raise SpeakerDatabaseError(f"{self.path}: {error}") from None
         order = np.argsort(-scores, kind="stable")[:top]
         return [(names[i], float(scores[i])) for i in order]
 

@@ -14,8 +14,10 @@ at the end and in ``NAME.failed.tsv`` (path, reason).
 Exit status: 0 every file embedded, 1 some files failed (the others are
 written), 2 usage error (bad options, unusable model or output).
 
-Decoding and resampling run in ``--workers`` DataLoader processes while the
-model runs in the main process.  Under ``torchrun --nproc_per_node N`` each
+Files go through the one embedding pipeline (:mod:`redimnet.pipeline`):
+decoding and resampling run block by block in ``--workers`` processes (one
+thread each) while the model runs in the main process, so memory does not
+grow with the length of a recording.  Under ``torchrun --nproc_per_node N`` each
 rank embeds a share of the files and rank 0 writes the merged output.
 """
 
@@ -29,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import distributed
-from ..audio import TARGET_SAMPLE_RATE, AudioError, audio_info, iter_inputs, read_audio, read_scp
+from ..audio import TARGET_SAMPLE_RATE, AudioError, audio_info, iter_inputs, read_scp
 from ..embeddings_io import EmbeddingsOutput, open_output
 from .common import UsageError, reason, show
 from .models import add_model_arguments, model_from_arguments
@@ -130,83 +132,29 @@ def _expected_length(path: Path) -> int:
         return -1
 
 
-class _AudioFiles:
-    """Dataset of decoded waveforms; errors come back as strings, never as exceptions."""
-
-    def __init__(self, items: Sequence[Tuple[str, Path]], channel: Optional[int], trim: bool):
-        self.items, self.channel, self.trim = list(items), channel, trim
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int):
-        uid, path = self.items[index]
-        try:
-            return index, read_audio(path, channel=self.channel, trim=self.trim), None
-        except AudioError as error:
-            return index, None, reason(error, path)
-        except Exception as error:  # anything else is still one file's problem
-            return index, None, f"unexpected {type(error).__name__}: {error}"
-
-
-def _first(batch):
-    return batch
-
-
-def _limit_worker_threads(_worker_id: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _loader(dataset: _AudioFiles, workers: int, batch_size: int):
-    import torch.utils.data
-
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                       collate_fn=_first, worker_init_fn=_limit_worker_threads if workers else None)
-
-
 # --- the work --------------------------------------------------------------------------------------
 def embed_items(embedder, items: Sequence[Tuple[str, Path]], workers: int, progress: bool,
                 flush=None) -> Tuple[Dict[str, np.ndarray], List[Tuple[str, str]], float]:
-    """Embed ``items``; returns ``(results by id, failures (path, reason), seconds of audio)``."""
+    """Embed ``items`` with the embedding pipeline (:meth:`redimnet.inference.Embedder.run`).
+
+    Returns ``(results by id, failures (path, reason), seconds of audio)``.
+    """
     from tqdm import tqdm
 
     results: Dict[str, np.ndarray] = {}
     failures: List[Tuple[str, str]] = []
     audio_seconds = 0.0
     last_flush = time.monotonic()
-    dataset = _AudioFiles(items, embedder.channel, embedder.trim_silence)
     bar = tqdm(total=len(items), unit="file", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
-        for batch in _loader(dataset, workers, embedder.batch_size):
-            good = []
-            for index, wave, error in batch:
-                uid, path = items[index]
-                if error is None:
-                    try:
-                        good.append((uid, path, embedder.check_length(wave, str(path))))
-                        continue
-                    except AudioError as short:
-                        error = reason(short, path)
-                failures.append((str(path), error))
-            try:
-                matrix = embedder.embed_prepared([w for _, _, w in good])
-                pairs = list(zip(good, matrix))
-            except (RuntimeError, MemoryError):  # retry one by one to find the culprit
-                pairs = []
-                for entry in good:
-                    try:
-                        pairs.append((entry, embedder.embed_prepared([entry[2]])[0]))
-                    except (RuntimeError, MemoryError) as error:
-                        failures.append((str(entry[1]), f"the model failed: {str(error).splitlines()[0]}"))
-            for (uid, path, wave), vector in pairs:
-                if not np.all(np.isfinite(vector)):
-                    failures.append((str(path), "the model produced a non-finite embedding"))
-                    continue
-                results[uid] = vector
-                audio_seconds += len(wave) / TARGET_SAMPLE_RATE
-            bar.update(len(batch))
+        for result in embedder.run([path for _, path in items], workers=workers):
+            uid, path = items[result.index]
+            if result.error is not None:
+                failures.append((str(path), result.error))
+            else:
+                results[uid] = result.embedding
+                audio_seconds += result.samples / TARGET_SAMPLE_RATE
+            bar.update(1)
             if flush is not None and time.monotonic() - last_flush > FLUSH_SECONDS:
                 flush(results)
                 last_flush = time.monotonic()

@@ -9,10 +9,9 @@ import json
 import sys
 import time
 
-from ..audio import AudioError
 from ..names import check_speaker_name
 from ..speaker_db import SpeakerDatabase, model_fingerprint
-from .common import UsageError, reason, show
+from .common import UsageError, show
 from .embed import add_embedder_arguments, collect_inputs, embedder_from_arguments
 
 DEFAULT_DB = "speakers.db"
@@ -54,13 +53,15 @@ def run_enroll(args) -> int:
     check_speaker_name(args.name)  # before any work
     items, failures = collect_inputs(args.inputs, [])
     embedder = embedder_from_arguments(args)
-    ids, vectors = [], []
-    for uid, path in items:
-        try:
-            vectors.append(embedder.embed_file(path))
-            ids.append(str(path))
-        except AudioError as error:
-            failures.append((str(path), reason(error, path)))
+    embedded = {}
+    for result in embedder.run([path for _, path in items]):
+        path = items[result.index][1]
+        if result.error is not None:
+            failures.append((str(path), result.error))
+        else:
+            embedded[result.index] = (str(path), result.embedding)
+    ids = [embedded[i][0] for i in sorted(embedded)]
+    vectors = [embedded[i][1] for i in sorted(embedded)]
     for path, why in failures:
         print(f"redimnet: {show(path)}: {show(why)}", file=sys.stderr)
     if not vectors:

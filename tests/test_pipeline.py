@@ -1,0 +1,213 @@
+"""The one embedding pipeline: streamed = whole-file results, bounded reading, silence refused, one cosine."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+import torch
+
+import redimnet
+from redimnet import audio as audio_module
+from redimnet import cli, pipeline
+from redimnet.audio import SILENCE_FLOOR_DBFS, AudioError, AudioFile, check_signal_level
+from redimnet.embeddings_io import load_embeddings
+from redimnet.inference import Embedder
+from redimnet.pipeline import EmbeddingPipeline, Windowing, windows_of
+from redimnet.similarity import ScoringError, cosine_score, l2_normalize
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+@pytest.fixture(scope="module")
+def model(b0_model_and_checkpoint):
+    return b0_model_and_checkpoint[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(b0_model_and_checkpoint):
+    return b0_model_and_checkpoint[1]
+
+
+def noise(samples: int, seed: int = 0, level: float = 0.1) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(samples) * level).astype(np.float32)
+
+
+def direct(model, wave: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(wave))[None]).numpy()[0]
+
+
+def whole_file_embedding(model, path, max_samples, overlap_samples):
+    """The pre-streaming algorithm: decode all, resample all, cut evenly spread windows, average."""
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    wave = data.mean(axis=1).astype(np.float32)
+    if rate != 16000:
+        wave = soxr.resample(wave, rate, 16000, quality="HQ").astype(np.float32)
+    if len(wave) <= max_samples:
+        return direct(model, wave)
+    hop = max_samples - overlap_samples
+    count = int(np.ceil((len(wave) - max_samples) / hop)) + 1
+    starts = [int(round(s)) for s in np.linspace(0, len(wave) - max_samples, count)]
+    return np.mean([direct(model, wave[s:s + max_samples]) for s in starts], axis=0)
+
+
+def close(a, b, tol=1e-4):
+    a, b = np.asarray(a), np.asarray(b)
+    assert np.max(np.abs(a - b)) <= tol * max(np.max(np.abs(b)), 1e-6)
+
+
+@pytest.mark.parametrize("rate,channels", [(8000, 1), (16000, 2), (44100, 1)])
+def test_streamed_file_equals_whole_file_embedding(tmp_path, model, monkeypatch, rate, channels):
+    monkeypatch.setattr(audio_module, "BLOCK_FRAMES", 777)  # many blocks, none aligned with the windows
+    path = tmp_path / "long.wav"
+    sf.write(path, np.random.default_rng(rate).standard_normal((int(3.3 * rate), channels)) * 0.1, rate,
+             subtype="PCM_16")
+    embedder = Embedder(model, optimize=False, max_seconds=1.0, overlap_seconds=0.25, batch_size=2)
+    assert len(embedder.windows(AudioFile(path).length)) == 5
+    expected = whole_file_embedding(model, path, 16000, 4000)
+    close(embedder.embed_file(path), expected)
+    close(embedder.embed_files([path], workers=1)[0], expected)  # same in a decoding worker
+    short = tmp_path / "short.wav"
+    sf.write(short, np.random.default_rng(1).standard_normal(int(0.7 * rate)) * 0.1, rate, subtype="PCM_16")
+    close(embedder.embed_file(short), whole_file_embedding(model, short, 16000, 4000))
+
+
+def test_block_reads_equal_whole_reads(tmp_path, monkeypatch):
+    path = tmp_path / "a.flac"
+    sf.write(path, np.random.default_rng(3).standard_normal((22050 * 2, 2)) * 0.1, 22050, subtype="PCM_16")
+    whole = audio_module.read_audio(path)
+    monkeypatch.setattr(audio_module, "BLOCK_FRAMES", 1000)
+    streamed = AudioFile(path)
+    assert np.array_equal(np.concatenate(list(streamed.blocks())), whole)
+    assert streamed.samples_read == streamed.length == len(whole)
+    trimmed_wave = np.concatenate([np.zeros(8000), noise(16000, 4), np.zeros(12000)])
+    sf.write(tmp_path / "t.wav", trimmed_wave, 16000, subtype="FLOAT")
+    np.testing.assert_array_equal(AudioFile(tmp_path / "t.wav", trim=True).read(),
+                                  audio_module.trim_silence(trimmed_wave.astype(np.float32)))
+
+
+def test_the_reader_never_asks_for_more_than_a_block(tmp_path, monkeypatch):
+    """Bounded memory, structurally: every decode request is one block, and windows are cut as blocks arrive."""
+    path = tmp_path / "long.wav"
+    sf.write(path, noise(8000 * 20, 5), 8000, subtype="PCM_16")
+    requests = []
+    original = sf.SoundFile.read
+
+    def counting_read(self, frames=-1, *args, **kwargs):
+        requests.append(frames)
+        return original(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    monkeypatch.setattr(sf, "read", lambda *a, **k: pytest.fail("the whole file was read at once"))
+    source = AudioFile(path, block_frames=4000)
+    blocks = list(source.blocks())
+    assert requests and all(0 < frames <= 4000 for frames in requests)
+    assert max(len(b) for b in blocks) <= 2 * 4000 + 1024  # one block at 16 kHz (+ the filter delay), not the file
+
+    pulled = []
+
+    def source_blocks():
+        for block in blocks:
+            pulled.append(len(block))
+            yield block
+
+    windowing = Windowing(max_samples=32000, overlap_samples=8000)
+    total = sum(len(b) for b in blocks)
+    for number, window in enumerate(windows_of(source_blocks(), total, windowing)):
+        start = windowing.starts(total)[number]
+        # a window is handed over as soon as its last sample has arrived, never later
+        assert sum(pulled) - max(len(b) for b in blocks) < start + 32000 <= sum(pulled)
+        assert len(window) == 32000
+
+
+def test_batches_stay_within_the_sample_budget(model, monkeypatch):
+    sizes = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, batch):
+            sizes.append(tuple(batch.shape))
+            return batch[:, :8] * 0 + batch.std(dim=1, keepdim=True)
+
+    monkeypatch.setattr(pipeline, "BATCH_SAMPLES", 40000)
+    runner = EmbeddingPipeline(Recording(), "cpu", Windowing(16000, 4000), min_samples=100, batch_size=16)
+    waves = [noise(50000, 7), noise(16000, 8), noise(16000, 9), noise(3000, 10), noise(16000, 11)]
+    results = sorted(runner.run(waves), key=lambda r: r.index)
+    assert [r.error for r in results] == [None] * 5
+    assert all(n * t <= 40000 for n, t in sizes)  # 16 000-sample windows: two at a time
+    assert (2, 16000) in sizes  # equal lengths are batched
+
+
+def test_a_header_with_the_wrong_length_still_gives_the_true_embedding(tmp_path, model, monkeypatch):
+    path = tmp_path / "long.wav"
+    sf.write(path, noise(16000 * 3, 12), 16000, subtype="FLOAT")
+    embedder = Embedder(model, optimize=False, max_seconds=1.0, overlap_seconds=0.25)
+    expected = embedder.embed_file(path)
+    for wrong in (-9000, +9000):  # the header claims fewer / more samples than the file holds
+        monkeypatch.setattr(AudioFile, "_resampled_length", lambda self, frames, d=wrong: frames + d)
+        close(embedder.embed_file(path), expected, tol=1e-5)
+
+
+# --- silence ---------------------------------------------------------------------------------------
+def test_silence_is_refused_by_the_embedder(tmp_path, model):
+    embedder = Embedder(model, optimize=False, max_seconds=1.0, overlap_seconds=0.25)
+    with pytest.raises(AudioError, match="no speech signal.*all samples are zero"):
+        embedder.embed(np.zeros(16000, np.float32))
+    below = 10 ** ((SILENCE_FLOOR_DBFS - 6) / 20)  # RMS 6 dB under the floor
+    with pytest.raises(AudioError, match="no speech signal.*dBFS"):
+        embedder.embed(noise(16000, 13, level=below))
+    assert embedder.embed(noise(16000, 13, level=below * 4)).shape == (192,)  # 6 dB above: accepted
+    sf.write(tmp_path / "zero.wav", np.zeros(8000 * 3), 8000, subtype="PCM_16")
+    with pytest.raises(AudioError, match=r"zero\.wav: no speech signal"):
+        embedder.embed_file(tmp_path / "zero.wav")  # long: windowed, still refused
+    sf.write(tmp_path / "ok.wav", noise(8000, 14), 8000, subtype="PCM_16")
+    results = sorted(embedder.run([tmp_path / "zero.wav", tmp_path / "ok.wav"]), key=lambda r: r.index)
+    assert "no speech signal" in results[0].error and results[0].embedding is None
+    assert results[1].error is None and results[1].embedding.shape == (192,)
+    with pytest.raises(AudioError, match="no speech signal"):
+        check_signal_level(np.zeros(10, np.float32))
+
+
+def test_silence_is_a_per_file_failure_in_embed_and_an_error_in_verify(tmp_path, checkpoint, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "silent.wav", np.zeros(16000), 16000, subtype="PCM_16")
+    sf.write(folder / "speech.wav", noise(16000, 15), 16000, subtype="PCM_16")
+    out = tmp_path / "e.npz"
+    assert cli.main(["embed", str(folder), "-o", str(out), "--checkpoint", str(checkpoint), "--no-progress",
+                     "--workers", "0"]) == 1
+    ids, _ = load_embeddings(out)
+    assert list(ids) == ["speech.wav"]
+    assert "no speech signal" in (tmp_path / "e.failed.tsv").read_text()
+    sf.write(tmp_path / "silent2.wav", np.zeros(16000), 16000, subtype="PCM_16")
+    capsys.readouterr()
+    status = cli.main(["verify", str(folder / "silent.wav"), str(tmp_path / "silent2.wav"), "--checkpoint",
+                       str(checkpoint), "--threshold", "0.5", "--json"])
+    captured = capsys.readouterr()
+    assert status == 2 and "no speech signal" in captured.err and "accept" not in captured.out
+    assert cli.main(["verify", str(folder / "speech.wav"), str(folder / "speech.wav"), "--checkpoint",
+                     str(checkpoint), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+# --- one cosine ------------------------------------------------------------------------------------
+def test_one_cosine_and_one_zero_vector_policy(tmp_path):
+    from redimnet import inference, speaker_db
+    from redimnet.evaluation import scoring
+
+    assert scoring.l2_normalize is l2_normalize and inference.cosine_score is cosine_score
+    assert cosine_score([3, 4], [6, 8]) == pytest.approx(1.0) and cosine_score([1, 0], [0, 2]) == 0.0
+    assert cosine_score(torch.tensor([1.0, 1.0]), np.array([1.0, -1.0])) == pytest.approx(0.0, abs=1e-12)
+    for bad in ([0.0, 0.0], [np.nan, 1.0], [np.inf, 1.0]):
+        with pytest.raises(ScoringError, match="zero or non-finite embedding has no direction"):
+            cosine_score(bad, [1.0, 1.0])
+        with pytest.raises(ScoringError):
+            l2_normalize(np.array([[1.0, 2.0], bad]))
+    with pytest.raises(ScoringError, match="different sizes"):
+        cosine_score([1, 2], [1, 2, 3])
+    np.testing.assert_allclose(l2_normalize(np.array([[3.0, 4.0]])), [[0.6, 0.8]], rtol=1e-7)
+    assert issubclass(ScoringError, ValueError)
+    with speaker_db.SpeakerDatabase(tmp_path / "s.db") as db:
+        with pytest.raises(speaker_db.SpeakerDatabaseError, match="zero or non-finite"):
+            db.enroll("ann", np.zeros((1, 4)), ["a"], "m")
