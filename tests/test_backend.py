@@ -6,8 +6,7 @@ import pytest
 from redimnet.evaluation.backend import Backend, BackendError, PLDA, train_backend
 from redimnet.evaluation.metrics import eer
 
-pytest.importorskip("scipy")
-from scipy.stats import multivariate_normal  # noqa: E402
+from scipy.stats import multivariate_normal
 
 
 def two_covariance_data(rng, dim=6, speakers=400, per_speaker=8):

@@ -11,7 +11,6 @@ from redimnet.evaluation.calibration import (Calibration, CalibrationError, actu
                                              threshold_at_rate)
 from redimnet.evaluation.metrics import MetricsError, min_dcf
 
-pytest.importorskip("scipy")
 
 
 def gaussian_scores(rng, n, mu_t=2.0, mu_n=-1.0, sigma=1.0):

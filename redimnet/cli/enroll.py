@@ -12,6 +12,7 @@ import time
 from ..names import check_speaker_name
 from ..speaker_db import SpeakerDatabase, model_fingerprint
 from .common import UsageError, show
+from .decisions import add_decision_arguments, scoring_from_arguments
 from .embed import add_embedder_arguments, collect_inputs, embedder_from_arguments
 
 DEFAULT_DB = "speakers.db"
@@ -36,6 +37,7 @@ def register(subparsers) -> None:
     identify.add_argument("--top", type=int, default=5, help="how many speakers to print (default 5)")
     identify.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
     identify.add_argument("--json", action="store_true", help="print JSON")
+    add_decision_arguments(identify, threshold=False)
     add_embedder_arguments(identify)
     identify.set_defaults(handler=run_identify)
 
@@ -78,14 +80,36 @@ def run_enroll(args) -> int:
 def run_identify(args) -> int:
     embedder = embedder_from_arguments(args)
     embedding = embedder.embed_file(args.file)
+    fingerprint = model_fingerprint(embedder.model)
+    scoring = scoring_from_arguments(args, fingerprint, int(embedding.shape[0]))
     with SpeakerDatabase(args.db, create=False) as db:
-        matches = db.identify(embedding, top=args.top, fingerprint=model_fingerprint(embedder.model))
+        if scoring.backend is None:
+            matches = db.identify(embedding, top=args.top, fingerprint=fingerprint)
+        else:
+            names = [s.name for s in db.speakers()]
+            db.identify(embedding, top=1, fingerprint=fingerprint)   # the same model checks as cosine
+            enrolments = [db.utterances(name)[1] for name in names]
+            scores = scoring.backend.score_sets(enrolments, embedding[None, :])[0] if names else []
+            order = sorted(range(len(names)), key=lambda i: -scores[i])[:args.top]
+            matches = [(names[i], float(scores[i])) for i in order]
+    rows = [{"speaker": name, "score": score} for name, score in matches]
+    if scoring.calibration is not None and rows:
+        llrs = scoring.llrs([r["score"] for r in rows])
+        for row, llr in zip(rows, llrs):
+            row.update(scoring.decide(float(llr)).to_dict())
     if args.json:
-        print(json.dumps([{"speaker": name, "score": score} for name, score in matches]))
+        print(json.dumps(rows))
         return 0
-    print(f"{'rank':>4}  {'score':>7}  speaker")
-    for rank, (name, score) in enumerate(matches, 1):
-        print(f"{rank:>4}  {score:>7.4f}  {show(name)}")
+    if scoring.calibration is None:
+        print(f"{'rank':>4}  {'score':>7}  speaker")
+        for rank, row in enumerate(rows, 1):
+            print(f"{rank:>4}  {row['score']:>7.4f}  {show(row['speaker'])}")
+        return 0
+    print(f"{'rank':>4}  {'score':>7}  {'llr':>7}  {'P(same)':>8}  decision  speaker   "
+          f"(prior {scoring.prior:g}{', FAR ' + format(scoring.far, 'g') if scoring.far is not None else ''})")
+    for rank, row in enumerate(rows, 1):
+        print(f"{rank:>4}  {row['score']:>7.4f}  {row['llr']:>+7.3f}  {row['posterior']:>8.4f}  "
+              f"{row['decision']:<8}  {show(row['speaker'])}")
     return 0
 
 

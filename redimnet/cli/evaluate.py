@@ -10,9 +10,11 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..embeddings_io import load_embeddings
+from ..evaluation.backend import Backend
+from ..evaluation.calibration import Calibration, actual_dcf, cllr, min_cllr, threshold_at_rate
 from ..evaluation.metrics import compute_metrics
-from ..evaluation.score_norm import normalize_scores
-from ..evaluation.scoring import cosine_scores, l2_normalize, prepare_embeddings, write_scores
+from ..evaluation.recipe import ScoringRecipe
+from ..evaluation.scoring import write_scores
 from ..evaluation.trials import EmbeddingIndex, IndexedTrials, TrialList, index_trials, read_trials
 from ..names import path_below
 from .common import UsageError
@@ -41,7 +43,26 @@ def register(subparsers):
                              "./redimnet_eval_embeddings.npz without --output-dir)")
     parser.add_argument("--output-dir", metavar="DIR", help="write one score file per trial list here "
                                                             "('ENROLL TEST SCORE target|nontarget' lines)")
-    norm = parser.add_argument_group("score normalisation")
+    add_recipe_arguments(parser)
+    backend = parser.add_argument_group("calibration and operating points")
+    backend.add_argument("--calibration", metavar="CAL.json",
+                         help="turn the scores into log-likelihood ratios with a calibration fitted by "
+                              "'redimnet calibrate' on the same scoring recipe; adds Cllr and actual DCF")
+    backend.add_argument("--far", type=float, action="append", default=[], metavar="RATE",
+                         help="also report the threshold giving at most this false-accept rate (repeatable)")
+    backend.add_argument("--frr", type=float, action="append", default=[], metavar="RATE",
+                         help="also report the threshold giving at most this false-reject rate (repeatable)")
+    parser.add_argument("--skip-missing", action="store_true",
+                        help="score only trials whose utterances have embeddings (default: missing ones are an error)")
+    parser.add_argument("--plot", metavar="DIR", help="write det.png and a score histogram per list here "
+                                                      "(needs matplotlib: pip install \"redimnet[plot]\")")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.set_defaults(handler=run)
+
+
+def add_recipe_arguments(parser) -> None:
+    """The options that choose how trials are scored (shared by eval and calibrate)."""
+    norm = parser.add_argument_group("scoring recipe")
     norm.add_argument("--cohort", metavar="C.npz", help="cohort embeddings (e.g. from 'redimnet cohort')")
     norm.add_argument("--norm", choices=("none", "snorm", "asnorm"),
                       help="normalisation: asnorm (default with --cohort), snorm, or none (default without)")
@@ -50,12 +71,25 @@ def register(subparsers):
     norm.add_argument("--subtract-mean", choices=("cohort", "eval"),
                       help="subtract the mean embedding of the cohort or of the evaluated embeddings "
                            "before cosine scoring")
-    parser.add_argument("--skip-missing", action="store_true",
-                        help="score only trials whose utterances have embeddings (default: missing ones are an error)")
-    parser.add_argument("--plot", metavar="DIR", help="write det.png and a score histogram per list here "
-                                                      "(needs matplotlib: pip install \"redimnet[plot]\")")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    parser.set_defaults(handler=run)
+    norm.add_argument("--backend", metavar="B.npz",
+                      help="score with a trained back-end (LDA / PLDA, from 'redimnet backend train') instead of "
+                           "cosine; not combined with --norm / --subtract-mean")
+
+
+def check_recipe_arguments(args) -> str:
+    """The normalisation the recipe options ask for, after checking that they fit together."""
+    norm = args.norm or ("asnorm" if args.cohort else "none")
+    if norm != "none" and not args.cohort:
+        raise UsageError(f"--norm {norm} needs a cohort: --cohort C.npz (build one with 'redimnet cohort')")
+    if args.cohort and norm == "none" and args.subtract_mean != "cohort":
+        raise UsageError("--cohort is given but not used: choose --norm asnorm/snorm or --subtract-mean cohort")
+    if args.subtract_mean == "cohort" and not args.cohort:
+        raise UsageError("--subtract-mean cohort needs --cohort C.npz")
+    if args.top_k < 2:
+        raise UsageError(f"--top-k must be at least 2, got {args.top_k}")
+    if args.backend and (norm != "none" or args.subtract_mean):
+        raise UsageError("--backend has its own mean and normalisation: drop --norm / --subtract-mean / --cohort")
+    return norm
 
 
 def _check_arguments(args) -> str:
@@ -69,15 +103,11 @@ def _check_arguments(args) -> str:
     if args.embeddings and has_model:
         raise UsageError("--model/--checkpoint are only used with --audio-root; with --embeddings the "
                          "embeddings are already computed")
-    norm = args.norm or ("asnorm" if args.cohort else "none")
-    if norm != "none" and not args.cohort:
-        raise UsageError(f"--norm {norm} needs a cohort: --cohort C.npz (build one with 'redimnet cohort')")
-    if args.cohort and norm == "none" and args.subtract_mean != "cohort":
-        raise UsageError("--cohort is given but not used: choose --norm asnorm/snorm or --subtract-mean cohort")
-    if args.subtract_mean == "cohort" and not args.cohort:
-        raise UsageError("--subtract-mean cohort needs --cohort C.npz")
-    if args.top_k < 2:
-        raise UsageError(f"--top-k must be at least 2, got {args.top_k}")
+    norm = check_recipe_arguments(args)
+    for name, rates in (("--far", args.far), ("--frr", args.frr)):
+        for rate in rates:
+            if not 0.0 <= rate <= 1.0:
+                raise UsageError(f"{name} must be a rate between 0 and 1, got {rate:g}")
     return norm
 
 
@@ -148,53 +178,52 @@ def run(args) -> int:
         source = str(args.embeddings)
     index = EmbeddingIndex(ids)
     indexed: List[IndexedTrials] = [index_trials(t, index, args.skip_missing, source) for t in trial_lists]
+    recipe = recipe_from_arguments(args, norm, matrix.shape[1])
+    used = np.unique(np.concatenate([np.r_[i.enroll_rows, i.test_rows] for i in indexed]))
+    scorer = recipe.scorer(matrix, used)
+    calibration = None
+    if args.calibration:
+        calibration = Calibration.load(args.calibration)
+        calibration.check_recipe(recipe.describe())
 
-    cohort_raw = _load_cohort(args.cohort, matrix.shape[1]) if args.cohort else None
-    mean = None
-    if args.subtract_mean == "cohort":
-        mean = l2_normalize(cohort_raw).mean(axis=0)
-    elif args.subtract_mean == "eval":
-        used = np.unique(np.concatenate([np.r_[i.enroll_rows, i.test_rows] for i in indexed]))
-        mean = l2_normalize(matrix[used]).mean(axis=0)
-    unit = prepare_embeddings(matrix, mean)
-    unit_cohort = prepare_embeddings(cohort_raw, mean) if cohort_raw is not None else None
-
-    top_k: Optional[int] = None
     notes: List[str] = []
-    if norm == "asnorm":
-        top_k = min(args.top_k, unit_cohort.shape[0])
-        if top_k < args.top_k:
-            notes.append(f"--top-k {args.top_k} is larger than the cohort; using all {top_k} cohort embeddings")
+    if norm == "asnorm" and recipe.top_k < args.top_k:
+        notes.append(f"--top-k {args.top_k} is larger than the cohort; using all {recipe.top_k} cohort embeddings")
 
     output_dir = Path(args.output_dir) if args.output_dir else None
     file_names = _score_file_names(trial_lists)
     results: List[Dict] = []
-    curves = {}
+    curves, llr_curves = {}, {}
     for item, file_name in zip(indexed, file_names):
-        scores = cosine_scores(unit, item.enroll_rows, item.test_rows, normalised=True)
-        if norm != "none":
-            scores = normalize_scores(scores, item.enroll_rows, item.test_rows, unit, unit_cohort, top_k)
+        scores = scorer(item.enroll_rows, item.test_rows)
         labels = item.labels
         metrics = compute_metrics(scores, labels, P_TARGETS)
         entry = {"name": item.trials.name, "trials_file": str(item.trials.path),
                  "missing_trials": item.n_missing_trials, "missing_utterances": len(item.missing_utterances),
                  **metrics.to_dict(), "score_file": None}
+        entry.update(_calibration_metrics(scores, labels, recipe, calibration, args))
         if output_dir is not None:
             enroll, test = item.kept_pairs()
             target = path_below(output_dir, file_name, what="score file name (from the trial list's name)")
             entry["score_file"] = str(write_scores(target, enroll, test, scores, labels))
         results.append(entry)
         curves[file_name[:-len(".scores")]] = (scores, labels)
+        if calibration is not None or recipe.gives_llrs:
+            llr_curves[file_name[:-len(".scores")]] = (
+                calibration.llr(scores) if calibration is not None else scores, labels)
 
     plots: List[str] = []
     if args.plot:
-        from ..evaluation.plots import plot_det, plot_score_histogram
+        from ..evaluation.plots import plot_det, plot_reliability, plot_score_histogram
         plot_dir = Path(args.plot)
-        plots.append(str(plot_det(curves, plot_dir / "det.png", title=f"DET ({_norm_title(norm, top_k)})")))
+        plots.append(str(plot_det(curves, plot_dir / "det.png", title=f"DET ({recipe.title()})")))
         for name, (scores, labels) in curves.items():
             target = path_below(plot_dir, f"scores_{name}", ".png", what="plot name (from the trial list's name)")
             plots.append(str(plot_score_histogram(scores, labels, target,
-                                                  title=f"{name} scores ({_norm_title(norm, top_k)})")))
+                                                  title=f"{name} scores ({recipe.title()})")))
+        if llr_curves:
+            plots.append(str(plot_reliability(llr_curves, plot_dir / "reliability.png",
+                                              title=f"reliability ({recipe.title()})")))
 
     for note in notes:
         print(f"redimnet: note: {note}", file=sys.stderr)
@@ -202,13 +231,19 @@ def run(args) -> int:
         if entry["missing_trials"]:
             print(f"redimnet: warning: skipped {entry['missing_trials']} trial(s) of {entry['trials_file']} "
                   f"({entry['missing_utterances']} utterance(s) without embeddings)", file=sys.stderr)
-    settings = {"embeddings": source, "normalisation": norm, "top_k": top_k, "cohort": args.cohort,
-                "subtract_mean": args.subtract_mean}
+    settings = {"embeddings": source, "normalisation": norm, "top_k": recipe.top_k if norm == "asnorm" else None,
+                "cohort": args.cohort, "subtract_mean": args.subtract_mean, "backend": args.backend,
+                "calibration": args.calibration}
     if args.json:
         print(json.dumps({"settings": settings, "results": results, "plots": plots}, indent=2))
         return 0
-    _print_table(results, norm, top_k)
+    _print_table(results, recipe.title())
     for entry in results:
+        for key in ("far_thresholds", "frr_thresholds"):
+            for row in entry.get(key, []):
+                print(f"{entry['name']}: threshold {row['threshold']:.4f} gives false-accept rate "
+                      f"{100 * row['far']:.3f} % and false-reject rate {100 * row['frr']:.3f} % "
+                      f"(asked: {key[:3].upper()} <= {100 * row['target']:g} %)")
         if entry["score_file"]:
             print(f"scores: {entry['score_file']}")
     for path in plots:
@@ -216,17 +251,48 @@ def run(args) -> int:
     return 0
 
 
-def _norm_title(norm: str, top_k: Optional[int]) -> str:
-    return {"none": "cosine", "snorm": "cosine + S-norm"}.get(norm, f"cosine + AS-Norm top-{top_k}")
+def recipe_from_arguments(args, norm: str, dim: int, model: Optional[str] = None) -> ScoringRecipe:
+    """The scoring recipe the options describe (cohort and back-end files read and checked against ``dim``)."""
+    cohort = _load_cohort(args.cohort, dim) if args.cohort else None
+    backend = Backend.load(args.backend) if getattr(args, "backend", None) else None
+    if backend is not None and backend.input_dim != dim:
+        raise UsageError(f"back-end {args.backend} was trained on {backend.input_dim}-dimensional embeddings, "
+                         f"these have {dim}: train it on embeddings of the same model")
+    return ScoringRecipe(norm=norm, top_k=args.top_k if norm == "asnorm" else None, cohort=cohort,
+                         subtract_mean=args.subtract_mean, backend=backend, model=model)
 
 
-def _print_table(results: List[Dict], norm: str, top_k: Optional[int]):
+def _calibration_metrics(scores, labels, recipe: ScoringRecipe, calibration: Optional[Calibration], args) -> Dict:
+    """minCllr always; Cllr and actual DCF when the scores are LLRs; thresholds for --far / --frr."""
+    out: Dict = {"min_cllr": min_cllr(scores, labels)}
+    llrs = calibration.llr(scores) if calibration is not None else (scores if recipe.gives_llrs else None)
+    if llrs is not None:
+        out["cllr"] = cllr(llrs, labels)
+        out["act_dcf"] = {format(p, "g"): actual_dcf(llrs, labels, p) for p in P_TARGETS}
+    for key, rates in (("far_thresholds", args.far), ("frr_thresholds", args.frr)):
+        rows = []
+        for rate in rates:
+            threshold, far, frr = threshold_at_rate(scores, labels, **{key[:3]: rate})
+            rows.append({"target": rate, "threshold": threshold, "far": far, "frr": frr})
+        if rows:
+            out[key] = rows
+    return out
+
+
+def _print_table(results: List[Dict], title: str):
     width = max(10, *(len(r["name"]) for r in results))
+    calibrated = "cllr" in results[0]
     header = (f"{'trial list':<{width}} {'trials':>9} {'targets':>8} {'missing':>8} {'EER %':>7} "
               + " ".join(f"{'minDCF(' + format(p, 'g') + ')':>13}" for p in P_TARGETS))
-    print(f"scoring: {_norm_title(norm, top_k)}")
+    if calibrated:
+        header += " " + " ".join(f"{'actDCF(' + format(p, 'g') + ')':>13}" for p in P_TARGETS) + f" {'Cllr':>7}"
+    header += f" {'minCllr':>7}"
+    print(f"scoring: {title}")
     print(header)
     for r in results:
         dcf = " ".join(f"{r['min_dcf'][format(p, 'g')]['value']:>13.4f}" for p in P_TARGETS)
-        print(f"{r['name']:<{width}} {r['trials']:>9} {r['targets']:>8} {r['missing_trials']:>8} "
-              f"{100 * r['eer']:>7.3f} {dcf}")
+        line = (f"{r['name']:<{width}} {r['trials']:>9} {r['targets']:>8} {r['missing_trials']:>8} "
+                f"{100 * r['eer']:>7.3f} {dcf}")
+        if calibrated:
+            line += " " + " ".join(f"{r['act_dcf'][format(p, 'g')]:>13.4f}" for p in P_TARGETS) + f" {r['cllr']:>7.4f}"
+        print(line + f" {r['min_cllr']:>7.4f}")

@@ -7,6 +7,10 @@ reports.  Without ``--threshold`` only the score is printed.
 
 import json
 
+import numpy as np
+
+from ..speaker_db import model_fingerprint
+from .decisions import add_decision_arguments, describe_decision, durations_of, scoring_from_arguments
 from .embed import add_embedder_arguments, embedder_from_arguments
 
 
@@ -18,9 +22,8 @@ def register(subparsers) -> None:
                     "a development trial list (the EER threshold printed by 'redimnet eval').")
     parser.add_argument("first", metavar="A", help="audio file")
     parser.add_argument("second", metavar="B", help="audio file")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="accept when the score is at least this (default: print the score only)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    add_decision_arguments(parser)
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -28,11 +31,24 @@ def register(subparsers) -> None:
 def run(args) -> int:
     embedder = embedder_from_arguments(args)
     embeddings = embedder.embed_files([args.first, args.second])
-    score = embedder.score(embeddings[0], embeddings[1])
+    scoring = scoring_from_arguments(args, model_fingerprint(embedder.model), int(embeddings.shape[1]))
+    if scoring.backend is not None:
+        score = float(scoring.backend.score_trials(np.stack(embeddings), [0], [1])[0])
+    else:
+        score = embedder.score(embeddings[0], embeddings[1])
+    if scoring.calibration is not None:
+        durations = durations_of([args.first, args.second]) if scoring.calibration.quality_names else None
+        decision = scoring.decide(float(scoring.llrs([score], durations)[0]))
+        if args.json:
+            print(json.dumps({"a": args.first, "b": args.second, "scoring": scoring.name, "score": score,
+                              **decision.to_dict()}))
+        else:
+            print(f"score {score:.4f} ({scoring.name})  {describe_decision(decision)}")
+        return 0
     decision = None if args.threshold is None else ("accept" if score >= args.threshold else "reject")
     if args.json:
-        print(json.dumps({"a": args.first, "b": args.second, "score": score, "threshold": args.threshold,
-                          "decision": decision}))
+        print(json.dumps({"a": args.first, "b": args.second, "scoring": scoring.name, "score": score,
+                          "threshold": args.threshold, "decision": decision}))
     elif decision is None:
         print(f"score {score:.4f}")
     else:

@@ -53,14 +53,6 @@ class BackendError(RedimnetError):
     """A back-end that cannot be trained, read or applied."""
 
 
-def _scipy_linalg():
-    try:
-        import scipy.linalg
-    except ImportError:
-        raise BackendError('training a back-end needs scipy: pip install "redimnet[scoring]"') from None
-    return scipy.linalg
-
-
 def _unit_rows(matrix: np.ndarray, what: str) -> np.ndarray:
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.ndim != 2:
@@ -423,9 +415,10 @@ def train_backend(embeddings: np.ndarray, speakers: Sequence, kind: str = "plda"
         if target < x.shape[1] or kind == "lda":
             if counts.max() < 2:
                 raise BackendError("LDA needs speakers with at least two recordings (all speakers have one)")
-            linalg = _scipy_linalg()
+            import scipy.linalg
+
             _, between, within = _scatter(centred, inverse, counts)
-            values, vectors = linalg.eigh(_regularised(between, 1e-9), _regularised(within, 1e-4))
+            values, vectors = scipy.linalg.eigh(_regularised(between, 1e-9), _regularised(within, 1e-4))
             projection = vectors[:, ::-1][:, :target]
         info["dim"] = target
     backend = Backend(kind, mean, projection, None, info)

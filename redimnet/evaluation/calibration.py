@@ -40,7 +40,7 @@ from ..fileio import atomic_write
 from .metrics import MetricsError, error_rates, trial_arrays
 
 __all__ = [
-    "CalibrationError", "Calibration", "fit_calibration", "cllr", "min_cllr", "actual_dcf", "bayes_threshold",
+    "CalibrationError", "Calibration", "Decision", "fit_calibration", "cllr", "min_cllr", "actual_dcf", "bayes_threshold",
     "posterior", "threshold_at_rate", "array_fingerprint", "quality_from_durations", "QUALITY_DURATIONS",
 ]
 
@@ -52,6 +52,10 @@ QUALITY_DURATIONS = ("log_min_duration", "log_max_duration")
 
 # false-accept rates at which the development non-target LLRs are tabulated (for --far)
 _FAR_GRID = np.logspace(-5, np.log10(0.5), 60)
+
+
+# recipe keys that are compared only when both sides know them
+_OPTIONAL_RECIPE_KEYS = ("model",)
 
 
 class CalibrationError(RedimnetError):
@@ -146,10 +150,7 @@ def cllr(llrs: Sequence[float], labels: Sequence) -> float:
 
 def _pav_llrs(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """LLRs of the best non-decreasing map of ``scores`` (pool-adjacent-violators on the target labels)."""
-    try:
-        from scipy.optimize import isotonic_regression
-    except ImportError:
-        raise CalibrationError('minCllr and calibration need scipy: pip install "redimnet[scoring]"') from None
+    from scipy.optimize import isotonic_regression
     order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
     # equal scores must get one value: pool them before the regression
@@ -211,6 +212,23 @@ def threshold_at_rate(scores: Sequence[float], labels: Sequence, far: Optional[f
     return float(rates.thresholds[i]), float(rates.false_alarm[i]), float(rates.miss[i])
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A calibrated decision: the LLR, the posterior at the prior, the threshold used and the outcome."""
+
+    llr: float
+    posterior: float
+    p_target: float
+    threshold: float
+    accept: bool
+    far: Optional[float] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"llr": self.llr, "posterior": self.posterior, "p_target": self.p_target,
+                "llr_threshold": self.threshold, "rule": "far" if self.far is not None else "bayes",
+                "far": self.far, "decision": "accept" if self.accept else "reject"}
+
+
 @dataclass
 class Calibration:
     """An affine map from scores (and quality measures) to log-likelihood ratios, and what it was fitted on.
@@ -249,14 +267,14 @@ class Calibration:
     def check_recipe(self, recipe: Mapping[str, Any]) -> None:
         """Raise :class:`CalibrationError` when ``recipe`` differs from the one this calibration was fitted on.
 
-        A key missing on either side (``None``) is not compared, so a calibration
-        fitted without a model fingerprint can be used with any model of the
-        same embedding dimension, and says so in its ``recipe``.
+        Every key must match, except the model fingerprint, which is compared
+        only when both sides know it (embeddings files do not always record
+        their model).
         """
         problems = []
         for key in sorted(set(self.recipe) | set(recipe)):
             mine, theirs = self.recipe.get(key), recipe.get(key)
-            if key == "scoring" or (mine is not None and theirs is not None):
+            if key not in _OPTIONAL_RECIPE_KEYS or (mine is not None and theirs is not None):
                 if mine != theirs:
                     problems.append(f"{key}: fitted on {mine!r}, now {theirs!r}")
         if problems:
@@ -276,6 +294,14 @@ class Calibration:
                                    "trials or another rate")
         order = np.argsort(rates)
         return float(np.interp(np.log(far), np.log(rates[order]), thresholds[order]))
+
+    def decide(self, llr: float, p_target: float = 0.5, far: Optional[float] = None, c_miss: float = 1.0,
+               c_fa: float = 1.0) -> "Decision":
+        """The decision for one LLR: at the Bayes threshold for ``p_target`` (and costs), or at the LLR
+        threshold that gave false-accept rate ``far`` on the development trials."""
+        threshold = self.llr_threshold_at_far(far) if far is not None else bayes_threshold(p_target, c_miss, c_fa)
+        return Decision(float(llr), float(posterior(llr, p_target)), p_target, threshold, bool(llr >= threshold),
+                        far)
 
     # ---- file format ----------------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -343,10 +369,7 @@ def fit_calibration(scores: Sequence[float], labels: Sequence, quality: Optional
     toolkit).  ``quality`` is an optional ``[N, K]`` matrix of quality measures
     (see :func:`quality_from_durations`).
     """
-    try:
-        from scipy.optimize import minimize
-    except ImportError:
-        raise CalibrationError('fitting a calibration needs scipy: pip install "redimnet[scoring]"') from None
+    from scipy.optimize import minimize
     scores, labels = trial_arrays(scores, labels)
     train_prior = _check_prior(train_prior, "train_prior")
     q = _quality_matrix(quality, scores.size, quality.shape[1] if quality is not None and np.ndim(quality) == 2

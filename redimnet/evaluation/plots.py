@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import RedimnetError
 from .metrics import eer_with_threshold, error_rates
 
-__all__ = ["PlotError", "require_matplotlib", "probit", "det_points", "plot_det", "plot_score_histogram"]
+__all__ = ["PlotError", "require_matplotlib", "probit", "det_points", "plot_det", "plot_score_histogram",
+           "reliability_points", "plot_reliability"]
 
 PathLike = Union[str, os.PathLike]
 Scored = Tuple[Sequence[float], Sequence]    # (scores, labels)
@@ -146,6 +147,51 @@ def plot_score_histogram(scores: Sequence[float], labels: Sequence, path: PathLi
                  label=f"EER threshold {threshold:.3f} (EER {100 * value:.2f} %)")
     axes.set_xlabel("score")
     axes.set_ylabel("density")
+    axes.set_title(title)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def reliability_points(llrs: Sequence[float], labels: Sequence, bins: int = 10,
+                       min_count: int = 5) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(predicted, observed, counts)`` of a reliability diagram at an even prior.
+
+    Trials are grouped into ``bins`` equal-count bins of their LLR; for each
+    bin, ``predicted`` is the mean posterior ``sigmoid(llr)`` and ``observed``
+    the fraction of target trials, after reweighting the two classes to equal
+    totals (so the diagram does not depend on the list's target proportion).
+    Bins with fewer than ``min_count`` trials are dropped.
+    """
+    llrs = np.asarray(llrs, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).astype(bool).reshape(-1)
+    weights = np.where(labels, 0.5 / max(1, labels.sum()), 0.5 / max(1, (~labels).sum()))
+    order = np.argsort(llrs, kind="stable")
+    predicted, observed, counts = [], [], []
+    for chunk in np.array_split(order, bins):
+        if chunk.size < min_count:
+            continue
+        w = weights[chunk]
+        predicted.append(float(np.mean(1.0 / (1.0 + np.exp(-llrs[chunk])))))
+        observed.append(float(np.sum(w * labels[chunk]) / np.sum(w)))
+        counts.append(chunk.size)
+    return np.asarray(predicted), np.asarray(observed), np.asarray(counts)
+
+
+def plot_reliability(curves: Mapping[str, Scored], path: PathLike, title: str = "reliability") -> Path:
+    """Reliability (calibration) diagram of LLRs: predicted vs observed target probability at an even prior."""
+    Figure, FigureCanvasAgg = require_matplotlib()
+    figure = Figure(figsize=(5, 5), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
+    for name, (llrs, labels) in curves.items():
+        predicted, observed, _ = reliability_points(llrs, labels)
+        axes.plot(predicted, observed, marker="o", label=name)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("predicted P(target) at prior 0.5")
+    axes.set_ylabel("observed fraction of targets (classes reweighted)")
     axes.set_title(title)
     axes.legend(fontsize="small")
     figure.tight_layout()

@@ -19,7 +19,7 @@ from ..errors import RedimnetError
 from .scoring import l2_normalize
 from .trials import EmbeddingIndex, _normalise_id
 
-__all__ = ["ScoreNormError", "speaker_of", "build_cohort", "cohort_statistics", "normalize_scores"]
+__all__ = ["ScoreNormError", "speaker_of", "speakers_of", "build_cohort", "cohort_statistics", "normalize_scores"]
 
 _ROWS_PER_BLOCK = 2048
 
@@ -37,6 +37,28 @@ def speaker_of(utt: str) -> str:
     return first[0]
 
 
+def speakers_of(ids: Sequence[str], utt2spk: Optional[Mapping[str, str]] = None) -> List[str]:
+    """The speaker of every utterance id: from ``utt2spk`` (looked up like trial ids, so extensions may
+    differ) or, without it, the first path component of each id (see :func:`speaker_of`)."""
+    ids = [str(i) for i in ids]
+    if utt2spk is None:
+        return [speaker_of(u) for u in ids]
+    index = EmbeddingIndex(list(utt2spk.keys()))
+    labels = list(utt2spk.values())
+    speakers, missing = [], []
+    for utt in ids:
+        row = index.find(utt)
+        if row is None:
+            missing.append(utt)
+        else:
+            speakers.append(labels[row])
+    if missing:
+        raise ScoreNormError(f"{len(missing)} of {len(ids)} embedded utterances have no speaker in utt2spk "
+                             f"(e.g. {', '.join(missing[:3])}); add them to utt2spk or embed only the "
+                             "utterances that have one")
+    return speakers
+
+
 def build_cohort(ids: Sequence[str], embeddings: np.ndarray, utt2spk: Optional[Mapping[str, str]] = None,
                  min_utterances: int = 1) -> Tuple[List[str], np.ndarray]:
     """``(speakers, means)``: the mean of the L2-normalised embeddings of every speaker, itself normalised.
@@ -49,23 +71,7 @@ def build_cohort(ids: Sequence[str], embeddings: np.ndarray, utt2spk: Optional[M
     unit = l2_normalize(embeddings)
     if len(ids) != unit.shape[0]:
         raise ScoreNormError(f"{len(ids)} ids for {unit.shape[0]} embeddings")
-    if utt2spk is None:
-        speakers = [speaker_of(u) for u in ids]
-    else:
-        index = EmbeddingIndex(list(utt2spk.keys()))
-        labels = list(utt2spk.values())
-        speakers = []
-        missing = []
-        for utt in ids:
-            row = index.find(utt)
-            if row is None:
-                missing.append(utt)
-            else:
-                speakers.append(labels[row])
-        if missing:
-            raise ScoreNormError(f"{len(missing)} of {len(ids)} embedded utterances have no speaker in utt2spk "
-                                 f"(e.g. {', '.join(missing[:3])}); add them to utt2spk or embed only the "
-                                 "cohort utterances")
+    speakers = speakers_of(ids, utt2spk)
     names, inverse, counts = np.unique(np.asarray(speakers, dtype=str), return_inverse=True, return_counts=True)
     sums = np.zeros((names.size, unit.shape[1]), dtype=np.float64)
     np.add.at(sums, inverse.reshape(-1), unit)
