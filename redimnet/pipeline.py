@@ -117,6 +117,7 @@ class _Settings:
     min_samples: int
     channel: Optional[int]
     trim: bool
+    target_rate: int = TARGET_SAMPLE_RATE
 
 
 def too_short(length: int, min_samples: int, trim: bool, where: str) -> AudioError:
@@ -132,7 +133,7 @@ def _windows(source, settings: _Settings, where: str) -> Iterator[Tuple[str, obj
     if isinstance(source, np.ndarray):
         length, blocks = len(source), (lambda: iter([source]))
     else:
-        audio = AudioFile(source, channel=settings.channel, trim=settings.trim)
+        audio = AudioFile(source, channel=settings.channel, trim=settings.trim, target_rate=settings.target_rate)
         length, blocks = audio.length, audio.blocks
     for _attempt in range(2):
         if length < settings.min_samples:
@@ -233,16 +234,17 @@ class EmbeddingPipeline:
     ``network``: a model mapping ``[N, T]`` 16 kHz waveforms to ``[N, D]``
     embeddings (plain or optimised), already on ``device`` and in eval mode.
     ``min_samples``: the shortest input it accepts.  ``autocast_dtype``:
-    ``None`` or a torch dtype for autocast.
+    ``None`` or a torch dtype for autocast.  ``target_rate``: the rate
+    files are resampled to (16 kHz for every ReDimNet model).
     """
 
     def __init__(self, network: torch.nn.Module, device: Union[str, torch.device], windowing: Windowing,
                  min_samples: int, batch_size: int = 16, channel: Optional[int] = None, trim: bool = False,
-                 autocast_dtype: Optional[torch.dtype] = None):
+                 autocast_dtype: Optional[torch.dtype] = None, target_rate: int = TARGET_SAMPLE_RATE):
         self.network = network
         self.device = torch.device(device)
         self.windowing = windowing
-        self.settings = _Settings(windowing, int(min_samples), channel, bool(trim))
+        self.settings = _Settings(windowing, int(min_samples), channel, bool(trim), int(target_rate))
         self.batch_size = int(batch_size)
         self.autocast_dtype = autocast_dtype
 

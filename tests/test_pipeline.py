@@ -211,3 +211,26 @@ def test_one_cosine_and_one_zero_vector_policy(tmp_path):
     with speaker_db.SpeakerDatabase(tmp_path / "s.db") as db:
         with pytest.raises(speaker_db.SpeakerDatabaseError, match="zero or non-finite"):
             db.enroll("ann", np.zeros((1, 4)), ["a"], "m")
+
+
+def test_training_validation_uses_the_pipeline(tmp_path, model):
+    from redimnet.evaluation.metrics import eer
+    from redimnet.training.trainer import validation_eer
+
+    waves = {f"s{i}/u{j}.wav": noise(8000 + 1000 * j, 20 + 3 * i + j) for i in range(2) for j in range(2)}
+    for name, wave in waves.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        sf.write(tmp_path / name, wave, 16000, subtype="FLOAT")
+    trials = [("s0/u0.wav", "s0/u1.wav", 1), ("s0/u0.wav", "s1/u0.wav", 0), ("s1/u0.wav", "s1/u1.wav", 1),
+              ("s0/u1.wav", "s1/u1.wav", 0)]
+    (tmp_path / "trials.txt").write_text("".join(f"{label} {a} {b}\n" for a, b, label in trials))
+    model.train()
+    value = validation_eer(model, str(tmp_path / "trials.txt"), str(tmp_path), 16000, 20.0, torch.device("cpu"))
+    assert model.training  # mode restored
+    model.eval()
+    vectors = {name: direct(model, wave) for name, wave in waves.items()}
+    expected = eer([cosine_score(vectors[a], vectors[b]) for a, b, _ in trials], [bool(t[2]) for t in trials])
+    assert value == pytest.approx(expected, abs=1e-9)
+    sf.write(tmp_path / "s1" / "u1.wav", np.zeros(9000), 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"1 of 4 utterance.*u1\.wav: no speech signal"):
+        validation_eer(model, str(tmp_path / "trials.txt"), str(tmp_path), 16000, 20.0, torch.device("cpu"))

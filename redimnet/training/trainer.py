@@ -32,7 +32,7 @@ from ..checkpoint import first_non_finite, load_checkpoint, save_checkpoint
 from ..distributed import World, current_world, init
 from ..errors import RedimnetError
 from ..model import ReDimNet
-from .augment import AugmentationSettings, Augmenter, read_audio
+from .augment import AugmentationSettings, Augmenter
 from .checkpointing import (average_checkpoints, load_training_state, model_snapshots, prune, restore_rng_states,
                             rng_states, save_training_state, training_states)
 from .config import TrainingConfig
@@ -188,23 +188,42 @@ def _write_log_rows(path: Path, rows: List[dict], keep_until_step: Optional[int]
 
 def validation_eer(model: ReDimNet, trials_path: str, audio_dir: str, sample_rate: int,
                    max_seconds: Optional[float], device: torch.device) -> float:
-    """EER (fraction) of cosine scores of the model's embeddings on a trial list."""
+    """EER (fraction) of cosine scores of the model's embeddings on a trial list.
+
+    The utterances go through the embedding pipeline (:mod:`redimnet.pipeline`),
+    as in ``redimnet eval``; one longer than ``max_seconds`` is embedded as the
+    mean of windows of that length.  Raises ``AudioError`` naming the files
+    that cannot be embedded.
+    """
+    from ..audio import AudioError
     from ..evaluation.metrics import eer
     from ..evaluation.trials import read_trials
+    from ..inference import minimum_samples
+    from ..pipeline import EmbeddingPipeline, Windowing
+    from ..similarity import l2_normalize
 
     trials = read_trials(trials_path)
-    wanted = trials.utterances()
-    embeddings: Dict[str, np.ndarray] = {}
-    limit = int(max_seconds * sample_rate) if max_seconds else None
+    wanted = list(trials.utterances())
+    window = int(max_seconds * sample_rate) if max_seconds else 1 << 60
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for utt in wanted:
-            wave = read_audio(Path(audio_dir) / utt, sample_rate)[:limit]
-            vector = model(torch.from_numpy(wave).unsqueeze(0).to(device)).float().cpu().numpy()[0]
-            embeddings[utt] = vector / (np.linalg.norm(vector) + 1e-12)
-    model.train(was_training)
-    scores = [float(embeddings[e] @ embeddings[t]) for e, t in zip(trials.enroll, trials.test)]
+    try:
+        pipeline = EmbeddingPipeline(model, device, Windowing(window, 0), minimum_samples(model),
+                                     target_rate=sample_rate)
+        rows: Dict[int, np.ndarray] = {}
+        failures = []
+        for result in pipeline.run([Path(audio_dir) / utt for utt in wanted]):
+            if result.error is not None:
+                failures.append(f"{Path(audio_dir) / wanted[result.index]}: {result.error}")
+            else:
+                rows[result.index] = result.embedding
+    finally:
+        model.train(was_training)
+    if failures:
+        raise AudioError(f"validation: {len(failures)} of {len(wanted)} utterance(s) cannot be embedded: "
+                         + "; ".join(failures[:3]))
+    unit = dict(zip(wanted, l2_normalize(np.stack([rows[i] for i in range(len(wanted))]), dtype=np.float64)))
+    scores = [float(unit[e] @ unit[t]) for e, t in zip(trials.enroll, trials.test)]
     return float(eer(scores, trials.labels))
 
 
