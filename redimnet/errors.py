@@ -11,3 +11,7 @@ class CheckpointError(RedimnetError):
 
 class InvalidArgumentError(RedimnetError, ValueError):
     """A value given to the library (an option or argument) cannot be used; the message says which and why."""
+
+
+class RedimnetWarning(UserWarning):
+    """Something worked, but not as asked (e.g. the model runs unoptimised)."""

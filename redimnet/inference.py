@@ -94,7 +94,10 @@ class Embedder:
     available, else cpu).  ``precision``: ``"float32"`` (default),
     ``"float16"`` or ``"bfloat16"`` autocast (float16 only on GPU).
     ``optimize``: pass the model through
-    ``redimnet.optimize.optimize_for_inference`` when that module exists.
+    ``redimnet.optimize.optimize_for_inference`` when that module exists; a
+    model that cannot be optimised runs in its plain form with an
+    ``OptimizationWarning`` naming the block and the reason, or raises
+    ``OptimizeError`` with ``strict=True``.
     ``max_seconds`` / ``overlap_seconds``: how long inputs are windowed (see
     the module documentation).  ``channel``: pick one channel instead of
     averaging them.  ``trim_silence``: cut leading/trailing silence.
@@ -109,7 +112,7 @@ class Embedder:
     def __init__(self, model: torch.nn.Module, device: Optional[str] = None, precision: str = "float32",
                  optimize: bool = True, max_seconds: float = 60.0, overlap_seconds: float = 10.0,
                  channel: Optional[int] = None, trim_silence: bool = False, batch_size: int = 16,
-                 keep_freed_memory: bool = True):
+                 keep_freed_memory: bool = True, strict: bool = False):
         if precision not in _PRECISIONS:
             raise InvalidArgumentError(f"unknown precision {precision!r}; choose float32, float16 or bfloat16")
         if device is None:
@@ -133,14 +136,16 @@ class Embedder:
         self.network = self.model
         if optimize:
             try:
-                from .optimize import optimize_for_inference
+                from .optimize import OptimizeError, optimize_for_inference, warn_not_optimized
             except ImportError:
                 pass
             else:
                 try:
-                    self.network = optimize_for_inference(self.model)
-                except RedimnetError:  # a layer the optimiser does not handle: the plain model works
-                    self.network = self.model
+                    self.network = optimize_for_inference(self.model, strict=True)
+                except OptimizeError as error:  # the plain model works: say why it is used
+                    if strict:
+                        raise
+                    warn_not_optimized(error)
         self.optimized = self.network is not self.model
         if keep_freed_memory and self.device.type == "cpu":
             from .optimize.allocator import keep_freed_memory as keep

@@ -17,3 +17,9 @@ class ChannelSqueeze(nn.Sequential):
         self.norm = nn.BatchNorm2d(out_channels, eps=1e-6)
         self.act = nn.ReLU() if activation == "relu" else nn.GELU()
         self.pointwise = nn.Conv2d(out_channels, out_channels, 1)
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: batch norm folded into the grouped conv (time-major 2D layout)."""
+        from ..optimize.fused_2d import FastChannelSqueeze
+
+        return FastChannelSqueeze(self)

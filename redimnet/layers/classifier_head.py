@@ -27,3 +27,7 @@ class ClassifierHead(nn.Module):
         if name == "log_softmax":
             return torch.log_softmax(x, dim=dim)
         return getattr(torch, name)(x)
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: the head itself (it works on embeddings, which have one layout)."""
+        return self

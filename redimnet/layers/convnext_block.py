@@ -25,6 +25,7 @@ class ConvNeXtBlock(nn.Module):
                  group_divisor: Optional[int] = 1, activation: str = "gelu"):
         super().__init__()
         conv = _CONV[dim]
+        self.dim = dim
         groups = grouped(channels, group_divisor)
         self.depthwise = nn.ModuleList(
             conv(channels, channels, kernel_size=k, padding="same", groups=groups) for k in kernel_sizes)
@@ -38,3 +39,14 @@ class ConvNeXtBlock(nn.Module):
         else:
             y = torch.cat([conv(x) for conv in self.depthwise], dim=1)
         return x + self.pointwise(self.act(self.norm(y)))
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: parallel depthwise convs merged into one, batch norm folded in
+        (``[N, T, C]`` for 1D blocks, the time-major 2D layout for 2D blocks)."""
+        if self.dim == 1:
+            from ..optimize.fused_1d import FastConvNeXt1d
+
+            return FastConvNeXt1d(self)
+        from ..optimize.fused_2d import FastConvNeXt2d
+
+        return FastConvNeXt2d(self)

@@ -17,3 +17,9 @@ class FrequencySE(nn.Module):
         gate = x.mean(dim=(1, 3))
         gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(gate))))
         return x * gate[:, None, :, None]
+
+    def for_inference(self) -> nn.Module:
+        """Inference form on the time-major 2D layout, scaling in place."""
+        from ..optimize.fused_2d import FastFrequencySE
+
+        return FastFrequencySE(self)

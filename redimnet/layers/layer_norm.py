@@ -26,3 +26,9 @@ class ChannelLayerNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, eps={self.eps}"
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: ``layer_norm`` over the last axis of a time-major tensor."""
+        from ..optimize.fused_1d import LayerNorm
+
+        return LayerNorm(self)

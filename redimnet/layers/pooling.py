@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..config import MHASTP_HEADS, MQMHASTP_HEADS
+from ..fast.adapters import PlainPooling
 
 _VAR_FLOOR = 1e-7
 
@@ -35,6 +36,10 @@ class TAP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean(dim=-1)
 
+    def for_inference(self) -> nn.Module:
+        """Inference form: this layer fed the ``[N, C, T]`` view of time-major frames."""
+        return PlainPooling(self)
+
 
 class TMAP(nn.Module):
     """Temporal max plus average pooling: ``max_t x + mean_t x``."""
@@ -57,6 +62,10 @@ class TSDP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _std(x)
 
+    def for_inference(self) -> nn.Module:
+        """Inference form: this layer fed the ``[N, C, T]`` view of time-major frames."""
+        return PlainPooling(self)
+
 
 class TSTP(nn.Module):
     """Temporal statistics pooling: mean and standard deviation."""
@@ -67,6 +76,10 @@ class TSTP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x.mean(dim=-1), _std(x)], dim=1)
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: this layer fed the ``[N, C, T]`` view of time-major frames."""
+        return PlainPooling(self)
 
 
 class ASTP(nn.Module):
@@ -91,6 +104,12 @@ class ASTP(nn.Module):
             std = _std(x, keepdim=True).expand(-1, -1, frames)
             context = torch.cat([x, mean, std], dim=1)
         return _weighted_stats(x, self.score(torch.tanh(self.hidden(context))))
+
+    def for_inference(self) -> nn.Module:
+        """Inference form on ``[N, T, C]`` (global-context product once per utterance)."""
+        from ..optimize.fused_1d import FastASTP
+
+        return FastASTP(self)
 
 
 class _AttentionScorer(nn.Module):
@@ -128,6 +147,10 @@ class MHASTP(nn.Module):
         chunks = torch.chunk(x, self.heads, dim=1)
         return torch.cat([_weighted_stats(c, scorer(c)) for c, scorer in zip(chunks, self.scorers)], dim=1)
 
+    def for_inference(self) -> nn.Module:
+        """Inference form: this layer fed the ``[N, C, T]`` view of time-major frames."""
+        return PlainPooling(self)
+
 
 class MQMHASTP(nn.Module):
     """Multi-query multi-head attentive statistics pooling: several MHASTP
@@ -141,6 +164,10 @@ class MQMHASTP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([query(x) for query in self.queries], dim=-1)
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: this layer fed the ``[N, C, T]`` view of time-major frames."""
+        return PlainPooling(self)
 
 
 # Poolings only some model families use (TMAP: ReDimNet2).

@@ -48,3 +48,9 @@ class ResNetBlock(nn.Module):
         if self.se is not None:
             y = self.se(y)
         return torch.relu(x + y)
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: ``bn2`` folded into the second conv, ``bn1`` one multiply-add."""
+        from ..optimize.fused_2d import FastResNet2d
+
+        return FastResNet2d(self)

@@ -38,3 +38,9 @@ class StageMixer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_inputs={self.num_inputs}, rows={self.logits.shape[2]}"
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: softmax weights computed once, time-major inputs."""
+        from ..optimize.fused_model import FastMixer
+
+        return FastMixer(self)

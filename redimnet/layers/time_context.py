@@ -22,6 +22,12 @@ class ConvPositionEncoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.norm(self.conv(x))
 
+    def for_inference(self) -> nn.Module:
+        """Inference form on ``[N, T, C]``."""
+        from ..optimize.fused_1d import FastPositionEncoding
+
+        return FastPositionEncoding(self)
+
 
 class PointwiseMLP(nn.Sequential):
     """1x1 conv to twice the width, layer norm, GELU, 1x1 conv back ("fc" blocks)."""
@@ -32,6 +38,12 @@ class PointwiseMLP(nn.Sequential):
         self.norm = ChannelLayerNorm(2 * channels)
         self.act = nn.GELU()
         self.project = nn.Conv1d(2 * channels, channels, 1)
+
+    def for_inference(self) -> nn.Module:
+        """Inference form on ``[N, T, C]``."""
+        from ..optimize.fused_1d import FastPointwiseMLP
+
+        return FastPointwiseMLP(self)
 
 
 def _context_layers(kind: str, hidden: int) -> nn.Module:
@@ -65,3 +77,9 @@ class TimeContextBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.expand(self.context(self.reduce_norm(self.reduce(x))))
+
+    def for_inference(self) -> nn.Module:
+        """Inference form on the time-major 1D view (context layers converted one by one)."""
+        from ..optimize.fused_1d import FastTimeContext
+
+        return FastTimeContext(self)

@@ -56,3 +56,9 @@ class TransformerLayer(nn.Module):
         x = self.norm1(x + self.attention(x))
         x = self.norm2(x + self.feed_forward(x))
         return x.transpose(1, 2)
+
+    def for_inference(self) -> nn.Module:
+        """Inference form on ``[N, T, C]``: fused q/k/v, heads padded to 16."""
+        from ..optimize.fused_1d import FastTransformer
+
+        return FastTransformer(self)

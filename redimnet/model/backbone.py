@@ -24,6 +24,12 @@ class Stem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
 
+    def for_inference(self) -> nn.Module:
+        """Inference form: features ``[N, T, F]`` -> time-major 1D view."""
+        from ..optimize.fused_model import FastStem
+
+        return FastStem(self)
+
 
 class Projection(nn.Sequential):
     """1x1 convolution to ``out_channels`` and batch norm (the ``out_channels`` option)."""
@@ -32,6 +38,12 @@ class Projection(nn.Sequential):
         super().__init__()
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size=1)
         self.norm = nn.BatchNorm1d(out_channels)
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: one linear layer with the batch norm folded in."""
+        from ..optimize.fused_1d import fold_projection
+
+        return fold_projection(self)
 
 
 class Backbone(nn.Module):
@@ -68,3 +80,9 @@ class Backbone(nn.Module):
         if self.projection is not None:
             x = self.projection(x)
         return (x, outputs) if return_all_outputs else x
+
+    def for_inference(self) -> nn.Module:
+        """Inference form on time-major tensors."""
+        from ..optimize.fused_model import FastBackbone
+
+        return FastBackbone(self)

@@ -85,3 +85,9 @@ class ReDimNet(WaveformEmbedder):
         if self.classifier is not None:
             x = self.classifier(x)
         return (x, outputs_1d) if all_outputs else x
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: :class:`~redimnet.optimize.OptimizedReDimNet`."""
+        from ..optimize.fused_model import OptimizedReDimNet
+
+        return OptimizedReDimNet(self)

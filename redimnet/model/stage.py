@@ -70,3 +70,9 @@ class Stage(nn.Module):
         if self.time_context is not None:
             x = self.time_context(x)
         return x
+
+    def for_inference(self) -> nn.Module:
+        """Inference form on time-major tensors."""
+        from ..optimize.fused_model import FastStage
+
+        return FastStage(self)

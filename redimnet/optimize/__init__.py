@@ -15,34 +15,58 @@ rounding, well within 1e-4 relative):
   the pooling's global-context product computed once per utterance;
 * optionally ``torch.compile``.
 
-The plain modules are not changed; training uses them.  :func:`keep_freed_memory`
+Every block owns its inference form (a ``for_inference()`` method beside its
+``forward``, see :mod:`redimnet.fast`); this module starts the walk at the
+top of the model.  The plain modules are not changed; training uses them.  :func:`keep_freed_memory`
 (:mod:`.allocator`) is the process-wide malloc setting the embedding helpers
 apply: repeated forward passes then reuse memory instead of page-faulting.
 """
 
 import copy
+import warnings
 
 import torch
 from torch import nn
 
-from ..errors import RedimnetError
+from ..errors import RedimnetError, RedimnetWarning
+from ..fast import InferenceFormError, build_inference_form
 from ..model.redimnet import ReDimNet
 from .allocator import keep_freed_memory
 from .fused_model import OptimizedReDimNet
 
-__all__ = ["OptimizeError", "OptimizedReDimNet", "keep_freed_memory", "optimize_for_inference"]
+__all__ = ["OptimizationWarning", "OptimizeError", "OptimizedReDimNet", "keep_freed_memory",
+           "optimize_for_inference", "warn_not_optimized"]
 
 
 class OptimizeError(RedimnetError):
-    """The model cannot be optimised (not a ReDimNet, or an unsupported layer)."""
+    """The model cannot be optimised (not a ReDimNet, or a block without a working inference form)."""
 
 
-def optimize_for_inference(model: nn.Module, compile: bool = False) -> nn.Module:
+class OptimizationWarning(RedimnetWarning):
+    """The model could not be optimised and runs in its plain form (same outputs, slower)."""
+
+
+def warn_not_optimized(error: Exception, stacklevel: int = 2) -> None:
+    """Warn that optimisation failed for ``error``'s reason and the plain model is used instead."""
+    warnings.warn(f"{error}; running the plain (unoptimised) model instead, which gives the same outputs "
+                  "more slowly (pass strict=True to make this an error)", OptimizationWarning,
+                  stacklevel=stacklevel + 1)
+
+
+def optimize_for_inference(model: nn.Module, compile: bool = False, strict: bool = False) -> nn.Module:
     """An optimised, eval-mode copy of ``model`` for inference; ``model`` itself is untouched.
 
-    ``compile=True`` additionally wraps the result in ``torch.compile`` (needs a
-    working C++ compiler on CPU; the first calls are slow while it compiles).
-    A model that is already optimised is returned as a copy.
+    Args:
+        model: a :class:`~redimnet.ReDimNet` (or an already optimised model, which is
+            returned as a copy).
+        compile: additionally wrap the result in ``torch.compile`` (needs a working
+            C++ compiler on CPU; the first calls are slow while it compiles).
+        strict: raise :class:`OptimizeError` when a block of the model has no working
+            inference form; by default that is an :class:`OptimizationWarning` naming
+            the block and the reason, and an eval-mode copy of the plain model is returned.
+
+    Raises:
+        OptimizeError: ``model`` is not a ReDimNet, or (with ``strict``) a block cannot be converted.
     """
     if isinstance(model, OptimizedReDimNet):
         optimized = copy.deepcopy(model)
@@ -52,9 +76,13 @@ def optimize_for_inference(model: nn.Module, compile: bool = False) -> nn.Module
         device = first.device if first is not None else torch.device("cpu")
         try:
             with torch.no_grad():  # weights are rewritten on the CPU, then moved back
-                optimized = OptimizedReDimNet(plain.to("cpu")).to(device)
-        except ValueError as error:
-            raise OptimizeError(f"cannot optimise this model: {error}") from error
+                optimized = build_inference_form(plain.to("cpu")).to(device)
+        except InferenceFormError as error:
+            failure = OptimizeError(f"cannot optimise this model: {error}")
+            if strict:
+                raise failure from error
+            warn_not_optimized(failure)
+            return plain.to(device)
         optimized.requires_grad_(False)
     else:
         raise OptimizeError(f"optimize_for_inference expects a redimnet.ReDimNet, got {type(model).__name__}")

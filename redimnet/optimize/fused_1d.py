@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fast import inference_form
 from ..layers.convnext_block import ConvNeXtBlock
 from ..layers.layer_norm import ChannelLayerNorm
 from ..layers.pooling import ASTP, _VAR_FLOOR
@@ -102,7 +103,7 @@ class FastPositionEncoding(nn.Module):
         if block.conv.padding[0] * 2 + 1 != block.conv.kernel_size[0]:
             raise ValueError("unexpected position-encoding padding")
         self.conv = TimeConv(block.conv.weight, block.conv.bias, block.conv.groups)
-        self.norm = LayerNorm(block.norm)
+        self.norm = inference_form(block.norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.norm(self.conv(x))
@@ -114,7 +115,7 @@ class FastPointwiseMLP(nn.Module):
     def __init__(self, block: PointwiseMLP):
         super().__init__()
         self.expand = Linear.from_conv(block.expand)
-        self.norm = LayerNorm(block.norm)
+        self.norm = inference_form(block.norm)
         self.project = Linear.from_conv(block.project)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,30 +172,16 @@ class FastTransformer(nn.Module):
         return self.norm2(self.project(self.expand(x, "gelu_tanh"), residual=x))
 
 
-def fast_context_layer(layer: nn.Module) -> nn.Module:
-    """The optimised counterpart of one layer of a time-context block."""
-    if isinstance(layer, ConvNeXtBlock):
-        return FastConvNeXt1d(layer)
-    if isinstance(layer, TransformerLayer):
-        return FastTransformer(layer)
-    if isinstance(layer, ConvPositionEncoding):
-        return FastPositionEncoding(layer)
-    if isinstance(layer, PointwiseMLP):
-        return FastPointwiseMLP(layer)
-    raise ValueError(f"no optimised version of {type(layer).__name__}")
-
-
 class FastTimeContext(nn.Module):
     """:class:`~redimnet.layers.TimeContextBlock` on the time-major 1D view ``[N, T, F*C]``."""
 
     def __init__(self, block: TimeContextBlock):
         super().__init__()
         self.reduce = Linear.from_conv(block.reduce)
-        self.reduce_norm = LayerNorm(block.reduce_norm)
-        context = block.context
-        plain_sequence = isinstance(context, nn.Sequential) and not isinstance(context, PointwiseMLP)
-        layers = list(context) if plain_sequence else [context]
-        self.context = nn.Sequential(*[fast_context_layer(layer) for layer in layers])
+        self.reduce_norm = inference_form(block.reduce_norm)
+        # The context is one block, or a plain nn.Sequential of blocks.
+        layers = list(block.context) if type(block.context) is nn.Sequential else [block.context]
+        self.context = nn.Sequential(*[inference_form(layer) for layer in layers])
         self.expand = Linear.from_conv(block.expand)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -231,24 +218,6 @@ class FastASTP(nn.Module):
         mean = torch.sum(weights * x, dim=1)
         var = torch.sum(weights * x * x, dim=1) - mean * mean
         return torch.cat([mean, torch.sqrt(var.clamp(min=_VAR_FLOOR))], dim=1)
-
-
-class ChannelsFirstPooling(nn.Module):
-    """Any plain pooling layer, fed the ``[N, C, T]`` view of a time-major tensor."""
-
-    def __init__(self, pool: nn.Module):
-        super().__init__()
-        self.pool = pool
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(x.transpose(1, 2))
-
-
-def fast_pooling(pool: nn.Module) -> nn.Module:
-    """The optimised counterpart of a pooling layer (ASTP rewritten, others wrapped)."""
-    if isinstance(pool, ASTP):
-        return FastASTP(pool)
-    return ChannelsFirstPooling(pool)
 
 
 def fold_projection(projection: nn.Module) -> Linear:

@@ -9,6 +9,7 @@ from ..layers.channel_squeeze import ChannelSqueeze
 from ..layers.convnext_block import ConvNeXtBlock
 from ..layers.freq_se import FrequencySE
 from ..layers.resnet_block import ResNetBlock
+from ..fast import inference_form
 from . import epilogue
 from .folding import bn_scale_shift, fold_bn_after, fold_convnext_depthwise, merge_small_groups
 from .layout import channels_last_rows
@@ -191,7 +192,9 @@ class FastResNet2d(nn.Module):
         self.register_buffer("bn1_zeros", torch.zeros(scale.numel()))
         self.register_buffer("bn1_ones", torch.ones(scale.numel()))
         self.conv2 = GroupedConv(block.conv2, block.bn2)
-        self.se = FastFrequencySE(block.se) if block.se is not None else None
+        self.se = inference_form(block.se) if block.se is not None else None
+        # Grouped (not depthwise) convolutions: where the blocked layout was measured to help.
+        self.runs_blocked = self.conv1.spatial.weight.shape[1] > 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
@@ -265,12 +268,3 @@ class FastChannelSqueeze(nn.Module):
             rows = epilogue.activate(self.conv(x), self.act)  # [N, T, F, C], contiguous
             return self.pointwise(rows.permute(0, 3, 1, 2))
         return self.pointwise(self.conv(x, self.act))
-
-
-def fast_2d_block(block: nn.Module) -> nn.Module:
-    """The optimised counterpart of a plain 2D block."""
-    if isinstance(block, ConvNeXtBlock):
-        return FastConvNeXt2d(block)
-    if isinstance(block, ResNetBlock):
-        return FastResNet2d(block)
-    raise ValueError(f"no optimised version of {type(block).__name__}")

@@ -7,14 +7,15 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..fast import inference_form
 from ..model.backbone import Backbone, Stem
 from ..model.redimnet import ReDimNet, WaveformEmbedder
 from ..model.stage import Stage
 from ..layers.stage_mixer import StageMixer
 from . import blocked
 from .folding import fold_bn_after, fold_bn_before_linear
-from .fused_1d import FastTimeContext, Linear, LayerNorm, fast_pooling, fold_projection
-from .fused_2d import FastChannelSqueeze, FrequencyPool, SwappedConv2d, fast_2d_block
+from .fused_1d import Linear
+from .fused_2d import FrequencyPool, SwappedConv2d
 from .layout import to_1d_view, to_2d_view
 
 
@@ -46,7 +47,7 @@ class FastStem(nn.Module):
     def __init__(self, stem: Stem):
         super().__init__()
         self.conv = SwappedConv2d.from_conv(stem.conv)
-        self.norm = LayerNorm(stem.norm)
+        self.norm = inference_form(stem.norm)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         n, t, f = features.shape
@@ -61,11 +62,11 @@ class FastStage(nn.Module):
     def __init__(self, stage: Stage):
         super().__init__()
         self.in_channels = stage.in_channels
-        self.mixer = FastMixer(stage.mixer)
+        self.mixer = inference_form(stage.mixer)
         self.pool = FrequencyPool(stage.pool)
-        self.blocks = nn.Sequential(*[fast_2d_block(block) for block in stage.blocks])
-        self.squeeze = FastChannelSqueeze(stage.squeeze) if stage.squeeze is not None else None
-        self.time_context = FastTimeContext(stage.time_context) if stage.time_context is not None else None
+        self.blocks = nn.Sequential(*[inference_form(block) for block in stage.blocks])
+        self.squeeze = inference_form(stage.squeeze) if stage.squeeze is not None else None
+        self.time_context = inference_form(stage.time_context) if stage.time_context is not None else None
         self.blocked = blocked.worth_it(self.blocks)
 
     def forward(self, earlier_outputs: List[torch.Tensor]) -> torch.Tensor:
@@ -91,10 +92,10 @@ class FastBackbone(nn.Module):
 
     def __init__(self, backbone: Backbone):
         super().__init__()
-        self.stem = FastStem(backbone.stem)
-        self.stages = nn.ModuleList(FastStage(stage) for stage in backbone.stages)
-        self.mixer = FastMixer(backbone.mixer)
-        self.projection = fold_projection(backbone.projection) if backbone.projection is not None else None
+        self.stem = inference_form(backbone.stem)
+        self.stages = nn.ModuleList(inference_form(stage) for stage in backbone.stages)
+        self.mixer = inference_form(backbone.mixer)
+        self.projection = inference_form(backbone.projection) if backbone.projection is not None else None
 
     def forward(self, features: torch.Tensor, outputs: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
         all_outputs = [self.stem(features)]
@@ -122,14 +123,14 @@ class OptimizedReDimNet(WaveformEmbedder):
         super().__init__()
         self.config: ModelConfig = model.config
         self.frontend = model.frontend
-        self.backbone = FastBackbone(model.backbone)
-        self.pool = fast_pooling(model.pool)
+        self.backbone = inference_form(model.backbone)
+        self.pool = inference_form(model.pool)
         weight, bias = fold_bn_before_linear(model.embedding.weight.detach(), model.embedding.bias.detach(),
                                              model.pool_norm)
         if model.embedding_norm is not None:
             weight, bias = fold_bn_after(weight, bias, model.embedding_norm)
         self.embedding = Linear(weight, bias)
-        self.classifier = model.classifier
+        self.classifier = inference_form(model.classifier) if model.classifier is not None else None
         self.return_all_outputs = bool(model.config.return_all_outputs)
         self.eval()
 
