@@ -264,3 +264,14 @@ def test_a_new_block_needs_only_a_for_inference_method():
     wave = torch.randn(2, 6000) * 0.1
     with torch.inference_mode():
         assert relative_error(fast(wave), model(wave)) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", list(POOLING_FUNCS) + ["TMAP"])
+def test_every_pooling_has_a_form(name):
+    from redimnet.layers.pooling import make_pooling
+
+    torch.manual_seed(0)
+    pool = perturb(make_pooling(name, 16, extra=("TMAP",)), 2)
+    x = torch.randn(2, 16, 23)
+    with torch.no_grad():
+        assert relative_error(inference_form(pool)(x.transpose(1, 2).contiguous()), pool(x)) <= TOLERANCE

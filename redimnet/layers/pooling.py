@@ -51,6 +51,10 @@ class TMAP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.amax(dim=-1) + x.mean(dim=-1)
 
+    def for_inference(self) -> nn.Module:
+        """Inference form: this layer fed the ``[N, C, T]`` view of time-major frames."""
+        return PlainPooling(self)
+
 
 class TSDP(nn.Module):
     """Temporal standard-deviation pooling."""

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import RedimnetError, RedimnetWarning
 from ..fast import InferenceFormError, build_inference_form
-from ..model.redimnet import ReDimNet
+from ..model.redimnet import WaveformEmbedder
 from .allocator import keep_freed_memory
 from .fused_model import OptimizedReDimNet
 
@@ -57,8 +57,8 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, strict: bool
     """An optimised, eval-mode copy of ``model`` for inference; ``model`` itself is untouched.
 
     Args:
-        model: a :class:`~redimnet.ReDimNet` (or an already optimised model, which is
-            returned as a copy).
+        model: a :class:`~redimnet.ReDimNet` or another network of this package
+            (an already optimised model is returned as a copy).
         compile: additionally wrap the result in ``torch.compile`` (needs a working
             C++ compiler on CPU; the first calls are slow while it compiles).
         strict: raise :class:`OptimizeError` when a block of the model has no working
@@ -68,9 +68,9 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, strict: bool
     Raises:
         OptimizeError: ``model`` is not a ReDimNet, or (with ``strict``) a block cannot be converted.
     """
-    if isinstance(model, OptimizedReDimNet):
+    if getattr(model, "is_inference_form", False):
         optimized = copy.deepcopy(model)
-    elif isinstance(model, ReDimNet):
+    elif isinstance(model, WaveformEmbedder):
         plain = copy.deepcopy(model).eval()
         first = next(iter(plain.parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
@@ -85,7 +85,8 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, strict: bool
             return plain.to(device)
         optimized.requires_grad_(False)
     else:
-        raise OptimizeError(f"optimize_for_inference expects a redimnet.ReDimNet, got {type(model).__name__}")
+        raise OptimizeError(f"optimize_for_inference expects a redimnet.ReDimNet (or another network of this "
+                            f"package), got {type(model).__name__}")
     optimized.eval()
     if compile:
         return torch.compile(optimized, dynamic=True)

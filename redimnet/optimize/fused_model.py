@@ -119,6 +119,8 @@ class OptimizedReDimNet(WaveformEmbedder):
     (folded into weights), so this model must not be trained.
     """
 
+    is_inference_form = True  # optimize_for_inference copies it instead of converting it again
+
     def __init__(self, model: ReDimNet):
         super().__init__()
         self.config: ModelConfig = model.config
