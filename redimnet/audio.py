@@ -15,6 +15,7 @@ Every problem with an input raises :class:`AudioError` naming the file and
 what is wrong with it.
 """
 
+import errno
 import os
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
@@ -54,21 +55,35 @@ def audio_extensions() -> frozenset:
     return frozenset(extensions)
 
 
-def list_audio_files(directory: PathLike) -> List[Path]:
+def list_audio_files(directory: PathLike, problems: Optional[List[Tuple[str, str]]] = None) -> List[Path]:
     """Audio files under ``directory`` (recursively), sorted, by extension.
 
-    Raises :class:`AudioError` when ``directory`` is not a readable folder.
+    Raises :class:`AudioError` when ``directory`` is not a folder.  A
+    subfolder that cannot be listed is never skipped silently: it is appended
+    to ``problems`` as ``(path, reason)`` when a list is given, else it raises
+    :class:`AudioError`.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise AudioError(f"{directory}: not a folder")
     extensions = audio_extensions()
     found = []
-    for root, folders, files in os.walk(directory, onerror=None):
+    unreadable: List[Tuple[str, str]] = []
+
+    def report(error: OSError) -> None:
+        where = error.filename if error.filename is not None else directory
+        unreadable.append((str(where), f"cannot list the folder: {error.strerror or error}"))
+
+    for root, folders, files in os.walk(directory, onerror=report):
         folders.sort()
         for name in files:
             if Path(name).suffix.lower() in extensions and not name.startswith("."):
                 found.append(Path(root) / name)
+    if unreadable and problems is None:
+        where, why = unreadable[0]
+        raise AudioError(f"{where}: {why}")
+    if problems is not None:
+        problems.extend(unreadable)
     return sorted(found)
 
 
@@ -252,9 +267,22 @@ def audio_info(path: PathLike) -> Tuple[int, int, int]:
     return info.frames, info.samplerate, info.channels
 
 
+def _missing(path: Path) -> str:
+    """Why an existing name cannot be followed (a link loop, a dangling link), or that it does not exist."""
+    if not os.path.islink(path):
+        return "no such file"
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop (the link points, directly or not, at itself)"
+        return f"broken symbolic link (it points to {os.readlink(path)}, which does not exist)"
+    return "no such file"
+
+
 def _check_path(path: Path) -> Path:
     if not path.exists():
-        raise AudioError(f"{path}: no such file")
+        raise AudioError(f"{path}: {_missing(path)}")
     if path.is_dir():
         raise AudioError(f"{path}: is a folder, not an audio file")
     if not os.access(path, os.R_OK):
@@ -402,18 +430,21 @@ def read_audio(path: PathLike, channel: Optional[int] = None, trim: bool = False
     return AudioFile(path, channel=channel, trim=trim, target_rate=target_rate).read()
 
 
-def iter_inputs(inputs: List[PathLike]) -> Iterator[Tuple[str, Path]]:
+def iter_inputs(inputs: List[PathLike],
+                problems: Optional[List[Tuple[str, str]]] = None) -> Iterator[Tuple[str, Path]]:
     """``(utterance_id, path)`` for files and folders named on a command line.
 
     A folder yields its audio files keyed by their path relative to it ('/'
     separators, extension kept); a file is keyed by its file name.  A folder
-    without audio raises :class:`AudioError`.
+    without audio raises :class:`AudioError`.  Subfolders that cannot be
+    listed go to ``problems`` (see :func:`list_audio_files`).
     """
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            files = list_audio_files(item)
-            if not files:
+            before = len(problems) if problems is not None else 0
+            files = list_audio_files(item, problems)
+            if not files and (problems is None or len(problems) == before):
                 raise AudioError(f"{item}: the folder contains no audio files "
                                  f"(looked for {', '.join(sorted(audio_extensions()))})")
             for path in files:

@@ -59,11 +59,25 @@ def _read(path: Path):
                 f"refusing to load {path}: it asks to import or run code that a weights file never needs "
                 f"({text.splitlines()[0] if text else 'unsafe pickle'}). Only load files from sources you "
                 "trust; official ReDimNet checkpoints contain plain tensors and a config dict") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({text.splitlines()[0] if text else error})") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_unpickling_detail(text)}); "
+                              "download or copy it again, or check that it is the file you meant") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, IndexError, KeyError, TypeError,
             UnicodeDecodeError, MemoryError, OverflowError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {first_line}") from None
+
+
+def _unpickling_detail(text: str) -> str:
+    """What went wrong, from ``torch.load``'s message, without its advice to disable ``weights_only``."""
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        detail = text.split(marker, 1)[1].strip().splitlines()
+        if detail and "weights_only" not in detail[0]:
+            return detail[0].strip()
+    first = text.splitlines()[0] if text else ""
+    if first and "weights_only" not in first and "Weights only load failed" not in first:
+        return first
+    return "its content is not a pickle of tensors"
 
 
 def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: ReDimNet,

@@ -4,7 +4,7 @@ import contextlib
 import os
 import secrets
 from pathlib import Path
-from typing import IO, Iterator, Union
+from typing import IO, Iterator, Optional, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -21,13 +21,15 @@ def _create_temporary(folder: Path, prefix: str, suffix: str):
 
 
 @contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "wb", suffix: str = ".tmp") -> Iterator[IO]:
+def atomic_write(path: PathLike, mode: str = "wb", suffix: str = ".tmp", encoding: str = "utf-8",
+                 newline: Optional[str] = None) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success flush, fsync and rename it to ``path``.
 
     If the block raises (or the process dies), ``path`` keeps its old content
     (or stays absent) and the temporary file is removed where possible.
     ``suffix`` ends the temporary name (e.g. ``".tmp.npz"`` for numpy, which
-    appends ``.npz`` to names without it).  A new file gets the permissions
+    appends ``.npz`` to names without it).  Text modes (``"w"``) use
+    ``encoding`` (UTF-8 unless told) and ``newline`` as :func:`open` does.  A new file gets the permissions
     any program would give it (``0666`` minus the umask); a replaced file
     keeps its permission bits.  If ``path`` is a symbolic link, the link is
     replaced, not its target.
@@ -40,7 +42,8 @@ def atomic_write(path: PathLike, mode: str = "wb", suffix: str = ".tmp") -> Iter
             previous = os.lstat(path)
             if not os.path.islink(path):
                 os.chmod(handle, previous.st_mode & 0o7777)
-        with os.fdopen(handle, mode) as stream:
+        text = {} if "b" in mode else {"encoding": encoding, "newline": newline}
+        with os.fdopen(handle, mode, **text) as stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())

@@ -294,3 +294,62 @@ def test_speaker_names_are_escaped_on_the_terminal(tmp_path, capsys):
     assert run_cli("speakers", "list", "--db", db_path) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and len(out.strip().splitlines()) == 2  # header + one row
+
+
+# --- what was skipped is reported ------------------------------------------------------------------
+def test_unreadable_subfolder_is_reported_not_skipped(tmp_path, voices, b0_model_and_checkpoint, capsys,
+                                                       monkeypatch):
+    _, checkpoint = b0_model_and_checkpoint
+    folder = tmp_path / "in"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "locked" / "a.wav").write_bytes((voices / "a.wav").read_bytes())
+    (folder / "b.wav").write_bytes((voices / "b.wav").read_bytes())
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # the tests run as root, for whom chmod 000 changes nothing
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    status = run_cli("embed", folder, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0",
+                     "--no-progress")
+    assert status == 1
+    assert load_embeddings(tmp_path / "e.npz")[0].tolist() == ["b.wav"]
+    report = (tmp_path / "e.failed.tsv").read_text()
+    assert "locked" in report and "Permission denied" in report
+
+
+def test_self_referencing_symlink_is_a_loop(tmp_path, b0_model_and_checkpoint, capsys):
+    _, checkpoint = b0_model_and_checkpoint
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    dangling = tmp_path / "gone.wav"
+    dangling.symlink_to(tmp_path / "nowhere.wav")
+    status = run_cli("embed", loop, dangling, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz",
+                     "--workers", "0", "--no-progress")
+    assert status == 1
+    report = (tmp_path / "e.failed.tsv").read_text()
+    assert "symbolic link loop" in report and "no such file" not in report
+    assert "broken symbolic link" in report
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_bytes_checkpoint_gives_no_unsafe_advice(tmp_path, seed):
+    from redimnet import CheckpointError, load_checkpoint
+
+    path = tmp_path / "random.pt"
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, 1900, dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert "weights_only" not in str(caught.value) and str(path) in str(caught.value)
+
+
+# --- missing optional parts ------------------------------------------------------------------------
+def test_train_without_pyyaml_names_the_extra(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "recipe.yaml"
+    config.write_text("model: {preset: b0}\n")
+    monkeypatch.setitem(sys.modules, "yaml", None)  # as if PyYAML were not installed
+    assert run_cli("train", "--config", config) == 2
+    err = capsys.readouterr().err
+    assert 'pip install "redimnet[train]"' in err and "unexpected" not in err

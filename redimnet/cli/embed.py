@@ -106,7 +106,7 @@ def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tu
     items, failures = [], []
     for name in inputs:
         try:
-            items.extend(iter_inputs([name]))
+            items.extend(iter_inputs([name], problems=failures))
         except AudioError as error:
             failures.append((str(name), reason(error, name)))
         except OSError as error:

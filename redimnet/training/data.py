@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler
 
 from ..errors import RedimnetError
+from ..fileio import atomic_write
 from ..kaldi_lists import read_table
 from .augment import AudioReadError, Augmenter, audio_frames, change_speed, random_crop, read_audio
 
@@ -370,7 +371,7 @@ def write_shards(utterances: Sequence[Utterance], folder: PathLike, per_shard: i
 
     Each example is two members, ``KEY.json`` (``{"utt", "speaker"}``) then
     ``KEY.<ext>`` (the audio file).  ``shards.json`` lists the shards, their
-    sizes and the speakers.  Shards are written to a temporary name and renamed.
+    sizes and the speakers.  Every file is written atomically (:func:`redimnet.fileio.atomic_write`).
     Every file must decode as audio (:class:`DataError` otherwise); list the
     utterances with :func:`scan_data_folder`, which refuses links that lead
     outside the data folder.
@@ -385,31 +386,24 @@ def write_shards(utterances: Sequence[Utterance], folder: PathLike, per_shard: i
         iterator = tqdm(iterator, desc="shards", unit="shard")
     for first in iterator:
         name = f"shard-{first // per_shard:06d}.tar"
-        temp = folder / f".{name}.tmp"
-        try:
-            with tarfile.open(temp, "w") as archive:
-                chunk = order[first:first + per_shard]
-                for index in chunk:
-                    utt = utterances[int(index)]
-                    key = f"{int(index):09d}"
-                    meta = json.dumps({"utt": utt.utt, "speaker": utt.speaker}).encode("utf-8")
-                    audio = _audio_bytes(utt)
-                    for member, data in ((f"{key}.json", meta),
-                                         (f"{key}{Path(utt.path).suffix.lower() or '.wav'}", audio)):
-                        info = tarfile.TarInfo(member)
-                        info.size, info.mode = len(data), 0o644
-                        archive.addfile(info, io.BytesIO(data))
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        os.replace(temp, folder / name)
+        with atomic_write(folder / name) as stream, tarfile.open(fileobj=stream, mode="w") as archive:
+            chunk = order[first:first + per_shard]
+            for index in chunk:
+                utt = utterances[int(index)]
+                key = f"{int(index):09d}"
+                meta = json.dumps({"utt": utt.utt, "speaker": utt.speaker}).encode("utf-8")
+                audio = _audio_bytes(utt)
+                for member, data in ((f"{key}.json", meta),
+                                     (f"{key}{Path(utt.path).suffix.lower() or '.wav'}", audio)):
+                    info = tarfile.TarInfo(member)
+                    info.size, info.mode = len(data), 0o644
+                    archive.addfile(info, io.BytesIO(data))
         shards.append({"path": name, "count": int(len(chunk))})
     index = {"format": SHARD_FORMAT, "num_utterances": len(utterances), "shards": shards,
              "speakers": sorted({u.speaker for u in utterances})}
     index_path = folder / SHARD_INDEX
-    temp = folder / f".{SHARD_INDEX}.tmp"
-    temp.write_text(json.dumps(index, indent=1), encoding="utf-8")
-    os.replace(temp, index_path)
+    with atomic_write(index_path, mode="w") as stream:
+        stream.write(json.dumps(index, indent=1))
     return index_path
 
 

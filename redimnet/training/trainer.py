@@ -31,6 +31,7 @@ from torch import nn
 from ..checkpoint import first_non_finite, load_checkpoint, save_checkpoint
 from ..distributed import World, current_world, init
 from ..errors import RedimnetError
+from ..fileio import atomic_write
 from ..model import ReDimNet
 from .augment import AugmentationSettings, Augmenter
 from .checkpointing import (average_checkpoints, load_training_state, model_snapshots, prune, restore_rng_states,
@@ -174,7 +175,7 @@ def _write_log_rows(path: Path, rows: List[dict], keep_until_step: Optional[int]
     if keep_until_step is not None and path.exists():
         with open(path, newline="") as handle:
             existing = [r for r in csv.DictReader(handle) if int(r["step"]) <= keep_until_step]
-        with open(path, "w", newline="") as handle:
+        with atomic_write(path, mode="w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
             writer.writeheader()
             writer.writerows(existing)
