@@ -9,16 +9,15 @@ import pytest
 import torch
 
 import redimnet
-from conftest import OFFICIAL
+from conftest import official_file
 from redimnet import CheckpointError
 
-B0 = OFFICIAL / "b0.pt"
 SMALL = dict(F=24, C=4, hop_length=160, embed_dim=32, group_divisor=2,
              stages_setup=[(1, 1, 1, [(3, 3)], 4), (2, 1, 2, [(3, 3)], 4)])
 
 
 def original_content():
-    return torch.load(B0, weights_only=True)
+    return torch.load(official_file("b0.pt"), weights_only=True)
 
 
 def write(path, content):
@@ -51,7 +50,7 @@ def test_not_a_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("keep", [0.2, 0.5, 0.9, 0.999])
 def test_truncated_file(tmp_path, keep):
-    data = B0.read_bytes()
+    data = official_file("b0.pt").read_bytes()
     path = tmp_path / "cut.pt"
     path.write_bytes(data[:int(len(data) * keep)])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
@@ -59,8 +58,9 @@ def test_truncated_file(tmp_path, keep):
 
 
 def test_corrupted_member(tmp_path):
-    data = bytearray(B0.read_bytes())
-    with zipfile.ZipFile(B0) as archive:
+    b0 = official_file("b0.pt")
+    data = bytearray(b0.read_bytes())
+    with zipfile.ZipFile(b0) as archive:
         info = max(archive.infolist(), key=lambda i: i.file_size)
     # Flip bytes inside the largest stored tensor: the CRC no longer matches.
     middle = info.header_offset + 100 + info.file_size // 2

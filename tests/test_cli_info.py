@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import redimnet
-from conftest import OFFICIAL
+from conftest import official_file
 from redimnet.cli import main
 
 
@@ -27,10 +27,11 @@ def test_info_preset(capsys):
 
 
 def test_info_checkpoint_json(capsys):
-    assert main(["info", "--checkpoint", str(OFFICIAL / "var_tfmel_cls.pt"), "--json", "--seconds", "1"]) == 0
+    checkpoint = official_file("var_tfmel_cls.pt")
+    assert main(["info", "--checkpoint", str(checkpoint), "--json", "--seconds", "1"]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["config"]["feat_type"] == "tf" and facts["config"]["num_classes"] == 11
-    model = redimnet.load_checkpoint(OFFICIAL / "var_tfmel_cls.pt")
+    model = redimnet.load_checkpoint(checkpoint)
     assert facts["parameters"] == sum(p.numel() for p in model.parameters())
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import redimnet
-from conftest import OFFICIAL, require_fixtures
+from conftest import OFFICIAL, official_file, require_fixtures
 from redimnet.cli import export as export_cli
 from redimnet.export import DFTMelFrontEnd, ExportError, export_model, export_onnx, export_torchscript
 
@@ -85,7 +85,7 @@ def run_cli(argv):
 
 def test_cli_exports_checkpoint(tmp_path, capsys):
     out = tmp_path / "model.ts"
-    assert run_cli(["export", "--format", "torchscript", "--checkpoint", str(OFFICIAL / "b0.pt"),
+    assert run_cli(["export", "--format", "torchscript", "--checkpoint", str(official_file("b0.pt")),
                     "-o", str(out)]) == 0
     assert out.is_file() and "wrote" in capsys.readouterr().out
     model, expected = load("b0")
@@ -96,7 +96,7 @@ def test_cli_exports_checkpoint(tmp_path, capsys):
 
 def test_cli_bad_output_path(tmp_path):
     with pytest.raises(ExportError, match="does not exist"):
-        run_cli(["export", "--format", "torchscript", "--checkpoint", str(OFFICIAL / "b0.pt"),
+        run_cli(["export", "--format", "torchscript", "--checkpoint", str(official_file("b0.pt")),
                  "-o", str(tmp_path / "missing" / "model.ts")])
     with pytest.raises(ExportError, match="is a directory"):
         export_model(redimnet.build("b0").eval(), tmp_path, "torchscript")

@@ -1,7 +1,6 @@
 """Property-based: random bytes, arrays, shapes and rates give an embedding or a documented error, nothing else."""
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from redimnet.audio import AudioError, prepare_waveform, read_audio
 from redimnet.errors import RedimnetError
 from redimnet.inference import Embedder
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
 
 
 @pytest.fixture(scope="module")

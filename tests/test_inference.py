@@ -1,7 +1,6 @@
 """The Embedder: agreement with the model, resampling, batching, long inputs, shortest input, errors."""
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,25 +8,18 @@ import soundfile as sf
 import torch
 
 import redimnet
+from conftest import official_file
 from redimnet.audio import AudioError, resample
 from redimnet.errors import InvalidArgumentError
 from redimnet.inference import Embedder, cosine_score, embed_directory, minimum_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
-
-
-def fixture(name: str) -> Path:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"reference fixtures not found at {FIXTURES} (../shared/fixtures relative to the project)")
-    return path
 
 
 @pytest.fixture(scope="module")
 def model():
-    return redimnet.load_checkpoint(fixture("b0.pt"))
+    return redimnet.load_checkpoint(official_file("b0.pt"))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +42,7 @@ def close(a, b, tol=1e-4):
 
 
 def test_embed_matches_the_model_and_the_reference_output(model, embedder):
-    data = np.load(fixture("b0.npz"))
+    data = np.load(official_file("b0.npz"))
     close(embedder.embed(data["wave_single"][0], 16000), data["embedding_single"][0])
     wave = noise(16000, 1)
     out = embedder.embed(wave)
@@ -128,7 +120,7 @@ def test_shortest_input(model, embedder):
 
 
 def test_shortest_input_of_the_tf_front_end():
-    model = redimnet.load_checkpoint(fixture("var_tfmel_cls.pt"))
+    model = redimnet.load_checkpoint(official_file("var_tfmel_cls.pt"))
     assert minimum_samples(model) == 400
 
 
@@ -172,7 +164,7 @@ def test_bfloat16_autocast_on_cpu_stays_close(model, embedder):
 @pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
 def test_gpu_autocast(model, embedder, precision):
     wave = noise(32000, 10)
-    gpu = Embedder(redimnet.load_checkpoint(fixture("b0.pt")), device="cuda", precision=precision)
+    gpu = Embedder(redimnet.load_checkpoint(official_file("b0.pt")), device="cuda", precision=precision)
     assert cosine_score(gpu.embed(wave), embedder.embed(wave)) > (0.9999 if precision == "float32" else 0.98)
 
 

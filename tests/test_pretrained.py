@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import redimnet
+from conftest import official_file
 from redimnet.pretrained import (RELEASES, NonCommercialLicenseWarning, PretrainedError, checkpoint_path,
                                  copy_into_cache, download, find_release, from_pretrained, list_pretrained)
 from redimnet.registry import get_preset
@@ -20,15 +21,11 @@ from redimnet.registry import get_preset
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "official"
 
 
 @pytest.fixture(scope="module")
 def b0_file() -> Path:
-    path = FIXTURES / "b0.pt"
-    if not path.exists():
-        pytest.skip(f"reference fixtures not found at {FIXTURES}")
-    return path
+    return official_file("b0.pt")
 
 
 class _Server:

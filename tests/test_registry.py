@@ -5,7 +5,7 @@ import json
 import pytest
 
 import redimnet
-from conftest import OFFICIAL
+from conftest import official_file
 from redimnet.complexity import count_macs, count_parameters
 
 # From ../shared/fixtures/README.md: parameters (M) and GMACs for 2 s of audio,
@@ -25,7 +25,7 @@ def test_list_models():
 
 @pytest.mark.parametrize("name", sorted(TABLE))
 def test_preset_matches_published_config(name):
-    published = json.loads((OFFICIAL / "configs.json").read_text())[name]
+    published = json.loads(official_file("configs.json").read_text())[name]
     assert redimnet.get_preset(name).config == redimnet.ModelConfig.from_dict(published)
 
 
