@@ -186,6 +186,8 @@ def test_cli_verbs(tmp_path, checkpoint, capsys):
     assert main("speakers", "list", "--db", db) == 0
     out = capsys.readouterr().out
     assert "ann" in out and "bob" in out
+    assert main("speakers", "--db", db) == 0  # the action defaults to list
+    assert capsys.readouterr().out == out
     assert main("speakers", "remove", "ann", "--db", db) == 0
     assert main("speakers", "remove", "ann", "--db", db) == 2
     assert "no speaker named 'ann'" in capsys.readouterr().err
@@ -194,3 +196,21 @@ def test_cli_verbs(tmp_path, checkpoint, capsys):
     other = redimnet.save_checkpoint(redimnet.build("b0"), tmp_path / "other.pt")
     assert main("identify", str(tmp_path / "ann1.wav"), "--checkpoint", str(other), "--db", db) == 2
     assert "another model" in capsys.readouterr().err
+
+
+def test_speakers_list_times_are_iso_utc(tmp_path, capsys):
+    """Table and JSON give the same ISO-8601 UTC time stamp of the last enrolment."""
+    import json
+    from unittest import mock
+
+    from redimnet import cli
+
+    db = tmp_path / "voices.db"
+    with mock.patch("time.time", return_value=1764079375.6):  # 2025-11-25 14:02:55.6 UTC
+        with SpeakerDatabase(db) as database:
+            database.enroll("ann", np.ones((1, 8)), ["a"])
+    assert cli.main(["speakers", "list", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"speaker": "ann", "recordings": 1,
+                                                    "updated": "2025-11-25T14:02:55Z"}]
+    assert cli.main(["speakers", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["ann", "1", "2025-11-25T14:02:55Z"]

@@ -7,7 +7,7 @@ each time (the database refuses embeddings of another model).
 
 import json
 import sys
-import time
+from datetime import datetime, timezone
 
 from ..names import check_speaker_name
 from ..speaker_db import SpeakerDatabase, model_fingerprint
@@ -43,8 +43,10 @@ def register(subparsers) -> None:
 
     speakers = subparsers.add_parser(
         "speakers", help="list or remove enrolled speakers",
-        description="'speakers list' shows the enrolled speakers; 'speakers remove NAME' deletes one.")
-    speakers.add_argument("action", choices=["list", "remove"], help="list, or remove NAME")
+        description="'speakers' or 'speakers list' shows the enrolled speakers (last enrolment in ISO-8601 "
+                    "UTC); 'speakers remove NAME' deletes one.")
+    speakers.add_argument("action", nargs="?", default="list", choices=["list", "remove"],
+                          help="list (the default), or remove NAME")
     speakers.add_argument("name", nargs="?", metavar="NAME", help="speaker to remove")
     speakers.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
     speakers.add_argument("--json", action="store_true", help="print JSON (list)")
@@ -127,7 +129,8 @@ def run_speakers(args) -> int:
     with SpeakerDatabase(args.db, create=False) as db:
         speakers = db.speakers()
     if args.json:
-        print(json.dumps([{"speaker": s.name, "recordings": s.utterances, "updated": s.updated} for s in speakers]))
+        print(json.dumps([{"speaker": s.name, "recordings": s.utterances, "updated": _utc(s.updated)}
+                          for s in speakers]))
         return 0
     if not speakers:
         print(f"no speakers enrolled in {args.db}")
@@ -135,6 +138,10 @@ def run_speakers(args) -> int:
     width = max(7, max(len(show(s.name)) for s in speakers))
     print(f"{'speaker':<{width}}  recordings  last enrolled (UTC)")
     for s in speakers:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.updated))
-        print(f"{show(s.name):<{width}}  {s.utterances:>10}  {stamp}")
+        print(f"{show(s.name):<{width}}  {s.utterances:>10}  {_utc(s.updated)}")
     return 0
+
+
+def _utc(seconds: float) -> str:
+    """ISO-8601 UTC time stamp to the second, e.g. ``2026-11-25T14:02:55Z``."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
