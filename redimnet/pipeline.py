@@ -41,6 +41,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import torch
 
+from . import threads
 from .audio import TARGET_SAMPLE_RATE, AudioError, AudioFile, SignalLevel, check_signal_level
 
 __all__ = ["BATCH_SAMPLES", "Windowing", "Result", "EmbeddingPipeline", "windows_of", "too_short"]
@@ -200,10 +201,6 @@ def _unchanged(record):
     return record
 
 
-def _one_thread(_worker_id: int) -> None:
-    torch.set_num_threads(1)
-
-
 # --- results ---------------------------------------------------------------------------------------
 @dataclass
 class Result:
@@ -276,7 +273,7 @@ class EmbeddingPipeline:
         if workers > 0 and inputs:
             loader = torch.utils.data.DataLoader(
                 _WorkerRecords(inputs, self.settings), batch_size=None, num_workers=min(workers, len(inputs)),
-                collate_fn=_unchanged, worker_init_fn=_one_thread)
+                collate_fn=_unchanged, worker_init_fn=threads.init_worker)
             records: Iterable[tuple] = loader
         else:
             records = _records(inputs, range(len(inputs)), self.settings)

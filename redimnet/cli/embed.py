@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import distributed
+from .. import distributed, threads
 from ..audio import TARGET_SAMPLE_RATE, AudioError, audio_info, iter_inputs, read_scp
 from ..embeddings_io import EmbeddingsOutput, open_output
 from .common import UsageError, reason, show
@@ -56,9 +56,7 @@ def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--trim-silence", action="store_true", help="cut leading/trailing silence first")
     group.add_argument("--batch-size", type=int, default=16, help="most equal-length inputs per batch (default 16)")
     group.add_argument("--no-optimize", action="store_true", help="do not apply redimnet.optimize to the model")
-    group.add_argument("--threads", type=int, default=None,
-                       help="CPU threads for the model (default: PyTorch's choice, one per core); "
-                            "1 is often much faster on a machine busy with other work")
+    threads.add_threads_argument(group)
 
 
 def embedder_from_arguments(args):
@@ -67,12 +65,7 @@ def embedder_from_arguments(args):
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads must be at least 1, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    threads.configure(args.threads, workers=getattr(args, "workers", 0))
     return Embedder(model_from_arguments(args), device=args.device, precision=args.precision,
                     optimize=not args.no_optimize, max_seconds=args.max_seconds,
                     overlap_seconds=args.overlap_seconds, channel=args.channel,

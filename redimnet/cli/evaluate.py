@@ -9,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .. import threads
 from ..embeddings_io import load_embeddings
 from ..evaluation.backend import Backend
 from ..evaluation.calibration import Calibration, actual_dcf, cllr, min_cllr, threshold_at_rate
@@ -38,6 +39,7 @@ def register(subparsers):
                         help="extract the embeddings first from the audio files under DIR (the trial paths are "
                              "relative to it); needs --model or --checkpoint")
     add_model_arguments(parser, required=False)
+    threads.add_threads_argument(source)
     parser.add_argument("--cache", metavar="PATH",
                         help="embeddings cache for --audio-root (default: OUTPUT_DIR/embeddings.npz, or "
                              "./redimnet_eval_embeddings.npz without --output-dir)")
@@ -132,6 +134,7 @@ def _extract_embeddings(args, utterances: List[str]) -> Tuple[np.ndarray, np.nda
     except ImportError:
         raise UsageError("extracting embeddings from --audio-root is not available in this installation; "
                          "extract them with 'redimnet embed' first and pass --embeddings E.npz") from None
+    threads.configure(args.threads)
     model = model_from_arguments(args)
     result = embed_directory(model, root, utterances, cache)
     if result is None:

@@ -2,6 +2,7 @@
 
 import json
 
+from .. import threads
 from ..checkpoint import load_checkpoint
 from ..complexity import count_macs, count_parameters
 from ..registry import build, get_preset, list_models
@@ -17,6 +18,7 @@ def register(subparsers):
     parser.add_argument("--checkpoint", metavar="PATH", help="describe this checkpoint file instead of a preset")
     parser.add_argument("--seconds", type=float, default=2.0, help="audio length for the GMACs (default 2.0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    threads.add_threads_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -45,6 +47,7 @@ def run(args) -> int:
         raise UsageError(f"--seconds must be positive, got {args.seconds}")
     if args.name and args.checkpoint:
         raise UsageError("give either a preset NAME or --checkpoint PATH, not both")
+    threads.configure(args.threads)
     if not args.name and not args.checkpoint:
         return _list_presets(args)
     if args.checkpoint:
