@@ -126,6 +126,9 @@ class ExportableReDimNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.frontend is not None:
+            pad = getattr(self.network.config, "pad_right_samples", None)  # a ReDimNet2 option
+            if pad:
+                x = F.pad(x, (0, pad))
             x = self.frontend(x)
         out = self.network.forward_features(x)
         return out[0] if isinstance(out, tuple) else out
@@ -135,7 +138,7 @@ def prepare_for_export(model: nn.Module, features_in: bool = False, optimize: bo
     """An eval-mode, optimised copy of ``model`` wrapped for export (``model`` is untouched)."""
     if not isinstance(model, ReDimNet) and not hasattr(model, "forward_features"):
         raise ExportError(f"expected a redimnet.ReDimNet, got {type(model).__name__}")
-    if optimize:
+    if optimize and isinstance(model, ReDimNet):  # ReDimNet2 has no optimised form yet
         from .optimize import optimize_for_inference
         model = optimize_for_inference(model)
     else:

@@ -48,6 +48,8 @@ def minimum_samples(model: torch.nn.Module, limit: int = 1 << 16) -> int:
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 output = model(noise[:, :length])
+            if isinstance(output, tuple):  # return_all_outputs: (embedding, 1D maps)
+                output = output[0]
             return output.ndim == 2 and bool(torch.isfinite(output).all())
         except (RuntimeError, ValueError, IndexError):
             return False

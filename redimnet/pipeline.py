@@ -255,6 +255,8 @@ class EmbeddingPipeline:
         """Embed ``[N, T]`` equal-length 16 kHz waveforms (no windowing) -> ``[N, D]`` float32."""
         with torch.inference_mode(), self._autocast():
             output = self.network(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        if isinstance(output, tuple):  # return_all_outputs: (embedding, 1D maps)
+            output = output[0]
         return output.float().cpu().numpy()
 
     def batch_limit(self, length: int) -> int:

@@ -119,3 +119,18 @@ def test_front_end_buffers_are_in_the_file(tmp_path):
     keys = set(torch.load(path, weights_only=True)["state_dict"])
     assert {"spec.torchfbank.1.flipped_filter", "spec.torchfbank.2.real_kernel_pt",
             "spec.torchfbank.2.image_kernel_pt", "spec.torchfbank.2.melbanks_pt"} <= keys
+
+
+def test_embedder_runs_redimnet2_models():
+    """The Embedder takes a ReDimNet2 as it is, return_all_outputs included (embedding kept)."""
+    import numpy as np
+
+    wave = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    for model in (tiny(), tiny(return_all_outputs=True, pad_right_samples=100)):
+        embedder = redimnet.Embedder(model, device="cpu")
+        out = embedder.embed(wave, 16000)
+        with torch.no_grad():
+            direct = model(torch.from_numpy(wave)[None])
+        direct = direct[0] if isinstance(direct, tuple) else direct
+        assert out.shape == (32,)
+        assert np.abs(out - direct[0].numpy()).max() <= 1e-4 * np.abs(direct.numpy()).max()

@@ -18,16 +18,17 @@ class TFSpectrogramFrontEnd(LogMelFrontEnd):
 
     Pre-emphasis -> DFT power by strided convolution (symmetric Hamming window,
     ``hop // 2`` zero padding, bins 0 .. n_fft/2 - 1) clipped to [eps, 1/eps] ->
-    ``log(x + eps)`` -> per-bin mean removal over time -> mean of bin pairs.
-    Output ``[N, n_fft // 4, frames]``.
+    ``log(x + eps)`` -> per-bin mean removal over time -> (SpecAugment in
+    training) -> mean of bin pairs.  Output ``[N, n_fft // 4, frames]``.
     """
 
     def __init__(self, hop_length: int = 160, *, n_fft: int = 512, win_length: int = 400,
                  preemphasis: bool = True, normalize_signal: bool = False, eps: float = 1e-8,
                  spec_augment=None):
         super().__init__(n_fft // 4, hop_length, preemphasis=preemphasis, normalize_signal=normalize_signal,
-                         signal_eps=_SPECTROGRAM_SIGNAL_EPS, log_floor=eps, spec_norm="mn",
-                         spec_augment=spec_augment)
+                         signal_eps=_SPECTROGRAM_SIGNAL_EPS, log_floor=eps, spec_norm="mn", spec_augment=None)
+        # Masks are drawn on the full spectrum, before the bins are paired.
+        self.bin_augment = spec_augment
         self.eps = eps
         self.win_length = win_length
         real, imag = dft_kernels(n_fft, win_length)
@@ -45,8 +46,10 @@ class TFSpectrogramFrontEnd(LogMelFrontEnd):
         imag = F.conv1d(x, self.dft_imag, stride=self.hop_length, padding=pad)
         return (real.square() + imag.square()).clamp(self.eps, 1 / self.eps)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        x = super().forward(wave)
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
+        x = super()._normalize(x)
+        if self.bin_augment is not None and self.training:
+            x = self.bin_augment(x)
         return 0.5 * (x[:, 0::2] + x[:, 1::2])
 
 
