@@ -10,6 +10,8 @@ from .audio import AudioError, read_audio
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, StageSpec
 from .errors import CheckpointError, InvalidArgumentError, RedimnetError
+from .evaluation.backend import Backend, train_backend
+from .evaluation.calibration import Calibration, fit_calibration
 from .inference import Embedder
 from .model import ReDimNet
 from .redimnet2 import ReDimNet2, ReDimNet2Config
@@ -19,6 +21,7 @@ from .registry import build, get_preset, list_models
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend", "Calibration", "fit_calibration", "train_backend",
     "AudioError", "Embedder", "PretrainedError", "from_pretrained", "list_pretrained", "read_audio",
     "CheckpointError", "InvalidArgumentError", "ModelConfig", "ReDimNet", "ReDimNet2", "ReDimNet2Config", "RedimnetError", "StageSpec", "build", "get_preset", "list_models",
     "load_checkpoint", "save_checkpoint", "__version__",

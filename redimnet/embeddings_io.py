@@ -37,8 +37,13 @@ class OutputError(RedimnetError):
     """An output path cannot be used (wrong type, or an existing file that is not ours to replace)."""
 
 
-def save_embeddings(path: PathLike, ids: Sequence[str], embeddings: np.ndarray) -> Path:
-    """Write ``ids`` and their ``embeddings`` (one row per id) to ``path`` atomically."""
+def save_embeddings(path: PathLike, ids: Sequence[str], embeddings: np.ndarray, model: Optional[str] = None) -> Path:
+    """Write ``ids`` and their ``embeddings`` (one row per id) to ``path`` atomically.
+
+    ``model``: the fingerprint of the model that made them (see
+    :func:`redimnet.speaker_db.model_fingerprint`), stored so calibrations and
+    resumed runs can tell embeddings of different models apart.
+    """
     path = Path(path)
     ids = np.asarray([str(i) for i in ids], dtype=str)
     embeddings = np.asarray(embeddings, dtype=np.float32)
@@ -47,7 +52,10 @@ def save_embeddings(path: PathLike, ids: Sequence[str], embeddings: np.ndarray) 
     if len(set(ids.tolist())) != len(ids):
         raise ValueError("utterance ids must be unique")
     with atomic_write(path, suffix=".tmp.npz") as stream:
-        np.savez(stream, ids=ids, embeddings=embeddings)
+        if model is None:
+            np.savez(stream, ids=ids, embeddings=embeddings)
+        else:
+            np.savez(stream, ids=ids, embeddings=embeddings, model=np.array(str(model)))
     return path
 
 
@@ -72,6 +80,21 @@ def load_embeddings(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
     return ids.astype(str), embeddings.astype(np.float32, copy=False)
 
 
+def embeddings_model(path: PathLike) -> Optional[str]:
+    """The model fingerprint stored in an embeddings file, or None when the file does not record it."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "model" not in data.files:
+                return None
+            value = data["model"]
+    except Exception as error:  # zipfile / value errors from a damaged file
+        raise EmbeddingsFileError(f"cannot read embeddings file {path}: {error}") from None
+    if value.ndim != 0 or value.dtype.kind != "U":
+        raise EmbeddingsFileError(f"{path}: 'model' must be a single string")
+    return str(value)
+
+
 def embeddings_dict(path: PathLike) -> Dict[str, np.ndarray]:
     """``{utterance_id: embedding}`` from an embeddings file."""
     ids, embeddings = load_embeddings(path)
@@ -83,6 +106,10 @@ class EmbeddingsOutput:
     """Where embeddings go; knows which ids are already there and which ids it cannot store."""
 
     path: Path
+
+    def set_model(self, fingerprint: str) -> None:
+        """Record (and check) the fingerprint of the model whose embeddings are written; formats without
+        room for it ignore it."""
 
     def done(self) -> set:
         """Ids already written (a rerun skips them)."""
@@ -136,9 +163,11 @@ class NpzOutput(EmbeddingsOutput):
     def __init__(self, path: PathLike):
         self.path = Path(path)
         self.existing: Dict[str, np.ndarray] = {}
+        self.model: Optional[str] = None
         if self.path.exists():
             try:
                 ids, matrix = load_embeddings(self.path)
+                self.model = embeddings_model(self.path)
             except EmbeddingsFileError as error:
                 raise OutputError(f"{self.path} exists but is not an embeddings file ({error}); "
                                   "remove it or choose another output") from None
@@ -147,11 +176,18 @@ class NpzOutput(EmbeddingsOutput):
     def done(self) -> set:
         return set(self.existing)
 
+    def set_model(self, fingerprint: str) -> None:
+        if self.existing and self.model is not None and self.model != fingerprint:
+            raise OutputError(f"{self.path} holds embeddings of another model (fingerprint {self.model}, this one is "
+                              f"{fingerprint}); embeddings of different models cannot be mixed: choose another "
+                              "output file")
+        self.model = fingerprint if (self.model is not None or not self.existing) else None
+
     def write(self, results: Dict[str, np.ndarray]) -> List[Tuple[str, str]]:
         merged = {**self.existing, **results}
         if merged:
             ids = sorted(merged)
-            save_embeddings(self.path, ids, np.stack([merged[i] for i in ids]))
+            save_embeddings(self.path, ids, np.stack([merged[i] for i in ids]), model=self.model)
         return []
 
 

@@ -171,3 +171,19 @@ def test_verify_and_identify_with_calibration(tmp_path, b0_model_and_checkpoint,
         (r["speaker"], r["score"]) for r in rows)[n])
     for row in rows:
         assert row["llr"] == pytest.approx(float(calibration.llr([row["score"]])[0]), abs=1e-6)
+
+
+def test_calibration_remembers_the_model(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    ids, x = make_set(rng, 30, 4, "sp", np.zeros(DIM))
+    trials = write_trials(tmp_path / "t.txt", ids, rng, count=300)
+    save_embeddings(tmp_path / "a.npz", ids, x, model="model-a")
+    save_embeddings(tmp_path / "b.npz", ids, x, model="model-b")
+    assert run_cli("calibrate", "--trials", trials, "--embeddings", tmp_path / "a.npz", "-o", tmp_path / "c.json") == 0
+    assert Calibration.load(tmp_path / "c.json").recipe["model"] == "model-a"
+    assert run_cli("eval", "--trials", trials, "--embeddings", tmp_path / "a.npz", "--calibration",
+                   tmp_path / "c.json") == 0
+    capsys.readouterr()
+    assert run_cli("eval", "--trials", trials, "--embeddings", tmp_path / "b.npz", "--calibration",
+                   tmp_path / "c.json") == 2
+    assert "model: fitted on 'model-a', now 'model-b'" in capsys.readouterr().err

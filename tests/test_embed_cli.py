@@ -224,3 +224,27 @@ def test_torchrun_two_ranks_on_gloo(tmp_path, corpus, model_and_checkpoint):
     failed = (tmp_path / "sharded.failed.tsv").read_text().splitlines()[1:]
     assert len(failed) == len(bad)
     assert "embedded 7 file(s)" in result.stderr
+
+
+def test_npz_records_the_model_and_refuses_mixing(tmp_path, corpus, model_and_checkpoint, capsys):
+    from redimnet.embeddings_io import embeddings_model
+    from redimnet.speaker_db import model_fingerprint
+
+    _, good, _ = corpus
+    model, checkpoint = model_and_checkpoint
+    out = tmp_path / "e.npz"
+    assert run_cli("embed", good["spk1/a.wav"], "--checkpoint", checkpoint, "-o", out, "--workers", "0") == 0
+    assert embeddings_model(out) == model_fingerprint(model)
+    torch.manual_seed(1)
+    other = redimnet_build_b0_checkpoint(tmp_path / "other.pt")
+    capsys.readouterr()
+    assert run_cli("embed", good["spk2/c.wav"], "--checkpoint", other, "-o", out, "--workers", "0") == 2
+    assert "another model" in capsys.readouterr().err
+    ids, _ = load_embeddings(out)
+    assert ids.tolist() == ["a.wav"]
+
+
+def redimnet_build_b0_checkpoint(path):
+    import redimnet
+
+    return redimnet.save_checkpoint(redimnet.build("b0").eval(), path)

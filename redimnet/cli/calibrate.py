@@ -7,7 +7,7 @@ from typing import List
 
 import numpy as np
 
-from ..embeddings_io import load_embeddings
+from ..embeddings_io import embeddings_model, load_embeddings
 from .common import UsageError
 from ..evaluation.backend import BACKEND_KINDS, Backend, train_backend
 from ..evaluation.calibration import QUALITY_DURATIONS, fit_calibration, quality_from_durations
@@ -94,7 +94,7 @@ def run_calibrate(args) -> int:
     ids, matrix = load_embeddings(args.embeddings)
     index = EmbeddingIndex(ids)
     indexed = [index_trials(t, index, args.skip_missing, str(args.embeddings)) for t in trial_lists]
-    recipe = recipe_from_arguments(args, norm, matrix.shape[1])
+    recipe = recipe_from_arguments(args, norm, matrix.shape[1], model=embeddings_model(args.embeddings))
     used = np.unique(np.concatenate([np.r_[i.enroll_rows, i.test_rows] for i in indexed]))
     scorer = recipe.scorer(matrix, used)
     scores = np.concatenate([scorer(i.enroll_rows, i.test_rows) for i in indexed])

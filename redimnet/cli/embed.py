@@ -33,6 +33,7 @@ import numpy as np
 from .. import distributed, threads
 from ..audio import TARGET_SAMPLE_RATE, AudioError, audio_info, iter_inputs, read_scp
 from ..embeddings_io import EmbeddingsOutput, open_output
+from ..speaker_db import model_fingerprint
 from .common import UsageError, reason, show
 from .models import add_model_arguments, model_from_arguments
 
@@ -205,6 +206,7 @@ def _run(args, world: distributed.World) -> int:
             if torch.cuda.is_available():  # one GPU per rank
                 args.device = f"cuda:{world.local_rank % torch.cuda.device_count()}"
         embedder = embedder_from_arguments(args)
+        output.set_model(model_fingerprint(embedder.model))
         flush = output.write if not world.distributed else None
         results, bad, seconds = embed_items(embedder, mine, args.workers,
                                             progress=world.is_main and not args.no_progress, flush=flush)

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import threads
-from ..embeddings_io import load_embeddings
+from ..embeddings_io import embeddings_model, load_embeddings
 from ..evaluation.backend import Backend
 from ..evaluation.calibration import Calibration, actual_dcf, cllr, min_cllr, threshold_at_rate
 from ..evaluation.metrics import compute_metrics
@@ -181,7 +181,8 @@ def run(args) -> int:
         source = str(args.embeddings)
     index = EmbeddingIndex(ids)
     indexed: List[IndexedTrials] = [index_trials(t, index, args.skip_missing, source) for t in trial_lists]
-    recipe = recipe_from_arguments(args, norm, matrix.shape[1])
+    model = embeddings_model(args.embeddings) if args.embeddings else None
+    recipe = recipe_from_arguments(args, norm, matrix.shape[1], model=model)
     used = np.unique(np.concatenate([np.r_[i.enroll_rows, i.test_rows] for i in indexed]))
     scorer = recipe.scorer(matrix, used)
     calibration = None
