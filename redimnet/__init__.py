@@ -9,6 +9,7 @@ torch.Size([1, 192])
 from .audio import AudioError, read_audio
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, StageSpec
+from .diarization import Diarizer
 from .errors import CheckpointError, InvalidArgumentError, RedimnetError
 from .evaluation.backend import Backend, train_backend
 from .evaluation.calibration import Calibration, fit_calibration
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend", "Calibration", "fit_calibration", "train_backend",
     "AudioError", "Embedder", "PretrainedError", "from_pretrained", "list_pretrained", "read_audio",
+    "Diarizer",
     "CheckpointError", "InvalidArgumentError", "ModelConfig", "ReDimNet", "ReDimNet2", "ReDimNet2Config", "RedimnetError", "StageSpec", "build", "get_preset", "list_models",
     "load_checkpoint", "save_checkpoint", "__version__",
 ]

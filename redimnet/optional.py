@@ -20,6 +20,8 @@ EXTRAS = {
     "kaldiio": ("kaldiio", "kaldi"),
     "onnx": ("onnx", "export"),
     "onnxruntime": ("onnxruntime", "export"),
+    "sklearn": ("scikit-learn", "diarize"),
+    "silero_vad": ("silero-vad", "diarize"),
 }
 
 

@@ -21,7 +21,8 @@ from ..names import printable
 from ..optional import install_hint
 
 # Verb modules, in the order their commands are listed in --help.
-VERB_MODULES = ["info", "embed", "verify", "enroll", "evaluate", "cohort", "calibrate", "prepare", "train", "average", "export"]
+VERB_MODULES = ["info", "embed", "verify", "enroll", "evaluate", "cohort", "calibrate", "prepare", "train", "average", "export",
+                "vad", "diarize", "der"]
 
 
 def _verb_modules():

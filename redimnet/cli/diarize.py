@@ -1,0 +1,139 @@
+"""``redimnet diarize``: who spoke when, one RTTM and one JSON per recording.
+
+For each input recording ``OUT_DIR/<recording>.rttm`` (standard RTTM,
+speakers ``SPEAKER_01``, ``SPEAKER_02``, ... in order of first appearance,
+or enrolled names with ``--speakers-db``) and ``OUT_DIR/<recording>.json``
+(segments, per-speaker totals, timings) are written; ``--plot`` adds
+``OUT_DIR/<recording>.png``.  With ``--reference REF.rttm`` the DER of each
+recording is printed and the plot shows the reference too.
+
+A recording without speech gets an empty RTTM and a message (exit 0).
+Unreadable recordings are listed and the others processed (exit 1).
+"""
+
+import sys
+from pathlib import Path
+
+from ..fileio import atomic_write
+from .common import UsageError, show
+from .embed import add_embedder_arguments, embedder_from_arguments
+from .vad import add_vad_arguments, collect_recordings, process_each, report_failures, vad_from_arguments
+
+
+def register(subparsers) -> None:
+    from ..diarization.pipeline import DEFAULT_HOP, DEFAULT_WINDOW
+
+    parser = subparsers.add_parser(
+        "diarize", help="speaker diarization (who spoke when) to RTTM and JSON",
+        description="Speaker diarization: voice activity, ReDimNet embeddings of sliding windows, clustering. "
+                    "Exit status: 0 all recordings processed, 1 some failed (the others are written), "
+                    "2 usage error.")
+    parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files and folders of audio files")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the results")
+    count = parser.add_argument_group("number of speakers (default: estimated, 1 to 20)")
+    count.add_argument("--num-speakers", type=int, default=None, metavar="N", help="exactly N speakers")
+    count.add_argument("--min-speakers", type=int, default=None, metavar="A", help="at least A speakers")
+    count.add_argument("--max-speakers", type=int, default=None, metavar="B", help="at most B speakers")
+    group = parser.add_argument_group("diarization")
+    group.add_argument("--clustering", default="spectral", choices=["spectral", "ahc"],
+                       help="spectral with eigengap speaker counting (default) or agglomerative with a threshold")
+    group.add_argument("--threshold", type=float, default=None,
+                       help="ahc: cosine similarity below which clusters are not merged (default 0.5)")
+    group.add_argument("--window", type=float, default=DEFAULT_WINDOW, help=f"window seconds (default {DEFAULT_WINDOW})")
+    group.add_argument("--hop", type=float, default=DEFAULT_HOP, help=f"hop between windows (default {DEFAULT_HOP})")
+    group.add_argument("--speakers-db", metavar="DB",
+                       help="speaker database (redimnet enroll): name clusters that match an enrolled speaker")
+    group.add_argument("--name-threshold", type=float, default=0.5,
+                       help="with --speakers-db: cosine score a cluster needs to take a name (default 0.5)")
+    group.add_argument("--reference", metavar="RTTM",
+                       help="reference RTTM (file or folder): print the DER of each recording, plot it too")
+    group.add_argument("--plot", action="store_true", help="also write a timeline OUT_DIR/<recording>.png")
+    add_vad_arguments(parser)
+    add_embedder_arguments(parser)
+    parser.set_defaults(handler=run, batch_size=32)
+
+
+def _check_counts(args) -> None:
+    if args.num_speakers is not None:
+        if args.min_speakers is not None or args.max_speakers is not None:
+            raise UsageError("give either --num-speakers or --min-speakers/--max-speakers, not both")
+        if args.num_speakers < 1:
+            raise UsageError(f"--num-speakers must be at least 1, got {args.num_speakers}")
+    low = 1 if args.min_speakers is None else args.min_speakers
+    if low < 1:
+        raise UsageError(f"--min-speakers must be at least 1, got {low}")
+    if args.max_speakers is not None and args.max_speakers < low:
+        raise UsageError(f"--max-speakers ({args.max_speakers}) is smaller than --min-speakers ({low})")
+
+
+def run(args) -> int:
+    from ..diarization.der import diarization_error
+    from ..diarization.pipeline import Diarizer
+    from ..diarization.stream import AudioSource
+    from .der import read_rttms
+
+    _check_counts(args)
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"-o {output}: exists and is not a folder")
+    if args.speakers_db and not Path(args.speakers_db).is_file():
+        raise UsageError(f"--speakers-db {args.speakers_db}: no such file; enrol speakers with redimnet enroll")
+    references = read_rttms(args.reference) if args.reference else None
+    items, failures = collect_recordings(args.inputs)
+    if args.plot:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("--plot needs matplotlib: pip install \"redimnet[plot]\"")
+    vad = vad_from_arguments(args)
+    embedder = embedder_from_arguments(args)
+    diarizer = Diarizer(embedder, vad=vad, clustering=_clustering(args), window=args.window, hop=args.hop,
+                        batch_windows=max(args.batch_size, 1), speakers_db=args.speakers_db,
+                        name_threshold=args.name_threshold)
+    total_audio = total_time = 0.0
+
+    def work(recording: str, path: Path) -> None:
+        nonlocal total_audio, total_time
+        source = AudioSource(path, channel=args.channel, name=recording)
+        result = diarizer.diarize(source, num_speakers=args.num_speakers, min_speakers=args.min_speakers or 1,
+                                  max_speakers=args.max_speakers, recording=recording)
+        with atomic_write(output / f"{recording}.rttm", mode="w") as stream:
+            stream.write(result.to_rttm())
+        with atomic_write(output / f"{recording}.json", mode="w") as stream:
+            stream.write(result.to_json() + "\n")
+        total_audio += result.duration
+        total_time += result.timings.get("total", 0.0)
+        line = f"{show(path)}: "
+        if not result:
+            line += f"no speech found in {result.duration:.1f} s; wrote an empty RTTM"
+        else:
+            line += (f"{len(result.speakers)} speaker(s), {len(result)} segment(s), "
+                     f"{sum(s.duration for s in result):.1f} s of speech in {result.duration:.1f} s "
+                     f"(real-time factor {result.timings['total'] / max(result.duration, 1e-9):.3f})")
+        reference = None
+        if references is not None:
+            reference = references.get(recording)
+            if reference is None:
+                line += f"; no reference for {recording!r}"
+            else:
+                score = diarization_error(reference, result)
+                line += f"; DER {100 * score.der:.2f} % (collar 0.25 s)"
+        print(line, file=sys.stderr)
+        if args.plot:
+            from ..diarization.plot import plot_timeline
+
+            plot_timeline(output / f"{recording}.png", result, reference, title=recording, duration=result.duration)
+
+    output.mkdir(parents=True, exist_ok=True)
+    process_each(items, work, failures)
+    if total_audio:
+        print(f"diarized {total_audio:.1f} s of audio in {total_time:.1f} s into {output}", file=sys.stderr)
+    return report_failures(failures)
+
+
+def _clustering(args):
+    from ..diarization.clustering import make_clustering
+
+    if args.threshold is not None and args.clustering != "ahc":
+        raise UsageError("--threshold applies to --clustering ahc")
+    return make_clustering(args.clustering, args.threshold)

@@ -1,0 +1,140 @@
+"""``redimnet vad``: speech regions of audio files, as RTTM with the label ``speech``.
+
+``-o OUT.rttm`` writes one RTTM file for all recordings; any other ``-o``
+is a folder receiving ``<recording>.rttm`` per input.  The recording id is
+the input's id without its extension, ``/`` replaced by ``_``.  Exit
+status: 0 every file processed, 1 some files failed (listed; the others are
+written), 2 usage error.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+from ..audio import AudioError, iter_inputs
+from ..errors import RedimnetError
+from ..fileio import atomic_write
+from .common import UsageError, show
+
+DESCRIPTION = ("Find speech in audio files and write it as RTTM (label 'speech'). Exit status: 0 all files "
+               "processed, 1 some files failed (the others are written), 2 usage error.")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("vad", help="voice activity detection (speech regions as RTTM)",
+                                   description=DESCRIPTION)
+    parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files and folders of audio files")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="OUT.rttm (one file for all recordings) or a folder (one RTTM per recording)")
+    parser.add_argument("--channel", type=int, default=None, help="use this channel (0-based) instead of the mean")
+    add_vad_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_vad_arguments(parser: argparse.ArgumentParser) -> None:
+    """The detector and its thresholds (shared with ``redimnet diarize``)."""
+    from ..diarization.vad import DEFAULT_MIN_SILENCE, DEFAULT_MIN_SPEECH, DEFAULT_PAD, VAD_NAMES
+
+    group = parser.add_argument_group("voice activity detection")
+    group.add_argument("--vad", default="auto", choices=VAD_NAMES,
+                       help="detector: silero (needs redimnet[diarize]), energy, or auto = silero when installed, "
+                            "else energy (default auto)")
+    group.add_argument("--vad-threshold", type=float, default=None,
+                       help="silero: speech probability that starts speech (default 0.5; speech ends 0.15 lower)")
+    group.add_argument("--energy-margin", type=float, default=None, metavar="DB",
+                       help="energy: dB above the recording's noise floor that starts speech (default 12; "
+                            "speech ends 4 dB lower)")
+    group.add_argument("--min-speech", type=float, default=DEFAULT_MIN_SPEECH, metavar="S",
+                       help=f"drop speech shorter than this (default {DEFAULT_MIN_SPEECH} s)")
+    group.add_argument("--min-silence", type=float, default=DEFAULT_MIN_SILENCE, metavar="S",
+                       help=f"bridge pauses shorter than this (default {DEFAULT_MIN_SILENCE} s)")
+    group.add_argument("--speech-pad", type=float, default=DEFAULT_PAD, metavar="S",
+                       help=f"widen every region by this on both sides (default {DEFAULT_PAD} s)")
+
+
+def vad_from_arguments(args):
+    from ..diarization.vad import make_vad
+
+    for name in ("min_speech", "min_silence", "speech_pad"):
+        value = getattr(args, name)
+        if not value >= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more seconds, got {value}")
+    return make_vad(args.vad, threshold=args.vad_threshold, margin_db=args.energy_margin,
+                    min_speech=args.min_speech, min_silence=args.min_silence, pad=args.speech_pad)
+
+
+def recording_id(uid: str) -> str:
+    """RTTM recording id of an input id: no extension, ``/`` and white space as ``_``."""
+    stem = uid.rsplit(".", 1)[0] if "." in Path(uid).name else uid
+    return "_".join(stem.replace("/", "_").split()) or "recording"
+
+
+def collect_recordings(inputs) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, str]]]:
+    """``(recording id, path)`` for the inputs, and ``(input, reason)`` for inputs that cannot be listed."""
+    items, failures, seen = [], [], {}
+    for name in inputs:
+        try:
+            for uid, path in iter_inputs([name]):
+                recording = recording_id(uid)
+                if recording in seen:
+                    raise UsageError(f"two inputs give the recording id {recording!r} ({seen[recording]} and "
+                                     f"{path}); rename one or give their common folder")
+                seen[recording] = path
+                items.append((recording, path))
+        except AudioError as error:
+            failures.append((str(name), str(error)))
+    return items, failures
+
+
+def process_each(items, work: Callable[[str, Path], None], failures: List[Tuple[str, str]]) -> None:
+    """Run ``work`` per recording; a recording's audio or input error is listed, the others go on."""
+    for recording, path in items:
+        try:
+            work(recording, path)
+        except RedimnetError as error:
+            text = str(error)
+            failures.append((str(path), text[len(str(path)) + 2:] if text.startswith(f"{path}: ") else text))
+        except MemoryError:
+            failures.append((str(path), "out of memory"))
+
+
+def report_failures(failures) -> int:
+    if not failures:
+        return 0
+    print(f"{len(failures)} input(s) failed:", file=sys.stderr)
+    for path, reason in failures:
+        print(f"  {show(path)}: {show(reason)}", file=sys.stderr)
+    return 1
+
+
+def run(args) -> int:
+    from ..diarization.segments import format_rttm
+    from ..diarization.stream import AudioSource
+
+    vad = vad_from_arguments(args)
+    items, failures = collect_recordings(args.inputs)
+    output = Path(args.output)
+    single = output.suffix.lower() == ".rttm"
+    if output.exists() and not single and not output.is_dir():
+        raise UsageError(f"-o {output}: exists and is not a folder (name a .rttm file or a folder)")
+    texts = []
+
+    def work(recording: str, path: Path) -> None:
+        source = AudioSource(path, channel=args.channel, name=recording)
+        segments = vad.segments(source)
+        text = format_rttm(segments, recording)
+        speech = sum(s.duration for s in segments)
+        print(f"{show(path)}: {len(segments)} speech region(s), {speech:.1f} s of {source.duration:.1f} s"
+              + ("" if segments else " (no speech found)"), file=sys.stderr)
+        if single:
+            texts.append(text)
+        else:
+            with atomic_write(output / f"{recording}.rttm", mode="w") as stream:
+                stream.write(text)
+
+    process_each(items, work, failures)
+    if single and (texts or not failures):
+        with atomic_write(output, mode="w") as stream:
+            stream.write("".join(texts))
+    return report_failures(failures)

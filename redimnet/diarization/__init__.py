@@ -1,0 +1,22 @@
+"""Voice activity detection, speaker diarization and its scoring.
+
+* :mod:`.vad` -- where someone speaks (Silero VAD network or an energy detector);
+* :mod:`.pipeline` -- :class:`Diarizer`: who speaks when, with ReDimNet window embeddings;
+* :mod:`.clustering` -- spectral (eigengap) and agglomerative clustering that scale to hours;
+* :mod:`.der` -- diarization error rate with collar and overlap options;
+* :mod:`.segments` -- :class:`Segment` and strict RTTM reading/writing;
+* :mod:`.plot` -- timeline figures.
+
+See ``docs/diarization.md``.
+"""
+
+from .clustering import AgglomerativeClustering, Clustering, SpectralClustering
+from .der import DERScore, diarization_error
+from .pipeline import Diarization, Diarizer
+from .segments import RTTMError, Segment, read_rttm, write_rttm
+from .stream import AudioSource
+from .vad import EnergyVAD, OracleVAD, SileroVAD, VoiceActivityDetector, make_vad
+
+__all__ = ["AgglomerativeClustering", "AudioSource", "Clustering", "DERScore", "Diarization", "Diarizer", "EnergyVAD",
+           "OracleVAD", "RTTMError", "Segment", "SileroVAD", "SpectralClustering", "VoiceActivityDetector",
+           "diarization_error", "make_vad", "read_rttm", "write_rttm"]

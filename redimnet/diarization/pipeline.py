@@ -1,0 +1,324 @@
+"""The diarization pipeline: who spoke when in one recording.
+
+Stages (data flows one way)::
+
+    audio blocks -> voice activity -> windows over speech -> embeddings (batched)
+                 -> clustering -> segments -> smoothing -> names -> RTTM / JSON
+
+The recording is read twice, block by block (once for voice activity, once
+for the windows), so memory holds one block of audio, the window
+embeddings (768 bytes each for 192 dimensions) and the clustering's working
+set, not the recording.
+
+Windows: every speech region is covered by windows of ``window`` seconds
+every ``hop`` seconds, the last one ending at the region's end; a region
+shorter than one window is one window of its own length.  Each stretch of
+speech takes the label of the window whose centre is nearest.  Smoothing:
+a single window whose two neighbours in the same region agree on another
+speaker takes their label (turns shorter than about one window are not
+resolved at this hop).  Overlapping speech is not detected: each moment has
+at most one speaker.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..audio import TARGET_SAMPLE_RATE
+from ..errors import InvalidArgumentError
+from .clustering import Clustering, make_clustering, normalise
+from .segments import Segment, format_rttm, speaker_totals
+from .stream import AudioSource
+from .vad import VoiceActivityDetector, make_vad
+
+DEFAULT_WINDOW = 1.5
+DEFAULT_HOP = 0.75
+
+
+class Diarization(list):
+    """The segments (:class:`Segment`, by start time) of one recording, plus what was measured on the way.
+
+    ``recording`` (the RTTM file id), ``duration`` (s), ``speech`` (VAD
+    regions), ``windows`` (count), ``timings`` (seconds per stage),
+    ``names`` (cluster label -> enrolled name and score, with ``--speakers-db``).
+    """
+
+    def __init__(self, segments: Sequence[Segment] = (), recording: str = "recording", duration: float = 0.0):
+        super().__init__(sorted(segments))
+        self.recording = recording
+        self.duration = duration
+        self.speech: List[tuple] = []
+        self.windows = 0
+        self.timings: Dict[str, float] = {}
+        self.names: Dict[str, dict] = {}
+
+    @property
+    def speakers(self) -> List[str]:
+        """Labels, in order of first appearance."""
+        return list(dict.fromkeys(s.label for s in self))
+
+    def to_rttm(self) -> str:
+        """The segments as RTTM text (see :mod:`redimnet.diarization.segments`)."""
+        return format_rttm(self, self.recording)
+
+    def to_dict(self) -> dict:
+        """Segments, per-speaker totals and timings, for JSON."""
+        totals = speaker_totals(self)
+        return {
+            "recording": self.recording, "duration": round(self.duration, 3),
+            "speech": round(sum(e - s for s, e in self.speech), 3), "windows": self.windows,
+            "speakers": [{"label": label, "seconds": round(seconds, 3), "segments": sum(1 for s in self if s.label == label),
+                          **({"match": self.names[label]} if label in self.names else {})}
+                         for label, seconds in totals.items()],
+            "segments": [{"start": s.start, "end": s.end, "speaker": s.label} for s in self],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+@dataclass
+class _Windows:
+    starts: np.ndarray  # samples
+    lengths: np.ndarray  # samples
+    region: np.ndarray  # index of the speech region
+
+
+def plan_windows(regions: Sequence[tuple], window: float, hop: float, min_samples: int = 1) -> _Windows:
+    """Windows (start and length in 16 kHz samples) covering each region (see the module documentation)."""
+    rate = TARGET_SAMPLE_RATE
+    width, step = int(round(window * rate)), int(round(hop * rate))
+    starts, lengths, owner = [], [], []
+    for index, (begin, end) in enumerate(regions):
+        first, last = int(round(begin * rate)), int(round(end * rate))
+        span = last - first
+        if span < max(min_samples, 1):
+            continue
+        if span <= width:
+            starts.append(first), lengths.append(span), owner.append(index)
+            continue
+        here = list(range(first, last - width + 1, step))
+        if here[-1] + width < last:
+            here.append(last - width)
+        starts += here
+        lengths += [width] * len(here)
+        owner += [index] * len(here)
+    return _Windows(np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64),
+                    np.asarray(owner, dtype=np.int64))
+
+
+class _TimedBlocks:
+    """Iterate blocks while adding up the time spent decoding them."""
+
+    def __init__(self, blocks):
+        self.blocks, self.seconds = iter(blocks), 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        started = time.perf_counter()
+        try:
+            return next(self.blocks)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+class Diarizer:
+    """Speaker diarization with a ReDimNet :class:`redimnet.Embedder`.
+
+    >>> diarizer = redimnet.Diarizer(redimnet.Embedder(model))          # doctest: +SKIP
+    >>> segments = diarizer.diarize("meeting.wav", max_speakers=6)      # doctest: +SKIP
+    >>> print(segments.to_rttm())                                       # doctest: +SKIP
+
+    ``vad``: a :class:`~redimnet.diarization.vad.VoiceActivityDetector` or a
+    name (``"auto"``: Silero when installed, else energy; ``"silero"``,
+    ``"energy"``).  ``clustering``: a
+    :class:`~redimnet.diarization.clustering.Clustering` or ``"spectral"`` /
+    ``"ahc"``.  ``window`` / ``hop``: seconds (defaults 1.5 / 0.75).
+    ``batch_windows``: windows handed to the embedder at a time.
+    ``speakers_db`` (a :class:`redimnet.speaker_db.SpeakerDatabase` or a path)
+    and ``name_threshold``: clusters whose mean embedding scores at least the
+    threshold (cosine) against an enrolled speaker are named after them.
+    """
+
+    def __init__(self, embedder, vad: Union[str, VoiceActivityDetector] = "auto",
+                 clustering: Union[str, Clustering] = "spectral", window: float = DEFAULT_WINDOW,
+                 hop: float = DEFAULT_HOP, batch_windows: int = 64, smooth: bool = True,
+                 speakers_db=None, name_threshold: float = 0.5):
+        if not window > 0 or not 0 < hop <= window:
+            raise InvalidArgumentError(f"need window > 0 and 0 < hop <= window, got window={window}, hop={hop}")
+        self.embedder = embedder
+        self.vad = make_vad(vad) if isinstance(vad, str) else vad
+        self.clustering = make_clustering(clustering) if isinstance(clustering, str) else clustering
+        self.window, self.hop = float(window), float(hop)
+        self.batch_windows = max(1, int(batch_windows))
+        self.smooth = smooth
+        self.speakers_db = speakers_db
+        self.name_threshold = float(name_threshold)
+
+    # --- stages ----------------------------------------------------------------------------------
+    def embed_windows(self, source: AudioSource, windows: _Windows, timings: Dict[str, float]) -> np.ndarray:
+        """Embeddings ``[windows, dim]`` read in one pass over ``source``'s blocks."""
+        count = len(windows.starts)
+        result = np.zeros((count, self.embedder.embed_dim or 1), dtype=np.float32)
+        if count == 0:
+            return result
+        blocks = _TimedBlocks(source.blocks())
+        buffer = np.zeros(0, dtype=np.float32)
+        buffer_start = 0  # sample index of buffer[0]
+        pending: List[int] = []
+        network = 0.0
+        index = 0
+
+        def flush():
+            nonlocal network, result
+            started = time.perf_counter()
+            output = self.embedder.embed_prepared([pieces[i] for i in pending])
+            network += time.perf_counter() - started
+            if output.shape[1] != result.shape[1]:
+                result = np.zeros((count, output.shape[1]), dtype=np.float32)
+            result[pending] = output
+            pending.clear()
+            pieces.clear()
+
+        pieces: Dict[int, np.ndarray] = {}
+        exhausted = False
+        while index < count:
+            end = windows.starts[index] + windows.lengths[index]
+            while not exhausted and buffer_start + len(buffer) < end:
+                try:
+                    block = next(blocks)
+                except StopIteration:
+                    exhausted = True
+                    break
+                buffer = np.concatenate([buffer, block])
+            offset = windows.starts[index] - buffer_start
+            piece = buffer[offset:offset + windows.lengths[index]]
+            if len(piece) < self.embedder.min_samples:  # the file was shorter than its header said
+                piece = np.pad(piece, (0, self.embedder.min_samples - len(piece)))
+            pieces[index] = piece.copy()
+            pending.append(index)
+            index += 1
+            if len(pending) >= self.batch_windows:
+                flush()
+            if index < count:  # drop audio no later window needs
+                keep_from = windows.starts[index] - buffer_start
+                if keep_from > 0:
+                    buffer = buffer[keep_from:]
+                    buffer_start += keep_from
+        if pending:
+            flush()
+        for _ in blocks:  # the rest of the file is still decoded, to report damage at its end
+            pass
+        if not np.all(np.isfinite(result)):
+            raise InvalidArgumentError(f"{source.name}: the model produced non-finite embeddings (sample values far outside "
+                             "[-1, 1]?); check the audio's level")
+        timings["decode"] = timings.get("decode", 0.0) + blocks.seconds
+        timings["embed"] = network
+        return result
+
+    @staticmethod
+    def smooth_labels(labels: np.ndarray, region: np.ndarray) -> np.ndarray:
+        """Lone windows between two agreeing neighbours of the same region take their label."""
+        labels = labels.copy()
+        for i in range(1, len(labels) - 1):
+            if region[i - 1] == region[i] == region[i + 1] and labels[i - 1] == labels[i + 1] != labels[i]:
+                labels[i] = labels[i - 1]
+        return labels
+
+    @staticmethod
+    def segments_from_windows(regions: Sequence[tuple], windows: _Windows, labels: Sequence[str]) -> List[Segment]:
+        """Each region split between its windows at the midpoints of their centres; equal neighbours joined."""
+        rate = TARGET_SAMPLE_RATE
+        centres = (windows.starts + windows.lengths / 2) / rate
+        segments: List[Segment] = []
+        for index, (begin, end) in enumerate(regions):
+            members = np.flatnonzero(windows.region == index)
+            if not members.size:
+                continue
+            cuts = [begin] + [float((centres[a] + centres[b]) / 2) for a, b in zip(members[:-1], members[1:])] + [end]
+            for k, member in enumerate(members):
+                start, stop = cuts[k], cuts[k + 1]
+                if segments and segments[-1].label == labels[member] and abs(segments[-1].end - start) < 1e-9:
+                    segments[-1] = Segment(segments[-1].start, stop, labels[member])
+                elif stop > start:
+                    segments.append(Segment(start, stop, labels[member]))
+        return [Segment(round(s.start, 3), round(s.end, 3), s.label) for s in segments]
+
+    def _names(self, embeddings: np.ndarray, labels: np.ndarray) -> Dict[int, tuple]:
+        """Cluster -> (name, score) for clusters matching an enrolled speaker (each name used once)."""
+        from ..speaker_db import SpeakerDatabase, model_fingerprint
+
+        database = self.speakers_db
+        opened = not isinstance(database, SpeakerDatabase)
+        if opened:
+            database = SpeakerDatabase(database, create=False)
+        try:
+            fingerprint = model_fingerprint(self.embedder.model)
+            x = normalise(embeddings)
+            proposals = []
+            for cluster in np.unique(labels):
+                centroid = x[labels == cluster].mean(axis=0)
+                name, score = database.identify(centroid, top=1, fingerprint=fingerprint)[0]
+                if score >= self.name_threshold:
+                    proposals.append((score, int(cluster), name))
+        finally:
+            if opened:
+                database.close()
+        named: Dict[int, tuple] = {}
+        for score, cluster, name in sorted(proposals, reverse=True):
+            if all(name != n for n, _ in named.values()):
+                named[cluster] = (name, score)
+        return named
+
+    # --- the whole pipeline ----------------------------------------------------------------------
+    def diarize(self, source, sample_rate: int = TARGET_SAMPLE_RATE, num_speakers: Optional[int] = None,
+                min_speakers: int = 1, max_speakers: Optional[int] = None,
+                recording: Optional[str] = None) -> Diarization:
+        """Who speaks when in ``source`` (a path, or a waveform at ``sample_rate``).
+
+        Returns a :class:`Diarization` (a list of :class:`Segment`); empty when
+        no speech is found.  Raises :class:`redimnet.AudioError` for
+        unreadable audio and :class:`redimnet.InvalidArgumentError` for impossible
+        speaker counts.
+        """
+        started = time.perf_counter()
+        if not isinstance(source, AudioSource):
+            source = AudioSource(source, sample_rate, channel=getattr(self.embedder, "channel", None),
+                                 name=recording)
+        timings: Dict[str, float] = {}
+        blocks_time = time.perf_counter()
+        regions = self.vad.regions(source)
+        timings["vad"] = time.perf_counter() - blocks_time
+        result = Diarization(recording=recording or source.name, duration=source.duration)
+        result.speech = list(regions)
+        windows = plan_windows(regions, self.window, self.hop, self.embedder.min_samples)
+        result.windows = len(windows.starts)
+        if num_speakers is not None and num_speakers > max(1, len(windows.starts)) and len(windows.starts):
+            raise InvalidArgumentError(f"{source.name}: {num_speakers} speakers asked for, but its speech gives only "
+                             f"{len(windows.starts)} window(s); give fewer speakers or a shorter --hop")
+        if len(windows.starts) == 0:
+            result.timings = {**timings, "total": time.perf_counter() - started}
+            return result
+        embeddings = self.embed_windows(source, windows, timings)
+        clock = time.perf_counter()
+        labels = self.clustering.cluster(embeddings, num_speakers, min_speakers, max_speakers)
+        timings["cluster"] = time.perf_counter() - clock
+        if self.smooth:
+            labels = self.smooth_labels(labels, windows.region)
+        names = {int(c): f"SPEAKER_{c + 1:02d}" for c in np.unique(labels)}
+        if self.speakers_db is not None:
+            for cluster, (name, score) in self._names(embeddings, labels).items():
+                label = "_".join(name.split()) or names[cluster]
+                result.names[label] = {"enrolled": name, "score": round(float(score), 4)}
+                names[cluster] = label
+        result.extend(self.segments_from_windows(regions, windows, [names[int(c)] for c in labels]))
+        result.sort()
+        timings["total"] = time.perf_counter() - started
+        result.timings = timings
+        return result

@@ -1,0 +1,137 @@
+"""Labelled time segments and the RTTM format they are read from and written to.
+
+An RTTM line describing speech of one speaker has ten space-separated fields::
+
+    SPEAKER <file> <channel> <start> <duration> <NA> <NA> <label> <NA> <NA>
+
+Times are in seconds.  :func:`read_rttm` is strict: every non-blank line that
+is not a ``#`` comment must be a ``SPEAKER`` line with at least eight fields, a
+finite non-negative start, a finite positive duration and a label; anything
+else raises :class:`RTTMError` naming ``file:line`` and what to fix.
+"""
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence, Union
+
+from ..errors import RedimnetError
+from ..fileio import atomic_write
+
+PathLike = Union[str, os.PathLike]
+
+
+class RTTMError(RedimnetError):
+    """An RTTM file cannot be read (with ``file:line`` and the reason)."""
+
+
+@dataclass(frozen=True, order=True)
+class Segment:
+    """``label`` speaks from ``start`` to ``end`` (seconds)."""
+
+    start: float
+    end: float
+    label: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def check_recording_id(recording: str) -> str:
+    """An RTTM file field cannot contain white space or be empty."""
+    if not recording or any(c.isspace() for c in recording):
+        raise RTTMError(f"recording id {recording!r} cannot be used in RTTM (empty or contains white space)")
+    return recording
+
+
+def format_rttm(segments: Iterable[Segment], recording: str, channel: int = 1) -> str:
+    """RTTM text for ``segments`` of one recording (times with millisecond precision)."""
+    check_recording_id(recording)
+    lines = []
+    for segment in sorted(segments):
+        label = segment.label
+        if not label or any(c.isspace() for c in label):
+            raise RTTMError(f"speaker label {label!r} cannot be written to RTTM (empty or contains white space)")
+        lines.append(f"SPEAKER {recording} {channel} {segment.start:.3f} {segment.duration:.3f} "
+                     f"<NA> <NA> {label} <NA> <NA>\n")
+    return "".join(lines)
+
+
+def write_rttm(path: PathLike, segments: Iterable[Segment], recording: str) -> Path:
+    """Write one recording's segments to ``path`` atomically (an empty file when there are none)."""
+    text = format_rttm(segments, recording)
+    with atomic_write(Path(path), mode="w") as stream:
+        stream.write(text)
+    return Path(path)
+
+
+def read_rttm(path: PathLike) -> Dict[str, List[Segment]]:
+    """Segments by recording id from an RTTM file (strict; see the module documentation)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RTTMError(f"{path}: no such file") from None
+    except UnicodeDecodeError as error:
+        raise RTTMError(f"{path}: not a text file (byte {error.start} is not UTF-8)") from None
+    except OSError as error:
+        raise RTTMError(f"{path}: cannot read: {error.strerror or error}") from None
+    return parse_rttm(text, str(path))
+
+
+def parse_rttm(text: str, where: str = "<rttm>") -> Dict[str, List[Segment]]:
+    """Like :func:`read_rttm`, from text; ``where`` names the source in errors."""
+    recordings: Dict[str, List[Segment]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        fields = stripped.split()
+        at = f"{where}:{number}"
+        if fields[0] != "SPEAKER":
+            raise RTTMError(f"{at}: expected a SPEAKER line, got type {fields[0]!r} (only SPEAKER lines, blank "
+                            "lines and # comments are accepted)")
+        if len(fields) < 8:
+            raise RTTMError(f"{at}: a SPEAKER line needs at least 8 fields (SPEAKER file channel start duration "
+                            f"<NA> <NA> label ...), got {len(fields)}")
+        start = _number(fields[3], "start", at)
+        duration = _number(fields[4], "duration", at)
+        if start < 0:
+            raise RTTMError(f"{at}: negative start time {fields[3]}")
+        if duration < 0:
+            raise RTTMError(f"{at}: negative duration {fields[4]}")
+        recordings.setdefault(fields[1], []).append(Segment(start, start + duration, fields[7]))
+    for segments in recordings.values():
+        segments.sort()
+    return recordings
+
+
+def _number(text: str, what: str, at: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise RTTMError(f"{at}: the {what} {text!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise RTTMError(f"{at}: the {what} {text!r} is not finite")
+    return value
+
+
+def merge_regions(regions: Sequence[Sequence[float]], gap: float = 0.0) -> List[List[float]]:
+    """Sorted ``[start, end]`` regions with overlaps (and gaps up to ``gap`` seconds) joined."""
+    merged: List[List[float]] = []
+    for start, end in sorted((float(s), float(e)) for s, e in regions):
+        if merged and start <= merged[-1][1] + gap:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
+
+
+def speaker_totals(segments: Iterable[Segment]) -> Dict[str, float]:
+    """Seconds spoken per label, largest first."""
+    totals: Dict[str, float] = {}
+    for segment in segments:
+        totals[segment.label] = totals.get(segment.label, 0.0) + segment.duration
+    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))

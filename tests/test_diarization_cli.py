@@ -1,0 +1,168 @@
+"""Diarization end to end: the Python API and the ``vad``, ``diarize`` and ``der`` verbs."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from redimnet import cli
+from redimnet.diarization import Diarizer, EnergyVAD, Segment, diarization_error, read_rttm
+from redimnet.synth import generate_conversation
+
+RATE = 16000
+
+
+class ToneEmbedder:
+    """Test double with the Embedder methods the pipeline uses: energy at 300 Hz vs 1200 Hz."""
+
+    min_samples, embed_dim, channel, model = 400, 2, None, None
+
+    def embed_prepared(self, waves):
+        rows = []
+        for wave in waves:
+            spectrum = np.abs(np.fft.rfft(wave))
+            bins = np.fft.rfftfreq(len(wave), 1 / RATE)
+            rows.append([spectrum[np.abs(bins - f) < 30].sum() for f in (300, 1200)])
+        return np.asarray(rows, dtype=np.float32)
+
+
+def _tones(plan, seconds):
+    """A waveform with 300 Hz ('A') or 1200 Hz ('B') tones at the planned times, and its reference."""
+    rng = np.random.default_rng(0)
+    wave = rng.standard_normal(int(seconds * RATE)) * 0.001
+    reference = []
+    for start, end, label in plan:
+        t = np.arange(int((end - start) * RATE)) / RATE
+        wave[int(start * RATE):int(start * RATE) + len(t)] += 0.3 * np.sin(2 * np.pi * (300 if label == "A" else 1200) * t)
+        reference.append(Segment(start, end, label))
+    return wave.astype(np.float32), reference
+
+
+def test_api_diarizes_alternating_tones_exactly():
+    plan = [(0.5, 4.0, "A"), (4.6, 9.0, "B"), (9.5, 11.0, "A"), (12.0, 16.5, "B"), (17.0, 19.0, "A")]
+    wave, reference = _tones(plan, 20.0)
+    diarizer = Diarizer(ToneEmbedder(), vad=EnergyVAD(), clustering="spectral")
+    result = diarizer.diarize(wave, recording="tones")
+    assert result.speakers == ["SPEAKER_01", "SPEAKER_02"]
+    assert diarization_error(reference, result, collar=0.25).der < 0.03
+    assert result.to_rttm().startswith("SPEAKER tones 1 0.")
+    assert diarizer.diarize(wave, num_speakers=2).speakers == ["SPEAKER_01", "SPEAKER_02"]
+    three = diarizer.diarize(wave, num_speakers=3)
+    assert len(three.speakers) == 3
+    # the same result from a 48 kHz waveform: resampled on the way in
+    upsampled = np.repeat(wave, 3)
+    assert len(diarizer.diarize(upsampled, sample_rate=48000).speakers) == 2
+
+
+@pytest.fixture(scope="module")
+def conversation(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("conv")
+    generate_conversation(folder / "talk.wav", speakers=2, seconds=30, seed=5)
+    return folder
+
+
+def _run(*argv):
+    return cli.main([str(a) for a in argv])
+
+
+def test_diarize_vad_and_der_verbs_end_to_end(tmp_path, conversation, b0_model_and_checkpoint, capsys, one_thread):
+    _, checkpoint = b0_model_and_checkpoint
+    out = tmp_path / "out"
+    status = _run("diarize", conversation / "talk.wav", "-o", out, "--checkpoint", checkpoint, "--vad", "energy",
+                  "--reference", conversation / "talk.rttm", "--plot", "--device", "cpu")
+    assert status == 0
+    err = capsys.readouterr().err
+    assert "talk.wav: " in err and "speaker(s)" in err and "DER " in err
+    hypothesis = read_rttm(out / "talk.rttm")["talk"]
+    assert hypothesis and all(s.label.startswith("SPEAKER_") for s in hypothesis)
+    summary = json.loads((out / "talk.json").read_text())
+    assert summary["recording"] == "talk" and summary["duration"] == pytest.approx(30.0)
+    totals = {s["label"]: s["seconds"] for s in summary["speakers"]}
+    for label, seconds in totals.items():
+        assert seconds == pytest.approx(sum(s.duration for s in hypothesis if s.label == label), abs=0.01)
+    assert set(summary["timings"]) >= {"vad", "decode", "embed", "cluster", "total"}
+    assert (out / "talk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # the scoring verb agrees with the library on the files just written
+    assert _run("der", conversation / "talk.rttm", out, "--json") == 0
+    scored = json.loads(capsys.readouterr().out)
+    expected = diarization_error(read_rttm(conversation / "talk.rttm")["talk"], hypothesis, collar=0.25)
+    assert scored["total"]["der"] == pytest.approx(expected.der)
+    assert scored["recordings"]["talk"]["missed"] == pytest.approx(expected.missed)
+    assert _run("der", conversation / "talk.rttm", out / "talk.rttm", "--collar", "0", "--skip-overlap") == 0
+    table = capsys.readouterr().out
+    assert "TOTAL" in table and "collar 0.0 s" in table and "overlap skipped" in table
+
+    # VAD verb: speech as RTTM, close to the reference's speech
+    assert _run("vad", conversation, "-o", tmp_path / "speech.rttm", "--vad", "energy") == 0
+    speech = read_rttm(tmp_path / "speech.rttm")["talk"]
+    assert {s.label for s in speech} == {"speech"}
+    reference = [Segment(s.start, s.end, "speech") for s in read_rttm(conversation / "talk.rttm")["talk"]]
+    vad_score = diarization_error(reference, speech)
+    assert vad_score.missed < 0.1 * vad_score.total and vad_score.false_alarm < 0.15 * vad_score.total
+
+
+def test_silero_vad_runs_offline_on_a_conversation(tmp_path, conversation):
+    pytest.importorskip("silero_vad")
+    assert _run("vad", conversation / "talk.wav", "-o", tmp_path / "v", "--vad", "silero") == 0
+    speech = read_rttm(tmp_path / "v" / "talk.rttm")["talk"]
+    assert speech and sum(s.duration for s in speech) > 5.0
+
+
+def test_bad_inputs(tmp_path, conversation, b0_model_and_checkpoint, capsys, one_thread):
+    _, checkpoint = b0_model_and_checkpoint
+    soundfile.write(str(tmp_path / "silent.wav"), np.zeros(RATE * 3, dtype=np.float32), RATE)
+    wave, _ = _tones([(0.2, 1.0, "A")], 1.2)
+    soundfile.write(str(tmp_path / "short.wav"), wave, RATE)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    common = ["--checkpoint", checkpoint, "--vad", "energy", "--device", "cpu"]
+
+    assert _run("diarize", tmp_path / "silent.wav", "-o", tmp_path / "o1", *common) == 0
+    assert "no speech found" in capsys.readouterr().err
+    assert (tmp_path / "o1" / "silent.rttm").read_text() == ""
+
+    assert _run("diarize", tmp_path / "short.wav", "-o", tmp_path / "o2", *common) == 0
+    segments = read_rttm(tmp_path / "o2" / "short.rttm")["short"]
+    assert len(segments) == 1 and segments[0].start < 0.3 and segments[0].end > 0.9
+
+    assert _run("diarize", tmp_path / "short.wav", "-o", tmp_path / "o3", "--num-speakers", "5", *common) == 1
+    assert "5 speakers asked for" in capsys.readouterr().err
+
+    status = _run("diarize", tmp_path / "broken.wav", conversation / "talk.wav", tmp_path / "missing.wav",
+                  "-o", tmp_path / "o4", *common)
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "2 input(s) failed" in err and "broken.wav" in err and "missing.wav" in err
+    assert (tmp_path / "o4" / "talk.rttm").stat().st_size > 0
+
+    assert _run("diarize", tmp_path / "short.wav", "-o", tmp_path / "o5", "--num-speakers", "2",
+                "--max-speakers", "3", *common) == 2
+    assert "either --num-speakers" in capsys.readouterr().err
+    bad = tmp_path / "bad.rttm"
+    bad.write_text("SPEAKER x 1 0 1 <NA> <NA>\n")
+    assert _run("der", bad, bad) == 2
+    assert f"{bad}:1:" in capsys.readouterr().err
+
+
+def test_speakers_db_names_matching_clusters(tmp_path):
+    import torch
+
+    from redimnet.speaker_db import SpeakerDatabase, model_fingerprint
+
+    embedder = ToneEmbedder()
+    embedder.model = torch.nn.Linear(2, 2)  # what the database fingerprints
+    plan = [(0.5, 4.0, "A"), (4.6, 9.0, "B"), (9.5, 12.0, "A")]
+    wave, _ = _tones(plan, 13.0)
+    enrolled = embedder.embed_prepared([wave[int(0.6 * RATE):int(3.9 * RATE)]])
+    with SpeakerDatabase(tmp_path / "db.sqlite") as database:
+        database.enroll("Ada Lovelace", enrolled, ["a"], fingerprint=model_fingerprint(embedder.model))
+    diarizer = Diarizer(embedder, vad=EnergyVAD(), speakers_db=tmp_path / "db.sqlite", name_threshold=0.9)
+    result = diarizer.diarize(wave)
+    assert result.speakers == ["Ada_Lovelace", "SPEAKER_02"]
+    assert result.names["Ada_Lovelace"]["enrolled"] == "Ada Lovelace"
+    assert result.names["Ada_Lovelace"]["score"] > 0.99
+    assert [s.label for s in result] == ["Ada_Lovelace", "SPEAKER_02", "Ada_Lovelace"]
+    # nobody scores above an impossible threshold: labels stay anonymous
+    anonymous = Diarizer(embedder, vad=EnergyVAD(), speakers_db=tmp_path / "db.sqlite", name_threshold=1.01)
+    assert anonymous.diarize(wave).speakers == ["SPEAKER_01", "SPEAKER_02"]

@@ -1,0 +1,256 @@
+"""Diarization building blocks: RTTM, DER, VAD, clustering, streamed audio, synthetic conversations."""
+
+import warnings
+
+import numpy as np
+import pytest
+import soundfile
+
+from redimnet.audio import read_audio
+from redimnet.diarization.clustering import AgglomerativeClustering, SpectralClustering, reduce
+from redimnet.diarization.der import diarization_error
+from redimnet.diarization.pipeline import Diarizer, plan_windows
+from redimnet.diarization.segments import RTTMError, Segment, format_rttm, parse_rttm, read_rttm
+from redimnet.diarization.stream import AudioSource
+from redimnet.diarization.vad import EnergyVAD, scores_to_regions
+from redimnet.errors import InvalidArgumentError
+from redimnet.synth import generate_conversation, plan_conversation
+
+
+# --- RTTM -------------------------------------------------------------------------------------------
+def test_rttm_round_trip_keeps_segments():
+    segments = [Segment(0.5, 1.75, "alice"), Segment(2.0, 3.125, "bob")]
+    text = format_rttm(segments, "rec1")
+    assert text.splitlines()[0] == "SPEAKER rec1 1 0.500 1.250 <NA> <NA> alice <NA> <NA>"
+    assert parse_rttm(text) == {"rec1": segments}
+
+
+@pytest.mark.parametrize("line, message", [
+    ("SPEAKER rec 1 0.0 1.0 <NA> <NA>", "at least 8 fields"),
+    ("SPEAKER rec 1 zero 1.0 <NA> <NA> a <NA> <NA>", "start 'zero' is not a number"),
+    ("SPEAKER rec 1 0.0 -1 <NA> <NA> a <NA> <NA>", "negative duration"),
+    ("SPEAKER rec 1 -2 1 <NA> <NA> a <NA> <NA>", "negative start"),
+    ("SPEAKER rec 1 0.0 nan <NA> <NA> a <NA> <NA>", "not finite"),
+    ("LEXEME rec 1 0.0 1 <NA> <NA> a <NA> <NA>", "expected a SPEAKER line"),
+])
+def test_rttm_errors_name_file_and_line(tmp_path, line, message):
+    path = tmp_path / "bad.rttm"
+    path.write_text("# comment\nSPEAKER rec 1 0.0 1.0 <NA> <NA> a <NA> <NA>\n\n" + line + "\n")
+    with pytest.raises(RTTMError) as error:
+        read_rttm(path)
+    assert f"{path}:4:" in str(error.value) and message in str(error.value)
+
+
+def test_rttm_binary_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "x.rttm"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(RTTMError, match="not a text file"):
+        read_rttm(path)
+
+
+# --- DER --------------------------------------------------------------------------------------------
+def test_der_hand_computed_example():
+    reference = [Segment(0, 10, "A"), Segment(10, 20, "B")]
+    # hyp: x covers 0-12 (2 s of B confused), y covers 12-18 (B), nothing 18-20 (missed), z 25-26 (false alarm)
+    hypothesis = [Segment(0, 12, "x"), Segment(12, 18, "y"), Segment(25, 26, "z")]
+    score = diarization_error(reference, hypothesis, collar=0.0)
+    assert score.total == pytest.approx(20)
+    assert score.missed == pytest.approx(2)
+    assert score.false_alarm == pytest.approx(1)
+    assert score.confusion == pytest.approx(2)
+    assert score.der == pytest.approx(5 / 20)
+    assert score.mapping == {"x": "A", "y": "B"}
+    # a 0.5 s collar each side removes 0-0.5, 9.5-10.5 and 19.5-20 from scoring
+    collared = diarization_error(reference, hypothesis, collar=0.5)
+    assert collared.total == pytest.approx(18)
+    assert collared.missed == pytest.approx(1.5)
+    assert collared.confusion == pytest.approx(1.5)
+
+
+def test_der_overlap_scored_or_skipped():
+    reference = [Segment(0, 4, "A"), Segment(2, 6, "B")]
+    hypothesis = [Segment(0, 6, "h")]
+    scored = diarization_error(reference, hypothesis, collar=0.0)
+    assert scored.total == pytest.approx(8) and scored.missed == pytest.approx(2)
+    assert scored.confusion == pytest.approx(2)  # h maps to one of A/B; the other's 2 solo seconds are confused
+    skipped = diarization_error(reference, hypothesis, collar=0.0, skip_overlap=True)
+    assert skipped.total == pytest.approx(4) and skipped.missed == 0 and skipped.confusion == pytest.approx(2)
+
+
+def _random_segments(rng, labels, length=30.0):
+    segments = []
+    for label in labels:
+        t = rng.uniform(0, 3)
+        while t < length:
+            d = rng.uniform(0.2, 4)
+            segments.append(Segment(round(t, 3), round(t + d, 3), label))
+            t += d + rng.uniform(0.1, 3)
+    return segments
+
+
+def test_der_matches_pyannote_metrics_on_random_pairs():
+    pytest.importorskip("pyannote.metrics")
+    from pyannote.core import Annotation
+    from pyannote.core import Segment as PSegment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    def annotation(segments):
+        result = Annotation()
+        for index, s in enumerate(segments):
+            result[PSegment(s.start, s.end), index] = s.label
+        return result
+
+    rng = np.random.default_rng(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(60):
+            reference = _random_segments(rng, [f"r{i}" for i in range(rng.integers(1, 5))])
+            hypothesis = _random_segments(rng, [f"h{i}" for i in range(rng.integers(1, 6))])
+            collar, skip = float(rng.choice([0.0, 0.25, 0.5])), bool(rng.integers(2))
+            expected = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip)(
+                annotation(reference), annotation(hypothesis), detailed=True)
+            ours = diarization_error(reference, hypothesis, collar, skip)
+            assert ours.total == pytest.approx(expected["total"], abs=1e-9)
+            assert ours.missed == pytest.approx(expected["missed detection"], abs=1e-9)
+            assert ours.false_alarm == pytest.approx(expected["false alarm"], abs=1e-9)
+            assert ours.confusion == pytest.approx(expected["confusion"], abs=1e-9)
+
+
+# --- VAD --------------------------------------------------------------------------------------------
+def test_scores_to_regions_hysteresis_padding_and_limits():
+    scores = np.array([0, 0, 9, 9, 5, 9, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 0], dtype=float)
+    # frames of 0.1 s; onset 8, offset 4 -> raw regions [0.2, 0.6), [1.0, 1.1), [1.9, 2.3)
+    regions = scores_to_regions(scores, 0.1, 8, 4, duration=2.4, min_speech=0.0, min_silence=0.0, pad=0.0)
+    assert np.allclose(regions, [(0.2, 0.6), (1.0, 1.1), (1.9, 2.3)])
+    bridged = scores_to_regions(scores, 0.1, 8, 4, duration=2.4, min_speech=0.0, min_silence=0.45, pad=0.0)
+    assert np.allclose(bridged, [(0.2, 1.1), (1.9, 2.3)])
+    dropped = scores_to_regions(scores, 0.1, 8, 4, duration=2.4, min_speech=0.25, min_silence=0.0, pad=0.05)
+    assert np.allclose(dropped, [(0.15, 0.65), (1.85, 2.35)])
+    with pytest.raises(InvalidArgumentError):
+        scores_to_regions(scores, 0.1, 4, 8, duration=2.4)
+
+
+def test_energy_vad_finds_tone_bursts_and_ignores_noise():
+    rate = 16000
+    rng = np.random.default_rng(0)
+    wave = rng.standard_normal(rate * 6) * 0.001
+    t = np.arange(rate) / rate
+    for start in (1, 4):
+        wave[start * rate:(start + 1) * rate] += 0.3 * np.sin(2 * np.pi * 440 * t)
+    regions = EnergyVAD().regions(AudioSource(wave.astype(np.float32)))
+    assert len(regions) == 2
+    for (start, end), expected in zip(regions, (1, 4)):
+        assert abs(start - expected) < 0.1 and abs(end - expected - 1) < 0.1
+    assert EnergyVAD().regions(AudioSource(np.zeros(rate * 3, dtype=np.float32))) == []
+
+
+def test_energy_vad_on_a_synthetic_conversation(tmp_path):
+    reference = generate_conversation(tmp_path / "c.wav", speakers=2, seconds=30, seed=3)
+    segments = EnergyVAD().segments(AudioSource(tmp_path / "c.wav"))
+    score = diarization_error([Segment(s, e, "speech") for s, e, _ in reference], segments, collar=0.25)
+    assert score.missed / score.total < 0.1 and score.false_alarm / score.total < 0.15
+
+
+# --- streamed audio ---------------------------------------------------------------------------------
+def test_streamed_blocks_match_whole_file_decoding(tmp_path):
+    rate = 44100
+    wave = (np.random.default_rng(0).standard_normal((rate * 7, 2)) * 0.1).astype(np.float32)
+    soundfile.write(str(tmp_path / "a.wav"), wave, rate)
+    blocks = list(AudioSource(tmp_path / "a.wav", block_seconds=2.0).blocks())
+    assert len(blocks) >= 4
+    streamed = np.concatenate(blocks)
+    whole = read_audio(tmp_path / "a.wav")
+    assert abs(len(streamed) - len(whole)) <= 2
+    n = min(len(streamed), len(whole))
+    assert np.max(np.abs(streamed[1000:n - 1000] - whole[1000:n - 1000])) < 1e-3
+
+
+# --- clustering -------------------------------------------------------------------------------------
+def _blobs(count, speakers, dim=32, spread=0.6, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((speakers, dim))
+    labels = np.repeat(np.arange(speakers), count // speakers)
+    rng.shuffle(labels)
+    return centres[labels] + spread * rng.standard_normal((len(labels), dim)), labels
+
+
+def _agreement(truth, found):
+    """Fraction of items whose found cluster's majority truth label is theirs."""
+    good = 0
+    for cluster in np.unique(found):
+        good += np.bincount(truth[found == cluster]).max()
+    return good / len(truth)
+
+
+@pytest.mark.parametrize("method", [SpectralClustering(), AgglomerativeClustering(threshold=0.3)])
+@pytest.mark.parametrize("speakers", [1, 2, 4, 6])
+def test_clustering_estimates_the_number_of_speakers(method, speakers):
+    x, truth = _blobs(300, speakers)
+    found = method.cluster(x)
+    assert len(np.unique(found)) == speakers
+    assert _agreement(truth, found) > 0.98
+    assert found[0] == 0 and set(np.unique(found)) == set(range(speakers))
+
+
+def test_clustering_honours_given_counts():
+    x, _ = _blobs(240, 4)
+    for method in (SpectralClustering(), AgglomerativeClustering(threshold=0.3)):
+        assert len(np.unique(method.cluster(x, num_speakers=2))) == 2
+        assert len(np.unique(method.cluster(x, min_speakers=5, max_speakers=6))) in (5, 6)
+        assert len(np.unique(method.cluster(x, max_speakers=3))) <= 3
+        with pytest.raises(InvalidArgumentError, match="only 240 window"):
+            method.cluster(x, num_speakers=241)
+
+
+def test_large_inputs_are_reduced_in_chunks_without_a_full_matrix(monkeypatch):
+    x, truth = _blobs(6000, 3, spread=0.5)
+    from redimnet.diarization import clustering
+
+    sizes = []
+    original = clustering._average_linkage
+    monkeypatch.setattr(clustering, "_average_linkage", lambda points: sizes.append(len(points)) or original(points))
+    found = SpectralClustering(max_direct=500).cluster(x)
+    assert max(sizes) <= 500  # never more than max_direct points in one linkage (condensed matrix)
+    assert len(np.unique(found)) == 3 and _agreement(truth, found) > 0.98
+    points, assignment = reduce(clustering.normalise(x), 500)
+    assert len(points) <= 500 and assignment.shape == (6000,) and assignment.max() == len(points) - 1
+
+
+# --- windows ----------------------------------------------------------------------------------------
+def test_windows_cover_each_region_and_short_regions_get_one_window():
+    windows = plan_windows([(0.0, 0.6), (1.0, 4.2)], window=1.5, hop=0.75)
+    rate = 16000
+    assert windows.starts[0] == 0 and windows.lengths[0] == int(0.6 * rate)
+    later = windows.starts[windows.region == 1]
+    assert later[0] == rate and later[-1] + int(1.5 * rate) == int(4.2 * rate)
+    assert np.all(np.diff(later) <= int(0.75 * rate))
+
+
+def test_segments_split_at_window_midpoints_and_join_equal_labels():
+    windows = plan_windows([(0.0, 3.0)], window=1.5, hop=0.75)  # starts 0, .75, 1.5
+    segments = Diarizer.segments_from_windows([(0.0, 3.0)], windows, ["A", "A", "B"])
+    assert segments == [Segment(0.0, 1.875, "A"), Segment(1.875, 3.0, "B")]
+    smoothed = Diarizer.smooth_labels(np.array([0, 1, 0, 0]), np.array([0, 0, 0, 0]))
+    assert smoothed.tolist() == [0, 0, 0, 0]
+
+
+# --- synthetic conversations ------------------------------------------------------------------------
+def test_conversation_reference_matches_the_audio(tmp_path):
+    reference = generate_conversation(tmp_path / "c.wav", speakers=4, seconds=60, seed=1, snr_db=30)
+    wave, rate = soundfile.read(str(tmp_path / "c.wav"))
+    assert rate == 16000 and len(wave) == 60 * 16000
+    assert {label for _, _, label in reference} == {f"SPEAKER_0{i}" for i in range(1, 5)}
+    written = read_rttm(tmp_path / "c.rttm")["c"]
+    assert [s.label for s in written] == [k for _, _, k in reference]
+    assert np.allclose([(s.start, s.end) for s in written], [(s, e) for s, e, _ in reference], atol=1e-6)
+    inside = np.zeros(len(wave), dtype=bool)
+    for start, end, _ in reference:
+        inside[int(start * rate):int(end * rate)] = True
+    outside = ~inside
+    # speech regions are far louder than the rest (noise at 30 dB below speech, plus reverberation tails)
+    assert np.mean(wave[inside] ** 2) > 10 * np.mean(wave[outside] ** 2)
+    turns = plan_conversation(4, 600, seed=1, overlap=0.3)
+    overlapping = sum(1 for a, b in zip(turns, turns[1:]) if b.start < a.start + a.seconds)
+    assert 0.15 < overlapping / len(turns) < 0.45
+    pauses = [b.start - (a.start + a.seconds) for a, b in zip(turns, turns[1:])]
+    assert max(pauses) <= 3.0
