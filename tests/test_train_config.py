@@ -1,14 +1,13 @@
 """Training configs: the shipped recipes are valid, and bad ones fail naming file and key."""
 
-from pathlib import Path
-
 import pytest
 
 import redimnet
 from redimnet.cli import main as cli_main
+from redimnet.recipes import RecipeError, list_recipes, recipe_path, resolve_config
 from redimnet.training.config import ConfigError, TrainingConfig, load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = [recipe_path(name) for name in list_recipes()]
 
 
 def test_every_model_size_has_pretrain_and_lm_configs():
@@ -110,3 +109,27 @@ def test_set_override_with_infinite_learning_rate_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="optimizer.lr: inf is not a finite number"):
         load_config(path, ["optimizer.lr=.inf"])
     assert cli_main(["train", "--config", str(path), "--set", "optimizer.lr=.inf"]) == 2
+
+
+def test_recipes_are_addressable_by_name_and_path(tmp_path, capsys):
+    assert cli_main(["train", "--list-configs"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert "b2_pretrain" in listed and "b2_lm" in listed and len(listed) == len(CONFIGS)
+    assert resolve_config("b2_pretrain") == resolve_config("b2_pretrain.yaml") == recipe_path("b2_pretrain")
+    assert resolve_config("b2_pretrain").read_text().startswith("# ReDimNet-B2 pre-training")
+    own = tmp_path / "b2_pretrain.yaml"  # a file of the same name wins over the shipped recipe
+    own.write_text(recipe_path("b2_pretrain").read_text())
+    assert resolve_config(own) == own
+
+
+@pytest.mark.parametrize("given, message", [
+    ("b9_pretrain", "no shipped recipe named 'b9_pretrain'; the recipes are: b0_lm, "),
+    ("missing/b2.yaml", "config missing/b2.yaml not found .*--list-configs"),
+])
+def test_unknown_recipe_is_a_clear_usage_error(given, message, capsys):
+    with pytest.raises(RecipeError, match=message):
+        resolve_config(given)
+    assert cli_main(["train", "--config", given]) == 2
+    assert "redimnet: error: " in capsys.readouterr().err
+    assert cli_main(["train"]) == 2
+    assert "--config is required" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Training ReDimNet speaker models: configs, data, augmentation, losses, the loop.
 
+>>> from redimnet.recipes import recipe_path              # doctest: +SKIP
 >>> from redimnet.training import load_config, train   # doctest: +SKIP
->>> result = train(load_config("configs/b2_pretrain.yaml"))   # doctest: +SKIP
+>>> result = train(load_config(recipe_path("b2_pretrain")))   # doctest: +SKIP
 """
 
 from .checkpointing import average_checkpoints, average_models

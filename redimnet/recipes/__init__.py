@@ -1,0 +1,54 @@
+"""Training recipes shipped with the package, addressable by name.
+
+Each ``<name>.yaml`` here is a complete training config (``b2_pretrain``: pre-training on 2 s crops,
+``b2_lm``: large-margin fine-tuning on 6 s crops, and the same for every size b0-b6). Where a
+config is asked for, a recipe name and a path to a YAML file are both accepted::
+
+    redimnet train --list-configs
+    redimnet train --config b2_pretrain
+    redimnet train --config my_recipe.yaml
+"""
+
+from importlib import resources
+from pathlib import Path
+from typing import List, Union
+
+from ..errors import RedimnetError
+
+__all__ = ["RecipeError", "list_recipes", "recipe_path", "resolve_config"]
+
+
+class RecipeError(RedimnetError):
+    """A config given by name that is neither a shipped recipe nor an existing file."""
+
+
+def _folder():
+    return resources.files(__name__)
+
+
+def list_recipes() -> List[str]:
+    """Names of the shipped recipes, sorted (``b0_lm``, ``b0_pretrain``, ...)."""
+    return sorted(entry.name[:-len(".yaml")] for entry in _folder().iterdir() if entry.name.endswith(".yaml"))
+
+
+def recipe_path(name: str) -> Path:
+    """The file of the shipped recipe ``name`` (with or without ``.yaml``)."""
+    stem = name[:-len(".yaml")] if name.endswith(".yaml") else name
+    if stem not in list_recipes():
+        raise RecipeError(f"no shipped recipe named {name!r}; the recipes are: {', '.join(list_recipes())} "
+                          "(or give the path of a YAML file)")
+    return Path(str(_folder().joinpath(f"{stem}.yaml")))
+
+
+def resolve_config(name_or_path: Union[str, Path]) -> Path:
+    """A YAML file given as a path (used when it exists) or as a shipped recipe's name."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.exists():
+        raise RecipeError(f"config {path} is not a file")
+    text = str(name_or_path)
+    if "/" in text or "\\" in text or path.suffix not in ("", ".yaml"):
+        raise RecipeError(f"config {path} not found (give an existing YAML file, or a recipe name such as "
+                          f"{list_recipes()[0]!r}: see 'redimnet train --list-configs')")
+    return recipe_path(text)
