@@ -1,0 +1,27 @@
+"""Packaging facts a newcomer relies on: the `all` extra and the files shipped with the package."""
+
+import re
+
+import pytest
+
+from conftest import PROJECT_ROOT
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+
+def project():
+    return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+
+
+def test_all_extra_installs_every_optional_feature():
+    extras = project()["project"]["optional-dependencies"]
+    features = sorted(name for name in extras if name not in ("all", "test"))
+    (requirement,) = extras["all"]
+    listed = re.fullmatch(r"redimnet\[([a-z0-9_,-]+)\]", requirement).group(1).split(",")
+    assert sorted(listed) == features
+
+
+def test_recipes_are_package_data():
+    patterns = project()["tool"]["setuptools"]["package-data"]["redimnet"]
+    assert "recipes/*.yaml" in patterns
+    assert list((PROJECT_ROOT / "redimnet" / "recipes").glob("*.yaml"))
