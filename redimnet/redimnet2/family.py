@@ -54,6 +54,11 @@ def family_classes(family: str):
     return ModelConfig, ReDimNet, original_names
 
 
+def build_model(config):
+    """A randomly initialised network of the family ``config`` belongs to."""
+    return family_classes(getattr(config, "family", "redimnet"))[1](config)
+
+
 def family_of(model: Any) -> str:
     """The family of a model instance."""
     return getattr(model, "family", "redimnet")

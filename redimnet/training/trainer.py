@@ -33,6 +33,7 @@ from ..distributed import World, current_world, init
 from ..errors import RedimnetError
 from ..fileio import atomic_write
 from ..model import ReDimNet
+from ..redimnet2.family import build_model
 from .augment import AugmentationSettings, Augmenter
 from .checkpointing import (average_checkpoints, load_training_state, model_snapshots, prune, restore_rng_states,
                             rng_states, save_training_state, training_states)
@@ -422,7 +423,7 @@ def _build_parts(plan: _Plan, init_weights: bool, say: Callable) -> _Parts:
     config, process = plan.config, plan.process
     tc, opt, lo = config.train, config.optimizer, config.loss
     torch.manual_seed(tc.seed)
-    model = ReDimNet(config.model_config())
+    model = build_model(config.model_config())
     loss = make_loss(lo, model.embed_dim, plan.maker.num_classes)
     if config.model.init_from and init_weights:
         _init_weights(model, loss, config.model.init_from, config, say)
