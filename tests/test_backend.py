@@ -151,3 +151,14 @@ def test_foreign_backend_file_is_refused(tmp_path):
     path.write_bytes(b"junk")
     with pytest.raises(BackendError):
         Backend.load(path)
+
+
+def test_fast_single_trial_scoring_equals_the_model_llr():
+    rng = np.random.default_rng(7)
+    x, labels, *_ = two_covariance_data(rng, dim=8, speakers=50)
+    backend = train_backend(x, labels, kind="plda", dim=6)
+    enroll_rows, test_rows = rng.integers(0, len(x), 40), rng.integers(0, len(x), 40)
+    fast = backend.score_trials(x, enroll_rows, test_rows)
+    transformed = backend.transform(x)
+    slow = [backend.plda.llr(transformed[e], transformed[t]) for e, t in zip(enroll_rows, test_rows)]
+    assert np.allclose(fast, slow, rtol=1e-9, atol=1e-9)
