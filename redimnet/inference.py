@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .audio import TARGET_SAMPLE_RATE, AudioError, check_signal_level, prepare_waveform, read_audio
-from .errors import InvalidArgumentError, RedimnetError
+from .errors import InvalidArgumentError
 from .pipeline import EmbeddingPipeline, Result, Windowing, too_short
 from .similarity import cosine_score
 

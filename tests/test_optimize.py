@@ -12,7 +12,7 @@ from torch import nn
 import redimnet
 from conftest import OFFICIAL, require_fixtures
 from redimnet.optimize import OptimizedReDimNet, OptimizeError, optimize_for_inference
-from redimnet.optimize.folding import fold_bn_after, fold_bn_before_linear, merge_parallel_convs, merge_small_groups
+from redimnet.fast.folding import fold_bn_after, fold_bn_before_linear, merge_parallel_convs, merge_small_groups
 
 FIXTURE_NAMES = require_fixtures()
 TOLERANCE = 1e-4  # max|ours - expected| <= TOLERANCE * max|expected|
@@ -194,7 +194,7 @@ def test_autograd_mode_gives_the_same_outputs():
 @pytest.mark.parametrize("in_channels,out_channels", [(40, 20), (60, 20), (80, 40)])
 def test_summed_depthwise_conv_equals_grouped_conv(in_channels, out_channels):
     """One-output-per-group convs (b0's stage-end squeezes) run as depthwise + interleaved sums."""
-    from redimnet.optimize.fused_2d import SummedDepthwiseConv, SwappedConv2d
+    from redimnet.fast.modules import SummedDepthwiseConv, SwappedConv2d
 
     torch.manual_seed(0)
     conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, groups=out_channels)
@@ -219,7 +219,7 @@ def test_b0_squeezes_use_summed_depthwise_convs():
 def test_dense_products_equal_linear(shape, with_bias, monkeypatch):
     """The oneDNN 1x1-convolution route for ``x @ W.T + b`` (4096 rows or more) and the
     ``linear`` route below it give ``linear``'s values and shape."""
-    from redimnet.optimize.epilogue import dense
+    from redimnet.fast.epilogue import dense
 
     torch.manual_seed(0)
     x, weight = torch.randn(shape), torch.randn(12, 10)
@@ -241,7 +241,7 @@ def test_dense_products_equal_linear(shape, with_bias, monkeypatch):
 
 
 def test_dense_products_keep_gradients_and_autocast():
-    from redimnet.optimize.epilogue import dense
+    from redimnet.fast.epilogue import dense
 
     torch.manual_seed(0)
     x, weight, bias = torch.randn(9, 6, requires_grad=True), torch.randn(4, 6), torch.randn(4)
@@ -295,7 +295,7 @@ def test_keep_freed_memory_rejects_a_tiny_trim_threshold():
 def test_transformer_heads_padded_to_16_keep_outputs(dim, heads, padded):
     """Heads narrower than 16 run zero-padded to 16 (weights padded, true scale kept)."""
     from redimnet.layers.transformer import TransformerLayer
-    from redimnet.optimize.fused_1d import FastTransformer
+    from redimnet.layers.transformer import FastTransformer
 
     torch.manual_seed(0)
     layer = TransformerLayer(dim, dim * 2, heads).eval()
@@ -312,7 +312,7 @@ def test_transformer_heads_padded_to_16_keep_outputs(dim, heads, padded):
 def test_grouped_resnet_stages_run_blocked_for_batches(block_2d_type, monkeypatch):
     """Grouped ResNet stages (b5, b6) run their blocks on oneDNN's blocked layout for batches
     of two or more, and give the plain model's outputs either way."""
-    from redimnet.optimize.fused_2d import FastResNet2d
+    from redimnet.layers.resnet_block import FastResNet2d
 
     config = redimnet.get_preset("b5").config.replace(C=16, block_2d_type=block_2d_type, group_divisor=8)
     torch.manual_seed(7)
@@ -337,7 +337,7 @@ def test_grouped_resnet_stages_run_blocked_for_batches(block_2d_type, monkeypatc
 
 @pytest.mark.parametrize("rows", [37, 5000])
 def test_linear_with_residual_accumulates_in_place_without_autograd(rows):
-    from redimnet.optimize.epilogue import linear
+    from redimnet.fast.epilogue import linear
 
     torch.manual_seed(0)
     x, weight, bias = torch.randn(1, rows, 8), torch.randn(6, 8), torch.randn(6)

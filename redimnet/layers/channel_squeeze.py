@@ -2,9 +2,13 @@
 
 from typing import Optional
 
+import torch
 from torch import nn
 
 from ..config import grouped
+from ..fast import epilogue
+from ..fast.folding import fold_bn_after
+from ..fast.modules import PointwiseConv, SummedDepthwiseConv, SwappedConv2d, activation_name
 
 
 class ChannelSqueeze(nn.Sequential):
@@ -20,6 +24,26 @@ class ChannelSqueeze(nn.Sequential):
 
     def for_inference(self) -> nn.Module:
         """Inference form: batch norm folded into the grouped conv (time-major 2D layout)."""
-        from ..optimize.fused_2d import FastChannelSqueeze
-
         return FastChannelSqueeze(self)
+
+
+class FastChannelSqueeze(nn.Module):
+    """:class:`~redimnet.layers.ChannelSqueeze` with its batch norm folded into the grouped conv."""
+
+    def __init__(self, squeeze: ChannelSqueeze):
+        super().__init__()
+        weight, bias = fold_bn_after(squeeze.conv.weight.detach(),
+                                     None if squeeze.conv.bias is None else squeeze.conv.bias.detach(), squeeze.norm)
+        conv = SwappedConv2d.from_conv(squeeze.conv, weight, bias)
+        per_group = conv.weight.shape[1]
+        one_output_per_group = conv.groups == conv.weight.shape[0]
+        self.summed = one_output_per_group and per_group > 1 and conv.stride == (1, 1)
+        self.conv = SummedDepthwiseConv(conv) if self.summed else conv
+        self.act = activation_name(squeeze.act)
+        self.pointwise = PointwiseConv(squeeze.pointwise.weight, squeeze.pointwise.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.summed:
+            rows = epilogue.activate(self.conv(x), self.act)  # [N, T, F, C], contiguous
+            return self.pointwise(rows.permute(0, 3, 1, 2))
+        return self.pointwise(self.conv(x, self.act))

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from ..config import grouped
+from ..fast.folding import fold_convnext_depthwise
+from ..fast.modules import Linear, PointwiseConv, SwappedConv2d, TimeConv, activation_name, matrix_of
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
@@ -43,10 +45,36 @@ class ConvNeXtBlock(nn.Module):
     def for_inference(self) -> nn.Module:
         """Inference form: parallel depthwise convs merged into one, batch norm folded in
         (``[N, T, C]`` for 1D blocks, the time-major 2D layout for 2D blocks)."""
-        if self.dim == 1:
-            from ..optimize.fused_1d import FastConvNeXt1d
+        return FastConvNeXt1d(self) if self.dim == 1 else FastConvNeXt2d(self)
 
-            return FastConvNeXt1d(self)
-        from ..optimize.fused_2d import FastConvNeXt2d
 
-        return FastConvNeXt2d(self)
+class FastConvNeXt1d(nn.Module):
+    """:class:`~redimnet.layers.ConvNeXtBlock` (1D): parallel depthwise convs merged into one,
+    batch norm folded into it."""
+
+    def __init__(self, block: ConvNeXtBlock):
+        super().__init__()
+        weight, bias, index = fold_convnext_depthwise(block)
+        self.depthwise = TimeConv(weight, bias, block.depthwise[0].groups)
+        self.act = activation_name(block.act)
+        self.pointwise = Linear(matrix_of(block.pointwise)[:, index], block.pointwise.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x, self.act), residual=x)
+
+
+class FastConvNeXt2d(nn.Module):
+    """:class:`~redimnet.layers.ConvNeXtBlock` (2D) with its batch norm folded into the depthwise conv."""
+
+    def __init__(self, block: ConvNeXtBlock):
+        super().__init__()
+        weight, bias, index = fold_convnext_depthwise(block)
+        first = block.depthwise[0]
+        padding = tuple((k - 1) // 2 for k in weight.shape[2:])
+        self.depthwise = SwappedConv2d(weight, bias, (1, 1), padding, first.groups)
+        self.act = activation_name(block.act)
+        pointwise = block.pointwise.weight.detach()[:, :, 0, 0][:, index]
+        self.pointwise = PointwiseConv(pointwise, block.pointwise.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x, self.act), residual=x)

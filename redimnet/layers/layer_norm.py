@@ -1,6 +1,7 @@
 """Layer normalisation over the channel axis (axis 1) of a channels-first tensor."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -29,6 +30,17 @@ class ChannelLayerNorm(nn.Module):
 
     def for_inference(self) -> nn.Module:
         """Inference form: ``layer_norm`` over the last axis of a time-major tensor."""
-        from ..optimize.fused_1d import LayerNorm
+        return LastAxisLayerNorm(self)
 
-        return LayerNorm(self)
+
+class LastAxisLayerNorm(nn.Module):
+    """:class:`~redimnet.layers.ChannelLayerNorm` on the last axis."""
+
+    def __init__(self, norm: ChannelLayerNorm):
+        super().__init__()
+        self.register_buffer("weight", norm.weight.detach().clone())
+        self.register_buffer("bias", norm.bias.detach().clone())
+        self.eps = norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)

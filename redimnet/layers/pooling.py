@@ -5,24 +5,27 @@ checkpoints: TAP, TSDP, TSTP, ASTP, MHASTP, MQMHASTP.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import MHASTP_HEADS, MQMHASTP_HEADS
 from ..fast.adapters import PlainPooling
+from ..fast.modules import Linear, detached_copy, matrix_of
 
 _VAR_FLOOR = 1e-7
 
 
-def _std(x: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
-    """Standard deviation over time, unbiased variance with a small floor."""
-    return torch.sqrt(torch.var(x, dim=-1, keepdim=keepdim) + _VAR_FLOOR)
+def _std(x: torch.Tensor, keepdim: bool = False, dim: int = -1) -> torch.Tensor:
+    """Standard deviation over time (axis ``dim``), unbiased variance with a small floor."""
+    return torch.sqrt(torch.var(x, dim=dim, keepdim=keepdim) + _VAR_FLOOR)
 
 
-def _weighted_stats(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """Mean and std of ``x`` over time under softmax(logits) weights, concatenated."""
-    weights = torch.softmax(logits, dim=-1)
-    mean = torch.sum(weights * x, dim=-1)
-    var = torch.sum(weights * x * x, dim=-1) - mean * mean
+def _weighted_stats(x: torch.Tensor, logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Mean and std of ``x`` over time (axis ``dim``) under softmax(logits) weights, concatenated
+    (``[N, 2C]``; the inference form passes time-major ``[N, T, C]`` with ``dim=1``)."""
+    weights = torch.softmax(logits, dim=dim)
+    mean = torch.sum(weights * x, dim=dim)
+    var = torch.sum(weights * x * x, dim=dim) - mean * mean
     return torch.cat([mean, torch.sqrt(var.clamp(min=_VAR_FLOOR))], dim=1)
 
 
@@ -111,8 +114,6 @@ class ASTP(nn.Module):
 
     def for_inference(self) -> nn.Module:
         """Inference form on ``[N, T, C]`` (global-context product once per utterance)."""
-        from ..optimize.fused_1d import FastASTP
-
         return FastASTP(self)
 
 
@@ -190,3 +191,32 @@ def make_pooling(name: str, in_dim: int, global_context: bool = False, extra=())
     if name not in layers:
         raise ValueError(f"pooling_func={name!r} is not supported; choose one of ASTP, {', '.join(layers)}")
     return layers[name](in_dim)
+
+
+class FastASTP(nn.Module):
+    """:class:`~redimnet.layers.ASTP` on ``[N, T, C]``.
+
+    With global context, the attention's first 1x1 conv sees ``[x, mean, std]``;
+    the mean and std columns are the same at every frame, so their part of the
+    product is computed once per utterance instead of once per frame.
+    """
+
+    def __init__(self, pool: ASTP):
+        super().__init__()
+        self.global_context = pool.global_context
+        weight = matrix_of(pool.hidden)
+        dim = pool.score.out_channels
+        self.register_buffer("hidden_x", weight[:, :dim].contiguous())
+        self.register_buffer("hidden_stats", weight[:, dim:].contiguous() if self.global_context else None)
+        self.register_buffer("hidden_bias", detached_copy(pool.hidden.bias))
+        self.score = Linear.from_conv(pool.score)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.global_context:
+            mean = x.mean(dim=1)
+            std = _std(x, dim=1)
+            stats = F.linear(torch.cat([mean, std], dim=1), self.hidden_stats, self.hidden_bias)
+            hidden = F.linear(x, self.hidden_x) + stats.unsqueeze(1)
+        else:
+            hidden = F.linear(x, self.hidden_x, self.hidden_bias)
+        return _weighted_stats(x, self.score(torch.tanh(hidden)), dim=1)

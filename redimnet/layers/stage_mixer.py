@@ -1,6 +1,6 @@
 """Learned mixture of earlier stage outputs (ReDimNet's dense connections)."""
 
-from typing import Sequence
+from typing import List, Sequence
 
 import torch
 from torch import nn
@@ -41,6 +41,26 @@ class StageMixer(nn.Module):
 
     def for_inference(self) -> nn.Module:
         """Inference form: softmax weights computed once, time-major inputs."""
-        from ..optimize.fused_model import FastMixer
-
         return FastMixer(self)
+
+
+class FastMixer(nn.Module):
+    """:class:`~redimnet.layers.StageMixer` on time-major inputs, softmax weights precomputed."""
+
+    def __init__(self, mixer: StageMixer):
+        super().__init__()
+        self.num_inputs = mixer.num_inputs
+        weights = torch.softmax(mixer.logits.detach(), dim=1)[0, :, :, 0]  # [inputs, rows]
+        self.register_buffer("weights", weights.contiguous())
+
+    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        if self.num_inputs == 1:
+            return inputs[0]
+        mixed = inputs[0] * self.weights[0]
+        inplace = not torch.is_grad_enabled()
+        for i in range(1, self.num_inputs):
+            if inplace:
+                mixed.addcmul_(inputs[i], self.weights[i])
+            else:
+                mixed = torch.addcmul(mixed, inputs[i], self.weights[i])
+        return mixed

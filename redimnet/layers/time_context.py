@@ -1,9 +1,12 @@
 """The 1D time-context block that ends a ReDimNet stage."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import ATTENTION_HEADS
+from ..fast.form import inference_form
+from ..fast.modules import Linear, TimeConv
 from .convnext_block import ConvNeXtBlock
 from .layer_norm import ChannelLayerNorm
 from .transformer import TransformerLayer
@@ -24,8 +27,6 @@ class ConvPositionEncoding(nn.Module):
 
     def for_inference(self) -> nn.Module:
         """Inference form on ``[N, T, C]``."""
-        from ..optimize.fused_1d import FastPositionEncoding
-
         return FastPositionEncoding(self)
 
 
@@ -41,8 +42,6 @@ class PointwiseMLP(nn.Sequential):
 
     def for_inference(self) -> nn.Module:
         """Inference form on ``[N, T, C]``."""
-        from ..optimize.fused_1d import FastPointwiseMLP
-
         return FastPointwiseMLP(self)
 
 
@@ -80,6 +79,47 @@ class TimeContextBlock(nn.Module):
 
     def for_inference(self) -> nn.Module:
         """Inference form on the time-major 1D view (context layers converted one by one)."""
-        from ..optimize.fused_1d import FastTimeContext
-
         return FastTimeContext(self)
+
+
+class FastPositionEncoding(nn.Module):
+    """:class:`~redimnet.layers.time_context.ConvPositionEncoding` on ``[N, T, C]``."""
+
+    def __init__(self, block: ConvPositionEncoding):
+        super().__init__()
+        if block.conv.padding[0] * 2 + 1 != block.conv.kernel_size[0]:
+            raise ValueError("unexpected position-encoding padding")
+        self.conv = TimeConv(block.conv.weight, block.conv.bias, block.conv.groups)
+        self.norm = inference_form(block.norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.norm(self.conv(x))
+
+
+class FastPointwiseMLP(nn.Module):
+    """:class:`~redimnet.layers.time_context.PointwiseMLP` on ``[N, T, C]``."""
+
+    def __init__(self, block: PointwiseMLP):
+        super().__init__()
+        self.expand = Linear.from_conv(block.expand)
+        self.norm = inference_form(block.norm)
+        self.project = Linear.from_conv(block.project)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(F.gelu(self.norm(self.expand(x))))
+
+
+class FastTimeContext(nn.Module):
+    """:class:`~redimnet.layers.TimeContextBlock` on the time-major 1D view ``[N, T, F*C]``."""
+
+    def __init__(self, block: TimeContextBlock):
+        super().__init__()
+        self.reduce = Linear.from_conv(block.reduce)
+        self.reduce_norm = inference_form(block.reduce_norm)
+        # The context is one block, or a plain nn.Sequential of blocks.
+        layers = list(block.context) if type(block.context) is nn.Sequential else [block.context]
+        self.context = nn.Sequential(*[inference_form(layer) for layer in layers])
+        self.expand = Linear.from_conv(block.expand)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expand(self.context(self.reduce_norm(self.reduce(x))), residual=x)

@@ -1,8 +1,12 @@
 """Post-norm transformer encoder layer working on channels-first ``[N, C, T]``."""
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..fast.modules import Linear
 
 
 class SelfAttention(nn.Module):
@@ -59,6 +63,54 @@ class TransformerLayer(nn.Module):
 
     def for_inference(self) -> nn.Module:
         """Inference form on ``[N, T, C]``: fused q/k/v, heads padded to 16."""
-        from ..optimize.fused_1d import FastTransformer
-
         return FastTransformer(self)
+
+
+def pad_heads(weight: torch.Tensor, bias: Optional[torch.Tensor], heads: int, width: int):
+    """Rows of a projection onto ``heads`` heads, each head's rows zero-padded to ``width``."""
+    rows = weight.shape[0] // heads
+    padded = weight.new_zeros((heads, width) + tuple(weight.shape[1:]))
+    padded[:, :rows] = weight.reshape((heads, rows) + tuple(weight.shape[1:]))
+    if bias is None:
+        return padded.reshape((heads * width,) + tuple(weight.shape[1:])), None
+    padded_bias = bias.new_zeros(heads, width)
+    padded_bias[:, :rows] = bias.reshape(heads, rows)
+    return padded.reshape((heads * width,) + tuple(weight.shape[1:])), padded_bias.reshape(-1)
+
+
+class FastTransformer(nn.Module):
+    """:class:`~redimnet.layers.TransformerLayer` on ``[N, T, C]`` with one fused q/k/v projection.
+
+    Heads narrower than 16 (b0: 5 and 15, b5: 12) are zero-padded to 16: CPU
+    attention kernels run 1.2-1.7x faster at that width (b0's 5-wide heads on
+    667 frames: 2.9 -> 1.7 ms).  The padding lives in the weights, so it costs
+    no copies: q/k/v projections get zero rows (the extra q.k terms and value
+    columns are exact zeros), the output projection zero columns, and the
+    attention keeps the scale of the true width.
+    """
+
+    PADDED_WIDTH = 16
+
+    def __init__(self, layer: TransformerLayer):
+        super().__init__()
+        att = layer.attention
+        self.heads = att.heads
+        dim = att.query.weight.shape[0]
+        self.head_width = dim // self.heads
+        self.scale = self.head_width ** -0.5
+        self.width = max(self.head_width, self.PADDED_WIDTH)
+        projections = [pad_heads(proj.weight.detach(), proj.bias.detach(), self.heads, self.width)
+                       for proj in (att.query, att.key, att.value)]
+        self.qkv = Linear(torch.cat([w for w, _ in projections]), torch.cat([b for _, b in projections]))
+        output = pad_heads(att.output.weight.detach().t(), None, self.heads, self.width)[0].t()
+        self.output = Linear(output, att.output.bias)
+        self.norm1, self.norm2 = layer.norm1, layer.norm2
+        self.expand = Linear(layer.feed_forward.expand.weight, layer.feed_forward.expand.bias)
+        self.project = Linear(layer.feed_forward.project.weight, layer.feed_forward.project.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, c = x.shape
+        qkv = self.qkv(x).view(n, t, 3, self.heads, self.width).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], scale=self.scale)
+        x = self.norm1(x + self.output(y.transpose(1, 2).reshape(n, t, self.heads * self.width)))
+        return self.norm2(self.project(self.expand(x, "gelu_tanh"), residual=x))

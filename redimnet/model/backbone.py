@@ -1,12 +1,15 @@
 """The ReDimNet backbone: log-mel image in, frame-level features out."""
 
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..fast.folding import fold_bn_after
+from ..fast.form import inference_form
+from ..fast.modules import Linear, SwappedConv2d, detached_copy, matrix_of
 from ..layers.layer_norm import ChannelLayerNorm
 from ..layers.reshape import to_1d
 from ..layers.stage_mixer import StageMixer
@@ -26,8 +29,6 @@ class Stem(nn.Module):
 
     def for_inference(self) -> nn.Module:
         """Inference form: features ``[N, T, F]`` -> time-major 1D view."""
-        from ..optimize.fused_model import FastStem
-
         return FastStem(self)
 
 
@@ -41,9 +42,8 @@ class Projection(nn.Sequential):
 
     def for_inference(self) -> nn.Module:
         """Inference form: one linear layer with the batch norm folded in."""
-        from ..optimize.fused_1d import fold_projection
-
-        return fold_projection(self)
+        weight, bias = fold_bn_after(matrix_of(self.conv), detached_copy(self.conv.bias), self.norm)
+        return Linear(weight, bias)
 
 
 class Backbone(nn.Module):
@@ -83,6 +83,42 @@ class Backbone(nn.Module):
 
     def for_inference(self) -> nn.Module:
         """Inference form on time-major tensors."""
-        from ..optimize.fused_model import FastBackbone
-
         return FastBackbone(self)
+
+
+class FastStem(nn.Module):
+    """:class:`~redimnet.model.backbone.Stem`: features ``[N, T, F]`` -> 1D view ``[N, T, F*C]``."""
+
+    def __init__(self, stem: Stem):
+        super().__init__()
+        self.conv = SwappedConv2d.from_conv(stem.conv)
+        self.norm = inference_form(stem.norm)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        n, t, f = features.shape
+        x = self.conv(features.reshape(n, 1, t, f))
+        x = self.norm(x.permute(0, 2, 3, 1))  # [N, T, F, C]
+        return x.reshape(n, t, -1)
+
+
+class FastBackbone(nn.Module):
+    """:class:`~redimnet.model.Backbone`: features ``[N, T, F]`` -> ``[N, T, rows]`` (time-major)."""
+
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        self.stem = inference_form(backbone.stem)
+        self.stages = nn.ModuleList(inference_form(stage) for stage in backbone.stages)
+        self.mixer = inference_form(backbone.mixer)
+        self.projection = inference_form(backbone.projection) if backbone.projection is not None else None
+
+    def forward(self, features: torch.Tensor, outputs: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+        all_outputs = [self.stem(features)]
+        for stage in self.stages:
+            all_outputs.append(stage(all_outputs))
+        x = self.mixer(all_outputs)
+        if outputs is not None:
+            outputs.extend(all_outputs)
+            outputs.append(x)
+        if self.projection is not None:
+            x = self.projection(x)
+        return x

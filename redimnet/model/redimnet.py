@@ -1,11 +1,14 @@
 """ReDimNet: waveform in, speaker embedding out."""
 
-from typing import Any, Mapping, Union
+from typing import Any, List, Mapping, Optional, Union
 
 import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..fast.folding import fold_bn_after, fold_bn_before_linear
+from ..fast.form import inference_form
+from ..fast.modules import Linear
 from ..frontend import make_frontend
 from ..layers.classifier_head import ClassifierHead
 from ..layers.pooling import make_pooling
@@ -88,6 +91,44 @@ class ReDimNet(WaveformEmbedder):
 
     def for_inference(self) -> nn.Module:
         """Inference form: :class:`~redimnet.optimize.OptimizedReDimNet`."""
-        from ..optimize.fused_model import OptimizedReDimNet
-
         return OptimizedReDimNet(self)
+
+
+class OptimizedReDimNet(WaveformEmbedder):
+    """Inference-only ReDimNet built from a plain (eval-mode) model.
+
+    Same interface as :class:`~redimnet.ReDimNet` for inference: ``forward(wave)``,
+    :meth:`features` and :meth:`forward_features`; outputs equal the plain
+    model's up to float rounding.  Batch norms use their running statistics
+    (folded into weights), so this model must not be trained.
+    """
+
+    is_inference_form = True  # optimize_for_inference copies it instead of converting it again
+
+    def __init__(self, model: ReDimNet):
+        super().__init__()
+        self.config: ModelConfig = model.config
+        self.frontend = model.frontend
+        self.backbone = inference_form(model.backbone)
+        self.pool = inference_form(model.pool)
+        weight, bias = fold_bn_before_linear(model.embedding.weight.detach(), model.embedding.bias.detach(),
+                                             model.pool_norm)
+        if model.embedding_norm is not None:
+            weight, bias = fold_bn_after(weight, bias, model.embedding_norm)
+        self.embedding = Linear(weight, bias)
+        self.classifier = inference_form(model.classifier) if model.classifier is not None else None
+        self.return_all_outputs = bool(model.config.return_all_outputs)
+        self.eval()
+
+    def forward_features(self, features: torch.Tensor):
+        """The network after the front end: ``[N, F, frames]`` (or ``[N, 1, F, frames]``) in."""
+        if features.ndim == 4:
+            features = features.squeeze(1)
+        outputs: Optional[List[torch.Tensor]] = [] if self.return_all_outputs else None
+        x = self.backbone(features.transpose(1, 2), outputs)
+        x = self.embedding(self.pool(x))
+        if self.classifier is not None:
+            x = self.classifier(x)
+        if outputs is not None:
+            return x, [y.transpose(1, 2) for y in outputs]
+        return x

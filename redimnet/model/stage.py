@@ -6,6 +6,10 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, StageSpec
+from ..fast import blocked
+from ..fast.form import inference_form
+from ..fast.layout import to_1d_view, to_2d_view
+from ..fast.modules import FrequencyPool
 from ..layers.channel_squeeze import ChannelSqueeze
 from ..layers.convnext_block import ConvNeXtBlock
 from ..layers.reshape import to_1d, to_2d
@@ -73,6 +77,35 @@ class Stage(nn.Module):
 
     def for_inference(self) -> nn.Module:
         """Inference form on time-major tensors."""
-        from ..optimize.fused_model import FastStage
-
         return FastStage(self)
+
+
+class FastStage(nn.Module):
+    """:class:`~redimnet.model.Stage` on time-major tensors."""
+
+    def __init__(self, stage: Stage):
+        super().__init__()
+        self.in_channels = stage.in_channels
+        self.mixer = inference_form(stage.mixer)
+        self.pool = FrequencyPool(stage.pool)
+        self.blocks = nn.Sequential(*[inference_form(block) for block in stage.blocks])
+        self.squeeze = inference_form(stage.squeeze) if stage.squeeze is not None else None
+        self.time_context = inference_form(stage.time_context) if stage.time_context is not None else None
+        self.blocked = blocked.worth_it(self.blocks)
+
+    def forward(self, earlier_outputs: List[torch.Tensor]) -> torch.Tensor:
+        x = to_2d_view(self.mixer(earlier_outputs), self.in_channels)
+        x = self.pool(x)
+        if self.blocked and blocked.usable(x):
+            x = x.contiguous()
+            for block in self.blocks:
+                x = block.forward_blocked(x)
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = self.blocks(x)
+        if self.squeeze is not None:
+            x = self.squeeze(x)
+        x = to_1d_view(x.contiguous(memory_format=torch.channels_last))
+        if self.time_context is not None:
+            x = self.time_context(x)
+        return x

@@ -30,9 +30,8 @@ from torch import nn
 
 from ..errors import RedimnetError, RedimnetWarning
 from ..fast import InferenceFormError, build_inference_form
-from ..model.redimnet import WaveformEmbedder
+from ..model.redimnet import OptimizedReDimNet, WaveformEmbedder
 from .allocator import keep_freed_memory
-from .fused_model import OptimizedReDimNet
 
 __all__ = ["OptimizationWarning", "OptimizeError", "OptimizedReDimNet", "keep_freed_memory",
            "optimize_for_inference", "warn_not_optimized"]
