@@ -306,3 +306,16 @@ def test_training_on_a_broken_shard_set_is_a_clear_cli_error(vox_folder, tmp_pat
     assert main(["train", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("redimnet: error:") and "shard-000001.tar" in err and "unexpected" not in err
+
+
+def test_unlistable_names_are_refused_one_by_one(vox_folder, tmp_path):
+    from redimnet.cli import main
+    soundfile.write(vox_folder / "loose.wav", _tone(300), SR)
+    soundfile.write(vox_folder / "spk0" / "vid0" / "two\nlines.wav", _tone(300), SR)
+    out = tmp_path / "prepared"
+    assert main(["prepare", str(vox_folder), "-o", str(out)]) == 1
+    assert len((out / "wav.scp").read_text().splitlines()) == 12
+    report = (out / "refused.tsv").read_text().splitlines()
+    assert len(report) == 3 and all(line.count("\t") == 1 for line in report)
+    assert any("two\\nlines.wav" in line and "control character" in line for line in report)
+    assert any("loose.wav" in line and "directly in" in line for line in report)

@@ -32,15 +32,11 @@ def register(subparsers):
     parser.set_defaults(handler=run)
 
 
-def _escape(text: str) -> str:
-    """One TSV field: backslash, tab, newline and other control characters written as escapes."""
-    return text.encode("unicode_escape").decode("ascii")
-
-
 def run(args: argparse.Namespace) -> int:
     import csv
 
     from ..fileio import atomic_write
+    from ..names import printable
     from ..training.data import scan_data_folder, write_kaldi_lists, write_shards
 
     if args.utts_per_shard < 1:
@@ -59,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
     refused_path = out / REFUSED_LIST
     if scan.refused:
         with atomic_write(refused_path, mode="w") as stream:
-            stream.write("path\treason\n" + "".join(f"{_escape(p)}\t{_escape(r)}\n" for p, r in scan.refused))
+            stream.write("path\treason\n" + "".join(f"{printable(p)}\t{printable(r)}\n" for p, r in scan.refused))
         for path, reason in scan.refused[:5]:
-            print(f"redimnet: refused {_escape(path)}: {_escape(reason)}", file=sys.stderr)
+            print(f"redimnet: refused {printable(path)}: {printable(reason)}", file=sys.stderr)
         more = f" ({len(scan.refused) - 5} more)" if len(scan.refused) > 5 else ""
         print(f"redimnet: {len(scan.refused)} file(s) refused{more}, not listed or packed; see {refused_path}",
               file=sys.stderr)

@@ -122,9 +122,12 @@ def scan_data_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac
 
     Nothing outside ``root`` is read unless ``follow_symlinks``: a symbolic link
     (to a file or a folder) whose target lies outside ``root`` is refused, as are
-    broken links, link loops and anything that is not a regular file.  With
-    ``check_audio`` every file must open as audio (its header is read).  Refused
-    files are returned with the reason, never listed as utterances.
+    broken links, link loops and anything that is not a regular file, and so
+    are files directly in ``root`` and paths with white space or control
+    characters (Kaldi lists cannot hold them).  With ``check_audio`` every file
+    must open as audio (its header is read).  Refused files are returned with
+    the reason, never listed as utterances; only a folder with no usable file
+    at all raises :class:`DataError`.
     """
     root = Path(root)
     if not root.is_dir():
@@ -187,10 +190,11 @@ def scan_data_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac
     for relative, target in found:
         where = root / relative
         if "/" not in relative:
-            raise DataError(f"{where}: audio directly in {root}; expected the layout speaker/video/utterance.wav")
-        if any(c.isspace() for c in relative):
-            raise DataError(f"{where}: white space in the path; Kaldi lists cannot hold it, rename the file")
-        problem = _check_audio_header(target) if check_audio else None
+            problem = f"audio directly in {root}; expected the layout speaker/video/utterance.wav"
+        elif any(c.isspace() or not c.isprintable() for c in relative):
+            problem = "white space or a control character in the path; Kaldi lists cannot hold it, rename the file"
+        else:
+            problem = _check_audio_header(target) if check_audio else None
         if problem:
             refused.append((str(where), problem))
             continue
