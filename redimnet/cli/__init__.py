@@ -21,7 +21,7 @@ from ..names import printable
 from ..optional import install_hint
 
 # Verb modules, in the order their commands are listed in --help.
-VERB_MODULES = ["info", "embed", "verify", "enroll", "evaluate", "cohort", "calibrate", "prepare", "train", "average", "export",
+VERB_MODULES = ["demo", "info", "embed", "verify", "enroll", "evaluate", "cohort", "calibrate", "prepare", "train", "average", "export",
                 "vad", "diarize", "der"]
 
 
