@@ -14,6 +14,8 @@ import math
 import os
 from typing import Optional
 
+from .errors import InvalidArgumentError
+
 THREADS_HELP = ("CPU threads for the model (default: the cores left free by decoding workers and other "
                 "programs, at least 1; OMP_NUM_THREADS is respected)")
 
@@ -60,7 +62,7 @@ def model_threads(requested: Optional[int] = None, workers: int = 0) -> int:
     """
     if requested is not None:
         if requested < 1:
-            raise ValueError(f"--threads must be at least 1, got {requested}")
+            raise InvalidArgumentError(f"--threads must be at least 1, got {requested}")
         return int(requested)
     cores = usable_cores()
     return max(1, min(cores, cores - max(0, workers) - busy_cores()))

@@ -250,6 +250,10 @@ def test_library_does_not_raise_the_cli_usage_error():
     with pytest.raises(InvalidArgumentError) as caught:
         redimnet.get_preset("no-such-model")
     assert isinstance(caught.value, RedimnetError) and isinstance(caught.value, ValueError)
+    from redimnet import threads
+
+    with pytest.raises(InvalidArgumentError, match="--threads"):
+        threads.model_threads(0)
 
 
 def test_missing_extra_names_the_extra(monkeypatch):
@@ -353,3 +357,45 @@ def test_train_without_pyyaml_names_the_extra(tmp_path, monkeypatch, capsys):
     assert run_cli("train", "--config", config) == 2
     err = capsys.readouterr().err
     assert 'pip install "redimnet[train]"' in err and "unexpected" not in err
+
+
+def test_a_verb_whose_module_needs_a_missing_extra_says_so(monkeypatch, capsys):
+    import importlib
+
+    real = importlib.import_module
+
+    def import_module(name, *args, **kwargs):
+        if name == "redimnet.cli.export":
+            raise ModuleNotFoundError("No module named 'onnx'", name="onnx")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(cli.importlib, "import_module", import_module)
+    assert run_cli("export", "--checkpoint", "x.pt") == 2
+    err = capsys.readouterr().err
+    assert 'pip install "redimnet[export]"' in err and "'redimnet export'" in err
+    assert run_cli("info", "b0") == 0  # the other verbs still load and run
+
+
+# --- user mistakes are errors, not bugs ------------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["info", "no-such-model"],
+    ["info", "b0", "--seconds", "-1"],
+    ["cohort", "--embeddings", "{tmp}/none.npz", "-o", "{tmp}/c.npz"],
+    ["embed", "{audio}", "--model", "no-such-model", "--random-init", "-o", "{tmp}/e.npz"],
+    ["embed", "{audio}", "--checkpoint", "{ckpt}", "-o", "{tmp}/e.npz", "--max-seconds", "0.1"],
+    ["embed", "{audio}", "--checkpoint", "{ckpt}", "-o", "{tmp}/e.npz", "--max-seconds", "5", "--overlap-seconds", "6"],
+    ["embed", "{audio}", "--checkpoint", "{ckpt}", "-o", "{tmp}/e.xyz"],
+    ["embed", "{audio}", "--checkpoint", "{tmp}", "-o", "{tmp}/e.npz"],
+    ["verify", "{audio}", "{tmp}/missing.wav", "--checkpoint", "{ckpt}"],
+    ["eval", "--embeddings", "{tmp}/none.npz", "--trials", "{audio}"],
+    ["train", "--config", "{audio}"],
+    ["speakers", "list", "--db", "{tmp}/none.db"],
+])
+def test_user_mistakes_exit_2_without_unexpected_errors(tmp_path, voices, b0_model_and_checkpoint, capsys,
+                                                         monkeypatch, argv):
+    monkeypatch.delenv("REDIMNET_DEBUG", raising=False)
+    _, checkpoint = b0_model_and_checkpoint
+    values = {"audio": voices / "a.wav", "ckpt": checkpoint, "tmp": tmp_path}
+    assert run_cli(*[a.format(**values) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("redimnet: error: ") and "unexpected" not in err and "Traceback" not in err

@@ -18,11 +18,15 @@ from typing import List, Optional
 
 from ..errors import RedimnetError
 from ..names import printable
-from ..optional import install_hint
+from ..optional import MissingDependencyError, install_hint
 
 # Verb modules, in the order their commands are listed in --help.
 VERB_MODULES = ["demo", "info", "embed", "verify", "enroll", "evaluate", "cohort", "calibrate", "prepare", "train", "average", "export",
                 "vad", "diarize", "der"]
+
+
+# Module name -> the command it registers, where they differ (for the stand-in of a verb that cannot load).
+_COMMAND_NAMES = {"evaluate": "eval"}
 
 
 def _verb_modules():
@@ -30,8 +34,30 @@ def _verb_modules():
         try:
             yield importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as error:
-            if error.name != f"{__name__}.{name}":
+            if error.name == f"{__name__}.{name}":
+                continue  # a verb this installation does not ship
+            command = _COMMAND_NAMES.get(name, name)
+            hint = install_hint(error.name, f"'redimnet {command}'")
+            if hint is None:
                 raise
+            yield _Unavailable(command, hint)
+
+
+class _Unavailable:
+    """Stands in for a verb whose module needs a missing optional package: the verb is listed and says so."""
+
+    def __init__(self, command: str, hint: str):
+        self.command, self.hint = command, hint
+
+    def register(self, subparsers) -> None:
+        # no option prefix: whatever follows the command is accepted, so the verb can say what it needs
+        parser = subparsers.add_parser(self.command, help=f"(unavailable: {self.hint})", description=self.hint,
+                                       prefix_chars="\0", add_help=False)
+        parser.add_argument("arguments", nargs="*", help=argparse.SUPPRESS)
+        parser.set_defaults(handler=self.run)
+
+    def run(self, _args) -> int:
+        raise MissingDependencyError(self.hint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,12 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "handler"):
-        parser.print_help()
-        return 2
-    return run_handler(args.handler, args)
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the verb, return the exit status."""
+    parsed = {}
+
+    def parse(_args):
+        parser = build_parser()
+        parsed["args"] = parser.parse_args(argv)
+        if not hasattr(parsed["args"], "handler"):
+            parser.print_help()
+            return 2
+        return 0
+
+    status = run_handler(parse, None)  # even building the parser follows the error policy
+    if "args" not in parsed or status != 0:
+        return status
+    return run_handler(parsed["args"].handler, parsed["args"])
 
 
 def run_handler(handler, args) -> int:
