@@ -1,11 +1,16 @@
-"""torch.hub entry points: ``torch.hub.load(<repo>, "ReDimNet", model_name="b2", train_type="ft_lm", dataset="vox2")``.
+"""torch.hub entry points, reading the same model table as ``redimnet.load`` and the CLI's ``--model``.
 
-Works with ``source="local"`` on a checkout of this repository, with the same
-arguments as the original IDRnD/ReDimNet hub entry.  Extra keyword arguments
-(``cache_dir``, ``base_url``, ``progress``, ``check_hash``, ``map_location``)
-go to :func:`redimnet.pretrained.from_pretrained`.
+``torch.hub.load(<repo>, "ReDimNet", model_name="b2", train_type="ft_lm", dataset="vox2")`` (the
+original IDRnD/ReDimNet hub arguments) or ``torch.hub.load(<repo>, "ReDimNet", weights="b2.vox2-ft_lm")``.
+Without arguments: the default model (:data:`redimnet.registry.DEFAULT_WEIGHTS`); a missing
+``train_type``/``dataset`` means the architecture's default weights (for b0-b6: ``vox2`` /
+``ft_lm``; pass ``train_type="ptn"`` for the pre-trained ones the original hub defaulted to).
+Works with ``source="local"`` on a checkout.  Extra keyword arguments (``cache_dir``,
+``base_url``, ``progress``, ``check_hash``, ``sha256``, ``map_location``) go to
+:func:`redimnet.pretrained.load_weights`.
 """
 
+import inspect
 import os
 import sys
 
@@ -15,24 +20,34 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from redimnet.pretrained import from_pretrained as _from_pretrained  # noqa: E402
+from redimnet import pretrained as _pretrained  # noqa: E402
+from redimnet import registry as _registry  # noqa: E402
 
 
-def ReDimNet(model_name: str = "b2", train_type: str = "ptn", dataset: str = "vox2", **options):
-    """A published ReDimNet model in eval mode (weights downloaded once and cached).
+def _weights(model_name, train_type, dataset, weights):
+    if weights is not None:
+        if (model_name, train_type, dataset) != (None, None, None):
+            raise TypeError("pass either weights='b2.vox2-ft_lm' or model_name/train_type/dataset, not both")
+        return _registry.get_weights(weights)
+    if model_name is None:
+        if (train_type, dataset) == (None, None):
+            return _registry.get_weights(_registry.DEFAULT_WEIGHTS)
+        model_name = _registry.get_weights(_registry.DEFAULT_WEIGHTS).arch
+    return _registry.find_weights(model_name, train_type, dataset)
 
-    ``train_type`` defaults to ``"ptn"`` as in the original hub entry; the
-    large-margin fine-tuned models are ``"ft_lm"``.
+
+def ReDimNet(model_name=None, train_type=None, dataset=None, weights=None, **options):
+    """A published ReDimNet model in eval mode (weights downloaded once and cached)."""
+    return _pretrained.load_weights(_weights(model_name, train_type, dataset, weights), **options)
+
+
+def ReDimNetEmbedder(model_name=None, train_type=None, dataset=None, weights=None, **options):
+    """A :class:`redimnet.inference.Embedder` around a published model (audio files in, embeddings out).
+
+    Keyword arguments that :class:`~redimnet.inference.Embedder` accepts go to it, the others to the loader.
     """
-    return _from_pretrained(model_name, train_type=train_type, dataset=dataset, **options)
-
-
-def ReDimNetEmbedder(model_name: str = "b2", train_type: str = "ft_lm", dataset: str = "vox2", **options):
-    """A :class:`redimnet.inference.Embedder` around a published model (audio files in, embeddings out)."""
     from redimnet.inference import Embedder
 
-    embedder_keys = {"device", "precision", "optimize", "max_seconds", "overlap_seconds", "channel",
-                     "trim_silence", "batch_size"}
+    embedder_keys = set(inspect.signature(Embedder).parameters) - {"model"}
     embedder_options = {k: options.pop(k) for k in list(options) if k in embedder_keys}
-    return Embedder(_from_pretrained(model_name, train_type=train_type, dataset=dataset, **options),
-                    **embedder_options)
+    return Embedder(ReDimNet(model_name, train_type, dataset, weights, **options), **embedder_options)

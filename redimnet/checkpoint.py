@@ -4,6 +4,14 @@ A release file is ``torch.save({"model_config": {...}, "state_dict": {...}})``
 where ``model_config`` holds the original constructor's keyword arguments and
 ``state_dict`` uses the original implementation's parameter names.  Files go
 both ways: ours load in the original code and the original's load here.
+
+Loading a file cannot cost more than the file says it is: before anything is
+allocated, the network its ``model_config`` describes is laid out on the
+``meta`` device (shapes only, no memory), its size is checked against
+:data:`MAX_PARAMETERS`, and every tensor of the ``state_dict`` is checked
+against it -- names, shapes, dtypes (floating-point where the network has
+floating-point weights) and values (no NaN or infinity).  Anything wrong is a
+:class:`~redimnet.errors.CheckpointError` naming the first bad entry.
 """
 
 import os
@@ -21,6 +29,14 @@ from .redimnet2.family import check_family, detect_family, family_classes, famil
 
 PathLike = Union[str, os.PathLike]
 
+MAX_PARAMETERS = 50_000_000
+"""Most values (parameters and buffers) a checkpoint may hold unless the caller opts in with
+``max_parameters=None`` (or a larger number): 200 MB of float32, three times the largest
+published ReDimNet (b6, 15 M).  A file asking for more is refused before anything is allocated."""
+
+MAX_BLOCKS = 1000
+"""Most 2D blocks (summed over the stages) a checkpoint may ask for under :data:`MAX_PARAMETERS`."""
+
 
 def _describe_keys(keys, limit: int = 8) -> str:
     keys = sorted(keys)
@@ -28,7 +44,7 @@ def _describe_keys(keys, limit: int = 8) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def _read(path: Path):
+def _read(path: Path, max_bytes: Optional[int] = None):
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.is_dir():
@@ -43,6 +59,11 @@ def _read(path: Path):
     if head.startswith(b"PK"):
         try:
             with zipfile.ZipFile(path) as archive:
+                unpacked = sum(member.file_size for member in archive.infolist())
+                if max_bytes is not None and unpacked > max_bytes:
+                    raise CheckpointError(
+                        f"{path} unpacks to {unpacked:,} bytes, more than a network within the size ceiling "
+                        f"needs ({max_bytes:,}); if you trust this file, load it with max_parameters=None")
                 broken = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError):
             raise CheckpointError(f"{path} is truncated or corrupt (the zip archive torch.save writes "
@@ -80,18 +101,40 @@ def _unpickling_detail(text: str) -> str:
     return "its content is not a pickle of tensors"
 
 
+def _tensor_problem(tensor: torch.Tensor, expected: torch.Tensor) -> Optional[str]:
+    """Why ``tensor`` cannot stand where ``expected`` (same shape, any device) belongs, or None."""
+    if tensor.layout != torch.strided or tensor.is_quantized:
+        return f"is a {tensor.layout} tensor, not a plain dense one"
+    if tensor.is_complex():
+        return f"holds complex values ({tensor.dtype}) where real weights belong"
+    if expected.is_floating_point():
+        if not tensor.is_floating_point():
+            return f"holds {tensor.dtype} values where floating-point weights belong"
+        if not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            return f"holds {bad} non-finite value(s) (NaN or infinity)"
+    elif tensor.is_floating_point():
+        return f"holds {tensor.dtype} values where an integer count belongs"
+    return None
+
+
 def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: ReDimNet,
                              source: str = "checkpoint") -> Dict[str, torch.Tensor]:
-    """Rename an original-format state dict to ours, checking that every key is
-    consumed and every parameter found with the right shape."""
+    """Rename an original-format state dict to ours, checking it against ``model``.
+
+    ``model`` may live on the ``meta`` device (only its names, shapes and
+    dtypes are used).  Every key must be consumed and every parameter found,
+    with the right shape, a fitting dtype and finite values; otherwise a
+    :class:`CheckpointError` names the (first) bad entries.
+    """
     expected = model.state_dict()
     to_original = family_classes(family_of(model))[2](expected, model.config)
     to_ours = {orig: ours for ours, orig in to_original.items()}
-    bad_values = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    bad_values = [str(k) for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad_values:
         raise CheckpointError(f"{source}: state_dict entries that are not tensors: {_describe_keys(bad_values)}")
     missing = [k for k in to_ours if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in to_ours]
+    unexpected = [str(k) for k in state_dict if k not in to_ours]
     problems = []
     if missing:
         problems.append(f"missing keys: {_describe_keys(missing)}")
@@ -109,7 +152,53 @@ def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: ReDi
     if mismatched:
         more = f" (and {len(mismatched) - 5} more)" if len(mismatched) > 5 else ""
         raise CheckpointError(f"{source}: mis-shaped parameters: {'; '.join(mismatched[:5])}{more}")
+    for orig, tensor in state_dict.items():
+        problem = _tensor_problem(tensor, expected[to_ours[orig]])
+        if problem is not None:
+            raise CheckpointError(f"{source}: tensor {orig} {problem}; the file is damaged or not a trained "
+                                  "ReDimNet checkpoint")
     return renamed
+
+
+def _frontend_values(config) -> int:
+    """Values the front end computes when built (the TF front end's DFT kernels are made in numpy)."""
+    spec = dict(getattr(config, "spec_params", None) or {})
+    n_fft = int(spec.get("n_fft", 512))
+    win = int(spec.get("win_length", 400))
+    kernels = 2 * (n_fft // 2) * win if str(getattr(config, "feat_type", "pt")).startswith("tf") else win
+    return kernels + (n_fft // 2 + 1) * int(config.F)
+
+
+def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str = "model_config",
+           model_class=ReDimNet) -> torch.nn.Module:
+    """The network ``config`` describes, on the ``meta`` device: shapes without memory.
+
+    Refuses (:class:`CheckpointError`) a network of more than ``max_parameters``
+    values (parameters and buffers) or more than :data:`MAX_BLOCKS` blocks;
+    ``max_parameters=None`` lifts both limits.
+    """
+    if max_parameters is not None:
+        blocks = sum(stage.num_blocks for stage in config.stages_setup) + len(config.stages_setup)
+        front = _frontend_values(config)
+        if blocks > MAX_BLOCKS:
+            raise CheckpointError(f"{source} describes {blocks} blocks, more than the {MAX_BLOCKS} allowed; "
+                                  "if you trust this file, load it with max_parameters=None")
+        if front > max_parameters:
+            raise CheckpointError(f"{source} describes a front end of {front:,} values, more than the ceiling of "
+                                  f"{max_parameters:,}; if you trust this file, load it with max_parameters=None")
+    try:
+        with torch.device("meta"):
+            skeleton = model_class(config)
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{source} describes a network that cannot be built: {first_line}") from None
+    values = sum(t.numel() for t in skeleton.state_dict().values())
+    if max_parameters is not None and values > max_parameters:
+        raise CheckpointError(
+            f"{source} describes a network of {values:,} parameters and buffers, more than the ceiling of "
+            f"{max_parameters:,} (redimnet.checkpoint.MAX_PARAMETERS); if you trust this file, load it with "
+            "max_parameters=None or a larger number")
+    return skeleton
 
 
 def to_original_state_dict(model: ReDimNet) -> Dict[str, torch.Tensor]:
@@ -129,17 +218,24 @@ def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu",
-                    family: Optional[str] = None) -> ReDimNet:
+                    family: Optional[str] = None, max_parameters: Optional[int] = MAX_PARAMETERS) -> ReDimNet:
     """Load a checkpoint in the official release format; returns the model in eval mode.
 
     Reads both families' files: a ReDimNet file gives a :class:`redimnet.ReDimNet`,
     a ReDimNet2 file a :class:`redimnet.ReDimNet2`; the family is recognised from
     the file's ``model_config``, and ``family="redimnet"`` or ``"redimnet2"`` forces it.
-    Raises :class:`CheckpointError` for anything wrong with the file.
+    The file's ``state_dict`` is checked against the network its
+    ``model_config`` describes before that network is built (see the module
+    documentation); ``max_parameters`` is the size ceiling (None: no ceiling,
+    for files you trust).  Raises :class:`CheckpointError` for anything wrong
+    with the file.
     """
     check_family(family)
     path = Path(path)
-    content = _read(path)
+    if max_parameters is not None and (isinstance(max_parameters, bool) or not isinstance(max_parameters, int)
+                                       or max_parameters <= 0):
+        raise ValueError(f"max_parameters must be a positive integer or None, got {max_parameters!r}")
+    content = _read(path, None if max_parameters is None else 8 * max_parameters + (16 << 20))
     if not isinstance(content, Mapping) or "state_dict" not in content or "model_config" not in content:
         found = (f"a dict with keys {_describe_keys(map(str, content))}" if isinstance(content, Mapping)
                  else f"a {type(content).__name__}")
@@ -154,8 +250,11 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         config = config_class.from_dict(content["model_config"])
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{path}: invalid model_config for {model_class.__name__}: {error}") from None
+    skeleton = layout(config, max_parameters, source=f"{path}: model_config", model_class=model_class)
+    renamed = from_original_state_dict(state_dict, skeleton, source=str(path))
+    del skeleton
     model = model_class(config)
-    model.load_state_dict(from_original_state_dict(state_dict, model, source=str(path)), strict=True)
+    model.load_state_dict(renamed, strict=True)
     return model.to(map_location).eval()
 
 

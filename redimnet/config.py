@@ -38,6 +38,9 @@ SPEC_PARAMS = {
     "tf": _COMMON_SPEC_PARAMS | {"eps"},
 }
 SPEC_NORMS = ("mn", "mvn", "bn", None)
+# Options that change training only, not what a trained network computes.
+TRAINING_ONLY_OPTIONS = ("class_dropout", "feat_agg_dropout")
+TRAINING_ONLY_SPEC_PARAMS = ("do_spec_aug", "freq_mask_width", "time_mask_width", "freq_start_bin", "num_apply_spec_aug")
 
 # Activations accepted as ``head_activation``.  The original evaluates the string
 # as Python (e.g. "nn.Sigmoid()"); we accept those spellings without evaluating
@@ -150,6 +153,17 @@ class ModelConfig:
             elif f.name == "spec_params":
                 value = dict(value)
             out[f.name] = value
+        return out
+
+    def architecture_dict(self) -> dict:
+        """:meth:`to_dict` without what only training uses (dropouts, SpecAugment settings), and
+        with ``feat_type`` aliases resolved: two configurations with equal dicts compute the same
+        function of the same weights."""
+        out = self.to_dict()
+        for key in TRAINING_ONLY_OPTIONS:
+            out.pop(key)
+        out["feat_type"] = self.frontend
+        out["spec_params"] = {k: v for k, v in out["spec_params"].items() if k not in TRAINING_ONLY_SPEC_PARAMS}
         return out
 
     def replace(self, **changes) -> "ModelConfig":

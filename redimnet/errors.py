@@ -15,3 +15,7 @@ class InvalidArgumentError(RedimnetError, ValueError):
 
 class RedimnetWarning(UserWarning):
     """Something worked, but not as asked (e.g. the model runs unoptimised)."""
+
+
+class PretrainedError(RedimnetError):
+    """Published weights cannot be found, downloaded or verified."""

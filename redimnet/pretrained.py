@@ -1,20 +1,30 @@
-"""Published ReDimNet weights: the table of releases, download, cache, checksum.
+"""Published weights: download once, cache, verify, load.
 
-``from_pretrained("b2", "ft_lm", "vox2")`` does what
-``torch.hub.load("IDRnD/ReDimNet", "ReDimNet", model_name="b2", train_type="ft_lm", dataset="vox2")``
-does for the original code: it fetches ``b2-vox2-ft_lm.pt`` from the
-project's GitHub release once, keeps it in a cache folder and loads it.
+The files themselves are described in :mod:`redimnet.registry` (one entry per
+file: URL, SHA-256 and size where known, licence, published EERs).  This
+module fetches them:
 
-* Cache folder: ``cache_dir`` argument, else ``$REDIMNET_CACHE``, else
-  ``torch.hub.get_dir()/checkpoints`` (the folder ``torch.hub`` itself
-  downloads to, so a file the original ``torch.hub.load`` fetched is reused).
+* Cache folder: ``cache_dir`` argument (``--cache-dir``), else
+  ``$REDIMNET_CACHE``, else ``torch.hub.get_dir()/checkpoints`` (the folder
+  ``torch.hub`` itself downloads to, so a file the original
+  ``torch.hub.load`` fetched is reused).
 * Base URL: ``base_url`` argument, else ``$REDIMNET_BASE_URL``, else the
-  GitHub release.
-* Downloads go to a temporary name in the cache folder, are checked against
-  the SHA-256 when it is known, and only then renamed into place: an
-  interrupted or failed download never leaves a partial file behind.
+  authors' GitHub release.
+* A download goes to a temporary ``.partial`` name in the cache folder, is
+  checked against the expected SHA-256 (the published one, or ``sha256=``
+  given by the caller) and only then renamed into place.  Leftovers of a
+  killed download are removed by the next download of the same file.
+* The SHA-256 of every file is recorded next to it (``<file>.sha256``) when
+  it is downloaded or first used, and checked on every later load: a
+  truncated or altered cached file is downloaded again (or, offline, the
+  error names the file to delete).
+* After loading, the file's configuration is compared with the registry's
+  architecture (b0-b6); a file whose network differs is refused.  M and S,
+  whose configuration is published only inside their files, must hold a
+  valid configuration within :data:`redimnet.checkpoint.MAX_PARAMETERS`.
 """
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -22,101 +32,55 @@ import shutil
 import urllib.error
 import urllib.request
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from .checkpoint import load_checkpoint
-from .errors import RedimnetError
+from .errors import PretrainedError
 from .fileio import atomic_write
+from .registry import RELEASE_URL, Weights, find_weights, get_family, get_weights, list_weights
 
 PathLike = Union[str, os.PathLike]
 
-RELEASE_URL = "https://github.com/IDRnD/ReDimNet/releases/download/latest/"
 CACHE_ENV = "REDIMNET_CACHE"
 BASE_URL_ENV = "REDIMNET_BASE_URL"
 
-MIT = "MIT"
-CC_BY_NC_SA = "CC BY-NC-SA 4.0"
+Release = Weights  # the name of a release-table entry before the registry held the weights
 
-
-class PretrainedError(RedimnetError):
-    """Published weights cannot be found, downloaded or verified."""
+__all__ = ["PretrainedError", "NonCommercialLicenseWarning", "RELEASE_URL", "Release", "RELEASES", "CACHE_ENV",
+           "BASE_URL_ENV", "checkpoint_path", "copy_into_cache", "default_cache_dir", "download", "find_release",
+           "from_pretrained", "list_pretrained", "load_weights", "sha256_of"]
 
 
 class NonCommercialLicenseWarning(UserWarning):
     """The loaded weights may only be used for non-commercial purposes."""
 
 
-@dataclass(frozen=True)
-class Release:
-    """One published checkpoint."""
-
-    model_name: str
-    dataset: str
-    train_type: str
-    license: str
-    eer: Optional[Tuple[float, float, float]] = None
-    """Published Vox1-O / Vox1-E / Vox1-H EER (%), where the authors give it."""
-    sha256: Optional[str] = None
-    size: Optional[int] = None
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.model_name}-{self.dataset}-{self.train_type}.pt"
-
-    @property
-    def commercial_use(self) -> bool:
-        return self.license == MIT
+def _releases() -> Dict[Tuple[str, str, str], Weights]:
+    entries = (get_weights(name) for name in list_weights())
+    return {(w.arch, w.dataset, w.train_type): w for w in entries if w.base_url == RELEASE_URL}
 
 
-_FT_LM_EER = {  # Vox1-O / E / H, LM fine-tuned, no AS-Norm (paper and release notes)
-    "b0": (1.16, 1.25, 2.20), "b1": (0.85, 0.97, 1.73), "b2": (0.57, 0.76, 1.32), "b3": (0.50, 0.73, 1.33),
-    "b4": (0.51, 0.68, 1.26), "b5": (0.43, 0.61, 1.08), "b6": (0.40, 0.55, 1.05),
-}
-_HASHES = {
-    "b2-vox2-ft_lm.pt": ("c9b6bb2f6747caa28a41eaf2e372d66b0d1563baef186d18f5e99abd5e71e06f", 20_582_650),
-    "b2-vox2-ptn.pt": ("c18a42926878bc8ac079623fbf36f0bc8054cda1199e96fbe1a3f8e131796647", 20_581_530),
-    "b5-vox2-ft_lm.pt": ("8b0c11bbf5a3a8bb39e5c072c4192d0b694d8c447cf126d4cd3c7346a04b39c8", 31_174_382),
-}
+RELEASES: Dict[Tuple[str, str, str], Weights] = _releases()
+"""The authors' release files by ``(model_name, dataset, train_type)`` (a view of the registry)."""
 
 
-def _table() -> Dict[Tuple[str, str, str], Release]:
-    rows = []
-    for name in ("b0", "b1", "b2", "b3", "b4", "b5", "b6"):
-        rows.append(Release(name, "vox2", "ptn", MIT))
-        rows.append(Release(name, "vox2", "ft_lm", MIT, _FT_LM_EER[name]))
-    rows += [
-        Release("M", "vb2+vox2+cnc", "ft_mix", CC_BY_NC_SA, (0.835, 0.745, 1.284)),
-        Release("S", "vb2+vox2+cnc", "ft_mix", CC_BY_NC_SA, (0.936, 0.874, 1.510)),
-        Release("M", "vb2", "ptn", CC_BY_NC_SA),
-        Release("S", "vb2", "ptn", CC_BY_NC_SA),
-    ]
-    table = {}
-    for row in rows:
-        sha, size = _HASHES.get(row.file_name, (None, None))
-        table[(row.model_name, row.dataset, row.train_type)] = Release(
-            row.model_name, row.dataset, row.train_type, row.license, row.eer, sha, size)
-    return table
+def list_pretrained() -> List[Weights]:
+    """Every published weight file (the registry's :class:`~redimnet.registry.Weights` entries)."""
+    return [get_weights(name) for name in list_weights()]
 
 
-RELEASES: Dict[Tuple[str, str, str], Release] = _table()
+def find_release(model_name: str, train_type: Optional[str] = None, dataset: Optional[str] = None) -> Weights:
+    """The weights for a ``(model_name, train_type, dataset)`` combination (model names case-insensitive)."""
+    try:
+        return find_weights(model_name, train_type, dataset)
+    except ValueError as error:
+        raise PretrainedError(f"no published ReDimNet model {model_name!r} with dataset={dataset!r}, "
+                              f"train_type={train_type!r}: {error}") from None
 
 
-def list_pretrained() -> List[Release]:
-    """Every published (model_name, dataset, train_type) combination."""
-    return list(RELEASES.values())
-
-
-def find_release(model_name: str, train_type: str = "ft_lm", dataset: str = "vox2") -> Release:
-    """The release entry for a combination (model names are case-insensitive)."""
-    for (name, data, train), release in RELEASES.items():
-        if name.lower() == str(model_name).lower() and data == dataset and train == train_type:
-            return release
-    available = "; ".join(f"{r.model_name} {r.dataset} {r.train_type}" for r in RELEASES.values())
-    raise PretrainedError(f"no published ReDimNet model {model_name!r} with dataset={dataset!r}, "
-                          f"train_type={train_type!r}. Published (model dataset train_type): {available}")
-
+# ---------------------------------------------------------------------------
+# cache folder
+# ---------------------------------------------------------------------------
 
 def default_cache_dir() -> Path:
     """``$REDIMNET_CACHE``, else ``torch.hub.get_dir()/checkpoints``."""
@@ -127,6 +91,38 @@ def default_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def _cache_folder(cache_dir: Optional[PathLike]) -> Tuple[Path, str]:
+    """The cache folder and how the user changes it (for error messages)."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser(), "the cache_dir argument (--cache-dir on the command line)"
+    if os.environ.get(CACHE_ENV):
+        return default_cache_dir(), f"the environment variable {CACHE_ENV}"
+    return default_cache_dir(), f"the environment variable {CACHE_ENV} (or --cache-dir / cache_dir)"
+
+
+def _writable_folder(folder: Path, how_to_change: str) -> None:
+    """Create ``folder``; a one-line :class:`PretrainedError` when it cannot hold downloads."""
+    if folder.exists() and not folder.is_dir():
+        raise PretrainedError(f"the weights cache {folder} is not a folder; set {how_to_change} to a writable folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(_probe(folder)):
+            pass
+    except OSError as error:
+        raise PretrainedError(f"the weights cache {folder} cannot be written ({error.strerror or error}); "
+                              f"set {how_to_change} to a writable folder") from None
+
+
+def _probe(folder: Path):
+    import tempfile
+
+    return tempfile.TemporaryFile(dir=folder)
+
+
+# ---------------------------------------------------------------------------
+# hashes
+# ---------------------------------------------------------------------------
+
 def sha256_of(path: PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file."""
     digest = hashlib.sha256()
@@ -136,21 +132,95 @@ def sha256_of(path: PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _recorded_hash(path: Path) -> Optional[str]:
+    try:
+        text = _record_path(path).read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text[0].lower() if text and len(text[0]) == 64 else None
+
+
+def _record_hash(path: Path, digest: str) -> None:
+    """Write ``<file>.sha256`` (``sha256sum`` format); a read-only cache just goes without."""
+    with contextlib.suppress(OSError):
+        with atomic_write(_record_path(path), mode="w", suffix=".partial") as stream:
+            stream.write(f"{digest}  {path.name}\n")
+
+
+def _normalise_hash(value: Optional[str], what: str) -> Optional[str]:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise PretrainedError(f"{what} must be 64 hexadecimal digits (a SHA-256), got {value!r}")
+    return text
+
+
+def _cached_file_problem(path: Path, expected: Optional[str], size: Optional[int]) -> Optional[str]:
+    """Why the cached ``path`` is not the file it should be, or None (recording its hash on first use)."""
+    if size is not None and path.stat().st_size != size:
+        return f"the cached file {path} has {path.stat().st_size:,} bytes, the published file {size:,}"
+    actual = sha256_of(path)
+    if expected is not None and actual != expected:
+        return f"the cached file {path} has SHA-256 {actual}, expected {expected}"
+    recorded = _recorded_hash(path)
+    if recorded is not None and actual != recorded:
+        return (f"the cached file {path} changed since it was downloaded (SHA-256 {actual}, recorded {recorded} "
+                f"in {_record_path(path).name})")
+    if recorded is None:
+        _record_hash(path, actual)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# download
+# ---------------------------------------------------------------------------
+
 def _by_hand(url: str, target: Path) -> str:
     return (f"To install it by hand, download {url} on a machine with internet access and copy it to {target} "
-            f"(or point {CACHE_ENV} / cache_dir at the folder holding it)")
+            f"(or point {CACHE_ENV} / --cache-dir at the folder holding it)")
+
+
+@contextlib.contextmanager
+def _exclusive(target: Path):
+    """Hold ``.<name>.lock`` next to ``target`` while downloading it (POSIX; elsewhere a no-op).
+
+    Whoever holds the lock owns every ``.partial`` file of ``target``: any
+    found then is the leftover of a killed download and is removed.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(target.parent / f".{target.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            for leftover in target.parent.glob(f".{target.name}.*.partial"):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def download(url: str, target: PathLike, sha256: Optional[str] = None, progress: bool = True,
              timeout: float = 60.0) -> Path:
     """Fetch ``url`` to ``target`` through a temporary file; verify ``sha256`` if given; rename.
 
-    Raises :class:`PretrainedError` (and leaves nothing at ``target``, nor a
+    Records the file's SHA-256 next to it (``<target>.sha256``).  Raises
+    :class:`PretrainedError` (and leaves nothing at ``target``, nor a
     temporary file) when the download fails or the checksum differs.
     """
     target = Path(target)
+    sha256 = _normalise_hash(sha256, "sha256")
     digest = hashlib.sha256()
-    with atomic_write(target, suffix=".partial") as stream:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(target), atomic_write(target, suffix=".partial") as stream:
         try:
             response = urllib.request.urlopen(url, timeout=timeout)
         except urllib.error.HTTPError as error:
@@ -182,58 +252,121 @@ def download(url: str, target: PathLike, sha256: Optional[str] = None, progress:
             if total and total.isdigit() and received != int(total):
                 raise PretrainedError(f"download of {url} is incomplete: got {received} of {total} bytes. "
                                       + _by_hand(url, target))
-        if sha256 is not None and digest.hexdigest() != sha256.lower():
+        if sha256 is not None and digest.hexdigest() != sha256:
             raise PretrainedError(f"checksum mismatch for {url}: SHA-256 {digest.hexdigest()}, expected {sha256}. "
                                   "The file was not kept. " + _by_hand(url, target))
+    _record_hash(target, digest.hexdigest())
     return target
 
 
-def checkpoint_path(model_name: str = "b2", train_type: str = "ft_lm", dataset: str = "vox2", *,
-                    cache_dir: Optional[PathLike] = None, base_url: Optional[str] = None,
-                    progress: bool = True, check_hash: bool = True) -> Path:
-    """The cached file of a published model, downloading it first if needed."""
-    release = find_release(model_name, train_type, dataset)
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    target = folder / release.file_name
-    base = base_url or os.environ.get(BASE_URL_ENV) or RELEASE_URL
-    url = base.rstrip("/") + "/" + release.file_name
-    expected = release.sha256 if check_hash else None
+def _weights_of(model_name: Union[str, Weights], train_type: Optional[str], dataset: Optional[str]) -> Weights:
+    if isinstance(model_name, Weights):
+        return model_name
+    if "." in str(model_name) and train_type is None and dataset is None:
+        try:
+            return get_weights(model_name)
+        except ValueError as error:
+            raise PretrainedError(str(error)) from None
+    return find_release(model_name, train_type, dataset)
+
+
+def checkpoint_path(model_name: Union[str, Weights] = "b2", train_type: Optional[str] = None,
+                    dataset: Optional[str] = None, *, cache_dir: Optional[PathLike] = None,
+                    base_url: Optional[str] = None, progress: bool = True, check_hash: bool = True,
+                    sha256: Optional[str] = None) -> Path:
+    """The cached file of published weights, downloaded first if needed, verified.
+
+    ``model_name`` is a :class:`~redimnet.registry.Weights`, a one-name form
+    (``"b2.vox2-ft_lm"``) or an architecture with ``train_type``/``dataset``.
+    ``sha256`` is a hash the file must have (checked in addition to the
+    published one); ``check_hash=False`` skips every hash check.
+    """
+    weights = _weights_of(model_name, train_type, dataset)
+    folder, how_to_change = _cache_folder(cache_dir)
+    target = folder / weights.file_name
+    base = base_url or os.environ.get(BASE_URL_ENV) or weights.base_url
+    url = base.rstrip("/") + "/" + weights.file_name
+    wanted = _normalise_hash(sha256, "sha256")
+    published = weights.sha256 if check_hash else None
+    if wanted is not None and published is not None and wanted != published:
+        raise PretrainedError(f"sha256={wanted} differs from the published SHA-256 of {weights.file_name} "
+                              f"({published}); check the value you passed")
+    expected = wanted or published
     if target.is_file():
-        if expected is not None:
-            actual = sha256_of(target)
-            if actual != expected:
-                raise PretrainedError(f"the cached file {target} has SHA-256 {actual}, expected {expected} "
-                                      "(damaged or replaced). Delete it to download it again. " + _by_hand(url, target))
-        return target
+        problem = _cached_file_problem(target, expected, weights.size) if check_hash else None
+        if problem is None:
+            return target
+        warnings.warn(f"{problem}; downloading it again", stacklevel=3)
+        _writable_folder(folder, how_to_change)
+        try:
+            return download(url, target, expected, progress=progress)
+        except PretrainedError as error:
+            raise PretrainedError(f"{problem}. Delete {target} (it is downloaded again on the next load) or "
+                                  f"replace it with the published file {url}; downloading it again just now "
+                                  f"failed: {error}") from None
+    _writable_folder(folder, how_to_change)
     return download(url, target, expected, progress=progress)
 
 
-def from_pretrained(model_name: str = "b2", train_type: str = "ft_lm", dataset: str = "vox2", *,
-                    cache_dir: Optional[PathLike] = None, base_url: Optional[str] = None,
-                    progress: bool = True, check_hash: bool = True, map_location="cpu"):
-    """A published ReDimNet model (``redimnet.ReDimNet``, eval mode), downloaded once and cached.
+def _architecture_of(config) -> dict:
+    describe = getattr(config, "architecture_dict", None)
+    return describe() if describe is not None else config.to_dict()
 
-    Emits :class:`NonCommercialLicenseWarning` for the CC BY-NC-SA 4.0
-    (VoxBlink2) models M and S.  Raises :class:`PretrainedError` when the file
-    cannot be had, and :class:`redimnet.CheckpointError` when it cannot be read.
+
+def load_weights(weights: Union[str, Weights], *, cache_dir: Optional[PathLike] = None,
+                 base_url: Optional[str] = None, progress: bool = True, check_hash: bool = True,
+                 sha256: Optional[str] = None, map_location="cpu", max_parameters: Optional[int] = None):
+    """The network of published ``weights`` (a registry entry or its name), in eval mode.
+
+    Downloads once and caches (see the module documentation).  Emits
+    :class:`NonCommercialLicenseWarning` for weights that are not MIT-licensed.
+    Raises :class:`PretrainedError` when the file cannot be had or is not the
+    network it is published as, and :class:`redimnet.CheckpointError` when it
+    cannot be read.  ``max_parameters`` overrides the loader's size ceiling.
     """
-    release = find_release(model_name, train_type, dataset)
-    if not release.commercial_use:
-        warnings.warn(f"ReDimNet {release.file_name} is licensed {release.license} (VoxBlink2 terms): "
+    if not isinstance(weights, Weights):
+        weights = _weights_of(weights, None, None)
+    if not weights.commercial_use:
+        warnings.warn(f"ReDimNet {weights.file_name} is licensed {weights.license} (VoxBlink2 terms): "
                       "non-commercial use only", NonCommercialLicenseWarning, stacklevel=2)
-    path = checkpoint_path(release.model_name, train_type, dataset, cache_dir=cache_dir, base_url=base_url,
-                           progress=progress, check_hash=check_hash)
-    return load_checkpoint(path, map_location=map_location)
+    path = checkpoint_path(weights, cache_dir=cache_dir, base_url=base_url, progress=progress,
+                           check_hash=check_hash, sha256=sha256)
+    arch = weights.architecture
+    limit = {} if max_parameters is None else {"max_parameters": max_parameters}
+    model = get_family(arch.family).load(path, map_location=map_location, **limit)
+    if arch.buildable:
+        found, expected = _architecture_of(model.config), _architecture_of(arch.config)
+        if found != expected:
+            differences = ", ".join(f"{key}={found.get(key)!r} (expected {expected.get(key)!r})"
+                                    for key in sorted(set(found) | set(expected), key=str)
+                                    if found.get(key) != expected.get(key))
+            raise PretrainedError(f"{path} is not the {arch.name} network that {weights.name} is published as: "
+                                  f"{differences}. Delete the file so that it is downloaded again, or check "
+                                  f"{BASE_URL_ENV} / base_url")
+    return model
 
 
-def copy_into_cache(source: PathLike, model_name: str, train_type: str = "ft_lm", dataset: str = "vox2",
-                    cache_dir: Optional[PathLike] = None) -> Path:
+def from_pretrained(model_name: str = "b2", train_type: Optional[str] = None, dataset: Optional[str] = None,
+                    **options):
+    """The published model ``model_name`` / ``train_type`` / ``dataset`` (the original hub's arguments).
+
+    A thin alias of :func:`load_weights` (also reachable as ``redimnet.load("b2.vox2-ft_lm")``);
+    ``train_type`` and ``dataset`` default to the architecture's default weights.
+    """
+    return load_weights(_weights_of(model_name, train_type, dataset), **options)
+
+
+def copy_into_cache(source: PathLike, model_name: str, train_type: Optional[str] = None,
+                    dataset: Optional[str] = None, cache_dir: Optional[PathLike] = None) -> Path:
     """Place a hand-downloaded release file into the cache (checked against its SHA-256 when known)."""
-    release = find_release(model_name, train_type, dataset)
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    target = folder / release.file_name
-    if release.sha256 is not None and sha256_of(source) != release.sha256:
-        raise PretrainedError(f"{source} is not {release.file_name}: its SHA-256 differs from the published one")
+    weights = _weights_of(model_name, train_type, dataset)
+    folder, how_to_change = _cache_folder(cache_dir)
+    target = folder / weights.file_name
+    digest = sha256_of(source)
+    if weights.sha256 is not None and digest != weights.sha256:
+        raise PretrainedError(f"{source} is not {weights.file_name}: its SHA-256 differs from the published one")
+    _writable_folder(folder, how_to_change)
     with open(source, "rb") as original, atomic_write(target, suffix=".partial") as stream:
         shutil.copyfileobj(original, stream)
+    _record_hash(target, digest)
     return target

@@ -196,3 +196,91 @@ def test_file_object_bytes_are_the_release_format(tmp_path):
     assert set(content) == {"model_config", "state_dict"}
     assert all(isinstance(v, torch.Tensor) for v in content["state_dict"].values())
     assert "backbone.stage0.0.w" in content["state_dict"] and "bn.running_mean" in content["state_dict"]
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints that cannot hurt: size ceiling, dtypes, finite values
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _small_model_content():
+    torch.manual_seed(0)
+    model = redimnet.ReDimNet(redimnet.ModelConfig.from_dict(SMALL))
+    return {"model_config": model.config.to_dict(), "state_dict": redimnet.checkpoint.to_original_state_dict(model)}
+
+
+@pytest.mark.parametrize("channels", [3000, 10**9])
+def test_huge_config_with_tiny_file_allocates_nothing(tmp_path, channels):
+    """A 2 KB file asking for C=3000 (or 10**9) used to allocate 4-36 GB before noticing its empty state_dict."""
+    config = redimnet.get_preset("b2").config.replace(C=channels).to_dict()
+    path = write(tmp_path / "huge.pt", {"model_config": config, "state_dict": {}})
+    assert path.stat().st_size < 4096
+    before = _peak_rss_mb()
+    with pytest.raises(CheckpointError, match="huge.pt: model_config describes a network (of [0-9,]+ parameters and "
+                                              "buffers, more than the ceiling|that cannot be built)"):
+        redimnet.load_checkpoint(path)
+    assert _peak_rss_mb() - before < 100
+
+
+def test_too_many_blocks_refused_before_building(tmp_path):
+    config = dict(SMALL, stages_setup=[(1, 10**6, 1, [(3, 3)], None)])
+    path = write(tmp_path / "deep.pt", {"model_config": config, "state_dict": {}})
+    with pytest.raises(CheckpointError, match="1000001 blocks, more than the 1000 allowed.*max_parameters=None"):
+        redimnet.load_checkpoint(path)
+
+
+def test_huge_tf_front_end_refused_before_building(tmp_path):
+    config = dict(SMALL, feat_type="tf", spec_params={"n_fft": 2**20, "win_length": 2**20})
+    path = write(tmp_path / "front.pt", {"model_config": config, "state_dict": {}})
+    with pytest.raises(CheckpointError, match="front end of [0-9,]+ values, more than the ceiling"):
+        redimnet.load_checkpoint(path)
+
+
+def test_size_ceiling_is_an_opt_in(tmp_path):
+    path = write(tmp_path / "small.pt", _small_model_content())
+    values = sum(t.numel() for t in torch.load(path, weights_only=True)["state_dict"].values())
+    with pytest.raises(CheckpointError, match=f"network of {values:,} parameters and buffers, more than the "
+                                              f"ceiling of {values - 1:,}"):
+        redimnet.load_checkpoint(path, max_parameters=values - 1)
+    assert isinstance(redimnet.load_checkpoint(path, max_parameters=values), redimnet.ReDimNet)
+    assert isinstance(redimnet.load_checkpoint(path, max_parameters=None), redimnet.ReDimNet)
+    with pytest.raises(ValueError, match="max_parameters must be a positive integer or None"):
+        redimnet.load_checkpoint(path, max_parameters=0)
+    assert redimnet.checkpoint.MAX_PARAMETERS >= 3 * redimnet.get_architecture("b6").parameters
+
+
+@pytest.mark.parametrize("key, bad, message", [
+    ("linear.weight", lambda t: t.index_put_((torch.tensor([3]), torch.tensor([5])), torch.tensor(float("nan"))),
+     "tensor linear.weight holds 1 non-finite value"),
+    ("bn.running_var", lambda t: t.fill_(float("inf")), "tensor bn.running_var holds .* non-finite"),
+    ("linear.bias", lambda t: t.to(torch.int32), "tensor linear.bias holds torch.int32 values where floating-point"),
+    ("linear.weight", lambda t: t.to(torch.complex64), "tensor linear.weight holds complex values"),
+    ("bn.num_batches_tracked", lambda t: t.to(torch.complex64), "holds complex values"),
+    ("bn.num_batches_tracked", lambda t: t.double(), "float64 values where an integer count belongs"),
+])
+def test_bad_tensor_values_are_named(tmp_path, key, bad, message):
+    content = _small_model_content()
+    content["state_dict"][key] = bad(content["state_dict"][key].clone())
+    with pytest.raises(CheckpointError, match=message):
+        redimnet.load_checkpoint(write(tmp_path / "bad.pt", content))
+
+
+def test_first_bad_tensor_is_named(tmp_path):
+    content = _small_model_content()
+    names = list(content["state_dict"])
+    first, later = names[3], names[-3]
+    for name in (later, first):
+        if content["state_dict"][name].is_floating_point():
+            content["state_dict"][name] = torch.full_like(content["state_dict"][name], float("nan"))
+    with pytest.raises(CheckpointError, match=f"tensor {first} "):
+        redimnet.load_checkpoint(write(tmp_path / "nan.pt", content))
+
+
+def test_other_float_precisions_still_load(tmp_path):
+    content = _small_model_content()
+    content["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in content["state_dict"].items()}
+    assert isinstance(redimnet.load_checkpoint(write(tmp_path / "half.pt", content)), redimnet.ReDimNet)

@@ -39,7 +39,43 @@ def test_info_lists_presets(capsys):
     assert main(["info", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == redimnet.list_models()
-    assert rows[0]["parameters"] < rows[-1]["parameters"]
+    assert [w for r in rows for w in r["weights"]] == redimnet.list_weights()
+    assert rows[0]["parameters"] < rows[6]["parameters"] and rows[-1]["parameters"] is None  # S: only in its files
+
+
+@pytest.fixture
+def nothing_built(monkeypatch):
+    """Building or counting a network fails the test: info must answer from the stored numbers."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network was built")
+
+    monkeypatch.setattr(redimnet.ReDimNet, "__init__", refuse)
+    monkeypatch.setattr("redimnet.complexity.count_macs", refuse)
+
+
+def test_info_answers_from_stored_numbers(capsys, nothing_built):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "b0         1.00M      0.415          1.16  vox2-ft_lm, vox2-ptn" in out
+    assert "M              -          -             -  vb2+vox2+cnc-ft_mix, vb2-ptn" in out
+    assert "default model: b2.vox2-ft_lm" in out
+    assert main(["info", "b2.vox2-ft_lm"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters: 4,892,849 (4.89 M)  (stored; --count to measure)" in out
+    assert "weights b2.vox2-ft_lm: MIT EER 0.57 / 0.76 / 1.32 % sha256 c9b6bb2f6747..." in out
+    assert "b2.vox2-ptn" not in out
+    assert main(["info", "S"]) == 0
+    assert "published only inside the weight files" in capsys.readouterr().out
+
+
+def test_info_counts_on_request(capsys):
+    assert main(["info", "b0", "--count", "--seconds", "4", "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["counted"] and facts["parameters"] == 1_004_251 and 0.80 < facts["gmacs"] < 0.86
+    assert main(["info", "b0", "--seconds", "4"]) == 2
+    assert "--seconds needs --count" in capsys.readouterr().err
+    assert main(["info", "M", "--count"]) == 2
+    assert "published only inside its weight files" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -97,3 +97,37 @@ def test_some_random_arrays_were_embedded():
     if not EMBEDDED:
         pytest.skip("run together with test_random_arrays_embed_or_fail_cleanly")
     assert min(EMBEDDED) >= 257
+
+
+# Checkpoint configurations: random, huge or nonsensical model_config values in a tiny file load or
+# raise CheckpointError, never allocate large memory, never raise anything else.
+_sizes = st.one_of(st.integers(-2, 64), st.integers(65, 10**12), st.sampled_from([3000, 10**9, 2**31, 2**63]))
+_stage = st.tuples(st.sampled_from([1, 2, 3, 0, 4]), st.one_of(st.integers(0, 3), st.integers(4, 10**7)),
+                   st.integers(1, 4) | _sizes, st.just([(3, 3)]), st.none() | st.integers(1, 64) | _sizes)
+_config = st.fixed_dictionaries({
+    "F": _sizes, "C": _sizes, "stages_setup": st.lists(_stage, min_size=1, max_size=6),
+}, optional={
+    "group_divisor": st.none() | _sizes, "embed_dim": _sizes, "out_channels": st.none() | _sizes,
+    "num_classes": st.none() | _sizes, "hop_length": _sizes,
+    "block_1d_type": st.sampled_from(["fc", "conv", "att", "conv+att"]),
+    "block_2d_type": st.sampled_from(["convnext_like", "basic_resnet", "basic_resnet_fwse"]),
+    "pooling_func": st.sampled_from(["TAP", "ASTP", "MHASTP", "MQMHASTP"]),
+    "feat_type": st.sampled_from(["pt", "tf"]),
+    "spec_params": st.fixed_dictionaries({}, optional={"n_fft": _sizes, "win_length": _sizes}),
+})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=_config, with_tensor=st.booleans())
+def test_fuzz_checkpoint_configs_never_allocate(tmp_path, config, with_tensor):
+    import resource
+
+    path = tmp_path / "fuzz.pt"
+    state = {"linear.weight": torch.zeros(4, 4)} if with_tensor else {}
+    torch.save({"model_config": config, "state_dict": state}, path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        redimnet.load_checkpoint(path)
+    except redimnet.CheckpointError:
+        pass
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before < 300, config

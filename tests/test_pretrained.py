@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import redimnet
-from conftest import official_file
 from redimnet.pretrained import (RELEASES, NonCommercialLicenseWarning, PretrainedError, checkpoint_path,
                                  copy_into_cache, download, find_release, from_pretrained, list_pretrained)
 from redimnet.registry import get_preset
@@ -24,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def b0_file() -> Path:
-    return official_file("b0.pt")
+def b0_file(tmp_path_factory) -> Path:
+    """A b0 network with seeded random weights, saved in the release format (stands in for b0-vox2-*.pt)."""
+    torch.manual_seed(0)
+    return redimnet.save_checkpoint(redimnet.build("b0").eval(), tmp_path_factory.mktemp("b0") / "b0.pt")
 
 
 class _Server:
@@ -77,6 +78,11 @@ def server(tmp_path, b0_file):
     running.close()
 
 
+def _files(folder: Path) -> list:
+    """What a cache folder holds, without the download locks."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
 def _same_model(a, b):
     wave = torch.randn(1, 8000, generator=torch.Generator().manual_seed(0)) * 0.1
     with torch.no_grad():
@@ -87,7 +93,8 @@ def test_download_cache_and_reuse(tmp_path, server, b0_file):
     cache = tmp_path / "cache"
     model = from_pretrained("b0", "ft_lm", "vox2", cache_dir=cache, base_url=server.url, progress=False)
     _same_model(model, redimnet.load_checkpoint(b0_file))
-    assert sorted(p.name for p in cache.iterdir()) == ["b0-vox2-ft_lm.pt"]
+    assert sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == [
+        "b0-vox2-ft_lm.pt", "b0-vox2-ft_lm.pt.sha256"]
     assert server.requests == ["/b0-vox2-ft_lm.pt"]
     from_pretrained("B0", "ft_lm", "vox2", cache_dir=cache, base_url=server.url, progress=False)
     assert len(server.requests) == 1  # served from the cache
@@ -112,7 +119,7 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, server):
     cache = tmp_path / "cache"
     with pytest.raises(PretrainedError, match="checksum mismatch.*by hand.*b2-vox2-ft_lm.pt"):
         from_pretrained("b2", "ft_lm", "vox2", cache_dir=cache, base_url=server.url, progress=False)
-    assert list(cache.iterdir()) == []
+    assert _files(cache) == []
 
 
 def test_known_checksum_is_accepted(tmp_path, server, b0_file):
@@ -134,14 +141,14 @@ def test_missing_file_offline_and_cut_transfer(tmp_path, server):
     server.truncate.add("b0-vox2-ptn.pt")
     with pytest.raises(PretrainedError, match="incomplete|interrupted"):
         from_pretrained("b0", "ptn", "vox2", cache_dir=cache, base_url=server.url, progress=False)
-    assert list(cache.iterdir()) == []
+    assert _files(cache) == []
 
 
 def test_damaged_cached_file_with_known_checksum(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "b2-vox2-ft_lm.pt").write_bytes(b"partial")
-    with pytest.raises(PretrainedError, match="Delete it"):
+    with pytest.warns(UserWarning, match="7 bytes"), pytest.raises(PretrainedError, match="Delete .*b2-vox2-ft_lm.pt"):
         from_pretrained("b2", "ft_lm", "vox2", cache_dir=cache, base_url="http://127.0.0.1:9/")
 
 
@@ -164,8 +171,11 @@ def test_release_table():
         assert find_release(name, "ptn", "vb2").license == "CC BY-NC-SA 4.0"
     assert find_release("b2", "ft_lm", "vox2").sha256.startswith("c9b6bb2f")
     assert sum(r.sha256 is not None for r in RELEASES.values()) == 3
-    with pytest.raises(PretrainedError, match="no published ReDimNet model 'b9'.*b0 vox2 ptn"):
+    with pytest.raises(PretrainedError, match="no published ReDimNet model 'b9'.*available: b0, b1"):
         find_release("b9", "ft_lm", "vox2")
+    with pytest.raises(PretrainedError, match="b2.vb2-ptn is not published.*b2.vox2-ft_lm, b2.vox2-ptn"):
+        find_release("b2", "ptn", "vb2")
+    assert find_release("S").name == "S.vb2+vox2+cnc-ft_mix" and find_release("b1", "ptn").name == "b1.vox2-ptn"
 
 
 def test_copy_into_cache(tmp_path, b0_file):
@@ -194,8 +204,112 @@ def test_cli_model_argument_downloads(tmp_path, server, monkeypatch):
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     args = parser.parse_args(["--model", "b0", "--cache-dir", str(tmp_path)])
-    assert args.train_type == "ft_lm" and args.dataset == "vox2"
+    assert (args.train_type, args.dataset) == (None, None)  # the architecture's default weights: vox2 ft_lm
     assert isinstance(model_from_arguments(args), redimnet.ReDimNet)
     assert (tmp_path / "b0-vox2-ft_lm.pt").is_file()
     random = model_from_arguments(parser.parse_args(["--model", "b1", "--random-init"]))
     assert random.config.to_dict() == redimnet.build("b1").config.to_dict()
+
+
+# --------------------------------------------------------------------------------------------
+# published files are what they claim
+
+
+def test_a_file_of_another_architecture_is_refused(tmp_path, server):
+    """A b0 file served under the b1 name downloads fine but is not b1: refused, naming the difference."""
+    (Path(server.folder) / "b0-vox2-ft_lm.pt").rename(Path(server.folder) / "b1-vox2-ft_lm.pt")
+    with pytest.raises(PretrainedError, match=r"not the b1 network that b1.vox2-ft_lm is published as: C=10 \(expected 12\)"):
+        redimnet.load("b1.vox2-ft_lm", cache_dir=tmp_path, base_url=server.url, progress=False)
+
+
+def test_hash_recorded_and_checked_on_every_load(tmp_path, server, b0_file):
+    cache = tmp_path / "cache"
+    redimnet.load("b0.ptn", cache_dir=cache, base_url=server.url, progress=False)
+    target = cache / "b0-vox2-ptn.pt"
+    digest = hashlib.sha256(b0_file.read_bytes()).hexdigest()
+    assert (cache / "b0-vox2-ptn.pt.sha256").read_text() == f"{digest}  b0-vox2-ptn.pt\n"
+    target.write_bytes(b0_file.read_bytes()[:-100])  # truncated in the cache
+    with pytest.warns(UserWarning, match="changed since it was downloaded.*downloading it again"):
+        model = redimnet.load("b0.ptn", cache_dir=cache, base_url=server.url, progress=False)
+    assert server.requests == ["/b0-vox2-ptn.pt"] * 2 and target.read_bytes() == b0_file.read_bytes()
+    _same_model(model, redimnet.load_checkpoint(b0_file))
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit flipped, same size
+    target.write_bytes(bytes(data))
+    with pytest.warns(UserWarning), pytest.raises(PretrainedError, match=f"changed since.*Delete {target}"):
+        redimnet.load("b0.ptn", cache_dir=cache, base_url="http://127.0.0.1:9/", progress=False)
+
+
+def test_file_placed_by_hand_is_recorded_on_first_use(tmp_path, b0_file):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copyfile(b0_file, cache / "b0-vox2-ft_lm.pt")
+    redimnet.load("b0", cache_dir=cache, base_url="http://127.0.0.1:9/", progress=False)
+    assert (cache / "b0-vox2-ft_lm.pt.sha256").read_text().split()[0] == hashlib.sha256(b0_file.read_bytes()).hexdigest()
+
+
+def test_expected_hash_from_the_caller(tmp_path, server, b0_file):
+    digest = hashlib.sha256(b0_file.read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    with pytest.raises(PretrainedError, match="checksum mismatch.*expected 0{64}"):
+        redimnet.load("b0", cache_dir=cache, base_url=server.url, progress=False, sha256="0" * 64)
+    assert _files(cache) == []
+    redimnet.load("b0", cache_dir=cache, base_url=server.url, progress=False, sha256=digest.upper())
+    with pytest.warns(UserWarning, match="expected 0{64}"), pytest.raises(PretrainedError, match="Delete"):
+        redimnet.load("b0", cache_dir=cache, base_url="http://127.0.0.1:9/", progress=False, sha256="0" * 64)
+    with pytest.raises(PretrainedError, match="64 hexadecimal digits"):
+        redimnet.load("b0", cache_dir=cache, sha256="abc")
+    with pytest.raises(PretrainedError, match="differs from the published SHA-256 of b2-vox2-ft_lm.pt"):
+        redimnet.load("b2", cache_dir=cache, sha256=digest)
+
+
+def test_cli_sha256_option(tmp_path, server, b0_file, monkeypatch, capsys):
+    from redimnet.cli import main
+
+    monkeypatch.setenv("REDIMNET_BASE_URL", server.url)
+    audio = tmp_path / "a.wav"
+    import soundfile
+
+    soundfile.write(audio, np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, 16000)
+    assert main(["verify", str(audio), str(audio), "--model", "b0.ptn", "--cache-dir", str(tmp_path / "c"),
+                 "--sha256", "1" * 64]) == 2
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert main(["verify", str(audio), str(audio), "--checkpoint", str(b0_file), "--sha256", "1" * 64]) == 2
+    assert f"{b0_file} has SHA-256" in capsys.readouterr().err
+
+
+def test_leftover_partial_files_are_removed_by_the_next_download(tmp_path, server):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    leftover = cache / ".b0-vox2-ft_lm.pt.abc123.partial"  # what a killed download leaves
+    leftover.write_bytes(b"half a file")
+    other = cache / ".b1-vox2-ft_lm.pt.abc123.partial"  # another file's download: not ours to remove
+    other.write_bytes(b"x")
+    redimnet.load("b0", cache_dir=cache, base_url=server.url, progress=False)
+    assert not leftover.exists() and other.exists()
+
+
+def test_invalid_cache_folder_is_one_clear_line(tmp_path, server, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PretrainedError, match=r"weights cache .*file is not a folder; set the cache_dir argument "
+                                              r"\(--cache-dir on the command line\)") as error:
+        redimnet.load("b0", cache_dir=blocker, base_url=server.url, progress=False)
+    assert "\n" not in str(error.value)
+    monkeypatch.setenv("REDIMNET_CACHE", str(blocker / "sub"))
+    with pytest.raises(PretrainedError, match="cannot be written.*set the environment variable REDIMNET_CACHE"):
+        redimnet.load("b0", base_url=server.url, progress=False)
+
+
+def test_read_only_cache_folder(tmp_path, server, monkeypatch):
+    """A folder that refuses new files (simulated: tests may run as root, which ignores permissions)."""
+    import redimnet.pretrained as pretrained
+
+    def refuse(folder):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(pretrained, "_probe", refuse)
+    monkeypatch.setenv("REDIMNET_CACHE", str(tmp_path))
+    with pytest.raises(PretrainedError, match=f"weights cache {tmp_path} cannot be written \\(Permission denied\\); "
+                                              "set the environment variable REDIMNET_CACHE"):
+        redimnet.load("b0", base_url=server.url, progress=False)

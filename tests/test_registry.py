@@ -1,11 +1,14 @@
-"""Presets b0-b6: configurations, parameter counts and GMACs."""
+"""The model registry: architectures b0-b6, M, S with their published weights, one table for every entry point."""
 
+import argparse
+import importlib.util
 import json
 
 import pytest
 
 import redimnet
-from conftest import official_file
+from conftest import PROJECT_ROOT, official_file
+from redimnet import registry
 from redimnet.complexity import count_macs, count_parameters
 
 # From ../shared/fixtures/README.md: parameters (M) and GMACs for 2 s of audio,
@@ -13,14 +16,65 @@ from redimnet.complexity import count_macs, count_parameters
 TABLE = {"b0": (1.00, 0.42), "b1": (2.13, 0.60), "b2": (4.89, 0.94), "b3": (3.23, 2.92),
          "b4": (6.44, 4.74), "b5": (7.66, 8.82), "b6": (15.02, 20.13)}
 
+# The authors' release files (README of the original repository): {model}-{dataset}-{train_type}.pt
+PUBLISHED_FILES = sorted([f"b{i}-vox2-{t}.pt" for i in range(7) for t in ("ptn", "ft_lm")]
+                         + [f"{m}-{d}.pt" for m in "MS" for d in ("vb2+vox2+cnc-ft_mix", "vb2-ptn")])
+
 
 def within(value: float, printed: float, relative: float = 0.01) -> bool:
     """Within 1 % of the printed number, or equal to it after rounding to two decimals."""
     return abs(value - printed) <= relative * printed or round(value + 1e-12, 2) == printed
 
 
-def test_list_models():
-    assert redimnet.list_models() == ["b0", "b1", "b2", "b3", "b4", "b5", "b6"]
+@pytest.fixture
+def clean_registry(monkeypatch):
+    """Registrations made by a test are undone afterwards."""
+    for table in ("_FAMILIES", "_ARCHITECTURES", "_WEIGHTS"):
+        monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
+
+
+def test_list_models_and_weights_agree():
+    assert redimnet.list_models() == ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "M", "S"]
+    weights = redimnet.list_weights()
+    assert sorted(redimnet.get_weights(name).file_name for name in weights) == PUBLISHED_FILES
+    assert {redimnet.get_weights(name).arch for name in weights} == set(redimnet.list_models())
+    for name in weights:
+        entry = redimnet.get_weights(name)
+        assert entry.name == name == f"{entry.arch}.{entry.dataset}-{entry.train_type}"
+        assert entry.url == "https://github.com/IDRnD/ReDimNet/releases/download/latest/" + entry.file_name
+        assert name in redimnet.list_weights(entry.arch)
+        assert entry.license == ("MIT" if entry.arch.startswith("b") else "CC BY-NC-SA 4.0")
+    assert redimnet.DEFAULT_WEIGHTS == "b2.vox2-ft_lm" and redimnet.DEFAULT_WEIGHTS in weights
+
+
+def test_published_numbers_in_one_place():
+    """The release EERs are the architecture's paper EERs for b0-b6 (one table, no second copy)."""
+    for name in ["b0", "b1", "b2", "b3", "b4", "b5", "b6"]:
+        arch = redimnet.get_architecture(name)
+        assert redimnet.get_weights(name).eer == arch.paper_eer
+        assert arch.default_weights.name == f"{name}.vox2-ft_lm"
+    assert redimnet.get_weights("M").eer == (0.835, 0.745, 1.284)
+    assert redimnet.get_weights("S.vb2+vox2+cnc-ft_mix").eer == (0.936, 0.874, 1.510)
+    known = {w: redimnet.get_weights(w).sha256 for w in redimnet.list_weights() if redimnet.get_weights(w).sha256}
+    assert sorted(known) == ["b2.vox2-ft_lm", "b2.vox2-ptn", "b5.vox2-ft_lm"]
+    assert known["b2.vox2-ft_lm"] == "c9b6bb2f6747caa28a41eaf2e372d66b0d1563baef186d18f5e99abd5e71e06f"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("b2.vox2-ft_lm", "b2.vox2-ft_lm"), ("B2.VOX2-FT_LM", "b2.vox2-ft_lm"), ("b2", "b2.vox2-ft_lm"),
+    ("b2.ptn", "b2.vox2-ptn"), ("m", "M.vb2+vox2+cnc-ft_mix"), ("M.vb2", "M.vb2-ptn"), ("S.ft_mix", "S.vb2+vox2+cnc-ft_mix"),
+])
+def test_weight_names(text, expected):
+    assert redimnet.get_weights(text).name == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("b9", "unknown model 'b9'.*b0, b1"), ("b2.vb2-ptn", "b2.vb2-ptn is not published.*b2.vox2-ft_lm"),
+    ("b2.vox2", "b2.vox2 is ambiguous"),
+])
+def test_weight_name_errors(text, message):
+    with pytest.raises(registry.UnknownModelError, match=message):
+        redimnet.get_weights(text)
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
@@ -31,12 +85,15 @@ def test_preset_matches_published_config(name):
 
 @pytest.mark.parametrize("name", sorted(TABLE))
 def test_parameters_and_gmacs(name):
+    """Counted on the built network: close to the original's figures, and equal to the stored ones."""
     model = redimnet.build(name)
-    params_m = count_parameters(model) / 1e6
-    gmacs = count_macs(model, seconds=2.0) / 1e9
+    params = count_parameters(model)
+    macs = count_macs(model, seconds=2.0)
     expected_params, expected_gmacs = TABLE[name]
-    assert abs(params_m - expected_params) <= 0.01 * expected_params, params_m
-    assert within(gmacs, expected_gmacs), gmacs
+    assert abs(params / 1e6 - expected_params) <= 0.01 * expected_params, params
+    assert within(macs / 1e9, expected_gmacs), macs
+    arch = redimnet.get_architecture(name)
+    assert (arch.parameters, arch.macs_2s) == (params, macs)
 
 
 def test_build_overrides_and_errors():
@@ -49,6 +106,84 @@ def test_build_overrides_and_errors():
         redimnet.build("b0", colour="red")
 
 
+@pytest.mark.parametrize("name", ["M", "s"])
+def test_build_without_weights_explains_file_only_architectures(name):
+    with pytest.raises(registry.UnknownModelError, match="published only inside its weight files.*ft_mix"):
+        redimnet.build(name)
+    assert not redimnet.get_architecture(name).buildable
+
+
+def test_build_with_weights_goes_through_the_loader(monkeypatch):
+    seen = []
+    monkeypatch.setattr("redimnet.pretrained.load_weights", lambda weights, **options: seen.append(
+        (weights.name, options)) or "model")
+    assert redimnet.build("b2", weights="vox2-ptn", cache_dir="/somewhere") == "model"
+    assert redimnet.build("b3.ft_lm") == "model"
+    assert redimnet.load() == "model" and redimnet.load("M") == "model"
+    assert seen == [("b2.vox2-ptn", {"cache_dir": "/somewhere"}), ("b3.vox2-ft_lm", {}),
+                    (redimnet.DEFAULT_WEIGHTS, {}), ("M.vb2+vox2+cnc-ft_mix", {})]
+
+
 def test_macs_scale_with_duration():
     model = redimnet.build("b0")
     assert 1.9 < count_macs(model, 4.0) / count_macs(model, 2.0) < 2.1
+
+
+def _hubconf():
+    spec = importlib.util.spec_from_file_location("redimnet_hubconf_under_test", PROJECT_ROOT / "hubconf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_entry_reachable_from_python_hub_and_cli(monkeypatch):
+    """redimnet.load, hubconf.py (both argument styles) and the CLI's --model read the same table."""
+    from redimnet.cli.models import add_model_arguments, model_from_arguments
+
+    loaded = []
+    monkeypatch.setattr("redimnet.pretrained.load_weights",
+                        lambda weights, **options: loaded.append(weights) or weights)
+    hub = _hubconf()
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    for name in redimnet.list_weights():
+        entry = redimnet.get_weights(name)
+        assert redimnet.load(name) is entry
+        assert hub.ReDimNet(weights=name) is entry
+        assert hub.ReDimNet(model_name=entry.arch, train_type=entry.train_type, dataset=entry.dataset) is entry
+        assert model_from_arguments(parser.parse_args(["--model", name])) is entry
+        assert model_from_arguments(parser.parse_args(
+            ["--model", entry.arch, "--train-type", entry.train_type, "--dataset", entry.dataset])) is entry
+    assert len(loaded) == 5 * len(redimnet.list_weights())
+    default = redimnet.get_weights(redimnet.DEFAULT_WEIGHTS)
+    assert hub.ReDimNet() is default and model_from_arguments(parser.parse_args([])) is default
+    assert redimnet.from_pretrained() is default
+
+
+def test_hub_embedder_accepts_every_embedder_option(monkeypatch):
+    import inspect
+
+    monkeypatch.setattr("redimnet.pretrained.load_weights", lambda weights, **options: redimnet.build("b0"))
+    names = set(inspect.signature(redimnet.Embedder).parameters) - {"model"}
+    assert "keep_freed_memory" in names
+    embedder = _hubconf().ReDimNetEmbedder("b0", keep_freed_memory=False, optimize=False, batch_size=3)
+    assert embedder.batch_size == 3
+
+
+def test_a_new_family_registers_cleanly(clean_registry):
+    """Another model family joins with a family entry, its architectures and their weights."""
+    registry.register_family(registry.Family(
+        "toy", config_from_dict="redimnet.config:ModelConfig.from_dict", build="redimnet.model:ReDimNet",
+        load_checkpoint="redimnet.checkpoint:load_checkpoint"))
+    options = dict(F=24, C=4, embed_dim=16, stages_setup=[(1, 1, 1, [(3, 3)], None)])
+    registry.register_architecture(registry.Architecture("toy-s", "toy", options))
+    registry.register_weights(registry.Weights("toy-s", "synthetic", "ptn", "MIT", base_url="http://127.0.0.1:9/"))
+    assert redimnet.list_models("toy") == ["toy-s"] and redimnet.list_models()[-1] == "toy-s"
+    assert redimnet.build("TOY-S").embedding.out_features == 16
+    assert redimnet.get_weights("toy-s").url == "http://127.0.0.1:9/toy-s-synthetic-ptn.pt"
+    with pytest.raises(ValueError, match="taken"):
+        registry.register_architecture(registry.Architecture("B2", "toy", options))
+    with pytest.raises(ValueError, match="register the family 'nope'"):
+        registry.register_architecture(registry.Architecture("x", "nope", options))
+    with pytest.raises(ValueError, match="register the architecture 'y'"):
+        registry.register_weights(registry.Weights("y", "d", "t", "MIT"))

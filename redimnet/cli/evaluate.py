@@ -37,7 +37,7 @@ def register(subparsers):
                         help="embeddings written by 'redimnet embed'; ids are looked up as the trial lists write them")
     source.add_argument("--audio-root", metavar="DIR",
                         help="extract the embeddings first from the audio files under DIR (the trial paths are "
-                             "relative to it); needs --model or --checkpoint")
+                             "relative to it) with --model, --checkpoint or the default model")
     add_model_arguments(parser, required=False)
     threads.add_threads_argument(source)
     parser.add_argument("--cache", metavar="PATH",
@@ -99,9 +99,7 @@ def _check_arguments(args) -> str:
     has_model = bool(getattr(args, "model", None) or getattr(args, "checkpoint", None))
     if bool(args.embeddings) == bool(args.audio_root):
         raise UsageError("give exactly one of --embeddings E.npz (precomputed) or --audio-root DIR "
-                         "(with --model/--checkpoint, to extract the embeddings first)")
-    if args.audio_root and not has_model:
-        raise UsageError("--audio-root needs --model NAME or --checkpoint PATH to extract the embeddings")
+                         "(to extract the embeddings first)")
     if args.embeddings and has_model:
         raise UsageError("--model/--checkpoint are only used with --audio-root; with --embeddings the "
                          "embeddings are already computed")

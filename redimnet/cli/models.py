@@ -1,48 +1,87 @@
 """Choosing a model on the command line: published weights by name, or a checkpoint file.
 
-``--model NAME [--train-type T --dataset D]`` loads published weights through
-:func:`redimnet.pretrained.from_pretrained` (downloaded once, then cached);
-``--checkpoint PATH`` loads a file in the official release format;
-``--model NAME --random-init`` builds the preset with random weights (for
-testing the plumbing; its embeddings mean nothing).
+Every name comes from :mod:`redimnet.registry`, the table that
+``redimnet.load`` and ``hubconf.py`` read too:
+
+* ``--model NAME`` -- published weights, downloaded once and cached. NAME is
+  ``b2.vox2-ft_lm`` (architecture.dataset-train_type), a shortened tag
+  (``b2.ptn``), or an architecture alone for its default weights; the older
+  ``--model b2 --train-type ptn --dataset vox2`` still works.
+* no model option -- the default model, :data:`redimnet.registry.DEFAULT_WEIGHTS`.
+* ``--checkpoint PATH`` -- a file in the official release format.
+* ``--model NAME --random-init`` -- the architecture with random weights (for
+  testing the plumbing; its embeddings mean nothing).
+
+``--sha256 HEX`` makes the weights file (published or ``--checkpoint``) match that hash.
 """
 
 import argparse
+import os
 
+from .. import registry
 from ..checkpoint import load_checkpoint
-from ..registry import build, get_preset, list_models
+from ..errors import CheckpointError
 from .common import UsageError
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True):
-    from ..pretrained import list_pretrained
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False):
+    """Add ``--model``/``--checkpoint`` and their options; without either, the default model is used.
 
-    names = sorted({r.model_name for r in list_pretrained()}, key=lambda n: (n[0].islower(), n))
-    group = parser.add_mutually_exclusive_group(required=required)
+    ``required`` is kept for callers of the older signature; a default model
+    now always exists, so it changes nothing.
+    """
+    del required
+    group = parser.add_mutually_exclusive_group()
     group.add_argument("--model", metavar="NAME",
-                       help=f"published model to download and use ({', '.join(names)}); see --train-type, --dataset")
+                       help=f"published model (default {registry.DEFAULT_WEIGHTS}): one of "
+                            f"{', '.join(registry.list_weights())}, or an architecture name "
+                            f"({', '.join(registry.list_models())}) for its default weights; "
+                            "downloaded once, then cached")
     group.add_argument("--checkpoint", metavar="PATH", help="checkpoint file in the official release format")
-    parser.add_argument("--train-type", default="ft_lm", metavar="T",
-                        help="with --model: ptn, ft_lm or ft_mix (default ft_lm)")
-    parser.add_argument("--dataset", default="vox2", metavar="D",
-                        help="with --model: vox2, vb2 or vb2+vox2+cnc (default vox2)")
+    parser.add_argument("--train-type", metavar="T",
+                        help="with --model ARCH: ptn, ft_lm or ft_mix (default: the architecture's default weights)")
+    parser.add_argument("--dataset", metavar="D",
+                        help="with --model ARCH: vox2, vb2 or vb2+vox2+cnc (default: the architecture's default)")
+    parser.add_argument("--sha256", metavar="HEX", help="refuse the weights file unless it has this SHA-256")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where downloaded weights are kept (default $REDIMNET_CACHE or torch hub's checkpoints)")
     parser.add_argument("--random-init", action="store_true",
-                        help=f"with --model: build the preset ({', '.join(list_models())}) with random weights "
-                             "instead of downloading (for tests only)")
+                        help="with --model: build the architecture with random weights instead of downloading "
+                             "(for tests only)")
+
+
+def weights_from_arguments(args) -> registry.Weights:
+    """The registry entry ``--model`` (with ``--train-type``/``--dataset``) names, or the default model."""
+    name = getattr(args, "model", None)
+    train_type, dataset = getattr(args, "train_type", None), getattr(args, "dataset", None)
+    if name is None:
+        if train_type is not None or dataset is not None:
+            name = registry.get_weights(registry.DEFAULT_WEIGHTS).arch
+        else:
+            return registry.get_weights(registry.DEFAULT_WEIGHTS)
+    if "." in name:
+        if train_type is not None or dataset is not None:
+            raise UsageError(f"--model {name} already names the weights; drop --train-type/--dataset")
+        return registry.get_weights(name)
+    return registry.find_weights(name, train_type, dataset)
 
 
 def model_from_arguments(args):
     """The model the arguments name, in eval mode."""
+    sha256 = getattr(args, "sha256", None)
     if getattr(args, "checkpoint", None):
+        if sha256 is not None:
+            from ..pretrained import sha256_of
+
+            actual = sha256_of(args.checkpoint) if os.path.isfile(args.checkpoint) else None
+            if actual is not None and actual != sha256.strip().lower():
+                raise CheckpointError(f"{args.checkpoint} has SHA-256 {actual}, not the {sha256} given by --sha256")
         return load_checkpoint(args.checkpoint)
     if getattr(args, "random_init", False):
-        get_preset(args.model)  # a clear error for unknown names
-        return build(args.model).eval()
-    if not getattr(args, "model", None):
-        raise UsageError("name a model with --model NAME or --checkpoint PATH")
-    from ..pretrained import from_pretrained
+        if not getattr(args, "model", None):
+            raise UsageError("--random-init needs --model NAME (an architecture such as b0)")
+        return registry.build(args.model.split(".")[0]).eval()
+    from ..pretrained import load_weights
 
-    return from_pretrained(args.model, train_type=getattr(args, "train_type", "ft_lm"),
-                           dataset=getattr(args, "dataset", "vox2"), cache_dir=getattr(args, "cache_dir", None))
+    return load_weights(weights_from_arguments(args), cache_dir=getattr(args, "cache_dir", None), sha256=sha256)
+
