@@ -135,13 +135,15 @@ def test_malformed_and_single_class_lists(tmp_path, capsys):
     assert "no non-target trials" in error and "nan" not in error.lower()
 
 
-def test_option_errors(tmp_path, capsys):
+def test_option_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("REDIMNET_CACHE", str(tmp_path / "cache"))  # the default model is looked for here ...
+    monkeypatch.setenv("REDIMNET_BASE_URL", "http://127.0.0.1:9/")  # ... and not found: nothing downloads
     ids, matrix, speakers, emb = make_population(tmp_path)
     trials = write_vox_trials(tmp_path / "t.txt", ids, speakers, all_pairs(len(ids))[:40])
     cases = [
         (["--embeddings", emb, "--audio-root", tmp_path], "exactly one of"),
         ([], "exactly one of"),
-        (["--audio-root", tmp_path], "needs --model"),
+        (["--audio-root", tmp_path], "cannot download http://127.0.0.1:9/b2-vox2-ft_lm.pt (offline?)"),
         (["--embeddings", emb, "--model", "b0"], "only used with --audio-root"),
         (["--embeddings", emb, "--norm", "asnorm"], "needs a cohort"),
         (["--embeddings", emb, "--subtract-mean", "cohort"], "needs --cohort"),

@@ -17,6 +17,6 @@ def test_python_api_example_runs(tmp_path, capsys):
     finally:
         os.chdir(cwd)
     out = capsys.readouterr().out
-    assert "['b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6']" in out
+    assert "['b0', 'b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'M', 'S']" in out and "['b2.vox2-ft_lm', 'b2.vox2-ptn']" in out
     assert "torch.Size([2, 192]) torch.Size([2, 72, 134])" in out
     assert (tmp_path / "b2-random.pt").exists()
