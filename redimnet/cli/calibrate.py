@@ -111,11 +111,15 @@ def run_calibrate(args) -> int:
     path = calibration.save(args.output)
     dev = calibration.dev
     print(f"calibrated {recipe.title()} scores on {dev['trials']} trials ({dev['targets']} targets): "
-          f"llr = {calibration.scale:.4f} * score {calibration.offset:+.4f}"
-          + "".join(f" {w:+.4f} * {n}" for n, w in zip(calibration.quality_names, calibration.quality_weights)))
+          f"llr = {calibration.scale:.4f} * score {_signed(calibration.offset)}"
+          + "".join(f" {_signed(w)} * {n}" for n, w in zip(calibration.quality_names, calibration.quality_weights)))
     print(f"development Cllr {dev['cllr']:.4f} (minCllr {dev['min_cllr']:.4f})")
     print(f"wrote {path}")
     return 0
+
+
+def _signed(value: float) -> str:
+    return f"{'-' if value < 0 else '+'} {abs(value):.4f}"
 
 
 def run_backend_train(args) -> int:

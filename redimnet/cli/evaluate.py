@@ -288,7 +288,7 @@ def _print_table(results: List[Dict], title: str):
               + " ".join(f"{'minDCF(' + format(p, 'g') + ')':>13}" for p in P_TARGETS))
     if calibrated:
         header += " " + " ".join(f"{'actDCF(' + format(p, 'g') + ')':>13}" for p in P_TARGETS) + f" {'Cllr':>7}"
-    header += f" {'minCllr':>7}"
+    header += f" {'minCllr':>8}"
     print(f"scoring: {title}")
     print(header)
     for r in results:
@@ -297,4 +297,4 @@ def _print_table(results: List[Dict], title: str):
                 f"{100 * r['eer']:>7.3f} {dcf}")
         if calibrated:
             line += " " + " ".join(f"{r['act_dcf'][format(p, 'g')]:>13.4f}" for p in P_TARGETS) + f" {r['cllr']:>7.4f}"
-        print(line + f" {r['min_cllr']:>7.4f}")
+        print(line + f" {r['min_cllr']:>8.4f}")
