@@ -60,10 +60,18 @@ class _Unavailable:
         raise MissingDependencyError(self.hint)
 
 
+class _WideHelp(argparse.HelpFormatter):
+    """Room for the longest verb name beside its help line."""
+
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=24, width=100)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="redimnet",
-        description="ReDimNet speaker embeddings: model information, embedding, verification, evaluation.")
+        description="ReDimNet speaker embeddings: model information, embedding, verification, evaluation.",
+        formatter_class=_WideHelp)
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"redimnet {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
