@@ -26,6 +26,7 @@ from .errors import RedimnetError
 from .frontend.mel import MelSpectrogramFrontEnd
 from .frontend.preemphasis import normalize_level
 from .model.redimnet import ReDimNet
+from .optional import require
 
 PathLike = Union[str, Path]
 FORMATS = ("onnx", "torchscript")
@@ -189,11 +190,7 @@ def export_onnx(model: nn.Module, path: PathLike, features_in: bool = False, ops
     onnxruntime.
     """
     path = _output_path(path)
-    try:
-        import onnx  # noqa: F401  (torch.onnx needs it)
-    except ImportError as error:
-        raise ExportError("ONNX export needs the 'onnx' package: pip install 'redimnet[export]' "
-                          "(or pip install onnx onnxruntime)") from error
+    require("onnx", "ONNX export")  # torch.onnx needs it
     wrapper = prepare_for_export(model, features_in, optimize=False)
     example = example_input(model, features_in)
     time_axis = 2 if features_in else 1

@@ -399,3 +399,30 @@ def test_user_mistakes_exit_2_without_unexpected_errors(tmp_path, voices, b0_mod
     assert run_cli(*[a.format(**values) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("redimnet: error: ") and "unexpected" not in err and "Traceback" not in err
+
+
+def test_vad_writes_one_rttm_per_safe_recording_id(tmp_path, voices, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.wav").write_bytes((voices / "a.wav").read_bytes())
+    (folder / "b\x1b[2J.wav").write_bytes((voices / "b.wav").read_bytes())
+    out = tmp_path / "out"
+    assert run_cli("vad", folder, "-o", out, "--vad", "energy") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.rttm"]
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "recording id" in err
+
+
+@pytest.mark.parametrize("module, call", [
+    ("matplotlib", lambda: __import__("redimnet.evaluation.plots", fromlist=["x"]).require_matplotlib()),
+    ("onnx", lambda: __import__("redimnet.export", fromlist=["x"]).export_onnx(__import__("redimnet").build("b0"),
+                                                                               "/tmp/never-written.onnx")),
+    ("silero_vad", lambda: __import__("redimnet.diarization.vad", fromlist=["x"]).SileroVAD()),
+])
+def test_every_optional_feature_names_its_extra_the_same_way(monkeypatch, module, call):
+    from redimnet.optional import EXTRAS
+
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(MissingDependencyError) as caught:
+        call()
+    assert f'pip install "redimnet[{EXTRAS[module][1]}]"' in str(caught.value)

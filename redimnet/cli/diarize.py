@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 from ..fileio import atomic_write
+from ..names import path_below
+from ..optional import require
 from .common import UsageError, show
 from .embed import add_embedder_arguments, embedder_from_arguments
 from .vad import add_vad_arguments, collect_recordings, process_each, report_failures, vad_from_arguments
@@ -81,10 +83,7 @@ def run(args) -> int:
     references = read_rttms(args.reference) if args.reference else None
     items, failures = collect_recordings(args.inputs)
     if args.plot:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError("--plot needs matplotlib: pip install \"redimnet[plot]\"")
+        require("matplotlib", "--plot")  # before the work
     vad = vad_from_arguments(args)
     embedder = embedder_from_arguments(args)
     diarizer = Diarizer(embedder, vad=vad, clustering=_clustering(args), window=args.window, hop=args.hop,
@@ -97,9 +96,9 @@ def run(args) -> int:
         source = AudioSource(path, channel=args.channel, name=recording)
         result = diarizer.diarize(source, num_speakers=args.num_speakers, min_speakers=args.min_speakers or 1,
                                   max_speakers=args.max_speakers, recording=recording)
-        with atomic_write(output / f"{recording}.rttm", mode="w") as stream:
+        with atomic_write(path_below(output, recording, ".rttm", what="recording id"), mode="w") as stream:
             stream.write(result.to_rttm())
-        with atomic_write(output / f"{recording}.json", mode="w") as stream:
+        with atomic_write(path_below(output, recording, ".json", what="recording id"), mode="w") as stream:
             stream.write(result.to_json() + "\n")
         total_audio += result.duration
         total_time += result.timings.get("total", 0.0)
@@ -122,7 +121,7 @@ def run(args) -> int:
         if args.plot:
             from ..diarization.plot import plot_timeline
 
-            plot_timeline(output / f"{recording}.png", result, reference, title=recording, duration=result.duration)
+            plot_timeline(path_below(output, recording, ".png", what="recording id"), result, reference, title=recording, duration=result.duration)
 
     output.mkdir(parents=True, exist_ok=True)
     process_each(items, work, failures)

@@ -15,6 +15,7 @@ from typing import Callable, List, Tuple
 from ..audio import AudioError, iter_inputs
 from ..errors import RedimnetError
 from ..fileio import atomic_write
+from ..names import path_below
 from .common import UsageError, show
 
 DESCRIPTION = ("Find speech in audio files and write it as RTTM (label 'speech'). Exit status: 0 all files "
@@ -75,7 +76,7 @@ def collect_recordings(inputs) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, 
     items, failures, seen = [], [], {}
     for name in inputs:
         try:
-            for uid, path in iter_inputs([name]):
+            for uid, path in iter_inputs([name], problems=failures):
                 recording = recording_id(uid)
                 if recording in seen:
                     raise UsageError(f"two inputs give the recording id {recording!r} ({seen[recording]} and "
@@ -130,7 +131,7 @@ def run(args) -> int:
         if single:
             texts.append(text)
         else:
-            with atomic_write(output / f"{recording}.rttm", mode="w") as stream:
+            with atomic_write(path_below(output, recording, ".rttm", what="recording id"), mode="w") as stream:
                 stream.write(text)
 
     process_each(items, work, failures)

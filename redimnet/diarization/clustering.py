@@ -34,12 +34,15 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..optional import MissingDependencyError, install_hint
 
 DEFAULT_MAX_SPEAKERS = 20
 
 
-def _missing(name: str) -> InvalidArgumentError:
-    return InvalidArgumentError(f"diarization clustering needs {name}: pip install \"redimnet[diarize]\"")
+def _missing(name: str) -> MissingDependencyError:
+    module = {"scikit-learn": "sklearn"}.get(name, name)
+    return MissingDependencyError(install_hint(module, "diarization clustering")
+                                  or f"diarization clustering needs {name}, which is not installed")
 
 
 def normalise(embeddings: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from ..errors import InvalidArgumentError
+from ..optional import require
 from .segments import Segment
 
 PathLike = Union[str, os.PathLike]
@@ -16,13 +16,9 @@ PathLike = Union[str, os.PathLike]
 def plot_timeline(path: PathLike, hypothesis: Sequence[Segment], reference: Optional[Sequence[Segment]] = None,
                   title: str = "", duration: Optional[float] = None) -> Path:
     """Draw the segments as a PNG timeline at ``path``."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InvalidArgumentError("--plot needs matplotlib: pip install \"redimnet[plot]\"") from None
+    matplotlib = require("matplotlib", "--plot")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     rows = []
     for prefix, segments in (("ref", reference), ("hyp", hypothesis)):
         if segments is None:

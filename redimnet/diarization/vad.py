@@ -32,6 +32,7 @@ import numpy as np
 
 from ..audio import TARGET_SAMPLE_RATE
 from ..errors import InvalidArgumentError
+from ..optional import MissingDependencyError, install_hint
 from .segments import Segment
 from .stream import AudioSource
 
@@ -162,9 +163,11 @@ class SileroVAD(VoiceActivityDetector):
                  min_silence: float = DEFAULT_MIN_SILENCE, pad: float = DEFAULT_PAD, onnx: Optional[bool] = None):
         try:
             from silero_vad import load_silero_vad
-        except ImportError:
-            raise InvalidArgumentError("the Silero VAD needs the silero-vad package: pip install \"redimnet[diarize]\" "
-                             "(or use the energy VAD: --vad energy)") from None
+        except ModuleNotFoundError as error:
+            if error.name != "silero_vad":
+                raise
+            raise MissingDependencyError(install_hint("silero_vad", "the Silero VAD")
+                                         + " (or use the energy VAD: --vad energy)") from None
         if onnx is None:
             try:
                 import onnxruntime  # noqa: F401

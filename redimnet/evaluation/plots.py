@@ -14,6 +14,7 @@ from typing import Mapping, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import RedimnetError
+from ..optional import require
 from .metrics import eer_with_threshold, error_rates
 
 __all__ = ["PlotError", "require_matplotlib", "probit", "det_points", "plot_det", "plot_score_histogram",
@@ -31,13 +32,9 @@ class PlotError(RedimnetError):
 
 def require_matplotlib():
     """``(Figure, FigureCanvasAgg)``, or a clear error when matplotlib is not installed."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise PlotError('plots need matplotlib, which is not installed: pip install "redimnet[plot]" '
-                        "(or pip install matplotlib)") from None
-    return Figure, FigureCanvasAgg
+    backend = require("matplotlib.backends.backend_agg", "plots")
+    figure = require("matplotlib.figure", "plots")
+    return figure.Figure, backend.FigureCanvasAgg
 
 
 # Rational approximation of the inverse standard normal CDF (P. J. Acklam), relative error below 1.2e-9.
