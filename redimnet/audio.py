@@ -179,10 +179,9 @@ class SignalLevel:
 
     def add(self, block: np.ndarray) -> None:
         """Account for the samples of ``block``."""
-        block = np.asarray(block)
+        block = np.asarray(block, dtype=np.float32).ravel()
         self.samples += block.size
-        self.energy += float(np.dot(block.astype(np.float64, copy=False).ravel(),
-                                    block.astype(np.float64, copy=False).ravel()))
+        self.energy += float(np.dot(block, block))
 
     @property
     def dbfs(self) -> float:

@@ -78,15 +78,16 @@ def windows_of(blocks: Iterable[np.ndarray], length: int, windowing: Windowing,
                level: Optional[SignalLevel] = None) -> Iterator[np.ndarray]:
     """The windows of a signal of ``length`` samples given as consecutive ``blocks``, as they complete.
 
-    Holds at most one window plus one block.  ``level`` (if given) is fed
-    every sample once.  Raises ``_LengthChanged`` when the blocks do not hold
-    ``length`` samples.
+    Holds at most one window plus one block, in one buffer reused from block
+    to block.  ``level`` (if given) is fed every sample once.  Raises
+    ``_LengthChanged`` when the blocks do not hold ``length`` samples.
     """
     blocks = iter(blocks)
     starts = windowing.starts(length)
     size = min(length, windowing.max_samples)
-    buffer = np.zeros(0, dtype=np.float32)
-    offset = 0  # stream position of buffer[0]
+    buffer = np.empty(0, dtype=np.float32)
+    filled = 0  # buffer[:filled] holds the stream from position offset on
+    offset = 0
     received = 0
     next_window = 0
     for block in blocks:
@@ -97,13 +98,20 @@ def windows_of(blocks: Iterable[np.ndarray], length: int, windowing: Windowing,
             for rest in blocks:  # count what the source really holds
                 received += rest.size
             raise _LengthChanged(received)
-        buffer = np.concatenate([buffer, block]) if buffer.size else np.asarray(block, dtype=np.float32)
+        if filled + block.size > buffer.size:
+            grown = np.empty(max(filled + block.size, size + block.size), dtype=np.float32)
+            grown[:filled] = buffer[:filled]
+            buffer = grown
+        buffer[filled:filled + block.size] = block
+        filled += block.size
         while next_window < len(starts) and starts[next_window] + size <= received:
             begin = starts[next_window] - offset
-            yield np.ascontiguousarray(buffer[begin:begin + size])
+            yield buffer[begin:begin + size].copy()
             next_window += 1
             keep_from = starts[next_window] if next_window < len(starts) else received
-            buffer = buffer[keep_from - offset:].copy()
+            drop = keep_from - offset
+            buffer[:filled - drop] = buffer[drop:filled]  # numpy copies overlapping ranges correctly
+            filled -= drop
             offset = keep_from
     if received != length or next_window != len(starts):
         raise _LengthChanged(received)

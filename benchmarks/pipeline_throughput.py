@@ -1,0 +1,157 @@
+"""Does ``redimnet embed`` keep the model busy?  Its throughput against the model's own, same audio, same run.
+
+A folder of ``--files`` recordings of 3-8 s of noise at mixed sample rates
+(8, 16, 22.05, 44.1 and 48 kHz; WAV and FLAC) is written once.  Each round
+then measures, each in a fresh Python process:
+
+* **model**: the optimised model (as ``redimnet embed`` builds it) on the
+  same recordings, already decoded and resampled in memory, one forward pass
+  each (the lengths differ, so there is nothing to batch) -- the most any
+  pipeline could reach;
+* **embed**: ``redimnet embed FOLDER -o OUT.npz`` as a user runs it, timed
+  from process start to exit (imports, model loading, decoding, writing),
+  and as the command itself reports it (from after Python and torch have
+  started: model loading, decoding, embedding, writing).
+
+Throughput is seconds of audio per second; the ratio embed / model is the
+share of the model's speed the whole command delivers.  Rounds alternate
+the two so that a busy machine affects both alike.
+
+    python benchmarks/pipeline_throughput.py                  # b2, 200 files, 3 rounds
+    python benchmarks/pipeline_throughput.py --model b0 --files 50 --rounds 2
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RATES = (8000, 16000, 22050, 44100, 48000)
+
+MODEL_ONLY = r"""
+import json, sys, time
+from pathlib import Path
+import numpy as np, torch
+import redimnet
+from redimnet.audio import list_audio_files, read_audio
+from redimnet.inference import Embedder
+folder, checkpoint, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+torch.set_num_threads(threads)
+embedder = Embedder(redimnet.load_checkpoint(checkpoint), device="cpu")
+waves = [torch.from_numpy(read_audio(p))[None] for p in list_audio_files(folder)]
+started = time.perf_counter()
+with torch.inference_mode():
+    for wave in waves:
+        embedder.network(wave)
+elapsed = time.perf_counter() - started
+print(json.dumps({"audio_seconds": sum(w.shape[1] for w in waves) / 16000, "seconds": elapsed}))
+"""
+
+
+def make_corpus(folder: Path, files: int) -> float:
+    """Write the recordings (once); returns their total duration in seconds."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    total = 0.0
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(files):
+        rate = RATES[index % len(RATES)]
+        seconds = float(rng.uniform(3.0, 8.0))
+        total += seconds
+        path = folder / f"spk{index % 10}" / f"utt{index:04d}.{'flac' if index % 4 == 3 else 'wav'}"
+        if path.exists():
+            continue
+        path.parent.mkdir(exist_ok=True)
+        samples = (rng.standard_normal(int(seconds * rate)) * 0.1).astype(np.float32)
+        sf.write(str(path), samples, rate, subtype="PCM_16")
+    return total
+
+
+def make_checkpoint(model: str, folder: Path) -> Path:
+    import torch
+
+    import redimnet
+
+    path = folder / f"{model}.pt"
+    if not path.exists():
+        torch.manual_seed(0)
+        redimnet.save_checkpoint(redimnet.build(model).eval(), path)
+    return path
+
+
+def environment(threads: int) -> dict:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "OMP_NUM_THREADS": str(threads)}
+
+
+def model_only(corpus: Path, checkpoint: Path, threads: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", MODEL_ONLY, str(corpus), str(checkpoint), str(threads)],
+                          capture_output=True, text=True, env=environment(threads))
+    if done.returncode:
+        raise SystemExit(f"model-only run failed:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"audio_seconds": result["audio_seconds"], "seconds": result["seconds"]}
+
+
+def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path, audio_seconds: float) -> dict:
+    for stale in (out, out.with_name(out.stem + ".failed.tsv")):
+        if stale.exists():
+            stale.unlink()
+    argv = [sys.executable, "-m", "redimnet", "embed", str(corpus), "-o", str(out), "--checkpoint",
+            str(checkpoint), "--threads", str(threads), "--workers", str(workers), "--no-progress"]
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, env=environment(threads))
+    elapsed = time.perf_counter() - started
+    if done.returncode:
+        raise SystemExit(f"redimnet embed failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    summary = re.search(r"s of audio\) in ([0-9.]+) s", done.stderr)
+    return {"audio_seconds": audio_seconds, "seconds": elapsed,
+            "reported_seconds": float(summary.group(1)) if summary else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="b2", help="preset with random weights (default b2)")
+    parser.add_argument("--files", type=int, default=200, help="recordings of 3-8 s (default 200)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="model threads in both measurements (default 1)")
+    parser.add_argument("--workers", type=int, default=1, help="redimnet embed --workers (default 1)")
+    parser.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "redimnet-throughput-bench"))
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args()
+    scratch = Path(args.scratch)
+    corpus = scratch / f"corpus{args.files}"
+    make_corpus(corpus, args.files)
+    checkpoint = make_checkpoint(args.model, scratch)
+    rounds = []
+    print(f"{args.model}, {args.files} files of 3-8 s, model threads {args.threads}, embed --workers {args.workers}")
+    for number in range(args.rounds):
+        first = model_only(corpus, checkpoint, args.threads)
+        cli = embed(corpus, checkpoint, args.threads, args.workers, scratch / "out.npz", first["audio_seconds"])
+        model_speed = first["audio_seconds"] / first["seconds"]
+        cli_speed = cli["audio_seconds"] / cli["seconds"]
+        inside = first["seconds"] / cli["reported_seconds"] if cli["reported_seconds"] else float("nan")
+        rounds.append({"model": first, "embed": cli, "ratio": cli_speed / model_speed, "ratio_inside": inside})
+        print(f"round {number + 1}: model {model_speed:.1f} s/s ({first['seconds']:.1f} s), embed {cli_speed:.1f} "
+              f"s/s ({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up), "
+              f"ratio {cli_speed / model_speed:.3f} (after start-up {inside:.3f})", flush=True)
+    for key, what in (("ratio", "whole command"), ("ratio_inside", "after Python/torch start-up")):
+        ratios = [r[key] for r in rounds]
+        print(f"embed / model throughput, {what}: median {statistics.median(ratios):.3f} "
+              f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rounds": rounds}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
