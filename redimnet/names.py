@@ -5,8 +5,9 @@ control.  This module is the one place that decides
 
 * which ids may become a file below an output folder (:func:`path_below`):
   relative, ``/``-separated, no empty, ``.`` or ``..`` component, no
-  backslash, no NUL or other control character, and the result never leaves
-  the folder, not even through a symbolic link already inside it;
+  backslash, no NUL or other control character, no component longer than
+  :data:`MAX_COMPONENT_BYTES`, and the result never leaves the folder, not
+  even through a symbolic link already inside it;
 * which speaker names a database accepts (:func:`check_speaker_name`): at most
   :data:`MAX_NAME_LENGTH` characters, no control characters;
 * how an id or name is shown on a terminal or in a tab-separated report
@@ -28,6 +29,9 @@ PathLike = Union[str, os.PathLike]
 
 #: Longest speaker name (in characters) a speaker database accepts.
 MAX_NAME_LENGTH = 256
+
+#: Longest file or folder name (in UTF-8 bytes) that common file systems store.
+MAX_COMPONENT_BYTES = 255
 
 
 class UnsafeNameError(RedimnetError, ValueError):
@@ -101,6 +105,14 @@ def path_below(root: PathLike, uid: str, suffix: str = "", what: str = "utteranc
     otherwise; nothing is created here.
     """
     check_relative_id(uid, what)
+    parts = (uid + suffix).split("/")
+    for part in parts:
+        size = len(os.fsencode(part)) if _encodable(part) else None
+        if size is None:
+            raise UnsafeNameError(f"{what} '{printable(uid)}' cannot be encoded as a file name on this system")
+        if size > MAX_COMPONENT_BYTES:
+            raise UnsafeNameError(f"{what} '{printable(uid[:40])}...' has a path component of {size} bytes; "
+                                  f"file systems allow {MAX_COMPONENT_BYTES}")
     root = Path(root)
     target = root / (uid + suffix)
     real_root = os.path.realpath(root)
@@ -109,6 +121,14 @@ def path_below(root: PathLike, uid: str, suffix: str = "", what: str = "utteranc
         raise UnsafeNameError(f"{what} '{printable(uid)}' would be written outside {printable(root)} "
                               f"(through a symbolic link, to {printable(real_target)}); refused")
     return target
+
+
+def _encodable(text: str) -> bool:
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_speaker_name(name: object) -> str:

@@ -37,7 +37,8 @@ def voices(tmp_path_factory):
 
 # --- one checked function from id to path ----------------------------------------------------------
 @pytest.mark.parametrize("uid", ["../ESCAPED", "/tmp/ESCAPED", "a/../../b", "a//b", "./a", "a/", "", "a\x00b",
-                                 "a\nb", "\x1b[31mred", "C:evil", "a\\..\\b", ".."])
+                                 "a\nb", "\x1b[31mred", "C:evil", "a\\..\\b", "..", "x" * 252, "d/" + "é" * 126,
+                                 "lone\ud800surrogate"])
 def test_unsafe_ids_are_refused(tmp_path, uid):
     with pytest.raises(UnsafeNameError):
         path_below(tmp_path, uid, ".npy")
