@@ -60,11 +60,11 @@ def test_demo_text_output(b0_model_and_checkpoint, capsys):
 def test_demo_defaults_to_the_published_b2(monkeypatch, capsys):
     asked = []
 
-    def stand_in(model_name, train_type, dataset, **options):
-        asked.append((model_name, train_type, dataset))
+    def stand_in(weights, **options):
+        asked.append(weights.name)
         return redimnet.build("b0").eval()
 
-    monkeypatch.setattr("redimnet.pretrained.from_pretrained", stand_in)
+    monkeypatch.setattr("redimnet.pretrained.load_weights", stand_in)
     assert main(["demo", "--device", "cpu"]) == 0
-    assert asked == [("b2", "ft_lm", "vox2")]
-    assert capsys.readouterr().out.startswith("model: b2 ft_lm vox2 (published weights)\n")
+    assert asked == ["b2.vox2-ft_lm"] == [redimnet.DEFAULT_WEIGHTS]
+    assert capsys.readouterr().out.startswith("model: b2.vox2-ft_lm (published weights)\n")

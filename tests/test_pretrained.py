@@ -209,6 +209,8 @@ def test_cli_model_argument_downloads(tmp_path, server, monkeypatch):
     assert (tmp_path / "b0-vox2-ft_lm.pt").is_file()
     random = model_from_arguments(parser.parse_args(["--model", "b1", "--random-init"]))
     assert random.config.to_dict() == redimnet.build("b1").config.to_dict()
+    default = model_from_arguments(parser.parse_args(["--random-init"]))  # the default model's architecture
+    assert default.config == redimnet.get_architecture(redimnet.get_weights(redimnet.DEFAULT_WEIGHTS).arch).config
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,25 +1,24 @@
 """``redimnet demo``: embed the example speech shipped with the package and score every pair.
 
-Without ``--model`` or ``--checkpoint`` it uses the default published model (b2, LM fine-tuned
-on VoxCeleb2), downloaded once into the cache; offline, the download's own message says how to
+Without ``--model`` or ``--checkpoint`` it uses the default published model
+(:data:`redimnet.registry.DEFAULT_WEIGHTS`), downloaded once into the cache; offline, the download's own message says how to
 fetch the file by hand.
 """
 
 import json
 
 from .. import threads
+from ..registry import DEFAULT_WEIGHTS
 from ..examples import UTTERANCES, example_files, example_pairs
 from .common import show
-from .models import add_model_arguments, model_from_arguments
-
-DEFAULT_MODEL = "b2"  # with add_model_arguments' defaults: train type ft_lm, dataset vox2
+from .models import add_model_arguments, model_from_arguments, weights_from_arguments
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="score the example speech shipped with redimnet (first run downloads the default model)",
         description="Embed the three example utterances shipped with redimnet (two synthetic speakers) and "
-                    f"print the cosine score of every pair. Default model: {DEFAULT_MODEL} (ft_lm, vox2), "
+                    f"print the cosine score of every pair. Default model: {DEFAULT_WEIGHTS}, "
                     "downloaded once; --model or --checkpoint choose another.")
     add_model_arguments(parser, required=False)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
@@ -31,14 +30,12 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..inference import Embedder
 
-    if not args.model and not args.checkpoint:
-        args.model = DEFAULT_MODEL
     if args.checkpoint:
         model_name = show(args.checkpoint)
     elif args.random_init:
-        model_name = f"{args.model} (random weights: the scores mean nothing)"
+        model_name = f"{args.model or weights_from_arguments(args).arch} (random weights: the scores mean nothing)"
     else:
-        model_name = f"{args.model} {args.train_type} {args.dataset} (published weights)"
+        model_name = f"{weights_from_arguments(args).name} (published weights)"
     threads.configure(args.threads)
     embedder = Embedder(model_from_arguments(args), device=args.device)
     files = example_files()

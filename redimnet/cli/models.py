@@ -46,8 +46,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False)
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where downloaded weights are kept (default $REDIMNET_CACHE or torch hub's checkpoints)")
     parser.add_argument("--random-init", action="store_true",
-                        help="with --model: build the architecture with random weights instead of downloading "
-                             "(for tests only)")
+                        help="build the architecture of --model (or of the default model) with random weights "
+                             "instead of downloading (for tests only)")
 
 
 def weights_from_arguments(args) -> registry.Weights:
@@ -77,10 +77,9 @@ def model_from_arguments(args):
             if actual is not None and actual != sha256.strip().lower():
                 raise CheckpointError(f"{args.checkpoint} has SHA-256 {actual}, not the {sha256} given by --sha256")
         return load_checkpoint(args.checkpoint)
-    if getattr(args, "random_init", False):
-        if not getattr(args, "model", None):
-            raise UsageError("--random-init needs --model NAME (an architecture such as b0)")
-        return registry.build(args.model.split(".")[0]).eval()
+    if getattr(args, "random_init", False):  # the architecture of the named (or default) weights
+        return registry.build(getattr(args, "model", None).split(".")[0] if getattr(args, "model", None)
+                              else weights_from_arguments(args).arch).eval()
     from ..pretrained import load_weights
 
     return load_weights(weights_from_arguments(args), cache_dir=getattr(args, "cache_dir", None), sha256=sha256)
