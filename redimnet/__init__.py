@@ -7,29 +7,61 @@ torch.Size([1, 192])
 
 Published weights by name (downloaded once, then cached): ``redimnet.load("b2.vox2-ft_lm")``
 or ``redimnet.build("b2", weights="vox2-ft_lm")``; the table is :mod:`redimnet.registry`.
+
+The names below are imported on first use, so ``import redimnet`` (and the
+command line's ``redimnet info``) does not pay for PyTorch until something needs it.
 """
 
-from .audio import AudioError, read_audio
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ModelConfig, StageSpec
-from .diarization import Diarizer
-from .errors import CheckpointError, InvalidArgumentError, PretrainedError, RedimnetError
-from .evaluation.backend import Backend, train_backend
-from .evaluation.calibration import Calibration, fit_calibration
-from .inference import Embedder
-from .model import ReDimNet
-from .redimnet2 import ReDimNet2, ReDimNet2Config
-from .pretrained import from_pretrained, list_pretrained
-from .registry import (DEFAULT_WEIGHTS, build, get_architecture, get_preset, get_weights, list_models, list_weights,
-                       load)
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Backend", "Calibration", "fit_calibration", "train_backend",
-    "AudioError", "Embedder", "PretrainedError", "from_pretrained", "list_pretrained", "read_audio",
-    "Diarizer",
-    "CheckpointError", "InvalidArgumentError", "ModelConfig", "ReDimNet", "ReDimNet2", "ReDimNet2Config", "RedimnetError", "StageSpec", "build", "get_preset", "list_models",
-    "DEFAULT_WEIGHTS", "get_architecture", "get_weights", "list_weights", "load",
-    "load_checkpoint", "save_checkpoint", "__version__",
-]
+# Public name -> the module defining it (imported when the name is first used).
+_EXPORTS = {
+    "AudioError": "audio", "read_audio": "audio",
+    "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "ModelConfig": "config", "StageSpec": "config",
+    "Diarizer": "diarization",
+    "CheckpointError": "errors", "InvalidArgumentError": "errors", "PretrainedError": "errors",
+    "RedimnetError": "errors",
+    "Backend": "evaluation.backend", "train_backend": "evaluation.backend",
+    "Calibration": "evaluation.calibration", "fit_calibration": "evaluation.calibration",
+    "Embedder": "inference",
+    "ReDimNet": "model",
+    "ReDimNet2": "redimnet2", "ReDimNet2Config": "redimnet2",
+    "from_pretrained": "pretrained", "list_pretrained": "pretrained",
+    "DEFAULT_WEIGHTS": "registry", "build": "registry", "get_architecture": "registry", "get_preset": "registry",
+    "get_weights": "registry", "list_models": "registry", "list_weights": "registry", "load": "registry",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'redimnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from .audio import AudioError, read_audio
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .config import ModelConfig, StageSpec
+    from .diarization import Diarizer
+    from .errors import CheckpointError, InvalidArgumentError, PretrainedError, RedimnetError
+    from .evaluation.backend import Backend, train_backend
+    from .evaluation.calibration import Calibration, fit_calibration
+    from .inference import Embedder
+    from .model import ReDimNet
+    from .pretrained import from_pretrained, list_pretrained
+    from .redimnet2 import ReDimNet2, ReDimNet2Config
+    from .registry import (DEFAULT_WEIGHTS, build, get_architecture, get_preset, get_weights, list_models,
+                           list_weights, load)

@@ -68,6 +68,16 @@ def test_info_answers_from_stored_numbers(capsys, nothing_built):
     assert "published only inside the weight files" in capsys.readouterr().out
 
 
+def test_info_does_not_load_pytorch():
+    """Why 'redimnet info' answers at once: the stored table needs neither PyTorch nor the other verbs."""
+    code = ("import sys\nfrom redimnet.cli import main\nstatus = main(['info'])\n"
+            "print('loaded:', sorted(m for m in ('torch', 'numpy', 'redimnet.cli.embed') if m in sys.modules))\n"
+            "sys.exit(status)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "b6        15.02M" in result.stdout and "loaded: []" in result.stdout
+
+
 def test_info_counts_on_request(capsys):
     assert main(["info", "b0", "--count", "--seconds", "4", "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)

@@ -29,8 +29,8 @@ VERB_MODULES = ["demo", "info", "embed", "verify", "enroll", "evaluate", "cohort
 _COMMAND_NAMES = {"evaluate": "eval"}
 
 
-def _verb_modules():
-    for name in VERB_MODULES:
+def _verb_modules(names=None):
+    for name in names or VERB_MODULES:
         try:
             yield importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as error:
@@ -67,7 +67,16 @@ class _WideHelp(argparse.HelpFormatter):
         super().__init__(prog, max_help_position=24, width=100)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module_of(argv: Optional[List[str]]) -> Optional[str]:
+    """The verb module that handles ``argv``'s command, when the command names one directly."""
+    command = argv[0] if argv else None
+    name = {command: module for module, command in _COMMAND_NAMES.items()}.get(command, command)
+    return name if name in VERB_MODULES else None
+
+
+def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
+    """The command-line parser; given ``argv`` whose command names its verb module, only that verb's
+    module is imported (each verb starts without loading the others' dependencies)."""
     parser = argparse.ArgumentParser(
         prog="redimnet",
         description="ReDimNet speaker embeddings: model information, embedding, verification, evaluation.",
@@ -75,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"redimnet {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for verb in _verb_modules():
+    only = _module_of(argv)
+    for verb in _verb_modules([only] if only else None):
         verb.register(subparsers)
     return parser
 
@@ -84,8 +94,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the verb, return the exit status."""
     parsed = {}
 
+    if argv is None:
+        argv = sys.argv[1:]
+
     def parse(_args):
-        parser = build_parser()
+        parser = build_parser(argv)
         parsed["args"] = parser.parse_args(argv)
         if not hasattr(parsed["args"], "handler"):
             parser.print_help()
