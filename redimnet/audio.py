@@ -17,6 +17,7 @@ what is wrong with it.
 
 import errno
 import os
+import re
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
@@ -415,6 +416,55 @@ class AudioFile:
         if not parts:
             raise AudioError(f"{self.path}: contains no audio samples (0 frames)")
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+def decode_audio_bytes(data: bytes, where: str = "upload", channel: Optional[int] = None,
+                       max_seconds: Optional[float] = None, target_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+    """Decode an audio file held in memory (``bytes``) to mono float32 at ``target_rate``, shape ``[T]``.
+
+    For data that never was a file on this machine (an HTTP upload): nothing
+    touches the file system.  The checks and messages are those of
+    :class:`AudioFile` (``where`` names the input in them); in addition a
+    recording longer than ``max_seconds`` is refused from its header, before
+    it is decoded.
+    """
+    import io
+
+    import soundfile
+
+    if not data:
+        raise AudioError(f"{where}: the file is empty (0 bytes)")
+    try:
+        handle = soundfile.SoundFile(io.BytesIO(data))
+    except Exception as error:  # libsndfile raises several types for undecodable data
+        reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", _decode_error(error))
+        raise AudioError(f"{where}: {reason}") from None
+    with handle:
+        rate = _check_rate(handle.samplerate, where)
+        if handle.frames == 0:
+            raise AudioError(f"{where}: contains no audio samples (0 frames)")
+        if max_seconds is not None and handle.frames > max_seconds * rate:
+            raise AudioError(f"{where}: {handle.frames / rate:.1f} s long; at most {max_seconds:g} s are accepted "
+                             "(cut the recording shorter)")
+        if channel is not None and not -handle.channels <= channel < handle.channels:
+            raise AudioError(f"{where}: has {handle.channels} channel(s), cannot pick channel {channel} "
+                             f"(channels are numbered from 0)")
+        try:
+            frames = handle.read(dtype="float32", always_2d=True)
+        except MemoryError:
+            raise AudioError(f"{where}: too large to decode in memory") from None
+        except Exception as error:
+            raise AudioError(f"{where}: {_decode_error(error)}") from None
+    if frames.shape[0] == 0:
+        raise AudioError(f"{where}: contains no audio samples (0 frames)")
+    wave = to_mono(np.ascontiguousarray(frames.T), channel, where)
+    if not np.all(np.isfinite(wave)):
+        bad = int(np.count_nonzero(~np.isfinite(wave)))
+        raise AudioError(f"{where}: {bad} sample(s) are NaN or infinite; the file is damaged")
+    wave = resample(np.ascontiguousarray(wave), rate, target_rate)
+    if not np.all(np.isfinite(wave)):
+        raise AudioError(f"{where}: the samples are too large to resample (non-finite result)")
+    return np.ascontiguousarray(wave, dtype=np.float32)
 
 
 def read_audio(path: PathLike, channel: Optional[int] = None, trim: bool = False,

@@ -22,6 +22,9 @@ EXTRAS = {
     "onnxruntime": ("onnxruntime", "export"),
     "sklearn": ("scikit-learn", "diarize"),
     "silero_vad": ("silero-vad", "diarize"),
+    "starlette": ("starlette", "serve"),
+    "uvicorn": ("uvicorn", "serve"),
+    "python_multipart": ("python-multipart", "serve"),
 }
 
 

@@ -143,6 +143,10 @@ class SpeakerDatabase:
         row = self.connection.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
+    def built_with(self) -> Optional[str]:
+        """The fingerprint of the model whose embeddings the database holds (``None`` while it is empty)."""
+        return self._meta("model")
+
     def _check_model(self, cursor, fingerprint: Optional[str], dim: int) -> None:
         rows = dict(cursor.execute("SELECT key, value FROM meta WHERE key IN ('model', 'dim')").fetchall())
         if "dim" in rows and int(rows["dim"]) != dim:

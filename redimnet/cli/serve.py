@@ -1,0 +1,137 @@
+"""``redimnet serve``: the speaker-recognition HTTP service and its web page (needs ``redimnet[serve]``).
+
+Loads the model once per worker process, opens (or creates) the speaker
+database and serves :func:`redimnet.service.create_app` with uvicorn.  Safe
+defaults: it listens on 127.0.0.1; enrolling and deleting need a bearer token
+read from ``$REDIMNET_SERVICE_TOKEN`` or ``--token-file`` (on a loopback
+address without one, a random token is made and printed); on any other
+address it refuses to start without a token.  See ``docs/service.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+
+from .. import threads
+from ..optional import require
+from .common import UsageError, show
+from .decisions import add_decision_arguments, scoring_from_arguments
+from .embed import add_embedder_arguments, embedder_from_arguments
+
+DEFAULT_DB = "speakers.db"
+
+_ARGS_ENV = "REDIMNET_SERVE_ARGUMENTS"
+"""How the parent passes its parsed options to the worker processes of ``--workers N``."""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="HTTP service and web page: embed, verify, enroll, identify",
+        description="Serve the speaker-recognition API (/v1/..., OpenAPI at /openapi.json) and its web page (/). "
+                    "Enrolling and deleting need 'Authorization: Bearer TOKEN' with the token from "
+                    "$REDIMNET_SERVICE_TOKEN or --token-file.")
+    group = parser.add_argument_group("service")
+    group.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB}; created if new)")
+    group.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; any other address "
+                            "needs a token)")
+    group.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    group.add_argument("--workers", type=int, default=1,
+                       help="server processes, each with its own copy of the model (default 1)")
+    group.add_argument("--token-file", metavar="PATH",
+                       help="file whose first line is the write token (default: $REDIMNET_SERVICE_TOKEN)")
+    group.add_argument("--max-upload-mb", type=float, default=20.0,
+                       help="largest request body in MB (default 20)")
+    group.add_argument("--max-upload-seconds", type=float, default=120.0,
+                       help="longest recording accepted, in seconds (default 120)")
+    group.add_argument("--max-files", type=int, default=8, help="most recordings per enrolment (default 8)")
+    group.add_argument("--batch-wait-ms", type=float, default=5.0,
+                       help="how long concurrent requests are collected into one model batch (default 5 ms; "
+                            "--batch-size is the largest batch)")
+    add_decision_arguments(parser, threshold=False)
+    add_embedder_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def _check(args) -> None:
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be from 1 to 65535, got {args.port}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if not args.max_upload_mb > 0 or not args.max_upload_seconds > 0:
+        raise UsageError("--max-upload-mb and --max-upload-seconds must be positive")
+    if args.max_files < 1:
+        raise UsageError(f"--max-files must be at least 1, got {args.max_files}")
+    if not 0 <= args.batch_wait_ms <= 1000:
+        raise UsageError(f"--batch-wait-ms must be from 0 to 1000, got {args.batch_wait_ms:g}")
+
+
+def build_app(args, token):
+    """The ASGI application the options describe (model loaded, database opened and checked, model warmed up)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..service import Service, ServiceSettings, create_app
+    from ..speaker_db import SpeakerDatabase, SpeakerDatabaseError, model_fingerprint
+
+    embedder = embedder_from_arguments(args)
+    fingerprint = model_fingerprint(embedder.model)
+    scoring = scoring_from_arguments(args, fingerprint, int(embedder.embed_dim))
+    with SpeakerDatabase(args.db) as db:
+        built_with = db.built_with()
+    if built_with is not None and built_with != fingerprint:
+        raise SpeakerDatabaseError(f"{args.db} was built with another model (fingerprint {built_with}, this one is "
+                                   f"{fingerprint}); serve it with that model, or use another --db")
+    noise = np.random.default_rng(0).standard_normal(max(embedder.min_samples, 16000)).astype(np.float32) * 0.1
+    embedder.embed_prepared([noise])  # the first forward pass is slow: pay it before the first request
+    settings = ServiceSettings(db=Path(args.db), token=token, max_upload_bytes=int(args.max_upload_mb * 1e6),
+                               max_audio_seconds=args.max_upload_seconds, max_files=args.max_files,
+                               max_batch=args.batch_size, max_wait=args.batch_wait_ms / 1000,
+                               model_name=args.model or Path(args.checkpoint).name)
+    return create_app(Service(embedder, settings, fingerprint, scoring))
+
+
+def worker_app():
+    """The application of one ``--workers`` process (uvicorn's factory; options from the parent)."""
+    from ..service import load_token
+
+    args = argparse.Namespace(**json.loads(os.environ[_ARGS_ENV]))
+    return build_app(args, load_token(args.token_file))
+
+
+def run(args) -> int:
+    _check(args)
+    require("starlette", "'redimnet serve'")
+    require("python_multipart", "'redimnet serve'")
+    uvicorn = require("uvicorn", "'redimnet serve'")
+    from ..service.auth import TOKEN_ENV, is_loopback, load_token
+
+    token = load_token(args.token_file)
+    if token is None:
+        if not is_loopback(args.host):
+            raise UsageError(f"refusing to listen on {show(args.host)} without a write token: anyone who can reach "
+                             f"it could change the speaker database. Set ${TOKEN_ENV} or --token-file (or listen "
+                             "on 127.0.0.1)")
+        token = secrets.token_urlsafe(24)
+        os.environ[TOKEN_ENV] = token  # the worker processes read the same token
+        print(f"redimnet: write token for enroll/delete (set ${TOKEN_ENV} or --token-file to choose one): {token}",
+              file=sys.stderr)
+    if args.threads is None:  # the cores shared between the worker processes
+        args.threads = max(1, threads.model_threads(None) // args.workers)
+    options = {k: v for k, v in vars(args).items() if k != "handler"}
+    app = build_app(args, token)  # also checks everything before listening
+    print(f"redimnet: serving on http://{show(args.host)}:{args.port}/ (API /v1, schema /openapi.json); "
+          f"database {show(args.db)}", file=sys.stderr)
+    if args.workers == 1:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+        return 0
+    del app
+    os.environ[_ARGS_ENV] = json.dumps(options)
+    uvicorn.run("redimnet.cli.serve:worker_app", factory=True, workers=args.workers, host=args.host, port=args.port,
+                log_level="warning", timeout_graceful_shutdown=5)
+    return 0

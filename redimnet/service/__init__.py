@@ -1,0 +1,17 @@
+"""The speaker-recognition HTTP service (``redimnet serve``); needs the ``serve`` extra.
+
+* :mod:`.app` -- :func:`create_app`: the versioned JSON endpoints (``/v1/...``), the web page at ``/``
+  and the OpenAPI document at ``/openapi.json``;
+* :mod:`.batcher` -- :class:`Batcher`: concurrent requests' recordings embedded together, off the event loop;
+* :mod:`.uploads` -- forms read into memory within size limits (no upload touches the disk);
+* :mod:`.auth` -- the write token and the loopback rule.
+
+See ``docs/service.md``.
+"""
+
+from .app import Service, ServiceSettings, create_app
+from .auth import TOKEN_ENV, load_token
+from .batcher import Batcher
+from .errors import ServiceError
+
+__all__ = ["Batcher", "Service", "ServiceError", "ServiceSettings", "TOKEN_ENV", "create_app", "load_token"]

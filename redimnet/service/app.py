@@ -1,0 +1,474 @@
+"""The HTTP application: versioned JSON endpoints over one embedder and one speaker database.
+
+:func:`create_app` builds a Starlette application from a :class:`Service`.
+Every request follows the same path: check the token (write endpoints), read
+the form into memory within the limits (:mod:`.uploads`), decode each upload
+(:func:`redimnet.audio.decode_audio_bytes`, in a worker thread), embed through
+the dynamic batcher (:mod:`.batcher`), then score or store.  Refusals are
+``{"error": {"code", "message"}}`` bodies with a 4xx status; an unexpected
+failure is a 500 with a generic message (the traceback goes to the server's
+log, never to the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import __version__
+from ..audio import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes
+from ..errors import RedimnetError
+from ..names import UnsafeNameError, check_speaker_name, printable
+from ..similarity import cosine_score
+from ..speaker_db import SpeakerDatabase, SpeakerDatabaseError
+from .auth import check_bearer
+from .batcher import Batcher
+from .errors import ServiceError
+from .openapi import openapi_schema
+from .uploads import Form, Upload, read_form, single_upload
+
+__all__ = ["ServiceSettings", "Service", "create_app"]
+
+log = logging.getLogger("redimnet.service")
+
+MAX_TOP = 100
+"""The most matches ``/v1/identify`` returns."""
+
+
+@dataclass
+class ServiceSettings:
+    """What the operator chose: the database file, the write token, the limits and the batching."""
+
+    db: Path
+    token: Optional[str] = None
+    max_upload_bytes: int = 20_000_000
+    """Largest request body (all files and fields together)."""
+    max_audio_seconds: float = 120.0
+    """Longest recording accepted, from its header, before decoding."""
+    max_files: int = 8
+    """Most recordings in one enrolment."""
+    max_batch: int = 16
+    max_wait: float = 0.005
+    """Seconds the batcher waits for more requests before running the model."""
+    model_name: str = "model"
+
+
+@dataclass
+class Service:
+    """The running parts: embedder, batcher, scoring (cosine or a back-end, optional calibration), settings."""
+
+    embedder: object
+    settings: ServiceSettings
+    fingerprint: str
+    scoring: object = None
+    """A :class:`redimnet.cli.decisions.Scoring`, or ``None`` for plain cosine without decisions."""
+    batcher: Batcher = None
+    _local: threading.local = field(default_factory=threading.local)
+
+    def __post_init__(self):
+        if self.batcher is None:
+            self.batcher = Batcher(self.embedder, self.settings.max_batch, self.settings.max_wait)
+
+    # --- database (one connection per thread; SQLite in WAL mode) ---------------------------------
+    def db(self) -> SpeakerDatabase:
+        connection = getattr(self._local, "db", None)
+        if connection is None:
+            connection = self._local.db = SpeakerDatabase(self.settings.db)
+        return connection
+
+    # --- audio -------------------------------------------------------------------------------------
+    def decode(self, upload: Upload) -> np.ndarray:
+        where = f"'{printable(upload.filename or upload.field)[:120]}'"
+        wave = decode_audio_bytes(upload.data, where, channel=self.embedder.channel,
+                                  max_seconds=self.settings.max_audio_seconds)
+        if self.embedder.trim_silence:
+            from ..audio import trim_silence
+
+            wave = trim_silence(wave)
+        return wave
+
+    async def embed(self, uploads: List[Upload]) -> List[np.ndarray]:
+        """Embeddings of ``uploads`` in order; the first bad one raises :class:`AudioError` (422)."""
+        waves = [await run_in_threadpool(self.decode, upload) for upload in uploads]
+        futures = [asyncio.wrap_future(self.batcher.submit(wave)) for wave in waves]
+        results = await asyncio.gather(*futures)
+        for upload, result in zip(uploads, results):
+            if result.error is not None:
+                raise AudioError(f"'{printable(upload.filename or upload.field)[:120]}': {result.error}")
+        return [result.embedding for result in results]
+
+    # --- scoring -------------------------------------------------------------------------------------
+    def decision_fields(self, scores: List[float], durations=None) -> List[dict]:
+        """LLR, posterior and decision per score when a calibration is loaded, else empty dicts."""
+        if self.scoring is None or self.scoring.calibration is None:
+            return [{} for _ in scores]
+        llrs = self.scoring.llrs(scores, durations)
+        return [self.scoring.decide(float(llr)).to_dict() for llr in llrs]
+
+    @property
+    def scoring_name(self) -> str:
+        return self.scoring.name if self.scoring is not None else "cosine"
+
+    @property
+    def backend(self):
+        return self.scoring.backend if self.scoring is not None else None
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+async def _form(request: Request) -> Form:
+    service = _service(request)
+    return await read_form(request.headers, request.stream(), service.settings.max_upload_bytes,
+                           max_parts=service.settings.max_files + 8)
+
+
+def _speaker_name(text: Optional[str], where: str = "speaker") -> str:
+    if text is None:
+        raise ServiceError(400, "missing_field", f"the form field '{where}' (the speaker's name) is missing")
+    name = text.strip()
+    check_speaker_name(name)
+    return name
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seconds(upload_wave: np.ndarray) -> float:
+    return round(len(upload_wave) / TARGET_SAMPLE_RATE, 3)
+
+
+def _known_speaker(db: SpeakerDatabase, name: str) -> None:
+    if name not in {s.name for s in db.speakers()}:
+        raise ServiceError(404, "unknown_speaker", f"no speaker named '{printable(name)}' is enrolled")
+
+
+def _top(value: Optional[str]) -> int:
+    if value is None or value == "":
+        return 5
+    try:
+        top = int(value)
+    except ValueError:
+        top = 0
+    if not 1 <= top <= MAX_TOP:
+        raise ServiceError(400, "bad_field", f"'top' must be a whole number from 1 to {MAX_TOP}, got {value[:20]!r}")
+    return top
+
+
+# --- endpoints -----------------------------------------------------------------------------------------
+async def health(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: the model thread runs and the database answers."""
+    service = _service(request)
+
+    def probe():
+        service.db().connection.execute("SELECT 1").fetchone()
+
+    problems = []
+    if not service.batcher._thread.is_alive():
+        problems.append("the model thread has stopped")
+    try:
+        await run_in_threadpool(probe)
+    except Exception as error:  # any database failure means not ready
+        problems.append(f"the speaker database does not answer ({type(error).__name__})")
+    if problems:
+        return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def info(request: Request) -> Response:
+    """The model, the database, the scoring and the limits."""
+    service = _service(request)
+    settings = service.settings
+
+    def database():
+        db = service.db()
+        speakers = db.speakers()
+        model = db.built_with()
+        return {"file": settings.db.name, "speakers": len(speakers),
+                "recordings": int(sum(s.utterances for s in speakers)), "model_fingerprint": model}
+
+    embedder = service.embedder
+    calibration = service.scoring.calibration if service.scoring is not None else None
+    return JSONResponse({
+        "version": __version__,
+        "model": {"name": settings.model_name, "fingerprint": service.fingerprint,
+                  "embedding_dim": int(embedder.embed_dim),
+                  "parameters": int(sum(p.numel() for p in embedder.model.parameters())),
+                  "sample_rate": TARGET_SAMPLE_RATE,
+                  "min_seconds": round(embedder.min_samples / TARGET_SAMPLE_RATE, 4),
+                  "window_seconds": embedder.max_samples / TARGET_SAMPLE_RATE,
+                  "optimized": bool(embedder.optimized)},
+        "database": await run_in_threadpool(database),
+        "scoring": {"name": service.scoring_name, "calibrated": calibration is not None,
+                    "prior": service.scoring.prior if calibration is not None else None,
+                    "far": service.scoring.far if calibration is not None else None},
+        "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_audio_seconds": settings.max_audio_seconds,
+                   "max_files": settings.max_files, "max_top": MAX_TOP},
+        "batching": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait * 1000,
+                     "batches": service.batcher.stats.batches, "waveforms": service.batcher.stats.waveforms,
+                     "largest_batch": service.batcher.stats.largest},
+        "writes_enabled": settings.token is not None,
+    })
+
+
+async def embed(request: Request) -> Response:
+    """The embedding of one uploaded recording (raw, not normalised)."""
+    service = _service(request)
+    form = await _form(request)
+    upload = single_upload(form, "audio")
+    wave = await run_in_threadpool(service.decode, upload)
+    result = await asyncio.wrap_future(service.batcher.submit(wave))
+    if result.error is not None:
+        raise AudioError(f"'{printable(upload.filename or 'audio')[:120]}': {result.error}")
+    return JSONResponse({"embedding": [float(x) for x in result.embedding], "dim": int(result.embedding.shape[0]),
+                         "seconds": _seconds(wave), "model_fingerprint": service.fingerprint})
+
+
+async def verify(request: Request) -> Response:
+    """Two uploads (``audio``, ``audio2``), or one upload against an enrolled ``speaker``: same speaker?"""
+    service = _service(request)
+    form = await _form(request)
+    first = single_upload(form, "audio")
+    second = single_upload(form, "audio2", required=False)
+    speaker = form.fields.get("speaker")
+    if (second is None) == (speaker is None):
+        raise ServiceError(400, "bad_form", "send either a second recording as 'audio2' or an enrolled "
+                                            "speaker's name as 'speaker'")
+    if second is not None:
+        uploads = [first, second]
+        waves = [await run_in_threadpool(service.decode, u) for u in uploads]
+        results = await asyncio.gather(*[asyncio.wrap_future(service.batcher.submit(w)) for w in waves])
+        for upload, result in zip(uploads, results):
+            if result.error is not None:
+                raise AudioError(f"'{printable(upload.filename or upload.field)[:120]}': {result.error}")
+        a, b = results[0].embedding, results[1].embedding
+        if service.backend is not None:
+            score = float(service.backend.score_trials(np.stack([a, b]), [0], [1])[0])
+        else:
+            score = cosine_score(a, b)
+        durations = [[_seconds(waves[0]), _seconds(waves[1])]]
+        body = {"score": score, "scoring": service.scoring_name}
+        body.update(service.decision_fields([score], durations)[0])
+        return JSONResponse(body)
+    name = _speaker_name(speaker)
+    [embedding] = await service.embed([first])
+
+    def against_speaker():
+        db = service.db()
+        _known_speaker(db, name)
+        if service.backend is not None:
+            _, enrolled = db.utterances(name)
+            db.identify(embedding, top=1, fingerprint=service.fingerprint)  # the same model checks
+            return float(service.backend.score_sets([enrolled], embedding[None, :])[0][0])
+        db.identify(embedding, top=1, fingerprint=service.fingerprint)  # the same model checks
+        return cosine_score(embedding, db.speaker_model(name))
+
+    score = await run_in_threadpool(against_speaker)
+    body = {"score": score, "scoring": service.scoring_name, "speaker": name}
+    body.update(service.decision_fields([score])[0])
+    return JSONResponse(body)
+
+
+async def identify(request: Request) -> Response:
+    """The ``top`` enrolled speakers closest to an uploaded recording, best first."""
+    service = _service(request)
+    form = await _form(request)
+    upload = single_upload(form, "audio")
+    top = _top(form.fields.get("top", request.query_params.get("top")))
+    [embedding] = await service.embed([upload])
+
+    def rank():
+        db = service.db()
+        names = [s.name for s in db.speakers()]
+        if not names:
+            return []
+        if service.backend is None:
+            return db.identify(embedding, top=top, fingerprint=service.fingerprint)
+        db.identify(embedding, top=1, fingerprint=service.fingerprint)  # the same model checks as cosine
+        scores = service.backend.score_sets([db.utterances(n)[1] for n in names], embedding[None, :])[0]
+        order = sorted(range(len(names)), key=lambda i: -scores[i])[:top]
+        return [(names[i], float(scores[i])) for i in order]
+
+    matches = await run_in_threadpool(rank)
+    rows = [{"speaker": name, "score": score} for name, score in matches]
+    for row, extra in zip(rows, service.decision_fields([r["score"] for r in rows]) if rows else []):
+        row.update(extra)
+    return JSONResponse({"matches": rows, "scoring": service.scoring_name})
+
+
+async def list_speakers(request: Request) -> Response:
+    """Enrolled speakers, by name."""
+    service = _service(request)
+    speakers = await run_in_threadpool(lambda: service.db().speakers())
+    return JSONResponse({"speakers": [{"speaker": s.name, "recordings": s.utterances, "created": _utc(s.created),
+                                       "updated": _utc(s.updated)} for s in speakers]})
+
+
+async def enroll(request: Request) -> Response:
+    """Add uploaded recordings (``audio``, repeatable) to ``speaker``; all or nothing.  Needs the token."""
+    service = _service(request)
+    check_bearer(request.headers.get("authorization"), service.settings.token)
+    form = await _form(request)
+    name = _speaker_name(form.fields.get("speaker"))
+    uploads = form.files_named("audio")
+    if not uploads:
+        raise ServiceError(400, "missing_file", "no file in form field 'audio' (e.g. curl -F audio=@file.wav)")
+    if len(uploads) > service.settings.max_files:
+        raise ServiceError(400, "too_many_files", f"at most {service.settings.max_files} recordings per enrolment, "
+                                                  f"got {len(uploads)}")
+    embeddings = await service.embed(uploads)
+    ids = [f"upload:{printable(u.filename or 'audio')[:200]}" for u in uploads]
+
+    def store():
+        return service.db().enroll(name, np.stack(embeddings), ids, fingerprint=service.fingerprint)
+
+    total = await run_in_threadpool(store)
+    return JSONResponse({"speaker": name, "added": len(uploads), "recordings": int(total)})
+
+
+async def delete_speaker(request: Request) -> Response:
+    """Remove a speaker and their recordings.  Needs the token."""
+    service = _service(request)
+    check_bearer(request.headers.get("authorization"), service.settings.token)
+    name = _speaker_name(request.path_params["name"], "name")
+
+    def remove():
+        db = service.db()
+        _known_speaker(db, name)
+        return db.remove(name)
+
+    count = await run_in_threadpool(remove)
+    return JSONResponse({"speaker": name, "removed_recordings": int(count)})
+
+
+async def openapi(request: Request) -> Response:
+    """The OpenAPI 3.1 description of this API."""
+    return JSONResponse(openapi_schema(_service(request).settings))
+
+
+# --- the page ----------------------------------------------------------------------------------------------
+_STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
+           "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+           "/static/style.css": ("style.css", "text/css; charset=utf-8")}
+
+_PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                "frame-ancestors 'none'; form-action 'self'")
+
+
+def _static(path: str):
+    name, media_type = _STATIC[path]
+    content = resources.files(__package__).joinpath("static", name).read_bytes()
+
+    async def page(request: Request) -> Response:
+        return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    page.__doc__ = f"The web page's {name}."
+    return page
+
+
+# --- errors --------------------------------------------------------------------------------------------------
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def _service_error(request: Request, error: ServiceError) -> Response:
+    return _error(error.status, error.code, error.message)
+
+
+async def _redimnet_error(request: Request, error: RedimnetError) -> Response:
+    if isinstance(error, AudioError):
+        return _error(422, "bad_audio", str(error))
+    if isinstance(error, UnsafeNameError):
+        return _error(400, "bad_name", str(error))
+    if isinstance(error, SpeakerDatabaseError):
+        return _error(409, "database", str(error))
+    return _error(400, "bad_request", str(error))
+
+
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return _error(error.status_code, codes.get(error.status_code, "http_error"), str(error.detail))
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _error(500, "internal", "the service failed on this request; the details are in the server's log")
+
+
+class _SecurityHeaders:
+    """Adds headers that keep browsers from sniffing, framing or leaking (pure ASGI, no buffering)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                            (b"x-frame-options", b"DENY"),
+                            (b"content-security-policy", _PAGE_POLICY.encode())]
+                message = dict(message, headers=headers)
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
+ROUTES = [
+    ("/v1/health", health, ["GET"]),
+    ("/v1/ready", ready, ["GET"]),
+    ("/v1/info", info, ["GET"]),
+    ("/v1/embed", embed, ["POST"]),
+    ("/v1/verify", verify, ["POST"]),
+    ("/v1/identify", identify, ["POST"]),
+    ("/v1/speakers", list_speakers, ["GET"]),
+    ("/v1/enroll", enroll, ["POST"]),
+    ("/v1/speakers/{name:path}", delete_speaker, ["DELETE"]),
+    ("/openapi.json", openapi, ["GET"]),
+]
+"""Every endpoint: (path, handler, methods).  The OpenAPI document describes each (a test checks)."""
+
+
+def create_app(service: Service) -> Starlette:
+    """The ASGI application serving ``service`` (the batcher's thread stops when the application shuts down)."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await run_in_threadpool(service.batcher.close)
+
+    routes = [Route(path, handler, methods=methods) for path, handler, methods in ROUTES]
+    routes += [Route(path, _static(path), methods=["GET"]) for path in _STATIC]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={ServiceError: _service_error, RedimnetError: _redimnet_error,
+                                        HTTPException: _http_error, Exception: _unexpected})
+    app.state.service = service
+    app.add_middleware(_SecurityHeaders)
+    return app

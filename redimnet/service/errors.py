@@ -1,0 +1,16 @@
+"""The service's error: an HTTP status, a short machine-readable code and a message for people."""
+
+from ..errors import RedimnetError
+
+__all__ = ["ServiceError"]
+
+
+class ServiceError(RedimnetError):
+    """A request the service refuses; sent as ``{"error": {"code": ..., "message": ...}}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = int(status), code, message
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}

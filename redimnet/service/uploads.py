@@ -1,0 +1,149 @@
+"""Reading a request's form (``multipart/form-data``) into memory, within limits.
+
+Uploaded files are kept as ``bytes``: nothing is written to disk and no name
+from the request is ever used as a path.  The whole body is limited to
+``max_bytes`` (checked against ``Content-Length`` first, then while reading,
+so a client that lies or streams without a length is cut off as well), the
+number of parts to ``max_parts`` and a plain field to :data:`MAX_FIELD_BYTES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Dict, List, Optional
+
+from .errors import ServiceError
+
+__all__ = ["Upload", "Form", "read_form", "MAX_FIELD_BYTES"]
+
+MAX_FIELD_BYTES = 4096
+"""The longest plain (non-file) form field, in bytes (speaker names are at most 256 characters)."""
+
+
+@dataclass
+class Upload:
+    """One uploaded file: its form field, the client's file name (for messages only) and its bytes."""
+
+    field: str
+    filename: str
+    data: bytes
+
+
+@dataclass
+class Form:
+    """A parsed form: plain fields (last value wins) and files (in upload order)."""
+
+    fields: Dict[str, str] = field(default_factory=dict)
+    files: List[Upload] = field(default_factory=list)
+
+    def files_named(self, name: str) -> List[Upload]:
+        return [upload for upload in self.files if upload.field == name]
+
+
+def _too_large(max_bytes: int) -> ServiceError:
+    return ServiceError(413, "too_large", f"the request is larger than the service accepts "
+                                          f"({max_bytes / 1e6:g} MB); send a shorter or more compressed recording")
+
+
+class _Collector:
+    """python-multipart callbacks that build a :class:`Form` in memory."""
+
+    def __init__(self, max_parts: int):
+        self.form = Form()
+        self.max_parts = max_parts
+        self.parts = 0
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._disposition = b""
+        self._data = bytearray()
+
+    def callbacks(self) -> dict:
+        return {"on_part_begin": self.part_begin, "on_part_data": self.part_data, "on_part_end": self.part_end,
+                "on_header_field": self.header_field, "on_header_value": self.header_value,
+                "on_header_end": self.header_end}
+
+    def part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > self.max_parts:
+            raise ServiceError(400, "bad_form", f"the form has more than {self.max_parts} parts")
+        self._disposition, self._data = b"", bytearray()
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def header_end(self) -> None:
+        if bytes(self._header_name).lower() == b"content-disposition":
+            self._disposition = bytes(self._header_value)
+        self._header_name, self._header_value = bytearray(), bytearray()
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        self._data += data[start:end]
+
+    def part_end(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, options = parse_options_header(self._disposition)
+        if b"name" not in options:
+            raise ServiceError(400, "bad_form", "a form part has no name (Content-Disposition: form-data; name=...)")
+        name = options[b"name"].decode("utf-8", "replace")
+        if b"filename" in options:
+            filename = options[b"filename"].decode("utf-8", "replace")
+            self.form.files.append(Upload(name, filename, bytes(self._data)))
+            return
+        if len(self._data) > MAX_FIELD_BYTES:
+            raise ServiceError(400, "bad_form", f"form field '{name[:40]}' is longer than {MAX_FIELD_BYTES} bytes")
+        try:
+            self.form.fields[name] = bytes(self._data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ServiceError(400, "bad_form", f"form field '{name[:40]}' is not UTF-8 text") from None
+
+
+async def read_form(headers, stream: AsyncIterator[bytes], max_bytes: int, max_parts: int = 16) -> Form:
+    """Parse a ``multipart/form-data`` body from ``stream`` (the request's body chunks) into a :class:`Form`.
+
+    Raises :class:`ServiceError`: 415 for another content type, 413 past
+    ``max_bytes``, 400 for a malformed form.
+    """
+    from python_multipart import MultipartParser
+    from python_multipart.exceptions import FormParserError
+    from python_multipart.multipart import parse_options_header
+
+    content_type, options = parse_options_header(headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or not options.get(b"boundary"):
+        raise ServiceError(415, "unsupported_media_type",
+                           "send the recording as multipart/form-data (e.g. curl -F audio=@file.wav)")
+    declared = headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                raise _too_large(max_bytes)
+        except ValueError:
+            raise ServiceError(400, "bad_request", "the Content-Length header is not a number") from None
+    collector = _Collector(max_parts)
+    parser = MultipartParser(options[b"boundary"], collector.callbacks())
+    received = 0
+    try:
+        async for chunk in stream:
+            received += len(chunk)
+            if received > max_bytes:
+                raise _too_large(max_bytes)
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as error:
+        raise ServiceError(400, "bad_form", f"malformed multipart/form-data body ({error})") from None
+    return collector.form
+
+
+def single_upload(form: Form, name: str, required: bool = True) -> Optional[Upload]:
+    """The one file uploaded as field ``name`` (400 when there are several, or none and ``required``)."""
+    uploads = form.files_named(name)
+    if len(uploads) > 1:
+        raise ServiceError(400, "bad_form", f"send one file as '{name}', got {len(uploads)}")
+    if not uploads:
+        if required:
+            raise ServiceError(400, "missing_file", f"no file in form field '{name}' (e.g. curl -F {name}=@file.wav)")
+        return None
+    return uploads[0]

@@ -1,0 +1,354 @@
+"""The HTTP service in process (Starlette's test client): every endpoint, the token rules, bad uploads, limits."""
+
+import io
+import json
+import warnings
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+pytest.importorskip("starlette")
+pytest.importorskip("python_multipart")
+pytest.importorskip("httpx")
+
+with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its test client; httpx works the same
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient  # noqa: E402
+
+import redimnet  # noqa: E402
+from redimnet.service import Service, ServiceSettings, create_app  # noqa: E402
+from redimnet.service.app import ROUTES  # noqa: E402
+from redimnet.speaker_db import SpeakerDatabase, model_fingerprint  # noqa: E402
+from redimnet.synth import synthesize, voice_for  # noqa: E402
+
+TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def wav_bytes(wave, rate=16000, subtype="PCM_16", fmt="WAV"):
+    buffer = io.BytesIO()
+    soundfile.write(buffer, wave, rate, subtype=subtype, format=fmt)
+    return buffer.getvalue()
+
+
+def speech(speaker, seed, seconds=2.0):
+    return synthesize(voice_for(0, speaker), seconds, np.random.default_rng(seed))
+
+
+@pytest.fixture(scope="module")
+def embedder(one_thread):
+    torch.manual_seed(0)
+    return redimnet.Embedder(redimnet.build("b0").eval(), device="cpu", max_seconds=4.0, overlap_seconds=1.0,
+                             batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return {"a1": wav_bytes(speech(1, 1)), "a2": wav_bytes(speech(1, 2)), "b1": wav_bytes(speech(2, 3)),
+            "a1_flac": wav_bytes(speech(1, 1), fmt="FLAC"), "long": wav_bytes(speech(3, 4, seconds=9.0))}
+
+
+def make_client(embedder, tmp_path, token=TOKEN, scoring=None, **limits):
+    settings = ServiceSettings(db=tmp_path / "speakers.db", token=token, model_name="b0-test", max_wait=0.002,
+                               **limits)
+    service = Service(embedder, settings, model_fingerprint(embedder.model), scoring)
+    return TestClient(create_app(service), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(embedder, tmp_path):
+    with make_client(embedder, tmp_path) as client:
+        yield client
+
+
+def files(**named):
+    return [(field, (name, data, "application/octet-stream")) for field, (name, data) in named.items()]
+
+
+def error_of(response, status, code):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code, body
+    assert "Traceback" not in response.text
+    return body["error"]["message"]
+
+
+# --- reading endpoints ----------------------------------------------------------------------------------------
+def test_health_ready_info_and_schema(client, embedder):
+    assert client.get("/v1/health").json() == {"status": "ok"}
+    assert client.get("/v1/ready").json() == {"status": "ready"}
+    info = client.get("/v1/info").json()
+    assert info["model"]["fingerprint"] == model_fingerprint(embedder.model)
+    assert info["model"]["embedding_dim"] == embedder.embed_dim
+    assert info["database"]["speakers"] == 0 and info["writes_enabled"] is True
+    schema = client.get("/openapi.json").json()
+    assert schema["openapi"].startswith("3.")
+    documented = {(path, method.upper()) for path, ops in schema["paths"].items() for method in ops}
+    served = {(path.replace("{name:path}", "{name}"), method) for path, _, methods in ROUTES for method in methods}
+    assert served == documented
+
+
+def test_embed_matches_the_library(client, embedder, clips):
+    response = client.post("/v1/embed", files=files(audio=("a1.wav", clips["a1"])))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = embedder.embed(soundfile.read(io.BytesIO(clips["a1"]), dtype="float32")[0], 16000)
+    np.testing.assert_allclose(np.array(body["embedding"]), expected, rtol=1e-4, atol=1e-5)
+    assert body["dim"] == expected.shape[0] and body["seconds"] == pytest.approx(2.0, abs=1e-3)
+
+
+def test_verify_two_uploads(client, embedder, clips):
+    same = client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]), audio2=("a1.flac", clips["a1_flac"])))
+    assert same.status_code == 200, same.text
+    assert same.json()["score"] == pytest.approx(1.0, abs=1e-3)  # FLAC decodes to the same samples as the WAV
+    other = client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]), audio2=("b1.wav", clips["b1"])))
+    waves = [soundfile.read(io.BytesIO(clips[k]), dtype="float32")[0] for k in ("a1", "b1")]
+    expected = redimnet.similarity.cosine_score(*[embedder.embed(w, 16000) for w in waves])
+    assert other.json() == {"score": pytest.approx(expected, abs=1e-4), "scoring": "cosine"}
+
+
+def test_long_upload_is_windowed_like_the_library(client, embedder, clips):
+    response = client.post("/v1/embed", files=files(audio=("long.wav", clips["long"])))
+    wave = soundfile.read(io.BytesIO(clips["long"]), dtype="float32")[0]
+    np.testing.assert_allclose(np.array(response.json()["embedding"]), embedder.embed(wave, 16000),
+                               rtol=1e-4, atol=1e-5)
+
+
+# --- the database through the API ------------------------------------------------------------------------
+def test_enroll_identify_verify_list_delete(client, embedder, clips, tmp_path):
+    response = client.post("/v1/enroll", headers=AUTH, data={"speaker": "Alice"},
+                           files=[("audio", ("a1.wav", clips["a1"], "audio/wav")),
+                                  ("audio", ("a2.wav", clips["a2"], "audio/wav"))])
+    assert response.json() == {"speaker": "Alice", "added": 2, "recordings": 2}, response.text
+    assert client.post("/v1/enroll", headers=AUTH, data={"speaker": "Bob"},
+                       files=files(audio=("b1.wav", clips["b1"]))).status_code == 200
+    listed = client.get("/v1/speakers").json()["speakers"]
+    assert [(s["speaker"], s["recordings"]) for s in listed] == [("Alice", 2), ("Bob", 1)]
+
+    identified = client.post("/v1/identify", data={"top": "2"}, files=files(audio=("b1.wav", clips["b1"]))).json()
+    with SpeakerDatabase(tmp_path / "speakers.db") as db:  # the library's own ranking is the oracle
+        wave = soundfile.read(io.BytesIO(clips["b1"]), dtype="float32")[0]
+        expected = db.identify(embedder.embed(wave, 16000), top=2)
+    assert [m["speaker"] for m in identified["matches"]] == [name for name, _ in expected]
+    assert [m["score"] for m in identified["matches"]] == pytest.approx([s for _, s in expected], abs=1e-4)
+
+    against = client.post("/v1/verify", data={"speaker": "Bob"}, files=files(audio=("b1.wav", clips["b1"]))).json()
+    assert against["speaker"] == "Bob" and against["score"] == pytest.approx(1.0, abs=1e-3)
+    missing = client.post("/v1/verify", data={"speaker": "Carol"}, files=files(audio=("b1.wav", clips["b1"])))
+    assert "Carol" in error_of(missing, 404, "unknown_speaker")
+
+    assert client.delete("/v1/speakers/Bob", headers=AUTH).json() == {"speaker": "Bob", "removed_recordings": 1}
+    assert [s["speaker"] for s in client.get("/v1/speakers").json()["speakers"]] == ["Alice"]
+    error_of(client.delete("/v1/speakers/Bob", headers=AUTH), 404, "unknown_speaker")
+
+
+def test_identify_with_nobody_enrolled_is_empty(client, clips):
+    response = client.post("/v1/identify", files=files(audio=("a1.wav", clips["a1"])))
+    assert response.json() == {"matches": [], "scoring": "cosine"}
+
+
+def test_names_with_slashes_and_unicode_round_trip(client, clips):
+    name = "Zoë / team 2"
+    assert client.post("/v1/enroll", headers=AUTH, data={"speaker": name},
+                       files=files(audio=("a1.wav", clips["a1"]))).status_code == 200
+    assert client.delete("/v1/speakers/Zo%C3%AB%20%2F%20team%202", headers=AUTH).json()["speaker"] == name
+
+
+# --- the token ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("headers, status", [({}, 401), ({"Authorization": "Bearer wrong-token-0123456789"}, 401),
+                                             ({"Authorization": f"Basic {TOKEN}"}, 401),
+                                             ({"Authorization": "Bearer"}, 401)])
+def test_writes_need_the_token(client, clips, tmp_path, headers, status):
+    response = client.post("/v1/enroll", headers=headers, data={"speaker": "Mallory"},
+                           files=files(audio=("a1.wav", clips["a1"])))
+    error_of(response, status, "unauthorized")
+    error_of(client.delete("/v1/speakers/Mallory", headers=headers), status, "unauthorized")
+    assert client.get("/v1/speakers").json() == {"speakers": []}
+
+
+def test_without_a_token_writes_are_disabled(embedder, tmp_path, clips):
+    with make_client(embedder, tmp_path, token=None) as client:
+        response = client.post("/v1/enroll", headers=AUTH, data={"speaker": "A"},
+                               files=files(audio=("a1.wav", clips["a1"])))
+        assert "token" in error_of(response, 403, "writes_disabled")
+        assert client.get("/v1/info").json()["writes_enabled"] is False
+
+
+def test_token_loading_and_the_loopback_rule(tmp_path, monkeypatch):
+    from redimnet.errors import InvalidArgumentError
+    from redimnet.service.auth import is_loopback, load_token
+
+    monkeypatch.delenv("REDIMNET_SERVICE_TOKEN", raising=False)
+    assert load_token() is None
+    monkeypatch.setenv("REDIMNET_SERVICE_TOKEN", TOKEN)
+    assert load_token() == TOKEN
+    (tmp_path / "token").write_text("file-token-0123456789abcdef\nignored\n")
+    assert load_token(str(tmp_path / "token")) == "file-token-0123456789abcdef"
+    (tmp_path / "short").write_text("abc\n")
+    with pytest.raises(InvalidArgumentError, match="at least 16"):
+        load_token(str(tmp_path / "short"))
+    with pytest.raises(InvalidArgumentError, match="cannot read the token file"):
+        load_token(str(tmp_path / "absent"))
+    assert [is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost")] == [True] * 5
+    assert [is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.4", "example.org")] == [False] * 4
+
+
+# --- bad input -----------------------------------------------------------------------------------------------
+def test_bad_uploads_are_4xx_with_the_file_named(client, clips):
+    cases = {
+        "empty.wav": (b"", "empty"),
+        "text.wav": (b"this is not audio at all" * 20, "not a readable audio file or corrupt/truncated (Error opening: "),
+        "truncated.wav": (clips["a1"][:30], "not a readable audio file"),
+        "silence.wav": (wav_bytes(np.zeros(32000, dtype=np.float32)), "no speech signal"),
+        "short.wav": (wav_bytes(np.random.default_rng(0).uniform(-0.3, 0.3, 80).astype(np.float32)), "too short"),
+    }
+    for name, (data, why) in cases.items():
+        message = error_of(client.post("/v1/embed", files=files(audio=(name, data))), 422, "bad_audio")
+        assert name in message and why in message, message
+    message = error_of(client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]),
+                                                              audio2=("bad.wav", b"RIFF0000WAVEjunk"))),
+                       422, "bad_audio")
+    assert "bad.wav" in message
+
+
+def test_malformed_requests_are_refused(client, clips):
+    assert "multipart" in error_of(client.post("/v1/embed", content=b"raw"), 415, "unsupported_media_type")
+    error_of(client.post("/v1/embed", files=files(other=("x.wav", clips["a1"]))), 400, "missing_file")
+    broken = client.post("/v1/embed", content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nabc\r\n--xyz--\r\n",
+                         headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "bad_form"
+    error_of(client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]))), 400, "bad_form")
+    error_of(client.post("/v1/identify", data={"top": "0"}, files=files(audio=("a1.wav", clips["a1"]))), 400,
+             "bad_field")
+    error_of(client.get("/v1/nothing"), 404, "not_found")
+    error_of(client.get("/v1/embed"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("name", ["", "   ", "bad\x1b[31mname", "x" * 257])
+def test_bad_speaker_names_are_refused(client, clips, name):
+    response = client.post("/v1/enroll", headers=AUTH, data={"speaker": name}, files=files(audio=("a.wav", clips["a1"])))
+    error_of(response, 400, "bad_name")
+    assert client.get("/v1/speakers").json() == {"speakers": []}
+
+
+def test_enrolment_is_all_or_nothing(client, clips):
+    response = client.post("/v1/enroll", headers=AUTH, data={"speaker": "Alice"},
+                           files=[("audio", ("a1.wav", clips["a1"], "audio/wav")),
+                                  ("audio", ("broken.wav", b"garbage", "audio/wav"))])
+    assert "broken.wav" in error_of(response, 422, "bad_audio")
+    assert client.get("/v1/speakers").json() == {"speakers": []}
+
+
+def test_size_duration_and_count_limits(embedder, tmp_path, clips):
+    with make_client(embedder, tmp_path, max_upload_bytes=100_000, max_audio_seconds=3.0, max_files=2) as client:
+        big = client.post("/v1/embed", files=files(audio=("big.wav", clips["long"])))
+        assert "0.1 MB" in error_of(big, 413, "too_large")
+        long = wav_bytes(speech(3, 4, seconds=2.0), rate=8000)  # played at 8 kHz: 4 s in 64 kB
+        message = error_of(client.post("/v1/embed", files=files(audio=("long.wav", long))), 422, "bad_audio")
+        assert "4.0 s long" in message and "at most 3 s" in message
+        small = wav_bytes(speech(1, 1, seconds=1.0), rate=8000)
+        response = client.post("/v1/enroll", headers=AUTH, data={"speaker": "A"},
+                               files=[("audio", (f"{i}.wav", small, "audio/wav")) for i in range(3)])
+        error_of(response, 400, "too_many_files")
+
+
+def test_a_chunked_body_without_length_is_cut_off(embedder, tmp_path, clips):
+    with make_client(embedder, tmp_path, max_upload_bytes=50_000) as client:
+        boundary = "b0undary"
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"x.wav\"\r\n\r\n").encode()
+
+        def body():  # a generator: sent without Content-Length
+            yield head
+            for _ in range(20):
+                yield b"\0" * 10_000
+
+        response = client.post("/v1/embed", content=body(),
+                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        error_of(response, 413, "too_large")
+
+
+def test_database_of_another_model_is_refused(client, clips, tmp_path):
+    other = redimnet.build("b0")
+    with SpeakerDatabase(tmp_path / "speakers.db") as db:
+        db.enroll("Old", np.ones((1, 192), dtype=np.float32), ["x"], fingerprint=model_fingerprint(other))
+    response = client.post("/v1/identify", files=files(audio=("a1.wav", clips["a1"])))
+    assert "another model" in error_of(response, 409, "database")
+
+
+def test_unexpected_failure_is_a_generic_500(client, clips, monkeypatch):
+    service = client.app.state.service
+    monkeypatch.setattr(service, "decode", lambda upload: (_ for _ in ()).throw(ZeroDivisionError("secret detail")))
+    response = client.post("/v1/embed", files=files(audio=("a1.wav", clips["a1"])))
+    message = error_of(response, 500, "internal")
+    assert "secret" not in response.text and "server's log" in message
+
+
+# --- the page -------------------------------------------------------------------------------------------------
+def test_page_and_its_files_are_served_with_a_strict_policy(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200 and f'"{asset}"' in page.text
+    text = page.text + client.get("/static/app.js").text
+    assert "http://" not in text and "https://" not in text  # no CDN, nothing from elsewhere
+    assert "innerHTML" not in text
+    error_of(client.get("/static/../service.py"), 404, "not_found")
+
+
+# --- calibrated decisions reuse the CLI's scoring pieces -----------------------------------------------------
+def test_calibrated_verify_and_identify(embedder, tmp_path, clips):
+    from redimnet.cli.decisions import Scoring
+    from redimnet.evaluation.calibration import fit_calibration
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0.7, 0.1, 200), rng.normal(0.1, 0.1, 200)])
+    labels = np.concatenate([np.ones(200), np.zeros(200)])
+    calibration = fit_calibration(scores, labels)
+    scoring = Scoring(None, calibration, prior=0.5, far=None)
+    with make_client(embedder, tmp_path, scoring=scoring) as client:
+        body = client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]),
+                                                     audio2=("a1.flac", clips["a1_flac"]))).json()
+        decision = calibration.decide(float(calibration.llr(np.array([body["score"]]))[0]), 0.5, None)
+        assert body["decision"] == "accept" and body["llr"] == pytest.approx(decision.llr)
+        client.post("/v1/enroll", headers=AUTH, data={"speaker": "A"}, files=files(audio=("a.wav", clips["a1"])))
+        match = client.post("/v1/identify", files=files(audio=("a.wav", clips["a1"]))).json()["matches"][0]
+        assert match["speaker"] == "A" and match["decision"] == "accept" and "posterior" in match
+        assert client.get("/v1/info").json()["scoring"]["calibrated"] is True
+
+
+def test_concurrent_requests_share_batches(client, clips):
+    import concurrent.futures
+
+    def one(_):
+        return client.post("/v1/embed", files=files(audio=("a1.wav", clips["a1"]))).json()["embedding"]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(16)))
+    assert all(np.allclose(r, results[0], atol=1e-5) for r in results)
+    batching = client.get("/v1/info").json()["batching"]
+    assert batching["waveforms"] >= 16 and batching["largest_batch"] > 1, json.dumps(batching)
+
+
+# --- the command line -------------------------------------------------------------------------------------------
+def test_serve_refuses_a_public_address_without_a_token(tmp_path, monkeypatch, capsys):
+    from redimnet.cli import main
+
+    monkeypatch.delenv("REDIMNET_SERVICE_TOKEN", raising=False)
+    status = main(["serve", "--model", "b0", "--random-init", "--host", "0.0.0.0", "--db", str(tmp_path / "s.db")])
+    assert status == 2
+    assert "refusing to listen on 0.0.0.0 without a write token" in capsys.readouterr().err
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_serve_without_the_extra_names_it(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from redimnet.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert main(["serve", "--model", "b0", "--random-init", "--db", str(tmp_path / "s.db")]) == 2
+    assert 'pip install "redimnet[serve]"' in capsys.readouterr().err
