@@ -24,6 +24,7 @@ apply: repeated forward passes then reuse memory instead of page-faulting.
 
 import copy
 import warnings
+from typing import cast
 
 import torch
 from torch import nn
@@ -88,5 +89,5 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, strict: bool
                             f"package), got {type(model).__name__}")
     optimized.eval()
     if compile:
-        return torch.compile(optimized, dynamic=True)
+        return cast(nn.Module, torch.compile(optimized, dynamic=True))
     return optimized
