@@ -35,7 +35,13 @@ _EXPORTS = {
     "get_weights": "registry", "list_models": "registry", "list_weights": "registry", "load": "registry",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [  # the lazily loaded names of _EXPORTS, and the version
+    "AudioError", "Backend", "Calibration", "CheckpointError", "DEFAULT_WEIGHTS", "Diarizer", "Embedder",
+    "InvalidArgumentError", "ModelConfig", "PretrainedError", "ReDimNet", "ReDimNet2", "ReDimNet2Config",
+    "RedimnetError", "StageSpec", "build", "fit_calibration", "from_pretrained", "get_architecture",
+    "get_preset", "get_weights", "list_models", "list_pretrained", "list_weights", "load", "load_checkpoint",
+    "read_audio", "save_checkpoint", "train_backend", "__version__",
+]
 
 
 def __getattr__(name: str):

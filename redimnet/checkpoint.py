@@ -118,7 +118,7 @@ def _tensor_problem(tensor: torch.Tensor, expected: torch.Tensor) -> Optional[st
     return None
 
 
-def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: ReDimNet,
+def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module,
                              source: str = "checkpoint") -> Dict[str, torch.Tensor]:
     """Rename an original-format state dict to ours, checking it against ``model``.
 
