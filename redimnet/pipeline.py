@@ -366,7 +366,7 @@ class EmbeddingPipeline:
         for first in range(0, len(entries), self.batch_limit(len(entries[0][2]))):
             group = entries[first:first + self.batch_limit(len(entries[0][2]))]
             try:
-                output = self.forward(np.stack([w for _, _, w in group]))
+                output = self.forward(group[0][2][None] if len(group) == 1 else np.stack([w for _, _, w in group]))
                 for (index, generation, _), row in zip(group, output):
                     yield index, generation, row
             except (RuntimeError, MemoryError):

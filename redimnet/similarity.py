@@ -42,7 +42,8 @@ def _unit_rows(matrix, what: str) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     zero = np.flatnonzero(norms[:, 0] == 0)
     if zero.size:
-        raise ScoringError(f"{zero.size} {what}(s) are all zeros (first: row {zero[0]}); {_POLICY}")
+        raise ScoringError(f"{zero.size} {what}(s) are all zeros (an all-zero vector; first: row {zero[0]}); "
+                           f"{_POLICY}")
     return matrix / norms
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import RedimnetError
 from ..fileio import atomic_write
+from ..similarity import ScoringError, l2_normalize
 from .calibration import array_fingerprint
 
 __all__ = ["BackendError", "PLDA", "Backend", "train_backend", "BACKEND_KINDS"]
@@ -54,16 +55,11 @@ class BackendError(RedimnetError):
 
 
 def _unit_rows(matrix: np.ndarray, what: str) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float64)
-    if matrix.ndim != 2:
-        raise BackendError(f"{what} must be a 2-D matrix [vectors, dim], got shape {matrix.shape}")
-    if not np.all(np.isfinite(matrix)):
-        raise BackendError(f"{what} contain NaN or infinite values")
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    if np.any(norms == 0):
-        raise BackendError(f"{what} contain an all-zero vector (row {int(np.flatnonzero(norms[:, 0] == 0)[0])}); "
-                           "its direction is undefined")
-    return matrix / norms
+    """Float64 unit rows under the one zero / non-finite policy (:func:`redimnet.similarity.l2_normalize`)."""
+    try:
+        return l2_normalize(matrix, what, dtype=np.float64)
+    except ScoringError as error:
+        raise BackendError(str(error)) from None
 
 
 def _group(labels: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
