@@ -139,7 +139,7 @@ def prepare_for_export(model: nn.Module, features_in: bool = False, optimize: bo
     """An eval-mode, optimised copy of ``model`` wrapped for export (``model`` is untouched)."""
     if not isinstance(model, ReDimNet) and not hasattr(model, "forward_features"):
         raise ExportError(f"expected a redimnet.ReDimNet, got {type(model).__name__}")
-    if optimize and isinstance(model, ReDimNet):  # ReDimNet2 has no optimised form yet
+    if optimize:
         from .optimize import optimize_for_inference
         model = optimize_for_inference(model)
     else:

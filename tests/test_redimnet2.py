@@ -134,3 +134,23 @@ def test_embedder_runs_redimnet2_models():
         direct = direct[0] if isinstance(direct, tuple) else direct
         assert out.shape == (32,)
         assert np.abs(out - direct[0].numpy()).max() <= 1e-4 * np.abs(direct.numpy()).max()
+
+
+@pytest.mark.parametrize("changes", [
+    dict(dual_agg=True),  # the 2D path's map must not be changed by the 1D block's in-place residual
+    dict(dual_agg=True, agg_gnorm=True, return_2d_output=True, out_channels=6),
+    dict(block_2d_type="convnext_like", use_freq_pos_enc=True, pooling_func="TMAP", compress_tconvs=False),
+    dict(block_1d_type="fc", group_divisor=None, before_pool_offset=3, emb_bn=True),
+])
+def test_optimized_form_matches_plain(changes):
+    from redimnet.optimize import optimize_for_inference
+
+    model = tiny(**changes)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    fast = optimize_for_inference(model, strict=True)
+    wave = torch.randn(2, 12345)
+    with torch.no_grad():
+        plain, optimized = model(wave), fast(wave)
+    assert (optimized - plain).abs().max() <= 1e-4 * plain.abs().max()

@@ -7,6 +7,7 @@ import torch
 
 import redimnet
 from conftest import FIXTURES
+from redimnet.optimize import optimize_for_inference
 
 REDIMNET2 = FIXTURES / "redimnet2"
 FIXTURE_NAMES = sorted(p.stem for p in REDIMNET2.glob("*.pt") if p.with_suffix(".npz").exists())
@@ -76,6 +77,20 @@ def test_outputs_match_official(fixture, which):
         errors["outputs1d"] = (relative_error(maps, expected[f"outputs1d_{which}"]), TOLERANCE)
     bad = {k: v for k, (v, limit) in errors.items() if v > limit}
     assert not bad, f"{name}/{which}: relative errors above tolerance: {bad}"
+
+
+@pytest.mark.parametrize("which", ["batch", "single"])
+def test_optimized_path_matches_official(fixture, which):
+    """The optimised inference form (time-major, folded batch norms, fused blocks) on every fixture."""
+    name, model, expected = fixture
+    fast = optimize_for_inference(model, strict=True)
+    assert getattr(fast, "is_inference_form", False)
+    with torch.no_grad():
+        output = fast(torch.from_numpy(expected[f"wave_{which}"]))
+    if model.config.return_all_outputs:
+        output, maps = output
+        assert relative_error(torch.stack(maps), expected[f"outputs1d_{which}"]) <= TOLERANCE, name
+    assert relative_error(output, expected[f"embedding_{which}"]) <= TOLERANCE, name
 
 
 def test_batch_items_are_independent(fixture):

@@ -9,11 +9,16 @@ block, stage mixer); what is new here is the stage wiring.
 """
 
 import math
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..fast.folding import fold_bn_after
+from ..fast.form import inference_form
+from ..fast.layout import to_1d_view, to_2d_view
+from ..fast.modules import Linear, PointwiseConv, SwappedConv2d, detached_copy, matrix_of
 from ..layers.reshape import to_1d, to_2d
 from ..layers.stage_mixer import StageMixer
 from ..layers.time_context import TimeContextBlock
@@ -30,6 +35,33 @@ class ChannelProjection(nn.Sequential):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
         self.norm = nn.BatchNorm2d(out_channels, eps=1e-6)
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: one pointwise convolution with the batch norm folded in."""
+        weight, bias = fold_bn_after(matrix_of(self.conv), detached_copy(self.conv.bias), self.norm)
+        return PointwiseConv(weight, bias)
+
+
+class TimeMajorGroupNorm(nn.Module):
+    """An eval-mode ``nn.GroupNorm`` over the rows of a time-major 1D view ``[N, T, rows]``."""
+
+    def __init__(self, norm: nn.GroupNorm):
+        super().__init__()
+        self.groups = norm.num_groups
+        self.eps = norm.eps
+        self.register_buffer("weight", detached_copy(norm.weight))
+        self.register_buffer("bias", detached_copy(norm.bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, rows = x.shape
+        grouped = x.view(n, t, self.groups, rows // self.groups)
+        var, mean = torch.var_mean(grouped, dim=(1, 3), keepdim=True, correction=0)
+        y = ((grouped - mean) * torch.rsqrt(var + self.eps)).view(n, t, rows)
+        return torch.addcmul(self.bias, y, self.weight) if self.weight is not None else y
+
+
+def time_major_group_norm(norm: Optional[nn.GroupNorm]) -> Optional[nn.Module]:
+    return None if norm is None else TimeMajorGroupNorm(norm)
 
 
 def upsample_time(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -88,6 +120,50 @@ class Stage2(nn.Module):
             x = self.time_context(x)
         return [self._finish(x, self.norm)]
 
+    def for_inference(self) -> nn.Module:
+        """Inference form on time-major tensors."""
+        return FastStage2(self)
+
+
+class FastStage2(nn.Module):
+    """:class:`Stage2` on time-major tensors (1D view ``[N, T, rows]``, 2D view ``[N, C, T, F]``)."""
+
+    def __init__(self, stage: Stage2):
+        super().__init__()
+        self.in_channels = stage.in_channels
+        self.time_pool = stage.time_pool
+        self.dual = stage.dual
+        self.mixer = inference_form(stage.mixer)
+        self.freq_encoding = inference_form(stage.freq_encoding) if stage.freq_encoding is not None else None
+        self.pool = SwappedConv2d.from_conv(stage.pool)
+        self.blocks = nn.Sequential(*[inference_form(block) for block in stage.blocks])
+        self.squeeze = inference_form(stage.squeeze) if stage.squeeze is not None else None
+        self.time_context = inference_form(stage.time_context) if stage.time_context is not None else None
+        self.norm = time_major_group_norm(stage.norm)
+        self.norm_1d = time_major_group_norm(stage.norm_1d)
+
+    def _finish(self, x: torch.Tensor, norm) -> torch.Tensor:
+        if self.time_pool > 1:
+            x = x.repeat_interleave(self.time_pool, dim=1)
+        return x if norm is None else norm(x)
+
+    def forward(self, earlier_outputs: List[torch.Tensor]) -> List[torch.Tensor]:
+        x = to_2d_view(self.mixer(earlier_outputs), self.in_channels)
+        if self.freq_encoding is not None:
+            x = self.freq_encoding(x)
+        x = self.blocks(self.pool(x.contiguous(memory_format=torch.channels_last)))
+        if self.squeeze is not None:
+            x = self.squeeze(x)
+        x = to_1d_view(x.contiguous(memory_format=torch.channels_last))
+        if self.dual:
+            plain = self._finish(x, self.norm)
+            if plain is x:  # the time-context form may add its residual into its input
+                plain = x.clone()
+            return [plain, self._finish(self.time_context(x), self.norm_1d)]
+        if self.time_context is not None:
+            x = self.time_context(x)
+        return [self._finish(x, self.norm)]
+
 
 class ReDimNet2Backbone(nn.Module):
     """``[N, 1, F, T]`` features -> ``[N, C*F or out_channels, T']`` (1D output) or
@@ -137,3 +213,49 @@ class ReDimNet2Backbone(nn.Module):
         if return_all_outputs:
             return x_out, outputs + [x]
         return x_out
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: features ``[N, T, F]`` -> time-major ``[N, T, D]``, the rows in the
+        order the pooling sees them (a 2D output flattened channel-major)."""
+        return FastReDimNet2Backbone(self)
+
+
+class FastReDimNet2Backbone(nn.Module):
+    """:class:`ReDimNet2Backbone` on time-major tensors."""
+
+    def __init__(self, backbone: ReDimNet2Backbone):
+        super().__init__()
+        self.time_stride = backbone.time_stride
+        self.return_2d_output = backbone.return_2d_output
+        self.out_channels_2d = backbone.out_channels_2d
+        self.stem = inference_form(backbone.stem)
+        self.stem_norm = time_major_group_norm(backbone.stem_norm)
+        self.stages = nn.ModuleList(inference_form(stage) for stage in backbone.stages)
+        self.mixer = inference_form(backbone.mixer)
+        if backbone.head is None:
+            self.head = None
+        elif self.return_2d_output:
+            self.head = PointwiseConv(matrix_of(backbone.head), backbone.head.bias)
+        else:
+            self.head = Linear.from_conv(backbone.head)
+
+    def forward(self, features: torch.Tensor, outputs: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
+        frames = features.shape[1]
+        features = features[:, :frames // self.time_stride * self.time_stride]
+        x = self.stem(features)
+        if self.stem_norm is not None:
+            x = self.stem_norm(x)
+        all_outputs = [x]
+        for stage in self.stages:
+            all_outputs.extend(stage(all_outputs))
+        x = self.mixer(all_outputs)
+        if outputs is not None:
+            outputs.extend(all_outputs)
+            outputs.append(x)
+        if not self.return_2d_output:
+            return x if self.head is None else self.head(x)
+        x = to_2d_view(x, self.out_channels_2d)  # [N, C, T, F]
+        if self.head is not None:
+            x = self.head(x.contiguous(memory_format=torch.channels_last))
+        n, c, t, f = x.shape
+        return x.permute(0, 2, 1, 3).reshape(n, t, c * f)  # rows channel-major, as the plain model flattens

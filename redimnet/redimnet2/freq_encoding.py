@@ -13,3 +13,18 @@ class FrequencyEncoding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.embedding.weight.t()[None, :, :, None]
+
+    def for_inference(self) -> nn.Module:
+        """Inference form on the time-major 2D view ``[N, C, T, F]``."""
+        return FastFrequencyEncoding(self)
+
+
+class FastFrequencyEncoding(nn.Module):
+    """:class:`FrequencyEncoding` on ``[N, C, T, F]`` (channels_last memory kept)."""
+
+    def __init__(self, encoding: FrequencyEncoding):
+        super().__init__()
+        self.register_buffer("table", encoding.embedding.weight.detach().t()[None, :, None, :].clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + self.table).contiguous(memory_format=torch.channels_last)

@@ -1,11 +1,14 @@
 """ReDimNet2: waveform in, speaker embedding out."""
 
-from typing import Any, Mapping, Union
+from typing import Any, List, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fast.folding import fold_bn_after, fold_bn_before_linear
+from ..fast.form import inference_form
+from ..fast.modules import Linear
 from ..layers.pooling import make_pooling
 from ..model.redimnet import WaveformEmbedder
 from .backbone import ReDimNet2Backbone
@@ -48,11 +51,7 @@ class ReDimNet2(WaveformEmbedder):
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         """Front-end features ``[N, F, frames]`` of a waveform ``[N, T]`` (right-padded first
         with ``pad_right_samples`` zeros where the configuration asks for it)."""
-        if wave.ndim != 2:
-            raise ValueError(f"expected a waveform batch of shape [N, T], got shape {tuple(wave.shape)}")
-        if self.config.pad_right_samples:
-            wave = F.pad(wave, (0, self.config.pad_right_samples))
-        return self.frontend(wave)
+        return _padded_features(self, wave)
 
     def forward_features(self, features: torch.Tensor):
         """The network after the front end: ``[N, F, frames]`` (or ``[N, 1, F, frames]``) in."""
@@ -70,3 +69,55 @@ class ReDimNet2(WaveformEmbedder):
         if self.embedding_norm is not None:
             x = self.embedding_norm(x)
         return (x, outputs_1d) if all_outputs else x
+
+    def for_inference(self) -> nn.Module:
+        """Inference form: :class:`OptimizedReDimNet2`."""
+        return OptimizedReDimNet2(self)
+
+
+def _padded_features(model: WaveformEmbedder, wave: torch.Tensor) -> torch.Tensor:
+    if wave.ndim != 2:
+        raise ValueError(f"expected a waveform batch of shape [N, T], got shape {tuple(wave.shape)}")
+    if model.config.pad_right_samples:
+        wave = F.pad(wave, (0, model.config.pad_right_samples))
+    return model.frontend(wave)
+
+
+class OptimizedReDimNet2(WaveformEmbedder):
+    """Inference-only ReDimNet2 built from a plain (eval-mode) model: time-major layout,
+    batch norms folded, the toolkit's fused block forms.  Same interface and outputs
+    (up to float rounding) as :class:`ReDimNet2`; must not be trained."""
+
+    is_inference_form = True
+    family = "redimnet2"
+
+    def __init__(self, model: ReDimNet2):
+        super().__init__()
+        self.config: ReDimNet2Config = model.config
+        self.frontend = model.frontend
+        self.backbone = inference_form(model.backbone)
+        self.pool = inference_form(model.pool)
+        weight, bias = fold_bn_before_linear(model.embedding.weight.detach(), model.embedding.bias.detach(),
+                                             model.pool_norm)
+        if model.embedding_norm is not None:
+            weight, bias = fold_bn_after(weight, bias, model.embedding_norm)
+        self.embedding = Linear(weight, bias)
+        self.return_all_outputs = bool(model.config.return_all_outputs)
+        self.before_pool_offset = model.config.before_pool_offset or 0
+        self.eval()
+
+    def features(self, wave: torch.Tensor) -> torch.Tensor:
+        return _padded_features(self, wave)
+
+    def forward_features(self, features: torch.Tensor):
+        """The network after the front end: ``[N, F, frames]`` (or ``[N, 1, F, frames]``) in."""
+        if features.ndim == 4:
+            features = features.squeeze(1)
+        outputs: Optional[List[torch.Tensor]] = [] if self.return_all_outputs else None
+        x = self.backbone(features.transpose(1, 2), outputs)
+        if self.before_pool_offset:
+            x = x[:, self.before_pool_offset:]
+        x = self.embedding(self.pool(x))
+        if outputs is not None:
+            return x, [y.transpose(1, 2) for y in outputs]
+        return x
