@@ -283,7 +283,7 @@ def checkpoint_path(model_name: Union[str, Weights] = "b2", train_type: Optional
     """
     weights = _weights_of(model_name, train_type, dataset)
     folder, how_to_change = _cache_folder(cache_dir)
-    target = folder / weights.file_name
+    target = folder / weights.cache_name
     base = base_url or os.environ.get(BASE_URL_ENV) or weights.base_url
     url = base.rstrip("/") + "/" + weights.file_name
     wanted = _normalise_hash(sha256, "sha256")
@@ -361,7 +361,7 @@ def copy_into_cache(source: PathLike, model_name: str, train_type: Optional[str]
     """Place a hand-downloaded release file into the cache (checked against its SHA-256 when known)."""
     weights = _weights_of(model_name, train_type, dataset)
     folder, how_to_change = _cache_folder(cache_dir)
-    target = folder / weights.file_name
+    target = folder / weights.cache_name
     digest = sha256_of(source)
     if weights.sha256 is not None and digest != weights.sha256:
         raise PretrainedError(f"{source} is not {weights.file_name}: its SHA-256 differs from the published one")

@@ -155,6 +155,9 @@ class Weights:
     sha256: Optional[str] = None
     size: Optional[int] = None
     base_url: str = RELEASE_URL
+    file_stem: Optional[str] = None
+    """The model part of the published file name where it is not the architecture's name
+    (ReDimNet2's ``b2-vox2-lm.pt`` is the weights of ``redimnet2-b2``)."""
 
     @property
     def tag(self) -> str:
@@ -168,7 +171,14 @@ class Weights:
     @property
     def file_name(self) -> str:
         """The published file name ``"<arch>-<dataset>-<train_type>.pt"``."""
-        return f"{self.arch}-{self.dataset}-{self.train_type}.pt"
+        return f"{self.file_stem or self.arch}-{self.dataset}-{self.train_type}.pt"
+
+    @property
+    def cache_name(self) -> str:
+        """The file's name in the cache folder: the published name, prefixed with the family
+        for families other than ReDimNet (both publish e.g. ``b2-vox2-ptn.pt``)."""
+        family = self.architecture.family
+        return self.file_name if family == "redimnet" else f"{family}-{self.file_name}"
 
     @property
     def url(self) -> str:
@@ -413,3 +423,27 @@ _release("M", "vb2+vox2+cnc", "ft_mix", CC_BY_NC_SA, (0.835, 0.745, 1.284))
 _release("M", "vb2", "ptn", CC_BY_NC_SA)
 _release("S", "vb2+vox2+cnc", "ft_mix", CC_BY_NC_SA, (0.936, 0.874, 1.510))
 _release("S", "vb2", "ptn", CC_BY_NC_SA)
+
+
+# ---------------------------------------------------------------------------
+# ReDimNet2 (PalabraAI): b0-b6 trained on VoxCeleb2, b6 also on VoxBlink2 + VoxCeleb2
+# ---------------------------------------------------------------------------
+
+def _register_redimnet2():
+    from .redimnet2 import presets
+
+    for key in presets.OPTIONS:
+        name = "redimnet2-" + key.replace("_", "-")
+        parameters, macs = presets.MEASURED[key]
+        params_m, gmacs, eer = presets.PUBLISHED[key]
+        notes = ("the VoxBlink2 + VoxCeleb2 release of b6 (agg_gnorm); other EER %: "
+                 + ", ".join(f"{k} {v}" for k, v in presets.VB2_EXTRA_EER.items())) if key == "b6_vb2" else ""
+        register_architecture(Architecture(name, "redimnet2", presets.options(key), parameters, macs,
+                                           params_m, gmacs, eer, None, notes))
+    for model, dataset, train_type, key in presets.RELEASES:  # "lm" first: the default
+        eer = presets.PUBLISHED[key][2] if train_type == "lm" else None
+        register_weights(Weights("redimnet2-" + key.replace("_", "-"), dataset, train_type, presets.LICENSE, eer,
+                                 base_url=presets.RELEASE_URL, file_stem=model))
+
+
+_register_redimnet2()

@@ -1,6 +1,7 @@
 """``redimnet info`` and the CLI's error handling."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -40,7 +41,9 @@ def test_info_lists_presets(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == redimnet.list_models()
     assert [w for r in rows for w in r["weights"]] == redimnet.list_weights()
-    assert rows[0]["parameters"] < rows[6]["parameters"] and rows[-1]["parameters"] is None  # S: only in its files
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["b0"]["parameters"] < by_name["b6"]["parameters"] and by_name["S"]["parameters"] is None
+    assert by_name["redimnet2-b6"]["family"] == "redimnet2"  # both families listed
 
 
 @pytest.fixture
@@ -56,8 +59,9 @@ def nothing_built(monkeypatch):
 def test_info_answers_from_stored_numbers(capsys, nothing_built):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "b0         1.00M      0.415          1.16  vox2-ft_lm, vox2-ptn" in out
-    assert "M              -          -             -  vb2+vox2+cnc-ft_mix, vb2-ptn" in out
+    assert re.search(r"^b0 +1\.00M +0\.415 +1\.16  vox2-ft_lm, vox2-ptn$", out, re.M)
+    assert re.search(r"^M +- +- +-  vb2\+vox2\+cnc-ft_mix, vb2-ptn$", out, re.M)
+    assert re.search(r"^redimnet2-b6 +12\.39M +12\.908 +0\.29  vox2-lm, vox2-ptn$", out, re.M)
     assert "default model: b2.vox2-ft_lm" in out
     assert main(["info", "b2.vox2-ft_lm"]) == 0
     out = capsys.readouterr().out

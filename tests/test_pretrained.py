@@ -161,7 +161,8 @@ def test_non_commercial_models_warn(tmp_path, server):
 
 
 def test_release_table():
-    assert len(list_pretrained()) == 18
+    assert len([r for r in list_pretrained() if r.architecture.family == "redimnet"]) == 18
+    assert len(list_pretrained()) == 18 + 16  # and ReDimNet2's: b0-b6 vox2, b6 vb2+vox2_v0; lm and ptn
     for name in ["b0", "b1", "b2", "b3", "b4", "b5", "b6"]:
         for train in ["ptn", "ft_lm"]:
             assert find_release(name, train, "vox2").license == "MIT"

@@ -34,10 +34,11 @@ def clean_registry(monkeypatch):
 
 
 def test_list_models_and_weights_agree():
-    assert redimnet.list_models() == ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "M", "S"]
-    weights = redimnet.list_weights()
+    assert redimnet.list_models("redimnet") == ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "M", "S"]
+    assert redimnet.list_models()[:9] == redimnet.list_models("redimnet")  # other families follow
+    weights = [w for w in redimnet.list_weights() if redimnet.get_weights(w).architecture.family == "redimnet"]
     assert sorted(redimnet.get_weights(name).file_name for name in weights) == PUBLISHED_FILES
-    assert {redimnet.get_weights(name).arch for name in weights} == set(redimnet.list_models())
+    assert {redimnet.get_weights(name).arch for name in weights} == set(redimnet.list_models("redimnet"))
     for name in weights:
         entry = redimnet.get_weights(name)
         assert entry.name == name == f"{entry.arch}.{entry.dataset}-{entry.train_type}"

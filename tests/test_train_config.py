@@ -4,6 +4,7 @@ import pytest
 
 import redimnet
 from redimnet.cli import main as cli_main
+from redimnet.redimnet2.family import build_model
 from redimnet.recipes import RecipeError, list_recipes, recipe_path, resolve_config
 from redimnet.training.config import ConfigError, TrainingConfig, load_config
 
@@ -16,6 +17,8 @@ def test_every_model_size_has_pretrain_and_lm_configs():
     assert buildable == ["b0", "b1", "b2", "b3", "b4", "b5", "b6"]  # M, S: configuration only in their files
     for preset in buildable:
         assert f"{preset}_pretrain.yaml" in names and f"{preset}_lm.yaml" in names
+    for index in range(7):  # ReDimNet2, whose authors have not published a recipe
+        assert f"redimnet2_b{index}_pretrain.yaml" in names and f"redimnet2_b{index}_lm.yaml" in names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -23,8 +26,13 @@ def test_shipped_configs_are_valid_and_follow_the_paper(path):
     config = load_config(path)
     model_config = config.model_config()
     assert model_config.num_classes is None
-    assert model_config.hop_length == 240  # 15 ms at 16 kHz
-    assert config.loss.scale == 32 and config.loss.type == "aam"
+    if path.name.startswith("redimnet2_"):  # WeSpeaker's ReDimNet2 recipe: 10 ms hop, SphereFace2
+        assert isinstance(build_model(model_config), redimnet.ReDimNet2)
+        assert model_config.hop_length == 160 and config.loss.type == "sphereface2"
+        assert config.loss.scale == 32 and config.loss.sphereface2_lambda == 0.7
+    else:
+        assert model_config.hop_length == 240  # 15 ms at 16 kHz
+        assert config.loss.scale == 32 and config.loss.type == "aam"
     assert config.data.speed_perturb == (0.9, 1.1)
     assert config.optimizer.nesterov and config.optimizer.momentum == 0.9 and config.optimizer.weight_decay == 2e-5
     if path.name.endswith("_pretrain.yaml"):

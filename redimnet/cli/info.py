@@ -139,13 +139,14 @@ def _list(args, seconds: float) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'model':<6} {'params':>9} {'GMACs/' + format(seconds, 'g') + 's':>10} {'Vox1-O EER %':>13}  weights")
+    width = max(len(row["name"]) for row in rows)
+    print(f"{'model':<{width}} {'params':>9} {'GMACs/' + format(seconds, 'g') + 's':>10} {'Vox1-O EER %':>13}  weights")
     for row in rows:
         params = "-" if row["parameters"] is None else f"{row['parameters'] / 1e6:.2f}M"
         gmacs = "-" if row["gmacs"] is None else f"{row['gmacs']:.3f}"
         eer = "-" if row["paper_eer_vox1_o"] is None else f"{row['paper_eer_vox1_o']:.2f}"
         tags = ", ".join(w.split(".", 1)[1] for w in row["weights"])
-        print(f"{row['name']:<6} {params:>9} {gmacs:>10} {eer:>13}  {tags}")
+        print(f"{row['name']:<{width}} {params:>9} {gmacs:>10} {eer:>13}  {tags}")
     print(f"default model: {registry.DEFAULT_WEIGHTS}; M and S weights are CC BY-NC-SA 4.0 (non-commercial), "
           "the others MIT")
     return 0

@@ -39,9 +39,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False)
                             "downloaded once, then cached")
     group.add_argument("--checkpoint", metavar="PATH", help="checkpoint file in the official release format")
     parser.add_argument("--train-type", metavar="T",
-                        help="with --model ARCH: ptn, ft_lm or ft_mix (default: the architecture's default weights)")
+                        help="with --model ARCH: ptn, ft_lm or ft_mix; lm or ptn for ReDimNet2 (default: the architecture's default weights)")
     parser.add_argument("--dataset", metavar="D",
-                        help="with --model ARCH: vox2, vb2 or vb2+vox2+cnc (default: the architecture's default)")
+                        help="with --model ARCH: vox2, vb2 or vb2+vox2+cnc; vox2 or vb2+vox2_v0 for ReDimNet2 (default: the architecture's default)")
     parser.add_argument("--sha256", metavar="HEX", help="refuse the weights file unless it has this SHA-256")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where downloaded weights are kept (default $REDIMNET_CACHE or torch hub's checkpoints)")
