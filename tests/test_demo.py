@@ -68,3 +68,19 @@ def test_demo_defaults_to_the_published_b2(monkeypatch, capsys):
     assert main(["demo", "--device", "cpu"]) == 0
     assert asked == ["b2.vox2-ft_lm"] == [redimnet.DEFAULT_WEIGHTS]
     assert capsys.readouterr().out.startswith("model: b2.vox2-ft_lm (published weights)\n")
+
+
+def test_copy_examples(tmp_path, capsys):
+    target = tmp_path / "voxdemo"
+    assert main(["demo", "--copy-examples", str(target)]) == 0
+    names = sorted(p.name for p in target.iterdir())
+    assert names == ["speaker_a_1.flac", "speaker_a_2.flac", "speaker_b_1.flac"]
+    assert (target / "speaker_b_1.flac").read_bytes() == example_files()["speaker_b_1"].read_bytes()
+    assert capsys.readouterr().out.startswith(f"copied 3 example recording(s) to {target}: ")
+    (target / "speaker_a_1.flac").write_bytes(b"mine")
+    assert main(["demo", "--copy-examples", str(target)]) == 0  # never overwrites
+    assert (target / "speaker_a_1.flac").read_bytes() == b"mine"
+    assert "left alone (already there): speaker_a_1.flac, speaker_a_2.flac, speaker_b_1.flac" in capsys.readouterr().out
+    (tmp_path / "file").write_text("x")
+    assert main(["demo", "--copy-examples", str(tmp_path / "file")]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err

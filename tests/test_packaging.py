@@ -25,3 +25,10 @@ def test_recipes_are_package_data():
     patterns = project()["tool"]["setuptools"]["package-data"]["redimnet"]
     assert "recipes/*.yaml" in patterns
     assert list((PROJECT_ROOT / "redimnet" / "recipes").glob("*.yaml"))
+
+
+def test_readme_extras_table_lists_every_extra():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    install = readme[readme.index("## Install"):readme.index("## Tests")]
+    listed = re.findall(r"^\| `([a-z0-9_-]+)` \|", install, re.M)
+    assert sorted(listed) == sorted(project()["project"]["optional-dependencies"])

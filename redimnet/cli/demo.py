@@ -8,15 +8,15 @@ fetch the file by hand.
 import json
 
 from .. import threads
-from ..registry import DEFAULT_WEIGHTS
 from ..examples import UTTERANCES, example_files, example_pairs
-from .common import show
+from ..registry import DEFAULT_WEIGHTS
+from .common import UsageError, show
 from .models import add_model_arguments, model_from_arguments, weights_from_arguments
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="score the example speech shipped with redimnet (first run downloads the default model)",
+        "demo", help="score the example speech shipped with redimnet (downloads the default model once)",
         description="Embed the three example utterances shipped with redimnet (two synthetic speakers) and "
                     f"print the cosine score of every pair. Default model: {DEFAULT_WEIGHTS}, "
                     "downloaded once; --model or --checkpoint choose another.")
@@ -24,12 +24,39 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     threads.add_threads_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--copy-examples", metavar="DIR",
+                        help="only copy the example recordings into DIR (created if needed) to try other verbs on")
     parser.set_defaults(handler=run)
+
+
+def copy_examples(folder) -> int:
+    """Copy the shipped example files into ``folder``; existing files of the same name are left alone."""
+    import shutil
+    from pathlib import Path
+
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--copy-examples {show(target)} exists and is not a folder")
+    target.mkdir(parents=True, exist_ok=True)
+    copied, kept = [], []
+    for path in example_files().values():
+        destination = target / path.name
+        if destination.exists():
+            kept.append(path.name)
+            continue
+        shutil.copyfile(path, destination)
+        copied.append(path.name)
+    print(f"copied {len(copied)} example recording(s) to {show(target)}" + (f": {', '.join(copied)}" if copied else ""))
+    if kept:
+        print(f"left alone (already there): {', '.join(kept)}")
+    return 0
 
 
 def run(args) -> int:
     from ..inference import Embedder
 
+    if args.copy_examples:
+        return copy_examples(args.copy_examples)
     if args.checkpoint:
         model_name = show(args.checkpoint)
     elif args.random_init:
