@@ -20,7 +20,6 @@ EXTRAS = {
     "kaldiio": ("kaldiio", "kaldi"),
     "onnx": ("onnx", "export"),
     "onnxruntime": ("onnxruntime", "export"),
-    "sklearn": ("scikit-learn", "diarize"),
     "silero_vad": ("silero-vad", "diarize"),
     "starlette": ("starlette", "serve"),
     "uvicorn": ("uvicorn", "serve"),

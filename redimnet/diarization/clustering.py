@@ -8,7 +8,7 @@ Two methods, both on L2-normalised embeddings and cosine similarity:
     maximum eigengap criterion of Park et al., 2019), symmetrised; the
     number of speakers is where the gap between consecutive eigenvalues of
     the normalised Laplacian is largest (within the allowed range); k-means
-    (scikit-learn) on the first eigenvectors.  Needs no model-dependent
+    (scipy, best of 10 k-means++ starts) on the first eigenvectors.  Needs no model-dependent
     threshold.
 
 :class:`AgglomerativeClustering`
@@ -29,20 +29,28 @@ window takes its group's label.  Memory is therefore ``O(max_direct^2)``
 plus the embeddings themselves (``n * 192 * 4`` bytes: 37 MB for 10 h).
 """
 
-from typing import List, Optional, Tuple
+from contextlib import nullcontext
+from typing import Optional, Tuple
 
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ..optional import MissingDependencyError, install_hint
 
 DEFAULT_MAX_SPEAKERS = 20
 
 
-def _missing(name: str) -> MissingDependencyError:
-    module = {"scikit-learn": "sklearn"}.get(name, name)
-    return MissingDependencyError(install_hint(module, "diarization clustering")
-                                  or f"diarization clustering needs {name}, which is not installed")
+def _one_blas_thread():
+    """BLAS on one thread while clustering (when threadpoolctl is installed).
+
+    The matrices are small (at most ``max_direct`` squared); several BLAS
+    threads gain little there and, on a machine busy with other work, wait
+    on each other for up to ten times longer.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def normalise(embeddings: np.ndarray) -> np.ndarray:
@@ -53,10 +61,8 @@ def normalise(embeddings: np.ndarray) -> np.ndarray:
 
 
 def _average_linkage(x: np.ndarray):
-    try:
-        from scipy.cluster.hierarchy import linkage
-    except ImportError:
-        raise _missing("scipy") from None
+    from scipy.cluster.hierarchy import linkage
+
     return linkage(x, method="average", metric="cosine")
 
 
@@ -103,10 +109,20 @@ class Clustering:
     """Base class: :meth:`cluster` maps ``[n, dim]`` embeddings to labels ``0..k-1`` (first appearance order)."""
 
     max_direct = 1000
+    standardise = False
 
     def cluster(self, embeddings: np.ndarray, num_speakers: Optional[int] = None, min_speakers: int = 1,
                 max_speakers: Optional[int] = None) -> np.ndarray:
-        """Speaker labels of the rows of ``embeddings`` (in time order)."""
+        """Speaker labels of the rows of ``embeddings`` (in time order).
+
+        With ``standardise`` set (an attribute), every dimension is first
+        scaled to zero mean and unit variance over the recording (for
+        hand-made features such as the MFCC baseline, whose dimensions have
+        unrelated scales; not needed for speaker embeddings).
+        """
+        embeddings = np.asarray(embeddings, dtype=np.float64)
+        if self.standardise and len(embeddings) > 1:
+            embeddings = (embeddings - embeddings.mean(axis=0)) / np.maximum(embeddings.std(axis=0), 1e-8)
         x = normalise(embeddings)
         n = len(x)
         if n == 0:
@@ -124,10 +140,11 @@ class Clustering:
         if n == 1:
             return np.zeros(1, dtype=np.int64)
         min_speakers, max_speakers = min(min_speakers, n), min(max_speakers, n)
-        points, assignment = reduce(x, self.max_direct)
-        max_speakers = min(max_speakers, len(points))
-        min_speakers = min(min_speakers, max_speakers)
-        labels = self.cluster_points(points, min_speakers, max_speakers)
+        with _one_blas_thread():
+            points, assignment = reduce(x, self.max_direct)
+            max_speakers = min(max_speakers, len(points))
+            min_speakers = min(min_speakers, max_speakers)
+            labels = self.cluster_points(points, min_speakers, max_speakers)
         return relabel_by_appearance(labels[assignment])
 
     def cluster_points(self, x: np.ndarray, min_speakers: int, max_speakers: int) -> np.ndarray:
@@ -181,7 +198,8 @@ class SpectralClustering(Clustering):
         self.p, self.max_direct, self.seed = p, int(max_direct), seed
 
     @staticmethod
-    def _laplacian_spectrum(similarity: np.ndarray, p: float) -> Tuple[np.ndarray, np.ndarray]:
+    def _laplacian_spectrum(similarity: np.ndarray, p: float, count: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The ``count`` smallest eigenvalues (ascending) and eigenvectors of the pruned graph's normalised Laplacian."""
         from scipy.linalg import eigh
 
         n = len(similarity)
@@ -194,14 +212,11 @@ class SpectralClustering(Clustering):
         np.fill_diagonal(affinity, 0.0)
         degree = np.maximum(affinity.sum(axis=1), 1e-10)
         scale = 1.0 / np.sqrt(degree)
-        laplacian = np.eye(n) - scale[:, None] * affinity * scale[None, :]
-        return eigh(laplacian)
+        laplacian = -(scale[:, None] * affinity * scale[None, :])
+        laplacian[np.diag_indices(n)] += 1.0
+        return eigh(laplacian, subset_by_index=[0, min(n, count) - 1], overwrite_a=True, check_finite=False)
 
     def cluster_points(self, x, min_speakers, max_speakers):
-        try:
-            from sklearn.cluster import KMeans
-        except ImportError:
-            raise _missing("scikit-learn") from None
         n = len(x)
         if n <= 2:
             return np.arange(n) if min_speakers >= n else np.zeros(n, dtype=np.int64)
@@ -213,8 +228,8 @@ class SpectralClustering(Clustering):
             if keep in tried:
                 continue
             tried.add(keep)
-            values, vectors = self._laplacian_spectrum(similarity, p)
             upper = min(max_speakers, n - 1)
+            values, vectors = self._laplacian_spectrum(similarity, p, upper + 1)
             gaps = np.diff(values[:upper + 1])  # gaps[k-1] = lambda_k - lambda_{k-1}: k clusters
             candidates = np.arange(min_speakers, upper + 1)
             k = int(candidates[np.argmax(gaps[candidates - 1])]) if len(candidates) else min_speakers
@@ -224,8 +239,23 @@ class SpectralClustering(Clustering):
         _, k, vectors = best
         if k <= 1:
             return np.zeros(n, dtype=np.int64)
-        spectral = normalise(vectors[:, :k])
-        return KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit_predict(spectral)
+        return _kmeans(normalise(vectors[:, :k]), k, self.seed)
+
+
+def _kmeans(points: np.ndarray, k: int, seed: int, restarts: int = 10) -> np.ndarray:
+    """k-means (scipy's, k-means++ starts): the labels of the best of ``restarts`` runs."""
+    from scipy.cluster.vq import kmeans2
+
+    rng = np.random.default_rng(seed)
+    best, best_cost = None, np.inf
+    for _ in range(restarts):
+        centres, labels = kmeans2(points, k, minit="++", seed=rng)
+        cost = float(np.sum((points - centres[labels]) ** 2))
+        if cost < best_cost and len(np.unique(labels)) == k:
+            best, best_cost = labels, cost
+    if best is None:  # every run lost a cluster: keep the last
+        best = labels
+    return best
 
 
 CLUSTERING_NAMES = ("spectral", "ahc")

@@ -148,7 +148,7 @@ class Diarizer:
 
     def __init__(self, embedder, vad: Union[str, VoiceActivityDetector] = "auto",
                  clustering: Union[str, Clustering] = "spectral", window: float = DEFAULT_WINDOW,
-                 hop: float = DEFAULT_HOP, batch_windows: int = 64, smooth: bool = True,
+                 hop: float = DEFAULT_HOP, batch_windows: int = 32, smooth: bool = True,
                  speakers_db=None, name_threshold: float = 0.5):
         if not window > 0 or not 0 < hop <= window:
             raise InvalidArgumentError(f"need window > 0 and 0 < hop <= window, got window={window}, hop={hop}")

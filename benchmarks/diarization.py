@@ -1,0 +1,197 @@
+"""Diarization benchmark: speed per stage, peak memory, and DER on synthetic conversations.
+
+Run from the project root (needs ``pip install -e ".[diarize]"``)::
+
+    python benchmarks/diarization.py speed --model b0 --minutes 60            # real-time factors, peak RSS
+    python benchmarks/diarization.py quality --model b0 --speakers 2,4,6      # DER vs an MFCC baseline
+
+``speed`` writes (or reuses, in ``--workdir``) a synthetic conversation of
+``--minutes`` and diarizes it in a fresh subprocess, reporting the seconds
+and real-time factor (seconds of work per second of audio) of each stage --
+voice activity (including its decoding pass), decoding for the embedding
+pass, window embeddings, clustering -- and the subprocess's peak resident
+memory (``ru_maxrss``).
+
+``quality`` generates ``--conversations`` conversations per speaker count
+and scores, with a 0.25 s collar, the ReDimNet pipeline and the same
+pipeline with MFCC statistics in place of the network (same VAD, windows
+and clustering; the baseline's dimensions are standardised per recording),
+each with the speaker count estimated and given (oracle), plus the
+fraction of recordings whose speaker count was estimated exactly.  With
+``--model NAME`` and no ``--checkpoint`` the network has *random weights*
+(no download); its DER says little about a trained model -- give
+``--checkpoint`` for meaningful numbers.
+
+Results are printed as JSON (``--json FILE`` also writes them).
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _conversation(workdir: Path, speakers: int, seconds: float, seed: int, pool: int = 0) -> Path:
+    from redimnet.synth import generate_conversation
+
+    path = workdir / f"conv-{speakers}spk-{int(seconds)}s-seed{seed}-pool{pool}.wav"
+    if not path.exists() or not path.with_suffix(".rttm").exists():
+        generate_conversation(path, speakers=speakers, seconds=seconds, seed=seed, pool=pool)
+    return path
+
+
+def _embedder(args):
+    import torch
+
+    import redimnet
+
+    if args.checkpoint:
+        model = redimnet.load_checkpoint(args.checkpoint)
+    else:
+        torch.manual_seed(0)
+        model = redimnet.build(args.model).eval()
+    return redimnet.Embedder(model, device="cpu", batch_size=args.batch_size)
+
+
+def run_once(args) -> dict:
+    """Diarize one file in this process and report timings and peak memory (the subprocess side of ``speed``)."""
+    import torch
+
+    from redimnet.diarization import Diarizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    embedder = _embedder(args)
+    diarizer = Diarizer(embedder, vad=args.vad, clustering=args.clustering, batch_windows=args.batch_size)
+    started = time.perf_counter()
+    result = diarizer.diarize(args.file)
+    wall = time.perf_counter() - started
+    duration = result.duration
+    stages = {k: round(v, 3) for k, v in result.timings.items()}
+    return {"file": str(args.file), "audio_seconds": round(duration, 1), "windows": result.windows,
+            "speakers": len(result.speakers), "seconds": stages, "wall": round(wall, 2),
+            "rtf": {k: round(v / duration, 5) for k, v in result.timings.items()},
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "threads": torch.get_num_threads()}
+
+
+def speed(args) -> dict:
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="diarization-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    seconds = args.minutes * 60
+    started = time.perf_counter()
+    path = _conversation(workdir, 4, seconds, seed=0, pool=20 if seconds > 600 else 0)
+    generated = time.perf_counter() - started
+    results = []
+    for model in args.models.split(","):
+        command = [sys.executable, __file__, "once", "--file", str(path), "--model", model, "--vad", args.vad,
+                   "--clustering", args.clustering, "--batch-size", str(args.batch_size)]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        if args.checkpoint:
+            command += ["--checkpoint", args.checkpoint]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        entry = json.loads(output.strip().splitlines()[-1])
+        entry["model"] = model
+        results.append(entry)
+        print(json.dumps(entry), file=sys.stderr)
+    return {"machine": _machine(), "generation_seconds": round(generated, 1), "runs": results}
+
+
+def quality(args) -> dict:
+    import numpy as np
+
+    from redimnet.diarization import Diarizer, SpectralClustering, read_rttm
+    from redimnet.diarization.baseline import MFCCStatsEmbedder
+    from redimnet.diarization.clustering import AgglomerativeClustering
+    from redimnet.diarization.der import DERScore, diarization_error
+    from redimnet.diarization.vad import make_vad
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="diarization-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    vad = make_vad(args.vad)
+
+    def clustering(standardise: bool):
+        method = SpectralClustering() if args.clustering == "spectral" else AgglomerativeClustering()
+        method.standardise = standardise
+        return method
+
+    systems = {"redimnet": Diarizer(_embedder(args), vad=vad, clustering=clustering(False)),
+               "mfcc-baseline": Diarizer(MFCCStatsEmbedder(), vad=vad, clustering=clustering(True))}
+    table = {}
+    for speakers in [int(k) for k in args.speakers.split(",")]:
+        scores = {(name, mode): DERScore() for name in systems for mode in ("estimated", "oracle")}
+        exact = {name: 0 for name in systems}
+        for number in range(args.conversations):
+            path = _conversation(workdir, speakers, args.seconds, seed=100 + number)
+            reference = read_rttm(path.with_suffix(".rttm"))[path.stem]
+            for name, diarizer in systems.items():
+                estimated = diarizer.diarize(path)
+                oracle = diarizer.diarize(path, num_speakers=speakers)
+                scores[name, "estimated"] += diarization_error(reference, estimated)
+                scores[name, "oracle"] += diarization_error(reference, oracle)
+                exact[name] += len(estimated.speakers) == speakers
+                print(f"{path.name} {name}: estimated {len(estimated.speakers)} speakers, DER "
+                      f"{100 * diarization_error(reference, estimated).der:.1f} % / oracle "
+                      f"{100 * diarization_error(reference, oracle).der:.1f} %", file=sys.stderr)
+        table[speakers] = {name: {"der_estimated": round(100 * scores[name, "estimated"].der, 2),
+                                  "der_oracle": round(100 * scores[name, "oracle"].der, 2),
+                                  "missed": round(100 * scores[name, "oracle"].missed / scores[name, "oracle"].total, 2),
+                                  "false_alarm": round(100 * scores[name, "oracle"].false_alarm
+                                                       / scores[name, "oracle"].total, 2),
+                                  "count_accuracy": round(exact[name] / args.conversations, 3)}
+                           for name in systems}
+    return {"machine": _machine(), "weights": args.checkpoint or f"{args.model} random init", "vad": args.vad,
+            "clustering": args.clustering, "conversations_per_count": args.conversations,
+            "seconds_each": args.seconds, "collar": 0.25, "der_percent": table}
+
+
+def _machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=["speed", "quality", "once"])
+    parser.add_argument("--model", default="b0", help="preset (random weights unless --checkpoint)")
+    parser.add_argument("--models", default="b0,b2", help="speed: presets to time, comma-separated")
+    parser.add_argument("--checkpoint", help="a trained checkpoint to use instead of random weights")
+    parser.add_argument("--minutes", type=float, default=10.0, help="speed: length of the conversation")
+    parser.add_argument("--speakers", default="2,4,6", help="quality: speaker counts")
+    parser.add_argument("--conversations", type=int, default=3, help="quality: conversations per speaker count")
+    parser.add_argument("--seconds", type=float, default=180.0, help="quality: length of each conversation")
+    parser.add_argument("--vad", default="auto", help="auto, silero or energy")
+    parser.add_argument("--clustering", default="spectral", choices=["spectral", "ahc"])
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per batch")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--workdir", help="where conversations are written and reused")
+    parser.add_argument("--file", help="once: the recording")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    if args.mode == "once":
+        print(json.dumps(run_once(args)))
+        return 0
+    result = speed(args) if args.mode == "speed" else quality(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
