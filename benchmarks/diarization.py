@@ -4,6 +4,7 @@ Run from the project root (needs ``pip install -e ".[diarize]"``)::
 
     python benchmarks/diarization.py speed --model b0 --minutes 60            # real-time factors, peak RSS
     python benchmarks/diarization.py quality --model b0 --speakers 2,4,6      # DER vs an MFCC baseline
+    python benchmarks/diarization.py memory --hours 10                          # the length-dependent stages
 
 ``speed`` writes (or reuses, in ``--workdir``) a synthetic conversation of
 ``--minutes`` and diarizes it in a fresh subprocess, reporting the seconds
@@ -11,6 +12,13 @@ and real-time factor (seconds of work per second of audio) of each stage --
 voice activity (including its decoding pass), decoding for the embedding
 pass, window embeddings, clustering -- and the subprocess's peak resident
 memory (``ru_maxrss``).
+
+``memory`` writes a ``--hours`` conversation (clips reused, so it is quick
+to make) and measures, each in a fresh subprocess, the peak memory and time
+of the stages whose work grows with the length: voice activity over the
+file, and clustering of as many window embeddings as that much speech gives
+(synthetic embeddings of six speakers; the embedding stage itself holds one
+batch of windows whatever the length, see ``speed``).
 
 ``quality`` generates ``--conversations`` conversations per speaker count
 and scores, with a 0.25 s collar, the ReDimNet pipeline and the same
@@ -82,6 +90,52 @@ def run_once(args) -> dict:
             "rtf": {k: round(v / duration, 5) for k, v in result.timings.items()},
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "threads": torch.get_num_threads()}
+
+
+def stage_once(args) -> dict:
+    """One stage alone on a long recording, in this process: ``vad`` over the file, or ``cluster``
+    on as many synthetic window embeddings as the recording would give (the subprocess side of ``memory``)."""
+    import numpy as np
+
+    from redimnet.diarization import AudioSource, SpectralClustering
+    from redimnet.diarization.vad import make_vad
+
+    started = time.perf_counter()
+    if args.stage == "vad":
+        source = AudioSource(args.file)
+        regions = make_vad(args.vad).regions(source)
+        detail = {"audio_seconds": round(source.duration, 1), "regions": len(regions),
+                  "speech_seconds": round(sum(e - s for s, e in regions), 1)}
+    else:
+        rng = np.random.default_rng(0)
+        centres = rng.standard_normal((6, 192))
+        truth = np.repeat(np.arange(6), args.windows // 6)
+        rng.shuffle(truth)
+        embeddings = (centres[truth] + 1.5 * rng.standard_normal((len(truth), 192))).astype(np.float32)
+        labels = SpectralClustering().cluster(embeddings)
+        detail = {"windows": len(truth), "speakers_found": int(labels.max()) + 1}
+    detail.update({"stage": args.stage, "seconds": round(time.perf_counter() - started, 2),
+                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+    return detail
+
+
+def memory(args) -> dict:
+    """Peak memory of the length-dependent stages on ``--hours`` of audio, each in a fresh subprocess."""
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="diarization-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    path = _conversation(workdir, 4, args.hours * 3600, seed=0, pool=20)
+    generated = time.perf_counter() - started
+    windows = int(args.hours * 3600 * 0.75 / 0.75)  # about 75 % speech, one window per 0.75 s of it
+    results = []
+    for stage in ("vad", "cluster"):
+        command = [sys.executable, __file__, "stage", "--stage", stage, "--file", str(path), "--vad", args.vad,
+                   "--windows", str(windows)]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(output.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), file=sys.stderr)
+    return {"machine": _machine(), "hours": args.hours, "generation_seconds": round(generated, 1),
+            "file_mb": round(path.stat().st_size / 2 ** 20), "stages": results}
 
 
 def speed(args) -> dict:
@@ -166,7 +220,7 @@ def _machine() -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["speed", "quality", "once"])
+    parser.add_argument("mode", choices=["speed", "quality", "memory", "once", "stage"])
     parser.add_argument("--model", default="b0", help="preset (random weights unless --checkpoint)")
     parser.add_argument("--models", default="b0,b2", help="speed: presets to time, comma-separated")
     parser.add_argument("--checkpoint", help="a trained checkpoint to use instead of random weights")
@@ -179,13 +233,16 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="windows per batch")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--workdir", help="where conversations are written and reused")
-    parser.add_argument("--file", help="once: the recording")
+    parser.add_argument("--file", help="once/stage: the recording")
+    parser.add_argument("--hours", type=float, default=10.0, help="memory: length of the recording")
+    parser.add_argument("--stage", choices=["vad", "cluster"], help="stage: which stage")
+    parser.add_argument("--windows", type=int, default=0, help="stage cluster: how many windows")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    if args.mode == "once":
-        print(json.dumps(run_once(args)))
+    if args.mode in ("once", "stage"):
+        print(json.dumps(run_once(args) if args.mode == "once" else stage_once(args)))
         return 0
-    result = speed(args) if args.mode == "speed" else quality(args)
+    result = {"speed": speed, "quality": quality, "memory": memory}[args.mode](args)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
