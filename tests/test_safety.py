@@ -424,6 +424,8 @@ def test_every_optional_feature_names_its_extra_the_same_way(monkeypatch, module
     from redimnet.optional import EXTRAS
 
     monkeypatch.setitem(sys.modules, module, None)
+    for loaded in [name for name in sys.modules if name.startswith(module + ".")]:  # imported by earlier tests
+        monkeypatch.delitem(sys.modules, loaded)
     with pytest.raises(MissingDependencyError) as caught:
         call()
     assert f'pip install "redimnet[{EXTRAS[module][1]}]"' in str(caught.value)
