@@ -219,6 +219,10 @@ def test_malformed_requests_are_refused(client, clips):
     broken = client.post("/v1/embed", content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nabc\r\n--xyz--\r\n",
                          headers={"Content-Type": "multipart/form-data; boundary=xyz"})
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "bad_form"
+    cut = client.post("/v1/embed", content=b'--xyz\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"'
+                                            b"\r\n\r\n" + clips["a1"][:1000],
+                      headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    assert "closing boundary" in error_of(cut, 400, "bad_form")
     error_of(client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]))), 400, "bad_form")
     error_of(client.post("/v1/identify", data={"top": "0"}, files=files(audio=("a1.wav", clips["a1"]))), 400,
              "bad_field")

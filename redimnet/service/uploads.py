@@ -56,11 +56,15 @@ class _Collector:
         self._header_value = bytearray()
         self._disposition = b""
         self._data = bytearray()
+        self.ended = False
 
     def callbacks(self) -> dict:
         return {"on_part_begin": self.part_begin, "on_part_data": self.part_data, "on_part_end": self.part_end,
                 "on_header_field": self.header_field, "on_header_value": self.header_value,
-                "on_header_end": self.header_end}
+                "on_header_end": self.header_end, "on_end": self.end}
+
+    def end(self) -> None:
+        self.ended = True
 
     def part_begin(self) -> None:
         self.parts += 1
@@ -134,6 +138,9 @@ async def read_form(headers, stream: AsyncIterator[bytes], max_bytes: int, max_p
         parser.finalize()
     except FormParserError as error:
         raise ServiceError(400, "bad_form", f"malformed multipart/form-data body ({error})") from None
+    if not collector.ended:
+        raise ServiceError(400, "bad_form", "the multipart/form-data body ends before its closing boundary "
+                                            "(a truncated upload?)")
     return collector.form
 
 

@@ -1,0 +1,182 @@
+"""The service as a real process on 127.0.0.1: killed in the middle of enrolments, and bad requests under load.
+
+Each test starts ``redimnet serve`` itself (tiny random-weight model, one
+thread), talks to it over loopback only and stops it; every wait is bounded.
+"""
+
+import concurrent.futures
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+pytest.importorskip("python_multipart")
+
+import redimnet  # noqa: E402
+from redimnet.speaker_db import SpeakerDatabase  # noqa: E402
+from redimnet.synth import synthesize, voice_for  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "process-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clip(speaker: int, seed: int, seconds: float = 1.5) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, synthesize(voice_for(0, speaker), seconds, np.random.default_rng(seed)), 16000,
+                    format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    return redimnet.save_checkpoint(redimnet.build("b0").eval(), tmp_path_factory.mktemp("ckpt") / "b0.pt")
+
+
+class Server:
+    """``redimnet serve`` in a child process, ready when ``/v1/ready`` answers."""
+
+    def __init__(self, checkpoint, db, *options):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, REDIMNET_SERVICE_TOKEN=TOKEN, OMP_NUM_THREADS="1",
+                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "redimnet", "serve", "--checkpoint", str(checkpoint), "--db", str(db),
+             "--port", str(self.port), "--threads", "1", "--max-seconds", "4", "--overlap-seconds", "1", *options],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited: {self.process.stdout.read().decode()}")
+            try:
+                if httpx.get(f"{self.url}/v1/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError("the server did not become ready in 60 s")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process.stdout.close()
+
+
+def test_sigkill_during_enrolments_loses_nothing_acknowledged(checkpoint, tmp_path):
+    db = tmp_path / "speakers.db"
+    recordings = [clip(1, 1, seconds=1.0), clip(2, 2, seconds=1.0)]
+    server = Server(checkpoint, db)
+    acknowledged, attempted = {}, set()
+
+    def enrol(index: int):
+        name = f"speaker-{index:03d}"
+        attempted.add(name)
+        files = [("audio", (f"{name}-{i}.wav", data, "audio/wav")) for i, data in enumerate(recordings)]
+        try:
+            response = httpx.post(f"{server.url}/v1/enroll", headers=AUTH, data={"speaker": name}, files=files,
+                                  timeout=20)
+        except httpx.HTTPError:
+            return  # cut off by the kill: not acknowledged
+        if response.status_code == 200:
+            acknowledged[name] = response.json()["recordings"]
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            futures = [pool.submit(enrol, i) for i in range(200)]
+            deadline = time.monotonic() + 30
+            while len(acknowledged) < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            server.kill()  # enrolments are still arriving and running
+            for future in futures:
+                future.result(timeout=30)
+    finally:
+        server.stop()
+    assert len(acknowledged) >= 6 and len(attempted) > len(acknowledged)
+    assert set(acknowledged.values()) == {2}
+
+    with SpeakerDatabase(db) as database:
+        assert database.check()  # SQLite integrity and every count matches its utterances
+        stored = {s.name: s.utterances for s in database.speakers()}
+    assert set(acknowledged) <= set(stored)
+    assert set(stored.values()) == {2}  # nobody half-enrolled: all or nothing
+    assert set(stored) <= attempted
+
+    restarted = Server(checkpoint, db)  # the service starts again on the same file
+    try:
+        listed = httpx.get(f"{restarted.url}/v1/speakers", timeout=10).json()["speakers"]
+        assert {s["speaker"]: s["recordings"] for s in listed} == stored
+        response = httpx.post(f"{restarted.url}/v1/enroll", headers=AUTH, data={"speaker": "after-restart"},
+                              files=[("audio", ("x.wav", recordings[0], "audio/wav"))], timeout=20)
+        assert response.status_code == 200
+    finally:
+        restarted.stop()
+
+
+def test_bad_requests_under_load_do_not_disturb_the_others(checkpoint, tmp_path):
+    a, b = clip(1, 1), clip(2, 2)
+    server = Server(checkpoint, tmp_path / "speakers.db", "--max-upload-mb", "0.2")
+    try:
+        expected = httpx.post(f"{server.url}/v1/verify", files=[("audio", ("a.wav", a)), ("audio2", ("b.wav", b))],
+                              timeout=20).json()["score"]
+        rng = np.random.default_rng(0)
+        noise = io.BytesIO()
+        soundfile.write(noise, rng.uniform(-0.5, 0.5, 16000 * 10).astype(np.float32), 16000, format="WAV")
+        bad = {
+            "oversized": dict(files=[("audio", ("big.wav", noise.getvalue()))]),
+            "garbage": dict(files=[("audio", ("x.wav", rng.bytes(5000)))]),
+            "malformed": dict(content=b"--zz\r\nnonsense", headers={"Content-Type": "multipart/form-data; boundary=zz"}),
+            "not a form": dict(content=b"{}", headers={"Content-Type": "application/json"}),
+            "silent": dict(files=[("audio", ("s.wav", a[:44] + bytes(len(a) - 44)))]),
+        }
+
+        def good(_):
+            response = httpx.post(f"{server.url}/v1/verify", files=[("audio", ("a.wav", a)), ("audio2", ("b.wav", b))],
+                                  timeout=30)
+            return response.status_code, response.json().get("score")
+
+        def refused(kind):
+            response = httpx.post(f"{server.url}/v1/embed", timeout=30, **bad[kind])
+            return kind, response.status_code, response.json()["error"]["code"]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            goods = [pool.submit(good, i) for i in range(16)]
+            bads = [pool.submit(refused, kind) for kind in list(bad) * 3]
+            good_results = [f.result(timeout=60) for f in goods]
+            bad_results = [f.result(timeout=60) for f in bads]
+        assert all(status == 200 for status, _ in good_results)
+        assert [score for _, score in good_results] == pytest.approx([expected] * 16, abs=1e-4)
+        expected_refusals = {"oversized": (413, "too_large"), "garbage": (422, "bad_audio"),
+                             "malformed": (400, "bad_form"), "not a form": (415, "unsupported_media_type"),
+                             "silent": (422, "bad_audio")}
+        assert sorted(bad_results) == sorted((kind, *expected_refusals[kind]) for kind in list(bad) * 3)
+        assert httpx.get(f"{server.url}/v1/ready", timeout=5).status_code == 200
+    finally:
+        server.stop()
