@@ -33,8 +33,8 @@ def fixtures_required() -> bool:
     return os.environ.get("CI", "").strip().lower() in _TRUE
 
 
-MISSING_REASON = (f"reference fixtures not found in {FIXTURES} (set {FIXTURES_VARIABLE} to the folder "
-                  "holding official/ to run these tests)")
+MISSING_REASON = (f"reference fixtures not found in {FIXTURES} (set {FIXTURES_VARIABLE} to the fixtures "
+                  "folder to run these tests)")
 
 
 def _missing(what: Path):
@@ -58,25 +58,26 @@ def official_file(name: str) -> Path:
     return fixture_file("official", name)
 
 
-def official_fixtures():
-    """Names of the checkpoints in ``official/`` (each with a ``.npz``)."""
-    if not OFFICIAL.is_dir():
+def official_fixtures(folder: str = "official"):
+    """Names of the checkpoints in ``<fixtures>/<folder>`` (each with a ``.npz``)."""
+    where = FIXTURES / folder
+    if not where.is_dir():
         return []
-    return sorted(p.stem for p in OFFICIAL.glob("*.pt") if p.with_suffix(".npz").exists())
+    return sorted(p.stem for p in where.glob("*.pt") if p.with_suffix(".npz").exists())
 
 
-def require_fixtures():
-    """Names to parametrize fixture tests with, for use at module level.
+def require_fixtures(folder: str = "official"):
+    """Names to parametrize fixture tests with (checkpoints in ``<fixtures>/<folder>``), at module level.
 
-    When the folder is absent: raises at collection where fixtures are required (so the run fails),
-    and otherwise returns a single parameter marked as skipped, so the module's other tests still run.
+    When there are none: raises at collection where fixtures are required (so the run fails), and
+    otherwise returns a single parameter marked as skipped, so the module's other tests still run.
     """
-    names = official_fixtures()
+    names = official_fixtures(folder)
     if names:
         return names
     if fixtures_required():
-        raise RuntimeError(f"reference fixtures missing: expected checkpoints in {OFFICIAL}; {MISSING_REASON} "
-                           f"(required because CI or {REQUIRE_VARIABLE} is set)")
+        raise RuntimeError(f"reference fixtures missing: expected checkpoints in {FIXTURES / folder}; "
+                           f"{MISSING_REASON} (required because CI or {REQUIRE_VARIABLE} is set)")
     return [pytest.param("missing", marks=pytest.mark.skip(reason=MISSING_REASON))]
 
 

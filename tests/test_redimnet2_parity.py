@@ -6,14 +6,11 @@ import pytest
 import torch
 
 import redimnet
-from conftest import FIXTURES
+from conftest import FIXTURES, require_fixtures
 from redimnet.optimize import optimize_for_inference
 
 REDIMNET2 = FIXTURES / "redimnet2"
-FIXTURE_NAMES = sorted(p.stem for p in REDIMNET2.glob("*.pt") if p.with_suffix(".npz").exists())
-if not FIXTURE_NAMES:
-    raise RuntimeError(f"reference fixtures missing: expected ReDimNet2 checkpoints in {REDIMNET2} "
-                       "(../shared/fixtures/redimnet2 relative to the project root)")
+FIXTURE_NAMES = require_fixtures("redimnet2")
 
 TOLERANCE = 1e-4  # max|ours - expected| <= TOLERANCE * max|expected|
 # The "tf" and "tf_spec" front ends' low-power bins depend on float32 summation order.

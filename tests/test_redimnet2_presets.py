@@ -7,7 +7,7 @@ import pytest
 import redimnet
 from redimnet.complexity import count_macs, count_parameters
 from redimnet.redimnet2 import presets
-from test_redimnet2_parity import REDIMNET2
+from conftest import fixture_file
 
 # configs.json's measured counts beside the official README's (M params, GMACs for 2 s).
 REFERENCE = {"b0": (1.115, 0.361), "b1": (2.161, 0.589), "b2": (3.678, 0.969), "b3": (4.182, 2.689),
@@ -16,7 +16,7 @@ REFERENCE = {"b0": (1.115, 0.361), "b1": (2.161, 0.589), "b2": (3.678, 0.969), "
 
 @pytest.mark.parametrize("name", sorted(presets.OPTIONS))
 def test_preset_is_the_release_configuration(name):
-    reference = json.loads((REDIMNET2 / "configs.json").read_text())[name]
+    reference = json.loads(fixture_file("redimnet2", "configs.json").read_text())[name]
     assert redimnet.ReDimNet2Config.from_dict(presets.options(name)) == redimnet.ReDimNet2Config.from_dict(reference)
 
 
