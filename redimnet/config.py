@@ -40,7 +40,8 @@ SPEC_PARAMS = {
 SPEC_NORMS = ("mn", "mvn", "bn", None)
 # Options that change training only, not what a trained network computes.
 TRAINING_ONLY_OPTIONS = ("class_dropout", "feat_agg_dropout")
-TRAINING_ONLY_SPEC_PARAMS = ("do_spec_aug", "freq_mask_width", "time_mask_width", "freq_start_bin", "num_apply_spec_aug")
+TRAINING_ONLY_SPEC_PARAMS = ("do_spec_aug", "freq_mask_width", "time_mask_width", "freq_start_bin",
+                             "num_apply_spec_aug")
 
 # Activations accepted as ``head_activation``.  The original evaluates the string
 # as Python (e.g. "nn.Sigmoid()"); we accept those spellings without evaluating

@@ -3,8 +3,18 @@
 Everything here is re-exported from :mod:`redimnet.evaluation.metrics`.
 """
 
-from .evaluation.metrics import (ErrorRates, MetricsError, VerificationMetrics, compute_metrics, det_curve, eer,
-                                 eer_with_threshold, error_rates, min_dcf, min_dcf_with_threshold)
+from .evaluation.metrics import (
+    ErrorRates,
+    MetricsError,
+    VerificationMetrics,
+    compute_metrics,
+    det_curve,
+    eer,
+    eer_with_threshold,
+    error_rates,
+    min_dcf,
+    min_dcf_with_threshold,
+)
 
 __all__ = ["ErrorRates", "MetricsError", "VerificationMetrics", "compute_metrics", "det_curve", "eer",
            "eer_with_threshold", "error_rates", "min_dcf", "min_dcf_with_threshold"]

@@ -116,7 +116,8 @@ class SpeakerDatabase:
         cursor.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         version = cursor.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         if int(version) != SCHEMA_VERSION:
-            raise SpeakerDatabaseError(f"{self.path} has schema version {version}; this redimnet reads {SCHEMA_VERSION}")
+            raise SpeakerDatabaseError(f"{self.path} has schema version {version}; "
+                                       f"this redimnet reads {SCHEMA_VERSION}")
 
     def _write(self, work):
         """Run ``work(cursor)`` in one immediate transaction; roll back on any error."""

@@ -15,7 +15,7 @@ def project():
 
 def test_all_extra_installs_every_optional_feature():
     extras = project()["project"]["optional-dependencies"]
-    features = sorted(name for name in extras if name not in ("all", "test"))
+    features = sorted(name for name in extras if name not in ("all", "test", "lint"))
     (requirement,) = extras["all"]
     listed = re.fullmatch(r"redimnet\[([a-z0-9_,-]+)\]", requirement).group(1).split(",")
     assert sorted(listed) == features
@@ -25,6 +25,17 @@ def test_recipes_are_package_data():
     patterns = project()["tool"]["setuptools"]["package-data"]["redimnet"]
     assert "recipes/*.yaml" in patterns
     assert list((PROJECT_ROOT / "redimnet" / "recipes").glob("*.yaml"))
+
+
+def test_type_marker_is_package_data():
+    assert "py.typed" in project()["tool"]["setuptools"]["package-data"]["redimnet"]
+    assert (PROJECT_ROOT / "redimnet" / "py.typed").is_file()
+
+
+def test_test_extra_includes_the_pinned_lint_tools():
+    extras = project()["project"]["optional-dependencies"]
+    assert extras["lint"] and all("==" in requirement for requirement in extras["lint"])
+    assert set(extras["lint"]) <= set(extras["test"])
 
 
 def test_readme_extras_table_lists_every_extra():

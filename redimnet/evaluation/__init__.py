@@ -8,15 +8,43 @@
 """
 
 from .backend import BACKEND_KINDS, PLDA, Backend, BackendError, train_backend
-from .calibration import (Calibration, CalibrationError, Decision, actual_dcf, bayes_threshold, cllr, fit_calibration,
-                          min_cllr, posterior, threshold_at_rate)
-from .metrics import (ErrorRates, MetricsError, VerificationMetrics, compute_metrics, det_curve, eer,
-                      eer_with_threshold, error_rates, min_dcf, min_dcf_with_threshold)
+from .calibration import (
+    Calibration,
+    CalibrationError,
+    Decision,
+    actual_dcf,
+    bayes_threshold,
+    cllr,
+    fit_calibration,
+    min_cllr,
+    posterior,
+    threshold_at_rate,
+)
+from .metrics import (
+    ErrorRates,
+    MetricsError,
+    VerificationMetrics,
+    compute_metrics,
+    det_curve,
+    eer,
+    eer_with_threshold,
+    error_rates,
+    min_dcf,
+    min_dcf_with_threshold,
+)
 from .recipe import ScoringRecipe
 from .score_norm import ScoreNormError, build_cohort, cohort_statistics, normalize_scores, speaker_of, speakers_of
 from .scoring import ScoringError, cosine_scores, l2_normalize, prepare_embeddings, write_scores
-from .trials import (EmbeddingIndex, IndexedTrials, TrialList, TrialsError, index_trials, parse_trials,
-                     read_trials, read_utt2spk)
+from .trials import (
+    EmbeddingIndex,
+    IndexedTrials,
+    TrialList,
+    TrialsError,
+    index_trials,
+    parse_trials,
+    read_trials,
+    read_utt2spk,
+)
 
 __all__ = [
     "BACKEND_KINDS", "Backend", "BackendError", "Calibration", "CalibrationError", "Decision", "PLDA",

@@ -40,8 +40,9 @@ from ..fileio import atomic_write
 from .metrics import MetricsError, error_rates, trial_arrays
 
 __all__ = [
-    "CalibrationError", "Calibration", "Decision", "fit_calibration", "cllr", "min_cllr", "actual_dcf", "bayes_threshold",
-    "posterior", "threshold_at_rate", "array_fingerprint", "quality_from_durations", "QUALITY_DURATIONS",
+    "CalibrationError", "Calibration", "Decision", "fit_calibration", "cllr", "min_cllr", "actual_dcf",
+    "bayes_threshold", "posterior", "threshold_at_rate", "array_fingerprint", "quality_from_durations",
+    "QUALITY_DURATIONS",
 ]
 
 FORMAT = "redimnet-calibration"

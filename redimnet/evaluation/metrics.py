@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import RedimnetError
 
 __all__ = [
-    "MetricsError", "ErrorRates", "trial_arrays", "VerificationMetrics", "error_rates", "det_curve", "eer", "eer_with_threshold",
-    "min_dcf", "min_dcf_with_threshold", "compute_metrics",
+    "MetricsError", "ErrorRates", "trial_arrays", "VerificationMetrics", "error_rates", "det_curve", "eer",
+    "eer_with_threshold", "min_dcf", "min_dcf_with_threshold", "compute_metrics",
 ]
 
 

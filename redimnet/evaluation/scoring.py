@@ -57,6 +57,6 @@ def write_scores(path: PathLike, enroll: Sequence[str], test: Sequence[str], sco
             for e, t, s in zip(enroll, test, scores):
                 stream.write(f"{e} {t} {s:.6f}\n")
         else:
-            for e, t, s, l in zip(enroll, test, scores, labels):
-                stream.write(f"{e} {t} {s:.6f} {'target' if l else 'nontarget'}\n")
+            for e, t, s, label in zip(enroll, test, scores, labels):
+                stream.write(f"{e} {t} {s:.6f} {'target' if label else 'nontarget'}\n")
     return Path(path)

@@ -223,7 +223,8 @@ def index_trials(trials: TrialList, index: EmbeddingIndex, skip_missing: bool = 
     result = IndexedTrials(trials, enroll_rows[kept], test_rows[kept], kept, missing)
     labels = result.labels
     if not labels.any():
-        raise TrialsError(f"{where} has no target trials{' left after skipping missing ones' if n_missing_trials else ''}:"
+        left = " left after skipping missing ones" if n_missing_trials else ""
+        raise TrialsError(f"{where} has no target trials{left}:"
                           " the EER and minDCF need both target and non-target trials")
     if labels.all():
         raise TrialsError(f"{where} has no non-target trials"

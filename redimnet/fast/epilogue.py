@@ -30,7 +30,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-
 _ONEDNN = torch.backends.mkldnn.is_available()
 _ONEDNN_MIN_ROWS = 4096
 

@@ -66,7 +66,8 @@ def load_training_state(path: PathLike) -> Dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for bad files
-        raise CheckpointError(f"cannot read training state {path}: {str(error).splitlines()[0] if str(error) else error}") from None
+        reason = str(error).splitlines()[0] if str(error) else error
+        raise CheckpointError(f"cannot read training state {path}: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path} is not a redimnet training state (expected format {STATE_FORMAT!r}); "
                               "model files go to model.init_from only")

@@ -226,7 +226,8 @@ class ValidationSection:
     trials: Optional[str] = _key(_optional(_str), None, "trial list (VoxCeleb or Kaldi format)")
     audio_dir: Optional[str] = _key(_optional(_str), None, "folder the trial ids are relative to")
     every: int = _key(_int(1), 1000, "steps between validations (also at the end)")
-    max_seconds: Optional[float] = _key(_optional(_float(0.1)), 20.0, "longer test utterances: mean of windows of this length")
+    max_seconds: Optional[float] = _key(_optional(_float(0.1)), 20.0,
+                                        "longer test utterances: mean of windows of this length")
 
 
 SECTIONS = {

@@ -60,7 +60,8 @@ def read_kaldi_lists(wav_scp: PathLike, utt2spk: PathLike) -> List[Utterance]:
     for utt, path in paths.items():
         if path.endswith("|"):
             raise DataError(f"{wav_scp}: utterance {utt!r} is a command pipe ({path!r}); only file paths are supported")
-    return [Utterance(utt, str(base / path) if not os.path.isabs(path) else path, speakers[utt]) for utt, path in paths.items()]
+    return [Utterance(utt, str(base / path) if not os.path.isabs(path) else path, speakers[utt])
+            for utt, path in paths.items()]
 
 
 def read_csv_list(path: PathLike) -> List[Utterance]:

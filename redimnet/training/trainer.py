@@ -35,11 +35,28 @@ from ..fileio import atomic_write
 from ..model import ReDimNet
 from ..redimnet2.family import build_model
 from .augment import AugmentationSettings, Augmenter
-from .checkpointing import (average_checkpoints, load_training_state, model_snapshots, prune, restore_rng_states,
-                            rng_states, save_training_state, training_states)
+from .checkpointing import (
+    average_checkpoints,
+    load_training_state,
+    model_snapshots,
+    prune,
+    restore_rng_states,
+    rng_states,
+    save_training_state,
+    training_states,
+)
 from .config import TrainingConfig
-from .data import (CropDataset, EpochSampler, ExampleMaker, ShardDataset, collate_examples, read_csv_list,
-                   read_kaldi_lists, read_shard_index, speaker_labels)
+from .data import (
+    CropDataset,
+    EpochSampler,
+    ExampleMaker,
+    ShardDataset,
+    collate_examples,
+    read_csv_list,
+    read_kaldi_lists,
+    read_shard_index,
+    speaker_labels,
+)
 from .losses import make_loss
 from .schedulers import MarginSchedule, WarmupExponentialLR
 
