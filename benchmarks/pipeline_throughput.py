@@ -15,7 +15,11 @@ then measures, each in a fresh Python process:
 
 Throughput is seconds of audio per second; the ratio embed / model is the
 share of the model's speed the whole command delivers.  Rounds alternate
-the two so that a busy machine affects both alike.
+the two so that a busy machine affects both alike.  On a machine shared
+with other work the wall-clock ratio is noisy; the CPU-time ratio (the
+model's CPU time alone against the CPU time of embed's main process, where
+the model runs; decoding is in the worker) is steadier and is what the
+wall-clock ratio tends to when a core is free for the worker.
 
     python benchmarks/pipeline_throughput.py                  # b2, 200 files, 3 rounds
     python benchmarks/pipeline_throughput.py --model b0 --files 50 --rounds 2
@@ -48,12 +52,20 @@ folder, checkpoint, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(threads)
 embedder = Embedder(redimnet.load_checkpoint(checkpoint), device="cpu")
 waves = [torch.from_numpy(read_audio(p))[None] for p in list_audio_files(folder)]
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 with torch.inference_mode():
     for wave in waves:
         embedder.network(wave)
-elapsed = time.perf_counter() - started
-print(json.dumps({"audio_seconds": sum(w.shape[1] for w in waves) / 16000, "seconds": elapsed}))
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+print(json.dumps({"audio_seconds": sum(w.shape[1] for w in waves) / 16000, "seconds": elapsed, "cpu": cpu}))
+"""
+
+EMBED = r"""
+import json, resource, sys
+from redimnet import cli
+status = cli.main(sys.argv[1:])
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"status": status, "cpu": usage.ru_utime + usage.ru_stime}))
 """
 
 
@@ -99,15 +111,14 @@ def model_only(corpus: Path, checkpoint: Path, threads: int) -> dict:
                           capture_output=True, text=True, env=environment(threads))
     if done.returncode:
         raise SystemExit(f"model-only run failed:\n{done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"audio_seconds": result["audio_seconds"], "seconds": result["seconds"]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path, audio_seconds: float) -> dict:
     for stale in (out, out.with_name(out.stem + ".failed.tsv")):
         if stale.exists():
             stale.unlink()
-    argv = [sys.executable, "-m", "redimnet", "embed", str(corpus), "-o", str(out), "--checkpoint",
+    argv = [sys.executable, "-c", EMBED, "embed", str(corpus), "-o", str(out), "--checkpoint",
             str(checkpoint), "--threads", str(threads), "--workers", str(workers), "--no-progress"]
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=environment(threads))
@@ -115,7 +126,7 @@ def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path,
     if done.returncode:
         raise SystemExit(f"redimnet embed failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     summary = re.search(r"s of audio\) in ([0-9.]+) s", done.stderr)
-    return {"audio_seconds": audio_seconds, "seconds": elapsed,
+    return {"audio_seconds": audio_seconds, "seconds": elapsed, "cpu": json.loads(done.stdout.strip().splitlines()[-1])["cpu"],
             "reported_seconds": float(summary.group(1)) if summary else None}
 
 
@@ -141,11 +152,15 @@ def main() -> None:
         model_speed = first["audio_seconds"] / first["seconds"]
         cli_speed = cli["audio_seconds"] / cli["seconds"]
         inside = first["seconds"] / cli["reported_seconds"] if cli["reported_seconds"] else float("nan")
-        rounds.append({"model": first, "embed": cli, "ratio": cli_speed / model_speed, "ratio_inside": inside})
-        print(f"round {number + 1}: model {model_speed:.1f} s/s ({first['seconds']:.1f} s), embed {cli_speed:.1f} "
-              f"s/s ({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up), "
-              f"ratio {cli_speed / model_speed:.3f} (after start-up {inside:.3f})", flush=True)
-    for key, what in (("ratio", "whole command"), ("ratio_inside", "after Python/torch start-up")):
+        cpu = first["cpu"] / cli["cpu"]
+        rounds.append({"model": first, "embed": cli, "ratio": cli_speed / model_speed, "ratio_inside": inside,
+                       "ratio_cpu": cpu})
+        print(f"round {number + 1}: model {model_speed:.1f} s/s ({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), "
+              f"embed {cli_speed:.1f} s/s ({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, "
+              f"{cli['cpu']:.1f} s CPU in the main process), ratio {cli_speed / model_speed:.3f} "
+              f"(after start-up {inside:.3f}, CPU {cpu:.3f})", flush=True)
+    for key, what in (("ratio", "whole command, wall clock"), ("ratio_inside", "after Python/torch start-up"),
+                      ("ratio_cpu", "CPU time: model alone / embed's main process (decoding is in the worker)")):
         ratios = [r[key] for r in rounds]
         print(f"embed / model throughput, {what}: median {statistics.median(ratios):.3f} "
               f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds")

@@ -21,7 +21,8 @@ Every caller -- :class:`redimnet.inference.Embedder`, ``redimnet embed``,
 * **Batches.**  Padding would change an embedding (the front end normalises
   over time, the pooling sees every frame), so only windows of exactly the
   same length are batched: at most ``batch_size`` of them and at most
-  :data:`BATCH_SAMPLES` samples per batch.
+  :data:`BATCH_SAMPLES` samples per batch.  Inputs are read in order of
+  length (file headers), so equal lengths arrive together.
 * **Workers.**  With ``workers > 0``, decoding, resampling and windowing run
   in that many processes (one thread each) while the model runs in the
   calling process.
@@ -44,7 +45,7 @@ import torch
 from . import threads
 from .audio import TARGET_SAMPLE_RATE, AudioError, AudioFile, SignalLevel, check_signal_level
 
-__all__ = ["BATCH_SAMPLES", "Windowing", "Result", "EmbeddingPipeline", "windows_of", "too_short"]
+__all__ = ["BATCH_SAMPLES", "Windowing", "Result", "EmbeddingPipeline", "windows_of", "too_short", "expected_length"]
 
 BATCH_SAMPLES = 64 * TARGET_SAMPLE_RATE
 """The most 16 kHz samples run through the model in one batch (64 s of audio; a batch holds at least one window)."""
@@ -195,14 +196,27 @@ def _reason(error: Exception, where: str) -> str:
 class _WorkerRecords(torch.utils.data.IterableDataset):
     """The records of every ``workers``-th input, in a DataLoader worker process."""
 
-    def __init__(self, inputs: Sequence, settings: _Settings):
+    def __init__(self, inputs: Sequence, order: Sequence[int], settings: _Settings):
         super().__init__()
-        self.inputs, self.settings = list(inputs), settings
+        self.inputs, self.order, self.settings = list(inputs), list(order), settings
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        share = range(len(self.inputs)) if info is None else range(info.id, len(self.inputs), info.num_workers)
+        share = self.order if info is None else self.order[info.id::info.num_workers]
         return _records(self.inputs, share, self.settings)
+
+
+def expected_length(source: Union[str, Path, np.ndarray], target_rate: int = TARGET_SAMPLE_RATE) -> int:
+    """Samples at ``target_rate`` an input will have, from a file's header (-1 when it cannot be read)."""
+    if isinstance(source, np.ndarray):
+        return len(source)
+    try:
+        import soundfile
+
+        info = soundfile.info(str(source))
+        return int(np.floor(info.frames * target_rate / info.samplerate + 0.5))
+    except Exception:  # reported when the file is read
+        return -1
 
 
 def _unchanged(record):
@@ -277,20 +291,24 @@ class EmbeddingPipeline:
 
         ``inputs``: audio file paths, or checked mono 16 kHz float32 waveforms
         (see :func:`redimnet.audio.prepare_waveform`).  ``workers``: processes
-        decoding the files (0: in this process).
+        decoding the files (0: in this process).  Inputs are read in order of
+        length (from the file headers), so that windows of equal length
+        arrive together and share a batch; a batch runs as soon as a window
+        of another length arrives or it is full, while the workers decode
+        what comes next.
         """
         inputs = list(inputs)
+        order = sorted(range(len(inputs)), key=lambda i: expected_length(inputs[i], self.settings.target_rate))
         if workers > 0 and inputs:
             loader = torch.utils.data.DataLoader(
-                _WorkerRecords(inputs, self.settings), batch_size=None, num_workers=min(workers, len(inputs)),
-                collate_fn=_unchanged, worker_init_fn=threads.init_worker)
+                _WorkerRecords(inputs, order, self.settings), batch_size=None,
+                num_workers=min(workers, len(inputs)), collate_fn=_unchanged, worker_init_fn=threads.init_worker)
             records: Iterable[tuple] = loader
         else:
-            records = _records(inputs, range(len(inputs)), self.settings)
+            records = _records(inputs, order, self.settings)
         items: Dict[int, _Item] = {}
         closed = set()  # inputs already reported (a failed one may still be streaming)
-        buckets: Dict[int, List[Tuple[int, int, np.ndarray]]] = {}
-        pending = [0, 0]  # windows, samples waiting in buckets
+        buckets: Dict[int, List[Tuple[int, int, np.ndarray]]] = {}  # window length -> waiting windows
 
         def finished(index: int) -> Optional[Result]:
             item = items[index]
@@ -310,8 +328,6 @@ class EmbeddingPipeline:
 
         def run_bucket(length: int) -> List[Result]:
             entries = buckets.pop(length)
-            pending[0] -= len(entries)
-            pending[1] -= len(entries) * length
             for index, generation, vector in self._forward_entries(entries):
                 item = items.get(index)
                 if item is None or item.generation != generation or item.error is not None:
@@ -335,15 +351,12 @@ class EmbeddingPipeline:
             item = items.setdefault(index, _Item())
             if kind == "window":
                 length = len(payload)
+                for other in [n for n in buckets if n != length]:  # lengths come in order: no more of those
+                    yield from run_bucket(other)
                 bucket = buckets.setdefault(length, [])
                 bucket.append((index, item.generation, payload))
-                pending[0] += 1
-                pending[1] += length
                 if len(bucket) >= self.batch_limit(length):
                     yield from run_bucket(length)
-                if pending[0] >= self.batch_size or pending[1] >= BATCH_SAMPLES:
-                    for waiting in sorted(buckets, key=lambda n: -n * len(buckets[n])):
-                        yield from run_bucket(waiting)
                 continue
             if kind == "reset":
                 item.generation += 1

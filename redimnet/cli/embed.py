@@ -31,8 +31,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import distributed, threads
-from ..audio import TARGET_SAMPLE_RATE, AudioError, audio_info, iter_inputs, read_scp
+from ..audio import TARGET_SAMPLE_RATE, AudioError, iter_inputs, read_scp
 from ..embeddings_io import EmbeddingsOutput, open_output
+from ..pipeline import expected_length
 from ..speaker_db import model_fingerprint
 from .common import UsageError, reason, show
 from .models import add_model_arguments, model_from_arguments
@@ -118,14 +119,6 @@ def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tu
     return items, failures
 
 
-def _expected_length(path: Path) -> int:
-    try:
-        frames, rate, _ = audio_info(path)
-        return int(round(frames * TARGET_SAMPLE_RATE / rate))
-    except Exception:  # reported when the file is read
-        return -1
-
-
 # --- the work --------------------------------------------------------------------------------------
 def embed_items(embedder, items: Sequence[Tuple[str, Path]], workers: int, progress: bool,
                 flush=None) -> Tuple[Dict[str, np.ndarray], List[Tuple[str, str]], float]:
@@ -194,7 +187,7 @@ def _run(args, world: distributed.World) -> int:
     skipped = len(items) - len(todo)
     todo, refused = _refuse_unwritable(output, todo)
     failures += refused
-    todo.sort(key=lambda item: _expected_length(item[1]))  # equal lengths end up in the same batch
+    todo.sort(key=lambda item: expected_length(item[1]))  # equal lengths end up in the same batch
     mine = distributed.shard(todo, world)
     started = time.monotonic()
     results: Dict[str, np.ndarray] = {}
