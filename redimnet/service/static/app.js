@@ -138,13 +138,13 @@ async function enroll() {
   const body = await call("POST", "/v1/enroll", form, true);
   $("result").append(element("p", null, "Enrolled " + body.added + " recording(s) for " + body.speaker +
     " (" + body.recordings + " in total)."));
-  await loadSpeakers();
+  await Promise.all([loadSpeakers(), loadInfo()]);
 }
 
 async function remove(name) {
   await call("DELETE", "/v1/speakers/" + encodeURIComponent(name), null, true);
   $("result").append(element("p", null, "Removed " + name + "."));
-  await loadSpeakers();
+  await Promise.all([loadSpeakers(), loadInfo()]);
 }
 
 async function loadSpeakers() {
@@ -242,7 +242,10 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const slot of ["a", "b"]) {
     $("file-" + slot).addEventListener("change", () => {
       recorded[slot] = null;
-      $("play-" + slot).hidden = true;
+      const chosen = recording(slot);
+      const player = $("play-" + slot);
+      player.hidden = !chosen;
+      if (chosen) player.src = URL.createObjectURL(chosen.blob);
     });
   }
   loadInfo().catch((err) => showError(err.message));

@@ -1,0 +1,249 @@
+"""Load test of ``redimnet serve``: concurrent clients mixing verify / identify / enroll, on 127.0.0.1 only.
+
+    python benchmarks/service_load.py [--clients 16] [--seconds 20] [--model b0 | --checkpoint PATH]
+                                      [--batch-size 16] [--batch-wait-ms 5] [--compare-unbatched] [--json OUT]
+
+1. The model's own throughput, in this process, on the same clips: embeddings per second with batches of
+   ``--batch-size`` and one clip at a time (the ceiling the service's batching aims at).
+2. A server in a child process (random-weight ``--model`` preset unless ``--checkpoint``; a fresh database in
+   a temporary folder with ``--speakers`` enrolled first), then ``--clients`` threads, each with its own
+   keep-alive connection, sending requests back to back for ``--seconds``: 45 % verify (two uploads),
+   45 % identify, 10 % enroll (a new speaker each).  Reports requests/s, embeddings/s, latency percentiles
+   per kind, status counts (any 5xx is a failure) and the database's integrity afterwards (SQLite check,
+   every acknowledged enrolment present).  ``--compare-unbatched`` repeats step 2 with ``--batch-size 1``.
+
+Everything stops by itself; the server is terminated at the end.  Compare figures of one run only: on a
+shared machine the load changes from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOKEN = "load-test-token-0123456789abcdef"
+
+
+def clips(count: int, seconds: float):
+    """``count`` synthetic utterances (16 kHz WAV bytes), four per speaker."""
+    import soundfile
+
+    from redimnet.synth import synthesize, voice_for
+
+    out = []
+    for index in range(count):
+        wave = synthesize(voice_for(0, index // 4), seconds, np.random.default_rng(index))
+        buffer = io.BytesIO()
+        soundfile.write(buffer, wave, 16000, format="WAV", subtype="PCM_16")
+        out.append((index // 4, buffer.getvalue(), wave))
+    return out
+
+
+def model_throughput(model_args, waves, batch_size: int, threads: int, seconds: float = 10.0) -> dict:
+    """Embeddings per second of the model itself: batches of ``batch_size`` and one at a time."""
+    import torch
+
+    from redimnet.checkpoint import load_checkpoint
+    from redimnet.inference import Embedder
+    from redimnet.registry import build
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = load_checkpoint(model_args.checkpoint) if model_args.checkpoint else build(model_args.model).eval()
+    embedder = Embedder(model, device="cpu", batch_size=batch_size)
+    result = {}
+    for label, size in (("batched", batch_size), ("one_at_a_time", 1)):
+        embedder.pipeline.batch_size = size
+        embedder.embed_prepared(waves[:size])  # warm up
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 2 or done < 3 * size:
+            group = [waves[(done + i) % len(waves)] for i in range(size)]
+            embedder.embed_prepared(group)
+            done += size
+        result[label] = done / (time.perf_counter() - start)
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(args, db: Path, batch_size: int):
+    import httpx
+
+    port = free_port()
+    model = ["--checkpoint", args.checkpoint] if args.checkpoint else ["--model", args.model, "--random-init"]
+    env = dict(os.environ, REDIMNET_SERVICE_TOKEN=TOKEN,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redimnet", "serve", *model, "--db", str(db), "--port", str(port),
+         "--threads", str(args.threads), "--batch-size", str(batch_size), "--batch-wait-ms", str(args.batch_wait_ms),
+         "--workers", str(args.workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited: {process.stderr.read().decode()}")
+        try:
+            if httpx.get(f"{url}/v1/ready", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("the server did not become ready in 120 s")
+
+
+def run_load(args, data, batch_size: int) -> dict:
+    import httpx
+
+    from redimnet.speaker_db import SpeakerDatabase
+
+    folder = Path(tempfile.mkdtemp(prefix="redimnet-load-"))
+    db = folder / "speakers.db"
+    process, url = start_server(args, db, batch_size)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            for speaker in range(args.speakers):
+                files = [("audio", (f"{i}.wav", b, "audio/wav")) for s, b, _ in data if s == speaker for i in [0]][:2]
+                client.post("/v1/enroll", headers=auth, data={"speaker": f"enrolled-{speaker}"},
+                            files=files).raise_for_status()
+        records, enrolled, lock = [], [], threading.Lock()
+        stop_at = time.monotonic() + args.seconds
+
+        def client_loop(number: int):
+            rng = random.Random(number)
+            with httpx.Client(base_url=url, timeout=120) as client:
+                count = 0
+                while time.monotonic() < stop_at:
+                    draw = rng.random()
+                    a, b = rng.sample(data, 2)
+                    if draw < 0.45:
+                        kind, embeddings = "verify", 2
+                        request = dict(url="/v1/verify", files=[("audio", ("a.wav", a[1])), ("audio2", ("b.wav", b[1]))])
+                    elif draw < 0.90:
+                        kind, embeddings = "identify", 1
+                        request = dict(url="/v1/identify", files=[("audio", ("a.wav", a[1]))])
+                    else:
+                        kind, embeddings = "enroll", 1
+                        name = f"client{number}-{count}"
+                        request = dict(url="/v1/enroll", headers=auth, data={"speaker": name},
+                                       files=[("audio", ("a.wav", a[1]))])
+                    start = time.perf_counter()
+                    try:
+                        status = client.post(**request).status_code
+                    except httpx.HTTPError as error:
+                        status = f"connection error: {type(error).__name__}"
+                    elapsed = time.perf_counter() - start
+                    with lock:
+                        records.append((kind, status, elapsed, embeddings))
+                        if kind == "enroll" and status == 200:
+                            enrolled.append(name)
+                    count += 1
+
+        started = time.perf_counter()
+        workers = [threading.Thread(target=client_loop, args=(n,)) for n in range(args.clients)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        wall = time.perf_counter() - started
+        with httpx.Client(base_url=url, timeout=30) as client:
+            batching = client.get("/v1/info").json()["batching"]
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    with SpeakerDatabase(db) as database:
+        integrity = database.check()
+        names = {s.name for s in database.speakers()}
+    missing = [name for name in enrolled if name not in names]
+    statuses = {}
+    for _, status, _, _ in records:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    ok = [r for r in records if r[1] == 200]
+    latency = {}
+    for kind in ("verify", "identify", "enroll", "all"):
+        times = np.array([r[2] for r in ok if kind in ("all", r[0])]) * 1000
+        if times.size:
+            latency[kind] = {"count": int(times.size), "p50_ms": float(np.percentile(times, 50)),
+                             "p95_ms": float(np.percentile(times, 95)), "p99_ms": float(np.percentile(times, 99))}
+    server_errors = sum(n for status, n in statuses.items() if not status.isdigit() or int(status) >= 500)
+    return {"batch_size": batch_size, "clients": args.clients, "seconds": wall, "requests": len(records),
+            "requests_per_s": len(ok) / wall, "embeddings_per_s": sum(r[3] for r in ok) / wall,
+            "statuses": statuses, "server_errors": server_errors, "latency": latency, "batching": batching,
+            "database_ok": bool(integrity) and not missing, "acknowledged_enrolments": len(enrolled),
+            "missing_enrolments": len(missing)}
+
+
+def report(result: dict) -> None:
+    print(f"\nservice, batch size {result['batch_size']}, {result['clients']} clients, {result['seconds']:.1f} s: "
+          f"{result['requests_per_s']:.2f} requests/s, {result['embeddings_per_s']:.2f} embeddings/s")
+    for kind, row in result["latency"].items():
+        print(f"  {kind:<9} n={row['count']:<5} p50 {row['p50_ms']:7.0f} ms  p95 {row['p95_ms']:7.0f} ms  "
+              f"p99 {row['p99_ms']:7.0f} ms")
+    batching = result["batching"]
+    mean_batch = batching["waveforms"] / max(1, batching["batches"])
+    print(f"  statuses {result['statuses']}; server errors {result['server_errors']}; mean model batch "
+          f"{mean_batch:.1f} (largest {batching['largest_batch']})")
+    print(f"  database integrity {'ok' if result['database_ok'] else 'FAILED'}: "
+          f"{result['acknowledged_enrolments']} acknowledged enrolments, {result['missing_enrolments']} missing")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="b0", help="preset with random weights (default b0)")
+    parser.add_argument("--checkpoint", help="checkpoint file instead of --model")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--clip-seconds", type=float, default=3.0)
+    parser.add_argument("--speakers", type=int, default=8, help="speakers enrolled before the load starts")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=1, help="server processes")
+    parser.add_argument("--threads", type=int, default=2, help="model threads (per server process)")
+    parser.add_argument("--compare-unbatched", action="store_true", help="also serve with --batch-size 1")
+    parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
+    args = parser.parse_args()
+    if args.clients < 1 or not 0 < args.seconds <= 600:
+        parser.error("--clients must be at least 1 and --seconds from 0 to 600")
+
+    data = clips(max(32, args.speakers * 4), args.clip_seconds)
+    waves = [wave for _, _, wave in data]
+    model = model_throughput(args, waves, args.batch_size, args.threads)
+    print(f"model alone ({args.threads} threads, {args.clip_seconds:g} s clips): "
+          f"{model['batched']:.2f} embeddings/s in batches of {args.batch_size}, "
+          f"{model['one_at_a_time']:.2f} one at a time")
+    results = {"model": model, "service": [run_load(args, data, args.batch_size)]}
+    report(results["service"][0])
+    if args.compare_unbatched:
+        results["service"].append(run_load(args, data, 1))
+        report(results["service"][1])
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    failed = any(r["server_errors"] or not r["database_ok"] for r in results["service"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
