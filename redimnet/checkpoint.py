@@ -31,8 +31,16 @@ PathLike = Union[str, os.PathLike]
 
 MAX_PARAMETERS = 50_000_000
 """Most values (parameters and buffers) a checkpoint may hold unless the caller opts in with
-``max_parameters=None`` (or a larger number): 200 MB of float32, three times the largest
-published ReDimNet (b6, 15 M).  A file asking for more is refused before anything is allocated."""
+``max_parameters=None`` (or a larger number), or the environment sets :data:`MAX_PARAMETERS_ENV`:
+200 MB of float32, three times the largest published ReDimNet (b6, 15 M).  A file asking for
+more is refused before anything is allocated."""
+
+MAX_PARAMETERS_ENV = "REDIMNET_MAX_PARAMETERS"
+"""Environment variable replacing :data:`MAX_PARAMETERS` where the caller does not pass
+``max_parameters`` (so command-line users can opt in): a positive integer, or ``none``."""
+
+_OPT_IN = (f"if you trust this file, load it with max_parameters=None (or set {MAX_PARAMETERS_ENV}=none, "
+           "or a larger number)")
 
 MAX_BLOCKS = 1000
 """Most 2D blocks (summed over the stages) a checkpoint may ask for under :data:`MAX_PARAMETERS`."""
@@ -63,7 +71,7 @@ def _read(path: Path, max_bytes: Optional[int] = None):
                 if max_bytes is not None and unpacked > max_bytes:
                     raise CheckpointError(
                         f"{path} unpacks to {unpacked:,} bytes, more than a network within the size ceiling "
-                        f"needs ({max_bytes:,}); if you trust this file, load it with max_parameters=None")
+                        f"needs ({max_bytes:,}); {_OPT_IN}")
                 broken = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError):
             raise CheckpointError(f"{path} is truncated or corrupt (the zip archive torch.save writes "
@@ -169,6 +177,22 @@ def _frontend_values(config) -> int:
     return kernels + (n_fft // 2 + 1) * int(config.F)
 
 
+def default_max_parameters() -> Optional[int]:
+    """The size ceiling when the caller names none: ``$REDIMNET_MAX_PARAMETERS``, else :data:`MAX_PARAMETERS`."""
+    text = os.environ.get(MAX_PARAMETERS_ENV, "").strip()
+    if not text:
+        return MAX_PARAMETERS
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise CheckpointError(f"{MAX_PARAMETERS_ENV}={text!r} is not a positive whole number or 'none'")
+    return value
+
+
 def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str = "model_config",
            model_class=ReDimNet) -> torch.nn.Module:
     """The network ``config`` describes, on the ``meta`` device: shapes without memory.
@@ -182,10 +206,10 @@ def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str =
         front = _frontend_values(config)
         if blocks > MAX_BLOCKS:
             raise CheckpointError(f"{source} describes {blocks} blocks, more than the {MAX_BLOCKS} allowed; "
-                                  "if you trust this file, load it with max_parameters=None")
+                                  + _OPT_IN)
         if front > max_parameters:
             raise CheckpointError(f"{source} describes a front end of {front:,} values, more than the ceiling of "
-                                  f"{max_parameters:,}; if you trust this file, load it with max_parameters=None")
+                                  f"{max_parameters:,}; {_OPT_IN}")
     try:
         with torch.device("meta"):
             skeleton = model_class(config)
@@ -196,8 +220,7 @@ def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str =
     if max_parameters is not None and values > max_parameters:
         raise CheckpointError(
             f"{source} describes a network of {values:,} parameters and buffers, more than the ceiling of "
-            f"{max_parameters:,} (redimnet.checkpoint.MAX_PARAMETERS); if you trust this file, load it with "
-            "max_parameters=None or a larger number")
+            f"{max_parameters:,} (redimnet.checkpoint.MAX_PARAMETERS); {_OPT_IN}")
     return skeleton
 
 
@@ -218,7 +241,7 @@ def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu",
-                    family: Optional[str] = None, max_parameters: Optional[int] = MAX_PARAMETERS) -> ReDimNet:
+                    family: Optional[str] = None, max_parameters: Union[int, None, str] = "default") -> ReDimNet:
     """Load a checkpoint in the official release format; returns the model in eval mode.
 
     Reads both families' files: a ReDimNet file gives a :class:`redimnet.ReDimNet`,
@@ -227,11 +250,13 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     The file's ``state_dict`` is checked against the network its
     ``model_config`` describes before that network is built (see the module
     documentation); ``max_parameters`` is the size ceiling (None: no ceiling,
-    for files you trust).  Raises :class:`CheckpointError` for anything wrong
+    for files you trust; by default :func:`default_max_parameters`).  Raises :class:`CheckpointError` for anything wrong
     with the file.
     """
     check_family(family)
     path = Path(path)
+    if max_parameters == "default":
+        max_parameters = default_max_parameters()
     if max_parameters is not None and (isinstance(max_parameters, bool) or not isinstance(max_parameters, int)
                                        or max_parameters <= 0):
         raise ValueError(f"max_parameters must be a positive integer or None, got {max_parameters!r}")

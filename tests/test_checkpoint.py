@@ -253,6 +253,24 @@ def test_size_ceiling_is_an_opt_in(tmp_path):
     assert redimnet.checkpoint.MAX_PARAMETERS >= 3 * redimnet.get_architecture("b6").parameters
 
 
+def test_size_ceiling_from_the_environment(tmp_path, monkeypatch, capsys):
+    """Command-line users opt in through REDIMNET_MAX_PARAMETERS (a number or 'none')."""
+    from redimnet.cli import main
+
+    path = write(tmp_path / "small.pt", _small_model_content())
+    monkeypatch.setenv("REDIMNET_MAX_PARAMETERS", "1000")
+    with pytest.raises(CheckpointError, match="ceiling of 1,000.*set REDIMNET_MAX_PARAMETERS=none"):
+        redimnet.load_checkpoint(path)
+    assert main(["info", "--checkpoint", str(path)]) == 2
+    assert "more than the ceiling of 1,000" in capsys.readouterr().err
+    assert isinstance(redimnet.load_checkpoint(path, max_parameters=None), redimnet.ReDimNet)  # the caller wins
+    monkeypatch.setenv("REDIMNET_MAX_PARAMETERS", "none")
+    assert main(["info", "--checkpoint", str(path)]) == 0
+    monkeypatch.setenv("REDIMNET_MAX_PARAMETERS", "lots")
+    with pytest.raises(CheckpointError, match="REDIMNET_MAX_PARAMETERS='lots' is not a positive whole number"):
+        redimnet.load_checkpoint(path)
+
+
 @pytest.mark.parametrize("key, bad, message", [
     ("linear.weight", lambda t: t.index_put_((torch.tensor([3]), torch.tensor([5])), torch.tensor(float("nan"))),
      "tensor linear.weight holds 1 non-finite value"),
