@@ -13,6 +13,7 @@ command line's ``redimnet info``) does not pay for PyTorch until something needs
 """
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -46,8 +47,10 @@ __all__ = [  # the lazily loaded names of _EXPORTS, and the version
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'redimnet' has no attribute {name!r}")
+    if module is None:  # a submodule used as an attribute (``redimnet.metrics.eer``) is imported on first use
+        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module 'redimnet' has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

@@ -76,6 +76,7 @@ def test_info_does_not_load_pytorch():
     """Why 'redimnet info' answers at once: the stored table needs neither PyTorch nor the other verbs."""
     code = ("import sys\nfrom redimnet.cli import main\nstatus = main(['info'])\n"
             "print('loaded:', sorted(m for m in ('torch', 'numpy', 'redimnet.cli.embed') if m in sys.modules))\n"
+            "import redimnet\nassert callable(redimnet.metrics.eer) and redimnet.ReDimNet  # loaded on first use\n"
             "sys.exit(status)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
