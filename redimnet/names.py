@@ -11,8 +11,9 @@ control.  This module is the one place that decides
 * which speaker names a database accepts (:func:`check_speaker_name`): at most
   :data:`MAX_NAME_LENGTH` characters, no control characters;
 * how an id or name is shown on a terminal or in a tab-separated report
-  (:func:`printable`): control characters (ANSI escapes, newlines, tabs) are
-  written as ``\\x1b``, ``\\n``, ``\\t``, so they cannot forge lines or rows.
+  (:func:`printable`): control characters (ANSI escapes, newlines, tabs,
+  bidirectional overrides) are written as ``\\x1b``, ``\\n``, ``\\t``,
+  ``\\u202e``, so they cannot forge lines, rows or the order of what is shown.
 
 A refused id raises :class:`UnsafeNameError`, which names the id and the rule;
 callers that write many items refuse that one item and write the others.
@@ -38,9 +39,13 @@ class UnsafeNameError(RedimnetError, ValueError):
     """An utterance id or speaker name cannot be used (it would leave the output folder, or is unprintable)."""
 
 
+# Bidirectional overrides, embeddings and isolates: they reorder how the rest of a line is displayed.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _is_control(char: str) -> bool:
     # Cc: C0/C1 controls (NUL, ESC, newline, tab, DEL, ...); Zl/Zp: Unicode line/paragraph separators.
-    return unicodedata.category(char) in ("Cc", "Zl", "Zp")
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
 
 
 def printable(text: object) -> str:

@@ -429,3 +429,11 @@ def test_every_optional_feature_names_its_extra_the_same_way(monkeypatch, module
     with pytest.raises(MissingDependencyError) as caught:
         call()
     assert f'pip install "redimnet[{EXTRAS[module][1]}]"' in str(caught.value)
+
+
+def test_bidirectional_overrides_are_escaped_and_refused():
+    assert printable("evil\u202egnp.exe") == "evil\\u202egnp.exe"
+    with pytest.raises(UnsafeNameError, match="control character"):
+        check_speaker_name("ann\u202e")
+    with pytest.raises(UnsafeNameError):
+        path_below("/tmp", "spk\u2066/a.wav")
