@@ -45,17 +45,17 @@ def save_embeddings(path: PathLike, ids: Sequence[str], embeddings: np.ndarray, 
     resumed runs can tell embeddings of different models apart.
     """
     path = Path(path)
-    ids = np.asarray([str(i) for i in ids], dtype=str)
+    names = np.asarray([str(i) for i in ids], dtype=str)
     embeddings = np.asarray(embeddings, dtype=np.float32)
-    if embeddings.ndim != 2 or len(ids) != embeddings.shape[0]:
-        raise ValueError(f"need one embedding row per id: {len(ids)} ids, embeddings of shape {embeddings.shape}")
-    if len(set(ids.tolist())) != len(ids):
+    if embeddings.ndim != 2 or len(names) != embeddings.shape[0]:
+        raise ValueError(f"need one embedding row per id: {len(names)} ids, embeddings of shape {embeddings.shape}")
+    if len(set(names.tolist())) != len(names):
         raise ValueError("utterance ids must be unique")
     with atomic_write(path, suffix=".tmp.npz") as stream:
         if model is None:
-            np.savez(stream, ids=ids, embeddings=embeddings)
+            np.savez(stream, ids=names, embeddings=embeddings)
         else:
-            np.savez(stream, ids=ids, embeddings=embeddings, model=np.array(str(model)))
+            np.savez(stream, ids=names, embeddings=embeddings, model=np.array(str(model)))
     return path
 
 

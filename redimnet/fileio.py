@@ -14,7 +14,8 @@ def _create_temporary(folder: Path, prefix: str, suffix: str):
     for _ in range(100):
         candidate = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
         try:
-            return os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), candidate
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            return os.open(candidate, flags, 0o666), candidate
         except FileExistsError:
             continue
     raise FileExistsError(f"cannot find a free temporary name for {prefix!r} in {folder}")
@@ -42,8 +43,12 @@ def atomic_write(path: PathLike, mode: str = "wb", suffix: str = ".tmp", encodin
             previous = os.lstat(path)
             if not os.path.islink(path):
                 os.chmod(handle, previous.st_mode & 0o7777)
-        text = {} if "b" in mode else {"encoding": encoding, "newline": newline}
-        with os.fdopen(handle, mode, **text) as stream:
+        stream: IO
+        if "b" in mode:
+            stream = os.fdopen(handle, mode)
+        else:
+            stream = os.fdopen(handle, mode, encoding=encoding, newline=newline)
+        with stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())

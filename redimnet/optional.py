@@ -31,7 +31,7 @@ class MissingDependencyError(RedimnetError, ImportError):
     """A feature needs an optional package that is not installed."""
 
 
-def install_hint(module: str, purpose: Optional[str] = None) -> Optional[str]:
+def install_hint(module: Optional[str], purpose: Optional[str] = None) -> Optional[str]:
     """The message for a missing ``module`` (a top-level name such as ``"yaml"``), or None if it is not optional."""
     top = (module or "").split(".")[0]
     if top not in EXTRAS:

@@ -121,7 +121,8 @@ def run(args) -> int:
         if args.plot:
             from ..diarization.plot import plot_timeline
 
-            plot_timeline(path_below(output, recording, ".png", what="recording id"), result, reference, title=recording, duration=result.duration)
+            picture = path_below(output, recording, ".png", what="recording id")
+            plot_timeline(picture, result, reference, title=recording, duration=result.duration)
 
     output.mkdir(parents=True, exist_ok=True)
     process_each(items, work, failures)

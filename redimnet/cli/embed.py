@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="append", default=[], metavar="WAV_SCP",
                         help="Kaldi-style list: 'UTTERANCE_ID PATH' per line (repeatable)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="OUT.npz, a folder for <id>.npy files, or OUT.ark / OUT.scp (Kaldi, needs redimnet[kaldi])")
+                        help="OUT.npz, a folder for <id>.npy files, or OUT.ark / OUT.scp "
+                             "(Kaldi, needs redimnet[kaldi])")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes decoding audio (default min(2, CPUs); 0 decodes in the main process)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
