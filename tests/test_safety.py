@@ -437,3 +437,21 @@ def test_bidirectional_overrides_are_escaped_and_refused():
         check_speaker_name("ann\u202e")
     with pytest.raises(UnsafeNameError):
         path_below("/tmp", "spk\u2066/a.wav")
+
+
+def test_der_table_escapes_recording_names(tmp_path, capsys):
+    reference, hypothesis = tmp_path / "ref.rttm", tmp_path / "hyp.rttm"
+    reference.write_text("SPEAKER rec\x1b[2J 1 0.00 2.00 <NA> <NA> ann <NA> <NA>\n")
+    hypothesis.write_text("SPEAKER rec\x1b[2J 1 0.00 2.00 <NA> <NA> s1 <NA> <NA>\n")
+    assert run_cli("der", reference, hypothesis) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "rec\\x1b[2J" in out
+
+
+def test_eval_table_escapes_trial_list_names(tmp_path, capsys):
+    save_embeddings(tmp_path / "e.npz", ["a", "b", "c"], np.eye(3, dtype=np.float32) + 0.1)
+    trials = tmp_path / "list\x1b[31m.txt"
+    trials.write_text("1 a b\n0 a c\n")
+    assert run_cli("eval", "--embeddings", tmp_path / "e.npz", "--trials", trials) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "list\\x1b[31m" in out

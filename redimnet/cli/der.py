@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from .common import UsageError
+from .common import UsageError, show
 
 
 def register(subparsers) -> None:
@@ -69,18 +69,18 @@ def run(args) -> int:
                           "hypothesis_without_reference": extra, "reference_without_hypothesis": missing},
                          indent=2))
     else:
-        width = max([len("recording")] + [len(k) for k in scores])
+        width = max([len("recording")] + [len(show(k)) for k in scores])
         print(f"{'recording':<{width}}  {'DER %':>7}  {'missed %':>8}  {'false al. %':>11}  {'confusion %':>11}  "
               f"{'speech s':>9}")
         for name, score in list(scores.items()) + [("TOTAL", total)]:
             d = score.as_dict()
-            print(f"{name:<{width}}  {100 * d['der']:>7.2f}  {100 * d['missed_rate']:>8.2f}  "
+            print(f"{show(name):<{width}}  {100 * d['der']:>7.2f}  {100 * d['missed_rate']:>8.2f}  "
                   f"{100 * d['false_alarm_rate']:>11.2f}  {100 * d['confusion_rate']:>11.2f}  {d['total']:>9.2f}")
         print(f"(collar {args.collar} s each side, overlap {'skipped' if args.skip_overlap else 'scored'})")
     if missing:
         print(f"note: {len(missing)} reference recording(s) have no hypothesis (scored as missed): "
-              f"{', '.join(missing[:5])}", file=sys.stderr)
+              f"{', '.join(map(show, missing[:5]))}", file=sys.stderr)
     if extra:
-        print(f"note: {len(extra)} hypothesis recording(s) have no reference (ignored): {', '.join(extra[:5])}",
-              file=sys.stderr)
+        print(f"note: {len(extra)} hypothesis recording(s) have no reference (ignored): "
+              f"{', '.join(map(show, extra[:5]))}", file=sys.stderr)
     return 0

@@ -18,7 +18,7 @@ from ..evaluation.recipe import ScoringRecipe
 from ..evaluation.scoring import write_scores
 from ..evaluation.trials import EmbeddingIndex, IndexedTrials, TrialList, index_trials, read_trials
 from ..names import path_below
-from .common import UsageError
+from .common import UsageError, show
 from .models import add_model_arguments, model_from_arguments
 
 P_TARGETS = (0.01, 0.05)
@@ -231,7 +231,7 @@ def run(args) -> int:
         print(f"redimnet: note: {note}", file=sys.stderr)
     for entry in results:
         if entry["missing_trials"]:
-            print(f"redimnet: warning: skipped {entry['missing_trials']} trial(s) of {entry['trials_file']} "
+            print(f"redimnet: warning: skipped {entry['missing_trials']} trial(s) of {show(entry['trials_file'])} "
                   f"({entry['missing_utterances']} utterance(s) without embeddings)", file=sys.stderr)
     settings = {"embeddings": source, "normalisation": norm, "top_k": recipe.top_k if norm == "asnorm" else None,
                 "cohort": args.cohort, "subtract_mean": args.subtract_mean, "backend": args.backend,
@@ -243,7 +243,7 @@ def run(args) -> int:
     for entry in results:
         for key in ("far_thresholds", "frr_thresholds"):
             for row in entry.get(key, []):
-                print(f"{entry['name']}: threshold {row['threshold']:.4f} gives false-accept rate "
+                print(f"{show(entry['name'])}: threshold {row['threshold']:.4f} gives false-accept rate "
                       f"{100 * row['far']:.3f} % and false-reject rate {100 * row['frr']:.3f} % "
                       f"(asked: {key[:3].upper()} <= {100 * row['target']:g} %)")
         if entry["score_file"]:
@@ -282,7 +282,7 @@ def _calibration_metrics(scores, labels, recipe: ScoringRecipe, calibration: Opt
 
 
 def _print_table(results: List[Dict], title: str):
-    width = max(10, *(len(r["name"]) for r in results))
+    width = max(10, *(len(show(r["name"])) for r in results))
     calibrated = "cllr" in results[0]
     header = (f"{'trial list':<{width}} {'trials':>9} {'targets':>8} {'missing':>8} {'EER %':>7} "
               + " ".join(f"{'minDCF(' + format(p, 'g') + ')':>13}" for p in P_TARGETS))
@@ -293,7 +293,7 @@ def _print_table(results: List[Dict], title: str):
     print(header)
     for r in results:
         dcf = " ".join(f"{r['min_dcf'][format(p, 'g')]['value']:>13.4f}" for p in P_TARGETS)
-        line = (f"{r['name']:<{width}} {r['trials']:>9} {r['targets']:>8} {r['missing_trials']:>8} "
+        line = (f"{show(r['name']):<{width}} {r['trials']:>9} {r['targets']:>8} {r['missing_trials']:>8} "
                 f"{100 * r['eer']:>7.3f} {dcf}")
         if calibrated:
             line += " " + " ".join(f"{r['act_dcf'][format(p, 'g')]:>13.4f}" for p in P_TARGETS) + f" {r['cllr']:>7.4f}"
