@@ -72,5 +72,13 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .model import ReDimNet
     from .pretrained import from_pretrained, list_pretrained
     from .redimnet2 import ReDimNet2, ReDimNet2Config
-    from .registry import (DEFAULT_WEIGHTS, build, get_architecture, get_preset, get_weights, list_models,
-                           list_weights, load)
+    from .registry import (
+        DEFAULT_WEIGHTS,
+        build,
+        get_architecture,
+        get_preset,
+        get_weights,
+        list_models,
+        list_weights,
+        load,
+    )

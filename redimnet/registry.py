@@ -350,7 +350,8 @@ def load(name: Optional[str] = None, **options):
 # ---------------------------------------------------------------------------
 
 register_family(Family("redimnet", "redimnet.config:ModelConfig.from_dict", "redimnet.model:ReDimNet",
-                       "redimnet.checkpoint:load_checkpoint", "ReDimNet, 'Reshape Dimensions Network for Speaker Recognition' (Interspeech 2024)"))
+                       "redimnet.checkpoint:load_checkpoint",
+                       "ReDimNet, 'Reshape Dimensions Network for Speaker Recognition' (Interspeech 2024)"))
 
 # ReDimNet2 (PalabraAI): the family is known, so its files load and its configurations build;
 # architectures and published weights join here as they are published.
@@ -441,9 +442,9 @@ def _register_redimnet2():
         register_architecture(Architecture(name, "redimnet2", presets.options(key), parameters, macs,
                                            params_m, gmacs, eer, None, notes))
     for model, dataset, train_type, key in presets.RELEASES:  # "lm" first: the default
-        eer = presets.PUBLISHED[key][2] if train_type == "lm" else None
-        register_weights(Weights("redimnet2-" + key.replace("_", "-"), dataset, train_type, presets.LICENSE, eer,
-                                 base_url=presets.RELEASE_URL, file_stem=model))
+        published_eer = presets.PUBLISHED[key][2] if train_type == "lm" else None
+        register_weights(Weights("redimnet2-" + key.replace("_", "-"), dataset, train_type, presets.LICENSE,
+                                 published_eer, base_url=presets.RELEASE_URL, file_stem=model))
 
 
 _register_redimnet2()

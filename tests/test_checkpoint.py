@@ -7,9 +7,9 @@ import zipfile
 
 import pytest
 import torch
+from conftest import official_file
 
 import redimnet
-from conftest import official_file
 from redimnet import CheckpointError
 
 SMALL = dict(F=24, C=4, hop_length=160, embed_dim=32, group_divisor=2,

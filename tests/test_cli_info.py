@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import official_file
 
 import redimnet
-from conftest import official_file
 from redimnet.cli import main
 
 

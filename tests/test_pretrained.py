@@ -13,8 +13,17 @@ import pytest
 import torch
 
 import redimnet
-from redimnet.pretrained import (RELEASES, NonCommercialLicenseWarning, PretrainedError, checkpoint_path,
-                                 copy_into_cache, download, find_release, from_pretrained, list_pretrained)
+from redimnet.pretrained import (
+    RELEASES,
+    NonCommercialLicenseWarning,
+    PretrainedError,
+    checkpoint_path,
+    copy_into_cache,
+    download,
+    find_release,
+    from_pretrained,
+    list_pretrained,
+)
 from redimnet.registry import get_preset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -221,7 +230,8 @@ def test_cli_model_argument_downloads(tmp_path, server, monkeypatch):
 def test_a_file_of_another_architecture_is_refused(tmp_path, server):
     """A b0 file served under the b1 name downloads fine but is not b1: refused, naming the difference."""
     (Path(server.folder) / "b0-vox2-ft_lm.pt").rename(Path(server.folder) / "b1-vox2-ft_lm.pt")
-    with pytest.raises(PretrainedError, match=r"not the b1 network that b1.vox2-ft_lm is published as: C=10 \(expected 12\)"):
+    with pytest.raises(PretrainedError,
+                       match=r"not the b1 network that b1.vox2-ft_lm is published as: C=10 \(expected 12\)"):
         redimnet.load("b1.vox2-ft_lm", cache_dir=tmp_path, base_url=server.url, progress=False)
 
 
@@ -248,7 +258,8 @@ def test_file_placed_by_hand_is_recorded_on_first_use(tmp_path, b0_file):
     cache.mkdir()
     shutil.copyfile(b0_file, cache / "b0-vox2-ft_lm.pt")
     redimnet.load("b0", cache_dir=cache, base_url="http://127.0.0.1:9/", progress=False)
-    assert (cache / "b0-vox2-ft_lm.pt.sha256").read_text().split()[0] == hashlib.sha256(b0_file.read_bytes()).hexdigest()
+    recorded = (cache / "b0-vox2-ft_lm.pt.sha256").read_text().split()[0]
+    assert recorded == hashlib.sha256(b0_file.read_bytes()).hexdigest()
 
 
 def test_expected_hash_from_the_caller(tmp_path, server, b0_file):

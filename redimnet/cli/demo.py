@@ -1,8 +1,8 @@
 """``redimnet demo``: embed the example speech shipped with the package and score every pair.
 
 Without ``--model`` or ``--checkpoint`` it uses the default published model
-(:data:`redimnet.registry.DEFAULT_WEIGHTS`), downloaded once into the cache; offline, the download's own message says how to
-fetch the file by hand.
+(:data:`redimnet.registry.DEFAULT_WEIGHTS`), downloaded once into the cache; offline, the
+download's own message says how to fetch the file by hand.
 """
 
 import json

@@ -39,9 +39,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False)
                             "downloaded once, then cached")
     group.add_argument("--checkpoint", metavar="PATH", help="checkpoint file in the official release format")
     parser.add_argument("--train-type", metavar="T",
-                        help="with --model ARCH: ptn, ft_lm or ft_mix; lm or ptn for ReDimNet2 (default: the architecture's default weights)")
+                        help="with --model ARCH: ptn, ft_lm or ft_mix; lm or ptn for ReDimNet2 "
+                             "(default: the architecture's default weights)")
     parser.add_argument("--dataset", metavar="D",
-                        help="with --model ARCH: vox2, vb2 or vb2+vox2+cnc; vox2 or vb2+vox2_v0 for ReDimNet2 (default: the architecture's default)")
+                        help="with --model ARCH: vox2, vb2 or vb2+vox2+cnc; vox2 or vb2+vox2_v0 for ReDimNet2 "
+                             "(default: the architecture's default)")
     parser.add_argument("--sha256", metavar="HEX", help="refuse the weights file unless it has this SHA-256")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where downloaded weights are kept (default $REDIMNET_CACHE or torch hub's checkpoints)")
@@ -78,8 +80,8 @@ def model_from_arguments(args):
                 raise CheckpointError(f"{args.checkpoint} has SHA-256 {actual}, not the {sha256} given by --sha256")
         return load_checkpoint(args.checkpoint)
     if getattr(args, "random_init", False):  # the architecture of the named (or default) weights
-        return registry.build(getattr(args, "model", None).split(".")[0] if getattr(args, "model", None)
-                              else weights_from_arguments(args).arch).eval()
+        named = getattr(args, "model", None)
+        return registry.build(named.split(".")[0] if named else weights_from_arguments(args).arch).eval()
     from ..pretrained import load_weights
 
     return load_weights(weights_from_arguments(args), cache_dir=getattr(args, "cache_dir", None), sha256=sha256)
