@@ -221,7 +221,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
-    parser.add_argument("--threads", type=int, default=2, help="model threads (per server process)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="model threads, here and per server process (default 1: on a busy machine, more threads "
+                             "than free cores make PyTorch many times slower)")
     parser.add_argument("--compare-unbatched", action="store_true", help="also serve with --batch-size 1")
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     args = parser.parse_args()

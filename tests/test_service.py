@@ -356,3 +356,33 @@ def test_serve_without_the_extra_names_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert main(["serve", "--model", "b0", "--random-init", "--db", str(tmp_path / "s.db")]) == 2
     assert 'pip install "redimnet[serve]"' in capsys.readouterr().err
+
+
+# --- diarization -----------------------------------------------------------------------------------------------
+def test_diarize_segments_and_enrolled_names(client, tmp_path, clips):
+    from redimnet.synth import generate_conversation
+
+    path = tmp_path / "conversation.wav"
+    generate_conversation(path, speakers=2, seconds=16.0, seed=1)
+    data = path.read_bytes()
+    body = client.post("/v1/diarize", data={"max_speakers": "3"}, files=files(audio=("conv.wav", data))).json()
+    assert body["duration"] == pytest.approx(soundfile.info(str(path)).duration, abs=1e-3)
+    segments = body["segments"]
+    assert segments and all(0 <= s["start"] < s["end"] <= body["duration"] + 1e-3 for s in segments)
+    assert [s["start"] for s in segments] == sorted(s["start"] for s in segments)
+    assert set(body["speakers"]) == {s["speaker"] for s in segments} and 1 <= len(body["speakers"]) <= 3
+
+    # enrol the first speaker with a piece of the recording: their cluster is then named after them
+    wave = soundfile.read(str(path), dtype="float32")[0]
+    first = segments[0]
+    piece = wav_bytes(wave[int(first["start"] * 16000):int(first["end"] * 16000)])
+    assert client.post("/v1/enroll", headers=AUTH, data={"speaker": "Ada Lovelace"},
+                       files=files(audio=("ada.wav", piece))).status_code == 200
+    named = client.post("/v1/diarize", data={"max_speakers": "3"}, files=files(audio=("conv.wav", data))).json()
+    assert "Ada_Lovelace" in named["speakers"]
+    assert named["names"]["Ada_Lovelace"]["enrolled"] == "Ada Lovelace"
+
+    error_of(client.post("/v1/diarize", files=files(audio=("x.wav", b"junk"))), 422, "bad_audio")
+    error_of(client.post("/v1/diarize", data={"speakers": "0"}, files=files(audio=("conv.wav", data))), 400,
+             "bad_field")
+

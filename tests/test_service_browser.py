@@ -105,6 +105,15 @@ def test_upload_verify_enroll_identify_and_errors(server, page, tmp_path):
     page.click("#verify")
     sync_api.expect(page.locator("#result")).to_contain_text("A against Alice <b>")
 
+    from redimnet.synth import generate_conversation
+
+    generate_conversation(tmp_path / "meeting.wav", speakers=2, seconds=12.0, seed=2)
+    page.set_input_files("#file-a", str(tmp_path / "meeting.wav"))
+    page.click("#diarize")
+    sync_api.expect(page.locator("#result")).to_contain_text("Diarize:")
+    assert page.locator("#result .timeline .segment").count() >= 1
+    assert page.locator("#result .legend > span").count() >= 1
+
     screenshot = tmp_path / "service.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -78,6 +78,7 @@ class Service:
     """A :class:`redimnet.cli.decisions.Scoring`, or ``None`` for plain cosine without decisions."""
     batcher: Batcher = None
     _local: threading.local = field(default_factory=threading.local)
+    _diarize_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
         if self.batcher is None:
@@ -111,6 +112,20 @@ class Service:
                 raise AudioError(f"'{printable(upload.filename or upload.field)[:120]}': {result.error}")
         return [result.embedding for result in results]
 
+    # --- diarization ---------------------------------------------------------------------------------
+    def diarize(self, wave: np.ndarray, num_speakers: Optional[int], max_speakers: Optional[int]):
+        """Who speaks when in ``wave`` (16 kHz), clusters named after enrolled speakers; one at a time.
+
+        The diarizer's model calls go through the batcher like every other request's.
+        """
+        from ..diarization import Diarizer
+
+        with self._diarize_lock:
+            db = self.db()
+            named = bool(db.speakers())
+            diarizer = Diarizer(_ThroughBatcher(self.embedder, self.batcher), speakers_db=db if named else None)
+            return diarizer.diarize(wave, num_speakers=num_speakers, max_speakers=max_speakers, recording="upload")
+
     # --- scoring -------------------------------------------------------------------------------------
     def decision_fields(self, scores: List[float], durations=None) -> List[dict]:
         """LLR, posterior and decision per score when a calibration is loaded, else empty dicts."""
@@ -126,6 +141,23 @@ class Service:
     @property
     def backend(self):
         return self.scoring.backend if self.scoring is not None else None
+
+
+class _ThroughBatcher:
+    """The embedder, except that :meth:`embed_prepared` runs in the batcher's model thread."""
+
+    def __init__(self, embedder, batcher: Batcher):
+        self._embedder, self._batcher = embedder, batcher
+
+    def __getattr__(self, name):
+        return getattr(self._embedder, name)
+
+    def embed_prepared(self, waves) -> np.ndarray:
+        results = [future.result() for future in [self._batcher.submit(w) for w in waves]]
+        for result in results:
+            if result.error is not None:
+                raise AudioError(f"a diarization window: {result.error}")
+        return np.stack([r.embedding for r in results]) if results else np.zeros((0, self._embedder.embed_dim))
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -318,6 +350,33 @@ async def identify(request: Request) -> Response:
     return JSONResponse({"matches": rows, "scoring": service.scoring_name})
 
 
+def _count(value: Optional[str], what: str) -> Optional[int]:
+    if value is None or value == "":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 50:
+        raise ServiceError(400, "bad_field", f"'{what}' must be a whole number from 1 to 50, got {value[:20]!r}")
+    return count
+
+
+async def diarize(request: Request) -> Response:
+    """Who speaks when in one uploaded recording; speakers matching an enrolled one are named after them."""
+    service = _service(request)
+    form = await _form(request)
+    upload = single_upload(form, "audio")
+    num_speakers = _count(form.fields.get("speakers"), "speakers")
+    max_speakers = _count(form.fields.get("max_speakers"), "max_speakers")
+    wave = await run_in_threadpool(service.decode, upload)
+    result = await run_in_threadpool(service.diarize, wave, num_speakers, max_speakers)
+    return JSONResponse({
+        "duration": round(len(wave) / TARGET_SAMPLE_RATE, 3), "speakers": result.speakers,
+        "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "speaker": s.label} for s in result],
+        "names": result.names})
+
+
 async def list_speakers(request: Request) -> Response:
     """Enrolled speakers, by name."""
     service = _service(request)
@@ -447,6 +506,7 @@ ROUTES = [
     ("/v1/embed", embed, ["POST"]),
     ("/v1/verify", verify, ["POST"]),
     ("/v1/identify", identify, ["POST"]),
+    ("/v1/diarize", diarize, ["POST"]),
     ("/v1/speakers", list_speakers, ["GET"]),
     ("/v1/enroll", enroll, ["POST"]),
     ("/v1/speakers/{name:path}", delete_speaker, ["DELETE"]),

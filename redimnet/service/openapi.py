@@ -87,6 +87,18 @@ def openapi_schema(settings) -> dict:
                     "matches": {"type": "array", "items": {"$ref": "#/components/schemas/Match"}},
                     "scoring": {"type": "string"}}}, "matches (empty when nobody is enrolled)"),
                     **audio_errors, **_errors(409)}}},
+            "/v1/diarize": {"post": {
+                "summary": "Who speaks when in one recording",
+                "description": "Segments by start time. Speakers whose voice matches an enrolled speaker are "
+                               "labelled with that name (details in 'names'); others are SPEAKER_01, ...",
+                "requestBody": _form({"audio": _FILE, "speakers": {"type": "integer", "minimum": 1},
+                                      "max_speakers": {"type": "integer", "minimum": 1}}, ["audio"]),
+                "responses": {"200": _json({"type": "object", "properties": {
+                    "duration": {"type": "number"}, "speakers": {"type": "array", "items": {"type": "string"}},
+                    "segments": {"type": "array", "items": {"type": "object", "properties": {
+                        "start": {"type": "number"}, "end": {"type": "number"}, "speaker": {"type": "string"}}}},
+                    "names": {"type": "object"}}}, "the segments"),
+                    **audio_errors}}},
             "/v1/speakers": {"get": {"summary": "Enrolled speakers", "responses": {
                 "200": _json({"type": "object", "properties": {"speakers": {"type": "array", "items": {
                     "type": "object", "properties": {

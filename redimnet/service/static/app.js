@@ -127,6 +127,43 @@ async function identify() {
   result.append(bars(body.matches));
 }
 
+const PALETTE = ["#2f7bd0", "#e67e22", "#27ae60", "#8e44ad", "#c0392b", "#16a085", "#d4ac0d", "#7f8c8d"];
+
+async function diarize() {
+  const a = recording("a");
+  if (!a) throw new Error("choose or record recording A first");
+  const form = new FormData();
+  form.append("audio", a.blob, a.name);
+  const body = await call("POST", "/v1/diarize", form, false);
+  const result = $("result");
+  result.append(element("h2", null, "Diarize: " + body.speakers.length + " speaker(s) in " +
+    body.duration.toFixed(1) + " s"));
+  if (!body.segments.length) {
+    result.append(element("p", null, "No speech found."));
+    return;
+  }
+  const colour = {};
+  body.speakers.forEach((speaker, i) => { colour[speaker] = PALETTE[i % PALETTE.length]; });
+  const timeline = element("div", "timeline");
+  for (const segment of body.segments) {
+    const block = element("div", "segment");
+    block.style.left = (100 * segment.start / body.duration).toFixed(3) + "%";
+    block.style.width = (100 * (segment.end - segment.start) / body.duration).toFixed(3) + "%";
+    block.style.background = colour[segment.speaker];
+    block.title = segment.speaker + ": " + segment.start.toFixed(2) + "–" + segment.end.toFixed(2) + " s";
+    timeline.append(block);
+  }
+  const legend = element("div", "legend");
+  for (const speaker of body.speakers) {
+    const item = element("span");
+    const swatch = element("span", "swatch");
+    swatch.style.background = colour[speaker];
+    item.append(swatch, document.createTextNode(speaker));
+    legend.append(item);
+  }
+  result.append(timeline, legend);
+}
+
 async function enroll() {
   const a = recording("a");
   if (!a) throw new Error("choose or record recording A first");
@@ -236,6 +273,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("verify").addEventListener("click", (event) => busy(event.target, verify));
   $("identify").addEventListener("click", (event) => busy(event.target, identify));
   $("enroll").addEventListener("click", (event) => busy(event.target, enroll));
+  $("diarize").addEventListener("click", (event) => busy(event.target, diarize));
   for (const button of document.querySelectorAll("button.record")) {
     button.addEventListener("click", () => toggleRecording(button).catch((err) => showError(err.message)));
   }
