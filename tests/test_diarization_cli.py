@@ -110,6 +110,25 @@ def test_silero_vad_runs_offline_on_a_conversation(tmp_path, conversation):
     assert speech and sum(s.duration for s in speech) > 5.0
 
 
+def test_silero_vad_leaves_the_model_its_threads(monkeypatch):
+    pytest.importorskip("silero_vad")
+    import sys
+
+    import torch
+
+    from redimnet.diarization.vad import SileroVAD
+
+    for name in [m for m in sys.modules if m == "silero_vad" or m.startswith("silero_vad.")]:
+        monkeypatch.delitem(sys.modules, name)  # its import sets torch's thread count: import it afresh
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        SileroVAD()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bad_inputs(tmp_path, conversation, b0_model_and_checkpoint, capsys, one_thread):
     _, checkpoint = b0_model_and_checkpoint
     soundfile.write(str(tmp_path / "silent.wav"), np.zeros(RATE * 3, dtype=np.float32), RATE)

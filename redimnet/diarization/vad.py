@@ -161,6 +161,9 @@ class SileroVAD(VoiceActivityDetector):
 
     def __init__(self, threshold: float = 0.5, min_speech: float = DEFAULT_MIN_SPEECH,
                  min_silence: float = DEFAULT_MIN_SILENCE, pad: float = DEFAULT_PAD, onnx: Optional[bool] = None):
+        import torch
+
+        threads = torch.get_num_threads()
         try:
             from silero_vad import load_silero_vad
         except ModuleNotFoundError as error:
@@ -176,7 +179,10 @@ class SileroVAD(VoiceActivityDetector):
                 onnx = False
         if not 0.15 < threshold < 1:
             raise InvalidArgumentError(f"the Silero VAD threshold must be between 0.15 and 1, got {threshold}")
-        self.model = load_silero_vad(onnx=onnx)
+        try:
+            self.model = load_silero_vad(onnx=onnx)
+        finally:  # importing silero_vad sets torch to one thread for the whole process; the model must keep its own
+            torch.set_num_threads(threads)
         self.threshold = float(threshold)
         self.min_speech, self.min_silence, self.pad = min_speech, min_silence, pad
 
