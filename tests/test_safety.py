@@ -455,3 +455,16 @@ def test_eval_table_escapes_trial_list_names(tmp_path, capsys):
     assert run_cli("eval", "--embeddings", tmp_path / "e.npz", "--trials", trials) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "list\\x1b[31m" in out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=30), st.text(max_size=30)), min_size=1, max_size=5))
+def test_fuzz_failure_report_is_one_line_of_two_fields_per_failure(tmp_path, failures):
+    output = open_output(tmp_path / "e.npz")
+    report = output.write_failures(failures)
+    lines = report.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == "" and len(lines) == len(failures) + 2
+    for line, (path, _) in zip(lines[1:], failures):
+        fields = line.split("\t")
+        assert len(fields) == 2
+        assert fields[0].encode("ascii", "backslashreplace").decode("unicode_escape") == path
