@@ -51,12 +51,14 @@ def test_worker_uses_one_thread(restore_threads):
 
 
 @pytest.mark.parametrize("verb", [["info"], ["embed", "x", "-o", "o.npz"], ["verify", "a", "b"],
-                                  ["enroll", "ann", "a"], ["identify", "a"], ["eval", "--trials", "t"]])
+                                  ["enroll", "ann", "a"], ["identify", "a"], ["eval", "--trials", "t"], ["demo"],
+                                  ["diarize", "a", "-o", "o"], ["vad", "a", "-o", "o"]])
 def test_every_model_verb_has_threads(verb, capsys):
-    args = build_parser().parse_args([*verb, "--checkpoint", "m.pt", "--threads", "3"])
+    model = [] if verb[0] == "vad" else ["--checkpoint", "m.pt"]
+    args = build_parser().parse_args([*verb, *model, "--threads", "3"])
     assert args.threads == 3
     with pytest.raises(SystemExit) as stop:
-        build_parser().parse_args([*verb, "--checkpoint", "m.pt", "--threads", "0"])
+        build_parser().parse_args([*verb, *model, "--threads", "0"])
     assert stop.value.code == 2
     assert "--threads: must be a whole number of at least 1, got '0'" in capsys.readouterr().err
 

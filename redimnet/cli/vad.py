@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Tuple
 
+from .. import threads
 from ..audio import AudioError, iter_inputs
 from ..errors import RedimnetError
 from ..fileio import atomic_write
@@ -30,6 +31,7 @@ def register(subparsers) -> None:
                         help="OUT.rttm (one file for all recordings) or a folder (one RTTM per recording)")
     parser.add_argument("--channel", type=int, default=None, help="use this channel (0-based) instead of the mean")
     add_vad_arguments(parser)
+    threads.add_threads_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -113,6 +115,7 @@ def run(args) -> int:
     from ..diarization.segments import format_rttm
     from ..diarization.stream import AudioSource
 
+    threads.configure(args.threads)
     vad = vad_from_arguments(args)
     items, failures = collect_recordings(args.inputs)
     output = Path(args.output)
