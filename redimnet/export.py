@@ -69,7 +69,9 @@ class DFTMelFrontEnd(nn.Module):
         self.log_floor = source.log_floor
         self.preemphasis = source.preemphasis
         self.spec_norm = source.spec_norm
+        self.dft: torch.Tensor
         self.register_buffer("dft", _stft_dft_kernels(source.n_fft, source.window))
+        self.mel_filters: torch.Tensor
         self.register_buffer("mel_filters", source.mel_filters.t().contiguous())  # [n_mels, bins]
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

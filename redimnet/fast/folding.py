@@ -5,7 +5,7 @@ All arithmetic is done in float64 and cast back, so the folded weights differ
 from the unfolded computation only by float32 rounding.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -42,7 +42,7 @@ def fold_bn_before_linear(weight: torch.Tensor, bias: Optional[torch.Tensor],
     return (w * scale.view(1, -1)).to(weight.dtype), b.to(weight.dtype)
 
 
-def merge_parallel_convs(convs: Sequence[nn.Module]) -> Tuple[torch.Tensor, torch.Tensor, List[int]]:
+def merge_parallel_convs(convs: Sequence[Union[nn.Conv1d, nn.Conv2d]]) -> Tuple[torch.Tensor, torch.Tensor, List[int]]:
     """One grouped convolution equal to ``cat([conv(x) for conv in convs], dim=1)``.
 
     Every conv (1D or 2D) has the same channels and groups, odd kernels and
@@ -91,12 +91,10 @@ def permute_bn(bn: nn.modules.batchnorm._BatchNorm, perm: Sequence[int]) -> nn.m
     """A copy of ``bn`` whose channels are reordered by ``perm``."""
     index = torch.as_tensor(list(perm))
     out = type(bn)(len(perm), eps=bn.eps, affine=bn.affine)
+    names = ("running_mean", "running_var") + (("weight", "bias") if bn.affine else ())
     with torch.no_grad():
-        out.running_mean.copy_(bn.running_mean[index])
-        out.running_var.copy_(bn.running_var[index])
-        if bn.affine:
-            out.weight.copy_(bn.weight[index])
-            out.bias.copy_(bn.bias[index])
+        for name in names:
+            getattr(out, name).copy_(getattr(bn, name)[index])
     return out.eval()
 
 

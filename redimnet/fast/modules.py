@@ -7,7 +7,7 @@ view with their kernel axes swapped.  None of them knows a block of the
 network; each block's form (``for_inference()``, beside the block) combines them.
 """
 
-from typing import Optional
+from typing import Optional, Tuple, Union, cast
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from .folding import merge_small_groups
 from .layout import channels_last_rows, image_as_time, time_as_image
 
 
-def matrix_of(conv: nn.Module) -> torch.Tensor:
+def matrix_of(conv: Union[nn.Conv1d, nn.Conv2d]) -> torch.Tensor:
     """The ``[out, in]`` matrix of a 1x1 convolution (a detached copy)."""
     return conv.weight.detach().reshape(conv.weight.shape[0], -1).clone()
 
@@ -38,11 +38,13 @@ class Linear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]):
         super().__init__()
+        self.weight: torch.Tensor
         self.register_buffer("weight", weight.detach().contiguous().clone())
+        self.bias: Optional[torch.Tensor]
         self.register_buffer("bias", detached_copy(bias))
 
     @classmethod
-    def from_conv(cls, conv: nn.Module) -> "Linear":
+    def from_conv(cls, conv: Union[nn.Conv1d, nn.Conv2d]) -> "Linear":
         return cls(matrix_of(conv), conv.bias)
 
     def forward(self, x: torch.Tensor, act: str = "none", residual: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -58,7 +60,9 @@ class TimeConv(nn.Module):
         kernel = weight.shape[-1]
         if kernel % 2 == 0:
             raise ValueError("only odd kernels are supported")
+        self.weight: torch.Tensor
         self.register_buffer("weight", weight.detach().unsqueeze(2).contiguous(memory_format=torch.channels_last))
+        self.bias: Optional[torch.Tensor]
         self.register_buffer("bias", detached_copy(bias))
         self.padding = (0, kernel // 2)
         self.groups = groups
@@ -76,7 +80,9 @@ class SwappedConv2d(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor], stride, padding, groups: int):
         super().__init__()
         weight, groups = merge_small_groups(weight.detach(), groups)
+        self.weight: torch.Tensor
         self.register_buffer("weight", weight.transpose(2, 3).contiguous(memory_format=torch.channels_last))
+        self.bias: Optional[torch.Tensor]
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.stride = (stride[1], stride[0])
         self.padding = (padding[1], padding[0])
@@ -86,12 +92,13 @@ class SwappedConv2d(nn.Module):
     def from_conv(cls, conv: nn.Conv2d, weight: Optional[torch.Tensor] = None,
                   bias: Optional[torch.Tensor] = None) -> "SwappedConv2d":
         """From a plain ``Conv2d`` (optionally with replaced weight/bias)."""
+        padding: Tuple[int, ...]
         if conv.padding == "same":
             padding = tuple((k - 1) // 2 for k in conv.kernel_size)
             if any(k % 2 == 0 for k in conv.kernel_size):
                 raise ValueError("'same' padding with an even kernel is not supported")
         else:
-            padding = conv.padding
+            padding = cast(Tuple[int, ...], conv.padding)  # "same" is the only string form used
         if conv.padding_mode != "zeros" or conv.dilation != (1, 1):
             raise ValueError("only zero-padded, undilated convolutions are supported")
         weight = conv.weight if weight is None else weight
@@ -113,7 +120,9 @@ class PointwiseConv(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: Optional[torch.Tensor]):
         super().__init__()
+        self.weight: torch.Tensor
         self.register_buffer("weight", weight.detach().reshape(weight.shape[0], -1).contiguous().clone())
+        self.bias: Optional[torch.Tensor]
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     def blocked(self, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +147,9 @@ class FrequencyPool(nn.Module):
             raise ValueError("unexpected stage pooling convolution")
         self.stride = stride
         weight = conv.weight.detach()[:, :, :, 0].permute(0, 2, 1).reshape(conv.out_channels, -1)
+        self.weight: torch.Tensor
         self.register_buffer("weight", weight.contiguous())
+        self.bias: Optional[torch.Tensor]
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,7 +168,7 @@ class SummedDepthwiseConv(nn.Module):
     group's ``k`` adjacent channels (interleaved adds over the channels_last rows).
 
     oneDNN runs such convolutions (2-3 inputs per group, 1 output) through a slow
-    generic kernel: 5-8 ms for b0's stage-end squeezes, against 0.7-1.3 ms here.
+    generic kernel (timings in ``docs/performance.md``).
     Returns the ``[N, T, F, C_out]`` rows (contiguous).
     """
 
@@ -168,6 +179,7 @@ class SummedDepthwiseConv(nn.Module):
         depthwise = conv.weight.reshape(out_channels * per_group, 1, *conv.weight.shape[2:])
         self.conv = SwappedConv2d(depthwise.transpose(2, 3), None, (conv.stride[1], conv.stride[0]),
                                   (conv.padding[1], conv.padding[0]), out_channels * per_group)
+        self.bias: Optional[torch.Tensor]
         self.register_buffer("bias", conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

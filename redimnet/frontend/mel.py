@@ -39,7 +39,9 @@ class MelSpectrogramFrontEnd(LogMelFrontEnd):
                          signal_eps=1e-6, log_floor=1e-6, spec_norm=spec_norm, spec_augment=spec_augment)
         self.n_fft = n_fft
         self.win_length = win_length
+        self.window: torch.Tensor
         self.register_buffer("window", torch.hamming_window(win_length, periodic=True))
+        self.mel_filters: torch.Tensor
         self.register_buffer("mel_filters",
                              htk_mel_filterbank(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate))
 

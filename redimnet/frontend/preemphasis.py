@@ -10,6 +10,7 @@ class PreEmphasis(nn.Module):
 
     def __init__(self, coef: float = 0.97):
         super().__init__()
+        self.kernel: torch.Tensor
         self.register_buffer("kernel", torch.tensor([[[-coef, 1.0]]]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

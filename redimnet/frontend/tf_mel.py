@@ -53,9 +53,12 @@ class TFMelFrontEnd(LogMelFrontEnd):
         self.eps = eps
         self.win_length = win_length
         real, imag = dft_kernels(n_fft, win_length)
+        self.dft_real: torch.Tensor
         self.register_buffer("dft_real", real)
+        self.dft_imag: torch.Tensor
         self.register_buffer("dft_imag", imag)
         filters = tf_mel_filterbank(n_fft // 2, f_min, f_max, n_mels, sample_rate)
+        self.mel_filters: torch.Tensor
         self.register_buffer("mel_filters", torch.from_numpy(filters.T.copy())[:, :, None])
 
     def num_frames(self, num_samples: int) -> int:

@@ -22,10 +22,8 @@ class ClassifierHead(nn.Module):
         if self.activation is None:
             return x
         name, dim = self.activation
-        if name == "softmax":
-            return torch.softmax(x, dim=dim)
-        if name == "log_softmax":
-            return torch.log_softmax(x, dim=dim)
+        if name in ("softmax", "log_softmax"):
+            return getattr(torch, name)(x, dim=dim)
         return getattr(torch, name)(x)
 
     def for_inference(self) -> nn.Module:

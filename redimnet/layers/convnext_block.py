@@ -1,6 +1,6 @@
 """ConvNeXt-style residual block: parallel depthwise convolutions, BN, activation, pointwise mix."""
 
-from typing import Optional, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Union, cast
 
 import torch
 from torch import nn
@@ -9,7 +9,7 @@ from ..config import grouped
 from ..fast.folding import fold_convnext_depthwise
 from ..fast.modules import Linear, PointwiseConv, SwappedConv2d, TimeConv, activation_name, matrix_of
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+_CONV: Dict[int, Callable[..., Union[nn.Conv1d, nn.Conv2d]]] = {1: nn.Conv1d, 2: nn.Conv2d}
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 _ACTIVATION = {"gelu": nn.GELU, "relu": nn.ReLU}
 
@@ -55,7 +55,7 @@ class FastConvNeXt1d(nn.Module):
     def __init__(self, block: ConvNeXtBlock):
         super().__init__()
         weight, bias, index = fold_convnext_depthwise(block)
-        self.depthwise = TimeConv(weight, bias, block.depthwise[0].groups)
+        self.depthwise = TimeConv(weight, bias, cast(nn.Conv1d, block.depthwise[0]).groups)
         self.act = activation_name(block.act)
         self.pointwise = Linear(matrix_of(block.pointwise)[:, index], block.pointwise.bias)
 
@@ -69,7 +69,7 @@ class FastConvNeXt2d(nn.Module):
     def __init__(self, block: ConvNeXtBlock):
         super().__init__()
         weight, bias, index = fold_convnext_depthwise(block)
-        first = block.depthwise[0]
+        first = cast(nn.Conv2d, block.depthwise[0])
         padding = tuple((k - 1) // 2 for k in weight.shape[2:])
         self.depthwise = SwappedConv2d(weight, bias, (1, 1), padding, first.groups)
         self.act = activation_name(block.act)

@@ -38,7 +38,9 @@ class LastAxisLayerNorm(nn.Module):
 
     def __init__(self, norm: ChannelLayerNorm):
         super().__init__()
+        self.weight: torch.Tensor
         self.register_buffer("weight", norm.weight.detach().clone())
+        self.bias: torch.Tensor
         self.register_buffer("bias", norm.bias.detach().clone())
         self.eps = norm.eps
 

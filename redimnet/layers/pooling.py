@@ -4,6 +4,8 @@ Names follow the ones used in speaker-recognition toolkits and in ReDimNet
 checkpoints: TAP, TSDP, TSTP, ASTP, MHASTP, MQMHASTP.
 """
 
+from typing import Callable, Dict, Optional, Union
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -179,14 +181,19 @@ class MQMHASTP(nn.Module):
 _EXTRA_POOLINGS = {"TMAP": TMAP}
 
 
-def make_pooling(name: str, in_dim: int, global_context: bool = False, extra=()) -> nn.Module:
+# Any layer :func:`make_pooling` builds (each has ``out_dim``).
+Pooling = Union[TAP, TMAP, TSDP, TSTP, ASTP, MHASTP, MQMHASTP]
+
+
+def make_pooling(name: str, in_dim: int, global_context: bool = False, extra=()) -> Pooling:
     """The pooling layer called ``name`` (``pooling_func`` of a configuration).
 
     ``extra`` names further poolings a model family allows (ReDimNet2: ``("TMAP",)``).
     """
     if name == "ASTP":
         return ASTP(in_dim, global_context=global_context)
-    layers = {"TAP": TAP, "TSDP": TSDP, "TSTP": TSTP, "MHASTP": MHASTP, "MQMHASTP": MQMHASTP}
+    layers: Dict[str, Callable[[int], Pooling]] = {
+        "TAP": TAP, "TSDP": TSDP, "TSTP": TSTP, "MHASTP": MHASTP, "MQMHASTP": MQMHASTP}
     layers.update({key: _EXTRA_POOLINGS[key] for key in extra})
     if name not in layers:
         raise ValueError(f"pooling_func={name!r} is not supported; choose one of ASTP, {', '.join(layers)}")
@@ -206,8 +213,11 @@ class FastASTP(nn.Module):
         self.global_context = pool.global_context
         weight = matrix_of(pool.hidden)
         dim = pool.score.out_channels
+        self.hidden_x: torch.Tensor
         self.register_buffer("hidden_x", weight[:, :dim].contiguous())
+        self.hidden_stats: Optional[torch.Tensor]
         self.register_buffer("hidden_stats", weight[:, dim:].contiguous() if self.global_context else None)
+        self.hidden_bias: Optional[torch.Tensor]
         self.register_buffer("hidden_bias", detached_copy(pool.hidden.bias))
         self.score = Linear.from_conv(pool.score)
 
@@ -215,7 +225,8 @@ class FastASTP(nn.Module):
         if self.global_context:
             mean = x.mean(dim=1)
             std = _std(x, dim=1)
-            stats = F.linear(torch.cat([mean, std], dim=1), self.hidden_stats, self.hidden_bias)
+            # hidden_stats is set whenever global_context is
+            stats = F.linear(torch.cat([mean, std], dim=1), self.hidden_stats, self.hidden_bias)  # type: ignore[arg-type]
             hidden = F.linear(x, self.hidden_x) + stats.unsqueeze(1)
         else:
             hidden = F.linear(x, self.hidden_x, self.hidden_bias)

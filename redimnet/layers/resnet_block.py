@@ -106,9 +106,13 @@ class FastResNet2d(nn.Module):
         super().__init__()
         self.conv1 = FusedGroupedConv(block.conv1)
         scale, shift = bn_scale_shift(block.bn1)
+        self.bn1_scale: torch.Tensor
         self.register_buffer("bn1_scale", scale.float().view(1, -1, 1, 1))
+        self.bn1_shift: torch.Tensor
         self.register_buffer("bn1_shift", shift.float().view(1, -1, 1, 1))
+        self.bn1_zeros: torch.Tensor
         self.register_buffer("bn1_zeros", torch.zeros(scale.numel()))
+        self.bn1_ones: torch.Tensor
         self.register_buffer("bn1_ones", torch.ones(scale.numel()))
         self.conv2 = FusedGroupedConv(block.conv2, block.bn2)
         self.se = inference_form(block.se) if block.se is not None else None

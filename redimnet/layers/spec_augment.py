@@ -22,7 +22,7 @@ class SpecAugment(nn.Module):
         self.freq_start_bin = freq_start_bin
         self.repeats = repeats
 
-    def _mask(self, x: torch.Tensor, axis: int, width_range: Tuple[int, int]) -> torch.Tensor:
+    def _mask(self, x: torch.Tensor, axis: int, width_range: Tuple[int, ...]) -> torch.Tensor:
         n, size = x.shape[0], x.shape[axis]
         width = torch.randint(width_range[0], width_range[1], (n, 1), device=x.device)
         high = max(1, size - int(width.max()))

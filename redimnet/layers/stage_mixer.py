@@ -51,6 +51,7 @@ class FastMixer(nn.Module):
         super().__init__()
         self.num_inputs = mixer.num_inputs
         weights = torch.softmax(mixer.logits.detach(), dim=1)[0, :, :, 0]  # [inputs, rows]
+        self.weights: torch.Tensor
         self.register_buffer("weights", weights.contiguous())
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:

@@ -87,7 +87,8 @@ class FastPositionEncoding(nn.Module):
 
     def __init__(self, block: ConvPositionEncoding):
         super().__init__()
-        if block.conv.padding[0] * 2 + 1 != block.conv.kernel_size[0]:
+        padding = block.conv.padding
+        if isinstance(padding, str) or padding[0] * 2 + 1 != block.conv.kernel_size[0]:
             raise ValueError("unexpected position-encoding padding")
         self.conv = TimeConv(block.conv.weight, block.conv.bias, block.conv.groups)
         self.norm = inference_form(block.norm)

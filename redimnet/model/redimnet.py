@@ -1,6 +1,6 @@
 """ReDimNet: waveform in, speaker embedding out."""
 
-from typing import Any, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -22,6 +22,8 @@ class WaveformEmbedder(nn.Module):
     """
 
     config: ModelConfig
+    if TYPE_CHECKING:  # a submodule: declared for the type checker only (TorchScript rejects nn.Module annotations)
+        frontend: nn.Module
 
     @property
     def embed_dim(self) -> int:

@@ -1,6 +1,6 @@
 """One ReDimNet stage: mix earlier outputs, work in 2D, return to 1D, add time context."""
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -54,12 +54,14 @@ class Stage(nn.Module):
         self.blocks = nn.Sequential(*[
             make_2d_block(config.block_2d_type, expanded, out_freq, config.group_divisor)
             for _ in range(spec.num_blocks)])
+        self.squeeze: Optional[ChannelSqueeze]
         if spec.conv_exp != 1:
             # ReLU only when both block types ask for it, as in the original.
             relu = "relu" in config.block_1d_type and "relu" in config.block_2d_type
             self.squeeze = ChannelSqueeze(expanded, out_channels, config.group_divisor, "relu" if relu else "gelu")
         else:
             self.squeeze = None
+        self.time_context: Optional[TimeContextBlock]
         if spec.att_block_red is not None:
             self.time_context = TimeContextBlock(width, width // spec.att_block_red, config.block_1d_type)
         else:
@@ -99,7 +101,7 @@ class FastStage(nn.Module):
         if self.blocked and blocked.usable(x):
             x = x.contiguous()
             for block in self.blocks:
-                x = block.forward_blocked(x)
+                x = block.forward_blocked(x)  # type: ignore[operator]  # blocked.worth_it checked it exists
             x = x.contiguous(memory_format=torch.channels_last)
         else:
             x = self.blocks(x)
