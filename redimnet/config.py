@@ -103,7 +103,8 @@ class ModelConfig:
     C: int = 16
     block_1d_type: str = "att"
     block_2d_type: str = "convnext_like"
-    stages_setup: Tuple[StageSpec, ...] = field(default_factory=_default_stages)
+    # __post_init__ parses the default list (and any given layout) into StageSpec tuples.
+    stages_setup: Tuple[StageSpec, ...] = field(default_factory=_default_stages)  # type: ignore[arg-type]
     group_divisor: Optional[int] = 4
     out_channels: Optional[int] = None
     embed_dim: int = 192
@@ -301,12 +302,14 @@ def parse_head_activation(value: Optional[str]) -> Optional[Tuple[str, Optional[
     if not isinstance(value, str):
         raise ValueError(f"head_activation must be a string or None, got {value!r}")
     text = value.strip()
+    name: Optional[str]
+    dim: Optional[int]
     if text.lower() in HEAD_ACTIVATIONS:
         name, dim = text.lower(), None
     else:
         match = re.fullmatch(r"(?:torch\.)?(?:nn\.)?(\w+)\(\s*(?:dim\s*=\s*)?(-?\d+)?\s*\)", text)
         name = _ACTIVATION_CLASS_NAMES.get(match.group(1).lower()) if match else None
-        if name is None:
+        if match is None or name is None:
             raise ValueError(
                 f"head_activation={value!r} is not supported; use one of {', '.join(HEAD_ACTIVATIONS)} "
                 "or the form 'nn.Softmax(dim=-1)'")

@@ -8,7 +8,7 @@ Outside torchrun everything degrades to a single process.
 
 import os
 from dataclasses import dataclass
-from typing import Any, List, Sequence, TypeVar
+from typing import Any, List, Optional, Sequence, TypeVar
 
 T = TypeVar("T")
 
@@ -57,9 +57,9 @@ def gather(obj: Any, world: World) -> List[Any]:
         return [obj]
     import torch.distributed as dist
 
-    gathered = [None] * world.size if world.is_main else None
+    gathered: Optional[List[Any]] = [None] * world.size if world.is_main else None
     dist.gather_object(obj, gathered, dst=0)
-    return gathered if world.is_main else []
+    return gathered if gathered is not None else []  # None exactly on the ranks other than 0
 
 
 def broadcast(obj: Any, world: World) -> Any:

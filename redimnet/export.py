@@ -16,7 +16,7 @@ import copy
 import math
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +104,7 @@ class _PlainFrontEnd(nn.Module):
         self.frontend = frontend
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        f = self.frontend
+        f: Any = self.frontend  # any family's front end: the attributes read here are the ones they share
         x = wave.float()
         if f.signal_eps is not None:
             x = normalize_level(x, f.signal_eps)
@@ -119,13 +119,15 @@ class ExportableReDimNet(nn.Module):
     def __init__(self, model: nn.Module, features_in: bool = False):
         super().__init__()
         self.features_in = features_in
-        self.network = model
+        network: Any = model  # a network of the ReDimNet families: frontend, forward_features, config
+        self.network = network
+        self.frontend: Optional[nn.Module]
         if features_in:
             self.frontend = None
-        elif isinstance(model.frontend, MelSpectrogramFrontEnd):
-            self.frontend = DFTMelFrontEnd(model.frontend)
+        elif isinstance(network.frontend, MelSpectrogramFrontEnd):
+            self.frontend = DFTMelFrontEnd(network.frontend)
         else:
-            self.frontend = _PlainFrontEnd(copy.deepcopy(model.frontend))
+            self.frontend = _PlainFrontEnd(copy.deepcopy(network.frontend))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.frontend is not None:
@@ -156,8 +158,9 @@ def example_input(model: nn.Module, features_in: bool = False, batch: int = _EXA
     wave = torch.randn(batch, samples, generator=generator) * 0.1
     if not features_in:
         return wave
+    network: Any = model  # every network of the ReDimNet families has ``features``
     with torch.no_grad():
-        return model.features(wave)
+        return network.features(wave)
 
 
 def _output_path(path: PathLike) -> Path:

@@ -21,7 +21,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -246,13 +246,13 @@ class SpeakerDatabase:
         cursor = self.connection.cursor()
         cursor.execute("BEGIN")
         try:
-            meta = dict(cursor.execute("SELECT key, value FROM meta").fetchall())
+            meta: Dict[str, str] = dict(cursor.execute("SELECT key, value FROM meta").fetchall())
             rows = cursor.execute("SELECT name, mean FROM speakers").fetchall()
         finally:
             cursor.execute("COMMIT")
         if not rows:
             raise SpeakerDatabaseError(f"{self.path} has no enrolled speakers; use redimnet enroll first")
-        if int(meta.get("dim", query.shape[0])) != query.shape[0]:
+        if "dim" in meta and int(meta["dim"]) != query.shape[0]:
             raise SpeakerDatabaseError(f"{self.path} holds {meta['dim']}-dimensional embeddings, the query has "
                                        f"{query.shape[0]}; use the model the database was built with")
         if fingerprint and meta.get("model") and meta["model"] != fingerprint:

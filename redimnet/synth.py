@@ -33,7 +33,7 @@ import itertools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -107,7 +107,9 @@ def synthesize(voice: Voice, seconds: float, rng: np.random.Generator, sample_ra
     t_frames = np.arange(frames) * hop
 
     # segment plan: vowels with pauses
-    centres, targets, gate_points = [], [], []
+    centres: List[float] = []
+    targets: List[np.ndarray] = []
+    gate_points: List[Tuple[float, float]] = []
     position = int(rng.uniform(0.02, 0.15) * sample_rate)
     gate_points.append((0, 0.0))
     while position < n:
@@ -121,8 +123,9 @@ def synthesize(voice: Voice, seconds: float, rng: np.random.Generator, sample_ra
         if rng.random() < 0.15:  # pause
             gate_points += [(position - 0.015 * sample_rate, 1.0), (position, 0.0)]
             position += int(rng.uniform(0.05, 0.25) * sample_rate)
-    targets = np.array(targets)
-    formant_track = np.stack([np.interp(t_frames, centres, targets[:, m]) for m in range(targets.shape[1])], axis=1)
+    target_rows = np.array(targets)
+    formant_track = np.stack([np.interp(t_frames, centres, target_rows[:, m]) for m in range(target_rows.shape[1])],
+                             axis=1)
     gate_t, gate_v = zip(*sorted(gate_points))
     gate = np.interp(np.arange(n), gate_t, gate_v)
     loudness = np.exp(0.25 * _smooth_noise(rng, n, int(0.3 * sample_rate)))
@@ -360,9 +363,9 @@ def generate_conversation(path, speakers: int = 2, seconds: float = 60.0, seed: 
     rooms = [room_response(setting, sample_rate) if room else np.ones(1) for _ in range(speakers)]
     gains = [0.08 * 10 ** (setting.uniform(-3, 3) / 20) for _ in range(speakers)]
     noise_rms = 0.08 / 10 ** (snr_db / 20)
-    cache = {}
+    cache: Dict[Tuple[int, int], Tuple[np.ndarray, int, int]] = {}
 
-    def clip_audio(turn: Turn) -> np.ndarray:
+    def clip_audio(turn: Turn) -> Tuple[np.ndarray, int, int]:
         key = (turn.speaker, turn.clip)
         if key in cache:
             return cache[key]

@@ -5,19 +5,16 @@ oneDNN's fastest AVX2 convolution kernels work on its own "blocked" layout
 NCHW tensors (then every convolution reorders its input into the blocked layout
 and its output back) or channels_last ones (then oneDNN runs its ``brgemm``
 kernels; for b5's grouped 3x3 convolutions, 16 channels per group, they match
-the blocked kernels at batch 1 but are slower for batches: 735 against 479 ms
-over one b5 forward pass at 8 x 3 s, oneDNN's own timers).  ``Tensor.to_mkldnn()`` tensors keep oneDNN's layout between
-operations, so a ResNet block's four convolutions, ReLU and first batch norm
-run without reordering in between; the squeeze-excitation and the residual
-addition (no blocked kernels for them) run on the ordinary tensor after one
-conversion back.
+the blocked kernels at batch 1 but are slower for batches).
+``Tensor.to_mkldnn()`` tensors keep oneDNN's layout between operations, so a
+ResNet block's four convolutions, ReLU and first batch norm run without
+reordering in between; the squeeze-excitation and the residual addition (no
+blocked kernels for them) run on the ordinary tensor after one conversion back.
 
-Measured on the 2-vCPU test machine (b5, 2 threads, best/median of 6-10
-alternating calls): batch 8 x 3 s 2147/2253 ms blocked against 2468/2645 ms
-channels_last (13-15 % faster); batch 1 x 10 s no difference (757/807 against
-706/802 ms; every stage within a few per cent either way).  So the blocked
-path is taken for batches of two or more only.  Only used without autograd,
-on float32 CPU tensors, when PyTorch has oneDNN.
+Measured (``docs/performance.md``): for b5 the blocked path wins for batches
+and makes no difference at batch 1, so it is taken for batches of two or more
+only.  Only used without autograd, on float32 CPU tensors, when PyTorch has
+oneDNN.
 """
 
 import torch

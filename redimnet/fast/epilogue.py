@@ -9,20 +9,16 @@ Matrix products over many rows (:func:`dense`; the 1x1 convolutions of the 2D
 blocks, the stage pooling) run on the CPU as oneDNN 1x1 convolutions over a
 channels_last view of the rows: same arithmetic, but ``addmm`` first copies the
 broadcast bias into its output with a slow strided copy, and oneDNN's 1x1
-kernels are faster than the BLAS call for the narrow matrices of this network
-(2 threads, rows x in -> out: 24012 x 64 -> 128 3.2 ms vs 4.2 ms for
-``linear``; 40020 x 20 -> 10 0.4 ms vs 1.5 ms).  Below 4096 rows (the 1D
-blocks: one row per frame) oneDNN's fixed cost per call loses (667 x 96 -> 96:
-0.26 ms vs 0.13 ms), so those stay ``linear``.
+kernels are faster than the BLAS call for the narrow matrices of this network.
+Below 4096 rows (the 1D blocks: one row per frame) oneDNN's fixed cost per call
+loses, so those stay ``linear`` (timings in ``docs/performance.md``).
 ``torch.mkldnn_convolution`` is called directly because ``conv2d`` sends 1x1
 convolutions to a slower generic kernel when running on one thread.
 
 oneDNN's fused kernels (``torch.ops.mkldnn._convolution_pointwise`` /
 ``_linear_pointwise``, which do the epilogue inside the convolution or matrix
 product) were measured and not kept: faster per call in the profiler for some
-shapes, but not faster end to end (b0, 1 x 10 s, 2 threads: 110 ms with the
-plain kernels, 112 ms with fused convolutions, 128 ms with oneDNN matrix
-products).
+shapes, but not faster end to end.
 """
 
 from typing import Optional
@@ -93,7 +89,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
     accumulated straight into ``residual`` (which callers pass as a fresh
     tensor they no longer need) and the bias added after: this skips the
     copy of the broadcast bias that ``addmm`` makes and the separate residual
-    pass (667 x 48 -> 2304 with residual: 1.3 ms instead of 2.3 ms).
+    pass.
     """
     if _uses_onednn(x, weight):
         return _add(activate(_onednn_dense(x, weight, bias), act), residual)

@@ -105,8 +105,8 @@ def merge_small_groups(weight: torch.Tensor, groups: int, min_inputs: int = 8) -
     Merged groups get a block-diagonal kernel: output channels of one original
     group see zeros for the other groups' inputs, so outputs are unchanged (the
     extra products are exact zeros).  oneDNN's AVX2 kernels pad every group to
-    8 channels anyway; with 4 inputs per group (b2's ConvNeXt blocks) the merged
-    convolution is 1.5-1.7x faster for the same result.  Returns
+    8 channels anyway, so merged groups cost no extra work there (measured gain:
+    ``docs/performance.md``).  Returns
     ``(weight [C_out, C_in/groups', *k], groups')``; depthwise convs and groups
     that already read ``min_inputs`` channels are returned unchanged.
     """

@@ -81,9 +81,8 @@ def pad_heads(weight: torch.Tensor, bias: Optional[torch.Tensor], heads: int, wi
 class FastTransformer(nn.Module):
     """:class:`~redimnet.layers.TransformerLayer` on ``[N, T, C]`` with one fused q/k/v projection.
 
-    Heads narrower than 16 (b0: 5 and 15, b5: 12) are zero-padded to 16: CPU
-    attention kernels run 1.2-1.7x faster at that width (b0's 5-wide heads on
-    667 frames: 2.9 -> 1.7 ms).  The padding lives in the weights, so it costs
+    Heads narrower than 16 (b0: 5 and 15, b5: 12) are zero-padded to 16, where
+    CPU attention kernels run faster (``docs/performance.md``).  The padding lives in the weights, so it costs
     no copies: q/k/v projections get zero rows (the extra q.k terms and value
     columns are exact zeros), the output projection zero columns, and the
     attention keeps the scale of the true width.

@@ -14,7 +14,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -39,7 +39,9 @@ def atomic_save(obj: Any, path: PathLike) -> Path:
 
 def rng_states() -> Dict[str, Any]:
     """The global random states, as tensors and plain Python values (loadable with ``weights_only``)."""
-    name, keys, position, has_gauss, gauss = np.random.get_state()
+    # the legacy (default) form of the state: a tuple
+    state = cast(Tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    name, keys, position, has_gauss, gauss = state
     states = {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), position, has_gauss, gauss],
               "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():

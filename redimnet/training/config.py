@@ -84,7 +84,7 @@ def _optional(inner: Callable) -> Callable:
     return check
 
 
-def _range(minimum: float = None) -> Callable:
+def _range(minimum: Optional[float] = None) -> Callable:
     def check(value):
         if (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_is_number(v) for v in value)
                 or value[0] > value[1] or (minimum is not None and value[0] < minimum)):

@@ -16,7 +16,7 @@ import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -190,6 +190,7 @@ def scan_data_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac
     utterances = []
     for relative, target in found:
         where = root / relative
+        problem: Optional[str]
         if "/" not in relative:
             problem = f"audio directly in {root}; expected the layout speaker/video/utterance.wav"
         elif any(c.isspace() or not c.isprintable() for c in relative):
@@ -489,7 +490,7 @@ def _tar_records(path: Path, expected: Optional[int] = None) -> Iterator[Tuple[d
                 if not member.isfile():
                     continue
                 key, _, ext = member.name.partition(".")
-                data = archive.extractfile(member).read()
+                data = cast(IO[bytes], archive.extractfile(member)).read()  # a regular file: never None
                 if ext == "json":
                     try:
                         meta = json.loads(data.decode("utf-8"))
