@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import RedimnetError
 from ..fileio import atomic_write
@@ -294,7 +295,7 @@ class Backend:
         norms[norms == 0] = 1.0
         return np.einsum("ij,ij->i", enroll / norms, test)
 
-    def score_trials(self, embeddings: np.ndarray, enroll_rows: Sequence[int], test_rows: Sequence[int]
+    def score_trials(self, embeddings: np.ndarray, enroll_rows: ArrayLike, test_rows: ArrayLike
                      ) -> np.ndarray:
         """Scores of single-recording trials ``embeddings[enroll_rows[i]]`` vs ``embeddings[test_rows[i]]``.
 
@@ -368,7 +369,7 @@ class Backend:
         arrays["meta"] = np.array(json.dumps(meta))
         path = Path(path)
         with atomic_write(path, suffix=".tmp.npz") as stream:
-            np.savez(stream, **arrays)
+            np.savez(stream, **arrays)  # type: ignore[arg-type]  # numpy's stub confuses **arrays with allow_pickle
         return path
 
     @classmethod

@@ -31,9 +31,10 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import RedimnetError
 from ..fileio import atomic_write
@@ -82,7 +83,7 @@ def array_fingerprint(matrix: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def quality_from_durations(first: Sequence[float], second: Sequence[float]) -> np.ndarray:
+def quality_from_durations(first: ArrayLike, second: ArrayLike) -> np.ndarray:
     """``[N, 2]`` quality measures of trials from the durations (seconds) of their two recordings.
 
     The columns are the logarithms of the shorter and of the longer duration
@@ -131,7 +132,7 @@ def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> 
     return math.log(c_fa * (1.0 - p_target)) - math.log(c_miss * p_target)
 
 
-def cllr(llrs: Sequence[float], labels: Sequence) -> float:
+def cllr(llrs: ArrayLike, labels: ArrayLike) -> float:
     """Cost of the log-likelihood-ratio (bits): 0 is perfect, 1 is an uninformative system.
 
     The average over target trials of ``log2(1 + exp(-llr))`` and over
@@ -169,13 +170,13 @@ def _pav_llrs(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return llrs
 
 
-def min_cllr(scores: Sequence[float], labels: Sequence) -> float:
+def min_cllr(scores: ArrayLike, labels: ArrayLike) -> float:
     """The Cllr after the best monotonic (non-decreasing) recalibration of ``scores``: discrimination only."""
     scores, labels = trial_arrays(scores, labels)
     return cllr(_pav_llrs(scores, labels), labels)
 
 
-def actual_dcf(llrs: Sequence[float], labels: Sequence, p_target: float = 0.01, c_miss: float = 1.0,
+def actual_dcf(llrs: ArrayLike, labels: ArrayLike, p_target: float = 0.01, c_miss: float = 1.0,
                c_fa: float = 1.0) -> float:
     """Normalised detection cost of accepting exactly the trials with ``llr >= bayes_threshold(p_target)``.
 
@@ -191,7 +192,7 @@ def actual_dcf(llrs: Sequence[float], labels: Sequence, p_target: float = 0.01, 
     return float(cost / min(c_miss * p_target, c_fa * (1.0 - p_target)))
 
 
-def threshold_at_rate(scores: Sequence[float], labels: Sequence, far: Optional[float] = None,
+def threshold_at_rate(scores: ArrayLike, labels: ArrayLike, far: Optional[float] = None,
                       frr: Optional[float] = None) -> Tuple[float, float, float]:
     """``(threshold, false_accept_rate, false_reject_rate)`` for a target rate on these trials.
 
@@ -202,7 +203,7 @@ def threshold_at_rate(scores: Sequence[float], labels: Sequence, far: Optional[f
     """
     if (far is None) == (frr is None):
         raise CalibrationError("give exactly one of far= or frr=")
-    rate = far if far is not None else frr
+    rate = far if far is not None else cast(float, frr)  # exactly one is given
     if not 0.0 <= float(rate) <= 1.0:
         raise CalibrationError(f"a target rate must be between 0 and 1, got {rate:g}")
     rates = error_rates(scores, labels)
@@ -359,7 +360,7 @@ class Calibration:
         return cls.from_dict(data, str(path))
 
 
-def fit_calibration(scores: Sequence[float], labels: Sequence, quality: Optional[np.ndarray] = None,
+def fit_calibration(scores: ArrayLike, labels: ArrayLike, quality: Optional[np.ndarray] = None,
                     quality_names: Sequence[str] = (), recipe: Optional[Mapping[str, Any]] = None,
                     train_prior: float = 0.5) -> Calibration:
     """Fit ``llr = scale * score + offset (+ w . quality)`` by prior-weighted logistic regression.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import RedimnetError
 
@@ -44,7 +45,7 @@ class ErrorRates:
     n_nontargets: int
 
 
-def trial_arrays(scores: Sequence[float], labels: Sequence) -> Tuple[np.ndarray, np.ndarray]:
+def trial_arrays(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
     """``(scores, labels)`` as float64 and bool arrays, checked: same length, finite, both classes present."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels_in = np.asarray(labels).reshape(-1)
@@ -75,7 +76,7 @@ def trial_arrays(scores: Sequence[float], labels: Sequence) -> Tuple[np.ndarray,
     return scores, labels_bool
 
 
-def error_rates(scores: Sequence[float], labels: Sequence) -> ErrorRates:
+def error_rates(scores: ArrayLike, labels: ArrayLike) -> ErrorRates:
     """Miss and false-alarm rates at every distinct score used as a threshold (see :class:`ErrorRates`)."""
     scores, labels = trial_arrays(scores, labels)
     order = np.argsort(scores)
@@ -94,7 +95,7 @@ def error_rates(scores: Sequence[float], labels: Sequence) -> ErrorRates:
     return ErrorRates(thresholds, miss, false_alarm, n_targets, n_nontargets)
 
 
-def det_curve(scores: Sequence[float], labels: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def det_curve(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """DET-curve points ``(false_alarm_rates, miss_rates, thresholds)``, thresholds ascending."""
     rates = error_rates(scores, labels)
     return rates.false_alarm, rates.miss, rates.thresholds
@@ -112,7 +113,7 @@ def _eer_from_rates(rates: ErrorRates) -> Tuple[float, float]:
     return float(value), float(threshold)
 
 
-def eer_with_threshold(scores: Sequence[float], labels: Sequence) -> Tuple[float, float]:
+def eer_with_threshold(scores: ArrayLike, labels: ArrayLike) -> Tuple[float, float]:
     """``(eer, threshold)``: the equal error rate (a fraction) and the score threshold where it is reached.
 
     The miss and false-alarm rates are interpolated linearly between adjacent
@@ -122,7 +123,7 @@ def eer_with_threshold(scores: Sequence[float], labels: Sequence) -> Tuple[float
     return _eer_from_rates(error_rates(scores, labels))
 
 
-def eer(scores: Sequence[float], labels: Sequence) -> float:
+def eer(scores: ArrayLike, labels: ArrayLike) -> float:
     """The equal error rate as a fraction (0.01 is 1 %)."""
     return eer_with_threshold(scores, labels)[0]
 
@@ -142,7 +143,7 @@ def _min_dcf_from_rates(rates: ErrorRates, p_target: float, c_miss: float, c_fa:
     return float(cost[best] / default_cost), float(rates.thresholds[best])
 
 
-def min_dcf_with_threshold(scores: Sequence[float], labels: Sequence, p_target: float = 0.01,
+def min_dcf_with_threshold(scores: ArrayLike, labels: ArrayLike, p_target: float = 0.01,
                            c_miss: float = 1.0, c_fa: float = 1.0) -> Tuple[float, float]:
     """``(min_dcf, threshold)``: the normalised minimum detection cost and the threshold reaching it.
 
@@ -154,7 +155,7 @@ def min_dcf_with_threshold(scores: Sequence[float], labels: Sequence, p_target: 
     return _min_dcf_from_rates(error_rates(scores, labels), p_target, c_miss, c_fa)
 
 
-def min_dcf(scores: Sequence[float], labels: Sequence, p_target: float = 0.01,
+def min_dcf(scores: ArrayLike, labels: ArrayLike, p_target: float = 0.01,
             c_miss: float = 1.0, c_fa: float = 1.0) -> float:
     """The normalised minimum detection cost (see :func:`min_dcf_with_threshold`)."""
     return min_dcf_with_threshold(scores, labels, p_target, c_miss, c_fa)[0]
@@ -185,7 +186,7 @@ def _json_number(value: float):
     return value if np.isfinite(value) else None
 
 
-def compute_metrics(scores: Sequence[float], labels: Sequence, p_targets: Sequence[float] = (0.01, 0.05),
+def compute_metrics(scores: ArrayLike, labels: ArrayLike, p_targets: Sequence[float] = (0.01, 0.05),
                     c_miss: float = 1.0, c_fa: float = 1.0) -> VerificationMetrics:
     """EER and minDCF at each of ``p_targets`` from one sort of the scores."""
     rates = error_rates(scores, labels)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence, Tuple, Union
+from typing import Mapping, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import RedimnetError
 from ..optional import require
@@ -21,7 +22,7 @@ __all__ = ["PlotError", "require_matplotlib", "probit", "det_points", "plot_det"
            "reliability_points", "plot_reliability"]
 
 PathLike = Union[str, os.PathLike]
-Scored = Tuple[Sequence[float], Sequence]    # (scores, labels)
+Scored = Tuple[ArrayLike, ArrayLike]    # (scores, labels)
 
 _TICKS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95]
 
@@ -71,7 +72,7 @@ def probit(p: Union[float, np.ndarray]) -> np.ndarray:
     return out
 
 
-def det_points(scores: Sequence[float], labels: Sequence, floor: float = 1e-5,
+def det_points(scores: ArrayLike, labels: ArrayLike, floor: float = 1e-5,
                step: float = 0.01) -> Tuple[np.ndarray, np.ndarray]:
     """DET curve ``(false_alarm, miss)`` thinned for drawing.
 
@@ -127,7 +128,7 @@ def plot_det(curves: Mapping[str, Scored], path: PathLike, title: str = "DET cur
     return _save(figure, path)
 
 
-def plot_score_histogram(scores: Sequence[float], labels: Sequence, path: PathLike,
+def plot_score_histogram(scores: ArrayLike, labels: ArrayLike, path: PathLike,
                          title: str = "scores", bins: int = 100) -> Path:
     """Histogram of target and non-target scores (densities), with the EER threshold marked, as a PNG."""
     Figure, FigureCanvasAgg = require_matplotlib()
@@ -150,7 +151,7 @@ def plot_score_histogram(scores: Sequence[float], labels: Sequence, path: PathLi
     return _save(figure, path)
 
 
-def reliability_points(llrs: Sequence[float], labels: Sequence, bins: int = 10,
+def reliability_points(llrs: ArrayLike, labels: ArrayLike, bins: int = 10,
                        min_count: int = 5) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(predicted, observed, counts)`` of a reliability diagram at an even prior.
 

@@ -10,7 +10,7 @@ so a calibration is only ever applied to scores made the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, cast
 
 import numpy as np
 
@@ -116,14 +116,15 @@ class ScoringRecipe:
             mean = l2_normalize(embeddings[rows]).mean(axis=0)
         unit = prepare_embeddings(embeddings, mean)
         unit_cohort = prepare_embeddings(self.cohort, mean) if self.cohort is not None else None
+        cohort_rows = cast(np.ndarray, unit_cohort)  # set whenever norm is not "none" (checked in __post_init__)
         norm, top_k = self.norm, self.top_k
 
         def score(enroll_rows: np.ndarray, test_rows: np.ndarray) -> np.ndarray:
             scores = cosine_scores(unit, enroll_rows, test_rows, normalised=True)
             if norm == "snorm":
-                scores = normalize_scores(scores, enroll_rows, test_rows, unit, unit_cohort, None)
+                scores = normalize_scores(scores, enroll_rows, test_rows, unit, cohort_rows, None)
             elif norm == "asnorm":
-                scores = normalize_scores(scores, enroll_rows, test_rows, unit, unit_cohort, top_k)
+                scores = normalize_scores(scores, enroll_rows, test_rows, unit, cohort_rows, top_k)
             return scores
 
         return score

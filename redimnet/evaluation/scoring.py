@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..fileio import atomic_write
 from ..similarity import ScoringError, l2_normalize
@@ -29,7 +30,7 @@ def prepare_embeddings(matrix: np.ndarray, mean: Optional[np.ndarray] = None) ->
     return l2_normalize(normalised - mean)
 
 
-def cosine_scores(embeddings: np.ndarray, enroll_rows: Sequence[int], test_rows: Sequence[int],
+def cosine_scores(embeddings: np.ndarray, enroll_rows: ArrayLike, test_rows: ArrayLike,
                   normalised: bool = False) -> np.ndarray:
     """Cosine similarity of ``embeddings[enroll_rows[i]]`` and ``embeddings[test_rows[i]]`` for every i.
 
