@@ -138,7 +138,8 @@ def run_load(args, data, batch_size: int) -> dict:
                     a, b = rng.sample(data, 2)
                     if draw < 0.45:
                         kind, embeddings = "verify", 2
-                        request = dict(url="/v1/verify", files=[("audio", ("a.wav", a[1])), ("audio2", ("b.wav", b[1]))])
+                        files = [("audio", ("a.wav", a[1])), ("audio2", ("b.wav", b[1]))]
+                        request = dict(url="/v1/verify", files=files)
                     elif draw < 0.90:
                         kind, embeddings = "identify", 1
                         request = dict(url="/v1/identify", files=[("audio", ("a.wav", a[1]))])

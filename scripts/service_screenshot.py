@@ -44,7 +44,9 @@ def main() -> int:
 
     examples = ROOT / "redimnet" / "examples"
     embedder = Embedder(model_from_arguments(args), device="cpu")
-    name = Path(args.checkpoint).name if args.checkpoint else args.model + (" (random weights)" if args.random_init else "")
+    name = Path(args.checkpoint).name if args.checkpoint else args.model
+    if args.random_init and not args.checkpoint:
+        name += " (random weights)"
     with tempfile.TemporaryDirectory() as folder:
         settings = ServiceSettings(db=Path(folder) / "speakers.db", token=TOKEN, model_name=name)
         app = create_app(Service(embedder, settings, model_fingerprint(embedder.model)))

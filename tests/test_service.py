@@ -199,7 +199,8 @@ def test_token_loading_and_the_loopback_rule(tmp_path, monkeypatch):
 def test_bad_uploads_are_4xx_with_the_file_named(client, clips):
     cases = {
         "empty.wav": (b"", "empty"),
-        "text.wav": (b"this is not audio at all" * 20, "not a readable audio file or corrupt/truncated (Error opening: "),
+        "text.wav": (b"this is not audio at all" * 20,
+                     "not a readable audio file or corrupt/truncated (Error opening: "),
         "truncated.wav": (clips["a1"][:30], "not a readable audio file"),
         "silence.wav": (wav_bytes(np.zeros(32000, dtype=np.float32)), "no speech signal"),
         "short.wav": (wav_bytes(np.random.default_rng(0).uniform(-0.3, 0.3, 80).astype(np.float32)), "too short"),
@@ -232,7 +233,8 @@ def test_malformed_requests_are_refused(client, clips):
 
 @pytest.mark.parametrize("name", ["", "   ", "bad\x1b[31mname", "x" * 257])
 def test_bad_speaker_names_are_refused(client, clips, name):
-    response = client.post("/v1/enroll", headers=AUTH, data={"speaker": name}, files=files(audio=("a.wav", clips["a1"])))
+    response = client.post("/v1/enroll", headers=AUTH, data={"speaker": name},
+                           files=files(audio=("a.wav", clips["a1"])))
     error_of(response, 400, "bad_name")
     assert client.get("/v1/speakers").json() == {"speakers": []}
 

@@ -5,7 +5,6 @@ Skipped when Playwright or a Chromium executable is not installed (``apt-get ins
 thread of this process on 127.0.0.1.
 """
 
-import io
 import os
 import shutil
 import warnings

@@ -152,7 +152,8 @@ def test_bad_requests_under_load_do_not_disturb_the_others(checkpoint, tmp_path)
         bad = {
             "oversized": dict(files=[("audio", ("big.wav", noise.getvalue()))]),
             "garbage": dict(files=[("audio", ("x.wav", rng.bytes(5000)))]),
-            "malformed": dict(content=b"--zz\r\nnonsense", headers={"Content-Type": "multipart/form-data; boundary=zz"}),
+            "malformed": dict(content=b"--zz\r\nnonsense",
+                              headers={"Content-Type": "multipart/form-data; boundary=zz"}),
             "not a form": dict(content=b"{}", headers={"Content-Type": "application/json"}),
             "silent": dict(files=[("audio", ("s.wav", a[:44] + bytes(len(a) - 44)))]),
         }
