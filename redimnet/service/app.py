@@ -66,6 +66,9 @@ class ServiceSettings:
     """Seconds the batcher waits for more requests before running the model."""
     model_name: str = "model"
 
+    def __post_init__(self):
+        self.db = Path(self.db)
+
 
 @dataclass
 class Service:
