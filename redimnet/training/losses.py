@@ -9,6 +9,7 @@ schedule sets before every step.
 from __future__ import annotations
 
 import math
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +119,11 @@ class Softmax(nn.Module):
         return F.cross_entropy(logits, labels), logits.detach()
 
 
-def make_loss(section, embed_dim: int, num_classes: int) -> nn.Module:
+# Any loss :func:`make_loss` builds; each has the ``margin`` the margin schedule sets.
+Loss = Union[AAMSoftmax, AMSoftmax, SphereFace2, Softmax]
+
+
+def make_loss(section, embed_dim: int, num_classes: int) -> Loss:
     """The loss module a config's ``loss`` section describes (margin starts at ``initial_margin``)."""
     m = section.initial_margin
     if section.type == "aam":

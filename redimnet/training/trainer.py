@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, cast
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ from .data import (
     read_shard_index,
     speaker_labels,
 )
-from .losses import make_loss
+from .losses import Loss, make_loss
 from .schedulers import MarginSchedule, WarmupExponentialLR
 
 LOG_COLUMNS = ["step", "epoch", "loss", "accuracy", "margin", "lr", "grad_norm", "bad_audio", "examples_per_s"]
@@ -138,7 +138,9 @@ def _read_training_list(config: TrainingConfig):
     if data.shards:
         _, counts, speakers = read_shard_index(data.shards)
         return None, sum(counts), speakers
-    utterances = read_kaldi_lists(data.wav_scp, data.utt2spk) if data.wav_scp else read_csv_list(data.csv)
+    # the configuration's checks: exactly one of shards, wav_scp (with utt2spk) and csv
+    utterances = (read_kaldi_lists(data.wav_scp, cast(str, data.utt2spk)) if data.wav_scp
+                  else read_csv_list(cast(str, data.csv)))
     return utterances, len(utterances), [u.speaker for u in utterances]
 
 
@@ -147,7 +149,7 @@ def _make_augmenter(config: TrainingConfig) -> Optional[Augmenter]:
     if not (aug.noise or aug.rir) or aug.prob == 0:
         return None
     settings = AugmentationSettings(prob=aug.prob, noise_dir=aug.noise, rir_dir=aug.rir, snr=dict(aug.snr),
-                                    babble_speakers=tuple(aug.babble_speakers))
+                                    babble_speakers=(aug.babble_speakers[0], aug.babble_speakers[1]))
     return Augmenter(settings, config.data.sample_rate)
 
 
@@ -235,7 +237,7 @@ def validation_eer(model: ReDimNet, trials_path: str, audio_dir: str, sample_rat
             if result.error is not None:
                 failures.append(f"{Path(audio_dir) / wanted[result.index]}: {result.error}")
             else:
-                rows[result.index] = result.embedding
+                rows[result.index] = cast(np.ndarray, result.embedding)  # set whenever error is None
     finally:
         model.train(was_training)
     if failures:
@@ -272,14 +274,14 @@ class _Parts:
     """The model being trained and everything that updates it."""
 
     model: ReDimNet
-    loss: nn.Module
+    loss: Loss
     classifier: SpeakerClassifier
     optimizer: torch.optim.Optimizer
     scaler: Optional[torch.amp.GradScaler]
     lr_at: WarmupExponentialLR
     margin_at: MarginSchedule
     autocast: Callable
-    wrapped: Optional[nn.Module] = None  # the classifier, or its DDP wrapper
+    wrapped: nn.Module = field(init=False)  # the classifier, or its DDP wrapper (set by train)
 
 
 @dataclass
@@ -351,7 +353,8 @@ class _Console:
 
 # --------------------------------------------------------------------------- the loop
 
-def train(config: TrainingConfig, resume: bool = False, log: Callable[[str], None] = None) -> TrainingResult:
+def train(config: TrainingConfig, resume: bool = False,
+          log: Optional[Callable[[str], None]] = None) -> TrainingResult:
     """Train as ``config`` says; with ``resume``, continue from the newest training state.
 
     A step whose loss or gradients are not finite is skipped (the weights are
@@ -578,7 +581,7 @@ def _train_step(plan: _Plan, parts: _Parts, counters: _Counters, batch: dict, sa
         grad_norm = float(nn.utils.clip_grad_norm_(parameters, tc.grad_clip))
         logged_norm = grad_norm
     else:
-        grad_norm = float(nn.utils.get_total_norm([p.grad for p in parameters]))
+        grad_norm = float(nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None]))
         logged_norm = math.nan
     loss_value = float(value.detach())
     # with fp16, the scaler skips steps whose gradients overflow; only a non-finite loss counts then
@@ -659,13 +662,13 @@ class _Logger:
         plan, window = self.plan, self.window
         loss_sum, correct, count = _all_sum([window.loss, window.correct, window.count], plan.process)
         elapsed = max(time.time() - window.start, 1e-9)
-        row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4),
-               "loss": round(loss_sum / count, 5) if count else math.nan,
-               "accuracy": round(correct / count, 5) if count else math.nan,
+        loss = round(loss_sum / count, 5) if count else math.nan
+        accuracy = round(correct / count, 5) if count else math.nan
+        row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4), "loss": loss, "accuracy": accuracy,
                "margin": round(outcome.margin, 5), "lr": f"{outcome.lr:.6g}",
                "grad_norm": round(window.grad / window.steps, 4), "bad_audio": counters.bad_audio,
                "examples_per_s": round(count / elapsed, 1)}
-        result.last_loss, result.last_accuracy = row["loss"], row["accuracy"]
+        result.last_loss, result.last_accuracy = loss, accuracy
         result.log_rows.append(row)
         self.pending.append(row)
         if plan.process.is_main:
@@ -702,8 +705,9 @@ def _validate(plan: _Plan, parts: _Parts, step: int, say: Callable) -> Optional[
     config, value = plan.config, None
     if plan.process.is_main:
         v = config.validation
-        value = validation_eer(parts.model, v.trials, v.audio_dir, config.data.sample_rate, v.max_seconds,
-                               plan.process.device)
+        # only called with validation configured: trials and audio_dir are both set
+        value = validation_eer(parts.model, cast(str, v.trials), cast(str, v.audio_dir), config.data.sample_rate,
+                               v.max_seconds, plan.process.device)
         _append_validation(plan.out / "validation.csv", step, value)
         say(f"step 0 (untrained): validation EER {100 * value:.2f} %" if step == 0
             else f"step {step}: validation EER {100 * value:.2f} %")
@@ -747,16 +751,16 @@ def _make_loader(config: TrainingConfig, utterances, labels, maker, process: Pro
     data, seed = config.data, config.train.seed
     # The loader's own generator seeds its workers, so the global RNG is left untouched.
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    common = dict(batch_size=data.batch_size, collate_fn=collate_examples, num_workers=data.num_workers,
-                  pin_memory=process.device.type == "cuda", drop_last=True, generator=generator,
-                  persistent_workers=False)
+    common: Dict[str, Any] = dict(
+        batch_size=data.batch_size, collate_fn=collate_examples, num_workers=data.num_workers,
+        pin_memory=process.device.type == "cuda", drop_last=True, generator=generator, persistent_workers=False)
     if data.num_workers > 0:
         common["prefetch_factor"] = 2
     if data.shards:
-        dataset = ShardDataset(data.shards, labels, maker, seed, data.batch_size, process.rank, process.size,
-                               data.shuffle_buffer)
-        dataset.set_epoch(epoch, start_step)
-        return torch.utils.data.DataLoader(dataset, **common)
+        shards = ShardDataset(data.shards, labels, maker, seed, data.batch_size, process.rank, process.size,
+                              data.shuffle_buffer)
+        shards.set_epoch(epoch, start_step)
+        return torch.utils.data.DataLoader(shards, **common)
     dataset = CropDataset(utterances, labels, maker, seed)
     sampler = EpochSampler(len(dataset), data.batch_size, steps_per_epoch, seed, epoch, process.rank,
                            process.size, start_step)
