@@ -73,14 +73,15 @@ def _default_spec_params() -> dict:
 class StageSpec:
     """One backbone stage: ``(stride, num_blocks, conv_exp, kernel_sizes, att_block_red)``.
 
-    * ``stride`` (1, 2 or 3): the frequency axis is divided by it and the
-      channel axis multiplied by it, so channels x frequency stays ``C * F``.
-    * ``num_blocks``: 2D convolution blocks in the stage.
-    * ``conv_exp``: channel expansion inside the stage's 2D blocks.
-    * ``kernel_sizes``: kept for compatibility; the original always uses 3x3
-      kernels in the 2D blocks and ignores this value, and so do we.
-    * ``att_block_red``: reduction factor of the 1D time-context block that ends
-      the stage (hidden size ``C * F // att_block_red``), or None for no block.
+    Args:
+        stride: 1, 2 or 3: the frequency axis is divided by it and the channel
+            axis multiplied by it, so channels x frequency stays ``C * F``.
+        num_blocks: 2D convolution blocks in the stage.
+        conv_exp: channel expansion inside the stage's 2D blocks.
+        kernel_sizes: kept for compatibility; the original always uses 3x3
+            kernels in the 2D blocks and ignores this value, and so do we.
+        att_block_red: reduction factor of the 1D time-context block that ends
+            the stage (hidden size ``C * F // att_block_red``), or None for no block.
     """
 
     stride: int
@@ -97,7 +98,36 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Constructor options of ReDimNet, with the original names and defaults."""
+    """Constructor options of ReDimNet, with the original names and defaults.
+
+    Frozen and validated on construction (a ``ValueError`` names the option and
+    the fix); :meth:`from_dict` builds one from a mapping such as a checkpoint's
+    stored configuration.
+
+    Args:
+        F: mel bins of the front end (the frequency axis of the 2D view).
+        C: channels of the stem; channels x frequency stays ``C * F`` through the stages.
+        block_1d_type: time-context layers ending a stage: ``"fc"``, ``"conv"``, ``"att"`` or ``"conv+att"``.
+        block_2d_type: 2D block of the stages (one of ``BLOCK_2D_TYPES``, e.g. ``"convnext_like"``,
+            ``"basic_resnet"``).
+        stages_setup: the stages, as :class:`StageSpec` or the original 5-tuples
+            ``(stride, num_blocks, conv_exp, kernel_sizes, att_block_red)``.
+        group_divisor: channels per group of the grouped 2D convolutions (1: depthwise, None: one group).
+        out_channels: width of an optional 1x1 projection after the backbone (None: no projection).
+        embed_dim: size of the embedding.
+        num_classes: classes of an optional classification head (None: no head, the output is the embedding).
+        class_dropout: dropout before the classification head (training only).
+        feat_agg_dropout: dropout of the pooled features (training only).
+        head_activation: activation after the head (``"softmax"``, ``"nn.Sigmoid()"``, ...; None: none).
+        hop_length: front-end hop in samples (160 = 10 ms at 16 kHz).
+        pooling_func: temporal pooling, one of ``POOLING_FUNCS`` (``"ASTP"`` by default).
+        feat_type: front end: ``"pt"`` (PyTorch mel) or ``"tf"`` (the TensorFlow-compatible mel).
+        global_context_att: ASTP attention also sees the utterance mean and standard deviation.
+        emb_bn: batch norm after the embedding layer.
+        spec_params: front-end options (sample rate, FFT size, normalisation, SpecAugment; ``SPEC_PARAMS``).
+        return_all_outputs: ``forward`` also returns every stage's 1D output.
+        tf_optimized_arch: accepted for compatibility; only False is supported.
+    """
 
     F: int = 72
     C: int = 16

@@ -247,7 +247,20 @@ class PLDA:
 
 @dataclass
 class Backend:
-    """A trained chain of transforms and a scoring rule (see the module description)."""
+    """A trained chain of transforms and a scoring rule (see the module description).
+
+    Made by :func:`train_backend` or :meth:`load`, rather than built by hand.
+
+    Args:
+        kind: ``mean``, ``whiten``, ``lda`` or ``plda`` (``BACKEND_KINDS``).
+        mean: the training mean of the L2-normalised embeddings, ``[dim]``.
+        projection: the whitening or LDA matrix ``[dim, dim']`` (None for ``mean``).
+        plda: the PLDA model for ``plda`` (None otherwise).
+        info: facts about the training data (counts of embeddings and speakers), stored with the back-end.
+
+    Raises:
+        BackendError: ``kind`` is not one of ``BACKEND_KINDS``.
+    """
 
     kind: str
     mean: np.ndarray
@@ -410,6 +423,21 @@ def train_backend(embeddings: np.ndarray, speakers: Sequence, kind: str = "plda"
     followed by length normalisation and PLDA.  LDA needs more speakers than
     ``dim``; whitening and LDA regularise a singular covariance (documented
     floor: 1e-4 of the mean eigenvalue).
+
+    Args:
+        embeddings: raw embeddings ``[N, dim]`` (normalised here).
+        speakers: the speaker label of each row (any values; compared as strings).
+        kind: ``mean``, ``whiten``, ``lda`` or ``plda``.
+        dim: output dimension of LDA (``lda``, ``plda``); None keeps every dimension (``plda``)
+            or at most ``speakers - 1`` (``lda``).
+        iterations: EM iterations of the PLDA fit.
+
+    Returns:
+        The trained :class:`Backend`.
+
+    Raises:
+        BackendError: unknown kind, fewer than two speakers, labels and rows that differ in
+            number, or a ``dim`` the data cannot support.
     """
     if kind not in BACKEND_KINDS:
         raise BackendError(f"unknown back-end kind {kind!r}; choose one of {', '.join(BACKEND_KINDS)}")

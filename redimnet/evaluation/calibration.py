@@ -241,7 +241,17 @@ class Calibration:
     fingerprints, the embedding dimension); :meth:`check_recipe` refuses
     scores made another way.  ``far_table`` holds the development set's
     non-target LLR thresholds for a grid of false-accept rates (for decisions by
-    false-accept rate).
+    false-accept rate).  Made by :func:`fit_calibration` or :meth:`load`.
+
+    Args:
+        scale: multiplies the score.
+        offset: added to the scaled score.
+        quality_names: names of the quality measures the map uses (empty: none).
+        quality_weights: one weight per quality measure.
+        recipe: how the calibrated scores were made (see above).
+        train_prior: the target prior the fit used.
+        far_table: ``(false-accept rate, LLR threshold)`` pairs of the development set.
+        dev: facts about the development set (trial and target counts, Cllr, minimum Cllr).
     """
 
     scale: float
@@ -370,6 +380,22 @@ def fit_calibration(scores: ArrayLike, labels: ArrayLike, quality: Optional[np.n
     that prior whatever their numbers (the linear calibration of the BOSARIS
     toolkit).  ``quality`` is an optional ``[N, K]`` matrix of quality measures
     (see :func:`quality_from_durations`).
+
+    Args:
+        scores: the development trials' scores, ``[N]``.
+        labels: 1/True for target trials, 0/False for non-target ones, ``[N]``.
+        quality: optional quality measures of each trial, ``[N]`` or ``[N, K]``.
+        quality_names: names of the ``K`` quality measures (default ``q0``, ``q1``, ...).
+        recipe: how the scores were made (stored; :meth:`Calibration.check_recipe` compares it later).
+        train_prior: the target prior at which the fit minimises Cllr, in (0, 1).
+
+    Returns:
+        The fitted :class:`Calibration`, with its development-set false-accept table.
+
+    Raises:
+        MetricsError: scores and labels differ in length, are not finite, or lack one class.
+        CalibrationError: all scores are equal, the quality measures do not match the trials,
+            or the fit does not converge to finite values.
     """
     from scipy.optimize import minimize
     scores, labels = trial_arrays(scores, labels)

@@ -55,6 +55,15 @@ class ReDimNet(WaveformEmbedder):
     Data flows one way: :attr:`frontend` (log-mel features) -> :attr:`backbone`
     -> :attr:`pool` -> :attr:`pool_norm` -> :attr:`embedding` (-> :attr:`embedding_norm`)
     (-> :attr:`classifier`).
+
+    Args:
+        config: a :class:`~redimnet.ModelConfig`, or a mapping of its options; None builds the
+            configuration from ``options`` (the original constructor's keyword form).
+        **options: :class:`~redimnet.ModelConfig` options, when ``config`` is not given.
+
+    Raises:
+        TypeError: both ``config`` and ``options`` were given.
+        ValueError: an option is invalid (the message names it).
     """
 
     def __init__(self, config: Union[ModelConfig, Mapping[str, Any], None] = None, **options):
