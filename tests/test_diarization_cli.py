@@ -116,15 +116,16 @@ def test_silero_vad_leaves_the_model_its_threads(monkeypatch):
 
     import torch
 
-    from redimnet.diarization.vad import SileroVAD
+    from redimnet.diarization.vad import SileroVAD, make_vad
 
-    for name in [m for m in sys.modules if m == "silero_vad" or m.startswith("silero_vad.")]:
-        monkeypatch.delitem(sys.modules, name)  # its import sets torch's thread count: import it afresh
     before = torch.get_num_threads()
     try:
-        torch.set_num_threads(2)
-        SileroVAD()
-        assert torch.get_num_threads() == 2
+        for make in (SileroVAD, lambda: make_vad("auto")):
+            for name in [m for m in sys.modules if m == "silero_vad" or m.startswith("silero_vad.")]:
+                monkeypatch.delitem(sys.modules, name)  # its import sets torch's thread count: import it afresh
+            torch.set_num_threads(2)
+            assert isinstance(make(), SileroVAD)
+            assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 

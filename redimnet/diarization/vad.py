@@ -239,11 +239,10 @@ def make_vad(name: str = "auto", **options) -> VoiceActivityDetector:
     """
     options = {k: v for k, v in options.items() if v is not None}
     if name == "auto":
-        try:
-            import silero_vad  # noqa: F401
-            name = "silero"
-        except ImportError:
-            name = "energy"
+        import importlib.util
+
+        # find_spec, not import: importing silero_vad changes torch's thread count (SileroVAD restores it)
+        name = "silero" if importlib.util.find_spec("silero_vad") is not None else "energy"
     if name == "silero":
         options.pop("margin_db", None)
         return SileroVAD(**options)
