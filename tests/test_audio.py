@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from redimnet.audio import (AudioError, iter_inputs, list_audio_files, prepare_waveform, read_audio, read_scp,
-                            resample, trim_silence)
+from redimnet.audio import (
+    AudioError,
+    iter_inputs,
+    list_audio_files,
+    prepare_waveform,
+    read_audio,
+    read_scp,
+    resample,
+    trim_silence,
+)
 
 
 def tone(frequency: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
@@ -152,7 +160,7 @@ def test_bad_files_give_specific_errors(tmp_path, monkeypatch):
     cases["nan"] = (tmp_path / "nan.wav", "NaN or infinite")
     sf.write(tmp_path / "zero.wav", np.zeros((0, 1), np.float32), 16000, subtype="PCM_16")
     cases["no frames"] = (tmp_path / "zero.wav", "no audio samples|empty|not a readable")
-    for name, (path, match) in cases.items():
+    for path, match in cases.values():
         with pytest.raises(AudioError, match=match):
             read_audio(path)
     real_access = os.access
@@ -187,7 +195,8 @@ def test_directory_scan_ids_are_relative_paths_with_extension(tmp_path):
 def test_wav_scp(tmp_path):
     scp = tmp_path / "wav.scp"
     scp.write_text("utt1 /data/a.wav\n\n# comment\nutt2 relative/b b.flac\n")
-    assert read_scp(scp) == [("utt1", tmp_path.__class__("/data/a.wav")), ("utt2", tmp_path.__class__("relative/b b.flac"))]
+    assert read_scp(scp) == [("utt1", tmp_path.__class__("/data/a.wav")),
+                             ("utt2", tmp_path.__class__("relative/b b.flac"))]
     scp.write_text("utt1 sox a.wav -t wav - |\n")
     with pytest.raises(AudioError, match="wav.scp:1: command pipes"):
         read_scp(scp)

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
-from redimnet.evaluation.backend import Backend, BackendError, PLDA, train_backend
-from redimnet.evaluation.metrics import eer
-
 from scipy.stats import multivariate_normal
+
+from redimnet.evaluation.backend import PLDA, Backend, BackendError, train_backend
+from redimnet.evaluation.metrics import eer
 
 
 def two_covariance_data(rng, dim=6, speakers=400, per_speaker=8):

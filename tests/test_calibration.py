@@ -6,11 +6,19 @@ import math
 import numpy as np
 import pytest
 
-from redimnet.evaluation.calibration import (Calibration, CalibrationError, actual_dcf, bayes_threshold, cllr,
-                                             fit_calibration, min_cllr, posterior, quality_from_durations,
-                                             threshold_at_rate)
+from redimnet.evaluation.calibration import (
+    Calibration,
+    CalibrationError,
+    actual_dcf,
+    bayes_threshold,
+    cllr,
+    fit_calibration,
+    min_cllr,
+    posterior,
+    quality_from_durations,
+    threshold_at_rate,
+)
 from redimnet.evaluation.metrics import MetricsError, min_dcf
-
 
 
 def gaussian_scores(rng, n, mu_t=2.0, mu_n=-1.0, sigma=1.0):

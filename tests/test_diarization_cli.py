@@ -34,7 +34,8 @@ def _tones(plan, seconds):
     reference = []
     for start, end, label in plan:
         t = np.arange(int((end - start) * RATE)) / RATE
-        wave[int(start * RATE):int(start * RATE) + len(t)] += 0.3 * np.sin(2 * np.pi * (300 if label == "A" else 1200) * t)
+        tone = 300 if label == "A" else 1200
+        wave[int(start * RATE):int(start * RATE) + len(t)] += 0.3 * np.sin(2 * np.pi * tone * t)
         reference.append(Segment(start, end, label))
     return wave.astype(np.float32), reference
 

@@ -5,9 +5,9 @@ import argparse
 import numpy as np
 import pytest
 import torch
+from conftest import official_file, require_fixtures
 
 import redimnet
-from conftest import official_file, require_fixtures
 from redimnet.cli import export as export_cli
 from redimnet.export import DFTMelFrontEnd, ExportError, export_model, export_onnx, export_torchscript
 

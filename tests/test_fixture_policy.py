@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 # One parametrized parity module (needs the fixtures), one test that reads a single fixture file,

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL, require_fixtures
 
 import redimnet
-from conftest import OFFICIAL, require_fixtures
 from redimnet.frontend import MelSpectrogramFrontEnd, TFMelFrontEnd, make_frontend
 
 FIXTURE_NAMES = require_fixtures()

@@ -15,7 +15,6 @@ from redimnet.errors import RedimnetError
 from redimnet.inference import Embedder
 
 
-
 @pytest.fixture(scope="module")
 def embedder():
     previous = torch.get_num_threads()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import official_file
 
 import redimnet
-from conftest import official_file
 from redimnet.audio import AudioError, resample
 from redimnet.errors import InvalidArgumentError
 from redimnet.inference import Embedder, cosine_score, embed_directory, minimum_samples

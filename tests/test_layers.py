@@ -4,8 +4,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from redimnet.layers import (ASTP, MHASTP, TSTP, ChannelLayerNorm, ConvNeXtBlock, StageMixer, TransformerLayer,
-                             to_1d, to_2d)
+from redimnet.layers import (
+    ASTP,
+    MHASTP,
+    TSTP,
+    ChannelLayerNorm,
+    ConvNeXtBlock,
+    StageMixer,
+    TransformerLayer,
+    to_1d,
+    to_2d,
+)
 
 
 def test_reshape_round_trip_and_row_order():

@@ -8,16 +8,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import redimnet.metrics as short_name
-from redimnet.evaluation.metrics import (MetricsError, compute_metrics, det_curve, eer, eer_with_threshold,
-                                         error_rates, min_dcf, min_dcf_with_threshold)
-
+from redimnet.evaluation.metrics import (
+    MetricsError,
+    compute_metrics,
+    det_curve,
+    eer,
+    eer_with_threshold,
+    error_rates,
+    min_dcf,
+    min_dcf_with_threshold,
+)
 
 # ---------------------------------------------------------------- independent reference (plain Python loops)
 
 def brute_force_rates(scores, labels):
     """[(threshold, miss, false_alarm)] for every distinct score and +inf, by counting, in exact fractions."""
-    targets = [s for s, l in zip(scores, labels) if l]
-    nontargets = [s for s, l in zip(scores, labels) if not l]
+    targets = [s for s, label in zip(scores, labels) if label]
+    nontargets = [s for s, label in zip(scores, labels) if not label]
     points = []
     for t in sorted(set(scores)) + [float("inf")]:
         miss = Fraction(sum(1 for s in targets if s < t), len(targets))

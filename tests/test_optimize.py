@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL, require_fixtures
 from torch import nn
 
 import redimnet
-from conftest import OFFICIAL, require_fixtures
-from redimnet.optimize import OptimizedReDimNet, OptimizeError, optimize_for_inference
 from redimnet.fast.folding import fold_bn_after, fold_bn_before_linear, merge_parallel_convs, merge_small_groups
+from redimnet.optimize import OptimizedReDimNet, OptimizeError, optimize_for_inference
 
 FIXTURE_NAMES = require_fixtures()
 TOLERANCE = 1e-4  # max|ours - expected| <= TOLERANCE * max|expected|
@@ -294,8 +294,7 @@ def test_keep_freed_memory_rejects_a_tiny_trim_threshold():
 @pytest.mark.parametrize("dim,heads,padded", [(20, 4, 16), (60, 4, 16), (48, 4, 16), (96, 4, 24)])
 def test_transformer_heads_padded_to_16_keep_outputs(dim, heads, padded):
     """Heads narrower than 16 run zero-padded to 16 (weights padded, true scale kept)."""
-    from redimnet.layers.transformer import TransformerLayer
-    from redimnet.layers.transformer import FastTransformer
+    from redimnet.layers.transformer import FastTransformer, TransformerLayer
 
     torch.manual_seed(0)
     layer = TransformerLayer(dim, dim * 2, heads).eval()

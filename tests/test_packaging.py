@@ -3,7 +3,6 @@
 import re
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+

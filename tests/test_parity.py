@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import OFFICIAL, require_fixtures
 
 import redimnet
-from conftest import OFFICIAL, require_fixtures
 
 FIXTURE_NAMES = require_fixtures()
 TOLERANCE = 1e-4  # max|ours - expected| <= TOLERANCE * max|expected|
@@ -64,7 +64,7 @@ def test_save_writes_the_original_file_layout(fixture, tmp_path):
     ours = redimnet.ModelConfig.from_dict(written["model_config"])
     theirs = redimnet.ModelConfig.from_dict(original["model_config"])
     assert ours == theirs
-    for key, value in original["model_config"].items():
+    for key in original["model_config"]:
         assert key in written["model_config"], key
 
 

@@ -8,7 +8,6 @@ import soundfile as sf
 import soxr
 import torch
 
-import redimnet
 from redimnet import audio as audio_module
 from redimnet import cli, pipeline
 from redimnet.audio import SILENCE_FLOOR_DBFS, AudioError, AudioFile, check_signal_level

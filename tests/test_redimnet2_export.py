@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from test_redimnet2_parity import FIXTURE_NAMES, REDIMNET2, TOLERANCE
 
 import redimnet
 from redimnet.export import export_onnx, export_torchscript
-from test_redimnet2_parity import FIXTURE_NAMES, REDIMNET2, TOLERANCE
 
 
 def relative_error(ours, expected) -> float:

@@ -4,9 +4,9 @@ official implementation's outputs, fixture by fixture (``../shared/fixtures/redi
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES, require_fixtures
 
 import redimnet
-from conftest import FIXTURES, require_fixtures
 from redimnet.optimize import optimize_for_inference
 
 REDIMNET2 = FIXTURES / "redimnet2"

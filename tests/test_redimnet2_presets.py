@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from conftest import fixture_file
 
 import redimnet
 from redimnet.complexity import count_macs, count_parameters
 from redimnet.redimnet2 import presets
-from conftest import fixture_file
 
 # configs.json's measured counts beside the official README's (M params, GMACs for 2 s).
 REFERENCE = {"b0": (1.115, 0.361), "b1": (2.161, 0.589), "b2": (3.678, 0.969), "b3": (4.182, 2.689),

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_pretrained import _Server
 
 import redimnet
 from redimnet import cli, registry
 from redimnet.redimnet2 import presets
-from test_pretrained import _Server
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from redimnet.evaluation.metrics import eer
-from redimnet.evaluation.score_norm import (ScoreNormError, build_cohort, cohort_statistics, normalize_scores,
-                                            speaker_of)
+from redimnet.evaluation.score_norm import ScoreNormError, build_cohort, cohort_statistics, normalize_scores, speaker_of
 from redimnet.evaluation.scoring import cosine_scores, l2_normalize
 
 
@@ -22,7 +21,8 @@ def clustered_population(seed=0):
     def utterances(n_speakers, per_speaker):
         cluster = rng.integers(0, 4, size=n_speakers)
         speakers = centres[cluster] + spread[cluster, None] * rng.normal(size=(n_speakers, dim))
-        noise = 0.5 * rng.normal(size=(n_speakers * per_speaker, dim)) * np.repeat(spread[cluster], per_speaker)[:, None]
+        noise = (0.5 * rng.normal(size=(n_speakers * per_speaker, dim))
+                 * np.repeat(spread[cluster], per_speaker)[:, None])
         return (np.repeat(speakers, per_speaker, axis=0) + noise).astype(np.float32), \
             np.repeat(np.arange(n_speakers), per_speaker)
 

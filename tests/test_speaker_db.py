@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+
 import redimnet
 from redimnet.speaker_db import SpeakerDatabase, SpeakerDatabaseError, model_fingerprint
 

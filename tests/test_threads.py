@@ -1,6 +1,5 @@
 """One thread policy for every verb that runs a model: workers one thread each, the model the rest."""
 
-import os
 from unittest import mock
 
 import pytest

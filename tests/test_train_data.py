@@ -8,12 +8,30 @@ import soundfile
 import torch
 
 from redimnet.errors import RedimnetError
-
-from redimnet.training.augment import (AugmentationSettings, Augmenter, add_noise, change_speed, random_crop,
-                                       read_audio, reverberate)
-from redimnet.training.data import (CropDataset, DataError, EpochSampler, ExampleMaker, ShardDataset,
-                                    collate_examples, read_csv_list, read_kaldi_lists, read_shard_index,
-                                    scan_voxceleb_folder, speaker_labels, write_kaldi_lists, write_shards)
+from redimnet.training.augment import (
+    AugmentationSettings,
+    Augmenter,
+    add_noise,
+    change_speed,
+    random_crop,
+    read_audio,
+    reverberate,
+)
+from redimnet.training.data import (
+    CropDataset,
+    DataError,
+    EpochSampler,
+    ExampleMaker,
+    ShardDataset,
+    collate_examples,
+    read_csv_list,
+    read_kaldi_lists,
+    read_shard_index,
+    scan_voxceleb_folder,
+    speaker_labels,
+    write_kaldi_lists,
+    write_shards,
+)
 
 SR = 16000
 
@@ -297,6 +315,7 @@ def test_truncated_shards_are_named(vox_folder, tmp_path):
 
 def test_training_on_a_broken_shard_set_is_a_clear_cli_error(vox_folder, tmp_path, capsys):
     import yaml
+
     from redimnet.cli import main
     index = _shards(vox_folder, tmp_path)
     (tmp_path / "shards" / "shard-000001.tar").write_bytes(b"\0" * 1024)

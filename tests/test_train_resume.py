@@ -10,9 +10,9 @@ import yaml
 
 import redimnet
 from redimnet.cli import main as cli_main
+from redimnet.synth import generate_corpus, write_noise_folder
 from redimnet.training import TrainingError, load_config, train
 from redimnet.training.checkpointing import atomic_save, training_states
-from redimnet.synth import generate_corpus, write_noise_folder
 
 TINY_MODEL = {"F": 24, "C": 4, "block_2d_type": "convnext_like", "group_divisor": 4, "block_1d_type": "conv",
               "embed_dim": 16, "hop_length": 160,
@@ -53,7 +53,8 @@ def test_resume_continues_bit_exactly(corpus, tmp_path):
     assert straight.steps == 8
     # stop in the middle of the first epoch, then resume from the command line
     stopped = train(load_config(_config(corpus, tmp_path / "split", max_steps=3)), log=lambda _: None)
-    assert stopped.steps == 3 and training_states(tmp_path / "split" / "checkpoints")[-1].name == "state_step00000003.pt"
+    assert stopped.steps == 3
+    assert training_states(tmp_path / "split" / "checkpoints")[-1].name == "state_step00000003.pt"
     assert cli_main(["train", "--config", str(_config(corpus, tmp_path / "split")), "--resume"]) == 0
     a, b = _weights(straight.final_model), _weights(tmp_path / "split" / "final.pt")
     assert a.keys() == b.keys()
@@ -64,7 +65,10 @@ def test_resume_continues_bit_exactly(corpus, tmp_path):
     log_b = (tmp_path / "split" / "train_log.csv").read_text().splitlines()
     columns = log_a[0].split(",")
     drop = [columns.index("examples_per_s")]
-    strip = lambda lines: [[v for i, v in enumerate(line.split(",")) if i not in drop] for line in lines]
+
+    def strip(lines):
+        return [[v for i, v in enumerate(line.split(",")) if i not in drop] for line in lines]
+
     assert strip(log_a) == strip(log_b) and len(log_a) == 9
     # a second training into the same folder without --resume is refused
     with pytest.raises(TrainingError, match="--resume"):

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from redimnet.evaluation.scoring import ScoringError, cosine_scores, l2_normalize, prepare_embeddings, write_scores
-from redimnet.evaluation.trials import (EmbeddingIndex, TrialsError, index_trials, parse_trials, read_trials,
-                                        read_utt2spk)
+from redimnet.evaluation.trials import (
+    EmbeddingIndex,
+    TrialsError,
+    index_trials,
+    parse_trials,
+    read_trials,
+    read_utt2spk,
+)
 
 
 def write(path, text):
