@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 from starlette.applications import Starlette
@@ -39,7 +39,12 @@ from .auth import check_bearer
 from .batcher import Batcher
 from .errors import ServiceError
 from .openapi import openapi_schema
-from .uploads import Form, Upload, read_form, single_upload
+from .uploads import Form, Upload, optional_upload, read_form, single_upload
+
+if TYPE_CHECKING:
+    from ..cli.decisions import Scoring
+    from ..inference import Embedder
+    from ..pipeline import Result
 
 __all__ = ["ServiceSettings", "Service", "create_app"]
 
@@ -71,21 +76,35 @@ class ServiceSettings:
 
 
 @dataclass
+class Embedded:
+    """One upload's embedding ``[D]`` and the seconds of audio it was made from."""
+
+    vector: np.ndarray
+    seconds: float
+
+
+def _embedded(result: "Result", where: str) -> Embedded:
+    """The embedding in a pipeline result, or its refusal as :class:`AudioError` naming ``where``."""
+    if result.error is not None or result.embedding is None:
+        raise AudioError(f"{where}: {result.error}")
+    return Embedded(result.embedding, round(result.samples / TARGET_SAMPLE_RATE, 3))
+
+
+@dataclass
 class Service:
     """The running parts: embedder, batcher, scoring (cosine or a back-end, optional calibration), settings."""
 
-    embedder: object
+    embedder: "Embedder"
     settings: ServiceSettings
     fingerprint: str
-    scoring: object = None
+    scoring: Optional["Scoring"] = None
     """A :class:`redimnet.cli.decisions.Scoring`, or ``None`` for plain cosine without decisions."""
-    batcher: Batcher = None
+    batcher: Batcher = field(init=False)
     _local: threading.local = field(default_factory=threading.local)
     _diarize_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
-        if self.batcher is None:
-            self.batcher = Batcher(self.embedder, self.settings.max_batch, self.settings.max_wait)
+        self.batcher = Batcher(self.embedder, self.settings.max_batch, self.settings.max_wait)
 
     # --- database (one connection per thread; SQLite in WAL mode) ---------------------------------
     def db(self) -> SpeakerDatabase:
@@ -105,15 +124,13 @@ class Service:
             wave = trim_silence(wave)
         return wave
 
-    async def embed(self, uploads: List[Upload]) -> List[np.ndarray]:
+    async def embed(self, uploads: List[Upload]) -> List[Embedded]:
         """Embeddings of ``uploads`` in order; the first bad one raises :class:`AudioError` (422)."""
         waves = [await run_in_threadpool(self.decode, upload) for upload in uploads]
         futures = [asyncio.wrap_future(self.batcher.submit(wave)) for wave in waves]
         results = await asyncio.gather(*futures)
-        for upload, result in zip(uploads, results):
-            if result.error is not None:
-                raise AudioError(f"'{printable(upload.filename or upload.field)[:120]}': {result.error}")
-        return [result.embedding for result in results]
+        return [_embedded(result, f"'{printable(upload.filename or upload.field)[:120]}'")
+                for upload, result in zip(uploads, results)]
 
     # --- diarization ---------------------------------------------------------------------------------
     def diarize(self, wave: np.ndarray, num_speakers: Optional[int], max_speakers: Optional[int]):
@@ -130,12 +147,13 @@ class Service:
             return diarizer.diarize(wave, num_speakers=num_speakers, max_speakers=max_speakers, recording="upload")
 
     # --- scoring -------------------------------------------------------------------------------------
-    def decision_fields(self, scores: List[float], durations=None) -> List[dict]:
+    def decision_fields(self, scores: List[float], durations=None) -> List[Dict[str, Any]]:
         """LLR, posterior and decision per score when a calibration is loaded, else empty dicts."""
-        if self.scoring is None or self.scoring.calibration is None:
+        scoring = self.scoring
+        if scoring is None or scoring.calibration is None:
             return [{} for _ in scores]
-        llrs = self.scoring.llrs(scores, durations)
-        return [self.scoring.decide(float(llr)).to_dict() for llr in llrs]
+        llrs = scoring.llrs(scores, durations)
+        return [scoring.decide(float(llr)).to_dict() for llr in llrs]
 
     @property
     def scoring_name(self) -> str:
@@ -156,11 +174,9 @@ class _ThroughBatcher:
         return getattr(self._embedder, name)
 
     def embed_prepared(self, waves) -> np.ndarray:
-        results = [future.result() for future in [self._batcher.submit(w) for w in waves]]
-        for result in results:
-            if result.error is not None:
-                raise AudioError(f"a diarization window: {result.error}")
-        return np.stack([r.embedding for r in results]) if results else np.zeros((0, self._embedder.embed_dim))
+        futures = [self._batcher.submit(w) for w in waves]
+        vectors = [_embedded(future.result(), "a diarization window").vector for future in futures]
+        return np.stack(vectors) if vectors else np.zeros((0, self._embedder.embed_dim), dtype=np.float32)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -184,10 +200,6 @@ def _speaker_name(text: Optional[str], where: str = "speaker") -> str:
 
 def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _seconds(upload_wave: np.ndarray) -> float:
-    return round(len(upload_wave) / TARGET_SAMPLE_RATE, 3)
 
 
 def _known_speaker(db: SpeakerDatabase, name: str) -> None:
@@ -244,8 +256,8 @@ async def info(request: Request) -> Response:
         return {"file": settings.db.name, "speakers": len(speakers),
                 "recordings": int(sum(s.utterances for s in speakers)), "model_fingerprint": model}
 
-    embedder = service.embedder
-    calibration = service.scoring.calibration if service.scoring is not None else None
+    embedder, scoring = service.embedder, service.scoring
+    calibrated = scoring is not None and scoring.calibration is not None
     return JSONResponse({
         "version": __version__,
         "model": {"name": settings.model_name, "fingerprint": service.fingerprint,
@@ -256,9 +268,9 @@ async def info(request: Request) -> Response:
                   "window_seconds": embedder.max_samples / TARGET_SAMPLE_RATE,
                   "optimized": bool(embedder.optimized)},
         "database": await run_in_threadpool(database),
-        "scoring": {"name": service.scoring_name, "calibrated": calibration is not None,
-                    "prior": service.scoring.prior if calibration is not None else None,
-                    "far": service.scoring.far if calibration is not None else None},
+        "scoring": {"name": service.scoring_name, "calibrated": calibrated,
+                    "prior": scoring.prior if scoring is not None and calibrated else None,
+                    "far": scoring.far if scoring is not None and calibrated else None},
         "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_audio_seconds": settings.max_audio_seconds,
                    "max_files": settings.max_files, "max_top": MAX_TOP},
         "batching": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait * 1000,
@@ -272,13 +284,9 @@ async def embed(request: Request) -> Response:
     """The embedding of one uploaded recording (raw, not normalised)."""
     service = _service(request)
     form = await _form(request)
-    upload = single_upload(form, "audio")
-    wave = await run_in_threadpool(service.decode, upload)
-    result = await asyncio.wrap_future(service.batcher.submit(wave))
-    if result.error is not None:
-        raise AudioError(f"'{printable(upload.filename or 'audio')[:120]}': {result.error}")
-    return JSONResponse({"embedding": [float(x) for x in result.embedding], "dim": int(result.embedding.shape[0]),
-                         "seconds": _seconds(wave), "model_fingerprint": service.fingerprint})
+    [embedded] = await service.embed([single_upload(form, "audio")])
+    return JSONResponse({"embedding": [float(x) for x in embedded.vector], "dim": int(embedded.vector.shape[0]),
+                         "seconds": embedded.seconds, "model_fingerprint": service.fingerprint})
 
 
 async def verify(request: Request) -> Response:
@@ -286,29 +294,24 @@ async def verify(request: Request) -> Response:
     service = _service(request)
     form = await _form(request)
     first = single_upload(form, "audio")
-    second = single_upload(form, "audio2", required=False)
+    second = optional_upload(form, "audio2")
     speaker = form.fields.get("speaker")
     if (second is None) == (speaker is None):
         raise ServiceError(400, "bad_form", "send either a second recording as 'audio2' or an enrolled "
                                             "speaker's name as 'speaker'")
     if second is not None:
-        uploads = [first, second]
-        waves = [await run_in_threadpool(service.decode, u) for u in uploads]
-        results = await asyncio.gather(*[asyncio.wrap_future(service.batcher.submit(w)) for w in waves])
-        for upload, result in zip(uploads, results):
-            if result.error is not None:
-                raise AudioError(f"'{printable(upload.filename or upload.field)[:120]}': {result.error}")
-        a, b = results[0].embedding, results[1].embedding
+        one, two = await service.embed([first, second])
+        a, b = one.vector, two.vector
         if service.backend is not None:
             score = float(service.backend.score_trials(np.stack([a, b]), [0], [1])[0])
         else:
             score = cosine_score(a, b)
-        durations = [[_seconds(waves[0]), _seconds(waves[1])]]
+        durations = [[one.seconds, two.seconds]]
         body = {"score": score, "scoring": service.scoring_name}
         body.update(service.decision_fields([score], durations)[0])
         return JSONResponse(body)
     name = _speaker_name(speaker)
-    [embedding] = await service.embed([first])
+    embedding = (await service.embed([first]))[0].vector
 
     def against_speaker():
         db = service.db()
@@ -332,7 +335,7 @@ async def identify(request: Request) -> Response:
     form = await _form(request)
     upload = single_upload(form, "audio")
     top = _top(form.fields.get("top", request.query_params.get("top")))
-    [embedding] = await service.embed([upload])
+    embedding = (await service.embed([upload]))[0].vector
 
     def rank():
         db = service.db()
@@ -404,7 +407,8 @@ async def enroll(request: Request) -> Response:
     ids = [f"upload:{printable(u.filename or 'audio')[:200]}" for u in uploads]
 
     def store():
-        return service.db().enroll(name, np.stack(embeddings), ids, fingerprint=service.fingerprint)
+        return service.db().enroll(name, np.stack([e.vector for e in embeddings]), ids,
+                                   fingerprint=service.fingerprint)
 
     total = await run_in_threadpool(store)
     return JSONResponse({"speaker": name, "added": len(uploads), "recordings": int(total)})
@@ -529,9 +533,9 @@ def create_app(service: Service) -> Starlette:
 
     routes = [Route(path, handler, methods=methods) for path, handler, methods in ROUTES]
     routes += [Route(path, _static(path), methods=["GET"]) for path in _STATIC]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={ServiceError: _service_error, RedimnetError: _redimnet_error,
-                                        HTTPException: _http_error, Exception: _unexpected})
+    handlers: Dict[Any, Any] = {ServiceError: _service_error, RedimnetError: _redimnet_error,
+                                HTTPException: _http_error, Exception: _unexpected}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.service = service
     app.add_middleware(_SecurityHeaders)
     return app

@@ -35,7 +35,7 @@ def _errors(*statuses: int) -> dict:
 def openapi_schema(settings) -> dict:
     """The document for a service with ``settings`` (its limits appear in the descriptions)."""
     audio_errors = _errors(400, 413, 415, 422)
-    bearer = [{"bearer": []}]
+    bearer: list = [{"bearer": []}]
     limits = (f"Uploads: at most {settings.max_upload_bytes} bytes per request and "
               f"{settings.max_audio_seconds:g} s per recording.")
     return {

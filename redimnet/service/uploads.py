@@ -10,11 +10,11 @@ number of parts to ``max_parts`` and a plain field to :data:`MAX_FIELD_BYTES`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, cast
 
 from .errors import ServiceError
 
-__all__ = ["Upload", "Form", "read_form", "MAX_FIELD_BYTES"]
+__all__ = ["Upload", "Form", "read_form", "single_upload", "optional_upload", "MAX_FIELD_BYTES"]
 
 MAX_FIELD_BYTES = 4096
 """The longest plain (non-file) form field, in bytes (speaker names are at most 256 characters)."""
@@ -127,7 +127,7 @@ async def read_form(headers, stream: AsyncIterator[bytes], max_bytes: int, max_p
         except ValueError:
             raise ServiceError(400, "bad_request", "the Content-Length header is not a number") from None
     collector = _Collector(max_parts)
-    parser = MultipartParser(options[b"boundary"], collector.callbacks())
+    parser = MultipartParser(options[b"boundary"], cast(Any, collector.callbacks()))
     received = 0
     try:
         async for chunk in stream:
@@ -144,13 +144,17 @@ async def read_form(headers, stream: AsyncIterator[bytes], max_bytes: int, max_p
     return collector.form
 
 
-def single_upload(form: Form, name: str, required: bool = True) -> Optional[Upload]:
-    """The one file uploaded as field ``name`` (400 when there are several, or none and ``required``)."""
+def optional_upload(form: Form, name: str) -> Optional[Upload]:
+    """The one file uploaded as field ``name``, or ``None`` (400 when there are several)."""
     uploads = form.files_named(name)
     if len(uploads) > 1:
         raise ServiceError(400, "bad_form", f"send one file as '{name}', got {len(uploads)}")
-    if not uploads:
-        if required:
-            raise ServiceError(400, "missing_file", f"no file in form field '{name}' (e.g. curl -F {name}=@file.wav)")
-        return None
-    return uploads[0]
+    return uploads[0] if uploads else None
+
+
+def single_upload(form: Form, name: str) -> Upload:
+    """The one file uploaded as field ``name`` (400 when there is none or there are several)."""
+    upload = optional_upload(form, name)
+    if upload is None:
+        raise ServiceError(400, "missing_file", f"no file in form field '{name}' (e.g. curl -F {name}=@file.wav)")
+    return upload
