@@ -45,6 +45,10 @@ _OPT_IN = (f"if you trust this file, load it with max_parameters=None (or set {M
 MAX_BLOCKS = 1000
 """Most 2D blocks (summed over the stages) a checkpoint may ask for under :data:`MAX_PARAMETERS`."""
 
+MAX_FRONTEND_VALUES = 4_000_000
+"""Most values a front end may compute when it is built (the TF front end's DFT kernels are made in
+numpy, before anything can be laid out on the ``meta`` device); the published front end needs 0.2 M."""
+
 
 def _describe_keys(keys, limit: int = 8) -> str:
     keys = sorted(keys)
@@ -198,8 +202,8 @@ def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str =
     """The network ``config`` describes, on the ``meta`` device: shapes without memory.
 
     Refuses (:class:`CheckpointError`) a network of more than ``max_parameters``
-    values (parameters and buffers) or more than :data:`MAX_BLOCKS` blocks;
-    ``max_parameters=None`` lifts both limits.
+    values (parameters and buffers), more than :data:`MAX_BLOCKS` blocks or a front end
+    of more than :data:`MAX_FRONTEND_VALUES` values; ``max_parameters=None`` lifts these limits.
     """
     if max_parameters is not None:
         blocks = sum(stage.num_blocks for stage in config.stages_setup) + len(config.stages_setup)
@@ -207,9 +211,9 @@ def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str =
         if blocks > MAX_BLOCKS:
             raise CheckpointError(f"{source} describes {blocks} blocks, more than the {MAX_BLOCKS} allowed; "
                                   + _OPT_IN)
-        if front > max_parameters:
-            raise CheckpointError(f"{source} describes a front end of {front:,} values, more than the ceiling of "
-                                  f"{max_parameters:,}; {_OPT_IN}")
+        if front > min(max_parameters, MAX_FRONTEND_VALUES):
+            raise CheckpointError(f"{source} describes a front end of {front:,} values, more than the "
+                                  f"{min(max_parameters, MAX_FRONTEND_VALUES):,} allowed; {_OPT_IN}")
     try:
         with torch.device("meta"):
             skeleton = model_class(config)

@@ -236,7 +236,7 @@ def test_too_many_blocks_refused_before_building(tmp_path):
 def test_huge_tf_front_end_refused_before_building(tmp_path):
     config = dict(SMALL, feat_type="tf", spec_params={"n_fft": 2**20, "win_length": 2**20})
     path = write(tmp_path / "front.pt", {"model_config": config, "state_dict": {}})
-    with pytest.raises(CheckpointError, match="front end of [0-9,]+ values, more than the ceiling"):
+    with pytest.raises(CheckpointError, match="front end of [0-9,]+ values, more than the 4,000,000 allowed"):
         redimnet.load_checkpoint(path)
 
 

@@ -116,8 +116,23 @@ _config = st.fixed_dictionaries({
 })
 
 
+# Valid configurations (so the size checks, not validation, must stop them), from tiny to absurd.
+_valid_config = st.fixed_dictionaries({
+    "F": st.integers(1, 10**5).map(lambda k: 48 * k),  # divisible by any four strides of 2 and one of 3
+    "C": st.one_of(st.integers(1, 64), st.integers(65, 10**9)),
+    "block_1d_type": st.sampled_from(["fc", "conv"]),
+    "block_2d_type": st.sampled_from(["convnext_like", "basic_resnet", "basic_resnet_fwse"]),
+    "group_divisor": st.sampled_from([None, 1]),
+    "embed_dim": st.one_of(st.integers(1, 256), st.integers(257, 10**9)),
+    "stages_setup": st.lists(st.tuples(st.sampled_from([1, 2]), st.one_of(st.integers(0, 3), st.integers(4, 10**6)),
+                                       st.integers(1, 4), st.just([(3, 3)]), st.none() | st.integers(1, 8)),
+                             min_size=1, max_size=4),
+}, optional={"feat_type": st.sampled_from(["pt", "tf"]),
+             "spec_params": st.integers(1, 2**22).map(lambda n: {"n_fft": n, "win_length": n})})
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(config=_config, with_tensor=st.booleans())
+@given(config=st.one_of(_config, _valid_config), with_tensor=st.booleans())
 def test_fuzz_checkpoint_configs_never_allocate(tmp_path, config, with_tensor):
     import resource
 
