@@ -388,3 +388,28 @@ def test_diarize_segments_and_enrolled_names(client, tmp_path, clips):
     error_of(client.post("/v1/diarize", data={"speakers": "0"}, files=files(audio=("conv.wav", data))), 400,
              "bad_field")
 
+
+
+# --- the batcher ------------------------------------------------------------------------------------------------
+def test_batcher_runs_a_batch_where_a_bad_waveform_fails_alone(embedder):
+    from redimnet.service import Batcher
+
+    good = [speech(1, 7), speech(2, 8)]
+    silent = np.zeros(32000, dtype=np.float32)
+    batcher = Batcher(embedder, max_batch=8, max_wait=0.5)
+    try:
+        futures = [batcher.submit(w) for w in (good[0], silent, good[1])]
+        results = [f.result(timeout=60) for f in futures]
+    finally:
+        batcher.close()
+    assert batcher.stats.batches == 1 and batcher.stats.largest == 3  # collected into one model call
+    assert "no speech signal" in results[1].error and results[1].embedding is None
+    for wave, result in zip(good, (results[0], results[2])):
+        np.testing.assert_allclose(result.embedding, embedder.embed(wave, 16000), rtol=1e-4, atol=1e-5)
+    assert not batcher.alive
+
+
+def test_not_ready_when_the_model_thread_has_stopped(client):
+    client.app.state.service.batcher.close()
+    response = client.get("/v1/ready")
+    assert response.status_code == 503 and "model thread" in response.json()["problems"][0]

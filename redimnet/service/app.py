@@ -233,7 +233,7 @@ async def ready(request: Request) -> Response:
         service.db().connection.execute("SELECT 1").fetchone()
 
     problems = []
-    if not service.batcher._thread.is_alive():
+    if not service.batcher.alive:
         problems.append("the model thread has stopped")
     try:
         await run_in_threadpool(probe)

@@ -58,6 +58,11 @@ class Batcher:
         self._queue.put((wave, future))
         return future
 
+    @property
+    def alive(self) -> bool:
+        """True while the model thread runs."""
+        return self._thread.is_alive()
+
     def close(self) -> None:
         """Finish the waveforms already queued, then stop the model thread."""
         self._queue.put(None)
