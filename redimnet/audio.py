@@ -180,7 +180,7 @@ class SignalLevel:
 
     def add(self, block: np.ndarray) -> None:
         """Account for the samples of ``block``."""
-        block = np.asarray(block, dtype=np.float32).ravel()
+        block = np.asarray(block, dtype=np.float64).ravel()  # float64: no overflow for huge samples
         self.samples += block.size
         self.energy += float(np.dot(block, block))
 
