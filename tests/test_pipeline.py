@@ -233,3 +233,19 @@ def test_training_validation_uses_the_pipeline(tmp_path, model):
     sf.write(tmp_path / "s1" / "u1.wav", np.zeros(9000), 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match=r"1 of 4 utterance.*u1\.wav: no speech signal"):
         validation_eer(model, str(tmp_path / "trials.txt"), str(tmp_path), 16000, 20.0, torch.device("cpu"))
+
+
+def test_loading_a_checkpoint_does_not_import_the_compiler(checkpoint):
+    """Start-up cost is part of every command's throughput: the checkpoint's layout check (a model built on
+    the meta device) must not pull in torch._dynamo (about 2 s of CPU) through the front end's constants."""
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+
+    code = ("import sys, redimnet; redimnet.load_checkpoint(sys.argv[1]); "
+            "print('torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(checkpoint)], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

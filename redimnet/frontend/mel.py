@@ -19,8 +19,10 @@ def htk_mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sa
     ``f_max``; each filter rises linearly from its lower edge to its centre
     and falls to its upper edge, evaluated at the STFT bin frequencies.
     """
-    bin_hz = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float32)
-    edges_mel = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2, dtype=torch.float32)
+    # Computed on the CPU even under a ``torch.device("meta")`` context (checkpoint layout checks):
+    # these ops on meta tensors would import torch._dynamo, seconds of start-up for every command.
+    bin_hz = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float32, device="cpu")
+    edges_mel = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2, dtype=torch.float32, device="cpu")
     edges_hz = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
     lower, centre, upper = edges_hz[:-2], edges_hz[1:-1], edges_hz[2:]
     rising = (bin_hz[:, None] - lower) / (centre - lower)
@@ -40,7 +42,7 @@ class MelSpectrogramFrontEnd(LogMelFrontEnd):
         self.n_fft = n_fft
         self.win_length = win_length
         self.window: torch.Tensor
-        self.register_buffer("window", torch.hamming_window(win_length, periodic=True))
+        self.register_buffer("window", torch.hamming_window(win_length, periodic=True, device="cpu"))
         self.mel_filters: torch.Tensor
         self.register_buffer("mel_filters",
                              htk_mel_filterbank(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate))
