@@ -258,11 +258,12 @@ def test_size_ceiling_from_the_environment(tmp_path, monkeypatch, capsys):
     from redimnet.cli import main
 
     path = write(tmp_path / "small.pt", _small_model_content())
-    monkeypatch.setenv("REDIMNET_MAX_PARAMETERS", "1000")
-    with pytest.raises(CheckpointError, match="ceiling of 1,000.*set REDIMNET_MAX_PARAMETERS=none"):
+    values = sum(t.numel() for t in torch.load(path, weights_only=True)["state_dict"].values())
+    monkeypatch.setenv("REDIMNET_MAX_PARAMETERS", str(values - 1))
+    with pytest.raises(CheckpointError, match=f"ceiling of {values - 1:,}.*set REDIMNET_MAX_PARAMETERS=none"):
         redimnet.load_checkpoint(path)
     assert main(["info", "--checkpoint", str(path)]) == 2
-    assert "more than the ceiling of 1,000" in capsys.readouterr().err
+    assert f"more than the ceiling of {values - 1:,}" in capsys.readouterr().err
     assert isinstance(redimnet.load_checkpoint(path, max_parameters=None), redimnet.ReDimNet)  # the caller wins
     monkeypatch.setenv("REDIMNET_MAX_PARAMETERS", "none")
     assert main(["info", "--checkpoint", str(path)]) == 0
