@@ -29,7 +29,9 @@ from redimnet.synth import synthesize, voice_for  # noqa: E402
 
 TOKEN = "browser-token-0123456789abcdef"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 # a synthetic microphone (Chromium's test tone) that needs no permission prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 def write_clip(path, speaker, seed):
@@ -45,6 +47,7 @@ def server(tmp_path_factory, one_thread):
     settings = ServiceSettings(db=folder / "speakers.db", token=TOKEN, model_name="b0-test", max_wait=0.002)
     app = create_app(Service(embedder, settings, model_fingerprint(embedder.model)))
     with BackgroundServer(app) as running:
+        running.service = app.state.service
         yield running
 
 
@@ -112,6 +115,31 @@ def test_upload_verify_enroll_identify_and_errors(server, page, tmp_path):
     sync_api.expect(page.locator("#result")).to_contain_text("Diarize:")
     assert page.locator("#result .timeline .segment").count() >= 1
     assert page.locator("#result .legend > span").count() >= 1
+
+    # record from the (fake) microphone: MediaRecorder -> decoded -> WAV -> verified against file B
+    page.click("button.record[data-slot='a']")
+    sync_api.expect(page.locator("button.record[data-slot='a']")).to_have_text("Stop")
+    page.wait_for_timeout(1500)
+    page.click("button.record[data-slot='a']")
+    sync_api.expect(page.locator("#file-a")).to_have_value("")  # the recording replaced the chosen file
+    sync_api.expect(page.locator("#play-a")).to_be_visible()
+    service, uploads = server.service, []
+    decode = service.decode
+
+    def recording_decode(upload):
+        uploads.append((upload.filename, upload.data[:4]))
+        return decode(upload)
+
+    service.decode = recording_decode
+    try:
+        page.select_option("#verify-speaker", "")
+        page.click("#verify")
+        sync_api.expect(page.locator("#result")).to_contain_text("A against B")
+    finally:
+        del service.decode
+    assert uploads == [("recording-a.wav", b"RIFF"), ("alice-2.wav", b"RIFF")]
+    sync_api.expect(page.locator("#result")).to_contain_text("A against B")
+    assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
 
     screenshot = tmp_path / "service.png"
     page.screenshot(path=str(screenshot), full_page=True)
