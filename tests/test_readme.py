@@ -1,10 +1,11 @@
 """The README's examples run as written: the Python API block, and every console block.
 
 Console blocks (```console) run in order in one scratch folder, each ``$ command`` through bash
-with ``redimnet`` and ``python`` pointing at this checkout (a plain ``redimnet ...`` command, without
-pipes or redirections, runs in this process through ``redimnet.cli.main``, which is much faster).
+with ``redimnet`` and ``python`` pointing at this checkout (a plain ``redimnet ...`` command,
+without pipes or redirections, runs in this process through ``redimnet.cli.main``: much faster).
 The lines shown after a command must appear in its output (stdout and stderr together), in order;
-numbers with a decimal point (scores, timings) and ISO-8601 time stamps may differ. A block preceded by a line
+numbers with a decimal point (scores, timings) and ISO-8601 time stamps may differ. A block
+preceded by a line
 ``<!-- readme-test: skip (reason) -->`` is not run (say why: it needs data or a network).
 Console blocks in docs/evaluation.md's example need its Python script first; it is run.
 """

@@ -21,8 +21,8 @@ from ..names import printable
 from ..optional import MissingDependencyError, install_hint
 
 # Verb modules, in the order their commands are listed in --help.
-VERB_MODULES = ["demo", "info", "embed", "verify", "enroll", "evaluate", "cohort", "calibrate", "prepare", "train", "average", "export",
-                "vad", "diarize", "der", "serve"]
+VERB_MODULES = ["demo", "info", "embed", "verify", "enroll", "evaluate", "cohort", "calibrate", "prepare", "train",
+                "average", "export", "vad", "diarize", "der", "serve"]
 
 
 # Module name -> the command it registers, where they differ (for the stand-in of a verb that cannot load).

@@ -67,11 +67,11 @@ def run(args) -> int:
     embedder = Embedder(model_from_arguments(args), device=args.device)
     files = example_files()
     embeddings = dict(zip(files, embedder.embed_files(list(files.values()))))
-    rows = [{"a": a, "b": b, "same_speaker": same, "score": embedder.score(embeddings[a], embeddings[b])}
-            for a, b, same in example_pairs()]
-    same = [r["score"] for r in rows if r["same_speaker"]]
-    different = [r["score"] for r in rows if not r["same_speaker"]]
-    separated = min(same) > max(different)
+    pairs = example_pairs()
+    scores = [embedder.score(embeddings[a], embeddings[b]) for a, b, _ in pairs]
+    rows = [{"a": a, "b": b, "same_speaker": same, "score": score} for (a, b, same), score in zip(pairs, scores)]
+    separated = min(score for (_, _, same), score in zip(pairs, scores) if same) > max(
+        score for (_, _, same), score in zip(pairs, scores) if not same)
     if args.json:
         print(json.dumps({"model": model_name, "pairs": rows, "same_speaker_pairs_score_highest": separated}))
         return 0
