@@ -1,10 +1,15 @@
 """Waveform -> log-mel feature front ends."""
 
+from typing import TYPE_CHECKING, Union
+
 from ..config import ModelConfig
 from ..layers.spec_augment import SpecAugment
 from .base import LogMelFrontEnd
 from .mel import MelSpectrogramFrontEnd
 from .tf_mel import TFMelFrontEnd
+
+if TYPE_CHECKING:
+    from ..redimnet2.config import ReDimNet2Config
 
 __all__ = ["LogMelFrontEnd", "MelSpectrogramFrontEnd", "TFMelFrontEnd", "make_frontend"]
 
@@ -12,7 +17,7 @@ __all__ = ["LogMelFrontEnd", "MelSpectrogramFrontEnd", "TFMelFrontEnd", "make_fr
 _SPEC_AUG_DEFAULTS = {"freq_mask_width": (0, 8), "time_mask_width": (0, 10), "freq_start_bin": 0}
 
 
-def make_frontend(config: ModelConfig) -> LogMelFrontEnd:
+def make_frontend(config: "Union[ModelConfig, ReDimNet2Config]") -> LogMelFrontEnd:
     """The front end a configuration asks for (``feat_type`` and ``spec_params``)."""
     params = dict(config.spec_params)
     spec_augment = None

@@ -14,6 +14,9 @@ from ..layers.classifier_head import ClassifierHead
 from ..layers.pooling import make_pooling
 from .backbone import Backbone
 
+if TYPE_CHECKING:
+    from ..redimnet2.config import ReDimNet2Config
+
 
 class WaveformEmbedder(nn.Module):
     """What every form of the network offers: waveform -> features -> embedding.
@@ -21,7 +24,7 @@ class WaveformEmbedder(nn.Module):
     Subclasses set ``config`` and ``frontend`` and implement :meth:`forward_features`.
     """
 
-    config: ModelConfig
+    config: "Union[ModelConfig, ReDimNet2Config]"
     if TYPE_CHECKING:  # a submodule: declared for the type checker only (TorchScript rejects nn.Module annotations)
         frontend: nn.Module
 
@@ -65,6 +68,8 @@ class ReDimNet(WaveformEmbedder):
         TypeError: both ``config`` and ``options`` were given.
         ValueError: an option is invalid (the message names it).
     """
+
+    config: ModelConfig
 
     def __init__(self, config: Union[ModelConfig, Mapping[str, Any], None] = None, **options):
         super().__init__()
@@ -115,10 +120,11 @@ class OptimizedReDimNet(WaveformEmbedder):
     """
 
     is_inference_form = True  # optimize_for_inference copies it instead of converting it again
+    config: ModelConfig
 
     def __init__(self, model: ReDimNet):
         super().__init__()
-        self.config: ModelConfig = model.config
+        self.config = model.config
         self.frontend = model.frontend
         self.backbone = inference_form(model.backbone)
         self.pool = inference_form(model.pool)

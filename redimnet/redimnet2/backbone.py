@@ -12,7 +12,6 @@ import math
 from typing import List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..fast.folding import fold_bn_after
@@ -49,7 +48,9 @@ class TimeMajorGroupNorm(nn.Module):
         super().__init__()
         self.groups = norm.num_groups
         self.eps = norm.eps
+        self.weight: Optional[torch.Tensor]
         self.register_buffer("weight", detached_copy(norm.weight))
+        self.bias: Optional[torch.Tensor]
         self.register_buffer("bias", detached_copy(norm.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,7 +58,8 @@ class TimeMajorGroupNorm(nn.Module):
         grouped = x.view(n, t, self.groups, rows // self.groups)
         var, mean = torch.var_mean(grouped, dim=(1, 3), keepdim=True, correction=0)
         y = ((grouped - mean) * torch.rsqrt(var + self.eps)).view(n, t, rows)
-        return torch.addcmul(self.bias, y, self.weight) if self.weight is not None else y
+        # an affine GroupNorm has both weight and bias, a plain one neither
+        return torch.addcmul(self.bias, y, self.weight) if self.weight is not None and self.bias is not None else y
 
 
 def time_major_group_norm(norm: Optional[nn.GroupNorm]) -> Optional[nn.Module]:
@@ -114,7 +116,7 @@ class Stage2(nn.Module):
         if self.squeeze is not None:
             x = self.squeeze(x)
         x = to_1d(x)
-        if self.dual:
+        if self.dual and self.time_context is not None:  # dual implies a time-context block
             return [self._finish(x, self.norm), self._finish(self.time_context(x), self.norm_1d)]
         if self.time_context is not None:
             x = self.time_context(x)
@@ -155,7 +157,7 @@ class FastStage2(nn.Module):
         if self.squeeze is not None:
             x = self.squeeze(x)
         x = to_1d_view(x.contiguous(memory_format=torch.channels_last))
-        if self.dual:
+        if self.dual and self.time_context is not None:  # dual implies a time-context block
             plain = self._finish(x, self.norm)
             if plain is x:  # the time-context form may add its residual into its input
                 plain = x.clone()
@@ -186,6 +188,7 @@ class ReDimNet2Backbone(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.mixer = StageMixer(num_inputs, config.width, trainable=num_inputs > 1, full_placeholder=True)
         self.out_channels_2d = shapes[-1][0]
+        self.head: Optional[Union[nn.Conv1d, nn.Conv2d]]
         if config.out_channels is None:
             self.head = None
         elif config.return_2d_output:
@@ -232,6 +235,7 @@ class FastReDimNet2Backbone(nn.Module):
         self.stem_norm = time_major_group_norm(backbone.stem_norm)
         self.stages = nn.ModuleList(inference_form(stage) for stage in backbone.stages)
         self.mixer = inference_form(backbone.mixer)
+        self.head: Optional[nn.Module]
         if backbone.head is None:
             self.head = None
         elif self.return_2d_output:

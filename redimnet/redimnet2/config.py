@@ -21,8 +21,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
-from ..config import (ATTENTION_HEADS, BLOCK_1D_TYPES, BLOCK_2D_TYPES, MHASTP_HEADS, MQMHASTP_HEADS,
-                      _choice, _flag, _is_int, _positive_int, _probability)
+from ..config import (
+    ATTENTION_HEADS,
+    BLOCK_1D_TYPES,
+    BLOCK_2D_TYPES,
+    MHASTP_HEADS,
+    MQMHASTP_HEADS,
+    _choice,
+    _flag,
+    _is_int,
+    _positive_int,
+    _probability,
+)
 
 POOLING_FUNCS = ("TAP", "TMAP", "TSDP", "TSTP", "ASTP", "MHASTP", "MQMHASTP")
 FEAT_TYPES = ("pt", "pt_mel", "tf", "tf_mel", "tf_spec")
@@ -105,7 +115,8 @@ class ReDimNet2Config:
     return_2d_output: bool = False
     use_freq_pos_enc: bool = False
     fm_weigthing_type: str = "NC"
-    stages_setup: Tuple[Stage2Spec, ...] = field(default_factory=_default_stages)
+    # __post_init__ parses the default list (and any given layout) into Stage2Spec tuples.
+    stages_setup: Tuple[Stage2Spec, ...] = field(default_factory=_default_stages)  # type: ignore[arg-type]
     group_divisor: Optional[int] = 1
     dual_agg: bool = False
     agg_gnorm: bool = False

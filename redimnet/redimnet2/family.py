@@ -45,9 +45,9 @@ def family_classes(family: str):
     """``(config class, model class, key-name function)`` of a family."""
     if family == "redimnet2":
         from .config import ReDimNet2Config
-        from .keymap import original_names
+        from .keymap import original_names as redimnet2_names
         from .model import ReDimNet2
-        return ReDimNet2Config, ReDimNet2, original_names
+        return ReDimNet2Config, ReDimNet2, redimnet2_names
     from ..config import ModelConfig
     from ..keymap import original_names
     from ..model import ReDimNet

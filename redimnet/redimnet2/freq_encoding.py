@@ -24,6 +24,7 @@ class FastFrequencyEncoding(nn.Module):
 
     def __init__(self, encoding: FrequencyEncoding):
         super().__init__()
+        self.table: torch.Tensor
         self.register_buffer("table", encoding.embedding.weight.detach().t()[None, :, None, :].clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,9 @@ class TFSpectrogramFrontEnd(LogMelFrontEnd):
         self.eps = eps
         self.win_length = win_length
         real, imag = dft_kernels(n_fft, win_length)
+        self.dft_real: torch.Tensor
         self.register_buffer("dft_real", real)
+        self.dft_imag: torch.Tensor
         self.register_buffer("dft_imag", imag)
 
     def num_frames(self, num_samples: int) -> int:

@@ -30,6 +30,7 @@ class ReDimNet2(WaveformEmbedder):
     """
 
     family = "redimnet2"
+    config: ReDimNet2Config
 
     def __init__(self, config: Union[ReDimNet2Config, Mapping[str, Any], None] = None, **options):
         super().__init__()
@@ -75,7 +76,7 @@ class ReDimNet2(WaveformEmbedder):
         return OptimizedReDimNet2(self)
 
 
-def _padded_features(model: WaveformEmbedder, wave: torch.Tensor) -> torch.Tensor:
+def _padded_features(model: "Union[ReDimNet2, OptimizedReDimNet2]", wave: torch.Tensor) -> torch.Tensor:
     if wave.ndim != 2:
         raise ValueError(f"expected a waveform batch of shape [N, T], got shape {tuple(wave.shape)}")
     if model.config.pad_right_samples:
@@ -90,10 +91,11 @@ class OptimizedReDimNet2(WaveformEmbedder):
 
     is_inference_form = True
     family = "redimnet2"
+    config: ReDimNet2Config
 
     def __init__(self, model: ReDimNet2):
         super().__init__()
-        self.config: ReDimNet2Config = model.config
+        self.config = model.config
         self.frontend = model.frontend
         self.backbone = inference_form(model.backbone)
         self.pool = inference_form(model.pool)
