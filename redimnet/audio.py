@@ -475,6 +475,15 @@ def read_audio(path: PathLike, channel: Optional[int] = None, trim: bool = False
     non-audio file, and for audio with NaN/infinite samples.  The whole
     signal is returned; to process long recordings in bounded memory iterate
     :meth:`AudioFile.blocks` instead.
+
+    Args:
+        path: the audio file (any format libsndfile reads: WAV, FLAC, OGG, MP3, ...).
+        channel: keep only this channel (0-based); None averages the channels.
+        trim: cut leading and trailing silence.
+        target_rate: the sample rate to resample to.
+
+    Returns:
+        The samples, float32, shape ``[T]``.
     """
     return AudioFile(path, channel=channel, trim=trim, target_rate=target_rate).read()
 

@@ -254,8 +254,20 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     The file's ``state_dict`` is checked against the network its
     ``model_config`` describes before that network is built (see the module
     documentation); ``max_parameters`` is the size ceiling (None: no ceiling,
-    for files you trust; by default :func:`default_max_parameters`).  Raises :class:`CheckpointError` for anything wrong
-    with the file.
+    for files you trust; by default :func:`default_max_parameters`).
+
+    Args:
+        path: the checkpoint file.
+        map_location: device the tensors are loaded to.
+        family: ``"redimnet"`` or ``"redimnet2"`` to force the family; None to recognise it.
+        max_parameters: the most parameters a file may declare (None: no ceiling; ``"default"``:
+            :func:`default_max_parameters`).
+
+    Returns:
+        The network, in eval mode.
+
+    Raises:
+        CheckpointError: anything wrong with the file.
     """
     check_family(family)
     path = Path(path)
@@ -293,6 +305,13 @@ def save_checkpoint(model: ReDimNet, path: PathLike) -> Path:
     The file is written to a temporary name and renamed into place, so an
     interrupted save never leaves a partial checkpoint at ``path``.  A model
     with infinite or NaN weights is refused (:class:`CheckpointError`).
+
+    Args:
+        model: the network to save (either family).
+        path: where to write the file.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
     """
     if not isinstance(model, (ReDimNet, family_classes("redimnet2")[1])):
         raise TypeError(f"save_checkpoint expects a redimnet.ReDimNet or ReDimNet2, got {type(model).__name__}")

@@ -92,23 +92,24 @@ class Embedder:
     >>> embedder.embed(np.zeros(16000, dtype=np.float32) + 0.01, 16000).shape   # doctest: +SKIP
     (192,)
 
-    ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... (default: cuda when
-    available, else cpu).  ``precision``: ``"float32"`` (default),
-    ``"float16"`` or ``"bfloat16"`` autocast (float16 only on GPU).
-    ``optimize``: pass the model through
-    ``redimnet.optimize.optimize_for_inference`` when that module exists; a
-    model that cannot be optimised runs in its plain form with an
-    ``OptimizationWarning`` naming the block and the reason, or raises
-    ``OptimizeError`` with ``strict=True``.
-    ``max_seconds`` / ``overlap_seconds``: how long inputs are windowed (see
-    the module documentation).  ``channel``: pick one channel instead of
-    averaging them.  ``trim_silence``: cut leading/trailing silence.
-    ``batch_size``: the most equal-length waveforms run together.
-    ``keep_freed_memory``: apply :func:`redimnet.optimize.keep_freed_memory`
-    (process-wide glibc malloc setting: repeated forward passes reuse memory
-    instead of page-faulting; 10-30 % faster on CPU, freed memory stays with
-    the process).
     Embeddings are returned as float32 numpy arrays, raw (not normalised).
+
+    Args:
+        model: the network (either family; plain or already optimised).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... (default: cuda when available, else cpu).
+        precision: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"`` autocast (float16 only on GPU).
+        optimize: pass the model through ``redimnet.optimize.optimize_for_inference``; a
+            model that cannot be optimised runs in its plain form with an
+            ``OptimizationWarning`` naming the block and the reason.
+        max_seconds: longer inputs are cut into windows of this length (see the module documentation).
+        overlap_seconds: overlap of those windows.
+        channel: pick one channel (0-based) instead of averaging them.
+        trim_silence: cut leading and trailing silence.
+        batch_size: the most equal-length waveforms run together.
+        keep_freed_memory: apply :func:`redimnet.optimize.keep_freed_memory` (process-wide
+            glibc malloc setting: repeated forward passes reuse memory instead of
+            page-faulting, which is faster on CPU; freed memory stays with the process).
+        strict: raise ``OptimizeError`` instead of warning when optimisation fails.
     """
 
     def __init__(self, model: torch.nn.Module, device: Optional[str] = None, precision: str = "float32",

@@ -65,7 +65,11 @@ RELEASES: Dict[Tuple[str, str, str], Weights] = _releases()
 
 
 def list_pretrained() -> List[Weights]:
-    """Every published weight file (the registry's :class:`~redimnet.registry.Weights` entries)."""
+    """Every published weight file (the registry's :class:`~redimnet.registry.Weights` entries).
+
+    Returns:
+        The entries, in registration order.
+    """
     return [get_weights(name) for name in list_weights()]
 
 
@@ -352,6 +356,15 @@ def from_pretrained(model_name: str = "b2", train_type: Optional[str] = None, da
 
     A thin alias of :func:`load_weights` (also reachable as ``redimnet.load("b2.vox2-ft_lm")``);
     ``train_type`` and ``dataset`` default to the architecture's default weights.
+
+    Args:
+        model_name: the architecture (``"b0"`` ... ``"b6"``, ``"M"``, ``"S"``, or another family's).
+        train_type: ``"ptn"``, ``"ft_lm"``, ``"ft_mix"``, ... (None: the default weights' type).
+        dataset: ``"vox2"``, ``"vb2+vox2+cnc"``, ... (None: the default weights' dataset).
+        **options: download and loading options of :func:`load_weights`.
+
+    Returns:
+        The network with the published weights, in eval mode.
     """
     return load_weights(_weights_of(model_name, train_type, dataset), **options)
 

@@ -240,18 +240,42 @@ def get_family(name: str) -> Family:
 
 
 def list_models(family: Optional[str] = None) -> List[str]:
-    """Architecture names, in registration order (b0 ... b6, M, S, then other families)."""
+    """Architecture names, in registration order (b0 ... b6, M, S, then other families).
+
+    Args:
+        family: only this family's architectures (``"redimnet"``, ``"redimnet2"``); None for all.
+
+    Returns:
+        The names, as accepted by :func:`build`.
+    """
     return [name for name, arch in _ARCHITECTURES.items() if family is None or arch.family == family]
 
 
 def list_weights(arch: Optional[str] = None) -> List[str]:
-    """Names ``"<arch>.<dataset>-<train_type>"`` of the published weights (of one architecture if given)."""
+    """Names ``"<arch>.<dataset>-<train_type>"`` of the published weights (of one architecture if given).
+
+    Args:
+        arch: an architecture name; None for every architecture.
+
+    Returns:
+        The names, as accepted by :func:`load` and :func:`get_weights`.
+    """
     key = None if arch is None else get_architecture(arch).name
     return [name for name, weights in _WEIGHTS.items() if key is None or weights.arch == key]
 
 
 def get_architecture(name: str) -> Architecture:
-    """The :class:`Architecture` called ``name`` (case-insensitive)."""
+    """The :class:`Architecture` called ``name`` (case-insensitive).
+
+    Args:
+        name: an architecture name such as ``"b2"``.
+
+    Returns:
+        Its registry entry (configuration, paper metrics, weights).
+
+    Raises:
+        UnknownModelError: no architecture has that name.
+    """
     text = str(name)
     for key, arch in _ARCHITECTURES.items():
         if key.lower() == text.lower():
@@ -268,6 +292,16 @@ def get_weights(name: str, tag: Optional[str] = None) -> Weights:
     Case-insensitive.  A tag may be shortened to the train type or the dataset
     when that picks one file (``"b2.ft_lm"``, ``"M.vb2"``); an architecture
     name alone means its default weights (``"b2"`` is ``"b2.vox2-ft_lm"``).
+
+    Args:
+        name: ``"<arch>.<tag>"``, or an architecture name.
+        tag: the weights' tag, when ``name`` is an architecture.
+
+    Returns:
+        The registry entry of the weight file (URL, SHA-256, size, licence, published EERs).
+
+    Raises:
+        UnknownModelError: no published weights match.
     """
     text = str(name)
     if tag is None and "." in text:
@@ -318,8 +352,17 @@ def build(name: str, weights: Optional[str] = None, **overrides):
       the published weights, downloaded once and cached (see :func:`load`;
       download options such as ``cache_dir`` may be passed).
 
-    Raises :class:`UnknownModelError` for unknown names and for architectures
-    published only inside their weight files (M, S) when no weights are named.
+    Args:
+        name: an architecture (``"b2"``), or architecture and weights (``"b2.vox2-ft_lm"``).
+        weights: the weights' tag (``"vox2-ft_lm"``); None for random weights unless ``name`` names some.
+        **overrides: configuration options (random weights) or download options (published weights).
+
+    Returns:
+        The network (a ``torch.nn.Module``): training mode when random, eval mode with published weights.
+
+    Raises:
+        UnknownModelError: unknown names, and architectures published only inside their
+            weight files (M, S) when no weights are named.
 
     >>> build("b0", embed_dim=256).config.embed_dim
     256
@@ -337,8 +380,14 @@ def build(name: str, weights: Optional[str] = None, **overrides):
 def load(name: Optional[str] = None, **options):
     """The published model ``name`` (see :func:`get_weights`; default :data:`DEFAULT_WEIGHTS`), in eval mode.
 
-    Options go to :func:`redimnet.pretrained.load_weights`: ``cache_dir``,
-    ``base_url``, ``progress``, ``sha256``, ``check_hash``, ``map_location``.
+    Args:
+        name: weights such as ``"b2.vox2-ft_lm"``, or an architecture for its default weights;
+            None for :data:`DEFAULT_WEIGHTS`.
+        **options: passed to :func:`redimnet.pretrained.load_weights`: ``cache_dir``,
+            ``base_url``, ``progress``, ``sha256``, ``check_hash``, ``map_location``.
+
+    Returns:
+        The network with the published weights, in eval mode.
     """
     from .pretrained import load_weights
 

@@ -135,15 +135,19 @@ class Diarizer:
     >>> segments = diarizer.diarize("meeting.wav", max_speakers=6)      # doctest: +SKIP
     >>> print(segments.to_rttm())                                       # doctest: +SKIP
 
-    ``vad``: a :class:`~redimnet.diarization.vad.VoiceActivityDetector` or a
-    name (``"auto"``: Silero when installed, else energy; ``"silero"``,
-    ``"energy"``).  ``clustering``: a
-    :class:`~redimnet.diarization.clustering.Clustering` or ``"spectral"`` /
-    ``"ahc"``.  ``window`` / ``hop``: seconds (defaults 1.5 / 0.75).
-    ``batch_windows``: windows handed to the embedder at a time.
-    ``speakers_db`` (a :class:`redimnet.speaker_db.SpeakerDatabase` or a path)
-    and ``name_threshold``: clusters whose mean embedding scores at least the
-    threshold (cosine) against an enrolled speaker are named after them.
+    Args:
+        embedder: the :class:`redimnet.Embedder` that embeds the windows.
+        vad: a :class:`~redimnet.diarization.vad.VoiceActivityDetector` or a name
+            (``"auto"``: Silero when installed, else energy; ``"silero"``, ``"energy"``).
+        clustering: a :class:`~redimnet.diarization.clustering.Clustering` or ``"spectral"`` / ``"ahc"``.
+        window: length of the embedded windows, seconds.
+        hop: step between windows, seconds.
+        batch_windows: windows handed to the embedder at a time.
+        smooth: smooth the window labels over time before building segments.
+        speakers_db: a :class:`redimnet.speaker_db.SpeakerDatabase` or a path (optional): clusters
+            whose mean embedding scores at least ``name_threshold`` (cosine) against an enrolled
+            speaker are named after them.
+        name_threshold: see ``speakers_db``.
     """
 
     def __init__(self, embedder, vad: Union[str, VoiceActivityDetector] = "auto",

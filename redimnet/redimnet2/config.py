@@ -102,6 +102,36 @@ class ReDimNet2Config:
     (False) makes the official class raise; ``"none"`` is the only value it runs.
     ``num_classes``, ``feat_agg_dropout`` and ``head_activation`` are kept (the
     official class accepts them) but have no effect, as there.
+
+    Args:
+        F: mel bins of the front end.
+        C: channels of the stem; channels x frequency stays ``C * F`` through the stages.
+        causal: ``"none"`` (the only value the official code runs).
+        spec_in_channels: input channels of the stem (only 1 is supported).
+        out_channels: width of an optional 1x1 head after the backbone (None: no head).
+        block_1d_type: time-context layers of the stages (``"fc"``, ``"conv"``, ``"att"``, ``"conv+att"``).
+        block_2d_type: 2D block of the stages (e.g. ``"basic_resnet"``, ``"convnext_like"``).
+        compress_tconvs: the stages' time-pooling convolutions are grouped.
+        return_2d_output: the head works on the 2D map (else on the 1D view).
+        use_freq_pos_enc: add a learnt frequency-position encoding before each stage.
+        fm_weigthing_type: stage-mixing weights (only ``"NC"`` is supported).
+        stages_setup: the stages, as :class:`Stage2Spec` or the official 5-tuples.
+        group_divisor: channels per group of the grouped 2D convolutions (1: depthwise, None: one group).
+        dual_agg: a stage with a time-context block passes on its output both before and after that block.
+        agg_gnorm: group norms on the aggregated stage outputs.
+        embed_dim: size of the embedding.
+        num_classes: accepted, no effect (see above).
+        feat_agg_dropout: accepted, no effect (see above).
+        head_activation: accepted, no effect (see above).
+        hop_length: front-end hop in samples.
+        pooling_func: temporal pooling (``"ASTP"``, ``"TMAP"``, ...).
+        pad_right_samples: zeros appended to every waveform before the front end (None: none).
+        before_pool_offset: frames dropped at the start before pooling (None: none).
+        feat_type: front end: ``"pt"``, ``"tf"`` or ``"tf_spec"``.
+        global_context_att: ASTP attention also sees the utterance mean and standard deviation.
+        emb_bn: batch norm after the embedding layer.
+        spec_params: front-end options (sample rate, FFT size, SpecAugment).
+        return_all_outputs: ``forward`` also returns every stage's 1D output.
     """
 
     F: int = 72

@@ -27,6 +27,15 @@ class ReDimNet2(WaveformEmbedder):
     Data flows one way: (right padding) -> :attr:`frontend` -> :attr:`backbone`
     -> flatten (channel-major) -> drop ``before_pool_offset`` frames -> :attr:`pool`
     -> :attr:`pool_norm` -> :attr:`embedding` (-> :attr:`embedding_norm`).
+
+    Args:
+        config: a :class:`~redimnet.ReDimNet2Config`, or a mapping of its options; None builds the
+            configuration from ``options``.
+        **options: :class:`~redimnet.ReDimNet2Config` options, when ``config`` is not given.
+
+    Raises:
+        TypeError: both ``config`` and ``options`` were given.
+        ValueError: an option is invalid (the message names it).
     """
 
     family = "redimnet2"
