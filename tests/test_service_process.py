@@ -64,7 +64,7 @@ class Server:
             [sys.executable, "-m", "redimnet", "serve", "--checkpoint", str(checkpoint), "--db", str(db),
              "--port", str(self.port), "--threads", "1", "--max-seconds", "4", "--overlap-seconds", "1", *options],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"the server exited: {self.process.stdout.read().decode()}")
@@ -74,7 +74,7 @@ class Server:
             except httpx.HTTPError:
                 time.sleep(0.2)
         self.stop()
-        raise AssertionError("the server did not become ready in 60 s")
+        raise AssertionError("the server did not become ready in 120 s")
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -141,8 +141,9 @@ def test_sigkill_during_enrolments_loses_nothing_acknowledged(checkpoint, tmp_pa
 
 
 def test_bad_requests_under_load_do_not_disturb_the_others(checkpoint, tmp_path):
+    """Two worker processes; bad requests mixed into concurrent good ones."""
     a, b = clip(1, 1), clip(2, 2)
-    server = Server(checkpoint, tmp_path / "speakers.db", "--max-upload-mb", "0.2")
+    server = Server(checkpoint, tmp_path / "speakers.db", "--max-upload-mb", "0.2", "--workers", "2")
     try:
         expected = httpx.post(f"{server.url}/v1/verify", files=[("audio", ("a.wav", a)), ("audio2", ("b.wav", b))],
                               timeout=20).json()["score"]
@@ -179,5 +180,12 @@ def test_bad_requests_under_load_do_not_disturb_the_others(checkpoint, tmp_path)
                              "silent": (422, "bad_audio")}
         assert sorted(bad_results) == sorted((kind, *expected_refusals[kind]) for kind in list(bad) * 3)
         assert httpx.get(f"{server.url}/v1/ready", timeout=5).status_code == 200
+
+        # two worker processes share the database: an enrolment is seen by every later request
+        response = httpx.post(f"{server.url}/v1/enroll", headers=AUTH, data={"speaker": "shared"},
+                              files=[("audio", ("a.wav", a, "audio/wav"))], timeout=30)
+        assert response.status_code == 200
+        for _ in range(6):
+            assert httpx.get(f"{server.url}/v1/speakers", timeout=10).json()["speakers"][0]["speaker"] == "shared"
     finally:
         server.stop()
