@@ -70,6 +70,8 @@ def test_info_answers_from_stored_numbers(capsys, nothing_built):
     assert "b2.vox2-ptn" not in out
     assert main(["info", "S"]) == 0
     assert "published only inside the weight files" in capsys.readouterr().out
+    assert main(["info", "redimnet2-b2"]) == 0  # another family: its name is the title
+    assert capsys.readouterr().out.startswith("redimnet2-b2\n")
 
 
 def test_info_does_not_load_pytorch():

@@ -108,7 +108,10 @@ def _print_one(facts: dict, arch, as_json: bool) -> int:
     if as_json:
         print(json.dumps(facts, indent=2, default=list))
         return 0
-    print(f"ReDimNet-{arch.name.upper()}" if arch is not None else facts["name"])
+    if arch is None:
+        print(facts["name"])
+    else:  # "ReDimNet-B2" as the paper writes it; other families' names are already complete
+        print(f"ReDimNet-{arch.name.upper()}" if arch.family == "redimnet" else arch.name)
     if facts["config"] is not None:
         _print_config(facts["config"])
     elif arch is not None:
