@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -266,13 +266,13 @@ class Backend:
     mean: np.ndarray
     projection: Optional[np.ndarray] = None
     plda: Optional[PLDA] = None
-    info: Optional[Dict[str, Any]] = None
+    info: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in BACKEND_KINDS:
             raise BackendError(f"unknown back-end kind {self.kind!r}; choose one of {', '.join(BACKEND_KINDS)}")
         self.mean = np.asarray(self.mean, dtype=np.float64)
-        if self.info is None:
+        if self.info is None:  # an explicit None, as older callers pass
             self.info = {}
 
     @property

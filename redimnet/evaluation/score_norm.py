@@ -11,7 +11,7 @@ utterance (its closest impostors); plain S-norm uses all of them.
 
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -59,7 +59,7 @@ def speakers_of(ids: Sequence[str], utt2spk: Optional[Mapping[str, str]] = None)
     return speakers
 
 
-def build_cohort(ids: Sequence[str], embeddings: np.ndarray, utt2spk: Optional[Mapping[str, str]] = None,
+def build_cohort(ids: Iterable[str], embeddings: np.ndarray, utt2spk: Optional[Mapping[str, str]] = None,
                  min_utterances: int = 1) -> Tuple[List[str], np.ndarray]:
     """``(speakers, means)``: the mean of the L2-normalised embeddings of every speaker, itself normalised.
 

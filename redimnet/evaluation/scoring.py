@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterable, Optional, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -50,8 +50,8 @@ def cosine_scores(embeddings: np.ndarray, enroll_rows: ArrayLike, test_rows: Arr
     return scores
 
 
-def write_scores(path: PathLike, enroll: Sequence[str], test: Sequence[str], scores: Sequence[float],
-                 labels: Optional[Sequence[bool]] = None) -> Path:
+def write_scores(path: PathLike, enroll: Iterable[str], test: Iterable[str], scores: Iterable[float],
+                 labels: Optional[Iterable[bool]] = None) -> Path:
     """Write ``enroll test score [target|nontarget]`` lines, one per trial."""
     with atomic_write(path, mode="w") as stream:
         if labels is None:

@@ -135,7 +135,7 @@ def _strip_extension(utt: str) -> str:
 class EmbeddingIndex:
     """Finds the row of an utterance id among embedding ids, tolerating a missing or different extension."""
 
-    def __init__(self, ids: Sequence[str]):
+    def __init__(self, ids: Iterable[str]):
         self.ids = [str(i) for i in ids]
         self._exact: Dict[str, int] = {}
         self._stems: Dict[str, int] = {}
