@@ -20,6 +20,7 @@ import torch
 
 from .audio import TARGET_SAMPLE_RATE, AudioError, check_signal_level, prepare_waveform, read_audio
 from .errors import InvalidArgumentError
+from .names import UnsafeNameError, check_relative_id
 from .pipeline import EmbeddingPipeline, Result, Windowing, too_short
 from .similarity import cosine_score
 
@@ -276,8 +277,15 @@ def embed_directory(model: torch.nn.Module, root: PathLike, utterances: Sequence
         ids, matrix = load_embeddings(cache)
         known = dict(zip(ids.tolist(), matrix))
     wanted = list(dict.fromkeys(str(u) for u in utterances))
-    missing = [u for u in wanted if u not in known]
     failures = []
+    missing = []
+    for uid in (u for u in wanted if u not in known):
+        try:   # ids come from trial lists: nothing outside the audio root is read
+            check_relative_id(uid, "trial utterance id")
+        except UnsafeNameError as error:
+            failures.append(str(error))
+        else:
+            missing.append(uid)
     if missing:
         embedder = Embedder(model, **embedder_options)
         with tqdm(total=len(missing), unit="file", disable=not progress, desc="embedding") as bar:

@@ -253,3 +253,25 @@ def test_plot_without_matplotlib(tmp_path, capsys, monkeypatch):
     assert run("eval", "--trials", trials, "--embeddings", emb, "--plot", tmp_path / "p") == 2
     assert 'pip install "redimnet[plot]"' in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_audio_root_never_reads_outside_the_root(tmp_path, capsys, b0_model_and_checkpoint):
+    import soundfile as sf
+
+    _, checkpoint = b0_model_and_checkpoint
+    rng = np.random.default_rng(0)
+    root = tmp_path / "audio"
+    (root / "spk").mkdir(parents=True)
+    for name in ("a.wav", "b.wav"):
+        sf.write(root / "spk" / name, rng.standard_normal(8000) * 0.1, 16000, subtype="PCM_16")
+    sf.write(tmp_path / "secret.wav", rng.standard_normal(8000) * 0.1, 16000, subtype="PCM_16")
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 spk/a.wav spk/b.wav\n0 spk/a.wav ../secret.wav\n")
+    code = run("eval", "--trials", trials, "--audio-root", root, "--checkpoint", checkpoint,
+               "--cache", tmp_path / "cache.npz")
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "trial utterance id '../secret.wav'" in err and ".." in err
+    # the good files were embedded and cached; the file outside the root was not
+    ids, _ = load_embeddings(tmp_path / "cache.npz")
+    assert sorted(ids.tolist()) == ["spk/a.wav", "spk/b.wav"]
