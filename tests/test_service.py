@@ -413,3 +413,54 @@ def test_not_ready_when_the_model_thread_has_stopped(client):
     client.app.state.service.batcher.close()
     response = client.get("/v1/ready")
     assert response.status_code == 503 and "model thread" in response.json()["problems"][0]
+
+
+# --- another storage behind the same interface ----------------------------------------------------------------
+class DictStore:
+    """A minimal in-memory SpeakerStore: what another back-end (e.g. a database server) has to provide."""
+
+    def __init__(self, shared):
+        self.shared = shared  # name -> list of embeddings, shared by every thread's "connection"
+
+    def enroll(self, name, embeddings, utterances, fingerprint=None):
+        self.shared.setdefault(name, []).extend(np.asarray(embeddings, dtype=np.float32))
+        return len(self.shared[name])
+
+    def remove(self, name):
+        return len(self.shared.pop(name))
+
+    def speakers(self):
+        from redimnet.speaker_db import Speaker
+
+        return [Speaker(name, len(rows), 0.0, 0.0) for name, rows in sorted(self.shared.items())]
+
+    def utterances(self, name):
+        return [str(i) for i in range(len(self.shared[name]))], np.stack(self.shared[name])
+
+    def speaker_model(self, name):
+        return redimnet.similarity.l2_normalize(np.stack(self.shared[name])).mean(axis=0)
+
+    def identify(self, embedding, top=5, fingerprint=None):
+        scores = [(n, redimnet.similarity.cosine_score(embedding, self.speaker_model(n))) for n in self.shared]
+        return sorted(scores, key=lambda item: -item[1])[:top]
+
+    def built_with(self):
+        return None
+
+
+def test_the_service_runs_on_another_store(embedder, tmp_path, clips):
+    shared = {}
+    settings = ServiceSettings(db=tmp_path / "unused.db", token=TOKEN, max_wait=0.002)
+    service = Service(embedder, settings, model_fingerprint(embedder.model), store=lambda: DictStore(shared))
+    with TestClient(create_app(service), raise_server_exceptions=False) as client:
+        for name, clip in (("Alice", "a1"), ("Bob", "b1")):
+            assert client.post("/v1/enroll", headers=AUTH, data={"speaker": name},
+                               files=files(audio=("x.wav", clips[clip]))).status_code == 200
+        assert [s["speaker"] for s in client.get("/v1/speakers").json()["speakers"]] == ["Alice", "Bob"]
+        matches = client.post("/v1/identify", files=files(audio=("b1.wav", clips["b1"]))).json()["matches"]
+        assert matches[0]["speaker"] == "Bob" and matches[0]["score"] == pytest.approx(1.0, abs=1e-3)
+        verified = client.post("/v1/verify", data={"speaker": "Alice"}, files=files(audio=("a.wav", clips["a1"])))
+        assert verified.json()["score"] == pytest.approx(1.0, abs=1e-3)
+        assert client.delete("/v1/speakers/Bob", headers=AUTH).json()["removed_recordings"] == 1
+        assert client.get("/v1/ready").status_code == 200
+    assert set(shared) == {"Alice"} and not (tmp_path / "unused.db").exists()

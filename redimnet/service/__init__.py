@@ -4,7 +4,8 @@
   and the OpenAPI document at ``/openapi.json``;
 * :mod:`.batcher` -- :class:`Batcher`: concurrent requests' recordings embedded together, off the event loop;
 * :mod:`.uploads` -- forms read into memory within size limits (no upload touches the disk);
-* :mod:`.auth` -- the write token and the loopback rule.
+* :mod:`.auth` -- the write token and the loopback rule;
+* :mod:`.storage` -- :class:`SpeakerStore`: what the service needs from speaker storage.
 
 See ``docs/service.md``.
 """
@@ -13,5 +14,7 @@ from .app import Service, ServiceSettings, create_app
 from .auth import TOKEN_ENV, load_token
 from .batcher import Batcher
 from .errors import ServiceError
+from .storage import SpeakerStore
 
-__all__ = ["Batcher", "Service", "ServiceError", "ServiceSettings", "TOKEN_ENV", "create_app", "load_token"]
+__all__ = ["Batcher", "Service", "ServiceError", "ServiceSettings", "SpeakerStore", "TOKEN_ENV", "create_app",
+           "load_token"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import numpy as np
 from starlette.applications import Starlette
@@ -39,6 +39,7 @@ from .auth import check_bearer
 from .batcher import Batcher
 from .errors import ServiceError
 from .openapi import openapi_schema
+from .storage import SpeakerStore
 from .uploads import Form, Upload, optional_upload, read_form, single_upload
 
 if TYPE_CHECKING:
@@ -100,17 +101,20 @@ class Service:
     scoring: Optional["Scoring"] = None
     """A :class:`redimnet.cli.decisions.Scoring`, or ``None`` for plain cosine without decisions."""
     batcher: Batcher = field(init=False)
+    store: Optional[Callable[[], SpeakerStore]] = None
+    """Opens one connection to the speaker storage (default: the SQLite file ``settings.db``)."""
     _local: threading.local = field(default_factory=threading.local)
     _diarize_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
         self.batcher = Batcher(self.embedder, self.settings.max_batch, self.settings.max_wait)
 
-    # --- database (one connection per thread; SQLite in WAL mode) ---------------------------------
-    def db(self) -> SpeakerDatabase:
+    # --- database (one connection per thread; SQLite in WAL mode by default) ------------------------
+    def db(self) -> SpeakerStore:
+        """This thread's connection to the speaker storage (opened on first use)."""
         connection = getattr(self._local, "db", None)
         if connection is None:
-            connection = self._local.db = SpeakerDatabase(self.settings.db)
+            connection = self._local.db = self.store() if self.store else SpeakerDatabase(self.settings.db)
         return connection
 
     # --- audio -------------------------------------------------------------------------------------
@@ -142,7 +146,8 @@ class Service:
 
         with self._diarize_lock:
             db = self.db()
-            named = bool(db.speakers())
+            # clusters are named from the SQLite store (the Diarizer reads it directly)
+            named = isinstance(db, SpeakerDatabase) and bool(db.speakers())
             diarizer = Diarizer(_ThroughBatcher(self.embedder, self.batcher), speakers_db=db if named else None)
             return diarizer.diarize(wave, num_speakers=num_speakers, max_speakers=max_speakers, recording="upload")
 
@@ -202,7 +207,7 @@ def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _known_speaker(db: SpeakerDatabase, name: str) -> None:
+def _known_speaker(db: SpeakerStore, name: str) -> None:
     if name not in {s.name for s in db.speakers()}:
         raise ServiceError(404, "unknown_speaker", f"no speaker named '{printable(name)}' is enrolled")
 
@@ -230,7 +235,7 @@ async def ready(request: Request) -> Response:
     service = _service(request)
 
     def probe():
-        service.db().connection.execute("SELECT 1").fetchone()
+        service.db().built_with()
 
     problems = []
     if not service.batcher.alive:

@@ -1,0 +1,47 @@
+"""What the service needs from speaker storage: :class:`SpeakerStore`.
+
+The service reaches its speakers only through these methods, on one store
+object per worker thread (:meth:`redimnet.service.Service.db`).
+:class:`redimnet.speaker_db.SpeakerDatabase` (a WAL-mode SQLite file) is the
+store redimnet ships; another one -- e.g. a database server shared by many
+hosts -- is a class with these methods, handed to the service as
+``Service(..., store=factory)`` where ``factory()`` opens one connection.
+Names, embeddings and the model fingerprint mean what they mean in
+:mod:`redimnet.speaker_db`; errors the user can fix raise
+:class:`redimnet.speaker_db.SpeakerDatabaseError`.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Protocol, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["SpeakerStore"]
+
+
+class SpeakerStore(Protocol):
+    """Speaker storage as the service uses it (the methods of :class:`redimnet.speaker_db.SpeakerDatabase`)."""
+
+    def enroll(self, name: str, embeddings: np.ndarray, utterances: Sequence[str],
+               fingerprint: Optional[str] = None) -> int:
+        """Add ``[N, D]`` embeddings to ``name`` in one transaction; returns the speaker's recording count."""
+
+    def remove(self, name: str) -> int:
+        """Delete a speaker; returns how many recordings went."""
+
+    def speakers(self) -> list:
+        """Enrolled speakers by name (objects with ``name``, ``utterances``, ``created``, ``updated``)."""
+
+    def utterances(self, name: str) -> Tuple[List[str], np.ndarray]:
+        """A speaker's recording ids and embeddings ``[N, D]``."""
+
+    def speaker_model(self, name: str) -> np.ndarray:
+        """The mean of a speaker's normalised embeddings."""
+
+    def identify(self, embedding: np.ndarray, top: int = 5,
+                 fingerprint: Optional[str] = None) -> List[Tuple[str, float]]:
+        """The ``top`` closest speakers by cosine, best first (refuses another model's fingerprint)."""
+
+    def built_with(self) -> Optional[str]:
+        """The fingerprint of the model whose embeddings are stored (``None`` while empty)."""
