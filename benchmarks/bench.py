@@ -3,6 +3,7 @@
 Run from the project root::
 
     python benchmarks/bench.py --original /tmp/redimnet-original --json benchmarks/results.json
+    python benchmarks/bench.py --presets b0,b2,redimnet2-b0,redimnet2-b2 --original2 /tmp/redimnet2-original
 
 For every preset and input shape it times, interleaved and best-of-N, in one
 process and with the SAME weights:
@@ -10,7 +11,9 @@ process and with the SAME weights:
 * ``plain``      - :class:`redimnet.ReDimNet` as built (the training path);
 * ``optimized``  - :func:`redimnet.optimize.optimize_for_inference` (what inference uses);
 * ``original``   - the original implementation's ``ReDimNetWrap`` (with ``--original PATH``;
-  its torchaudio mel front end is replaced by an stft stand-in of equal cost);
+  its torchaudio mel front end is replaced by an stft stand-in of equal cost); for
+  ReDimNet2 presets (``redimnet2-b0`` ...) the official ``ReDimNet2Wrap`` (with
+  ``--original2 PATH``; the release models' "tf" front end needs no stand-in);
 * ``onnxruntime`` - the ONNX export run by onnxruntime (when onnx/onnxruntime are installed);
 
 and reports throughput in seconds of audio per second of wall time, peak
@@ -64,7 +67,8 @@ def sync(device: str):
         torch.cuda.synchronize()
 
 
-def build_models(preset: str, original: Optional[Path], device: str, workdir: Path, onnx: bool) -> Dict[str, Callable]:
+def build_models(preset: str, original: Optional[Path], device: str, workdir: Path, onnx: bool,
+                 original2: Optional[Path] = None) -> Dict[str, Callable]:
     """name -> callable(wave) for every variant, all with the same weights."""
     torch.manual_seed(0)
     plain = redimnet.build(preset).eval()
@@ -74,8 +78,12 @@ def build_models(preset: str, original: Optional[Path], device: str, workdir: Pa
     plain = plain.to(device)
     models["plain"] = plain
     models["optimized"] = optimize_for_inference(plain)
-    if original is not None:
+    if isinstance(plain, redimnet.ReDimNet2):
+        from original_standin import build_original_redimnet2 as build_original
+        original = original2
+    else:
         from original_standin import build_original
+    if original is not None:
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         models["original"] = build_original(original, saved["model_config"], saved["state_dict"]).to(device)
     if onnx and device == "cpu":
@@ -201,7 +209,7 @@ def memory_probe(args) -> None:
     dtype = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
     with tempfile.TemporaryDirectory() as tmp:
         models = build_models(args.probe_preset, args.original, args.device, Path(tmp),
-                              onnx=args.probe_variant == "onnxruntime")
+                              onnx=args.probe_variant == "onnxruntime", original2=args.original2)
         fn = models[args.probe_variant]
         models = None
         wave = torch.randn(batch, int(seconds * SAMPLE_RATE), device=args.device) * 0.1
@@ -230,6 +238,8 @@ def measure_memory(args, preset: str, variant: str, shape, dtype_name: str) -> O
                "--device", args.device, "--threads", str(args.threads), "--dtype", dtype_name, "--malloc", args.malloc]
     if args.original:
         command += ["--original", str(args.original)]
+    if args.original2:
+        command += ["--original2", str(args.original2)]
     result = subprocess.run(command, capture_output=True, text=True)
     try:
         return json.loads(result.stdout.strip().splitlines()[-1])["peak_mib"]
@@ -266,14 +276,14 @@ def _ratio(row: dict, key: str) -> str:
 
 
 def print_table(rows: List[dict]) -> None:
-    header = f"{'preset':6} {'shape':7} {'dtype':8} {'variant':12} {'audio-s/s':>10} {'vs original':>19} " \
+    header = f"{'preset':14} {'shape':7} {'dtype':8} {'variant':12} {'audio-s/s':>10} {'vs original':>19} " \
              f"{'vs plain':>19} {'peak MiB':>9} {'max rel diff':>12}"
     print(header)
     print("-" * len(header))
     for r in rows:
         memory = f"{r['peak_mib']:.0f}" if r.get("peak_mib") is not None else "-"
         diff = f"{r['max_rel_diff']:.1e}" if r.get("max_rel_diff") is not None else "-"
-        print(f"{r['preset']:6} {r['shape']:7} {r['dtype']:8} {r['variant']:12} {r['audio_s_per_s']:10.1f} "
+        print(f"{r['preset']:14} {r['shape']:7} {r['dtype']:8} {r['variant']:12} {r['audio_s_per_s']:10.1f} "
               f"{_ratio(r, 'vs_original'):>19} {_ratio(r, 'vs_plain'):>19} {memory:>9} {diff:>12}")
 
 
@@ -283,6 +293,8 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", default="1x10,8x3", type=lambda s: [parse_shape(x) for x in s.split(",")],
                         help="comma-separated BATCHxSECONDS (default 1x10,8x3)")
     parser.add_argument("--original", type=Path, metavar="PATH", help="checkout of the original ReDimNet to time too")
+    parser.add_argument("--original2", type=Path, metavar="PATH",
+                        help="checkout of the official ReDimNet2 (PalabraAI/redimnet2) to time its presets against")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant, best one kept (default 5)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the whole interleaved timing R times and report medians, with the range "
@@ -326,7 +338,8 @@ def main(argv=None) -> int:
     rows: List[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets.split(","):
-            models = build_models(preset, args.original, args.device, Path(tmp), onnx=not args.no_onnx)
+            models = build_models(preset, args.original, args.device, Path(tmp), onnx=not args.no_onnx,
+                                  original2=args.original2)
             for batch, seconds in args.shapes:
                 wave = torch.randn(batch, int(seconds * SAMPLE_RATE), device=args.device) * 0.1
                 diffs = max_rel_diff(models, wave)

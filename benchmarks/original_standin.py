@@ -8,7 +8,9 @@ normalisation, centred STFT with reflect padding), so the original can be
 imported and timed without torchaudio installed.
 """
 
+import contextlib
 import importlib
+import io
 import sys
 import types
 from pathlib import Path
@@ -123,4 +125,23 @@ def build_original(checkout: Path, model_config: dict, state_dict: dict) -> nn.M
     module = import_original(checkout)
     model = module.ReDimNetWrap(**model_config)
     model.load_state_dict(state_dict)
+    return model.eval()
+
+
+def build_original_redimnet2(checkout: Path, model_config: dict, state_dict: dict) -> nn.Module:
+    """The official ReDimNet2 ``ReDimNet2Wrap(**model_config)`` from a checkout of PalabraAI/redimnet2,
+    ``state_dict`` loaded strictly, eval mode (its package is ``redimnet2``, no clash with ours)."""
+    checkout = Path(checkout)
+    if not (checkout / "redimnet2" / "redimnet2.py").is_file():
+        raise FileNotFoundError(f"{checkout}: not a checkout of ReDimNet2 (expected redimnet2/redimnet2.py)")
+    install_torchaudio_standin()  # only its "pt" front end uses it; the release models use "tf"
+    install_scipy_standin()
+    sys.path.insert(0, str(checkout))
+    try:
+        module = importlib.import_module("redimnet2.redimnet2")
+    finally:
+        sys.path.remove(str(checkout))
+    with contextlib.redirect_stdout(io.StringIO()):  # its constructor prints
+        model = module.ReDimNet2Wrap(**model_config)
+    model.load_state_dict(state_dict, strict=True)
     return model.eval()

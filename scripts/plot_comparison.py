@@ -1,9 +1,10 @@
-"""Draw docs/comparison.png: Vox1-O EER against GMACs for ReDimNet and peer models.
+"""Draw docs/comparison.png: Vox1-O EER against GMACs for ReDimNet, ReDimNet2 and peer models.
 
 The numbers come from the data table docs/data/models.csv (published values
-from the ReDimNet paper); nothing is typed in by hand here.  Bubble area is
-proportional to the parameter count; ReDimNet sizes are joined by lines, one
-line without and one with AS-Norm score normalisation.
+from the ReDimNet paper and the ReDimNet2 README); nothing is typed in by hand
+here.  Bubble area is proportional to the parameter count; ReDimNet sizes are
+joined by lines, one line without and one with AS-Norm score normalisation,
+and ReDimNet2's sizes by a third.
 
     python scripts/plot_comparison.py [--data docs/data/models.csv] [-o docs/comparison.png]
 """
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COLOURS = {"ReDimNet": "#e8718d", "TDNN": "#7fbf8e", "ResNet": "#5fc0ef", "Other": "#eba24a"}
+COLOURS = {"ReDimNet": "#e8718d", "ReDimNet2": "#9b59d0", "TDNN": "#7fbf8e", "ResNet": "#5fc0ef", "Other": "#eba24a"}
 REQUIRED = ("model", "family", "params_m", "gmacs", "gmacs_estimated", "large_margin", "as_norm", "eer_vox1_o")
 
 
@@ -57,6 +58,10 @@ def plot(rows: list, out: Path) -> None:
                         key=lambda r: r["gmacs"])
         ax.plot([r["gmacs"] for r in series], [r["eer_vox1_o"] for r in series], style, color="#8b1538",
                 linewidth=1.4, label=label, zorder=2)
+    series = sorted((r for r in rows if r["family"] == "ReDimNet2"), key=lambda r: r["gmacs"])
+    if series:
+        ax.plot([r["gmacs"] for r in series], [r["eer_vox1_o"] for r in series], "-", color="#5b2a86",
+                linewidth=1.4, label="ReDimNet2, large-margin fine-tuned", zorder=2)
     for row in rows:
         estimated = row["gmacs_estimated"] == "yes"
         ax.scatter(row["gmacs"], row["eer_vox1_o"], s=bubble(row["params_m"]), color=COLOURS[row["family"]],
@@ -69,13 +74,14 @@ def plot(rows: list, out: Path) -> None:
     ax.set_yscale("log")
     ticks_x = [0.3, 0.5, 1, 2, 5, 10, 20, 50, 100, 200]
     ax.set_xticks(ticks_x, [f"{t:g}" for t in ticks_x])
-    ticks_y = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2]
+    ticks_y = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2]
     ax.set_yticks(ticks_y, [f"{t:g}" for t in ticks_y])
     ax.minorticks_off()
     ax.set_xlim(0.2, 400)
     ax.set_xlabel("complexity, GMACs (log scale)", fontsize=12)
     ax.set_ylabel("Vox1-O EER, % (log scale)", fontsize=12)
-    ax.set_title("Speaker verification on VoxCeleb1-O: error vs compute (published numbers)", fontsize=12)
+    ax.set_title("Speaker verification on VoxCeleb1-O: error vs compute (published numbers, VoxCeleb2 training)",
+                 fontsize=12)
     from matplotlib.lines import Line2D
     handles, labels = ax.get_legend_handles_labels()
     for family, colour in COLOURS.items():
@@ -87,7 +93,7 @@ def plot(rows: list, out: Path) -> None:
         labels.append(f"{size}M parameters")
     ax.legend(handles, labels, loc="upper right", fontsize=8, labelspacing=1.3, borderpad=1.0, framealpha=0.9)
     fig.text(0.01, 0.01, "(AS) = with AS-Norm; * = GMACs estimated by the ReDimNet authors. "
-             "Source: docs/data/models.csv (ReDimNet paper, arXiv 2407.18223).", fontsize=7.5, color="#555555")
+             "Source: docs/data/models.csv (ReDimNet paper, arXiv 2407.18223; ReDimNet2 README).", fontsize=7.5, color="#555555")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(out)
     plt.close(fig)
