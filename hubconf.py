@@ -51,3 +51,15 @@ def ReDimNetEmbedder(model_name=None, train_type=None, dataset=None, weights=Non
     embedder_keys = set(inspect.signature(Embedder).parameters) - {"model"}
     embedder_options = {k: options.pop(k) for k in list(options) if k in embedder_keys}
     return Embedder(ReDimNet(model_name, train_type, dataset, weights, **options), **embedder_options)
+
+
+def redimnet2(model_name="b0", train_type="lm", dataset="vox2", pretrained=True, **options):
+    """A ReDimNet2 model with the official PalabraAI/redimnet2 hub arguments, in eval mode.
+
+    ``model_name`` ``b0`` ... ``b6``, ``train_type`` ``lm`` or ``ptn``, ``dataset`` ``vox2`` (or
+    ``vb2+vox2_v0`` for ``b6``). ``pretrained=False`` gives the architecture with random weights.
+    """
+    arch = f"redimnet2-{model_name}" + ("-vb2" if str(dataset).startswith("vb2") else "")
+    if not pretrained:
+        return _registry.build(arch).eval()
+    return _pretrained.load_weights(_registry.find_weights(arch, train_type, dataset), **options)

@@ -79,3 +79,19 @@ def test_every_verb_takes_a_redimnet2_model(served, tmp_path, monkeypatch, capsy
     assert out.is_file()
     assert cli.main(["info", "redimnet2-b0"]) == 0
     assert "redimnet2-b0.vox2-lm" in capsys.readouterr().out
+
+
+def test_torch_hub_entry_takes_the_official_arguments(served, tmp_path):
+    from pathlib import Path
+
+    root, server, model = served
+    repo = str(Path(__file__).resolve().parents[1])
+    loaded = torch.hub.load(repo, "redimnet2", source="local", model_name="b0", train_type="lm", dataset="vox2",
+                            cache_dir=tmp_path, base_url=server.url, progress=False)
+    assert isinstance(loaded, redimnet.ReDimNet2) and not loaded.training
+    wave = torch.randn(1, 16000)
+    with torch.no_grad():
+        assert torch.equal(loaded(wave), model(wave))
+    random = torch.hub.load(repo, "redimnet2", source="local", model_name="b6", dataset="vb2+vox2_v0",
+                            pretrained=False)
+    assert random.config.agg_gnorm  # the VoxBlink2 release's architecture
