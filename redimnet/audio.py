@@ -397,7 +397,7 @@ class AudioFile:
 
     def blocks(self) -> Iterator[np.ndarray]:
         """The signal as consecutive float32 blocks; sets :attr:`samples_read` at the end."""
-        first, last = self.bounds if self.bounds is not None else (0, None)
+        first, last = self.bounds if self.bounds is not None else (0, 0)  # used only with bounds
         position = 0
         for block in self._resampled():
             start, position = position, position + block.size

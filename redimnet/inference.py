@@ -13,7 +13,7 @@ bounded by the window length whatever the length of a recording.
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Union, cast
 
 import numpy as np
 import torch
@@ -221,7 +221,7 @@ class Embedder:
             raise AudioError(f"{names[first]}: {errors[first]}")
         if not rows:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
-        return np.stack(rows).astype(np.float32, copy=False)
+        return np.stack(cast(List[np.ndarray], rows)).astype(np.float32, copy=False)  # no input failed
 
     def embed_prepared(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         """Embed checked 16 kHz waveforms: equal lengths are batched, long ones windowed. ``[N, D]``."""
@@ -274,8 +274,8 @@ def embed_directory(model: torch.nn.Module, root: PathLike, utterances: Sequence
     root = Path(root)
     known = {}
     if cache is not None and Path(cache).exists():
-        ids, matrix = load_embeddings(cache)
-        known = dict(zip(ids.tolist(), matrix))
+        stored_ids, matrix = load_embeddings(cache)
+        known = dict(zip(stored_ids.tolist(), matrix))
     wanted = list(dict.fromkeys(str(u) for u in utterances))
     failures = []
     missing = []

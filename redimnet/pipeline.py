@@ -34,10 +34,10 @@ order the inputs complete (``Result.index`` says which).
 from __future__ import annotations
 
 import math
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -206,7 +206,7 @@ class _WorkerRecords(torch.utils.data.IterableDataset):
         return _records(self.inputs, share, self.settings)
 
 
-def expected_length(source: Union[str, Path, np.ndarray], target_rate: int = TARGET_SAMPLE_RATE) -> int:
+def expected_length(source: Union[str, os.PathLike, np.ndarray], target_rate: int = TARGET_SAMPLE_RATE) -> int:
     """Samples at ``target_rate`` an input will have, from a file's header (-1 when it cannot be read)."""
     if isinstance(source, np.ndarray):
         return len(source)
@@ -286,7 +286,7 @@ class EmbeddingPipeline:
         return max(1, min(self.batch_size, BATCH_SAMPLES // max(1, length)))
 
     # --- the loop --------------------------------------------------------------------------------
-    def run(self, inputs: Sequence[Union[str, Path, np.ndarray]], workers: int = 0) -> Iterator[Result]:
+    def run(self, inputs: Sequence[Union[str, os.PathLike, np.ndarray]], workers: int = 0) -> Iterator[Result]:
         """One :class:`Result` per input, as inputs complete.
 
         ``inputs``: audio file paths, or checked mono 16 kHz float32 waveforms
@@ -316,11 +316,13 @@ class EmbeddingPipeline:
                 del items[index]
                 closed.add(index)
                 return Result(index, error=item.error)
-            if item.total is None or item.done < item.total:
+            total = item.total
+            if total is None or item.done < total:
                 return None
             del items[index]
             closed.add(index)
-            embedding = (item.sum / item.total).astype(np.float32)
+            summed = cast(np.ndarray, item.sum)  # every window of the input has been added to it
+            embedding = (summed / total).astype(np.float32)
             if not np.all(np.isfinite(embedding)):
                 return Result(index, error="the model produced a non-finite embedding (sample values far "
                                            "outside [-1, 1]?); check the audio's level")

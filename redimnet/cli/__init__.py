@@ -69,7 +69,9 @@ class _WideHelp(argparse.HelpFormatter):
 
 def _module_of(argv: Optional[List[str]]) -> Optional[str]:
     """The verb module that handles ``argv``'s command, when the command names one directly."""
-    command = argv[0] if argv else None
+    if not argv:
+        return None
+    command = argv[0]
     name = {command: module for module, command in _COMMAND_NAMES.items()}.get(command, command)
     return name if name in VERB_MODULES else None
 

@@ -9,13 +9,14 @@ same scoring recipe and model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from .common import UsageError
 from ..evaluation.backend import Backend
-from ..evaluation.calibration import Calibration, Decision, QUALITY_DURATIONS, quality_from_durations
+from ..evaluation.calibration import QUALITY_DURATIONS, Calibration, Decision, quality_from_durations
+from .common import UsageError
 
 
 def add_decision_arguments(parser, threshold: bool = True) -> None:
@@ -47,18 +48,19 @@ class Scoring:
     def name(self) -> str:
         return self.backend.kind if self.backend is not None else "cosine"
 
-    def llrs(self, scores: Sequence[float], durations: Optional[Sequence[Sequence[float]]] = None) -> np.ndarray:
+    def llrs(self, scores: Sequence[float], durations: Optional[ArrayLike] = None) -> np.ndarray:
         """Scores as LLRs (``durations``: the two recordings' seconds per score, when the calibration uses them)."""
+        calibration = cast(Calibration, self.calibration)  # callers check that one is loaded
         quality = None
-        if self.calibration.quality_names:
-            if tuple(self.calibration.quality_names) != QUALITY_DURATIONS or durations is None:
+        if calibration.quality_names:
+            if tuple(calibration.quality_names) != QUALITY_DURATIONS or durations is None:
                 raise UsageError("this calibration needs quality measures this verb cannot provide")
             pairs = np.asarray(durations, dtype=np.float64).reshape(-1, 2)
             quality = quality_from_durations(pairs[:, 0], pairs[:, 1])
-        return self.calibration.llr(np.asarray(scores, dtype=np.float64), quality)
+        return calibration.llr(np.asarray(scores, dtype=np.float64), quality)
 
     def decide(self, llr: float) -> Decision:
-        return self.calibration.decide(llr, self.prior, self.far)
+        return cast(Calibration, self.calibration).decide(llr, self.prior, self.far)  # callers check it is loaded
 
 
 def scoring_from_arguments(args, model_fingerprint: str, dim: int) -> Scoring:

@@ -99,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # --- inputs ----------------------------------------------------------------------------------------
 def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, str]]]:
     """``(items, failures)``: ``(id, path)`` to embed, and ``(path, reason)`` for inputs already known bad."""
-    items, failures = [], []
+    items: List[Tuple[str, Path]] = []
+    failures: List[Tuple[str, str]] = []
     for name in inputs:
         try:
             items.extend(iter_inputs([name], problems=failures))
@@ -109,7 +110,8 @@ def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tu
             failures.append((str(name), error.strerror or str(error)))
     for scp in lists:
         items.extend(read_scp(scp))
-    seen, duplicates = {}, []
+    seen: Dict[str, Path] = {}
+    duplicates: List[str] = []
     for uid, path in items:
         if uid in seen:
             duplicates.append(f"{uid!r} ({seen[uid]} and {path})")

@@ -96,7 +96,7 @@ def run_identify(args) -> int:
             matches = [(names[i], float(scores[i])) for i in order]
     rows = [{"speaker": name, "score": score} for name, score in matches]
     if scoring.calibration is not None and rows:
-        llrs = scoring.llrs([r["score"] for r in rows])
+        llrs = scoring.llrs([score for _, score in matches])
         for row, llr in zip(rows, llrs):
             row.update(scoring.decide(float(llr)).to_dict())
     if args.json:

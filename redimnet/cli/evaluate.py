@@ -157,7 +157,8 @@ def _load_cohort(path: str, dim: int) -> np.ndarray:
 
 
 def _score_file_names(trial_lists: List[TrialList]) -> List[str]:
-    names, seen = [], {}
+    names: List[str] = []
+    seen: Dict[str, int] = {}
     for trials in trial_lists:
         count = seen.get(trials.name, 0)
         seen[trials.name] = count + 1

@@ -10,7 +10,7 @@ written), 2 usage error.
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 from .. import threads
 from ..audio import AudioError, iter_inputs
@@ -75,7 +75,9 @@ def recording_id(uid: str) -> str:
 
 def collect_recordings(inputs) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, str]]]:
     """``(recording id, path)`` for the inputs, and ``(input, reason)`` for inputs that cannot be listed."""
-    items, failures, seen = [], [], {}
+    items: List[Tuple[str, Path]] = []
+    failures: List[Tuple[str, str]] = []
+    seen: Dict[str, Path] = {}
     for name in inputs:
         try:
             for uid, path in iter_inputs([name], problems=failures):

@@ -45,13 +45,13 @@ def run(args) -> int:
         else:
             print(f"score {score:.4f} ({scoring.name})  {describe_decision(decision)}")
         return 0
-    decision = None if args.threshold is None else ("accept" if score >= args.threshold else "reject")
+    verdict = None if args.threshold is None else ("accept" if score >= args.threshold else "reject")
     if args.json:
         print(json.dumps({"a": args.first, "b": args.second, "scoring": scoring.name, "score": score,
-                          "threshold": args.threshold, "decision": decision}))
-    elif decision is None:
+                          "threshold": args.threshold, "decision": verdict}))
+    elif verdict is None:
         print(f"score {score:.4f}")
     else:
-        print(f"score {score:.4f}  {decision} (threshold {args.threshold:g}: "
-              f"{'same speaker' if decision == 'accept' else 'different speakers'})")
+        print(f"score {score:.4f}  {verdict} (threshold {args.threshold:g}: "
+              f"{'same speaker' if verdict == 'accept' else 'different speakers'})")
     return 0
