@@ -41,7 +41,8 @@ def register(subparsers) -> None:
                        help="spectral with eigengap speaker counting (default) or agglomerative with a threshold")
     group.add_argument("--threshold", type=float, default=None,
                        help="ahc: cosine similarity below which clusters are not merged (default 0.5)")
-    group.add_argument("--window", type=float, default=DEFAULT_WINDOW, help=f"window seconds (default {DEFAULT_WINDOW})")
+    group.add_argument("--window", type=float, default=DEFAULT_WINDOW,
+                       help=f"window seconds (default {DEFAULT_WINDOW})")
     group.add_argument("--hop", type=float, default=DEFAULT_HOP, help=f"hop between windows (default {DEFAULT_HOP})")
     group.add_argument("--speakers-db", metavar="DB",
                        help="speaker database (redimnet enroll): name clusters that match an enrolled speaker")

@@ -30,7 +30,7 @@ plus the embeddings themselves (``n * 192 * 4`` bytes: 37 MB for 10 h).
 """
 
 from contextlib import nullcontext
-from typing import Optional, Tuple
+from typing import Optional, Tuple, cast
 
 import numpy as np
 
@@ -131,8 +131,9 @@ class Clustering:
             if num_speakers < 1:
                 raise InvalidArgumentError(f"the number of speakers must be at least 1, got {num_speakers}")
             if num_speakers > n:
-                raise InvalidArgumentError(f"{num_speakers} speakers asked for, but the speech gives only {n} window(s) "
-                                 "to cluster; give fewer speakers or shorter windows (--window/--hop)")
+                raise InvalidArgumentError(f"{num_speakers} speakers asked for, but the speech gives only {n} "
+                                           "window(s) to cluster; give fewer speakers or shorter windows "
+                                           "(--window/--hop)")
             min_speakers = max_speakers = num_speakers
         max_speakers = DEFAULT_MAX_SPEAKERS if max_speakers is None else max_speakers
         if min_speakers < 1 or max_speakers < min_speakers:
@@ -199,7 +200,8 @@ class SpectralClustering(Clustering):
 
     @staticmethod
     def _laplacian_spectrum(similarity: np.ndarray, p: float, count: int) -> Tuple[np.ndarray, np.ndarray]:
-        """The ``count`` smallest eigenvalues (ascending) and eigenvectors of the pruned graph's normalised Laplacian."""
+        """The ``count`` smallest eigenvalues (ascending) and eigenvectors of the pruned graph's
+        normalised Laplacian."""
         from scipy.linalg import eigh
 
         n = len(similarity)
@@ -221,7 +223,7 @@ class SpectralClustering(Clustering):
         if n <= 2:
             return np.arange(n) if min_speakers >= n else np.zeros(n, dtype=np.int64)
         similarity = np.clip(x @ x.T, 0.0, 1.0)  # negative similarity carries no affinity
-        best = None
+        best: Optional[Tuple[float, int, np.ndarray]] = None
         tried = set()
         for p in ([self.p] if self.p else self.p_grid):
             keep = min(n, max(self.min_neighbours, int(np.ceil(p * n))))
@@ -236,7 +238,7 @@ class SpectralClustering(Clustering):
             ratio = p / max(gaps[k - 1], 1e-10) if k - 1 < len(gaps) else np.inf
             if best is None or ratio < best[0]:
                 best = (ratio, k, vectors)
-        _, k, vectors = best
+        _, k, vectors = cast(Tuple[float, int, np.ndarray], best)  # the grid has at least one value
         if k <= 1:
             return np.zeros(n, dtype=np.int64)
         return _kmeans(normalise(vectors[:, :k]), k, self.seed)

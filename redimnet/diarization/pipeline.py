@@ -22,7 +22,7 @@ at most one speaker.
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -70,7 +70,8 @@ class Diarization(list):
         return {
             "recording": self.recording, "duration": round(self.duration, 3),
             "speech": round(sum(e - s for s, e in self.speech), 3), "windows": self.windows,
-            "speakers": [{"label": label, "seconds": round(seconds, 3), "segments": sum(1 for s in self if s.label == label),
+            "speakers": [{"label": label, "seconds": round(seconds, 3),
+                          "segments": sum(1 for s in self if s.label == label),
                           **({"match": self.names[label]} if label in self.names else {})}
                          for label, seconds in totals.items()],
             "segments": [{"start": s.start, "end": s.end, "speaker": s.label} for s in self],
@@ -99,7 +100,9 @@ def plan_windows(regions: Sequence[tuple], window: float, hop: float, min_sample
         if span < max(min_samples, 1):
             continue
         if span <= width:
-            starts.append(first), lengths.append(span), owner.append(index)
+            starts.append(first)
+            lengths.append(span)
+            owner.append(index)
             continue
         here = list(range(first, last - width + 1, step))
         if here[-1] + width < last:
@@ -220,8 +223,8 @@ class Diarizer:
         for _ in blocks:  # the rest of the file is still decoded, to report damage at its end
             pass
         if not np.all(np.isfinite(result)):
-            raise InvalidArgumentError(f"{source.name}: the model produced non-finite embeddings (sample values far outside "
-                             "[-1, 1]?); check the audio's level")
+            raise InvalidArgumentError(f"{source.name}: the model produced non-finite embeddings (sample values "
+                                       "far outside [-1, 1]?); check the audio's level")
         timings["decode"] = timings.get("decode", 0.0) + blocks.seconds
         timings["embed"] = network
         return result
@@ -248,10 +251,11 @@ class Diarizer:
             cuts = [begin] + [float((centres[a] + centres[b]) / 2) for a, b in zip(members[:-1], members[1:])] + [end]
             for k, member in enumerate(members):
                 start, stop = cuts[k], cuts[k + 1]
-                if segments and segments[-1].label == labels[member] and abs(segments[-1].end - start) < 1e-9:
-                    segments[-1] = Segment(segments[-1].start, stop, labels[member])
+                label = labels[int(member)]
+                if segments and segments[-1].label == label and abs(segments[-1].end - start) < 1e-9:
+                    segments[-1] = Segment(segments[-1].start, stop, label)
                 elif stop > start:
-                    segments.append(Segment(start, stop, labels[member]))
+                    segments.append(Segment(start, stop, label))
         return [Segment(round(s.start, 3), round(s.end, 3), s.label) for s in segments]
 
     def _names(self, embeddings: np.ndarray, labels: np.ndarray) -> Dict[int, tuple]:

@@ -29,7 +29,7 @@ def plot_timeline(path: PathLike, hypothesis: Sequence[Segment], reference: Opti
     end = duration or max([s.end for s in hypothesis] + [s.end for s in reference or []] + [1.0])
     figure, axes = plt.subplots(figsize=(min(40, 4 + end / 6), 0.9 + 0.35 * max(1, len(rows))))
     colours = plt.get_cmap("tab10")
-    for index, (name, spans, prefix) in enumerate(rows):
+    for index, (_name, spans, prefix) in enumerate(rows):
         axes.broken_barh(spans, (len(rows) - index - 0.8, 0.6),
                          facecolors=colours(index % 10) if prefix == "hyp" else "0.45")
     axes.set_yticks([len(rows) - i - 0.5 for i in range(len(rows))], [r[0] for r in rows])

@@ -8,7 +8,7 @@ holding hours of samples.
 """
 
 import os
-from typing import Iterator, Optional
+from typing import Iterator, Optional, cast
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class AudioSource:
         if self.file is not None:
             yield from self.file.blocks()
             return
+        wave = cast(np.ndarray, self.wave)  # set whenever there is no file
         step = max(1, int(self.block_seconds * TARGET_SAMPLE_RATE))
-        for first in range(0, len(self.wave), step):
-            yield self.wave[first:first + step]
+        for first in range(0, len(wave), step):
+            yield wave[first:first + step]

@@ -48,7 +48,8 @@ def scores_to_regions(scores: np.ndarray, frame_seconds: float, onset: float, of
                       min_silence: float = DEFAULT_MIN_SILENCE, pad: float = DEFAULT_PAD) -> Regions:
     """Speech regions from one score per frame (frame ``i`` covers ``[i, i+1) * frame_seconds``)."""
     if offset > onset:
-        raise InvalidArgumentError(f"the VAD offset threshold ({offset}) must not be above the onset threshold ({onset})")
+        raise InvalidArgumentError(f"the VAD offset threshold ({offset}) must not be above the onset threshold "
+                                   f"({onset})")
     scores = np.asarray(scores, dtype=np.float64)
     raw: Regions = []
     active, begin = False, 0
@@ -72,12 +73,12 @@ def scores_to_regions(scores: np.ndarray, frame_seconds: float, onset: float, of
             active = False
             index = end + 1
     regions: Regions = []
-    for start, end in raw:
-        start, end = max(0.0, start - pad), min(duration, end + pad)
+    for raw_start, raw_end in raw:
+        start, stop = max(0.0, raw_start - pad), min(duration, raw_end + pad)
         if regions and start - regions[-1][1] < min_silence:
-            regions[-1] = (regions[-1][0], max(regions[-1][1], end))
+            regions[-1] = (regions[-1][0], max(regions[-1][1], stop))
         else:
-            regions.append((start, end))
+            regions.append((start, stop))
     return [(s, e) for s, e in regions if e - s >= min_speech]
 
 
@@ -169,7 +170,7 @@ class SileroVAD(VoiceActivityDetector):
         except ModuleNotFoundError as error:
             if error.name != "silero_vad":
                 raise
-            raise MissingDependencyError(install_hint("silero_vad", "the Silero VAD")
+            raise MissingDependencyError(str(install_hint("silero_vad", "the Silero VAD"))  # an optional module
                                          + " (or use the energy VAD: --vad energy)") from None
         if onnx is None:
             try:
