@@ -42,3 +42,15 @@ def test_readme_extras_table_lists_every_extra():
     install = readme[readme.index("## Install"):readme.index("## Tests")]
     listed = re.findall(r"^\| `([a-z0-9_-]+)` \|", install, re.M)
     assert sorted(listed) == sorted(project()["project"]["optional-dependencies"])
+
+
+def test_ci_runs_the_readme_test_commands_lint_first():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    tests = readme[readme.index("## Tests"):]
+    block = tests[tests.index("```bash\n") + len("```bash\n"):tests.index("\n```", tests.index("```bash\n"))]
+    documented = [line.strip() for line in block.splitlines() if line.strip()]
+    script = (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
+    ci = [line.strip() for line in script if line.startswith("python ")]
+    assert ci == documented
+    order = [next(i for i, line in enumerate(ci) if tool in line) for tool in ("ruff check", "mypy", "pytest")]
+    assert order == sorted(order), "the lint and type checks run before the tests"
