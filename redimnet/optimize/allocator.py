@@ -3,9 +3,8 @@
 A forward pass allocates and frees many tensors of a few MB each.  glibc's
 malloc serves large requests with fresh ``mmap`` pages and trims the heap when
 its free top grows, so the next pass touches new pages again: every 4 KiB page
-costs a page fault, which on the 2-vCPU virtual machine this project is tested
-on was 10-30 % of a forward pass (b5, 1 x 10 s: about 120 000 faults and 0.35 s
-of system time per call; b0: 15-20 %).  Raising the ``mmap`` threshold to
+costs a page fault, a measurable part of a forward pass on CPU (figures in
+``docs/performance.md``, "Keeping freed memory").  Raising the ``mmap`` threshold to
 glibc's maximum and the trim threshold well above one pass's working set
 makes repeated passes reuse the same pages: no faults after the first call.
 
