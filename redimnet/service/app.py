@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
-from ..audio import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes
+from ..audio import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes, trim_silence
 from ..errors import RedimnetError
 from ..names import UnsafeNameError, check_speaker_name, printable
 from ..similarity import cosine_score
@@ -84,6 +84,11 @@ class Embedded:
     seconds: float
 
 
+def _where(upload: Upload) -> str:
+    """How messages name an upload: the client's file name (escaped, shortened), else its form field."""
+    return f"'{printable(upload.filename or upload.field)[:120]}'"
+
+
 def _embedded(result: "Result", where: str) -> Embedded:
     """The embedding in a pipeline result, or its refusal as :class:`AudioError` naming ``where``."""
     if result.error is not None or result.embedding is None:
@@ -119,22 +124,17 @@ class Service:
 
     # --- audio -------------------------------------------------------------------------------------
     def decode(self, upload: Upload) -> np.ndarray:
-        where = f"'{printable(upload.filename or upload.field)[:120]}'"
-        wave = decode_audio_bytes(upload.data, where, channel=self.embedder.channel,
+        """The upload as a 16 kHz waveform, checked as the command line checks files (:class:`AudioError`)."""
+        wave = decode_audio_bytes(upload.data, _where(upload), channel=self.embedder.channel,
                                   max_seconds=self.settings.max_audio_seconds)
-        if self.embedder.trim_silence:
-            from ..audio import trim_silence
-
-            wave = trim_silence(wave)
-        return wave
+        return trim_silence(wave) if self.embedder.trim_silence else wave
 
     async def embed(self, uploads: List[Upload]) -> List[Embedded]:
         """Embeddings of ``uploads`` in order; the first bad one raises :class:`AudioError` (422)."""
         waves = [await run_in_threadpool(self.decode, upload) for upload in uploads]
         futures = [asyncio.wrap_future(self.batcher.submit(wave)) for wave in waves]
         results = await asyncio.gather(*futures)
-        return [_embedded(result, f"'{printable(upload.filename or upload.field)[:120]}'")
-                for upload, result in zip(uploads, results)]
+        return [_embedded(result, _where(upload)) for upload, result in zip(uploads, results)]
 
     # --- diarization ---------------------------------------------------------------------------------
     def diarize(self, wave: np.ndarray, num_speakers: Optional[int], max_speakers: Optional[int]):
