@@ -8,6 +8,7 @@ Takes a few minutes on 2 CPU cores; it is part of the normal test run on purpose
 
 import json
 
+import pytest
 import torch
 import yaml
 
@@ -18,6 +19,11 @@ from redimnet.cli import main as cli_main
 SMALL_MODEL = {"F": 32, "C": 4, "block_2d_type": "convnext_like", "group_divisor": 4, "block_1d_type": "conv",
                "embed_dim": 64, "hop_length": 240,
                "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]]}
+# A reduced ReDimNet2: time-pooled stages (time strides 1, 1, 2), the release models' "tf" front end.
+SMALL_MODEL_2 = {"F": 32, "C": 4, "block_2d_type": "convnext_like", "group_divisor": 4, "block_1d_type": "conv",
+                 "embed_dim": 64, "out_channels": None,
+                 "stages_setup": [[[1, 1], 1, 1, [[3, 3]], 4], [[2, 1], 1, 1, [[3, 3]], 4],
+                                  [[2, 2], 1, 1, [[3, 3]], 4]]}
 TRAIN_SPEAKERS, TEST_SPEAKERS, UTTERANCES = 32, 16, 8
 
 
@@ -33,14 +39,16 @@ def _held_out_eer(capsys, corpus, checkpoint, name) -> float:
     return result["eer"]
 
 
-def test_training_on_synthetic_speakers_separates_held_out_speakers(tmp_path, capsys):
+@pytest.mark.parametrize("preset, overrides", [("b0", SMALL_MODEL), ("redimnet2-b0", SMALL_MODEL_2)],
+                         ids=["redimnet", "redimnet2"])
+def test_training_on_synthetic_speakers_separates_held_out_speakers(tmp_path, capsys, preset, overrides):
     corpus = tmp_path / "corpus"
     assert synth.main([str(corpus), "--speakers", str(TRAIN_SPEAKERS + TEST_SPEAKERS), "--utterances",
                        str(UTTERANCES), "--seconds", "3.0", "--held-out", str(TEST_SPEAKERS)]) == 0
     assert cli_main(["prepare", str(corpus / "train"), "-o", str(tmp_path / "lists")]) == 0
     config = tmp_path / "synthetic.yaml"
     config.write_text(yaml.safe_dump({
-        "model": {"preset": "b0", "overrides": SMALL_MODEL},
+        "model": {"preset": preset, "overrides": overrides},
         "data": {"wav_scp": str(tmp_path / "lists" / "wav.scp"), "utt2spk": str(tmp_path / "lists" / "utt2spk"),
                  "crop_seconds": 1.0, "batch_size": 32, "num_workers": 1, "speed_perturb": []},
         "augment": {"prob": 0.0},
@@ -54,7 +62,7 @@ def test_training_on_synthetic_speakers_separates_held_out_speakers(tmp_path, ca
     # the untrained model is the training run's starting point: same seed (train.seed, default 42), same config
     untrained = tmp_path / "untrained.pt"
     torch.manual_seed(42)
-    redimnet.save_checkpoint(redimnet.build("b0", **SMALL_MODEL), untrained)
+    redimnet.save_checkpoint(redimnet.build(preset, **overrides), untrained)
     before = _held_out_eer(capsys, corpus, untrained, "before")
 
     assert cli_main(["train", "--config", str(config)]) == 0
@@ -63,7 +71,7 @@ def test_training_on_synthetic_speakers_separates_held_out_speakers(tmp_path, ca
     after = _held_out_eer(capsys, corpus, averaged, "after")
 
     with capsys.disabled():
-        print(f"\nheld-out EER on {TEST_SPEAKERS} unseen synthetic speakers: untrained {100 * before:.1f} %, "
+        print(f"\n{preset}: held-out EER on {TEST_SPEAKERS} unseen synthetic speakers: untrained {100 * before:.1f} %, "
               f"trained {100 * after:.1f} %")
     log = (tmp_path / "exp" / "train_log.csv").read_text().splitlines()
     first, last = (dict(zip(log[0].split(","), row.split(","))) for row in (log[1], log[-1]))
