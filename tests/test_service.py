@@ -343,7 +343,7 @@ def test_concurrent_requests_share_batches(client, clips):
 def test_serve_refuses_a_public_address_without_a_token(tmp_path, monkeypatch, capsys):
     from redimnet.cli import main
 
-    monkeypatch.delenv("REDIMNET_SERVICE_TOKEN", raising=False)
+    monkeypatch.setenv("REDIMNET_SERVICE_TOKEN", "")
     status = main(["serve", "--model", "b0", "--random-init", "--host", "0.0.0.0", "--db", str(tmp_path / "s.db")])
     assert status == 2
     assert "refusing to listen on 0.0.0.0 without a write token" in capsys.readouterr().err
@@ -464,3 +464,18 @@ def test_the_service_runs_on_another_store(embedder, tmp_path, clips):
         assert client.delete("/v1/speakers/Bob", headers=AUTH).json()["removed_recordings"] == 1
         assert client.get("/v1/ready").status_code == 200
     assert set(shared) == {"Alice"} and not (tmp_path / "unused.db").exists()
+
+
+def test_serve_checks_token_and_database_before_listening(tmp_path, monkeypatch, capsys):
+    from redimnet.cli import main
+
+    monkeypatch.setenv("REDIMNET_SERVICE_TOKEN", "")  # unset, and restored after (serve sets the token it makes)
+    (tmp_path / "token").write_text("short\n")
+    assert main(["serve", "--model", "b0", "--random-init", "--token-file", str(tmp_path / "token")]) == 2
+    assert "at least 16" in capsys.readouterr().err
+
+    db = tmp_path / "other.db"
+    with SpeakerDatabase(db) as database:
+        database.enroll("Old", np.ones((1, 192), dtype=np.float32), ["x"], fingerprint="0123456789abcdef")
+    assert main(["serve", "--model", "b0", "--random-init", "--db", str(db), "--threads", "1"]) == 2
+    assert "was built with another model (fingerprint 0123456789abcdef" in capsys.readouterr().err
