@@ -217,7 +217,8 @@ def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str =
     try:
         with torch.device("meta"):
             skeleton = model_class(config)
-    except (RuntimeError, ValueError, OverflowError, MemoryError) as error:
+    # torch raises TypeError (not OverflowError) for a size beyond int64
+    except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{source} describes a network that cannot be built: {first_line}") from None
     values = sum(t.numel() for t in skeleton.state_dict().values())

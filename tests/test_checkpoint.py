@@ -213,7 +213,7 @@ def _small_model_content():
     return {"model_config": model.config.to_dict(), "state_dict": redimnet.checkpoint.to_original_state_dict(model)}
 
 
-@pytest.mark.parametrize("channels", [3000, 10**9])
+@pytest.mark.parametrize("channels", [3000, 10**9, 2**63])
 def test_huge_config_with_tiny_file_allocates_nothing(tmp_path, channels):
     """A 2 KB file asking for C=3000 (or 10**9) used to allocate 4-36 GB before noticing its empty state_dict."""
     config = redimnet.get_preset("b2").config.replace(C=channels).to_dict()
