@@ -112,3 +112,13 @@ def test_console_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "redimnet", "info", "b9"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "unknown model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_closed_pipe_is_not_reported_as_an_error():
+    """``redimnet info | head -1``: the reader leaving early is no error message."""
+    process = subprocess.Popen([sys.executable, "-m", "redimnet", "info"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()              # the reader is gone before anything is written
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "error" not in err and "Traceback" not in err

@@ -133,6 +133,12 @@ def run_handler(handler, args) -> int:
         _traceback_if(debug)
         print("redimnet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `redimnet info | head -3`): not an error worth a message; send what is
+        # still buffered to nowhere so the interpreter's own flush at exit does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except RedimnetError as error:
         _traceback_if(debug)
         print(f"redimnet: error: {error}", file=sys.stderr)
