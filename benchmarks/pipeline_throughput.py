@@ -8,6 +8,8 @@ then measures, each in a fresh Python process:
   same recordings, already decoded and resampled in memory, one forward pass
   each (the lengths differ, so there is nothing to batch) -- the most any
   pipeline could reach;
+* **loop**: the share of the pipeline loop's wall time (:meth:`Embedder.run`
+  with the same workers) spent in the model's forward passes;
 * **embed**: ``redimnet embed FOLDER -o OUT.npz`` as a user runs it, timed
   from process start to exit (imports, model loading, decoding, writing),
   and as the command itself reports it (from after Python and torch have
@@ -58,6 +60,30 @@ with torch.inference_mode():
         embedder.network(wave)
 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
 print(json.dumps({"audio_seconds": sum(w.shape[1] for w in waves) / 16000, "seconds": elapsed, "cpu": cpu}))
+"""
+
+LOOP = r"""
+import json, sys, time
+import torch
+import redimnet
+from redimnet import pipeline
+from redimnet.audio import list_audio_files
+from redimnet.inference import Embedder
+folder, checkpoint, threads, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(threads)
+embedder = Embedder(redimnet.load_checkpoint(checkpoint), device="cpu")
+spent = [0.0]
+forward = pipeline.EmbeddingPipeline.forward
+def timed(self, batch):
+    started = time.perf_counter()
+    try:
+        return forward(self, batch)
+    finally:
+        spent[0] += time.perf_counter() - started
+pipeline.EmbeddingPipeline.forward = timed
+started = time.perf_counter()
+count = sum(1 for _ in embedder.run(list_audio_files(folder), workers=workers))
+print(json.dumps({"seconds": time.perf_counter() - started, "forward": spent[0], "results": count}))
 """
 
 EMBED = r"""
@@ -114,6 +140,16 @@ def model_only(corpus: Path, checkpoint: Path, threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def loop_share(corpus: Path, checkpoint: Path, threads: int, workers: int) -> float:
+    """Share of the pipeline loop's wall time spent in the model's forward passes (in-process)."""
+    done = subprocess.run([sys.executable, "-c", LOOP, str(corpus), str(checkpoint), str(threads), str(workers)],
+                          capture_output=True, text=True, env=environment(threads))
+    if done.returncode:
+        raise SystemExit(f"pipeline loop run failed:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["forward"] / result["seconds"]
+
+
 def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path, audio_seconds: float) -> dict:
     for stale in (out, out.with_name(out.stem + ".failed.tsv")):
         if stale.exists():
@@ -126,7 +162,8 @@ def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path,
     if done.returncode:
         raise SystemExit(f"redimnet embed failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     summary = re.search(r"s of audio\) in ([0-9.]+) s", done.stderr)
-    return {"audio_seconds": audio_seconds, "seconds": elapsed, "cpu": json.loads(done.stdout.strip().splitlines()[-1])["cpu"],
+    cpu = json.loads(done.stdout.strip().splitlines()[-1])["cpu"]
+    return {"audio_seconds": audio_seconds, "seconds": elapsed, "cpu": cpu,
             "reported_seconds": float(summary.group(1)) if summary else None}
 
 
@@ -153,14 +190,16 @@ def main() -> None:
         cli_speed = cli["audio_seconds"] / cli["seconds"]
         inside = first["seconds"] / cli["reported_seconds"] if cli["reported_seconds"] else float("nan")
         cpu = first["cpu"] / cli["cpu"]
+        busy = loop_share(corpus, checkpoint, args.threads, args.workers)
         rounds.append({"model": first, "embed": cli, "ratio": cli_speed / model_speed, "ratio_inside": inside,
-                       "ratio_cpu": cpu})
+                       "ratio_cpu": cpu, "loop_share": busy})
         print(f"round {number + 1}: model {model_speed:.1f} s/s ({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), "
               f"embed {cli_speed:.1f} s/s ({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, "
               f"{cli['cpu']:.1f} s CPU in the main process), ratio {cli_speed / model_speed:.3f} "
-              f"(after start-up {inside:.3f}, CPU {cpu:.3f})", flush=True)
+              f"(after start-up {inside:.3f}, CPU {cpu:.3f}); model busy {busy:.3f} of the pipeline loop", flush=True)
     for key, what in (("ratio", "whole command, wall clock"), ("ratio_inside", "after Python/torch start-up"),
-                      ("ratio_cpu", "CPU time: model alone / embed's main process (decoding is in the worker)")):
+                      ("ratio_cpu", "CPU time: model alone / embed's main process (decoding is in the worker)"),
+                      ("loop_share", "share of the pipeline loop's wall time in the model's forward passes")):
         ratios = [r[key] for r in rounds]
         print(f"embed / model throughput, {what}: median {statistics.median(ratios):.3f} "
               f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds")
