@@ -32,12 +32,27 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from redimnet.evaluation import (ScoringRecipe, actual_dcf, build_cohort, cllr, compute_metrics,  # noqa: E402
-                                 fit_calibration, min_cllr, train_backend)
+from redimnet.evaluation import (  # noqa: E402  (after the sys.path line, for runs from a checkout)
+    ScoringRecipe,
+    actual_dcf,
+    build_cohort,
+    cllr,
+    compute_metrics,
+    fit_calibration,
+    min_cllr,
+    train_backend,
+)
 
-SMALL_MODEL = {"F": 32, "C": 4, "block_2d_type": "convnext_like", "group_divisor": 4, "block_1d_type": "conv",
-               "embed_dim": 64, "hop_length": 240,
-               "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]]}
+SMALL_MODEL = {
+    "F": 32,
+    "C": 4,
+    "block_2d_type": "convnext_like",
+    "group_divisor": 4,
+    "block_1d_type": "conv",
+    "embed_dim": 64,
+    "hop_length": 240,
+    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
+}
 
 
 def timed(function, *args, **kwargs):
@@ -81,29 +96,60 @@ def corpus(work: Path, checkpoint: str | None, threads: int) -> dict:
     import torch
     import yaml
 
-    import redimnet
     from redimnet import synth
     from redimnet.embeddings_io import load_embeddings
 
     train_speakers, held_out, utterances = 48, 32, 8
     data = work / "corpus"
-    synth.main([str(data), "--speakers", str(train_speakers + held_out), "--utterances", str(utterances),
-                "--seconds", "3.0", "--held-out", str(held_out)])
+    synth.main(
+        [
+            str(data),
+            "--speakers",
+            str(train_speakers + held_out),
+            "--utterances",
+            str(utterances),
+            "--seconds",
+            "3.0",
+            "--held-out",
+            str(held_out),
+        ]
+    )
     timings = {}
     if checkpoint is None:
         _cli("prepare", data / "train", "-o", work / "lists")
         config = work / "synthetic.yaml"
-        config.write_text(yaml.safe_dump({
-            "model": {"preset": "b0", "overrides": SMALL_MODEL},
-            "data": {"wav_scp": str(work / "lists" / "wav.scp"), "utt2spk": str(work / "lists" / "utt2spk"),
-                     "crop_seconds": 1.0, "batch_size": 32, "num_workers": 1, "speed_perturb": []},
-            "augment": {"prob": 0.0},
-            "loss": {"type": "aam", "scale": 32, "margin": 0.2, "margin_increase_start_epoch": 2,
-                     "margin_fix_epoch": 6},
-            "optimizer": {"lr": 0.2, "final_lr": 0.005, "warmup_epochs": 1},
-            "train": {"output_dir": str(work / "exp"), "epochs": 12, "checkpoint_every": 20, "log_every": 8,
-                      "keep_checkpoints": 3, "progress": False},
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "model": {"preset": "b0", "overrides": SMALL_MODEL},
+                    "data": {
+                        "wav_scp": str(work / "lists" / "wav.scp"),
+                        "utt2spk": str(work / "lists" / "utt2spk"),
+                        "crop_seconds": 1.0,
+                        "batch_size": 32,
+                        "num_workers": 1,
+                        "speed_perturb": [],
+                    },
+                    "augment": {"prob": 0.0},
+                    "loss": {
+                        "type": "aam",
+                        "scale": 32,
+                        "margin": 0.2,
+                        "margin_increase_start_epoch": 2,
+                        "margin_fix_epoch": 6,
+                    },
+                    "optimizer": {"lr": 0.2, "final_lr": 0.005, "warmup_epochs": 1},
+                    "train": {
+                        "output_dir": str(work / "exp"),
+                        "epochs": 12,
+                        "checkpoint_every": 20,
+                        "log_every": 8,
+                        "keep_checkpoints": 3,
+                        "progress": False,
+                    },
+                }
+            )
+        )
         torch.manual_seed(42)
         start = time.perf_counter()
         _cli("train", "--config", config)
@@ -111,14 +157,25 @@ def corpus(work: Path, checkpoint: str | None, threads: int) -> dict:
         timings["train_s"] = time.perf_counter() - start
         checkpoint = str(work / "avg3.pt")
     for part in ("train", "test"):
-        _cli("embed", data / part, "-o", work / f"{part}.npz", "--checkpoint", checkpoint, "--workers", "0",
-             "--no-progress", "--threads", threads)
+        _cli(
+            "embed",
+            data / part,
+            "-o",
+            work / f"{part}.npz",
+            "--checkpoint",
+            checkpoint,
+            "--workers",
+            "0",
+            "--no-progress",
+            "--threads",
+            threads,
+        )
     train_ids, train_x = load_embeddings(work / "train.npz")
     held_ids, held_x = load_embeddings(work / "test.npz")
     train_speakers_of = [i.split("/")[0] for i in train_ids]
     held_speakers = np.array([i.split("/")[0] for i in held_ids])
     names = sorted(set(held_speakers))
-    dev_names, test_names = set(names[: len(names) // 2]), set(names[len(names) // 2:])
+    dev_names, test_names = set(names[: len(names) // 2]), set(names[len(names) // 2 :])
 
     def trials(chosen):
         rows = [i for i, s in enumerate(held_speakers) if s in chosen]
@@ -141,13 +198,22 @@ def corpus(work: Path, checkpoint: str | None, threads: int) -> dict:
         calibration = fit_calibration(dev_scores, dev[2], recipe=recipe.describe())
         llrs = calibration.llr(test_scores)
         rows[name] = {
-            "eer_percent": 100 * metrics.eer, "min_dcf_0.01": metrics.min_dcf[0.01],
+            "eer_percent": 100 * metrics.eer,
+            "min_dcf_0.01": metrics.min_dcf[0.01],
             "min_cllr": min_cllr(test_scores, test[2]),
-            "cllr_raw": cllr(test_scores, test[2]), "cllr_calibrated": cllr(llrs, test[2]),
+            "cllr_raw": cllr(test_scores, test[2]),
+            "cllr_calibrated": cllr(llrs, test[2]),
             "act_dcf_0.01_calibrated": actual_dcf(llrs, test[2], 0.01),
         }
-    return {"train_speakers": train_speakers, "dev_speakers": len(dev_names), "test_speakers": len(test_names),
-            "test_trials": int(test[2].size), "test_targets": int(test[2].sum()), **timings, "results": rows}
+    return {
+        "train_speakers": train_speakers,
+        "dev_speakers": len(dev_names),
+        "test_speakers": len(test_names),
+        "test_trials": int(test[2].size),
+        "test_targets": int(test[2].sum()),
+        **timings,
+        "results": rows,
+    }
 
 
 def main():
@@ -161,8 +227,10 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
-    report = {"machine": f"{platform.processor() or platform.machine()}, {args.threads} thread(s)",
-              "python": platform.python_version()}
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {args.threads} thread(s)",
+        "python": platform.python_version(),
+    }
     rng = np.random.default_rng(0)
     if args.speed:
         report["speed"] = speed(rng)
@@ -171,11 +239,15 @@ def main():
         with tempfile.TemporaryDirectory() as work:
             report["corpus"] = corpus(Path(work), args.checkpoint, args.threads)
         result = report["corpus"]
-        print(f"{'scoring':<18} {'EER %':>6} {'minDCF':>7} {'minCllr':>8} {'Cllr raw':>9} {'Cllr cal':>9} "
-              f"{'actDCF cal':>10}")
+        print(
+            f"{'scoring':<18} {'EER %':>6} {'minDCF':>7} {'minCllr':>8} {'Cllr raw':>9} {'Cllr cal':>9} "
+            f"{'actDCF cal':>10}"
+        )
         for name, row in result["results"].items():
-            print(f"{name:<18} {row['eer_percent']:>6.2f} {row['min_dcf_0.01']:>7.4f} {row['min_cllr']:>8.4f} "
-                  f"{row['cllr_raw']:>9.4f} {row['cllr_calibrated']:>9.4f} {row['act_dcf_0.01_calibrated']:>10.4f}")
+            print(
+                f"{name:<18} {row['eer_percent']:>6.2f} {row['min_dcf_0.01']:>7.4f} {row['min_cllr']:>8.4f} "
+                f"{row['cllr_raw']:>9.4f} {row['cllr_calibrated']:>9.4f} {row['act_dcf_0.01_calibrated']:>10.4f}"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
 

@@ -67,8 +67,9 @@ def sync(device: str):
         torch.cuda.synchronize()
 
 
-def build_models(preset: str, original: Optional[Path], device: str, workdir: Path, onnx: bool,
-                 original2: Optional[Path] = None) -> Dict[str, Callable]:
+def build_models(
+    preset: str, original: Optional[Path], device: str, workdir: Path, onnx: bool, original2: Optional[Path] = None
+) -> Dict[str, Callable]:
     """name -> callable(wave) for every variant, all with the same weights."""
     torch.manual_seed(0)
     plain = redimnet.build(preset).eval()
@@ -80,6 +81,7 @@ def build_models(preset: str, original: Optional[Path], device: str, workdir: Pa
     models["optimized"] = optimize_for_inference(plain)
     if isinstance(plain, redimnet.ReDimNet2):
         from original_standin import build_original_redimnet2 as build_original
+
         original = original2
     else:
         from original_standin import build_original
@@ -96,6 +98,7 @@ def build_models(preset: str, original: Optional[Path], device: str, workdir: Pa
 def make_onnx_session(model, path: Path, threads: int):
     try:
         import onnxruntime as ort
+
         from redimnet.export import export_onnx
     except ImportError:
         return None
@@ -120,8 +123,9 @@ def run_variant(fn: Callable, wave: torch.Tensor, dtype: Optional[torch.dtype], 
 CLOCK = time.perf_counter
 
 
-def time_variants(models: Dict[str, Callable], wave: torch.Tensor, repeats: int, device: str,
-                  dtype: Optional[torch.dtype]) -> Dict[str, float]:
+def time_variants(
+    models: Dict[str, Callable], wave: torch.Tensor, repeats: int, device: str, dtype: Optional[torch.dtype]
+) -> Dict[str, float]:
     """Best time per variant (wall clock, or CPU time with ``--clock cpu``).
 
     The PyTorch variants are interleaved, in a rotating order, so that load changes
@@ -134,7 +138,7 @@ def time_variants(models: Dict[str, Callable], wave: torch.Tensor, repeats: int,
         for fn in models.values():  # warm-up
             run_variant(fn, wave, dtype, device)
         sync(device)
-        schedule = [torch_names[i % len(torch_names):] + torch_names[:i % len(torch_names)] for i in range(repeats)]
+        schedule = [torch_names[i % len(torch_names) :] + torch_names[: i % len(torch_names)] for i in range(repeats)]
         if "onnxruntime" in models:
             schedule += [["onnxruntime"]] * repeats
         for names in schedule:
@@ -159,14 +163,16 @@ def max_rel_diff(models: Dict[str, Callable], wave: torch.Tensor) -> Dict[str, f
     return out
 
 
-def train_step_throughput(preset: str, original: Optional[Path], batch: int, seconds: float, repeats: int,
-                          device: str, workdir: Path) -> Dict[str, float]:
+def train_step_throughput(
+    preset: str, original: Optional[Path], batch: int, seconds: float, repeats: int, device: str, workdir: Path
+) -> Dict[str, float]:
     """Audio-seconds per second of a full training step (forward, backward, AdamW) on the plain model."""
     torch.manual_seed(0)
     ours = redimnet.build(preset).to(device).train()
     variants = {"plain": ours}
     if original is not None:
         from original_standin import build_original
+
         checkpoint = workdir / f"{preset}-train.pt"
         redimnet.save_checkpoint(ours, checkpoint)
         saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -208,8 +214,14 @@ def memory_probe(args) -> None:
     batch, seconds = args.probe_shape
     dtype = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
     with tempfile.TemporaryDirectory() as tmp:
-        models = build_models(args.probe_preset, args.original, args.device, Path(tmp),
-                              onnx=args.probe_variant == "onnxruntime", original2=args.original2)
+        models = build_models(
+            args.probe_preset,
+            args.original,
+            args.device,
+            Path(tmp),
+            onnx=args.probe_variant == "onnxruntime",
+            original2=args.original2,
+        )
         fn = models[args.probe_variant]
         models = None
         wave = torch.randn(batch, int(seconds * SAMPLE_RATE), device=args.device) * 0.1
@@ -230,12 +242,26 @@ def memory_probe(args) -> None:
                     pass
                 run_variant(fn, wave, dtype, args.device)
                 peak = (_rss_kib("VmHWM") - base) * 1024
-    print(json.dumps({"peak_mib": max(peak, 0) / 2 ** 20}))
+    print(json.dumps({"peak_mib": max(peak, 0) / 2**20}))
 
 
 def measure_memory(args, preset: str, variant: str, shape, dtype_name: str) -> Optional[float]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--probe", preset, variant, f"{shape[0]}x{shape[1]:g}",
-               "--device", args.device, "--threads", str(args.threads), "--dtype", dtype_name, "--malloc", args.malloc]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--probe",
+        preset,
+        variant,
+        f"{shape[0]}x{shape[1]:g}",
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--dtype",
+        dtype_name,
+        "--malloc",
+        args.malloc,
+    ]
     if args.original:
         command += ["--original", str(args.original)]
     if args.original2:
@@ -250,8 +276,14 @@ def measure_memory(args, preset: str, variant: str, shape, dtype_name: str) -> O
 
 # ---------------------------------------------------------------------- main
 def machine_description(device: str) -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": device}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": device,
+    }
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             info["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
@@ -261,6 +293,7 @@ def machine_description(device: str) -> dict:
         info["gpu"] = torch.cuda.get_device_name()
     try:
         import onnxruntime
+
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
@@ -276,42 +309,66 @@ def _ratio(row: dict, key: str) -> str:
 
 
 def print_table(rows: List[dict]) -> None:
-    header = f"{'preset':14} {'shape':7} {'dtype':8} {'variant':12} {'audio-s/s':>10} {'vs original':>19} " \
-             f"{'vs plain':>19} {'peak MiB':>9} {'max rel diff':>12}"
+    header = (
+        f"{'preset':14} {'shape':7} {'dtype':8} {'variant':12} {'audio-s/s':>10} {'vs original':>19} "
+        f"{'vs plain':>19} {'peak MiB':>9} {'max rel diff':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         memory = f"{r['peak_mib']:.0f}" if r.get("peak_mib") is not None else "-"
         diff = f"{r['max_rel_diff']:.1e}" if r.get("max_rel_diff") is not None else "-"
-        print(f"{r['preset']:14} {r['shape']:7} {r['dtype']:8} {r['variant']:12} {r['audio_s_per_s']:10.1f} "
-              f"{_ratio(r, 'vs_original'):>19} {_ratio(r, 'vs_plain'):>19} {memory:>9} {diff:>12}")
+        print(
+            f"{r['preset']:14} {r['shape']:7} {r['dtype']:8} {r['variant']:12} {r['audio_s_per_s']:10.1f} "
+            f"{_ratio(r, 'vs_original'):>19} {_ratio(r, 'vs_plain'):>19} {memory:>9} {diff:>12}"
+        )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default="b0,b2,b5", help="comma-separated presets (default b0,b2,b5)")
-    parser.add_argument("--shapes", default="1x10,8x3", type=lambda s: [parse_shape(x) for x in s.split(",")],
-                        help="comma-separated BATCHxSECONDS (default 1x10,8x3)")
+    parser.add_argument(
+        "--shapes",
+        default="1x10,8x3",
+        type=lambda s: [parse_shape(x) for x in s.split(",")],
+        help="comma-separated BATCHxSECONDS (default 1x10,8x3)",
+    )
     parser.add_argument("--original", type=Path, metavar="PATH", help="checkout of the original ReDimNet to time too")
-    parser.add_argument("--original2", type=Path, metavar="PATH",
-                        help="checkout of the official ReDimNet2 (PalabraAI/redimnet2) to time its presets against")
+    parser.add_argument(
+        "--original2",
+        type=Path,
+        metavar="PATH",
+        help="checkout of the official ReDimNet2 (PalabraAI/redimnet2) to time its presets against",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per variant, best one kept (default 5)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat the whole interleaved timing R times and report medians, with the range "
-                             "of the per-round ratios (default 1)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the whole interleaved timing R times and report medians, with the range "
+        "of the per-round ratios (default 1)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall: wall-clock time (default); cpu: CPU time of the calling thread, which "
-                             "ignores time stolen by other processes on a shared machine (needs --threads 1 "
-                             "and --device cpu)")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: wall-clock time (default); cpu: CPU time of the calling thread, which "
+        "ignores time stolen by other processes on a shared machine (needs --threads 1 "
+        "and --device cpu)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--no-onnx", action="store_true", help="skip onnxruntime")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--no-train", action="store_true", help="skip the b2 training-step timing")
     parser.add_argument("--train-preset", default="b2")
-    parser.add_argument("--malloc", choices=["keep", "default"], default="keep",
-                        help="keep: apply redimnet.optimize.keep_freed_memory() for all variants, as the "
-                             "Embedder and CLI do (default); default: glibc's own settings")
+    parser.add_argument(
+        "--malloc",
+        choices=["keep", "default"],
+        default="keep",
+        help="keep: apply redimnet.optimize.keep_freed_memory() for all variants, as the "
+        "Embedder and CLI do (default); default: glibc's own settings",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON here")
     parser.add_argument("--probe", nargs=3, metavar=("PRESET", "VARIANT", "SHAPE"), help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
@@ -319,8 +376,10 @@ def main(argv=None) -> int:
     if args.repeats < 1 or args.rounds < 1:
         parser.error("--repeats and --rounds must be at least 1")
     if args.original is not None and not (args.original / "redimnet" / "model.py").is_file():
-        parser.error(f"--original {args.original}: not a checkout of the original ReDimNet (no redimnet/model.py); "
-                     "make one with: git -C /work/.mirror/IDRnD+ReDimNet/repo archive HEAD | tar -x -C DIR")
+        parser.error(
+            f"--original {args.original}: not a checkout of the original ReDimNet (no redimnet/model.py); "
+            "make one with: git -C /work/.mirror/IDRnD+ReDimNet/repo archive HEAD | tar -x -C DIR"
+        )
     if args.clock == "cpu":
         if args.threads != 1 or args.device != "cpu":
             parser.error("--clock cpu measures one thread's CPU time: use it with --threads 1 --device cpu")
@@ -338,25 +397,37 @@ def main(argv=None) -> int:
     rows: List[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets.split(","):
-            models = build_models(preset, args.original, args.device, Path(tmp), onnx=not args.no_onnx,
-                                  original2=args.original2)
+            models = build_models(
+                preset, args.original, args.device, Path(tmp), onnx=not args.no_onnx, original2=args.original2
+            )
             for batch, seconds in args.shapes:
                 wave = torch.randn(batch, int(seconds * SAMPLE_RATE), device=args.device) * 0.1
                 diffs = max_rel_diff(models, wave)
                 for dtype_name in dtypes:
                     dtype = getattr(torch, dtype_name)
-                    variants = models if args.device == "cpu" else {k: v for k, v in models.items()
-                                                                    if k != "onnxruntime"}
-                    rounds = [time_variants(variants, wave, args.repeats, args.device,
-                                            None if dtype_name == "float32" else dtype)
-                              for _ in range(args.rounds)]
+                    variants = (
+                        models if args.device == "cpu" else {k: v for k, v in models.items() if k != "onnxruntime"}
+                    )
+                    rounds = [
+                        time_variants(
+                            variants, wave, args.repeats, args.device, None if dtype_name == "float32" else dtype
+                        )
+                        for _ in range(args.rounds)
+                    ]
                     audio = batch * seconds
                     for name in rounds[0]:
                         times = [r[name] for r in rounds]
                         t = statistics.median(times)
-                        row = {"preset": preset, "shape": f"{batch}x{seconds:g}", "dtype": dtype_name,
-                               "variant": name, "audio_s_per_s": audio / t, "best_time_s": t,
-                               "round_best_times_s": times, "max_rel_diff": diffs.get(name)}
+                        row = {
+                            "preset": preset,
+                            "shape": f"{batch}x{seconds:g}",
+                            "dtype": dtype_name,
+                            "variant": name,
+                            "audio_s_per_s": audio / t,
+                            "best_time_s": t,
+                            "round_best_times_s": times,
+                            "max_rel_diff": diffs.get(name),
+                        }
                         for other in ("original", "plain"):
                             if other in rounds[0]:
                                 ratios = [r[other] / r[name] for r in rounds]
@@ -365,25 +436,35 @@ def main(argv=None) -> int:
                         if not args.no_memory:
                             row["peak_mib"] = measure_memory(args, preset, name, (batch, seconds), dtype_name)
                         rows.append(row)
-                        print(f"  {preset} {batch}x{seconds:g} {dtype_name} {name}: {audio / t:.1f} audio-s/s",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"  {preset} {batch}x{seconds:g} {dtype_name} {name}: {audio / t:.1f} audio-s/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         training = None
         if not args.no_train:
-            training = train_step_throughput(args.train_preset, args.original, 8, 3.0, max(2, args.repeats // 2),
-                                             args.device, Path(tmp))
+            training = train_step_throughput(
+                args.train_preset, args.original, 8, 3.0, max(2, args.repeats // 2), args.device, Path(tmp)
+            )
     print()
     rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
-    print(f"ReDimNet inference throughput, {args.device}, {args.threads} thread(s), best of {args.repeats}{rounds}, "
-          f"{args.clock} clock, malloc {'keeps freed memory' if args.malloc_kept else 'defaults'}")
+    print(
+        f"ReDimNet inference throughput, {args.device}, {args.threads} thread(s), best of {args.repeats}{rounds}, "
+        f"{args.clock} clock, malloc {'keeps freed memory' if args.malloc_kept else 'defaults'}"
+    )
     print_table(rows)
     if training:
         line = ", ".join(f"{k} {v:.1f}" for k, v in training.items())
         print(f"\ntraining step ({args.train_preset}, batch 8 x 3 s, AdamW), audio-s/s: {line}")
-    result = {"machine": machine_description(args.device), "repeats": args.repeats, "rounds": args.rounds,
-              "clock": args.clock,
-              "malloc_keeps_freed_memory": args.malloc_kept,
-              "inference": rows,
-              "training": {"preset": args.train_preset, "shape": "8x3", "audio_s_per_s": training}}
+    result = {
+        "machine": machine_description(args.device),
+        "repeats": args.repeats,
+        "rounds": args.rounds,
+        "clock": args.clock,
+        "malloc_keeps_freed_memory": args.malloc_kept,
+        "inference": rows,
+        "training": {"preset": args.train_preset, "shape": "8x3", "audio_s_per_s": training},
+    }
     text = json.dumps(result, indent=2)
     print("\n" + text)
     if args.json:

@@ -85,11 +85,17 @@ def run_once(args) -> dict:
     wall = time.perf_counter() - started
     duration = result.duration
     stages = {k: round(v, 3) for k, v in result.timings.items()}
-    return {"file": str(args.file), "audio_seconds": round(duration, 1), "windows": result.windows,
-            "speakers": len(result.speakers), "seconds": stages, "wall": round(wall, 2),
-            "rtf": {k: round(v / duration, 5) for k, v in result.timings.items()},
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "threads": torch.get_num_threads()}
+    return {
+        "file": str(args.file),
+        "audio_seconds": round(duration, 1),
+        "windows": result.windows,
+        "speakers": len(result.speakers),
+        "seconds": stages,
+        "wall": round(wall, 2),
+        "rtf": {k: round(v / duration, 5) for k, v in result.timings.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "threads": torch.get_num_threads(),
+    }
 
 
 def stage_once(args) -> dict:
@@ -104,8 +110,11 @@ def stage_once(args) -> dict:
     if args.stage == "vad":
         source = AudioSource(args.file)
         regions = make_vad(args.vad).regions(source)
-        detail = {"audio_seconds": round(source.duration, 1), "regions": len(regions),
-                  "speech_seconds": round(sum(e - s for s, e in regions), 1)}
+        detail = {
+            "audio_seconds": round(source.duration, 1),
+            "regions": len(regions),
+            "speech_seconds": round(sum(e - s for s, e in regions), 1),
+        }
     else:
         rng = np.random.default_rng(0)
         centres = rng.standard_normal((6, 192))
@@ -114,8 +123,13 @@ def stage_once(args) -> dict:
         embeddings = (centres[truth] + 1.5 * rng.standard_normal((len(truth), 192))).astype(np.float32)
         labels = SpectralClustering().cluster(embeddings)
         detail = {"windows": len(truth), "speakers_found": int(labels.max()) + 1}
-    detail.update({"stage": args.stage, "seconds": round(time.perf_counter() - started, 2),
-                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+    detail.update(
+        {
+            "stage": args.stage,
+            "seconds": round(time.perf_counter() - started, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+    )
     return detail
 
 
@@ -129,13 +143,29 @@ def memory(args) -> dict:
     windows = int(args.hours * 3600 * 0.75 / 0.75)  # about 75 % speech, one window per 0.75 s of it
     results = []
     for stage in ("vad", "cluster"):
-        command = [sys.executable, __file__, "stage", "--stage", stage, "--file", str(path), "--vad", args.vad,
-                   "--windows", str(windows)]
+        command = [
+            sys.executable,
+            __file__,
+            "stage",
+            "--stage",
+            stage,
+            "--file",
+            str(path),
+            "--vad",
+            args.vad,
+            "--windows",
+            str(windows),
+        ]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), file=sys.stderr)
-    return {"machine": _machine(), "hours": args.hours, "generation_seconds": round(generated, 1),
-            "file_mb": round(path.stat().st_size / 2 ** 20), "stages": results}
+    return {
+        "machine": _machine(),
+        "hours": args.hours,
+        "generation_seconds": round(generated, 1),
+        "file_mb": round(path.stat().st_size / 2**20),
+        "stages": results,
+    }
 
 
 def speed(args) -> dict:
@@ -147,8 +177,21 @@ def speed(args) -> dict:
     generated = time.perf_counter() - started
     results = []
     for model in args.models.split(","):
-        command = [sys.executable, __file__, "once", "--file", str(path), "--model", model, "--vad", args.vad,
-                   "--clustering", args.clustering, "--batch-size", str(args.batch_size)]
+        command = [
+            sys.executable,
+            __file__,
+            "once",
+            "--file",
+            str(path),
+            "--model",
+            model,
+            "--vad",
+            args.vad,
+            "--clustering",
+            args.clustering,
+            "--batch-size",
+            str(args.batch_size),
+        ]
         if args.threads:
             command += ["--threads", str(args.threads)]
         if args.checkpoint:
@@ -162,15 +205,13 @@ def speed(args) -> dict:
 
 
 def quality(args) -> dict:
-    import numpy as np
+    import torch
 
     from redimnet.diarization import Diarizer, SpectralClustering, read_rttm
     from redimnet.diarization.baseline import MFCCStatsEmbedder
     from redimnet.diarization.clustering import AgglomerativeClustering
     from redimnet.diarization.der import DERScore, diarization_error
     from redimnet.diarization.vad import make_vad
-
-    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -183,8 +224,10 @@ def quality(args) -> dict:
         method.standardise = standardise
         return method
 
-    systems = {"redimnet": Diarizer(_embedder(args), vad=vad, clustering=clustering(False)),
-               "mfcc-baseline": Diarizer(MFCCStatsEmbedder(), vad=vad, clustering=clustering(True))}
+    systems = {
+        "redimnet": Diarizer(_embedder(args), vad=vad, clustering=clustering(False)),
+        "mfcc-baseline": Diarizer(MFCCStatsEmbedder(), vad=vad, clustering=clustering(True)),
+    }
     table = {}
     for speakers in [int(k) for k in args.speakers.split(",")]:
         scores = {(name, mode): DERScore() for name in systems for mode in ("estimated", "oracle")}
@@ -198,24 +241,41 @@ def quality(args) -> dict:
                 scores[name, "estimated"] += diarization_error(reference, estimated)
                 scores[name, "oracle"] += diarization_error(reference, oracle)
                 exact[name] += len(estimated.speakers) == speakers
-                print(f"{path.name} {name}: estimated {len(estimated.speakers)} speakers, DER "
-                      f"{100 * diarization_error(reference, estimated).der:.1f} % / oracle "
-                      f"{100 * diarization_error(reference, oracle).der:.1f} %", file=sys.stderr)
-        table[speakers] = {name: {"der_estimated": round(100 * scores[name, "estimated"].der, 2),
-                                  "der_oracle": round(100 * scores[name, "oracle"].der, 2),
-                                  "missed": round(100 * scores[name, "oracle"].missed / scores[name, "oracle"].total, 2),
-                                  "false_alarm": round(100 * scores[name, "oracle"].false_alarm
-                                                       / scores[name, "oracle"].total, 2),
-                                  "count_accuracy": round(exact[name] / args.conversations, 3)}
-                           for name in systems}
-    return {"machine": _machine(), "weights": args.checkpoint or f"{args.model} random init", "vad": args.vad,
-            "clustering": args.clustering, "conversations_per_count": args.conversations,
-            "seconds_each": args.seconds, "collar": 0.25, "der_percent": table}
+                print(
+                    f"{path.name} {name}: estimated {len(estimated.speakers)} speakers, DER "
+                    f"{100 * diarization_error(reference, estimated).der:.1f} % / oracle "
+                    f"{100 * diarization_error(reference, oracle).der:.1f} %",
+                    file=sys.stderr,
+                )
+        table[speakers] = {
+            name: {
+                "der_estimated": round(100 * scores[name, "estimated"].der, 2),
+                "der_oracle": round(100 * scores[name, "oracle"].der, 2),
+                "missed": round(100 * scores[name, "oracle"].missed / scores[name, "oracle"].total, 2),
+                "false_alarm": round(100 * scores[name, "oracle"].false_alarm / scores[name, "oracle"].total, 2),
+                "count_accuracy": round(exact[name] / args.conversations, 3),
+            }
+            for name in systems
+        }
+    return {
+        "machine": _machine(),
+        "weights": args.checkpoint or f"{args.model} random init",
+        "vad": args.vad,
+        "clustering": args.clustering,
+        "conversations_per_count": args.conversations,
+        "seconds_each": args.seconds,
+        "collar": 0.25,
+        "der_percent": table,
+    }
 
 
 def _machine() -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def main() -> int:

@@ -29,8 +29,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = {"F": 24, "C": 4, "block_2d_type": "convnext_like", "group_divisor": 4, "block_1d_type": "conv",
-        "embed_dim": 16, "hop_length": 160, "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]]}
+TINY = {
+    "F": 24,
+    "C": 4,
+    "block_2d_type": "convnext_like",
+    "group_divisor": 4,
+    "block_1d_type": "conv",
+    "embed_dim": 16,
+    "hop_length": 160,
+    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
+}
 
 CHILD = r"""
 import json, resource, sys, time
@@ -80,10 +88,24 @@ def measure(wav: Path, checkpoint: Path, workers: int, threads: int, folder: Pat
     for stale in (out, out.with_suffix("").with_name(out.stem + ".failed.tsv")):
         if stale.exists():
             stale.unlink()
-    argv = ["embed", str(wav), "-o", str(out), "--checkpoint", str(checkpoint), "--workers", str(workers),
-            "--threads", str(threads), "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": str(threads)}
+    argv = [
+        "embed",
+        str(wav),
+        "-o",
+        str(out),
+        "--checkpoint",
+        str(checkpoint),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--no-progress",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": str(threads),
+    }
     done = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, env=env)
     if done.returncode != 0 or not done.stdout.strip():
         raise SystemExit(f"embed failed on {wav}:\n{done.stderr[-2000:]}")
@@ -97,8 +119,11 @@ def main() -> None:
     parser.add_argument("--model", default="tiny", help="tiny (default) or a preset name (b0 ... b6)")
     parser.add_argument("--workers", default="0,1", help="--workers values to run, comma-separated")
     parser.add_argument("--threads", type=int, default=1, help="model threads (default 1)")
-    parser.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "redimnet-memory-bench"),
-                        help="where the WAV files are written (kept for reruns)")
+    parser.add_argument(
+        "--scratch",
+        default=os.path.join(tempfile.gettempdir(), "redimnet-memory-bench"),
+        help="where the WAV files are written (kept for reruns)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
     folder = Path(args.scratch)
@@ -114,19 +139,30 @@ def main() -> None:
             for workers in [int(w) for w in args.workers.split(",")]:
                 started = time.monotonic()
                 result = measure(wav, checkpoint, workers, args.threads, folder)
-                row = {"seconds_of_audio": seconds, "rate": rate, "workers": workers, **result,
-                       "wall": time.monotonic() - started}
+                row = {
+                    "seconds_of_audio": seconds,
+                    "rate": rate,
+                    "workers": workers,
+                    **result,
+                    "wall": time.monotonic() - started,
+                }
                 rows.append(row)
-                print(f"{seconds:>9g}s {rate:>6} {workers:>7} {result['main_mb']:>9.0f} "
-                      f"{result['workers_mb'] if workers else 0:>9.0f} {result['seconds']:>8.1f}", flush=True)
+                print(
+                    f"{seconds:>9g}s {rate:>6} {workers:>7} {result['main_mb']:>9.0f} "
+                    f"{result['workers_mb'] if workers else 0:>9.0f} {result['seconds']:>8.1f}",
+                    flush=True,
+                )
     for rate in sorted({r["rate"] for r in rows}):
         for workers in sorted({r["workers"] for r in rows}):
-            same = sorted((r for r in rows if r["rate"] == rate and r["workers"] == workers),
-                          key=lambda r: r["seconds_of_audio"])
+            same = sorted(
+                (r for r in rows if r["rate"] == rate and r["workers"] == workers), key=lambda r: r["seconds_of_audio"]
+            )
             if len(same) > 1:
                 first, last = same[0], same[-1]
-                print(f"{rate} Hz, workers {workers}: peak at {last['seconds_of_audio']:g} s / at "
-                      f"{first['seconds_of_audio']:g} s = {last['main_mb'] / first['main_mb']:.2f}x (main process)")
+                print(
+                    f"{rate} Hz, workers {workers}: peak at {last['seconds_of_audio']:g} s / at "
+                    f"{first['seconds_of_audio']:g} s = {last['main_mb'] / first['main_mb']:.2f}x (main process)"
+                )
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "threads": args.threads, "rows": rows}, indent=1))
 

@@ -38,21 +38,39 @@ class MelSpectrogramStandIn(nn.Module):
     torchaudio, so the original's state dicts load unchanged.
     """
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 400, win_length: Optional[int] = None,
-                 hop_length: Optional[int] = None, f_min: float = 0.0, f_max: Optional[float] = None,
-                 n_mels: int = 128, window_fn: Callable[..., torch.Tensor] = torch.hann_window, **unused):
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 400,
+        win_length: Optional[int] = None,
+        hop_length: Optional[int] = None,
+        f_min: float = 0.0,
+        f_max: Optional[float] = None,
+        n_mels: int = 128,
+        window_fn: Callable[..., torch.Tensor] = torch.hann_window,
+        **unused,
+    ):
         super().__init__()
         self.n_fft = n_fft
         self.win_length = win_length or n_fft
         self.hop_length = hop_length or self.win_length // 2
         self.spectrogram = _Buffers("window", window_fn(self.win_length))
-        self.mel_scale = _Buffers("fb", htk_mel_filterbank(n_fft // 2 + 1, f_min, f_max or sample_rate / 2,
-                                                           n_mels, sample_rate))
+        self.mel_scale = _Buffers(
+            "fb", htk_mel_filterbank(n_fft // 2 + 1, f_min, f_max or sample_rate / 2, n_mels, sample_rate)
+        )
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         shape = wave.shape
-        spec = torch.stft(wave.reshape(-1, shape[-1]), self.n_fft, self.hop_length, self.win_length,
-                          self.spectrogram.window, center=True, pad_mode="reflect", return_complex=True)
+        spec = torch.stft(
+            wave.reshape(-1, shape[-1]),
+            self.n_fft,
+            self.hop_length,
+            self.win_length,
+            self.spectrogram.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
         power = spec.abs().pow(2.0)
         mel = torch.matmul(power.transpose(-1, -2), self.mel_scale.fb).transpose(-1, -2)
         return mel.reshape(shape[:-1] + mel.shape[-2:])
@@ -65,6 +83,7 @@ def install_scipy_standin() -> None:
     """
     try:
         import scipy.signal  # noqa: F401
+
         return
     except ImportError:
         pass
@@ -100,8 +119,9 @@ def import_original(checkout: Path):
     checkout = Path(checkout)
     package_dir = checkout / "redimnet"
     if not (package_dir / "model.py").is_file():
-        raise FileNotFoundError(f"{checkout}: not a checkout of the original ReDimNet "
-                                f"(expected {package_dir / 'model.py'})")
+        raise FileNotFoundError(
+            f"{checkout}: not a checkout of the original ReDimNet (expected {package_dir / 'model.py'})"
+        )
     install_torchaudio_standin()
     install_scipy_standin()
     # The original imports itself as ``redimnet.layers...``; swap the module

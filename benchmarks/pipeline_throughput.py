@@ -128,13 +128,20 @@ def make_checkpoint(model: str, folder: Path) -> Path:
 
 
 def environment(threads: int) -> dict:
-    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-            "OMP_NUM_THREADS": str(threads)}
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": str(threads),
+    }
 
 
 def model_only(corpus: Path, checkpoint: Path, threads: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", MODEL_ONLY, str(corpus), str(checkpoint), str(threads)],
-                          capture_output=True, text=True, env=environment(threads))
+    done = subprocess.run(
+        [sys.executable, "-c", MODEL_ONLY, str(corpus), str(checkpoint), str(threads)],
+        capture_output=True,
+        text=True,
+        env=environment(threads),
+    )
     if done.returncode:
         raise SystemExit(f"model-only run failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -142,8 +149,12 @@ def model_only(corpus: Path, checkpoint: Path, threads: int) -> dict:
 
 def loop_share(corpus: Path, checkpoint: Path, threads: int, workers: int) -> float:
     """Share of the pipeline loop's wall time spent in the model's forward passes (in-process)."""
-    done = subprocess.run([sys.executable, "-c", LOOP, str(corpus), str(checkpoint), str(threads), str(workers)],
-                          capture_output=True, text=True, env=environment(threads))
+    done = subprocess.run(
+        [sys.executable, "-c", LOOP, str(corpus), str(checkpoint), str(threads), str(workers)],
+        capture_output=True,
+        text=True,
+        env=environment(threads),
+    )
     if done.returncode:
         raise SystemExit(f"pipeline loop run failed:\n{done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -154,8 +165,22 @@ def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path,
     for stale in (out, out.with_name(out.stem + ".failed.tsv")):
         if stale.exists():
             stale.unlink()
-    argv = [sys.executable, "-c", EMBED, "embed", str(corpus), "-o", str(out), "--checkpoint",
-            str(checkpoint), "--threads", str(threads), "--workers", str(workers), "--no-progress"]
+    argv = [
+        sys.executable,
+        "-c",
+        EMBED,
+        "embed",
+        str(corpus),
+        "-o",
+        str(out),
+        "--checkpoint",
+        str(checkpoint),
+        "--threads",
+        str(threads),
+        "--workers",
+        str(workers),
+        "--no-progress",
+    ]
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=environment(threads))
     elapsed = time.perf_counter() - started
@@ -163,8 +188,12 @@ def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path,
         raise SystemExit(f"redimnet embed failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     summary = re.search(r"s of audio\) in ([0-9.]+) s", done.stderr)
     cpu = json.loads(done.stdout.strip().splitlines()[-1])["cpu"]
-    return {"audio_seconds": audio_seconds, "seconds": elapsed, "cpu": cpu,
-            "reported_seconds": float(summary.group(1)) if summary else None}
+    return {
+        "audio_seconds": audio_seconds,
+        "seconds": elapsed,
+        "cpu": cpu,
+        "reported_seconds": float(summary.group(1)) if summary else None,
+    }
 
 
 def main() -> None:
@@ -191,18 +220,34 @@ def main() -> None:
         inside = first["seconds"] / cli["reported_seconds"] if cli["reported_seconds"] else float("nan")
         cpu = first["cpu"] / cli["cpu"]
         busy = loop_share(corpus, checkpoint, args.threads, args.workers)
-        rounds.append({"model": first, "embed": cli, "ratio": cli_speed / model_speed, "ratio_inside": inside,
-                       "ratio_cpu": cpu, "loop_share": busy})
-        print(f"round {number + 1}: model {model_speed:.1f} s/s ({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), "
-              f"embed {cli_speed:.1f} s/s ({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, "
-              f"{cli['cpu']:.1f} s CPU in the main process), ratio {cli_speed / model_speed:.3f} "
-              f"(after start-up {inside:.3f}, CPU {cpu:.3f}); model busy {busy:.3f} of the pipeline loop", flush=True)
-    for key, what in (("ratio", "whole command, wall clock"), ("ratio_inside", "after Python/torch start-up"),
-                      ("ratio_cpu", "CPU time: model alone / embed's main process (decoding is in the worker)"),
-                      ("loop_share", "share of the pipeline loop's wall time in the model's forward passes")):
+        rounds.append(
+            {
+                "model": first,
+                "embed": cli,
+                "ratio": cli_speed / model_speed,
+                "ratio_inside": inside,
+                "ratio_cpu": cpu,
+                "loop_share": busy,
+            }
+        )
+        print(
+            f"round {number + 1}: model {model_speed:.1f} s/s ({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), "
+            f"embed {cli_speed:.1f} s/s ({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, "
+            f"{cli['cpu']:.1f} s CPU in the main process), ratio {cli_speed / model_speed:.3f} "
+            f"(after start-up {inside:.3f}, CPU {cpu:.3f}); model busy {busy:.3f} of the pipeline loop",
+            flush=True,
+        )
+    for key, what in (
+        ("ratio", "whole command, wall clock"),
+        ("ratio_inside", "after Python/torch start-up"),
+        ("ratio_cpu", "CPU time: model alone / embed's main process (decoding is in the worker)"),
+        ("loop_share", "share of the pipeline loop's wall time in the model's forward passes"),
+    ):
         ratios = [r[key] for r in rounds]
-        print(f"embed / model throughput, {what}: median {statistics.median(ratios):.3f} "
-              f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds")
+        print(
+            f"embed / model throughput, {what}: median {statistics.median(ratios):.3f} "
+            f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rounds": rounds}, indent=1))
 

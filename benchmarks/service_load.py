@@ -90,13 +90,35 @@ def start_server(args, db: Path, batch_size: int):
 
     port = free_port()
     model = ["--checkpoint", args.checkpoint] if args.checkpoint else ["--model", args.model, "--random-init"]
-    env = dict(os.environ, REDIMNET_SERVICE_TOKEN=TOKEN,
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        REDIMNET_SERVICE_TOKEN=TOKEN,
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "redimnet", "serve", *model, "--db", str(db), "--port", str(port),
-         "--threads", str(args.threads), "--batch-size", str(batch_size), "--batch-wait-ms", str(args.batch_wait_ms),
-         "--workers", str(args.workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "redimnet",
+            "serve",
+            *model,
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+            "--threads",
+            str(args.threads),
+            "--batch-size",
+            str(batch_size),
+            "--batch-wait-ms",
+            str(args.batch_wait_ms),
+            "--workers",
+            str(args.workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -124,8 +146,9 @@ def run_load(args, data, batch_size: int) -> dict:
         with httpx.Client(base_url=url, timeout=120) as client:
             for speaker in range(args.speakers):
                 files = [("audio", (f"{i}.wav", b, "audio/wav")) for s, b, _ in data if s == speaker for i in [0]][:2]
-                client.post("/v1/enroll", headers=auth, data={"speaker": f"enrolled-{speaker}"},
-                            files=files).raise_for_status()
+                client.post(
+                    "/v1/enroll", headers=auth, data={"speaker": f"enrolled-{speaker}"}, files=files
+                ).raise_for_status()
         records, enrolled, lock = [], [], threading.Lock()
         stop_at = time.monotonic() + args.seconds
 
@@ -146,8 +169,9 @@ def run_load(args, data, batch_size: int) -> dict:
                     else:
                         kind, embeddings = "enroll", 1
                         name = f"client{number}-{count}"
-                        request = dict(url="/v1/enroll", headers=auth, data={"speaker": name},
-                                       files=[("audio", ("a.wav", a[1]))])
+                        request = dict(
+                            url="/v1/enroll", headers=auth, data={"speaker": name}, files=[("audio", ("a.wav", a[1]))]
+                        )
                     start = time.perf_counter()
                     try:
                         status = client.post(**request).status_code
@@ -187,28 +211,50 @@ def run_load(args, data, batch_size: int) -> dict:
     for kind in ("verify", "identify", "enroll", "all"):
         times = np.array([r[2] for r in ok if kind in ("all", r[0])]) * 1000
         if times.size:
-            latency[kind] = {"count": int(times.size), "p50_ms": float(np.percentile(times, 50)),
-                             "p95_ms": float(np.percentile(times, 95)), "p99_ms": float(np.percentile(times, 99))}
+            latency[kind] = {
+                "count": int(times.size),
+                "p50_ms": float(np.percentile(times, 50)),
+                "p95_ms": float(np.percentile(times, 95)),
+                "p99_ms": float(np.percentile(times, 99)),
+            }
     server_errors = sum(n for status, n in statuses.items() if not status.isdigit() or int(status) >= 500)
-    return {"batch_size": batch_size, "clients": args.clients, "seconds": wall, "requests": len(records),
-            "requests_per_s": len(ok) / wall, "embeddings_per_s": sum(r[3] for r in ok) / wall,
-            "statuses": statuses, "server_errors": server_errors, "latency": latency, "batching": batching,
-            "database_ok": bool(integrity) and not missing, "acknowledged_enrolments": len(enrolled),
-            "missing_enrolments": len(missing)}
+    return {
+        "batch_size": batch_size,
+        "clients": args.clients,
+        "seconds": wall,
+        "requests": len(records),
+        "requests_per_s": len(ok) / wall,
+        "embeddings_per_s": sum(r[3] for r in ok) / wall,
+        "statuses": statuses,
+        "server_errors": server_errors,
+        "latency": latency,
+        "batching": batching,
+        "database_ok": bool(integrity) and not missing,
+        "acknowledged_enrolments": len(enrolled),
+        "missing_enrolments": len(missing),
+    }
 
 
 def report(result: dict) -> None:
-    print(f"\nservice, batch size {result['batch_size']}, {result['clients']} clients, {result['seconds']:.1f} s: "
-          f"{result['requests_per_s']:.2f} requests/s, {result['embeddings_per_s']:.2f} embeddings/s")
+    print(
+        f"\nservice, batch size {result['batch_size']}, {result['clients']} clients, {result['seconds']:.1f} s: "
+        f"{result['requests_per_s']:.2f} requests/s, {result['embeddings_per_s']:.2f} embeddings/s"
+    )
     for kind, row in result["latency"].items():
-        print(f"  {kind:<9} n={row['count']:<5} p50 {row['p50_ms']:7.0f} ms  p95 {row['p95_ms']:7.0f} ms  "
-              f"p99 {row['p99_ms']:7.0f} ms")
+        print(
+            f"  {kind:<9} n={row['count']:<5} p50 {row['p50_ms']:7.0f} ms  p95 {row['p95_ms']:7.0f} ms  "
+            f"p99 {row['p99_ms']:7.0f} ms"
+        )
     batching = result["batching"]
     mean_batch = batching["waveforms"] / max(1, batching["batches"])
-    print(f"  statuses {result['statuses']}; server errors {result['server_errors']}; mean model batch "
-          f"{mean_batch:.1f} (largest {batching['largest_batch']})")
-    print(f"  database integrity {'ok' if result['database_ok'] else 'FAILED'}: "
-          f"{result['acknowledged_enrolments']} acknowledged enrolments, {result['missing_enrolments']} missing")
+    print(
+        f"  statuses {result['statuses']}; server errors {result['server_errors']}; mean model batch "
+        f"{mean_batch:.1f} (largest {batching['largest_batch']})"
+    )
+    print(
+        f"  database integrity {'ok' if result['database_ok'] else 'FAILED'}: "
+        f"{result['acknowledged_enrolments']} acknowledged enrolments, {result['missing_enrolments']} missing"
+    )
 
 
 def main() -> int:
@@ -222,9 +268,13 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=1, help="server processes")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="model threads, here and per server process (default 1: on a busy machine, more threads "
-                             "than free cores make PyTorch many times slower)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="model threads, here and per server process (default 1: on a busy machine, more threads "
+        "than free cores make PyTorch many times slower)",
+    )
     parser.add_argument("--compare-unbatched", action="store_true", help="also serve with --batch-size 1")
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     args = parser.parse_args()
@@ -234,9 +284,11 @@ def main() -> int:
     data = clips(max(32, args.speakers * 4), args.clip_seconds)
     waves = [wave for _, _, wave in data]
     model = model_throughput(args, waves, args.batch_size, args.threads)
-    print(f"model alone ({args.threads} threads, {args.clip_seconds:g} s clips): "
-          f"{model['batched']:.2f} embeddings/s in batches of {args.batch_size}, "
-          f"{model['one_at_a_time']:.2f} one at a time")
+    print(
+        f"model alone ({args.threads} threads, {args.clip_seconds:g} s clips): "
+        f"{model['batched']:.2f} embeddings/s in batches of {args.batch_size}, "
+        f"{model['one_at_a_time']:.2f} one at a time"
+    )
     results = {"model": model, "service": [run_load(args, data, args.batch_size)]}
     report(results["service"][0])
     if args.compare_unbatched:

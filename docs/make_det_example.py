@@ -29,8 +29,7 @@ def main() -> Path:
     for name, (scores, labels) in curves.items():
         metrics = compute_metrics(scores, labels)
         print(f"{name:<17} EER {100 * metrics.eer:.2f} %  minDCF(0.01) {metrics.min_dcf[0.01]:.4f}")
-    path = plot_det(curves, Path(__file__).resolve().parent / "det_example.png",
-                    title="DET curves of synthetic scores")
+    path = plot_det(curves, Path(__file__).resolve().parent / "det_example.png", title="DET curves of synthetic scores")
     print(f"wrote {path}")
     return path
 

@@ -125,8 +125,9 @@ def to_mono(data: np.ndarray, channel: Optional[int] = None, where: str = "wavef
         raise AudioError(f"{where}: contains no samples (shape {tuple(data.shape)})")
     if channel is not None:
         if not -channels <= channel < channels:
-            raise AudioError(f"{where}: has {channels} channel(s), cannot pick channel {channel} "
-                             f"(channels are numbered from 0)")
+            raise AudioError(
+                f"{where}: has {channels} channel(s), cannot pick channel {channel} (channels are numbered from 0)"
+            )
         return np.ascontiguousarray(data[channel])
     if channels == 1:
         return data[0]
@@ -157,8 +158,9 @@ def _trim_bounds(energy: np.ndarray, frame: int, length: int, threshold_db: floa
     return int(loud[0] * frame), int(min(length, (loud[-1] + 1) * frame))
 
 
-def trim_silence(wave: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE, threshold_db: float = -40.0,
-                 frame_seconds: float = 0.025) -> np.ndarray:
+def trim_silence(
+    wave: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE, threshold_db: float = -40.0, frame_seconds: float = 0.025
+) -> np.ndarray:
     """Cut leading and trailing frames whose energy is ``threshold_db`` below the loudest frame.
 
     Silence inside the recording is kept.  An all-silent (or all-zero)
@@ -166,7 +168,7 @@ def trim_silence(wave: np.ndarray, sample_rate: int = TARGET_SAMPLE_RATE, thresh
     """
     frame = _frame_length(sample_rate, frame_seconds)
     count = len(wave) // frame
-    energy = np.square(wave[:count * frame].astype(np.float64)).reshape(count, frame).mean(axis=1)
+    energy = np.square(wave[: count * frame].astype(np.float64)).reshape(count, frame).mean(axis=1)
     start, stop = _trim_bounds(energy, frame, len(wave), threshold_db)
     return wave[start:stop]
 
@@ -204,8 +206,10 @@ def check_signal_level(level: Union[SignalLevel, np.ndarray], where: str = "wave
         level.add(wave)
     if level.dbfs < SILENCE_FLOOR_DBFS:
         what = "all samples are zero" if level.energy <= 0 else f"RMS level {level.dbfs:.1f} dBFS"
-        raise AudioError(f"{where}: no speech signal ({what}; the floor is {SILENCE_FLOOR_DBFS:g} dBFS); "
-                         "check that the right file/channel was given and that the recording is not muted")
+        raise AudioError(
+            f"{where}: no speech signal ({what}; the floor is {SILENCE_FLOOR_DBFS:g} dBFS); "
+            "check that the right file/channel was given and that the recording is not muted"
+        )
 
 
 MIN_SAMPLE_RATE = 1000
@@ -213,17 +217,29 @@ MAX_SAMPLE_RATE = 1_000_000
 
 
 def _check_rate(sample_rate, where: str) -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)) \
-            or not np.isfinite(sample_rate) or int(sample_rate) != sample_rate or sample_rate <= 0:
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, (int, np.integer, float))
+        or not np.isfinite(sample_rate)
+        or int(sample_rate) != sample_rate
+        or sample_rate <= 0
+    ):
         raise AudioError(f"{where}: the sample rate must be a positive whole number of Hz, got {sample_rate!r}")
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{where}: a sample rate of {int(sample_rate)} Hz is not plausible for audio "
-                         f"(accepted: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz); check the rate passed in")
+        raise AudioError(
+            f"{where}: a sample rate of {int(sample_rate)} Hz is not plausible for audio "
+            f"(accepted: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz); check the rate passed in"
+        )
     return int(sample_rate)
 
 
-def prepare_waveform(waveform, sample_rate: int = TARGET_SAMPLE_RATE, channel: Optional[int] = None,
-                     trim: bool = False, where: str = "waveform") -> np.ndarray:
+def prepare_waveform(
+    waveform,
+    sample_rate: int = TARGET_SAMPLE_RATE,
+    channel: Optional[int] = None,
+    trim: bool = False,
+    where: str = "waveform",
+) -> np.ndarray:
     """A waveform given in memory -> mono float32 16 kHz ``[T]``.
 
     ``waveform`` is a numpy array or torch tensor shaped ``[T]`` or
@@ -298,8 +314,10 @@ def _check_path(path: Path) -> Path:
 
 def _decode_error(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return (f"not a readable audio file or corrupt/truncated ({text}); supported formats are those of "
-            "libsndfile: WAV, FLAC, OGG/Vorbis, Opus, AIFF, MP3, ...")
+    return (
+        f"not a readable audio file or corrupt/truncated ({text}); supported formats are those of "
+        "libsndfile: WAV, FLAC, OGG/Vorbis, Opus, AIFF, MP3, ..."
+    )
 
 
 class AudioFile:
@@ -316,8 +334,14 @@ class AudioFile:
     :func:`trim_silence` does (a first pass over the file finds the bounds).
     """
 
-    def __init__(self, path: PathLike, channel: Optional[int] = None, trim: bool = False,
-                 target_rate: int = TARGET_SAMPLE_RATE, block_frames: Optional[int] = None):
+    def __init__(
+        self,
+        path: PathLike,
+        channel: Optional[int] = None,
+        trim: bool = False,
+        target_rate: int = TARGET_SAMPLE_RATE,
+        block_frames: Optional[int] = None,
+    ):
         self.path = _check_path(Path(path))
         self.where = str(self.path)
         self.frames, self.sample_rate, self.channels = audio_info(self.path)
@@ -325,8 +349,10 @@ class AudioFile:
         if self.frames == 0:
             raise AudioError(f"{self.path}: contains no audio samples (0 frames)")
         if channel is not None and not -self.channels <= channel < self.channels:
-            raise AudioError(f"{self.where}: has {self.channels} channel(s), cannot pick channel {channel} "
-                             f"(channels are numbered from 0)")
+            raise AudioError(
+                f"{self.where}: has {self.channels} channel(s), cannot pick channel {channel} "
+                f"(channels are numbered from 0)"
+            )
         self.channel = channel
         self.target_rate = int(target_rate)
         self.block_frames = int(block_frames or BLOCK_FRAMES)
@@ -402,7 +428,7 @@ class AudioFile:
         for block in self._resampled():
             start, position = position, position + block.size
             if self.bounds is not None:
-                block = block[max(0, first - start):max(0, last - start)]
+                block = block[max(0, first - start) : max(0, last - start)]
                 if block.size == 0:
                     continue
             if not np.all(np.isfinite(block)):
@@ -418,8 +444,13 @@ class AudioFile:
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
 
-def decode_audio_bytes(data: bytes, where: str = "upload", channel: Optional[int] = None,
-                       max_seconds: Optional[float] = None, target_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+def decode_audio_bytes(
+    data: bytes,
+    where: str = "upload",
+    channel: Optional[int] = None,
+    max_seconds: Optional[float] = None,
+    target_rate: int = TARGET_SAMPLE_RATE,
+) -> np.ndarray:
     """Decode an audio file held in memory (``bytes``) to mono float32 at ``target_rate``, shape ``[T]``.
 
     For data that never was a file on this machine (an HTTP upload): nothing
@@ -444,11 +475,15 @@ def decode_audio_bytes(data: bytes, where: str = "upload", channel: Optional[int
         if handle.frames == 0:
             raise AudioError(f"{where}: contains no audio samples (0 frames)")
         if max_seconds is not None and handle.frames > max_seconds * rate:
-            raise AudioError(f"{where}: {handle.frames / rate:.1f} s long; at most {max_seconds:g} s are accepted "
-                             "(cut the recording shorter)")
+            raise AudioError(
+                f"{where}: {handle.frames / rate:.1f} s long; at most {max_seconds:g} s are accepted "
+                "(cut the recording shorter)"
+            )
         if channel is not None and not -handle.channels <= channel < handle.channels:
-            raise AudioError(f"{where}: has {handle.channels} channel(s), cannot pick channel {channel} "
-                             f"(channels are numbered from 0)")
+            raise AudioError(
+                f"{where}: has {handle.channels} channel(s), cannot pick channel {channel} "
+                f"(channels are numbered from 0)"
+            )
         try:
             frames = handle.read(dtype="float32", always_2d=True)
         except MemoryError:
@@ -467,8 +502,9 @@ def decode_audio_bytes(data: bytes, where: str = "upload", channel: Optional[int
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-def read_audio(path: PathLike, channel: Optional[int] = None, trim: bool = False,
-               target_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+def read_audio(
+    path: PathLike, channel: Optional[int] = None, trim: bool = False, target_rate: int = TARGET_SAMPLE_RATE
+) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``target_rate`` (16 kHz), shape ``[T]``.
 
     Raises :class:`AudioError` for a missing, unreadable, empty, truncated or
@@ -488,8 +524,7 @@ def read_audio(path: PathLike, channel: Optional[int] = None, trim: bool = False
     return AudioFile(path, channel=channel, trim=trim, target_rate=target_rate).read()
 
 
-def iter_inputs(inputs: List[PathLike],
-                problems: Optional[List[Tuple[str, str]]] = None) -> Iterator[Tuple[str, Path]]:
+def iter_inputs(inputs: List[PathLike], problems: Optional[List[Tuple[str, str]]] = None) -> Iterator[Tuple[str, Path]]:
     """``(utterance_id, path)`` for files and folders named on a command line.
 
     A folder yields its audio files keyed by their path relative to it ('/'
@@ -503,8 +538,9 @@ def iter_inputs(inputs: List[PathLike],
             before = len(problems) if problems is not None else 0
             files = list_audio_files(item, problems)
             if not files and (problems is None or len(problems) == before):
-                raise AudioError(f"{item}: the folder contains no audio files "
-                                 f"(looked for {', '.join(sorted(audio_extensions()))})")
+                raise AudioError(
+                    f"{item}: the folder contains no audio files (looked for {', '.join(sorted(audio_extensions()))})"
+                )
             for path in files:
                 yield path.relative_to(item).as_posix(), path
         else:

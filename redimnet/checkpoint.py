@@ -39,8 +39,9 @@ MAX_PARAMETERS_ENV = "REDIMNET_MAX_PARAMETERS"
 """Environment variable replacing :data:`MAX_PARAMETERS` where the caller does not pass
 ``max_parameters`` (so command-line users can opt in): a positive integer, or ``none``."""
 
-_OPT_IN = (f"if you trust this file, load it with max_parameters=None (or set {MAX_PARAMETERS_ENV}=none, "
-           "or a larger number)")
+_OPT_IN = (
+    f"if you trust this file, load it with max_parameters=None (or set {MAX_PARAMETERS_ENV}=none, or a larger number)"
+)
 
 MAX_BLOCKS = 1000
 """Most 2D blocks (summed over the stages) a checkpoint may ask for under :data:`MAX_PARAMETERS`."""
@@ -75,14 +76,18 @@ def _read(path: Path, max_bytes: Optional[int] = None):
                 if max_bytes is not None and unpacked > max_bytes:
                     raise CheckpointError(
                         f"{path} unpacks to {unpacked:,} bytes, more than a network within the size ceiling "
-                        f"needs ({max_bytes:,}); {_OPT_IN}")
+                        f"needs ({max_bytes:,}); {_OPT_IN}"
+                    )
                 broken = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError):
-            raise CheckpointError(f"{path} is truncated or corrupt (the zip archive torch.save writes "
-                                  "cannot be read); download or copy it again") from None
+            raise CheckpointError(
+                f"{path} is truncated or corrupt (the zip archive torch.save writes "
+                "cannot be read); download or copy it again"
+            ) from None
         if broken is not None:
-            raise CheckpointError(f"{path} is corrupt: archive member {broken!r} fails its checksum; "
-                                  "download or copy it again") from None
+            raise CheckpointError(
+                f"{path} is corrupt: archive member {broken!r} fails its checksum; download or copy it again"
+            ) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -91,11 +96,25 @@ def _read(path: Path, max_bytes: Optional[int] = None):
             raise CheckpointError(
                 f"refusing to load {path}: it asks to import or run code that a weights file never needs "
                 f"({text.splitlines()[0] if text else 'unsafe pickle'}). Only load files from sources you "
-                "trust; official ReDimNet checkpoints contain plain tensors and a config dict") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_unpickling_detail(text)}); "
-                              "download or copy it again, or check that it is the file you meant") from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, IndexError, KeyError, TypeError,
-            UnicodeDecodeError, MemoryError, OverflowError) as error:
+                "trust; official ReDimNet checkpoints contain plain tensors and a config dict"
+            ) from None
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint ({_unpickling_detail(text)}); "
+            "download or copy it again, or check that it is the file you meant"
+        ) from None
+    except (
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        TypeError,
+        UnicodeDecodeError,
+        MemoryError,
+        OverflowError,
+    ) as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {first_line}") from None
 
@@ -130,8 +149,9 @@ def _tensor_problem(tensor: torch.Tensor, expected: torch.Tensor) -> Optional[st
     return None
 
 
-def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module,
-                             source: str = "checkpoint") -> Dict[str, torch.Tensor]:
+def from_original_state_dict(
+    state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module, source: str = "checkpoint"
+) -> Dict[str, torch.Tensor]:
     """Rename an original-format state dict to ours, checking it against ``model``.
 
     ``model`` may live on the ``meta`` device (only its names, shapes and
@@ -167,8 +187,9 @@ def from_original_state_dict(state_dict: Mapping[str, torch.Tensor], model: torc
     for orig, tensor in state_dict.items():
         problem = _tensor_problem(tensor, expected[to_ours[orig]])
         if problem is not None:
-            raise CheckpointError(f"{source}: tensor {orig} {problem}; the file is damaged or not a trained "
-                                  "ReDimNet checkpoint")
+            raise CheckpointError(
+                f"{source}: tensor {orig} {problem}; the file is damaged or not a trained ReDimNet checkpoint"
+            )
     return renamed
 
 
@@ -197,8 +218,9 @@ def default_max_parameters() -> Optional[int]:
     return value
 
 
-def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str = "model_config",
-           model_class=ReDimNet) -> torch.nn.Module:
+def layout(
+    config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str = "model_config", model_class=ReDimNet
+) -> torch.nn.Module:
     """The network ``config`` describes, on the ``meta`` device: shapes without memory.
 
     Refuses (:class:`CheckpointError`) a network of more than ``max_parameters``
@@ -209,11 +231,12 @@ def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str =
         blocks = sum(stage.num_blocks for stage in config.stages_setup) + len(config.stages_setup)
         front = _frontend_values(config)
         if blocks > MAX_BLOCKS:
-            raise CheckpointError(f"{source} describes {blocks} blocks, more than the {MAX_BLOCKS} allowed; "
-                                  + _OPT_IN)
+            raise CheckpointError(f"{source} describes {blocks} blocks, more than the {MAX_BLOCKS} allowed; " + _OPT_IN)
         if front > min(max_parameters, MAX_FRONTEND_VALUES):
-            raise CheckpointError(f"{source} describes a front end of {front:,} values, more than the "
-                                  f"{min(max_parameters, MAX_FRONTEND_VALUES):,} allowed; {_OPT_IN}")
+            raise CheckpointError(
+                f"{source} describes a front end of {front:,} values, more than the "
+                f"{min(max_parameters, MAX_FRONTEND_VALUES):,} allowed; {_OPT_IN}"
+            )
     try:
         with torch.device("meta"):
             skeleton = model_class(config)
@@ -225,7 +248,8 @@ def layout(config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str =
     if max_parameters is not None and values > max_parameters:
         raise CheckpointError(
             f"{source} describes a network of {values:,} parameters and buffers, more than the ceiling of "
-            f"{max_parameters:,} (redimnet.checkpoint.MAX_PARAMETERS); {_OPT_IN}")
+            f"{max_parameters:,} (redimnet.checkpoint.MAX_PARAMETERS); {_OPT_IN}"
+        )
     return skeleton
 
 
@@ -245,8 +269,12 @@ def first_non_finite(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
     return None
 
 
-def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu",
-                    family: Optional[str] = None, max_parameters: Union[int, None, str] = "default") -> ReDimNet:
+def load_checkpoint(
+    path: PathLike,
+    map_location: Union[str, torch.device] = "cpu",
+    family: Optional[str] = None,
+    max_parameters: Union[int, None, str] = "default",
+) -> ReDimNet:
     """Load a checkpoint in the official release format; returns the model in eval mode.
 
     Reads both families' files: a ReDimNet file gives a :class:`redimnet.ReDimNet`,
@@ -274,15 +302,21 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     path = Path(path)
     if max_parameters == "default":
         max_parameters = default_max_parameters()
-    if max_parameters is not None and (isinstance(max_parameters, bool) or not isinstance(max_parameters, int)
-                                       or max_parameters <= 0):
+    if max_parameters is not None and (
+        isinstance(max_parameters, bool) or not isinstance(max_parameters, int) or max_parameters <= 0
+    ):
         raise ValueError(f"max_parameters must be a positive integer or None, got {max_parameters!r}")
     content = _read(path, None if max_parameters is None else 8 * max_parameters + (16 << 20))
     if not isinstance(content, Mapping) or "state_dict" not in content or "model_config" not in content:
-        found = (f"a dict with keys {_describe_keys(map(str, content))}" if isinstance(content, Mapping)
-                 else f"a {type(content).__name__}")
-        raise CheckpointError(f"{path} is not in the ReDimNet release format: expected a dict with "
-                              f"'model_config' and 'state_dict', found {found}")
+        found = (
+            f"a dict with keys {_describe_keys(map(str, content))}"
+            if isinstance(content, Mapping)
+            else f"a {type(content).__name__}"
+        )
+        raise CheckpointError(
+            f"{path} is not in the ReDimNet release format: expected a dict with "
+            f"'model_config' and 'state_dict', found {found}"
+        )
     state_dict = content["state_dict"]
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(state_dict).__name__}, not a dict of tensors")
@@ -319,8 +353,10 @@ def save_checkpoint(model: ReDimNet, path: PathLike) -> Path:
     path = Path(path)
     bad = first_non_finite(model.state_dict())
     if bad is not None:
-        raise CheckpointError(f"not saving {path}: the model's {bad!r} holds infinite or NaN values "
-                              "(training diverged?); a checkpoint must hold finite weights")
+        raise CheckpointError(
+            f"not saving {path}: the model's {bad!r} holds infinite or NaN values "
+            "(training diverged?); a checkpoint must hold finite weights"
+        )
     content = {"model_config": model.config.to_dict(), "state_dict": to_original_state_dict(model)}
     with atomic_write(path) as stream:
         torch.save(content, stream)

@@ -30,8 +30,17 @@ MQMHASTP_HEADS = 8
 
 # Options of the mel front ends that may appear in ``spec_params``.
 _COMMON_SPEC_PARAMS = {
-    "sample_rate", "n_fft", "win_length", "f_min", "f_max", "do_spec_aug", "norm_signal",
-    "do_preemph", "freq_start_bin", "freq_mask_width", "time_mask_width",
+    "sample_rate",
+    "n_fft",
+    "win_length",
+    "f_min",
+    "f_max",
+    "do_spec_aug",
+    "norm_signal",
+    "do_preemph",
+    "freq_start_bin",
+    "freq_mask_width",
+    "time_mask_width",
 }
 SPEC_PARAMS = {
     "pt": _COMMON_SPEC_PARAMS | {"spec_norm", "num_apply_spec_aug"},
@@ -40,16 +49,24 @@ SPEC_PARAMS = {
 SPEC_NORMS = ("mn", "mvn", "bn", None)
 # Options that change training only, not what a trained network computes.
 TRAINING_ONLY_OPTIONS = ("class_dropout", "feat_agg_dropout")
-TRAINING_ONLY_SPEC_PARAMS = ("do_spec_aug", "freq_mask_width", "time_mask_width", "freq_start_bin",
-                             "num_apply_spec_aug")
+TRAINING_ONLY_SPEC_PARAMS = (
+    "do_spec_aug",
+    "freq_mask_width",
+    "time_mask_width",
+    "freq_start_bin",
+    "num_apply_spec_aug",
+)
 
 # Activations accepted as ``head_activation``.  The original evaluates the string
 # as Python (e.g. "nn.Sigmoid()"); we accept those spellings without evaluating
 # anything, plus plain names ("sigmoid").
 HEAD_ACTIVATIONS = ("sigmoid", "tanh", "relu", "softmax", "log_softmax")
 _ACTIVATION_CLASS_NAMES = {
-    "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
-    "softmax": "softmax", "logsoftmax": "log_softmax",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "relu": "relu",
+    "softmax": "softmax",
+    "logsoftmax": "log_softmax",
 }
 
 
@@ -92,8 +109,7 @@ class StageSpec:
 
     def as_original(self) -> tuple:
         """The tuple form the original constructor takes."""
-        return (self.stride, self.num_blocks, self.conv_exp,
-                [tuple(k) for k in self.kernel_sizes], self.att_block_red)
+        return (self.stride, self.num_blocks, self.conv_exp, [tuple(k) for k in self.kernel_sizes], self.att_block_red)
 
 
 @dataclass(frozen=True)
@@ -156,8 +172,7 @@ class ModelConfig:
         # and independent of the caller's lists.
         object.__setattr__(self, "stages_setup", _parse_stages(self.stages_setup))
         if not isinstance(self.spec_params, Mapping):
-            raise ValueError(
-                f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
+            raise ValueError(f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
         object.__setattr__(self, "spec_params", dict(self.spec_params))
         _validate(self)
 
@@ -171,8 +186,8 @@ class ModelConfig:
         unknown = sorted(str(k) for k in options if k not in known)
         if unknown:
             raise ValueError(
-                f"unknown ReDimNet option(s): {', '.join(unknown)}; "
-                f"known options are: {', '.join(sorted(known))}")
+                f"unknown ReDimNet option(s): {', '.join(unknown)}; known options are: {', '.join(sorted(known))}"
+            )
         return cls(**dict(options))
 
     def to_dict(self) -> dict:
@@ -237,6 +252,7 @@ class ModelConfig:
 # validation helpers
 # ---------------------------------------------------------------------------
 
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -267,8 +283,10 @@ def _flag(name: str, value):
 
 def _parse_stages(stages) -> Tuple[StageSpec, ...]:
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
-        raise ValueError("stages_setup must be a non-empty list of "
-                         "(stride, num_blocks, conv_exp, kernel_sizes, att_block_red) entries")
+        raise ValueError(
+            "stages_setup must be a non-empty list of "
+            "(stride, num_blocks, conv_exp, kernel_sizes, att_block_red) entries"
+        )
     parsed = []
     for index, stage in enumerate(stages):
         where = f"stages_setup[{index}]"
@@ -281,8 +299,10 @@ def _parse_stages(stages) -> Tuple[StageSpec, ...]:
             except KeyError as missing:
                 raise ValueError(f"{where} is missing {missing}") from None
         if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 5:
-            raise ValueError(f"{where} must have 5 entries "
-                             f"(stride, num_blocks, conv_exp, kernel_sizes, att_block_red), got {stage!r}")
+            raise ValueError(
+                f"{where} must have 5 entries "
+                f"(stride, num_blocks, conv_exp, kernel_sizes, att_block_red), got {stage!r}"
+            )
         stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
         if stride not in (1, 2, 3) or not _is_int(stride):
             raise ValueError(f"{where}: stride must be 1, 2 or 3, got {stride!r}")
@@ -318,7 +338,8 @@ def _check_groups(divisor, channels: int, where: str):
     if groups < 1 or channels % groups != 0:
         raise ValueError(
             f"group_divisor={divisor} does not fit {where} with {channels} channels: "
-            f"channels // group_divisor must be >= 1 and divide the channels")
+            f"channels // group_divisor must be >= 1 and divide the channels"
+        )
 
 
 def parse_head_activation(value: Optional[str]) -> Optional[Tuple[str, Optional[int]]]:
@@ -342,7 +363,8 @@ def parse_head_activation(value: Optional[str]) -> Optional[Tuple[str, Optional[
         if match is None or name is None:
             raise ValueError(
                 f"head_activation={value!r} is not supported; use one of {', '.join(HEAD_ACTIVATIONS)} "
-                "or the form 'nn.Softmax(dim=-1)'")
+                "or the form 'nn.Softmax(dim=-1)'"
+            )
         dim = int(match.group(2)) if match.group(2) is not None else None
     if name in ("softmax", "log_softmax") and dim is None:
         dim = -1
@@ -355,11 +377,15 @@ def _validate_spec_params(config: ModelConfig):
     allowed = SPEC_PARAMS[frontend]
     for key in params:
         if key in ("n_mels", "hop_length"):
-            raise ValueError(f"spec_params[{key!r}] is set by the model option "
-                             f"{'F' if key == 'n_mels' else 'hop_length'}; remove it from spec_params")
+            raise ValueError(
+                f"spec_params[{key!r}] is set by the model option "
+                f"{'F' if key == 'n_mels' else 'hop_length'}; remove it from spec_params"
+            )
         if key not in allowed:
-            raise ValueError(f"spec_params[{key!r}] is not an option of the {frontend!r} front end; "
-                             f"known: {', '.join(sorted(allowed))}")
+            raise ValueError(
+                f"spec_params[{key!r}] is not an option of the {frontend!r} front end; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
     for key in ("sample_rate", "n_fft", "win_length"):
         if key in params:
             _positive_int(f"spec_params[{key!r}]", params[key])
@@ -379,19 +405,27 @@ def _validate_spec_params(config: ModelConfig):
     for key in ("freq_mask_width", "time_mask_width"):
         if key in params:
             width = params[key]
-            if (not isinstance(width, Sequence) or len(width) != 2 or not all(_is_int(w) for w in width)
-                    or not 0 <= width[0] < width[1]):
+            if (
+                not isinstance(width, Sequence)
+                or len(width) != 2
+                or not all(_is_int(w) for w in width)
+                or not 0 <= width[0] < width[1]
+            ):
                 raise ValueError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
     if "freq_start_bin" in params and (not _is_int(params["freq_start_bin"]) or params["freq_start_bin"] < 0):
         raise ValueError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
-    if "num_apply_spec_aug" in params and (not _is_int(params["num_apply_spec_aug"])
-                                           or params["num_apply_spec_aug"] < 0):
+    if "num_apply_spec_aug" in params and (
+        not _is_int(params["num_apply_spec_aug"]) or params["num_apply_spec_aug"] < 0
+    ):
         raise ValueError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
     if "spec_norm" in params and params["spec_norm"] not in SPEC_NORMS:
-        raise ValueError(f"spec_params['spec_norm']={params['spec_norm']!r} is not supported; "
-                         f"choose one of {', '.join(map(repr, SPEC_NORMS))}")
-    if "eps" in params and (isinstance(params["eps"], bool) or not isinstance(params["eps"], float)
-                            or not 0 < params["eps"] < 1):
+        raise ValueError(
+            f"spec_params['spec_norm']={params['spec_norm']!r} is not supported; "
+            f"choose one of {', '.join(map(repr, SPEC_NORMS))}"
+        )
+    if "eps" in params and (
+        isinstance(params["eps"], bool) or not isinstance(params["eps"], float) or not 0 < params["eps"] < 1
+    ):
         raise ValueError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
 
 
@@ -414,8 +448,10 @@ def _validate(config: ModelConfig):
     _flag("emb_bn", config.emb_bn)
     _flag("return_all_outputs", config.return_all_outputs)
     if config.tf_optimized_arch is not False:
-        raise ValueError("tf_optimized_arch=True is not supported: the published original code does not "
-                         "define that variant either; use tf_optimized_arch=False")
+        raise ValueError(
+            "tf_optimized_arch=True is not supported: the published original code does not "
+            "define that variant either; use tf_optimized_arch=False"
+        )
     _validate_spec_params(config)
 
     # Shapes through the stages.
@@ -424,8 +460,10 @@ def _validate(config: ModelConfig):
     for index, stage in enumerate(config.stages_setup):
         where = f"stages_setup[{index}]"
         if f % stage.stride != 0:
-            raise ValueError(f"{where}: stride {stage.stride} does not divide the {f} frequency bins "
-                             f"left at this stage (F={config.F}); change F or the strides")
+            raise ValueError(
+                f"{where}: stride {stage.stride} does not divide the {f} frequency bins "
+                f"left at this stage (F={config.F}); change F or the strides"
+            )
         c, f = c * stage.stride, f // stage.stride
         expanded = c * stage.conv_exp
         _check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
@@ -434,18 +472,22 @@ def _validate(config: ModelConfig):
         if stage.att_block_red is not None:
             hidden = width // stage.att_block_red
             if hidden < 1:
-                raise ValueError(f"{where}: att_block_red={stage.att_block_red} leaves no hidden channels "
-                                 f"(C*F = {width})")
+                raise ValueError(
+                    f"{where}: att_block_red={stage.att_block_red} leaves no hidden channels (C*F = {width})"
+                )
             if config.block_1d_type in ("att", "conv+att") and hidden % ATTENTION_HEADS != 0:
                 raise ValueError(
                     f"{where}: att_block_red={stage.att_block_red} gives {hidden} hidden channels, "
                     f"which the {ATTENTION_HEADS} attention heads of block_1d_type={config.block_1d_type!r} "
-                    "cannot split evenly")
+                    "cannot split evenly"
+                )
     pooled = config.backbone_dim
     if config.pooling_func == "MHASTP" and pooled % MHASTP_HEADS != 0:
         raise ValueError(f"pooling_func='MHASTP' needs an even number of channels, got {pooled}")
     if config.pooling_func == "MQMHASTP" and pooled % MQMHASTP_HEADS != 0:
         raise ValueError(f"pooling_func='MQMHASTP' needs channels divisible by {MQMHASTP_HEADS}, got {pooled}")
     if config.head_activation is not None and config.num_classes is None:
-        raise ValueError("head_activation is set but num_classes is None: the activation belongs to the "
-                         "classification head; set num_classes or drop head_activation")
+        raise ValueError(
+            "head_activation is set but num_classes is None: the activation belongs to the "
+            "classification head; set num_classes or drop head_activation"
+        )

@@ -48,7 +48,7 @@ def init(world: World, backend: str = "gloo") -> None:
 
 def shard(items: Sequence[T], world: World) -> List[T]:
     """This rank's share of ``items``: every ``size``-th item starting at ``rank``."""
-    return list(items[world.rank::world.size])
+    return list(items[world.rank :: world.size])
 
 
 def gather(obj: Any, world: World) -> List[Any]:

@@ -69,7 +69,8 @@ def load_embeddings(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
             if "ids" not in data.files or "embeddings" not in data.files:
                 raise EmbeddingsFileError(
                     f"{path} is not a redimnet embeddings file: it needs arrays 'ids' and 'embeddings', "
-                    f"found {', '.join(data.files) or 'none'}")
+                    f"found {', '.join(data.files) or 'none'}"
+                )
             ids, embeddings = data["ids"], data["embeddings"]
     except EmbeddingsFileError:
         raise
@@ -169,8 +170,9 @@ class NpzOutput(EmbeddingsOutput):
                 ids, matrix = load_embeddings(self.path)
                 self.model = embeddings_model(self.path)
             except EmbeddingsFileError as error:
-                raise OutputError(f"{self.path} exists but is not an embeddings file ({error}); "
-                                  "remove it or choose another output") from None
+                raise OutputError(
+                    f"{self.path} exists but is not an embeddings file ({error}); remove it or choose another output"
+                ) from None
             self.existing = dict(zip(ids.tolist(), matrix))
 
     def done(self) -> set:
@@ -178,9 +180,11 @@ class NpzOutput(EmbeddingsOutput):
 
     def set_model(self, fingerprint: str) -> None:
         if self.existing and self.model is not None and self.model != fingerprint:
-            raise OutputError(f"{self.path} holds embeddings of another model (fingerprint {self.model}, this one is "
-                              f"{fingerprint}); embeddings of different models cannot be mixed: choose another "
-                              "output file")
+            raise OutputError(
+                f"{self.path} holds embeddings of another model (fingerprint {self.model}, this one is "
+                f"{fingerprint}); embeddings of different models cannot be mixed: choose another "
+                "output file"
+            )
         self.model = fingerprint if (self.model is not None or not self.existing) else None
 
     def write(self, results: Dict[str, np.ndarray]) -> List[Tuple[str, str]]:
@@ -243,13 +247,17 @@ class KaldiOutput(EmbeddingsOutput):
             try:
                 self.existing = {k: np.asarray(v, dtype=np.float32) for k, v in kaldiio.load_scp(str(self.scp)).items()}
             except Exception as error:  # kaldiio raises many kinds on a damaged file
-                raise OutputError(f"{self.scp} exists but cannot be read as Kaldi scp/ark ({error}); "
-                                  "remove it or choose another output") from None
+                raise OutputError(
+                    f"{self.scp} exists but cannot be read as Kaldi scp/ark ({error}); "
+                    "remove it or choose another output"
+                ) from None
 
     def refusal(self, uid: str) -> Optional[str]:
         if not uid or any(c.isspace() or not c.isprintable() for c in uid):
-            return (f"utterance id '{printable(uid)}' cannot be a Kaldi key (empty, white space or control "
-                    "characters); use .npz output")
+            return (
+                f"utterance id '{printable(uid)}' cannot be a Kaldi key (empty, white space or control "
+                "characters); use .npz output"
+            )
         return None
 
     def done(self) -> set:

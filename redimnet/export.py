@@ -82,7 +82,7 @@ class DFTMelFrontEnd(nn.Module):
             x = self.preemphasis(x)
         frames = x.shape[-1] // self.hop_length + 1
         half = self.n_fft // 2
-        x = F.pad(x.unsqueeze(1), (half, half), mode="reflect")[:, :, self.offset:]
+        x = F.pad(x.unsqueeze(1), (half, half), mode="reflect")[:, :, self.offset :]
         spec = F.conv1d(x, self.dft, stride=self.hop_length)[:, :, :frames]
         bins = spec.shape[1] // 2
         power = spec[:, :bins].square() + spec[:, bins:].square()
@@ -145,14 +145,16 @@ def prepare_for_export(model: nn.Module, features_in: bool = False, optimize: bo
         raise ExportError(f"expected a redimnet.ReDimNet, got {type(model).__name__}")
     if optimize:
         from .optimize import optimize_for_inference
+
         model = optimize_for_inference(model)
     else:
         model = copy.deepcopy(model).eval()
     return ExportableReDimNet(model, features_in).eval()
 
 
-def example_input(model: nn.Module, features_in: bool = False, batch: int = _EXAMPLE_BATCH,
-                  samples: int = _EXAMPLE_SAMPLES) -> torch.Tensor:
+def example_input(
+    model: nn.Module, features_in: bool = False, batch: int = _EXAMPLE_BATCH, samples: int = _EXAMPLE_SAMPLES
+) -> torch.Tensor:
     """A random input of the right kind for ``model`` (waveform, or features)."""
     generator = torch.Generator().manual_seed(0)
     wave = torch.randn(batch, samples, generator=generator) * 0.1
@@ -201,9 +203,16 @@ def export_onnx(model: nn.Module, path: PathLike, features_in: bool = False, ops
     time_axis = 2 if features_in else 1
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (example,), str(path), input_names=["input"], output_names=["embedding"],
-                          dynamic_axes={"input": {0: "batch", time_axis: "time"}, "embedding": {0: "batch"}},
-                          opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            input_names=["input"],
+            output_names=["embedding"],
+            dynamic_axes={"input": {0: "batch", time_axis: "time"}, "embedding": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
     return path
 
 

@@ -22,8 +22,9 @@ def _create_temporary(folder: Path, prefix: str, suffix: str):
 
 
 @contextlib.contextmanager
-def atomic_write(path: PathLike, mode: str = "wb", suffix: str = ".tmp", encoding: str = "utf-8",
-                 newline: Optional[str] = None) -> Iterator[IO]:
+def atomic_write(
+    path: PathLike, mode: str = "wb", suffix: str = ".tmp", encoding: str = "utf-8", newline: Optional[str] = None
+) -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success flush, fsync and rename it to ``path``.
 
     If the block raises (or the process dies), ``path`` keeps its old content

@@ -26,8 +26,15 @@ from .similarity import cosine_score
 
 PathLike = Union[str, os.PathLike]
 
-_PRECISIONS = {"float32": None, "fp32": None, "float16": torch.float16, "fp16": torch.float16,
-               "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+_PRECISIONS = {
+    "float32": None,
+    "fp32": None,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 
 
 def minimum_samples(model: torch.nn.Module, limit: int = 1 << 16) -> int:
@@ -113,10 +120,20 @@ class Embedder:
         strict: raise ``OptimizeError`` instead of warning when optimisation fails.
     """
 
-    def __init__(self, model: torch.nn.Module, device: Optional[str] = None, precision: str = "float32",
-                 optimize: bool = True, max_seconds: float = 60.0, overlap_seconds: float = 10.0,
-                 channel: Optional[int] = None, trim_silence: bool = False, batch_size: int = 16,
-                 keep_freed_memory: bool = True, strict: bool = False):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: Optional[str] = None,
+        precision: str = "float32",
+        optimize: bool = True,
+        max_seconds: float = 60.0,
+        overlap_seconds: float = 10.0,
+        channel: Optional[int] = None,
+        trim_silence: bool = False,
+        batch_size: int = 16,
+        keep_freed_memory: bool = True,
+        strict: bool = False,
+    ):
         if precision not in _PRECISIONS:
             raise InvalidArgumentError(f"unknown precision {precision!r}; choose float32, float16 or bfloat16")
         if device is None:
@@ -131,8 +148,10 @@ class Embedder:
         if self.autocast_dtype == torch.float16 and self.device.type != "cuda":
             raise InvalidArgumentError("float16 autocast needs a GPU; use float32 or bfloat16 on the CPU")
         if not max_seconds > 0 or not overlap_seconds >= 0 or overlap_seconds >= max_seconds:
-            raise InvalidArgumentError(f"need max_seconds > overlap_seconds >= 0, got max_seconds={max_seconds}, "
-                             f"overlap_seconds={overlap_seconds}")
+            raise InvalidArgumentError(
+                f"need max_seconds > overlap_seconds >= 0, got max_seconds={max_seconds}, "
+                f"overlap_seconds={overlap_seconds}"
+            )
         if int(batch_size) < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model.eval().to(self.device)
@@ -153,18 +172,28 @@ class Embedder:
         self.optimized = self.network is not self.model
         if keep_freed_memory and self.device.type == "cpu":
             from .optimize.allocator import keep_freed_memory as keep
+
             keep()
         self.max_samples = int(round(max_seconds * TARGET_SAMPLE_RATE))
         self.overlap_samples = int(round(overlap_seconds * TARGET_SAMPLE_RATE))
         if self.max_samples < self.min_samples:
-            raise InvalidArgumentError(f"max_seconds={max_seconds} is shorter than the shortest input the model takes "
-                             f"({self.min_samples} samples)")
+            raise InvalidArgumentError(
+                f"max_seconds={max_seconds} is shorter than the shortest input the model takes "
+                f"({self.min_samples} samples)"
+            )
         self.channel = channel
         self.trim_silence = trim_silence
         self.batch_size = int(batch_size)
-        self.pipeline = EmbeddingPipeline(self.network, self.device, Windowing(self.max_samples, self.overlap_samples),
-                                          self.min_samples, batch_size=self.batch_size, channel=channel,
-                                          trim=trim_silence, autocast_dtype=self.autocast_dtype)
+        self.pipeline = EmbeddingPipeline(
+            self.network,
+            self.device,
+            Windowing(self.max_samples, self.overlap_samples),
+            self.min_samples,
+            batch_size=self.batch_size,
+            channel=channel,
+            trim=trim_silence,
+            autocast_dtype=self.autocast_dtype,
+        )
 
     @property
     def embed_dim(self) -> int:
@@ -257,9 +286,15 @@ class Embedder:
         return self.embed(array, TARGET_SAMPLE_RATE)
 
 
-def embed_directory(model: torch.nn.Module, root: PathLike, utterances: Sequence[str],
-                    cache: Optional[PathLike] = None, progress: bool = True, workers: int = 0,
-                    **embedder_options):
+def embed_directory(
+    model: torch.nn.Module,
+    root: PathLike,
+    utterances: Sequence[str],
+    cache: Optional[PathLike] = None,
+    progress: bool = True,
+    workers: int = 0,
+    **embedder_options,
+):
     """Embeddings of ``root/<utterance id>`` for every id, reusing and updating the ``.npz`` ``cache``.
 
     ``workers``: decoding processes (see :meth:`Embedder.run`).
@@ -280,7 +315,7 @@ def embed_directory(model: torch.nn.Module, root: PathLike, utterances: Sequence
     failures = []
     missing = []
     for uid in (u for u in wanted if u not in known):
-        try:   # ids come from trial lists: nothing outside the audio root is read
+        try:  # ids come from trial lists: nothing outside the audio root is read
             check_relative_id(uid, "trial utterance id")
         except UnsafeNameError as error:
             failures.append(str(error))

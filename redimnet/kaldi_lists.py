@@ -9,8 +9,9 @@ from .errors import RedimnetError
 PathLike = Union[str, os.PathLike]
 
 
-def read_two_columns(path: PathLike, columns: Tuple[str, str], error: Type[RedimnetError] = RedimnetError,
-                     what: str = "list") -> List[Tuple[int, str, str]]:
+def read_two_columns(
+    path: PathLike, columns: Tuple[str, str], error: Type[RedimnetError] = RedimnetError, what: str = "list"
+) -> List[Tuple[int, str, str]]:
     """``(line_number, key, value)`` for every line that is not blank or a ``#`` comment.
 
     The key is the first whitespace-separated field, the value the rest of the line
@@ -33,14 +34,17 @@ def read_two_columns(path: PathLike, columns: Tuple[str, str], error: Type[Redim
     return rows
 
 
-def read_table(path: PathLike, columns: Tuple[str, str], error: Type[RedimnetError] = RedimnetError,
-               what: str = "list") -> Dict[str, str]:
+def read_table(
+    path: PathLike, columns: Tuple[str, str], error: Type[RedimnetError] = RedimnetError, what: str = "list"
+) -> Dict[str, str]:
     """``{key: value}`` of a two-column file whose keys must be unique and which must not be empty."""
     table: Dict[str, str] = {}
     for number, key, value in read_two_columns(path, columns, error, what):
         if key in table and table[key] != value:
-            raise error(f"{path}:{number}: {columns[0].lower()} {key!r} appears twice with different values "
-                        f"({table[key]!r} and {value!r})")
+            raise error(
+                f"{path}:{number}: {columns[0].lower()} {key!r} appears twice with different values "
+                f"({table[key]!r} and {value!r})"
+            )
         if key in table:
             raise error(f"{path}:{number}: {columns[0].lower()} {key!r} appears twice")
         table[key] = value

@@ -43,17 +43,23 @@ _SCORER = [
 _POOLING = {
     "ASTP": [(r"^hidden\.", "linear1."), (r"^score\.", "linear2.")],
     "MHASTP": _SCORER,
-    "MQMHASTP": [(r"^queries\.(\d+)\.scorers\.(\d+)\.hidden\.", r"n_query.\1.heads_att_trans.\2.att_0."),
-                 (r"^queries\.(\d+)\.scorers\.(\d+)\.score\.", r"n_query.\1.heads_att_trans.\2.att_1.")],
+    "MQMHASTP": [
+        (r"^queries\.(\d+)\.scorers\.(\d+)\.hidden\.", r"n_query.\1.heads_att_trans.\2.att_0."),
+        (r"^queries\.(\d+)\.scorers\.(\d+)\.score\.", r"n_query.\1.heads_att_trans.\2.att_1."),
+    ],
 }
 _FRONTEND = {
-    "pt": {"preemphasis.kernel": "torchfbank.1.flipped_filter",
-           "window": "torchfbank.2.spectrogram.window",
-           "mel_filters": "torchfbank.2.mel_scale.fb"},
-    "tf": {"preemphasis.kernel": "torchfbank.1.flipped_filter",
-           "dft_real": "torchfbank.2.real_kernel_pt",
-           "dft_imag": "torchfbank.2.image_kernel_pt",
-           "mel_filters": "torchfbank.2.melbanks_pt"},
+    "pt": {
+        "preemphasis.kernel": "torchfbank.1.flipped_filter",
+        "window": "torchfbank.2.spectrogram.window",
+        "mel_filters": "torchfbank.2.mel_scale.fb",
+    },
+    "tf": {
+        "preemphasis.kernel": "torchfbank.1.flipped_filter",
+        "dft_real": "torchfbank.2.real_kernel_pt",
+        "dft_imag": "torchfbank.2.image_kernel_pt",
+        "mel_filters": "torchfbank.2.melbanks_pt",
+    },
 }
 _HEAD = [
     (r"^pool_norm\.", "bn."),
@@ -71,14 +77,14 @@ def _apply(rules, text: str) -> str:
 
 def _time_context_key(rest: str, kind: str) -> str:
     if rest.startswith("reduce."):
-        return "red_dim_conv.0." + rest[len("reduce."):]
+        return "red_dim_conv.0." + rest[len("reduce.") :]
     if rest.startswith("reduce_norm."):
-        return "red_dim_conv.1." + rest[len("reduce_norm."):]
+        return "red_dim_conv.1." + rest[len("reduce_norm.") :]
     if rest.startswith("expand."):
-        return "exp_dim_conv." + rest[len("expand."):]
+        return "exp_dim_conv." + rest[len("expand.") :]
     if not rest.startswith("context."):
         raise KeyError(rest)
-    rest = rest[len("context."):]
+    rest = rest[len("context.") :]
     if kind == "fc":
         return "tcm." + _apply(_POINTWISE_MLP, rest)
     index, _, inner = rest.partition(".")
@@ -115,12 +121,12 @@ def _stage_key(index: int, rest: str, config: ModelConfig) -> str:
 def original_key(key: str, config: ModelConfig) -> str:
     """The original implementation's name for our ``state_dict`` key ``key``."""
     if key.startswith("frontend."):
-        rest = key[len("frontend."):]
+        rest = key[len("frontend.") :]
         if rest.startswith("spec_norm."):
             return "spec." + rest
         return "spec." + _FRONTEND[config.frontend][rest]
     if key.startswith("backbone."):
-        rest = key[len("backbone."):]
+        rest = key[len("backbone.") :]
         match = re.match(r"stages\.(\d+)\.(.*)", rest)
         if match:
             index = int(match.group(1))
@@ -128,11 +134,11 @@ def original_key(key: str, config: ModelConfig) -> str:
         if rest.startswith("stem."):
             return "backbone.stem." + _apply([(r"^stem\.conv\.", "0."), (r"^stem\.norm\.", "1.")], rest)
         if rest.startswith("mixer."):
-            return "backbone.fin_wght1d." + rest[len("mixer."):].replace("logits", "w")
+            return "backbone.fin_wght1d." + rest[len("mixer.") :].replace("logits", "w")
         if rest.startswith("projection."):
             return "backbone.mfa." + _apply([(r"^projection\.conv\.", "0."), (r"^projection\.norm\.", "1.")], rest)
     if key.startswith("pool."):
-        return "pool." + _apply(_POOLING.get(config.pooling_func, []), key[len("pool."):])
+        return "pool." + _apply(_POOLING.get(config.pooling_func, []), key[len("pool.") :])
     renamed = _apply(_HEAD, key)
     if renamed != key:
         return renamed

@@ -16,5 +16,15 @@ from .evaluation.metrics import (
     min_dcf_with_threshold,
 )
 
-__all__ = ["ErrorRates", "MetricsError", "VerificationMetrics", "compute_metrics", "det_curve", "eer",
-           "eer_with_threshold", "error_rates", "min_dcf", "min_dcf_with_threshold"]
+__all__ = [
+    "ErrorRates",
+    "MetricsError",
+    "VerificationMetrics",
+    "compute_metrics",
+    "det_curve",
+    "eer",
+    "eer_with_threshold",
+    "error_rates",
+    "min_dcf",
+    "min_dcf_with_threshold",
+]

@@ -86,18 +86,23 @@ def check_relative_id(uid: object, what: str = "utterance id") -> str:
         raise UnsafeNameError(f"{what} is empty")
     bad = _first_control(uid)
     if bad is not None:
-        raise UnsafeNameError(f"{what} '{shown}' contains the control character {printable(bad)}; "
-                              "ids that become file names must be printable")
+        raise UnsafeNameError(
+            f"{what} '{shown}' contains the control character {printable(bad)}; "
+            "ids that become file names must be printable"
+        )
     if uid.startswith("/") or (len(uid) >= 2 and uid[1] == ":" and uid[0].isalpha()):
-        raise UnsafeNameError(f"{what} '{shown}' is an absolute path; ids that become file names must be "
-                              "relative (e.g. spk1/utt1)")
+        raise UnsafeNameError(
+            f"{what} '{shown}' is an absolute path; ids that become file names must be relative (e.g. spk1/utt1)"
+        )
     if "\\" in uid:
         raise UnsafeNameError(f"{what} '{shown}' contains a backslash; separate folders with '/'")
     for part in uid.split("/"):
         if part in ("", ".", ".."):
             kind = "an empty" if not part else f"a '{part}'"
-            raise UnsafeNameError(f"{what} '{shown}' has {kind} path component; ids that become file names "
-                                  "may not contain '//', '.' or '..' components, or start or end with '/'")
+            raise UnsafeNameError(
+                f"{what} '{shown}' has {kind} path component; ids that become file names "
+                "may not contain '//', '.' or '..' components, or start or end with '/'"
+            )
     return uid
 
 
@@ -116,15 +121,19 @@ def path_below(root: PathLike, uid: str, suffix: str = "", what: str = "utteranc
         if size is None:
             raise UnsafeNameError(f"{what} '{printable(uid)}' cannot be encoded as a file name on this system")
         if size > MAX_COMPONENT_BYTES:
-            raise UnsafeNameError(f"{what} '{printable(uid[:40])}...' has a path component of {size} bytes; "
-                                  f"file systems allow {MAX_COMPONENT_BYTES}")
+            raise UnsafeNameError(
+                f"{what} '{printable(uid[:40])}...' has a path component of {size} bytes; "
+                f"file systems allow {MAX_COMPONENT_BYTES}"
+            )
     root = Path(root)
     target = root / (uid + suffix)
     real_root = os.path.realpath(root)
     real_target = os.path.realpath(target)
     if os.path.commonpath([real_root, real_target]) != real_root or real_target == real_root:
-        raise UnsafeNameError(f"{what} '{printable(uid)}' would be written outside {printable(root)} "
-                              f"(through a symbolic link, to {printable(real_target)}); refused")
+        raise UnsafeNameError(
+            f"{what} '{printable(uid)}' would be written outside {printable(root)} "
+            f"(through a symbolic link, to {printable(real_target)}); refused"
+        )
     return target
 
 
@@ -148,10 +157,13 @@ def check_speaker_name(name: object) -> str:
     if not name.strip():
         raise UnsafeNameError("speaker name is empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise UnsafeNameError(f"speaker name '{printable(name[:40])}...' is {len(name)} characters long; "
-                              f"the limit is {MAX_NAME_LENGTH}")
+        raise UnsafeNameError(
+            f"speaker name '{printable(name[:40])}...' is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
+        )
     bad = _first_control(name)
     if bad is not None:
-        raise UnsafeNameError(f"speaker name '{printable(name)}' contains the control character {printable(bad)}; "
-                              "use printable characters only")
+        raise UnsafeNameError(
+            f"speaker name '{printable(name)}' contains the control character {printable(bad)}; "
+            "use printable characters only"
+        )
     return name

@@ -75,8 +75,9 @@ class _LengthChanged(Exception):
         self.actual = actual
 
 
-def windows_of(blocks: Iterable[np.ndarray], length: int, windowing: Windowing,
-               level: Optional[SignalLevel] = None) -> Iterator[np.ndarray]:
+def windows_of(
+    blocks: Iterable[np.ndarray], length: int, windowing: Windowing, level: Optional[SignalLevel] = None
+) -> Iterator[np.ndarray]:
     """The windows of a signal of ``length`` samples given as consecutive ``blocks``, as they complete.
 
     Holds at most one window plus one block, in one buffer reused from block
@@ -103,15 +104,15 @@ def windows_of(blocks: Iterable[np.ndarray], length: int, windowing: Windowing,
             grown = np.empty(max(filled + block.size, size + block.size), dtype=np.float32)
             grown[:filled] = buffer[:filled]
             buffer = grown
-        buffer[filled:filled + block.size] = block
+        buffer[filled : filled + block.size] = block
         filled += block.size
         while next_window < len(starts) and starts[next_window] + size <= received:
             begin = starts[next_window] - offset
-            yield buffer[begin:begin + size].copy()
+            yield buffer[begin : begin + size].copy()
             next_window += 1
             keep_from = starts[next_window] if next_window < len(starts) else received
             drop = keep_from - offset
-            buffer[:filled - drop] = buffer[drop:filled]  # numpy copies overlapping ranges correctly
+            buffer[: filled - drop] = buffer[drop:filled]  # numpy copies overlapping ranges correctly
             filled -= drop
             offset = keep_from
     if received != length or next_window != len(starts):
@@ -135,7 +136,8 @@ def too_short(length: int, min_samples: int, trim: bool, where: str) -> AudioErr
     return AudioError(
         f"{where}: too short: {length} samples at 16 kHz ({length / TARGET_SAMPLE_RATE * 1000:.1f} ms)"
         f"{' after silence trimming' if trim else ''}; the model needs at least "
-        f"{min_samples} samples ({min_samples / TARGET_SAMPLE_RATE * 1000:.1f} ms)")
+        f"{min_samples} samples ({min_samples / TARGET_SAMPLE_RATE * 1000:.1f} ms)"
+    )
 
 
 def _windows(source, settings: _Settings, where: str) -> Iterator[Tuple[str, object]]:
@@ -190,7 +192,7 @@ def _records(inputs: Sequence, indices: Iterable[int], settings: _Settings) -> I
 
 def _reason(error: Exception, where: str) -> str:
     text, prefix = str(error), f"{where}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 class _WorkerRecords(torch.utils.data.IterableDataset):
@@ -202,7 +204,7 @@ class _WorkerRecords(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        share = self.order if info is None else self.order[info.id::info.num_workers]
+        share = self.order if info is None else self.order[info.id :: info.num_workers]
         return _records(self.inputs, share, self.settings)
 
 
@@ -257,9 +259,18 @@ class EmbeddingPipeline:
     files are resampled to (16 kHz for every ReDimNet model).
     """
 
-    def __init__(self, network: torch.nn.Module, device: Union[str, torch.device], windowing: Windowing,
-                 min_samples: int, batch_size: int = 16, channel: Optional[int] = None, trim: bool = False,
-                 autocast_dtype: Optional[torch.dtype] = None, target_rate: int = TARGET_SAMPLE_RATE):
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        device: Union[str, torch.device],
+        windowing: Windowing,
+        min_samples: int,
+        batch_size: int = 16,
+        channel: Optional[int] = None,
+        trim: bool = False,
+        autocast_dtype: Optional[torch.dtype] = None,
+        target_rate: int = TARGET_SAMPLE_RATE,
+    ):
         self.network = network
         self.device = torch.device(device)
         self.windowing = windowing
@@ -301,8 +312,12 @@ class EmbeddingPipeline:
         order = sorted(range(len(inputs)), key=lambda i: expected_length(inputs[i], self.settings.target_rate))
         if workers > 0 and inputs:
             loader = torch.utils.data.DataLoader(
-                _WorkerRecords(inputs, order, self.settings), batch_size=None,
-                num_workers=min(workers, len(inputs)), collate_fn=_unchanged, worker_init_fn=threads.init_worker)
+                _WorkerRecords(inputs, order, self.settings),
+                batch_size=None,
+                num_workers=min(workers, len(inputs)),
+                collate_fn=_unchanged,
+                worker_init_fn=threads.init_worker,
+            )
             records: Iterable[tuple] = loader
         else:
             records = _records(inputs, order, self.settings)
@@ -324,8 +339,11 @@ class EmbeddingPipeline:
             summed = cast(np.ndarray, item.sum)  # every window of the input has been added to it
             embedding = (summed / total).astype(np.float32)
             if not np.all(np.isfinite(embedding)):
-                return Result(index, error="the model produced a non-finite embedding (sample values far "
-                                           "outside [-1, 1]?); check the audio's level")
+                return Result(
+                    index,
+                    error="the model produced a non-finite embedding (sample values far "
+                    "outside [-1, 1]?); check the audio's level",
+                )
             return Result(index, embedding=embedding, samples=item.samples)
 
         def run_bucket(length: int) -> List[Result]:
@@ -379,7 +397,7 @@ class EmbeddingPipeline:
     def _forward_entries(self, entries):
         """``(index, generation, embedding or error text)`` for bucket entries; on failure retries one by one."""
         for first in range(0, len(entries), self.batch_limit(len(entries[0][2]))):
-            group = entries[first:first + self.batch_limit(len(entries[0][2]))]
+            group = entries[first : first + self.batch_limit(len(entries[0][2]))]
             try:
                 output = self.forward(group[0][2][None] if len(group) == 1 else np.stack([w for _, _, w in group]))
                 for (index, generation, _), row in zip(group, output):

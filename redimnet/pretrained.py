@@ -46,9 +46,24 @@ BASE_URL_ENV = "REDIMNET_BASE_URL"
 
 Release = Weights  # the name of a release-table entry before the registry held the weights
 
-__all__ = ["PretrainedError", "NonCommercialLicenseWarning", "RELEASE_URL", "Release", "RELEASES", "CACHE_ENV",
-           "BASE_URL_ENV", "checkpoint_path", "copy_into_cache", "default_cache_dir", "download", "find_release",
-           "from_pretrained", "list_pretrained", "load_weights", "sha256_of"]
+__all__ = [
+    "PretrainedError",
+    "NonCommercialLicenseWarning",
+    "RELEASE_URL",
+    "Release",
+    "RELEASES",
+    "CACHE_ENV",
+    "BASE_URL_ENV",
+    "checkpoint_path",
+    "copy_into_cache",
+    "default_cache_dir",
+    "download",
+    "find_release",
+    "from_pretrained",
+    "list_pretrained",
+    "load_weights",
+    "sha256_of",
+]
 
 
 class NonCommercialLicenseWarning(UserWarning):
@@ -78,13 +93,15 @@ def find_release(model_name: str, train_type: Optional[str] = None, dataset: Opt
     try:
         return find_weights(model_name, train_type, dataset)
     except ValueError as error:
-        raise PretrainedError(f"no published ReDimNet model {model_name!r} with dataset={dataset!r}, "
-                              f"train_type={train_type!r}: {error}") from None
+        raise PretrainedError(
+            f"no published ReDimNet model {model_name!r} with dataset={dataset!r}, train_type={train_type!r}: {error}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------
 # cache folder
 # ---------------------------------------------------------------------------
+
 
 def default_cache_dir() -> Path:
     """``$REDIMNET_CACHE``, else ``torch.hub.get_dir()/checkpoints``."""
@@ -113,8 +130,10 @@ def _writable_folder(folder: Path, how_to_change: str) -> None:
         with contextlib.closing(_probe(folder)):
             pass
     except OSError as error:
-        raise PretrainedError(f"the weights cache {folder} cannot be written ({error.strerror or error}); "
-                              f"set {how_to_change} to a writable folder") from None
+        raise PretrainedError(
+            f"the weights cache {folder} cannot be written ({error.strerror or error}); "
+            f"set {how_to_change} to a writable folder"
+        ) from None
 
 
 def _probe(folder: Path):
@@ -126,6 +145,7 @@ def _probe(folder: Path):
 # ---------------------------------------------------------------------------
 # hashes
 # ---------------------------------------------------------------------------
+
 
 def sha256_of(path: PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file."""
@@ -173,8 +193,10 @@ def _cached_file_problem(path: Path, expected: Optional[str], size: Optional[int
         return f"the cached file {path} has SHA-256 {actual}, expected {expected}"
     recorded = _recorded_hash(path)
     if recorded is not None and actual != recorded:
-        return (f"the cached file {path} changed since it was downloaded (SHA-256 {actual}, recorded {recorded} "
-                f"in {_record_path(path).name})")
+        return (
+            f"the cached file {path} changed since it was downloaded (SHA-256 {actual}, recorded {recorded} "
+            f"in {_record_path(path).name})"
+        )
     if recorded is None:
         _record_hash(path, actual)
     return None
@@ -184,9 +206,12 @@ def _cached_file_problem(path: Path, expected: Optional[str], size: Optional[int
 # download
 # ---------------------------------------------------------------------------
 
+
 def _by_hand(url: str, target: Path) -> str:
-    return (f"To install it by hand, download {url} on a machine with internet access and copy it to {target} "
-            f"(or point {CACHE_ENV} / --cache-dir at the folder holding it)")
+    return (
+        f"To install it by hand, download {url} on a machine with internet access and copy it to {target} "
+        f"(or point {CACHE_ENV} / --cache-dir at the folder holding it)"
+    )
 
 
 @contextlib.contextmanager
@@ -212,8 +237,9 @@ def _exclusive(target: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def download(url: str, target: PathLike, sha256: Optional[str] = None, progress: bool = True,
-             timeout: float = 60.0) -> Path:
+def download(
+    url: str, target: PathLike, sha256: Optional[str] = None, progress: bool = True, timeout: float = 60.0
+) -> Path:
     """Fetch ``url`` to ``target`` through a temporary file; verify ``sha256`` if given; rename.
 
     Records the file's SHA-256 next to it (``<target>.sha256``).  Raises
@@ -228,19 +254,26 @@ def download(url: str, target: PathLike, sha256: Optional[str] = None, progress:
         try:
             response = urllib.request.urlopen(url, timeout=timeout)
         except urllib.error.HTTPError as error:
-            raise PretrainedError(f"cannot download {url}: HTTP {error.code} {error.reason}. "
-                                  + _by_hand(url, target)) from None
+            raise PretrainedError(
+                f"cannot download {url}: HTTP {error.code} {error.reason}. " + _by_hand(url, target)
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as error:
             reason = getattr(error, "reason", None) or error
-            raise PretrainedError(f"cannot download {url} (offline?): {reason}. "
-                                  + _by_hand(url, target)) from None
+            raise PretrainedError(f"cannot download {url} (offline?): {reason}. " + _by_hand(url, target)) from None
         with response:
             total = response.headers.get("Content-Length")
             received = 0
             from tqdm import tqdm
 
-            with tqdm(total=int(total) if total and total.isdigit() else None, unit="B", unit_scale=True,
-                      unit_divisor=1024, desc=target.name, disable=not progress, leave=False) as bar:
+            with tqdm(
+                total=int(total) if total and total.isdigit() else None,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=target.name,
+                disable=not progress,
+                leave=False,
+            ) as bar:
                 try:
                     while True:
                         block = response.read(1 << 16)
@@ -251,14 +284,18 @@ def download(url: str, target: PathLike, sha256: Optional[str] = None, progress:
                         received += len(block)
                         bar.update(len(block))
                 except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
-                    raise PretrainedError(f"download of {url} was interrupted: {error}. "
-                                          + _by_hand(url, target)) from None
+                    raise PretrainedError(
+                        f"download of {url} was interrupted: {error}. " + _by_hand(url, target)
+                    ) from None
             if total and total.isdigit() and received != int(total):
-                raise PretrainedError(f"download of {url} is incomplete: got {received} of {total} bytes. "
-                                      + _by_hand(url, target))
+                raise PretrainedError(
+                    f"download of {url} is incomplete: got {received} of {total} bytes. " + _by_hand(url, target)
+                )
         if sha256 is not None and digest.hexdigest() != sha256:
-            raise PretrainedError(f"checksum mismatch for {url}: SHA-256 {digest.hexdigest()}, expected {sha256}. "
-                                  "The file was not kept. " + _by_hand(url, target))
+            raise PretrainedError(
+                f"checksum mismatch for {url}: SHA-256 {digest.hexdigest()}, expected {sha256}. "
+                "The file was not kept. " + _by_hand(url, target)
+            )
     _record_hash(target, digest.hexdigest())
     return target
 
@@ -274,10 +311,17 @@ def _weights_of(model_name: Union[str, Weights], train_type: Optional[str], data
     return find_release(model_name, train_type, dataset)
 
 
-def checkpoint_path(model_name: Union[str, Weights] = "b2", train_type: Optional[str] = None,
-                    dataset: Optional[str] = None, *, cache_dir: Optional[PathLike] = None,
-                    base_url: Optional[str] = None, progress: bool = True, check_hash: bool = True,
-                    sha256: Optional[str] = None) -> Path:
+def checkpoint_path(
+    model_name: Union[str, Weights] = "b2",
+    train_type: Optional[str] = None,
+    dataset: Optional[str] = None,
+    *,
+    cache_dir: Optional[PathLike] = None,
+    base_url: Optional[str] = None,
+    progress: bool = True,
+    check_hash: bool = True,
+    sha256: Optional[str] = None,
+) -> Path:
     """The cached file of published weights, downloaded first if needed, verified.
 
     ``model_name`` is a :class:`~redimnet.registry.Weights`, a one-name form
@@ -293,8 +337,10 @@ def checkpoint_path(model_name: Union[str, Weights] = "b2", train_type: Optional
     wanted = _normalise_hash(sha256, "sha256")
     published = weights.sha256 if check_hash else None
     if wanted is not None and published is not None and wanted != published:
-        raise PretrainedError(f"sha256={wanted} differs from the published SHA-256 of {weights.file_name} "
-                              f"({published}); check the value you passed")
+        raise PretrainedError(
+            f"sha256={wanted} differs from the published SHA-256 of {weights.file_name} "
+            f"({published}); check the value you passed"
+        )
     expected = wanted or published
     if target.is_file():
         problem = _cached_file_problem(target, expected, weights.size) if check_hash else None
@@ -305,9 +351,11 @@ def checkpoint_path(model_name: Union[str, Weights] = "b2", train_type: Optional
         try:
             return download(url, target, expected, progress=progress)
         except PretrainedError as error:
-            raise PretrainedError(f"{problem}. Delete {target} (it is downloaded again on the next load) or "
-                                  f"replace it with the published file {url}; downloading it again just now "
-                                  f"failed: {error}") from None
+            raise PretrainedError(
+                f"{problem}. Delete {target} (it is downloaded again on the next load) or "
+                f"replace it with the published file {url}; downloading it again just now "
+                f"failed: {error}"
+            ) from None
     _writable_folder(folder, how_to_change)
     return download(url, target, expected, progress=progress)
 
@@ -317,9 +365,17 @@ def _architecture_of(config) -> dict:
     return describe() if describe is not None else config.to_dict()
 
 
-def load_weights(weights: Union[str, Weights], *, cache_dir: Optional[PathLike] = None,
-                 base_url: Optional[str] = None, progress: bool = True, check_hash: bool = True,
-                 sha256: Optional[str] = None, map_location="cpu", max_parameters: Optional[int] = None):
+def load_weights(
+    weights: Union[str, Weights],
+    *,
+    cache_dir: Optional[PathLike] = None,
+    base_url: Optional[str] = None,
+    progress: bool = True,
+    check_hash: bool = True,
+    sha256: Optional[str] = None,
+    map_location="cpu",
+    max_parameters: Optional[int] = None,
+):
     """The network of published ``weights`` (a registry entry or its name), in eval mode.
 
     Downloads once and caches (see the module documentation).  Emits
@@ -331,27 +387,34 @@ def load_weights(weights: Union[str, Weights], *, cache_dir: Optional[PathLike] 
     if not isinstance(weights, Weights):
         weights = _weights_of(weights, None, None)
     if not weights.commercial_use:
-        warnings.warn(f"ReDimNet {weights.file_name} is licensed {weights.license} (VoxBlink2 terms): "
-                      "non-commercial use only", NonCommercialLicenseWarning, stacklevel=2)
-    path = checkpoint_path(weights, cache_dir=cache_dir, base_url=base_url, progress=progress,
-                           check_hash=check_hash, sha256=sha256)
+        warnings.warn(
+            f"ReDimNet {weights.file_name} is licensed {weights.license} (VoxBlink2 terms): non-commercial use only",
+            NonCommercialLicenseWarning,
+            stacklevel=2,
+        )
+    path = checkpoint_path(
+        weights, cache_dir=cache_dir, base_url=base_url, progress=progress, check_hash=check_hash, sha256=sha256
+    )
     arch = weights.architecture
     limit = {} if max_parameters is None else {"max_parameters": max_parameters}
     model = get_family(arch.family).load(path, map_location=map_location, **limit)
     if arch.buildable:
         found, expected = _architecture_of(model.config), _architecture_of(arch.config)
         if found != expected:
-            differences = ", ".join(f"{key}={found.get(key)!r} (expected {expected.get(key)!r})"
-                                    for key in sorted(set(found) | set(expected), key=str)
-                                    if found.get(key) != expected.get(key))
-            raise PretrainedError(f"{path} is not the {arch.name} network that {weights.name} is published as: "
-                                  f"{differences}. Delete the file so that it is downloaded again, or check "
-                                  f"{BASE_URL_ENV} / base_url")
+            differences = ", ".join(
+                f"{key}={found.get(key)!r} (expected {expected.get(key)!r})"
+                for key in sorted(set(found) | set(expected), key=str)
+                if found.get(key) != expected.get(key)
+            )
+            raise PretrainedError(
+                f"{path} is not the {arch.name} network that {weights.name} is published as: "
+                f"{differences}. Delete the file so that it is downloaded again, or check "
+                f"{BASE_URL_ENV} / base_url"
+            )
     return model
 
 
-def from_pretrained(model_name: str = "b2", train_type: Optional[str] = None, dataset: Optional[str] = None,
-                    **options):
+def from_pretrained(model_name: str = "b2", train_type: Optional[str] = None, dataset: Optional[str] = None, **options):
     """The published model ``model_name`` / ``train_type`` / ``dataset`` (the original hub's arguments).
 
     A thin alias of :func:`load_weights` (also reachable as ``redimnet.load("b2.vox2-ft_lm")``);
@@ -369,8 +432,13 @@ def from_pretrained(model_name: str = "b2", train_type: Optional[str] = None, da
     return load_weights(_weights_of(model_name, train_type, dataset), **options)
 
 
-def copy_into_cache(source: PathLike, model_name: str, train_type: Optional[str] = None,
-                    dataset: Optional[str] = None, cache_dir: Optional[PathLike] = None) -> Path:
+def copy_into_cache(
+    source: PathLike,
+    model_name: str,
+    train_type: Optional[str] = None,
+    dataset: Optional[str] = None,
+    cache_dir: Optional[PathLike] = None,
+) -> Path:
     """Place a hand-downloaded release file into the cache (checked against its SHA-256 when known)."""
     weights = _weights_of(model_name, train_type, dataset)
     folder, how_to_change = _cache_folder(cache_dir)

@@ -47,6 +47,7 @@ class UnknownModelError(InvalidArgumentError):
 # entries
 # ---------------------------------------------------------------------------
 
+
 def _resolve(reference: str) -> Callable:
     """The object a ``"package.module:attribute.attribute"`` reference names (imported now)."""
     module, _, attributes = reference.partition(":")
@@ -125,8 +126,9 @@ class Architecture:
             raise UnknownModelError(
                 f"the architecture of {self.name!r} is published only inside its weight files "
                 f"({weights}); load one of them, e.g. redimnet.load({list_weights(self.name)[0]!r})"
-                if list_weights(self.name) else
-                f"the architecture of {self.name!r} is published only inside its weight files")
+                if list_weights(self.name)
+                else f"the architecture of {self.name!r} is published only inside its weight files"
+            )
         if "config" not in self._cache:
             self._cache["config"] = get_family(self.family).make_config(self.options)
         return self._cache["config"]
@@ -309,8 +311,10 @@ def get_weights(name: str, tag: Optional[str] = None) -> Weights:
     arch = get_architecture(text)
     candidates = [_WEIGHTS[n] for n in list_weights(arch.name)]
     if not candidates:
-        raise UnknownModelError(f"no published weights for {arch.name!r}; build it with random weights "
-                                f"through redimnet.build({arch.name!r}) instead")
+        raise UnknownModelError(
+            f"no published weights for {arch.name!r}; build it with random weights "
+            f"through redimnet.build({arch.name!r}) instead"
+        )
     if tag is None:
         return candidates[0]
     wanted = str(tag).lower()
@@ -321,7 +325,8 @@ def get_weights(name: str, tag: Optional[str] = None) -> Weights:
         problem = "is ambiguous" if found else "is not published"
         raise UnknownModelError(
             f"weights {arch.name}.{tag} {problem}; published for {arch.name}: {', '.join(w.name for w in candidates)}"
-            f" (all: redimnet.list_weights())")
+            f" (all: redimnet.list_weights())"
+        )
     return found[0]
 
 
@@ -398,20 +403,39 @@ def load(name: Optional[str] = None, **options):
 # ReDimNet (IDRnD): b0-b6 trained on VoxCeleb2, M and S on VoxBlink2 + VoxCeleb2 + CN-Celeb
 # ---------------------------------------------------------------------------
 
-register_family(Family("redimnet", "redimnet.config:ModelConfig.from_dict", "redimnet.model:ReDimNet",
-                       "redimnet.checkpoint:load_checkpoint",
-                       "ReDimNet, 'Reshape Dimensions Network for Speaker Recognition' (Interspeech 2024)"))
+register_family(
+    Family(
+        "redimnet",
+        "redimnet.config:ModelConfig.from_dict",
+        "redimnet.model:ReDimNet",
+        "redimnet.checkpoint:load_checkpoint",
+        "ReDimNet, 'Reshape Dimensions Network for Speaker Recognition' (Interspeech 2024)",
+    )
+)
 
 # ReDimNet2 (PalabraAI): the family is known, so its files load and its configurations build;
 # architectures and published weights join here as they are published.
-register_family(Family("redimnet2", "redimnet.redimnet2.config:ReDimNet2Config.from_dict",
-                       "redimnet.redimnet2.model:ReDimNet2", "redimnet.checkpoint:load_checkpoint",
-                       "ReDimNet2, the successor family (its own stage wiring and options)"))
+register_family(
+    Family(
+        "redimnet2",
+        "redimnet.redimnet2.config:ReDimNet2Config.from_dict",
+        "redimnet.redimnet2.model:ReDimNet2",
+        "redimnet.checkpoint:load_checkpoint",
+        "ReDimNet2, the successor family (its own stage wiring and options)",
+    )
+)
 
 # Shared by every vox2 release model (see the release files' model_config).
 _VOX2_COMMON = dict(
-    F=72, block_1d_type="conv+att", out_channels=None, embed_dim=192, hop_length=240,
-    pooling_func="ASTP", global_context_att=True, feat_type="pt", emb_bn=False,
+    F=72,
+    block_1d_type="conv+att",
+    out_channels=None,
+    embed_dim=192,
+    hop_length=240,
+    pooling_func="ASTP",
+    global_context_att=True,
+    feat_type="pt",
+    emb_bn=False,
 )
 
 
@@ -422,36 +446,115 @@ def _stages(*rows: Tuple[int, int, int, Optional[int]]) -> list:
 
 def _vox2(name, options, measured, paper, eer, eer_asnorm):
     (parameters, macs), (params_m, gmacs) = measured, paper
-    return register_architecture(Architecture(
-        name, "redimnet", {**_VOX2_COMMON, **options}, parameters, macs, params_m, gmacs, eer, eer_asnorm))
+    return register_architecture(
+        Architecture(name, "redimnet", {**_VOX2_COMMON, **options}, parameters, macs, params_m, gmacs, eer, eer_asnorm)
+    )
 
 
 # measured: (parameters, MACs for 2 s) of this implementation; paper: (M params, GMACs)
-_vox2("b0", dict(F=60, C=10, block_2d_type="basic_resnet", group_divisor=1, stages_setup=_stages(
-    (1, 2, 1, 30), (2, 3, 2, 30), (1, 3, 3, 30), (2, 4, 2, 10), (1, 3, 1, 10))),
-    (1_004_251, 415_069_960), (1.0, 0.43), (1.16, 1.25, 2.20), (1.07, 1.18, 2.01))
-_vox2("b1", dict(C=12, block_2d_type="convnext_like", group_divisor=8, stages_setup=_stages(
-    (1, 2, 1, None), (2, 3, 1, None), (3, 4, 1, 12), (2, 5, 1, 12), (2, 3, 1, 8))),
-    (2_126_937, 604_447_408), (2.2, 0.54), (0.85, 0.97, 1.73), (0.73, 0.89, 1.57))
-_vox2("b2", dict(C=16, block_2d_type="convnext_like", group_divisor=4, stages_setup=_stages(
-    (1, 2, 1, 12), (2, 2, 1, 12), (1, 3, 1, 12), (2, 4, 1, 8), (1, 4, 1, 8), (2, 4, 1, 4))),
-    (4_892_849, 943_550_128), (4.7, 0.90), (0.57, 0.76, 1.32), (0.52, 0.74, 1.27))
-_vox2("b3", dict(C=16, block_2d_type="basic_resnet_fwse", group_divisor=1, stages_setup=_stages(
-    (1, 6, 4, 32), (2, 6, 2, 32), (1, 8, 2, 32), (2, 10, 2, 16), (1, 10, 1, 16), (2, 8, 1, 16))),
-    (3_225_021, 2_923_147_504), (3.0, 3.00), (0.50, 0.73, 1.33), (0.47, 0.69, 1.23))
-_vox2("b4", dict(C=32, block_2d_type="basic_resnet_fwse", group_divisor=1, stages_setup=_stages(
-    (1, 4, 2, 48), (2, 4, 2, 48), (1, 6, 2, 48), (2, 6, 1, 32), (1, 8, 1, 24), (2, 4, 1, 16))),
-    (6_441_521, 4_740_021_424), (6.3, 4.80), (0.51, 0.68, 1.26), (0.44, 0.64, 1.17))
-_vox2("b5", dict(C=32, block_2d_type="basic_resnet_fwse", group_divisor=16, stages_setup=_stages(
-    (1, 4, 2, 48), (2, 4, 2, 48), (1, 6, 2, 48), (2, 6, 1, 32), (1, 8, 1, 24), (2, 4, 1, 16))),
-    (7_659_761, 8_824_598_704), (9.2, 9.87), (0.43, 0.61, 1.08), (0.39, 0.59, 1.05))
-_vox2("b6", dict(C=32, block_2d_type="basic_resnet", group_divisor=32, stages_setup=_stages(
-    (1, 4, 4, 32), (2, 6, 2, 32), (1, 6, 2, 24), (3, 8, 1, 24), (1, 8, 1, 16), (2, 8, 1, 16))),
-    (15_015_473, 20_128_693_168), (15.0, 20.27), (0.40, 0.55, 1.05), (0.37, 0.53, 1.00))
+_vox2(
+    "b0",
+    dict(
+        F=60,
+        C=10,
+        block_2d_type="basic_resnet",
+        group_divisor=1,
+        stages_setup=_stages((1, 2, 1, 30), (2, 3, 2, 30), (1, 3, 3, 30), (2, 4, 2, 10), (1, 3, 1, 10)),
+    ),
+    (1_004_251, 415_069_960),
+    (1.0, 0.43),
+    (1.16, 1.25, 2.20),
+    (1.07, 1.18, 2.01),
+)
+_vox2(
+    "b1",
+    dict(
+        C=12,
+        block_2d_type="convnext_like",
+        group_divisor=8,
+        stages_setup=_stages((1, 2, 1, None), (2, 3, 1, None), (3, 4, 1, 12), (2, 5, 1, 12), (2, 3, 1, 8)),
+    ),
+    (2_126_937, 604_447_408),
+    (2.2, 0.54),
+    (0.85, 0.97, 1.73),
+    (0.73, 0.89, 1.57),
+)
+_vox2(
+    "b2",
+    dict(
+        C=16,
+        block_2d_type="convnext_like",
+        group_divisor=4,
+        stages_setup=_stages((1, 2, 1, 12), (2, 2, 1, 12), (1, 3, 1, 12), (2, 4, 1, 8), (1, 4, 1, 8), (2, 4, 1, 4)),
+    ),
+    (4_892_849, 943_550_128),
+    (4.7, 0.90),
+    (0.57, 0.76, 1.32),
+    (0.52, 0.74, 1.27),
+)
+_vox2(
+    "b3",
+    dict(
+        C=16,
+        block_2d_type="basic_resnet_fwse",
+        group_divisor=1,
+        stages_setup=_stages(
+            (1, 6, 4, 32), (2, 6, 2, 32), (1, 8, 2, 32), (2, 10, 2, 16), (1, 10, 1, 16), (2, 8, 1, 16)
+        ),
+    ),
+    (3_225_021, 2_923_147_504),
+    (3.0, 3.00),
+    (0.50, 0.73, 1.33),
+    (0.47, 0.69, 1.23),
+)
+_vox2(
+    "b4",
+    dict(
+        C=32,
+        block_2d_type="basic_resnet_fwse",
+        group_divisor=1,
+        stages_setup=_stages((1, 4, 2, 48), (2, 4, 2, 48), (1, 6, 2, 48), (2, 6, 1, 32), (1, 8, 1, 24), (2, 4, 1, 16)),
+    ),
+    (6_441_521, 4_740_021_424),
+    (6.3, 4.80),
+    (0.51, 0.68, 1.26),
+    (0.44, 0.64, 1.17),
+)
+_vox2(
+    "b5",
+    dict(
+        C=32,
+        block_2d_type="basic_resnet_fwse",
+        group_divisor=16,
+        stages_setup=_stages((1, 4, 2, 48), (2, 4, 2, 48), (1, 6, 2, 48), (2, 6, 1, 32), (1, 8, 1, 24), (2, 4, 1, 16)),
+    ),
+    (7_659_761, 8_824_598_704),
+    (9.2, 9.87),
+    (0.43, 0.61, 1.08),
+    (0.39, 0.59, 1.05),
+)
+_vox2(
+    "b6",
+    dict(
+        C=32,
+        block_2d_type="basic_resnet",
+        group_divisor=32,
+        stages_setup=_stages((1, 4, 4, 32), (2, 6, 2, 32), (1, 6, 2, 24), (3, 8, 1, 24), (1, 8, 1, 16), (2, 8, 1, 16)),
+    ),
+    (15_015_473, 20_128_693_168),
+    (15.0, 20.27),
+    (0.40, 0.55, 1.05),
+    (0.37, 0.53, 1.00),
+)
 for _name in ("M", "S"):
-    register_architecture(Architecture(
-        _name, "redimnet", notes="trained on VoxBlink2 (+ VoxCeleb2 + CN-Celeb); the configuration is "
-                                 "published only inside the weight files"))
+    register_architecture(
+        Architecture(
+            _name,
+            "redimnet",
+            notes="trained on VoxBlink2 (+ VoxCeleb2 + CN-Celeb); the configuration is "
+            "published only inside the weight files",
+        )
+    )
 
 _KNOWN_FILES = {  # file name: (SHA-256, size in bytes) of the published files whose hash is known
     "b2-vox2-ft_lm.pt": ("c9b6bb2f6747caa28a41eaf2e372d66b0d1563baef186d18f5e99abd5e71e06f", 20_582_650),
@@ -479,6 +582,7 @@ _release("S", "vb2", "ptn", CC_BY_NC_SA)
 # ReDimNet2 (PalabraAI): b0-b6 trained on VoxCeleb2, b6 also on VoxBlink2 + VoxCeleb2
 # ---------------------------------------------------------------------------
 
+
 def _register_redimnet2():
     from .redimnet2 import presets
 
@@ -486,14 +590,30 @@ def _register_redimnet2():
         name = "redimnet2-" + key.replace("_", "-")
         parameters, macs = presets.MEASURED[key]
         params_m, gmacs, eer = presets.PUBLISHED[key]
-        notes = ("the VoxBlink2 + VoxCeleb2 release of b6 (agg_gnorm); other EER %: "
-                 + ", ".join(f"{k} {v}" for k, v in presets.VB2_EXTRA_EER.items())) if key == "b6_vb2" else ""
-        register_architecture(Architecture(name, "redimnet2", presets.options(key), parameters, macs,
-                                           params_m, gmacs, eer, None, notes))
+        notes = (
+            (
+                "the VoxBlink2 + VoxCeleb2 release of b6 (agg_gnorm); other EER %: "
+                + ", ".join(f"{k} {v}" for k, v in presets.VB2_EXTRA_EER.items())
+            )
+            if key == "b6_vb2"
+            else ""
+        )
+        register_architecture(
+            Architecture(name, "redimnet2", presets.options(key), parameters, macs, params_m, gmacs, eer, None, notes)
+        )
     for model, dataset, train_type, key in presets.RELEASES:  # "lm" first: the default
         published_eer = presets.PUBLISHED[key][2] if train_type == "lm" else None
-        register_weights(Weights("redimnet2-" + key.replace("_", "-"), dataset, train_type, presets.LICENSE,
-                                 published_eer, base_url=presets.RELEASE_URL, file_stem=model))
+        register_weights(
+            Weights(
+                "redimnet2-" + key.replace("_", "-"),
+                dataset,
+                train_type,
+                presets.LICENSE,
+                published_eer,
+                base_url=presets.RELEASE_URL,
+                file_stem=model,
+            )
+        )
 
 
 _register_redimnet2()

@@ -37,13 +37,11 @@ def _unit_rows(matrix, what: str) -> np.ndarray:
     matrix = matrix.astype(np.float64)
     if not np.all(np.isfinite(matrix)):
         rows = np.flatnonzero(~np.all(np.isfinite(matrix), axis=1))
-        raise ScoringError(f"{rows.size} {what}(s) contain NaN or infinite values (first: row {rows[0]}); "
-                           f"{_POLICY}")
+        raise ScoringError(f"{rows.size} {what}(s) contain NaN or infinite values (first: row {rows[0]}); {_POLICY}")
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     zero = np.flatnonzero(norms[:, 0] == 0)
     if zero.size:
-        raise ScoringError(f"{zero.size} {what}(s) are all zeros (an all-zero vector; first: row {zero[0]}); "
-                           f"{_POLICY}")
+        raise ScoringError(f"{zero.size} {what}(s) are all zeros (an all-zero vector; first: row {zero[0]}); {_POLICY}")
     return matrix / norms
 
 

@@ -93,8 +93,10 @@ class SpeakerDatabase:
     def __init__(self, path: PathLike, create: bool = True, timeout: float = 30.0):
         self.path = Path(path)
         if not create and not self.path.exists():
-            raise SpeakerDatabaseError(f"speaker database {self.path} does not exist; enrol a speaker first "
-                                       "(redimnet enroll NAME FILE... --db PATH)")
+            raise SpeakerDatabaseError(
+                f"speaker database {self.path} does not exist; enrol a speaker first "
+                "(redimnet enroll NAME FILE... --db PATH)"
+            )
         if self.path.is_dir():
             raise SpeakerDatabaseError(f"{self.path} is a folder, not a speaker database file")
         if create:
@@ -116,8 +118,9 @@ class SpeakerDatabase:
         cursor.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         version = cursor.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         if int(version) != SCHEMA_VERSION:
-            raise SpeakerDatabaseError(f"{self.path} has schema version {version}; "
-                                       f"this redimnet reads {SCHEMA_VERSION}")
+            raise SpeakerDatabaseError(
+                f"{self.path} has schema version {version}; this redimnet reads {SCHEMA_VERSION}"
+            )
 
     def _write(self, work):
         """Run ``work(cursor)`` in one immediate transaction; roll back on any error."""
@@ -151,19 +154,24 @@ class SpeakerDatabase:
     def _check_model(self, cursor, fingerprint: Optional[str], dim: int) -> None:
         rows = dict(cursor.execute("SELECT key, value FROM meta WHERE key IN ('model', 'dim')").fetchall())
         if "dim" in rows and int(rows["dim"]) != dim:
-            raise SpeakerDatabaseError(f"{self.path} holds {rows['dim']}-dimensional embeddings; got {dim}. "
-                                       "Use the model the database was built with, or another --db")
+            raise SpeakerDatabaseError(
+                f"{self.path} holds {rows['dim']}-dimensional embeddings; got {dim}. "
+                "Use the model the database was built with, or another --db"
+            )
         if fingerprint and rows.get("model") and rows["model"] != fingerprint:
-            raise SpeakerDatabaseError(f"{self.path} was built with another model (fingerprint {rows['model']}, "
-                                       f"this one is {fingerprint}); scores across models are meaningless. "
-                                       "Use the same model, or another --db")
+            raise SpeakerDatabaseError(
+                f"{self.path} was built with another model (fingerprint {rows['model']}, "
+                f"this one is {fingerprint}); scores across models are meaningless. "
+                "Use the same model, or another --db"
+            )
         cursor.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('dim', ?)", (str(dim),))
         if fingerprint:
             cursor.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('model', ?)", (fingerprint,))
 
     # --- operations ------------------------------------------------------------------------------
-    def enroll(self, name: str, embeddings: np.ndarray, utterances: Sequence[str],
-               fingerprint: Optional[str] = None) -> int:
+    def enroll(
+        self, name: str, embeddings: np.ndarray, utterances: Sequence[str], fingerprint: Optional[str] = None
+    ) -> int:
         """Add utterance embeddings ``[N, D]`` to speaker ``name`` (created if new); returns its utterance count."""
         name = str(name).strip()
         if not name:
@@ -171,8 +179,10 @@ class SpeakerDatabase:
         check_speaker_name(name)  # at most MAX_NAME_LENGTH printable characters
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[0] != len(utterances) or embeddings.shape[0] == 0:
-            raise SpeakerDatabaseError(f"need one embedding per utterance: {len(utterances)} utterances, "
-                                       f"embeddings of shape {embeddings.shape}")
+            raise SpeakerDatabaseError(
+                f"need one embedding per utterance: {len(utterances)} utterances, "
+                f"embeddings of shape {embeddings.shape}"
+            )
         units = np.stack([_normalised(e, f"utterance {u}") for e, u in zip(embeddings, utterances)])
         now = time.time()
 
@@ -181,8 +191,10 @@ class SpeakerDatabase:
             row = cursor.execute("SELECT id, count, mean FROM speakers WHERE name=?", (name,)).fetchone()
             if row is None:
                 count, mean = 0, np.zeros(embeddings.shape[1])
-                cursor.execute("INSERT INTO speakers(name, count, mean, created, updated) VALUES (?, 0, ?, ?, ?)",
-                               (name, mean.astype(np.float64).tobytes(), now, now))
+                cursor.execute(
+                    "INSERT INTO speakers(name, count, mean, created, updated) VALUES (?, 0, ?, ?, ?)",
+                    (name, mean.astype(np.float64).tobytes(), now, now),
+                )
                 speaker_id = cursor.lastrowid
             else:
                 speaker_id, count = row[0], row[1]
@@ -190,21 +202,24 @@ class SpeakerDatabase:
             for embedding, unit, utterance in zip(embeddings, units, utterances):
                 count += 1
                 mean += (unit - mean) / count
-                cursor.execute("INSERT INTO utterances(speaker_id, utterance, embedding, added) VALUES (?, ?, ?, ?)",
-                               (speaker_id, str(utterance), embedding.astype(np.float32).tobytes(), now))
-            cursor.execute("UPDATE speakers SET count=?, mean=?, updated=? WHERE id=?",
-                           (count, mean.tobytes(), now, speaker_id))
+                cursor.execute(
+                    "INSERT INTO utterances(speaker_id, utterance, embedding, added) VALUES (?, ?, ?, ?)",
+                    (speaker_id, str(utterance), embedding.astype(np.float32).tobytes(), now),
+                )
+            cursor.execute(
+                "UPDATE speakers SET count=?, mean=?, updated=? WHERE id=?", (count, mean.tobytes(), now, speaker_id)
+            )
             return count
 
         return self._write(work)
 
     def remove(self, name: str) -> int:
         """Delete speaker ``name`` and its utterances; returns how many utterances went."""
+
         def work(cursor):
             row = cursor.execute("SELECT id, count FROM speakers WHERE name=?", (name,)).fetchone()
             if row is None:
-                raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.path}"
-                                           f"{self._known_hint(cursor)}")
+                raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.path}{self._known_hint(cursor)}")
             cursor.execute("DELETE FROM utterances WHERE speaker_id=?", (row[0],))
             cursor.execute("DELETE FROM speakers WHERE id=?", (row[0],))
             return int(row[1])
@@ -224,7 +239,9 @@ class SpeakerDatabase:
         """``(utterance ids, embeddings [N, D])`` enrolled for ``name``."""
         rows = self.connection.execute(
             "SELECT u.utterance, u.embedding FROM utterances u JOIN speakers s ON s.id = u.speaker_id "
-            "WHERE s.name=? ORDER BY u.id", (name,)).fetchall()
+            "WHERE s.name=? ORDER BY u.id",
+            (name,),
+        ).fetchall()
         if not rows:
             raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.path}")
         return [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
@@ -236,8 +253,9 @@ class SpeakerDatabase:
             raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.path}")
         return np.frombuffer(row[0], dtype=np.float64).copy()
 
-    def identify(self, embedding: np.ndarray, top: int = 5,
-                 fingerprint: Optional[str] = None) -> List[Tuple[str, float]]:
+    def identify(
+        self, embedding: np.ndarray, top: int = 5, fingerprint: Optional[str] = None
+    ) -> List[Tuple[str, float]]:
         """The ``top`` best-matching speakers as ``(name, cosine score)``, best first."""
         if top < 1:
             raise SpeakerDatabaseError(f"--top must be at least 1, got {top}")
@@ -253,11 +271,15 @@ class SpeakerDatabase:
         if not rows:
             raise SpeakerDatabaseError(f"{self.path} has no enrolled speakers; use redimnet enroll first")
         if "dim" in meta and int(meta["dim"]) != query.shape[0]:
-            raise SpeakerDatabaseError(f"{self.path} holds {meta['dim']}-dimensional embeddings, the query has "
-                                       f"{query.shape[0]}; use the model the database was built with")
+            raise SpeakerDatabaseError(
+                f"{self.path} holds {meta['dim']}-dimensional embeddings, the query has "
+                f"{query.shape[0]}; use the model the database was built with"
+            )
         if fingerprint and meta.get("model") and meta["model"] != fingerprint:
-            raise SpeakerDatabaseError(f"{self.path} was built with another model (fingerprint {meta['model']}, "
-                                       f"this one is {fingerprint}); use the same model")
+            raise SpeakerDatabaseError(
+                f"{self.path} was built with another model (fingerprint {meta['model']}, "
+                f"this one is {fingerprint}); use the same model"
+            )
         names = [r[0] for r in rows]
         means = np.stack([np.frombuffer(r[1], dtype=np.float64) for r in rows])
         try:
@@ -273,5 +295,6 @@ class SpeakerDatabase:
             return False
         mismatched = self.connection.execute(
             "SELECT COUNT(*) FROM speakers s WHERE s.count != "
-            "(SELECT COUNT(*) FROM utterances u WHERE u.speaker_id = s.id)").fetchone()[0]
+            "(SELECT COUNT(*) FROM utterances u WHERE u.speaker_id = s.id)"
+        ).fetchone()[0]
         return mismatched == 0

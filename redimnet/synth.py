@@ -41,27 +41,38 @@ SAMPLE_RATE = 16000
 
 # Average formant frequencies F1-F3 (Hz) of English vowels spoken by adult men
 # (after Peterson & Barney 1952); speakers scale and perturb them.
-VOWEL_FORMANTS = np.array([
-    (270, 2290, 3010), (390, 1990, 2550), (530, 1840, 2480), (660, 1720, 2410), (730, 1090, 2440),
-    (570, 840, 2410), (440, 1020, 2240), (300, 870, 2240), (640, 1190, 2390), (490, 1350, 1690),
-], dtype=np.float64)
+VOWEL_FORMANTS = np.array(
+    [
+        (270, 2290, 3010),
+        (390, 1990, 2550),
+        (530, 1840, 2480),
+        (660, 1720, 2410),
+        (730, 1090, 2440),
+        (570, 840, 2410),
+        (440, 1020, 2240),
+        (300, 870, 2240),
+        (640, 1190, 2390),
+        (490, 1350, 1690),
+    ],
+    dtype=np.float64,
+)
 
 
 @dataclass(frozen=True)
 class Voice:
     """The fixed properties of one synthetic speaker."""
 
-    f0: float                 # mean fundamental frequency, Hz
-    f0_range: float           # intonation depth, fraction of f0
-    formant_scale: float      # 1 / vocal-tract length, relative to an adult male
+    f0: float  # mean fundamental frequency, Hz
+    f0_range: float  # intonation depth, fraction of f0
+    formant_scale: float  # 1 / vocal-tract length, relative to an adult male
     vowel_habits: np.ndarray  # [vowels, 3] multiplicative formant offsets
     high_formants: Tuple[float, float]
     bandwidth_scale: float
-    tilt: float               # spectral slope exponent of the source (amplitude ~ f ** tilt)
-    segment_seconds: float    # mean vowel duration (speaking rate)
-    jitter: float             # cycle-to-cycle f0 variation, fraction
-    shimmer: float            # amplitude variation, fraction
-    breathiness: float        # aspiration noise level
+    tilt: float  # spectral slope exponent of the source (amplitude ~ f ** tilt)
+    segment_seconds: float  # mean vowel duration (speaking rate)
+    jitter: float  # cycle-to-cycle f0 variation, fraction
+    shimmer: float  # amplitude variation, fraction
+    breathiness: float  # aspiration noise level
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> "Voice":
@@ -69,12 +80,18 @@ class Voice:
         f0 = rng.uniform(165, 255) if female else rng.uniform(85, 150)
         scale = rng.uniform(1.08, 1.25) if female else rng.uniform(0.88, 1.04)
         return cls(
-            f0=float(f0), f0_range=float(rng.uniform(0.05, 0.3)), formant_scale=float(scale),
+            f0=float(f0),
+            f0_range=float(rng.uniform(0.05, 0.3)),
+            formant_scale=float(scale),
             vowel_habits=rng.normal(1.0, 0.07, size=VOWEL_FORMANTS.shape).clip(0.8, 1.2),
             high_formants=(float(rng.uniform(3300, 3900) * scale), float(rng.uniform(4200, 5000) * scale)),
-            bandwidth_scale=float(rng.uniform(0.7, 1.6)), tilt=float(rng.uniform(-1.6, -0.5)),
-            segment_seconds=float(rng.uniform(0.08, 0.22)), jitter=float(rng.uniform(0.003, 0.02)),
-            shimmer=float(rng.uniform(0.02, 0.1)), breathiness=float(rng.uniform(0.005, 0.08)))
+            bandwidth_scale=float(rng.uniform(0.7, 1.6)),
+            tilt=float(rng.uniform(-1.6, -0.5)),
+            segment_seconds=float(rng.uniform(0.08, 0.22)),
+            jitter=float(rng.uniform(0.003, 0.02)),
+            shimmer=float(rng.uniform(0.02, 0.1)),
+            breathiness=float(rng.uniform(0.005, 0.08)),
+        )
 
 
 def voice_for(seed: int, speaker: int) -> Voice:
@@ -89,7 +106,7 @@ def _envelope(freqs: np.ndarray, formants: np.ndarray, bandwidths: np.ndarray, t
     """
     f = freqs[..., None]
     ratio = f / formants
-    magnitude = 1.0 / np.sqrt((1.0 - ratio ** 2) ** 2 + (f * bandwidths / formants ** 2) ** 2)
+    magnitude = 1.0 / np.sqrt((1.0 - ratio**2) ** 2 + (f * bandwidths / formants**2) ** 2)
     return np.prod(magnitude, axis=-1) * np.maximum(freqs, 50.0) ** tilt
 
 
@@ -124,8 +141,9 @@ def synthesize(voice: Voice, seconds: float, rng: np.random.Generator, sample_ra
             gate_points += [(position - 0.015 * sample_rate, 1.0), (position, 0.0)]
             position += int(rng.uniform(0.05, 0.25) * sample_rate)
     target_rows = np.array(targets)
-    formant_track = np.stack([np.interp(t_frames, centres, target_rows[:, m]) for m in range(target_rows.shape[1])],
-                             axis=1)
+    formant_track = np.stack(
+        [np.interp(t_frames, centres, target_rows[:, m]) for m in range(target_rows.shape[1])], axis=1
+    )
     gate_t, gate_v = zip(*sorted(gate_points))
     gate = np.interp(np.arange(n), gate_t, gate_v)
     loudness = np.exp(0.25 * _smooth_noise(rng, n, int(0.3 * sample_rate)))
@@ -142,7 +160,7 @@ def synthesize(voice: Voice, seconds: float, rng: np.random.Generator, sample_ra
     harmonics = int(0.45 * sample_rate / f0.min())
     k = np.arange(1, harmonics + 1)
     f0_frames = np.interp(t_frames, np.arange(n), f0)
-    freq = f0_frames[:, None] * k[None, :]                       # [frames, K]
+    freq = f0_frames[:, None] * k[None, :]  # [frames, K]
     bandwidths = np.array([60.0, 90.0, 120.0, 180.0, 250.0]) * voice.bandwidth_scale
     amp = _envelope(freq, formant_track[:, None, :], bandwidths, voice.tilt)
     amp[freq >= 0.47 * sample_rate] = 0.0
@@ -153,7 +171,7 @@ def synthesize(voice: Voice, seconds: float, rng: np.random.Generator, sample_ra
         wave += a * np.sin(k[index] * phase)
     shimmer = 1.0 + voice.shimmer * _smooth_noise(rng, n, max(int(sample_rate / voice.f0), 1))
     voiced = wave * shimmer
-    voiced /= np.sqrt(np.mean(voiced ** 2)) + 1e-12
+    voiced /= np.sqrt(np.mean(voiced**2)) + 1e-12
 
     # breath noise shaped by the speaker's neutral tract
     spectrum = np.fft.rfft(rng.standard_normal(n))
@@ -161,13 +179,14 @@ def synthesize(voice: Voice, seconds: float, rng: np.random.Generator, sample_ra
     neutral = np.concatenate([VOWEL_FORMANTS.mean(0) * voice.formant_scale, voice.high_formants])
     spectrum *= _envelope(bins, neutral[None, :], bandwidths[None, :], voice.tilt + 1.0)
     breath = np.fft.irfft(spectrum, n)
-    breath /= np.sqrt(np.mean(breath ** 2)) + 1e-12
+    breath /= np.sqrt(np.mean(breath**2)) + 1e-12
     speech = (voiced + voice.breathiness * 4 * breath) * gate * loudness
     return speech.astype(np.float32)
 
 
-def record(speech: np.ndarray, rng: np.random.Generator, channel_tilt: float, snr_db: float,
-           sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def record(
+    speech: np.ndarray, rng: np.random.Generator, channel_tilt: float, snr_db: float, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
     """A session's channel: a gentle spectral tilt, background noise at ``snr_db``, peak normalisation."""
     spectrum = np.fft.rfft(speech)
     bins = np.fft.rfftfreq(speech.size, 1.0 / sample_rate)
@@ -175,8 +194,8 @@ def record(speech: np.ndarray, rng: np.random.Generator, channel_tilt: float, sn
     wave = np.fft.irfft(spectrum, speech.size)
     noise = np.cumsum(rng.standard_normal(speech.size)) * 0.02 + rng.standard_normal(speech.size)
     noise -= noise.mean()
-    power = np.mean(wave ** 2) + 1e-12
-    wave = wave + noise * np.sqrt(power / (np.mean(noise ** 2) * 10 ** (snr_db / 10)))
+    power = np.mean(wave**2) + 1e-12
+    wave = wave + noise * np.sqrt(power / (np.mean(noise**2) * 10 ** (snr_db / 10)))
     return (wave / (np.abs(wave).max() + 1e-9) * rng.uniform(0.3, 0.9)).astype(np.float32)
 
 
@@ -184,8 +203,15 @@ def speaker_id(index: int) -> str:
     return f"id{10000 + index:05d}"
 
 
-def generate_corpus(out_dir, speakers: Sequence[int], utterances: int = 8, seed: int = 0, seconds: float = 3.0,
-                    sessions: int = 2, sample_rate: int = SAMPLE_RATE) -> List[Tuple[str, str]]:
+def generate_corpus(
+    out_dir,
+    speakers: Sequence[int],
+    utterances: int = 8,
+    seed: int = 0,
+    seconds: float = 3.0,
+    sessions: int = 2,
+    sample_rate: int = SAMPLE_RATE,
+) -> List[Tuple[str, str]]:
     """Write ``speaker/session/NNNNN.wav`` files for the given speaker numbers.
 
     Returns ``(utterance id, speaker id)`` pairs, ids relative to ``out_dir``.
@@ -197,8 +223,9 @@ def generate_corpus(out_dir, speakers: Sequence[int], utterances: int = 8, seed:
     for speaker in speakers:
         voice = voice_for(seed, speaker)
         session_rng = np.random.default_rng([seed, speaker, 202])
-        channels = [(float(session_rng.uniform(-0.3, 0.3)), float(session_rng.uniform(15, 35)))
-                    for _ in range(sessions)]
+        channels = [
+            (float(session_rng.uniform(-0.3, 0.3)), float(session_rng.uniform(15, 35))) for _ in range(sessions)
+        ]
         for number in range(utterances):
             rng = np.random.default_rng([seed, speaker, 303, number])
             session = number % sessions
@@ -220,8 +247,9 @@ def write_trials(utterances: Sequence[Tuple[str, str]], path) -> Path:
     return path
 
 
-def write_noise_folder(folder, seed: int = 0, files: int = 4, seconds: float = 4.0,
-                       sample_rate: int = SAMPLE_RATE) -> Path:
+def write_noise_folder(
+    folder, seed: int = 0, files: int = 4, seconds: float = 4.0, sample_rate: int = SAMPLE_RATE
+) -> Path:
     """A small MUSAN-style folder: ``noise/`` (coloured noise), ``music/`` (chords), ``speech/`` (other talkers)."""
     import soundfile
 
@@ -259,8 +287,9 @@ def write_rir_folder(folder, seed: int = 0, files: int = 4, sample_rate: int = S
         delay = int(rng.integers(10, 80))
         rir[:delay] = 0.0
         rir[delay] = 1.0
-        soundfile.write(str(folder / f"rir-{index:04d}.wav"), (rir / np.abs(rir).max() * 0.9).astype(np.float32),
-                        sample_rate)
+        soundfile.write(
+            str(folder / f"rir-{index:04d}.wav"), (rir / np.abs(rir).max() * 0.9).astype(np.float32), sample_rate
+        )
     return folder
 
 
@@ -274,7 +303,7 @@ def room_response(rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> n
     delay = int(rng.integers(10, 80))
     rir[:delay] = 0.0
     rir[delay] = 1.0
-    return rir / np.sqrt(np.sum(rir ** 2))
+    return rir / np.sqrt(np.sum(rir**2))
 
 
 def _convolve(wave: np.ndarray, response: np.ndarray) -> np.ndarray:
@@ -293,8 +322,7 @@ class Turn:
     seconds: float
 
 
-def plan_conversation(speakers: int, seconds: float, seed: int = 0, overlap: float = 0.1,
-                      pool: int = 0) -> List[Turn]:
+def plan_conversation(speakers: int, seconds: float, seed: int = 0, overlap: float = 0.1, pool: int = 0) -> List[Turn]:
     """Who speaks when: turns of 0.8-10 s (median 3 s), pauses of 0.2-3 s, a fraction ``overlap`` of
     turns starting 0.3-1 s before the previous one ends.  Every speaker speaks within the first turns.
 
@@ -328,10 +356,20 @@ def clip_seconds(seed: int, speaker: int, clip: int) -> float:
     return float(np.clip(np.random.default_rng([seed, speaker, 606, clip]).lognormal(np.log(3.0), 0.5), 0.8, 10.0))
 
 
-def generate_conversation(path, speakers: int = 2, seconds: float = 60.0, seed: int = 0, overlap: float = 0.1,
-                          snr_db: float = 20.0, room: bool = True, pool: int = 0, first_voice: int = 100000,
-                          recording: Optional[str] = None, sample_rate: int = SAMPLE_RATE,
-                          block_seconds: float = 60.0) -> List[Tuple[float, float, str]]:
+def generate_conversation(
+    path,
+    speakers: int = 2,
+    seconds: float = 60.0,
+    seed: int = 0,
+    overlap: float = 0.1,
+    snr_db: float = 20.0,
+    room: bool = True,
+    pool: int = 0,
+    first_voice: int = 100000,
+    recording: Optional[str] = None,
+    sample_rate: int = SAMPLE_RATE,
+    block_seconds: float = 60.0,
+) -> List[Tuple[float, float, str]]:
     """Write a synthetic conversation to ``path`` (16-bit WAV) and its reference RTTM next to it.
 
     ``speakers`` voices (numbers ``first_voice + seed * 10 + i`` of the
@@ -393,19 +431,20 @@ def generate_conversation(path, speakers: int = 2, seconds: float = 60.0, seed: 
                 wet, first, last = clip_audio(turn)
                 at = int(turn.start * sample_rate)
                 if last > first:
-                    reference.append(((at + first) / sample_rate, (at + last) / sample_rate,
-                                      f"SPEAKER_{turn.speaker + 1:02d}"))
+                    reference.append(
+                        ((at + first) / sample_rate, (at + last) / sample_rate, f"SPEAKER_{turn.speaker + 1:02d}")
+                    )
                 pending.append((at, wet))
                 next_turn += 1
             mix = np.zeros(end - begin)
             for at, wet in pending:
                 lo, hi = max(begin, at), min(end, at + len(wet))
                 if hi > lo:
-                    mix[lo - begin:hi - begin] += wet[lo - at:hi - at]
+                    mix[lo - begin : hi - begin] += wet[lo - at : hi - at]
             pending = [(at, wet) for at, wet in pending if at + len(wet) > end]
             noise = noise_rng.standard_normal(end - begin)
             noise += 0.3 * np.convolve(noise_rng.standard_normal(end - begin), np.ones(8) / 8, mode="same")
-            mix += noise / np.sqrt(np.mean(noise ** 2)) * noise_rms
+            mix += noise / np.sqrt(np.mean(noise**2)) * noise_rms
             out.write(np.clip(mix, -1.0, 1.0).astype(np.float32))
     reference = sorted((round(s, 3), round(e, 3), k) for s, e, k in reference)
     write_rttm(path.with_suffix(".rttm"), [Segment(s, e, k) for s, e, k in reference], recording)
@@ -419,20 +458,38 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--utterances", type=int, default=8, help="utterances per speaker")
     parser.add_argument("--seconds", type=float, default=3.0, help="mean utterance length")
     parser.add_argument("--sessions", type=int, default=2, help="recording sessions (channels) per speaker")
-    parser.add_argument("--held-out", type=int, default=0, metavar="H",
-                        help="put the last H speakers in OUT_DIR/test with OUT_DIR/test_trials.txt")
+    parser.add_argument(
+        "--held-out",
+        type=int,
+        default=0,
+        metavar="H",
+        help="put the last H speakers in OUT_DIR/test with OUT_DIR/test_trials.txt",
+    )
     parser.add_argument("--noise-dir", help="also write a small MUSAN-style noise folder here")
     parser.add_argument("--rir-dir", help="also write synthetic room impulse responses here")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--conversations", type=int, default=0, metavar="N",
-                        help="write N synthetic conversations (WAV + reference RTTM) per speaker count instead")
-    parser.add_argument("--conversation-speakers", default="2", metavar="K[,K...]",
-                        help="speakers per conversation, e.g. 2,4,6 (default 2)")
+    parser.add_argument(
+        "--conversations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write N synthetic conversations (WAV + reference RTTM) per speaker count instead",
+    )
+    parser.add_argument(
+        "--conversation-speakers",
+        default="2",
+        metavar="K[,K...]",
+        help="speakers per conversation, e.g. 2,4,6 (default 2)",
+    )
     parser.add_argument("--conversation-seconds", type=float, default=60.0, help="length of a conversation")
     parser.add_argument("--overlap", type=float, default=0.1, help="fraction of turns overlapping the previous one")
     parser.add_argument("--snr", type=float, default=20.0, help="speech-to-noise ratio of conversations, dB")
-    parser.add_argument("--pool", type=int, default=0,
-                        help="clips per speaker reused across a conversation (fast for hours; 0: all different)")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=0,
+        help="clips per speaker reused across a conversation (fast for hours; 0: all different)",
+    )
     args = parser.parse_args(argv)
     if args.conversations:
         return _conversations(args, parser)
@@ -447,8 +504,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         train = generate_corpus(out / "train", range(first_test), **common)
         test = generate_corpus(out / "test", range(first_test, args.speakers), **common)
         trials = write_trials(test, out / "test_trials.txt")
-        print(f"{len(train)} training utterances in {out / 'train'}, {len(test)} held-out utterances in "
-              f"{out / 'test'}, trials {trials}")
+        print(
+            f"{len(train)} training utterances in {out / 'train'}, {len(test)} held-out utterances in "
+            f"{out / 'test'}, trials {trials}"
+        )
     else:
         written = generate_corpus(out, range(args.speakers), **common)
         print(f"{len(written)} utterances of {args.speakers} speakers in {out}")
@@ -470,8 +529,15 @@ def _conversations(args, parser) -> int:
     for k in counts:
         for number in range(args.conversations):
             path = out / f"conv-{number:03d}-{k}spk.wav"
-            reference = generate_conversation(path, k, args.conversation_seconds, seed=args.seed * 1000 + number,
-                                              overlap=args.overlap, snr_db=args.snr, pool=args.pool)
+            reference = generate_conversation(
+                path,
+                k,
+                args.conversation_seconds,
+                seed=args.seed * 1000 + number,
+                overlap=args.overlap,
+                snr_db=args.snr,
+                pool=args.pool,
+            )
             print(f"{path}: {k} speakers, {len(reference)} turns, reference {path.with_suffix('.rttm')}")
     return 0
 

@@ -16,8 +16,10 @@ from typing import Optional
 
 from .errors import InvalidArgumentError
 
-THREADS_HELP = ("CPU threads for the model (default: the cores left free by decoding workers and other "
-                "programs, at least 1; OMP_NUM_THREADS is respected)")
+THREADS_HELP = (
+    "CPU threads for the model (default: the cores left free by decoding workers and other "
+    "programs, at least 1; OMP_NUM_THREADS is respected)"
+)
 
 
 def add_threads_argument(parser) -> None:

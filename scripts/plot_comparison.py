@@ -45,6 +45,7 @@ def bubble(params_m: float) -> float:
 
 def plot(rows: list, out: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -52,24 +53,55 @@ def plot(rows: list, out: Path) -> None:
     ax.set_facecolor("#eef0f6")
     ax.grid(True, which="both", color="white", linewidth=1.0)
     ax.set_axisbelow(True)
-    for as_norm, style, label in (("no", ":", "ReDimNet, large-margin fine-tuned"),
-                                  ("yes", "--", "ReDimNet, + AS-Norm")):
-        series = sorted((r for r in rows if r["family"] == "ReDimNet" and r["as_norm"] == as_norm),
-                        key=lambda r: r["gmacs"])
-        ax.plot([r["gmacs"] for r in series], [r["eer_vox1_o"] for r in series], style, color="#8b1538",
-                linewidth=1.4, label=label, zorder=2)
+    for as_norm, style, label in (
+        ("no", ":", "ReDimNet, large-margin fine-tuned"),
+        ("yes", "--", "ReDimNet, + AS-Norm"),
+    ):
+        series = sorted(
+            (r for r in rows if r["family"] == "ReDimNet" and r["as_norm"] == as_norm), key=lambda r: r["gmacs"]
+        )
+        ax.plot(
+            [r["gmacs"] for r in series],
+            [r["eer_vox1_o"] for r in series],
+            style,
+            color="#8b1538",
+            linewidth=1.4,
+            label=label,
+            zorder=2,
+        )
     series = sorted((r for r in rows if r["family"] == "ReDimNet2"), key=lambda r: r["gmacs"])
     if series:
-        ax.plot([r["gmacs"] for r in series], [r["eer_vox1_o"] for r in series], "-", color="#5b2a86",
-                linewidth=1.4, label="ReDimNet2, large-margin fine-tuned", zorder=2)
+        ax.plot(
+            [r["gmacs"] for r in series],
+            [r["eer_vox1_o"] for r in series],
+            "-",
+            color="#5b2a86",
+            linewidth=1.4,
+            label="ReDimNet2, large-margin fine-tuned",
+            zorder=2,
+        )
     for row in rows:
         estimated = row["gmacs_estimated"] == "yes"
-        ax.scatter(row["gmacs"], row["eer_vox1_o"], s=bubble(row["params_m"]), color=COLOURS[row["family"]],
-                   edgecolors="#444444", linewidths=0.8, alpha=0.9, zorder=3,
-                   hatch="///" if estimated else None)
+        ax.scatter(
+            row["gmacs"],
+            row["eer_vox1_o"],
+            s=bubble(row["params_m"]),
+            color=COLOURS[row["family"]],
+            edgecolors="#444444",
+            linewidths=0.8,
+            alpha=0.9,
+            zorder=3,
+            hatch="///" if estimated else None,
+        )
         name = row["model"] + ("*" if estimated else "") + (" (AS)" if row["as_norm"] == "yes" else "")
-        ax.annotate(name, (row["gmacs"], row["eer_vox1_o"]), textcoords="offset points", xytext=(7, 4),
-                    fontsize=7.5, color="#2a3f5f")
+        ax.annotate(
+            name,
+            (row["gmacs"], row["eer_vox1_o"]),
+            textcoords="offset points",
+            xytext=(7, 4),
+            fontsize=7.5,
+            color="#2a3f5f",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks_x = [0.3, 0.5, 1, 2, 5, 10, 20, 50, 100, 200]
@@ -80,20 +112,29 @@ def plot(rows: list, out: Path) -> None:
     ax.set_xlim(0.2, 400)
     ax.set_xlabel("complexity, GMACs (log scale)", fontsize=12)
     ax.set_ylabel("Vox1-O EER, % (log scale)", fontsize=12)
-    ax.set_title("Speaker verification on VoxCeleb1-O: error vs compute (published numbers, VoxCeleb2 training)",
-                 fontsize=12)
+    ax.set_title(
+        "Speaker verification on VoxCeleb1-O: error vs compute (published numbers, VoxCeleb2 training)", fontsize=12
+    )
     from matplotlib.lines import Line2D
+
     handles, labels = ax.get_legend_handles_labels()
     for family, colour in COLOURS.items():
-        handles.append(Line2D([], [], marker="o", linestyle="", markersize=9, markerfacecolor=colour,
-                              markeredgecolor="#444444"))
+        handles.append(
+            Line2D([], [], marker="o", linestyle="", markersize=9, markerfacecolor=colour, markeredgecolor="#444444")
+        )
         labels.append(family)
     for size in (2, 7, 27):
         handles.append(plt.scatter([], [], s=bubble(size), color="#aaaaaa", edgecolors="#444444"))
         labels.append(f"{size}M parameters")
     ax.legend(handles, labels, loc="upper right", fontsize=8, labelspacing=1.3, borderpad=1.0, framealpha=0.9)
-    fig.text(0.01, 0.01, "(AS) = with AS-Norm; * = GMACs estimated by the ReDimNet authors. "
-             "Source: docs/data/models.csv (ReDimNet paper, arXiv 2407.18223; ReDimNet2 README).", fontsize=7.5, color="#555555")
+    fig.text(
+        0.01,
+        0.01,
+        "(AS) = with AS-Norm; * = GMACs estimated by the ReDimNet authors. "
+        "Source: docs/data/models.csv (ReDimNet paper, arXiv 2407.18223; ReDimNet2 README).",
+        fontsize=7.5,
+        color="#555555",
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(out)
     plt.close(fig)

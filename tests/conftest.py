@@ -33,15 +33,19 @@ def fixtures_required() -> bool:
     return os.environ.get("CI", "").strip().lower() in _TRUE
 
 
-MISSING_REASON = (f"reference fixtures not found in {FIXTURES} (set {FIXTURES_VARIABLE} to the fixtures "
-                  "folder to run these tests)")
+MISSING_REASON = (
+    f"reference fixtures not found in {FIXTURES} (set {FIXTURES_VARIABLE} to the fixtures folder to run these tests)"
+)
 
 
 def _missing(what: Path):
     """Skip the calling test, or fail it where fixtures are required."""
     if fixtures_required():
-        pytest.fail(f"reference fixture missing: {what}; {MISSING_REASON} "
-                    f"(fixtures are required because CI or {REQUIRE_VARIABLE} is set)", pytrace=False)
+        pytest.fail(
+            f"reference fixture missing: {what}; {MISSING_REASON} "
+            f"(fixtures are required because CI or {REQUIRE_VARIABLE} is set)",
+            pytrace=False,
+        )
     pytest.skip(MISSING_REASON)
 
 
@@ -76,8 +80,10 @@ def require_fixtures(folder: str = "official"):
     if names:
         return names
     if fixtures_required():
-        raise RuntimeError(f"reference fixtures missing: expected checkpoints in {FIXTURES / folder}; "
-                           f"{MISSING_REASON} (required because CI or {REQUIRE_VARIABLE} is set)")
+        raise RuntimeError(
+            f"reference fixtures missing: expected checkpoints in {FIXTURES / folder}; "
+            f"{MISSING_REASON} (required because CI or {REQUIRE_VARIABLE} is set)"
+        )
     return [pytest.param("missing", marks=pytest.mark.skip(reason=MISSING_REASON))]
 
 

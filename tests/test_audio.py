@@ -84,9 +84,10 @@ def test_opposite_channels_cancel(tmp_path):
 
 
 def test_integer_pcm_is_scaled_to_float():
-    np.testing.assert_allclose(prepare_waveform(np.array([16384, -32768, 0] * 200, dtype=np.int16))[:3],
-                               [0.5, -1.0, 0.0])
-    np.testing.assert_allclose(prepare_waveform(np.array([2 ** 30] * 300, dtype=np.int32))[:1], [0.5])
+    np.testing.assert_allclose(
+        prepare_waveform(np.array([16384, -32768, 0] * 200, dtype=np.int16))[:3], [0.5, -1.0, 0.0]
+    )
+    np.testing.assert_allclose(prepare_waveform(np.array([2**30] * 300, dtype=np.int32))[:1], [0.5])
     np.testing.assert_allclose(prepare_waveform(np.array([192, 128, 64] * 100, dtype=np.uint8))[:3], [0.5, 0, -0.5])
 
 
@@ -99,14 +100,17 @@ def test_in_memory_waveforms_accept_tensors_and_channels_first():
     np.testing.assert_allclose(wave, resample(stereo.mean(axis=0), 8000), atol=1e-6)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (np.zeros(0, np.float32), "no samples"),
-    (np.array([0.1, np.nan, 0.2] * 100, np.float32), "NaN or infinite"),
-    (np.array([0.1, np.inf] * 100, np.float32), "NaN or infinite"),
-    (np.zeros((2, 2, 100), np.float32), "shape"),
-    (np.array(["a", "b"]), "numbers"),
-    (np.zeros(100, np.complex64), "real"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros(0, np.float32), "no samples"),
+        (np.array([0.1, np.nan, 0.2] * 100, np.float32), "NaN or infinite"),
+        (np.array([0.1, np.inf] * 100, np.float32), "NaN or infinite"),
+        (np.zeros((2, 2, 100), np.float32), "shape"),
+        (np.array(["a", "b"]), "numbers"),
+        (np.zeros(100, np.complex64), "real"),
+    ],
+)
 def test_bad_waveforms_raise_audio_error(bad, match):
     with pytest.raises(AudioError, match=match):
         prepare_waveform(bad, 16000)
@@ -173,7 +177,7 @@ def test_truncated_data_still_reads_what_is_there(tmp_path):
     path = tmp_path / "long.wav"
     sf.write(path, tone(200.0, 1.0, 16000), 16000, subtype="PCM_16")
     data = path.read_bytes()
-    (tmp_path / "half.wav").write_bytes(data[:len(data) // 2])
+    (tmp_path / "half.wav").write_bytes(data[: len(data) // 2])
     wave = read_audio(tmp_path / "half.wav")  # libsndfile reads the frames present
     assert 0 < len(wave) < 16000 and np.all(np.isfinite(wave))
 
@@ -183,8 +187,11 @@ def test_directory_scan_ids_are_relative_paths_with_extension(tmp_path):
         target = tmp_path / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"x")
-    assert [p.relative_to(tmp_path).as_posix() for p in list_audio_files(tmp_path)] == \
-        ["spk1/a/1.wav", "spk1/b/2.flac", "spk2/3.ogg"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_audio_files(tmp_path)] == [
+        "spk1/a/1.wav",
+        "spk1/b/2.flac",
+        "spk2/3.ogg",
+    ]
     pairs = list(iter_inputs([tmp_path, tmp_path / "spk2" / "3.ogg"]))
     assert [uid for uid, _ in pairs] == ["spk1/a/1.wav", "spk1/b/2.flac", "spk2/3.ogg", "3.ogg"]
     (tmp_path / "void").mkdir()
@@ -195,8 +202,10 @@ def test_directory_scan_ids_are_relative_paths_with_extension(tmp_path):
 def test_wav_scp(tmp_path):
     scp = tmp_path / "wav.scp"
     scp.write_text("utt1 /data/a.wav\n\n# comment\nutt2 relative/b b.flac\n")
-    assert read_scp(scp) == [("utt1", tmp_path.__class__("/data/a.wav")),
-                             ("utt2", tmp_path.__class__("relative/b b.flac"))]
+    assert read_scp(scp) == [
+        ("utt1", tmp_path.__class__("/data/a.wav")),
+        ("utt2", tmp_path.__class__("relative/b b.flac")),
+    ]
     scp.write_text("utt1 sox a.wav -t wav - |\n")
     with pytest.raises(AudioError, match="wav.scp:1: command pipes"):
         read_scp(scp)

@@ -15,8 +15,7 @@ def two_covariance_data(rng, dim=6, speakers=400, per_speaker=8):
     within = c @ c.T / dim * 0.3 + 0.1 * np.eye(dim)
     mean = rng.normal(size=dim)
     y = rng.multivariate_normal(mean, between, size=speakers)
-    x = np.repeat(y, per_speaker, axis=0) + rng.multivariate_normal(np.zeros(dim), within,
-                                                                     size=speakers * per_speaker)
+    x = np.repeat(y, per_speaker, axis=0) + rng.multivariate_normal(np.zeros(dim), within, size=speakers * per_speaker)
     labels = np.repeat(np.arange(speakers), per_speaker)
     return x, labels, mean, between, within
 
@@ -26,9 +25,11 @@ def closed_form_llr(mean, between, within, enroll, test):
     n = enroll.shape[0]
     joint = np.kron(np.ones((n + 1, n + 1)), between) + np.kron(np.eye(n + 1), within)
     enrol_only = np.kron(np.ones((n, n)), between) + np.kron(np.eye(n), within)
-    return (multivariate_normal(np.tile(mean, n + 1), joint).logpdf(np.r_[enroll.ravel(), test])
-            - multivariate_normal(np.tile(mean, n), enrol_only).logpdf(enroll.ravel())
-            - multivariate_normal(mean, between + within).logpdf(test))
+    return (
+        multivariate_normal(np.tile(mean, n + 1), joint).logpdf(np.r_[enroll.ravel(), test])
+        - multivariate_normal(np.tile(mean, n), enrol_only).logpdf(enroll.ravel())
+        - multivariate_normal(mean, between + within).logpdf(test)
+    )
 
 
 def test_plda_em_recovers_the_generating_covariances():
@@ -45,7 +46,7 @@ def test_plda_llr_matches_the_closed_form(n_enroll):
     rng = np.random.default_rng(1)
     x, labels, *_ = two_covariance_data(rng, speakers=100)
     model = PLDA.fit(x, labels)
-    for test_row in (n_enroll + 1, 500):   # same speaker, then another speaker
+    for test_row in (n_enroll + 1, 500):  # same speaker, then another speaker
         expected = closed_form_llr(model.mean, model.between, model.within, x[:n_enroll], x[test_row])
         assert model.llr(x[:n_enroll], x[test_row]) == pytest.approx(expected, rel=1e-8, abs=1e-8)
 
@@ -54,7 +55,7 @@ def test_plda_beats_cosine_where_the_within_class_noise_is_anisotropic():
     rng = np.random.default_rng(2)
     dim = 20
     speakers = rng.normal(size=(300, dim))
-    noise_scale = np.r_[np.full(4, 4.0), np.full(dim - 4, 0.3)]        # loud nuisance directions
+    noise_scale = np.r_[np.full(4, 4.0), np.full(dim - 4, 0.3)]  # loud nuisance directions
     x = np.repeat(speakers, 6, axis=0) + rng.normal(size=(1800, dim)) * noise_scale
     labels = np.repeat(np.arange(300), 6)
     train = labels < 200

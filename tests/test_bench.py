@@ -10,9 +10,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_bench(tmp_path, *extra):
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--presets", "b0", "--shapes", "2x1",
-                           "--repeats", "1", "--no-memory", "--no-train", "--no-onnx", "--threads", "1",
-                           "--json", str(out), *extra], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench.py"),
+            "--presets",
+            "b0",
+            "--shapes",
+            "2x1",
+            "--repeats",
+            "1",
+            "--no-memory",
+            "--no-train",
+            "--no-onnx",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return done, out
 
 

@@ -25,8 +25,8 @@ def gaussian_scores(rng, n, mu_t=2.0, mu_n=-1.0, sigma=1.0):
     """Scores of two equal-variance Gaussian classes: the true LLR is affine with known coefficients."""
     scores = np.r_[rng.normal(mu_t, sigma, n), rng.normal(mu_n, sigma, n)]
     labels = np.r_[np.ones(n, bool), np.zeros(n, bool)]
-    scale = (mu_t - mu_n) / sigma ** 2
-    offset = -(mu_t ** 2 - mu_n ** 2) / (2 * sigma ** 2)
+    scale = (mu_t - mu_n) / sigma**2
+    offset = -(mu_t**2 - mu_n**2) / (2 * sigma**2)
     return scores, labels, scale, offset
 
 
@@ -66,10 +66,10 @@ def test_calibration_transfers_to_held_out_trials():
     # raw scores on an arbitrary scale (a cosine-like range): badly calibrated as they are
     scores, labels, _, _ = gaussian_scores(rng, 8000, mu_t=0.6, mu_n=0.1, sigma=0.15)
     order = rng.permutation(scores.size)
-    first, second = order[: scores.size // 2], order[scores.size // 2:]
+    first, second = order[: scores.size // 2], order[scores.size // 2 :]
     calibration = fit_calibration(scores[first], labels[first])
     llrs = calibration.llr(scores[second])
-    assert cllr(scores[second], labels[second]) > 0.5                      # raw cosines are not LLRs
+    assert cllr(scores[second], labels[second]) > 0.5  # raw cosines are not LLRs
     assert cllr(llrs, labels[second]) <= min_cllr(scores[second], labels[second]) + 0.02
     for p in (0.01, 0.05):
         assert actual_dcf(llrs, labels[second], p) <= min_dcf(scores[second], labels[second], p) + 0.05
@@ -147,13 +147,16 @@ def test_save_load_round_trip_and_recipe_check(tmp_path):
         loaded.check_recipe({"scoring": "asnorm", "model": "abc123", "dim": 192})
 
 
-@pytest.mark.parametrize("content, match", [
-    ("{not json", r"cal.json:1"),
-    ('{"format": "something-else"}', "not a redimnet calibration"),
-    ('{"format": "redimnet-calibration", "version": 1}', "damaged"),
-    ('{"format": "redimnet-calibration", "version": 1, "scale": "x", "offset": 0}', "damaged"),
-    ('{"format": "redimnet-calibration", "version": 99, "scale": 1, "offset": 0}', "version"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("{not json", r"cal.json:1"),
+        ('{"format": "something-else"}', "not a redimnet calibration"),
+        ('{"format": "redimnet-calibration", "version": 1}', "damaged"),
+        ('{"format": "redimnet-calibration", "version": 1, "scale": "x", "offset": 0}', "damaged"),
+        ('{"format": "redimnet-calibration", "version": 99, "scale": 1, "offset": 0}', "version"),
+    ],
+)
 def test_damaged_calibration_files(tmp_path, content, match):
     path = tmp_path / "cal.json"
     path.write_text(content)

@@ -20,8 +20,11 @@ def make_set(rng, speakers, per_speaker, prefix, nuisance):
     """Embeddings with speaker structure plus loud within-speaker noise in a few directions."""
     centres = rng.normal(size=(speakers, DIM))
     noise_scale = np.r_[np.full(4, 3.0), np.full(DIM - 4, 0.5)]
-    x = (np.repeat(centres, per_speaker, axis=0) + rng.normal(size=(speakers * per_speaker, DIM)) * noise_scale
-         + nuisance)
+    x = (
+        np.repeat(centres, per_speaker, axis=0)
+        + rng.normal(size=(speakers * per_speaker, DIM)) * noise_scale
+        + nuisance
+    )
     ids = [f"{prefix}{s:03d}/utt{u}.wav" for s in range(speakers) for u in range(per_speaker)]
     return ids, x.astype(np.float32)
 
@@ -65,47 +68,92 @@ def eval_json(capsys, *argv):
 
 def test_backend_train_and_eval(data, capsys):
     root, files = data
-    assert run_cli("backend", "train", "--embeddings", files["train"], "--kind", "plda", "--dim", "16",
-                   "-o", root / "plda.npz") == 0
+    assert (
+        run_cli(
+            "backend", "train", "--embeddings", files["train"], "--kind", "plda", "--dim", "16", "-o", root / "plda.npz"
+        )
+        == 0
+    )
     assert "150 speakers" in capsys.readouterr().out
     cosine = eval_json(capsys, "--trials", files["test_trials"], "--embeddings", files["test"])
-    plda = eval_json(capsys, "--trials", files["test_trials"], "--embeddings", files["test"],
-                     "--backend", root / "plda.npz")
+    plda = eval_json(
+        capsys, "--trials", files["test_trials"], "--embeddings", files["test"], "--backend", root / "plda.npz"
+    )
     assert plda["eer"] < 0.8 * cosine["eer"]
-    assert "cllr" in plda and "cllr" not in cosine     # PLDA scores are LLRs by construction
+    assert "cllr" in plda and "cllr" not in cosine  # PLDA scores are LLRs by construction
     assert plda["min_cllr"] <= plda["cllr"]
 
 
 def test_calibrate_then_eval_is_calibrated(data, capsys):
     root, files = data
-    assert run_cli("calibrate", "--trials", files["dev_trials"], "--embeddings", files["dev"],
-                   "-o", root / "cal.json") == 0
+    assert (
+        run_cli("calibrate", "--trials", files["dev_trials"], "--embeddings", files["dev"], "-o", root / "cal.json")
+        == 0
+    )
     out = capsys.readouterr().out
     assert "llr =" in out and "Cllr" in out
     assert Calibration.load(root / "cal.json").recipe["scoring"] == "cosine"
-    result = eval_json(capsys, "--trials", files["test_trials"], "--embeddings", files["test"],
-                       "--calibration", root / "cal.json", "--far", "0.05", "--frr", "0.1")
+    result = eval_json(
+        capsys,
+        "--trials",
+        files["test_trials"],
+        "--embeddings",
+        files["test"],
+        "--calibration",
+        root / "cal.json",
+        "--far",
+        "0.05",
+        "--frr",
+        "0.1",
+    )
     assert result["cllr"] < result["min_cllr"] + 0.1
     assert result["act_dcf"]["0.05"] < result["min_dcf"]["0.05"]["value"] + 0.15
     far = result["far_thresholds"][0]
     assert far["target"] == 0.05 and far["far"] <= 0.05
     assert result["frr_thresholds"][0]["frr"] <= 0.1
     # the table form prints the calibration columns and the operating points
-    assert run_cli("eval", "--trials", files["test_trials"], "--embeddings", files["test"],
-                   "--calibration", root / "cal.json", "--far", "0.05") == 0
+    assert (
+        run_cli(
+            "eval",
+            "--trials",
+            files["test_trials"],
+            "--embeddings",
+            files["test"],
+            "--calibration",
+            root / "cal.json",
+            "--far",
+            "0.05",
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "actDCF(0.01)" in table and "Cllr" in table and "false-accept rate" in table
 
 
 def test_calibration_refuses_another_recipe(data, capsys):
     root, files = data
-    assert run_cli("calibrate", "--trials", files["dev_trials"], "--embeddings", files["dev"],
-                   "-o", root / "cal_cos.json") == 0
-    assert run_cli("backend", "train", "--embeddings", files["train"], "--kind", "lda", "--dim", "10",
-                   "-o", root / "lda.npz") == 0
+    assert (
+        run_cli("calibrate", "--trials", files["dev_trials"], "--embeddings", files["dev"], "-o", root / "cal_cos.json")
+        == 0
+    )
+    assert (
+        run_cli(
+            "backend", "train", "--embeddings", files["train"], "--kind", "lda", "--dim", "10", "-o", root / "lda.npz"
+        )
+        == 0
+    )
     capsys.readouterr()
-    code = run_cli("eval", "--trials", files["test_trials"], "--embeddings", files["test"],
-                   "--backend", root / "lda.npz", "--calibration", root / "cal_cos.json")
+    code = run_cli(
+        "eval",
+        "--trials",
+        files["test_trials"],
+        "--embeddings",
+        files["test"],
+        "--backend",
+        root / "lda.npz",
+        "--calibration",
+        root / "cal_cos.json",
+    )
     assert code == 2
     assert "fitted on other scores" in capsys.readouterr().err
 
@@ -113,19 +161,58 @@ def test_calibration_refuses_another_recipe(data, capsys):
 def test_backend_adapt_and_bad_options(data, capsys, tmp_path):
     root, files = data
     assert run_cli("backend", "train", "--embeddings", files["train"], "-o", tmp_path / "p.npz") == 0
-    assert run_cli("backend", "adapt", "--backend", tmp_path / "p.npz", "--embeddings", files["dev"],
-                   "-o", tmp_path / "adapted.npz") == 0
+    assert (
+        run_cli(
+            "backend",
+            "adapt",
+            "--backend",
+            tmp_path / "p.npz",
+            "--embeddings",
+            files["dev"],
+            "-o",
+            tmp_path / "adapted.npz",
+        )
+        == 0
+    )
     assert (tmp_path / "adapted.npz").is_file()
     assert run_cli("backend", "train", "--embeddings", files["train"], "--kind", "mean", "-o", tmp_path / "m.npz") == 0
     capsys.readouterr()
-    assert run_cli("backend", "adapt", "--backend", tmp_path / "m.npz", "--embeddings", files["dev"],
-                   "-o", tmp_path / "x.npz") == 2
+    assert (
+        run_cli(
+            "backend", "adapt", "--backend", tmp_path / "m.npz", "--embeddings", files["dev"], "-o", tmp_path / "x.npz"
+        )
+        == 2
+    )
     assert "only a PLDA back-end" in capsys.readouterr().err
-    assert run_cli("eval", "--trials", files["test_trials"], "--embeddings", files["test"], "--backend",
-                   tmp_path / "p.npz", "--cohort", files["train"]) == 2
+    assert (
+        run_cli(
+            "eval",
+            "--trials",
+            files["test_trials"],
+            "--embeddings",
+            files["test"],
+            "--backend",
+            tmp_path / "p.npz",
+            "--cohort",
+            files["train"],
+        )
+        == 2
+    )
     assert "own mean" in capsys.readouterr().err
-    assert run_cli("calibrate", "--trials", files["dev_trials"], "--embeddings", files["dev"], "--prior", "1.5",
-                   "-o", tmp_path / "c.json") == 2
+    assert (
+        run_cli(
+            "calibrate",
+            "--trials",
+            files["dev_trials"],
+            "--embeddings",
+            files["dev"],
+            "--prior",
+            "1.5",
+            "-o",
+            tmp_path / "c.json",
+        )
+        == 2
+    )
     assert "--prior" in capsys.readouterr().err
 
 
@@ -141,22 +228,57 @@ def test_verify_and_identify_with_calibration(tmp_path, b0_model_and_checkpoint,
     scores = np.r_[rng.normal(0.8, 0.1, 500), rng.normal(0.2, 0.1, 500)]
     labels = np.r_[np.ones(500), np.zeros(500)]
     from redimnet.evaluation.calibration import fit_calibration
-    calibration = fit_calibration(scores, labels, recipe={"scoring": "cosine", "top_k": None,
-                                                          "subtract_mean": None, "cohort": None, "backend": None,
-                                                          "model": None})
+
+    calibration = fit_calibration(
+        scores,
+        labels,
+        recipe={
+            "scoring": "cosine",
+            "top_k": None,
+            "subtract_mean": None,
+            "cohort": None,
+            "backend": None,
+            "model": None,
+        },
+    )
     calibration.save(tmp_path / "cal.json")
     assert run_cli("verify", paths[0], paths[1], "--checkpoint", checkpoint, "--json") == 0
     score = json.loads(capsys.readouterr().out)["score"]
-    assert run_cli("verify", paths[0], paths[1], "--checkpoint", checkpoint, "--calibration",
-                   tmp_path / "cal.json", "--prior", "0.01", "--json") == 0
+    assert (
+        run_cli(
+            "verify",
+            paths[0],
+            paths[1],
+            "--checkpoint",
+            checkpoint,
+            "--calibration",
+            tmp_path / "cal.json",
+            "--prior",
+            "0.01",
+            "--json",
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     expected_llr = float(calibration.llr([score])[0])
     assert result["llr"] == pytest.approx(expected_llr, abs=1e-6)
     assert result["llr_threshold"] == pytest.approx(np.log(99))
     assert result["decision"] == ("accept" if expected_llr >= np.log(99) else "reject")
     assert result["posterior"] == pytest.approx(1 / (1 + np.exp(-(expected_llr + np.log(0.01 / 0.99)))))
-    assert run_cli("verify", paths[0], paths[1], "--checkpoint", checkpoint, "--calibration",
-                   tmp_path / "cal.json", "--far", "0.01") == 0
+    assert (
+        run_cli(
+            "verify",
+            paths[0],
+            paths[1],
+            "--checkpoint",
+            checkpoint,
+            "--calibration",
+            tmp_path / "cal.json",
+            "--far",
+            "0.01",
+        )
+        == 0
+    )
     assert "false-accept rate 1 %" in capsys.readouterr().out
     assert run_cli("verify", paths[0], paths[1], "--checkpoint", checkpoint, "--far", "0.01") == 2
     assert "--far needs --calibration" in capsys.readouterr().err
@@ -164,11 +286,24 @@ def test_verify_and_identify_with_calibration(tmp_path, b0_model_and_checkpoint,
     assert run_cli("enroll", "alice", paths[0], "--checkpoint", checkpoint, "--db", db) == 0
     assert run_cli("enroll", "bob", paths[2], "--checkpoint", checkpoint, "--db", db) == 0
     capsys.readouterr()
-    assert run_cli("identify", paths[1], "--checkpoint", checkpoint, "--db", db, "--calibration",
-                   tmp_path / "cal.json", "--json") == 0
+    assert (
+        run_cli(
+            "identify",
+            paths[1],
+            "--checkpoint",
+            checkpoint,
+            "--db",
+            db,
+            "--calibration",
+            tmp_path / "cal.json",
+            "--json",
+        )
+        == 0
+    )
     rows = json.loads(capsys.readouterr().out)
-    assert [r["speaker"] for r in rows] == sorted([r["speaker"] for r in rows], key=lambda n: -dict(
-        (r["speaker"], r["score"]) for r in rows)[n])
+    assert [r["speaker"] for r in rows] == sorted(
+        [r["speaker"] for r in rows], key=lambda n: -dict((r["speaker"], r["score"]) for r in rows)[n]
+    )
     for row in rows:
         assert row["llr"] == pytest.approx(float(calibration.llr([row["score"]])[0]), abs=1e-6)
 
@@ -181,9 +316,13 @@ def test_calibration_remembers_the_model(tmp_path, capsys):
     save_embeddings(tmp_path / "b.npz", ids, x, model="model-b")
     assert run_cli("calibrate", "--trials", trials, "--embeddings", tmp_path / "a.npz", "-o", tmp_path / "c.json") == 0
     assert Calibration.load(tmp_path / "c.json").recipe["model"] == "model-a"
-    assert run_cli("eval", "--trials", trials, "--embeddings", tmp_path / "a.npz", "--calibration",
-                   tmp_path / "c.json") == 0
+    assert (
+        run_cli("eval", "--trials", trials, "--embeddings", tmp_path / "a.npz", "--calibration", tmp_path / "c.json")
+        == 0
+    )
     capsys.readouterr()
-    assert run_cli("eval", "--trials", trials, "--embeddings", tmp_path / "b.npz", "--calibration",
-                   tmp_path / "c.json") == 2
+    assert (
+        run_cli("eval", "--trials", trials, "--embeddings", tmp_path / "b.npz", "--calibration", tmp_path / "c.json")
+        == 2
+    )
     assert "model: fitted on 'model-a', now 'model-b'" in capsys.readouterr().err

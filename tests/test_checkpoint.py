@@ -12,8 +12,14 @@ from conftest import official_file
 import redimnet
 from redimnet import CheckpointError
 
-SMALL = dict(F=24, C=4, hop_length=160, embed_dim=32, group_divisor=2,
-             stages_setup=[(1, 1, 1, [(3, 3)], 4), (2, 1, 2, [(3, 3)], 4)])
+SMALL = dict(
+    F=24,
+    C=4,
+    hop_length=160,
+    embed_dim=32,
+    group_divisor=2,
+    stages_setup=[(1, 1, 1, [(3, 3)], 4), (2, 1, 2, [(3, 3)], 4)],
+)
 
 
 def original_content():
@@ -52,7 +58,7 @@ def test_not_a_checkpoint(tmp_path):
 def test_truncated_file(tmp_path, keep):
     data = official_file("b0.pt").read_bytes()
     path = tmp_path / "cut.pt"
-    path.write_bytes(data[:int(len(data) * keep)])
+    path.write_bytes(data[: int(len(data) * keep)])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         redimnet.load_checkpoint(path)
 
@@ -64,7 +70,7 @@ def test_corrupted_member(tmp_path):
         info = max(archive.infolist(), key=lambda i: i.file_size)
     # Flip bytes inside the largest stored tensor: the CRC no longer matches.
     middle = info.header_offset + 100 + info.file_size // 2
-    data[middle:middle + 8] = bytes(8)
+    data[middle : middle + 8] = bytes(8)
     path = tmp_path / "flipped.pt"
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupt"):
@@ -160,14 +166,30 @@ def test_state_dict_of_another_model(tmp_path):
         redimnet.load_checkpoint(write(tmp_path / "other.pt", content))
 
 
-@pytest.mark.parametrize("options", [
-    SMALL,
-    {**SMALL, "block_2d_type": "basic_resnet_fwse", "block_1d_type": "fc", "pooling_func": "MQMHASTP",
-     "out_channels": 64, "emb_bn": True, "num_classes": 3, "group_divisor": None},
-    {**SMALL, "block_1d_type": "att", "feat_type": "tf", "pooling_func": "MHASTP",
-     "spec_params": {"do_spec_aug": True}},
-    {**SMALL, "block_1d_type": "conv", "spec_params": {"spec_norm": "bn", "do_preemph": False}},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        SMALL,
+        {
+            **SMALL,
+            "block_2d_type": "basic_resnet_fwse",
+            "block_1d_type": "fc",
+            "pooling_func": "MQMHASTP",
+            "out_channels": 64,
+            "emb_bn": True,
+            "num_classes": 3,
+            "group_divisor": None,
+        },
+        {
+            **SMALL,
+            "block_1d_type": "att",
+            "feat_type": "tf",
+            "pooling_func": "MHASTP",
+            "spec_params": {"do_spec_aug": True},
+        },
+        {**SMALL, "block_1d_type": "conv", "spec_params": {"spec_norm": "bn", "do_preemph": False}},
+    ],
+)
 def test_save_then_load_round_trip(tmp_path, options):
     torch.manual_seed(0)
     model = redimnet.ReDimNet(redimnet.ModelConfig.from_dict(options))
@@ -201,6 +223,7 @@ def test_file_object_bytes_are_the_release_format(tmp_path):
 # --------------------------------------------------------------------------------------------
 # checkpoints that cannot hurt: size ceiling, dtypes, finite values
 
+
 def _peak_rss_mb() -> float:
     import resource
 
@@ -220,8 +243,11 @@ def test_huge_config_with_tiny_file_allocates_nothing(tmp_path, channels):
     path = write(tmp_path / "huge.pt", {"model_config": config, "state_dict": {}})
     assert path.stat().st_size < 4096
     before = _peak_rss_mb()
-    with pytest.raises(CheckpointError, match="huge.pt: model_config describes a network (of [0-9,]+ parameters and "
-                                              "buffers, more than the ceiling|that cannot be built)"):
+    with pytest.raises(
+        CheckpointError,
+        match="huge.pt: model_config describes a network (of [0-9,]+ parameters and "
+        "buffers, more than the ceiling|that cannot be built)",
+    ):
         redimnet.load_checkpoint(path)
     assert _peak_rss_mb() - before < 100
 
@@ -243,8 +269,9 @@ def test_huge_tf_front_end_refused_before_building(tmp_path):
 def test_size_ceiling_is_an_opt_in(tmp_path):
     path = write(tmp_path / "small.pt", _small_model_content())
     values = sum(t.numel() for t in torch.load(path, weights_only=True)["state_dict"].values())
-    with pytest.raises(CheckpointError, match=f"network of {values:,} parameters and buffers, more than the "
-                                              f"ceiling of {values - 1:,}"):
+    with pytest.raises(
+        CheckpointError, match=f"network of {values:,} parameters and buffers, more than the ceiling of {values - 1:,}"
+    ):
         redimnet.load_checkpoint(path, max_parameters=values - 1)
     assert isinstance(redimnet.load_checkpoint(path, max_parameters=values), redimnet.ReDimNet)
     assert isinstance(redimnet.load_checkpoint(path, max_parameters=None), redimnet.ReDimNet)
@@ -272,15 +299,25 @@ def test_size_ceiling_from_the_environment(tmp_path, monkeypatch, capsys):
         redimnet.load_checkpoint(path)
 
 
-@pytest.mark.parametrize("key, bad, message", [
-    ("linear.weight", lambda t: t.index_put_((torch.tensor([3]), torch.tensor([5])), torch.tensor(float("nan"))),
-     "tensor linear.weight holds 1 non-finite value"),
-    ("bn.running_var", lambda t: t.fill_(float("inf")), "tensor bn.running_var holds .* non-finite"),
-    ("linear.bias", lambda t: t.to(torch.int32), "tensor linear.bias holds torch.int32 values where floating-point"),
-    ("linear.weight", lambda t: t.to(torch.complex64), "tensor linear.weight holds complex values"),
-    ("bn.num_batches_tracked", lambda t: t.to(torch.complex64), "holds complex values"),
-    ("bn.num_batches_tracked", lambda t: t.double(), "float64 values where an integer count belongs"),
-])
+@pytest.mark.parametrize(
+    "key, bad, message",
+    [
+        (
+            "linear.weight",
+            lambda t: t.index_put_((torch.tensor([3]), torch.tensor([5])), torch.tensor(float("nan"))),
+            "tensor linear.weight holds 1 non-finite value",
+        ),
+        ("bn.running_var", lambda t: t.fill_(float("inf")), "tensor bn.running_var holds .* non-finite"),
+        (
+            "linear.bias",
+            lambda t: t.to(torch.int32),
+            "tensor linear.bias holds torch.int32 values where floating-point",
+        ),
+        ("linear.weight", lambda t: t.to(torch.complex64), "tensor linear.weight holds complex values"),
+        ("bn.num_batches_tracked", lambda t: t.to(torch.complex64), "holds complex values"),
+        ("bn.num_batches_tracked", lambda t: t.double(), "float64 values where an integer count belongs"),
+    ],
+)
 def test_bad_tensor_values_are_named(tmp_path, key, bad, message):
     content = _small_model_content()
     content["state_dict"][key] = bad(content["state_dict"][key].clone())

@@ -49,6 +49,7 @@ def test_info_lists_presets(capsys):
 @pytest.fixture
 def nothing_built(monkeypatch):
     """Building or counting a network fails the test: info must answer from the stored numbers."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("a network was built")
 
@@ -76,10 +77,12 @@ def test_info_answers_from_stored_numbers(capsys, nothing_built):
 
 def test_info_does_not_load_pytorch():
     """Why 'redimnet info' answers at once: the stored table needs neither PyTorch nor the other verbs."""
-    code = ("import sys\nfrom redimnet.cli import main\nstatus = main(['info'])\n"
-            "print('loaded:', sorted(m for m in ('torch', 'numpy', 'redimnet.cli.embed') if m in sys.modules))\n"
-            "import redimnet\nassert callable(redimnet.metrics.eer) and redimnet.ReDimNet  # loaded on first use\n"
-            "sys.exit(status)")
+    code = (
+        "import sys\nfrom redimnet.cli import main\nstatus = main(['info'])\n"
+        "print('loaded:', sorted(m for m in ('torch', 'numpy', 'redimnet.cli.embed') if m in sys.modules))\n"
+        "import redimnet\nassert callable(redimnet.metrics.eer) and redimnet.ReDimNet  # loaded on first use\n"
+        "sys.exit(status)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^b6 +15\.02M", result.stdout, re.M) and "loaded: []" in result.stdout
@@ -96,11 +99,14 @@ def test_info_counts_on_request(capsys):
     assert "published only inside its weight files" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["info", "b9"], "unknown model 'b9'"),
-    (["info", "--checkpoint", "/nonexistent/model.pt"], "checkpoint not found"),
-    (["info", "b0", "--seconds", "-1"], "--seconds must be positive"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["info", "b9"], "unknown model 'b9'"),
+        (["info", "--checkpoint", "/nonexistent/model.pt"], "checkpoint not found"),
+        (["info", "b0", "--seconds", "-1"], "--seconds must be positive"),
+    ],
+)
 def test_errors_are_one_line_without_traceback(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -116,9 +122,10 @@ def test_console_entry_point_runs():
 
 def test_closed_pipe_is_not_reported_as_an_error():
     """``redimnet info | head -1``: the reader leaving early is no error message."""
-    process = subprocess.Popen([sys.executable, "-m", "redimnet", "info"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    process.stdout.close()              # the reader is gone before anything is written
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redimnet", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # the reader is gone before anything is written
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141
     assert "error" not in err and "Traceback" not in err

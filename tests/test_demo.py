@@ -23,7 +23,7 @@ def test_example_files_are_short_16k_speech():
         info = sf.info(path)
         assert info.format == "FLAC" and rate == 16000 and wave.ndim == 1
         assert 2.0 <= len(wave) / rate <= 8.0
-        assert 0.2 < np.abs(wave).max() <= 1.0 and np.sqrt(np.mean(wave ** 2)) > 0.02  # speech, not silence
+        assert 0.2 < np.abs(wave).max() <= 1.0 and np.sqrt(np.mean(wave**2)) > 0.02  # speech, not silence
         total += path.stat().st_size
     assert total < 400_000
 
@@ -34,8 +34,11 @@ def test_demo_scores_every_pair_with_a_stand_in(b0_model_and_checkpoint, capsys)
     report = json.loads(capsys.readouterr().out)
     assert report["model"] == str(checkpoint)
     pairs = [(r["a"], r["b"], r["same_speaker"]) for r in report["pairs"]]
-    assert pairs == [("speaker_a_1", "speaker_a_2", True), ("speaker_a_1", "speaker_b_1", False),
-                     ("speaker_a_2", "speaker_b_1", False)]
+    assert pairs == [
+        ("speaker_a_1", "speaker_a_2", True),
+        ("speaker_a_1", "speaker_b_1", False),
+        ("speaker_a_2", "speaker_b_1", False),
+    ]
     files = example_files()
     embeddings = redimnet.Embedder(model, device="cpu", optimize=False).embed_files(list(files.values()))
     by_name = dict(zip(files, embeddings))
@@ -43,8 +46,9 @@ def test_demo_scores_every_pair_with_a_stand_in(b0_model_and_checkpoint, capsys)
         a, b = by_name[row["a"]], by_name[row["b"]]
         assert row["score"] == pytest.approx(float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)), abs=1e-4)
     scores = {(r["a"], r["b"]): r["score"] for r in report["pairs"]}
-    highest = scores[("speaker_a_1", "speaker_a_2")] > max(scores[("speaker_a_1", "speaker_b_1")],
-                                                             scores[("speaker_a_2", "speaker_b_1")])
+    highest = scores[("speaker_a_1", "speaker_a_2")] > max(
+        scores[("speaker_a_1", "speaker_b_1")], scores[("speaker_a_2", "speaker_b_1")]
+    )
     assert report["same_speaker_pairs_score_highest"] == highest
 
 

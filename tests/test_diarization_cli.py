@@ -35,7 +35,7 @@ def _tones(plan, seconds):
     for start, end, label in plan:
         t = np.arange(int((end - start) * RATE)) / RATE
         tone = 300 if label == "A" else 1200
-        wave[int(start * RATE):int(start * RATE) + len(t)] += 0.3 * np.sin(2 * np.pi * tone * t)
+        wave[int(start * RATE) : int(start * RATE) + len(t)] += 0.3 * np.sin(2 * np.pi * tone * t)
         reference.append(Segment(start, end, label))
     return wave.astype(np.float32), reference
 
@@ -70,8 +70,21 @@ def _run(*argv):
 def test_diarize_vad_and_der_verbs_end_to_end(tmp_path, conversation, b0_model_and_checkpoint, capsys, one_thread):
     _, checkpoint = b0_model_and_checkpoint
     out = tmp_path / "out"
-    status = _run("diarize", conversation / "talk.wav", "-o", out, "--checkpoint", checkpoint, "--vad", "energy",
-                  "--reference", conversation / "talk.rttm", "--plot", "--device", "cpu")
+    status = _run(
+        "diarize",
+        conversation / "talk.wav",
+        "-o",
+        out,
+        "--checkpoint",
+        checkpoint,
+        "--vad",
+        "energy",
+        "--reference",
+        conversation / "talk.rttm",
+        "--plot",
+        "--device",
+        "cpu",
+    )
     assert status == 0
     err = capsys.readouterr().err
     assert "talk.wav: " in err and "speaker(s)" in err and "DER " in err
@@ -150,15 +163,34 @@ def test_bad_inputs(tmp_path, conversation, b0_model_and_checkpoint, capsys, one
     assert _run("diarize", tmp_path / "short.wav", "-o", tmp_path / "o3", "--num-speakers", "5", *common) == 1
     assert "5 speakers asked for" in capsys.readouterr().err
 
-    status = _run("diarize", tmp_path / "broken.wav", conversation / "talk.wav", tmp_path / "missing.wav",
-                  "-o", tmp_path / "o4", *common)
+    status = _run(
+        "diarize",
+        tmp_path / "broken.wav",
+        conversation / "talk.wav",
+        tmp_path / "missing.wav",
+        "-o",
+        tmp_path / "o4",
+        *common,
+    )
     err = capsys.readouterr().err
     assert status == 1
     assert "2 input(s) failed" in err and "broken.wav" in err and "missing.wav" in err
     assert (tmp_path / "o4" / "talk.rttm").stat().st_size > 0
 
-    assert _run("diarize", tmp_path / "short.wav", "-o", tmp_path / "o5", "--num-speakers", "2",
-                "--max-speakers", "3", *common) == 2
+    assert (
+        _run(
+            "diarize",
+            tmp_path / "short.wav",
+            "-o",
+            tmp_path / "o5",
+            "--num-speakers",
+            "2",
+            "--max-speakers",
+            "3",
+            *common,
+        )
+        == 2
+    )
     assert "either --num-speakers" in capsys.readouterr().err
     bad = tmp_path / "bad.rttm"
     bad.write_text("SPEAKER x 1 0 1 <NA> <NA>\n")
@@ -175,7 +207,7 @@ def test_speakers_db_names_matching_clusters(tmp_path):
     embedder.model = torch.nn.Linear(2, 2)  # what the database fingerprints
     plan = [(0.5, 4.0, "A"), (4.6, 9.0, "B"), (9.5, 12.0, "A")]
     wave, _ = _tones(plan, 13.0)
-    enrolled = embedder.embed_prepared([wave[int(0.6 * RATE):int(3.9 * RATE)]])
+    enrolled = embedder.embed_prepared([wave[int(0.6 * RATE) : int(3.9 * RATE)]])
     with SpeakerDatabase(tmp_path / "db.sqlite") as database:
         database.enroll("Ada Lovelace", enrolled, ["a"], fingerprint=model_fingerprint(embedder.model))
     diarizer = Diarizer(embedder, vad=EnergyVAD(), speakers_db=tmp_path / "db.sqlite", name_threshold=0.9)

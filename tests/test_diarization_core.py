@@ -25,14 +25,17 @@ def test_rttm_round_trip_keeps_segments():
     assert parse_rttm(text) == {"rec1": segments}
 
 
-@pytest.mark.parametrize("line, message", [
-    ("SPEAKER rec 1 0.0 1.0 <NA> <NA>", "at least 8 fields"),
-    ("SPEAKER rec 1 zero 1.0 <NA> <NA> a <NA> <NA>", "start 'zero' is not a number"),
-    ("SPEAKER rec 1 0.0 -1 <NA> <NA> a <NA> <NA>", "negative duration"),
-    ("SPEAKER rec 1 -2 1 <NA> <NA> a <NA> <NA>", "negative start"),
-    ("SPEAKER rec 1 0.0 nan <NA> <NA> a <NA> <NA>", "not finite"),
-    ("LEXEME rec 1 0.0 1 <NA> <NA> a <NA> <NA>", "expected a SPEAKER line"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("SPEAKER rec 1 0.0 1.0 <NA> <NA>", "at least 8 fields"),
+        ("SPEAKER rec 1 zero 1.0 <NA> <NA> a <NA> <NA>", "start 'zero' is not a number"),
+        ("SPEAKER rec 1 0.0 -1 <NA> <NA> a <NA> <NA>", "negative duration"),
+        ("SPEAKER rec 1 -2 1 <NA> <NA> a <NA> <NA>", "negative start"),
+        ("SPEAKER rec 1 0.0 nan <NA> <NA> a <NA> <NA>", "not finite"),
+        ("LEXEME rec 1 0.0 1 <NA> <NA> a <NA> <NA>", "expected a SPEAKER line"),
+    ],
+)
 def test_rttm_errors_name_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.rttm"
     path.write_text("# comment\nSPEAKER rec 1 0.0 1.0 <NA> <NA> a <NA> <NA>\n\n" + line + "\n")
@@ -108,7 +111,8 @@ def test_der_matches_pyannote_metrics_on_random_pairs():
             hypothesis = _random_segments(rng, [f"h{i}" for i in range(rng.integers(1, 6))])
             collar, skip = float(rng.choice([0.0, 0.25, 0.5])), bool(rng.integers(2))
             expected = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip)(
-                annotation(reference), annotation(hypothesis), detailed=True)
+                annotation(reference), annotation(hypothesis), detailed=True
+            )
             ours = diarization_error(reference, hypothesis, collar, skip)
             assert ours.total == pytest.approx(expected["total"], abs=1e-9)
             assert ours.missed == pytest.approx(expected["missed detection"], abs=1e-9)
@@ -136,7 +140,7 @@ def test_energy_vad_finds_tone_bursts_and_ignores_noise():
     wave = rng.standard_normal(rate * 6) * 0.001
     t = np.arange(rate) / rate
     for start in (1, 4):
-        wave[start * rate:(start + 1) * rate] += 0.3 * np.sin(2 * np.pi * 440 * t)
+        wave[start * rate : (start + 1) * rate] += 0.3 * np.sin(2 * np.pi * 440 * t)
     regions = EnergyVAD().regions(AudioSource(wave.astype(np.float32)))
     assert len(regions) == 2
     for (start, end), expected in zip(regions, (1, 4)):
@@ -162,7 +166,7 @@ def test_streamed_blocks_match_whole_file_decoding(tmp_path):
     whole = read_audio(tmp_path / "a.wav")
     assert abs(len(streamed) - len(whole)) <= 2
     n = min(len(streamed), len(whole))
-    assert np.max(np.abs(streamed[1000:n - 1000] - whole[1000:n - 1000])) < 1e-3
+    assert np.max(np.abs(streamed[1000 : n - 1000] - whole[1000 : n - 1000])) < 1e-3
 
 
 # --- clustering -------------------------------------------------------------------------------------
@@ -245,7 +249,7 @@ def test_conversation_reference_matches_the_audio(tmp_path):
     assert np.allclose([(s.start, s.end) for s in written], [(s, e) for s, e, _ in reference], atol=1e-6)
     inside = np.zeros(len(wave), dtype=bool)
     for start, end, _ in reference:
-        inside[int(start * rate):int(end * rate)] = True
+        inside[int(start * rate) : int(end * rate)] = True
     outside = ~inside
     # speech regions are far louder than the rest (noise at 30 dB below speech, plus reverberation tails)
     assert np.mean(wave[inside] ** 2) > 10 * np.mean(wave[outside] ** 2)

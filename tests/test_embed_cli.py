@@ -31,10 +31,15 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     rng = np.random.default_rng(0)
     good = {}
-    specs = [("spk1/a.wav", 16000, 1, "WAV", "PCM_16"), ("spk1/b.wav", 22050, 2, "WAV", "PCM_24"),
-             ("spk2/c.wav", 8000, 1, "WAV", "FLOAT"), ("spk2/d.flac", 44100, 2, "FLAC", "PCM_16"),
-             ("spk2/e.ogg", 48000, 1, "OGG", "VORBIS"), ("spk3/f.wav", 16000, 3, "WAV", "PCM_16"),
-             ("spk3/g.wav", 16000, 1, "WAV", "PCM_16")]
+    specs = [
+        ("spk1/a.wav", 16000, 1, "WAV", "PCM_16"),
+        ("spk1/b.wav", 22050, 2, "WAV", "PCM_24"),
+        ("spk2/c.wav", 8000, 1, "WAV", "FLOAT"),
+        ("spk2/d.flac", 44100, 2, "FLAC", "PCM_16"),
+        ("spk2/e.ogg", 48000, 1, "OGG", "VORBIS"),
+        ("spk3/f.wav", 16000, 3, "WAV", "PCM_16"),
+        ("spk3/g.wav", 16000, 1, "WAV", "PCM_16"),
+    ]
     for name, rate, channels, container, subtype in specs:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +88,7 @@ def test_embed_folder_with_bad_files(tmp_path, corpus, model_and_checkpoint, cap
     assert sorted(Path(p).relative_to(root).as_posix() for p in rows) == sorted(bad)
     for path, reason in rows.items():
         import re
+
         assert re.search(bad[Path(path).relative_to(root).as_posix()], reason), (path, reason)
     err = capsys.readouterr().err
     assert "5 input(s) failed" in err and "Traceback" not in err
@@ -118,18 +124,35 @@ def test_npy_folder_and_kaldi_outputs_and_lists(tmp_path, corpus, model_and_chec
     scp = tmp_path / "wav.scp"
     scp.write_text(f"utt-a {good['spk1/a.wav']}\nutt-d {good['spk2/d.flac']}\n")
     folder = tmp_path / "vectors"
-    assert run_cli("embed", "--list", scp, good["spk2/e.ogg"], "--checkpoint", checkpoint, "-o", folder,
-                   "--workers", "0", "--no-progress") == 0
+    assert (
+        run_cli(
+            "embed",
+            "--list",
+            scp,
+            good["spk2/e.ogg"],
+            "--checkpoint",
+            checkpoint,
+            "-o",
+            folder,
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 0
+    )
     assert sorted(p.name for p in folder.iterdir()) == ["e.ogg.npy", "utt-a.npy", "utt-d.npy"]
     reference = tmp_path / "ref.npz"
-    assert run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", reference, "--workers", "0",
-                   "--no-progress") == 0
+    assert (
+        run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", reference, "--workers", "0", "--no-progress")
+        == 0
+    )
     ref = dict(zip(*load_embeddings(reference)))
     np.testing.assert_allclose(np.load(folder / "utt-d.npy"), ref["utt-d"], rtol=0, atol=1e-6)
     kaldiio = pytest.importorskip("kaldiio")
     ark = tmp_path / "emb.ark"
-    assert run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", ark, "--workers", "0",
-                   "--no-progress") == 0
+    assert (
+        run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", ark, "--workers", "0", "--no-progress") == 0
+    )
     loaded = kaldiio.load_scp(str(tmp_path / "emb.scp"))
     assert sorted(loaded) == ["utt-a", "utt-d"]
     np.testing.assert_allclose(loaded["utt-a"], ref["utt-a"], atol=1e-6)
@@ -141,22 +164,39 @@ def test_decoding_workers_give_the_same_result(tmp_path, corpus, model_and_check
     paths = [good[n] for n in ["spk1/a.wav", "spk1/b.wav", "spk2/d.flac", "spk3/g.wav"]]
     single, parallel = tmp_path / "w0.npz", tmp_path / "w2.npz"
     assert run_cli("embed", *paths, "--checkpoint", checkpoint, "-o", single, "--workers", "0", "--no-progress") == 0
-    assert run_cli("embed", *paths, "--checkpoint", checkpoint, "-o", parallel, "--workers", "2", "--no-progress",
-                   "--batch-size", "2") == 0
+    assert (
+        run_cli(
+            "embed",
+            *paths,
+            "--checkpoint",
+            checkpoint,
+            "-o",
+            parallel,
+            "--workers",
+            "2",
+            "--no-progress",
+            "--batch-size",
+            "2",
+        )
+        == 0
+    )
     a, b = dict(zip(*load_embeddings(single))), dict(zip(*load_embeddings(parallel)))
     assert sorted(a) == sorted(b) == ["a.wav", "b.wav", "d.flac", "g.wav"]
     for key in a:
         np.testing.assert_allclose(a[key], b[key], atol=1e-4 * np.abs(a[key]).max())
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["embed", "-o", "{tmp}/x.npz", "--checkpoint", "{ckpt}"], "nothing to embed"),
-    (["embed", "{wav}", "-o", "{tmp}/x.txt", "--checkpoint", "{ckpt}"], "unknown output type"),
-    (["embed", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{tmp}/missing.pt"], "checkpoint not found"),
-    (["embed", "{wav}", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{ckpt}"], "duplicate utterance id"),
-    (["embed", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{ckpt}", "--workers", "-1"], "--workers"),
-    (["verify", "{wav}", "{tmp}/missing.wav", "--checkpoint", "{ckpt}"], "missing.wav: no such file"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["embed", "-o", "{tmp}/x.npz", "--checkpoint", "{ckpt}"], "nothing to embed"),
+        (["embed", "{wav}", "-o", "{tmp}/x.txt", "--checkpoint", "{ckpt}"], "unknown output type"),
+        (["embed", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{tmp}/missing.pt"], "checkpoint not found"),
+        (["embed", "{wav}", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{ckpt}"], "duplicate utterance id"),
+        (["embed", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{ckpt}", "--workers", "-1"], "--workers"),
+        (["verify", "{wav}", "{tmp}/missing.wav", "--checkpoint", "{ckpt}"], "missing.wav: no such file"),
+    ],
+)
 def test_usage_errors_exit_2(tmp_path, corpus, model_and_checkpoint, capsys, argv, message):
     _, good, _ = corpus
     values = {"tmp": tmp_path, "ckpt": model_and_checkpoint[1], "wav": good["spk1/a.wav"]}
@@ -177,8 +217,21 @@ def test_empty_folder_is_a_per_input_failure(tmp_path, corpus, model_and_checkpo
     _, good, _ = corpus
     (tmp_path / "void").mkdir()
     out = tmp_path / "e.npz"
-    assert run_cli("embed", tmp_path / "void", good["spk1/a.wav"], "--checkpoint", model_and_checkpoint[1],
-                   "-o", out, "--workers", "0", "--no-progress") == 1
+    assert (
+        run_cli(
+            "embed",
+            tmp_path / "void",
+            good["spk1/a.wav"],
+            "--checkpoint",
+            model_and_checkpoint[1],
+            "-o",
+            out,
+            "--workers",
+            "0",
+            "--no-progress",
+        )
+        == 1
+    )
     assert list(load_embeddings(out)[0]) == ["a.wav"]
     assert "no audio files" in (tmp_path / "e.failed.tsv").read_text()
 
@@ -196,6 +249,7 @@ def test_verify(corpus, model_and_checkpoint, capsys):
     assert "reject" in capsys.readouterr().out
     assert run_cli("verify", a, a, "--checkpoint", checkpoint, "--json") == 0
     import json
+
     result = json.loads(capsys.readouterr().out)
     assert result["score"] == pytest.approx(1.0, abs=1e-5) and result["decision"] is None
 
@@ -212,9 +266,28 @@ def test_torchrun_two_ranks_on_gloo(tmp_path, corpus, model_and_checkpoint):
     single, sharded = tmp_path / "single.npz", tmp_path / "sharded.npz"
     assert run_cli("embed", root, "--checkpoint", checkpoint, "-o", single, "--workers", "0", "--no-progress") == 1
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), "-m", "redimnet", "embed", str(root), "--checkpoint",
-               str(checkpoint), "-o", str(sharded), "--workers", "0", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "redimnet",
+        "embed",
+        str(root),
+        "--checkpoint",
+        str(checkpoint),
+        "-o",
+        str(sharded),
+        "--workers",
+        "0",
+        "--no-progress",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode != 0, result.stderr  # some files are bad: status 1 from every rank
     a, b = dict(zip(*load_embeddings(single))), dict(zip(*load_embeddings(sharded)))

@@ -16,8 +16,9 @@ from redimnet.evaluation.metrics import eer, min_dcf
 def only_evaluation_verbs(monkeypatch):
     """Run the real ``main`` (errors, exit codes) with just the verbs under test registered."""
     monkeypatch.setattr(cli, "VERB_MODULES", ["evaluate", "cohort"], raising=False)
-    if not hasattr(cli, "_verb_modules"):   # older registration by module objects
+    if not hasattr(cli, "_verb_modules"):  # older registration by module objects
         from redimnet.cli import cohort, evaluate
+
         monkeypatch.setattr(cli, "VERBS", [evaluate, cohort], raising=False)
 
 
@@ -61,8 +62,12 @@ def test_eval_end_to_end(tmp_path, capsys):
     vox = write_vox_trials(tmp_path / "vox_list.txt", ids, speakers, pairs)
     # a Kaldi-format list of the first 100 pairs, ids without extensions
     kaldi = tmp_path / "kaldi_trials"
-    kaldi.write_text("".join(f"{ids[i][:-4]} {ids[j][:-4]} {'target' if speakers[i] == speakers[j] else 'nontarget'}\n"
-                             for i, j in pairs[:100]))
+    kaldi.write_text(
+        "".join(
+            f"{ids[i][:-4]} {ids[j][:-4]} {'target' if speakers[i] == speakers[j] else 'nontarget'}\n"
+            for i, j in pairs[:100]
+        )
+    )
     out = tmp_path / "scores"
     assert run("eval", "--trials", vox, kaldi, "--embeddings", emb, "--output-dir", out) == 0
     printed = capsys.readouterr().out
@@ -158,9 +163,11 @@ def test_option_errors(tmp_path, capsys, monkeypatch):
 def test_audio_root_without_extraction_support(tmp_path, capsys, monkeypatch):
     ids, matrix, speakers, emb = make_population(tmp_path)
     trials = write_vox_trials(tmp_path / "t.txt", ids, speakers, all_pairs(len(ids))[:40])
-    monkeypatch.setitem(sys.modules, "redimnet.inference", None)   # import fails
-    assert run("eval", "--trials", trials, "--audio-root", tmp_path, "--model", "b0",
-               "--cache", tmp_path / "cache.npz") == 2
+    monkeypatch.setitem(sys.modules, "redimnet.inference", None)  # import fails
+    assert (
+        run("eval", "--trials", trials, "--audio-root", tmp_path, "--model", "b0", "--cache", tmp_path / "cache.npz")
+        == 2
+    )
     error = capsys.readouterr().err
     assert "redimnet embed" in error and "--embeddings" in error
 
@@ -180,7 +187,8 @@ def test_audio_root_extracts_once_then_uses_cache(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setitem(sys.modules, "redimnet.inference", types.SimpleNamespace(embed_directory=embed_directory))
     import redimnet.cli.evaluate as evaluate
-    model = object()                             # loading a real model is not what this test is about
+
+    model = object()  # loading a real model is not what this test is about
     monkeypatch.setattr(evaluate, "model_from_arguments", lambda args: model)
     cache = tmp_path / "cache.npz"
     args = ["eval", "--trials", trials, "--audio-root", tmp_path, "--model", "b0", "--cache", cache, "--json"]
@@ -189,7 +197,7 @@ def test_audio_root_extracts_once_then_uses_cache(tmp_path, capsys, monkeypatch)
     assert len(calls) == 1 and calls[0][1] == sorted(ids) and calls[0][2] == cache
     assert run(*args) == 0
     second = json.loads(capsys.readouterr().out)["results"][0]
-    assert len(calls) == 1                       # served from the cache
+    assert len(calls) == 1  # served from the cache
     assert first["eer"] == second["eer"]
     labels = np.array([speakers[i] == speakers[j] for i, j in pairs])
     expected = np.array([direct_cosine(matrix, i, j) for i, j in pairs])
@@ -214,14 +222,19 @@ def test_cohort_and_normalised_eval(tmp_path, capsys):
 
     trials = write_vox_trials(tmp_path / "t.txt", ids, speakers, all_pairs(len(ids)))
     results = {}
-    for extra in (["--norm", "none", "--subtract-mean", "cohort"], ["--norm", "snorm"], ["--top-k", "10"],
-                  ["--subtract-mean", "eval"], []):
+    for extra in (
+        ["--norm", "none", "--subtract-mean", "cohort"],
+        ["--norm", "snorm"],
+        ["--top-k", "10"],
+        ["--subtract-mean", "eval"],
+        [],
+    ):
         assert run("eval", "--trials", trials, "--embeddings", emb, "--cohort", cohort, "--json", *extra) == 0, extra
         report = json.loads(capsys.readouterr().out)
         results[" ".join(extra)] = report
         assert 0 <= report["results"][0]["eer"] < 0.5
     assert results[""]["settings"]["normalisation"] == "asnorm"
-    assert results[""]["settings"]["top_k"] == 30          # --top-k 300 capped at the cohort size
+    assert results[""]["settings"]["top_k"] == 30  # --top-k 300 capped at the cohort size
     assert results["--norm snorm"]["results"][0]["eer"] == pytest.approx(results[""]["results"][0]["eer"])
     assert results["--top-k 10"]["settings"]["top_k"] == 10
 
@@ -267,8 +280,9 @@ def test_audio_root_never_reads_outside_the_root(tmp_path, capsys, b0_model_and_
     sf.write(tmp_path / "secret.wav", rng.standard_normal(8000) * 0.1, 16000, subtype="PCM_16")
     trials = tmp_path / "trials.txt"
     trials.write_text("1 spk/a.wav spk/b.wav\n0 spk/a.wav ../secret.wav\n")
-    code = run("eval", "--trials", trials, "--audio-root", root, "--checkpoint", checkpoint,
-               "--cache", tmp_path / "cache.npz")
+    code = run(
+        "eval", "--trials", trials, "--audio-root", root, "--checkpoint", checkpoint, "--cache", tmp_path / "cache.npz"
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "trial utterance id '../secret.wav'" in err and ".." in err

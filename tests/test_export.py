@@ -57,8 +57,7 @@ def test_features_in_export(fmt, tmp_path):
         features = expected[f"features_{which}"]
         if fmt == "onnx":
             ort = pytest.importorskip("onnxruntime")
-            out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-                None, {"input": features})[0]
+            out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": features})[0]
         else:
             with torch.no_grad():
                 out = torch.jit.load(str(path))(torch.from_numpy(features)).numpy()
@@ -85,8 +84,9 @@ def run_cli(argv):
 
 def test_cli_exports_checkpoint(tmp_path, capsys):
     out = tmp_path / "model.ts"
-    assert run_cli(["export", "--format", "torchscript", "--checkpoint", str(official_file("b0.pt")),
-                    "-o", str(out)]) == 0
+    assert (
+        run_cli(["export", "--format", "torchscript", "--checkpoint", str(official_file("b0.pt")), "-o", str(out)]) == 0
+    )
     assert out.is_file() and "wrote" in capsys.readouterr().out
     model, expected = load("b0")
     with torch.no_grad():
@@ -96,8 +96,17 @@ def test_cli_exports_checkpoint(tmp_path, capsys):
 
 def test_cli_bad_output_path(tmp_path):
     with pytest.raises(ExportError, match="does not exist"):
-        run_cli(["export", "--format", "torchscript", "--checkpoint", str(official_file("b0.pt")),
-                 "-o", str(tmp_path / "missing" / "model.ts")])
+        run_cli(
+            [
+                "export",
+                "--format",
+                "torchscript",
+                "--checkpoint",
+                str(official_file("b0.pt")),
+                "-o",
+                str(tmp_path / "missing" / "model.ts"),
+            ]
+        )
     with pytest.raises(ExportError, match="is a directory"):
         export_model(redimnet.build("b0").eval(), tmp_path, "torchscript")
     with pytest.raises(ExportError, match="unknown export format"):

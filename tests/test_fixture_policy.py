@@ -10,17 +10,29 @@ from conftest import PROJECT_ROOT
 
 # One parametrized parity module (needs the fixtures), one test that reads a single fixture file,
 # and one test that needs none.
-SELECTION = ["tests/test_parity.py", "tests/test_checkpoint.py::test_corrupted_member",
-             "tests/test_frontend.py::test_mel_frontend_against_numpy_reference"]
+SELECTION = [
+    "tests/test_parity.py",
+    "tests/test_checkpoint.py::test_corrupted_member",
+    "tests/test_frontend.py::test_mel_frontend_against_numpy_reference",
+]
 
 
 def run_pytest(tmp_path, **variables):
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "REDIMNET_REQUIRE_FIXTURES")}
-    env.update(REDIMNET_FIXTURES=str(tmp_path / "nowhere"), OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])))
+    env.update(
+        REDIMNET_FIXTURES=str(tmp_path / "nowhere"),
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
+    )
     env.update(variables)
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *SELECTION],
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *SELECTION],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return done.returncode, done.stdout + done.stderr
 
 

@@ -34,9 +34,9 @@ def test_mel_frontend_against_numpy_reference():
     padded = np.pad(wave.astype(np.float64), n_fft // 2, mode="reflect")
     window = np.zeros(n_fft)
     start = (n_fft - win) // 2
-    window[start:start + win] = 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(win) / win)  # periodic Hamming
+    window[start : start + win] = 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(win) / win)  # periodic Hamming
     frames = 1 + (len(padded) - n_fft) // 160
-    spectra = np.stack([np.abs(np.fft.rfft(padded[i * 160:i * 160 + n_fft] * window)) ** 2 for i in range(frames)])
+    spectra = np.stack([np.abs(np.fft.rfft(padded[i * 160 : i * 160 + n_fft] * window)) ** 2 for i in range(frames)])
     reference = spectra @ frontend.mel_filters.double().numpy()
     assert power.shape == (20, frames) == (20, frontend.num_frames(len(wave)))
     np.testing.assert_allclose(power, reference.T, rtol=1e-3, atol=1e-3 * reference.max())
@@ -66,8 +66,9 @@ def test_features_keep_dtype_and_have_zero_time_mean():
 
 
 def test_spec_augment_only_in_training():
-    config = redimnet.build("b0").config.replace(spec_params={"do_spec_aug": True, "freq_mask_width": (4, 8),
-                                                              "time_mask_width": (5, 10)})
+    config = redimnet.build("b0").config.replace(
+        spec_params={"do_spec_aug": True, "freq_mask_width": (4, 8), "time_mask_width": (5, 10)}
+    )
     frontend = make_frontend(config)
     wave = torch.randn(4, 16000)
     frontend.eval()

@@ -24,15 +24,17 @@ def embedder():
     torch.set_num_threads(previous)
 
 
-WAV_HEADER = (b"RIFF\x24\x08\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80\x3e\x00\x00"
-              b"\x00\x7d\x00\x00\x02\x00\x10\x00data\x00\x08\x00\x00")
+WAV_HEADER = (
+    b"RIFF\x24\x08\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80\x3e\x00\x00"
+    b"\x00\x7d\x00\x00\x02\x00\x10\x00data\x00\x08\x00\x00"
+)
 
 file_contents = st.one_of(
     st.binary(max_size=2048),
     st.binary(max_size=2048).map(lambda tail: WAV_HEADER + tail),  # a valid header, random payload
     st.binary(max_size=512).map(lambda tail: b"fLaC" + tail),
     st.binary(max_size=512).map(lambda tail: b"OggS" + tail),
-    st.tuples(st.integers(0, len(WAV_HEADER)), st.binary(max_size=64)).map(lambda c: WAV_HEADER[:c[0]] + c[1]),
+    st.tuples(st.integers(0, len(WAV_HEADER)), st.binary(max_size=64)).map(lambda c: WAV_HEADER[: c[0]] + c[1]),
 )
 
 
@@ -51,17 +53,30 @@ def test_random_files_read_or_fail_cleanly(tmp_path, content, suffix):
 
 dtypes = st.sampled_from([np.float32, np.float64, np.float16, np.int16, np.int32, np.uint8, np.int8])
 shapes = st.one_of(
-    st.tuples(st.integers(0, 3000)),                                   # [T]
-    st.tuples(st.integers(0, 4), st.integers(0, 1500)),                # [channels, T]
+    st.tuples(st.integers(0, 3000)),  # [T]
+    st.tuples(st.integers(0, 4), st.integers(0, 1500)),  # [channels, T]
     hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6),  # odd shapes, kept small
 )
-arrays = dtypes.flatmap(lambda dtype: hnp.arrays(
-    dtype, shapes,
-    elements=(st.one_of(st.floats(-1.5, 1.5, width=16 if dtype == np.float16 else 32),  # plausible audio
-                        st.floats(allow_nan=True, allow_infinity=True, width=16 if dtype == np.float16 else 32))
-              if np.issubdtype(dtype, np.floating) else None)))
-rates = st.one_of(st.sampled_from([8000, 16000, 22050, 44100, 48000]), st.integers(-10, 100000),
-                  st.integers(10 ** 6, 10 ** 18), st.floats(allow_nan=True, allow_infinity=True))
+arrays = dtypes.flatmap(
+    lambda dtype: hnp.arrays(
+        dtype,
+        shapes,
+        elements=(
+            st.one_of(
+                st.floats(-1.5, 1.5, width=16 if dtype == np.float16 else 32),  # plausible audio
+                st.floats(allow_nan=True, allow_infinity=True, width=16 if dtype == np.float16 else 32),
+            )
+            if np.issubdtype(dtype, np.floating)
+            else None
+        ),
+    )
+)
+rates = st.one_of(
+    st.sampled_from([8000, 16000, 22050, 44100, 48000]),
+    st.integers(-10, 100000),
+    st.integers(10**6, 10**18),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -101,34 +116,60 @@ def test_some_random_arrays_were_embedded():
 # Checkpoint configurations: random, huge or nonsensical model_config values in a tiny file load or
 # raise CheckpointError, never allocate large memory, never raise anything else.
 _sizes = st.one_of(st.integers(-2, 64), st.integers(65, 10**12), st.sampled_from([3000, 10**9, 2**31, 2**63]))
-_stage = st.tuples(st.sampled_from([1, 2, 3, 0, 4]), st.one_of(st.integers(0, 3), st.integers(4, 10**7)),
-                   st.integers(1, 4) | _sizes, st.just([(3, 3)]), st.none() | st.integers(1, 64) | _sizes)
-_config = st.fixed_dictionaries({
-    "F": _sizes, "C": _sizes, "stages_setup": st.lists(_stage, min_size=1, max_size=6),
-}, optional={
-    "group_divisor": st.none() | _sizes, "embed_dim": _sizes, "out_channels": st.none() | _sizes,
-    "num_classes": st.none() | _sizes, "hop_length": _sizes,
-    "block_1d_type": st.sampled_from(["fc", "conv", "att", "conv+att"]),
-    "block_2d_type": st.sampled_from(["convnext_like", "basic_resnet", "basic_resnet_fwse"]),
-    "pooling_func": st.sampled_from(["TAP", "ASTP", "MHASTP", "MQMHASTP"]),
-    "feat_type": st.sampled_from(["pt", "tf"]),
-    "spec_params": st.fixed_dictionaries({}, optional={"n_fft": _sizes, "win_length": _sizes}),
-})
+_stage = st.tuples(
+    st.sampled_from([1, 2, 3, 0, 4]),
+    st.one_of(st.integers(0, 3), st.integers(4, 10**7)),
+    st.integers(1, 4) | _sizes,
+    st.just([(3, 3)]),
+    st.none() | st.integers(1, 64) | _sizes,
+)
+_config = st.fixed_dictionaries(
+    {
+        "F": _sizes,
+        "C": _sizes,
+        "stages_setup": st.lists(_stage, min_size=1, max_size=6),
+    },
+    optional={
+        "group_divisor": st.none() | _sizes,
+        "embed_dim": _sizes,
+        "out_channels": st.none() | _sizes,
+        "num_classes": st.none() | _sizes,
+        "hop_length": _sizes,
+        "block_1d_type": st.sampled_from(["fc", "conv", "att", "conv+att"]),
+        "block_2d_type": st.sampled_from(["convnext_like", "basic_resnet", "basic_resnet_fwse"]),
+        "pooling_func": st.sampled_from(["TAP", "ASTP", "MHASTP", "MQMHASTP"]),
+        "feat_type": st.sampled_from(["pt", "tf"]),
+        "spec_params": st.fixed_dictionaries({}, optional={"n_fft": _sizes, "win_length": _sizes}),
+    },
+)
 
 
 # Valid configurations (so the size checks, not validation, must stop them), from tiny to absurd.
-_valid_config = st.fixed_dictionaries({
-    "F": st.integers(1, 10**5).map(lambda k: 48 * k),  # divisible by any four strides of 2 and one of 3
-    "C": st.one_of(st.integers(1, 64), st.integers(65, 10**9)),
-    "block_1d_type": st.sampled_from(["fc", "conv"]),
-    "block_2d_type": st.sampled_from(["convnext_like", "basic_resnet", "basic_resnet_fwse"]),
-    "group_divisor": st.sampled_from([None, 1]),
-    "embed_dim": st.one_of(st.integers(1, 256), st.integers(257, 10**9)),
-    "stages_setup": st.lists(st.tuples(st.sampled_from([1, 2]), st.one_of(st.integers(0, 3), st.integers(4, 10**6)),
-                                       st.integers(1, 4), st.just([(3, 3)]), st.none() | st.integers(1, 8)),
-                             min_size=1, max_size=4),
-}, optional={"feat_type": st.sampled_from(["pt", "tf"]),
-             "spec_params": st.integers(1, 2**22).map(lambda n: {"n_fft": n, "win_length": n})})
+_valid_config = st.fixed_dictionaries(
+    {
+        "F": st.integers(1, 10**5).map(lambda k: 48 * k),  # divisible by any four strides of 2 and one of 3
+        "C": st.one_of(st.integers(1, 64), st.integers(65, 10**9)),
+        "block_1d_type": st.sampled_from(["fc", "conv"]),
+        "block_2d_type": st.sampled_from(["convnext_like", "basic_resnet", "basic_resnet_fwse"]),
+        "group_divisor": st.sampled_from([None, 1]),
+        "embed_dim": st.one_of(st.integers(1, 256), st.integers(257, 10**9)),
+        "stages_setup": st.lists(
+            st.tuples(
+                st.sampled_from([1, 2]),
+                st.one_of(st.integers(0, 3), st.integers(4, 10**6)),
+                st.integers(1, 4),
+                st.just([(3, 3)]),
+                st.none() | st.integers(1, 8),
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+    },
+    optional={
+        "feat_type": st.sampled_from(["pt", "tf"]),
+        "spec_params": st.integers(1, 2**22).map(lambda n: {"n_fft": n, "win_length": n}),
+    },
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

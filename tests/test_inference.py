@@ -16,7 +16,6 @@ from redimnet.inference import Embedder, cosine_score, embed_directory, minimum_
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
-
 @pytest.fixture(scope="module")
 def model():
     return redimnet.load_checkpoint(official_file("b0.pt"))
@@ -102,7 +101,7 @@ def test_long_inputs_are_the_mean_of_window_embeddings(model):
     wave = noise(40000, 6)
     starts = small.windows(len(wave))
     assert len(starts) == 3
-    expected = np.mean([direct(model, wave[s:s + 16000]) for s in starts], axis=0)
+    expected = np.mean([direct(model, wave[s : s + 16000]) for s in starts], axis=0)
     close(small.embed(wave), expected)
     close(small.embed(wave[:16000]), direct(model, wave[:16000]))  # not windowed
 
@@ -124,8 +123,9 @@ def test_shortest_input_of_the_tf_front_end():
     assert minimum_samples(model) == 400
 
 
-@pytest.mark.parametrize("bad", [np.zeros(0, np.float32), np.full(1000, np.nan, np.float32),
-                                 np.full(1000, 1e38, np.float32)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros(0, np.float32), np.full(1000, np.nan, np.float32), np.full(1000, 1e38, np.float32)]
+)
 def test_bad_waveforms(embedder, bad):
     with pytest.raises(AudioError):
         embedder.embed(bad, 16000)

@@ -25,8 +25,11 @@ from redimnet.optimize import OptimizationWarning, OptimizedReDimNet, OptimizeEr
 TOLERANCE = 1e-5  # max|fast - plain| <= TOLERANCE * max|plain|
 
 POOLINGS = [(name, False) for name in POOLING_FUNCS] + [("ASTP", True)]  # (pooling_func, global_context_att)
-HEADS = {"embedding": {}, "classes": {"num_classes": 5},
-         "log_softmax": {"num_classes": 5, "head_activation": "nn.LogSoftmax(dim=-1)"}}
+HEADS = {
+    "embedding": {},
+    "classes": {"num_classes": 5},
+    "log_softmax": {"num_classes": 5, "head_activation": "nn.LogSoftmax(dim=-1)"},
+}
 # (stride, num_blocks, conv_exp, att) per stage; "att" takes the case's att_block_red, None none.
 LAYOUTS = {
     "strides-1-2-3": [(1, 1, 1, "att"), (2, 1, 2, None), (3, 2, 1, "att")],
@@ -51,8 +54,12 @@ FACTORS = {
 def pairwise_cases(factors):
     """A deterministic greedy covering array of strength 2 over ``factors`` (name -> values)."""
     names = list(factors)
-    uncovered = {((a, i), (b, j)) for a, b in itertools.combinations(names, 2)
-                 for i in range(len(factors[a])) for j in range(len(factors[b]))}
+    uncovered = {
+        ((a, i), (b, j))
+        for a, b in itertools.combinations(names, 2)
+        for i in range(len(factors[a]))
+        for j in range(len(factors[b]))
+    }
     cases = []
     while uncovered:
         (a, i), (b, j) = min(uncovered)
@@ -60,8 +67,10 @@ def pairwise_cases(factors):
         for name in names:
             if name in case:
                 continue
-            gains = [sum(((n, case[n]), (name, v)) in uncovered or ((name, v), (n, case[n])) in uncovered
-                         for n in case) for v in range(len(factors[name]))]
+            gains = [
+                sum(((n, case[n]), (name, v)) in uncovered or ((name, v), (n, case[n])) in uncovered for n in case)
+                for v in range(len(factors[name]))
+            ]
             case[name] = gains.index(max(gains))
         uncovered -= {((x, case[x]), (y, case[y])) for x, y in itertools.combinations(names, 2)}
         cases.append({name: factors[name][case[name]] for name in names})
@@ -73,22 +82,45 @@ CASES = pairwise_cases(FACTORS)
 
 def case_id(case) -> str:
     pooling, context = case["pooling"]
-    return "-".join([case["block_2d_type"], case["block_1d_type"], pooling + ("+gc" if context else ""),
-                     case["feat_type"], f"out{case['out_channels']}", "bn" if case["emb_bn"] else "nobn",
-                     case["head"], f"gd{case['group_divisor']}", case["layout"], f"red{case['att_block_red']}",
-                     "all" if case["return_all_outputs"] else "last"])
+    return "-".join(
+        [
+            case["block_2d_type"],
+            case["block_1d_type"],
+            pooling + ("+gc" if context else ""),
+            case["feat_type"],
+            f"out{case['out_channels']}",
+            "bn" if case["emb_bn"] else "nobn",
+            case["head"],
+            f"gd{case['group_divisor']}",
+            case["layout"],
+            f"red{case['att_block_red']}",
+            "all" if case["return_all_outputs"] else "last",
+        ]
+    )
 
 
 def make_config(case) -> redimnet.ModelConfig:
     pooling, context = case["pooling"]
-    stages = [(stride, blocks, exp, [(3, 3)], case["att_block_red"] if att else None)
-              for stride, blocks, exp, att in LAYOUTS[case["layout"]]]
+    stages = [
+        (stride, blocks, exp, [(3, 3)], case["att_block_red"] if att else None)
+        for stride, blocks, exp, att in LAYOUTS[case["layout"]]
+    ]
     return redimnet.ModelConfig(
-        F=12, C=8, embed_dim=16, stages_setup=stages, block_2d_type=case["block_2d_type"],
-        block_1d_type=case["block_1d_type"], pooling_func=pooling, global_context_att=context,
-        feat_type=case["feat_type"], out_channels=case["out_channels"], emb_bn=case["emb_bn"],
-        group_divisor=case["group_divisor"], return_all_outputs=case["return_all_outputs"],
-        **HEADS[case["head"]])
+        F=12,
+        C=8,
+        embed_dim=16,
+        stages_setup=stages,
+        block_2d_type=case["block_2d_type"],
+        block_1d_type=case["block_1d_type"],
+        pooling_func=pooling,
+        global_context_att=context,
+        feat_type=case["feat_type"],
+        out_channels=case["out_channels"],
+        emb_bn=case["emb_bn"],
+        group_divisor=case["group_divisor"],
+        return_all_outputs=case["return_all_outputs"],
+        **HEADS[case["head"]],
+    )
 
 
 def perturb(model: nn.Module, seed: int) -> nn.Module:
@@ -169,8 +201,11 @@ def model_with_unknown_block():
 
 
 def test_a_block_without_a_form_stops_the_walk_with_its_name():
-    with pytest.raises(InferenceFormError, match=r"backbone\.stages\.1\.blocks\.0 \(Doubling\).*no inference "
-                                                 r"form.*for_inference\(\)") as caught:
+    with pytest.raises(
+        InferenceFormError,
+        match=r"backbone\.stages\.1\.blocks\.0 \(Doubling\).*no inference "
+        r"form.*for_inference\(\)",
+    ) as caught:
         build_inference_form(model_with_unknown_block())
     assert caught.value.block == "backbone.stages.1.blocks.0 (Doubling)"
     with pytest.raises(InferenceFormError, match=r"^Doubling: .*no inference form"):
@@ -206,8 +241,11 @@ def test_a_failing_conversion_is_reported_with_the_block_and_the_reason():
     model = redimnet.build("b0").eval()
     index = next(i for i, stage in enumerate(model.backbone.stages) if stage.squeeze is not None)
     model.backbone.stages[index].squeeze.norm.running_var = None  # no statistics: cannot be folded
-    with pytest.raises(OptimizeError, match=rf"backbone\.stages\.{index}\.squeeze \(ChannelSqueeze\): building its "
-                                            r"inference form failed: ValueError: .*running statistics"):
+    with pytest.raises(
+        OptimizeError,
+        match=rf"backbone\.stages\.{index}\.squeeze \(ChannelSqueeze\): building its "
+        r"inference form failed: ValueError: .*running statistics",
+    ):
         optimize_for_inference(model, strict=True)
 
 

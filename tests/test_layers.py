@@ -104,6 +104,6 @@ def test_transformer_layer_against_manual_attention():
     y = layer.norm1(h + att.output(torch.cat(heads, dim=1)))
     ff = layer.feed_forward
     inner = ff.expand(y)
-    gelu_tanh = 0.5 * inner * (1 + torch.tanh((2 / np.pi) ** 0.5 * (inner + 0.044715 * inner ** 3)))
+    gelu_tanh = 0.5 * inner * (1 + torch.tanh((2 / np.pi) ** 0.5 * (inner + 0.044715 * inner**3)))
     expected = layer.norm2(y + ff.project(gelu_tanh))
     assert torch.allclose(layer(x)[0].T, expected, atol=1e-5)

@@ -21,6 +21,7 @@ from redimnet.evaluation.metrics import (
 
 # ---------------------------------------------------------------- independent reference (plain Python loops)
 
+
 def brute_force_rates(scores, labels):
     """[(threshold, miss, false_alarm)] for every distinct score and +inf, by counting, in exact fractions."""
     targets = [s for s, label in zip(scores, labels) if label]
@@ -37,20 +38,22 @@ def brute_force_eer(scores, labels):
     """Where the piecewise-linear (false alarm, miss) curve meets the line miss = false alarm."""
     points = brute_force_rates(scores, labels)
     for (_, m0, f0), (_, m1, f1) in zip(points, points[1:]):
-        d0, d1 = m0 - f0, m1 - f1          # signed distance from the diagonal, rises along the curve
+        d0, d1 = m0 - f0, m1 - f1  # signed distance from the diagonal, rises along the curve
         if d0 < 0 <= d1:
-            s = -d0 / (d1 - d0)            # fraction of the way along the segment
+            s = -d0 / (d1 - d0)  # fraction of the way along the segment
             return float(m0 + s * (m1 - m0))
     raise AssertionError("the curve never crosses the diagonal")
 
 
 def brute_force_min_dcf(scores, labels, p_target, c_miss=1.0, c_fa=1.0):
-    best = min(c_miss * p_target * float(m) + c_fa * (1 - p_target) * float(f)
-               for _, m, f in brute_force_rates(scores, labels))
+    best = min(
+        c_miss * p_target * float(m) + c_fa * (1 - p_target) * float(f) for _, m, f in brute_force_rates(scores, labels)
+    )
     return best / min(c_miss * p_target, c_fa * (1 - p_target))
 
 
 # ---------------------------------------------------------------- hand-computed cases
+
 
 def test_perfect_separation_gives_zero():
     scores = [0.9, 0.8, 0.7, 0.2, 0.1]
@@ -59,12 +62,12 @@ def test_perfect_separation_gives_zero():
     assert min_dcf(scores, labels) == 0.0
     assert min_dcf(scores, labels, p_target=0.05) == 0.0
     value, threshold = eer_with_threshold(scores, labels)
-    assert 0.2 < threshold <= 0.7          # a threshold that separates the two classes
+    assert 0.2 < threshold <= 0.7  # a threshold that separates the two classes
 
 
 def test_inverted_scores_give_one():
     assert eer([0.0, 1.0, 2.0, 3.0], [1, 1, 0, 0]) == pytest.approx(1.0)
-    assert min_dcf([0.0, 1.0, 2.0, 3.0], [1, 1, 0, 0]) == pytest.approx(1.0)   # no better than rejecting all
+    assert min_dcf([0.0, 1.0, 2.0, 3.0], [1, 1, 0, 0]) == pytest.approx(1.0)  # no better than rejecting all
 
 
 def test_all_equal_scores_are_one_threshold():
@@ -113,7 +116,8 @@ def test_min_dcf_tiny_list_by_hand():
     # c_miss 10 at p 0.5: normalised cost 10 miss + fa -> 1, 0.5, 5.5, 5, 10 -> 0.5
     assert min_dcf(scores, labels, p_target=0.5, c_miss=10) == pytest.approx(0.5)
     assert min_dcf(scores, labels, p_target=0.5, c_miss=10) == pytest.approx(
-        brute_force_min_dcf(scores, labels, 0.5, c_miss=10))
+        brute_force_min_dcf(scores, labels, 0.5, c_miss=10)
+    )
 
 
 def test_single_target_single_nontarget():
@@ -143,6 +147,7 @@ def test_alias_module():
 
 # ---------------------------------------------------------------- bad input: clear errors, never NaN
 
+
 @pytest.mark.parametrize("labels, words", [([1, 1, 1], "no non-target"), ([0, 0, 0], "no target")])
 def test_single_class_is_an_error(labels, words):
     with pytest.raises(MetricsError, match=words):
@@ -166,20 +171,27 @@ def test_other_bad_input():
 
 # ---------------------------------------------------------------- agreement with the brute-force reference
 
-trial_lists = st.integers(min_value=2, max_value=40).flatmap(lambda n: st.tuples(
-    st.lists(st.integers(min_value=-5, max_value=5).map(lambda v: v / 4), min_size=n, max_size=n),
-    st.lists(st.booleans(), min_size=n, max_size=n),
-)).filter(lambda sl: any(sl[1]) and not all(sl[1]))
+trial_lists = (
+    st.integers(min_value=2, max_value=40)
+    .flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(min_value=-5, max_value=5).map(lambda v: v / 4), min_size=n, max_size=n),
+            st.lists(st.booleans(), min_size=n, max_size=n),
+        )
+    )
+    .filter(lambda sl: any(sl[1]) and not all(sl[1]))
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(trial_lists)
 def test_matches_brute_force(trials):
-    scores, labels = trials       # few distinct values: many ties
+    scores, labels = trials  # few distinct values: many ties
     assert eer(scores, labels) == pytest.approx(brute_force_eer(scores, labels), abs=1e-12)
     for p in (0.01, 0.05, 0.5):
         assert min_dcf(scores, labels, p_target=p) == pytest.approx(
-            brute_force_min_dcf(scores, labels, p), rel=1e-9, abs=1e-12)
+            brute_force_min_dcf(scores, labels, p), rel=1e-9, abs=1e-12
+        )
     points = brute_force_rates(scores, labels)
     value = eer(scores, labels)
     # the EER lies between the best "worse error" and the worst "better error" of the real operating points
@@ -230,6 +242,6 @@ def test_probit_and_thinned_det_points():
     labels = rng.random(100_000) < 0.5
     scores = rng.normal(size=labels.size) + 2 * labels
     fa, miss = det_points(scores, labels)
-    assert 50 < fa.size < 5000                       # thinned from ~100 000 points
-    assert fa[0] == pytest.approx(1 - 1e-5) and miss[-1] == pytest.approx(1 - 1e-5)   # both ends kept
+    assert 50 < fa.size < 5000  # thinned from ~100 000 points
+    assert fa[0] == pytest.approx(1 - 1e-5) and miss[-1] == pytest.approx(1 - 1e-5)  # both ends kept
     assert np.all(np.diff(fa) <= 0) and np.all(np.diff(miss) >= 0)

@@ -130,11 +130,14 @@ def test_merge_parallel_grouped_convs():
     assert torch.allclose(merged, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("channels,groups,out_channels,expected_groups", [
-    (64, 16, 64, 8),   # b2's ConvNeXt convs: 4 inputs and outputs per group -> 8
-    (12, 6, 18, 3),    # 2 inputs, 3 outputs per group: 6 groups only pair up once (4 inputs each)
-    (16, 8, 32, 2),    # 2 -> 8 inputs per group
-])
+@pytest.mark.parametrize(
+    "channels,groups,out_channels,expected_groups",
+    [
+        (64, 16, 64, 8),  # b2's ConvNeXt convs: 4 inputs and outputs per group -> 8
+        (12, 6, 18, 3),  # 2 inputs, 3 outputs per group: 6 groups only pair up once (4 inputs each)
+        (16, 8, 32, 2),  # 2 -> 8 inputs per group
+    ],
+)
 def test_merging_small_groups_keeps_outputs(channels, groups, out_channels, expected_groups):
     torch.manual_seed(0)
     conv = nn.Conv2d(channels, out_channels, 3, padding=1, groups=groups)
@@ -349,5 +352,8 @@ def test_linear_with_residual_accumulates_in_place_without_autograd(rows):
     with torch.no_grad():
         out = linear(x, weight, bias, residual=residual.clone())
         assert torch.allclose(out, expected, atol=1e-5)
-        assert torch.allclose(linear(x, weight, bias, act="relu", residual=residual.clone()),
-                              torch.relu(nn.functional.linear(x, weight, bias)) + residual, atol=1e-5)
+        assert torch.allclose(
+            linear(x, weight, bias, act="relu", residual=residual.clone()),
+            torch.relu(nn.functional.linear(x, weight, bias)) + residual,
+            atol=1e-5,
+        )

@@ -39,15 +39,15 @@ def test_test_extra_includes_the_pinned_lint_tools():
 
 def test_readme_extras_table_lists_every_extra():
     readme = (PROJECT_ROOT / "README.md").read_text()
-    install = readme[readme.index("## Install"):readme.index("## Tests")]
+    install = readme[readme.index("## Install") : readme.index("## Tests")]
     listed = re.findall(r"^\| `([a-z0-9_-]+)` \|", install, re.M)
     assert sorted(listed) == sorted(project()["project"]["optional-dependencies"])
 
 
 def test_ci_runs_the_readme_test_commands_lint_first():
     readme = (PROJECT_ROOT / "README.md").read_text()
-    tests = readme[readme.index("## Tests"):]
-    block = tests[tests.index("```bash\n") + len("```bash\n"):tests.index("\n```", tests.index("```bash\n"))]
+    tests = readme[readme.index("## Tests") :]
+    block = tests[tests.index("```bash\n") + len("```bash\n") : tests.index("\n```", tests.index("```bash\n"))]
     documented = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
     script = (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
     ci = [line.strip() for line in script if line.startswith(("python ", "apt-get "))]

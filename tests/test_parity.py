@@ -47,7 +47,7 @@ def test_batch_items_are_independent(fixture):
     wave = torch.from_numpy(expected["wave_batch"])
     with torch.no_grad():
         together = model(wave)
-        alone = torch.cat([model(wave[i:i + 1]) for i in range(len(wave))])
+        alone = torch.cat([model(wave[i : i + 1]) for i in range(len(wave))])
     assert relative_error(alone, together.numpy()) <= TOLERANCE
 
 

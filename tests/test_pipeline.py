@@ -49,7 +49,7 @@ def whole_file_embedding(model, path, max_samples, overlap_samples):
     hop = max_samples - overlap_samples
     count = int(np.ceil((len(wave) - max_samples) / hop)) + 1
     starts = [int(round(s)) for s in np.linspace(0, len(wave) - max_samples, count)]
-    return np.mean([direct(model, wave[s:s + max_samples]) for s in starts], axis=0)
+    return np.mean([direct(model, wave[s : s + max_samples]) for s in starts], axis=0)
 
 
 def close(a, b, tol=1e-4):
@@ -61,8 +61,9 @@ def close(a, b, tol=1e-4):
 def test_streamed_file_equals_whole_file_embedding(tmp_path, model, monkeypatch, rate, channels):
     monkeypatch.setattr(audio_module, "BLOCK_FRAMES", 777)  # many blocks, none aligned with the windows
     path = tmp_path / "long.wav"
-    sf.write(path, np.random.default_rng(rate).standard_normal((int(3.3 * rate), channels)) * 0.1, rate,
-             subtype="PCM_16")
+    sf.write(
+        path, np.random.default_rng(rate).standard_normal((int(3.3 * rate), channels)) * 0.1, rate, subtype="PCM_16"
+    )
     embedder = Embedder(model, optimize=False, max_seconds=1.0, overlap_seconds=0.25, batch_size=2)
     assert len(embedder.windows(AudioFile(path).length)) == 5
     expected = whole_file_embedding(model, path, 16000, 4000)
@@ -83,8 +84,9 @@ def test_block_reads_equal_whole_reads(tmp_path, monkeypatch):
     assert streamed.samples_read == streamed.length == len(whole)
     trimmed_wave = np.concatenate([np.zeros(8000), noise(16000, 4), np.zeros(12000)])
     sf.write(tmp_path / "t.wav", trimmed_wave, 16000, subtype="FLOAT")
-    np.testing.assert_array_equal(AudioFile(tmp_path / "t.wav", trim=True).read(),
-                                  audio_module.trim_silence(trimmed_wave.astype(np.float32)))
+    np.testing.assert_array_equal(
+        AudioFile(tmp_path / "t.wav", trim=True).read(), audio_module.trim_silence(trimmed_wave.astype(np.float32))
+    )
 
 
 def test_the_reader_never_asks_for_more_than_a_block(tmp_path, monkeypatch):
@@ -174,19 +176,44 @@ def test_silence_is_a_per_file_failure_in_embed_and_an_error_in_verify(tmp_path,
     sf.write(folder / "silent.wav", np.zeros(16000), 16000, subtype="PCM_16")
     sf.write(folder / "speech.wav", noise(16000, 15), 16000, subtype="PCM_16")
     out = tmp_path / "e.npz"
-    assert cli.main(["embed", str(folder), "-o", str(out), "--checkpoint", str(checkpoint), "--no-progress",
-                     "--workers", "0"]) == 1
+    assert (
+        cli.main(
+            ["embed", str(folder), "-o", str(out), "--checkpoint", str(checkpoint), "--no-progress", "--workers", "0"]
+        )
+        == 1
+    )
     ids, _ = load_embeddings(out)
     assert list(ids) == ["speech.wav"]
     assert "no speech signal" in (tmp_path / "e.failed.tsv").read_text()
     sf.write(tmp_path / "silent2.wav", np.zeros(16000), 16000, subtype="PCM_16")
     capsys.readouterr()
-    status = cli.main(["verify", str(folder / "silent.wav"), str(tmp_path / "silent2.wav"), "--checkpoint",
-                       str(checkpoint), "--threshold", "0.5", "--json"])
+    status = cli.main(
+        [
+            "verify",
+            str(folder / "silent.wav"),
+            str(tmp_path / "silent2.wav"),
+            "--checkpoint",
+            str(checkpoint),
+            "--threshold",
+            "0.5",
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 2 and "no speech signal" in captured.err and "accept" not in captured.out
-    assert cli.main(["verify", str(folder / "speech.wav"), str(folder / "speech.wav"), "--checkpoint",
-                     str(checkpoint), "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "verify",
+                str(folder / "speech.wav"),
+                str(folder / "speech.wav"),
+                "--checkpoint",
+                str(checkpoint),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(1.0, abs=1e-5)
 
 
@@ -220,8 +247,12 @@ def test_training_validation_uses_the_pipeline(tmp_path, model):
     for name, wave in waves.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         sf.write(tmp_path / name, wave, 16000, subtype="FLOAT")
-    trials = [("s0/u0.wav", "s0/u1.wav", 1), ("s0/u0.wav", "s1/u0.wav", 0), ("s1/u0.wav", "s1/u1.wav", 1),
-              ("s0/u1.wav", "s1/u1.wav", 0)]
+    trials = [
+        ("s0/u0.wav", "s0/u1.wav", 1),
+        ("s0/u0.wav", "s1/u0.wav", 0),
+        ("s1/u0.wav", "s1/u1.wav", 1),
+        ("s0/u1.wav", "s1/u1.wav", 0),
+    ]
     (tmp_path / "trials.txt").write_text("".join(f"{label} {a} {b}\n" for a, b, label in trials))
     model.train()
     value = validation_eer(model, str(tmp_path / "trials.txt"), str(tmp_path), 16000, 20.0, torch.device("cpu"))
@@ -243,9 +274,9 @@ def test_loading_a_checkpoint_does_not_import_the_compiler(checkpoint):
 
     from conftest import PROJECT_ROOT
 
-    code = ("import sys, redimnet; redimnet.load_checkpoint(sys.argv[1]); "
-            "print('torch._dynamo' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code, str(checkpoint)], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=300)
+    code = "import sys, redimnet; redimnet.load_checkpoint(sys.argv[1]); print('torch._dynamo' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(checkpoint)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

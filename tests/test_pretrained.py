@@ -60,7 +60,7 @@ class _Server:
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data[:len(data) // 3])
+                    self.wfile.write(data[: len(data) // 3])
                     self.wfile.flush()
                     self.close_connection = True
                     return
@@ -103,7 +103,9 @@ def test_download_cache_and_reuse(tmp_path, server, b0_file):
     model = from_pretrained("b0", "ft_lm", "vox2", cache_dir=cache, base_url=server.url, progress=False)
     _same_model(model, redimnet.load_checkpoint(b0_file))
     assert sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == [
-        "b0-vox2-ft_lm.pt", "b0-vox2-ft_lm.pt.sha256"]
+        "b0-vox2-ft_lm.pt",
+        "b0-vox2-ft_lm.pt.sha256",
+    ]
     assert server.requests == ["/b0-vox2-ft_lm.pt"]
     from_pretrained("B0", "ft_lm", "vox2", cache_dir=cache, base_url=server.url, progress=False)
     assert len(server.requests) == 1  # served from the cache
@@ -196,12 +198,30 @@ def test_copy_into_cache(tmp_path, b0_file):
 
 
 def test_torch_hub_load_local(tmp_path, server, b0_file):
-    model = torch.hub.load(str(ROOT), "ReDimNet", model_name="b0", train_type="ptn", dataset="vox2",
-                           source="local", cache_dir=tmp_path, base_url=server.url, progress=False)
+    model = torch.hub.load(
+        str(ROOT),
+        "ReDimNet",
+        model_name="b0",
+        train_type="ptn",
+        dataset="vox2",
+        source="local",
+        cache_dir=tmp_path,
+        base_url=server.url,
+        progress=False,
+    )
     assert isinstance(model, redimnet.ReDimNet) and not model.training
     _same_model(model, redimnet.load_checkpoint(b0_file))
-    embedder = torch.hub.load(str(ROOT), "ReDimNetEmbedder", model_name="b0", train_type="ptn", dataset="vox2",
-                              source="local", cache_dir=tmp_path, base_url=server.url, optimize=False)
+    embedder = torch.hub.load(
+        str(ROOT),
+        "ReDimNetEmbedder",
+        model_name="b0",
+        train_type="ptn",
+        dataset="vox2",
+        source="local",
+        cache_dir=tmp_path,
+        base_url=server.url,
+        optimize=False,
+    )
     assert embedder.embed(np.random.default_rng(0).standard_normal(4000).astype(np.float32) * 0.1).shape == (192,)
 
 
@@ -230,8 +250,9 @@ def test_cli_model_argument_downloads(tmp_path, server, monkeypatch):
 def test_a_file_of_another_architecture_is_refused(tmp_path, server):
     """A b0 file served under the b1 name downloads fine but is not b1: refused, naming the difference."""
     (Path(server.folder) / "b0-vox2-ft_lm.pt").rename(Path(server.folder) / "b1-vox2-ft_lm.pt")
-    with pytest.raises(PretrainedError,
-                       match=r"not the b1 network that b1.vox2-ft_lm is published as: C=10 \(expected 12\)"):
+    with pytest.raises(
+        PretrainedError, match=r"not the b1 network that b1.vox2-ft_lm is published as: C=10 \(expected 12\)"
+    ):
         redimnet.load("b1.vox2-ft_lm", cache_dir=tmp_path, base_url=server.url, progress=False)
 
 
@@ -285,8 +306,22 @@ def test_cli_sha256_option(tmp_path, server, b0_file, monkeypatch, capsys):
     import soundfile
 
     soundfile.write(audio, np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1, 16000)
-    assert main(["verify", str(audio), str(audio), "--model", "b0.ptn", "--cache-dir", str(tmp_path / "c"),
-                 "--sha256", "1" * 64]) == 2
+    assert (
+        main(
+            [
+                "verify",
+                str(audio),
+                str(audio),
+                "--model",
+                "b0.ptn",
+                "--cache-dir",
+                str(tmp_path / "c"),
+                "--sha256",
+                "1" * 64,
+            ]
+        )
+        == 2
+    )
     assert "checksum mismatch" in capsys.readouterr().err
     assert main(["verify", str(audio), str(audio), "--checkpoint", str(b0_file), "--sha256", "1" * 64]) == 2
     assert f"{b0_file} has SHA-256" in capsys.readouterr().err
@@ -306,8 +341,11 @@ def test_leftover_partial_files_are_removed_by_the_next_download(tmp_path, serve
 def test_invalid_cache_folder_is_one_clear_line(tmp_path, server, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(PretrainedError, match=r"weights cache .*file is not a folder; set the cache_dir argument "
-                                              r"\(--cache-dir on the command line\)") as error:
+    with pytest.raises(
+        PretrainedError,
+        match=r"weights cache .*file is not a folder; set the cache_dir argument "
+        r"\(--cache-dir on the command line\)",
+    ) as error:
         redimnet.load("b0", cache_dir=blocker, base_url=server.url, progress=False)
     assert "\n" not in str(error.value)
     monkeypatch.setenv("REDIMNET_CACHE", str(blocker / "sub"))
@@ -324,6 +362,9 @@ def test_read_only_cache_folder(tmp_path, server, monkeypatch):
 
     monkeypatch.setattr(pretrained, "_probe", refuse)
     monkeypatch.setenv("REDIMNET_CACHE", str(tmp_path))
-    with pytest.raises(PretrainedError, match=f"weights cache {tmp_path} cannot be written \\(Permission denied\\); "
-                                              "set the environment variable REDIMNET_CACHE"):
+    with pytest.raises(
+        PretrainedError,
+        match=f"weights cache {tmp_path} cannot be written \\(Permission denied\\); "
+        "set the environment variable REDIMNET_CACHE",
+    ):
         redimnet.load("b0", base_url=server.url, progress=False)

@@ -30,7 +30,7 @@ _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 def test_python_api_example_runs(tmp_path, capsys):
     readme = README.read_text()
-    section = readme[readme.index("## Python API"):]
+    section = readme[readme.index("## Python API") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     cwd = os.getcwd()
     os.chdir(tmp_path)
@@ -48,7 +48,7 @@ def console_blocks(text: str):
     """``(line number, [(command, [expected lines])])`` for every console block not marked to skip."""
     blocks = []
     for match in re.finditer(r"```console\n(.*?)```", text, re.S):
-        before = text[:match.start()].rstrip().splitlines()
+        before = text[: match.start()].rstrip().splitlines()
         if before and before[-1].startswith(SKIP_MARK):
             continue
         steps = []
@@ -57,7 +57,7 @@ def console_blocks(text: str):
                 steps.append((line[2:], []))
             elif steps:
                 steps[-1][1].append(line)
-        blocks.append((text[:match.start()].count("\n") + 1, steps))
+        blocks.append((text[: match.start()].count("\n") + 1, steps))
     return blocks
 
 
@@ -79,12 +79,13 @@ def missing_lines(expected, output: str):
 
 
 def test_parser_and_matcher():
-    text = ("```console\n$ echo a\na 1.5\n$ true\n```\n<!-- readme-test: skip (needs data) -->\n"
-            "```console\n$ nope\n```\n")
+    text = (
+        "```console\n$ echo a\na 1.5\n$ true\n```\n<!-- readme-test: skip (needs data) -->\n```console\n$ nope\n```\n"
+    )
     assert console_blocks(text) == [(1, [("echo a", ["a 1.5"]), ("true", [])])]
     assert missing_lines(["a 1.5", "c"], "a 2.25\nb\nc\n") == []
     assert missing_lines(["c", "a 1.5"], "a 2.25\nb\nc\n") == ["a 1.5"]  # order matters
-    assert missing_lines(["a 3 files"], "a 4 files") == ["a 3 files"]   # whole numbers must match
+    assert missing_lines(["a 3 files"], "a 4 files") == ["a 3 files"]  # whole numbers must match
     assert missing_lines(["at 2026-11-25T14:02:55Z"], "at 2027-01-01T00:00:00Z") == []
 
 
@@ -94,14 +95,19 @@ def shell(tmp_path_factory):
     folder = tmp_path_factory.mktemp("readme")
     bin_dir = folder / ".bin"
     bin_dir.mkdir()
-    for name, command in (("redimnet", f'"{sys.executable}" -m redimnet "$@"'),
-                          ("python", f'"{sys.executable}" "$@"')):
+    for name, command in (("redimnet", f'"{sys.executable}" -m redimnet "$@"'), ("python", f'"{sys.executable}" "$@"')):
         script = bin_dir / name
         script.write_text(f"#!/bin/sh\nexec {command}\n")
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", COLUMNS="100",
-               PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", REDIMNET_CACHE=str(folder / ".cache"),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        COLUMNS="100",
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
+        REDIMNET_CACHE=str(folder / ".cache"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    )
     env.pop("REDIMNET_DEBUG", None)
     return folder, env
 
@@ -141,12 +147,21 @@ def run_blocks(text: str, where: str, folder, env):
             if words[0] == "redimnet" and not re.search(r"[|<>;&$`]", command):
                 status, output = run_in_process(words[1:], folder, env)
             else:
-                done = subprocess.run(["bash", "-c", f"(exit {status}); {command}"], cwd=folder, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+                done = subprocess.run(
+                    ["bash", "-c", f"(exit {status}); {command}"],
+                    cwd=folder,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    timeout=600,
+                )
                 status, output = done.returncode, done.stdout
             missing = missing_lines(expected, output)
-            assert not missing, (f"{where}, block at line {line_number}: `$ {command}` (exit {status}) did not "
-                                 f"print {missing[0]!r}; it printed:\n{output}")
+            assert not missing, (
+                f"{where}, block at line {line_number}: `$ {command}` (exit {status}) did not "
+                f"print {missing[0]!r}; it printed:\n{output}"
+            )
 
 
 def test_console_examples_run(shell):

@@ -6,8 +6,15 @@ import torch
 import redimnet
 from redimnet.redimnet2.family import detect_family
 
-TINY = dict(F=16, C=4, feat_type="pt", hop_length=160, pooling_func="ASTP", embed_dim=32,
-            stages_setup=[((1, 1), 1, 1, [(3, 3)], 4), ((2, 2), 1, 2, [(3, 3)], None)])
+TINY = dict(
+    F=16,
+    C=4,
+    feat_type="pt",
+    hop_length=160,
+    pooling_func="ASTP",
+    embed_dim=32,
+    stages_setup=[((1, 1), 1, 1, [(3, 3)], 4), ((2, 2), 1, 2, [(3, 3)], None)],
+)
 
 
 def tiny(**changes) -> redimnet.ReDimNet2:
@@ -15,22 +22,25 @@ def tiny(**changes) -> redimnet.ReDimNet2:
     return redimnet.ReDimNet2({**TINY, **changes}).eval()
 
 
-@pytest.mark.parametrize("option, value, words", [
-    ("causal", False, "causal='none'"),
-    ("causal", "full", "causal='none'"),
-    ("fm_weigthing_type", "N", "'NC'"),
-    ("feat_type", "pt_stft", "pt_stft"),
-    ("pooling_func", "TSTP_var", "TSTP_var"),
-    ("spec_in_channels", 2, "spec_in_channels=1"),
-    ("block_2d_type", "resnet", "block_2d_type"),
-    ("stages_setup", [((3, 1), 1, 1, [(3, 3)], None)], "freq_stride 3 does not divide the 16"),
-    ("stages_setup", [(2, 1, 1, [(3, 3)], None)], "pair (freq_stride, time_stride)"),
-    ("stages_setup", [((1, 1), 1, 0, [(3, 3)], None)], "conv_exp"),
-    ("stages_setup", [((1, 1), 1, 1, [(3, 3)], 3)], "attention heads"),
-    ("spec_params", {"spec_norm": None}, "spec_norm"),
-    ("spec_params", {"hop_length": 100}, "hop_length"),
-    ("pad_right_samples", -1, "pad_right_samples"),
-])
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("causal", False, "causal='none'"),
+        ("causal", "full", "causal='none'"),
+        ("fm_weigthing_type", "N", "'NC'"),
+        ("feat_type", "pt_stft", "pt_stft"),
+        ("pooling_func", "TSTP_var", "TSTP_var"),
+        ("spec_in_channels", 2, "spec_in_channels=1"),
+        ("block_2d_type", "resnet", "block_2d_type"),
+        ("stages_setup", [((3, 1), 1, 1, [(3, 3)], None)], "freq_stride 3 does not divide the 16"),
+        ("stages_setup", [(2, 1, 1, [(3, 3)], None)], "pair (freq_stride, time_stride)"),
+        ("stages_setup", [((1, 1), 1, 0, [(3, 3)], None)], "conv_exp"),
+        ("stages_setup", [((1, 1), 1, 1, [(3, 3)], 3)], "attention heads"),
+        ("spec_params", {"spec_norm": None}, "spec_norm"),
+        ("spec_params", {"hop_length": 100}, "hop_length"),
+        ("pad_right_samples", -1, "pad_right_samples"),
+    ],
+)
 def test_rejects_options_the_official_code_cannot_run(option, value, words):
     with pytest.raises(ValueError) as error:
         redimnet.ReDimNet2Config(**{**TINY, option: value})
@@ -100,12 +110,17 @@ def _rewrite(path, change):
     torch.save(content, path)
 
 
-@pytest.mark.parametrize("change, words", [
-    (lambda sd: sd.pop("backbone.stage1.2.weight"), "missing keys: backbone.stage1.2.weight"),
-    (lambda sd: sd.update({"backbone.stage9.0.w": torch.zeros(1)}), "unexpected keys: backbone.stage9.0.w"),
-    (lambda sd: sd.update({"backbone.fin_wght1d.w": torch.zeros(1, 2, 64, 1)}),
-     "backbone.fin_wght1d.w has shape (1, 2, 64, 1), expected (1, 3, 64, 1)"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda sd: sd.pop("backbone.stage1.2.weight"), "missing keys: backbone.stage1.2.weight"),
+        (lambda sd: sd.update({"backbone.stage9.0.w": torch.zeros(1)}), "unexpected keys: backbone.stage9.0.w"),
+        (
+            lambda sd: sd.update({"backbone.fin_wght1d.w": torch.zeros(1, 2, 64, 1)}),
+            "backbone.fin_wght1d.w has shape (1, 2, 64, 1), expected (1, 3, 64, 1)",
+        ),
+    ],
+)
 def test_loading_is_strict(tmp_path, change, words):
     path = redimnet.save_checkpoint(tiny(), tmp_path / "v2.pt")
     _rewrite(path, change)
@@ -117,8 +132,12 @@ def test_loading_is_strict(tmp_path, change, words):
 def test_front_end_buffers_are_in_the_file(tmp_path):
     path = redimnet.save_checkpoint(tiny(feat_type="tf"), tmp_path / "v2.pt")
     keys = set(torch.load(path, weights_only=True)["state_dict"])
-    assert {"spec.torchfbank.1.flipped_filter", "spec.torchfbank.2.real_kernel_pt",
-            "spec.torchfbank.2.image_kernel_pt", "spec.torchfbank.2.melbanks_pt"} <= keys
+    assert {
+        "spec.torchfbank.1.flipped_filter",
+        "spec.torchfbank.2.real_kernel_pt",
+        "spec.torchfbank.2.image_kernel_pt",
+        "spec.torchfbank.2.melbanks_pt",
+    } <= keys
 
 
 def test_embedder_runs_redimnet2_models():
@@ -136,12 +155,15 @@ def test_embedder_runs_redimnet2_models():
         assert np.abs(out - direct[0].numpy()).max() <= 1e-4 * np.abs(direct.numpy()).max()
 
 
-@pytest.mark.parametrize("changes", [
-    dict(dual_agg=True),  # the 2D path's map must not be changed by the 1D block's in-place residual
-    dict(dual_agg=True, agg_gnorm=True, return_2d_output=True, out_channels=6),
-    dict(block_2d_type="convnext_like", use_freq_pos_enc=True, pooling_func="TMAP", compress_tconvs=False),
-    dict(block_1d_type="fc", group_divisor=None, before_pool_offset=3, emb_bn=True),
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(dual_agg=True),  # the 2D path's map must not be changed by the 1D block's in-place residual
+        dict(dual_agg=True, agg_gnorm=True, return_2d_output=True, out_channels=6),
+        dict(block_2d_type="convnext_like", use_freq_pos_enc=True, pooling_func="TMAP", compress_tconvs=False),
+        dict(block_1d_type="fc", group_divisor=None, before_pool_offset=3, emb_bn=True),
+    ],
+)
 def test_optimized_form_matches_plain(changes):
     from redimnet.optimize import optimize_for_inference
 

@@ -18,10 +18,33 @@ TF_FEATURE_TOLERANCE = 5e-4
 
 # Keyword arguments of the official ReDimNet2Wrap constructor (commit ffe8f27).
 OFFICIAL_OPTIONS = {
-    "F", "C", "causal", "spec_in_channels", "out_channels", "block_1d_type", "block_2d_type", "compress_tconvs",
-    "return_2d_output", "use_freq_pos_enc", "fm_weigthing_type", "stages_setup", "group_divisor", "dual_agg",
-    "agg_gnorm", "embed_dim", "num_classes", "feat_agg_dropout", "head_activation", "hop_length", "pooling_func",
-    "pad_right_samples", "before_pool_offset", "feat_type", "global_context_att", "emb_bn", "spec_params",
+    "F",
+    "C",
+    "causal",
+    "spec_in_channels",
+    "out_channels",
+    "block_1d_type",
+    "block_2d_type",
+    "compress_tconvs",
+    "return_2d_output",
+    "use_freq_pos_enc",
+    "fm_weigthing_type",
+    "stages_setup",
+    "group_divisor",
+    "dual_agg",
+    "agg_gnorm",
+    "embed_dim",
+    "num_classes",
+    "feat_agg_dropout",
+    "head_activation",
+    "hop_length",
+    "pooling_func",
+    "pad_right_samples",
+    "before_pool_offset",
+    "feat_type",
+    "global_context_att",
+    "emb_bn",
+    "spec_params",
     "return_all_outputs",
 }
 
@@ -54,8 +77,9 @@ def test_outputs_match_official(fixture, which):
         # The official front ends give [N, 1, F, frames] in two cases; ours always [N, F, frames].
         if expected_features.ndim == 4:
             expected_features = expected_features[:, 0]
-        backbone = model.backbone(torch.from_numpy(expected_features).unsqueeze(1),
-                                  return_all_outputs=model.config.return_all_outputs)
+        backbone = model.backbone(
+            torch.from_numpy(expected_features).unsqueeze(1), return_all_outputs=model.config.return_all_outputs
+        )
         output = model(wave)
     if model.config.return_all_outputs:
         backbone, _ = backbone
@@ -95,7 +119,7 @@ def test_batch_items_are_independent(fixture):
     wave = torch.from_numpy(expected["wave_batch"])
     with torch.no_grad():
         together = model(wave)
-        alone = [model(wave[i:i + 1]) for i in range(len(wave))]
+        alone = [model(wave[i : i + 1]) for i in range(len(wave))]
     if model.config.return_all_outputs:
         together, alone = together[0], [a[0] for a in alone]
     assert relative_error(torch.cat(alone), together.numpy()) <= TOLERANCE
@@ -115,7 +139,8 @@ def test_save_writes_the_official_file_layout(fixture, tmp_path):
         assert torch.equal(written["state_dict"][key], tensor), key
     assert set(written["model_config"]) <= OFFICIAL_OPTIONS
     assert written["model_config"]["causal"] == "none"  # the official default (False) cannot run
-    assert (redimnet.ReDimNet2Config.from_dict(written["model_config"])
-            == redimnet.ReDimNet2Config.from_dict(original["model_config"]))
+    assert redimnet.ReDimNet2Config.from_dict(written["model_config"]) == redimnet.ReDimNet2Config.from_dict(
+        original["model_config"]
+    )
     again = redimnet.load_checkpoint(path)
     assert isinstance(again, redimnet.ReDimNet2)

@@ -10,8 +10,16 @@ from redimnet.complexity import count_macs, count_parameters
 from redimnet.redimnet2 import presets
 
 # configs.json's measured counts beside the official README's (M params, GMACs for 2 s).
-REFERENCE = {"b0": (1.115, 0.361), "b1": (2.161, 0.589), "b2": (3.678, 0.969), "b3": (4.182, 2.689),
-             "b4": (6.660, 4.587), "b5": (8.959, 9.528), "b6": (12.395, 12.908), "b6_vb2": (12.459, 12.908)}
+REFERENCE = {
+    "b0": (1.115, 0.361),
+    "b1": (2.161, 0.589),
+    "b2": (3.678, 0.969),
+    "b3": (4.182, 2.689),
+    "b4": (6.660, 4.587),
+    "b5": (8.959, 9.528),
+    "b6": (12.395, 12.908),
+    "b6_vb2": (12.459, 12.908),
+}
 
 
 @pytest.mark.parametrize("name", sorted(presets.OPTIONS))
@@ -36,5 +44,7 @@ def test_release_table():
     names = {presets.file_name(*release[:3]) for release in presets.RELEASES}
     assert len(names) == 16
     assert "b6-vb2+vox2_v0-lm.pt" in names and "b0-vox2-ptn.pt" in names
-    assert presets.url("b2", "vox2", "lm") == \
-        "https://github.com/PalabraAI/redimnet2/releases/download/v1.0.0/b2-vox2-lm.pt"
+    assert (
+        presets.url("b2", "vox2", "lm")
+        == "https://github.com/PalabraAI/redimnet2/releases/download/v1.0.0/b2-vox2-lm.pt"
+    )

@@ -20,8 +20,10 @@ def test_presets_and_release_table_are_registered():
     for i in range(7):
         weights = registry.list_weights(f"redimnet2-b{i}")
         assert weights == [f"redimnet2-b{i}.vox2-lm", f"redimnet2-b{i}.vox2-ptn"]  # lm is the default
-    assert registry.list_weights("redimnet2-b6-vb2") == ["redimnet2-b6-vb2.vb2+vox2_v0-lm",
-                                                         "redimnet2-b6-vb2.vb2+vox2_v0-ptn"]
+    assert registry.list_weights("redimnet2-b6-vb2") == [
+        "redimnet2-b6-vb2.vb2+vox2_v0-lm",
+        "redimnet2-b6-vb2.vb2+vox2_v0-ptn",
+    ]
     lm = registry.get_weights("redimnet2-b6-vb2")
     assert lm.url == "https://github.com/PalabraAI/redimnet2/releases/download/v1.0.0/b6-vb2+vox2_v0-lm.pt"
     assert lm.license == "MIT" and lm.commercial_use and lm.eer == (0.17, 0.34, 0.68)
@@ -86,12 +88,20 @@ def test_torch_hub_entry_takes_the_official_arguments(served, tmp_path):
 
     root, server, model = served
     repo = str(Path(__file__).resolve().parents[1])
-    loaded = torch.hub.load(repo, "redimnet2", source="local", model_name="b0", train_type="lm", dataset="vox2",
-                            cache_dir=tmp_path, base_url=server.url, progress=False)
+    loaded = torch.hub.load(
+        repo,
+        "redimnet2",
+        source="local",
+        model_name="b0",
+        train_type="lm",
+        dataset="vox2",
+        cache_dir=tmp_path,
+        base_url=server.url,
+        progress=False,
+    )
     assert isinstance(loaded, redimnet.ReDimNet2) and not loaded.training
     wave = torch.randn(1, 16000)
     with torch.no_grad():
         assert torch.equal(loaded(wave), model(wave))
-    random = torch.hub.load(repo, "redimnet2", source="local", model_name="b6", dataset="vb2+vox2_v0",
-                            pretrained=False)
+    random = torch.hub.load(repo, "redimnet2", source="local", model_name="b6", dataset="vb2+vox2_v0", pretrained=False)
     assert random.config.agg_gnorm  # the VoxBlink2 release's architecture

@@ -13,12 +13,21 @@ from redimnet.complexity import count_macs, count_parameters
 
 # From ../shared/fixtures/README.md: parameters (M) and GMACs for 2 s of audio,
 # measured on the original implementation; printed to two decimals.
-TABLE = {"b0": (1.00, 0.42), "b1": (2.13, 0.60), "b2": (4.89, 0.94), "b3": (3.23, 2.92),
-         "b4": (6.44, 4.74), "b5": (7.66, 8.82), "b6": (15.02, 20.13)}
+TABLE = {
+    "b0": (1.00, 0.42),
+    "b1": (2.13, 0.60),
+    "b2": (4.89, 0.94),
+    "b3": (3.23, 2.92),
+    "b4": (6.44, 4.74),
+    "b5": (7.66, 8.82),
+    "b6": (15.02, 20.13),
+}
 
 # The authors' release files (README of the original repository): {model}-{dataset}-{train_type}.pt
-PUBLISHED_FILES = sorted([f"b{i}-vox2-{t}.pt" for i in range(7) for t in ("ptn", "ft_lm")]
-                         + [f"{m}-{d}.pt" for m in "MS" for d in ("vb2+vox2+cnc-ft_mix", "vb2-ptn")])
+PUBLISHED_FILES = sorted(
+    [f"b{i}-vox2-{t}.pt" for i in range(7) for t in ("ptn", "ft_lm")]
+    + [f"{m}-{d}.pt" for m in "MS" for d in ("vb2+vox2+cnc-ft_mix", "vb2-ptn")]
+)
 
 
 def within(value: float, printed: float, relative: float = 0.01) -> bool:
@@ -61,19 +70,30 @@ def test_published_numbers_in_one_place():
     assert known["b2.vox2-ft_lm"] == "c9b6bb2f6747caa28a41eaf2e372d66b0d1563baef186d18f5e99abd5e71e06f"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("b2.vox2-ft_lm", "b2.vox2-ft_lm"), ("B2.VOX2-FT_LM", "b2.vox2-ft_lm"), ("b2", "b2.vox2-ft_lm"),
-    ("b2.ptn", "b2.vox2-ptn"), ("m", "M.vb2+vox2+cnc-ft_mix"), ("M.vb2", "M.vb2-ptn"),
-    ("S.ft_mix", "S.vb2+vox2+cnc-ft_mix"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("b2.vox2-ft_lm", "b2.vox2-ft_lm"),
+        ("B2.VOX2-FT_LM", "b2.vox2-ft_lm"),
+        ("b2", "b2.vox2-ft_lm"),
+        ("b2.ptn", "b2.vox2-ptn"),
+        ("m", "M.vb2+vox2+cnc-ft_mix"),
+        ("M.vb2", "M.vb2-ptn"),
+        ("S.ft_mix", "S.vb2+vox2+cnc-ft_mix"),
+    ],
+)
 def test_weight_names(text, expected):
     assert redimnet.get_weights(text).name == expected
 
 
-@pytest.mark.parametrize("text, message", [
-    ("b9", "unknown model 'b9'.*b0, b1"), ("b2.vb2-ptn", "b2.vb2-ptn is not published.*b2.vox2-ft_lm"),
-    ("b2.vox2", "b2.vox2 is ambiguous"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("b9", "unknown model 'b9'.*b0, b1"),
+        ("b2.vb2-ptn", "b2.vb2-ptn is not published.*b2.vox2-ft_lm"),
+        ("b2.vox2", "b2.vox2 is ambiguous"),
+    ],
+)
 def test_weight_name_errors(text, message):
     with pytest.raises(registry.UnknownModelError, match=message):
         redimnet.get_weights(text)
@@ -117,13 +137,18 @@ def test_build_without_weights_explains_file_only_architectures(name):
 
 def test_build_with_weights_goes_through_the_loader(monkeypatch):
     seen = []
-    monkeypatch.setattr("redimnet.pretrained.load_weights", lambda weights, **options: seen.append(
-        (weights.name, options)) or "model")
+    monkeypatch.setattr(
+        "redimnet.pretrained.load_weights", lambda weights, **options: seen.append((weights.name, options)) or "model"
+    )
     assert redimnet.build("b2", weights="vox2-ptn", cache_dir="/somewhere") == "model"
     assert redimnet.build("b3.ft_lm") == "model"
     assert redimnet.load() == "model" and redimnet.load("M") == "model"
-    assert seen == [("b2.vox2-ptn", {"cache_dir": "/somewhere"}), ("b3.vox2-ft_lm", {}),
-                    (redimnet.DEFAULT_WEIGHTS, {}), ("M.vb2+vox2+cnc-ft_mix", {})]
+    assert seen == [
+        ("b2.vox2-ptn", {"cache_dir": "/somewhere"}),
+        ("b3.vox2-ft_lm", {}),
+        (redimnet.DEFAULT_WEIGHTS, {}),
+        ("M.vb2+vox2+cnc-ft_mix", {}),
+    ]
 
 
 def test_macs_scale_with_duration():
@@ -143,8 +168,9 @@ def test_every_entry_reachable_from_python_hub_and_cli(monkeypatch):
     from redimnet.cli.models import add_model_arguments, model_from_arguments
 
     loaded = []
-    monkeypatch.setattr("redimnet.pretrained.load_weights",
-                        lambda weights, **options: loaded.append(weights) or weights)
+    monkeypatch.setattr(
+        "redimnet.pretrained.load_weights", lambda weights, **options: loaded.append(weights) or weights
+    )
     hub = _hubconf()
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
@@ -154,8 +180,12 @@ def test_every_entry_reachable_from_python_hub_and_cli(monkeypatch):
         assert hub.ReDimNet(weights=name) is entry
         assert hub.ReDimNet(model_name=entry.arch, train_type=entry.train_type, dataset=entry.dataset) is entry
         assert model_from_arguments(parser.parse_args(["--model", name])) is entry
-        assert model_from_arguments(parser.parse_args(
-            ["--model", entry.arch, "--train-type", entry.train_type, "--dataset", entry.dataset])) is entry
+        assert (
+            model_from_arguments(
+                parser.parse_args(["--model", entry.arch, "--train-type", entry.train_type, "--dataset", entry.dataset])
+            )
+            is entry
+        )
     assert len(loaded) == 5 * len(redimnet.list_weights())
     default = redimnet.get_weights(redimnet.DEFAULT_WEIGHTS)
     assert hub.ReDimNet() is default and model_from_arguments(parser.parse_args([])) is default
@@ -174,9 +204,14 @@ def test_hub_embedder_accepts_every_embedder_option(monkeypatch):
 
 def test_a_new_family_registers_cleanly(clean_registry):
     """Another model family joins with a family entry, its architectures and their weights."""
-    registry.register_family(registry.Family(
-        "toy", config_from_dict="redimnet.config:ModelConfig.from_dict", build="redimnet.model:ReDimNet",
-        load_checkpoint="redimnet.checkpoint:load_checkpoint"))
+    registry.register_family(
+        registry.Family(
+            "toy",
+            config_from_dict="redimnet.config:ModelConfig.from_dict",
+            build="redimnet.model:ReDimNet",
+            load_checkpoint="redimnet.checkpoint:load_checkpoint",
+        )
+    )
     options = dict(F=24, C=4, embed_dim=16, stages_setup=[(1, 1, 1, [(3, 3)], None)])
     registry.register_architecture(registry.Architecture("toy-s", "toy", options))
     registry.register_weights(registry.Weights("toy-s", "synthetic", "ptn", "MIT", base_url="http://127.0.0.1:9/"))

@@ -36,9 +36,27 @@ def voices(tmp_path_factory):
 
 
 # --- one checked function from id to path ----------------------------------------------------------
-@pytest.mark.parametrize("uid", ["../ESCAPED", "/tmp/ESCAPED", "a/../../b", "a//b", "./a", "a/", "", "a\x00b",
-                                 "a\nb", "\x1b[31mred", "C:evil", "a\\..\\b", "..", "x" * 252, "d/" + "é" * 126,
-                                 "lone\ud800surrogate"])
+@pytest.mark.parametrize(
+    "uid",
+    [
+        "../ESCAPED",
+        "/tmp/ESCAPED",
+        "a/../../b",
+        "a//b",
+        "./a",
+        "a/",
+        "",
+        "a\x00b",
+        "a\nb",
+        "\x1b[31mred",
+        "C:evil",
+        "a\\..\\b",
+        "..",
+        "x" * 252,
+        "d/" + "é" * 126,
+        "lone\ud800surrogate",
+    ],
+)
 def test_unsafe_ids_are_refused(tmp_path, uid):
     with pytest.raises(UnsafeNameError):
         path_below(tmp_path, uid, ".npy")
@@ -60,8 +78,10 @@ def test_a_symlink_inside_the_root_cannot_lead_out(tmp_path):
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(list("ab./\\:\x00\n\x1b\t C") + ["..", "é", "spk/"]), max_size=12).map("".join)
-       | st.text(max_size=20))
+@given(
+    st.lists(st.sampled_from(list("ab./\\:\x00\n\x1b\t C") + ["..", "é", "spk/"]), max_size=12).map("".join)
+    | st.text(max_size=20)
+)
 def test_fuzz_no_id_resolves_outside_the_root(tmp_path, uid):
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
@@ -101,11 +121,14 @@ def test_embed_list_cannot_write_outside_the_npy_folder(tmp_path, voices, b0_mod
     _, checkpoint = b0_model_and_checkpoint
     outside = tmp_path / "ESCAPED"
     scp = tmp_path / "wav.scp"
-    scp.write_text(f"good {voices / 'a.wav'}\n../ESCAPED {voices / 'b.wav'}\n{outside} {voices / 'b.wav'}\n"
-                   f"sub/../../x {voices / 'b.wav'}\n")
+    scp.write_text(
+        f"good {voices / 'a.wav'}\n../ESCAPED {voices / 'b.wav'}\n{outside} {voices / 'b.wav'}\n"
+        f"sub/../../x {voices / 'b.wav'}\n"
+    )
     folder = tmp_path / "out"
-    status = run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", folder, "--workers", "0",
-                     "--no-progress")
+    status = run_cli(
+        "embed", "--list", scp, "--checkpoint", checkpoint, "-o", folder, "--workers", "0", "--no-progress"
+    )
     assert status == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.failed.tsv", "wav.scp"]
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == ["good.npy"]
@@ -123,8 +146,9 @@ def test_kaldi_refuses_a_bad_key_and_writes_the_others(tmp_path, voices, b0_mode
     (folder / "with space").mkdir(parents=True)
     (folder / "with space" / "a.wav").write_bytes((voices / "a.wav").read_bytes())
     (folder / "b.wav").write_bytes((voices / "b.wav").read_bytes())
-    status = run_cli("embed", folder, "--checkpoint", checkpoint, "-o", tmp_path / "e.ark", "--workers", "0",
-                     "--no-progress")
+    status = run_cli(
+        "embed", folder, "--checkpoint", checkpoint, "-o", tmp_path / "e.ark", "--workers", "0", "--no-progress"
+    )
     assert status == 1
     assert sorted(kaldiio.load_scp(str(tmp_path / "e.scp"))) == ["b.wav"]
     assert "Kaldi key" in (tmp_path / "e.failed.tsv").read_text()
@@ -145,8 +169,9 @@ def test_failed_tsv_survives_tabs_and_newlines_in_paths(tmp_path, b0_model_and_c
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "bad\tname\nx.wav").write_text("not audio")
-    status = run_cli("embed", folder, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0",
-                     "--no-progress")
+    status = run_cli(
+        "embed", folder, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0", "--no-progress"
+    )
     assert status == 1
     lines = (tmp_path / "e.failed.tsv").read_text().splitlines()
     assert len(lines) == 2 and all(line.count("\t") == 1 for line in lines)
@@ -157,8 +182,9 @@ def test_terminal_output_escapes_ids(tmp_path, voices, b0_model_and_checkpoint, 
     _, checkpoint = b0_model_and_checkpoint
     scp = tmp_path / "wav.scp"
     scp.write_text(f"\x1b[2Jforged {tmp_path / 'missing.wav'}\n")
-    run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0",
-            "--no-progress")
+    run_cli(
+        "embed", "--list", scp, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0", "--no-progress"
+    )
     err = capsys.readouterr().err
     assert "\x1b" not in err
 
@@ -204,18 +230,22 @@ def test_replacing_a_file_keeps_its_permissions(tmp_path, umask_022):
 def _handler(error):
     def handler(_args):
         raise error
+
     return handler
 
 
-@pytest.mark.parametrize("error, status, words", [
-    (UsageError("--x must be 1"), 2, ["redimnet: error: --x must be 1"]),
-    (InvalidArgumentError("bad value"), 2, ["redimnet: error: bad value"]),
-    (FileNotFoundError(2, "No such file or directory", "/no/such"), 2, ["/no/such", "No such file"]),
-    (ValueError("a bug\nsecond line"), 1, ["unexpected error (ValueError: a bug)", "REDIMNET_DEBUG=1"]),
-    (KeyError("k"), 1, ["unexpected error (KeyError", "REDIMNET_DEBUG=1"]),
-    (ModuleNotFoundError("No module named 'yaml'", name="yaml"), 2, ['pip install "redimnet[train]"']),
-    (ModuleNotFoundError("No module named 'zzz'", name="zzz"), 1, ["unexpected error", "REDIMNET_DEBUG=1"]),
-])
+@pytest.mark.parametrize(
+    "error, status, words",
+    [
+        (UsageError("--x must be 1"), 2, ["redimnet: error: --x must be 1"]),
+        (InvalidArgumentError("bad value"), 2, ["redimnet: error: bad value"]),
+        (FileNotFoundError(2, "No such file or directory", "/no/such"), 2, ["/no/such", "No such file"]),
+        (ValueError("a bug\nsecond line"), 1, ["unexpected error (ValueError: a bug)", "REDIMNET_DEBUG=1"]),
+        (KeyError("k"), 1, ["unexpected error (KeyError", "REDIMNET_DEBUG=1"]),
+        (ModuleNotFoundError("No module named 'yaml'", name="yaml"), 2, ['pip install "redimnet[train]"']),
+        (ModuleNotFoundError("No module named 'zzz'", name="zzz"), 1, ["unexpected error", "REDIMNET_DEBUG=1"]),
+    ],
+)
 def test_error_layer(monkeypatch, capsys, error, status, words):
     monkeypatch.delenv("REDIMNET_DEBUG", raising=False)
     assert cli.run_handler(_handler(error), None) == status
@@ -237,8 +267,10 @@ def test_debug_shows_the_traceback_in_every_branch(monkeypatch, capsys, error):
 def test_symlink_loop_is_named(tmp_path, capsys):
     loop = tmp_path / "loop.wav"
     loop.symlink_to(loop)
+
     def handler(_args):
         open(loop, "rb")
+
     assert cli.run_handler(handler, None) == 2
     assert "symbolic link loop" in capsys.readouterr().err
 
@@ -302,8 +334,7 @@ def test_speaker_names_are_escaped_on_the_terminal(tmp_path, capsys):
 
 
 # --- what was skipped is reported ------------------------------------------------------------------
-def test_unreadable_subfolder_is_reported_not_skipped(tmp_path, voices, b0_model_and_checkpoint, capsys,
-                                                       monkeypatch):
+def test_unreadable_subfolder_is_reported_not_skipped(tmp_path, voices, b0_model_and_checkpoint, capsys, monkeypatch):
     _, checkpoint = b0_model_and_checkpoint
     folder = tmp_path / "in"
     (folder / "locked").mkdir(parents=True)
@@ -317,8 +348,9 @@ def test_unreadable_subfolder_is_reported_not_skipped(tmp_path, voices, b0_model
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    status = run_cli("embed", folder, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0",
-                     "--no-progress")
+    status = run_cli(
+        "embed", folder, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0", "--no-progress"
+    )
     assert status == 1
     assert load_embeddings(tmp_path / "e.npz")[0].tolist() == ["b.wav"]
     report = (tmp_path / "e.failed.tsv").read_text()
@@ -331,8 +363,9 @@ def test_self_referencing_symlink_is_a_loop(tmp_path, b0_model_and_checkpoint, c
     loop.symlink_to(loop)
     dangling = tmp_path / "gone.wav"
     dangling.symlink_to(tmp_path / "nowhere.wav")
-    status = run_cli("embed", loop, dangling, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz",
-                     "--workers", "0", "--no-progress")
+    status = run_cli(
+        "embed", loop, dangling, "--checkpoint", checkpoint, "-o", tmp_path / "e.npz", "--workers", "0", "--no-progress"
+    )
     assert status == 1
     report = (tmp_path / "e.failed.tsv").read_text()
     assert "symbolic link loop" in report and "no such file" not in report
@@ -378,22 +411,37 @@ def test_a_verb_whose_module_needs_a_missing_extra_says_so(monkeypatch, capsys):
 
 
 # --- user mistakes are errors, not bugs ------------------------------------------------------------
-@pytest.mark.parametrize("argv", [
-    ["info", "no-such-model"],
-    ["info", "b0", "--seconds", "-1"],
-    ["cohort", "--embeddings", "{tmp}/none.npz", "-o", "{tmp}/c.npz"],
-    ["embed", "{audio}", "--model", "no-such-model", "--random-init", "-o", "{tmp}/e.npz"],
-    ["embed", "{audio}", "--checkpoint", "{ckpt}", "-o", "{tmp}/e.npz", "--max-seconds", "0.1"],
-    ["embed", "{audio}", "--checkpoint", "{ckpt}", "-o", "{tmp}/e.npz", "--max-seconds", "5", "--overlap-seconds", "6"],
-    ["embed", "{audio}", "--checkpoint", "{ckpt}", "-o", "{tmp}/e.xyz"],
-    ["embed", "{audio}", "--checkpoint", "{tmp}", "-o", "{tmp}/e.npz"],
-    ["verify", "{audio}", "{tmp}/missing.wav", "--checkpoint", "{ckpt}"],
-    ["eval", "--embeddings", "{tmp}/none.npz", "--trials", "{audio}"],
-    ["train", "--config", "{audio}"],
-    ["speakers", "list", "--db", "{tmp}/none.db"],
-])
-def test_user_mistakes_exit_2_without_unexpected_errors(tmp_path, voices, b0_model_and_checkpoint, capsys,
-                                                         monkeypatch, argv):
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["info", "no-such-model"],
+        ["info", "b0", "--seconds", "-1"],
+        ["cohort", "--embeddings", "{tmp}/none.npz", "-o", "{tmp}/c.npz"],
+        ["embed", "{audio}", "--model", "no-such-model", "--random-init", "-o", "{tmp}/e.npz"],
+        ["embed", "{audio}", "--checkpoint", "{ckpt}", "-o", "{tmp}/e.npz", "--max-seconds", "0.1"],
+        [
+            "embed",
+            "{audio}",
+            "--checkpoint",
+            "{ckpt}",
+            "-o",
+            "{tmp}/e.npz",
+            "--max-seconds",
+            "5",
+            "--overlap-seconds",
+            "6",
+        ],
+        ["embed", "{audio}", "--checkpoint", "{ckpt}", "-o", "{tmp}/e.xyz"],
+        ["embed", "{audio}", "--checkpoint", "{tmp}", "-o", "{tmp}/e.npz"],
+        ["verify", "{audio}", "{tmp}/missing.wav", "--checkpoint", "{ckpt}"],
+        ["eval", "--embeddings", "{tmp}/none.npz", "--trials", "{audio}"],
+        ["train", "--config", "{audio}"],
+        ["speakers", "list", "--db", "{tmp}/none.db"],
+    ],
+)
+def test_user_mistakes_exit_2_without_unexpected_errors(
+    tmp_path, voices, b0_model_and_checkpoint, capsys, monkeypatch, argv
+):
     monkeypatch.delenv("REDIMNET_DEBUG", raising=False)
     _, checkpoint = b0_model_and_checkpoint
     values = {"audio": voices / "a.wav", "ckpt": checkpoint, "tmp": tmp_path}
@@ -414,12 +462,19 @@ def test_vad_writes_one_rttm_per_safe_recording_id(tmp_path, voices, capsys):
     assert "\x1b" not in err and "recording id" in err
 
 
-@pytest.mark.parametrize("module, call", [
-    ("matplotlib", lambda: __import__("redimnet.evaluation.plots", fromlist=["x"]).require_matplotlib()),
-    ("onnx", lambda: __import__("redimnet.export", fromlist=["x"]).export_onnx(__import__("redimnet").build("b0"),
-                                                                               "/tmp/never-written.onnx")),
-    ("silero_vad", lambda: __import__("redimnet.diarization.vad", fromlist=["x"]).SileroVAD()),
-])
+@pytest.mark.parametrize(
+    "module, call",
+    [
+        ("matplotlib", lambda: __import__("redimnet.evaluation.plots", fromlist=["x"]).require_matplotlib()),
+        (
+            "onnx",
+            lambda: __import__("redimnet.export", fromlist=["x"]).export_onnx(
+                __import__("redimnet").build("b0"), "/tmp/never-written.onnx"
+            ),
+        ),
+        ("silero_vad", lambda: __import__("redimnet.diarization.vad", fromlist=["x"]).SileroVAD()),
+    ],
+)
 def test_every_optional_feature_names_its_extra_the_same_way(monkeypatch, module, call):
     from redimnet.optional import EXTRAS
 

@@ -21,10 +21,12 @@ def clustered_population(seed=0):
     def utterances(n_speakers, per_speaker):
         cluster = rng.integers(0, 4, size=n_speakers)
         speakers = centres[cluster] + spread[cluster, None] * rng.normal(size=(n_speakers, dim))
-        noise = (0.5 * rng.normal(size=(n_speakers * per_speaker, dim))
-                 * np.repeat(spread[cluster], per_speaker)[:, None])
-        return (np.repeat(speakers, per_speaker, axis=0) + noise).astype(np.float32), \
-            np.repeat(np.arange(n_speakers), per_speaker)
+        noise = (
+            0.5 * rng.normal(size=(n_speakers * per_speaker, dim)) * np.repeat(spread[cluster], per_speaker)[:, None]
+        )
+        return (np.repeat(speakers, per_speaker, axis=0) + noise).astype(np.float32), np.repeat(
+            np.arange(n_speakers), per_speaker
+        )
 
     evaluated, speaker = utterances(60, 4)
     cohort, _ = utterances(300, 1)
@@ -63,11 +65,15 @@ def test_normalisation_matches_a_direct_computation():
         for s, e, t in zip(scores, enroll, test):
             (me, se), (mt, st) = stats(e, k), stats(t, k)
             expected.append(0.5 * ((s - me) / se + (s - mt) / st))
-        np.testing.assert_allclose(normalize_scores(scores, enroll, test, unit, unit_cohort, top_k=k),
-                                   expected, rtol=1e-5)
+        np.testing.assert_allclose(
+            normalize_scores(scores, enroll, test, unit, unit_cohort, top_k=k), expected, rtol=1e-5
+        )
     # top_k equal to the cohort size is plain S-norm
-    np.testing.assert_allclose(normalize_scores(scores, enroll, test, unit, unit_cohort, top_k=9),
-                               normalize_scores(scores, enroll, test, unit, unit_cohort, top_k=None), rtol=1e-6)
+    np.testing.assert_allclose(
+        normalize_scores(scores, enroll, test, unit, unit_cohort, top_k=9),
+        normalize_scores(scores, enroll, test, unit, unit_cohort, top_k=None),
+        rtol=1e-6,
+    )
 
 
 def test_cohort_statistics_errors():
@@ -95,8 +101,14 @@ def test_build_cohort_from_paths_and_utt2spk():
     speakers, _ = build_cohort(ids, matrix, min_utterances=2)
     assert speakers == ["spkA", "spkC"]
     # utt2spk overrides the path, and is matched without extensions
-    utt2spk = {"spkA/v1/1": "x", "spkA/v2/2": "x", "spkB/v1/1": "y", "spkC/v9/1": "y", "spkC/v9/2": "z",
-               "spkC/v9/3": "z"}
+    utt2spk = {
+        "spkA/v1/1": "x",
+        "spkA/v2/2": "x",
+        "spkB/v1/1": "y",
+        "spkC/v9/1": "y",
+        "spkC/v9/2": "z",
+        "spkC/v9/3": "z",
+    }
     speakers, means = build_cohort(ids, matrix, utt2spk)
     assert speakers == ["x", "y", "z"]
     with pytest.raises(ScoreNormError, match="no speaker in utt2spk"):

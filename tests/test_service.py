@@ -40,19 +40,24 @@ def speech(speaker, seed, seconds=2.0):
 @pytest.fixture(scope="module")
 def embedder(one_thread):
     torch.manual_seed(0)
-    return redimnet.Embedder(redimnet.build("b0").eval(), device="cpu", max_seconds=4.0, overlap_seconds=1.0,
-                             batch_size=8)
+    return redimnet.Embedder(
+        redimnet.build("b0").eval(), device="cpu", max_seconds=4.0, overlap_seconds=1.0, batch_size=8
+    )
 
 
 @pytest.fixture(scope="module")
 def clips():
-    return {"a1": wav_bytes(speech(1, 1)), "a2": wav_bytes(speech(1, 2)), "b1": wav_bytes(speech(2, 3)),
-            "a1_flac": wav_bytes(speech(1, 1), fmt="FLAC"), "long": wav_bytes(speech(3, 4, seconds=9.0))}
+    return {
+        "a1": wav_bytes(speech(1, 1)),
+        "a2": wav_bytes(speech(1, 2)),
+        "b1": wav_bytes(speech(2, 3)),
+        "a1_flac": wav_bytes(speech(1, 1), fmt="FLAC"),
+        "long": wav_bytes(speech(3, 4, seconds=9.0)),
+    }
 
 
 def make_client(embedder, tmp_path, token=TOKEN, scoring=None, **limits):
-    settings = ServiceSettings(db=tmp_path / "speakers.db", token=token, model_name="b0-test", max_wait=0.002,
-                               **limits)
+    settings = ServiceSettings(db=tmp_path / "speakers.db", token=token, model_name="b0-test", max_wait=0.002, **limits)
     service = Service(embedder, settings, model_fingerprint(embedder.model), scoring)
     return TestClient(create_app(service), raise_server_exceptions=False)
 
@@ -112,18 +117,26 @@ def test_verify_two_uploads(client, embedder, clips):
 def test_long_upload_is_windowed_like_the_library(client, embedder, clips):
     response = client.post("/v1/embed", files=files(audio=("long.wav", clips["long"])))
     wave = soundfile.read(io.BytesIO(clips["long"]), dtype="float32")[0]
-    np.testing.assert_allclose(np.array(response.json()["embedding"]), embedder.embed(wave, 16000),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.array(response.json()["embedding"]), embedder.embed(wave, 16000), rtol=1e-4, atol=1e-5
+    )
 
 
 # --- the database through the API ------------------------------------------------------------------------
 def test_enroll_identify_verify_list_delete(client, embedder, clips, tmp_path):
-    response = client.post("/v1/enroll", headers=AUTH, data={"speaker": "Alice"},
-                           files=[("audio", ("a1.wav", clips["a1"], "audio/wav")),
-                                  ("audio", ("a2.wav", clips["a2"], "audio/wav"))])
+    response = client.post(
+        "/v1/enroll",
+        headers=AUTH,
+        data={"speaker": "Alice"},
+        files=[("audio", ("a1.wav", clips["a1"], "audio/wav")), ("audio", ("a2.wav", clips["a2"], "audio/wav"))],
+    )
     assert response.json() == {"speaker": "Alice", "added": 2, "recordings": 2}, response.text
-    assert client.post("/v1/enroll", headers=AUTH, data={"speaker": "Bob"},
-                       files=files(audio=("b1.wav", clips["b1"]))).status_code == 200
+    assert (
+        client.post(
+            "/v1/enroll", headers=AUTH, data={"speaker": "Bob"}, files=files(audio=("b1.wav", clips["b1"]))
+        ).status_code
+        == 200
+    )
     listed = client.get("/v1/speakers").json()["speakers"]
     assert [(s["speaker"], s["recordings"]) for s in listed] == [("Alice", 2), ("Bob", 1)]
 
@@ -151,18 +164,29 @@ def test_identify_with_nobody_enrolled_is_empty(client, clips):
 
 def test_names_with_slashes_and_unicode_round_trip(client, clips):
     name = "Zoë / team 2"
-    assert client.post("/v1/enroll", headers=AUTH, data={"speaker": name},
-                       files=files(audio=("a1.wav", clips["a1"]))).status_code == 200
+    assert (
+        client.post(
+            "/v1/enroll", headers=AUTH, data={"speaker": name}, files=files(audio=("a1.wav", clips["a1"]))
+        ).status_code
+        == 200
+    )
     assert client.delete("/v1/speakers/Zo%C3%AB%20%2F%20team%202", headers=AUTH).json()["speaker"] == name
 
 
 # --- the token ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("headers, status", [({}, 401), ({"Authorization": "Bearer wrong-token-0123456789"}, 401),
-                                             ({"Authorization": f"Basic {TOKEN}"}, 401),
-                                             ({"Authorization": "Bearer"}, 401)])
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong-token-0123456789"}, 401),
+        ({"Authorization": f"Basic {TOKEN}"}, 401),
+        ({"Authorization": "Bearer"}, 401),
+    ],
+)
 def test_writes_need_the_token(client, clips, tmp_path, headers, status):
-    response = client.post("/v1/enroll", headers=headers, data={"speaker": "Mallory"},
-                           files=files(audio=("a1.wav", clips["a1"])))
+    response = client.post(
+        "/v1/enroll", headers=headers, data={"speaker": "Mallory"}, files=files(audio=("a1.wav", clips["a1"]))
+    )
     error_of(response, status, "unauthorized")
     error_of(client.delete("/v1/speakers/Mallory", headers=headers), status, "unauthorized")
     assert client.get("/v1/speakers").json() == {"speakers": []}
@@ -170,8 +194,9 @@ def test_writes_need_the_token(client, clips, tmp_path, headers, status):
 
 def test_without_a_token_writes_are_disabled(embedder, tmp_path, clips):
     with make_client(embedder, tmp_path, token=None) as client:
-        response = client.post("/v1/enroll", headers=AUTH, data={"speaker": "A"},
-                               files=files(audio=("a1.wav", clips["a1"])))
+        response = client.post(
+            "/v1/enroll", headers=AUTH, data={"speaker": "A"}, files=files(audio=("a1.wav", clips["a1"]))
+        )
         assert "token" in error_of(response, 403, "writes_disabled")
         assert client.get("/v1/info").json()["writes_enabled"] is False
 
@@ -199,8 +224,10 @@ def test_token_loading_and_the_loopback_rule(tmp_path, monkeypatch):
 def test_bad_uploads_are_4xx_with_the_file_named(client, clips):
     cases = {
         "empty.wav": (b"", "empty"),
-        "text.wav": (b"this is not audio at all" * 20,
-                     "not a readable audio file or corrupt/truncated (Error opening: "),
+        "text.wav": (
+            b"this is not audio at all" * 20,
+            "not a readable audio file or corrupt/truncated (Error opening: ",
+        ),
         "truncated.wav": (clips["a1"][:30], "not a readable audio file"),
         "silence.wav": (wav_bytes(np.zeros(32000, dtype=np.float32)), "no speech signal"),
         "short.wav": (wav_bytes(np.random.default_rng(0).uniform(-0.3, 0.3, 80).astype(np.float32)), "too short"),
@@ -208,41 +235,53 @@ def test_bad_uploads_are_4xx_with_the_file_named(client, clips):
     for name, (data, why) in cases.items():
         message = error_of(client.post("/v1/embed", files=files(audio=(name, data))), 422, "bad_audio")
         assert name in message and why in message, message
-    message = error_of(client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]),
-                                                              audio2=("bad.wav", b"RIFF0000WAVEjunk"))),
-                       422, "bad_audio")
+    message = error_of(
+        client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]), audio2=("bad.wav", b"RIFF0000WAVEjunk"))),
+        422,
+        "bad_audio",
+    )
     assert "bad.wav" in message
 
 
 def test_malformed_requests_are_refused(client, clips):
     assert "multipart" in error_of(client.post("/v1/embed", content=b"raw"), 415, "unsupported_media_type")
     error_of(client.post("/v1/embed", files=files(other=("x.wav", clips["a1"]))), 400, "missing_file")
-    broken = client.post("/v1/embed", content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nabc\r\n--xyz--\r\n",
-                         headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    broken = client.post(
+        "/v1/embed",
+        content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nabc\r\n--xyz--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "bad_form"
-    cut = client.post("/v1/embed", content=b'--xyz\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"'
-                                            b"\r\n\r\n" + clips["a1"][:1000],
-                      headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    cut = client.post(
+        "/v1/embed",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n' + clips["a1"][:1000],
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
     assert "closing boundary" in error_of(cut, 400, "bad_form")
     error_of(client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]))), 400, "bad_form")
-    error_of(client.post("/v1/identify", data={"top": "0"}, files=files(audio=("a1.wav", clips["a1"]))), 400,
-             "bad_field")
+    error_of(
+        client.post("/v1/identify", data={"top": "0"}, files=files(audio=("a1.wav", clips["a1"]))), 400, "bad_field"
+    )
     error_of(client.get("/v1/nothing"), 404, "not_found")
     error_of(client.get("/v1/embed"), 405, "method_not_allowed")
 
 
 @pytest.mark.parametrize("name", ["", "   ", "bad\x1b[31mname", "x" * 257])
 def test_bad_speaker_names_are_refused(client, clips, name):
-    response = client.post("/v1/enroll", headers=AUTH, data={"speaker": name},
-                           files=files(audio=("a.wav", clips["a1"])))
+    response = client.post(
+        "/v1/enroll", headers=AUTH, data={"speaker": name}, files=files(audio=("a.wav", clips["a1"]))
+    )
     error_of(response, 400, "bad_name")
     assert client.get("/v1/speakers").json() == {"speakers": []}
 
 
 def test_enrolment_is_all_or_nothing(client, clips):
-    response = client.post("/v1/enroll", headers=AUTH, data={"speaker": "Alice"},
-                           files=[("audio", ("a1.wav", clips["a1"], "audio/wav")),
-                                  ("audio", ("broken.wav", b"garbage", "audio/wav"))])
+    response = client.post(
+        "/v1/enroll",
+        headers=AUTH,
+        data={"speaker": "Alice"},
+        files=[("audio", ("a1.wav", clips["a1"], "audio/wav")), ("audio", ("broken.wav", b"garbage", "audio/wav"))],
+    )
     assert "broken.wav" in error_of(response, 422, "bad_audio")
     assert client.get("/v1/speakers").json() == {"speakers": []}
 
@@ -255,23 +294,28 @@ def test_size_duration_and_count_limits(embedder, tmp_path, clips):
         message = error_of(client.post("/v1/embed", files=files(audio=("long.wav", long))), 422, "bad_audio")
         assert "4.0 s long" in message and "at most 3 s" in message
         small = wav_bytes(speech(1, 1, seconds=1.0), rate=8000)
-        response = client.post("/v1/enroll", headers=AUTH, data={"speaker": "A"},
-                               files=[("audio", (f"{i}.wav", small, "audio/wav")) for i in range(3)])
+        response = client.post(
+            "/v1/enroll",
+            headers=AUTH,
+            data={"speaker": "A"},
+            files=[("audio", (f"{i}.wav", small, "audio/wav")) for i in range(3)],
+        )
         error_of(response, 400, "too_many_files")
 
 
 def test_a_chunked_body_without_length_is_cut_off(embedder, tmp_path, clips):
     with make_client(embedder, tmp_path, max_upload_bytes=50_000) as client:
         boundary = "b0undary"
-        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"x.wav\"\r\n\r\n").encode()
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="x.wav"\r\n\r\n').encode()
 
         def body():  # a generator: sent without Content-Length
             yield head
             for _ in range(20):
                 yield b"\0" * 10_000
 
-        response = client.post("/v1/embed", content=body(),
-                               headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = client.post(
+            "/v1/embed", content=body(), headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
         error_of(response, 413, "too_large")
 
 
@@ -316,8 +360,9 @@ def test_calibrated_verify_and_identify(embedder, tmp_path, clips):
     calibration = fit_calibration(scores, labels)
     scoring = Scoring(None, calibration, prior=0.5, far=None)
     with make_client(embedder, tmp_path, scoring=scoring) as client:
-        body = client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]),
-                                                     audio2=("a1.flac", clips["a1_flac"]))).json()
+        body = client.post(
+            "/v1/verify", files=files(audio=("a1.wav", clips["a1"]), audio2=("a1.flac", clips["a1_flac"]))
+        ).json()
         decision = calibration.decide(float(calibration.llr(np.array([body["score"]]))[0]), 0.5, None)
         assert body["decision"] == "accept" and body["llr"] == pytest.approx(decision.llr)
         client.post("/v1/enroll", headers=AUTH, data={"speaker": "A"}, files=files(audio=("a.wav", clips["a1"])))
@@ -377,17 +422,21 @@ def test_diarize_segments_and_enrolled_names(client, tmp_path, clips):
     # enrol the first speaker with a piece of the recording: their cluster is then named after them
     wave = soundfile.read(str(path), dtype="float32")[0]
     first = segments[0]
-    piece = wav_bytes(wave[int(first["start"] * 16000):int(first["end"] * 16000)])
-    assert client.post("/v1/enroll", headers=AUTH, data={"speaker": "Ada Lovelace"},
-                       files=files(audio=("ada.wav", piece))).status_code == 200
+    piece = wav_bytes(wave[int(first["start"] * 16000) : int(first["end"] * 16000)])
+    assert (
+        client.post(
+            "/v1/enroll", headers=AUTH, data={"speaker": "Ada Lovelace"}, files=files(audio=("ada.wav", piece))
+        ).status_code
+        == 200
+    )
     named = client.post("/v1/diarize", data={"max_speakers": "3"}, files=files(audio=("conv.wav", data))).json()
     assert "Ada_Lovelace" in named["speakers"]
     assert named["names"]["Ada_Lovelace"]["enrolled"] == "Ada Lovelace"
 
     error_of(client.post("/v1/diarize", files=files(audio=("x.wav", b"junk"))), 422, "bad_audio")
-    error_of(client.post("/v1/diarize", data={"speakers": "0"}, files=files(audio=("conv.wav", data))), 400,
-             "bad_field")
-
+    error_of(
+        client.post("/v1/diarize", data={"speakers": "0"}, files=files(audio=("conv.wav", data))), 400, "bad_field"
+    )
 
 
 # --- the batcher ------------------------------------------------------------------------------------------------
@@ -454,8 +503,12 @@ def test_the_service_runs_on_another_store(embedder, tmp_path, clips):
     service = Service(embedder, settings, model_fingerprint(embedder.model), store=lambda: DictStore(shared))
     with TestClient(create_app(service), raise_server_exceptions=False) as client:
         for name, clip in (("Alice", "a1"), ("Bob", "b1")):
-            assert client.post("/v1/enroll", headers=AUTH, data={"speaker": name},
-                               files=files(audio=("x.wav", clips[clip]))).status_code == 200
+            assert (
+                client.post(
+                    "/v1/enroll", headers=AUTH, data={"speaker": name}, files=files(audio=("x.wav", clips[clip]))
+                ).status_code
+                == 200
+            )
         assert [s["speaker"] for s in client.get("/v1/speakers").json()["speakers"]] == ["Alice", "Bob"]
         matches = client.post("/v1/identify", files=files(audio=("b1.wav", clips["b1"]))).json()["matches"]
         assert matches[0]["speaker"] == "Bob" and matches[0]["score"] == pytest.approx(1.0, abs=1e-3)

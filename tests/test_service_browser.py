@@ -28,10 +28,18 @@ from redimnet.speaker_db import model_fingerprint  # noqa: E402
 from redimnet.synth import synthesize, voice_for  # noqa: E402
 
 TOKEN = "browser-token-0123456789abcdef"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 # a synthetic microphone (Chromium's test tone) that needs no permission prompt
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # a synthetic microphone (Chromium's test tone) that needs no permission prompt
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
 
 
 def write_clip(path, speaker, seed):

@@ -41,8 +41,13 @@ def free_port() -> int:
 
 def clip(speaker: int, seed: int, seconds: float = 1.5) -> bytes:
     buffer = io.BytesIO()
-    soundfile.write(buffer, synthesize(voice_for(0, speaker), seconds, np.random.default_rng(seed)), 16000,
-                    format="WAV", subtype="PCM_16")
+    soundfile.write(
+        buffer,
+        synthesize(voice_for(0, speaker), seconds, np.random.default_rng(seed)),
+        16000,
+        format="WAV",
+        subtype="PCM_16",
+    )
     return buffer.getvalue()
 
 
@@ -58,12 +63,36 @@ class Server:
     def __init__(self, checkpoint, db, *options):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, REDIMNET_SERVICE_TOKEN=TOKEN, OMP_NUM_THREADS="1",
-                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        env = dict(
+            os.environ,
+            REDIMNET_SERVICE_TOKEN=TOKEN,
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "redimnet", "serve", "--checkpoint", str(checkpoint), "--db", str(db),
-             "--port", str(self.port), "--threads", "1", "--max-seconds", "4", "--overlap-seconds", "1", *options],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "redimnet",
+                "serve",
+                "--checkpoint",
+                str(checkpoint),
+                "--db",
+                str(db),
+                "--port",
+                str(self.port),
+                "--threads",
+                "1",
+                "--max-seconds",
+                "4",
+                "--overlap-seconds",
+                "1",
+                *options,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -101,8 +130,9 @@ def test_sigkill_during_enrolments_loses_nothing_acknowledged(checkpoint, tmp_pa
         attempted.add(name)
         files = [("audio", (f"{name}-{i}.wav", data, "audio/wav")) for i, data in enumerate(recordings)]
         try:
-            response = httpx.post(f"{server.url}/v1/enroll", headers=AUTH, data={"speaker": name}, files=files,
-                                  timeout=20)
+            response = httpx.post(
+                f"{server.url}/v1/enroll", headers=AUTH, data={"speaker": name}, files=files, timeout=20
+            )
         except httpx.HTTPError:
             return  # cut off by the kill: not acknowledged
         if response.status_code == 200:
@@ -133,8 +163,13 @@ def test_sigkill_during_enrolments_loses_nothing_acknowledged(checkpoint, tmp_pa
     try:
         listed = httpx.get(f"{restarted.url}/v1/speakers", timeout=10).json()["speakers"]
         assert {s["speaker"]: s["recordings"] for s in listed} == stored
-        response = httpx.post(f"{restarted.url}/v1/enroll", headers=AUTH, data={"speaker": "after-restart"},
-                              files=[("audio", ("x.wav", recordings[0], "audio/wav"))], timeout=20)
+        response = httpx.post(
+            f"{restarted.url}/v1/enroll",
+            headers=AUTH,
+            data={"speaker": "after-restart"},
+            files=[("audio", ("x.wav", recordings[0], "audio/wav"))],
+            timeout=20,
+        )
         assert response.status_code == 200
     finally:
         restarted.stop()
@@ -145,23 +180,26 @@ def test_bad_requests_under_load_do_not_disturb_the_others(checkpoint, tmp_path)
     a, b = clip(1, 1), clip(2, 2)
     server = Server(checkpoint, tmp_path / "speakers.db", "--max-upload-mb", "0.2", "--workers", "2")
     try:
-        expected = httpx.post(f"{server.url}/v1/verify", files=[("audio", ("a.wav", a)), ("audio2", ("b.wav", b))],
-                              timeout=20).json()["score"]
+        expected = httpx.post(
+            f"{server.url}/v1/verify", files=[("audio", ("a.wav", a)), ("audio2", ("b.wav", b))], timeout=20
+        ).json()["score"]
         rng = np.random.default_rng(0)
         noise = io.BytesIO()
         soundfile.write(noise, rng.uniform(-0.5, 0.5, 16000 * 10).astype(np.float32), 16000, format="WAV")
         bad = {
             "oversized": dict(files=[("audio", ("big.wav", noise.getvalue()))]),
             "garbage": dict(files=[("audio", ("x.wav", rng.bytes(5000)))]),
-            "malformed": dict(content=b"--zz\r\nnonsense",
-                              headers={"Content-Type": "multipart/form-data; boundary=zz"}),
+            "malformed": dict(
+                content=b"--zz\r\nnonsense", headers={"Content-Type": "multipart/form-data; boundary=zz"}
+            ),
             "not a form": dict(content=b"{}", headers={"Content-Type": "application/json"}),
             "silent": dict(files=[("audio", ("s.wav", a[:44] + bytes(len(a) - 44)))]),
         }
 
         def good(_):
-            response = httpx.post(f"{server.url}/v1/verify", files=[("audio", ("a.wav", a)), ("audio2", ("b.wav", b))],
-                                  timeout=30)
+            response = httpx.post(
+                f"{server.url}/v1/verify", files=[("audio", ("a.wav", a)), ("audio2", ("b.wav", b))], timeout=30
+            )
             return response.status_code, response.json().get("score")
 
         def refused(kind):
@@ -175,15 +213,24 @@ def test_bad_requests_under_load_do_not_disturb_the_others(checkpoint, tmp_path)
             bad_results = [f.result(timeout=60) for f in bads]
         assert all(status == 200 for status, _ in good_results)
         assert [score for _, score in good_results] == pytest.approx([expected] * 16, abs=1e-4)
-        expected_refusals = {"oversized": (413, "too_large"), "garbage": (422, "bad_audio"),
-                             "malformed": (400, "bad_form"), "not a form": (415, "unsupported_media_type"),
-                             "silent": (422, "bad_audio")}
+        expected_refusals = {
+            "oversized": (413, "too_large"),
+            "garbage": (422, "bad_audio"),
+            "malformed": (400, "bad_form"),
+            "not a form": (415, "unsupported_media_type"),
+            "silent": (422, "bad_audio"),
+        }
         assert sorted(bad_results) == sorted((kind, *expected_refusals[kind]) for kind in list(bad) * 3)
         assert httpx.get(f"{server.url}/v1/ready", timeout=5).status_code == 200
 
         # two worker processes share the database: an enrolment is seen by every later request
-        response = httpx.post(f"{server.url}/v1/enroll", headers=AUTH, data={"speaker": "shared"},
-                              files=[("audio", ("a.wav", a, "audio/wav"))], timeout=30)
+        response = httpx.post(
+            f"{server.url}/v1/enroll",
+            headers=AUTH,
+            data={"speaker": "shared"},
+            files=[("audio", ("a.wav", a, "audio/wav"))],
+            timeout=30,
+        )
         assert response.status_code == 200
         for _ in range(6):
             assert httpx.get(f"{server.url}/v1/speakers", timeout=10).json()["speakers"][0]["speaker"] == "shared"

@@ -104,8 +104,9 @@ def test_concurrent_reader_sees_consistent_snapshots(tmp_path):
                 connection.execute("BEGIN")
                 speakers = connection.execute("SELECT id, count FROM speakers").fetchall()
                 for speaker_id, count in speakers:
-                    actual = connection.execute("SELECT COUNT(*) FROM utterances WHERE speaker_id=?",
-                                                (speaker_id,)).fetchone()[0]
+                    actual = connection.execute(
+                        "SELECT COUNT(*) FROM utterances WHERE speaker_id=?", (speaker_id,)
+                    ).fetchone()[0]
                     if actual != count:
                         problems.append((speaker_id, count, actual))
                 connection.execute("COMMIT")
@@ -192,8 +193,17 @@ def test_cli_verbs(tmp_path, checkpoint, capsys):
     assert main("speakers", "remove", "ann", "--db", db) == 0
     assert main("speakers", "remove", "ann", "--db", db) == 2
     assert "no speaker named 'ann'" in capsys.readouterr().err
-    assert main("identify", str(tmp_path / "ann1.wav"), "--checkpoint", str(checkpoint), "--db",
-                str(tmp_path / "nowhere.db")) == 2
+    assert (
+        main(
+            "identify",
+            str(tmp_path / "ann1.wav"),
+            "--checkpoint",
+            str(checkpoint),
+            "--db",
+            str(tmp_path / "nowhere.db"),
+        )
+        == 2
+    )
     other = redimnet.save_checkpoint(redimnet.build("b0"), tmp_path / "other.pt")
     assert main("identify", str(tmp_path / "ann1.wav"), "--checkpoint", str(other), "--db", db) == 2
     assert "another model" in capsys.readouterr().err
@@ -211,7 +221,8 @@ def test_speakers_list_times_are_iso_utc(tmp_path, capsys):
         with SpeakerDatabase(db) as database:
             database.enroll("ann", np.ones((1, 8)), ["a"])
     assert cli.main(["speakers", "list", "--db", str(db), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == [{"speaker": "ann", "recordings": 1,
-                                                    "updated": "2025-11-25T14:02:55Z"}]
+    assert json.loads(capsys.readouterr().out) == [
+        {"speaker": "ann", "recordings": 1, "updated": "2025-11-25T14:02:55Z"}
+    ]
     assert cli.main(["speakers", "--db", str(db)]) == 0
     assert capsys.readouterr().out.splitlines()[1].split() == ["ann", "1", "2025-11-25T14:02:55Z"]

@@ -16,25 +16,32 @@ def restore_threads():
     torch.set_num_threads(previous)
 
 
-@pytest.mark.parametrize("cores, busy, workers, expected", [
-    (2, 0, 2, 1),     # two decoding workers on two cores: the model gets one thread, not two
-    (2, 0, 0, 2),     # nothing else running: every core
-    (16, 0, 2, 14),   # the workers' cores are left to them
-    (2, 3, 0, 1),     # a machine busier than its cores: one thread
-    (8, 3, 1, 4),     # other programs keep three cores busy
-    (4, 0, 9, 1),     # never below one
-])
+@pytest.mark.parametrize(
+    "cores, busy, workers, expected",
+    [
+        (2, 0, 2, 1),  # two decoding workers on two cores: the model gets one thread, not two
+        (2, 0, 0, 2),  # nothing else running: every core
+        (16, 0, 2, 14),  # the workers' cores are left to them
+        (2, 3, 0, 1),  # a machine busier than its cores: one thread
+        (8, 3, 1, 4),  # other programs keep three cores busy
+        (4, 0, 9, 1),  # never below one
+    ],
+)
 def test_model_threads_policy(cores, busy, workers, expected):
-    with mock.patch.object(threads, "usable_cores", return_value=cores), \
-            mock.patch.object(threads, "busy_cores", return_value=busy):
+    with (
+        mock.patch.object(threads, "usable_cores", return_value=cores),
+        mock.patch.object(threads, "busy_cores", return_value=busy),
+    ):
         assert threads.model_threads(workers=workers) == expected
         assert threads.model_threads(requested=3, workers=workers) == 3  # an explicit choice wins
 
 
 def test_configure_sets_torch_and_respects_environment(restore_threads, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    with mock.patch.object(threads, "usable_cores", return_value=2), \
-            mock.patch.object(threads, "busy_cores", return_value=0):
+    with (
+        mock.patch.object(threads, "usable_cores", return_value=2),
+        mock.patch.object(threads, "busy_cores", return_value=0),
+    ):
         torch.set_num_threads(2)
         assert threads.configure(workers=2) == 1 and torch.get_num_threads() == 1
         monkeypatch.setenv("OMP_NUM_THREADS", "2")
@@ -49,9 +56,20 @@ def test_worker_uses_one_thread(restore_threads):
     assert torch.get_num_threads() == 1
 
 
-@pytest.mark.parametrize("verb", [["info"], ["embed", "x", "-o", "o.npz"], ["verify", "a", "b"],
-                                  ["enroll", "ann", "a"], ["identify", "a"], ["eval", "--trials", "t"], ["demo"],
-                                  ["diarize", "a", "-o", "o"], ["vad", "a", "-o", "o"]])
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["info"],
+        ["embed", "x", "-o", "o.npz"],
+        ["verify", "a", "b"],
+        ["enroll", "ann", "a"],
+        ["identify", "a"],
+        ["eval", "--trials", "t"],
+        ["demo"],
+        ["diarize", "a", "-o", "o"],
+        ["vad", "a", "-o", "o"],
+    ],
+)
 def test_every_model_verb_has_threads(verb, capsys):
     model = [] if verb[0] == "vad" else ["--checkpoint", "m.pt"]
     args = build_parser().parse_args([*verb, *model, "--threads", "3"])

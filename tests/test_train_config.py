@@ -47,20 +47,23 @@ def _write(tmp_path, text):
     return path
 
 
-@pytest.mark.parametrize("text, key", [
-    ("train:\n  epochz: 3\n", "train.epochz"),
-    ("loss:\n  type: arcface\n", "loss.type"),
-    ("optimizer:\n  lr: -1\n", "optimizer.lr"),
-    ("data:\n  speed_perturb: [1.0]\n", "data.speed_perturb"),
-    ("data:\n  batch_size: 2.5\n", "data.batch_size"),
-    ("augment:\n  snr: {noise: [10, 0]}\n", "augment.snr"),
-    ("model:\n  preset: b9\n", "model.preset"),
-    ("model:\n  overrides: {C: 0}\n", "model.overrides"),
-    ("model:\n  overrides: {num_classes: 10}\n", "model.overrides.num_classes"),
-    ("data:\n  wav_scp: a.scp\n", "data.utt2spk"),
-    ("bogus:\n  x: 1\n", "bogus"),
-    ("optimizer:\n  lr: 0.01\n  final_lr: 0.1\n", "optimizer.final_lr"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("train:\n  epochz: 3\n", "train.epochz"),
+        ("loss:\n  type: arcface\n", "loss.type"),
+        ("optimizer:\n  lr: -1\n", "optimizer.lr"),
+        ("data:\n  speed_perturb: [1.0]\n", "data.speed_perturb"),
+        ("data:\n  batch_size: 2.5\n", "data.batch_size"),
+        ("augment:\n  snr: {noise: [10, 0]}\n", "augment.snr"),
+        ("model:\n  preset: b9\n", "model.preset"),
+        ("model:\n  overrides: {C: 0}\n", "model.overrides"),
+        ("model:\n  overrides: {num_classes: 10}\n", "model.overrides.num_classes"),
+        ("data:\n  wav_scp: a.scp\n", "data.utt2spk"),
+        ("bogus:\n  x: 1\n", "bogus"),
+        ("optimizer:\n  lr: 0.01\n  final_lr: 0.1\n", "optimizer.final_lr"),
+    ],
+)
 def test_invalid_configs_name_the_file_and_key(tmp_path, text, key):
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as error:
@@ -99,14 +102,17 @@ def test_spec_augment_option_reaches_the_model():
     assert config.model_config().spec_params["do_spec_aug"] is True
 
 
-@pytest.mark.parametrize("text, key", [
-    ("optimizer:\n  lr: .inf\n", "optimizer.lr"),
-    ("optimizer:\n  weight_decay: .nan\n", "optimizer.weight_decay"),
-    ("train:\n  grad_clip: .inf\n", "train.grad_clip"),
-    ("augment:\n  snr: {noise: [.nan, 5]}\n", "augment.snr.noise[0]"),
-    ("validation:\n  max_seconds: .inf\n", "validation.max_seconds"),
-    ("model:\n  overrides: {spec_params: {x: -.inf}}\n", "model.overrides.spec_params.x"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("optimizer:\n  lr: .inf\n", "optimizer.lr"),
+        ("optimizer:\n  weight_decay: .nan\n", "optimizer.weight_decay"),
+        ("train:\n  grad_clip: .inf\n", "train.grad_clip"),
+        ("augment:\n  snr: {noise: [.nan, 5]}\n", "augment.snr.noise[0]"),
+        ("validation:\n  max_seconds: .inf\n", "validation.max_seconds"),
+        ("model:\n  overrides: {spec_params: {x: -.inf}}\n", "model.overrides.spec_params.x"),
+    ],
+)
 def test_non_finite_numbers_are_refused_everywhere(tmp_path, text, key):
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError, match="not a finite number") as error:
@@ -132,10 +138,13 @@ def test_recipes_are_addressable_by_name_and_path(tmp_path, capsys):
     assert resolve_config(own) == own
 
 
-@pytest.mark.parametrize("given, message", [
-    ("b9_pretrain", "no shipped recipe named 'b9_pretrain'; the recipes are: b0_lm, "),
-    ("missing/b2.yaml", "config missing/b2.yaml not found .*--list-configs"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ("b9_pretrain", "no shipped recipe named 'b9_pretrain'; the recipes are: b0_lm, "),
+        ("missing/b2.yaml", "config missing/b2.yaml not found .*--list-configs"),
+    ],
+)
 def test_unknown_recipe_is_a_clear_usage_error(given, message, capsys):
     with pytest.raises(RecipeError, match=message):
         resolve_config(given)

@@ -39,7 +39,8 @@ SR = 16000
 def _tone(freq, seconds=0.5, seed=0):
     t = np.arange(int(seconds * SR)) / SR
     return (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(seed).standard_normal(t.size)).astype(
-        np.float32)
+        np.float32
+    )
 
 
 @pytest.fixture
@@ -139,13 +140,13 @@ def test_shards_hold_every_utterance_and_stream_in_workers(vox_folder, tmp_path)
     assert all(b["wave"].shape == (2, 1000) for b in batches)
     # a resumed epoch skips batches exactly
     dataset.set_epoch(0, skip_batches=3)
-    resumed = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2,
-                                                    collate_fn=collate_examples)))
+    resumed = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_examples)))
     assert torch.equal(resumed["wave"], batches[3]["wave"])
 
 
 def test_prepare_verb_writes_lists_and_shards(vox_folder, tmp_path):
     from redimnet.cli import main
+
     out = tmp_path / "prepared"
     assert main(["prepare", str(vox_folder), "-o", str(out), "--shards", "--utts-per-shard", "4"]) == 0
     assert len((out / "wav.scp").read_text().splitlines()) == 12
@@ -166,7 +167,7 @@ def test_crop_speed_noise_and_reverb():
     noise = np.random.default_rng(1).standard_normal(4000).astype(np.float32)
     mixed = add_noise(wave, noise, snr_db=10.0)
     added = mixed - wave
-    assert abs(10 * np.log10(np.mean(wave ** 2) / np.mean(added ** 2)) - 10.0) < 0.01
+    assert abs(10 * np.log10(np.mean(wave**2) / np.mean(added**2)) - 10.0) < 0.01
     rir = np.zeros(800, dtype=np.float32)
     rir[10], rir[400] = 1.0, 0.5
     wet = reverberate(wave, rir)
@@ -177,10 +178,12 @@ def test_crop_speed_noise_and_reverb():
 
 def test_augmenter_uses_musan_style_folders(tmp_path):
     from redimnet.synth import write_noise_folder, write_rir_folder
+
     write_noise_folder(tmp_path / "musan", files=2, seconds=0.5)
     write_rir_folder(tmp_path / "rir", files=2)
-    augmenter = Augmenter(AugmentationSettings(prob=1.0, noise_dir=str(tmp_path / "musan"),
-                                               rir_dir=str(tmp_path / "rir")), SR)
+    augmenter = Augmenter(
+        AugmentationSettings(prob=1.0, noise_dir=str(tmp_path / "musan"), rir_dir=str(tmp_path / "rir")), SR
+    )
     assert augmenter.kinds == ["reverb", "noise", "music", "babble"]
     wave = _tone(300)
     outputs = [augmenter(wave, np.random.default_rng(seed)) for seed in range(8)]
@@ -200,6 +203,7 @@ def test_read_audio_resamples_and_mixes_down(tmp_path):
 
 # --------------------------------------------------------------------------- nothing read outside the data
 
+
 def _secret(tmp_path):
     secret = tmp_path / "outside" / "secret.txt"
     secret.parent.mkdir()
@@ -209,6 +213,7 @@ def _secret(tmp_path):
 
 def test_prepare_refuses_links_leading_outside_the_data_folder(vox_folder, tmp_path, capsys):
     from redimnet.cli import main
+
     secret = _secret(tmp_path)
     (vox_folder / "spk0" / "vid0" / "stolen.wav").symlink_to(secret)
     outside_audio = tmp_path / "outside" / "voice.wav"
@@ -238,6 +243,7 @@ def test_prepare_refuses_links_leading_outside_the_data_folder(vox_folder, tmp_p
 
 def test_broken_links_loops_and_non_audio_are_reported(vox_folder, tmp_path):
     from redimnet.training.data import scan_data_folder
+
     (vox_folder / "spk0" / "vid0" / "dangling.wav").symlink_to(tmp_path / "nothing.wav")
     (vox_folder / "spk0" / "vid0" / "loop.wav").symlink_to(vox_folder / "spk0" / "vid0" / "loop.wav")
     (vox_folder / "spk1" / "vid0" / "text.wav").write_text("not audio")
@@ -253,6 +259,7 @@ def _shards(vox_folder, tmp_path):
 
 def _rewrite_index(index, **changes):
     import json
+
     content = json.loads(index.read_text())
     content.update(changes)
     index.write_text(json.dumps(content))
@@ -270,13 +277,16 @@ def test_shard_index_entries_must_stay_in_its_folder(vox_folder, tmp_path, entry
     assert str(index) in str(error.value)
 
 
-@pytest.mark.parametrize("content, problem", [
-    ('{"format": "redimnet-shards-1", "shards": [{"path": 3}], "speakers": ["a"]}', "non-empty 'path'"),
-    ('{"format": "redimnet-shards-1", "shards": [{"path": "s.tar"}], "speakers": ["a"]}', "count"),
-    ('{"format": "redimnet-shards-1", "shards": "s.tar", "speakers": ["a"]}', "'shards' must be"),
-    ('{"format": "redimnet-shards-1", "shards": [{"path": "s.tar", "count": 1}]}', "'speakers' must be"),
-    ('{"format": "redimnet-shards-1", "shards": [', "cannot read shard index"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ('{"format": "redimnet-shards-1", "shards": [{"path": 3}], "speakers": ["a"]}', "non-empty 'path'"),
+        ('{"format": "redimnet-shards-1", "shards": [{"path": "s.tar"}], "speakers": ["a"]}', "count"),
+        ('{"format": "redimnet-shards-1", "shards": "s.tar", "speakers": ["a"]}', "'shards' must be"),
+        ('{"format": "redimnet-shards-1", "shards": [{"path": "s.tar", "count": 1}]}', "'speakers' must be"),
+        ('{"format": "redimnet-shards-1", "shards": [', "cannot read shard index"),
+    ],
+)
 def test_malformed_shard_index_names_the_file(tmp_path, content, problem):
     index = tmp_path / "shards.json"
     index.write_text(content)
@@ -298,15 +308,16 @@ def test_truncated_shards_are_named(vox_folder, tmp_path):
     index = _shards(vox_folder, tmp_path)
     shard = tmp_path / "shards" / "shard-000000.tar"
     whole = shard.read_bytes()
-    shard.write_bytes(whole[:len(whole) // 2 + 100])  # cut in the middle of a block
+    shard.write_bytes(whole[: len(whole) // 2 + 100])  # cut in the middle of a block
     with pytest.raises(DataError, match="truncated") as error:
         read_shard_index(index)
     assert str(shard) in str(error.value)
     # cut at a block boundary: only streaming can notice, and names the shard
-    shard.write_bytes(whole[:512 * 20])
+    shard.write_bytes(whole[: 512 * 20])
     labels = speaker_labels(read_shard_index(index)[2])
-    dataset = ShardDataset(index, labels, ExampleMaker(crop_samples=1000, sample_rate=SR, num_speakers=3),
-                           seed=0, batch_size=2)
+    dataset = ShardDataset(
+        index, labels, ExampleMaker(crop_samples=1000, sample_rate=SR, num_speakers=3), seed=0, batch_size=2
+    )
     with pytest.raises(DataError, match="truncated") as error:
         for _ in dataset._raw_stream(0, 1):
             pass
@@ -317,11 +328,15 @@ def test_training_on_a_broken_shard_set_is_a_clear_cli_error(vox_folder, tmp_pat
     import yaml
 
     from redimnet.cli import main
+
     index = _shards(vox_folder, tmp_path)
     (tmp_path / "shards" / "shard-000001.tar").write_bytes(b"\0" * 1024)
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({"data": {"shards": str(index)},
-                                      "train": {"output_dir": str(tmp_path / "run"), "progress": False}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"data": {"shards": str(index)}, "train": {"output_dir": str(tmp_path / "run"), "progress": False}}
+        )
+    )
     assert main(["train", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("redimnet: error:") and "shard-000001.tar" in err and "unexpected" not in err
@@ -329,6 +344,7 @@ def test_training_on_a_broken_shard_set_is_a_clear_cli_error(vox_folder, tmp_pat
 
 def test_unlistable_names_are_refused_one_by_one(vox_folder, tmp_path):
     from redimnet.cli import main
+
     soundfile.write(vox_folder / "loose.wav", _tone(300), SR)
     soundfile.write(vox_folder / "spk0" / "vid0" / "two\nlines.wav", _tone(300), SR)
     out = tmp_path / "prepared"

@@ -14,27 +14,65 @@ from redimnet.cli import main as cli_main
 from redimnet.synth import generate_corpus
 from redimnet.training.checkpointing import load_training_state
 
-TINY_MODEL = {"F": 24, "C": 4, "block_2d_type": "convnext_like", "group_divisor": 4, "block_1d_type": "conv",
-              "embed_dim": 16, "hop_length": 160,
-              "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]]}
+TINY_MODEL = {
+    "F": 24,
+    "C": 4,
+    "block_2d_type": "convnext_like",
+    "group_divisor": 4,
+    "block_1d_type": "conv",
+    "embed_dim": 16,
+    "hop_length": 160,
+    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
+}
 
 
 def test_two_gloo_processes_train_one_model(tmp_path):
     generate_corpus(tmp_path / "audio", speakers=range(4), utterances=3, seconds=0.6)
-    assert cli_main(["prepare", str(tmp_path / "audio"), "-o", str(tmp_path / "lists"), "--shards",
-                     "--utts-per-shard", "3"]) == 0
+    assert (
+        cli_main(
+            ["prepare", str(tmp_path / "audio"), "-o", str(tmp_path / "lists"), "--shards", "--utts-per-shard", "3"]
+        )
+        == 0
+    )
     out = tmp_path / "exp"
     config = tmp_path / "ddp.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"preset": "b0", "overrides": TINY_MODEL},
-        "data": {"shards": str(tmp_path / "lists" / "shards"), "crop_seconds": 0.5, "batch_size": 2,
-                 "num_workers": 0, "speed_perturb": [], "shuffle_buffer": 4},
-        "optimizer": {"lr": 0.05, "final_lr": 0.001, "warmup_epochs": 0},
-        "train": {"output_dir": str(out), "epochs": 2, "checkpoint_every": 2, "log_every": 1, "progress": False},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"preset": "b0", "overrides": TINY_MODEL},
+                "data": {
+                    "shards": str(tmp_path / "lists" / "shards"),
+                    "crop_seconds": 0.5,
+                    "batch_size": 2,
+                    "num_workers": 0,
+                    "speed_perturb": [],
+                    "shuffle_buffer": 4,
+                },
+                "optimizer": {"lr": 0.05, "final_lr": 0.001, "warmup_epochs": 0},
+                "train": {
+                    "output_dir": str(out),
+                    "epochs": 2,
+                    "checkpoint_every": 2,
+                    "log_every": 1,
+                    "progress": False,
+                },
+            }
+        )
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(redimnet.__file__).parents[1])}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "redimnet", "train", "--config", str(config)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "redimnet",
+        "train",
+        "--config",
+        str(config),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in done.stderr
@@ -48,8 +86,9 @@ def test_two_gloo_processes_train_one_model(tmp_path):
     state = load_training_state(sorted((out / "checkpoints").glob("state_step*.pt"))[-1])
     assert state["step"] == 6 and len(state["rng"]) == 2  # random states of both processes
     # resuming with the same two processes continues from the saved step (nothing left to do)
-    done = subprocess.run(command + ["--resume", "--set", "train.epochs=3"], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        command + ["--resume", "--set", "train.epochs=3"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming" in done.stderr
     with open(out / "train_log.csv") as handle:

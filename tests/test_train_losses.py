@@ -35,7 +35,7 @@ def test_aam_target_logit_is_cos_of_angle_plus_margin(batch):
     # only examples with theta + m < pi follow the plain formula
     plain = torch.where(theta + 0.3 < math.pi, torch.cos(theta + 0.3), logits.gather(1, y[:, None]))
     logits.scatter_(1, y[:, None], plain)
-    ok = (theta[:, 0] + 0.3 < math.pi)
+    ok = theta[:, 0] + 0.3 < math.pi
     assert ok.all()
     assert torch.allclose(loss(x, y)[0], F.cross_entropy(logits, y), atol=1e-5)
 

@@ -14,9 +14,16 @@ from redimnet.synth import generate_corpus, write_noise_folder
 from redimnet.training import TrainingError, load_config, train
 from redimnet.training.checkpointing import atomic_save, training_states
 
-TINY_MODEL = {"F": 24, "C": 4, "block_2d_type": "convnext_like", "group_divisor": 4, "block_1d_type": "conv",
-              "embed_dim": 16, "hop_length": 160,
-              "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]]}
+TINY_MODEL = {
+    "F": 24,
+    "C": 4,
+    "block_2d_type": "convnext_like",
+    "group_divisor": 4,
+    "block_1d_type": "conv",
+    "embed_dim": 16,
+    "hop_length": 160,
+    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +38,26 @@ def corpus(tmp_path_factory):
 def _config(corpus: Path, out: Path, **train_options) -> Path:
     options = {
         "model": {"preset": "b0", "overrides": TINY_MODEL},
-        "data": {"csv": str(corpus / "lists" / "list.csv"), "crop_seconds": 0.5, "batch_size": 3,
-                 "num_workers": 1, "speed_perturb": [0.9, 1.1]},
+        "data": {
+            "csv": str(corpus / "lists" / "list.csv"),
+            "crop_seconds": 0.5,
+            "batch_size": 3,
+            "num_workers": 1,
+            "speed_perturb": [0.9, 1.1],
+        },
         "augment": {"prob": 0.5, "noise": str(corpus / "musan"), "spec_augment": True},
         "loss": {"margin_increase_start_epoch": 0, "margin_fix_epoch": 1},
         "optimizer": {"lr": 0.05, "final_lr": 0.001, "warmup_epochs": 0.5},
-        "train": {"output_dir": str(out), "epochs": 2, "steps_per_epoch": 4, "checkpoint_every": 2,
-                  "log_every": 1, "progress": False, "keep_checkpoints": 3, **train_options},
+        "train": {
+            "output_dir": str(out),
+            "epochs": 2,
+            "steps_per_epoch": 4,
+            "checkpoint_every": 2,
+            "log_every": 1,
+            "progress": False,
+            "keep_checkpoints": 3,
+            **train_options,
+        },
     }
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(options))
@@ -133,8 +153,7 @@ def test_large_margin_fine_tuning_starts_from_a_training_state(corpus, tmp_path)
     path = _config(corpus, tmp_path / "lm", epochs=1, max_steps=2)
     options = yaml.safe_load(path.read_text())
     options["model"]["init_from"] = str(state)
-    options["loss"] = {"initial_margin": 0.5, "margin": 0.5, "margin_increase_start_epoch": 0,
-                       "margin_fix_epoch": 0}
+    options["loss"] = {"initial_margin": 0.5, "margin": 0.5, "margin_increase_start_epoch": 0, "margin_fix_epoch": 0}
     options["data"]["crop_seconds"] = 0.8
     path.write_text(yaml.safe_dump(options))
     messages = []
@@ -162,8 +181,12 @@ def test_killing_the_process_leaves_loadable_checkpoints_and_resume_finishes(cor
     options["data"]["num_workers"] = 0
     path.write_text(yaml.safe_dump(options))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(redimnet.__file__).parents[1])}
-    process = subprocess.Popen([sys.executable, "-m", "redimnet", "train", "--config", str(path)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redimnet", "train", "--config", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     checkpoints = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 240
     while len(training_states(checkpoints)) < 3 and process.poll() is None and time.time() < deadline:
@@ -178,8 +201,7 @@ def test_killing_the_process_leaves_loadable_checkpoints_and_resume_finishes(cor
 
 
 def test_bf16_autocast_on_cpu_and_fp16_needs_a_gpu(corpus, tmp_path):
-    result = train(load_config(_config(corpus, tmp_path / "bf16", precision="bf16", max_steps=2)),
-                   log=lambda _: None)
+    result = train(load_config(_config(corpus, tmp_path / "bf16", precision="bf16", max_steps=2)), log=lambda _: None)
     assert result.steps == 2 and np.isfinite(result.last_loss)
     if not torch.cuda.is_available():
         with pytest.raises(TrainingError, match="fp16 needs a GPU"):
@@ -188,9 +210,11 @@ def test_bf16_autocast_on_cpu_and_fp16_needs_a_gpu(corpus, tmp_path):
 
 # --------------------------------------------------------------------------- non-finite losses and weights
 
+
 def _poison_loss(monkeypatch, bad_calls):
     """Make the loss NaN on the given (1-based) forward calls of the training classifier."""
     from redimnet.training.trainer import SpeakerClassifier
+
     real, calls = SpeakerClassifier.forward, []
 
     def poisoned(self, wave, labels, autocast):
@@ -209,6 +233,7 @@ def _all_finite(path) -> bool:
 
 def test_a_loss_that_stays_non_finite_stops_training_without_a_bad_snapshot(corpus, tmp_path, monkeypatch):
     from redimnet.training.trainer import MAX_SKIPPED_STEPS
+
     _poison_loss(monkeypatch, bad_calls=range(1, 100))
     out = tmp_path / "diverged"
     with pytest.raises(TrainingError, match=rf"stopped at step {MAX_SKIPPED_STEPS + 1}: .*not finite.*loss nan"):
@@ -255,9 +280,10 @@ def test_save_checkpoint_refuses_non_finite_weights(tmp_path):
 
 def test_a_shard_truncated_at_a_block_boundary_stops_training_naming_it(corpus, tmp_path, capsys):
     from redimnet.training.data import scan_voxceleb_folder, write_shards
+
     index = write_shards(scan_voxceleb_folder(corpus / "audio"), tmp_path / "shards", per_shard=6)
     shard = tmp_path / "shards" / "shard-000001.tar"
-    shard.write_bytes(shard.read_bytes()[:512 * 30])  # whole blocks: only streaming can notice
+    shard.write_bytes(shard.read_bytes()[: 512 * 30])  # whole blocks: only streaming can notice
     path = _config(corpus, tmp_path / "truncated")
     options = yaml.safe_load(path.read_text())
     options["data"] = {**options["data"], "csv": None, "shards": str(index), "shuffle_buffer": 4}

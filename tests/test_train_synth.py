@@ -19,7 +19,7 @@ def test_synthesized_speech_has_the_speakers_pitch():
     assert wave.dtype == np.float32 and wave.size == 24000 and np.isfinite(wave).all()
     # autocorrelation peak within the speaker's f0 range (declination/intonation +-40 %)
     segment = wave[4000:12000] - wave[4000:12000].mean()
-    corr = np.correlate(segment, segment, "full")[segment.size - 1:]
+    corr = np.correlate(segment, segment, "full")[segment.size - 1 :]
     low, high = int(16000 / (voice.f0 * 1.6)), int(16000 / (voice.f0 * 0.6))
     lag = low + int(np.argmax(corr[low:high]))
     assert 0.6 * voice.f0 < 16000 / lag < 1.6 * voice.f0
@@ -35,10 +35,27 @@ def test_generate_corpus_layout_and_trials(tmp_path):
 
 
 def test_command_line_with_held_out_speakers(tmp_path, capsys):
-    assert synth.main([str(tmp_path / "out"), "--speakers", "3", "--utterances", "2", "--seconds", "0.3",
-                       "--held-out", "1", "--rir-dir", str(tmp_path / "rir")]) == 0
+    assert (
+        synth.main(
+            [
+                str(tmp_path / "out"),
+                "--speakers",
+                "3",
+                "--utterances",
+                "2",
+                "--seconds",
+                "0.3",
+                "--held-out",
+                "1",
+                "--rir-dir",
+                str(tmp_path / "rir"),
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "out" / "train").rglob("*.wav"))) == 4
     assert len(list((tmp_path / "out" / "test").rglob("*.wav"))) == 2
-    assert (tmp_path / "out" / "test_trials.txt").read_text() == \
-        "1 id10002/session0/00001.wav id10002/session1/00002.wav\n"
+    assert (
+        tmp_path / "out" / "test_trials.txt"
+    ).read_text() == "1 id10002/session0/00001.wav id10002/session1/00002.wav\n"
     assert len(list((tmp_path / "rir").glob("*.wav"))) == 4

@@ -20,22 +20,28 @@ def write(path, text):
 
 
 def test_voxceleb_format(tmp_path):
-    path = write(tmp_path / "veri.txt",
-                 "1 id10270/5r0dWxy17C8/00001.wav id10270/x6uYqmx31kE/00001.wav\n"
-                 "0 id10270/5r0dWxy17C8/00001.wav id10300/ize_eiCFEg0/00003.wav\n")
+    path = write(
+        tmp_path / "veri.txt",
+        "1 id10270/5r0dWxy17C8/00001.wav id10270/x6uYqmx31kE/00001.wav\n"
+        "0 id10270/5r0dWxy17C8/00001.wav id10300/ize_eiCFEg0/00003.wav\n",
+    )
     trials = read_trials(path)
     assert trials.name == "veri" and len(trials) == 2
     assert trials.enroll == ["id10270/5r0dWxy17C8/00001.wav"] * 2
     assert trials.test == ["id10270/x6uYqmx31kE/00001.wav", "id10300/ize_eiCFEg0/00003.wav"]
     assert trials.labels.tolist() == [True, False]
     assert trials.line_numbers == [1, 2]
-    assert trials.utterances() == ["id10270/5r0dWxy17C8/00001.wav", "id10270/x6uYqmx31kE/00001.wav",
-                                   "id10300/ize_eiCFEg0/00003.wav"]
+    assert trials.utterances() == [
+        "id10270/5r0dWxy17C8/00001.wav",
+        "id10270/x6uYqmx31kE/00001.wav",
+        "id10300/ize_eiCFEg0/00003.wav",
+    ]
 
 
 def test_kaldi_format_comments_and_blank_lines(tmp_path):
-    path = write(tmp_path / "trials", "# enrol test label\n\nutt_a utt_b target\n  utt_a utt_c nontarget  \n"
-                                      "utt_c utt_d Target\n")
+    path = write(
+        tmp_path / "trials", "# enrol test label\n\nutt_a utt_b target\n  utt_a utt_c nontarget  \nutt_c utt_d Target\n"
+    )
     trials = read_trials(path)
     assert trials.enroll == ["utt_a", "utt_a", "utt_c"]
     assert trials.labels.tolist() == [True, False, True]
@@ -74,9 +80,9 @@ def test_missing_empty_and_binary_files(tmp_path):
 def test_index_exact_and_extension_tolerant():
     index = EmbeddingIndex(["id1/v/00001.wav", "id1/v/00002", "id2/w/00001.flac", "solo.wav"])
     assert index.find("id1/v/00001.wav") == 0
-    assert index.find("id1/v/00001") == 0             # trial list without extension
-    assert index.find("id1/v/00002.wav") == 1         # embeddings without extension
-    assert index.find("id2/w/00001.wav") == 2         # different extension
+    assert index.find("id1/v/00001") == 0  # trial list without extension
+    assert index.find("id1/v/00002.wav") == 1  # embeddings without extension
+    assert index.find("id2/w/00001.wav") == 2  # different extension
     assert index.find("./id1/v/00001.wav") == 0
     assert index.find("id1\\v\\00001.wav") == 0
     assert index.find("solo") == 3
@@ -133,8 +139,10 @@ def test_cosine_scores_match_direct_computation():
     matrix = rng.normal(size=(20, 8)).astype(np.float32) * rng.uniform(0.1, 10, size=(20, 1)).astype(np.float32)
     enroll = rng.integers(0, 20, size=100)
     test = rng.integers(0, 20, size=100)
-    expected = [float(np.dot(matrix[e], matrix[t]) / np.linalg.norm(matrix[e]) / np.linalg.norm(matrix[t]))
-                for e, t in zip(enroll, test)]
+    expected = [
+        float(np.dot(matrix[e], matrix[t]) / np.linalg.norm(matrix[e]) / np.linalg.norm(matrix[t]))
+        for e, t in zip(enroll, test)
+    ]
     np.testing.assert_allclose(cosine_scores(matrix, enroll, test), expected, rtol=1e-5, atol=1e-6)
     unit = l2_normalize(matrix)
     np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, rtol=1e-6)

@@ -21,8 +21,24 @@ from ..names import printable
 from ..optional import MissingDependencyError, install_hint
 
 # Verb modules, in the order their commands are listed in --help.
-VERB_MODULES = ["demo", "info", "embed", "verify", "enroll", "evaluate", "cohort", "calibrate", "prepare", "train",
-                "average", "export", "vad", "diarize", "der", "serve"]
+VERB_MODULES = [
+    "demo",
+    "info",
+    "embed",
+    "verify",
+    "enroll",
+    "evaluate",
+    "cohort",
+    "calibrate",
+    "prepare",
+    "train",
+    "average",
+    "export",
+    "vad",
+    "diarize",
+    "der",
+    "serve",
+]
 
 
 # Module name -> the command it registers, where they differ (for the stand-in of a verb that cannot load).
@@ -51,8 +67,9 @@ class _Unavailable:
 
     def register(self, subparsers) -> None:
         # no option prefix: whatever follows the command is accepted, so the verb can say what it needs
-        parser = subparsers.add_parser(self.command, help=f"(unavailable: {self.hint})", description=self.hint,
-                                       prefix_chars="\0", add_help=False)
+        parser = subparsers.add_parser(
+            self.command, help=f"(unavailable: {self.hint})", description=self.hint, prefix_chars="\0", add_help=False
+        )
         parser.add_argument("arguments", nargs="*", help=argparse.SUPPRESS)
         parser.set_defaults(handler=self.run)
 
@@ -82,8 +99,10 @@ def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="redimnet",
         description="ReDimNet speaker embeddings: model information, embedding, verification, evaluation.",
-        formatter_class=_WideHelp)
+        formatter_class=_WideHelp,
+    )
     from .. import __version__
+
     parser.add_argument("--version", action="version", version=f"redimnet {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     only = _module_of(argv)
@@ -167,8 +186,11 @@ def _traceback_if(debug: bool) -> None:
 def _unexpected(error: BaseException, debug: bool) -> int:
     first = (str(error).strip().splitlines() or [""])[0]
     hint = "" if debug else "; set REDIMNET_DEBUG=1 to see the traceback"
-    print(f"redimnet: unexpected error ({type(error).__name__}: {printable(first)}){hint}. "
-          "This is a bug; please report it.", file=sys.stderr)
+    print(
+        f"redimnet: unexpected error ({type(error).__name__}: {printable(first)}){hint}. "
+        "This is a bug; please report it.",
+        file=sys.stderr,
+    )
     return 1
 
 

@@ -8,10 +8,12 @@ from .common import UsageError
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "average", help="average the weights of model checkpoints (e.g. the last K of a training run)",
+        "average",
+        help="average the weights of model checkpoints (e.g. the last K of a training run)",
         description="Average release-format checkpoints of one training run into OUT. A folder argument "
-                    "stands for its model snapshots (model_stepN.pt, in step order; a run's output folder "
-                    "means its checkpoints/ subfolder).")
+        "stands for its model snapshots (model_stepN.pt, in step order; a run's output folder "
+        "means its checkpoints/ subfolder).",
+    )
     parser.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint files or folders")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="averaged checkpoint to write")
     parser.add_argument("--last", type=int, default=None, metavar="K", help="use only the last K checkpoints")
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.last is not None:
         if args.last < 1:
             raise UsageError(f"--last must be at least 1, got {args.last}")
-        files = files[-args.last:]
+        files = files[-args.last :]
     output = average_checkpoints(files, args.output)
     print(f"averaged {len(files)} checkpoint(s) into {output}")
     return 0

@@ -19,39 +19,63 @@ from .evaluate import add_recipe_arguments, check_recipe_arguments, recipe_from_
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "calibrate", help="fit a calibration: scores to log-likelihood ratios (for verify/identify/eval)",
+        "calibrate",
+        help="fit a calibration: scores to log-likelihood ratios (for verify/identify/eval)",
         description="Score the development trials exactly as 'redimnet eval' would with the same options "
-                    "(cosine, AS-Norm / S-norm with --cohort, or a trained --backend) and fit a logistic-regression "
-                    "calibration that maps those scores to log-likelihood ratios. The file remembers the scoring "
-                    "recipe and refuses scores made another way. Use development trials that resemble the "
-                    "recordings the calibration will be used on.")
+        "(cosine, AS-Norm / S-norm with --cohort, or a trained --backend) and fit a logistic-regression "
+        "calibration that maps those scores to log-likelihood ratios. The file remembers the scoring "
+        "recipe and refuses scores made another way. Use development trials that resemble the "
+        "recordings the calibration will be used on.",
+    )
     parser.add_argument("--trials", nargs="+", required=True, metavar="T", help="development trial list(s)")
-    parser.add_argument("--embeddings", required=True, metavar="E.npz",
-                        help="embeddings of the development utterances (from 'redimnet embed')")
+    parser.add_argument(
+        "--embeddings",
+        required=True,
+        metavar="E.npz",
+        help="embeddings of the development utterances (from 'redimnet embed')",
+    )
     parser.add_argument("-o", "--output", required=True, metavar="CAL.json", help="where to write the calibration")
     add_recipe_arguments(parser)
-    parser.add_argument("--durations", metavar="UTT2DUR",
-                        help="Kaldi utt2dur file ('UTTERANCE SECONDS'): use the two recordings' durations as "
-                             "quality measures (then verify needs them too, which it measures itself)")
-    parser.add_argument("--prior", type=float, default=0.5, metavar="P",
-                        help="effective target prior the fit optimises for (default 0.5)")
+    parser.add_argument(
+        "--durations",
+        metavar="UTT2DUR",
+        help="Kaldi utt2dur file ('UTTERANCE SECONDS'): use the two recordings' durations as "
+        "quality measures (then verify needs them too, which it measures itself)",
+    )
+    parser.add_argument(
+        "--prior",
+        type=float,
+        default=0.5,
+        metavar="P",
+        help="effective target prior the fit optimises for (default 0.5)",
+    )
     parser.add_argument("--skip-missing", action="store_true", help="score only trials with embeddings")
     parser.set_defaults(handler=run_calibrate)
 
     backend = subparsers.add_parser(
-        "backend", help="train or adapt a scoring back-end (LDA, PLDA) on labelled embeddings",
+        "backend",
+        help="train or adapt a scoring back-end (LDA, PLDA) on labelled embeddings",
         description="'backend train' fits mean subtraction, whitening, LDA or LDA+PLDA on embeddings with "
-                    "speaker labels; 'backend adapt' adapts a PLDA back-end to unlabelled in-domain embeddings. "
-                    "Use the result with 'redimnet eval/verify/identify --backend'.")
+        "speaker labels; 'backend adapt' adapts a PLDA back-end to unlabelled in-domain embeddings. "
+        "Use the result with 'redimnet eval/verify/identify --backend'.",
+    )
     actions = backend.add_subparsers(title="actions", metavar="ACTION")
     train = actions.add_parser("train", help="train a back-end on labelled embeddings")
     train.add_argument("--embeddings", required=True, metavar="E.npz", help="training embeddings")
-    train.add_argument("--utt2spk", metavar="FILE",
-                       help="Kaldi utt2spk file; without it the speaker is the first path component of each id")
-    train.add_argument("--kind", choices=BACKEND_KINDS, default="plda",
-                       help="plda (LDA + length norm + two-covariance PLDA, default), lda, whiten or mean")
-    train.add_argument("--dim", type=int, metavar="N",
-                       help="LDA output dimension (default: none for plda, speakers - 1 for lda)")
+    train.add_argument(
+        "--utt2spk",
+        metavar="FILE",
+        help="Kaldi utt2spk file; without it the speaker is the first path component of each id",
+    )
+    train.add_argument(
+        "--kind",
+        choices=BACKEND_KINDS,
+        default="plda",
+        help="plda (LDA + length norm + two-covariance PLDA, default), lda, whiten or mean",
+    )
+    train.add_argument(
+        "--dim", type=int, metavar="N", help="LDA output dimension (default: none for plda, speakers - 1 for lda)"
+    )
     train.add_argument("--iterations", type=int, default=10, metavar="N", help="PLDA EM iterations (default 10)")
     train.add_argument("-o", "--output", required=True, metavar="B.npz", help="where to write the back-end")
     train.set_defaults(handler=run_backend_train)
@@ -105,14 +129,21 @@ def run_calibrate(args) -> int:
         enroll = np.concatenate([i.enroll_rows for i in indexed])
         test = np.concatenate([i.test_rows for i in indexed])
         quality = quality_from_durations(seconds[enroll], seconds[test])
-    calibration = fit_calibration(scores, labels, quality=quality,
-                                  quality_names=QUALITY_DURATIONS if quality is not None else (),
-                                  recipe=recipe.describe(), train_prior=args.prior)
+    calibration = fit_calibration(
+        scores,
+        labels,
+        quality=quality,
+        quality_names=QUALITY_DURATIONS if quality is not None else (),
+        recipe=recipe.describe(),
+        train_prior=args.prior,
+    )
     path = calibration.save(args.output)
     dev = calibration.dev
-    print(f"calibrated {recipe.title()} scores on {dev['trials']} trials ({dev['targets']} targets): "
-          f"llr = {calibration.scale:.4f} * score {_signed(calibration.offset)}"
-          + "".join(f" {_signed(w)} * {n}" for n, w in zip(calibration.quality_names, calibration.quality_weights)))
+    print(
+        f"calibrated {recipe.title()} scores on {dev['trials']} trials ({dev['targets']} targets): "
+        f"llr = {calibration.scale:.4f} * score {_signed(calibration.offset)}"
+        + "".join(f" {_signed(w)} * {n}" for n, w in zip(calibration.quality_names, calibration.quality_weights))
+    )
     print(f"development Cllr {dev['cllr']:.4f} (minCllr {dev['min_cllr']:.4f})")
     print(f"wrote {path}")
     return 0
@@ -132,8 +163,10 @@ def run_backend_train(args) -> int:
     path = backend.save(args.output)
     info = backend.info
     extra = f", {info['dim']} dimensions" if "dim" in info else ""
-    print(f"trained a {args.kind} back-end on {info['embeddings']} embeddings of {info['speakers']} speakers"
-          f"{extra}: {path}")
+    print(
+        f"trained a {args.kind} back-end on {info['embeddings']} embeddings of {info['speakers']} speakers"
+        f"{extra}: {path}"
+    )
     return 0
 
 

@@ -12,18 +12,30 @@ from .common import UsageError
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "cohort", help="build a cohort of per-speaker mean embeddings for AS-Norm / S-norm",
+        "cohort",
+        help="build a cohort of per-speaker mean embeddings for AS-Norm / S-norm",
         description="Average the L2-normalised embeddings of each speaker (e.g. of the training set) into one "
-                    "unit-length embedding per speaker, for 'redimnet eval --cohort'. Speakers come from "
-                    "--utt2spk, or else from the first path component of each utterance id "
-                    "(id10270/5r0dWxy17C8/00001.wav -> id10270). The cohort speakers must not be in the "
-                    "evaluation trials.")
+        "unit-length embedding per speaker, for 'redimnet eval --cohort'. Speakers come from "
+        "--utt2spk, or else from the first path component of each utterance id "
+        "(id10270/5r0dWxy17C8/00001.wav -> id10270). The cohort speakers must not be in the "
+        "evaluation trials.",
+    )
     parser.add_argument("--embeddings", required=True, metavar="E.npz", help="embeddings from 'redimnet embed'")
     parser.add_argument("--utt2spk", metavar="FILE", help="Kaldi utt2spk file: 'UTTERANCE SPEAKER' per line")
-    parser.add_argument("-o", "--output", required=True, metavar="COHORT.npz",
-                        help="where to write the cohort (an embeddings file whose ids are speakers)")
-    parser.add_argument("--min-utterances", type=int, default=1, metavar="N",
-                        help="leave out speakers with fewer than N utterances (default 1)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="COHORT.npz",
+        help="where to write the cohort (an embeddings file whose ids are speakers)",
+    )
+    parser.add_argument(
+        "--min-utterances",
+        type=int,
+        default=1,
+        metavar="N",
+        help="leave out speakers with fewer than N utterances (default 1)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -36,6 +48,8 @@ def run(args) -> int:
     utt2spk = read_utt2spk(args.utt2spk) if args.utt2spk else None
     speakers, means = build_cohort(ids, matrix, utt2spk, args.min_utterances)
     path = save_embeddings(Path(args.output), speakers, means)
-    print(f"wrote a cohort of {len(speakers)} speakers ({means.shape[1]}-dimensional) from {len(ids)} "
-          f"utterances to {path}")
+    print(
+        f"wrote a cohort of {len(speakers)} speakers ({means.shape[1]}-dimensional) from {len(ids)} "
+        f"utterances to {path}"
+    )
     return 0

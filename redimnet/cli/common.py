@@ -18,7 +18,7 @@ def reason(error: BaseException, path) -> str:
     """The message of ``error`` without a leading ``"<path>: "`` (the caller prints the path itself)."""
     text = str(error)
     prefix = f"{path}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def show(text) -> str:

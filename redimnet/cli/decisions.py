@@ -22,17 +22,33 @@ from .common import UsageError
 def add_decision_arguments(parser, threshold: bool = True) -> None:
     group = parser.add_argument_group("scoring and decisions")
     if threshold:
-        group.add_argument("--threshold", type=float, default=None,
-                           help="accept when the raw score is at least this (without --calibration)")
+        group.add_argument(
+            "--threshold",
+            type=float,
+            default=None,
+            help="accept when the raw score is at least this (without --calibration)",
+        )
     group.add_argument("--backend", metavar="B.npz", help="score with a trained back-end ('redimnet backend train')")
-    group.add_argument("--calibration", metavar="CAL.json",
-                       help="print the log-likelihood ratio and decide with a calibration ('redimnet calibrate')")
-    group.add_argument("--prior", type=float, default=0.5, metavar="P",
-                       help="prior probability of the same speaker, for the posterior and the Bayes decision "
-                            "(default 0.5)")
-    group.add_argument("--far", type=float, default=None, metavar="RATE",
-                       help="decide at the threshold that gave this false-accept rate on the calibration's "
-                            "development trials instead of the Bayes threshold")
+    group.add_argument(
+        "--calibration",
+        metavar="CAL.json",
+        help="print the log-likelihood ratio and decide with a calibration ('redimnet calibrate')",
+    )
+    group.add_argument(
+        "--prior",
+        type=float,
+        default=0.5,
+        metavar="P",
+        help="prior probability of the same speaker, for the posterior and the Bayes decision (default 0.5)",
+    )
+    group.add_argument(
+        "--far",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="decide at the threshold that gave this false-accept rate on the calibration's "
+        "development trials instead of the Bayes threshold",
+    )
 
 
 @dataclass
@@ -72,26 +88,38 @@ def scoring_from_arguments(args, model_fingerprint: str, dim: int) -> Scoring:
         raise UsageError("--threshold applies to raw scores; with --calibration the decision uses --prior or --far")
     backend = Backend.load(args.backend) if args.backend else None
     if backend is not None and backend.input_dim != dim:
-        raise UsageError(f"back-end {args.backend} was trained on {backend.input_dim}-dimensional embeddings; this "
-                         f"model makes {dim}-dimensional ones")
+        raise UsageError(
+            f"back-end {args.backend} was trained on {backend.input_dim}-dimensional embeddings; this "
+            f"model makes {dim}-dimensional ones"
+        )
     calibration = None
     if args.calibration:
         calibration = Calibration.load(args.calibration)
-        recipe = {"scoring": backend.kind if backend is not None else "cosine", "top_k": None,
-                  "subtract_mean": None, "cohort": None,
-                  "backend": backend.fingerprint() if backend is not None else None, "model": model_fingerprint}
+        recipe = {
+            "scoring": backend.kind if backend is not None else "cosine",
+            "top_k": None,
+            "subtract_mean": None,
+            "cohort": None,
+            "backend": backend.fingerprint() if backend is not None else None,
+            "model": model_fingerprint,
+        }
         calibration.check_recipe(recipe)
         if args.far is not None:
-            calibration.llr_threshold_at_far(args.far)   # fail early when the rate is out of range
+            calibration.llr_threshold_at_far(args.far)  # fail early when the rate is out of range
     return Scoring(backend, calibration, args.prior, args.far)
 
 
 def describe_decision(decision: Decision) -> str:
-    rule = (f"threshold for false-accept rate {100 * decision.far:g} %" if decision.far is not None
-            else f"Bayes threshold at prior {decision.p_target:g}")
+    rule = (
+        f"threshold for false-accept rate {100 * decision.far:g} %"
+        if decision.far is not None
+        else f"Bayes threshold at prior {decision.p_target:g}"
+    )
     verdict = "accept (same speaker)" if decision.accept else "reject (different speakers)"
-    return (f"llr {decision.llr:+.3f}  P(same) {decision.posterior:.4f} at prior {decision.p_target:g}  "
-            f"{verdict}; {rule}: llr >= {decision.threshold:+.3f}")
+    return (
+        f"llr {decision.llr:+.3f}  P(same) {decision.posterior:.4f} at prior {decision.p_target:g}  "
+        f"{verdict}; {rule}: llr >= {decision.threshold:+.3f}"
+    )
 
 
 def durations_of(paths: List[str]) -> List[float]:

@@ -16,16 +16,21 @@ from .models import add_model_arguments, model_from_arguments, weights_from_argu
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="score the example speech shipped with redimnet (downloads the default model once)",
+        "demo",
+        help="score the example speech shipped with redimnet (downloads the default model once)",
         description="Embed the three example utterances shipped with redimnet (two synthetic speakers) and "
-                    f"print the cosine score of every pair. Default model: {DEFAULT_WEIGHTS}, "
-                    "downloaded once; --model or --checkpoint choose another.")
+        f"print the cosine score of every pair. Default model: {DEFAULT_WEIGHTS}, "
+        "downloaded once; --model or --checkpoint choose another.",
+    )
     add_model_arguments(parser, required=False)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     threads.add_threads_argument(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--copy-examples", metavar="DIR",
-                        help="only copy the example recordings into DIR (created if needed) to try other verbs on")
+    parser.add_argument(
+        "--copy-examples",
+        metavar="DIR",
+        help="only copy the example recordings into DIR (created if needed) to try other verbs on",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -71,14 +76,14 @@ def run(args) -> int:
     scores = [embedder.score(embeddings[a], embeddings[b]) for a, b, _ in pairs]
     rows = [{"a": a, "b": b, "same_speaker": same, "score": score} for (a, b, same), score in zip(pairs, scores)]
     separated = min(score for (_, _, same), score in zip(pairs, scores) if same) > max(
-        score for (_, _, same), score in zip(pairs, scores) if not same)
+        score for (_, _, same), score in zip(pairs, scores) if not same
+    )
     if args.json:
         print(json.dumps({"model": model_name, "pairs": rows, "same_speaker_pairs_score_highest": separated}))
         return 0
     speakers = sorted({speaker for speaker, _ in UTTERANCES.values()})
     print(f"model: {model_name}")
-    print(f"examples: {len(files)} utterances by {len(speakers)} synthetic speakers (espeak-ng), shipped "
-          "with redimnet")
+    print(f"examples: {len(files)} utterances by {len(speakers)} synthetic speakers (espeak-ng), shipped with redimnet")
     print("  score  pair")
     for row in rows:
         truth = "same speaker" if row["same_speaker"] else "different speakers"

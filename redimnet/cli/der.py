@@ -18,16 +18,24 @@ def register(subparsers) -> None:
     from ..diarization.der import DEFAULT_COLLAR
 
     parser = subparsers.add_parser(
-        "der", help="diarization error rate of RTTM hypotheses against references",
+        "der",
+        help="diarization error rate of RTTM hypotheses against references",
         description="Score diarization output: DER = missed speech + false alarm + speaker confusion, "
-                    "per recording and in total, with the optimal one-to-one label mapping.")
+        "per recording and in total, with the optimal one-to-one label mapping.",
+    )
     parser.add_argument("reference", metavar="REFERENCE", help="reference RTTM file or folder of .rttm files")
     parser.add_argument("hypothesis", metavar="HYPOTHESIS", help="hypothesis RTTM file or folder of .rttm files")
-    parser.add_argument("--collar", type=float, default=DEFAULT_COLLAR, metavar="S",
-                        help=f"seconds not scored on each side of every reference boundary "
-                             f"(default {DEFAULT_COLLAR}; md-eval's -c; 0 scores everything)")
-    parser.add_argument("--skip-overlap", action="store_true",
-                        help="do not score regions where reference speakers overlap")
+    parser.add_argument(
+        "--collar",
+        type=float,
+        default=DEFAULT_COLLAR,
+        metavar="S",
+        help=f"seconds not scored on each side of every reference boundary "
+        f"(default {DEFAULT_COLLAR}; md-eval's -c; 0 scores everything)",
+    )
+    parser.add_argument(
+        "--skip-overlap", action="store_true", help="do not score regions where reference speakers overlap"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run)
 
@@ -64,23 +72,42 @@ def run(args) -> int:
     extra: List[str] = sorted(set(hypotheses) - set(references))
     missing: List[str] = sorted(set(references) - set(hypotheses))
     if args.json:
-        print(json.dumps({"collar": args.collar, "skip_overlap": args.skip_overlap,
-                          "recordings": {k: v.as_dict() for k, v in scores.items()}, "total": total.as_dict(),
-                          "hypothesis_without_reference": extra, "reference_without_hypothesis": missing},
-                         indent=2))
+        print(
+            json.dumps(
+                {
+                    "collar": args.collar,
+                    "skip_overlap": args.skip_overlap,
+                    "recordings": {k: v.as_dict() for k, v in scores.items()},
+                    "total": total.as_dict(),
+                    "hypothesis_without_reference": extra,
+                    "reference_without_hypothesis": missing,
+                },
+                indent=2,
+            )
+        )
     else:
         width = max([len("recording")] + [len(show(k)) for k in scores])
-        print(f"{'recording':<{width}}  {'DER %':>7}  {'missed %':>8}  {'false al. %':>11}  {'confusion %':>11}  "
-              f"{'speech s':>9}")
+        print(
+            f"{'recording':<{width}}  {'DER %':>7}  {'missed %':>8}  {'false al. %':>11}  {'confusion %':>11}  "
+            f"{'speech s':>9}"
+        )
         for name, score in list(scores.items()) + [("TOTAL", total)]:
             d = score.as_dict()
-            print(f"{show(name):<{width}}  {100 * d['der']:>7.2f}  {100 * d['missed_rate']:>8.2f}  "
-                  f"{100 * d['false_alarm_rate']:>11.2f}  {100 * d['confusion_rate']:>11.2f}  {d['total']:>9.2f}")
+            print(
+                f"{show(name):<{width}}  {100 * d['der']:>7.2f}  {100 * d['missed_rate']:>8.2f}  "
+                f"{100 * d['false_alarm_rate']:>11.2f}  {100 * d['confusion_rate']:>11.2f}  {d['total']:>9.2f}"
+            )
         print(f"(collar {args.collar} s each side, overlap {'skipped' if args.skip_overlap else 'scored'})")
     if missing:
-        print(f"note: {len(missing)} reference recording(s) have no hypothesis (scored as missed): "
-              f"{', '.join(map(show, missing[:5]))}", file=sys.stderr)
+        print(
+            f"note: {len(missing)} reference recording(s) have no hypothesis (scored as missed): "
+            f"{', '.join(map(show, missing[:5]))}",
+            file=sys.stderr,
+        )
     if extra:
-        print(f"note: {len(extra)} hypothesis recording(s) have no reference (ignored): "
-              f"{', '.join(map(show, extra[:5]))}", file=sys.stderr)
+        print(
+            f"note: {len(extra)} hypothesis recording(s) have no reference (ignored): "
+            f"{', '.join(map(show, extra[:5]))}",
+            file=sys.stderr,
+        )
     return 0

@@ -26,10 +26,12 @@ def register(subparsers) -> None:
     from ..diarization.pipeline import DEFAULT_HOP, DEFAULT_WINDOW
 
     parser = subparsers.add_parser(
-        "diarize", help="speaker diarization (who spoke when) to RTTM and JSON",
+        "diarize",
+        help="speaker diarization (who spoke when) to RTTM and JSON",
         description="Speaker diarization: voice activity, ReDimNet embeddings of sliding windows, clustering. "
-                    "Exit status: 0 all recordings processed, 1 some failed (the others are written), "
-                    "2 usage error.")
+        "Exit status: 0 all recordings processed, 1 some failed (the others are written), "
+        "2 usage error.",
+    )
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files and folders of audio files")
     parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="folder for the results")
     count = parser.add_argument_group("number of speakers (default: estimated, 1 to 20)")
@@ -37,19 +39,38 @@ def register(subparsers) -> None:
     count.add_argument("--min-speakers", type=int, default=None, metavar="A", help="at least A speakers")
     count.add_argument("--max-speakers", type=int, default=None, metavar="B", help="at most B speakers")
     group = parser.add_argument_group("diarization")
-    group.add_argument("--clustering", default="spectral", choices=["spectral", "ahc"],
-                       help="spectral with eigengap speaker counting (default) or agglomerative with a threshold")
-    group.add_argument("--threshold", type=float, default=None,
-                       help="ahc: cosine similarity below which clusters are not merged (default 0.5)")
-    group.add_argument("--window", type=float, default=DEFAULT_WINDOW,
-                       help=f"window seconds (default {DEFAULT_WINDOW})")
+    group.add_argument(
+        "--clustering",
+        default="spectral",
+        choices=["spectral", "ahc"],
+        help="spectral with eigengap speaker counting (default) or agglomerative with a threshold",
+    )
+    group.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="ahc: cosine similarity below which clusters are not merged (default 0.5)",
+    )
+    group.add_argument(
+        "--window", type=float, default=DEFAULT_WINDOW, help=f"window seconds (default {DEFAULT_WINDOW})"
+    )
     group.add_argument("--hop", type=float, default=DEFAULT_HOP, help=f"hop between windows (default {DEFAULT_HOP})")
-    group.add_argument("--speakers-db", metavar="DB",
-                       help="speaker database (redimnet enroll): name clusters that match an enrolled speaker")
-    group.add_argument("--name-threshold", type=float, default=0.5,
-                       help="with --speakers-db: cosine score a cluster needs to take a name (default 0.5)")
-    group.add_argument("--reference", metavar="RTTM",
-                       help="reference RTTM (file or folder): print the DER of each recording, plot it too")
+    group.add_argument(
+        "--speakers-db",
+        metavar="DB",
+        help="speaker database (redimnet enroll): name clusters that match an enrolled speaker",
+    )
+    group.add_argument(
+        "--name-threshold",
+        type=float,
+        default=0.5,
+        help="with --speakers-db: cosine score a cluster needs to take a name (default 0.5)",
+    )
+    group.add_argument(
+        "--reference",
+        metavar="RTTM",
+        help="reference RTTM (file or folder): print the DER of each recording, plot it too",
+    )
     group.add_argument("--plot", action="store_true", help="also write a timeline OUT_DIR/<recording>.png")
     add_vad_arguments(parser)
     add_embedder_arguments(parser)
@@ -87,16 +108,28 @@ def run(args) -> int:
         require("matplotlib", "--plot")  # before the work
     vad = vad_from_arguments(args)
     embedder = embedder_from_arguments(args)
-    diarizer = Diarizer(embedder, vad=vad, clustering=_clustering(args), window=args.window, hop=args.hop,
-                        batch_windows=max(args.batch_size, 1), speakers_db=args.speakers_db,
-                        name_threshold=args.name_threshold)
+    diarizer = Diarizer(
+        embedder,
+        vad=vad,
+        clustering=_clustering(args),
+        window=args.window,
+        hop=args.hop,
+        batch_windows=max(args.batch_size, 1),
+        speakers_db=args.speakers_db,
+        name_threshold=args.name_threshold,
+    )
     total_audio = total_time = 0.0
 
     def work(recording: str, path: Path) -> None:
         nonlocal total_audio, total_time
         source = AudioSource(path, channel=args.channel, name=recording)
-        result = diarizer.diarize(source, num_speakers=args.num_speakers, min_speakers=args.min_speakers or 1,
-                                  max_speakers=args.max_speakers, recording=recording)
+        result = diarizer.diarize(
+            source,
+            num_speakers=args.num_speakers,
+            min_speakers=args.min_speakers or 1,
+            max_speakers=args.max_speakers,
+            recording=recording,
+        )
         with atomic_write(path_below(output, recording, ".rttm", what="recording id"), mode="w") as stream:
             stream.write(result.to_rttm())
         with atomic_write(path_below(output, recording, ".json", what="recording id"), mode="w") as stream:
@@ -107,9 +140,11 @@ def run(args) -> int:
         if not result:
             line += f"no speech found in {result.duration:.1f} s; wrote an empty RTTM"
         else:
-            line += (f"{len(result.speakers)} speaker(s), {len(result)} segment(s), "
-                     f"{sum(s.duration for s in result):.1f} s of speech in {result.duration:.1f} s "
-                     f"(real-time factor {result.timings['total'] / max(result.duration, 1e-9):.3f})")
+            line += (
+                f"{len(result.speakers)} speaker(s), {len(result)} segment(s), "
+                f"{sum(s.duration for s in result):.1f} s of speech in {result.duration:.1f} s "
+                f"(real-time factor {result.timings['total'] / max(result.duration, 1e-9):.3f})"
+            )
         reference = None
         if references is not None:
             reference = references.get(recording)

@@ -47,14 +47,23 @@ def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     group = parser.add_argument_group("inference")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    group.add_argument("--precision", default="float32", choices=["float32", "float16", "bfloat16"],
-                       help="autocast precision (float16 on GPU only; default float32)")
-    group.add_argument("--max-seconds", type=float, default=60.0,
-                       help="longer recordings are cut into overlapping windows of this length whose "
-                            "embeddings are averaged (default 60)")
+    group.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="autocast precision (float16 on GPU only; default float32)",
+    )
+    group.add_argument(
+        "--max-seconds",
+        type=float,
+        default=60.0,
+        help="longer recordings are cut into overlapping windows of this length whose "
+        "embeddings are averaged (default 60)",
+    )
     group.add_argument("--overlap-seconds", type=float, default=10.0, help="window overlap (default 10)")
-    group.add_argument("--channel", type=int, default=None,
-                       help="use this channel (0-based) instead of averaging all channels")
+    group.add_argument(
+        "--channel", type=int, default=None, help="use this channel (0-based) instead of averaging all channels"
+    )
     group.add_argument("--trim-silence", action="store_true", help="cut leading/trailing silence first")
     group.add_argument("--batch-size", type=int, default=16, help="most equal-length inputs per batch (default 16)")
     group.add_argument("--no-optimize", action="store_true", help="do not apply redimnet.optimize to the model")
@@ -68,30 +77,52 @@ def embedder_from_arguments(args):
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     threads.configure(args.threads, workers=getattr(args, "workers", 0))
-    return Embedder(model_from_arguments(args), device=args.device, precision=args.precision,
-                    optimize=not args.no_optimize, max_seconds=args.max_seconds,
-                    overlap_seconds=args.overlap_seconds, channel=args.channel,
-                    trim_silence=args.trim_silence, batch_size=args.batch_size)
+    return Embedder(
+        model_from_arguments(args),
+        device=args.device,
+        precision=args.precision,
+        optimize=not args.no_optimize,
+        max_seconds=args.max_seconds,
+        overlap_seconds=args.overlap_seconds,
+        channel=args.channel,
+        trim_silence=args.trim_silence,
+        batch_size=args.batch_size,
+    )
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "embed", help="speaker embeddings of audio files",
+        "embed",
+        help="speaker embeddings of audio files",
         description="Write one speaker embedding per audio file. Exit status: 0 all files embedded, "
-                    "1 some files failed (listed in OUT.failed.tsv; the others are written), 2 usage error.")
+        "1 some files failed (listed in OUT.failed.tsv; the others are written), 2 usage error.",
+    )
     add_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="FILE_OR_DIR", help="audio files and folders of audio files")
-    parser.add_argument("--list", action="append", default=[], metavar="WAV_SCP",
-                        help="Kaldi-style list: 'UTTERANCE_ID PATH' per line (repeatable)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="OUT.npz, a folder for <id>.npy files, or OUT.ark / OUT.scp "
-                             "(Kaldi, needs redimnet[kaldi])")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes decoding audio (default min(2, CPUs); 0 decodes in the main process)")
+    parser.add_argument(
+        "--list",
+        action="append",
+        default=[],
+        metavar="WAV_SCP",
+        help="Kaldi-style list: 'UTTERANCE_ID PATH' per line (repeatable)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="OUT.npz, a folder for <id>.npy files, or OUT.ark / OUT.scp (Kaldi, needs redimnet[kaldi])",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes decoding audio (default min(2, CPUs); 0 decodes in the main process)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_embedder_arguments(parser)
 
@@ -117,14 +148,17 @@ def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tu
             duplicates.append(f"{uid!r} ({seen[uid]} and {path})")
         seen[uid] = path
     if duplicates:
-        raise UsageError(f"{len(duplicates)} duplicate utterance id(s): {'; '.join(duplicates[:3])}. Ids are file "
-                         "names for files given directly; give their common folder instead, or use --list")
+        raise UsageError(
+            f"{len(duplicates)} duplicate utterance id(s): {'; '.join(duplicates[:3])}. Ids are file "
+            "names for files given directly; give their common folder instead, or use --list"
+        )
     return items, failures
 
 
 # --- the work --------------------------------------------------------------------------------------
-def embed_items(embedder, items: Sequence[Tuple[str, Path]], workers: int, progress: bool,
-                flush=None) -> Tuple[Dict[str, np.ndarray], List[Tuple[str, str]], float]:
+def embed_items(
+    embedder, items: Sequence[Tuple[str, Path]], workers: int, progress: bool, flush=None
+) -> Tuple[Dict[str, np.ndarray], List[Tuple[str, str]], float]:
     """Embed ``items`` with the embedding pipeline (:meth:`redimnet.inference.Embedder.run`).
 
     Returns ``(results by id, failures (path, reason), seconds of audio)``.
@@ -204,8 +238,9 @@ def _run(args, world: distributed.World) -> int:
         embedder = embedder_from_arguments(args)
         output.set_model(model_fingerprint(embedder.model))
         flush = output.write if not world.distributed else None
-        results, bad, seconds = embed_items(embedder, mine, args.workers,
-                                            progress=world.is_main and not args.no_progress, flush=flush)
+        results, bad, seconds = embed_items(
+            embedder, mine, args.workers, progress=world.is_main and not args.no_progress, flush=flush
+        )
         failures += bad
     gathered = distributed.gather((results, failures, seconds), world)
     if not world.is_main:
@@ -224,8 +259,10 @@ def _run(args, world: distributed.World) -> int:
     elapsed = max(time.monotonic() - started, 1e-9)
     summary = f"embedded {len(results)} file(s)"
     if results:
-        summary += (f" ({seconds:.1f} s of audio) in {elapsed:.1f} s: {len(results) / elapsed:.2f} files/s, "
-                    f"{seconds / elapsed:.1f} s of audio per second")
+        summary += (
+            f" ({seconds:.1f} s of audio) in {elapsed:.1f} s: {len(results) / elapsed:.2f} files/s, "
+            f"{seconds / elapsed:.1f} s of audio per second"
+        )
     if skipped:
         summary += f"; {skipped} already in {output.path}, skipped"
     print(summary, file=sys.stderr)

@@ -20,9 +20,11 @@ DEFAULT_DB = "speakers.db"
 
 def register(subparsers) -> None:
     enroll = subparsers.add_parser(
-        "enroll", help="add recordings of a speaker to the speaker database",
+        "enroll",
+        help="add recordings of a speaker to the speaker database",
         description="Embed the recordings and add them to speaker NAME (created if new) in the database. "
-                    "Exit status: 0 all files enrolled, 1 some files failed (the others are enrolled), 2 usage error.")
+        "Exit status: 0 all files enrolled, 1 some files failed (the others are enrolled), 2 usage error.",
+    )
     enroll.add_argument("name", metavar="NAME", help="speaker name")
     enroll.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders of a single speaker")
     enroll.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
@@ -30,9 +32,11 @@ def register(subparsers) -> None:
     enroll.set_defaults(handler=run_enroll)
 
     identify = subparsers.add_parser(
-        "identify", help="who is speaking: the best-matching enrolled speakers",
+        "identify",
+        help="who is speaking: the best-matching enrolled speakers",
         description="Score a recording against every enrolled speaker (cosine similarity with the speaker's "
-                    "mean embedding) and print the best matches.")
+        "mean embedding) and print the best matches.",
+    )
     identify.add_argument("file", metavar="FILE", help="audio file")
     identify.add_argument("--top", type=int, default=5, help="how many speakers to print (default 5)")
     identify.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
@@ -42,11 +46,14 @@ def register(subparsers) -> None:
     identify.set_defaults(handler=run_identify)
 
     speakers = subparsers.add_parser(
-        "speakers", help="list or remove enrolled speakers",
+        "speakers",
+        help="list or remove enrolled speakers",
         description="'speakers' or 'speakers list' shows the enrolled speakers (last enrolment in ISO-8601 "
-                    "UTC); 'speakers remove NAME' deletes one.")
-    speakers.add_argument("action", nargs="?", default="list", choices=["list", "remove"],
-                          help="list (the default), or remove NAME")
+        "UTC); 'speakers remove NAME' deletes one.",
+    )
+    speakers.add_argument(
+        "action", nargs="?", default="list", choices=["list", "remove"], help="list (the default), or remove NAME"
+    )
     speakers.add_argument("name", nargs="?", metavar="NAME", help="speaker to remove")
     speakers.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
     speakers.add_argument("--json", action="store_true", help="print JSON (list)")
@@ -89,10 +96,10 @@ def run_identify(args) -> int:
             matches = db.identify(embedding, top=args.top, fingerprint=fingerprint)
         else:
             names = [s.name for s in db.speakers()]
-            db.identify(embedding, top=1, fingerprint=fingerprint)   # the same model checks as cosine
+            db.identify(embedding, top=1, fingerprint=fingerprint)  # the same model checks as cosine
             enrolments = [db.utterances(name)[1] for name in names]
             scores = scoring.backend.score_sets(enrolments, embedding[None, :])[0] if names else []
-            order = sorted(range(len(names)), key=lambda i: -scores[i])[:args.top]
+            order = sorted(range(len(names)), key=lambda i: -scores[i])[: args.top]
             matches = [(names[i], float(scores[i])) for i in order]
     rows = [{"speaker": name, "score": score} for name, score in matches]
     if scoring.calibration is not None and rows:
@@ -107,16 +114,19 @@ def run_identify(args) -> int:
         for rank, row in enumerate(rows, 1):
             print(f"{rank:>4}  {row['score']:>7.4f}  {show(row['speaker'])}")
         return 0
-    print(f"{'rank':>4}  {'score':>7}  {'llr':>7}  {'P(same)':>8}  decision  speaker   "
-          f"(prior {scoring.prior:g}{', FAR ' + format(scoring.far, 'g') if scoring.far is not None else ''})")
+    print(
+        f"{'rank':>4}  {'score':>7}  {'llr':>7}  {'P(same)':>8}  decision  speaker   "
+        f"(prior {scoring.prior:g}{', FAR ' + format(scoring.far, 'g') if scoring.far is not None else ''})"
+    )
     for rank, row in enumerate(rows, 1):
-        print(f"{rank:>4}  {row['score']:>7.4f}  {row['llr']:>+7.3f}  {row['posterior']:>8.4f}  "
-              f"{row['decision']:<8}  {show(row['speaker'])}")
+        print(
+            f"{rank:>4}  {row['score']:>7.4f}  {row['llr']:>+7.3f}  {row['posterior']:>8.4f}  "
+            f"{row['decision']:<8}  {show(row['speaker'])}"
+        )
     return 0
 
 
 def run_speakers(args) -> int:
-
     if args.action == "remove":
         if not args.name:
             raise UsageError("speakers remove needs the NAME of the speaker to remove")
@@ -129,8 +139,9 @@ def run_speakers(args) -> int:
     with SpeakerDatabase(args.db, create=False) as db:
         speakers = db.speakers()
     if args.json:
-        print(json.dumps([{"speaker": s.name, "recordings": s.utterances, "updated": _utc(s.updated)}
-                          for s in speakers]))
+        print(
+            json.dumps([{"speaker": s.name, "recordings": s.utterances, "updated": _utc(s.updated)} for s in speakers])
+        )
         return 0
     if not speakers:
         print(f"no speakers enrolled in {args.db}")

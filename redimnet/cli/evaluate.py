@@ -26,38 +26,73 @@ P_TARGETS = (0.01, 0.05)
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "eval", help="evaluate speaker verification on trial lists (EER, minDCF)",
+        "eval",
+        help="evaluate speaker verification on trial lists (EER, minDCF)",
         description="Score the trials of one or more lists (VoxCeleb 'LABEL ENROLL TEST' or Kaldi "
-                    "'ENROLL TEST target|nontarget') by cosine similarity of L2-normalised embeddings, "
-                    "optionally normalise the scores against a cohort (AS-Norm or S-norm), and print the "
-                    "EER and minDCF (p_target 0.01 and 0.05) of each list.")
+        "'ENROLL TEST target|nontarget') by cosine similarity of L2-normalised embeddings, "
+        "optionally normalise the scores against a cohort (AS-Norm or S-norm), and print the "
+        "EER and minDCF (p_target 0.01 and 0.05) of each list.",
+    )
     parser.add_argument("--trials", nargs="+", required=True, metavar="T", help="trial list file(s)")
     source = parser.add_argument_group("embeddings (one of)")
-    source.add_argument("--embeddings", metavar="E.npz",
-                        help="embeddings written by 'redimnet embed'; ids are looked up as the trial lists write them")
-    source.add_argument("--audio-root", metavar="DIR",
-                        help="extract the embeddings first from the audio files under DIR (the trial paths are "
-                             "relative to it) with --model, --checkpoint or the default model")
+    source.add_argument(
+        "--embeddings",
+        metavar="E.npz",
+        help="embeddings written by 'redimnet embed'; ids are looked up as the trial lists write them",
+    )
+    source.add_argument(
+        "--audio-root",
+        metavar="DIR",
+        help="extract the embeddings first from the audio files under DIR (the trial paths are "
+        "relative to it) with --model, --checkpoint or the default model",
+    )
     add_model_arguments(parser, required=False)
     threads.add_threads_argument(source)
-    parser.add_argument("--cache", metavar="PATH",
-                        help="embeddings cache for --audio-root (default: OUTPUT_DIR/embeddings.npz, or "
-                             "./redimnet_eval_embeddings.npz without --output-dir)")
-    parser.add_argument("--output-dir", metavar="DIR", help="write one score file per trial list here "
-                                                            "('ENROLL TEST SCORE target|nontarget' lines)")
+    parser.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="embeddings cache for --audio-root (default: OUTPUT_DIR/embeddings.npz, or "
+        "./redimnet_eval_embeddings.npz without --output-dir)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="write one score file per trial list here ('ENROLL TEST SCORE target|nontarget' lines)",
+    )
     add_recipe_arguments(parser)
     backend = parser.add_argument_group("calibration and operating points")
-    backend.add_argument("--calibration", metavar="CAL.json",
-                         help="turn the scores into log-likelihood ratios with a calibration fitted by "
-                              "'redimnet calibrate' on the same scoring recipe; adds Cllr and actual DCF")
-    backend.add_argument("--far", type=float, action="append", default=[], metavar="RATE",
-                         help="also report the threshold giving at most this false-accept rate (repeatable)")
-    backend.add_argument("--frr", type=float, action="append", default=[], metavar="RATE",
-                         help="also report the threshold giving at most this false-reject rate (repeatable)")
-    parser.add_argument("--skip-missing", action="store_true",
-                        help="score only trials whose utterances have embeddings (default: missing ones are an error)")
-    parser.add_argument("--plot", metavar="DIR", help="write det.png and a score histogram per list here "
-                                                      "(needs matplotlib: pip install \"redimnet[plot]\")")
+    backend.add_argument(
+        "--calibration",
+        metavar="CAL.json",
+        help="turn the scores into log-likelihood ratios with a calibration fitted by "
+        "'redimnet calibrate' on the same scoring recipe; adds Cllr and actual DCF",
+    )
+    backend.add_argument(
+        "--far",
+        type=float,
+        action="append",
+        default=[],
+        metavar="RATE",
+        help="also report the threshold giving at most this false-accept rate (repeatable)",
+    )
+    backend.add_argument(
+        "--frr",
+        type=float,
+        action="append",
+        default=[],
+        metavar="RATE",
+        help="also report the threshold giving at most this false-reject rate (repeatable)",
+    )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="score only trials whose utterances have embeddings (default: missing ones are an error)",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="DIR",
+        help='write det.png and a score histogram per list here (needs matplotlib: pip install "redimnet[plot]")',
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.set_defaults(handler=run)
 
@@ -66,16 +101,29 @@ def add_recipe_arguments(parser) -> None:
     """The options that choose how trials are scored (shared by eval and calibrate)."""
     norm = parser.add_argument_group("scoring recipe")
     norm.add_argument("--cohort", metavar="C.npz", help="cohort embeddings (e.g. from 'redimnet cohort')")
-    norm.add_argument("--norm", choices=("none", "snorm", "asnorm"),
-                      help="normalisation: asnorm (default with --cohort), snorm, or none (default without)")
-    norm.add_argument("--top-k", type=int, default=300, metavar="K",
-                      help="AS-Norm cohort size per utterance (default 300; capped at the cohort size)")
-    norm.add_argument("--subtract-mean", choices=("cohort", "eval"),
-                      help="subtract the mean embedding of the cohort or of the evaluated embeddings "
-                           "before cosine scoring")
-    norm.add_argument("--backend", metavar="B.npz",
-                      help="score with a trained back-end (LDA / PLDA, from 'redimnet backend train') instead of "
-                           "cosine; not combined with --norm / --subtract-mean")
+    norm.add_argument(
+        "--norm",
+        choices=("none", "snorm", "asnorm"),
+        help="normalisation: asnorm (default with --cohort), snorm, or none (default without)",
+    )
+    norm.add_argument(
+        "--top-k",
+        type=int,
+        default=300,
+        metavar="K",
+        help="AS-Norm cohort size per utterance (default 300; capped at the cohort size)",
+    )
+    norm.add_argument(
+        "--subtract-mean",
+        choices=("cohort", "eval"),
+        help="subtract the mean embedding of the cohort or of the evaluated embeddings before cosine scoring",
+    )
+    norm.add_argument(
+        "--backend",
+        metavar="B.npz",
+        help="score with a trained back-end (LDA / PLDA, from 'redimnet backend train') instead of "
+        "cosine; not combined with --norm / --subtract-mean",
+    )
 
 
 def check_recipe_arguments(args) -> str:
@@ -98,11 +146,14 @@ def _check_arguments(args) -> str:
     """The normalisation to apply, after checking that the options fit together."""
     has_model = bool(getattr(args, "model", None) or getattr(args, "checkpoint", None))
     if bool(args.embeddings) == bool(args.audio_root):
-        raise UsageError("give exactly one of --embeddings E.npz (precomputed) or --audio-root DIR "
-                         "(to extract the embeddings first)")
+        raise UsageError(
+            "give exactly one of --embeddings E.npz (precomputed) or --audio-root DIR (to extract the embeddings first)"
+        )
     if args.embeddings and has_model:
-        raise UsageError("--model/--checkpoint are only used with --audio-root; with --embeddings the "
-                         "embeddings are already computed")
+        raise UsageError(
+            "--model/--checkpoint are only used with --audio-root; with --embeddings the "
+            "embeddings are already computed"
+        )
     norm = check_recipe_arguments(args)
     for name, rates in (("--far", args.far), ("--frr", args.frr)):
         for rate in rates:
@@ -130,8 +181,10 @@ def _extract_embeddings(args, utterances: List[str]) -> Tuple[np.ndarray, np.nda
     try:
         from ..inference import embed_directory
     except ImportError:
-        raise UsageError("extracting embeddings from --audio-root is not available in this installation; "
-                         "extract them with 'redimnet embed' first and pass --embeddings E.npz") from None
+        raise UsageError(
+            "extracting embeddings from --audio-root is not available in this installation; "
+            "extract them with 'redimnet embed' first and pass --embeddings E.npz"
+        ) from None
     threads.configure(args.threads)
     model = model_from_arguments(args)
     result = embed_directory(model, root, utterances, cache)
@@ -149,8 +202,10 @@ def _extract_embeddings(args, utterances: List[str]) -> Tuple[np.ndarray, np.nda
 def _load_cohort(path: str, dim: int) -> np.ndarray:
     ids, matrix = load_embeddings(path)
     if matrix.shape[1] != dim:
-        raise UsageError(f"cohort {path} has {matrix.shape[1]}-dimensional embeddings but the evaluated ones have "
-                         f"{dim}: the cohort must come from the same model")
+        raise UsageError(
+            f"cohort {path} has {matrix.shape[1]}-dimensional embeddings but the evaluated ones have "
+            f"{dim}: the cohort must come from the same model"
+        )
     if matrix.shape[0] < 2:
         raise UsageError(f"cohort {path} has {matrix.shape[0]} embedding(s); it needs at least 2")
     return matrix
@@ -170,6 +225,7 @@ def run(args) -> int:
     norm = _check_arguments(args)
     if args.plot:
         from ..evaluation.plots import require_matplotlib
+
         require_matplotlib()  # fail before the work when matplotlib is missing
     trial_lists = [read_trials(path) for path in args.trials]
     if args.audio_root:
@@ -201,42 +257,59 @@ def run(args) -> int:
         scores = scorer(item.enroll_rows, item.test_rows)
         labels = item.labels
         metrics = compute_metrics(scores, labels, P_TARGETS)
-        entry = {"name": item.trials.name, "trials_file": str(item.trials.path),
-                 "missing_trials": item.n_missing_trials, "missing_utterances": len(item.missing_utterances),
-                 **metrics.to_dict(), "score_file": None}
+        entry = {
+            "name": item.trials.name,
+            "trials_file": str(item.trials.path),
+            "missing_trials": item.n_missing_trials,
+            "missing_utterances": len(item.missing_utterances),
+            **metrics.to_dict(),
+            "score_file": None,
+        }
         entry.update(_calibration_metrics(scores, labels, recipe, calibration, args))
         if output_dir is not None:
             enroll, test = item.kept_pairs()
             target = path_below(output_dir, file_name, what="score file name (from the trial list's name)")
             entry["score_file"] = str(write_scores(target, enroll, test, scores, labels))
         results.append(entry)
-        curves[file_name[:-len(".scores")]] = (scores, labels)
+        curves[file_name[: -len(".scores")]] = (scores, labels)
         if calibration is not None or recipe.gives_llrs:
-            llr_curves[file_name[:-len(".scores")]] = (
-                calibration.llr(scores) if calibration is not None else scores, labels)
+            llr_curves[file_name[: -len(".scores")]] = (
+                calibration.llr(scores) if calibration is not None else scores,
+                labels,
+            )
 
     plots: List[str] = []
     if args.plot:
         from ..evaluation.plots import plot_det, plot_reliability, plot_score_histogram
+
         plot_dir = Path(args.plot)
         plots.append(str(plot_det(curves, plot_dir / "det.png", title=f"DET ({recipe.title()})")))
         for name, (scores, labels) in curves.items():
             target = path_below(plot_dir, f"scores_{name}", ".png", what="plot name (from the trial list's name)")
-            plots.append(str(plot_score_histogram(scores, labels, target,
-                                                  title=f"{name} scores ({recipe.title()})")))
+            plots.append(str(plot_score_histogram(scores, labels, target, title=f"{name} scores ({recipe.title()})")))
         if llr_curves:
-            plots.append(str(plot_reliability(llr_curves, plot_dir / "reliability.png",
-                                              title=f"reliability ({recipe.title()})")))
+            plots.append(
+                str(plot_reliability(llr_curves, plot_dir / "reliability.png", title=f"reliability ({recipe.title()})"))
+            )
 
     for note in notes:
         print(f"redimnet: note: {note}", file=sys.stderr)
     for entry in results:
         if entry["missing_trials"]:
-            print(f"redimnet: warning: skipped {entry['missing_trials']} trial(s) of {show(entry['trials_file'])} "
-                  f"({entry['missing_utterances']} utterance(s) without embeddings)", file=sys.stderr)
-    settings = {"embeddings": source, "normalisation": norm, "top_k": recipe.top_k if norm == "asnorm" else None,
-                "cohort": args.cohort, "subtract_mean": args.subtract_mean, "backend": args.backend,
-                "calibration": args.calibration}
+            print(
+                f"redimnet: warning: skipped {entry['missing_trials']} trial(s) of {show(entry['trials_file'])} "
+                f"({entry['missing_utterances']} utterance(s) without embeddings)",
+                file=sys.stderr,
+            )
+    settings = {
+        "embeddings": source,
+        "normalisation": norm,
+        "top_k": recipe.top_k if norm == "asnorm" else None,
+        "cohort": args.cohort,
+        "subtract_mean": args.subtract_mean,
+        "backend": args.backend,
+        "calibration": args.calibration,
+    }
     if args.json:
         print(json.dumps({"settings": settings, "results": results, "plots": plots}, indent=2))
         return 0
@@ -244,9 +317,11 @@ def run(args) -> int:
     for entry in results:
         for key in ("far_thresholds", "frr_thresholds"):
             for row in entry.get(key, []):
-                print(f"{show(entry['name'])}: threshold {row['threshold']:.4f} gives false-accept rate "
-                      f"{100 * row['far']:.3f} % and false-reject rate {100 * row['frr']:.3f} % "
-                      f"(asked: {key[:3].upper()} <= {100 * row['target']:g} %)")
+                print(
+                    f"{show(entry['name'])}: threshold {row['threshold']:.4f} gives false-accept rate "
+                    f"{100 * row['far']:.3f} % and false-reject rate {100 * row['frr']:.3f} % "
+                    f"(asked: {key[:3].upper()} <= {100 * row['target']:g} %)"
+                )
         if entry["score_file"]:
             print(f"scores: {entry['score_file']}")
     for path in plots:
@@ -259,10 +334,18 @@ def recipe_from_arguments(args, norm: str, dim: int, model: Optional[str] = None
     cohort = _load_cohort(args.cohort, dim) if args.cohort else None
     backend = Backend.load(args.backend) if getattr(args, "backend", None) else None
     if backend is not None and backend.input_dim != dim:
-        raise UsageError(f"back-end {args.backend} was trained on {backend.input_dim}-dimensional embeddings, "
-                         f"these have {dim}: train it on embeddings of the same model")
-    return ScoringRecipe(norm=norm, top_k=args.top_k if norm == "asnorm" else None, cohort=cohort,
-                         subtract_mean=args.subtract_mean, backend=backend, model=model)
+        raise UsageError(
+            f"back-end {args.backend} was trained on {backend.input_dim}-dimensional embeddings, "
+            f"these have {dim}: train it on embeddings of the same model"
+        )
+    return ScoringRecipe(
+        norm=norm,
+        top_k=args.top_k if norm == "asnorm" else None,
+        cohort=cohort,
+        subtract_mean=args.subtract_mean,
+        backend=backend,
+        model=model,
+    )
 
 
 def _calibration_metrics(scores, labels, recipe: ScoringRecipe, calibration: Optional[Calibration], args) -> Dict:
@@ -285,8 +368,9 @@ def _calibration_metrics(scores, labels, recipe: ScoringRecipe, calibration: Opt
 def _print_table(results: List[Dict], title: str):
     width = max(10, *(len(show(r["name"])) for r in results))
     calibrated = "cllr" in results[0]
-    header = (f"{'trial list':<{width}} {'trials':>9} {'targets':>8} {'missing':>8} {'EER %':>7} "
-              + " ".join(f"{'minDCF(' + format(p, 'g') + ')':>13}" for p in P_TARGETS))
+    header = f"{'trial list':<{width}} {'trials':>9} {'targets':>8} {'missing':>8} {'EER %':>7} " + " ".join(
+        f"{'minDCF(' + format(p, 'g') + ')':>13}" for p in P_TARGETS
+    )
     if calibrated:
         header += " " + " ".join(f"{'actDCF(' + format(p, 'g') + ')':>13}" for p in P_TARGETS) + f" {'Cllr':>7}"
     header += f" {'minCllr':>8}"
@@ -294,8 +378,10 @@ def _print_table(results: List[Dict], title: str):
     print(header)
     for r in results:
         dcf = " ".join(f"{r['min_dcf'][format(p, 'g')]['value']:>13.4f}" for p in P_TARGETS)
-        line = (f"{show(r['name']):<{width}} {r['trials']:>9} {r['targets']:>8} {r['missing_trials']:>8} "
-                f"{100 * r['eer']:>7.3f} {dcf}")
+        line = (
+            f"{show(r['name']):<{width}} {r['trials']:>9} {r['targets']:>8} {r['missing_trials']:>8} "
+            f"{100 * r['eer']:>7.3f} {dcf}"
+        )
         if calibrated:
             line += " " + " ".join(f"{r['act_dcf'][format(p, 'g')]:>13.4f}" for p in P_TARGETS) + f" {r['cllr']:>7.4f}"
         print(line + f" {r['min_cllr']:>8.4f}")

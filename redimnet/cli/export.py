@@ -6,16 +6,21 @@ from .models import add_model_arguments, model_from_arguments
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "export", help="export a model to ONNX or TorchScript",
+        "export",
+        help="export a model to ONNX or TorchScript",
         description="Export a preset or checkpoint, front end included, with dynamic batch and time axes. "
-                    "The exported model takes a float32 16 kHz waveform [N, T] (or, with --features-in, "
-                    "log-mel features [N, F, frames]) and returns the embeddings [N, embed_dim]. "
-                    "ONNX export needs the optional packages onnx and onnxruntime.")
+        "The exported model takes a float32 16 kHz waveform [N, T] (or, with --features-in, "
+        "log-mel features [N, F, frames]) and returns the embeddings [N, embed_dim]. "
+        "ONNX export needs the optional packages onnx and onnxruntime.",
+    )
     parser.add_argument("--format", required=True, choices=FORMATS, help="output format")
     add_model_arguments(parser)
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write")
-    parser.add_argument("--features-in", action="store_true",
-                        help="export without the front end: the input is log-mel features [N, F, frames]")
+    parser.add_argument(
+        "--features-in",
+        action="store_true",
+        help="export without the front end: the input is log-mel features [N, F, frames]",
+    )
     parser.set_defaults(handler=run)
 
 

@@ -15,19 +15,31 @@ STORED_SECONDS = 2.0  # the registry stores MACs for 2 s of audio
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "info", help="list the models and published weights, or describe one",
+        "info",
+        help="list the models and published weights, or describe one",
         description="Without a name, list the architectures and their published weights with the stored "
-                    "parameter counts, GMACs (2 s of audio) and paper EERs. With a NAME (architecture such as b2, "
-                    "or weights such as b2.vox2-ft_lm) or --checkpoint PATH, print the configuration too. "
-                    "--count builds the network and counts instead of printing stored numbers.")
-    parser.add_argument("name", nargs="?", metavar="NAME",
-                        help=f"architecture ({', '.join(registry.list_models())}) or weights (e.g. "
-                             f"{registry.DEFAULT_WEIGHTS})")
+        "parameter counts, GMACs (2 s of audio) and paper EERs. With a NAME (architecture such as b2, "
+        "or weights such as b2.vox2-ft_lm) or --checkpoint PATH, print the configuration too. "
+        "--count builds the network and counts instead of printing stored numbers.",
+    )
+    parser.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help=f"architecture ({', '.join(registry.list_models())}) or weights (e.g. {registry.DEFAULT_WEIGHTS})",
+    )
     parser.add_argument("--checkpoint", metavar="PATH", help="describe this checkpoint file instead (counts always)")
-    parser.add_argument("--count", action="store_true",
-                        help="build the network(s) and count parameters and GMACs (slow) instead of stored numbers")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="with --count or --checkpoint: audio length for the GMACs (default 2.0)")
+    parser.add_argument(
+        "--count",
+        action="store_true",
+        help="build the network(s) and count parameters and GMACs (slow) instead of stored numbers",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="with --count or --checkpoint: audio length for the GMACs (default 2.0)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     threads.add_threads_argument(parser)
     parser.set_defaults(handler=run)
@@ -36,8 +48,12 @@ def register(subparsers):
 def _counted(model, seconds: float) -> dict:
     from ..complexity import count_macs, count_parameters
 
-    return {"parameters": count_parameters(model), "gmacs": count_macs(model, seconds) / 1e9, "seconds": seconds,
-            "counted": True}
+    return {
+        "parameters": count_parameters(model),
+        "gmacs": count_macs(model, seconds) / 1e9,
+        "seconds": seconds,
+        "counted": True,
+    }
 
 
 def _stored(arch: registry.Architecture) -> dict:
@@ -48,9 +64,19 @@ def _weights_rows(arch: registry.Architecture) -> list:
     rows = []
     for name in registry.list_weights(arch.name):
         weights = registry.get_weights(name)
-        rows.append({"name": weights.name, "file": weights.file_name, "url": weights.url, "license": weights.license,
-                     "dataset": weights.dataset, "train_type": weights.train_type, "eer": weights.eer,
-                     "sha256": weights.sha256, "size": weights.size})
+        rows.append(
+            {
+                "name": weights.name,
+                "file": weights.file_name,
+                "url": weights.url,
+                "license": weights.license,
+                "dataset": weights.dataset,
+                "train_type": weights.train_type,
+                "eer": weights.eer,
+                "sha256": weights.sha256,
+                "size": weights.size,
+            }
+        )
     return rows
 
 
@@ -67,8 +93,10 @@ def _print_config(config: dict):
 
 def _print_size(facts: dict):
     if facts["parameters"] is None:
-        print("parameters, GMACs: not stored (the configuration is published only inside the weight files; "
-              "download one and run 'redimnet info --checkpoint FILE')")
+        print(
+            "parameters, GMACs: not stored (the configuration is published only inside the weight files; "
+            "download one and run 'redimnet info --checkpoint FILE')"
+        )
         return
     source = "" if facts["counted"] else "  (stored; --count to measure)"
     print(f"parameters: {facts['parameters']:,} ({facts['parameters'] / 1e6:.2f} M){source}")
@@ -97,10 +125,19 @@ def run(args) -> int:
     arch = weights.architecture if weights else registry.get_architecture(args.name)
     config = arch.config.to_dict() if arch.buildable else None
     size = _counted(registry.build(arch.name).eval(), seconds) if args.count else _stored(arch)
-    facts = {"name": weights.name if weights else arch.name, "architecture": arch.name, "family": arch.family,
-             "config": config, **size, "paper_params_m": arch.paper_params_m, "paper_gmacs": arch.paper_gmacs,
-             "paper_eer": arch.paper_eer, "paper_eer_asnorm": arch.paper_eer_asnorm, "notes": arch.notes,
-             "weights": [w for w in _weights_rows(arch) if weights is None or w["name"] == weights.name]}
+    facts = {
+        "name": weights.name if weights else arch.name,
+        "architecture": arch.name,
+        "family": arch.family,
+        "config": config,
+        **size,
+        "paper_params_m": arch.paper_params_m,
+        "paper_gmacs": arch.paper_gmacs,
+        "paper_eer": arch.paper_eer,
+        "paper_eer_asnorm": arch.paper_eer_asnorm,
+        "notes": arch.notes,
+        "weights": [w for w in _weights_rows(arch) if weights is None or w["name"] == weights.name],
+    }
     return _print_one(facts, arch, args.json)
 
 
@@ -119,8 +156,10 @@ def _print_one(facts: dict, arch, as_json: bool) -> int:
     _print_size(facts)
     if arch is not None and arch.paper_eer is not None:
         o, e, h = arch.paper_eer
-        print(f"paper: {arch.paper_params_m:.1f} M parameters, {arch.paper_gmacs:.2f} GMACs; "
-              f"Vox1-O/E/H EER {o:.2f} / {e:.2f} / {h:.2f} % (LM fine-tuned, no AS-Norm)")
+        print(
+            f"paper: {arch.paper_params_m:.1f} M parameters, {arch.paper_gmacs:.2f} GMACs; "
+            f"Vox1-O/E/H EER {o:.2f} / {e:.2f} / {h:.2f} % (LM fine-tuned, no AS-Norm)"
+        )
     for row in facts.get("weights", []):
         eer = "" if row["eer"] is None else " EER " + " / ".join(f"{v:g}" for v in row["eer"]) + " %"
         sha = f" sha256 {row['sha256'][:12]}..." if row["sha256"] else ""
@@ -136,9 +175,15 @@ def _list(args, seconds: float) -> int:
             size = _counted(registry.build(name).eval(), seconds)
         else:
             size = _stored(arch)
-        rows.append({"name": name, "family": arch.family, **size,
-                     "paper_eer_vox1_o": None if arch.paper_eer is None else arch.paper_eer[0],
-                     "weights": registry.list_weights(name)})
+        rows.append(
+            {
+                "name": name,
+                "family": arch.family,
+                **size,
+                "paper_eer_vox1_o": None if arch.paper_eer is None else arch.paper_eer[0],
+                "weights": registry.list_weights(name),
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -150,6 +195,8 @@ def _list(args, seconds: float) -> int:
         eer = "-" if row["paper_eer_vox1_o"] is None else f"{row['paper_eer_vox1_o']:.2f}"
         tags = ", ".join(w.split(".", 1)[1] for w in row["weights"])
         print(f"{row['name']:<{width}} {params:>9} {gmacs:>10} {eer:>13}  {tags}")
-    print(f"default model: {registry.DEFAULT_WEIGHTS}; M and S weights are CC BY-NC-SA 4.0 (non-commercial), "
-          "the others MIT")
+    print(
+        f"default model: {registry.DEFAULT_WEIGHTS}; M and S weights are CC BY-NC-SA 4.0 (non-commercial), "
+        "the others MIT"
+    )
     return 0

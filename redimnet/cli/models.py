@@ -32,24 +32,39 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False)
     """
     del required
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--model", metavar="NAME",
-                       help=f"published model (default {registry.DEFAULT_WEIGHTS}): one of "
-                            f"{', '.join(registry.list_weights())}, or an architecture name "
-                            f"({', '.join(registry.list_models())}) for its default weights; "
-                            "downloaded once, then cached")
+    group.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"published model (default {registry.DEFAULT_WEIGHTS}): one of "
+        f"{', '.join(registry.list_weights())}, or an architecture name "
+        f"({', '.join(registry.list_models())}) for its default weights; "
+        "downloaded once, then cached",
+    )
     group.add_argument("--checkpoint", metavar="PATH", help="checkpoint file in the official release format")
-    parser.add_argument("--train-type", metavar="T",
-                        help="with --model ARCH: ptn, ft_lm or ft_mix; lm or ptn for ReDimNet2 "
-                             "(default: the architecture's default weights)")
-    parser.add_argument("--dataset", metavar="D",
-                        help="with --model ARCH: vox2, vb2 or vb2+vox2+cnc; vox2 or vb2+vox2_v0 for ReDimNet2 "
-                             "(default: the architecture's default)")
+    parser.add_argument(
+        "--train-type",
+        metavar="T",
+        help="with --model ARCH: ptn, ft_lm or ft_mix; lm or ptn for ReDimNet2 "
+        "(default: the architecture's default weights)",
+    )
+    parser.add_argument(
+        "--dataset",
+        metavar="D",
+        help="with --model ARCH: vox2, vb2 or vb2+vox2+cnc; vox2 or vb2+vox2_v0 for ReDimNet2 "
+        "(default: the architecture's default)",
+    )
     parser.add_argument("--sha256", metavar="HEX", help="refuse the weights file unless it has this SHA-256")
-    parser.add_argument("--cache-dir", metavar="DIR",
-                        help="where downloaded weights are kept (default $REDIMNET_CACHE or torch hub's checkpoints)")
-    parser.add_argument("--random-init", action="store_true",
-                        help="build the architecture of --model (or of the default model) with random weights "
-                             "instead of downloading (for tests only)")
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where downloaded weights are kept (default $REDIMNET_CACHE or torch hub's checkpoints)",
+    )
+    parser.add_argument(
+        "--random-init",
+        action="store_true",
+        help="build the architecture of --model (or of the default model) with random weights "
+        "instead of downloading (for tests only)",
+    )
 
 
 def weights_from_arguments(args) -> registry.Weights:
@@ -85,4 +100,3 @@ def model_from_arguments(args):
     from ..pretrained import load_weights
 
     return load_weights(weights_from_arguments(args), cache_dir=getattr(args, "cache_dir", None), sha256=sha256)
-

@@ -30,28 +30,40 @@ _ARGS_ENV = "REDIMNET_SERVE_ARGUMENTS"
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "serve", help="HTTP service and web page: embed, verify, enroll, identify",
+        "serve",
+        help="HTTP service and web page: embed, verify, enroll, identify",
         description="Serve the speaker-recognition API (/v1/..., OpenAPI at /openapi.json) and its web page (/). "
-                    "Enrolling and deleting need 'Authorization: Bearer TOKEN' with the token from "
-                    "$REDIMNET_SERVICE_TOKEN or --token-file.")
+        "Enrolling and deleting need 'Authorization: Bearer TOKEN' with the token from "
+        "$REDIMNET_SERVICE_TOKEN or --token-file.",
+    )
     group = parser.add_argument_group("service")
     group.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB}; created if new)")
-    group.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: this machine only; any other address "
-                            "needs a token)")
+    group.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; any other address needs a token)",
+    )
     group.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    group.add_argument("--workers", type=int, default=1,
-                       help="server processes, each with its own copy of the model (default 1)")
-    group.add_argument("--token-file", metavar="PATH",
-                       help="file whose first line is the write token (default: $REDIMNET_SERVICE_TOKEN)")
-    group.add_argument("--max-upload-mb", type=float, default=20.0,
-                       help="largest request body in MB (default 20)")
-    group.add_argument("--max-upload-seconds", type=float, default=120.0,
-                       help="longest recording accepted, in seconds (default 120)")
+    group.add_argument(
+        "--workers", type=int, default=1, help="server processes, each with its own copy of the model (default 1)"
+    )
+    group.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file whose first line is the write token (default: $REDIMNET_SERVICE_TOKEN)",
+    )
+    group.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body in MB (default 20)")
+    group.add_argument(
+        "--max-upload-seconds", type=float, default=120.0, help="longest recording accepted, in seconds (default 120)"
+    )
     group.add_argument("--max-files", type=int, default=8, help="most recordings per enrolment (default 8)")
-    group.add_argument("--batch-wait-ms", type=float, default=5.0,
-                       help="how long concurrent requests are collected into one model batch (default 5 ms; "
-                            "--batch-size is the largest batch)")
+    group.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long concurrent requests are collected into one model batch (default 5 ms; "
+        "--batch-size is the largest batch)",
+    )
     add_decision_arguments(parser, threshold=False)
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run)
@@ -85,14 +97,22 @@ def build_app(args, token):
     with SpeakerDatabase(args.db) as db:
         built_with = db.built_with()
     if built_with is not None and built_with != fingerprint:
-        raise SpeakerDatabaseError(f"{args.db} was built with another model (fingerprint {built_with}, this one is "
-                                   f"{fingerprint}); serve it with that model, or use another --db")
+        raise SpeakerDatabaseError(
+            f"{args.db} was built with another model (fingerprint {built_with}, this one is "
+            f"{fingerprint}); serve it with that model, or use another --db"
+        )
     noise = np.random.default_rng(0).standard_normal(max(embedder.min_samples, 16000)).astype(np.float32) * 0.1
     embedder.embed_prepared([noise])  # the first forward pass is slow: pay it before the first request
-    settings = ServiceSettings(db=Path(args.db), token=token, max_upload_bytes=int(args.max_upload_mb * 1e6),
-                               max_audio_seconds=args.max_upload_seconds, max_files=args.max_files,
-                               max_batch=args.batch_size, max_wait=args.batch_wait_ms / 1000,
-                               model_name=args.model or Path(args.checkpoint).name)
+    settings = ServiceSettings(
+        db=Path(args.db),
+        token=token,
+        max_upload_bytes=int(args.max_upload_mb * 1e6),
+        max_audio_seconds=args.max_upload_seconds,
+        max_files=args.max_files,
+        max_batch=args.batch_size,
+        max_wait=args.batch_wait_ms / 1000,
+        model_name=args.model or Path(args.checkpoint).name,
+    )
     return create_app(Service(embedder, settings, fingerprint, scoring))
 
 
@@ -114,24 +134,38 @@ def run(args) -> int:
     token = load_token(args.token_file)
     if token is None:
         if not is_loopback(args.host):
-            raise UsageError(f"refusing to listen on {show(args.host)} without a write token: anyone who can reach "
-                             f"it could change the speaker database. Set ${TOKEN_ENV} or --token-file (or listen "
-                             "on 127.0.0.1)")
+            raise UsageError(
+                f"refusing to listen on {show(args.host)} without a write token: anyone who can reach "
+                f"it could change the speaker database. Set ${TOKEN_ENV} or --token-file (or listen "
+                "on 127.0.0.1)"
+            )
         token = secrets.token_urlsafe(24)
         os.environ[TOKEN_ENV] = token  # the worker processes read the same token
-        print(f"redimnet: write token for enroll/delete (set ${TOKEN_ENV} or --token-file to choose one): {token}",
-              file=sys.stderr)
+        print(
+            f"redimnet: write token for enroll/delete (set ${TOKEN_ENV} or --token-file to choose one): {token}",
+            file=sys.stderr,
+        )
     if args.threads is None:  # the cores shared between the worker processes
         args.threads = max(1, threads.model_threads(None) // args.workers)
     options = {k: v for k, v in vars(args).items() if k != "handler"}
     app = build_app(args, token)  # also checks everything before listening
-    print(f"redimnet: serving on http://{show(args.host)}:{args.port}/ (API /v1, schema /openapi.json); "
-          f"database {show(args.db)}", file=sys.stderr)
+    print(
+        f"redimnet: serving on http://{show(args.host)}:{args.port}/ (API /v1, schema /openapi.json); "
+        f"database {show(args.db)}",
+        file=sys.stderr,
+    )
     if args.workers == 1:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
         return 0
     del app
     os.environ[_ARGS_ENV] = json.dumps(options)
-    uvicorn.run("redimnet.cli.serve:worker_app", factory=True, workers=args.workers, host=args.host, port=args.port,
-                log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        "redimnet.cli.serve:worker_app",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
     return 0

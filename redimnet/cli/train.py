@@ -11,16 +11,28 @@ from .common import UsageError
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "train", help="train a model from a YAML recipe (--list-configs lists the shipped ones)",
+        "train",
+        help="train a model from a YAML recipe (--list-configs lists the shipped ones)",
         description="Train a ReDimNet speaker-embedding model as a YAML config describes. Run under "
-                    "'torchrun --nproc_per_node N -m redimnet train ...' for several GPUs (or CPU processes).")
-    parser.add_argument("--config", metavar="RECIPE",
-                        help="training recipe: a YAML file, or a shipped recipe's name such as b2_pretrain")
+        "'torchrun --nproc_per_node N -m redimnet train ...' for several GPUs (or CPU processes).",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="RECIPE",
+        help="training recipe: a YAML file, or a shipped recipe's name such as b2_pretrain",
+    )
     parser.add_argument("--list-configs", action="store_true", help="list the shipped recipes and exit")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest training state in train.output_dir")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value (YAML syntax), e.g. --set train.epochs=3; repeatable")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest training state in train.output_dir"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (YAML syntax), e.g. --set train.epochs=3; repeatable",
+    )
     parser.set_defaults(handler=run)
 
 

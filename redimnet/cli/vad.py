@@ -19,16 +19,24 @@ from ..fileio import atomic_write
 from ..names import path_below
 from .common import UsageError, show
 
-DESCRIPTION = ("Find speech in audio files and write it as RTTM (label 'speech'). Exit status: 0 all files "
-               "processed, 1 some files failed (the others are written), 2 usage error.")
+DESCRIPTION = (
+    "Find speech in audio files and write it as RTTM (label 'speech'). Exit status: 0 all files "
+    "processed, 1 some files failed (the others are written), 2 usage error."
+)
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("vad", help="voice activity detection (speech regions as RTTM)",
-                                   description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "vad", help="voice activity detection (speech regions as RTTM)", description=DESCRIPTION
+    )
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files and folders of audio files")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT",
-                        help="OUT.rttm (one file for all recordings) or a folder (one RTTM per recording)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="OUT.rttm (one file for all recordings) or a folder (one RTTM per recording)",
+    )
     parser.add_argument("--channel", type=int, default=None, help="use this channel (0-based) instead of the mean")
     add_vad_arguments(parser)
     threads.add_threads_argument(parser)
@@ -40,20 +48,47 @@ def add_vad_arguments(parser: argparse.ArgumentParser) -> None:
     from ..diarization.vad import DEFAULT_MIN_SILENCE, DEFAULT_MIN_SPEECH, DEFAULT_PAD, VAD_NAMES
 
     group = parser.add_argument_group("voice activity detection")
-    group.add_argument("--vad", default="auto", choices=VAD_NAMES,
-                       help="detector: silero (needs redimnet[diarize]), energy, or auto = silero when installed, "
-                            "else energy (default auto)")
-    group.add_argument("--vad-threshold", type=float, default=None,
-                       help="silero: speech probability that starts speech (default 0.5; speech ends 0.15 lower)")
-    group.add_argument("--energy-margin", type=float, default=None, metavar="DB",
-                       help="energy: dB above the recording's noise floor that starts speech (default 12; "
-                            "speech ends 4 dB lower)")
-    group.add_argument("--min-speech", type=float, default=DEFAULT_MIN_SPEECH, metavar="S",
-                       help=f"drop speech shorter than this (default {DEFAULT_MIN_SPEECH} s)")
-    group.add_argument("--min-silence", type=float, default=DEFAULT_MIN_SILENCE, metavar="S",
-                       help=f"bridge pauses shorter than this (default {DEFAULT_MIN_SILENCE} s)")
-    group.add_argument("--speech-pad", type=float, default=DEFAULT_PAD, metavar="S",
-                       help=f"widen every region by this on both sides (default {DEFAULT_PAD} s)")
+    group.add_argument(
+        "--vad",
+        default="auto",
+        choices=VAD_NAMES,
+        help="detector: silero (needs redimnet[diarize]), energy, or auto = silero when installed, "
+        "else energy (default auto)",
+    )
+    group.add_argument(
+        "--vad-threshold",
+        type=float,
+        default=None,
+        help="silero: speech probability that starts speech (default 0.5; speech ends 0.15 lower)",
+    )
+    group.add_argument(
+        "--energy-margin",
+        type=float,
+        default=None,
+        metavar="DB",
+        help="energy: dB above the recording's noise floor that starts speech (default 12; speech ends 4 dB lower)",
+    )
+    group.add_argument(
+        "--min-speech",
+        type=float,
+        default=DEFAULT_MIN_SPEECH,
+        metavar="S",
+        help=f"drop speech shorter than this (default {DEFAULT_MIN_SPEECH} s)",
+    )
+    group.add_argument(
+        "--min-silence",
+        type=float,
+        default=DEFAULT_MIN_SILENCE,
+        metavar="S",
+        help=f"bridge pauses shorter than this (default {DEFAULT_MIN_SILENCE} s)",
+    )
+    group.add_argument(
+        "--speech-pad",
+        type=float,
+        default=DEFAULT_PAD,
+        metavar="S",
+        help=f"widen every region by this on both sides (default {DEFAULT_PAD} s)",
+    )
 
 
 def vad_from_arguments(args):
@@ -63,8 +98,14 @@ def vad_from_arguments(args):
         value = getattr(args, name)
         if not value >= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be 0 or more seconds, got {value}")
-    return make_vad(args.vad, threshold=args.vad_threshold, margin_db=args.energy_margin,
-                    min_speech=args.min_speech, min_silence=args.min_silence, pad=args.speech_pad)
+    return make_vad(
+        args.vad,
+        threshold=args.vad_threshold,
+        margin_db=args.energy_margin,
+        min_speech=args.min_speech,
+        min_silence=args.min_silence,
+        pad=args.speech_pad,
+    )
 
 
 def recording_id(uid: str) -> str:
@@ -83,8 +124,10 @@ def collect_recordings(inputs) -> Tuple[List[Tuple[str, Path]], List[Tuple[str, 
             for uid, path in iter_inputs([name], problems=failures):
                 recording = recording_id(uid)
                 if recording in seen:
-                    raise UsageError(f"two inputs give the recording id {recording!r} ({seen[recording]} and "
-                                     f"{path}); rename one or give their common folder")
+                    raise UsageError(
+                        f"two inputs give the recording id {recording!r} ({seen[recording]} and "
+                        f"{path}); rename one or give their common folder"
+                    )
                 seen[recording] = path
                 items.append((recording, path))
         except AudioError as error:
@@ -99,7 +142,7 @@ def process_each(items, work: Callable[[str, Path], None], failures: List[Tuple[
             work(recording, path)
         except RedimnetError as error:
             text = str(error)
-            failures.append((str(path), text[len(str(path)) + 2:] if text.startswith(f"{path}: ") else text))
+            failures.append((str(path), text[len(str(path)) + 2 :] if text.startswith(f"{path}: ") else text))
         except MemoryError:
             failures.append((str(path), "out of memory"))
 
@@ -131,8 +174,11 @@ def run(args) -> int:
         segments = vad.segments(source)
         text = format_rttm(segments, recording)
         speech = sum(s.duration for s in segments)
-        print(f"{show(path)}: {len(segments)} speech region(s), {speech:.1f} s of {source.duration:.1f} s"
-              + ("" if segments else " (no speech found)"), file=sys.stderr)
+        print(
+            f"{show(path)}: {len(segments)} speech region(s), {speech:.1f} s of {source.duration:.1f} s"
+            + ("" if segments else " (no speech found)"),
+            file=sys.stderr,
+        )
         if single:
             texts.append(text)
         else:

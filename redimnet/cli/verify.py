@@ -16,10 +16,12 @@ from .embed import add_embedder_arguments, embedder_from_arguments
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "verify", help="score two recordings: same speaker or not",
+        "verify",
+        help="score two recordings: same speaker or not",
         description="Print the cosine similarity of the speaker embeddings of two audio files and, with "
-                    "--threshold, accept (same speaker, score >= threshold) or reject. Choose the threshold on "
-                    "a development trial list (the EER threshold printed by 'redimnet eval').")
+        "--threshold, accept (same speaker, score >= threshold) or reject. Choose the threshold on "
+        "a development trial list (the EER threshold printed by 'redimnet eval').",
+    )
     parser.add_argument("first", metavar="A", help="audio file")
     parser.add_argument("second", metavar="B", help="audio file")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -40,18 +42,33 @@ def run(args) -> int:
         durations = durations_of([args.first, args.second]) if scoring.calibration.quality_names else None
         decision = scoring.decide(float(scoring.llrs([score], durations)[0]))
         if args.json:
-            print(json.dumps({"a": args.first, "b": args.second, "scoring": scoring.name, "score": score,
-                              **decision.to_dict()}))
+            print(
+                json.dumps(
+                    {"a": args.first, "b": args.second, "scoring": scoring.name, "score": score, **decision.to_dict()}
+                )
+            )
         else:
             print(f"score {score:.4f} ({scoring.name})  {describe_decision(decision)}")
         return 0
     verdict = None if args.threshold is None else ("accept" if score >= args.threshold else "reject")
     if args.json:
-        print(json.dumps({"a": args.first, "b": args.second, "scoring": scoring.name, "score": score,
-                          "threshold": args.threshold, "decision": verdict}))
+        print(
+            json.dumps(
+                {
+                    "a": args.first,
+                    "b": args.second,
+                    "scoring": scoring.name,
+                    "score": score,
+                    "threshold": args.threshold,
+                    "decision": verdict,
+                }
+            )
+        )
     elif verdict is None:
         print(f"score {score:.4f}")
     else:
-        print(f"score {score:.4f}  {verdict} (threshold {args.threshold:g}: "
-              f"{'same speaker' if verdict == 'accept' else 'different speakers'})")
+        print(
+            f"score {score:.4f}  {verdict} (threshold {args.threshold:g}: "
+            f"{'same speaker' if verdict == 'accept' else 'different speakers'})"
+        )
     return 0

@@ -17,6 +17,22 @@ from .segments import RTTMError, Segment, read_rttm, write_rttm
 from .stream import AudioSource
 from .vad import EnergyVAD, OracleVAD, SileroVAD, VoiceActivityDetector, make_vad
 
-__all__ = ["AgglomerativeClustering", "AudioSource", "Clustering", "DERScore", "Diarization", "Diarizer", "EnergyVAD",
-           "OracleVAD", "RTTMError", "Segment", "SileroVAD", "SpectralClustering", "VoiceActivityDetector",
-           "diarization_error", "make_vad", "read_rttm", "write_rttm"]
+__all__ = [
+    "AgglomerativeClustering",
+    "AudioSource",
+    "Clustering",
+    "DERScore",
+    "Diarization",
+    "Diarizer",
+    "EnergyVAD",
+    "OracleVAD",
+    "RTTMError",
+    "Segment",
+    "SileroVAD",
+    "SpectralClustering",
+    "VoiceActivityDetector",
+    "diarization_error",
+    "make_vad",
+    "read_rttm",
+    "write_rttm",
+]

@@ -15,9 +15,11 @@ import numpy as np
 from ..audio import TARGET_SAMPLE_RATE
 
 
-def mel_filterbank(bands: int = 40, fft_size: int = 512, low: float = 20.0, high: float = 7600.0,
-                   rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+def mel_filterbank(
+    bands: int = 40, fft_size: int = 512, low: float = 20.0, high: float = 7600.0, rate: int = TARGET_SAMPLE_RATE
+) -> np.ndarray:
     """``[bands, fft_size // 2 + 1]`` triangular filters on the HTK mel scale."""
+
     def mel(f):
         return 2595.0 * np.log10(1.0 + f / 700.0)
 
@@ -51,7 +53,7 @@ class MFCCStatsEmbedder:
         frames = np.lib.stride_tricks.sliding_window_view(np.asarray(wave, dtype=np.float64), 400)[::160]
         power = np.abs(np.fft.rfft(frames * self.window, 512, axis=1)) ** 2
         logmel = np.log(power @ self.filters.T + 1e-8)
-        return self._dct(logmel, type=2, axis=1, norm="ortho")[:, 1:self.coefficients]
+        return self._dct(logmel, type=2, axis=1, norm="ortho")[:, 1 : self.coefficients]
 
     def embed_prepared(self, waves) -> np.ndarray:
         rows = []

@@ -92,11 +92,11 @@ def reduce(x: np.ndarray, max_direct: int, group: int = 8) -> Tuple[np.ndarray, 
         groups = np.empty(len(points), dtype=np.int64)
         offset = 0
         for first in range(0, len(points), max_direct):
-            chunk = points[first:first + max_direct]
+            chunk = points[first : first + max_direct]
             wanted = max(1, int(np.ceil(len(chunk) / group)))
             labels = _cut(_average_linkage(chunk), wanted) if len(chunk) > 1 else np.zeros(1, dtype=np.int64)
             _, labels = np.unique(labels, return_inverse=True)
-            groups[first:first + len(chunk)] = labels + offset
+            groups[first : first + len(chunk)] = labels + offset
             offset += int(labels.max()) + 1
         sums = np.zeros((offset, x.shape[1]))
         np.add.at(sums, groups, points)
@@ -111,8 +111,13 @@ class Clustering:
     max_direct = 1000
     standardise = False
 
-    def cluster(self, embeddings: np.ndarray, num_speakers: Optional[int] = None, min_speakers: int = 1,
-                max_speakers: Optional[int] = None) -> np.ndarray:
+    def cluster(
+        self,
+        embeddings: np.ndarray,
+        num_speakers: Optional[int] = None,
+        min_speakers: int = 1,
+        max_speakers: Optional[int] = None,
+    ) -> np.ndarray:
         """Speaker labels of the rows of ``embeddings`` (in time order).
 
         With ``standardise`` set (an attribute), every dimension is first
@@ -131,9 +136,11 @@ class Clustering:
             if num_speakers < 1:
                 raise InvalidArgumentError(f"the number of speakers must be at least 1, got {num_speakers}")
             if num_speakers > n:
-                raise InvalidArgumentError(f"{num_speakers} speakers asked for, but the speech gives only {n} "
-                                           "window(s) to cluster; give fewer speakers or shorter windows "
-                                           "(--window/--hop)")
+                raise InvalidArgumentError(
+                    f"{num_speakers} speakers asked for, but the speech gives only {n} "
+                    "window(s) to cluster; give fewer speakers or shorter windows "
+                    "(--window/--hop)"
+                )
             min_speakers = max_speakers = num_speakers
         max_speakers = DEFAULT_MAX_SPEAKERS if max_speakers is None else max_speakers
         if min_speakers < 1 or max_speakers < min_speakers:
@@ -208,7 +215,7 @@ class SpectralClustering(Clustering):
         keep = min(n, max(SpectralClustering.min_neighbours, int(np.ceil(p * n))))
         affinity = similarity.copy()
         if keep < n:
-            weakest = np.argpartition(affinity, n - keep, axis=1)[:, :n - keep]
+            weakest = np.argpartition(affinity, n - keep, axis=1)[:, : n - keep]
             np.put_along_axis(affinity, weakest, 0.0, axis=1)
         affinity = 0.5 * (affinity + affinity.T)
         np.fill_diagonal(affinity, 0.0)
@@ -225,14 +232,14 @@ class SpectralClustering(Clustering):
         similarity = np.clip(x @ x.T, 0.0, 1.0)  # negative similarity carries no affinity
         best: Optional[Tuple[float, int, np.ndarray]] = None
         tried = set()
-        for p in ([self.p] if self.p else self.p_grid):
+        for p in [self.p] if self.p else self.p_grid:
             keep = min(n, max(self.min_neighbours, int(np.ceil(p * n))))
             if keep in tried:
                 continue
             tried.add(keep)
             upper = min(max_speakers, n - 1)
             values, vectors = self._laplacian_spectrum(similarity, p, upper + 1)
-            gaps = np.diff(values[:upper + 1])  # gaps[k-1] = lambda_k - lambda_{k-1}: k clusters
+            gaps = np.diff(values[: upper + 1])  # gaps[k-1] = lambda_k - lambda_{k-1}: k clusters
             candidates = np.arange(min_speakers, upper + 1)
             k = int(candidates[np.argmax(gaps[candidates - 1])]) if len(candidates) else min_speakers
             ratio = p / max(gaps[k - 1], 1e-10) if k - 1 < len(gaps) else np.inf

@@ -52,15 +52,26 @@ class DERScore:
         return 0.0 if self.error == 0 else float("inf")
 
     def __add__(self, other: "DERScore") -> "DERScore":
-        return DERScore(self.total + other.total, self.missed + other.missed,
-                        self.false_alarm + other.false_alarm, self.confusion + other.confusion)
+        return DERScore(
+            self.total + other.total,
+            self.missed + other.missed,
+            self.false_alarm + other.false_alarm,
+            self.confusion + other.confusion,
+        )
 
     def as_dict(self) -> dict:
-        rates = {f"{k}_rate": (v / self.total if self.total else 0.0)
-                 for k, v in (("missed", self.missed), ("false_alarm", self.false_alarm),
-                              ("confusion", self.confusion))}
-        return {"der": self.der, "total": self.total, "missed": self.missed, "false_alarm": self.false_alarm,
-                "confusion": self.confusion, **rates}
+        rates = {
+            f"{k}_rate": (v / self.total if self.total else 0.0)
+            for k, v in (("missed", self.missed), ("false_alarm", self.false_alarm), ("confusion", self.confusion))
+        }
+        return {
+            "der": self.der,
+            "total": self.total,
+            "missed": self.missed,
+            "false_alarm": self.false_alarm,
+            "confusion": self.confusion,
+            **rates,
+        }
 
 
 def _activity(segments: Sequence[Segment], labels: List[str], bounds: np.ndarray) -> np.ndarray:
@@ -79,8 +90,13 @@ def _activity(segments: Sequence[Segment], labels: List[str], bounds: np.ndarray
     return active
 
 
-def diarization_error(reference: Sequence[Segment], hypothesis: Sequence[Segment], collar: float = DEFAULT_COLLAR,
-                      skip_overlap: bool = False, uem: Optional[Tuple[float, float]] = None) -> DERScore:
+def diarization_error(
+    reference: Sequence[Segment],
+    hypothesis: Sequence[Segment],
+    collar: float = DEFAULT_COLLAR,
+    skip_overlap: bool = False,
+    uem: Optional[Tuple[float, float]] = None,
+) -> DERScore:
     """The :class:`DERScore` of ``hypothesis`` against ``reference`` (one recording)."""
     from scipy.optimize import linear_sum_assignment
 
@@ -113,9 +129,11 @@ def diarization_error(reference: Sequence[Segment], hypothesis: Sequence[Segment
     if skip_overlap:
         scored &= n_ref < 2
     weight = duration * scored
-    score = DERScore(total=float(np.dot(weight, n_ref)),
-                     missed=float(np.dot(weight, np.maximum(n_ref - n_hyp, 0))),
-                     false_alarm=float(np.dot(weight, np.maximum(n_hyp - n_ref, 0))))
+    score = DERScore(
+        total=float(np.dot(weight, n_ref)),
+        missed=float(np.dot(weight, np.maximum(n_ref - n_hyp, 0))),
+        false_alarm=float(np.dot(weight, np.maximum(n_hyp - n_ref, 0))),
+    )
     if ref_labels and hyp_labels:
         agreement = (ref * weight) @ hyp.T.astype(np.float64)  # [ref labels, hyp labels] seconds
         rows, cols = linear_sum_assignment(agreement, maximize=True)
@@ -127,8 +145,14 @@ def diarization_error(reference: Sequence[Segment], hypothesis: Sequence[Segment
     return score
 
 
-def score_recordings(references: Dict[str, List[Segment]], hypotheses: Dict[str, List[Segment]],
-                     collar: float = DEFAULT_COLLAR, skip_overlap: bool = False) -> Dict[str, DERScore]:
+def score_recordings(
+    references: Dict[str, List[Segment]],
+    hypotheses: Dict[str, List[Segment]],
+    collar: float = DEFAULT_COLLAR,
+    skip_overlap: bool = False,
+) -> Dict[str, DERScore]:
     """Per-recording scores for every recording of the reference (a missing hypothesis scores as silence)."""
-    return {name: diarization_error(segments, hypotheses.get(name, []), collar, skip_overlap)
-            for name, segments in references.items()}
+    return {
+        name: diarization_error(segments, hypotheses.get(name, []), collar, skip_overlap)
+        for name, segments in references.items()
+    }

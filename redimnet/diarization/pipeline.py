@@ -68,12 +68,19 @@ class Diarization(list):
         """Segments, per-speaker totals and timings, for JSON."""
         totals = speaker_totals(self)
         return {
-            "recording": self.recording, "duration": round(self.duration, 3),
-            "speech": round(sum(e - s for s, e in self.speech), 3), "windows": self.windows,
-            "speakers": [{"label": label, "seconds": round(seconds, 3),
-                          "segments": sum(1 for s in self if s.label == label),
-                          **({"match": self.names[label]} if label in self.names else {})}
-                         for label, seconds in totals.items()],
+            "recording": self.recording,
+            "duration": round(self.duration, 3),
+            "speech": round(sum(e - s for s, e in self.speech), 3),
+            "windows": self.windows,
+            "speakers": [
+                {
+                    "label": label,
+                    "seconds": round(seconds, 3),
+                    "segments": sum(1 for s in self if s.label == label),
+                    **({"match": self.names[label]} if label in self.names else {}),
+                }
+                for label, seconds in totals.items()
+            ],
             "segments": [{"start": s.start, "end": s.end, "speaker": s.label} for s in self],
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
@@ -110,8 +117,9 @@ def plan_windows(regions: Sequence[tuple], window: float, hop: float, min_sample
         starts += here
         lengths += [width] * len(here)
         owner += [index] * len(here)
-    return _Windows(np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64),
-                    np.asarray(owner, dtype=np.int64))
+    return _Windows(
+        np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64), np.asarray(owner, dtype=np.int64)
+    )
 
 
 class _TimedBlocks:
@@ -153,10 +161,18 @@ class Diarizer:
         name_threshold: see ``speakers_db``.
     """
 
-    def __init__(self, embedder, vad: Union[str, VoiceActivityDetector] = "auto",
-                 clustering: Union[str, Clustering] = "spectral", window: float = DEFAULT_WINDOW,
-                 hop: float = DEFAULT_HOP, batch_windows: int = 32, smooth: bool = True,
-                 speakers_db=None, name_threshold: float = 0.5):
+    def __init__(
+        self,
+        embedder,
+        vad: Union[str, VoiceActivityDetector] = "auto",
+        clustering: Union[str, Clustering] = "spectral",
+        window: float = DEFAULT_WINDOW,
+        hop: float = DEFAULT_HOP,
+        batch_windows: int = 32,
+        smooth: bool = True,
+        speakers_db=None,
+        name_threshold: float = 0.5,
+    ):
         if not window > 0 or not 0 < hop <= window:
             raise InvalidArgumentError(f"need window > 0 and 0 < hop <= window, got window={window}, hop={hop}")
         self.embedder = embedder
@@ -205,7 +221,7 @@ class Diarizer:
                     break
                 buffer = np.concatenate([buffer, block])
             offset = windows.starts[index] - buffer_start
-            piece = buffer[offset:offset + windows.lengths[index]]
+            piece = buffer[offset : offset + windows.lengths[index]]
             if len(piece) < self.embedder.min_samples:  # the file was shorter than its header said
                 piece = np.pad(piece, (0, self.embedder.min_samples - len(piece)))
             pieces[index] = piece.copy()
@@ -223,8 +239,10 @@ class Diarizer:
         for _ in blocks:  # the rest of the file is still decoded, to report damage at its end
             pass
         if not np.all(np.isfinite(result)):
-            raise InvalidArgumentError(f"{source.name}: the model produced non-finite embeddings (sample values "
-                                       "far outside [-1, 1]?); check the audio's level")
+            raise InvalidArgumentError(
+                f"{source.name}: the model produced non-finite embeddings (sample values "
+                "far outside [-1, 1]?); check the audio's level"
+            )
         timings["decode"] = timings.get("decode", 0.0) + blocks.seconds
         timings["embed"] = network
         return result
@@ -285,9 +303,15 @@ class Diarizer:
         return named
 
     # --- the whole pipeline ----------------------------------------------------------------------
-    def diarize(self, source, sample_rate: int = TARGET_SAMPLE_RATE, num_speakers: Optional[int] = None,
-                min_speakers: int = 1, max_speakers: Optional[int] = None,
-                recording: Optional[str] = None) -> Diarization:
+    def diarize(
+        self,
+        source,
+        sample_rate: int = TARGET_SAMPLE_RATE,
+        num_speakers: Optional[int] = None,
+        min_speakers: int = 1,
+        max_speakers: Optional[int] = None,
+        recording: Optional[str] = None,
+    ) -> Diarization:
         """Who speaks when in ``source`` (a path, or a waveform at ``sample_rate``).
 
         Returns a :class:`Diarization` (a list of :class:`Segment`); empty when
@@ -297,8 +321,7 @@ class Diarizer:
         """
         started = time.perf_counter()
         if not isinstance(source, AudioSource):
-            source = AudioSource(source, sample_rate, channel=getattr(self.embedder, "channel", None),
-                                 name=recording)
+            source = AudioSource(source, sample_rate, channel=getattr(self.embedder, "channel", None), name=recording)
         timings: Dict[str, float] = {}
         blocks_time = time.perf_counter()
         regions = self.vad.regions(source)
@@ -308,8 +331,10 @@ class Diarizer:
         windows = plan_windows(regions, self.window, self.hop, self.embedder.min_samples)
         result.windows = len(windows.starts)
         if num_speakers is not None and num_speakers > max(1, len(windows.starts)) and len(windows.starts):
-            raise InvalidArgumentError(f"{source.name}: {num_speakers} speakers asked for, but its speech gives only "
-                             f"{len(windows.starts)} window(s); give fewer speakers or a shorter --hop")
+            raise InvalidArgumentError(
+                f"{source.name}: {num_speakers} speakers asked for, but its speech gives only "
+                f"{len(windows.starts)} window(s); give fewer speakers or a shorter --hop"
+            )
         if len(windows.starts) == 0:
             result.timings = {**timings, "total": time.perf_counter() - started}
             return result

@@ -54,8 +54,9 @@ def format_rttm(segments: Iterable[Segment], recording: str, channel: int = 1) -
         label = segment.label
         if not label or any(c.isspace() for c in label):
             raise RTTMError(f"speaker label {label!r} cannot be written to RTTM (empty or contains white space)")
-        lines.append(f"SPEAKER {recording} {channel} {segment.start:.3f} {segment.duration:.3f} "
-                     f"<NA> <NA> {label} <NA> <NA>\n")
+        lines.append(
+            f"SPEAKER {recording} {channel} {segment.start:.3f} {segment.duration:.3f} <NA> <NA> {label} <NA> <NA>\n"
+        )
     return "".join(lines)
 
 
@@ -91,11 +92,15 @@ def parse_rttm(text: str, where: str = "<rttm>") -> Dict[str, List[Segment]]:
         fields = stripped.split()
         at = f"{where}:{number}"
         if fields[0] != "SPEAKER":
-            raise RTTMError(f"{at}: expected a SPEAKER line, got type {fields[0]!r} (only SPEAKER lines, blank "
-                            "lines and # comments are accepted)")
+            raise RTTMError(
+                f"{at}: expected a SPEAKER line, got type {fields[0]!r} (only SPEAKER lines, blank "
+                "lines and # comments are accepted)"
+            )
         if len(fields) < 8:
-            raise RTTMError(f"{at}: a SPEAKER line needs at least 8 fields (SPEAKER file channel start duration "
-                            f"<NA> <NA> label ...), got {len(fields)}")
+            raise RTTMError(
+                f"{at}: a SPEAKER line needs at least 8 fields (SPEAKER file channel start duration "
+                f"<NA> <NA> label ...), got {len(fields)}"
+            )
         start = _number(fields[3], "start", at)
         duration = _number(fields[4], "duration", at)
         if start < 0:

@@ -26,8 +26,14 @@ class AudioSource:
     read.  Problems raise :class:`redimnet.AudioError`.
     """
 
-    def __init__(self, source, sample_rate: int = TARGET_SAMPLE_RATE, channel: Optional[int] = None,
-                 name: Optional[str] = None, block_seconds: float = BLOCK_SECONDS):
+    def __init__(
+        self,
+        source,
+        sample_rate: int = TARGET_SAMPLE_RATE,
+        channel: Optional[int] = None,
+        name: Optional[str] = None,
+        block_seconds: float = BLOCK_SECONDS,
+    ):
         self.file: Optional[AudioFile] = None
         self.wave: Optional[np.ndarray] = None
         self.block_seconds = float(block_seconds)
@@ -54,4 +60,4 @@ class AudioSource:
         wave = cast(np.ndarray, self.wave)  # set whenever there is no file
         step = max(1, int(self.block_seconds * TARGET_SAMPLE_RATE))
         for first in range(0, len(wave), step):
-            yield wave[first:first + step]
+            yield wave[first : first + step]

@@ -43,13 +43,21 @@ DEFAULT_MIN_SILENCE = 0.3
 DEFAULT_PAD = 0.05
 
 
-def scores_to_regions(scores: np.ndarray, frame_seconds: float, onset: float, offset: float,
-                      duration: float, min_speech: float = DEFAULT_MIN_SPEECH,
-                      min_silence: float = DEFAULT_MIN_SILENCE, pad: float = DEFAULT_PAD) -> Regions:
+def scores_to_regions(
+    scores: np.ndarray,
+    frame_seconds: float,
+    onset: float,
+    offset: float,
+    duration: float,
+    min_speech: float = DEFAULT_MIN_SPEECH,
+    min_silence: float = DEFAULT_MIN_SILENCE,
+    pad: float = DEFAULT_PAD,
+) -> Regions:
     """Speech regions from one score per frame (frame ``i`` covers ``[i, i+1) * frame_seconds``)."""
     if offset > onset:
-        raise InvalidArgumentError(f"the VAD offset threshold ({offset}) must not be above the onset threshold "
-                                   f"({onset})")
+        raise InvalidArgumentError(
+            f"the VAD offset threshold ({offset}) must not be above the onset threshold ({onset})"
+        )
     scores = np.asarray(scores, dtype=np.float64)
     raw: Regions = []
     active, begin = False, 0
@@ -107,8 +115,14 @@ class EnergyVAD(VoiceActivityDetector):
     name = "energy"
     frame_seconds = 0.01
 
-    def __init__(self, margin_db: float = 12.0, floor_db: float = -60.0, min_speech: float = DEFAULT_MIN_SPEECH,
-                 min_silence: float = DEFAULT_MIN_SILENCE, pad: float = DEFAULT_PAD):
+    def __init__(
+        self,
+        margin_db: float = 12.0,
+        floor_db: float = -60.0,
+        min_speech: float = DEFAULT_MIN_SPEECH,
+        min_silence: float = DEFAULT_MIN_SILENCE,
+        pad: float = DEFAULT_PAD,
+    ):
         self.margin_db, self.floor_db = float(margin_db), float(floor_db)
         self.min_speech, self.min_silence, self.pad = min_speech, min_silence, pad
 
@@ -119,7 +133,7 @@ class EnergyVAD(VoiceActivityDetector):
         window = np.hanning(width).astype(np.float32)
         bins = np.fft.rfftfreq(width, 1.0 / TARGET_SAMPLE_RATE)
         band = (bins >= 150) & (bins <= 4000)
-        scale = 2.0 / (np.sum(window ** 2) * width)
+        scale = 2.0 / (np.sum(window**2) * width)
         levels = []
         carry = np.zeros(0, dtype=np.float32)
         for block in blocks:
@@ -129,12 +143,12 @@ class EnergyVAD(VoiceActivityDetector):
                 frames = np.lib.stride_tricks.sliding_window_view(data, width)[::hop][:count]
                 power = np.abs(np.fft.rfft(frames * window, axis=1)[:, band]) ** 2
                 levels.append(10 * np.log10(power.sum(axis=1) * scale + 1e-12))
-                carry = data[count * hop:]
+                carry = data[count * hop :]
             else:
                 carry = data
         if carry.size:  # the tail, zero-padded to one frame
             tail = np.zeros(width, dtype=np.float32)
-            tail[:len(carry)] = carry[:width]
+            tail[: len(carry)] = carry[:width]
             power = np.abs(np.fft.rfft(tail * window)[band]) ** 2
             levels.append(np.array([10 * np.log10(power.sum() * scale + 1e-12)]))
         return np.concatenate(levels) if levels else np.zeros(0)
@@ -145,8 +159,16 @@ class EnergyVAD(VoiceActivityDetector):
             return []
         noise = float(np.percentile(levels, 10))
         scores = np.where(levels > self.floor_db, levels - noise, -np.inf)
-        return scores_to_regions(scores, self.frame_seconds, self.margin_db, self.margin_db - 4.0,
-                                 source.duration, self.min_speech, self.min_silence, self.pad)
+        return scores_to_regions(
+            scores,
+            self.frame_seconds,
+            self.margin_db,
+            self.margin_db - 4.0,
+            source.duration,
+            self.min_speech,
+            self.min_silence,
+            self.pad,
+        )
 
 
 class SileroVAD(VoiceActivityDetector):
@@ -160,8 +182,14 @@ class SileroVAD(VoiceActivityDetector):
     name = "silero"
     chunk = 512  # samples per probability at 16 kHz (32 ms)
 
-    def __init__(self, threshold: float = 0.5, min_speech: float = DEFAULT_MIN_SPEECH,
-                 min_silence: float = DEFAULT_MIN_SILENCE, pad: float = DEFAULT_PAD, onnx: Optional[bool] = None):
+    def __init__(
+        self,
+        threshold: float = 0.5,
+        min_speech: float = DEFAULT_MIN_SPEECH,
+        min_silence: float = DEFAULT_MIN_SILENCE,
+        pad: float = DEFAULT_PAD,
+        onnx: Optional[bool] = None,
+    ):
         import torch
 
         threads = torch.get_num_threads()
@@ -170,11 +198,14 @@ class SileroVAD(VoiceActivityDetector):
         except ModuleNotFoundError as error:
             if error.name != "silero_vad":
                 raise
-            raise MissingDependencyError(str(install_hint("silero_vad", "the Silero VAD"))  # an optional module
-                                         + " (or use the energy VAD: --vad energy)") from None
+            raise MissingDependencyError(
+                str(install_hint("silero_vad", "the Silero VAD"))  # an optional module
+                + " (or use the energy VAD: --vad energy)"
+            ) from None
         if onnx is None:
             try:
                 import onnxruntime  # noqa: F401
+
                 onnx = True
             except ImportError:
                 onnx = False
@@ -199,19 +230,27 @@ class SileroVAD(VoiceActivityDetector):
                 data = np.concatenate([carry, block]) if carry.size else block
                 whole = len(data) // self.chunk * self.chunk
                 for first in range(0, whole, self.chunk):
-                    chunk = torch.from_numpy(np.ascontiguousarray(data[first:first + self.chunk]))
+                    chunk = torch.from_numpy(np.ascontiguousarray(data[first : first + self.chunk]))
                     probabilities.append(float(self.model(chunk, TARGET_SAMPLE_RATE)))
                 carry = data[whole:]
             if carry.size:
                 tail = np.zeros(self.chunk, dtype=np.float32)
-                tail[:len(carry)] = carry
+                tail[: len(carry)] = carry
                 probabilities.append(float(self.model(torch.from_numpy(tail), TARGET_SAMPLE_RATE)))
         return np.asarray(probabilities)
 
     def regions(self, source: AudioSource) -> Regions:
         probabilities = self.probabilities(source.blocks())
-        return scores_to_regions(probabilities, self.chunk / TARGET_SAMPLE_RATE, self.threshold,
-                                 self.threshold - 0.15, source.duration, self.min_speech, self.min_silence, self.pad)
+        return scores_to_regions(
+            probabilities,
+            self.chunk / TARGET_SAMPLE_RATE,
+            self.threshold,
+            self.threshold - 0.15,
+            source.duration,
+            self.min_speech,
+            self.min_silence,
+            self.pad,
+        )
 
 
 class OracleVAD(VoiceActivityDetector):

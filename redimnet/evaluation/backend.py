@@ -65,8 +65,7 @@ def _unit_rows(matrix: np.ndarray, what: str) -> np.ndarray:
 
 def _group(labels: Sequence) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(names, inverse, counts)`` of speaker labels."""
-    names, inverse, counts = np.unique(np.asarray([str(s) for s in labels]), return_inverse=True,
-                                       return_counts=True)
+    names, inverse, counts = np.unique(np.asarray([str(s) for s in labels]), return_inverse=True, return_counts=True)
     return names, inverse.reshape(-1), counts
 
 
@@ -105,8 +104,10 @@ class PLDA:
         self.within = np.asarray(self.within, dtype=np.float64)
         dim = self.mean.shape[0]
         if self.between.shape != (dim, dim) or self.within.shape != (dim, dim):
-            raise BackendError(f"PLDA parameters do not fit together: mean {self.mean.shape}, between "
-                               f"{self.between.shape}, within {self.within.shape}")
+            raise BackendError(
+                f"PLDA parameters do not fit together: mean {self.mean.shape}, between "
+                f"{self.between.shape}, within {self.within.shape}"
+            )
         self._diagonalise()
 
     def _diagonalise(self):
@@ -139,14 +140,16 @@ class PLDA:
         if names.size < 2:
             raise BackendError(f"PLDA needs at least 2 speakers, got {names.size}")
         if counts.max() < 2:
-            raise BackendError("PLDA needs speakers with at least two recordings each (all speakers have one): "
-                               "the recording variability cannot be estimated")
+            raise BackendError(
+                "PLDA needs speakers with at least two recordings each (all speakers have one): "
+                "the recording variability cannot be estimated"
+            )
         if iterations < 1:
             raise BackendError(f"iterations must be at least 1, got {iterations}")
         n, dim = x.shape
         sums = np.zeros((names.size, dim))
         np.add.at(sums, inverse, x)
-        second = x.T @ x                                    # sum of x x'
+        second = x.T @ x  # sum of x x'
         mean = x.mean(axis=0)
         _, between, within = _scatter(x - mean, inverse, counts)
         between = _regularised(between, floor)
@@ -160,22 +163,23 @@ class PLDA:
             covariance_sum = np.zeros((dim, dim))
             for k, size in enumerate(sizes):
                 members = np.flatnonzero(size_index == k)
-                cov = np.linalg.inv(inv_b + size * inv_w)           # posterior covariance of y for this count
+                cov = np.linalg.inv(inv_b + size * inv_w)  # posterior covariance of y for this count
                 posterior_means[members] = (prior_term + sums[members] @ inv_w) @ cov
                 covariance_sum += members.size * cov
-            count_weighted_cov = sum(np.count_nonzero(counts == size) * size
-                                     * np.linalg.inv(inv_b + size * inv_w) for size in sizes)
+            count_weighted_cov = sum(
+                np.count_nonzero(counts == size) * size * np.linalg.inv(inv_b + size * inv_w) for size in sizes
+            )
             mean = posterior_means.mean(axis=0)
             yy = (posterior_means.T @ posterior_means + covariance_sum) / names.size
             between = _regularised(yy - np.outer(mean, mean), floor)
-            cross = sums.T @ posterior_means                         # sum_i f_i E[y_i]'
-            within_sum = (second - cross - cross.T + (posterior_means.T * counts) @ posterior_means
-                          + count_weighted_cov)
+            cross = sums.T @ posterior_means  # sum_i f_i E[y_i]'
+            within_sum = second - cross - cross.T + (posterior_means.T * counts) @ posterior_means + count_weighted_cov
             within = _regularised(within_sum / n, floor)
         return cls(mean, between, within)
 
-    def adapt(self, vectors: np.ndarray, within_scale: float = 0.3, between_scale: float = 0.7,
-              mean_scale: float = 1.0) -> "PLDA":
+    def adapt(
+        self, vectors: np.ndarray, within_scale: float = 0.3, between_scale: float = 0.7, mean_scale: float = 1.0
+    ) -> "PLDA":
         """A copy adapted to unlabelled in-domain ``vectors`` (same space as the training vectors).
 
         The mean moves ``mean_scale`` of the way to the in-domain mean.  In the
@@ -196,7 +200,7 @@ class PLDA:
         covariance = np.cov(x, rowvar=False, bias=True) + mean_scale * np.outer(shift, shift)
         total = self.between + self.within
         values, vectors_ = np.linalg.eigh(_regularised(total, 1e-9))
-        to_white = (vectors_ / np.sqrt(values)).T                # to_white @ total @ to_white.T = I
+        to_white = (vectors_ / np.sqrt(values)).T  # to_white @ total @ to_white.T = I
         from_white = vectors_ * np.sqrt(values)
         in_white = to_white @ covariance @ to_white.T
         excess_values, directions = np.linalg.eigh(0.5 * (in_white + in_white.T))
@@ -215,13 +219,13 @@ class PLDA:
         """LLRs of trials given projected enrolment means (with their counts) and projected test vectors."""
         psi = self.psi
         counts = np.asarray(enroll_counts, dtype=np.float64).reshape(-1, 1)
-        shrink = counts * psi / (counts * psi + 1.0)             # posterior mean factor
+        shrink = counts * psi / (counts * psi + 1.0)  # posterior mean factor
         post_var = psi / (counts * psi + 1.0)
         pred_var = 1.0 + post_var
         prior_var = 1.0 + psi
         diff = test - shrink * enroll_means
-        same = -0.5 * (np.log(pred_var) + diff ** 2 / pred_var)
-        other = -0.5 * (np.log(prior_var) + test ** 2 / prior_var)
+        same = -0.5 * (np.log(pred_var) + diff**2 / pred_var)
+        other = -0.5 * (np.log(prior_var) + test**2 / prior_var)
         return np.sum(same - other, axis=1)
 
     def single_trial_terms(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -232,7 +236,7 @@ class PLDA:
         pred_var = 1.0 + psi / (psi + 1.0)
         prior_var = 1.0 + psi
         d = shrink / pred_var
-        a = -0.5 * shrink ** 2 / pred_var
+        a = -0.5 * shrink**2 / pred_var
         b = 0.5 / prior_var - 0.5 / pred_var
         c = float(0.5 * np.sum(np.log(prior_var) - np.log(pred_var)))
         return d, a, b, c
@@ -241,8 +245,11 @@ class PLDA:
         """LLR that ``test`` (one vector) comes from the speaker of ``enroll`` (``[n, dim]`` or one vector)."""
         enroll = np.atleast_2d(np.asarray(enroll, dtype=np.float64))
         projected = self.project(enroll)
-        return float(self.llr_projected(projected.mean(axis=0, keepdims=True), np.array([enroll.shape[0]]),
-                                        self.project(np.atleast_2d(test)))[0])
+        return float(
+            self.llr_projected(
+                projected.mean(axis=0, keepdims=True), np.array([enroll.shape[0]]), self.project(np.atleast_2d(test))
+            )[0]
+        )
 
 
 @dataclass
@@ -288,8 +295,10 @@ class Backend:
         """Raw embeddings ``[N, dim]`` through the chain, up to (not including) scoring."""
         x = _unit_rows(embeddings, "embeddings")
         if x.shape[1] != self.input_dim:
-            raise BackendError(f"this back-end was trained on {self.input_dim}-dimensional embeddings, got "
-                               f"{x.shape[1]}: use embeddings of the same model")
+            raise BackendError(
+                f"this back-end was trained on {self.input_dim}-dimensional embeddings, got "
+                f"{x.shape[1]}: use embeddings of the same model"
+            )
         x = x - self.mean
         if self.projection is not None:
             x = x @ self.projection
@@ -308,8 +317,7 @@ class Backend:
         norms[norms == 0] = 1.0
         return np.einsum("ij,ij->i", enroll / norms, test)
 
-    def score_trials(self, embeddings: np.ndarray, enroll_rows: ArrayLike, test_rows: ArrayLike
-                     ) -> np.ndarray:
+    def score_trials(self, embeddings: np.ndarray, enroll_rows: ArrayLike, test_rows: ArrayLike) -> np.ndarray:
         """Scores of single-recording trials ``embeddings[enroll_rows[i]]`` vs ``embeddings[test_rows[i]]``.
 
         PLDA's LLR of one enrolment vector ``e`` and a test vector ``t`` is a
@@ -323,18 +331,18 @@ class Backend:
         if self.plda is not None:
             weights, enrol_q, test_q, constant = self.plda.single_trial_terms()
             left = prepared * weights
-            enrol_terms = (prepared ** 2) @ enrol_q
-            test_terms = (prepared ** 2) @ test_q + constant
+            enrol_terms = (prepared**2) @ enrol_q
+            test_terms = (prepared**2) @ test_q + constant
         else:
             left, enrol_terms, test_terms = prepared, None, None
         scores = np.empty(enroll_rows.size)
         for start in range(0, enroll_rows.size, _CHUNK):
-            e = enroll_rows[start:start + _CHUNK]
-            t = test_rows[start:start + _CHUNK]
+            e = enroll_rows[start : start + _CHUNK]
+            t = test_rows[start : start + _CHUNK]
             block = np.einsum("ij,ij->i", left[e], prepared[t])
             if enrol_terms is not None:
                 block += enrol_terms[e] + test_terms[t]
-            scores[start:start + _CHUNK] = block
+            scores[start : start + _CHUNK] = block
         return scores
 
     def score_sets(self, enrollments: Sequence[np.ndarray], tests: np.ndarray) -> np.ndarray:
@@ -352,8 +360,11 @@ class Backend:
         means_arr, counts_arr = np.asarray(means), np.asarray(counts, dtype=np.float64)
         out = np.empty((tests_prepared.shape[0], len(enrollments)))
         for j in range(len(enrollments)):
-            out[:, j] = self._score_prepared(np.repeat(means_arr[j:j + 1], tests_prepared.shape[0], axis=0),
-                                             np.full(tests_prepared.shape[0], counts_arr[j]), tests_prepared)
+            out[:, j] = self._score_prepared(
+                np.repeat(means_arr[j : j + 1], tests_prepared.shape[0], axis=0),
+                np.full(tests_prepared.shape[0], counts_arr[j]),
+                tests_prepared,
+            )
         return out
 
     def adapt(self, embeddings: np.ndarray, **scales) -> "Backend":
@@ -404,10 +415,14 @@ class Backend:
             if not np.issubdtype(value.dtype, np.floating) or not np.all(np.isfinite(value)):
                 raise BackendError(f"{path}: array {key!r} is not finite floating-point data")
         try:
-            plda = (PLDA(arrays["plda_mean"], arrays["plda_between"], arrays["plda_within"])
-                    if "plda_mean" in arrays else None)
-            backend = cls(str(meta.get("kind")), arrays["mean"], arrays.get("projection"), plda,
-                          dict(meta.get("info") or {}))
+            plda = (
+                PLDA(arrays["plda_mean"], arrays["plda_between"], arrays["plda_within"])
+                if "plda_mean" in arrays
+                else None
+            )
+            backend = cls(
+                str(meta.get("kind")), arrays["mean"], arrays.get("projection"), plda, dict(meta.get("info") or {})
+            )
         except (KeyError, np.linalg.LinAlgError) as error:
             raise BackendError(f"{path} is damaged: {type(error).__name__}: {error}") from None
         if backend.projection is not None and backend.projection.shape[0] != backend.input_dim:
@@ -415,8 +430,9 @@ class Backend:
         return backend
 
 
-def train_backend(embeddings: np.ndarray, speakers: Sequence, kind: str = "plda", dim: Optional[int] = None,
-                  iterations: int = 10) -> Backend:
+def train_backend(
+    embeddings: np.ndarray, speakers: Sequence, kind: str = "plda", dim: Optional[int] = None, iterations: int = 10
+) -> Backend:
     """Train a back-end of ``kind`` (``mean``, ``whiten``, ``lda`` or ``plda``) on labelled embeddings.
 
     ``plda`` is LDA to ``dim`` dimensions (no reduction when ``dim`` is None)
@@ -449,8 +465,11 @@ def train_backend(embeddings: np.ndarray, speakers: Sequence, kind: str = "plda"
         raise BackendError(f"a back-end needs embeddings of at least 2 speakers, got {names.size}")
     mean = x.mean(axis=0)
     centred = x - mean
-    info: Dict[str, Any] = {"embeddings": int(x.shape[0]), "speakers": int(names.size),
-                            "single_recording_speakers": int(np.count_nonzero(counts == 1))}
+    info: Dict[str, Any] = {
+        "embeddings": int(x.shape[0]),
+        "speakers": int(names.size),
+        "single_recording_speakers": int(np.count_nonzero(counts == 1)),
+    }
     projection = None
     if kind == "whiten":
         covariance = _regularised(np.cov(centred, rowvar=False, bias=True), 1e-4)
@@ -463,8 +482,10 @@ def train_backend(embeddings: np.ndarray, speakers: Sequence, kind: str = "plda"
         if not 1 <= target <= x.shape[1]:
             raise BackendError(f"LDA dimension must be between 1 and {x.shape[1]}, got {target}")
         if target > names.size - 1 and dim is not None:
-            raise BackendError(f"LDA to {target} dimensions needs more than {target} speakers; the training "
-                               f"data has {names.size}: choose --dim {names.size - 1} or fewer")
+            raise BackendError(
+                f"LDA to {target} dimensions needs more than {target} speakers; the training "
+                f"data has {names.size}: choose --dim {names.size - 1} or fewer"
+            )
         if target < x.shape[1] or kind == "lda":
             if counts.max() < 2:
                 raise BackendError("LDA needs speakers with at least two recordings (all speakers have one)")

@@ -41,8 +41,18 @@ from ..fileio import atomic_write
 from .metrics import MetricsError, error_rates, trial_arrays
 
 __all__ = [
-    "CalibrationError", "Calibration", "Decision", "fit_calibration", "cllr", "min_cllr", "actual_dcf",
-    "bayes_threshold", "posterior", "threshold_at_rate", "array_fingerprint", "quality_from_durations",
+    "CalibrationError",
+    "Calibration",
+    "Decision",
+    "fit_calibration",
+    "cllr",
+    "min_cllr",
+    "actual_dcf",
+    "bayes_threshold",
+    "posterior",
+    "threshold_at_rate",
+    "array_fingerprint",
+    "quality_from_durations",
     "QUALITY_DURATIONS",
 ]
 
@@ -95,8 +105,9 @@ def quality_from_durations(first: ArrayLike, second: ArrayLike) -> np.ndarray:
     second = np.asarray(second, dtype=np.float64).reshape(-1)
     if first.shape != second.shape:
         raise CalibrationError(f"{first.size} durations for the first side, {second.size} for the second")
-    if first.size and (not np.all(np.isfinite(first)) or not np.all(np.isfinite(second))
-                       or min(first.min(), second.min()) <= 0):
+    if first.size and (
+        not np.all(np.isfinite(first)) or not np.all(np.isfinite(second)) or min(first.min(), second.min()) <= 0
+    ):
         raise CalibrationError("recording durations must be positive finite seconds")
     return np.stack([np.log(np.minimum(first, second)), np.log(np.maximum(first, second))], axis=1)
 
@@ -104,8 +115,10 @@ def quality_from_durations(first: ArrayLike, second: ArrayLike) -> np.ndarray:
 def _quality_matrix(quality: Optional[np.ndarray], n: int, expected: int) -> np.ndarray:
     if quality is None:
         if expected:
-            raise CalibrationError(f"this calibration uses {expected} quality measure(s) per trial "
-                                   "(e.g. the recordings' durations); pass them")
+            raise CalibrationError(
+                f"this calibration uses {expected} quality measure(s) per trial "
+                "(e.g. the recordings' durations); pass them"
+            )
         return np.zeros((n, 0))
     quality = np.asarray(quality, dtype=np.float64)
     if quality.ndim == 1:
@@ -153,6 +166,7 @@ def cllr(llrs: ArrayLike, labels: ArrayLike) -> float:
 def _pav_llrs(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """LLRs of the best non-decreasing map of ``scores`` (pool-adjacent-violators on the target labels)."""
     from scipy.optimize import isotonic_regression
+
     order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
     # equal scores must get one value: pool them before the regression
@@ -176,8 +190,9 @@ def min_cllr(scores: ArrayLike, labels: ArrayLike) -> float:
     return cllr(_pav_llrs(scores, labels), labels)
 
 
-def actual_dcf(llrs: ArrayLike, labels: ArrayLike, p_target: float = 0.01, c_miss: float = 1.0,
-               c_fa: float = 1.0) -> float:
+def actual_dcf(
+    llrs: ArrayLike, labels: ArrayLike, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0
+) -> float:
     """Normalised detection cost of accepting exactly the trials with ``llr >= bayes_threshold(p_target)``.
 
     Normalised as :func:`redimnet.evaluation.min_dcf` is (by the better trivial
@@ -192,8 +207,9 @@ def actual_dcf(llrs: ArrayLike, labels: ArrayLike, p_target: float = 0.01, c_mis
     return float(cost / min(c_miss * p_target, c_fa * (1.0 - p_target)))
 
 
-def threshold_at_rate(scores: ArrayLike, labels: ArrayLike, far: Optional[float] = None,
-                      frr: Optional[float] = None) -> Tuple[float, float, float]:
+def threshold_at_rate(
+    scores: ArrayLike, labels: ArrayLike, far: Optional[float] = None, frr: Optional[float] = None
+) -> Tuple[float, float, float]:
     """``(threshold, false_accept_rate, false_reject_rate)`` for a target rate on these trials.
 
     With ``far``: the lowest threshold whose false-accept rate is at most
@@ -208,9 +224,9 @@ def threshold_at_rate(scores: ArrayLike, labels: ArrayLike, far: Optional[float]
         raise CalibrationError(f"a target rate must be between 0 and 1, got {rate:g}")
     rates = error_rates(scores, labels)
     if far is not None:
-        i = int(np.argmax(rates.false_alarm <= far))          # false_alarm falls to 0 at the last threshold
+        i = int(np.argmax(rates.false_alarm <= far))  # false_alarm falls to 0 at the last threshold
     else:
-        i = int(np.flatnonzero(rates.miss <= frr)[-1])        # miss starts at 0 at the first threshold
+        i = int(np.flatnonzero(rates.miss <= frr)[-1])  # miss starts at 0 at the first threshold
     return float(rates.thresholds[i]), float(rates.false_alarm[i]), float(rates.miss[i])
 
 
@@ -226,9 +242,15 @@ class Decision:
     far: Optional[float] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"llr": self.llr, "posterior": self.posterior, "p_target": self.p_target,
-                "llr_threshold": self.threshold, "rule": "far" if self.far is not None else "bayes",
-                "far": self.far, "decision": "accept" if self.accept else "reject"}
+        return {
+            "llr": self.llr,
+            "posterior": self.posterior,
+            "p_target": self.p_target,
+            "llr_threshold": self.threshold,
+            "rule": "far" if self.far is not None else "bayes",
+            "far": self.far,
+            "decision": "accept" if self.accept else "reject",
+        }
 
 
 @dataclass
@@ -290,9 +312,11 @@ class Calibration:
                 if mine != theirs:
                     problems.append(f"{key}: fitted on {mine!r}, now {theirs!r}")
         if problems:
-            raise CalibrationError("this calibration was fitted on other scores and would give wrong "
-                                   "likelihood ratios (" + "; ".join(problems) + "); fit a calibration for "
-                                   "this scoring recipe with 'redimnet calibrate'")
+            raise CalibrationError(
+                "this calibration was fitted on other scores and would give wrong "
+                "likelihood ratios (" + "; ".join(problems) + "); fit a calibration for "
+                "this scoring recipe with 'redimnet calibrate'"
+            )
 
     def llr_threshold_at_far(self, far: float) -> float:
         """The LLR threshold that gave false-accept rate ``far`` on the development trials (interpolated)."""
@@ -301,26 +325,36 @@ class Calibration:
         rates = np.array([r for r, _ in self.far_table])
         thresholds = np.array([t for _, t in self.far_table])
         if not rates.min() <= far <= rates.max():
-            raise CalibrationError(f"false-accept rate {far:g} is outside what the development trials can "
-                                   f"estimate ({rates.min():.2g} to {rates.max():.2g}); use more non-target "
-                                   "trials or another rate")
+            raise CalibrationError(
+                f"false-accept rate {far:g} is outside what the development trials can "
+                f"estimate ({rates.min():.2g} to {rates.max():.2g}); use more non-target "
+                "trials or another rate"
+            )
         order = np.argsort(rates)
         return float(np.interp(np.log(far), np.log(rates[order]), thresholds[order]))
 
-    def decide(self, llr: float, p_target: float = 0.5, far: Optional[float] = None, c_miss: float = 1.0,
-               c_fa: float = 1.0) -> "Decision":
+    def decide(
+        self, llr: float, p_target: float = 0.5, far: Optional[float] = None, c_miss: float = 1.0, c_fa: float = 1.0
+    ) -> "Decision":
         """The decision for one LLR: at the Bayes threshold for ``p_target`` (and costs), or at the LLR
         threshold that gave false-accept rate ``far`` on the development trials."""
         threshold = self.llr_threshold_at_far(far) if far is not None else bayes_threshold(p_target, c_miss, c_fa)
-        return Decision(float(llr), float(posterior(llr, p_target)), p_target, threshold, bool(llr >= threshold),
-                        far)
+        return Decision(float(llr), float(posterior(llr, p_target)), p_target, threshold, bool(llr >= threshold), far)
 
     # ---- file format ----------------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "scale": self.scale, "offset": self.offset,
-                "quality_names": list(self.quality_names), "quality_weights": list(self.quality_weights),
-                "recipe": dict(self.recipe), "train_prior": self.train_prior,
-                "far_table": [list(row) for row in self.far_table], "dev": dict(self.dev)}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "scale": self.scale,
+            "offset": self.offset,
+            "quality_names": list(self.quality_names),
+            "quality_weights": list(self.quality_weights),
+            "recipe": dict(self.recipe),
+            "train_prior": self.train_prior,
+            "far_table": [list(row) for row in self.far_table],
+            "dev": dict(self.dev),
+        }
 
     def save(self, path: Union[str, Path]) -> Path:
         """Write the calibration as JSON (atomically)."""
@@ -335,20 +369,30 @@ class Calibration:
         if not isinstance(data, Mapping) or data.get("format") != FORMAT:
             raise CalibrationError(f"{where} is not a redimnet calibration file (written by 'redimnet calibrate')")
         if data.get("version") != VERSION:
-            raise CalibrationError(f"{where} has format version {data.get('version')!r}; this redimnet reads "
-                                   f"version {VERSION}")
+            raise CalibrationError(
+                f"{where} has format version {data.get('version')!r}; this redimnet reads version {VERSION}"
+            )
         try:
             names = tuple(str(n) for n in data.get("quality_names", []))
             weights = tuple(float(w) for w in data.get("quality_weights", []))
-            calibration = cls(scale=float(data["scale"]), offset=float(data["offset"]), quality_names=names,
-                              quality_weights=weights, recipe=dict(data.get("recipe") or {}),
-                              train_prior=float(data.get("train_prior", 0.5)),
-                              far_table=[(float(r), float(t)) for r, t in data.get("far_table", [])],
-                              dev=dict(data.get("dev") or {}))
+            calibration = cls(
+                scale=float(data["scale"]),
+                offset=float(data["offset"]),
+                quality_names=names,
+                quality_weights=weights,
+                recipe=dict(data.get("recipe") or {}),
+                train_prior=float(data.get("train_prior", 0.5)),
+                far_table=[(float(r), float(t)) for r, t in data.get("far_table", [])],
+                dev=dict(data.get("dev") or {}),
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise CalibrationError(f"{where} is damaged: {type(error).__name__}: {error}") from None
-        numbers = [calibration.scale, calibration.offset, *calibration.quality_weights,
-                   *(v for row in calibration.far_table for v in row)]
+        numbers = [
+            calibration.scale,
+            calibration.offset,
+            *calibration.quality_weights,
+            *(v for row in calibration.far_table for v in row),
+        ]
         if len(names) != len(weights) or not all(math.isfinite(v) for v in numbers):
             raise CalibrationError(f"{where} is damaged: non-finite numbers or mismatched quality weights")
         return calibration
@@ -370,9 +414,14 @@ class Calibration:
         return cls.from_dict(data, str(path))
 
 
-def fit_calibration(scores: ArrayLike, labels: ArrayLike, quality: Optional[np.ndarray] = None,
-                    quality_names: Sequence[str] = (), recipe: Optional[Mapping[str, Any]] = None,
-                    train_prior: float = 0.5) -> Calibration:
+def fit_calibration(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    quality: Optional[np.ndarray] = None,
+    quality_names: Sequence[str] = (),
+    recipe: Optional[Mapping[str, Any]] = None,
+    train_prior: float = 0.5,
+) -> Calibration:
     """Fit ``llr = scale * score + offset (+ w . quality)`` by prior-weighted logistic regression.
 
     The objective is the Cllr at the effective prior ``train_prior``: target
@@ -398,10 +447,14 @@ def fit_calibration(scores: ArrayLike, labels: ArrayLike, quality: Optional[np.n
             or the fit does not converge to finite values.
     """
     from scipy.optimize import minimize
+
     scores, labels = trial_arrays(scores, labels)
     train_prior = _check_prior(train_prior, "train_prior")
-    q = _quality_matrix(quality, scores.size, quality.shape[1] if quality is not None and np.ndim(quality) == 2
-                        else (1 if quality is not None else 0))
+    q = _quality_matrix(
+        quality,
+        scores.size,
+        quality.shape[1] if quality is not None and np.ndim(quality) == 2 else (1 if quality is not None else 0),
+    )
     names = tuple(quality_names) or tuple(f"q{i}" for i in range(q.shape[1]))
     if len(names) != q.shape[1]:
         raise CalibrationError(f"{len(names)} quality names for {q.shape[1]} quality measures")
@@ -414,13 +467,13 @@ def fit_calibration(scores: ArrayLike, labels: ArrayLike, quality: Optional[np.n
     x = (features - mean) / std
     n_t, n_n = int(labels.sum()), int((~labels).sum())
     weights = np.where(labels, train_prior / n_t, (1.0 - train_prior) / n_n)
-    sign = np.where(labels, -1.0, 1.0)          # cost softplus(sign * (llr + logit prior))
+    sign = np.where(labels, -1.0, 1.0)  # cost softplus(sign * (llr + logit prior))
     shift = _logit(train_prior)
 
     def objective(params):
         z = sign * (x @ params[1:] + params[0] + shift)
         value = float(np.sum(weights * np.logaddexp(0.0, z)))
-        slope = weights * sign / (1.0 + np.exp(-z))   # d softplus(z) / dz = sigmoid(z)
+        slope = weights * sign / (1.0 + np.exp(-z))  # d softplus(z) / dz = sigmoid(z)
         return value, np.r_[slope.sum(), x.T @ slope]
 
     start = np.zeros(1 + x.shape[1])
@@ -430,18 +483,27 @@ def fit_calibration(scores: ArrayLike, labels: ArrayLike, quality: Optional[np.n
         raise CalibrationError("the calibration did not converge (non-finite parameters)")
     bias, coefs = result.x[0], result.x[1:] / std
     offset = float(bias - np.dot(coefs, mean))
-    calibration = Calibration(scale=float(coefs[0]), offset=offset, quality_names=names,
-                              quality_weights=tuple(float(c) for c in coefs[1:]), recipe=dict(recipe or {}),
-                              train_prior=train_prior)
+    calibration = Calibration(
+        scale=float(coefs[0]),
+        offset=offset,
+        quality_names=names,
+        quality_weights=tuple(float(c) for c in coefs[1:]),
+        recipe=dict(recipe or {}),
+        train_prior=train_prior,
+    )
     llrs = calibration.llr(scores, q if q.shape[1] else None)
     nontarget = np.sort(llrs[~labels])
     table = []
     for rate in _FAR_GRID:
         if rate * n_n < 1:
-            continue   # fewer than one false accept: not estimable from these trials
+            continue  # fewer than one false accept: not estimable from these trials
         index = min(n_n - 1, int(math.ceil((1.0 - rate) * n_n)))
         table.append((float(rate), float(nontarget[index])))
     calibration.far_table = table
-    calibration.dev = {"trials": int(scores.size), "targets": n_t, "cllr": cllr(llrs, labels),
-                       "min_cllr": min_cllr(scores, labels)}
+    calibration.dev = {
+        "trials": int(scores.size),
+        "targets": n_t,
+        "cllr": cllr(llrs, labels),
+        "min_cllr": min_cllr(scores, labels),
+    }
     return calibration

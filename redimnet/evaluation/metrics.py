@@ -19,8 +19,17 @@ from numpy.typing import ArrayLike
 from ..errors import RedimnetError
 
 __all__ = [
-    "MetricsError", "ErrorRates", "trial_arrays", "VerificationMetrics", "error_rates", "det_curve", "eer",
-    "eer_with_threshold", "min_dcf", "min_dcf_with_threshold", "compute_metrics",
+    "MetricsError",
+    "ErrorRates",
+    "trial_arrays",
+    "VerificationMetrics",
+    "error_rates",
+    "det_curve",
+    "eer",
+    "eer_with_threshold",
+    "min_dcf",
+    "min_dcf_with_threshold",
+    "compute_metrics",
 ]
 
 
@@ -68,11 +77,13 @@ def trial_arrays(scores: ArrayLike, labels: ArrayLike) -> Tuple[np.ndarray, np.n
         labels_bool = numeric == 1
     n_targets = int(np.count_nonzero(labels_bool))
     if n_targets == 0:
-        raise MetricsError(f"no target trials among {scores.size}: the EER and minDCF need both target and "
-                           "non-target trials")
+        raise MetricsError(
+            f"no target trials among {scores.size}: the EER and minDCF need both target and non-target trials"
+        )
     if n_targets == scores.size:
-        raise MetricsError(f"no non-target trials among {scores.size}: the EER and minDCF need both target and "
-                           "non-target trials")
+        raise MetricsError(
+            f"no non-target trials among {scores.size}: the EER and minDCF need both target and non-target trials"
+        )
     return scores, labels_bool
 
 
@@ -86,9 +97,9 @@ def error_rates(scores: ArrayLike, labels: ArrayLike) -> ErrorRates:
     n_nontargets = labels.size - n_targets
     # start of every run of equal scores: those are the distinct thresholds
     starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    targets_below = np.r_[0, np.cumsum(sorted_labels)]          # targets among the first k sorted trials
+    targets_below = np.r_[0, np.cumsum(sorted_labels)]  # targets among the first k sorted trials
     nontargets_below = np.arange(labels.size + 1) - targets_below
-    cut = np.r_[starts, labels.size]                            # trials below each threshold, then all of them
+    cut = np.r_[starts, labels.size]  # trials below each threshold, then all of them
     miss = targets_below[cut] / n_targets
     false_alarm = (n_nontargets - nontargets_below[cut]) / n_nontargets
     thresholds = np.r_[sorted_scores[starts], np.inf]
@@ -106,7 +117,7 @@ def _eer_from_rates(rates: ErrorRates) -> Tuple[float, float]:
     # miss[0] = 0 < fa[0] = 1 and miss[-1] = 1 > fa[-1] = 0: the curves cross between i - 1 and i
     i = int(np.argmax(miss >= fa))
     m0, m1, f0, f1 = miss[i - 1], miss[i], fa[i - 1], fa[i]
-    alpha = (f0 - m0) / ((m1 - m0) - (f1 - f0))   # denominator > 0: miss rose or false alarms fell
+    alpha = (f0 - m0) / ((m1 - m0) - (f1 - f0))  # denominator > 0: miss rose or false alarms fell
     value = m0 + alpha * (m1 - m0)
     t0, t1 = thresholds[i - 1], thresholds[i]
     threshold = t0 + alpha * (t1 - t0) if np.isfinite(t1) else t0
@@ -138,13 +149,14 @@ def _check_costs(p_target: float, c_miss: float, c_fa: float):
 def _min_dcf_from_rates(rates: ErrorRates, p_target: float, c_miss: float, c_fa: float) -> Tuple[float, float]:
     _check_costs(p_target, c_miss, c_fa)
     cost = c_miss * p_target * rates.miss + c_fa * (1.0 - p_target) * rates.false_alarm
-    default_cost = min(c_miss * p_target, c_fa * (1.0 - p_target))   # always accept or always reject
+    default_cost = min(c_miss * p_target, c_fa * (1.0 - p_target))  # always accept or always reject
     best = int(np.argmin(cost))
     return float(cost[best] / default_cost), float(rates.thresholds[best])
 
 
-def min_dcf_with_threshold(scores: ArrayLike, labels: ArrayLike, p_target: float = 0.01,
-                           c_miss: float = 1.0, c_fa: float = 1.0) -> Tuple[float, float]:
+def min_dcf_with_threshold(
+    scores: ArrayLike, labels: ArrayLike, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0
+) -> Tuple[float, float]:
     """``(min_dcf, threshold)``: the normalised minimum detection cost and the threshold reaching it.
 
     The cost ``c_miss * p_target * P_miss + c_fa * (1 - p_target) * P_fa`` is
@@ -155,8 +167,9 @@ def min_dcf_with_threshold(scores: ArrayLike, labels: ArrayLike, p_target: float
     return _min_dcf_from_rates(error_rates(scores, labels), p_target, c_miss, c_fa)
 
 
-def min_dcf(scores: ArrayLike, labels: ArrayLike, p_target: float = 0.01,
-            c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+def min_dcf(
+    scores: ArrayLike, labels: ArrayLike, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0
+) -> float:
     """The normalised minimum detection cost (see :func:`min_dcf_with_threshold`)."""
     return min_dcf_with_threshold(scores, labels, p_target, c_miss, c_fa)[0]
 
@@ -170,15 +183,20 @@ class VerificationMetrics:
     n_nontargets: int
     eer: float
     eer_threshold: float
-    min_dcf: Dict[float, float] = field(default_factory=dict)            # p_target -> normalised minDCF
+    min_dcf: Dict[float, float] = field(default_factory=dict)  # p_target -> normalised minDCF
     min_dcf_threshold: Dict[float, float] = field(default_factory=dict)  # p_target -> threshold
 
     def to_dict(self) -> dict:
         return {
-            "trials": self.n_trials, "targets": self.n_targets, "nontargets": self.n_nontargets,
-            "eer": self.eer, "eer_threshold": self.eer_threshold,
-            "min_dcf": {f"{p:g}": {"value": self.min_dcf[p], "threshold": _json_number(self.min_dcf_threshold[p])}
-                        for p in self.min_dcf},
+            "trials": self.n_trials,
+            "targets": self.n_targets,
+            "nontargets": self.n_nontargets,
+            "eer": self.eer,
+            "eer_threshold": self.eer_threshold,
+            "min_dcf": {
+                f"{p:g}": {"value": self.min_dcf[p], "threshold": _json_number(self.min_dcf_threshold[p])}
+                for p in self.min_dcf
+            },
         }
 
 
@@ -186,13 +204,19 @@ def _json_number(value: float):
     return value if np.isfinite(value) else None
 
 
-def compute_metrics(scores: ArrayLike, labels: ArrayLike, p_targets: Sequence[float] = (0.01, 0.05),
-                    c_miss: float = 1.0, c_fa: float = 1.0) -> VerificationMetrics:
+def compute_metrics(
+    scores: ArrayLike,
+    labels: ArrayLike,
+    p_targets: Sequence[float] = (0.01, 0.05),
+    c_miss: float = 1.0,
+    c_fa: float = 1.0,
+) -> VerificationMetrics:
     """EER and minDCF at each of ``p_targets`` from one sort of the scores."""
     rates = error_rates(scores, labels)
     value, threshold = _eer_from_rates(rates)
     dcf, dcf_threshold = {}, {}
     for p in p_targets:
         dcf[float(p)], dcf_threshold[float(p)] = _min_dcf_from_rates(rates, float(p), c_miss, c_fa)
-    return VerificationMetrics(rates.n_targets + rates.n_nontargets, rates.n_targets, rates.n_nontargets,
-                               value, threshold, dcf, dcf_threshold)
+    return VerificationMetrics(
+        rates.n_targets + rates.n_nontargets, rates.n_targets, rates.n_nontargets, value, threshold, dcf, dcf_threshold
+    )

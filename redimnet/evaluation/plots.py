@@ -18,11 +18,19 @@ from ..errors import RedimnetError
 from ..optional import require
 from .metrics import eer_with_threshold, error_rates
 
-__all__ = ["PlotError", "require_matplotlib", "probit", "det_points", "plot_det", "plot_score_histogram",
-           "reliability_points", "plot_reliability"]
+__all__ = [
+    "PlotError",
+    "require_matplotlib",
+    "probit",
+    "det_points",
+    "plot_det",
+    "plot_score_histogram",
+    "reliability_points",
+    "plot_reliability",
+]
 
 PathLike = Union[str, os.PathLike]
-Scored = Tuple[ArrayLike, ArrayLike]    # (scores, labels)
+Scored = Tuple[ArrayLike, ArrayLike]  # (scores, labels)
 
 _TICKS = [0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95]
 
@@ -39,13 +47,24 @@ def require_matplotlib():
 
 
 # Rational approximation of the inverse standard normal CDF (P. J. Acklam), relative error below 1.2e-9.
-_A = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
-      1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00)
-_B = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
-      6.680131188771972e+01, -1.328068155288572e+01)
-_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
-      -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00)
-_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
+_A = (
+    -3.969683028665376e01,
+    2.209460984245205e02,
+    -2.759285104469687e02,
+    1.383577518672690e02,
+    -3.066479806614716e01,
+    2.506628277459239e00,
+)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01, -1.328068155288572e01)
+_C = (
+    -7.784894002430293e-03,
+    -3.223964580411365e-01,
+    -2.400758277161838e00,
+    -2.549732539343734e00,
+    4.374664141464968e00,
+    2.938163982698783e00,
+)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
 
 
 def _poly(coefficients, x):
@@ -72,8 +91,9 @@ def probit(p: Union[float, np.ndarray]) -> np.ndarray:
     return out
 
 
-def det_points(scores: ArrayLike, labels: ArrayLike, floor: float = 1e-5,
-               step: float = 0.01) -> Tuple[np.ndarray, np.ndarray]:
+def det_points(
+    scores: ArrayLike, labels: ArrayLike, floor: float = 1e-5, step: float = 0.01
+) -> Tuple[np.ndarray, np.ndarray]:
     """DET curve ``(false_alarm, miss)`` thinned for drawing.
 
     Rates are clipped to ``[floor, 1 - floor]`` and points closer than ``step``
@@ -104,7 +124,7 @@ def plot_det(curves: Mapping[str, Scored], path: PathLike, title: str = "DET cur
         fa, miss = det_points(scores, labels)
         value, _ = eer_with_threshold(scores, labels)
         highest = max(highest, value)
-        line, = axes.plot(probit(fa), probit(miss), linewidth=1.5, label=f"{name} (EER {100 * value:.2f} %)")
+        (line,) = axes.plot(probit(fa), probit(miss), linewidth=1.5, label=f"{name} (EER {100 * value:.2f} %)")
         clipped = min(max(value, 1e-5), 1 - 1e-5)
         axes.plot([probit(clipped)], [probit(clipped)], "o", color=line.get_color(), markersize=4)
     upper = 0.5 if highest < 0.25 else 0.95
@@ -128,8 +148,9 @@ def plot_det(curves: Mapping[str, Scored], path: PathLike, title: str = "DET cur
     return _save(figure, path)
 
 
-def plot_score_histogram(scores: ArrayLike, labels: ArrayLike, path: PathLike,
-                         title: str = "scores", bins: int = 100) -> Path:
+def plot_score_histogram(
+    scores: ArrayLike, labels: ArrayLike, path: PathLike, title: str = "scores", bins: int = 100
+) -> Path:
     """Histogram of target and non-target scores (densities), with the EER threshold marked, as a PNG."""
     Figure, FigureCanvasAgg = require_matplotlib()
     scores = np.asarray(scores, dtype=np.float64)
@@ -141,8 +162,13 @@ def plot_score_histogram(scores: ArrayLike, labels: ArrayLike, path: PathLike,
     edges = np.histogram_bin_edges(scores, bins=bins)
     axes.hist(scores[~labels], bins=edges, density=True, alpha=0.55, label=f"non-target ({np.count_nonzero(~labels)})")
     axes.hist(scores[labels], bins=edges, density=True, alpha=0.55, label=f"target ({np.count_nonzero(labels)})")
-    axes.axvline(threshold, color="black", linestyle="--", linewidth=1,
-                 label=f"EER threshold {threshold:.3f} (EER {100 * value:.2f} %)")
+    axes.axvline(
+        threshold,
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"EER threshold {threshold:.3f} (EER {100 * value:.2f} %)",
+    )
     axes.set_xlabel("score")
     axes.set_ylabel("density")
     axes.set_title(title)
@@ -151,8 +177,9 @@ def plot_score_histogram(scores: ArrayLike, labels: ArrayLike, path: PathLike,
     return _save(figure, path)
 
 
-def reliability_points(llrs: ArrayLike, labels: ArrayLike, bins: int = 10,
-                       min_count: int = 5) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reliability_points(
+    llrs: ArrayLike, labels: ArrayLike, bins: int = 10, min_count: int = 5
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(predicted, observed, counts)`` of a reliability diagram at an even prior.
 
     Trials are grouped into ``bins`` equal-count bins of their LLR; for each

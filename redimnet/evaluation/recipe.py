@@ -59,8 +59,10 @@ class ScoringRecipe:
         if self.subtract_mean == "cohort" and self.cohort is None:
             raise RecipeError("subtracting the cohort mean needs a cohort")
         if self.backend is not None and (self.norm != "none" or self.subtract_mean):
-            raise RecipeError("a trained back-end has its own mean and normalisation: do not combine it with "
-                              "score normalisation or mean subtraction")
+            raise RecipeError(
+                "a trained back-end has its own mean and normalisation: do not combine it with "
+                "score normalisation or mean subtraction"
+            )
         if self.norm == "asnorm" and self.top_k is None:
             self.top_k = 300
         if self.cohort is not None and self.top_k is not None:
@@ -89,8 +91,9 @@ class ScoringRecipe:
             "scoring": self.name,
             "top_k": self.top_k if self.norm == "asnorm" else None,
             "subtract_mean": self.subtract_mean,
-            "cohort": array_fingerprint(self.cohort) if self.cohort is not None and
-            (self.norm != "none" or self.subtract_mean == "cohort") else None,
+            "cohort": array_fingerprint(self.cohort)
+            if self.cohort is not None and (self.norm != "none" or self.subtract_mean == "cohort")
+            else None,
             "backend": self.backend.fingerprint() if self.backend is not None else None,
             "model": self.model,
         }
@@ -106,8 +109,10 @@ class ScoringRecipe:
             backend = self.backend
             return lambda e, t: backend.score_trials(embeddings, e, t)
         if self.cohort is not None and self.cohort.shape[1] != embeddings.shape[1]:
-            raise RecipeError(f"the cohort has {self.cohort.shape[1]}-dimensional embeddings but the evaluated "
-                              f"ones have {embeddings.shape[1]}: the cohort must come from the same model")
+            raise RecipeError(
+                f"the cohort has {self.cohort.shape[1]}-dimensional embeddings but the evaluated "
+                f"ones have {embeddings.shape[1]}: the cohort must come from the same model"
+            )
         mean = None
         if self.subtract_mean == "cohort":
             mean = l2_normalize(self.cohort).mean(axis=0)

@@ -32,8 +32,10 @@ def speaker_of(utt: str) -> str:
     """The speaker an utterance id implies: its first path component (``id10270/abc/00001.wav`` -> ``id10270``)."""
     first = _normalise_id(utt).lstrip("/").split("/", 1)
     if len(first) < 2 or not first[0]:
-        raise ScoreNormError(f"cannot tell the speaker of utterance id {utt!r}: it has no directory part; "
-                             "give an utt2spk file (UTTERANCE SPEAKER per line)")
+        raise ScoreNormError(
+            f"cannot tell the speaker of utterance id {utt!r}: it has no directory part; "
+            "give an utt2spk file (UTTERANCE SPEAKER per line)"
+        )
     return first[0]
 
 
@@ -53,14 +55,17 @@ def speakers_of(ids: Sequence[str], utt2spk: Optional[Mapping[str, str]] = None)
         else:
             speakers.append(labels[row])
     if missing:
-        raise ScoreNormError(f"{len(missing)} of {len(ids)} embedded utterances have no speaker in utt2spk "
-                             f"(e.g. {', '.join(missing[:3])}); add them to utt2spk or embed only the "
-                             "utterances that have one")
+        raise ScoreNormError(
+            f"{len(missing)} of {len(ids)} embedded utterances have no speaker in utt2spk "
+            f"(e.g. {', '.join(missing[:3])}); add them to utt2spk or embed only the "
+            "utterances that have one"
+        )
     return speakers
 
 
-def build_cohort(ids: Iterable[str], embeddings: np.ndarray, utt2spk: Optional[Mapping[str, str]] = None,
-                 min_utterances: int = 1) -> Tuple[List[str], np.ndarray]:
+def build_cohort(
+    ids: Iterable[str], embeddings: np.ndarray, utt2spk: Optional[Mapping[str, str]] = None, min_utterances: int = 1
+) -> Tuple[List[str], np.ndarray]:
     """``(speakers, means)``: the mean of the L2-normalised embeddings of every speaker, itself normalised.
 
     Speakers come from ``utt2spk`` (looked up like trial ids, so extensions may
@@ -82,8 +87,9 @@ def build_cohort(ids: Iterable[str], embeddings: np.ndarray, utt2spk: Optional[M
     return names[keep].tolist(), l2_normalize(means)
 
 
-def cohort_statistics(unit_embeddings: np.ndarray, unit_cohort: np.ndarray,
-                      top_k: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+def cohort_statistics(
+    unit_embeddings: np.ndarray, unit_cohort: np.ndarray, top_k: Optional[int] = None
+) -> Tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each embedding's cosine scores against the cohort.
 
     With ``top_k`` only the ``top_k`` highest scores of each row count (AS-Norm);
@@ -91,8 +97,10 @@ def cohort_statistics(unit_embeddings: np.ndarray, unit_cohort: np.ndarray,
     """
     n_cohort = unit_cohort.shape[0]
     if unit_embeddings.shape[1] != unit_cohort.shape[1]:
-        raise ScoreNormError(f"cohort embeddings have dimension {unit_cohort.shape[1]}, evaluated embeddings "
-                             f"{unit_embeddings.shape[1]}: the cohort must come from the same model")
+        raise ScoreNormError(
+            f"cohort embeddings have dimension {unit_cohort.shape[1]}, evaluated embeddings "
+            f"{unit_embeddings.shape[1]}: the cohort must come from the same model"
+        )
     if n_cohort < 2:
         raise ScoreNormError(f"the cohort needs at least 2 embeddings, it has {n_cohort}")
     if top_k is not None and not 2 <= top_k <= n_cohort:
@@ -101,18 +109,23 @@ def cohort_statistics(unit_embeddings: np.ndarray, unit_cohort: np.ndarray,
     stds = np.empty_like(means)
     cohort_t = np.ascontiguousarray(unit_cohort.T)
     for start in range(0, unit_embeddings.shape[0], _ROWS_PER_BLOCK):
-        block = unit_embeddings[start:start + _ROWS_PER_BLOCK] @ cohort_t
+        block = unit_embeddings[start : start + _ROWS_PER_BLOCK] @ cohort_t
         if top_k is not None and top_k < n_cohort:
-            block = np.partition(block, n_cohort - top_k, axis=1)[:, n_cohort - top_k:]
+            block = np.partition(block, n_cohort - top_k, axis=1)[:, n_cohort - top_k :]
         block = block.astype(np.float64)
-        means[start:start + _ROWS_PER_BLOCK] = block.mean(axis=1)
-        stds[start:start + _ROWS_PER_BLOCK] = block.std(axis=1)
+        means[start : start + _ROWS_PER_BLOCK] = block.mean(axis=1)
+        stds[start : start + _ROWS_PER_BLOCK] = block.std(axis=1)
     return means, stds
 
 
-def normalize_scores(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.ndarray,
-                     unit_embeddings: np.ndarray, unit_cohort: np.ndarray,
-                     top_k: Optional[int] = None) -> np.ndarray:
+def normalize_scores(
+    scores: np.ndarray,
+    enroll_rows: np.ndarray,
+    test_rows: np.ndarray,
+    unit_embeddings: np.ndarray,
+    unit_cohort: np.ndarray,
+    top_k: Optional[int] = None,
+) -> np.ndarray:
     """S-norm (``top_k=None``) or AS-Norm of trial ``scores``.
 
     ``scores[i]`` belongs to the trial ``unit_embeddings[enroll_rows[i]]`` against
@@ -126,9 +139,10 @@ def normalize_scores(scores: np.ndarray, enroll_rows: np.ndarray, test_rows: np.
     means, stds = cohort_statistics(unit_embeddings[used], unit_cohort, top_k)
     flat = np.flatnonzero(stds <= 1e-12)
     if flat.size:
-        raise ScoreNormError(f"{flat.size} utterance(s) score identically against every cohort member used; "
-                             "the cohort is degenerate (duplicate embeddings?) — use a larger or more varied cohort")
+        raise ScoreNormError(
+            f"{flat.size} utterance(s) score identically against every cohort member used; "
+            "the cohort is degenerate (duplicate embeddings?) — use a larger or more varied cohort"
+        )
     inverse = inverse.reshape(-1)
-    e, t = inverse[:scores.size], inverse[scores.size:]
+    e, t = inverse[: scores.size], inverse[scores.size :]
     return 0.5 * ((scores - means[e]) / stds[e] + (scores - means[t]) / stds[t])
-

@@ -30,8 +30,9 @@ def prepare_embeddings(matrix: np.ndarray, mean: Optional[np.ndarray] = None) ->
     return l2_normalize(normalised - mean)
 
 
-def cosine_scores(embeddings: np.ndarray, enroll_rows: ArrayLike, test_rows: ArrayLike,
-                  normalised: bool = False) -> np.ndarray:
+def cosine_scores(
+    embeddings: np.ndarray, enroll_rows: ArrayLike, test_rows: ArrayLike, normalised: bool = False
+) -> np.ndarray:
     """Cosine similarity of ``embeddings[enroll_rows[i]]`` and ``embeddings[test_rows[i]]`` for every i.
 
     Pass ``normalised=True`` when the rows are already unit length.  Works in
@@ -44,14 +45,19 @@ def cosine_scores(embeddings: np.ndarray, enroll_rows: ArrayLike, test_rows: Arr
         raise ScoringError(f"{enroll_rows.size} enrolment rows but {test_rows.size} test rows")
     scores = np.empty(enroll_rows.size, dtype=np.float64)
     for start in range(0, enroll_rows.size, _CHUNK):
-        a = unit[enroll_rows[start:start + _CHUNK]]
-        b = unit[test_rows[start:start + _CHUNK]]
-        scores[start:start + _CHUNK] = np.einsum("ij,ij->i", a, b, dtype=np.float64)
+        a = unit[enroll_rows[start : start + _CHUNK]]
+        b = unit[test_rows[start : start + _CHUNK]]
+        scores[start : start + _CHUNK] = np.einsum("ij,ij->i", a, b, dtype=np.float64)
     return scores
 
 
-def write_scores(path: PathLike, enroll: Iterable[str], test: Iterable[str], scores: Iterable[float],
-                 labels: Optional[Iterable[bool]] = None) -> Path:
+def write_scores(
+    path: PathLike,
+    enroll: Iterable[str],
+    test: Iterable[str],
+    scores: Iterable[float],
+    labels: Optional[Iterable[bool]] = None,
+) -> Path:
     """Write ``enroll test score [target|nontarget]`` lines, one per trial."""
     with atomic_write(path, mode="w") as stream:
         if labels is None:

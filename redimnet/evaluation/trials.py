@@ -23,8 +23,7 @@ import numpy as np
 
 from ..errors import RedimnetError
 
-__all__ = ["TrialsError", "TrialList", "read_trials", "EmbeddingIndex", "IndexedTrials", "index_trials",
-           "read_utt2spk"]
+__all__ = ["TrialsError", "TrialList", "read_trials", "EmbeddingIndex", "IndexedTrials", "index_trials", "read_utt2spk"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -45,8 +44,8 @@ class TrialList:
     path: Optional[Path]
     enroll: List[str]
     test: List[str]
-    labels: np.ndarray          # bool
-    line_numbers: List[int]     # 1-based line of each trial in its file
+    labels: np.ndarray  # bool
+    line_numbers: List[int]  # 1-based line of each trial in its file
 
     def __len__(self) -> int:
         return len(self.enroll)
@@ -95,9 +94,12 @@ def parse_trials(lines: Iterable[str], source: str = "<trials>", name: Optional[
     if n_bad:
         more = f"\n  ... and {n_bad - len(bad)} more" if n_bad > len(bad) else ""
         raise TrialsError(
-            f"{n_bad} malformed line(s) in trial list {source}:\n" + "\n".join(bad) + more +
-            "\nexpected 'LABEL ENROLL TEST' with LABEL 1 (target) or 0 (non-target), as in VoxCeleb lists, "
-            "or 'ENROLL TEST target|nontarget', as in Kaldi trials files")
+            f"{n_bad} malformed line(s) in trial list {source}:\n"
+            + "\n".join(bad)
+            + more
+            + "\nexpected 'LABEL ENROLL TEST' with LABEL 1 (target) or 0 (non-target), as in VoxCeleb lists, "
+            "or 'ENROLL TEST target|nontarget', as in Kaldi trials files"
+        )
     if not enroll:
         raise TrialsError(f"trial list {source} contains no trials")
     return TrialList(name or Path(source).stem, None, enroll, test, np.asarray(labels, dtype=bool), numbers)
@@ -182,7 +184,7 @@ class IndexedTrials:
     trials: TrialList
     enroll_rows: np.ndarray
     test_rows: np.ndarray
-    kept: np.ndarray             # bool mask over the original trials
+    kept: np.ndarray  # bool mask over the original trials
     missing_utterances: List[str]
 
     @property
@@ -198,14 +200,16 @@ class IndexedTrials:
         return [self.trials.enroll[i] for i in keep], [self.trials.test[i] for i in keep]
 
 
-def index_trials(trials: TrialList, index: EmbeddingIndex, skip_missing: bool = False,
-                 embeddings_name: str = "the embeddings") -> IndexedTrials:
+def index_trials(
+    trials: TrialList, index: EmbeddingIndex, skip_missing: bool = False, embeddings_name: str = "the embeddings"
+) -> IndexedTrials:
     """Resolve both sides of every trial; missing utterances are an error unless ``skip_missing``."""
     enroll_rows = index.rows(trials.enroll)
     test_rows = index.rows(trials.test)
     kept = (enroll_rows >= 0) & (test_rows >= 0)
-    missing = sorted({u for u, r in zip(trials.enroll, enroll_rows) if r < 0} |
-                     {u for u, r in zip(trials.test, test_rows) if r < 0})
+    missing = sorted(
+        {u for u, r in zip(trials.enroll, enroll_rows) if r < 0} | {u for u, r in zip(trials.test, test_rows) if r < 0}
+    )
     n_missing_trials = int(np.count_nonzero(~kept))
     where = trials.path or trials.name
     if n_missing_trials and not skip_missing:
@@ -216,20 +220,26 @@ def index_trials(trials: TrialList, index: EmbeddingIndex, skip_missing: bool = 
             f"{n_missing_trials} of {len(trials)} trials in {where} reference {len(missing)} utterance(s) "
             f"missing from {embeddings_name} (first at line {trials.line_numbers[first]}): {examples}. "
             f"Ids there look like: {available}. Extract embeddings with the audio directory the trial paths "
-            "are relative to, or pass --skip-missing to score only the trials that are present")
+            "are relative to, or pass --skip-missing to score only the trials that are present"
+        )
     if not kept.any():
-        raise TrialsError(f"none of the {len(trials)} trials in {where} can be scored: every one references an "
-                          f"utterance missing from {embeddings_name}")
+        raise TrialsError(
+            f"none of the {len(trials)} trials in {where} can be scored: every one references an "
+            f"utterance missing from {embeddings_name}"
+        )
     result = IndexedTrials(trials, enroll_rows[kept], test_rows[kept], kept, missing)
     labels = result.labels
     if not labels.any():
         left = " left after skipping missing ones" if n_missing_trials else ""
-        raise TrialsError(f"{where} has no target trials{left}:"
-                          " the EER and minDCF need both target and non-target trials")
+        raise TrialsError(
+            f"{where} has no target trials{left}: the EER and minDCF need both target and non-target trials"
+        )
     if labels.all():
-        raise TrialsError(f"{where} has no non-target trials"
-                          f"{' left after skipping missing ones' if n_missing_trials else ''}:"
-                          " the EER and minDCF need both target and non-target trials")
+        raise TrialsError(
+            f"{where} has no non-target trials"
+            f"{' left after skipping missing ones' if n_missing_trials else ''}:"
+            " the EER and minDCF need both target and non-target trials"
+        )
     return result
 
 
@@ -247,8 +257,10 @@ def read_utt2spk(path: PathLike) -> Dict[str, str]:
             if len(fields) != 2:
                 raise TrialsError(f"{path}:{number}: expected 'UTTERANCE SPEAKER', got {line.strip()[:120]!r}")
             if mapping.get(fields[0], fields[1]) != fields[1]:
-                raise TrialsError(f"{path}:{number}: utterance {fields[0]} is given two speakers "
-                                  f"({mapping[fields[0]]} and {fields[1]})")
+                raise TrialsError(
+                    f"{path}:{number}: utterance {fields[0]} is given two speakers "
+                    f"({mapping[fields[0]]} and {fields[1]})"
+                )
             mapping[fields[0]] = fields[1]
     if not mapping:
         raise TrialsError(f"utt2spk file {path} is empty")

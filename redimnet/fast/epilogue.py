@@ -33,21 +33,24 @@ _ONEDNN_MIN_ROWS = 4096
 def onednn_applies(x: torch.Tensor) -> bool:
     """Whether oneDNN-specific calls may run on ``x``: float32 on a CPU with oneDNN, no
     autocast, and not being traced (a traced TorchScript model stays device-independent)."""
-    return (_ONEDNN and x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu") and not torch.jit.is_tracing())
+    return (
+        _ONEDNN
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.jit.is_tracing()
+    )
 
 
 def _uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (weight.dtype == torch.float32 and x.numel() // max(1, x.shape[-1]) >= _ONEDNN_MIN_ROWS
-            and onednn_applies(x))
+    return weight.dtype == torch.float32 and x.numel() // max(1, x.shape[-1]) >= _ONEDNN_MIN_ROWS and onednn_applies(x)
 
 
 def _onednn_dense(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     rows = x.numel() // x.shape[-1]
     out_features, in_features = weight.shape
     image = x.reshape(1, rows, 1, in_features).permute(0, 3, 1, 2)  # [1, in, rows, 1], channels_last
-    y = torch.mkldnn_convolution(image, weight.view(out_features, in_features, 1, 1), bias,
-                                 (0, 0), (1, 1), (1, 1), 1)
+    y = torch.mkldnn_convolution(image, weight.view(out_features, in_features, 1, 1), bias, (0, 0), (1, 1), (1, 1), 1)
     return y.permute(0, 2, 3, 1).reshape(x.shape[:-1] + (out_features,))
 
 
@@ -75,14 +78,27 @@ def _add(y: torch.Tensor, residual: Optional[torch.Tensor]) -> torch.Tensor:
     return y + residual if torch.is_grad_enabled() else y.add_(residual)
 
 
-def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride, padding, groups: int,
-           act: str = "none", residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+def conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    stride,
+    padding,
+    groups: int,
+    act: str = "none",
+    residual: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """``act(conv2d(x) [+ residual])``."""
     return activate(_add(F.conv2d(x, weight, bias, stride, padding, 1, groups), residual), act)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], act: str = "none",
-           residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    act: str = "none",
+    residual: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """``act(linear(x)) [+ residual]`` over the last axis of ``x``.
 
     Without an activation and with no autograd graph recorded, the product is
@@ -93,8 +109,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], 
     """
     if _uses_onednn(x, weight):
         return _add(activate(_onednn_dense(x, weight, bias), act), residual)
-    if (residual is not None and act == "none" and not torch.is_grad_enabled() and residual.is_contiguous()
-            and residual.shape == x.shape[:-1] + weight.shape[:1] and residual.dtype == x.dtype == weight.dtype):
+    if (
+        residual is not None
+        and act == "none"
+        and not torch.is_grad_enabled()
+        and residual.is_contiguous()
+        and residual.shape == x.shape[:-1] + weight.shape[:1]
+        and residual.dtype == x.dtype == weight.dtype
+    ):
         out = residual.view(-1, weight.shape[0])
         out.addmm_(x.reshape(-1, weight.shape[1]), weight.t())
         if bias is not None:

@@ -24,8 +24,9 @@ def bn_scale_shift(bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, t
     return scale, shift
 
 
-def fold_bn_after(weight: torch.Tensor, bias: Optional[torch.Tensor],
-                  bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+def fold_bn_after(
+    weight: torch.Tensor, bias: Optional[torch.Tensor], bn: nn.modules.batchnorm._BatchNorm
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of ``bn(layer(x))`` for a conv/linear ``layer`` (output channels first)."""
     scale, shift = bn_scale_shift(bn)
     w = weight.double() * scale.view((-1,) + (1,) * (weight.ndim - 1))
@@ -33,8 +34,9 @@ def fold_bn_after(weight: torch.Tensor, bias: Optional[torch.Tensor],
     return w.to(weight.dtype), b.to(weight.dtype)
 
 
-def fold_bn_before_linear(weight: torch.Tensor, bias: Optional[torch.Tensor],
-                          bn: nn.modules.batchnorm._BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+def fold_bn_before_linear(
+    weight: torch.Tensor, bias: Optional[torch.Tensor], bn: nn.modules.batchnorm._BatchNorm
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of ``linear(bn(x))`` (exact: a linear layer has no padding)."""
     scale, shift = bn_scale_shift(bn)
     w = weight.double()
@@ -64,13 +66,12 @@ def merge_parallel_convs(convs: Sequence[Union[nn.Conv1d, nn.Conv2d]]) -> Tuple[
         for k, conv in enumerate(convs):
             if any(size % 2 == 0 for size in conv.kernel_size):
                 raise ValueError("only odd kernels can be merged")
-            window = tuple(slice((m - size) // 2, (m - size) // 2 + size)
-                           for m, size in zip(kmax, conv.kernel_size))
+            window = tuple(slice((m - size) // 2, (m - size) // 2 + size) for m, size in zip(kmax, conv.kernel_size))
             src = slice(g * per_group, (g + 1) * per_group)
             start = (g * count + k) * per_group
             weight[(slice(start, start + per_group), slice(None)) + window] = conv.weight.detach()[src]
             if conv.bias is not None:
-                bias[start:start + per_group] = conv.bias.detach()[src]
+                bias[start : start + per_group] = conv.bias.detach()[src]
             perm.extend(range(k * channels + g * per_group, k * channels + (g + 1) * per_group))
     return weight, bias, perm
 
@@ -120,5 +121,5 @@ def merge_small_groups(weight: torch.Tensor, groups: int, min_inputs: int = 8) -
     merged = weight.new_zeros((out_channels, inputs * merge) + tuple(weight.shape[2:]))
     for o in range(out_channels):
         slot = (o // outputs) % merge
-        merged[o, slot * inputs:(slot + 1) * inputs] = weight[o]
+        merged[o, slot * inputs : (slot + 1) * inputs] = weight[o]
     return merged, groups // merge

@@ -18,8 +18,7 @@ from torch import nn
 from ..errors import RedimnetError
 
 # Names of the modules of the model being converted (id -> dotted path), for error messages.
-_NAMES: contextvars.ContextVar[Optional[Dict[int, str]]] = contextvars.ContextVar("inference_form_names",
-                                                                                   default=None)
+_NAMES: contextvars.ContextVar[Optional[Dict[int, str]]] = contextvars.ContextVar("inference_form_names", default=None)
 
 
 class InferenceFormError(RedimnetError):
@@ -57,21 +56,26 @@ def inference_form(module: nn.Module) -> nn.Module:
     owner = _defining_class(cls, "for_inference")
     if owner is None:
         raise InferenceFormError(
-            _describe(module), f"{cls.__module__}.{cls.__qualname__} has no inference form; give the class a "
-            "for_inference() method (see docs/performance.md, 'How to add a block')")
+            _describe(module),
+            f"{cls.__module__}.{cls.__qualname__} has no inference form; give the class a "
+            "for_inference() method (see docs/performance.md, 'How to add a block')",
+        )
     forward_owner = _defining_class(cls, "forward")
     if forward_owner is not None and forward_owner is not owner and issubclass(forward_owner, owner):
         raise InferenceFormError(
-            _describe(module), f"{cls.__qualname__} overrides forward() but inherits for_inference() from "
+            _describe(module),
+            f"{cls.__qualname__} overrides forward() but inherits for_inference() from "
             f"{owner.__qualname__}, whose form computes the base class's function; give "
-            f"{cls.__qualname__} its own for_inference()")
+            f"{cls.__qualname__} its own for_inference()",
+        )
     try:
         return vars(owner)["for_inference"](module)  # the method checked above
     except InferenceFormError:
         raise
     except Exception as error:  # any failure inside one block's conversion is reported with its name
-        raise InferenceFormError(_describe(module), f"building its inference form failed: "
-                                                    f"{type(error).__name__}: {error}") from error
+        raise InferenceFormError(
+            _describe(module), f"building its inference form failed: {type(error).__name__}: {error}"
+        ) from error
 
 
 def build_inference_form(model: nn.Module) -> nn.Module:

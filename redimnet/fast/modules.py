@@ -32,7 +32,6 @@ def activation_name(module: nn.Module) -> str:
     return "relu" if isinstance(module, nn.ReLU) else "gelu"
 
 
-
 class Linear(nn.Module):
     """``linear`` over the last axis with fixed (buffer) weights."""
 
@@ -89,8 +88,9 @@ class SwappedConv2d(nn.Module):
         self.groups = groups
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, weight: Optional[torch.Tensor] = None,
-                  bias: Optional[torch.Tensor] = None) -> "SwappedConv2d":
+    def from_conv(
+        cls, conv: nn.Conv2d, weight: Optional[torch.Tensor] = None, bias: Optional[torch.Tensor] = None
+    ) -> "SwappedConv2d":
         """From a plain ``Conv2d`` (optionally with replaced weight/bias)."""
         padding: Tuple[int, ...]
         if conv.padding == "same":
@@ -177,8 +177,13 @@ class SummedDepthwiseConv(nn.Module):
         out_channels, per_group = conv.weight.shape[:2]
         self.per_group = per_group
         depthwise = conv.weight.reshape(out_channels * per_group, 1, *conv.weight.shape[2:])
-        self.conv = SwappedConv2d(depthwise.transpose(2, 3), None, (conv.stride[1], conv.stride[0]),
-                                  (conv.padding[1], conv.padding[0]), out_channels * per_group)
+        self.conv = SwappedConv2d(
+            depthwise.transpose(2, 3),
+            None,
+            (conv.stride[1], conv.stride[0]),
+            (conv.padding[1], conv.padding[0]),
+            out_channels * per_group,
+        )
         self.bias: Optional[torch.Tensor]
         self.register_buffer("bias", conv.bias)
 

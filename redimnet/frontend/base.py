@@ -17,9 +17,18 @@ class LogMelFrontEnd(nn.Module):
     front end has nothing to train) and returned in the input's dtype.
     """
 
-    def __init__(self, n_mels: int, hop_length: int, *, preemphasis: bool, normalize_signal: bool,
-                 signal_eps: float, log_floor: float, spec_norm: Optional[str],
-                 spec_augment: Optional[SpecAugment]):
+    def __init__(
+        self,
+        n_mels: int,
+        hop_length: int,
+        *,
+        preemphasis: bool,
+        normalize_signal: bool,
+        signal_eps: float,
+        log_floor: float,
+        spec_norm: Optional[str],
+        spec_augment: Optional[SpecAugment],
+    ):
         super().__init__()
         self.n_mels = n_mels
         self.hop_length = hop_length

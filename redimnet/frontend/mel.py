@@ -34,25 +34,53 @@ class MelSpectrogramFrontEnd(LogMelFrontEnd):
     """Pre-emphasis -> |STFT|^2 (periodic Hamming window, centred, reflect padding)
     -> HTK mel filters -> ``log(x + 1e-6)`` -> per-bin mean removal over time."""
 
-    def __init__(self, n_mels: int = 72, hop_length: int = 160, *, sample_rate: int = 16000, n_fft: int = 512,
-                 win_length: int = 400, f_min: float = 20, f_max: float = 7600, preemphasis: bool = True,
-                 normalize_signal: bool = False, spec_norm="mn", spec_augment=None):
-        super().__init__(n_mels, hop_length, preemphasis=preemphasis, normalize_signal=normalize_signal,
-                         signal_eps=1e-6, log_floor=1e-6, spec_norm=spec_norm, spec_augment=spec_augment)
+    def __init__(
+        self,
+        n_mels: int = 72,
+        hop_length: int = 160,
+        *,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        win_length: int = 400,
+        f_min: float = 20,
+        f_max: float = 7600,
+        preemphasis: bool = True,
+        normalize_signal: bool = False,
+        spec_norm="mn",
+        spec_augment=None,
+    ):
+        super().__init__(
+            n_mels,
+            hop_length,
+            preemphasis=preemphasis,
+            normalize_signal=normalize_signal,
+            signal_eps=1e-6,
+            log_floor=1e-6,
+            spec_norm=spec_norm,
+            spec_augment=spec_augment,
+        )
         self.n_fft = n_fft
         self.win_length = win_length
         self.window: torch.Tensor
         self.register_buffer("window", torch.hamming_window(win_length, periodic=True, device="cpu"))
         self.mel_filters: torch.Tensor
-        self.register_buffer("mel_filters",
-                             htk_mel_filterbank(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate))
+        self.register_buffer("mel_filters", htk_mel_filterbank(n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate))
 
     def num_frames(self, num_samples: int) -> int:
         return num_samples // self.hop_length + 1
 
     def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(wave, self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-                          window=self.window, center=True, pad_mode="reflect", normalized=False,
-                          onesided=True, return_complex=True)
+        spec = torch.stft(
+            wave,
+            self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            normalized=False,
+            onesided=True,
+            return_complex=True,
+        )
         power = spec.abs().pow(2)
         return torch.matmul(power.transpose(1, 2), self.mel_filters).transpose(1, 2)

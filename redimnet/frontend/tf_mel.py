@@ -5,7 +5,6 @@ Frames are cut by a strided convolution with windowed cosine and sine kernels
 whole front end is plain convolutions and exports anywhere.
 """
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -45,11 +44,31 @@ class TFMelFrontEnd(LogMelFrontEnd):
     """Pre-emphasis -> DFT power (clipped to [eps, 1/eps]) -> mel filters (clipped)
     -> ``log(x + eps)`` -> per-bin mean removal over time."""
 
-    def __init__(self, n_mels: int = 72, hop_length: int = 160, *, sample_rate: int = 16000, n_fft: int = 512,
-                 win_length: int = 400, f_min: float = 20, f_max: float = 7600, preemphasis: bool = True,
-                 normalize_signal: bool = False, eps: float = 1e-8, spec_augment=None):
-        super().__init__(n_mels, hop_length, preemphasis=preemphasis, normalize_signal=normalize_signal,
-                         signal_eps=eps, log_floor=eps, spec_norm="mn", spec_augment=spec_augment)
+    def __init__(
+        self,
+        n_mels: int = 72,
+        hop_length: int = 160,
+        *,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        win_length: int = 400,
+        f_min: float = 20,
+        f_max: float = 7600,
+        preemphasis: bool = True,
+        normalize_signal: bool = False,
+        eps: float = 1e-8,
+        spec_augment=None,
+    ):
+        super().__init__(
+            n_mels,
+            hop_length,
+            preemphasis=preemphasis,
+            normalize_signal=normalize_signal,
+            signal_eps=eps,
+            log_floor=eps,
+            spec_norm="mn",
+            spec_augment=spec_augment,
+        )
         self.eps = eps
         self.win_length = win_length
         real, imag = dft_kernels(n_fft, win_length)

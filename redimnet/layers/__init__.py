@@ -14,7 +14,23 @@ from .time_context import TimeContextBlock
 from .transformer import TransformerLayer
 
 __all__ = [
-    "ASTP", "ChannelLayerNorm", "ChannelSqueeze", "ClassifierHead", "ConvNeXtBlock", "FrequencySE", "MHASTP",
-    "MQMHASTP", "ResNetBlock", "SpecAugment", "StageMixer", "TAP", "TSDP", "TSTP", "TimeContextBlock",
-    "TransformerLayer", "make_pooling", "to_1d", "to_2d",
+    "ASTP",
+    "ChannelLayerNorm",
+    "ChannelSqueeze",
+    "ClassifierHead",
+    "ConvNeXtBlock",
+    "FrequencySE",
+    "MHASTP",
+    "MQMHASTP",
+    "ResNetBlock",
+    "SpecAugment",
+    "StageMixer",
+    "TAP",
+    "TSDP",
+    "TSTP",
+    "TimeContextBlock",
+    "TransformerLayer",
+    "make_pooling",
+    "to_1d",
+    "to_2d",
 ]

@@ -16,8 +16,9 @@ class ChannelSqueeze(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, group_divisor: Optional[int], activation: str = "gelu"):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding="same",
-                              groups=grouped(out_channels, group_divisor))
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size=3, padding="same", groups=grouped(out_channels, group_divisor)
+        )
         self.norm = nn.BatchNorm2d(out_channels, eps=1e-6)
         self.act = nn.ReLU() if activation == "relu" else nn.GELU()
         self.pointwise = nn.Conv2d(out_channels, out_channels, 1)
@@ -32,8 +33,11 @@ class FastChannelSqueeze(nn.Module):
 
     def __init__(self, squeeze: ChannelSqueeze):
         super().__init__()
-        weight, bias = fold_bn_after(squeeze.conv.weight.detach(),
-                                     None if squeeze.conv.bias is None else squeeze.conv.bias.detach(), squeeze.norm)
+        weight, bias = fold_bn_after(
+            squeeze.conv.weight.detach(),
+            None if squeeze.conv.bias is None else squeeze.conv.bias.detach(),
+            squeeze.norm,
+        )
         conv = SwappedConv2d.from_conv(squeeze.conv, weight, bias)
         per_group = conv.weight.shape[1]
         one_output_per_group = conv.groups == conv.weight.shape[0]

@@ -22,15 +22,21 @@ class ConvNeXtBlock(nn.Module):
     convolutions (1 = truly depthwise, None = one group).
     """
 
-    def __init__(self, channels: int, dim: int = 2,
-                 kernel_sizes: Sequence[Union[int, tuple]] = ((3, 3),),
-                 group_divisor: Optional[int] = 1, activation: str = "gelu"):
+    def __init__(
+        self,
+        channels: int,
+        dim: int = 2,
+        kernel_sizes: Sequence[Union[int, tuple]] = ((3, 3),),
+        group_divisor: Optional[int] = 1,
+        activation: str = "gelu",
+    ):
         super().__init__()
         conv = _CONV[dim]
         self.dim = dim
         groups = grouped(channels, group_divisor)
         self.depthwise = nn.ModuleList(
-            conv(channels, channels, kernel_size=k, padding="same", groups=groups) for k in kernel_sizes)
+            conv(channels, channels, kernel_size=k, padding="same", groups=groups) for k in kernel_sizes
+        )
         self.norm = _BATCH_NORM[dim](channels * len(kernel_sizes))
         self.act = _ACTIVATION[activation]()
         self.pointwise = conv(channels * len(kernel_sizes), channels, kernel_size=1)

@@ -139,15 +139,15 @@ class MHASTP(nn.Module):
     ``per_channel=True``) and contributes its weighted mean and std.
     """
 
-    def __init__(self, in_dim: int, heads: int = MHASTP_HEADS, bottleneck: int = 64,
-                 per_channel: bool = False):
+    def __init__(self, in_dim: int, heads: int = MHASTP_HEADS, bottleneck: int = 64, per_channel: bool = False):
         super().__init__()
         if in_dim % heads:
             raise ValueError(f"MHASTP: {in_dim} channels cannot be split into {heads} heads")
         self.heads = heads
         chunk = in_dim // heads
         self.scorers = nn.ModuleList(
-            _AttentionScorer(chunk, bottleneck, chunk if per_channel else 1) for _ in range(heads))
+            _AttentionScorer(chunk, bottleneck, chunk if per_channel else 1) for _ in range(heads)
+        )
         self.out_dim = 2 * in_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -166,7 +166,8 @@ class MQMHASTP(nn.Module):
     def __init__(self, in_dim: int, queries: int = 2, heads: int = MQMHASTP_HEADS, bottleneck: int = 64):
         super().__init__()
         self.queries = nn.ModuleList(
-            MHASTP(in_dim, heads=heads, bottleneck=bottleneck, per_channel=True) for _ in range(queries))
+            MHASTP(in_dim, heads=heads, bottleneck=bottleneck, per_channel=True) for _ in range(queries)
+        )
         self.out_dim = 2 * in_dim * queries
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,7 +194,12 @@ def make_pooling(name: str, in_dim: int, global_context: bool = False, extra=())
     if name == "ASTP":
         return ASTP(in_dim, global_context=global_context)
     layers: Dict[str, Callable[[int], Pooling]] = {
-        "TAP": TAP, "TSDP": TSDP, "TSTP": TSTP, "MHASTP": MHASTP, "MQMHASTP": MQMHASTP}
+        "TAP": TAP,
+        "TSDP": TSDP,
+        "TSTP": TSTP,
+        "MHASTP": MHASTP,
+        "MQMHASTP": MQMHASTP,
+    }
     layers.update({key: _EXTRA_POOLINGS[key] for key in extra})
     if name not in layers:
         raise ValueError(f"pooling_func={name!r} is not supported; choose one of ASTP, {', '.join(layers)}")

@@ -19,8 +19,9 @@ class _GroupedConv(nn.Module):
 
     def __init__(self, channels: int, group_divisor: Optional[int]):
         super().__init__()
-        self.spatial = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False,
-                                 groups=grouped(channels, group_divisor))
+        self.spatial = nn.Conv2d(
+            channels, channels, kernel_size=3, padding=1, bias=False, groups=grouped(channels, group_divisor)
+        )
         self.pointwise = nn.Conv2d(channels, channels, 1) if group_divisor is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -36,8 +37,7 @@ class ResNetBlock(nn.Module):
     frequency-wise SE gate (``use_freq_se=True``).
     """
 
-    def __init__(self, channels: int, num_freq: int, group_divisor: Optional[int] = 1,
-                 use_freq_se: bool = False):
+    def __init__(self, channels: int, num_freq: int, group_divisor: Optional[int] = 1, use_freq_se: bool = False):
         super().__init__()
         self.conv1 = _GroupedConv(channels, group_divisor)
         self.bn1 = nn.BatchNorm2d(channels)
@@ -135,8 +135,9 @@ class FastResNet2d(nn.Module):
         on oneDNN's blocked layout (:mod:`redimnet.fast.blocked`); no autograd.  Returns a contiguous tensor."""
         y = torch.relu_(self.conv1.blocked(x.to_mkldnn()))
         # bn1 as oneDNN's batch norm with zero mean, unit variance and eps 0: y * scale + shift
-        y = torch.batch_norm(y, self.bn1_scale.flatten(), self.bn1_shift.flatten(), self.bn1_zeros,
-                             self.bn1_ones, False, 0.0, 0.0, False)
+        y = torch.batch_norm(
+            y, self.bn1_scale.flatten(), self.bn1_shift.flatten(), self.bn1_zeros, self.bn1_ones, False, 0.0, 0.0, False
+        )
         y = self.conv2.blocked(y).to_dense()
         if self.se is not None:
             y = self.se(y)

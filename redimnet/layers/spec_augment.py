@@ -14,8 +14,13 @@ class SpecAugment(nn.Module):
     The masking is repeated ``repeats`` times.  Only active in training mode.
     """
 
-    def __init__(self, freq_mask_width: Tuple[int, int] = (0, 8), time_mask_width: Tuple[int, int] = (0, 10),
-                 freq_start_bin: int = 0, repeats: int = 1):
+    def __init__(
+        self,
+        freq_mask_width: Tuple[int, int] = (0, 8),
+        time_mask_width: Tuple[int, int] = (0, 10),
+        freq_start_bin: int = 0,
+        repeats: int = 1,
+    ):
         super().__init__()
         self.freq_mask_width = tuple(freq_mask_width)
         self.time_mask_width = tuple(time_mask_width)

@@ -51,8 +51,7 @@ def _context_layers(kind: str, hidden: int) -> nn.Module:
     if kind == "conv":
         return nn.Sequential(*[ConvNeXtBlock(hidden, dim=1, kernel_sizes=(7, 15, 31)) for _ in range(4)])
     if kind == "att":
-        return nn.Sequential(ConvPositionEncoding(hidden),
-                             TransformerLayer(hidden, 2 * hidden, ATTENTION_HEADS))
+        return nn.Sequential(ConvPositionEncoding(hidden), TransformerLayer(hidden, 2 * hidden, ATTENTION_HEADS))
     if kind == "conv+att":
         convs = [ConvNeXtBlock(hidden, dim=1, kernel_sizes=(k,)) for k in (7, 19, 31, 59)]
         return nn.Sequential(*convs, TransformerLayer(hidden, hidden, ATTENTION_HEADS))

@@ -96,10 +96,12 @@ class FastTransformer(nn.Module):
         self.heads = att.heads
         dim = att.query.weight.shape[0]
         self.head_width = dim // self.heads
-        self.scale = self.head_width ** -0.5
+        self.scale = self.head_width**-0.5
         self.width = max(self.head_width, self.PADDED_WIDTH)
-        projections = [pad_heads(proj.weight.detach(), proj.bias.detach(), self.heads, self.width)
-                       for proj in (att.query, att.key, att.value)]
+        projections = [
+            pad_heads(proj.weight.detach(), proj.bias.detach(), self.heads, self.width)
+            for proj in (att.query, att.key, att.value)
+        ]
         self.qkv = Linear(torch.cat([w for w, _ in projections]), torch.cat([b for _, b in projections]))
         output = pad_heads(att.output.weight.detach().t(), None, self.heads, self.width)[0].t()
         self.output = Linear(output, att.output.bias)

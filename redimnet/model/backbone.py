@@ -60,14 +60,16 @@ class Backbone(nn.Module):
         self.stem = Stem(config.C)
         shapes = config.stage_shapes()
         self.stages = nn.ModuleList(
-            Stage(i, spec, c, f, config) for i, (spec, (c, f)) in enumerate(zip(config.stages_setup, shapes)))
+            Stage(i, spec, c, f, config) for i, (spec, (c, f)) in enumerate(zip(config.stages_setup, shapes))
+        )
         num_stages = len(config.stages_setup)
         # The original freezes the final mixture of a one-stage network.
         self.mixer = StageMixer(num_stages + 1, config.width, trainable=num_stages > 1)
         self.projection = Projection(config.width, config.out_channels) if config.out_channels else None
 
-    def forward(self, x: torch.Tensor, return_all_outputs: bool = False
-                ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
+    def forward(
+        self, x: torch.Tensor, return_all_outputs: bool = False
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
         outputs = [to_1d(self.stem(x))]
         for stage in self.stages:
             y = stage(outputs)

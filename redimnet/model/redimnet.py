@@ -86,9 +86,11 @@ class ReDimNet(WaveformEmbedder):
         self.pool_norm = nn.BatchNorm1d(self.pool.out_dim)
         self.embedding = nn.Linear(self.pool.out_dim, config.embed_dim)
         self.embedding_norm = nn.BatchNorm1d(config.embed_dim) if config.emb_bn else None
-        self.classifier = (ClassifierHead(config.embed_dim, config.num_classes, config.class_dropout,
-                                          config.head_activation)
-                           if config.num_classes is not None else None)
+        self.classifier = (
+            ClassifierHead(config.embed_dim, config.num_classes, config.class_dropout, config.head_activation)
+            if config.num_classes is not None
+            else None
+        )
 
     def forward_features(self, features: torch.Tensor):
         """The network after the front end: ``[N, F, frames]`` (or ``[N, 1, F, frames]``) in."""
@@ -128,8 +130,9 @@ class OptimizedReDimNet(WaveformEmbedder):
         self.frontend = model.frontend
         self.backbone = inference_form(model.backbone)
         self.pool = inference_form(model.pool)
-        weight, bias = fold_bn_before_linear(model.embedding.weight.detach(), model.embedding.bias.detach(),
-                                             model.pool_norm)
+        weight, bias = fold_bn_before_linear(
+            model.embedding.weight.detach(), model.embedding.bias.detach(), model.pool_norm
+        )
         if model.embedding_norm is not None:
             weight, bias = fold_bn_after(weight, bias, model.embedding_norm)
         self.embedding = Linear(weight, bias)

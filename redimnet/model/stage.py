@@ -51,9 +51,12 @@ class Stage(nn.Module):
         self.in_channels = in_channels
         self.mixer = StageMixer(index + 1, width)
         self.pool = nn.Conv2d(in_channels, expanded, kernel_size=(spec.stride, 1), stride=(spec.stride, 1))
-        self.blocks = nn.Sequential(*[
-            make_2d_block(config.block_2d_type, expanded, out_freq, config.group_divisor)
-            for _ in range(spec.num_blocks)])
+        self.blocks = nn.Sequential(
+            *[
+                make_2d_block(config.block_2d_type, expanded, out_freq, config.group_divisor)
+                for _ in range(spec.num_blocks)
+            ]
+        )
         self.squeeze: Optional[ChannelSqueeze]
         if spec.conv_exp != 1:
             # ReLU only when both block types ask for it, as in the original.

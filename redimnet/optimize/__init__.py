@@ -34,8 +34,14 @@ from ..fast import InferenceFormError, build_inference_form
 from ..model.redimnet import OptimizedReDimNet, WaveformEmbedder
 from .allocator import keep_freed_memory
 
-__all__ = ["OptimizationWarning", "OptimizeError", "OptimizedReDimNet", "keep_freed_memory",
-           "optimize_for_inference", "warn_not_optimized"]
+__all__ = [
+    "OptimizationWarning",
+    "OptimizeError",
+    "OptimizedReDimNet",
+    "keep_freed_memory",
+    "optimize_for_inference",
+    "warn_not_optimized",
+]
 
 
 class OptimizeError(RedimnetError):
@@ -48,9 +54,12 @@ class OptimizationWarning(RedimnetWarning):
 
 def warn_not_optimized(error: Exception, stacklevel: int = 2) -> None:
     """Warn that optimisation failed for ``error``'s reason and the plain model is used instead."""
-    warnings.warn(f"{error}; running the plain (unoptimised) model instead, which gives the same outputs "
-                  "more slowly (pass strict=True to make this an error)", OptimizationWarning,
-                  stacklevel=stacklevel + 1)
+    warnings.warn(
+        f"{error}; running the plain (unoptimised) model instead, which gives the same outputs "
+        "more slowly (pass strict=True to make this an error)",
+        OptimizationWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def optimize_for_inference(model: nn.Module, compile: bool = False, strict: bool = False) -> nn.Module:
@@ -85,8 +94,10 @@ def optimize_for_inference(model: nn.Module, compile: bool = False, strict: bool
             return plain.to(device)
         optimized.requires_grad_(False)
     else:
-        raise OptimizeError(f"optimize_for_inference expects a redimnet.ReDimNet (or another network of this "
-                            f"package), got {type(model).__name__}")
+        raise OptimizeError(
+            f"optimize_for_inference expects a redimnet.ReDimNet (or another network of this "
+            f"package), got {type(model).__name__}"
+        )
     optimized.eval()
     if compile:
         return cast(nn.Module, torch.compile(optimized, dynamic=True))

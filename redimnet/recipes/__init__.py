@@ -28,15 +28,17 @@ def _folder():
 
 def list_recipes() -> List[str]:
     """Names of the shipped recipes, sorted (``b0_lm``, ``b0_pretrain``, ...)."""
-    return sorted(entry.name[:-len(".yaml")] for entry in _folder().iterdir() if entry.name.endswith(".yaml"))
+    return sorted(entry.name[: -len(".yaml")] for entry in _folder().iterdir() if entry.name.endswith(".yaml"))
 
 
 def recipe_path(name: str) -> Path:
     """The file of the shipped recipe ``name`` (with or without ``.yaml``)."""
-    stem = name[:-len(".yaml")] if name.endswith(".yaml") else name
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
     if stem not in list_recipes():
-        raise RecipeError(f"no shipped recipe named {name!r}; the recipes are: {', '.join(list_recipes())} "
-                          "(or give the path of a YAML file)")
+        raise RecipeError(
+            f"no shipped recipe named {name!r}; the recipes are: {', '.join(list_recipes())} "
+            "(or give the path of a YAML file)"
+        )
     return Path(str(_folder().joinpath(f"{stem}.yaml")))
 
 
@@ -49,6 +51,8 @@ def resolve_config(name_or_path: Union[str, Path]) -> Path:
         raise RecipeError(f"config {path} is not a file")
     text = str(name_or_path)
     if "/" in text or "\\" in text or path.suffix not in ("", ".yaml"):
-        raise RecipeError(f"config {path} not found (give an existing YAML file, or a recipe name such as "
-                          f"{list_recipes()[0]!r}: see 'redimnet train --list-configs')")
+        raise RecipeError(
+            f"config {path} not found (give an existing YAML file, or a recipe name such as "
+            f"{list_recipes()[0]!r}: see 'redimnet train --list-configs')"
+        )
     return recipe_path(text)

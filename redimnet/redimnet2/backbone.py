@@ -77,8 +77,9 @@ def upsample_time(x: torch.Tensor, factor: int) -> torch.Tensor:
 class Stage2(nn.Module):
     """One ReDimNet2 stage; returns a list of one 1D map, or two with ``dual_agg`` (2D path, 1D path)."""
 
-    def __init__(self, spec: Stage2Spec, in_channels: int, in_freq: int, time_pool: int, num_inputs: int,
-                 config: ReDimNet2Config):
+    def __init__(
+        self, spec: Stage2Spec, in_channels: int, in_freq: int, time_pool: int, num_inputs: int, config: ReDimNet2Config
+    ):
         super().__init__()
         width = config.width
         out_channels, out_freq = in_channels * spec.freq_stride, in_freq // spec.freq_stride
@@ -87,15 +88,25 @@ class Stage2(nn.Module):
         self.time_pool = time_pool
         self.mixer = StageMixer(num_inputs, width, trainable=num_inputs > 1, full_placeholder=True)
         self.freq_encoding = FrequencyEncoding(in_channels, in_freq) if config.use_freq_pos_enc else None
-        self.pool = nn.Conv2d(in_channels, expanded, kernel_size=(spec.freq_stride, time_pool),
-                              stride=(spec.freq_stride, time_pool),
-                              groups=math.gcd(in_channels, expanded) if config.compress_tconvs else 1)
-        self.blocks = nn.Sequential(*[
-            make_2d_block(config.block_2d_type, expanded, out_freq, config.group_divisor, spec.kernel_sizes)
-            for _ in range(spec.num_blocks)])
+        self.pool = nn.Conv2d(
+            in_channels,
+            expanded,
+            kernel_size=(spec.freq_stride, time_pool),
+            stride=(spec.freq_stride, time_pool),
+            groups=math.gcd(in_channels, expanded) if config.compress_tconvs else 1,
+        )
+        self.blocks = nn.Sequential(
+            *[
+                make_2d_block(config.block_2d_type, expanded, out_freq, config.group_divisor, spec.kernel_sizes)
+                for _ in range(spec.num_blocks)
+            ]
+        )
         self.squeeze = ChannelProjection(expanded, out_channels) if spec.conv_exp != 1 else None
-        self.time_context = (TimeContextBlock(width, width // spec.att_block_red, config.block_1d_type)
-                             if spec.att_block_red is not None else None)
+        self.time_context = (
+            TimeContextBlock(width, width // spec.att_block_red, config.block_1d_type)
+            if spec.att_block_red is not None
+            else None
+        )
         self.dual = config.dual_agg and self.time_context is not None
         self.norm = nn.GroupNorm(config.C, width) if config.agg_gnorm else None
         self.norm_1d = nn.GroupNorm(config.C, width) if config.agg_gnorm and self.dual else None
@@ -196,10 +207,11 @@ class ReDimNet2Backbone(nn.Module):
         else:
             self.head = nn.Conv1d(config.width, config.out_channels, 1)
 
-    def forward(self, x: torch.Tensor, return_all_outputs: bool = False
-                ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
+    def forward(
+        self, x: torch.Tensor, return_all_outputs: bool = False
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
         frames = x.shape[-1]
-        x = x[..., :frames // self.time_stride * self.time_stride]
+        x = x[..., : frames // self.time_stride * self.time_stride]
         x = to_1d(self.stem(x))
         if self.stem_norm is not None:
             x = self.stem_norm(x)
@@ -245,7 +257,7 @@ class FastReDimNet2Backbone(nn.Module):
 
     def forward(self, features: torch.Tensor, outputs: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
         frames = features.shape[1]
-        features = features[:, :frames // self.time_stride * self.time_stride]
+        features = features[:, : frames // self.time_stride * self.time_stride]
         x = self.stem(features)
         if self.stem_norm is not None:
             x = self.stem_norm(x)

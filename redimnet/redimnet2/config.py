@@ -58,8 +58,14 @@ Number = Union[int, float]
 
 def _default_stages() -> list:
     # The official wrapper's default layout.
-    return [((1, 1), 2, 4, [(3, 3)], 24), ((2, 1), 3, 3, [(3, 3)], 24), ((1, 2), 4, 2, [(3, 3)], 24),
-            ((2, 1), 5, 1, [(3, 3)], 24), ((1, 2), 4, 1, [(3, 3)], 24), ((2, 1), 3, 1, [(3, 3)], 24)]
+    return [
+        ((1, 1), 2, 4, [(3, 3)], 24),
+        ((2, 1), 3, 3, [(3, 3)], 24),
+        ((1, 2), 4, 2, [(3, 3)], 24),
+        ((2, 1), 5, 1, [(3, 3)], 24),
+        ((1, 2), 4, 1, [(3, 3)], 24),
+        ((2, 1), 3, 1, [(3, 3)], 24),
+    ]
 
 
 def _default_spec_params() -> dict:
@@ -90,8 +96,13 @@ class Stage2Spec:
 
     def as_original(self) -> tuple:
         """The tuple form the official constructor takes."""
-        return ((self.freq_stride, self.time_stride), self.num_blocks, self.conv_exp,
-                [tuple(k) for k in self.kernel_sizes], self.att_block_red)
+        return (
+            (self.freq_stride, self.time_stride),
+            self.num_blocks,
+            self.conv_exp,
+            [tuple(k) for k in self.kernel_sizes],
+            self.att_block_red,
+        )
 
 
 @dataclass(frozen=True)
@@ -169,8 +180,7 @@ class ReDimNet2Config:
     def __post_init__(self):
         object.__setattr__(self, "stages_setup", _parse_stages(self.stages_setup))
         if not isinstance(self.spec_params, Mapping):
-            raise ValueError(
-                f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
+            raise ValueError(f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
         object.__setattr__(self, "spec_params", dict(self.spec_params))
         _validate(self)
 
@@ -183,8 +193,9 @@ class ReDimNet2Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in options if k not in known)
         if unknown:
-            raise ValueError(f"unknown ReDimNet2 option(s): {', '.join(unknown)}; "
-                             f"known options are: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown ReDimNet2 option(s): {', '.join(unknown)}; known options are: {', '.join(sorted(known))}"
+            )
         return cls(**dict(options))
 
     def to_dict(self) -> dict:
@@ -256,14 +267,17 @@ class ReDimNet2Config:
 # validation
 # ---------------------------------------------------------------------------
 
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _parse_stages(stages) -> Tuple[Stage2Spec, ...]:
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
-        raise ValueError("stages_setup must be a non-empty list of "
-                         "((freq_stride, time_stride), num_blocks, conv_exp, kernel_sizes, att_block_red) entries")
+        raise ValueError(
+            "stages_setup must be a non-empty list of "
+            "((freq_stride, time_stride), num_blocks, conv_exp, kernel_sizes, att_block_red) entries"
+        )
     parsed = []
     for index, stage in enumerate(stages):
         where = f"stages_setup[{index}]"
@@ -271,34 +285,46 @@ def _parse_stages(stages) -> Tuple[Stage2Spec, ...]:
             parsed.append(stage)
             continue
         if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 5:
-            raise ValueError(f"{where} must have 5 entries ((freq_stride, time_stride), num_blocks, "
-                             f"conv_exp, kernel_sizes, att_block_red), got {stage!r}")
+            raise ValueError(
+                f"{where} must have 5 entries ((freq_stride, time_stride), num_blocks, "
+                f"conv_exp, kernel_sizes, att_block_red), got {stage!r}"
+            )
         stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
-        if (isinstance(stride, (str, bytes)) or not isinstance(stride, Sequence) or len(stride) != 2
-                or not all(_is_int(s) and s > 0 for s in stride)):
-            raise ValueError(f"{where}: the stride must be a pair (freq_stride, time_stride) of positive "
-                             f"integers, got {stride!r}")
+        if (
+            isinstance(stride, (str, bytes))
+            or not isinstance(stride, Sequence)
+            or len(stride) != 2
+            or not all(_is_int(s) and s > 0 for s in stride)
+        ):
+            raise ValueError(
+                f"{where}: the stride must be a pair (freq_stride, time_stride) of positive integers, got {stride!r}"
+            )
         if not _is_int(num_blocks) or num_blocks < 0:
             raise ValueError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
         if not _is_number(conv_exp) or not math.isfinite(conv_exp) or conv_exp <= 0:
             raise ValueError(f"{where}: conv_exp must be a positive number, got {conv_exp!r}")
         _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
-        parsed.append(Stage2Spec(stride[0], stride[1], num_blocks, conv_exp, _parse_kernels(where, kernel_sizes),
-                                 att_red))
+        parsed.append(
+            Stage2Spec(stride[0], stride[1], num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red)
+        )
     return tuple(parsed)
 
 
 def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
-    if (isinstance(kernel_sizes, (str, bytes)) or not isinstance(kernel_sizes, Sequence)
-            or len(kernel_sizes) == 0):
+    if isinstance(kernel_sizes, (str, bytes)) or not isinstance(kernel_sizes, Sequence) or len(kernel_sizes) == 0:
         raise ValueError(f"{where}: kernel_sizes must be a non-empty list such as [(3, 3)], got {kernel_sizes!r}")
     out = []
     for kernel in kernel_sizes:
         kernel = (kernel, kernel) if _is_int(kernel) else kernel
-        if (isinstance(kernel, (str, bytes)) or not isinstance(kernel, Sequence) or len(kernel) != 2
-                or not all(_is_int(k) and k > 0 for k in kernel)):
-            raise ValueError(f"{where}: kernel_sizes entries must be positive integers or (freq, time) pairs, "
-                             f"got {kernel!r}")
+        if (
+            isinstance(kernel, (str, bytes))
+            or not isinstance(kernel, Sequence)
+            or len(kernel) != 2
+            or not all(_is_int(k) and k > 0 for k in kernel)
+        ):
+            raise ValueError(
+                f"{where}: kernel_sizes entries must be positive integers or (freq, time) pairs, got {kernel!r}"
+            )
         out.append(tuple(kernel))
     return tuple(out)
 
@@ -308,8 +334,10 @@ def _check_groups(divisor, channels: int, where: str):
         return
     groups = channels // divisor
     if groups < 1 or channels % groups != 0:
-        raise ValueError(f"group_divisor={divisor} does not fit {where} with {channels} channels: "
-                         "channels // group_divisor must be >= 1 and divide the channels")
+        raise ValueError(
+            f"group_divisor={divisor} does not fit {where} with {channels} channels: "
+            "channels // group_divisor must be >= 1 and divide the channels"
+        )
 
 
 def _validate_spec_params(config: ReDimNet2Config):
@@ -318,11 +346,15 @@ def _validate_spec_params(config: ReDimNet2Config):
     allowed = SPEC_PARAMS[frontend]
     for key in params:
         if key in ("n_mels", "hop_length") and key not in allowed:
-            raise ValueError(f"spec_params[{key!r}] is set by the model option "
-                             f"{'F' if key == 'n_mels' else 'hop_length'}; remove it from spec_params")
+            raise ValueError(
+                f"spec_params[{key!r}] is set by the model option "
+                f"{'F' if key == 'n_mels' else 'hop_length'}; remove it from spec_params"
+            )
         if key not in allowed:
-            raise ValueError(f"spec_params[{key!r}] is not an option of the {config.feat_type!r} front end; "
-                             f"known: {', '.join(sorted(allowed))}")
+            raise ValueError(
+                f"spec_params[{key!r}] is not an option of the {config.feat_type!r} front end; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
     for key in ("sample_rate", "n_fft", "win_length", "hop_length"):
         if key in params:
             _positive_int(f"spec_params[{key!r}]", params[key])
@@ -335,30 +367,40 @@ def _validate_spec_params(config: ReDimNet2Config):
     if frontend != "tf_spec":
         f_min, f_max = params.get("f_min", 20), params.get("f_max", 7600)
         if not 0 <= f_min < f_max <= params.get("sample_rate", 16000) / 2:
-            raise ValueError(f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, "
-                             f"got f_min={f_min}, f_max={f_max}")
+            raise ValueError(
+                f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}"
+            )
     for key in ("do_spec_aug", "norm_signal", "do_preemph"):
         if key in params:
             _flag(f"spec_params[{key!r}]", params[key])
     for key in ("freq_mask_width", "time_mask_width"):
         if key in params:
             width = params[key]
-            if (not isinstance(width, Sequence) or len(width) != 2 or not all(_is_int(w) for w in width)
-                    or not 0 <= width[0] < width[1]):
+            if (
+                not isinstance(width, Sequence)
+                or len(width) != 2
+                or not all(_is_int(w) for w in width)
+                or not 0 <= width[0] < width[1]
+            ):
                 raise ValueError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
     if "freq_start_bin" in params and (not _is_int(params["freq_start_bin"]) or params["freq_start_bin"] < 0):
         raise ValueError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
-    if "num_apply_spec_aug" in params and (not _is_int(params["num_apply_spec_aug"])
-                                           or params["num_apply_spec_aug"] < 0):
+    if "num_apply_spec_aug" in params and (
+        not _is_int(params["num_apply_spec_aug"]) or params["num_apply_spec_aug"] < 0
+    ):
         raise ValueError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
     if "spec_norm" in params and params["spec_norm"] not in SPEC_NORMS:
-        raise ValueError(f"spec_params['spec_norm']={params['spec_norm']!r} is not supported (the official "
-                         f"front end fails on it); choose one of {', '.join(map(repr, SPEC_NORMS))}")
+        raise ValueError(
+            f"spec_params['spec_norm']={params['spec_norm']!r} is not supported (the official "
+            f"front end fails on it); choose one of {', '.join(map(repr, SPEC_NORMS))}"
+        )
     if "eps" in params and (not isinstance(params["eps"], float) or not 0 < params["eps"] < 1):
         raise ValueError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
     if frontend == "tf_spec" and config.F != n_fft // 4:
-        raise ValueError(f"feat_type='tf_spec' gives n_fft // 4 = {n_fft // 4} frequency bins (spectrum bins "
-                         f"averaged in pairs), so F must be {n_fft // 4}, got F={config.F}")
+        raise ValueError(
+            f"feat_type='tf_spec' gives n_fft // 4 = {n_fft // 4} frequency bins (spectrum bins "
+            f"averaged in pairs), so F must be {n_fft // 4}, got F={config.F}"
+        )
 
 
 def _validate(config: ReDimNet2Config):
@@ -367,15 +409,21 @@ def _validate(config: ReDimNet2Config):
         if isinstance(value, str) and value in bad:
             raise ValueError(f"{name}={value!r} is not supported: {bad[value]}")
     if config.causal is False or config.causal in ("full", "only_1d"):
-        raise ValueError(f"causal={config.causal!r} is not supported: the official ReDimNet2 code runs only "
-                         "causal='none' (it has no causal blocks); use causal='none'")
+        raise ValueError(
+            f"causal={config.causal!r} is not supported: the official ReDimNet2 code runs only "
+            "causal='none' (it has no causal blocks); use causal='none'"
+        )
     _choice("causal", config.causal, ("none",))
     if config.spec_in_channels != 1:
-        raise ValueError(f"spec_in_channels={config.spec_in_channels!r} is not supported: every ReDimNet2 front "
-                         "end gives one input channel; use spec_in_channels=1")
+        raise ValueError(
+            f"spec_in_channels={config.spec_in_channels!r} is not supported: every ReDimNet2 front "
+            "end gives one input channel; use spec_in_channels=1"
+        )
     if config.fm_weigthing_type != "NC":
-        raise ValueError(f"fm_weigthing_type={config.fm_weigthing_type!r} is not supported: the official code "
-                         "runs only 'NC' (one weight per feature map and row); use 'NC'")
+        raise ValueError(
+            f"fm_weigthing_type={config.fm_weigthing_type!r} is not supported: the official code "
+            "runs only 'NC' (one weight per feature map and row); use 'NC'"
+        )
     _positive_int("F", config.F)
     _positive_int("C", config.C)
     _choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
@@ -390,8 +438,16 @@ def _validate(config: ReDimNet2Config):
     _positive_int("hop_length", config.hop_length)
     _choice("pooling_func", config.pooling_func, POOLING_FUNCS)
     _choice("feat_type", config.feat_type, FEAT_TYPES)
-    for name in ("compress_tconvs", "return_2d_output", "use_freq_pos_enc", "dual_agg", "agg_gnorm",
-                 "global_context_att", "emb_bn", "return_all_outputs"):
+    for name in (
+        "compress_tconvs",
+        "return_2d_output",
+        "use_freq_pos_enc",
+        "dual_agg",
+        "agg_gnorm",
+        "global_context_att",
+        "emb_bn",
+        "return_all_outputs",
+    ):
         _flag(name, getattr(config, name))
     for name in ("pad_right_samples", "before_pool_offset"):
         value = getattr(config, name)
@@ -404,8 +460,10 @@ def _validate(config: ReDimNet2Config):
     for index, stage in enumerate(config.stages_setup):
         where = f"stages_setup[{index}]"
         if f % stage.freq_stride != 0:
-            raise ValueError(f"{where}: freq_stride {stage.freq_stride} does not divide the {f} frequency bins "
-                             f"left at this stage (F={config.F}); change F or the strides")
+            raise ValueError(
+                f"{where}: freq_stride {stage.freq_stride} does not divide the {f} frequency bins "
+                f"left at this stage (F={config.F}); change F or the strides"
+            )
         c, f = c * stage.freq_stride, f // stage.freq_stride
         expanded = int(c * stage.conv_exp)
         if expanded < 1:
@@ -414,12 +472,14 @@ def _validate(config: ReDimNet2Config):
         if stage.att_block_red is not None:
             hidden = width // stage.att_block_red
             if hidden < 1:
-                raise ValueError(f"{where}: att_block_red={stage.att_block_red} leaves no hidden channels "
-                                 f"(C*F = {width})")
+                raise ValueError(
+                    f"{where}: att_block_red={stage.att_block_red} leaves no hidden channels (C*F = {width})"
+                )
             if config.block_1d_type in ("att", "conv+att") and hidden % ATTENTION_HEADS != 0:
                 raise ValueError(
                     f"{where}: att_block_red={stage.att_block_red} gives {hidden} hidden channels, which the "
-                    f"{ATTENTION_HEADS} attention heads of block_1d_type={config.block_1d_type!r} cannot split")
+                    f"{ATTENTION_HEADS} attention heads of block_1d_type={config.block_1d_type!r} cannot split"
+                )
     pooled = config.backbone_dim
     if config.pooling_func == "MHASTP" and pooled % MHASTP_HEADS != 0:
         raise ValueError(f"pooling_func='MHASTP' needs an even number of channels, got {pooled}")

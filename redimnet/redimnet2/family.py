@@ -11,10 +11,20 @@ from typing import Any, Mapping, Optional, Sequence
 FAMILIES = ("redimnet", "redimnet2")
 
 # Options only the ReDimNet2 constructor has.
-REDIMNET2_ONLY_OPTIONS = frozenset({
-    "causal", "spec_in_channels", "compress_tconvs", "return_2d_output", "use_freq_pos_enc",
-    "fm_weigthing_type", "dual_agg", "agg_gnorm", "pad_right_samples", "before_pool_offset",
-})
+REDIMNET2_ONLY_OPTIONS = frozenset(
+    {
+        "causal",
+        "spec_in_channels",
+        "compress_tconvs",
+        "return_2d_output",
+        "use_freq_pos_enc",
+        "fm_weigthing_type",
+        "dual_agg",
+        "agg_gnorm",
+        "pad_right_samples",
+        "before_pool_offset",
+    }
+)
 
 
 def _has_stride_pairs(stages: Any) -> bool:
@@ -47,10 +57,12 @@ def family_classes(family: str):
         from .config import ReDimNet2Config
         from .keymap import original_names as redimnet2_names
         from .model import ReDimNet2
+
         return ReDimNet2Config, ReDimNet2, redimnet2_names
     from ..config import ModelConfig
     from ..keymap import original_names
     from ..model import ReDimNet
+
     return ModelConfig, ReDimNet, original_names
 
 

@@ -22,11 +22,27 @@ class TFSpectrogramFrontEnd(LogMelFrontEnd):
     training) -> mean of bin pairs.  Output ``[N, n_fft // 4, frames]``.
     """
 
-    def __init__(self, hop_length: int = 160, *, n_fft: int = 512, win_length: int = 400,
-                 preemphasis: bool = True, normalize_signal: bool = False, eps: float = 1e-8,
-                 spec_augment=None):
-        super().__init__(n_fft // 4, hop_length, preemphasis=preemphasis, normalize_signal=normalize_signal,
-                         signal_eps=_SPECTROGRAM_SIGNAL_EPS, log_floor=eps, spec_norm="mn", spec_augment=None)
+    def __init__(
+        self,
+        hop_length: int = 160,
+        *,
+        n_fft: int = 512,
+        win_length: int = 400,
+        preemphasis: bool = True,
+        normalize_signal: bool = False,
+        eps: float = 1e-8,
+        spec_augment=None,
+    ):
+        super().__init__(
+            n_fft // 4,
+            hop_length,
+            preemphasis=preemphasis,
+            normalize_signal=normalize_signal,
+            signal_eps=_SPECTROGRAM_SIGNAL_EPS,
+            log_floor=eps,
+            spec_norm="mn",
+            spec_augment=None,
+        )
         # Masks are drawn on the full spectrum, before the bins are paired.
         self.bin_augment = spec_augment
         self.eps = eps
@@ -62,11 +78,19 @@ def make_frontend(config: ReDimNet2Config) -> LogMelFrontEnd:
     params = dict(config.spec_params)
     spec_augment = None
     if params.get("do_spec_aug", False):
-        spec_augment = SpecAugment(params.get("freq_mask_width", (0, 8)), params.get("time_mask_width", (0, 10)),
-                                   params.get("freq_start_bin", 0), repeats=params.get("num_apply_spec_aug", 1))
-    options = {"hop_length": params.get("hop_length", 160), "n_fft": params.get("n_fft", 512),
-               "win_length": params.get("win_length", 400), "preemphasis": params.get("do_preemph", True),
-               "normalize_signal": params.get("norm_signal", False)}
+        spec_augment = SpecAugment(
+            params.get("freq_mask_width", (0, 8)),
+            params.get("time_mask_width", (0, 10)),
+            params.get("freq_start_bin", 0),
+            repeats=params.get("num_apply_spec_aug", 1),
+        )
+    options = {
+        "hop_length": params.get("hop_length", 160),
+        "n_fft": params.get("n_fft", 512),
+        "win_length": params.get("win_length", 400),
+        "preemphasis": params.get("do_preemph", True),
+        "normalize_signal": params.get("norm_signal", False),
+    }
     if "eps" in params:
         options["eps"] = params["eps"]
     return TFSpectrogramFrontEnd(**options, spec_augment=spec_augment)

@@ -11,9 +11,11 @@ from typing import Dict, Iterable
 from ..keymap import _CONVNEXT, _FRONTEND, _HEAD, _POOLING, _RESNET, _apply, _time_context_key
 from .config import ReDimNet2Config
 
-_FRONTEND_TF_SPEC = {"preemphasis.kernel": "spectrogram.1.flipped_filter",
-                     "dft_real": "spectrogram.2.real_kernel_pt",
-                     "dft_imag": "spectrogram.2.image_kernel_pt"}
+_FRONTEND_TF_SPEC = {
+    "preemphasis.kernel": "spectrogram.1.flipped_filter",
+    "dft_real": "spectrogram.2.real_kernel_pt",
+    "dft_imag": "spectrogram.2.image_kernel_pt",
+}
 
 
 def _stage_layout(index: int, config: ReDimNet2Config) -> dict:
@@ -59,27 +61,27 @@ def _stage_key(index: int, rest: str, config: ReDimNet2Config) -> str:
 def original_key(key: str, config: ReDimNet2Config) -> str:
     """The official implementation's name for our ``state_dict`` key ``key``."""
     if key.startswith("frontend."):
-        rest = key[len("frontend."):]
+        rest = key[len("frontend.") :]
         if rest.startswith("spec_norm."):
             return "spec." + rest
         if config.frontend == "tf_spec":
             return "spec." + _FRONTEND_TF_SPEC[rest]
         return "spec." + _FRONTEND[config.frontend][rest]
     if key.startswith("backbone."):
-        rest = key[len("backbone."):]
+        rest = key[len("backbone.") :]
         match = re.match(r"stages\.(\d+)\.(.*)", rest)
         if match:
             return "backbone." + _stage_key(int(match.group(1)), match.group(2), config)
         if rest.startswith("stem."):
             return "backbone.stem." + _apply([(r"^stem\.conv\.", "0."), (r"^stem\.norm\.", "1.")], rest)
         if rest.startswith("stem_norm."):
-            return "backbone.stem_gnorm." + rest[len("stem_norm."):]
+            return "backbone.stem_gnorm." + rest[len("stem_norm.") :]
         if rest.startswith("mixer."):
-            return "backbone.fin_wght1d." + rest[len("mixer."):].replace("logits", "w")
+            return "backbone.fin_wght1d." + rest[len("mixer.") :].replace("logits", "w")
         if rest.startswith("head."):
             return "backbone." + rest
     if key.startswith("pool."):
-        return "pool." + _apply(_POOLING.get(config.pooling_func, []), key[len("pool."):])
+        return "pool." + _apply(_POOLING.get(config.pooling_func, []), key[len("pool.") :])
     renamed = _apply(_HEAD, key)
     if renamed != key:
         return renamed

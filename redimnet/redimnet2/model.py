@@ -52,8 +52,7 @@ class ReDimNet2(WaveformEmbedder):
         self.config = config
         self.frontend = make_frontend(config)
         self.backbone = ReDimNet2Backbone(config)
-        self.pool = make_pooling(config.pooling_func, config.backbone_dim, config.global_context_att,
-                                 extra=("TMAP",))
+        self.pool = make_pooling(config.pooling_func, config.backbone_dim, config.global_context_att, extra=("TMAP",))
         self.pool_norm = nn.BatchNorm1d(self.pool.out_dim)
         self.embedding = nn.Linear(self.pool.out_dim, config.embed_dim)
         self.embedding_norm = nn.BatchNorm1d(config.embed_dim) if config.emb_bn else None
@@ -74,7 +73,7 @@ class ReDimNet2(WaveformEmbedder):
         if out.ndim == 4:
             out = out.reshape(out.shape[0], -1, out.shape[-1])
         if self.config.before_pool_offset:
-            out = out[:, :, self.config.before_pool_offset:]
+            out = out[:, :, self.config.before_pool_offset :]
         x = self.embedding(self.pool_norm(self.pool(out)))
         if self.embedding_norm is not None:
             x = self.embedding_norm(x)
@@ -108,8 +107,9 @@ class OptimizedReDimNet2(WaveformEmbedder):
         self.frontend = model.frontend
         self.backbone = inference_form(model.backbone)
         self.pool = inference_form(model.pool)
-        weight, bias = fold_bn_before_linear(model.embedding.weight.detach(), model.embedding.bias.detach(),
-                                             model.pool_norm)
+        weight, bias = fold_bn_before_linear(
+            model.embedding.weight.detach(), model.embedding.bias.detach(), model.pool_norm
+        )
         if model.embedding_norm is not None:
             weight, bias = fold_bn_after(weight, bias, model.embedding_norm)
         self.embedding = Linear(weight, bias)
@@ -127,7 +127,7 @@ class OptimizedReDimNet2(WaveformEmbedder):
         outputs: Optional[List[torch.Tensor]] = [] if self.return_all_outputs else None
         x = self.backbone(features.transpose(1, 2), outputs)
         if self.before_pool_offset:
-            x = x[:, self.before_pool_offset:]
+            x = x[:, self.before_pool_offset :]
         x = self.embedding(self.pool(x))
         if outputs is not None:
             return x, [y.transpose(1, 2) for y in outputs]

@@ -16,9 +16,21 @@ LICENSE = "MIT"  # the repository's README: the code and the released weights
 
 # Shared by every release configuration.
 COMMON = dict(
-    F=72, causal="none", block_1d_type="conv+att", block_2d_type="basic_resnet", compress_tconvs=True,
-    emb_bn=False, embed_dim=192, feat_type="tf", fm_weigthing_type="NC", global_context_att=True,
-    group_divisor=1, hop_length=160, pooling_func="ASTP", return_2d_output=True, spec_in_channels=1,
+    F=72,
+    causal="none",
+    block_1d_type="conv+att",
+    block_2d_type="basic_resnet",
+    compress_tconvs=True,
+    emb_bn=False,
+    embed_dim=192,
+    feat_type="tf",
+    fm_weigthing_type="NC",
+    global_context_att=True,
+    group_divisor=1,
+    hop_length=160,
+    pooling_func="ASTP",
+    return_2d_output=True,
+    spec_in_channels=1,
     spec_params={"do_preemph": True, "do_spec_aug": False, "norm_signal": True},
 )
 
@@ -34,21 +46,59 @@ def _stages(*rows, kernels=((3, 3),)):
 
 
 OPTIONS: Dict[str, dict] = {
-    "b0": dict(C=12, out_channels=64, stages_setup=_stages(
-        (1, 1, 2, 2, 36), (2, 1, 3, 1, 36), (1, 2, 4, 1, 36), (2, 1, 5, 1, 36), (1, 2, 4, 1, 18), (2, 1, 3, 1, 18))),
-    "b1": dict(C=16, out_channels=None, stages_setup=_stages(
-        (1, 1, 2, 2, 32), (2, 1, 3, 1, 32), (1, 2, 4, 1, 32), (2, 1, 5, 1, 32), (1, 2, 4, 1, 16), (2, 1, 3, 1, 16))),
-    "b2": dict(C=20, out_channels=None, stages_setup=_stages(
-        (1, 1, 2, 2, 40, (3, 5)), (2, 1, 3, 1, 30, (3, 5)), (1, 2, 4, 1, 30, (3, 5)), (3, 1, 5, 1, 20, (3, 5)),
-        (1, 2, 4, 1, 20, (3, 7)), (2, 1, 3, 1, 10, (3, 7)))),
+    "b0": dict(
+        C=12,
+        out_channels=64,
+        stages_setup=_stages(
+            (1, 1, 2, 2, 36), (2, 1, 3, 1, 36), (1, 2, 4, 1, 36), (2, 1, 5, 1, 36), (1, 2, 4, 1, 18), (2, 1, 3, 1, 18)
+        ),
+    ),
+    "b1": dict(
+        C=16,
+        out_channels=None,
+        stages_setup=_stages(
+            (1, 1, 2, 2, 32), (2, 1, 3, 1, 32), (1, 2, 4, 1, 32), (2, 1, 5, 1, 32), (1, 2, 4, 1, 16), (2, 1, 3, 1, 16)
+        ),
+    ),
+    "b2": dict(
+        C=20,
+        out_channels=None,
+        stages_setup=_stages(
+            (1, 1, 2, 2, 40, (3, 5)),
+            (2, 1, 3, 1, 30, (3, 5)),
+            (1, 2, 4, 1, 30, (3, 5)),
+            (3, 1, 5, 1, 20, (3, 5)),
+            (1, 2, 4, 1, 20, (3, 7)),
+            (2, 1, 3, 1, 10, (3, 7)),
+        ),
+    ),
     "b3": dict(C=24),  # the class's default stages
-    "b4": dict(C=32, out_channels=None, stages_setup=_stages(
-        (1, 1, 2, 4, 24), (2, 1, 3, 3, 24), (1, 2, 4, 2, 24), (2, 1, 5, 1, 24), (1, 2, 4, 1, 24), (2, 1, 3, 1, 24))),
-    "b5": dict(C=48, out_channels=256, stages_setup=_stages(
-        (1, 1, 2, 4, 48), (2, 1, 3, 3, 48), (1, 2, 4, 2, 48), (2, 1, 5, 1, 48), (1, 2, 4, 1, 32), (2, 1, 3, 1, 32))),
-    "b6": dict(C=64, out_channels=224, stages_setup=_stages(
-        (1, 1, 3, 3, 64), (2, 1, 4, 2, 64), (1, 2, 5, 2, 48), (2, 1, 5, 1, 48), (1, 2, 4, 0.75, 32),
-        (2, 1, 3, 0.5, 24))),
+    "b4": dict(
+        C=32,
+        out_channels=None,
+        stages_setup=_stages(
+            (1, 1, 2, 4, 24), (2, 1, 3, 3, 24), (1, 2, 4, 2, 24), (2, 1, 5, 1, 24), (1, 2, 4, 1, 24), (2, 1, 3, 1, 24)
+        ),
+    ),
+    "b5": dict(
+        C=48,
+        out_channels=256,
+        stages_setup=_stages(
+            (1, 1, 2, 4, 48), (2, 1, 3, 3, 48), (1, 2, 4, 2, 48), (2, 1, 5, 1, 48), (1, 2, 4, 1, 32), (2, 1, 3, 1, 32)
+        ),
+    ),
+    "b6": dict(
+        C=64,
+        out_channels=224,
+        stages_setup=_stages(
+            (1, 1, 3, 3, 64),
+            (2, 1, 4, 2, 64),
+            (1, 2, 5, 2, 48),
+            (2, 1, 5, 1, 48),
+            (1, 2, 4, 0.75, 32),
+            (2, 1, 3, 0.5, 24),
+        ),
+    ),
 }
 # The VoxBlink2 + VoxCeleb2 B6 release adds group norms to the aggregation.
 OPTIONS["b6_vb2"] = dict(OPTIONS["b6"], agg_gnorm=True, dual_agg=False)
@@ -82,7 +132,8 @@ VB2_EXTRA_EER = {"Vox1-B": 0.95, "SITW eval-core": 0.66, "VOICES eval": 2.59, "C
 # Published weight files: (model, dataset, train_type, preset whose configuration the file holds).
 RELEASES = tuple(
     [(name, "vox2", train, name) for name in ("b0", "b1", "b2", "b3", "b4", "b5", "b6") for train in ("lm", "ptn")]
-    + [("b6", "vb2+vox2_v0", "lm", "b6_vb2"), ("b6", "vb2+vox2_v0", "ptn", "b6_vb2")])
+    + [("b6", "vb2+vox2_v0", "lm", "b6_vb2"), ("b6", "vb2+vox2_v0", "ptn", "b6_vb2")]
+)
 
 
 def options(name: str) -> dict:

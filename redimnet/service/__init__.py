@@ -16,5 +16,13 @@ from .batcher import Batcher
 from .errors import ServiceError
 from .storage import SpeakerStore
 
-__all__ = ["Batcher", "Service", "ServiceError", "ServiceSettings", "SpeakerStore", "TOKEN_ENV", "create_app",
-           "load_token"]
+__all__ = [
+    "Batcher",
+    "Service",
+    "ServiceError",
+    "ServiceSettings",
+    "SpeakerStore",
+    "TOKEN_ENV",
+    "create_app",
+    "load_token",
+]

@@ -125,8 +125,9 @@ class Service:
     # --- audio -------------------------------------------------------------------------------------
     def decode(self, upload: Upload) -> np.ndarray:
         """The upload as a 16 kHz waveform, checked as the command line checks files (:class:`AudioError`)."""
-        wave = decode_audio_bytes(upload.data, _where(upload), channel=self.embedder.channel,
-                                  max_seconds=self.settings.max_audio_seconds)
+        wave = decode_audio_bytes(
+            upload.data, _where(upload), channel=self.embedder.channel, max_seconds=self.settings.max_audio_seconds
+        )
         return trim_silence(wave) if self.embedder.trim_silence else wave
 
     async def embed(self, uploads: List[Upload]) -> List[Embedded]:
@@ -191,8 +192,9 @@ def _service(request: Request) -> Service:
 
 async def _form(request: Request) -> Form:
     service = _service(request)
-    return await read_form(request.headers, request.stream(), service.settings.max_upload_bytes,
-                           max_parts=service.settings.max_files + 8)
+    return await read_form(
+        request.headers, request.stream(), service.settings.max_upload_bytes, max_parts=service.settings.max_files + 8
+    )
 
 
 def _speaker_name(text: Optional[str], where: str = "speaker") -> str:
@@ -258,31 +260,51 @@ async def info(request: Request) -> Response:
         db = service.db()
         speakers = db.speakers()
         model = db.built_with()
-        return {"file": settings.db.name, "speakers": len(speakers),
-                "recordings": int(sum(s.utterances for s in speakers)), "model_fingerprint": model}
+        return {
+            "file": settings.db.name,
+            "speakers": len(speakers),
+            "recordings": int(sum(s.utterances for s in speakers)),
+            "model_fingerprint": model,
+        }
 
     embedder, scoring = service.embedder, service.scoring
     calibrated = scoring is not None and scoring.calibration is not None
-    return JSONResponse({
-        "version": __version__,
-        "model": {"name": settings.model_name, "fingerprint": service.fingerprint,
-                  "embedding_dim": int(embedder.embed_dim),
-                  "parameters": int(sum(p.numel() for p in embedder.model.parameters())),
-                  "sample_rate": TARGET_SAMPLE_RATE,
-                  "min_seconds": round(embedder.min_samples / TARGET_SAMPLE_RATE, 4),
-                  "window_seconds": embedder.max_samples / TARGET_SAMPLE_RATE,
-                  "optimized": bool(embedder.optimized)},
-        "database": await run_in_threadpool(database),
-        "scoring": {"name": service.scoring_name, "calibrated": calibrated,
-                    "prior": scoring.prior if scoring is not None and calibrated else None,
-                    "far": scoring.far if scoring is not None and calibrated else None},
-        "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_audio_seconds": settings.max_audio_seconds,
-                   "max_files": settings.max_files, "max_top": MAX_TOP},
-        "batching": {"max_batch": settings.max_batch, "max_wait_ms": settings.max_wait * 1000,
-                     "batches": service.batcher.stats.batches, "waveforms": service.batcher.stats.waveforms,
-                     "largest_batch": service.batcher.stats.largest},
-        "writes_enabled": settings.token is not None,
-    })
+    return JSONResponse(
+        {
+            "version": __version__,
+            "model": {
+                "name": settings.model_name,
+                "fingerprint": service.fingerprint,
+                "embedding_dim": int(embedder.embed_dim),
+                "parameters": int(sum(p.numel() for p in embedder.model.parameters())),
+                "sample_rate": TARGET_SAMPLE_RATE,
+                "min_seconds": round(embedder.min_samples / TARGET_SAMPLE_RATE, 4),
+                "window_seconds": embedder.max_samples / TARGET_SAMPLE_RATE,
+                "optimized": bool(embedder.optimized),
+            },
+            "database": await run_in_threadpool(database),
+            "scoring": {
+                "name": service.scoring_name,
+                "calibrated": calibrated,
+                "prior": scoring.prior if scoring is not None and calibrated else None,
+                "far": scoring.far if scoring is not None and calibrated else None,
+            },
+            "limits": {
+                "max_upload_bytes": settings.max_upload_bytes,
+                "max_audio_seconds": settings.max_audio_seconds,
+                "max_files": settings.max_files,
+                "max_top": MAX_TOP,
+            },
+            "batching": {
+                "max_batch": settings.max_batch,
+                "max_wait_ms": settings.max_wait * 1000,
+                "batches": service.batcher.stats.batches,
+                "waveforms": service.batcher.stats.waveforms,
+                "largest_batch": service.batcher.stats.largest,
+            },
+            "writes_enabled": settings.token is not None,
+        }
+    )
 
 
 async def embed(request: Request) -> Response:
@@ -290,8 +312,14 @@ async def embed(request: Request) -> Response:
     service = _service(request)
     form = await _form(request)
     [embedded] = await service.embed([single_upload(form, "audio")])
-    return JSONResponse({"embedding": [float(x) for x in embedded.vector], "dim": int(embedded.vector.shape[0]),
-                         "seconds": embedded.seconds, "model_fingerprint": service.fingerprint})
+    return JSONResponse(
+        {
+            "embedding": [float(x) for x in embedded.vector],
+            "dim": int(embedded.vector.shape[0]),
+            "seconds": embedded.seconds,
+            "model_fingerprint": service.fingerprint,
+        }
+    )
 
 
 async def verify(request: Request) -> Response:
@@ -302,8 +330,9 @@ async def verify(request: Request) -> Response:
     second = optional_upload(form, "audio2")
     speaker = form.fields.get("speaker")
     if (second is None) == (speaker is None):
-        raise ServiceError(400, "bad_form", "send either a second recording as 'audio2' or an enrolled "
-                                            "speaker's name as 'speaker'")
+        raise ServiceError(
+            400, "bad_form", "send either a second recording as 'audio2' or an enrolled speaker's name as 'speaker'"
+        )
     if second is not None:
         one, two = await service.embed([first, second])
         a, b = one.vector, two.vector
@@ -382,18 +411,28 @@ async def diarize(request: Request) -> Response:
     max_speakers = _count(form.fields.get("max_speakers"), "max_speakers")
     wave = await run_in_threadpool(service.decode, upload)
     result = await run_in_threadpool(service.diarize, wave, num_speakers, max_speakers)
-    return JSONResponse({
-        "duration": round(len(wave) / TARGET_SAMPLE_RATE, 3), "speakers": result.speakers,
-        "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "speaker": s.label} for s in result],
-        "names": result.names})
+    return JSONResponse(
+        {
+            "duration": round(len(wave) / TARGET_SAMPLE_RATE, 3),
+            "speakers": result.speakers,
+            "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "speaker": s.label} for s in result],
+            "names": result.names,
+        }
+    )
 
 
 async def list_speakers(request: Request) -> Response:
     """Enrolled speakers, by name."""
     service = _service(request)
     speakers = await run_in_threadpool(lambda: service.db().speakers())
-    return JSONResponse({"speakers": [{"speaker": s.name, "recordings": s.utterances, "created": _utc(s.created),
-                                       "updated": _utc(s.updated)} for s in speakers]})
+    return JSONResponse(
+        {
+            "speakers": [
+                {"speaker": s.name, "recordings": s.utterances, "created": _utc(s.created), "updated": _utc(s.updated)}
+                for s in speakers
+            ]
+        }
+    )
 
 
 async def enroll(request: Request) -> Response:
@@ -406,14 +445,14 @@ async def enroll(request: Request) -> Response:
     if not uploads:
         raise ServiceError(400, "missing_file", "no file in form field 'audio' (e.g. curl -F audio=@file.wav)")
     if len(uploads) > service.settings.max_files:
-        raise ServiceError(400, "too_many_files", f"at most {service.settings.max_files} recordings per enrolment, "
-                                                  f"got {len(uploads)}")
+        raise ServiceError(
+            400, "too_many_files", f"at most {service.settings.max_files} recordings per enrolment, got {len(uploads)}"
+        )
     embeddings = await service.embed(uploads)
     ids = [f"upload:{printable(u.filename or 'audio')[:200]}" for u in uploads]
 
     def store():
-        return service.db().enroll(name, np.stack([e.vector for e in embeddings]), ids,
-                                   fingerprint=service.fingerprint)
+        return service.db().enroll(name, np.stack([e.vector for e in embeddings]), ids, fingerprint=service.fingerprint)
 
     total = await run_in_threadpool(store)
     return JSONResponse({"speaker": name, "added": len(uploads), "recordings": int(total)})
@@ -440,13 +479,17 @@ async def openapi(request: Request) -> Response:
 
 
 # --- the page ----------------------------------------------------------------------------------------------
-_STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
-           "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
-           "/static/style.css": ("style.css", "text/css; charset=utf-8")}
+_STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/style.css": ("style.css", "text/css; charset=utf-8"),
+}
 
-_PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-                "frame-ancestors 'none'; form-action 'self'")
+_PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
 
 
 def _static(path: str):
@@ -502,9 +545,12 @@ class _SecurityHeaders:
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-                            (b"x-frame-options", b"DENY"),
-                            (b"content-security-policy", _PAGE_POLICY.encode())]
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", _PAGE_POLICY.encode()),
+                ]
                 message = dict(message, headers=headers)
             await send(message)
 
@@ -538,8 +584,12 @@ def create_app(service: Service) -> Starlette:
 
     routes = [Route(path, handler, methods=methods) for path, handler, methods in ROUTES]
     routes += [Route(path, _static(path), methods=["GET"]) for path in _STATIC]
-    handlers: Dict[Any, Any] = {ServiceError: _service_error, RedimnetError: _redimnet_error,
-                                HTTPException: _http_error, Exception: _unexpected}
+    handlers: Dict[Any, Any] = {
+        ServiceError: _service_error,
+        RedimnetError: _redimnet_error,
+        HTTPException: _http_error,
+        Exception: _unexpected,
+    }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.service = service
     app.add_middleware(_SecurityHeaders)

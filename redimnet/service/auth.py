@@ -39,17 +39,20 @@ def load_token(token_file: Optional[str] = None, env: str = TOKEN_ENV) -> Option
         try:
             text = Path(token_file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
-            raise InvalidArgumentError(f"cannot read the token file {token_file}: "
-                                       f"{getattr(error, 'strerror', None) or error}") from None
+            raise InvalidArgumentError(
+                f"cannot read the token file {token_file}: {getattr(error, 'strerror', None) or error}"
+            ) from None
         token, source = (text.splitlines() or [""])[0].strip(), f"token file {token_file}"
     else:
         token, source = os.environ.get(env, "").strip(), f"${env}"
         if not token:
             return None
     if len(token) < MIN_TOKEN_LENGTH:
-        raise InvalidArgumentError(f"the token in {source} is {len(token)} characters long; use at least "
-                                   f"{MIN_TOKEN_LENGTH} random characters (e.g. python -c \"import secrets; "
-                                   "print(secrets.token_urlsafe(32))\")")
+        raise InvalidArgumentError(
+            f"the token in {source} is {len(token)} characters long; use at least "
+            f'{MIN_TOKEN_LENGTH} random characters (e.g. python -c "import secrets; '
+            'print(secrets.token_urlsafe(32))")'
+        )
     if any(c.isspace() or not c.isprintable() for c in token):
         raise InvalidArgumentError(f"the token in {source} contains white space or control characters")
     return token
@@ -68,9 +71,12 @@ def is_loopback(host: str) -> bool:
 def check_bearer(header: Optional[str], token: Optional[str]) -> None:
     """Raise a 401/403 :class:`ServiceError` unless ``header`` is ``Bearer <token>`` (constant-time compare)."""
     if token is None:
-        raise ServiceError(403, "writes_disabled",
-                           "this service was started without a token, so enrolling and deleting are disabled; "
-                           f"start it with ${TOKEN_ENV} or --token-file")
+        raise ServiceError(
+            403,
+            "writes_disabled",
+            "this service was started without a token, so enrolling and deleting are disabled; "
+            f"start it with ${TOKEN_ENV} or --token-file",
+        )
     scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise ServiceError(401, "unauthorized", "this endpoint needs the header 'Authorization: Bearer <token>'")

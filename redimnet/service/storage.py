@@ -23,8 +23,9 @@ __all__ = ["SpeakerStore"]
 class SpeakerStore(Protocol):
     """Speaker storage as the service uses it (the methods of :class:`redimnet.speaker_db.SpeakerDatabase`)."""
 
-    def enroll(self, name: str, embeddings: np.ndarray, utterances: Sequence[str],
-               fingerprint: Optional[str] = None) -> int:
+    def enroll(
+        self, name: str, embeddings: np.ndarray, utterances: Sequence[str], fingerprint: Optional[str] = None
+    ) -> int:
         """Add ``[N, D]`` embeddings to ``name`` in one transaction; returns the speaker's recording count."""
 
     def remove(self, name: str) -> int:
@@ -39,8 +40,9 @@ class SpeakerStore(Protocol):
     def speaker_model(self, name: str) -> np.ndarray:
         """The mean of a speaker's normalised embeddings."""
 
-    def identify(self, embedding: np.ndarray, top: int = 5,
-                 fingerprint: Optional[str] = None) -> List[Tuple[str, float]]:
+    def identify(
+        self, embedding: np.ndarray, top: int = 5, fingerprint: Optional[str] = None
+    ) -> List[Tuple[str, float]]:
         """The ``top`` closest speakers by cosine, best first (refuses another model's fingerprint)."""
 
     def built_with(self) -> Optional[str]:

@@ -41,8 +41,12 @@ class Form:
 
 
 def _too_large(max_bytes: int) -> ServiceError:
-    return ServiceError(413, "too_large", f"the request is larger than the service accepts "
-                                          f"({max_bytes / 1e6:g} MB); send a shorter or more compressed recording")
+    return ServiceError(
+        413,
+        "too_large",
+        f"the request is larger than the service accepts "
+        f"({max_bytes / 1e6:g} MB); send a shorter or more compressed recording",
+    )
 
 
 class _Collector:
@@ -59,9 +63,15 @@ class _Collector:
         self.ended = False
 
     def callbacks(self) -> dict:
-        return {"on_part_begin": self.part_begin, "on_part_data": self.part_data, "on_part_end": self.part_end,
-                "on_header_field": self.header_field, "on_header_value": self.header_value,
-                "on_header_end": self.header_end, "on_end": self.end}
+        return {
+            "on_part_begin": self.part_begin,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+            "on_header_field": self.header_field,
+            "on_header_value": self.header_value,
+            "on_header_end": self.header_end,
+            "on_end": self.end,
+        }
 
     def end(self) -> None:
         self.ended = True
@@ -117,8 +127,9 @@ async def read_form(headers, stream: AsyncIterator[bytes], max_bytes: int, max_p
 
     content_type, options = parse_options_header(headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or not options.get(b"boundary"):
-        raise ServiceError(415, "unsupported_media_type",
-                           "send the recording as multipart/form-data (e.g. curl -F audio=@file.wav)")
+        raise ServiceError(
+            415, "unsupported_media_type", "send the recording as multipart/form-data (e.g. curl -F audio=@file.wav)"
+        )
     declared = headers.get("content-length")
     if declared is not None:
         try:
@@ -139,8 +150,9 @@ async def read_form(headers, stream: AsyncIterator[bytes], max_bytes: int, max_p
     except FormParserError as error:
         raise ServiceError(400, "bad_form", f"malformed multipart/form-data body ({error})") from None
     if not collector.ended:
-        raise ServiceError(400, "bad_form", "the multipart/form-data body ends before its closing boundary "
-                                            "(a truncated upload?)")
+        raise ServiceError(
+            400, "bad_form", "the multipart/form-data body ends before its closing boundary (a truncated upload?)"
+        )
     return collector.form
 
 

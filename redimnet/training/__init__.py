@@ -10,5 +10,14 @@ from .config import ConfigError, TrainingConfig, load_config
 from .data import DataError
 from .trainer import TrainingError, TrainingResult, train
 
-__all__ = ["ConfigError", "DataError", "TrainingConfig", "TrainingError", "TrainingResult", "average_checkpoints",
-           "average_models", "load_config", "train"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "TrainingConfig",
+    "TrainingError",
+    "TrainingResult",
+    "average_checkpoints",
+    "average_models",
+    "load_config",
+    "train",
+]

@@ -74,7 +74,7 @@ def random_crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> np.n
     if wave.size < length:
         wave = np.tile(wave, int(np.ceil(length / max(wave.size, 1))) + 1)
     start = int(rng.integers(0, wave.size - length + 1))
-    return wave[start:start + length]
+    return wave[start : start + length]
 
 
 def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
@@ -92,7 +92,7 @@ def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     """``wave + noise`` with the noise scaled to ``snr_db`` below the signal."""
     if noise.size < wave.size:
         noise = np.tile(noise, int(np.ceil(wave.size / max(noise.size, 1))))
-    noise = noise[:wave.size]
+    noise = noise[: wave.size]
     gain = np.sqrt(_power(wave) / (_power(noise) * 10.0 ** (snr_db / 10.0)))
     return (wave + gain * noise).astype(np.float32)
 
@@ -100,12 +100,12 @@ def add_noise(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
 def reverberate(wave: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """Convolve with a room impulse response (unit energy), aligned on its direct-path peak, same length."""
     rir = np.asarray(rir, dtype=np.float64)
-    rir = rir / (np.sqrt(np.sum(rir ** 2)) + 1e-10)
+    rir = rir / (np.sqrt(np.sum(rir**2)) + 1e-10)
     size = wave.size + rir.size - 1
     n_fft = 1 << (size - 1).bit_length()
     wet = np.fft.irfft(np.fft.rfft(wave, n_fft) * np.fft.rfft(rir, n_fft), n_fft)
     delay = int(np.argmax(np.abs(rir)))
-    wet = wet[delay:delay + wave.size]
+    wet = wet[delay : delay + wave.size]
     # keep the loudness of the dry signal
     wet *= np.sqrt(_power(wave) / _power(wet))
     return wet.astype(np.float32)
@@ -123,7 +123,8 @@ class AugmentationSettings:
     noise_dir: Optional[str] = None
     rir_dir: Optional[str] = None
     snr: Dict[str, Tuple[float, float]] = field(
-        default_factory=lambda: {"noise": (0.0, 15.0), "music": (5.0, 15.0), "babble": (13.0, 20.0)})
+        default_factory=lambda: {"noise": (0.0, 15.0), "music": (5.0, 15.0), "babble": (13.0, 20.0)}
+    )
     babble_speakers: Tuple[int, int] = (3, 8)
 
 
@@ -155,8 +156,9 @@ class Augmenter:
         if settings.rir_dir:
             self.rir_files = _audio_files(Path(settings.rir_dir))
             if not self.rir_files:
-                raise RedimnetError(f"augment.rir: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under "
-                                    f"{settings.rir_dir}")
+                raise RedimnetError(
+                    f"augment.rir: no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {settings.rir_dir}"
+                )
 
     @property
     def kinds(self) -> List[str]:

@@ -42,8 +42,11 @@ def rng_states() -> Dict[str, Any]:
     # the legacy (default) form of the state: a tuple
     state = cast(Tuple[str, np.ndarray, int, int, float], np.random.get_state())
     name, keys, position, has_gauss, gauss = state
-    states = {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), position, has_gauss, gauss],
-              "python": random.getstate()}
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, keys.tolist(), position, has_gauss, gauss],
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -71,8 +74,10 @@ def load_training_state(path: PathLike) -> Dict[str, Any]:
         reason = str(error).splitlines()[0] if str(error) else error
         raise CheckpointError(f"cannot read training state {path}: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path} is not a redimnet training state (expected format {STATE_FORMAT!r}); "
-                              "model files go to model.init_from only")
+        raise CheckpointError(
+            f"{path} is not a redimnet training state (expected format {STATE_FORMAT!r}); "
+            "model files go to model.init_from only"
+        )
     return state
 
 
@@ -115,8 +120,10 @@ def average_models(paths: Sequence[PathLike]) -> ReDimNet:
     reference = models[0].config.to_dict()
     for path, model in zip(paths[1:], models[1:]):
         if model.config.to_dict() != reference:
-            raise CheckpointError(f"{path} has a different model configuration from {paths[0]}; "
-                                  "only snapshots of one training run can be averaged")
+            raise CheckpointError(
+                f"{path} has a different model configuration from {paths[0]}; "
+                "only snapshots of one training run can be averaged"
+            )
     states = [m.state_dict() for m in models]
     averaged = {}
     for key, last in states[-1].items():

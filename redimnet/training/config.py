@@ -34,6 +34,7 @@ class ConfigError(RedimnetError):
 # Each check takes the value and returns it (possibly normalised) or raises ValueError
 # with the problem (the caller adds file and key).
 
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -43,6 +44,7 @@ def _int(minimum: int = 0) -> Callable:
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ValueError(f"must be an integer >= {minimum}, got {value!r}")
         return value
+
     return check
 
 
@@ -55,6 +57,7 @@ def _float(minimum: float = 0.0, maximum: Optional[float] = None, open_low: bool
             high = f" and <= {maximum}" if maximum is not None else ""
             raise ValueError(f"must be a number {low}{high}, got {value!r}")
         return float(value)
+
     return check
 
 
@@ -75,35 +78,48 @@ def _choice(*choices) -> Callable:
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
         return value
+
     return check
 
 
 def _optional(inner: Callable) -> Callable:
     def check(value):
         return None if value is None else inner(value)
+
     return check
 
 
 def _range(minimum: Optional[float] = None) -> Callable:
     def check(value):
-        if (not isinstance(value, (list, tuple)) or len(value) != 2 or not all(_is_number(v) for v in value)
-                or value[0] > value[1] or (minimum is not None and value[0] < minimum)):
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(_is_number(v) for v in value)
+            or value[0] > value[1]
+            or (minimum is not None and value[0] < minimum)
+        ):
             raise ValueError(f"must be a pair [low, high] with low <= high, got {value!r}")
         return (value[0], value[1])
+
     return check
 
 
 def _int_range(value):
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value) or not 0 <= value[0] < value[1]):
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not 0 <= value[0] < value[1]
+    ):
         raise ValueError(f"must be a pair of integers [low, high] with 0 <= low < high, got {value!r}")
     return (value[0], value[1])
 
 
 def _speed_factors(value):
     if not isinstance(value, (list, tuple)) or not all(_is_number(v) and 0.5 <= v <= 2.0 and v != 1.0 for v in value):
-        raise ValueError(f"must be a list of speed factors in [0.5, 2] other than 1 (e.g. [0.9, 1.1]), "
-                         f"or [] for none, got {value!r}")
+        raise ValueError(
+            f"must be a list of speed factors in [0.5, 2] other than 1 (e.g. [0.9, 1.1]), or [] for none, got {value!r}"
+        )
     if len(set(value)) != len(value):
         raise ValueError(f"lists a factor twice: {value!r}")
     return tuple(float(v) for v in value)
@@ -138,13 +154,17 @@ def _key(check: Callable, default: Any = dataclasses.MISSING, doc: str = "", fac
 
 # --------------------------------------------------------------------------- sections
 
+
 @dataclass
 class ModelSection:
     preset: str = _key(_str, "b2", "model size: b0 ... b6")
     overrides: Dict[str, Any] = _key(_mapping, factory=dict, doc="ModelConfig options replacing the preset's")
-    init_from: Optional[str] = _key(_optional(_str), None,
-                                    "start from this release checkpoint (model only) or training state "
-                                    "(model and loss weights), e.g. for large-margin fine-tuning")
+    init_from: Optional[str] = _key(
+        _optional(_str),
+        None,
+        "start from this release checkpoint (model only) or training state "
+        "(model and loss weights), e.g. for large-margin fine-tuning",
+    )
 
 
 @dataclass
@@ -159,8 +179,7 @@ class DataSection:
     batch_size: int = _key(_int(1), 256, "examples per step and per process")
     num_workers: int = _key(_int(0), 4)
     shuffle_buffer: int = _key(_int(1), 2000, "shuffle buffer of the shard stream (examples)")
-    max_bad_fraction: float = _key(_float(0.0, 1.0), 0.01,
-                                   "stop when more than this fraction of audio reads fail")
+    max_bad_fraction: float = _key(_float(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
 
 
 @dataclass
@@ -169,8 +188,10 @@ class AugmentSection:
     noise: Optional[str] = _key(_optional(_str), None, "MUSAN-style folder (music/, noise/, speech/ subfolders)")
     rir: Optional[str] = _key(_optional(_str), None, "folder of room impulse responses (searched recursively)")
     snr: Dict[str, Tuple[float, float]] = _key(
-        _snr_table, factory=lambda: {"noise": (0.0, 15.0), "music": (5.0, 15.0), "babble": (13.0, 20.0)},
-        doc="SNR range in dB per noise kind")
+        _snr_table,
+        factory=lambda: {"noise": (0.0, 15.0), "music": (5.0, 15.0), "babble": (13.0, 20.0)},
+        doc="SNR range in dB per noise kind",
+    )
     babble_speakers: Tuple[int, int] = _key(_int_range, (3, 8), "talkers mixed into babble: [low, high)")
     spec_augment: bool = _key(_bool, False, "SpecAugment masking in the model's front end")
     freq_mask_width: Tuple[int, int] = _key(_int_range, (0, 8))
@@ -226,13 +247,19 @@ class ValidationSection:
     trials: Optional[str] = _key(_optional(_str), None, "trial list (VoxCeleb or Kaldi format)")
     audio_dir: Optional[str] = _key(_optional(_str), None, "folder the trial ids are relative to")
     every: int = _key(_int(1), 1000, "steps between validations (also at the end)")
-    max_seconds: Optional[float] = _key(_optional(_float(0.1)), 20.0,
-                                        "longer test utterances: mean of windows of this length")
+    max_seconds: Optional[float] = _key(
+        _optional(_float(0.1)), 20.0, "longer test utterances: mean of windows of this length"
+    )
 
 
 SECTIONS = {
-    "model": ModelSection, "data": DataSection, "augment": AugmentSection, "loss": LossSection,
-    "optimizer": OptimizerSection, "train": TrainSection, "validation": ValidationSection,
+    "model": ModelSection,
+    "data": DataSection,
+    "augment": AugmentSection,
+    "loss": LossSection,
+    "optimizer": OptimizerSection,
+    "train": TrainSection,
+    "validation": ValidationSection,
 }
 
 
@@ -254,19 +281,23 @@ class TrainingConfig:
         if options is None:
             options = {}
         if not isinstance(options, Mapping):
-            raise ConfigError(f"{source}: the top level must be a mapping of sections "
-                              f"({', '.join(SECTIONS)}), got {type(options).__name__}")
+            raise ConfigError(
+                f"{source}: the top level must be a mapping of sections "
+                f"({', '.join(SECTIONS)}), got {type(options).__name__}"
+            )
         unknown = [str(k) for k in options if k not in SECTIONS]
         if unknown:
             raise ConfigError(f"{source}: unknown section {unknown[0]!r}; known sections: {', '.join(SECTIONS)}")
-        sections = {name: _build_section(name, section_cls, options.get(name), source)
-                    for name, section_cls in SECTIONS.items()}
+        sections = {
+            name: _build_section(name, section_cls, options.get(name), source) for name, section_cls in SECTIONS.items()
+        }
         config = cls(**sections, source=source)
         config._check_consistency()
         return config
 
     def to_dict(self) -> dict:
         """Plain data (lists, not tuples), suitable for YAML and for checkpoints."""
+
         def plain(value):
             if isinstance(value, tuple):
                 return [plain(v) for v in value]
@@ -275,6 +306,7 @@ class TrainingConfig:
             if isinstance(value, list):
                 return [plain(v) for v in value]
             return value
+
         return {name: plain(dataclasses.asdict(getattr(self, name))) for name in SECTIONS}
 
     def error(self, key: str, problem: str) -> ConfigError:
@@ -283,6 +315,7 @@ class TrainingConfig:
     # ----------------------------------------------------------------- checks
     def _check_consistency(self):
         from ..registry import get_preset
+
         try:
             preset = get_preset(self.model.preset)
         except ValueError as error:
@@ -293,11 +326,20 @@ class TrainingConfig:
             raise self.error("model.overrides", str(error)) from None
         for key in ("num_classes",):
             if key in self.model.overrides:
-                raise self.error(f"model.overrides.{key}", "the classification head belongs to the loss "
-                                 "(its weight matrix); remove this option")
+                raise self.error(
+                    f"model.overrides.{key}",
+                    "the classification head belongs to the loss (its weight matrix); remove this option",
+                )
         data = self.data
-        kinds = [name for name, used in (("wav_scp/utt2spk", data.wav_scp or data.utt2spk), ("csv", data.csv),
-                                         ("shards", data.shards)) if used]
+        kinds = [
+            name
+            for name, used in (
+                ("wav_scp/utt2spk", data.wav_scp or data.utt2spk),
+                ("csv", data.csv),
+                ("shards", data.shards),
+            )
+            if used
+        ]
         if len(kinds) > 1:
             raise self.error("data", f"give one kind of training list, not {' and '.join(kinds)}")
         if bool(data.wav_scp) != bool(data.utt2spk):
@@ -306,8 +348,9 @@ class TrainingConfig:
         if self.loss.margin_fix_epoch < self.loss.margin_increase_start_epoch:
             raise self.error("loss.margin_fix_epoch", "must not come before loss.margin_increase_start_epoch")
         if self.optimizer.final_lr > self.optimizer.lr:
-            raise self.error("optimizer.final_lr", f"({self.optimizer.final_lr}) must not exceed optimizer.lr "
-                             f"({self.optimizer.lr})")
+            raise self.error(
+                "optimizer.final_lr", f"({self.optimizer.final_lr}) must not exceed optimizer.lr ({self.optimizer.lr})"
+            )
         if self.optimizer.warmup_epochs > self.train.epochs:
             raise self.error("optimizer.warmup_epochs", "must not exceed train.epochs")
         if self.loss.type == "softmax" and self.loss.subcenters > 1:
@@ -315,21 +358,31 @@ class TrainingConfig:
         if self.loss.inter_topk and self.loss.type not in ("aam",):
             raise self.error("loss.inter_topk", "inter-top-k is implemented for loss.type: aam only")
         if bool(self.validation.trials) != bool(self.validation.audio_dir):
-            raise self.error("validation.audio_dir" if self.validation.trials else "validation.trials",
-                             "validation needs both trials and audio_dir")
+            raise self.error(
+                "validation.audio_dir" if self.validation.trials else "validation.trials",
+                "validation needs both trials and audio_dir",
+            )
 
     def check_paths(self):
         """Raise :class:`ConfigError` for input files and folders that do not exist."""
         data = self.data
         if not (data.wav_scp or data.csv or data.shards):
-            raise self.error("data", "no training data: set data.wav_scp + data.utt2spk, data.csv or data.shards "
-                             "(write them with 'redimnet prepare')")
-        checks = [("data.wav_scp", data.wav_scp, "file"), ("data.utt2spk", data.utt2spk, "file"),
-                  ("data.csv", data.csv, "file"), ("data.shards", data.shards, "any"),
-                  ("augment.noise", self.augment.noise, "dir"), ("augment.rir", self.augment.rir, "dir"),
-                  ("validation.trials", self.validation.trials, "file"),
-                  ("validation.audio_dir", self.validation.audio_dir, "dir"),
-                  ("model.init_from", self.model.init_from, "file")]
+            raise self.error(
+                "data",
+                "no training data: set data.wav_scp + data.utt2spk, data.csv or data.shards "
+                "(write them with 'redimnet prepare')",
+            )
+        checks = [
+            ("data.wav_scp", data.wav_scp, "file"),
+            ("data.utt2spk", data.utt2spk, "file"),
+            ("data.csv", data.csv, "file"),
+            ("data.shards", data.shards, "any"),
+            ("augment.noise", self.augment.noise, "dir"),
+            ("augment.rir", self.augment.rir, "dir"),
+            ("validation.trials", self.validation.trials, "file"),
+            ("validation.audio_dir", self.validation.audio_dir, "dir"),
+            ("model.init_from", self.model.init_from, "file"),
+        ]
         for key, value, kind in checks:
             if value is None:
                 continue
@@ -344,11 +397,15 @@ class TrainingConfig:
     def model_config(self):
         """The :class:`redimnet.ModelConfig` to train (no classification head)."""
         from ..registry import get_preset
+
         overrides = dict(self.model.overrides)
         if self.augment.spec_augment:
             spec = dict(overrides.get("spec_params", get_preset(self.model.preset).config.spec_params))
-            spec.update(do_spec_aug=True, freq_mask_width=tuple(self.augment.freq_mask_width),
-                        time_mask_width=tuple(self.augment.time_mask_width))
+            spec.update(
+                do_spec_aug=True,
+                freq_mask_width=tuple(self.augment.freq_mask_width),
+                time_mask_width=tuple(self.augment.time_mask_width),
+            )
             overrides["spec_params"] = spec
         return get_preset(self.model.preset).config.replace(num_classes=None, **overrides)
 
@@ -379,12 +436,13 @@ def _build_section(name: str, section_cls, options, source: str):
     values = {}
     for key, value in options.items():
         if key not in fields:
-            raise ConfigError(f"{source}: unknown key '{name}.{key}'; known keys in '{name}': "
-                              f"{', '.join(fields)}")
+            raise ConfigError(f"{source}: unknown key '{name}.{key}'; known keys in '{name}': {', '.join(fields)}")
         non_finite = _first_non_finite(value)
         if non_finite is not None:
-            raise ConfigError(f"{source}: {name}.{key}{non_finite[0]}: {non_finite[1]} is not a finite number; "
-                              "training needs finite values (YAML .inf and .nan are refused everywhere)")
+            raise ConfigError(
+                f"{source}: {name}.{key}{non_finite[0]}: {non_finite[1]} is not a finite number; "
+                "training needs finite values (YAML .inf and .nan are refused everywhere)"
+            )
         try:
             values[key] = fields[key].metadata["check"](value)
         except ValueError as error:

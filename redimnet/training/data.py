@@ -46,6 +46,7 @@ class Utterance:
 
 # --------------------------------------------------------------------------- lists
 
+
 def read_kaldi_lists(wav_scp: PathLike, utt2spk: PathLike) -> List[Utterance]:
     """Utterances of a ``wav.scp`` (``<utt> <path>``) and ``utt2spk`` (``<utt> <speaker>``) pair.
 
@@ -60,8 +61,10 @@ def read_kaldi_lists(wav_scp: PathLike, utt2spk: PathLike) -> List[Utterance]:
     for utt, path in paths.items():
         if path.endswith("|"):
             raise DataError(f"{wav_scp}: utterance {utt!r} is a command pipe ({path!r}); only file paths are supported")
-    return [Utterance(utt, str(base / path) if not os.path.isabs(path) else path, speakers[utt])
-            for utt, path in paths.items()]
+    return [
+        Utterance(utt, str(base / path) if not os.path.isabs(path) else path, speakers[utt])
+        for utt, path in paths.items()
+    ]
 
 
 def read_csv_list(path: PathLike) -> List[Utterance]:
@@ -72,8 +75,10 @@ def read_csv_list(path: PathLike) -> List[Utterance]:
             columns = reader.fieldnames or []
             needed = [c for c in ("utt", "path", "speaker") if c not in columns]
             if needed:
-                raise DataError(f"{path}: the header must name the columns utt, path, speaker; missing "
-                                f"{', '.join(needed)} (found {', '.join(columns) or 'nothing'})")
+                raise DataError(
+                    f"{path}: the header must name the columns utt, path, speaker; missing "
+                    f"{', '.join(needed)} (found {', '.join(columns) or 'nothing'})"
+                )
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"cannot read CSV list {path}: {error}") from None
@@ -117,8 +122,12 @@ def _check_audio_header(path: Path) -> Optional[str]:
     return None
 
 
-def scan_data_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac"),
-                     follow_symlinks: bool = False, check_audio: bool = True) -> FolderScan:
+def scan_data_folder(
+    root: PathLike,
+    extensions: Sequence[str] = (".wav", ".flac"),
+    follow_symlinks: bool = False,
+    check_audio: bool = True,
+) -> FolderScan:
     """Utterances of a ``speaker/video/utterance.wav`` folder; ids are paths relative to ``root``.
 
     Nothing outside ``root`` is read unless ``follow_symlinks``: a symbolic link
@@ -142,8 +151,9 @@ def scan_data_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac
     def refuse_link(path: Path, target: Path, kind: str) -> bool:
         if follow_symlinks or _inside(target, real_root):
             return False
-        refused.append((str(path), f"symbolic link to a {kind} outside {root} ({target}); "
-                                   "use --follow-symlinks to accept it"))
+        refused.append(
+            (str(path), f"symbolic link to a {kind} outside {root} ({target}); use --follow-symlinks to accept it")
+        )
         return True
 
     def walk(folder: Path, relative: str):
@@ -160,8 +170,11 @@ def scan_data_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac
                 target = path.resolve(strict=True) if link else path
             except (OSError, RuntimeError) as error:  # dangling link or a loop
                 if path.suffix.lower() in extensions or not link:
-                    reason = "symbolic link loop" if isinstance(error, RuntimeError) or getattr(
-                        error, "errno", None) == 40 else "broken symbolic link (its target does not exist)"
+                    reason = (
+                        "symbolic link loop"
+                        if isinstance(error, RuntimeError) or getattr(error, "errno", None) == 40
+                        else "broken symbolic link (its target does not exist)"
+                    )
                     refused.append((str(path), reason))
                 continue
             if target.is_dir():
@@ -171,8 +184,7 @@ def scan_data_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac
                     continue  # its files are listed under their own path inside root
                 real = target.resolve()
                 if real in visited:
-                    refused.append((str(path), f"folder already scanned as {real} (symbolic link loop or "
-                                               "duplicate)"))
+                    refused.append((str(path), f"folder already scanned as {real} (symbolic link loop or duplicate)"))
                     continue
                 visited.add(real)
                 walk(path, rel + "/")
@@ -202,13 +214,16 @@ def scan_data_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac
             continue
         utterances.append(Utterance(relative, str(target), relative.split("/", 1)[0]))
     if not utterances:
-        raise DataError(f"no usable audio files ({', '.join(extensions)}) under {root}"
-                        + (f"; {len(refused)} refused, e.g. {refused[0][0]}: {refused[0][1]}" if refused else ""))
+        raise DataError(
+            f"no usable audio files ({', '.join(extensions)}) under {root}"
+            + (f"; {len(refused)} refused, e.g. {refused[0][0]}: {refused[0][1]}" if refused else "")
+        )
     return FolderScan(utterances, refused)
 
 
-def scan_voxceleb_folder(root: PathLike, extensions: Sequence[str] = (".wav", ".flac"),
-                         follow_symlinks: bool = False) -> List[Utterance]:
+def scan_voxceleb_folder(
+    root: PathLike, extensions: Sequence[str] = (".wav", ".flac"), follow_symlinks: bool = False
+) -> List[Utterance]:
     """The utterances of :func:`scan_data_folder` (refused files are left out)."""
     return scan_data_folder(root, extensions, follow_symlinks).utterances
 
@@ -233,6 +248,7 @@ def speaker_labels(speakers: Sequence[str]) -> Dict[str, int]:
 
 
 # --------------------------------------------------------------------------- examples
+
 
 @dataclass
 class ExampleMaker:
@@ -260,8 +276,9 @@ class ExampleMaker:
         factor, group = self.choose_speed(rng)
         return self.finish(wave, speaker, factor, group, rng)
 
-    def finish(self, wave: np.ndarray, speaker: int, factor: float, group: int,
-               rng: np.random.Generator) -> Tuple[np.ndarray, int]:
+    def finish(
+        self, wave: np.ndarray, speaker: int, factor: float, group: int, rng: np.random.Generator
+    ) -> Tuple[np.ndarray, int]:
         wave = random_crop(wave, self.needed_samples(factor), rng)
         wave = random_crop(change_speed(wave, factor), self.crop_samples, rng)
         if self.augmenter is not None:
@@ -334,8 +351,17 @@ class EpochSampler(Sampler):
     process; process ``rank`` of ``world_size`` takes every ``world_size``-th batch.
     """
 
-    def __init__(self, num_items: int, batch_size: int, steps: int, seed: int, epoch: int,
-                 rank: int = 0, world_size: int = 1, start_step: int = 0):
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        steps: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_step: int = 0,
+    ):
         self.num_items, self.batch_size, self.steps = num_items, batch_size, steps
         self.seed, self.epoch, self.rank, self.world_size, self.start_step = seed, epoch, rank, world_size, start_step
 
@@ -354,6 +380,7 @@ class EpochSampler(Sampler):
 
 # --------------------------------------------------------------------------- shards
 
+
 def _audio_bytes(utt: Utterance) -> bytes:
     """The bytes of an utterance's file, refused unless they decode as audio."""
     import soundfile
@@ -366,13 +393,16 @@ def _audio_bytes(utt: Utterance) -> bytes:
     try:
         soundfile.info(io.BytesIO(data))
     except Exception as error:  # soundfile raises several types for undecodable input
-        raise DataError(f"{utt.path} (utterance {utt.utt!r}) is not decodable audio, so it is not packed: "
-                        f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise DataError(
+            f"{utt.path} (utterance {utt.utt!r}) is not decodable audio, so it is not packed: "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from None
     return data
 
 
-def write_shards(utterances: Sequence[Utterance], folder: PathLike, per_shard: int = 1000, seed: int = 0,
-                 progress: bool = False) -> Path:
+def write_shards(
+    utterances: Sequence[Utterance], folder: PathLike, per_shard: int = 1000, seed: int = 0, progress: bool = False
+) -> Path:
     """Pack utterances (audio bytes as they are) into tar shards in random order.
 
     Each example is two members, ``KEY.json`` (``{"utt", "speaker"}``) then
@@ -389,24 +419,28 @@ def write_shards(utterances: Sequence[Utterance], folder: PathLike, per_shard: i
     iterator = range(0, len(order), per_shard)
     if progress:
         from tqdm import tqdm
+
         iterator = tqdm(iterator, desc="shards", unit="shard")
     for first in iterator:
         name = f"shard-{first // per_shard:06d}.tar"
         with atomic_write(folder / name) as stream, tarfile.open(fileobj=stream, mode="w") as archive:
-            chunk = order[first:first + per_shard]
+            chunk = order[first : first + per_shard]
             for index in chunk:
                 utt = utterances[int(index)]
                 key = f"{int(index):09d}"
                 meta = json.dumps({"utt": utt.utt, "speaker": utt.speaker}).encode("utf-8")
                 audio = _audio_bytes(utt)
-                for member, data in ((f"{key}.json", meta),
-                                     (f"{key}{Path(utt.path).suffix.lower() or '.wav'}", audio)):
+                for member, data in ((f"{key}.json", meta), (f"{key}{Path(utt.path).suffix.lower() or '.wav'}", audio)):
                     info = tarfile.TarInfo(member)
                     info.size, info.mode = len(data), 0o644
                     archive.addfile(info, io.BytesIO(data))
         shards.append({"path": name, "count": int(len(chunk))})
-    index = {"format": SHARD_FORMAT, "num_utterances": len(utterances), "shards": shards,
-             "speakers": sorted({u.speaker for u in utterances})}
+    index = {
+        "format": SHARD_FORMAT,
+        "num_utterances": len(utterances),
+        "shards": shards,
+        "speakers": sorted({u.speaker for u in utterances}),
+    }
     index_path = folder / SHARD_INDEX
     with atomic_write(index_path, mode="w") as stream:
         stream.write(json.dumps(index, indent=1))
@@ -419,14 +453,20 @@ def _shard_entry(entry, number: int, folder: Path, index_path: Path) -> Tuple[Pa
         raise DataError(f"{index_path}: shards[{number}] must be an object with a non-empty 'path', got {entry!r}")
     count = entry.get("count")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        raise DataError(f"{index_path}: shards[{number}] ({entry['path']!r}) needs a whole 'count' >= 0, "
-                        f"got {count!r}")
+        raise DataError(f"{index_path}: shards[{number}] ({entry['path']!r}) needs a whole 'count' >= 0, got {count!r}")
     name = entry["path"]
     pure = PurePosixPath(name)
-    if (pure.is_absolute() or PureWindowsPath(name).drive or "\\" in name or ".." in pure.parts
-            or any(ord(c) < 32 for c in name)):
-        raise DataError(f"{index_path}: shards[{number}] path {name!r} leads outside the index's folder; "
-                        "shard paths must be relative names inside it (as 'redimnet prepare --shards' writes)")
+    if (
+        pure.is_absolute()
+        or PureWindowsPath(name).drive
+        or "\\" in name
+        or ".." in pure.parts
+        or any(ord(c) < 32 for c in name)
+    ):
+        raise DataError(
+            f"{index_path}: shards[{number}] path {name!r} leads outside the index's folder; "
+            "shard paths must be relative names inside it (as 'redimnet prepare --shards' writes)"
+        )
     return folder / pure, count
 
 
@@ -436,14 +476,17 @@ def _check_shard_file(path: Path, index_path: Path):
         raise DataError(f"{index_path}: shard file missing: {path}")
     size = path.stat().st_size
     if size == 0 or size % 512:
-        raise DataError(f"shard {path} is truncated or not a tar file ({size} bytes, not a whole number of "
-                        "512-byte tar blocks); write the shards again with 'redimnet prepare --shards'")
+        raise DataError(
+            f"shard {path} is truncated or not a tar file ({size} bytes, not a whole number of "
+            "512-byte tar blocks); write the shards again with 'redimnet prepare --shards'"
+        )
     try:
         with open(path, "rb") as handle:
             tarfile.TarInfo.frombuf(handle.read(512), tarfile.ENCODING, "surrogateescape")
     except (tarfile.TarError, OSError) as error:
-        raise DataError(f"shard {path} is not a tar file ({error}); write the shards again with "
-                        "'redimnet prepare --shards'") from None
+        raise DataError(
+            f"shard {path} is not a tar file ({error}); write the shards again with 'redimnet prepare --shards'"
+        ) from None
 
 
 def read_shard_index(path: PathLike) -> Tuple[List[Path], List[int], List[str]]:
@@ -464,7 +507,7 @@ def read_shard_index(path: PathLike) -> Tuple[List[Path], List[int], List[str]]:
         raise DataError(f"{path} is not a redimnet shard index (format {SHARD_FORMAT!r})")
     entries, speakers = index.get("shards"), index.get("speakers")
     if not isinstance(entries, list) or not entries:
-        raise DataError(f"{path}: 'shards' must be a non-empty list of {{\"path\", \"count\"}} objects")
+        raise DataError(f'{path}: \'shards\' must be a non-empty list of {{"path", "count"}} objects')
     if not isinstance(speakers, list) or not speakers or not all(isinstance(s, str) and s for s in speakers):
         raise DataError(f"{path}: 'speakers' must be a non-empty list of speaker names")
     shards, counts = [], []
@@ -504,11 +547,15 @@ def _tar_records(path: Path, expected: Optional[int] = None) -> Iterator[Tuple[d
                     yield meta, data, f"{path}:{member.name}"
                     meta = None
     except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as error:
-        raise DataError(f"shard {path} is truncated or corrupt after {count} example(s) ({error}); "
-                        "write the shards again with 'redimnet prepare --shards'") from None
+        raise DataError(
+            f"shard {path} is truncated or corrupt after {count} example(s) ({error}); "
+            "write the shards again with 'redimnet prepare --shards'"
+        ) from None
     if expected is not None and count < expected:
-        raise DataError(f"shard {path} is truncated: {count} of its {expected} examples (per shards.json) "
-                        "are there; write the shards again with 'redimnet prepare --shards'")
+        raise DataError(
+            f"shard {path} is truncated: {count} of its {expected} examples (per shards.json) "
+            "are there; write the shards again with 'redimnet prepare --shards'"
+        )
 
 
 class ShardDataset(IterableDataset):
@@ -520,8 +567,17 @@ class ShardDataset(IterableDataset):
     a resumed epoch without decoding audio.
     """
 
-    def __init__(self, index: PathLike, labels: Dict[str, int], maker: ExampleMaker, seed: int, batch_size: int,
-                 rank: int = 0, world_size: int = 1, shuffle_buffer: int = 2000):
+    def __init__(
+        self,
+        index: PathLike,
+        labels: Dict[str, int],
+        maker: ExampleMaker,
+        seed: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle_buffer: int = 2000,
+    ):
         self.shards, self.counts, _ = read_shard_index(index)
         self.labels, self.maker, self.seed, self.batch_size = labels, maker, seed, batch_size
         self.rank, self.world_size, self.shuffle_buffer = rank, world_size, shuffle_buffer
@@ -533,7 +589,7 @@ class ShardDataset(IterableDataset):
     def _raw_stream(self, worker: int, workers: int) -> Iterator[Tuple[dict, bytes, str]]:
         consumer, consumers = self.rank * workers + worker, self.world_size * workers
         rng = np.random.default_rng([self.seed, self.epoch, consumer, 7])
-        for cycle in range(10 ** 9):
+        for cycle in range(10**9):
             order = np.random.default_rng([self.seed, self.epoch, cycle, 11]).permutation(len(self.shards))
             mine = order[consumer::consumers] if len(order) >= consumers else order[[consumer % len(order)]]
             buffer: List[Tuple[dict, bytes, str]] = []

@@ -34,8 +34,7 @@ class _CosineClassifier(nn.Module):
         return cos.clamp(-1.0, 1.0)
 
     def extra_repr(self) -> str:
-        return (f"classes={self.num_classes}, subcenters={self.subcenters}, scale={self.scale}, "
-                f"margin={self.margin}")
+        return f"classes={self.num_classes}, subcenters={self.subcenters}, scale={self.scale}, margin={self.margin}"
 
 
 class AAMSoftmax(_CosineClassifier):
@@ -45,9 +44,17 @@ class AAMSoftmax(_CosineClassifier):
     (``cos(theta - inter_topk_margin)``), as in the inter-top-k penalty.
     """
 
-    def __init__(self, embed_dim: int, num_classes: int, scale: float = 32.0, margin: float = 0.2,
-                 subcenters: int = 1, easy_margin: bool = False, inter_topk: int = 0,
-                 inter_topk_margin: float = 0.06):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_classes: int,
+        scale: float = 32.0,
+        margin: float = 0.2,
+        subcenters: int = 1,
+        easy_margin: bool = False,
+        inter_topk: int = 0,
+        inter_topk_margin: float = 0.06,
+    ):
         super().__init__(embed_dim, num_classes, scale, margin, subcenters)
         self.easy_margin = easy_margin
         self.inter_topk, self.inter_topk_margin = inter_topk, inter_topk_margin
@@ -89,8 +96,15 @@ class SphereFace2(_CosineClassifier):
     Loss per example: ``lam * softplus(-(s (cos_y - m) + b)) + (1 - lam) * sum_j!=y softplus(s (cos_j + m) + b)``.
     """
 
-    def __init__(self, embed_dim: int, num_classes: int, scale: float = 32.0, margin: float = 0.2,
-                 subcenters: int = 1, lam: float = 0.7):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_classes: int,
+        scale: float = 32.0,
+        margin: float = 0.2,
+        subcenters: int = 1,
+        lam: float = 0.7,
+    ):
         super().__init__(embed_dim, num_classes, scale, margin, subcenters)
         self.lam = lam
         # start near the balance point: the negatives' total weight ~ the positive's
@@ -127,8 +141,16 @@ def make_loss(section, embed_dim: int, num_classes: int) -> Loss:
     """The loss module a config's ``loss`` section describes (margin starts at ``initial_margin``)."""
     m = section.initial_margin
     if section.type == "aam":
-        return AAMSoftmax(embed_dim, num_classes, section.scale, m, section.subcenters, section.easy_margin,
-                          section.inter_topk, section.inter_topk_margin)
+        return AAMSoftmax(
+            embed_dim,
+            num_classes,
+            section.scale,
+            m,
+            section.subcenters,
+            section.easy_margin,
+            section.inter_topk,
+            section.inter_topk_margin,
+        )
     if section.type == "am":
         return AMSoftmax(embed_dim, num_classes, section.scale, m, section.subcenters)
     if section.type == "sphereface2":

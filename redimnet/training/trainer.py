@@ -99,6 +99,7 @@ class SpeakerClassifier(nn.Module):
 
 # --------------------------------------------------------------------------- distributed helpers
 
+
 @dataclass(frozen=True)
 class Process(World):
     """This process's place in the run (:class:`redimnet.distributed.World`) and its device."""
@@ -133,14 +134,16 @@ def _barrier(process: Process):
 
 # --------------------------------------------------------------------------- pieces
 
+
 def _read_training_list(config: TrainingConfig):
     data = config.data
     if data.shards:
         _, counts, speakers = read_shard_index(data.shards)
         return None, sum(counts), speakers
     # the configuration's checks: exactly one of shards, wav_scp (with utt2spk) and csv
-    utterances = (read_kaldi_lists(data.wav_scp, cast(str, data.utt2spk)) if data.wav_scp
-                  else read_csv_list(cast(str, data.csv)))
+    utterances = (
+        read_kaldi_lists(data.wav_scp, cast(str, data.utt2spk)) if data.wav_scp else read_csv_list(cast(str, data.csv))
+    )
     return utterances, len(utterances), [u.speaker for u in utterances]
 
 
@@ -148,8 +151,13 @@ def _make_augmenter(config: TrainingConfig) -> Optional[Augmenter]:
     aug = config.augment
     if not (aug.noise or aug.rir) or aug.prob == 0:
         return None
-    settings = AugmentationSettings(prob=aug.prob, noise_dir=aug.noise, rir_dir=aug.rir, snr=dict(aug.snr),
-                                    babble_speakers=(aug.babble_speakers[0], aug.babble_speakers[1]))
+    settings = AugmentationSettings(
+        prob=aug.prob,
+        noise_dir=aug.noise,
+        rir_dir=aug.rir,
+        snr=dict(aug.snr),
+        babble_speakers=(aug.babble_speakers[0], aug.babble_speakers[1]),
+    )
     return Augmenter(settings, config.data.sample_rate)
 
 
@@ -170,22 +178,27 @@ def _init_weights(model: ReDimNet, loss: nn.Module, path: str, config: TrainingC
         try:
             model.load_state_dict(state["model"])
         except (RuntimeError, KeyError) as error:
-            raise TrainingError(f"{config.source}: model.init_from: the model in {path} has a different "
-                                f"architecture ({str(error).splitlines()[0]})") from None
+            raise TrainingError(
+                f"{config.source}: model.init_from: the model in {path} has a different "
+                f"architecture ({str(error).splitlines()[0]})"
+            ) from None
         try:
             loss.load_state_dict(state["loss"])
             log(f"initialised model and loss weights from training state {path}")
         except (RuntimeError, KeyError) as error:
-            raise TrainingError(f"{config.source}: model.init_from: the loss weights in {path} do not fit "
-                                f"this config's loss ({str(error).splitlines()[0]}); the number of speakers, "
-                                "speed factors, loss.type and loss.subcenters must match") from None
+            raise TrainingError(
+                f"{config.source}: model.init_from: the loss weights in {path} do not fit "
+                f"this config's loss ({str(error).splitlines()[0]}); the number of speakers, "
+                "speed factors, loss.type and loss.subcenters must match"
+            ) from None
         return
     source = load_checkpoint(path)
     try:
         model.load_state_dict(source.state_dict())
     except RuntimeError as error:
-        raise TrainingError(f"{config.source}: model.init_from: {path} holds a different architecture "
-                            f"({str(error).splitlines()[0]})") from None
+        raise TrainingError(
+            f"{config.source}: model.init_from: {path} holds a different architecture ({str(error).splitlines()[0]})"
+        ) from None
     log(f"initialised model weights from {path} (the loss weights start fresh)")
 
 
@@ -207,8 +220,14 @@ def _write_log_rows(path: Path, rows: List[dict], keep_until_step: Optional[int]
         writer.writerows(rows)
 
 
-def validation_eer(model: ReDimNet, trials_path: str, audio_dir: str, sample_rate: int,
-                   max_seconds: Optional[float], device: torch.device) -> float:
+def validation_eer(
+    model: ReDimNet,
+    trials_path: str,
+    audio_dir: str,
+    sample_rate: int,
+    max_seconds: Optional[float],
+    device: torch.device,
+) -> float:
     """EER (fraction) of cosine scores of the model's embeddings on a trial list.
 
     The utterances go through the embedding pipeline (:mod:`redimnet.pipeline`),
@@ -229,8 +248,9 @@ def validation_eer(model: ReDimNet, trials_path: str, audio_dir: str, sample_rat
     was_training = model.training
     model.eval()
     try:
-        pipeline = EmbeddingPipeline(model, device, Windowing(window, 0), minimum_samples(model),
-                                     target_rate=sample_rate)
+        pipeline = EmbeddingPipeline(
+            model, device, Windowing(window, 0), minimum_samples(model), target_rate=sample_rate
+        )
         rows: Dict[int, np.ndarray] = {}
         failures = []
         for result in pipeline.run([Path(audio_dir) / utt for utt in wanted]):
@@ -241,14 +261,16 @@ def validation_eer(model: ReDimNet, trials_path: str, audio_dir: str, sample_rat
     finally:
         model.train(was_training)
     if failures:
-        raise AudioError(f"validation: {len(failures)} of {len(wanted)} utterance(s) cannot be embedded: "
-                         + "; ".join(failures[:3]))
+        raise AudioError(
+            f"validation: {len(failures)} of {len(wanted)} utterance(s) cannot be embedded: " + "; ".join(failures[:3])
+        )
     unit = dict(zip(wanted, l2_normalize(np.stack([rows[i] for i in range(len(wanted))]), dtype=np.float64)))
     scores = [float(unit[e] @ unit[t]) for e, t in zip(trials.enroll, trials.test)]
     return float(eer(scores, trials.labels))
 
 
 # --------------------------------------------------------------------------- typed state
+
 
 @dataclass
 class _Plan:
@@ -338,6 +360,7 @@ class _Console:
 
     def open_bar(self, total: int, initial: int):
         from tqdm import tqdm
+
         self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
 
     def advance(self, outcome: _StepOutcome):
@@ -353,8 +376,8 @@ class _Console:
 
 # --------------------------------------------------------------------------- the loop
 
-def train(config: TrainingConfig, resume: bool = False,
-          log: Optional[Callable[[str], None]] = None) -> TrainingResult:
+
+def train(config: TrainingConfig, resume: bool = False, log: Optional[Callable[[str], None]] = None) -> TrainingResult:
     """Train as ``config`` says; with ``resume``, continue from the newest training state.
 
     A step whose loss or gradients are not finite is skipped (the weights are
@@ -378,8 +401,10 @@ def _train(config: TrainingConfig, resume: bool, process: Process, console: _Con
     out = Path(tc.output_dir)
     existing = training_states(out / "checkpoints")
     if existing and not resume:
-        raise TrainingError(f"{out} already holds training checkpoints ({existing[-1].name}); "
-                            "add --resume to continue that run, or set train.output_dir to a new folder")
+        raise TrainingError(
+            f"{out} already holds training checkpoints ({existing[-1].name}); "
+            "add --resume to continue that run, or set train.output_dir to a new folder"
+        )
     plan = _make_plan(config, process, out)
     parts = _build_parts(plan, init_weights=not (resume and existing), say=console.say)
     counters = _Counters()
@@ -390,14 +415,17 @@ def _train(config: TrainingConfig, resume: bool, process: Process, console: _Con
     _prepare_output(plan, counters)
     if process.distributed:
         parts.wrapped = nn.parallel.DistributedDataParallel(
-            parts.classifier, device_ids=[process.device.index] if process.device.type == "cuda" else None)
+            parts.classifier, device_ids=[process.device.index] if process.device.type == "cuda" else None
+        )
     else:
         parts.wrapped = parts.classifier
     data = config.data
-    console.say(f"training {config.model.preset} ({sum(p.numel() for p in parts.model.parameters()) / 1e6:.2f} M "
-                f"parameters) on {plan.num_items} utterances, {len(plan.labels)} speakers x "
-                f"{1 + len(data.speed_perturb)} speeds = {plan.maker.num_classes} classes; {plan.steps_per_epoch} "
-                f"steps/epoch x {tc.epochs} epochs ({process.size} process(es), {process.device.type})")
+    console.say(
+        f"training {config.model.preset} ({sum(p.numel() for p in parts.model.parameters()) / 1e6:.2f} M "
+        f"parameters) on {plan.num_items} utterances, {len(plan.labels)} speakers x "
+        f"{1 + len(data.speed_perturb)} speeds = {plan.maker.num_classes} classes; {plan.steps_per_epoch} "
+        f"steps/epoch x {tc.epochs} epochs ({process.size} process(es), {process.device.type})"
+    )
 
     result = TrainingResult(out, counters.step, None, None, bad_audio=counters.bad_audio)
     if process.is_main and tc.progress:
@@ -420,22 +448,38 @@ def _train(config: TrainingConfig, resume: bool, process: Process, console: _Con
 
 # --------------------------------------------------------------------------- setting up
 
+
 def _make_plan(config: TrainingConfig, process: Process, out: Path) -> _Plan:
     """Read the training list and work out the example maker and the number of steps."""
     tc, data = config.train, config.data
     utterances, num_items, speakers = _read_training_list(config)
     labels = speaker_labels(speakers)
-    maker = ExampleMaker(crop_samples=int(round(data.crop_seconds * data.sample_rate)), sample_rate=data.sample_rate,
-                         num_speakers=len(labels), speed_factors=tuple(data.speed_perturb),
-                         augmenter=_make_augmenter(config))
+    maker = ExampleMaker(
+        crop_samples=int(round(data.crop_seconds * data.sample_rate)),
+        sample_rate=data.sample_rate,
+        num_speakers=len(labels),
+        speed_factors=tuple(data.speed_perturb),
+        augmenter=_make_augmenter(config),
+    )
     per_step = data.batch_size * process.size
     steps_per_epoch = tc.steps_per_epoch or num_items // per_step
     if steps_per_epoch < 1:
-        raise TrainingError(f"{config.source}: data.batch_size: {num_items} utterances do not fill one step of "
-                            f"{data.batch_size} x {process.size} process(es); lower data.batch_size")
+        raise TrainingError(
+            f"{config.source}: data.batch_size: {num_items} utterances do not fill one step of "
+            f"{data.batch_size} x {process.size} process(es); lower data.batch_size"
+        )
     total_steps = steps_per_epoch * tc.epochs
-    return _Plan(config, process, out, utterances, num_items, labels, maker, steps_per_epoch,
-                 min(total_steps, tc.max_steps or total_steps))
+    return _Plan(
+        config,
+        process,
+        out,
+        utterances,
+        num_items,
+        labels,
+        maker,
+        steps_per_epoch,
+        min(total_steps, tc.max_steps or total_steps),
+    )
 
 
 def _build_parts(plan: _Plan, init_weights: bool, say: Callable) -> _Parts:
@@ -448,15 +492,18 @@ def _build_parts(plan: _Plan, init_weights: bool, say: Callable) -> _Parts:
     if config.model.init_from and init_weights:
         _init_weights(model, loss, config.model.init_from, config, say)
     classifier = SpeakerClassifier(model, loss).to(process.device)
-    optimizer = torch.optim.SGD(classifier.parameters(), lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
-                                weight_decay=opt.weight_decay)
+    optimizer = torch.optim.SGD(
+        classifier.parameters(), lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=opt.weight_decay
+    )
     scaler = torch.amp.GradScaler("cuda") if tc.precision == "fp16" else None
     lr_at = WarmupExponentialLR(opt.lr, opt.final_lr, opt.warmup_epochs, tc.epochs, opt.warm_from_zero)
-    margin_at = MarginSchedule(lo.initial_margin, lo.margin, lo.margin_increase_start_epoch, lo.margin_fix_epoch,
-                               lo.margin_increase)
+    margin_at = MarginSchedule(
+        lo.initial_margin, lo.margin, lo.margin_increase_start_epoch, lo.margin_fix_epoch, lo.margin_increase
+    )
     torch.manual_seed(tc.seed + 1 + 1000 * process.rank)  # per-process randomness (SpecAugment, dropout)
-    return _Parts(model, loss, classifier, optimizer, scaler, lr_at, margin_at,
-                  _autocast_factory(tc.precision, process.device))
+    return _Parts(
+        model, loss, classifier, optimizer, scaler, lr_at, margin_at, _autocast_factory(tc.precision, process.device)
+    )
 
 
 def _restore(plan: _Plan, parts: _Parts, counters: _Counters, existing: List[Path], say: Callable):
@@ -472,12 +519,16 @@ def _restore(plan: _Plan, parts: _Parts, counters: _Counters, existing: List[Pat
     if state is None:
         raise TrainingError(f"no readable training state in {plan.checkpoints}")
     if state["model_config"] != parts.model.config.to_dict():
-        raise TrainingError(f"{config.source}: the model options differ from the run in {out} "
-                            "(model.preset / model.overrides / augment.spec_augment); resume with the same config")
+        raise TrainingError(
+            f"{config.source}: the model options differ from the run in {out} "
+            "(model.preset / model.overrides / augment.spec_augment); resume with the same config"
+        )
     if state["num_classes"] != plan.maker.num_classes or state["steps_per_epoch"] != plan.steps_per_epoch:
-        raise TrainingError(f"{config.source}: the data differ from the run in {out} ({state['num_classes']} "
-                            f"classes and {state['steps_per_epoch']} steps per epoch there, {plan.maker.num_classes} "
-                            f"and {plan.steps_per_epoch} now); resume with the same lists and batch size")
+        raise TrainingError(
+            f"{config.source}: the data differ from the run in {out} ({state['num_classes']} "
+            f"classes and {state['steps_per_epoch']} steps per epoch there, {plan.maker.num_classes} "
+            f"and {plan.steps_per_epoch} now); resume with the same lists and batch size"
+        )
     parts.model.load_state_dict(state["model"])
     parts.loss.load_state_dict(state["loss"])
     parts.optimizer.load_state_dict(state["optimizer"])
@@ -505,13 +556,23 @@ def _prepare_output(plan: _Plan, counters: _Counters):
 
 # --------------------------------------------------------------------------- epoch and step
 
-def _train_epoch(plan: _Plan, parts: _Parts, counters: _Counters, logger: "_Logger", result: TrainingResult,
-                 console: _Console):
+
+def _train_epoch(
+    plan: _Plan, parts: _Parts, counters: _Counters, logger: "_Logger", result: TrainingResult, console: _Console
+):
     """Steps from ``counters.step`` to the end of its epoch (or to the last step)."""
     config, tc = plan.config, plan.config.train
     epoch = counters.step // plan.steps_per_epoch
-    loader = _make_loader(config, plan.utterances, plan.labels, plan.maker, plan.process, epoch,
-                          counters.step - epoch * plan.steps_per_epoch, plan.steps_per_epoch)
+    loader = _make_loader(
+        config,
+        plan.utterances,
+        plan.labels,
+        plan.maker,
+        plan.process,
+        epoch,
+        counters.step - epoch * plan.steps_per_epoch,
+        plan.steps_per_epoch,
+    )
     for batch in _batches(loader):
         outcome = _train_step(plan, parts, counters, batch, console.say)
         logger.add(outcome)
@@ -604,8 +665,7 @@ def _train_step(plan: _Plan, parts: _Parts, counters: _Counters, batch: dict, sa
     return _StepOutcome(loss_value, correct, len(target), logged_norm, lr, margin, skipped)
 
 
-def _count_bad_audio(plan: _Plan, counters: _Counters, failed: int, tried: int, failed_paths: List[str],
-                     say: Callable):
+def _count_bad_audio(plan: _Plan, counters: _Counters, failed: int, tried: int, failed_paths: List[str], say: Callable):
     """Add a step's failed audio reads; stop when more than ``data.max_bad_fraction`` failed."""
     data = plan.config.data
     counters.bad_audio += failed
@@ -617,11 +677,13 @@ def _count_bad_audio(plan: _Plan, counters: _Counters, failed: int, tried: int, 
         raise TrainingError(
             f"{bad} of {attempted} audio reads failed ({100 * bad / attempted:.1f} %), more than "
             f"data.max_bad_fraction = {data.max_bad_fraction} in {plan.config.source}; fix or remove the "
-            "unreadable files (see the warnings above) or raise data.max_bad_fraction")
+            "unreadable files (see the warnings above) or raise data.max_bad_fraction"
+        )
 
 
-def _check_finite_run(plan: _Plan, counters: _Counters, skipped: bool, loss_value: float, grad_norm: float,
-                      say: Callable):
+def _check_finite_run(
+    plan: _Plan, counters: _Counters, skipped: bool, loss_value: float, grad_norm: float, say: Callable
+):
     """Count consecutive skipped steps; more than :data:`MAX_SKIPPED_STEPS` stop training."""
     if not skipped:
         counters.non_finite_run = 0
@@ -634,12 +696,16 @@ def _check_finite_run(plan: _Plan, counters: _Counters, skipped: bool, loss_valu
             f"training stopped at step {counters.step}: the loss or the gradients were not finite for "
             f"{counters.non_finite_run} steps in a row ({what}); nothing was saved for these steps"
             + (f" (last saved state: {saved[-1]})" if saved else "")
-            + f". Lower optimizer.lr, set train.grad_clip or check the data in {plan.config.source}")
-    say(f"warning: step {counters.step} skipped: non-finite {what} "
-        f"({counters.non_finite_run} in a row; training stops after {MAX_SKIPPED_STEPS})")
+            + f". Lower optimizer.lr, set train.grad_clip or check the data in {plan.config.source}"
+        )
+    say(
+        f"warning: step {counters.step} skipped: non-finite {what} "
+        f"({counters.non_finite_run} in a row; training stops after {MAX_SKIPPED_STEPS})"
+    )
 
 
 # --------------------------------------------------------------------------- logging, checkpoints, validation
+
 
 class _Logger:
     """Running totals of the steps since the last row, and the rows of ``train_log.csv``."""
@@ -664,10 +730,17 @@ class _Logger:
         elapsed = max(time.time() - window.start, 1e-9)
         loss = round(loss_sum / count, 5) if count else math.nan
         accuracy = round(correct / count, 5) if count else math.nan
-        row = {"step": step, "epoch": round(step / plan.steps_per_epoch, 4), "loss": loss, "accuracy": accuracy,
-               "margin": round(outcome.margin, 5), "lr": f"{outcome.lr:.6g}",
-               "grad_norm": round(window.grad / window.steps, 4), "bad_audio": counters.bad_audio,
-               "examples_per_s": round(count / elapsed, 1)}
+        row = {
+            "step": step,
+            "epoch": round(step / plan.steps_per_epoch, 4),
+            "loss": loss,
+            "accuracy": accuracy,
+            "margin": round(outcome.margin, 5),
+            "lr": f"{outcome.lr:.6g}",
+            "grad_norm": round(window.grad / window.steps, 4),
+            "bad_audio": counters.bad_audio,
+            "examples_per_s": round(count / elapsed, 1),
+        }
         result.last_loss, result.last_accuracy = loss, accuracy
         result.log_rows.append(row)
         self.pending.append(row)
@@ -683,18 +756,31 @@ def _save_checkpoint(plan: _Plan, parts: _Parts, counters: _Counters):
     for name, module in (("model", parts.model), ("loss", parts.loss)):  # the same on every process
         bad = first_non_finite(module.state_dict())
         if bad is not None:
-            raise TrainingError(f"training stopped at step {step}: the {name} weight {bad!r} is not finite, "
-                                "so no checkpoint is written. Lower optimizer.lr or set train.grad_clip in "
-                                f"{plan.config.source}")
+            raise TrainingError(
+                f"training stopped at step {step}: the {name} weight {bad!r} is not finite, "
+                "so no checkpoint is written. Lower optimizer.lr or set train.grad_clip in "
+                f"{plan.config.source}"
+            )
     states = _all_rng_states(process)
     if process.is_main:
-        save_training_state(ckpt_dir / f"state_step{step:08d}.pt", {
-            "step": step, "model": parts.model.state_dict(), "loss": parts.loss.state_dict(),
-            "optimizer": parts.optimizer.state_dict(),
-            "scaler": parts.scaler.state_dict() if parts.scaler else None, "rng": states,
-            "bad_audio": counters.bad_audio, "attempted": counters.attempted, "num_classes": plan.maker.num_classes,
-            "steps_per_epoch": plan.steps_per_epoch, "model_config": parts.model.config.to_dict(),
-            "config": plan.config.to_dict(), "speakers": sorted(plan.labels)})
+        save_training_state(
+            ckpt_dir / f"state_step{step:08d}.pt",
+            {
+                "step": step,
+                "model": parts.model.state_dict(),
+                "loss": parts.loss.state_dict(),
+                "optimizer": parts.optimizer.state_dict(),
+                "scaler": parts.scaler.state_dict() if parts.scaler else None,
+                "rng": states,
+                "bad_audio": counters.bad_audio,
+                "attempted": counters.attempted,
+                "num_classes": plan.maker.num_classes,
+                "steps_per_epoch": plan.steps_per_epoch,
+                "model_config": parts.model.config.to_dict(),
+                "config": plan.config.to_dict(),
+                "speakers": sorted(plan.labels),
+            },
+        )
         save_checkpoint(parts.model, ckpt_dir / f"model_step{step:08d}.pt")
         prune(ckpt_dir, plan.config.train.keep_checkpoints)
     _barrier(process)
@@ -706,11 +792,20 @@ def _validate(plan: _Plan, parts: _Parts, step: int, say: Callable) -> Optional[
     if plan.process.is_main:
         v = config.validation
         # only called with validation configured: trials and audio_dir are both set
-        value = validation_eer(parts.model, cast(str, v.trials), cast(str, v.audio_dir), config.data.sample_rate,
-                               v.max_seconds, plan.process.device)
+        value = validation_eer(
+            parts.model,
+            cast(str, v.trials),
+            cast(str, v.audio_dir),
+            config.data.sample_rate,
+            v.max_seconds,
+            plan.process.device,
+        )
         _append_validation(plan.out / "validation.csv", step, value)
-        say(f"step 0 (untrained): validation EER {100 * value:.2f} %" if step == 0
-            else f"step {step}: validation EER {100 * value:.2f} %")
+        say(
+            f"step 0 (untrained): validation EER {100 * value:.2f} %"
+            if step == 0
+            else f"step {step}: validation EER {100 * value:.2f} %"
+        )
     _barrier(plan.process)
     return value
 
@@ -721,10 +816,12 @@ def _finish(plan: _Plan, parts: _Parts, result: TrainingResult, say: Callable):
     if plan.process.is_main:
         result.final_model = Path(save_checkpoint(parts.model, plan.out / "final.pt"))
         if tc.average_last:
-            snapshots = model_snapshots(plan.checkpoints)[-tc.average_last:]
+            snapshots = model_snapshots(plan.checkpoints)[-tc.average_last :]
             result.averaged_model = average_checkpoints(snapshots, plan.out / "model_avg.pt")
-        say(f"done: {result.steps} steps; final model {result.final_model}"
-            + (f", average of {len(snapshots)} snapshots {result.averaged_model}" if tc.average_last else ""))
+        say(
+            f"done: {result.steps} steps; final model {result.final_model}"
+            + (f", average of {len(snapshots)} snapshots {result.averaged_model}" if tc.average_last else "")
+        )
     _barrier(plan.process)
 
 
@@ -746,22 +843,38 @@ def _append_validation(path: Path, step: int, value: float):
         handle.write(f"{step},{value:.6f}\n")
 
 
-def _make_loader(config: TrainingConfig, utterances, labels, maker, process: Process, epoch: int, start_step: int,
-                 steps_per_epoch: int) -> torch.utils.data.DataLoader:
+def _make_loader(
+    config: TrainingConfig,
+    utterances,
+    labels,
+    maker,
+    process: Process,
+    epoch: int,
+    start_step: int,
+    steps_per_epoch: int,
+) -> torch.utils.data.DataLoader:
     data, seed = config.data, config.train.seed
     # The loader's own generator seeds its workers, so the global RNG is left untouched.
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     common: Dict[str, Any] = dict(
-        batch_size=data.batch_size, collate_fn=collate_examples, num_workers=data.num_workers,
-        pin_memory=process.device.type == "cuda", drop_last=True, generator=generator, persistent_workers=False)
+        batch_size=data.batch_size,
+        collate_fn=collate_examples,
+        num_workers=data.num_workers,
+        pin_memory=process.device.type == "cuda",
+        drop_last=True,
+        generator=generator,
+        persistent_workers=False,
+    )
     if data.num_workers > 0:
         common["prefetch_factor"] = 2
     if data.shards:
-        shards = ShardDataset(data.shards, labels, maker, seed, data.batch_size, process.rank, process.size,
-                              data.shuffle_buffer)
+        shards = ShardDataset(
+            data.shards, labels, maker, seed, data.batch_size, process.rank, process.size, data.shuffle_buffer
+        )
         shards.set_epoch(epoch, start_step)
         return torch.utils.data.DataLoader(shards, **common)
     dataset = CropDataset(utterances, labels, maker, seed)
-    sampler = EpochSampler(len(dataset), data.batch_size, steps_per_epoch, seed, epoch, process.rank,
-                           process.size, start_step)
+    sampler = EpochSampler(
+        len(dataset), data.batch_size, steps_per_epoch, seed, epoch, process.rank, process.size, start_step
+    )
     return torch.utils.data.DataLoader(dataset, sampler=sampler, **common)
