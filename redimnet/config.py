@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 BLOCK_2D_TYPES = ("convnext_like", "convnext_like_relu", "basic_resnet", "basic_resnet_fwse")
 BLOCK_1D_TYPES = ("fc", "conv", "att", "conv+att")
@@ -112,8 +112,53 @@ class StageSpec:
         return (self.stride, self.num_blocks, self.conv_exp, [tuple(k) for k in self.kernel_sizes], self.att_block_red)
 
 
+ConfigT = TypeVar("ConfigT", bound="ReleaseConfig")
+
+
+class ReleaseConfig:
+    """What every family's config dataclass shares: conversion from and to the ``model_config`` dict that the
+    official constructor takes (``stages_setup`` as its nested lists, ``spec_params`` as a plain dict)."""
+
+    family_label: ClassVar[str] = "model"
+
+    @classmethod
+    def from_dict(cls: Type[ConfigT], options: Mapping[str, Any]) -> ConfigT:
+        """Build from a ``model_config`` dict; unknown keys raise ValueError."""
+        if not isinstance(options, Mapping):
+            raise ValueError(f"model_config must be a dict, got {type(options).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # subclasses are dataclasses
+        unknown = sorted(str(k) for k in options if k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.family_label} option(s): {', '.join(unknown)}; "
+                f"known options are: {', '.join(sorted(known))}"
+            )
+        return cls(**dict(options))
+
+    def to_dict(self) -> dict:
+        """The ``model_config`` dict the official constructor accepts."""
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
+            value = getattr(self, f.name)
+            if f.name == "stages_setup":
+                value = [stage.as_original() for stage in value]
+            elif f.name == "spec_params":
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    def replace(self: ConfigT, **changes) -> ConfigT:
+        """A copy with some options changed (validated like a new config)."""
+        options = self.to_dict()
+        unknown = sorted(k for k in changes if k not in options)
+        if unknown:
+            raise ValueError(f"unknown {self.family_label} option(s): {', '.join(unknown)}")
+        options.update(changes)
+        return type(self)(**options)
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ReleaseConfig):
     """Constructor options of ReDimNet, with the original names and defaults.
 
     Frozen and validated on construction (a ``ValueError`` names the option and
@@ -144,6 +189,8 @@ class ModelConfig:
         return_all_outputs: ``forward`` also returns every stage's 1D output.
         tf_optimized_arch: accepted for compatibility; only False is supported.
     """
+
+    family_label: ClassVar[str] = "ReDimNet"
 
     F: int = 72
     C: int = 16
@@ -177,31 +224,6 @@ class ModelConfig:
         _validate(self)
 
     # ------------------------------------------------------------------ i/o
-    @classmethod
-    def from_dict(cls, options: Mapping[str, Any]) -> "ModelConfig":
-        """Build from a ``model_config`` dict; unknown keys raise ValueError."""
-        if not isinstance(options, Mapping):
-            raise ValueError(f"model_config must be a dict, got {type(options).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in options if k not in known)
-        if unknown:
-            raise ValueError(
-                f"unknown ReDimNet option(s): {', '.join(unknown)}; known options are: {', '.join(sorted(known))}"
-            )
-        return cls(**dict(options))
-
-    def to_dict(self) -> dict:
-        """The ``model_config`` dict the original constructor accepts."""
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "stages_setup":
-                value = [stage.as_original() for stage in value]
-            elif f.name == "spec_params":
-                value = dict(value)
-            out[f.name] = value
-        return out
-
     def architecture_dict(self) -> dict:
         """:meth:`to_dict` without what only training uses (dropouts, SpecAugment settings), and
         with ``feat_type`` aliases resolved: two configurations with equal dicts compute the same
@@ -212,14 +234,6 @@ class ModelConfig:
         out["feat_type"] = self.frontend
         out["spec_params"] = {k: v for k, v in out["spec_params"].items() if k not in TRAINING_ONLY_SPEC_PARAMS}
         return out
-
-    def replace(self, **changes) -> "ModelConfig":
-        options = self.to_dict()
-        unknown = sorted(k for k in changes if k not in options)
-        if unknown:
-            raise ValueError(f"unknown ReDimNet option(s): {', '.join(unknown)}")
-        options.update(changes)
-        return ModelConfig(**options)
 
     # ---------------------------------------------------------- derived facts
     @property

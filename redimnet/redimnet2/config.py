@@ -16,10 +16,9 @@ output head (``return_2d_output``) and the front end ``tf_spec``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
 from ..config import (
     ATTENTION_HEADS,
@@ -27,6 +26,7 @@ from ..config import (
     BLOCK_2D_TYPES,
     MHASTP_HEADS,
     MQMHASTP_HEADS,
+    ReleaseConfig,
     _choice,
     _flag,
     _is_int,
@@ -106,7 +106,7 @@ class Stage2Spec:
 
 
 @dataclass(frozen=True)
-class ReDimNet2Config:
+class ReDimNet2Config(ReleaseConfig):
     """Constructor options of ``ReDimNet2Wrap``, with the official names.
 
     Defaults are the official ones except ``causal``, whose official default
@@ -144,6 +144,8 @@ class ReDimNet2Config:
         spec_params: front-end options (sample rate, FFT size, SpecAugment).
         return_all_outputs: ``forward`` also returns every stage's 1D output.
     """
+
+    family_label: ClassVar[str] = "ReDimNet2"
 
     F: int = 72
     C: int = 24
@@ -185,39 +187,6 @@ class ReDimNet2Config:
         _validate(self)
 
     # ------------------------------------------------------------------ i/o
-    @classmethod
-    def from_dict(cls, options: Mapping[str, Any]) -> "ReDimNet2Config":
-        """Build from a ``model_config`` dict; unknown keys raise ValueError."""
-        if not isinstance(options, Mapping):
-            raise ValueError(f"model_config must be a dict, got {type(options).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in options if k not in known)
-        if unknown:
-            raise ValueError(
-                f"unknown ReDimNet2 option(s): {', '.join(unknown)}; known options are: {', '.join(sorted(known))}"
-            )
-        return cls(**dict(options))
-
-    def to_dict(self) -> dict:
-        """The ``model_config`` dict the official constructor accepts."""
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "stages_setup":
-                value = [stage.as_original() for stage in value]
-            elif f.name == "spec_params":
-                value = dict(value)
-            out[f.name] = value
-        return out
-
-    def replace(self, **changes) -> "ReDimNet2Config":
-        options = self.to_dict()
-        unknown = sorted(k for k in changes if k not in options)
-        if unknown:
-            raise ValueError(f"unknown ReDimNet2 option(s): {', '.join(unknown)}")
-        options.update(changes)
-        return ReDimNet2Config(**options)
-
     # ---------------------------------------------------------- derived facts
     @property
     def frontend(self) -> str:
