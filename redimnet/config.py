@@ -385,6 +385,30 @@ def parse_head_activation(value: Optional[str]) -> Optional[Tuple[str, Optional[
     return name, dim
 
 
+def validate_flags_and_spec_augment(params: Mapping[str, Any]) -> None:
+    """Checks of the ``spec_params`` every family's front end shares: the on/off flags and the
+    SpecAugment settings (mask widths, start bin, number of applications)."""
+    for key in ("do_spec_aug", "norm_signal", "do_preemph"):
+        if key in params:
+            _flag(f"spec_params[{key!r}]", params[key])
+    for key in ("freq_mask_width", "time_mask_width"):
+        if key in params:
+            width = params[key]
+            if (
+                not isinstance(width, Sequence)
+                or len(width) != 2
+                or not all(_is_int(w) for w in width)
+                or not 0 <= width[0] < width[1]
+            ):
+                raise ValueError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
+    if "freq_start_bin" in params and (not _is_int(params["freq_start_bin"]) or params["freq_start_bin"] < 0):
+        raise ValueError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
+    if "num_apply_spec_aug" in params and (
+        not _is_int(params["num_apply_spec_aug"]) or params["num_apply_spec_aug"] < 0
+    ):
+        raise ValueError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
+
+
 def _validate_spec_params(config: ModelConfig):
     frontend = config.frontend
     params = config.spec_params
@@ -413,25 +437,7 @@ def _validate_spec_params(config: ModelConfig):
     f_min, f_max = params.get("f_min", 20), params.get("f_max", 7600)
     if not 0 <= f_min < f_max <= params.get("sample_rate", 16000) / 2:
         raise ValueError(f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}")
-    for key in ("do_spec_aug", "norm_signal", "do_preemph"):
-        if key in params:
-            _flag(f"spec_params[{key!r}]", params[key])
-    for key in ("freq_mask_width", "time_mask_width"):
-        if key in params:
-            width = params[key]
-            if (
-                not isinstance(width, Sequence)
-                or len(width) != 2
-                or not all(_is_int(w) for w in width)
-                or not 0 <= width[0] < width[1]
-            ):
-                raise ValueError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
-    if "freq_start_bin" in params and (not _is_int(params["freq_start_bin"]) or params["freq_start_bin"] < 0):
-        raise ValueError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
-    if "num_apply_spec_aug" in params and (
-        not _is_int(params["num_apply_spec_aug"]) or params["num_apply_spec_aug"] < 0
-    ):
-        raise ValueError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
+    validate_flags_and_spec_augment(params)
     if "spec_norm" in params and params["spec_norm"] not in SPEC_NORMS:
         raise ValueError(
             f"spec_params['spec_norm']={params['spec_norm']!r} is not supported; "

@@ -32,6 +32,7 @@ from ..config import (
     _is_int,
     _positive_int,
     _probability,
+    validate_flags_and_spec_augment,
 )
 
 POOLING_FUNCS = ("TAP", "TMAP", "TSDP", "TSTP", "ASTP", "MHASTP", "MQMHASTP")
@@ -339,25 +340,7 @@ def _validate_spec_params(config: ReDimNet2Config):
             raise ValueError(
                 f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}"
             )
-    for key in ("do_spec_aug", "norm_signal", "do_preemph"):
-        if key in params:
-            _flag(f"spec_params[{key!r}]", params[key])
-    for key in ("freq_mask_width", "time_mask_width"):
-        if key in params:
-            width = params[key]
-            if (
-                not isinstance(width, Sequence)
-                or len(width) != 2
-                or not all(_is_int(w) for w in width)
-                or not 0 <= width[0] < width[1]
-            ):
-                raise ValueError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
-    if "freq_start_bin" in params and (not _is_int(params["freq_start_bin"]) or params["freq_start_bin"] < 0):
-        raise ValueError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
-    if "num_apply_spec_aug" in params and (
-        not _is_int(params["num_apply_spec_aug"]) or params["num_apply_spec_aug"] < 0
-    ):
-        raise ValueError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
+    validate_flags_and_spec_augment(params)
     if "spec_norm" in params and params["spec_norm"] not in SPEC_NORMS:
         raise ValueError(
             f"spec_params['spec_norm']={params['spec_norm']!r} is not supported (the official "
