@@ -393,7 +393,7 @@ def main(argv=None) -> int:
         return 0
 
     torch.set_num_threads(args.threads)
-    dtypes = ["float32"] if args.device == "cpu" else ["float16", "bfloat16"]
+    dtypes = ["float32"] if args.device == "cpu" else ["float32", "float16", "bfloat16"]
     rows: List[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets.split(","):
