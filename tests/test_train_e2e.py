@@ -1,7 +1,8 @@
 """End to end on synthetic voices, through the user-facing commands:
 
 ``python -m redimnet.synth`` -> ``redimnet prepare`` -> ``redimnet train`` -> ``redimnet average``
--> ``redimnet embed`` + ``redimnet eval`` on held-out speakers, before and after training.
+-> ``redimnet embed`` + ``redimnet eval`` on held-out speakers, before and after training, with the
+shipped recipes for a small model on synthetic speakers (``synthetic_small``, ``redimnet2_synthetic_small``).
 
 Takes a few minutes on 2 CPU cores; it is part of the normal test run on purpose.
 """
@@ -10,33 +11,14 @@ import json
 
 import pytest
 import torch
-import yaml
 
 import redimnet
 from redimnet import synth
 from redimnet.cli import main as cli_main
+from redimnet.recipes import recipe_path
+from redimnet.redimnet2.family import build_model
+from redimnet.training.config import load_config
 
-SMALL_MODEL = {
-    "F": 32,
-    "C": 4,
-    "block_2d_type": "convnext_like",
-    "group_divisor": 4,
-    "block_1d_type": "conv",
-    "embed_dim": 64,
-    "hop_length": 240,
-    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
-}
-# A reduced ReDimNet2: time-pooled stages (time strides 1, 1, 2), the release models' "tf" front end.
-SMALL_MODEL_2 = {
-    "F": 32,
-    "C": 4,
-    "block_2d_type": "convnext_like",
-    "group_divisor": 4,
-    "block_1d_type": "conv",
-    "embed_dim": 64,
-    "out_channels": None,
-    "stages_setup": [[[1, 1], 1, 1, [[3, 3]], 4], [[2, 1], 1, 1, [[3, 3]], 4], [[2, 2], 1, 1, [[3, 3]], 4]],
-}
 TRAIN_SPEAKERS, TEST_SPEAKERS, UTTERANCES = 32, 16, 8
 
 
@@ -67,10 +49,8 @@ def _held_out_eer(capsys, corpus, checkpoint, name) -> float:
     return result["eer"]
 
 
-@pytest.mark.parametrize(
-    "preset, overrides", [("b0", SMALL_MODEL), ("redimnet2-b0", SMALL_MODEL_2)], ids=["redimnet", "redimnet2"]
-)
-def test_training_on_synthetic_speakers_separates_held_out_speakers(tmp_path, capsys, preset, overrides):
+@pytest.mark.parametrize("recipe", ["synthetic_small", "redimnet2_synthetic_small"], ids=["redimnet", "redimnet2"])
+def test_training_on_synthetic_speakers_separates_held_out_speakers(tmp_path, capsys, recipe):
     corpus = tmp_path / "corpus"
     assert (
         synth.main(
@@ -89,54 +69,28 @@ def test_training_on_synthetic_speakers_separates_held_out_speakers(tmp_path, ca
         == 0
     )
     assert cli_main(["prepare", str(corpus / "train"), "-o", str(tmp_path / "lists")]) == 0
-    config = tmp_path / "synthetic.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "model": {"preset": preset, "overrides": overrides},
-                "data": {
-                    "wav_scp": str(tmp_path / "lists" / "wav.scp"),
-                    "utt2spk": str(tmp_path / "lists" / "utt2spk"),
-                    "crop_seconds": 1.0,
-                    "batch_size": 32,
-                    "num_workers": 1,
-                    "speed_perturb": [],
-                },
-                "augment": {"prob": 0.0},
-                "loss": {
-                    "type": "aam",
-                    "scale": 32,
-                    "margin": 0.2,
-                    "margin_increase_start_epoch": 2,
-                    "margin_fix_epoch": 6,
-                },
-                "optimizer": {"lr": 0.2, "final_lr": 0.005, "warmup_epochs": 1},
-                "train": {
-                    "output_dir": str(tmp_path / "exp"),
-                    "epochs": 12,
-                    "checkpoint_every": 20,
-                    "log_every": 8,
-                    "keep_checkpoints": 3,
-                    "progress": False,
-                },
-            }
-        )
-    )
+    where = [
+        f"data.wav_scp={tmp_path / 'lists' / 'wav.scp'}",
+        f"data.utt2spk={tmp_path / 'lists' / 'utt2spk'}",
+        f"train.output_dir={tmp_path / 'exp'}",
+        "train.progress=false",
+    ]
+    config = load_config(recipe_path(recipe), where)
 
-    # the untrained model is the training run's starting point: same seed (train.seed, default 42), same config
+    # the untrained model is the training run's starting point: same seed (train.seed), same config
     untrained = tmp_path / "untrained.pt"
-    torch.manual_seed(42)
-    redimnet.save_checkpoint(redimnet.build(preset, **overrides), untrained)
+    torch.manual_seed(config.train.seed)
+    redimnet.save_checkpoint(build_model(config.model_config()), untrained)
     before = _held_out_eer(capsys, corpus, untrained, "before")
 
-    assert cli_main(["train", "--config", str(config)]) == 0
+    assert cli_main(["train", "--config", recipe, *(part for value in where for part in ("--set", value))]) == 0
     averaged = tmp_path / "exp" / "avg3.pt"
     assert cli_main(["average", str(tmp_path / "exp"), "--last", "3", "-o", str(averaged)]) == 0
     after = _held_out_eer(capsys, corpus, averaged, "after")
 
     with capsys.disabled():
         print(
-            f"\n{preset}: held-out EER on {TEST_SPEAKERS} unseen synthetic speakers: untrained {100 * before:.1f} %, "
+            f"\n{recipe}: held-out EER on {TEST_SPEAKERS} unseen synthetic speakers: untrained {100 * before:.1f} %, "
             f"trained {100 * after:.1f} %"
         )
     log = (tmp_path / "exp" / "train_log.csv").read_text().splitlines()
