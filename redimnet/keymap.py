@@ -1,15 +1,25 @@
-"""Names of parameters in the original implementation's checkpoints.
+"""Names of parameters in the official implementations' checkpoints.
 
-Our modules are named for what they are; the original's are positions inside
-``nn.Sequential`` containers.  :func:`original_key` turns one of our
-``state_dict`` keys into the original's, and that single function serves both
+Our modules are named for what they are; the official ones are positions inside
+``nn.Sequential`` containers.  A family's ``original_key`` turns one of our
+``state_dict`` keys into the official one, and that single function serves both
 directions: loading builds the inverse table from it, saving applies it.
+
+This module holds what both families share -- the renaming rules of the blocks,
+front ends, pooling and head, the layout every stage starts with, and
+:func:`official_key`, the walk over a key -- and ReDimNet's stage layout;
+ReDimNet2's is in :mod:`redimnet.redimnet2.keymap`.
 """
 
 import re
-from typing import Dict, Iterable
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Mapping, Union
 
 from .config import ModelConfig
+
+if TYPE_CHECKING:
+    from .redimnet2.config import ReDimNet2Config
+
+AnyConfig = Union[ModelConfig, "ReDimNet2Config"]
 
 # Renames inside blocks, applied in order to the part of a key below the block.
 _TRANSFORMER = [
@@ -48,7 +58,7 @@ _POOLING = {
         (r"^queries\.(\d+)\.scorers\.(\d+)\.score\.", r"n_query.\1.heads_att_trans.\2.att_1."),
     ],
 }
-_FRONTEND = {
+FRONTENDS = {
     "pt": {
         "preemphasis.kernel": "torchfbank.1.flipped_filter",
         "window": "torchfbank.2.spectrogram.window",
@@ -61,6 +71,8 @@ _FRONTEND = {
         "mel_filters": "torchfbank.2.melbanks_pt",
     },
 }
+# Backbone parts outside the stages: our prefix -> the official one.
+_BACKBONE = {"stem.conv.": "stem.0.", "stem.norm.": "stem.1.", "mixer.logits": "fin_wght1d.w"}
 _HEAD = [
     (r"^pool_norm\.", "bn."),
     (r"^embedding\.", "linear."),
@@ -69,13 +81,17 @@ _HEAD = [
 ]
 
 
+_SQUEEZE = {"conv": 0, "norm": 1, "pointwise": 3}
+
+
 def _apply(rules, text: str) -> str:
     for pattern, replacement in rules:
         text = re.sub(pattern, replacement, text)
     return text
 
 
-def _time_context_key(rest: str, kind: str) -> str:
+def time_context_key(rest: str, kind: str) -> str:
+    """The official name of ``rest``, a key below a stage's time-context block of type ``kind``."""
     if rest.startswith("reduce."):
         return "red_dim_conv.0." + rest[len("reduce.") :]
     if rest.startswith("reduce_norm."):
@@ -96,53 +112,79 @@ def _time_context_key(rest: str, kind: str) -> str:
     return f"tcm.{index}." + _apply(rules, inner)
 
 
-def _stage_key(index: int, rest: str, config: ModelConfig) -> str:
-    spec = config.stages_setup[index]
-    first_block = 3  # after the mixer (0), the 2D reshape (1) and the pooling conv (2)
-    squeeze_at = first_block + spec.num_blocks
-    context_at = squeeze_at + (1 if spec.conv_exp != 1 else 0) + 1  # skip the 1D reshape
+def stage_part_key(rest: str, config: AnyConfig, index: int, pool_at: int) -> str:
+    """The official name, inside stage ``index``'s ``nn.Sequential``, of a part every stage has
+    (``rest`` is our key below ``stages.<index>.``): the mixer at 0, the pooling convolution at
+    ``pool_at``, then the 2D blocks and the channel squeeze."""
     head, _, inner = rest.partition(".")
     if head == "mixer":
         return f"0.{inner.replace('logits', 'w')}"
     if head == "pool":
-        return f"2.{inner}"
+        return f"{pool_at}.{inner}"
     if head == "blocks":
         block, _, inner = inner.partition(".")
         rules = _CONVNEXT if config.block_2d_type.startswith("convnext") else _RESNET
-        return f"{first_block + int(block)}.conv_block.{_apply(rules, inner)}"
+        return f"{pool_at + 1 + int(block)}.conv_block.{_apply(rules, inner)}"
     if head == "squeeze":
         part, _, leaf = inner.partition(".")
-        return f"{squeeze_at}.{ {'conv': 0, 'norm': 1, 'pointwise': 3}[part] }.{leaf}"
-    if head == "time_context":
-        return f"{context_at}.{_time_context_key(inner, config.block_1d_type)}"
+        return f"{pool_at + 1 + config.stages_setup[index].num_blocks}.{_SQUEEZE[part]}.{leaf}"
     raise KeyError(rest)
 
 
-def original_key(key: str, config: ModelConfig) -> str:
-    """The original implementation's name for our ``state_dict`` key ``key``."""
+def official_key(
+    key: str,
+    config: AnyConfig,
+    *,
+    family: str,
+    stage: Callable[[int, str], str],
+    backbone: Mapping[str, str],
+    frontends: Mapping[str, Mapping[str, str]] = FRONTENDS,
+) -> str:
+    """The official name of our ``state_dict`` key ``key`` in a ``family`` model of ``config``.
+
+    ``stage(index, rest)`` names a key below ``backbone.stages.<index>.`` (without the
+    ``backbone.`` prefix); ``frontends`` maps each front end's buffers; ``backbone`` adds the
+    family's own backbone parts outside the stages (our prefix -> the official one).
+    """
     if key.startswith("frontend."):
         rest = key[len("frontend.") :]
         if rest.startswith("spec_norm."):
             return "spec." + rest
-        return "spec." + _FRONTEND[config.frontend][rest]
+        return "spec." + frontends[config.frontend][rest]
     if key.startswith("backbone."):
         rest = key[len("backbone.") :]
         match = re.match(r"stages\.(\d+)\.(.*)", rest)
         if match:
-            index = int(match.group(1))
-            return f"backbone.stage{index}.{_stage_key(index, match.group(2), config)}"
-        if rest.startswith("stem."):
-            return "backbone.stem." + _apply([(r"^stem\.conv\.", "0."), (r"^stem\.norm\.", "1.")], rest)
-        if rest.startswith("mixer."):
-            return "backbone.fin_wght1d." + rest[len("mixer.") :].replace("logits", "w")
-        if rest.startswith("projection."):
-            return "backbone.mfa." + _apply([(r"^projection\.conv\.", "0."), (r"^projection\.norm\.", "1.")], rest)
+            return "backbone." + stage(int(match.group(1)), match.group(2))
+        for ours, theirs in {**_BACKBONE, **backbone}.items():
+            if rest.startswith(ours):
+                return "backbone." + theirs + rest[len(ours) :]
     if key.startswith("pool."):
         return "pool." + _apply(_POOLING.get(config.pooling_func, []), key[len("pool.") :])
     renamed = _apply(_HEAD, key)
     if renamed != key:
         return renamed
-    raise KeyError(f"no original name known for {key!r}")
+    raise KeyError(f"no official {family} name known for {key!r}")
+
+
+def _stage_key(index: int, rest: str, config: ModelConfig) -> str:
+    spec = config.stages_setup[index]
+    pool_at = 2  # after the mixer (0) and the 2D reshape (1)
+    if rest.startswith("time_context."):
+        squeeze_at = pool_at + 1 + spec.num_blocks
+        context_at = squeeze_at + (1 if spec.conv_exp != 1 else 0) + 1  # skip the 1D reshape
+        return f"stage{index}.{context_at}.{time_context_key(rest[len('time_context.') :], config.block_1d_type)}"
+    return f"stage{index}.{stage_part_key(rest, config, index, pool_at)}"
+
+
+_PROJECTION = {"projection.conv.": "mfa.0.", "projection.norm.": "mfa.1."}
+
+
+def original_key(key: str, config: ModelConfig) -> str:
+    """The original implementation's name for our ``state_dict`` key ``key``."""
+    return official_key(
+        key, config, family="ReDimNet", stage=lambda index, rest: _stage_key(index, rest, config), backbone=_PROJECTION
+    )
 
 
 def original_names(keys: Iterable[str], config: ModelConfig) -> Dict[str, str]:
