@@ -193,6 +193,18 @@ class SignalLevel:
             return float("-inf")
         return 10.0 * float(np.log10(self.energy / self.samples))
 
+    @property
+    def silent(self) -> bool:
+        """True below :data:`SILENCE_FLOOR_DBFS`: no speaker to embed (see :func:`check_signal_level`)."""
+        return self.dbfs < SILENCE_FLOOR_DBFS
+
+    @classmethod
+    def of(cls, wave: np.ndarray) -> "SignalLevel":
+        """The level of a whole signal."""
+        level = cls()
+        level.add(wave)
+        return level
+
 
 def check_signal_level(level: Union[SignalLevel, np.ndarray], where: str = "waveform") -> None:
     """Raise :class:`AudioError` ("no speech signal") when the signal is below :data:`SILENCE_FLOOR_DBFS`.
@@ -202,9 +214,8 @@ def check_signal_level(level: Union[SignalLevel, np.ndarray], where: str = "wave
     embedded (two silent files would otherwise score as the same speaker).
     """
     if not isinstance(level, SignalLevel):
-        wave, level = level, SignalLevel()
-        level.add(wave)
-    if level.dbfs < SILENCE_FLOOR_DBFS:
+        level = SignalLevel.of(level)
+    if level.silent:
         what = "all samples are zero" if level.energy <= 0 else f"RMS level {level.dbfs:.1f} dBFS"
         raise AudioError(
             f"{where}: no speech signal ({what}; the floor is {SILENCE_FLOOR_DBFS:g} dBFS); "

@@ -8,8 +8,8 @@ import soundfile
 
 from redimnet.audio import read_audio
 from redimnet.diarization.clustering import AgglomerativeClustering, SpectralClustering, reduce
-from redimnet.diarization.der import diarization_error
-from redimnet.diarization.pipeline import Diarizer, plan_windows
+from redimnet.diarization.der import DERScore, diarization_error
+from redimnet.diarization.pipeline import Diarizer, keep_windows, plan_windows
 from redimnet.diarization.segments import RTTMError, Segment, format_rttm, parse_rttm, read_rttm
 from redimnet.diarization.stream import AudioSource
 from redimnet.diarization.vad import EnergyVAD, scores_to_regions
@@ -80,6 +80,30 @@ def test_der_overlap_scored_or_skipped():
     assert skipped.total == pytest.approx(4) and skipped.missed == 0 and skipped.confusion == pytest.approx(2)
 
 
+def test_jer_hand_computed_examples():
+    reference = [Segment(0, 10, "A"), Segment(10, 20, "B")]
+    hypothesis = [Segment(0, 12, "x"), Segment(12, 18, "y"), Segment(25, 26, "z")]
+    score = diarization_error(reference, hypothesis, collar=0.0)
+    # A-x: 10 s shared of a 12 s union; B-y: 6 s of 10 s; the unmapped z is not counted
+    assert score.speakers == 2
+    assert score.jer == pytest.approx(((1 - 10 / 12) + (1 - 6 / 10)) / 2)
+    # one hypothesis speaker for two reference speakers: the unpaired one has error 1
+    merged = diarization_error(reference, [Segment(0, 20, "x")], collar=0.0)
+    assert merged.jer == pytest.approx((0.5 + 1.0) / 2)
+    assert merged.der == pytest.approx(0.5)
+    assert diarization_error(reference, [], collar=0.0).jer == 1.0
+    assert diarization_error(reference, reference, collar=0.0).jer == 0.0
+    # over recordings JER is the mean over all their reference speakers, not the mean of the rates
+    solo = diarization_error([Segment(0, 5, "C")], [Segment(0, 5, "w")], collar=0.0)
+    assert (score + merged + solo).jer == pytest.approx((1 / 6 + 0.4 + 0.5 + 1.0 + 0.0) / 5)
+    # a speaker whose speech lies wholly inside the collars is not scored
+    short = diarization_error(reference + [Segment(30, 30.4, "D")], hypothesis, collar=0.25)
+    assert short.speakers == 2
+    # nothing to score on either side
+    assert diarization_error([], []).jer == 0.0
+    assert diarization_error([], [Segment(0, 1, "x")]).jer == 1.0
+
+
 def _random_segments(rng, labels, length=30.0):
     segments = []
     for label in labels:
@@ -91,17 +115,20 @@ def _random_segments(rng, labels, length=30.0):
     return segments
 
 
-def test_der_matches_pyannote_metrics_on_random_pairs():
-    pytest.importorskip("pyannote.metrics")
+def _annotation(segments):
+    """A pyannote.core Annotation of our segments."""
     from pyannote.core import Annotation
     from pyannote.core import Segment as PSegment
-    from pyannote.metrics.diarization import DiarizationErrorRate
 
-    def annotation(segments):
-        result = Annotation()
-        for index, s in enumerate(segments):
-            result[PSegment(s.start, s.end), index] = s.label
-        return result
+    result = Annotation()
+    for index, s in enumerate(segments):
+        result[PSegment(s.start, s.end), index] = s.label
+    return result
+
+
+def test_der_matches_pyannote_metrics_on_random_pairs():
+    pytest.importorskip("pyannote.metrics")
+    from pyannote.metrics.diarization import DiarizationErrorRate
 
     rng = np.random.default_rng(1)
     with warnings.catch_warnings():
@@ -111,13 +138,35 @@ def test_der_matches_pyannote_metrics_on_random_pairs():
             hypothesis = _random_segments(rng, [f"h{i}" for i in range(rng.integers(1, 6))])
             collar, skip = float(rng.choice([0.0, 0.25, 0.5])), bool(rng.integers(2))
             expected = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip)(
-                annotation(reference), annotation(hypothesis), detailed=True
+                _annotation(reference), _annotation(hypothesis), detailed=True
             )
             ours = diarization_error(reference, hypothesis, collar, skip)
             assert ours.total == pytest.approx(expected["total"], abs=1e-9)
             assert ours.missed == pytest.approx(expected["missed detection"], abs=1e-9)
             assert ours.false_alarm == pytest.approx(expected["false alarm"], abs=1e-9)
             assert ours.confusion == pytest.approx(expected["confusion"], abs=1e-9)
+
+
+def test_jer_matches_pyannote_metrics_on_random_pairs():
+    pytest.importorskip("pyannote.metrics")
+    from pyannote.metrics.diarization import JaccardErrorRate
+
+    rng = np.random.default_rng(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for collar, skip in [(0.0, False), (0.25, False), (0.5, True), (0.0, True)]:
+            metric = JaccardErrorRate(collar=2 * collar, skip_overlap=skip)
+            total = DERScore()
+            for _ in range(15):
+                reference = _random_segments(rng, [f"r{i}" for i in range(rng.integers(1, 5))])
+                hypothesis = _random_segments(rng, [f"h{i}" for i in range(rng.integers(1, 6))])
+                expected = metric(_annotation(reference), _annotation(hypothesis), detailed=True)
+                ours = diarization_error(reference, hypothesis, collar, skip)
+                assert ours.speakers == expected["speaker count"]
+                assert ours.speaker_error == pytest.approx(expected["speaker error"], abs=1e-9)
+                assert ours.jer == pytest.approx(expected["jaccard error rate"], abs=1e-9)
+                total += ours
+            assert total.jer == pytest.approx(abs(metric), abs=1e-9)  # pyannote's total over the recordings
 
 
 # --- VAD --------------------------------------------------------------------------------------------
@@ -239,6 +288,27 @@ def test_segments_split_at_window_midpoints_and_join_equal_labels():
 
 
 # --- synthetic conversations ------------------------------------------------------------------------
+def test_dropped_windows_leave_their_time_to_neighbours_or_unlabelled():
+    regions = [(0.0, 4.0), (5.0, 6.0), (7.0, 10.0)]
+    windows = plan_windows(regions, window=1.5, hop=0.75)  # starts 0 .75 1.5 2.25 2.5 | 5 | 7 7.75 8.5
+    assert list(windows.starts / 16000) == [0, 0.75, 1.5, 2.25, 2.5, 5, 7, 7.75, 8.5]
+    unchanged, same = keep_windows(regions, windows, np.ones(9, dtype=bool))
+    assert unchanged == regions and same is windows
+    # 0.75 alone (neighbours overlap: no gap); the only window of region 2; 7.75 and 8.5 (the end of region 3)
+    kept = np.array([1, 0, 1, 1, 1, 0, 1, 0, 0], dtype=bool)
+    left, remaining = keep_windows(regions, windows, kept)
+    assert left == [(0.0, 4.0), (7.0, 8.5)]
+    assert list(remaining.starts / 16000) == [0, 1.5, 2.25, 2.5, 7]
+    assert list(remaining.region) == [0, 0, 0, 0, 1]
+    # a dropped stretch in the middle splits its region; the VAD's own edges are kept exactly
+    middle = np.array([1, 1, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
+    uneven = [(0.0, 4.00003), (5.0, 6.0), (7.0, 10.0)]  # an end between two samples
+    split, _ = keep_windows(uneven, plan_windows(uneven, window=1.5, hop=0.75), middle)
+    assert split == [(0.0, 2.25), (2.5, 4.00003), (5.0, 6.0), (7.0, 10.0)]
+    segments = Diarizer.segments_from_windows(left, remaining, ["A", "A", "B", "B", "C"])
+    assert segments == [Segment(0.0, 2.625, "A"), Segment(2.625, 4.0, "B"), Segment(7.0, 8.5, "C")]
+
+
 def test_conversation_reference_matches_the_audio(tmp_path):
     reference = generate_conversation(tmp_path / "c.wav", speakers=4, seconds=60, seed=1, snr_db=30)
     wave, rate = soundfile.read(str(tmp_path / "c.wav"))

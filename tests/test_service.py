@@ -439,6 +439,21 @@ def test_diarize_segments_and_enrolled_names(client, tmp_path, clips):
     )
 
 
+def test_diarize_leaves_out_digital_silence_inside_speech(client, monkeypatch):
+    from redimnet.diarization import OracleVAD
+
+    # a detector that calls everything speech, so windows of exact zeros reach the pipeline
+    monkeypatch.setattr("redimnet.diarization.pipeline.make_vad", lambda name: OracleVAD([(0.0, 60.0)]))
+    wave = np.concatenate([speech(1, 5, 3.0), np.zeros(4 * 16000, dtype=np.float32), speech(2, 6, 3.0)])
+    response = client.post("/v1/diarize", files=files(audio=("gap.wav", wav_bytes(wave))))
+    assert response.status_code == 200, response.text
+    segments = response.json()["segments"]
+    assert segments and not any(s["start"] < 5.0 < s["end"] for s in segments)  # the middle of the zeros
+    silent = client.post("/v1/diarize", files=files(audio=("mute.wav", wav_bytes(np.zeros(3 * 16000)))))
+    assert silent.status_code == 200, silent.text
+    assert silent.json()["segments"] == [] and silent.json()["speakers"] == []
+
+
 # --- the batcher ------------------------------------------------------------------------------------------------
 def test_batcher_runs_a_batch_where_a_bad_waveform_fails_alone(embedder):
     from redimnet.service import Batcher

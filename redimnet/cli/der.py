@@ -1,4 +1,4 @@
-"""``redimnet der``: score hypothesis RTTMs against reference RTTMs (diarization error rate).
+"""``redimnet der``: score hypothesis RTTMs against reference RTTMs (diarization and Jaccard error rates).
 
 ``REFERENCE`` and ``HYPOTHESIS`` are RTTM files or folders of ``*.rttm``
 files; recordings are matched by the RTTM file id.  Every reference
@@ -19,9 +19,10 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "der",
-        help="diarization error rate of RTTM hypotheses against references",
+        help="diarization error rate (and JER) of RTTM hypotheses against references",
         description="Score diarization output: DER = missed speech + false alarm + speaker confusion, "
-        "per recording and in total, with the optimal one-to-one label mapping.",
+        "and JER (Jaccard error rate, the mean over reference speakers), per recording and in total, "
+        "with the optimal one-to-one label mapping.",
     )
     parser.add_argument("reference", metavar="REFERENCE", help="reference RTTM file or folder of .rttm files")
     parser.add_argument("hypothesis", metavar="HYPOTHESIS", help="hypothesis RTTM file or folder of .rttm files")
@@ -89,18 +90,20 @@ def run(args) -> int:
         width = max([len("recording")] + [len(show(k)) for k in scores])
         print(
             f"{'recording':<{width}}  {'DER %':>7}  {'missed %':>8}  {'false al. %':>11}  {'confusion %':>11}  "
-            f"{'speech s':>9}"
+            f"{'speech s':>9}  {'JER %':>7}  {'speakers':>8}"
         )
         for name, score in list(scores.items()) + [("TOTAL", total)]:
             d = score.as_dict()
             print(
                 f"{show(name):<{width}}  {100 * d['der']:>7.2f}  {100 * d['missed_rate']:>8.2f}  "
-                f"{100 * d['false_alarm_rate']:>11.2f}  {100 * d['confusion_rate']:>11.2f}  {d['total']:>9.2f}"
+                f"{100 * d['false_alarm_rate']:>11.2f}  {100 * d['confusion_rate']:>11.2f}  {d['total']:>9.2f}  "
+                f"{100 * d['jer']:>7.2f}  {d['speakers']:>8}"
             )
         print(f"(collar {args.collar} s each side, overlap {'skipped' if args.skip_overlap else 'scored'})")
     if missing:
         print(
-            f"note: {len(missing)} reference recording(s) have no hypothesis (scored as missed): "
+            f"note: {len(missing)} reference recording(s) have no hypothesis segments (absent or empty; "
+            f"scored as missed speech): "
             f"{', '.join(map(show, missing[:5]))}",
             file=sys.stderr,
         )

@@ -4,16 +4,19 @@ For each input recording ``OUT_DIR/<recording>.rttm`` (standard RTTM,
 speakers ``SPEAKER_01``, ``SPEAKER_02``, ... in order of first appearance,
 or enrolled names with ``--speakers-db``) and ``OUT_DIR/<recording>.json``
 (segments, per-speaker totals, timings) are written; ``--plot`` adds
-``OUT_DIR/<recording>.png``.  With ``--reference REF.rttm`` the DER of each
-recording is printed and the plot shows the reference too.
+``OUT_DIR/<recording>.png``.  With ``--reference REF.rttm`` the DER and JER of each
+recording are printed and the plot shows the reference too.
 
-A recording without speech gets an empty RTTM and a message (exit 0).
+A recording without speech (or whose speech windows are all digital
+silence) gets an empty RTTM and a message (exit 0); silent windows inside
+speech are left out and counted in the message and the JSON.
 Unreadable recordings are listed and the others processed (exit 1).
 """
 
 import sys
 from pathlib import Path
 
+from ..audio import SILENCE_FLOOR_DBFS
 from ..fileio import atomic_write
 from ..names import path_below
 from ..optional import require
@@ -69,7 +72,7 @@ def register(subparsers) -> None:
     group.add_argument(
         "--reference",
         metavar="RTTM",
-        help="reference RTTM (file or folder): print the DER of each recording, plot it too",
+        help="reference RTTM (file or folder): print the DER and JER of each recording, plot it too",
     )
     group.add_argument("--plot", action="store_true", help="also write a timeline OUT_DIR/<recording>.png")
     add_vad_arguments(parser)
@@ -91,7 +94,7 @@ def _check_counts(args) -> None:
 
 
 def run(args) -> int:
-    from ..diarization.der import diarization_error
+    from ..diarization.der import DEFAULT_COLLAR, diarization_error
     from ..diarization.pipeline import Diarizer
     from ..diarization.stream import AudioSource
     from .der import read_rttms
@@ -137,14 +140,20 @@ def run(args) -> int:
         total_audio += result.duration
         total_time += result.timings.get("total", 0.0)
         line = f"{show(path)}: "
+        silent = result.silent_windows
         if not result:
-            line += f"no speech found in {result.duration:.1f} s; wrote an empty RTTM"
+            line += f"no speech found in {result.duration:.1f} s"
+            if silent:
+                line += f" (the {silent} window(s) over its speech regions are all below {SILENCE_FLOOR_DBFS:g} dBFS)"
+            line += "; wrote an empty RTTM"
         else:
             line += (
                 f"{len(result.speakers)} speaker(s), {len(result)} segment(s), "
                 f"{sum(s.duration for s in result):.1f} s of speech in {result.duration:.1f} s "
                 f"(real-time factor {result.timings['total'] / max(result.duration, 1e-9):.3f})"
             )
+            if silent:
+                line += f"; {silent} silent window(s) (below {SILENCE_FLOOR_DBFS:g} dBFS) left out"
         reference = None
         if references is not None:
             reference = references.get(recording)
@@ -152,7 +161,7 @@ def run(args) -> int:
                 line += f"; no reference for {recording!r}"
             else:
                 score = diarization_error(reference, result)
-                line += f"; DER {100 * score.der:.2f} % (collar 0.25 s)"
+                line += f"; DER {100 * score.der:.2f} %, JER {100 * score.jer:.2f} % (collar {DEFAULT_COLLAR} s)"
         print(line, file=sys.stderr)
         if args.plot:
             from ..diarization.plot import plot_timeline

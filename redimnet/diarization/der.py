@@ -1,4 +1,4 @@
-"""Diarization error rate (DER): missed speech, false alarm and speaker confusion.
+"""Diarization error rate (DER: missed speech, false alarm, speaker confusion) and Jaccard error rate (JER).
 
 The definition is NIST's (md-eval) and pyannote.metrics': the hypothesis
 labels are mapped one-to-one onto the reference labels so that the time they
@@ -18,6 +18,14 @@ reference boundary (md-eval's ``-c``; pyannote.metrics' ``collar``
 argument is the whole width, ``2 * collar``), and less the regions where
 reference speakers overlap when ``skip_overlap`` is set.  The computation is
 exact on the elementary intervals between boundaries, not on frames.
+
+JER (DIHARD II's definition, as pyannote.metrics') uses the same mapping and
+scored time.  Each reference speaker with scored speech gets the error
+``1 - |ref & hyp| / |ref | hyp|`` against the hypothesis speaker mapped to
+it (1 when none is), so ``(false alarm + missed) / union`` for that pair;
+JER is the mean over reference speakers.  Hypothesis speakers left unmapped
+are not counted, and every speaker weighs the same however long they speak.
+Over several recordings the mean is taken over all their reference speakers.
 """
 
 from dataclasses import dataclass, field
@@ -32,13 +40,19 @@ DEFAULT_COLLAR = 0.25
 
 @dataclass
 class DERScore:
-    """Seconds of ``total`` reference speech, ``missed``, ``false_alarm`` and ``confusion``."""
+    """Seconds of ``total`` reference speech, ``missed``, ``false_alarm`` and ``confusion``; JER's parts.
+
+    ``speakers``: reference speakers with scored speech; ``speaker_error``:
+    the sum of their Jaccard errors (so ``jer = speaker_error / speakers``).
+    """
 
     total: float = 0.0
     missed: float = 0.0
     false_alarm: float = 0.0
     confusion: float = 0.0
     mapping: Dict[str, str] = field(default_factory=dict)
+    speakers: int = 0
+    speaker_error: float = 0.0
 
     @property
     def error(self) -> float:
@@ -51,12 +65,25 @@ class DERScore:
             return self.error / self.total
         return 0.0 if self.error == 0 else float("inf")
 
+    @property
+    def jer(self) -> float:
+        """The Jaccard error rate, a fraction from 0 to 1.
+
+        With no scored reference speaker it is 0 when the hypothesis has no
+        scored speech either, else 1.
+        """
+        if self.speakers:
+            return self.speaker_error / self.speakers
+        return 0.0 if self.false_alarm == 0 else 1.0
+
     def __add__(self, other: "DERScore") -> "DERScore":
         return DERScore(
             self.total + other.total,
             self.missed + other.missed,
             self.false_alarm + other.false_alarm,
             self.confusion + other.confusion,
+            speakers=self.speakers + other.speakers,
+            speaker_error=self.speaker_error + other.speaker_error,
         )
 
     def as_dict(self) -> dict:
@@ -66,6 +93,8 @@ class DERScore:
         }
         return {
             "der": self.der,
+            "jer": self.jer,
+            "speakers": self.speakers,
             "total": self.total,
             "missed": self.missed,
             "false_alarm": self.false_alarm,
@@ -97,7 +126,7 @@ def diarization_error(
     skip_overlap: bool = False,
     uem: Optional[Tuple[float, float]] = None,
 ) -> DERScore:
-    """The :class:`DERScore` of ``hypothesis`` against ``reference`` (one recording)."""
+    """The :class:`DERScore` (DER and JER) of ``hypothesis`` against ``reference`` (one recording)."""
     from scipy.optimize import linear_sum_assignment
 
     reference = [s for s in reference if s.end > s.start]
@@ -134,14 +163,23 @@ def diarization_error(
         missed=float(np.dot(weight, np.maximum(n_ref - n_hyp, 0))),
         false_alarm=float(np.dot(weight, np.maximum(n_hyp - n_ref, 0))),
     )
+    ref_seconds = ref @ weight  # scored speech per reference label
+    hyp_seconds = hyp @ weight
+    paired = np.zeros(len(ref_labels))  # Jaccard index of each reference label with its mapped hypothesis label
     if ref_labels and hyp_labels:
         agreement = (ref * weight) @ hyp.T.astype(np.float64)  # [ref labels, hyp labels] seconds
         rows, cols = linear_sum_assignment(agreement, maximize=True)
         correct = float(agreement[rows, cols].sum())
         score.mapping = {hyp_labels[c]: ref_labels[r] for r, c in zip(rows, cols) if agreement[r, c] > 0}
+        both = agreement[rows, cols]
+        union = ref_seconds[rows] + hyp_seconds[cols] - both
+        paired[rows] = np.divide(both, union, out=np.zeros_like(both), where=union > 0)
     else:
         correct = 0.0
     score.confusion = max(0.0, float(np.dot(weight, np.minimum(n_ref, n_hyp))) - correct)
+    scored_speakers = ref_seconds > 0  # a speaker wholly inside collars or overlap is not scored
+    score.speakers = int(scored_speakers.sum())
+    score.speaker_error = float(np.sum(1.0 - paired[scored_speakers]))
     return score
 
 

@@ -13,7 +13,12 @@ set, not the recording.
 Windows: every speech region is covered by windows of ``window`` seconds
 every ``hop`` seconds, the last one ending at the region's end; a region
 shorter than one window is one window of its own length.  Each stretch of
-speech takes the label of the window whose centre is nearest.  Smoothing:
+speech takes the label of the window whose centre is nearest.  A window
+below the library's silence floor (:func:`redimnet.audio.check_signal_level`:
+digital silence inside a speech region, say) carries no speaker and is not
+embedded: its time goes to the overlapping neighbours, and a stretch only
+such windows cover is left unlabelled; when every window is silent the
+recording is treated as one without speech.  Smoothing:
 a single window whose two neighbours in the same region agree on another
 speaker takes their label (turns shorter than about one window are not
 resolved at this hop).  Overlapping speech is not detected: each moment has
@@ -23,14 +28,14 @@ at most one speaker.
 import json
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..audio import TARGET_SAMPLE_RATE
+from ..audio import TARGET_SAMPLE_RATE, SignalLevel
 from ..errors import InvalidArgumentError
 from .clustering import Clustering, make_clustering, normalise
-from .segments import Segment, format_rttm, speaker_totals
+from .segments import Segment, format_rttm, merge_regions, speaker_totals
 from .stream import AudioSource
 from .vad import VoiceActivityDetector, make_vad
 
@@ -42,7 +47,8 @@ class Diarization(list):
     """The segments (:class:`Segment`, by start time) of one recording, plus what was measured on the way.
 
     ``recording`` (the RTTM file id), ``duration`` (s), ``speech`` (VAD
-    regions), ``windows`` (count), ``timings`` (seconds per stage),
+    regions), ``windows`` (count over the speech), ``silent_windows`` (how many
+    of those were below the silence floor and not embedded), ``timings`` (seconds per stage),
     ``names`` (cluster label -> enrolled name and score, with ``--speakers-db``).
     """
 
@@ -52,6 +58,7 @@ class Diarization(list):
         self.duration = duration
         self.speech: List[tuple] = []
         self.windows = 0
+        self.silent_windows = 0
         self.timings: Dict[str, float] = {}
         self.names: Dict[str, dict] = {}
 
@@ -72,6 +79,7 @@ class Diarization(list):
             "duration": round(self.duration, 3),
             "speech": round(sum(e - s for s, e in self.speech), 3),
             "windows": self.windows,
+            "silent_windows": self.silent_windows,
             "speakers": [
                 {
                     "label": label,
@@ -120,6 +128,46 @@ def plan_windows(regions: Sequence[tuple], window: float, hop: float, min_sample
     return _Windows(
         np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64), np.asarray(owner, dtype=np.int64)
     )
+
+
+def keep_windows(regions: Sequence[tuple], windows: _Windows, kept: np.ndarray) -> Tuple[List[tuple], _Windows]:
+    """The ``kept`` windows and the speech they cover: each region less the stretches only dropped windows covered.
+
+    Windows overlap, so the time of one dropped window goes to its
+    neighbours; a longer dropped stretch splits its region in two (or removes
+    it) and is left unlabelled.  Region edges that kept windows reach stay
+    exactly where the VAD put them.
+    """
+    kept = np.asarray(kept, dtype=bool)
+    if kept.all():
+        return list(regions), windows
+    rate = TARGET_SAMPLE_RATE
+    starts, lengths, owner = windows.starts[kept], windows.lengths[kept], windows.region[kept]
+    new_owner = np.zeros(len(starts), dtype=np.int64)
+    new_regions: List[tuple] = []
+    for index, (begin, end) in enumerate(regions):
+        lo, hi = np.searchsorted(owner, index, "left"), np.searchsorted(owner, index, "right")  # owner is sorted
+        if lo == hi:
+            continue
+        first, last = int(round(begin * rate)), int(round(end * rate))
+        spans = np.stack([starts[lo:hi], starts[lo:hi] + lengths[lo:hi]], axis=1)
+        for span_start, span_end in merge_regions(spans.tolist()):
+            inside = lo + np.flatnonzero((starts[lo:hi] >= span_start) & (starts[lo:hi] < span_end))
+            new_owner[inside] = len(new_regions)
+            new_regions.append(
+                (begin if span_start <= first else span_start / rate, end if span_end >= last else span_end / rate)
+            )
+    return new_regions, _Windows(starts, lengths, new_owner)
+
+
+def check_speaker_count(name: str, num_speakers: Optional[int], windows: int, silent: int = 0) -> None:
+    """Raise :class:`InvalidArgumentError` when more speakers are asked for than there are windows to cluster."""
+    if num_speakers is not None and 0 < windows < num_speakers:
+        silence = f" ({silent} more were silent)" if silent else ""
+        raise InvalidArgumentError(
+            f"{name}: {num_speakers} speakers asked for, but its speech gives only "
+            f"{windows} window(s){silence}; give fewer speakers or a shorter --hop"
+        )
 
 
 class _TimedBlocks:
@@ -185,12 +233,19 @@ class Diarizer:
         self.name_threshold = float(name_threshold)
 
     # --- stages ----------------------------------------------------------------------------------
-    def embed_windows(self, source: AudioSource, windows: _Windows, timings: Dict[str, float]) -> np.ndarray:
-        """Embeddings ``[windows, dim]`` read in one pass over ``source``'s blocks."""
+    def embed_windows(
+        self, source: AudioSource, windows: _Windows, timings: Dict[str, float]
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Embeddings ``[kept windows, dim]`` read in one pass over ``source``'s blocks, and ``kept`` ``[windows]``.
+
+        A window below the silence floor (see the module documentation) is
+        not embedded; ``kept`` is False for it.
+        """
         count = len(windows.starts)
         result = np.zeros((count, self.embedder.embed_dim or 1), dtype=np.float32)
+        kept = np.zeros(count, dtype=bool)
         if count == 0:
-            return result
+            return result, kept
         blocks = _TimedBlocks(source.blocks())
         buffer = np.zeros(0, dtype=np.float32)
         buffer_start = 0  # sample index of buffer[0]
@@ -224,8 +279,10 @@ class Diarizer:
             piece = buffer[offset : offset + windows.lengths[index]]
             if len(piece) < self.embedder.min_samples:  # the file was shorter than its header said
                 piece = np.pad(piece, (0, self.embedder.min_samples - len(piece)))
-            pieces[index] = piece.copy()
-            pending.append(index)
+            if not SignalLevel.of(piece).silent:
+                pieces[index] = piece.copy()
+                pending.append(index)
+                kept[index] = True
             index += 1
             if len(pending) >= self.batch_windows:
                 flush()
@@ -238,6 +295,7 @@ class Diarizer:
             flush()
         for _ in blocks:  # the rest of the file is still decoded, to report damage at its end
             pass
+        result = result[kept]
         if not np.all(np.isfinite(result)):
             raise InvalidArgumentError(
                 f"{source.name}: the model produced non-finite embeddings (sample values "
@@ -245,7 +303,7 @@ class Diarizer:
             )
         timings["decode"] = timings.get("decode", 0.0) + blocks.seconds
         timings["embed"] = network
-        return result
+        return result, kept
 
     @staticmethod
     def smooth_labels(labels: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -315,7 +373,7 @@ class Diarizer:
         """Who speaks when in ``source`` (a path, or a waveform at ``sample_rate``).
 
         Returns a :class:`Diarization` (a list of :class:`Segment`); empty when
-        no speech is found.  Raises :class:`redimnet.AudioError` for
+        no speech is found (or all of it is below the silence floor).  Raises :class:`redimnet.AudioError` for
         unreadable audio and :class:`redimnet.InvalidArgumentError` for impossible
         speaker counts.
         """
@@ -330,15 +388,15 @@ class Diarizer:
         result.speech = list(regions)
         windows = plan_windows(regions, self.window, self.hop, self.embedder.min_samples)
         result.windows = len(windows.starts)
-        if num_speakers is not None and num_speakers > max(1, len(windows.starts)) and len(windows.starts):
-            raise InvalidArgumentError(
-                f"{source.name}: {num_speakers} speakers asked for, but its speech gives only "
-                f"{len(windows.starts)} window(s); give fewer speakers or a shorter --hop"
-            )
+        check_speaker_count(source.name, num_speakers, result.windows)  # before the work
+        if result.windows:
+            embeddings, kept = self.embed_windows(source, windows, timings)
+            result.silent_windows = int(np.count_nonzero(~kept))
+            regions, windows = keep_windows(regions, windows, kept)
         if len(windows.starts) == 0:
             result.timings = {**timings, "total": time.perf_counter() - started}
             return result
-        embeddings = self.embed_windows(source, windows, timings)
+        check_speaker_count(source.name, num_speakers, len(windows.starts), result.silent_windows)
         clock = time.perf_counter()
         labels = self.clustering.cluster(embeddings, num_speakers, min_speakers, max_speakers)
         timings["cluster"] = time.perf_counter() - clock
