@@ -228,7 +228,15 @@ def test_bad_inputs(tmp_path, conversation, b0_model_and_checkpoint, capsys, one
     assert len(segments) == 1 and segments[0].start < 0.3 and segments[0].end > 0.9
 
     assert _run("diarize", tmp_path / "short.wav", "-o", tmp_path / "o3", "--num-speakers", "5", *common) == 1
-    assert "5 speakers asked for" in capsys.readouterr().err
+    assert "short.wav: 5 speakers asked for, but its speech gives only 1 window(s)" in capsys.readouterr().err
+    assert _run("diarize", tmp_path / "short.wav", "-o", tmp_path / "o3", "--min-speakers", "2", *common) == 1
+    assert "short.wav: at least 2 speakers asked for, but its speech gives only 1 window(s)" in capsys.readouterr().err
+
+    # a float file whose samples are far outside [-1, 1]: the model cannot embed it, and says where
+    soundfile.write(str(tmp_path / "wild.wav"), 1e30 * _tones([(1.0, 3.0, "A")], 4.0)[0], RATE, subtype="FLOAT")
+    assert _run("diarize", tmp_path / "wild.wav", "-o", tmp_path / "o3", *common) == 1
+    err = capsys.readouterr().err
+    assert "wild.wav: a window between " in err and "non-finite embedding" in err and "Warning" not in err
 
     status = _run(
         "diarize",

@@ -34,6 +34,7 @@ def test_rttm_round_trip_keeps_segments():
         ("SPEAKER rec 1 -2 1 <NA> <NA> a <NA> <NA>", "negative start"),
         ("SPEAKER rec 1 0.0 nan <NA> <NA> a <NA> <NA>", "not finite"),
         ("LEXEME rec 1 0.0 1 <NA> <NA> a <NA> <NA>", "expected a SPEAKER line"),
+        ("SPEAKER rec 1 0.0 1 <NA> <NA> <NA> <NA> <NA>", "the speaker label (the 8th field) is <NA>"),
     ],
 )
 def test_rttm_errors_name_file_and_line(tmp_path, line, message):
@@ -195,6 +196,10 @@ def test_energy_vad_finds_tone_bursts_and_ignores_noise():
     for (start, end), expected in zip(regions, (1, 4)):
         assert abs(start - expected) < 0.1 and abs(end - expected - 1) < 0.1
     assert EnergyVAD().regions(AudioSource(np.zeros(rate * 3, dtype=np.float32))) == []
+    # samples far outside [-1, 1] (a float file with a wild level) do not overflow: same regions, no warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert EnergyVAD().regions(AudioSource((wave * 1e30).astype(np.float32))) == pytest.approx(regions)
 
 
 def test_energy_vad_on_a_synthetic_conversation(tmp_path):

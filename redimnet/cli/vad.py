@@ -142,7 +142,11 @@ def process_each(items, work: Callable[[str, Path], None], failures: List[Tuple[
             work(recording, path)
         except RedimnetError as error:
             text = str(error)
-            failures.append((str(path), text[len(str(path)) + 2 :] if text.startswith(f"{path}: ") else text))
+            for prefix in (f"{path}: ", f"{recording}: "):  # the listing names the file already
+                if text.startswith(prefix):
+                    text = text[len(prefix) :]
+                    break
+            failures.append((str(path), text))
         except MemoryError:
             failures.append((str(path), "out of memory"))
 

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..audio import TARGET_SAMPLE_RATE, SignalLevel
+from ..audio import TARGET_SAMPLE_RATE, AudioError, SignalLevel
 from ..errors import InvalidArgumentError
 from .clustering import Clustering, make_clustering, normalise
 from .segments import Segment, format_rttm, merge_regions, speaker_totals
@@ -160,12 +160,15 @@ def keep_windows(regions: Sequence[tuple], windows: _Windows, kept: np.ndarray) 
     return new_regions, _Windows(starts, lengths, new_owner)
 
 
-def check_speaker_count(name: str, num_speakers: Optional[int], windows: int, silent: int = 0) -> None:
+def check_speaker_count(
+    name: str, num_speakers: Optional[int], min_speakers: int, windows: int, silent: int = 0
+) -> None:
     """Raise :class:`InvalidArgumentError` when more speakers are asked for than there are windows to cluster."""
-    if num_speakers is not None and 0 < windows < num_speakers:
+    wanted = f"{num_speakers} speakers" if num_speakers is not None else f"at least {min_speakers} speakers"
+    if 0 < windows < (num_speakers if num_speakers is not None else min_speakers):
         silence = f" ({silent} more were silent)" if silent else ""
         raise InvalidArgumentError(
-            f"{name}: {num_speakers} speakers asked for, but its speech gives only "
+            f"{name}: {wanted} asked for, but its speech gives only "
             f"{windows} window(s){silence}; give fewer speakers or a shorter --hop"
         )
 
@@ -256,7 +259,15 @@ class Diarizer:
         def flush():
             nonlocal network, result
             started = time.perf_counter()
-            output = self.embedder.embed_prepared([pieces[i] for i in pending])
+            try:
+                output = self.embedder.embed_prepared([pieces[i] for i in pending])
+            except AudioError as error:  # the embedder names the window "waveform": say where it is
+                first, last = windows.starts[pending[0]], windows.starts[pending[-1]] + windows.lengths[pending[-1]]
+                reason = str(error).removeprefix("waveform: ")
+                raise AudioError(
+                    f"{source.name}: a window between {first / TARGET_SAMPLE_RATE:.2f} and "
+                    f"{last / TARGET_SAMPLE_RATE:.2f} s: {reason}"
+                ) from None
             network += time.perf_counter() - started
             if output.shape[1] != result.shape[1]:
                 result = np.zeros((count, output.shape[1]), dtype=np.float32)
@@ -388,7 +399,7 @@ class Diarizer:
         result.speech = list(regions)
         windows = plan_windows(regions, self.window, self.hop, self.embedder.min_samples)
         result.windows = len(windows.starts)
-        check_speaker_count(source.name, num_speakers, result.windows)  # before the work
+        check_speaker_count(source.name, num_speakers, min_speakers, result.windows)  # before the work
         if result.windows:
             embeddings, kept = self.embed_windows(source, windows, timings)
             result.silent_windows = int(np.count_nonzero(~kept))
@@ -396,7 +407,7 @@ class Diarizer:
         if len(windows.starts) == 0:
             result.timings = {**timings, "total": time.perf_counter() - started}
             return result
-        check_speaker_count(source.name, num_speakers, len(windows.starts), result.silent_windows)
+        check_speaker_count(source.name, num_speakers, min_speakers, len(windows.starts), result.silent_windows)
         clock = time.perf_counter()
         labels = self.clustering.cluster(embeddings, num_speakers, min_speakers, max_speakers)
         timings["cluster"] = time.perf_counter() - clock

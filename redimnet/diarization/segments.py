@@ -6,8 +6,10 @@ An RTTM line describing speech of one speaker has ten space-separated fields::
 
 Times are in seconds.  :func:`read_rttm` is strict: every non-blank line that
 is not a ``#`` comment must be a ``SPEAKER`` line with at least eight fields, a
-finite non-negative start, a finite positive duration and a label; anything
-else raises :class:`RTTMError` naming ``file:line`` and what to fix.
+finite non-negative start, a finite non-negative duration (zero-length
+segments are read, and ignored by the scorer) and a speaker label (not
+``<NA>``); anything else raises :class:`RTTMError` naming ``file:line`` and
+what to fix.
 """
 
 import math
@@ -107,6 +109,8 @@ def parse_rttm(text: str, where: str = "<rttm>") -> Dict[str, List[Segment]]:
             raise RTTMError(f"{at}: negative start time {fields[3]}")
         if duration < 0:
             raise RTTMError(f"{at}: negative duration {fields[4]}")
+        if fields[7] == "<NA>":
+            raise RTTMError(f"{at}: the speaker label (the 8th field) is <NA>; every SPEAKER line needs a speaker")
         recordings.setdefault(fields[1], []).append(Segment(start, start + duration, fields[7]))
     for segments in recordings.values():
         segments.sort()

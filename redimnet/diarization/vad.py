@@ -130,7 +130,7 @@ class EnergyVAD(VoiceActivityDetector):
         """Speech-band level (dBFS) of each 10 ms frame (25 ms Hann window)."""
         hop = int(self.frame_seconds * TARGET_SAMPLE_RATE)
         width = 400
-        window = np.hanning(width).astype(np.float32)
+        window = np.hanning(width)  # float64: no overflow for samples far outside [-1, 1]
         bins = np.fft.rfftfreq(width, 1.0 / TARGET_SAMPLE_RATE)
         band = (bins >= 150) & (bins <= 4000)
         scale = 2.0 / (np.sum(window**2) * width)
