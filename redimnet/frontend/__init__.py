@@ -1,4 +1,4 @@
-"""Waveform -> log-mel feature front ends."""
+"""Waveform -> log-mel (or log-spectrum) feature front ends."""
 
 from typing import TYPE_CHECKING, Union
 
@@ -6,15 +6,17 @@ from ..config import ModelConfig
 from ..layers.spec_augment import SpecAugment
 from .base import LogMelFrontEnd
 from .mel import MelSpectrogramFrontEnd
-from .tf_mel import TFMelFrontEnd
+from .tf_mel import TFMelFrontEnd, TFSpectrogramFrontEnd
 
 if TYPE_CHECKING:
     from ..redimnet2.config import ReDimNet2Config
 
-__all__ = ["LogMelFrontEnd", "MelSpectrogramFrontEnd", "TFMelFrontEnd", "make_frontend"]
+__all__ = ["LogMelFrontEnd", "MelSpectrogramFrontEnd", "TFMelFrontEnd", "TFSpectrogramFrontEnd", "make_frontend"]
 
 # Defaults of the original front ends for the SpecAugment options.
 _SPEC_AUG_DEFAULTS = {"freq_mask_width": (0, 8), "time_mask_width": (0, 10), "freq_start_bin": 0}
+# ``spec_params`` keys the official spectrogram ("tf_spec") front end accepts and does not use.
+_UNUSED_BY_TF_SPEC = ("sample_rate", "n_mels", "f_min", "f_max")
 
 
 def make_frontend(config: "Union[ModelConfig, ReDimNet2Config]") -> LogMelFrontEnd:
@@ -28,6 +30,10 @@ def make_frontend(config: "Union[ModelConfig, ReDimNet2Config]") -> LogMelFrontE
         params.pop(key, None)
     renamed = {"do_preemph": "preemphasis", "norm_signal": "normalize_signal"}
     options = {renamed.get(k, k): v for k, v in params.items()}
+    if config.frontend == "tf_spec":  # its hop comes from spec_params (default 160), not the model option
+        for key in _UNUSED_BY_TF_SPEC:
+            options.pop(key, None)
+        return TFSpectrogramFrontEnd(spec_augment=spec_augment, **options)
     if config.frontend == "pt":
         return MelSpectrogramFrontEnd(config.F, config.hop_length, spec_augment=spec_augment, **options)
     return TFMelFrontEnd(config.F, config.hop_length, spec_augment=spec_augment, **options)

@@ -9,11 +9,11 @@ from torch import nn
 from ..fast.folding import fold_bn_after, fold_bn_before_linear
 from ..fast.form import inference_form
 from ..fast.modules import Linear
+from ..frontend import make_frontend
 from ..layers.pooling import make_pooling
 from ..model.redimnet import WaveformEmbedder
 from .backbone import ReDimNet2Backbone
 from .config import ReDimNet2Config
-from .frontend import make_frontend
 
 
 class ReDimNet2(WaveformEmbedder):
