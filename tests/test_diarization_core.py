@@ -223,6 +223,33 @@ def test_streamed_blocks_match_whole_file_decoding(tmp_path):
     assert np.max(np.abs(streamed[1000 : n - 1000] - whole[1000 : n - 1000])) < 1e-3
 
 
+class _Recorder:
+    """Test double with the Embedder methods the pipeline uses: keeps the audio it is given."""
+
+    min_samples, embed_dim, channel, model = 400, 2, None, None
+
+    def __init__(self):
+        self.waves = []
+
+    def embed_prepared(self, waves):
+        self.waves += [np.array(w) for w in waves]
+        return np.ones((len(waves), 2), dtype=np.float32)
+
+
+def test_windows_get_their_own_audio_across_blocks_and_long_pauses():
+    # pauses longer than a block and regions crossing block edges: each window must still be cut
+    # from its own place in the recording (a lost offset shifts every later window)
+    rate = 16000
+    wave = (np.arange(40 * rate) % 10007 / 10007).astype(np.float32)  # every sample tells where it is
+    regions = [(0.2, 1.9), (4.7, 8.3), (8.6, 9.1), (13.5, 17.2), (30.0, 31.6), (39.0, 40.0)]
+    windows = plan_windows(regions, window=1.5, hop=0.75)
+    recorder = _Recorder()
+    Diarizer(recorder, vad="energy", batch_windows=3).embed_windows(AudioSource(wave, block_seconds=2.0), windows, {})
+    assert len(recorder.waves) == len(windows.starts)
+    for start, length, piece in zip(windows.starts, windows.lengths, recorder.waves):
+        assert np.array_equal(piece, wave[start : start + length])
+
+
 # --- clustering -------------------------------------------------------------------------------------
 def _blobs(count, speakers, dim=32, spread=0.6, seed=0):
     rng = np.random.default_rng(seed)

@@ -286,6 +286,10 @@ class Diarizer:
                     exhausted = True
                     break
                 buffer = np.concatenate([buffer, block])
+                # audio before this window is never needed again (a long pause spans several blocks)
+                drop = min(int(windows.starts[index] - buffer_start), len(buffer))
+                if drop > 0:
+                    buffer, buffer_start = buffer[drop:], buffer_start + drop
             offset = windows.starts[index] - buffer_start
             piece = buffer[offset : offset + windows.lengths[index]]
             if len(piece) < self.embedder.min_samples:  # the file was shorter than its header said
@@ -297,11 +301,10 @@ class Diarizer:
             index += 1
             if len(pending) >= self.batch_windows:
                 flush()
-            if index < count:  # drop audio no later window needs
-                keep_from = windows.starts[index] - buffer_start
-                if keep_from > 0:
-                    buffer = buffer[keep_from:]
-                    buffer_start += keep_from
+            if index < count:  # drop audio no later window needs (but none that was not read yet)
+                drop = min(int(windows.starts[index] - buffer_start), len(buffer))
+                if drop > 0:
+                    buffer, buffer_start = buffer[drop:], buffer_start + drop
         if pending:
             flush()
         for _ in blocks:  # the rest of the file is still decoded, to report damage at its end
