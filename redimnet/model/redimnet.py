@@ -1,17 +1,17 @@
 """ReDimNet: waveform in, speaker embedding out."""
 
-from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, ClassVar, List, Mapping, Optional, Type, Union
 
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, ReleaseConfig
 from ..fast.folding import fold_bn_after, fold_bn_before_linear
 from ..fast.form import inference_form
 from ..fast.modules import Linear
 from ..frontend import make_frontend
 from ..layers.classifier_head import ClassifierHead
-from ..layers.pooling import make_pooling
+from ..layers.pooling import Pooling, make_pooling
 from .backbone import Backbone
 
 if TYPE_CHECKING:
@@ -45,7 +45,55 @@ class WaveformEmbedder(nn.Module):
         return self.forward_features(self.features(wave))
 
 
-class ReDimNet(WaveformEmbedder):
+class PooledEmbedder(WaveformEmbedder):
+    """What the trainable network of every family shares: its configuration, and the head that
+    turns the backbone's frames into an embedding, :attr:`pool` -> :attr:`pool_norm` ->
+    :attr:`embedding` (-> :attr:`embedding_norm`).
+
+    The head's parts are attributes of the network itself, not of a head module, so that both
+    families' state-dict keys stay those of the official checkpoints (``pool.*``, ``bn.*``,
+    ``linear.*``, ``bn2.*`` there).  Subclasses set :attr:`config_class`, call
+    ``super().__init__(config, options)``, build their front end and backbone, then
+    :meth:`_add_head` (modules are registered, and initialised, in that order).
+    """
+
+    config_class: ClassVar[Type[ReleaseConfig]]
+
+    def __init__(self, config: Any, options: Mapping[str, Any]):
+        super().__init__()
+        if config is None:
+            config = self.config_class.from_dict(options)
+        elif options:
+            raise TypeError("pass either a config or keyword options, not both")
+        elif not isinstance(config, self.config_class):
+            config = self.config_class.from_dict(config)
+        self.config = config
+
+    def _add_head(self, pool: Pooling) -> None:
+        self.pool = pool
+        self.pool_norm = nn.BatchNorm1d(pool.out_dim)
+        self.embedding = nn.Linear(pool.out_dim, self.config.embed_dim)
+        self.embedding_norm = nn.BatchNorm1d(self.config.embed_dim) if self.config.emb_bn else None
+
+    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """The embedding ``[N, embed_dim]`` of the backbone's output in its 1D view ``[N, C, T]``."""
+        x = self.embedding(self.pool_norm(self.pool(frames)))
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
+        return x
+
+    def folded_embedding(self) -> Linear:
+        """The inference form of the head after the pooling: one linear layer with both batch
+        norms (their running statistics) folded in."""
+        weight, bias = fold_bn_before_linear(
+            self.embedding.weight.detach(), self.embedding.bias.detach(), self.pool_norm
+        )
+        if self.embedding_norm is not None:
+            weight, bias = fold_bn_after(weight, bias, self.embedding_norm)
+        return Linear(weight, bias)
+
+
+class ReDimNet(PooledEmbedder):
     """The full network of "Reshape Dimensions Network for Speaker Recognition".
 
     ``forward(wave)`` takes a 16 kHz mono waveform ``[N, T]`` (float) and returns
@@ -69,23 +117,15 @@ class ReDimNet(WaveformEmbedder):
         ValueError: an option is invalid (the message names it).
     """
 
+    config_class = ModelConfig
     config: ModelConfig
 
     def __init__(self, config: Union[ModelConfig, Mapping[str, Any], None] = None, **options):
-        super().__init__()
-        if config is None:
-            config = ModelConfig.from_dict(options)
-        elif options:
-            raise TypeError("pass either a config or keyword options, not both")
-        elif not isinstance(config, ModelConfig):
-            config = ModelConfig.from_dict(config)
-        self.config = config
+        super().__init__(config, options)
+        config = self.config
         self.frontend = make_frontend(config)
         self.backbone = Backbone(config)
-        self.pool = make_pooling(config.pooling_func, config.backbone_dim, config.global_context_att)
-        self.pool_norm = nn.BatchNorm1d(self.pool.out_dim)
-        self.embedding = nn.Linear(self.pool.out_dim, config.embed_dim)
-        self.embedding_norm = nn.BatchNorm1d(config.embed_dim) if config.emb_bn else None
+        self._add_head(make_pooling(config.pooling_func, config.backbone_dim, config.global_context_att))
         self.classifier = (
             ClassifierHead(config.embed_dim, config.num_classes, config.class_dropout, config.head_activation)
             if config.num_classes is not None
@@ -100,9 +140,7 @@ class ReDimNet(WaveformEmbedder):
         out = self.backbone(features, return_all_outputs=all_outputs)
         if all_outputs:
             out, outputs_1d = out
-        x = self.embedding(self.pool_norm(self.pool(out)))
-        if self.embedding_norm is not None:
-            x = self.embedding_norm(x)
+        x = self.embed_frames(out)
         if self.classifier is not None:
             x = self.classifier(x)
         return (x, outputs_1d) if all_outputs else x
@@ -130,12 +168,7 @@ class OptimizedReDimNet(WaveformEmbedder):
         self.frontend = model.frontend
         self.backbone = inference_form(model.backbone)
         self.pool = inference_form(model.pool)
-        weight, bias = fold_bn_before_linear(
-            model.embedding.weight.detach(), model.embedding.bias.detach(), model.pool_norm
-        )
-        if model.embedding_norm is not None:
-            weight, bias = fold_bn_after(weight, bias, model.embedding_norm)
-        self.embedding = Linear(weight, bias)
+        self.embedding = model.folded_embedding()
         self.classifier = inference_form(model.classifier) if model.classifier is not None else None
         self.return_all_outputs = bool(model.config.return_all_outputs)
         self.eval()

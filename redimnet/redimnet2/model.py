@@ -6,17 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fast.folding import fold_bn_after, fold_bn_before_linear
 from ..fast.form import inference_form
-from ..fast.modules import Linear
 from ..frontend import make_frontend
 from ..layers.pooling import make_pooling
-from ..model.redimnet import WaveformEmbedder
+from ..model.redimnet import PooledEmbedder, WaveformEmbedder
 from .backbone import ReDimNet2Backbone
 from .config import ReDimNet2Config
 
 
-class ReDimNet2(WaveformEmbedder):
+class ReDimNet2(PooledEmbedder):
     """The network of "Scaling Speaker Verification via Time-Pooled Dimension Reshaping".
 
     ``forward(wave)`` takes a 16 kHz mono waveform ``[N, T]`` and returns the raw
@@ -39,23 +37,17 @@ class ReDimNet2(WaveformEmbedder):
     """
 
     family = "redimnet2"
+    config_class = ReDimNet2Config
     config: ReDimNet2Config
 
     def __init__(self, config: Union[ReDimNet2Config, Mapping[str, Any], None] = None, **options):
-        super().__init__()
-        if config is None:
-            config = ReDimNet2Config.from_dict(options)
-        elif options:
-            raise TypeError("pass either a config or keyword options, not both")
-        elif not isinstance(config, ReDimNet2Config):
-            config = ReDimNet2Config.from_dict(config)
-        self.config = config
+        super().__init__(config, options)
+        config = self.config
         self.frontend = make_frontend(config)
         self.backbone = ReDimNet2Backbone(config)
-        self.pool = make_pooling(config.pooling_func, config.backbone_dim, config.global_context_att, extra=("TMAP",))
-        self.pool_norm = nn.BatchNorm1d(self.pool.out_dim)
-        self.embedding = nn.Linear(self.pool.out_dim, config.embed_dim)
-        self.embedding_norm = nn.BatchNorm1d(config.embed_dim) if config.emb_bn else None
+        self._add_head(
+            make_pooling(config.pooling_func, config.backbone_dim, config.global_context_att, extra=("TMAP",))
+        )
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         """Front-end features ``[N, F, frames]`` of a waveform ``[N, T]`` (right-padded first
@@ -74,9 +66,7 @@ class ReDimNet2(WaveformEmbedder):
             out = out.reshape(out.shape[0], -1, out.shape[-1])
         if self.config.before_pool_offset:
             out = out[:, :, self.config.before_pool_offset :]
-        x = self.embedding(self.pool_norm(self.pool(out)))
-        if self.embedding_norm is not None:
-            x = self.embedding_norm(x)
+        x = self.embed_frames(out)
         return (x, outputs_1d) if all_outputs else x
 
     def for_inference(self) -> nn.Module:
@@ -107,12 +97,7 @@ class OptimizedReDimNet2(WaveformEmbedder):
         self.frontend = model.frontend
         self.backbone = inference_form(model.backbone)
         self.pool = inference_form(model.pool)
-        weight, bias = fold_bn_before_linear(
-            model.embedding.weight.detach(), model.embedding.bias.detach(), model.pool_norm
-        )
-        if model.embedding_norm is not None:
-            weight, bias = fold_bn_after(weight, bias, model.embedding_norm)
-        self.embedding = Linear(weight, bias)
+        self.embedding = model.folded_embedding()
         self.return_all_outputs = bool(model.config.return_all_outputs)
         self.before_pool_offset = model.config.before_pool_offset or 0
         self.eval()
