@@ -155,6 +155,21 @@ def test_prepare_verb_writes_lists_and_shards(vox_folder, tmp_path):
     assert main(["prepare", str(tmp_path / "missing"), "-o", str(out)]) == 2
 
 
+def test_lists_prepared_from_a_relative_folder_name_files_that_exist(vox_folder, tmp_path, monkeypatch):
+    # 'redimnet prepare data/train -o data/lists', run from the project folder: the lists are read
+    # later (relative paths against the list's own folder), so they must lead to the audio from there
+    from redimnet.cli import main
+
+    monkeypatch.chdir(vox_folder.parent)
+    assert main(["prepare", vox_folder.name, "-o", "lists"]) == 0
+    monkeypatch.chdir(tmp_path.parent)
+    for utterances in (
+        read_kaldi_lists(vox_folder.parent / "lists" / "wav.scp", vox_folder.parent / "lists" / "utt2spk"),
+        read_csv_list(vox_folder.parent / "lists" / "list.csv"),
+    ):
+        assert len(utterances) == 12 and all(Path(u.path).is_file() for u in utterances)
+
+
 def test_crop_speed_noise_and_reverb():
     rng = np.random.default_rng(0)
     wave = _tone(440, seconds=1.0)

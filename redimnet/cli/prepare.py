@@ -1,6 +1,8 @@
 """``redimnet prepare DATA_DIR -o OUT_DIR [--shards]``: training lists for a VoxCeleb-layout folder."""
 
 import argparse
+import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -49,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--utts-per-shard must be at least 1, got {args.utts_per_shard}")
     extensions = tuple(e if e.startswith(".") else f".{e}" for e in args.ext.lower().split(",") if e)
     scan = scan_data_folder(args.data_dir, extensions, follow_symlinks=args.follow_symlinks)
-    utterances = scan.utterances
+    # absolute paths: the lists are read from anywhere (relative ones count from the list's folder)
+    utterances = [dataclasses.replace(u, path=os.path.abspath(u.path)) for u in scan.utterances]
     out = Path(args.output)
     wav_scp, utt2spk = write_kaldi_lists(utterances, out)
     with open(out / "list.csv", "w", encoding="utf-8", newline="") as handle:
