@@ -58,6 +58,8 @@ class PooledEmbedder(WaveformEmbedder):
     """
 
     config_class: ClassVar[Type[ReleaseConfig]]
+    if TYPE_CHECKING:  # set by the subclasses (see WaveformEmbedder on why only for the type checker)
+        backbone: nn.Module
 
     def __init__(self, config: Any, options: Mapping[str, Any]):
         super().__init__()
@@ -150,27 +152,27 @@ class ReDimNet(PooledEmbedder):
         return OptimizedReDimNet(self)
 
 
-class OptimizedReDimNet(WaveformEmbedder):
-    """Inference-only ReDimNet built from a plain (eval-mode) model.
+class OptimizedPooledEmbedder(WaveformEmbedder):
+    """The inference form every family shares: the backbone's and pooling's inference forms
+    (time-major layout, fused blocks), the head's batch norms folded into one linear layer.
 
-    Same interface as :class:`~redimnet.ReDimNet` for inference: ``forward(wave)``,
-    :meth:`features` and :meth:`forward_features`; outputs equal the plain
-    model's up to float rounding.  Batch norms use their running statistics
-    (folded into weights), so this model must not be trained.
+    Same interface as the plain network for inference (``forward(wave)``, :meth:`features`,
+    :meth:`forward_features`); outputs equal the plain model's up to float rounding.  Batch
+    norms use their running statistics, so this model must not be trained.
     """
 
     is_inference_form = True  # optimize_for_inference copies it instead of converting it again
-    config: ModelConfig
 
-    def __init__(self, model: ReDimNet):
+    def __init__(self, model: PooledEmbedder, *, classifier: Optional[nn.Module] = None, before_pool_offset: int = 0):
         super().__init__()
         self.config = model.config
         self.frontend = model.frontend
         self.backbone = inference_form(model.backbone)
         self.pool = inference_form(model.pool)
         self.embedding = model.folded_embedding()
-        self.classifier = inference_form(model.classifier) if model.classifier is not None else None
+        self.classifier = classifier
         self.return_all_outputs = bool(model.config.return_all_outputs)
+        self.before_pool_offset = before_pool_offset  # frames dropped before the pooling
         self.eval()
 
     def forward_features(self, features: torch.Tensor):
@@ -179,9 +181,27 @@ class OptimizedReDimNet(WaveformEmbedder):
             features = features.squeeze(1)
         outputs: Optional[List[torch.Tensor]] = [] if self.return_all_outputs else None
         x = self.backbone(features.transpose(1, 2), outputs)
+        if self.before_pool_offset:
+            x = x[:, self.before_pool_offset :]
         x = self.embedding(self.pool(x))
         if self.classifier is not None:
             x = self.classifier(x)
         if outputs is not None:
             return x, [y.transpose(1, 2) for y in outputs]
         return x
+
+
+class OptimizedReDimNet(OptimizedPooledEmbedder):
+    """Inference-only ReDimNet built from a plain (eval-mode) model.
+
+    Same interface as :class:`~redimnet.ReDimNet` for inference: ``forward(wave)``,
+    :meth:`features` and :meth:`forward_features`; outputs equal the plain
+    model's up to float rounding.  Batch norms use their running statistics
+    (folded into weights), so this model must not be trained.
+    """
+
+    config: ModelConfig
+
+    def __init__(self, model: ReDimNet):
+        classifier = inference_form(model.classifier) if model.classifier is not None else None
+        super().__init__(model, classifier=classifier)

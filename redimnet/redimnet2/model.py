@@ -1,15 +1,14 @@
 """ReDimNet2: waveform in, speaker embedding out."""
 
-from typing import Any, List, Mapping, Optional, Union
+from typing import Any, Mapping, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fast.form import inference_form
 from ..frontend import make_frontend
 from ..layers.pooling import make_pooling
-from ..model.redimnet import PooledEmbedder, WaveformEmbedder
+from ..model.redimnet import OptimizedPooledEmbedder, PooledEmbedder
 from .backbone import ReDimNet2Backbone
 from .config import ReDimNet2Config
 
@@ -82,38 +81,16 @@ def _padded_features(model: "Union[ReDimNet2, OptimizedReDimNet2]", wave: torch.
     return model.frontend(wave)
 
 
-class OptimizedReDimNet2(WaveformEmbedder):
+class OptimizedReDimNet2(OptimizedPooledEmbedder):
     """Inference-only ReDimNet2 built from a plain (eval-mode) model: time-major layout,
     batch norms folded, the toolkit's fused block forms.  Same interface and outputs
     (up to float rounding) as :class:`ReDimNet2`; must not be trained."""
 
-    is_inference_form = True
     family = "redimnet2"
     config: ReDimNet2Config
 
     def __init__(self, model: ReDimNet2):
-        super().__init__()
-        self.config = model.config
-        self.frontend = model.frontend
-        self.backbone = inference_form(model.backbone)
-        self.pool = inference_form(model.pool)
-        self.embedding = model.folded_embedding()
-        self.return_all_outputs = bool(model.config.return_all_outputs)
-        self.before_pool_offset = model.config.before_pool_offset or 0
-        self.eval()
+        super().__init__(model, before_pool_offset=model.config.before_pool_offset or 0)
 
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         return _padded_features(self, wave)
-
-    def forward_features(self, features: torch.Tensor):
-        """The network after the front end: ``[N, F, frames]`` (or ``[N, 1, F, frames]``) in."""
-        if features.ndim == 4:
-            features = features.squeeze(1)
-        outputs: Optional[List[torch.Tensor]] = [] if self.return_all_outputs else None
-        x = self.backbone(features.transpose(1, 2), outputs)
-        if self.before_pool_offset:
-            x = x[:, self.before_pool_offset :]
-        x = self.embedding(self.pool(x))
-        if outputs is not None:
-            return x, [y.transpose(1, 2) for y in outputs]
-        return x
