@@ -21,6 +21,18 @@ REQUIRE_VARIABLE = "REDIMNET_REQUIRE_FIXTURES"
 FIXTURES = Path(os.environ.get(FIXTURES_VARIABLE) or PROJECT_ROOT.parent / "shared" / "fixtures").resolve()
 OFFICIAL = FIXTURES / "official"
 
+# The smallest useful ReDimNet (b0 overrides) for tests that train: a step takes milliseconds.
+TINY_MODEL = {
+    "F": 24,
+    "C": 4,
+    "block_2d_type": "convnext_like",
+    "group_divisor": 4,
+    "block_1d_type": "conv",
+    "embed_dim": 16,
+    "hop_length": 160,
+    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
+}
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 

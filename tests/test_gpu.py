@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import fixture_file, official_file
+from conftest import TINY_MODEL, fixture_file, official_file
 
 import redimnet
 from redimnet.inference import Embedder
@@ -81,18 +81,6 @@ def test_diarization_with_a_gpu_embedder_agrees_with_the_cpu(tmp_path):
     # the same recording and clustering: the two hypotheses differ at most in a few windows
     disagreement = diarization_error(on_cpu, on_gpu, collar=0.0).der
     assert disagreement < 0.05, f"CPU and GPU hypotheses differ on {disagreement:.1%} of the speech"
-
-
-TINY_MODEL = {
-    "F": 24,
-    "C": 4,
-    "block_2d_type": "convnext_like",
-    "group_divisor": 4,
-    "block_1d_type": "conv",
-    "embed_dim": 16,
-    "hop_length": 160,
-    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
-}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])

@@ -8,22 +8,12 @@ from pathlib import Path
 
 import torch
 import yaml
+from conftest import TINY_MODEL
 
 import redimnet
 from redimnet.cli import main as cli_main
 from redimnet.synth import generate_corpus
 from redimnet.training.checkpointing import load_training_state
-
-TINY_MODEL = {
-    "F": 24,
-    "C": 4,
-    "block_2d_type": "convnext_like",
-    "group_divisor": 4,
-    "block_1d_type": "conv",
-    "embed_dim": 16,
-    "hop_length": 160,
-    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
-}
 
 
 def test_two_gloo_processes_train_one_model(tmp_path):

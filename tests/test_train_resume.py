@@ -7,23 +7,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import TINY_MODEL
 
 import redimnet
 from redimnet.cli import main as cli_main
 from redimnet.synth import generate_corpus, write_noise_folder
 from redimnet.training import TrainingError, load_config, train
 from redimnet.training.checkpointing import atomic_save, training_states
-
-TINY_MODEL = {
-    "F": 24,
-    "C": 4,
-    "block_2d_type": "convnext_like",
-    "group_divisor": 4,
-    "block_1d_type": "conv",
-    "embed_dim": 16,
-    "hop_length": 160,
-    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
-}
 
 
 @pytest.fixture(scope="module")
