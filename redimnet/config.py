@@ -271,6 +271,10 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive_int(name: str, value, allow_none: bool = False):
     if value is None and allow_none:
         return
@@ -385,9 +389,28 @@ def parse_head_activation(value: Optional[str]) -> Optional[Tuple[str, Optional[
     return name, dim
 
 
-def validate_flags_and_spec_augment(params: Mapping[str, Any]) -> None:
-    """Checks of the ``spec_params`` every family's front end shares: the on/off flags and the
-    SpecAugment settings (mask widths, start bin, number of applications)."""
+def validate_front_end_options(
+    params: Mapping[str, Any], *, band: bool, spec_norms: Iterable, spec_norm_note: str = ""
+) -> None:
+    """Checks of the ``spec_params`` values every family's front ends share (after the family's
+    check of which keys its front end takes): the sizes, the frequency band (where ``band``), the
+    on/off flags, the SpecAugment settings, ``spec_norm`` (one of ``spec_norms``; ``spec_norm_note``
+    says why others are refused) and ``eps``."""
+    for key in ("sample_rate", "n_fft", "win_length", "hop_length"):
+        if key in params:
+            _positive_int(f"spec_params[{key!r}]", params[key])
+    n_fft, win = params.get("n_fft", 512), params.get("win_length", 400)
+    if win > n_fft:
+        raise ValueError(f"spec_params: win_length ({win}) must not exceed n_fft ({n_fft})")
+    for key in ("f_min", "f_max"):
+        if key in params and not _is_number(params[key]):
+            raise ValueError(f"spec_params[{key!r}] must be a number, got {params[key]!r}")
+    if band:
+        f_min, f_max = params.get("f_min", 20), params.get("f_max", 7600)
+        if not 0 <= f_min < f_max <= params.get("sample_rate", 16000) / 2:
+            raise ValueError(
+                f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}"
+            )
     for key in ("do_spec_aug", "norm_signal", "do_preemph"):
         if key in params:
             _flag(f"spec_params[{key!r}]", params[key])
@@ -407,6 +430,37 @@ def validate_flags_and_spec_augment(params: Mapping[str, Any]) -> None:
         not _is_int(params["num_apply_spec_aug"]) or params["num_apply_spec_aug"] < 0
     ):
         raise ValueError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
+    spec_norms = tuple(spec_norms)
+    if "spec_norm" in params and params["spec_norm"] not in spec_norms:
+        raise ValueError(
+            f"spec_params['spec_norm']={params['spec_norm']!r} is not supported{spec_norm_note}; "
+            f"choose one of {', '.join(map(repr, spec_norms))}"
+        )
+    if "eps" in params and (not isinstance(params["eps"], float) or not 0 < params["eps"] < 1):
+        raise ValueError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
+
+
+def check_time_context(where: str, att_block_red: Optional[int], width: int, block_1d_type: str) -> None:
+    """A stage's time-context width ``C*F // att_block_red`` is >= 1 and splits over the attention heads."""
+    if att_block_red is None:
+        return
+    hidden = width // att_block_red
+    if hidden < 1:
+        raise ValueError(f"{where}: att_block_red={att_block_red} leaves no hidden channels (C*F = {width})")
+    if block_1d_type in ("att", "conv+att") and hidden % ATTENTION_HEADS != 0:
+        raise ValueError(
+            f"{where}: att_block_red={att_block_red} gives {hidden} hidden channels, "
+            f"which the {ATTENTION_HEADS} attention heads of block_1d_type={block_1d_type!r} "
+            "cannot split evenly"
+        )
+
+
+def check_pooling_channels(pooling_func: str, channels: int) -> None:
+    """The multi-head poolings split the backbone's channels over their heads."""
+    if pooling_func == "MHASTP" and channels % MHASTP_HEADS != 0:
+        raise ValueError(f"pooling_func='MHASTP' needs an even number of channels, got {channels}")
+    if pooling_func == "MQMHASTP" and channels % MQMHASTP_HEADS != 0:
+        raise ValueError(f"pooling_func='MQMHASTP' needs channels divisible by {MQMHASTP_HEADS}, got {channels}")
 
 
 def _validate_spec_params(config: ModelConfig):
@@ -424,29 +478,7 @@ def _validate_spec_params(config: ModelConfig):
                 f"spec_params[{key!r}] is not an option of the {frontend!r} front end; "
                 f"known: {', '.join(sorted(allowed))}"
             )
-    for key in ("sample_rate", "n_fft", "win_length"):
-        if key in params:
-            _positive_int(f"spec_params[{key!r}]", params[key])
-    n_fft = params.get("n_fft", 512)
-    win = params.get("win_length", 400)
-    if win > n_fft:
-        raise ValueError(f"spec_params: win_length ({win}) must not exceed n_fft ({n_fft})")
-    for key in ("f_min", "f_max"):
-        if key in params and (isinstance(params[key], bool) or not isinstance(params[key], (int, float))):
-            raise ValueError(f"spec_params[{key!r}] must be a number, got {params[key]!r}")
-    f_min, f_max = params.get("f_min", 20), params.get("f_max", 7600)
-    if not 0 <= f_min < f_max <= params.get("sample_rate", 16000) / 2:
-        raise ValueError(f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}")
-    validate_flags_and_spec_augment(params)
-    if "spec_norm" in params and params["spec_norm"] not in SPEC_NORMS:
-        raise ValueError(
-            f"spec_params['spec_norm']={params['spec_norm']!r} is not supported; "
-            f"choose one of {', '.join(map(repr, SPEC_NORMS))}"
-        )
-    if "eps" in params and (
-        isinstance(params["eps"], bool) or not isinstance(params["eps"], float) or not 0 < params["eps"] < 1
-    ):
-        raise ValueError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
+    validate_front_end_options(params, band=True, spec_norms=SPEC_NORMS)
 
 
 def _validate(config: ModelConfig):
@@ -489,23 +521,8 @@ def _validate(config: ModelConfig):
         _check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
         if stage.conv_exp != 1:
             _check_groups(config.group_divisor, c, f"the channel squeeze of {where}")
-        if stage.att_block_red is not None:
-            hidden = width // stage.att_block_red
-            if hidden < 1:
-                raise ValueError(
-                    f"{where}: att_block_red={stage.att_block_red} leaves no hidden channels (C*F = {width})"
-                )
-            if config.block_1d_type in ("att", "conv+att") and hidden % ATTENTION_HEADS != 0:
-                raise ValueError(
-                    f"{where}: att_block_red={stage.att_block_red} gives {hidden} hidden channels, "
-                    f"which the {ATTENTION_HEADS} attention heads of block_1d_type={config.block_1d_type!r} "
-                    "cannot split evenly"
-                )
-    pooled = config.backbone_dim
-    if config.pooling_func == "MHASTP" and pooled % MHASTP_HEADS != 0:
-        raise ValueError(f"pooling_func='MHASTP' needs an even number of channels, got {pooled}")
-    if config.pooling_func == "MQMHASTP" and pooled % MQMHASTP_HEADS != 0:
-        raise ValueError(f"pooling_func='MQMHASTP' needs channels divisible by {MQMHASTP_HEADS}, got {pooled}")
+        check_time_context(where, stage.att_block_red, width, config.block_1d_type)
+    check_pooling_channels(config.pooling_func, config.backbone_dim)
     if config.head_activation is not None and config.num_classes is None:
         raise ValueError(
             "head_activation is set but num_classes is None: the activation belongs to the "

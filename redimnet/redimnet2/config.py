@@ -21,18 +21,19 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
 from ..config import (
-    ATTENTION_HEADS,
     BLOCK_1D_TYPES,
     BLOCK_2D_TYPES,
-    MHASTP_HEADS,
-    MQMHASTP_HEADS,
     ReleaseConfig,
+    _check_groups,
     _choice,
     _flag,
     _is_int,
+    _is_number,
     _positive_int,
     _probability,
-    validate_flags_and_spec_augment,
+    check_pooling_channels,
+    check_time_context,
+    validate_front_end_options,
 )
 
 POOLING_FUNCS = ("TAP", "TMAP", "TSDP", "TSTP", "ASTP", "MHASTP", "MQMHASTP")
@@ -238,10 +239,6 @@ class ReDimNet2Config(ReleaseConfig):
 # ---------------------------------------------------------------------------
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _parse_stages(stages) -> Tuple[Stage2Spec, ...]:
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
         raise ValueError(
@@ -299,17 +296,6 @@ def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
     return tuple(out)
 
 
-def _check_groups(divisor, channels: int, where: str):
-    if divisor is None:
-        return
-    groups = channels // divisor
-    if groups < 1 or channels % groups != 0:
-        raise ValueError(
-            f"group_divisor={divisor} does not fit {where} with {channels} channels: "
-            "channels // group_divisor must be >= 1 and divide the channels"
-        )
-
-
 def _validate_spec_params(config: ReDimNet2Config):
     frontend = config.frontend
     params = config.spec_params
@@ -325,29 +311,13 @@ def _validate_spec_params(config: ReDimNet2Config):
                 f"spec_params[{key!r}] is not an option of the {config.feat_type!r} front end; "
                 f"known: {', '.join(sorted(allowed))}"
             )
-    for key in ("sample_rate", "n_fft", "win_length", "hop_length"):
-        if key in params:
-            _positive_int(f"spec_params[{key!r}]", params[key])
-    n_fft, win = params.get("n_fft", 512), params.get("win_length", 400)
-    if win > n_fft:
-        raise ValueError(f"spec_params: win_length ({win}) must not exceed n_fft ({n_fft})")
-    for key in ("f_min", "f_max"):
-        if key in params and not _is_number(params[key]):
-            raise ValueError(f"spec_params[{key!r}] must be a number, got {params[key]!r}")
-    if frontend != "tf_spec":
-        f_min, f_max = params.get("f_min", 20), params.get("f_max", 7600)
-        if not 0 <= f_min < f_max <= params.get("sample_rate", 16000) / 2:
-            raise ValueError(
-                f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}"
-            )
-    validate_flags_and_spec_augment(params)
-    if "spec_norm" in params and params["spec_norm"] not in SPEC_NORMS:
-        raise ValueError(
-            f"spec_params['spec_norm']={params['spec_norm']!r} is not supported (the official "
-            f"front end fails on it); choose one of {', '.join(map(repr, SPEC_NORMS))}"
-        )
-    if "eps" in params and (not isinstance(params["eps"], float) or not 0 < params["eps"] < 1):
-        raise ValueError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
+    validate_front_end_options(
+        params,
+        band=frontend != "tf_spec",
+        spec_norms=SPEC_NORMS,
+        spec_norm_note=" (the official front end fails on it)",
+    )
+    n_fft = params.get("n_fft", 512)
     if frontend == "tf_spec" and config.F != n_fft // 4:
         raise ValueError(
             f"feat_type='tf_spec' gives n_fft // 4 = {n_fft // 4} frequency bins (spectrum bins "
@@ -421,19 +391,5 @@ def _validate(config: ReDimNet2Config):
         if expanded < 1:
             raise ValueError(f"{where}: conv_exp={stage.conv_exp} leaves no channels ({c} x {stage.conv_exp})")
         _check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
-        if stage.att_block_red is not None:
-            hidden = width // stage.att_block_red
-            if hidden < 1:
-                raise ValueError(
-                    f"{where}: att_block_red={stage.att_block_red} leaves no hidden channels (C*F = {width})"
-                )
-            if config.block_1d_type in ("att", "conv+att") and hidden % ATTENTION_HEADS != 0:
-                raise ValueError(
-                    f"{where}: att_block_red={stage.att_block_red} gives {hidden} hidden channels, which the "
-                    f"{ATTENTION_HEADS} attention heads of block_1d_type={config.block_1d_type!r} cannot split"
-                )
-    pooled = config.backbone_dim
-    if config.pooling_func == "MHASTP" and pooled % MHASTP_HEADS != 0:
-        raise ValueError(f"pooling_func='MHASTP' needs an even number of channels, got {pooled}")
-    if config.pooling_func == "MQMHASTP" and pooled % MQMHASTP_HEADS != 0:
-        raise ValueError(f"pooling_func='MQMHASTP' needs channels divisible by {MQMHASTP_HEADS}, got {pooled}")
+        check_time_context(where, stage.att_block_red, width, config.block_1d_type)
+    check_pooling_channels(config.pooling_func, config.backbone_dim)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
+from ..config import _is_number
 from ..errors import RedimnetError
 
 PathLike = Union[str, os.PathLike]
@@ -33,10 +34,6 @@ class ConfigError(RedimnetError):
 # --------------------------------------------------------------------------- value checks
 # Each check takes the value and returns it (possibly normalised) or raises ValueError
 # with the problem (the caller adds file and key).
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _int(minimum: int = 0) -> Callable:
