@@ -1,10 +1,10 @@
-"""Writing files so that readers never see a partial one."""
+"""Writing files so that readers never see a partial one; reading small text files with clear errors."""
 
 import contextlib
 import os
 import secrets
 from pathlib import Path
-from typing import IO, Iterator, Optional, Union
+from typing import IO, Callable, Iterator, Optional, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -58,3 +58,14 @@ def atomic_write(
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
+
+
+def read_text(path: PathLike, what: str, error: Callable[[str], Exception]) -> str:
+    """The UTF-8 text of ``path``.  A missing or unreadable file raises ``error(message)``, the
+    message naming ``what`` the file is (e.g. ``"config file"``), the path and the reason."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as problem:
+        raise error(f"cannot read {what} {path}: {problem}") from None

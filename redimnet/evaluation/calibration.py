@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import RedimnetError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, read_text
 from .metrics import MetricsError, error_rates, trial_arrays
 
 __all__ = [
@@ -401,12 +401,7 @@ class Calibration:
     def load(cls, path: Union[str, Path]) -> "Calibration":
         """Read a file written by :meth:`save`."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise CalibrationError(f"calibration file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise CalibrationError(f"cannot read calibration file {path}: {error}") from None
+        text = read_text(path, "calibration file", CalibrationError)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:

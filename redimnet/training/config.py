@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from ..config import _is_number
 from ..errors import RedimnetError
+from ..fileio import read_text
 
 PathLike = Union[str, os.PathLike]
 
@@ -471,12 +472,7 @@ def read_config_file(path: PathLike) -> dict:
     import yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    text = read_text(path, "config file", ConfigError)
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
