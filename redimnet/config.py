@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
 BLOCK_2D_TYPES = ("convnext_like", "convnext_like_relu", "basic_resnet", "basic_resnet_fwse")
 BLOCK_1D_TYPES = ("fc", "conv", "att", "conv+att")
@@ -299,37 +299,47 @@ def _flag(name: str, value):
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
-def _parse_stages(stages) -> Tuple[StageSpec, ...]:
+def parse_stage_list(
+    stages, spec_class: type, layout: str, parse_entry: Callable, mapping_keys: Optional[Tuple[str, ...]] = None
+) -> tuple:
+    """``stages_setup`` as a tuple of ``spec_class``: a non-empty list whose entries are already specs,
+    or 5-entry sequences laid out as ``layout`` says (or mappings with ``mapping_keys``) that
+    ``parse_entry(where, entry)`` turns into specs after the checks every family shares."""
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
-        raise ValueError(
-            "stages_setup must be a non-empty list of "
-            "(stride, num_blocks, conv_exp, kernel_sizes, att_block_red) entries"
-        )
+        raise ValueError(f"stages_setup must be a non-empty list of ({layout}) entries")
     parsed = []
     for index, stage in enumerate(stages):
         where = f"stages_setup[{index}]"
-        if isinstance(stage, StageSpec):
+        if isinstance(stage, spec_class):
             parsed.append(stage)
             continue
-        if isinstance(stage, Mapping):
+        if mapping_keys is not None and isinstance(stage, Mapping):
             try:
-                stage = [stage[k] for k in ("stride", "num_blocks", "conv_exp", "kernel_sizes", "att_block_red")]
+                stage = [stage[k] for k in mapping_keys]
             except KeyError as missing:
                 raise ValueError(f"{where} is missing {missing}") from None
         if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 5:
-            raise ValueError(
-                f"{where} must have 5 entries "
-                f"(stride, num_blocks, conv_exp, kernel_sizes, att_block_red), got {stage!r}"
-            )
-        stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
-        if stride not in (1, 2, 3) or not _is_int(stride):
-            raise ValueError(f"{where}: stride must be 1, 2 or 3, got {stride!r}")
-        if not _is_int(num_blocks) or num_blocks < 0:
-            raise ValueError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
-        _positive_int(f"{where}: conv_exp", conv_exp)
-        _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
-        parsed.append(StageSpec(stride, num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red))
+            raise ValueError(f"{where} must have 5 entries ({layout}), got {stage!r}")
+        parsed.append(parse_entry(where, stage))
     return tuple(parsed)
+
+
+_STAGE_FIELDS = ("stride", "num_blocks", "conv_exp", "kernel_sizes", "att_block_red")
+
+
+def _parse_stage(where: str, stage) -> StageSpec:
+    stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
+    if stride not in (1, 2, 3) or not _is_int(stride):
+        raise ValueError(f"{where}: stride must be 1, 2 or 3, got {stride!r}")
+    if not _is_int(num_blocks) or num_blocks < 0:
+        raise ValueError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
+    _positive_int(f"{where}: conv_exp", conv_exp)
+    _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
+    return StageSpec(stride, num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red)
+
+
+def _parse_stages(stages) -> Tuple[StageSpec, ...]:
+    return parse_stage_list(stages, StageSpec, ", ".join(_STAGE_FIELDS), _parse_stage, mapping_keys=_STAGE_FIELDS)
 
 
 def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:

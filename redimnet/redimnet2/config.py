@@ -33,6 +33,7 @@ from ..config import (
     _probability,
     check_pooling_channels,
     check_time_context,
+    parse_stage_list,
     validate_front_end_options,
 )
 
@@ -239,42 +240,28 @@ class ReDimNet2Config(ReleaseConfig):
 # ---------------------------------------------------------------------------
 
 
-def _parse_stages(stages) -> Tuple[Stage2Spec, ...]:
-    if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
+def _parse_stage(where: str, stage) -> Stage2Spec:
+    stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
+    if (
+        isinstance(stride, (str, bytes))
+        or not isinstance(stride, Sequence)
+        or len(stride) != 2
+        or not all(_is_int(s) and s > 0 for s in stride)
+    ):
         raise ValueError(
-            "stages_setup must be a non-empty list of "
-            "((freq_stride, time_stride), num_blocks, conv_exp, kernel_sizes, att_block_red) entries"
+            f"{where}: the stride must be a pair (freq_stride, time_stride) of positive integers, got {stride!r}"
         )
-    parsed = []
-    for index, stage in enumerate(stages):
-        where = f"stages_setup[{index}]"
-        if isinstance(stage, Stage2Spec):
-            parsed.append(stage)
-            continue
-        if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 5:
-            raise ValueError(
-                f"{where} must have 5 entries ((freq_stride, time_stride), num_blocks, "
-                f"conv_exp, kernel_sizes, att_block_red), got {stage!r}"
-            )
-        stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
-        if (
-            isinstance(stride, (str, bytes))
-            or not isinstance(stride, Sequence)
-            or len(stride) != 2
-            or not all(_is_int(s) and s > 0 for s in stride)
-        ):
-            raise ValueError(
-                f"{where}: the stride must be a pair (freq_stride, time_stride) of positive integers, got {stride!r}"
-            )
-        if not _is_int(num_blocks) or num_blocks < 0:
-            raise ValueError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
-        if not _is_number(conv_exp) or not math.isfinite(conv_exp) or conv_exp <= 0:
-            raise ValueError(f"{where}: conv_exp must be a positive number, got {conv_exp!r}")
-        _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
-        parsed.append(
-            Stage2Spec(stride[0], stride[1], num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red)
-        )
-    return tuple(parsed)
+    if not _is_int(num_blocks) or num_blocks < 0:
+        raise ValueError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
+    if not _is_number(conv_exp) or not math.isfinite(conv_exp) or conv_exp <= 0:
+        raise ValueError(f"{where}: conv_exp must be a positive number, got {conv_exp!r}")
+    _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
+    return Stage2Spec(stride[0], stride[1], num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red)
+
+
+def _parse_stages(stages) -> Tuple[Stage2Spec, ...]:
+    layout = "(freq_stride, time_stride), num_blocks, conv_exp, kernel_sizes, att_block_red"
+    return parse_stage_list(stages, Stage2Spec, layout, _parse_stage)
 
 
 def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
