@@ -232,28 +232,40 @@ def quality(args) -> dict:
     for speakers in [int(k) for k in args.speakers.split(",")]:
         scores = {(name, mode): DERScore() for name in systems for mode in ("estimated", "oracle")}
         exact = {name: 0 for name in systems}
+        each: dict = {name: {"der_estimated": [], "der_oracle": [], "speakers_found": []} for name in systems}
         for number in range(args.conversations):
             path = _conversation(workdir, speakers, args.seconds, seed=100 + number)
             reference = read_rttm(path.with_suffix(".rttm"))[path.stem]
             for name, diarizer in systems.items():
                 estimated = diarizer.diarize(path)
                 oracle = diarizer.diarize(path, num_speakers=speakers)
-                scores[name, "estimated"] += diarization_error(reference, estimated)
-                scores[name, "oracle"] += diarization_error(reference, oracle)
+                score_estimated = diarization_error(reference, estimated)
+                score_oracle = diarization_error(reference, oracle)
+                scores[name, "estimated"] += score_estimated
+                scores[name, "oracle"] += score_oracle
                 exact[name] += len(estimated.speakers) == speakers
+                each[name]["der_estimated"].append(round(100 * score_estimated.der, 2))
+                each[name]["der_oracle"].append(round(100 * score_oracle.der, 2))
+                each[name]["speakers_found"].append(len(estimated.speakers))
                 print(
                     f"{path.name} {name}: estimated {len(estimated.speakers)} speakers, DER "
-                    f"{100 * diarization_error(reference, estimated).der:.1f} % / oracle "
-                    f"{100 * diarization_error(reference, oracle).der:.1f} %",
+                    f"{100 * score_estimated.der:.1f} % / oracle {100 * score_oracle.der:.1f} %",
                     file=sys.stderr,
                 )
+
+        def percent(score, part):
+            return round(100 * getattr(score, part) / score.total, 2)
+
         table[speakers] = {
             name: {
                 "der_estimated": round(100 * scores[name, "estimated"].der, 2),
                 "der_oracle": round(100 * scores[name, "oracle"].der, 2),
-                "missed": round(100 * scores[name, "oracle"].missed / scores[name, "oracle"].total, 2),
-                "false_alarm": round(100 * scores[name, "oracle"].false_alarm / scores[name, "oracle"].total, 2),
+                "confusion_estimated": percent(scores[name, "estimated"], "confusion"),
+                "confusion_oracle": percent(scores[name, "oracle"], "confusion"),
+                "missed": percent(scores[name, "oracle"], "missed"),
+                "false_alarm": percent(scores[name, "oracle"], "false_alarm"),
                 "count_accuracy": round(exact[name] / args.conversations, 3),
+                "per_conversation": each[name],
             }
             for name in systems
         }

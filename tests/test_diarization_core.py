@@ -311,12 +311,42 @@ def test_windows_cover_each_region_and_short_regions_get_one_window():
     assert np.all(np.diff(later) <= int(0.75 * rate))
 
 
-def test_segments_split_at_window_midpoints_and_join_equal_labels():
-    windows = plan_windows([(0.0, 3.0)], window=1.5, hop=0.75)  # starts 0, .75, 1.5
-    segments = Diarizer.segments_from_windows([(0.0, 3.0)], windows, ["A", "A", "B"])
-    assert segments == [Segment(0.0, 1.875, "A"), Segment(1.875, 3.0, "B")]
-    smoothed = Diarizer.smooth_labels(np.array([0, 1, 0, 0]), np.array([0, 0, 0, 0]))
-    assert smoothed.tolist() == [0, 0, 0, 0]
+def _one_hot(labels, speakers):
+    return np.eye(speakers)[np.asarray(labels)]
+
+
+def test_speaker_changes_where_the_weighted_window_scores_cross():
+    regions = [(0.0, 3.0)]
+    windows = plan_windows(regions, window=1.5, hop=0.75)  # starts 0, .75, 1.5; centres .75, 1.5, 2.25
+    # equally sure windows: the change is halfway between the centres of the last A and the first B
+    segments = Diarizer.segments_from_scores(regions, windows, _one_hot([0, 0, 1], 2), ["A", "B"])
+    assert [s.label for s in segments] == ["A", "B"]
+    assert (segments[0].start, segments[-1].end) == (0.0, 3.0) and segments[0].end == segments[1].start
+    assert abs(segments[0].end - 1.875) <= 0.05
+    # a sure A and an unsure B (a window that straddles the change): the change moves towards the
+    # unsure window's centre; with Hann weights cos^2 and sin^2 it is where tan^2 = 2 / 0.2, at 2.10 s
+    scores = np.array([[1.0, -1.0], [1.0, -1.0], [0.2, 0.4]])
+    segments = Diarizer.segments_from_scores(regions, windows, scores, ["A", "B"])
+    assert [s.label for s in segments] == ["A", "B"] and abs(segments[0].end - 2.104) <= 0.05
+    # a short turn in the middle of a region is kept, around its window's centre
+    regions = [(0.0, 6.0)]
+    windows = plan_windows(regions, window=1.5, hop=0.75)  # 7 windows, the 4th centred at 3.0
+    segments = Diarizer.segments_from_scores(regions, windows, _one_hot([0, 0, 0, 1, 0, 0, 0], 2), ["A", "B"])
+    assert [s.label for s in segments] == ["A", "B", "A"]
+    assert abs(segments[1].start - 2.625) <= 0.05 and abs(segments[1].end - 3.375) <= 0.05
+
+
+def test_long_regions_are_scored_in_chunks_with_the_same_result(monkeypatch):
+    from redimnet.diarization import pipeline
+
+    regions = [(0.3, 41.17), (42.0, 42.4), (43.0, 70.02)]
+    windows = plan_windows(regions, window=1.5, hop=0.75)
+    scores = np.random.default_rng(0).uniform(-1, 1, size=(len(windows.starts), 3))
+    whole = Diarizer.segments_from_scores(regions, windows, scores, ["A", "B", "C"])
+    monkeypatch.setattr(pipeline, "FRAME_CHUNK", 7)
+    assert Diarizer.segments_from_scores(regions, windows, scores, ["A", "B", "C"]) == whole
+    assert len(whole) > 20 and whole[0].start == 0.3 and whole[-1].end == 70.02
+    assert sum(s.duration for s in whole) == pytest.approx(sum(e - s for s, e in regions))
 
 
 # --- synthetic conversations ------------------------------------------------------------------------
@@ -337,8 +367,11 @@ def test_dropped_windows_leave_their_time_to_neighbours_or_unlabelled():
     uneven = [(0.0, 4.00003), (5.0, 6.0), (7.0, 10.0)]  # an end between two samples
     split, _ = keep_windows(uneven, plan_windows(uneven, window=1.5, hop=0.75), middle)
     assert split == [(0.0, 2.25), (2.5, 4.00003), (5.0, 6.0), (7.0, 10.0)]
-    segments = Diarizer.segments_from_windows(left, remaining, ["A", "A", "B", "B", "C"])
-    assert segments == [Segment(0.0, 2.625, "A"), Segment(2.625, 4.0, "B"), Segment(7.0, 8.5, "C")]
+    segments = Diarizer.segments_from_scores(left, remaining, _one_hot([0, 0, 1, 1, 2], 3), ["A", "B", "C"])
+    assert [(s.start, s.label) for s in segments] == [(0.0, "A"), (segments[1].start, "B"), (7.0, "C")]
+    assert [s.end for s in segments] == [segments[1].start, 4.0, 8.5]
+    # A's last window is centred at 2.25 s, B's two windows at 3.0 and 3.25 s: the change lies between
+    assert 2.25 < segments[1].start < 3.0
 
 
 def test_conversation_reference_matches_the_audio(tmp_path):

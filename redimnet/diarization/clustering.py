@@ -105,6 +105,14 @@ def reduce(x: np.ndarray, max_direct: int, group: int = 8) -> Tuple[np.ndarray, 
     return points, assignment
 
 
+def centroids(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``[clusters, dim]``: the normalised sum of the unit rows of ``x`` with each label ``0..labels.max()``."""
+    labels = np.asarray(labels, dtype=np.int64)
+    sums = np.zeros((int(labels.max()) + 1 if len(labels) else 0, x.shape[1]))
+    np.add.at(sums, labels, x)
+    return normalise(sums)
+
+
 class Clustering:
     """Base class: :meth:`cluster` maps ``[n, dim]`` embeddings to labels ``0..k-1`` (first appearance order)."""
 
@@ -125,10 +133,7 @@ class Clustering:
         hand-made features such as the MFCC baseline, whose dimensions have
         unrelated scales; not needed for speaker embeddings).
         """
-        embeddings = np.asarray(embeddings, dtype=np.float64)
-        if self.standardise and len(embeddings) > 1:
-            embeddings = (embeddings - embeddings.mean(axis=0)) / np.maximum(embeddings.std(axis=0), 1e-8)
-        x = normalise(embeddings)
+        x = self.points(embeddings)
         n = len(x)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
@@ -154,6 +159,20 @@ class Clustering:
             min_speakers = min(min_speakers, max_speakers)
             labels = self.cluster_points(points, min_speakers, max_speakers)
         return relabel_by_appearance(labels[assignment])
+
+    def points(self, embeddings: np.ndarray) -> np.ndarray:
+        """The unit vectors the clustering works on: ``embeddings`` (standardised first when
+        ``standardise`` is set), scaled to unit length, float64."""
+        embeddings = np.asarray(embeddings, dtype=np.float64)
+        if self.standardise and len(embeddings) > 1:
+            embeddings = (embeddings - embeddings.mean(axis=0)) / np.maximum(embeddings.std(axis=0), 1e-8)
+        return normalise(embeddings)
+
+    def centroid_scores(self, embeddings: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``[n, clusters]``: cosine similarity of every row of ``embeddings`` to every cluster's
+        centroid (the normalised mean of its members' :meth:`points`); clusters are ``0..labels.max()``."""
+        x = self.points(embeddings)
+        return x @ centroids(x, labels).T
 
     def cluster_points(self, x: np.ndarray, min_speakers: int, max_speakers: int) -> np.ndarray:
         """Labels of at most ``max_direct`` unit vectors, between ``min_speakers`` and ``max_speakers`` clusters."""

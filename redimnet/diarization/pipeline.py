@@ -3,7 +3,7 @@
 Stages (data flows one way)::
 
     audio blocks -> voice activity -> windows over speech -> embeddings (batched)
-                 -> clustering -> segments -> smoothing -> names -> RTTM / JSON
+                 -> clustering -> frame scores -> segments -> names -> RTTM / JSON
 
 The recording is read twice, block by block (once for voice activity, once
 for the windows), so memory holds one block of audio, the window
@@ -12,17 +12,22 @@ set, not the recording.
 
 Windows: every speech region is covered by windows of ``window`` seconds
 every ``hop`` seconds, the last one ending at the region's end; a region
-shorter than one window is one window of its own length.  Each stretch of
-speech takes the label of the window whose centre is nearest.  A window
+shorter than one window is one window of its own length.  A window
 below the library's silence floor (:func:`redimnet.audio.check_signal_level`:
 digital silence inside a speech region, say) carries no speaker and is not
 embedded: its time goes to the overlapping neighbours, and a stretch only
 such windows cover is left unlabelled; when every window is silent the
-recording is treated as one without speech.  Smoothing:
-a single window whose two neighbours in the same region agree on another
-speaker takes their label (turns shorter than about one window are not
-resolved at this hop).  Overlapping speech is not detected: each moment has
-at most one speaker.
+recording is treated as one without speech.
+
+Segments: after clustering, every window is scored against every
+speaker's centroid (cosine similarity); the speech is cut into frames of
+``FRAME_STEP`` (0.05 s) and each frame goes to the speaker whose scores,
+summed over the windows covering the frame with a Hann weight (largest at a
+window's centre), are highest (:meth:`Diarizer.segments_from_scores`).  A
+speaker change therefore falls where two neighbouring windows' weighted
+scores cross, closer to the less certain one, and a window whose speaker
+differs from both neighbours keeps the time around its centre.  Overlapping
+speech is not detected: each moment has at most one speaker.
 """
 
 import json
@@ -34,13 +39,15 @@ import numpy as np
 
 from ..audio import TARGET_SAMPLE_RATE, AudioError, SignalLevel
 from ..errors import InvalidArgumentError
-from .clustering import Clustering, make_clustering, normalise
+from .clustering import Clustering, centroids, make_clustering, normalise
 from .segments import Segment, format_rttm, merge_regions, speaker_totals
 from .stream import AudioSource
 from .vad import VoiceActivityDetector, make_vad
 
 DEFAULT_WINDOW = 1.5
 DEFAULT_HOP = 0.75
+FRAME_STEP = 0.05  # seconds: the resolution of the output's speaker changes
+FRAME_CHUNK = 4096  # frames scored at a time
 
 
 class Diarization(list):
@@ -205,7 +212,6 @@ class Diarizer:
         window: length of the embedded windows, seconds.
         hop: step between windows, seconds.
         batch_windows: windows handed to the embedder at a time.
-        smooth: smooth the window labels over time before building segments.
         speakers_db: a :class:`redimnet.speaker_db.SpeakerDatabase` or a path (optional): clusters
             whose mean embedding scores at least ``name_threshold`` (cosine) against an enrolled
             speaker are named after them.
@@ -220,7 +226,6 @@ class Diarizer:
         window: float = DEFAULT_WINDOW,
         hop: float = DEFAULT_HOP,
         batch_windows: int = 32,
-        smooth: bool = True,
         speakers_db=None,
         name_threshold: float = 0.5,
     ):
@@ -231,7 +236,6 @@ class Diarizer:
         self.clustering = make_clustering(clustering) if isinstance(clustering, str) else clustering
         self.window, self.hop = float(window), float(hop)
         self.batch_windows = max(1, int(batch_windows))
-        self.smooth = smooth
         self.speakers_db = speakers_db
         self.name_threshold = float(name_threshold)
 
@@ -320,32 +324,61 @@ class Diarizer:
         return result, kept
 
     @staticmethod
-    def smooth_labels(labels: np.ndarray, region: np.ndarray) -> np.ndarray:
-        """Lone windows between two agreeing neighbours of the same region take their label."""
-        labels = labels.copy()
-        for i in range(1, len(labels) - 1):
-            if region[i - 1] == region[i] == region[i + 1] and labels[i - 1] == labels[i + 1] != labels[i]:
-                labels[i] = labels[i - 1]
-        return labels
+    def segments_from_scores(
+        regions: Sequence[tuple], windows: _Windows, scores: np.ndarray, names: Sequence[str], step: float = FRAME_STEP
+    ) -> List[Segment]:
+        """Segments from every window's ``scores`` (``[windows, speakers]``, e.g. cosine similarity to
+        each speaker's centroid; speaker ``j`` is called ``names[j]``).
 
-    @staticmethod
-    def segments_from_windows(regions: Sequence[tuple], windows: _Windows, labels: Sequence[str]) -> List[Segment]:
-        """Each region split between its windows at the midpoints of their centres; equal neighbours joined."""
+        Each region is cut into frames of ``step`` seconds; a frame's score for a speaker is the sum of
+        the scores of the windows covering it, each weighted by a Hann window over its span (1 at its
+        centre, 0 at its edges), and the frame goes to the best-scoring speaker.  Between two
+        neighbouring windows the speaker therefore changes where their weighted scores cross: near
+        the less certain window's centre, not halfway.  Equal neighbours are joined.
+        """
         rate = TARGET_SAMPLE_RATE
-        centres = (windows.starts + windows.lengths / 2) / rate
+        scores = np.asarray(scores, dtype=np.float64)
+        window_start = windows.starts / rate
+        window_end = (windows.starts + windows.lengths) / rate
+        first = np.searchsorted(windows.region, np.arange(len(regions) + 1))  # windows are in region order
         segments: List[Segment] = []
         for index, (begin, end) in enumerate(regions):
-            members = np.flatnonzero(windows.region == index)
-            if not members.size:
+            lo_member, hi_member = int(first[index]), int(first[index + 1])
+            if lo_member == hi_member:
                 continue
-            cuts = [begin] + [float((centres[a] + centres[b]) / 2) for a, b in zip(members[:-1], members[1:])] + [end]
-            for k, member in enumerate(members):
-                start, stop = cuts[k], cuts[k + 1]
-                label = labels[int(member)]
-                if segments and segments[-1].label == label and abs(segments[-1].end - start) < 1e-9:
-                    segments[-1] = Segment(segments[-1].start, stop, label)
-                elif stop > start:
-                    segments.append(Segment(start, stop, label))
+            frames = max(1, int(np.ceil((end - begin) / step - 0.1)))  # the last frame is 0.1 to 1.1 steps long
+            for chunk in range(0, frames, FRAME_CHUNK):  # a long region in pieces: memory stays bounded
+                count = min(FRAME_CHUNK, frames - chunk)
+                edges = begin + np.arange(chunk, chunk + count + 1) * step
+                if chunk + count == frames:
+                    edges[-1] = end
+                centres = (edges[:-1] + edges[1:]) / 2
+                total = np.zeros((count, scores.shape[1]))
+                covered = np.zeros(count, dtype=bool)
+                # the region's windows that reach into this chunk (their starts and ends are both sorted)
+                lo = lo_member + int(np.searchsorted(window_end[lo_member:hi_member], edges[0], "right"))
+                hi = lo_member + int(np.searchsorted(window_start[lo_member:hi_member], edges[-1], "left"))
+                for member in range(lo, hi):
+                    start, length = window_start[member], window_end[member] - window_start[member]
+                    a, b = np.searchsorted(centres, [start, start + length])
+                    if b <= a:  # a window shorter than a frame weighs on the frame around its centre
+                        a = int(np.clip(np.searchsorted(edges, start + length / 2, "right") - 1, 0, count - 1))
+                        b = a + 1
+                    weight = np.sin(np.pi * np.clip((centres[a:b] - start) / length, 0.0, 1.0)) ** 2 + 1e-6
+                    total[a:b] += weight[:, None] * scores[member]
+                    covered[a:b] = True
+                best = np.argmax(total, axis=1)
+                if not covered.all():  # not with plan_windows' windows; a frame without one keeps the one before
+                    source = np.maximum.accumulate(np.where(covered, np.arange(count), -1))
+                    source[source < 0] = int(np.argmax(covered))
+                    best = best[source]
+                cuts = np.flatnonzero(np.diff(best)) + 1
+                for a, b in zip(np.r_[0, cuts], np.r_[cuts, count]):
+                    start, stop, label = float(edges[a]), float(edges[b]), names[int(best[a])]
+                    if segments and segments[-1].label == label and abs(segments[-1].end - start) < 1e-9:
+                        segments[-1] = Segment(segments[-1].start, stop, label)
+                    elif stop > start:
+                        segments.append(Segment(start, stop, label))
         return [Segment(round(s.start, 3), round(s.end, 3), s.label) for s in segments]
 
     def _names(self, embeddings: np.ndarray, labels: np.ndarray) -> Dict[int, tuple]:
@@ -358,11 +391,10 @@ class Diarizer:
             database = SpeakerDatabase(database, create=False)
         try:
             fingerprint = model_fingerprint(self.embedder.model)
-            x = normalise(embeddings)
+            means = centroids(normalise(embeddings), labels)
             proposals = []
             for cluster in np.unique(labels):
-                centroid = x[labels == cluster].mean(axis=0)
-                name, score = database.identify(centroid, top=1, fingerprint=fingerprint)[0]
+                name, score = database.identify(means[cluster], top=1, fingerprint=fingerprint)[0]
                 if score >= self.name_threshold:
                     proposals.append((score, int(cluster), name))
         finally:
@@ -414,15 +446,18 @@ class Diarizer:
         clock = time.perf_counter()
         labels = self.clustering.cluster(embeddings, num_speakers, min_speakers, max_speakers)
         timings["cluster"] = time.perf_counter() - clock
-        if self.smooth:
-            labels = self.smooth_labels(labels, windows.region)
-        names = {int(c): f"SPEAKER_{c + 1:02d}" for c in np.unique(labels)}
+        scores = self.clustering.centroid_scores(embeddings, labels)
+        pieces = self.segments_from_scores(regions, windows, scores, [str(c) for c in range(scores.shape[1])])
+        timings["segments"] = time.perf_counter() - clock - timings["cluster"]
+        present = [int(c) for c in dict.fromkeys(s.label for s in pieces)]  # clusters by first appearance
+        names = {cluster: f"SPEAKER_{number + 1:02d}" for number, cluster in enumerate(present)}
         if self.speakers_db is not None:
             for cluster, (name, score) in self._names(embeddings, labels).items():
-                label = "_".join(name.split()) or names[cluster]
-                result.names[label] = {"enrolled": name, "score": round(float(score), 4)}
-                names[cluster] = label
-        result.extend(self.segments_from_windows(regions, windows, [names[int(c)] for c in labels]))
+                if cluster in names:
+                    label = "_".join(name.split()) or names[cluster]
+                    result.names[label] = {"enrolled": name, "score": round(float(score), 4)}
+                    names[cluster] = label
+        result.extend(Segment(s.start, s.end, names[int(s.label)]) for s in pieces)
         result.sort()
         timings["total"] = time.perf_counter() - started
         result.timings = timings
