@@ -225,8 +225,10 @@ def quality(args) -> dict:
         return method
 
     systems = {
-        "redimnet": Diarizer(_embedder(args), vad=vad, clustering=clustering(False)),
-        "mfcc-baseline": Diarizer(MFCCStatsEmbedder(), vad=vad, clustering=clustering(True)),
+        "redimnet": Diarizer(_embedder(args), vad=vad, clustering=clustering(False), context=not args.no_context),
+        "mfcc-baseline": Diarizer(
+            MFCCStatsEmbedder(), vad=vad, clustering=clustering(True), context=not args.no_context
+        ),
     }
     table = {}
     for speakers in [int(k) for k in args.speakers.split(",")]:
@@ -274,6 +276,7 @@ def quality(args) -> dict:
         "weights": args.checkpoint or f"{args.model} random init",
         "vad": args.vad,
         "clustering": args.clustering,
+        "window_context": not args.no_context,
         "conversations_per_count": args.conversations,
         "seconds_each": args.seconds,
         "collar": 0.25,
@@ -303,6 +306,9 @@ def main() -> int:
     parser.add_argument("--vad", default="auto", help="auto, silero or energy")
     parser.add_argument("--clustering", default="spectral", choices=["spectral", "ahc"])
     parser.add_argument("--batch-size", type=int, default=32, help="windows per batch")
+    parser.add_argument(
+        "--no-context", action="store_true", help="quality: cluster each window alone (without its neighbours)"
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--workdir", help="where conversations are written and reused")
     parser.add_argument("--file", help="once/stage: the recording")

@@ -7,6 +7,7 @@ import pytest
 import soundfile
 
 from redimnet.audio import read_audio
+from redimnet.diarization import clustering
 from redimnet.diarization.clustering import AgglomerativeClustering, SpectralClustering, reduce
 from redimnet.diarization.der import DERScore, diarization_error
 from redimnet.diarization.pipeline import Diarizer, keep_windows, plan_windows
@@ -285,6 +286,22 @@ def test_clustering_honours_given_counts():
         assert len(np.unique(method.cluster(x, max_speakers=3))) <= 3
         with pytest.raises(InvalidArgumentError, match="only 240 window"):
             method.cluster(x, num_speakers=241)
+
+
+def test_context_adds_each_windows_neighbours_in_its_own_region_only():
+    x = np.eye(5)
+    context = clustering.with_context(x, np.array([0, 0, 0, 1, 1]))
+    third = 1 / np.sqrt(3)
+    assert np.allclose(context[0], [1 / np.sqrt(2), 1 / np.sqrt(2), 0, 0, 0])
+    assert np.allclose(context[1], [third, third, third, 0, 0])
+    assert np.allclose(context[2], [0, 1 / np.sqrt(2), 1 / np.sqrt(2), 0, 0])  # not the next region's window
+    assert np.allclose(context[3], [0, 0, 0, 1 / np.sqrt(2), 1 / np.sqrt(2)]) and np.allclose(context[4], context[3])
+    lone = clustering.with_context(x[:3], np.array([0, 1, 2]))  # no shared region: unchanged
+    assert np.allclose(lone, x[:3])
+    opposite = clustering.with_context(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.array([0, 0]))
+    assert np.allclose(opposite, [[1, 0], [-1, 0]])  # neighbours that cancel leave the window as it was
+    with pytest.raises(InvalidArgumentError, match="one region number per window"):
+        clustering.with_context(x, np.array([0, 0]))
 
 
 def test_large_inputs_are_reduced_in_chunks_without_a_full_matrix(monkeypatch):

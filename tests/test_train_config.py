@@ -11,7 +11,7 @@ from redimnet.training.config import ConfigError, TrainingConfig, load_config
 CONFIGS = [recipe_path(name) for name in list_recipes()]
 # Recipes for the published models (VoxCeleb), and small ones for synthetic speakers (minutes on a CPU).
 SYNTHETIC = ["synthetic_small", "redimnet2_synthetic_small"]
-PAPER_CONFIGS = [path for path in CONFIGS if path.stem not in SYNTHETIC + ["synthetic_diarization"]]
+PAPER_CONFIGS = [path for path in CONFIGS if path.stem not in SYNTHETIC]
 
 
 def test_every_model_size_has_pretrain_and_lm_configs():
@@ -52,17 +52,6 @@ def test_synthetic_recipes_build_small_models_of_their_family(name, model_class)
     assert sum(p.numel() for p in model.parameters()) < 200_000 and model.embed_dim == 64
     assert config.train.epochs == 12 and config.data.crop_seconds == 1.0 and config.augment.prob == 0.0
     assert config.data.wav_scp == "data/synthetic/lists/wav.scp" and config.train.output_dir == f"exp/{name}"
-
-
-def test_synthetic_diarization_recipe_trains_a_small_model_on_augmented_crops_of_window_length():
-    from redimnet.diarization.pipeline import DEFAULT_WINDOW
-
-    config = load_config(recipe_path("synthetic_diarization"))
-    model = build_model(config.model_config())
-    assert type(model) is redimnet.ReDimNet and model.embed_dim == 64
-    assert sum(p.numel() for p in model.parameters()) < 400_000  # small enough to ship with the tests
-    assert config.data.crop_seconds == DEFAULT_WINDOW and config.augment.prob > 0
-    assert config.augment.noise and config.augment.rir and config.validation.trials
 
 
 def _write(tmp_path, text):

@@ -105,6 +105,25 @@ def reduce(x: np.ndarray, max_direct: int, group: int = 8) -> Tuple[np.ndarray, 
     return points, assignment
 
 
+def with_context(x: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Each unit row of ``x`` plus its neighbours in the same region (the previous and next rows
+    when ``regions`` gives them the same number), normalised.
+
+    Overlapping windows of one stretch of speech are almost always one speaker; summing them
+    gives each window about three windows of context, so a voice that drifts within a turn (pitch
+    falling towards its end, say) stays one cluster instead of splitting into parts of turns.
+    """
+    regions = np.asarray(regions)
+    if regions.shape != (len(x),):
+        raise InvalidArgumentError(f"need one region number per window: {len(x)} windows, {regions.shape} numbers")
+    same = regions[1:] == regions[:-1]
+    context = x.copy()
+    context[1:][same] += x[:-1][same]
+    context[:-1][same] += x[1:][same]
+    lengths = np.linalg.norm(context, axis=1, keepdims=True)
+    return np.where(lengths > 1e-6, context / np.maximum(lengths, 1e-6), x)  # neighbours that cancel: the row alone
+
+
 def centroids(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``[clusters, dim]``: the normalised sum of the unit rows of ``x`` with each label ``0..labels.max()``."""
     labels = np.asarray(labels, dtype=np.int64)
@@ -125,6 +144,7 @@ class Clustering:
         num_speakers: Optional[int] = None,
         min_speakers: int = 1,
         max_speakers: Optional[int] = None,
+        regions: Optional[np.ndarray] = None,
     ) -> np.ndarray:
         """Speaker labels of the rows of ``embeddings`` (in time order).
 
@@ -132,8 +152,14 @@ class Clustering:
         scaled to zero mean and unit variance over the recording (for
         hand-made features such as the MFCC baseline, whose dimensions have
         unrelated scales; not needed for speaker embeddings).
+
+        ``regions`` (optional, one number per row): rows are windows, and neighbouring rows with
+        the same number overlap in time (windows of one speech region).  Each row is then clustered
+        by its point plus its neighbours' (:func:`with_context`); one label per row is returned.
         """
         x = self.points(embeddings)
+        if regions is not None:
+            x = with_context(x, regions)
         n = len(x)
         if n == 0:
             return np.zeros(0, dtype=np.int64)

@@ -212,6 +212,9 @@ class Diarizer:
         window: length of the embedded windows, seconds.
         hop: step between windows, seconds.
         batch_windows: windows handed to the embedder at a time.
+        context: cluster each window together with its neighbours in the same speech region
+            (see :func:`~redimnet.diarization.clustering.with_context`); the segments still come
+            from each window's own embedding.
         speakers_db: a :class:`redimnet.speaker_db.SpeakerDatabase` or a path (optional): clusters
             whose mean embedding scores at least ``name_threshold`` (cosine) against an enrolled
             speaker are named after them.
@@ -226,6 +229,7 @@ class Diarizer:
         window: float = DEFAULT_WINDOW,
         hop: float = DEFAULT_HOP,
         batch_windows: int = 32,
+        context: bool = True,
         speakers_db=None,
         name_threshold: float = 0.5,
     ):
@@ -236,6 +240,7 @@ class Diarizer:
         self.clustering = make_clustering(clustering) if isinstance(clustering, str) else clustering
         self.window, self.hop = float(window), float(hop)
         self.batch_windows = max(1, int(batch_windows))
+        self.context = bool(context)
         self.speakers_db = speakers_db
         self.name_threshold = float(name_threshold)
 
@@ -444,7 +449,8 @@ class Diarizer:
             return result
         check_speaker_count(source.name, num_speakers, min_speakers, len(windows.starts), result.silent_windows)
         clock = time.perf_counter()
-        labels = self.clustering.cluster(embeddings, num_speakers, min_speakers, max_speakers)
+        context = windows.region if self.context else None
+        labels = self.clustering.cluster(embeddings, num_speakers, min_speakers, max_speakers, regions=context)
         timings["cluster"] = time.perf_counter() - clock
         scores = self.clustering.centroid_scores(embeddings, labels)
         pieces = self.segments_from_scores(regions, windows, scores, [str(c) for c in range(scores.shape[1])])

@@ -2,8 +2,7 @@
 
 Each ``<name>.yaml`` here is a complete training config (``b2_pretrain``: pre-training on 2 s crops,
 ``b2_lm``: large-margin fine-tuning on 6 s crops, and the same for every size b0-b6;
-``synthetic_small``: a small model trained on synthetic speakers in minutes;
-``synthetic_diarization``: a larger one for diarizing synthetic conversations). Where a
+``synthetic_small``: a small model trained on synthetic speakers in minutes). Where a
 config is asked for, a recipe name and a path to a YAML file are both accepted::
 
     redimnet train --list-configs
