@@ -19,6 +19,10 @@ embedded: its time goes to the overlapping neighbours, and a stretch only
 such windows cover is left unlabelled; when every window is silent the
 recording is treated as one without speech.
 
+Clustering: each window is clustered by its embedding plus its neighbours'
+in the same region (:func:`~redimnet.diarization.clustering.with_context`,
+``context=True``), so that a voice drifting within a turn stays one speaker.
+
 Segments: after clustering, every window is scored against every
 speaker's centroid (cosine similarity); the speech is cut into frames of
 ``FRAME_STEP`` (0.05 s) and each frame goes to the speaker whose scores,
