@@ -16,19 +16,23 @@ memory (``ru_maxrss``).
 ``memory`` writes a ``--hours`` conversation (clips reused, so it is quick
 to make) and measures, each in a fresh subprocess, the peak memory and time
 of the stages whose work grows with the length: voice activity over the
-file, and clustering of as many window embeddings as that much speech gives
-(synthetic embeddings of six speakers; the embedding stage itself holds one
-batch of windows whatever the length, see ``speed``).
+file, and clustering (with window context) plus frame scoring into segments
+of as many window embeddings as that much speech gives (synthetic embeddings
+of six speakers taking turns; the embedding stage itself holds one batch of
+windows whatever the length, see ``speed``).
 
 ``quality`` generates ``--conversations`` conversations per speaker count
 and scores, with a 0.25 s collar, the ReDimNet pipeline and the same
 pipeline with MFCC statistics in place of the network (same VAD, windows
 and clustering; the baseline's dimensions are standardised per recording),
 each with the speaker count estimated and given (oracle), plus the
-fraction of recordings whose speaker count was estimated exactly.  With
+fraction of recordings whose speaker count was estimated exactly, the
+confusion part of DER (the only part the embeddings change) and every
+conversation's DER.  ``--no-context`` clusters each window alone.  With
 ``--model NAME`` and no ``--checkpoint`` the network has *random weights*
 (no download); its DER says little about a trained model -- give
-``--checkpoint`` for meaningful numbers.
+``--checkpoint`` (e.g. ``tests/data/diarization/redimnet_synthetic.pt``,
+trained on synthetic voices) for meaningful numbers.
 
 Results are printed as JSON (``--json FILE`` also writes them).
 """
@@ -86,7 +90,7 @@ def run_once(args) -> dict:
     duration = result.duration
     stages = {k: round(v, 3) for k, v in result.timings.items()}
     return {
-        "file": str(args.file),
+        "file": Path(args.file).name,
         "audio_seconds": round(duration, 1),
         "windows": result.windows,
         "speakers": len(result.speakers),
@@ -100,10 +104,12 @@ def run_once(args) -> dict:
 
 def stage_once(args) -> dict:
     """One stage alone on a long recording, in this process: ``vad`` over the file, or ``cluster``
-    on as many synthetic window embeddings as the recording would give (the subprocess side of ``memory``)."""
+    (clustering with window context, then frame scoring into segments) on as many synthetic window
+    embeddings as the recording would give (the subprocess side of ``memory``)."""
     import numpy as np
 
-    from redimnet.diarization import AudioSource, SpectralClustering
+    from redimnet.diarization import AudioSource, Diarizer, SpectralClustering
+    from redimnet.diarization.pipeline import DEFAULT_HOP, DEFAULT_WINDOW, plan_windows
     from redimnet.diarization.vad import make_vad
 
     started = time.perf_counter()
@@ -116,13 +122,22 @@ def stage_once(args) -> dict:
             "speech_seconds": round(sum(e - s for s, e in regions), 1),
         }
     else:
+        # turns of one speaker, eight windows each (1.5 s every 0.75 s), 1.25 s apart
         rng = np.random.default_rng(0)
         centres = rng.standard_normal((6, 192))
-        truth = np.repeat(np.arange(6), args.windows // 6)
-        rng.shuffle(truth)
-        embeddings = (centres[truth] + 1.5 * rng.standard_normal((len(truth), 192))).astype(np.float32)
-        labels = SpectralClustering().cluster(embeddings)
-        detail = {"windows": len(truth), "speakers_found": int(labels.max()) + 1}
+        turns = [(8.0 * r, 8.0 * r + 6.75) for r in range(args.windows // 8)]
+        windows = plan_windows(turns, DEFAULT_WINDOW, DEFAULT_HOP)
+        speaker = rng.integers(6, size=len(turns))[windows.region]
+        embeddings = (centres[speaker] + 1.5 * rng.standard_normal((len(speaker), 192))).astype(np.float32)
+        clustering = SpectralClustering()
+        labels = clustering.cluster(embeddings, regions=windows.region)
+        scores = clustering.centroid_scores(embeddings, labels)
+        segments = Diarizer.segments_from_scores(turns, windows, scores, [str(k) for k in range(scores.shape[1])])
+        detail = {
+            "windows": len(speaker),
+            "speakers_found": len({s.label for s in segments}),
+            "segments": len(segments),
+        }
     detail.update(
         {
             "stage": args.stage,
