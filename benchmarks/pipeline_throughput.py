@@ -10,7 +10,7 @@ then measures, each in a fresh Python process:
   pipeline could reach;
 * **loop**: the share of the pipeline loop's wall time (:meth:`Embedder.run`
   with the same workers) spent in the model's forward passes;
-* **embed**: ``redimnet embed FOLDER -o OUT.npz`` as a user runs it, timed
+* **embed**: ``redimnet embed FOLDER -o OUT.npz`` as a user runs it (``python -m redimnet``), timed
   from process start to exit (imports, model loading, decoding, writing),
   and as the command itself reports it (from after Python and torch have
   started: model loading, decoding, embedding, writing).
@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's redimnet, also when run as a script from elsewhere
 RATES = (8000, 16000, 22050, 44100, 48000)
 
 MODEL_ONLY = r"""
@@ -86,12 +87,15 @@ count = sum(1 for _ in embedder.run(list_audio_files(folder), workers=workers))
 print(json.dumps({"seconds": time.perf_counter() - started, "forward": spent[0], "results": count}))
 """
 
+# ``python -m redimnet embed ...`` exactly (the program's own entry point, exit included), reporting
+# the main process's CPU time as the interpreter begins to exit.
 EMBED = r"""
-import json, resource, sys
-from redimnet import cli
-status = cli.main(sys.argv[1:])
-usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"status": status, "cpu": usage.ru_utime + usage.ru_stime}))
+import atexit, json, resource, runpy
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+atexit.register(cpu)
+runpy.run_module("redimnet", run_name="__main__", alter_sys=True)
 """
 
 

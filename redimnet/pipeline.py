@@ -141,7 +141,11 @@ def too_short(length: int, min_samples: int, trim: bool, where: str) -> AudioErr
 
 
 def _windows(source, settings: _Settings, where: str) -> Iterator[Tuple[str, object]]:
-    """``("window", array)`` records, then ``("end", (windows, samples))``; ``("reset", None)`` restarts."""
+    """``("window", array)`` records, then ``("end", (windows, samples))``; ``("reset", None)`` restarts.
+
+    An input of one window is one record, ``("whole", (array, samples))``: half the
+    records (each a round trip from a worker process) for the common short input.
+    """
     if isinstance(source, np.ndarray):
         length, blocks = len(source), (lambda: iter([source]))
     else:
@@ -154,11 +158,10 @@ def _windows(source, settings: _Settings, where: str) -> Iterator[Tuple[str, obj
         count = 0
         try:
             if length <= settings.windowing.max_samples:  # one window: check it before the model sees it
-                whole = list(windows_of(blocks(), length, settings.windowing, level))
+                (window,) = windows_of(blocks(), length, settings.windowing, level)
                 check_signal_level(level, where)
-                for window in whole:
-                    yield "window", window
-                    count += 1
+                yield "whole", (window, length)
+                return
             else:
                 for window in windows_of(blocks(), length, settings.windowing, level):
                     yield "window", window
@@ -369,15 +372,18 @@ class EmbeddingPipeline:
             if index in closed:
                 continue
             item = items.setdefault(index, _Item())
-            if kind == "window":
-                length = len(payload)
+            if kind == "window" or kind == "whole":
+                window = payload if kind == "window" else payload[0]
+                length = len(window)
                 for other in [n for n in buckets if n != length]:  # lengths come in order: no more of those
                     yield from run_bucket(other)
                 bucket = buckets.setdefault(length, [])
-                bucket.append((index, item.generation, payload))
+                bucket.append((index, item.generation, window))
                 if len(bucket) >= self.batch_limit(length):
                     yield from run_bucket(length)
-                continue
+                if kind == "window" or index in closed:
+                    continue
+                kind, payload = "end", (1, payload[1])  # "whole": its only window, then its end
             if kind == "reset":
                 item.generation += 1
                 item.done, item.sum = 0, None

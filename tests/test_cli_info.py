@@ -120,6 +120,27 @@ def test_console_entry_point_runs():
     assert "unknown model" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_only_the_program_itself_skips_the_collection_at_exit():
+    """The process ending after the command skips Python's last walk over torch's objects (gc.freeze);
+    a caller of main(argv) in its own process keeps collecting."""
+    import gc
+
+    before = gc.get_freeze_count()
+    assert main(["info", "b9"]) == 2
+    assert gc.get_freeze_count() == before
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "sys.argv = ['redimnet', *sys.argv[1:]]\n"
+        "from redimnet.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    for argv in (["info", "b0"], ["info", "b9"]):  # finished or refused: the process ends either way
+        done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+        assert done.returncode == (0 if argv[1] == "b0" else 2), done.stderr
+        assert done.stdout.splitlines()[-1] == "frozen True"
+
+
 def test_closed_pipe_is_not_reported_as_an_error():
     """``redimnet info | head -1``: the reader leaving early is no error message."""
     process = subprocess.Popen(

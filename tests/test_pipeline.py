@@ -140,6 +140,22 @@ def test_batches_stay_within_the_sample_budget(model, monkeypatch):
     assert (2, 16000) in sizes  # equal lengths are batched
 
 
+def test_a_model_failure_on_a_full_batch_is_that_input_s_error():
+    class FailsOnOneLength(torch.nn.Module):
+        def forward(self, batch):
+            if batch.shape[1] == 3000:
+                raise RuntimeError("no kernel for this length\nsecond line")
+            return batch[:, :8] * 0 + batch.std(dim=1, keepdim=True)
+
+    runner = EmbeddingPipeline(FailsOnOneLength(), "cpu", Windowing(16000, 4000), min_samples=100, batch_size=1)
+    waves = [noise(2000, 1), noise(3000, 2), noise(4000, 3), noise(40000, 4)]
+    for workers in (0, 1):  # batch size 1: each window runs the moment it arrives, before its input's end
+        results = sorted(runner.run(waves, workers=workers), key=lambda r: r.index)
+        assert [r.index for r in results] == [0, 1, 2, 3]
+        assert results[1].error == "the model failed: no kernel for this length" and results[1].embedding is None
+        assert all(r.error is None and r.embedding.shape == (8,) for r in results[:1] + results[2:])
+
+
 def test_a_header_with_the_wrong_length_still_gives_the_true_embedding(tmp_path, model, monkeypatch):
     path = tmp_path / "long.wav"
     sf.write(path, noise(16000 * 3, 12), 16000, subtype="FLOAT")
@@ -148,6 +164,47 @@ def test_a_header_with_the_wrong_length_still_gives_the_true_embedding(tmp_path,
     for wrong in (-9000, +9000):  # the header claims fewer / more samples than the file holds
         monkeypatch.setattr(AudioFile, "_resampled_length", lambda self, frames, d=wrong: frames + d)
         close(embedder.embed_file(path), expected, tol=1e-5)
+
+
+def test_workers_give_bit_identical_results_and_per_file_errors(tmp_path, model, monkeypatch):
+    """Short inputs travel from a worker as one record (window and length together), long ones window by
+    window: either way the results equal the in-process ones bit for bit, and a bad file fails alone."""
+    files = {}
+    for name, rate, seconds in [("a.wav", 16000, 0.5), ("b.wav", 8000, 0.7), ("c.flac", 44100, 0.6)]:
+        files[name] = tmp_path / name
+        sf.write(files[name], noise(int(rate * seconds), len(files)), rate, subtype="PCM_16")
+    files["long.wav"] = tmp_path / "long.wav"
+    sf.write(files["long.wav"], noise(16000 * 3, 30), 16000, subtype="PCM_16")  # three 1 s windows
+    files["silent.wav"] = tmp_path / "silent.wav"
+    sf.write(files["silent.wav"], np.zeros(8000), 16000, subtype="PCM_16")
+    files["short.wav"] = tmp_path / "short.wav"
+    sf.write(files["short.wav"], noise(100, 31), 16000, subtype="PCM_16")
+    files["text.wav"] = tmp_path / "text.wav"
+    files["text.wav"].write_text("not audio\n" * 20)
+    paths = list(files.values())
+    embedder = Embedder(model, optimize=False, max_seconds=1.0, overlap_seconds=0.25, batch_size=2)
+
+    def outcomes(workers):
+        return {paths[r.index].name: (r.embedding, r.error) for r in embedder.run(paths, workers=workers)}
+
+    inline, workers = outcomes(0), outcomes(1)
+    assert sorted(inline) == sorted(workers) == sorted(files)
+    for name in files:
+        (a, error_a), (b, error_b) = inline[name], workers[name]
+        assert error_a == error_b
+        assert (a is None and b is None) or np.array_equal(a, b), name
+    for name in ["a.wav", "b.wav", "c.flac"]:  # one window: exactly the model on the decoded file
+        assert np.array_equal(workers[name][0], direct(model, audio_module.read_audio(files[name]))), name
+    assert "no speech signal" in workers["silent.wav"][1]
+    assert "too short" in workers["short.wav"][1]
+    assert "not a readable audio file" in workers["text.wav"][1]
+    # a header claiming one window for a file of three (and three for one of one window): read again, same result
+    expected = {name: inline[name][0] for name in ["long.wav", "a.wav"]}
+    for wrong in (-36000, +36000):
+        monkeypatch.setattr(AudioFile, "_resampled_length", lambda self, frames, d=wrong: max(frames + d, 8000))
+        for name in expected:
+            for count in (0, 1):
+                close(embedder.embed_files([files[name]], workers=count)[0], expected[name], tol=1e-5)
 
 
 # --- silence ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ a traceback; see :func:`run_handler`.  Shared pieces live in
 
 import argparse
 import errno
+import gc
 import importlib
 import os
 import sys
@@ -112,11 +113,34 @@ def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the verb, return the exit status."""
-    parsed = {}
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the verb, return the exit status.
 
+    Without ``argv`` this is the program itself (the ``redimnet`` command, ``python -m
+    redimnet``), and the process ends right after: see :func:`before_exit`.
+    """
     if argv is None:
-        argv = sys.argv[1:]
+        try:
+            return _main(sys.argv[1:])
+        finally:
+            before_exit()
+    return _main(argv)
+
+
+def before_exit() -> None:
+    """Spare the interpreter its collection of every object at exit: the command has finished.
+
+    With torch loaded the process holds hundreds of thousands of objects, and Python's
+    last garbage collections walk them all before the process ends (about 0.4 s of CPU on
+    the build machine).  ``gc.freeze()`` takes them out of the collector's sight; objects
+    are still released as their references go, files and outputs are closed as before,
+    and the memory returns to the system with the process.  Only for a process that
+    exits next (an in-process caller of :func:`main` passes ``argv`` and keeps collecting).
+    """
+    gc.freeze()
+
+
+def _main(argv: List[str]) -> int:
+    parsed = {}
 
     def parse(_args):
         parser = build_parser(argv)

@@ -280,11 +280,15 @@ def _run(args, world: distributed.World) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m redimnet.cli.embed ...``: the verb on its own (e.g. under torchrun)."""
-    from . import run_handler
+    from . import before_exit, run_handler
 
     parser = argparse.ArgumentParser(prog="redimnet embed", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run_handler(run, parser.parse_args(argv))
+    try:
+        return run_handler(run, parser.parse_args(argv))
+    finally:
+        if argv is None:  # the program itself: the process ends next
+            before_exit()
 
 
 if __name__ == "__main__":
