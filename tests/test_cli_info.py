@@ -120,25 +120,35 @@ def test_console_entry_point_runs():
     assert "unknown model" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_only_the_program_itself_skips_the_collection_at_exit():
-    """The process ending after the command skips Python's last walk over torch's objects (gc.freeze);
-    a caller of main(argv) in its own process keeps collecting."""
+def test_the_program_keeps_the_garbage_collector_off_start_up_objects():
+    """As the program itself, the command runs with everything start-up built frozen out of the
+    collector's sight (imports run with it off) and ends frozen; a caller of main(argv) in its own
+    process is left as it was."""
     import gc
 
     before = gc.get_freeze_count()
     assert main(["info", "b9"]) == 2
-    assert gc.get_freeze_count() == before
+    assert gc.get_freeze_count() == before and gc.isenabled()
     code = (
         "import atexit, gc, sys\n"
-        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "import redimnet.cli as cli\n"
+        "seen, original = [], cli.run_handler\n"
+        "def spy(handler, args):\n"
+        "    seen.append((gc.isenabled(), gc.get_freeze_count() > 0, 'torch' in sys.modules))\n"
+        "    return original(handler, args)\n"
+        "cli.run_handler = spy\n"
+        "atexit.register(lambda: print(seen, gc.get_freeze_count() > 0))\n"
         "sys.argv = ['redimnet', *sys.argv[1:]]\n"
-        "from redimnet.cli import main\n"
-        "sys.exit(main())\n"
+        "sys.exit(cli.main())\n"
     )
-    for argv in (["info", "b0"], ["info", "b9"]):  # finished or refused: the process ends either way
+    for argv, status, torch_at_start in (
+        (["info", "b0"], 0, False),  # info imports torch when it needs it
+        (["embed", "-o", "never.npz"], 2, True),  # refused (nothing to embed); parsing imported embed and torch
+    ):
         done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
-        assert done.returncode == (0 if argv[1] == "b0" else 2), done.stderr
-        assert done.stdout.splitlines()[-1] == "frozen True"
+        assert done.returncode == status, done.stderr
+        # parsing with the collector off, the command with it on and start-up frozen, the end frozen
+        assert done.stdout.splitlines()[-1] == f"[(False, False, False), (True, True, {torch_at_start})] True"
 
 
 def test_closed_pipe_is_not_reported_as_an_error():

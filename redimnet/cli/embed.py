@@ -280,15 +280,18 @@ def _run(args, world: distributed.World) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m redimnet.cli.embed ...``: the verb on its own (e.g. under torchrun)."""
-    from . import before_exit, run_handler
+    from . import program_ending, program_started, run_handler
 
     parser = argparse.ArgumentParser(prog="redimnet embed", description=__doc__.splitlines()[0])
     add_arguments(parser)
+    args = parser.parse_args(argv)
+    if argv is not None:
+        return run_handler(run, args)
+    program_started()  # the program itself (this module is imported): see redimnet.cli.main
     try:
-        return run_handler(run, parser.parse_args(argv))
+        return run_handler(run, args)
     finally:
-        if argv is None:  # the program itself: the process ends next
-            before_exit()
+        program_ending()
 
 
 if __name__ == "__main__":
