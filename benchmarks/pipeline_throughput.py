@@ -217,6 +217,7 @@ def main() -> None:
     rounds = []
     print(f"{args.model}, {args.files} files of 3-8 s, model threads {args.threads}, embed --workers {args.workers}")
     for number in range(args.rounds):
+        load = os.getloadavg()[0]  # the machine's one-minute load average as the round starts (2 cores: 2 is full)
         first = model_only(corpus, checkpoint, args.threads)
         cli = embed(corpus, checkpoint, args.threads, args.workers, scratch / "out.npz", first["audio_seconds"])
         model_speed = first["audio_seconds"] / first["seconds"]
@@ -232,13 +233,15 @@ def main() -> None:
                 "ratio_inside": inside,
                 "ratio_cpu": cpu,
                 "loop_share": busy,
+                "load_average": [load, os.getloadavg()[0]],
             }
         )
         print(
             f"round {number + 1}: model {model_speed:.1f} s/s ({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), "
             f"embed {cli_speed:.1f} s/s ({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, "
             f"{cli['cpu']:.1f} s CPU in the main process), ratio {cli_speed / model_speed:.3f} "
-            f"(after start-up {inside:.3f}, CPU {cpu:.3f}); model busy {busy:.3f} of the pipeline loop",
+            f"(after start-up {inside:.3f}, CPU {cpu:.3f}); model busy {busy:.3f} of the pipeline loop; "
+            f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}",
             flush=True,
         )
     for key, what in (
@@ -253,7 +256,10 @@ def main() -> None:
             f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rounds": rounds}, indent=1))
+        import torch
+
+        machine = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__}
+        Path(args.json).write_text(json.dumps({"args": vars(args), "machine": machine, "rounds": rounds}, indent=1))
 
 
 if __name__ == "__main__":
