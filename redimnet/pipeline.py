@@ -25,7 +25,10 @@ Every caller -- :class:`redimnet.inference.Embedder`, ``redimnet embed``,
   length (file headers), so equal lengths arrive together.
 * **Workers.**  With ``workers > 0``, decoding, resampling and windowing run
   in that many processes (one thread each) while the model runs in the
-  calling process.
+  calling process.  A worker hands over runs of consecutive short inputs
+  together (up to :data:`HANDOVER_SAMPLES` of audio), since each hand-over
+  costs the model's process a round trip; long inputs still come window by
+  window.
 
 :meth:`EmbeddingPipeline.run` yields one :class:`Result` per input, in the
 order the inputs complete (``Result.index`` says which).
@@ -45,10 +48,23 @@ import torch
 from . import threads
 from .audio import TARGET_SAMPLE_RATE, AudioError, AudioFile, SignalLevel, check_signal_level
 
-__all__ = ["BATCH_SAMPLES", "Windowing", "Result", "EmbeddingPipeline", "windows_of", "too_short", "expected_length"]
+__all__ = [
+    "BATCH_SAMPLES",
+    "HANDOVER_SAMPLES",
+    "Windowing",
+    "Result",
+    "EmbeddingPipeline",
+    "windows_of",
+    "too_short",
+    "expected_length",
+]
 
 BATCH_SAMPLES = 64 * TARGET_SAMPLE_RATE
 """The most 16 kHz samples run through the model in one batch (64 s of audio; a batch holds at least one window)."""
+
+
+HANDOVER_SAMPLES = 32 * TARGET_SAMPLE_RATE
+"""Audio a decoding worker hands over at once (32 s): short inputs travel together (see ``_WorkerRecords``)."""
 
 
 @dataclass(frozen=True)
@@ -198,17 +214,68 @@ def _reason(error: Exception, where: str) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
-class _WorkerRecords(torch.utils.data.IterableDataset):
-    """The records of every ``workers``-th input, in a DataLoader worker process."""
+def _chunks(order: Sequence[int], lengths: Sequence[int], limit: int) -> List[List[int]]:
+    """``order`` cut into runs of consecutive inputs whose ``lengths`` (16 kHz samples, from the headers)
+    add up to at most ``limit``: what a decoding worker hands over at once.
 
-    def __init__(self, inputs: Sequence, order: Sequence[int], settings: _Settings):
+    The first run is one input and the runs after it may hold twice as much audio each time, so that
+    the model starts as soon as possible; an input longer than ``limit`` is a run of its own.
+    """
+    chunks: List[List[int]] = []
+    current: List[int] = []
+    samples = target = 0
+    for index in order:
+        length = max(int(lengths[index]), 1)  # unreadable headers (-1) count as tiny
+        if current and samples + length > target:
+            chunks.append(current)
+            target = min(limit, 2 * max(samples, target))
+            current, samples = [], 0
+        current.append(index)
+        samples += length
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _lists(records: Iterable[tuple], limit: int) -> Iterator[List[tuple]]:
+    """Consecutive ``records`` in lists holding windows of at most about ``limit`` samples: one list for a
+    run planned by :func:`_chunks`, more when the files hold more than their headers said (at least one
+    record per list, so a window longer than ``limit`` travels alone)."""
+    bundle: List[tuple] = []
+    samples = 0
+    for record in records:
+        bundle.append(record)
+        kind, payload = record[1], record[2]
+        if kind == "window":
+            samples += len(payload)
+        elif kind == "whole":
+            samples += len(payload[0])
+        if samples >= limit:
+            yield bundle
+            bundle, samples = [], 0
+    if bundle:
+        yield bundle
+
+
+class _WorkerRecords(torch.utils.data.IterableDataset):
+    """The records of every ``workers``-th run of inputs (:func:`_chunks`), in a DataLoader worker process.
+
+    Each hand-over from a worker costs the calling process a round trip through the DataLoader's
+    queues (about 2 ms of wall time on a busy 2-core machine, however small the record), so the
+    records of a run of short inputs travel together, as one list.  Runs are dealt to the workers in
+    turn, as the DataLoader collects their lists, so inputs still arrive in order of length.  Memory
+    stays bounded: a list holds at most :data:`HANDOVER_SAMPLES` of audio plus one window.
+    """
+
+    def __init__(self, inputs: Sequence, chunks: Sequence[Sequence[int]], settings: _Settings):
         super().__init__()
-        self.inputs, self.order, self.settings = list(inputs), list(order), settings
+        self.inputs, self.chunks, self.settings = list(inputs), [list(c) for c in chunks], settings
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        share = self.order if info is None else self.order[info.id :: info.num_workers]
-        return _records(self.inputs, share, self.settings)
+        mine = self.chunks if info is None else self.chunks[info.id :: info.num_workers]
+        for chunk in mine:
+            yield from _lists(_records(self.inputs, chunk, self.settings), HANDOVER_SAMPLES)
 
 
 def expected_length(source: Union[str, os.PathLike, np.ndarray], target_rate: int = TARGET_SAMPLE_RATE) -> int:
@@ -312,16 +379,18 @@ class EmbeddingPipeline:
         what comes next.
         """
         inputs = list(inputs)
-        order = sorted(range(len(inputs)), key=lambda i: expected_length(inputs[i], self.settings.target_rate))
+        lengths = [expected_length(source, self.settings.target_rate) for source in inputs]
+        order = sorted(range(len(inputs)), key=lengths.__getitem__)
         if workers > 0 and inputs:
+            chunks = _chunks(order, lengths, HANDOVER_SAMPLES)
             loader = torch.utils.data.DataLoader(
-                _WorkerRecords(inputs, order, self.settings),
+                _WorkerRecords(inputs, chunks, self.settings),
                 batch_size=None,
-                num_workers=min(workers, len(inputs)),
+                num_workers=min(workers, len(chunks)),
                 collate_fn=_unchanged,
                 worker_init_fn=threads.init_worker,
             )
-            records: Iterable[tuple] = loader
+            records: Iterable[tuple] = (record for bundle in loader for record in bundle)
         else:
             records = _records(inputs, order, self.settings)
         items: Dict[int, _Item] = {}

@@ -156,6 +156,49 @@ def test_a_model_failure_on_a_full_batch_is_that_input_s_error():
         assert all(r.error is None and r.embedding.shape == (8,) for r in results[:1] + results[2:])
 
 
+def test_decoding_workers_batch_equal_lengths_as_the_calling_process_does(tmp_path):
+    """Workers hand over runs of short inputs, dealt to them in turn: inputs still arrive in order of
+    length, so equal lengths share batches exactly as without workers."""
+    shapes = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, batch):
+            shapes.append(tuple(batch.shape))
+            return batch[:, :8] * 0 + batch.std(dim=1, keepdim=True)
+
+    paths = []
+    for number in range(40):
+        samples = [8000, 8000, 8000, 12000, 12000, 16000][number % 6] if number < 36 else 50000
+        paths.append(tmp_path / f"f{number}.wav")
+        sf.write(paths[-1], noise(samples, number), 16000, subtype="PCM_16")
+    runner = EmbeddingPipeline(Recording(), "cpu", Windowing(16000, 4000), min_samples=100, batch_size=16)
+    batches = {}
+    for workers in (0, 1, 2):
+        shapes.clear()
+        results = list(runner.run(paths, workers=workers))
+        assert sorted(r.index for r in results) == list(range(40)) and all(r.error is None for r in results)
+        batches[workers] = sorted(shapes)
+    assert batches[0] == [(2, 8000), (6, 16000), (12, 12000), (16, 8000), (16, 16000)]  # 4 long files: 16 windows
+    assert batches[1] == batches[2] == batches[0]
+
+
+def test_hand_overs_are_runs_of_bounded_audio():
+    from redimnet.pipeline import _chunks, _lists
+
+    lengths = [-1] + sorted(np.random.default_rng(0).integers(3 * 16000, 8 * 16000, 199).tolist())
+    limit = 32 * 16000
+    chunks = _chunks(range(200), lengths, limit)
+    assert [i for chunk in chunks for i in chunk] == list(range(200))  # every input once, in order
+    assert len(chunks[0]) == 1 and len(chunks) < 60  # the first alone, then several per run
+    assert all(sum(max(lengths[i], 0) for i in chunk) <= limit for chunk in chunks)
+    assert _chunks([0, 1, 2], [40 * 16000, 50 * 16000, 10], limit) == [[0], [1], [2]]  # longer than a run: alone
+    # a list holds at most the limit plus one window: a long input's windows go one by one
+    window = np.zeros(20, np.float32)
+    records = [(0, "window", window)] * 5 + [(0, "end", (5, 90)), (1, "whole", (window[:5], 5)), (2, "error", "bad")]
+    assert [len(part) for part in _lists(records, 30)] == [2, 2, 4]
+    assert [len(part) for part in _lists(records, 10)] == [1, 1, 1, 1, 1, 3]
+
+
 def test_a_header_with_the_wrong_length_still_gives_the_true_embedding(tmp_path, model, monkeypatch):
     path = tmp_path / "long.wav"
     sf.write(path, noise(16000 * 3, 12), 16000, subtype="FLOAT")
