@@ -128,6 +128,16 @@ def test_merge_parallel_grouped_convs():
     merged = nn.functional.conv1d(x, weight, bias, padding=3, groups=4)
     expected = torch.cat([conv(x) for conv in convs], dim=1)[:, perm]
     assert torch.allclose(merged, expected, atol=1e-5)
+    # depthwise 2D kernels of different shapes, without biases (ConvNeXt blocks' parallel convs)
+    convs2d = [nn.Conv2d(6, 6, k, padding="same", groups=6, bias=False) for k in ((3, 3), (1, 5), (5, 1))]
+    weight, bias, perm = merge_parallel_convs(convs2d)
+    assert weight.shape == (18, 1, 5, 5) and not bias.any()
+    image = torch.randn(2, 6, 9, 11)
+    merged = nn.functional.conv2d(image, weight, bias, padding=2, groups=6)
+    expected = torch.cat([conv(image) for conv in convs2d], dim=1)[:, perm]
+    assert torch.allclose(merged, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="odd kernels"):
+        merge_parallel_convs([nn.Conv1d(4, 4, 3, padding=1, groups=4), nn.Conv1d(4, 4, 2, groups=4)])
 
 
 @pytest.mark.parametrize(

@@ -59,20 +59,21 @@ def merge_parallel_convs(convs: Sequence[Union[nn.Conv1d, nn.Conv2d]]) -> Tuple[
     dims = len(first.kernel_size)
     kmax = [max(conv.kernel_size[d] for conv in convs) for d in range(dims)]
     count = len(convs)
-    weight = torch.zeros([count * channels, first.in_channels // groups] + kmax, dtype=first.weight.dtype)
+    inputs = first.in_channels // groups
+    weight = torch.zeros([count * channels, inputs] + kmax, dtype=first.weight.dtype)
     bias = torch.zeros(count * channels, dtype=first.weight.dtype)
-    perm: List[int] = []
-    for g in range(groups):
-        for k, conv in enumerate(convs):
-            if any(size % 2 == 0 for size in conv.kernel_size):
-                raise ValueError("only odd kernels can be merged")
-            window = tuple(slice((m - size) // 2, (m - size) // 2 + size) for m, size in zip(kmax, conv.kernel_size))
-            src = slice(g * per_group, (g + 1) * per_group)
-            start = (g * count + k) * per_group
-            weight[(slice(start, start + per_group), slice(None)) + window] = conv.weight.detach()[src]
-            if conv.bias is not None:
-                bias[start : start + per_group] = conv.bias.detach()[src]
-            perm.extend(range(k * channels + g * per_group, k * channels + (g + 1) * per_group))
+    # rows in the order (group, conv, channel within the group): conv k's group g starts at (g*count + k)*per_group
+    weight_rows = weight.view([groups, count, per_group, inputs] + kmax)
+    bias_rows = bias.view(groups, count, per_group)
+    for k, conv in enumerate(convs):
+        if any(size % 2 == 0 for size in conv.kernel_size):
+            raise ValueError("only odd kernels can be merged")
+        window = tuple(slice((m - size) // 2, (m - size) // 2 + size) for m, size in zip(kmax, conv.kernel_size))
+        kernel = conv.weight.detach().reshape([groups, per_group, inputs] + list(conv.kernel_size))
+        weight_rows[(slice(None), k, slice(None), slice(None)) + window] = kernel
+        if conv.bias is not None:
+            bias_rows[:, k] = conv.bias.detach().reshape(groups, per_group)
+    perm = [k * channels + g * per_group + c for g in range(groups) for k in range(count) for c in range(per_group)]
     return weight, bias, perm
 
 
