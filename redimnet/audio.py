@@ -184,7 +184,9 @@ class SignalLevel:
         """Account for the samples of ``block``."""
         block = np.asarray(block, dtype=np.float64).ravel()  # float64: no overflow for huge samples
         self.samples += block.size
-        self.energy += float(np.dot(block, block))
+        # not np.dot: that is BLAS, whose threads then spin for a while after every block -- in a decoding
+        # worker that took a core's worth of CPU from the model (einsum sums in its own loop, one thread)
+        self.energy += float(np.einsum("i,i->", block, block))
 
     @property
     def dbfs(self) -> float:

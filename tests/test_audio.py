@@ -214,3 +214,28 @@ def test_wav_scp(tmp_path):
         read_scp(scp)
     with pytest.raises(AudioError, match="cannot read list"):
         read_scp(tmp_path / "absent.scp")
+
+
+def test_measuring_the_level_leaves_no_thread_spinning():
+    """The silence check sums squares block by block, in decoding workers too.  With numpy's BLAS
+    (np.dot) every block woke its thread pool, whose threads then spin for a while: two decoding
+    workers burnt a core's worth of CPU beside the model.  Afterwards the process must be idle."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time, numpy as np\n"
+        "from redimnet.audio import SignalLevel\n"
+        "blocks = [np.random.default_rng(n).standard_normal(200_000).astype(np.float32) for n in range(5)]\n"
+        "time.sleep(0.5)  # whatever started with the imports settles\n"
+        "level = SignalLevel()\n"
+        "for block in blocks:\n"
+        "    level.add(block)\n"
+        "cpu = time.process_time(); time.sleep(0.3); print(time.process_time() - cpu, level.samples)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}  # BLAS's own default
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    idle_cpu, samples = done.stdout.split()
+    assert int(samples) == 1_000_000
+    assert float(idle_cpu) < 0.03  # about 0.1 s with np.dot on two cores
