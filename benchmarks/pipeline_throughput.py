@@ -259,7 +259,8 @@ def main() -> None:
         import torch
 
         machine = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__}
-        Path(args.json).write_text(json.dumps({"args": vars(args), "machine": machine, "rounds": rounds}, indent=1))
+        settings = {k: v for k, v in vars(args).items() if k not in ("scratch", "json")}  # no local paths
+        Path(args.json).write_text(json.dumps({"args": settings, "machine": machine, "rounds": rounds}, indent=1))
 
 
 if __name__ == "__main__":
