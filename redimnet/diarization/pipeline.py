@@ -291,19 +291,21 @@ class Diarizer:
         pieces: Dict[int, np.ndarray] = {}
         exhausted = False
         while index < count:
-            end = windows.starts[index] + windows.lengths[index]
-            while not exhausted and buffer_start + len(buffer) < end:
-                try:
-                    block = next(blocks)
-                except StopIteration:
-                    exhausted = True
-                    break
-                buffer = np.concatenate([buffer, block])
-                # audio before this window is never needed again (a long pause spans several blocks)
-                drop = min(int(windows.starts[index] - buffer_start), len(buffer))
+            start = int(windows.starts[index])
+            end = start + windows.lengths[index]
+            while True:
+                # audio before this window is never needed again (but none that was not read yet:
+                # a long pause spans several blocks)
+                drop = min(start - buffer_start, len(buffer))
                 if drop > 0:
                     buffer, buffer_start = buffer[drop:], buffer_start + drop
-            offset = windows.starts[index] - buffer_start
+                if exhausted or buffer_start + len(buffer) >= end:
+                    break
+                try:
+                    buffer = np.concatenate([buffer, next(blocks)])
+                except StopIteration:
+                    exhausted = True
+            offset = start - buffer_start
             piece = buffer[offset : offset + windows.lengths[index]]
             if len(piece) < self.embedder.min_samples:  # the file was shorter than its header said
                 piece = np.pad(piece, (0, self.embedder.min_samples - len(piece)))
@@ -314,10 +316,6 @@ class Diarizer:
             index += 1
             if len(pending) >= self.batch_windows:
                 flush()
-            if index < count:  # drop audio no later window needs (but none that was not read yet)
-                drop = min(int(windows.starts[index] - buffer_start), len(buffer))
-                if drop > 0:
-                    buffer, buffer_start = buffer[drop:], buffer_start + drop
         if pending:
             flush()
         for _ in blocks:  # the rest of the file is still decoded, to report damage at its end
