@@ -200,7 +200,10 @@ def test_energy_vad_finds_tone_bursts_and_ignores_noise():
     # samples far outside [-1, 1] (a float file with a wild level) do not overflow: same regions, no warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert EnergyVAD().regions(AudioSource((wave * 1e30).astype(np.float32))) == pytest.approx(regions)
+        loud = EnergyVAD().regions(AudioSource((wave * 1e30).astype(np.float32)))
+    assert len(loud) == len(regions)
+    for got, want in zip(loud, regions):
+        assert got == pytest.approx(want)
 
 
 def test_energy_vad_on_a_synthetic_conversation(tmp_path):

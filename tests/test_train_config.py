@@ -44,7 +44,7 @@ def test_shipped_configs_are_valid_and_follow_the_paper(path):
         assert config.data.crop_seconds == 6.0 and config.loss.margin > 0.2 and config.model.init_from
 
 
-@pytest.mark.parametrize("name, model_class", zip(SYNTHETIC, [redimnet.ReDimNet, redimnet.ReDimNet2]))
+@pytest.mark.parametrize("name, model_class", list(zip(SYNTHETIC, [redimnet.ReDimNet, redimnet.ReDimNet2])))
 def test_synthetic_recipes_build_small_models_of_their_family(name, model_class):
     config = load_config(recipe_path(name))
     model = build_model(config.model_config())
