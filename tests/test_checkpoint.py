@@ -3,6 +3,7 @@
 import io
 import os
 import pickle
+import re
 import zipfile
 
 import pytest
@@ -224,10 +225,14 @@ def test_file_object_bytes_are_the_release_format(tmp_path):
 # checkpoints that cannot hurt: size ceiling, dtypes, finite values
 
 
-def _peak_rss_mb() -> float:
-    import resource
+@pytest.fixture(scope="module")
+def probe():
+    """A fresh process that loads checkpoints and reports each load's peak memory (tests/memory_probe.py)."""
+    from memory_probe import MemoryProbe
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    probe = MemoryProbe("import torch, redimnet; torch.set_num_threads(1)")
+    yield probe
+    probe.close()
 
 
 def _small_model_content():
@@ -237,19 +242,19 @@ def _small_model_content():
 
 
 @pytest.mark.parametrize("channels", [3000, 10**9, 2**63])
-def test_huge_config_with_tiny_file_allocates_nothing(tmp_path, channels):
+def test_huge_config_with_tiny_file_allocates_nothing(tmp_path, probe, channels):
     """A 2 KB file asking for C=3000 (or 10**9) used to allocate 4-36 GB before noticing its empty state_dict."""
     config = redimnet.get_preset("b2").config.replace(C=channels).to_dict()
     path = write(tmp_path / "huge.pt", {"model_config": config, "state_dict": {}})
     assert path.stat().st_size < 4096
-    before = _peak_rss_mb()
-    with pytest.raises(
-        CheckpointError,
-        match="huge.pt: model_config describes a network (of [0-9,]+ parameters and "
+    peak_mb, raised = probe.run("redimnet.load_checkpoint(path)", path=str(path))
+    assert raised is not None and raised[0] == "CheckpointError"
+    assert re.search(
+        "huge.pt: model_config describes a network (of [0-9,]+ parameters and "
         "buffers, more than the ceiling|that cannot be built)",
-    ):
-        redimnet.load_checkpoint(path)
-    assert _peak_rss_mb() - before < 100
+        raised[1],
+    ), raised
+    assert peak_mb < 100
 
 
 def test_too_many_blocks_refused_before_building(tmp_path):

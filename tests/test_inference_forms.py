@@ -260,7 +260,16 @@ def test_a_subclass_that_changes_forward_needs_its_own_form():
     class Renamed(FrequencySE):  # same function: the inherited form is right
         pass
 
-    assert inference_form(Renamed(4, 8)) is not None
+    torch.manual_seed(0)
+    block = Renamed(4, 8).eval()
+    form = inference_form(block)
+    assert isinstance(form, nn.Module) and form is not block
+    x = torch.randn(2, 3, 4, 5)  # [N, C, F, T]; the form works on the time-major [N, C, T, F]
+    with torch.inference_mode():
+        expected = block(x)
+        got = form(x.transpose(2, 3).contiguous()).transpose(2, 3)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(expected, x)  # the gate changes the input: the comparison is not vacuous
 
 
 class Gate2d(nn.Module):
