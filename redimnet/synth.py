@@ -294,9 +294,11 @@ def write_rir_folder(folder, seed: int = 0, files: int = 4, sample_rate: int = S
 
 
 # --- conversations ---------------------------------------------------------------------------------
-def room_response(rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A synthetic room impulse response: direct path, then exponentially decaying noise (RT60 0.15-0.5 s)."""
-    rt60 = rng.uniform(0.15, 0.5)
+def room_response(rng: np.random.Generator, sample_rate: int = SAMPLE_RATE, rt60: Optional[float] = None) -> np.ndarray:
+    """A synthetic room impulse response: direct path, then exponentially decaying noise (RT60 ``rt60`` seconds;
+    by default drawn from 0.15-0.5 s)."""
+    if rt60 is None:
+        rt60 = float(rng.uniform(0.15, 0.5))
     n = int(rt60 * sample_rate)
     t = np.arange(n) / sample_rate
     rir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60) * rng.uniform(0.05, 0.2)
