@@ -34,7 +34,30 @@ conversation's DER.  ``--no-context`` clusters each window alone.  With
 ``--checkpoint`` (e.g. ``tests/data/diarization/redimnet_synthetic.pt``,
 trained on synthetic voices) for meaningful numbers.
 
-Results are printed as JSON (``--json FILE`` also writes them).
+``matrix`` is the development matrix: every embedding model (``--models``
+names among the shipped test model, ``--models-json FILE`` entries and
+``--add-model NAME=CKPT``) on conversations simulated
+(:mod:`redimnet.diarization.simulation`) from voices no model was trained on,
+per source and part: ``festflite-*`` (festival/flite voices, recorded from
+real speakers), ``espeak-*`` (espeak-ng variants), ``synth-*`` (the synthetic
+generator), each in a ``tune`` part (for tuning) and a ``heldout`` part
+(never tuned on), plus ``long-heldout`` (1 h and 3 h in which the same
+held-out voices recur).  Each part holds 1-8 speakers, 30 s to 12 min,
+pitch-shifted siblings as distinct speakers, single-speaker recordings and
+monologues with one interjection; every speaker and every turn has its own
+channel.  ``--voices DIR`` is the corpora folder written by
+``scripts/make_tts_voices.py``; recordings (and voice activity) are kept in
+``--workdir`` and reused.  Per model x source it reports DER with the count
+estimated and given, JER, and how many counts were exact (collar 0.25 s
+each side, overlap scored), with ``--clustering NAME`` (any name
+``redimnet diarize --clustering`` takes); ``--quick`` runs six short
+recordings per source, ``--sources`` a subset::
+
+    python benchmarks/diarization.py matrix --voices VOICES --models-json MODELS/models.json \
+        --workdir /tmp/matrix --clustering spectral --json m.json --markdown m.md
+
+Results are printed as JSON (``--json FILE`` also writes them; ``matrix``
+prints its table and ``--markdown FILE`` writes it).
 """
 
 import argparse
@@ -47,6 +70,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -191,7 +215,7 @@ def speed(args) -> dict:
     path = _conversation(workdir, 4, seconds, seed=0, pool=20 if seconds > 600 else 0)
     generated = time.perf_counter() - started
     results = []
-    for model in args.models.split(","):
+    for model in (args.models or "b0,b2").split(","):
         command = [
             sys.executable,
             __file__,
@@ -299,6 +323,317 @@ def quality(args) -> dict:
     }
 
 
+# --- the development matrix: embedding models x conversation sources ---------------------------------
+SHIPPED_MODELS = {"shipped-synthetic": ROOT / "tests" / "data" / "diarization" / "redimnet_synthetic.pt"}
+# (name, speakers, seconds, style, overlap, sibling pairs): one recording each, per source and part
+MATRIX_SCENARIOS = [
+    ("1spk-30s", 1, 30, "dialogue", 0.0, 0),
+    ("1spk-120s", 1, 120, "dialogue", 0.0, 0),
+    ("2spk-60s", 2, 60, "dialogue", 0.05, 0),
+    ("2spk-120s-sibling", 2, 120, "dialogue", 0.05, 1),
+    ("2spk-240s", 2, 240, "dialogue", 0.05, 0),
+    ("3spk-120s", 3, 120, "dialogue", 0.05, 0),
+    ("3spk-240s-sibling", 3, 240, "dialogue", 0.05, 1),
+    ("4spk-180s", 4, 180, "dialogue", 0.05, 0),
+    ("4spk-420s-sibling", 4, 420, "dialogue", 0.05, 1),
+    ("6spk-480s-sibling", 6, 480, "dialogue", 0.05, 1),
+    ("8spk-720s-siblings", 8, 720, "dialogue", 0.05, 2),
+    ("monologue-120s", 2, 120, "monologue", 0.0, 0),
+    ("monologue-300s", 2, 300, "monologue", 0.0, 0),
+]
+QUICK_SCENARIOS = {"1spk-30s", "2spk-60s", "2spk-120s-sibling", "3spk-120s", "4spk-180s", "monologue-120s"}
+# long recordings in which the same voices recur all along: held-out voices of all three engines
+LONG_SCENARIOS = [("long-1h-6spk", 6, 3600, "dialogue", 0.05, 0), ("long-3h-9spk", 9, 10800, "dialogue", 0.05, 0)]
+ENGINES = ("festflite", "espeak", "synth")
+MATRIX_SOURCES = [f"{engine}-{part}" for part in ("tune", "heldout") for engine in ENGINES] + ["long-heldout"]
+SYNTH_SEEDS = {"tune": 21, "heldout": 23}  # voices of redimnet.synth; no model was trained on these seeds
+
+
+def _identity(name: str) -> str:
+    """The voice a speaker of the TTS corpora comes from: ``ff-awb-p+4-t1`` and ``ff-awb-p+0-t1`` -> ``ff-awb``."""
+    import re
+
+    match = re.match(r"^(.*)-p[+-]?\d", name)
+    return match.group(1) if match else name
+
+
+def _voice_pools(engine: str, part: str, voices) -> list:
+    """Speakers of one engine and part, grouped by the voice they come from (the voice itself first)."""
+    from redimnet.diarization.simulation import ShiftedSpeaker, SyntheticSpeaker, speakers_from_folder
+
+    if engine == "synth":
+        pools = []
+        for index in range(40):
+            base = SyntheticSpeaker(SYNTH_SEEDS[part], index)
+            pools.append([base] + [ShiftedSpeaker(base, shift) for shift in (-5, 4)])
+        return pools
+    if voices is None:
+        raise SystemExit(f"source {engine}-{part} needs --voices DIR (the corpora made by scripts/make_tts_voices.py)")
+    folder = Path(voices) / f"{part}-{engine}"
+    if not folder.is_dir():
+        raise SystemExit(f"{folder}: missing; build it with scripts/make_tts_voices.py {voices}")
+    groups: dict = {}
+    for speaker in speakers_from_folder(folder):
+        groups.setdefault(_identity(speaker.name), []).append(speaker)
+    original = ("-p+0-", "-p50")
+    return [
+        sorted(group, key=lambda s: not any(tag in s.name + "-" for tag in original))
+        for _, group in sorted(groups.items())
+    ]
+
+
+def _pick_speakers(pools: list, count: int, siblings: int, rng) -> list:
+    """``count`` speakers: distinct voices, except ``siblings`` pairs of a voice and its shifted sibling
+    (more when there are fewer voices than speakers)."""
+    siblings = max(siblings, count - len(pools))
+    voices = [pools[i] for i in rng.permutation(len(pools))[: count - siblings]]
+    chosen = [group[0] for group in voices]
+    for group in voices[:siblings]:
+        chosen.append(group[1 + int(rng.integers(len(group) - 1))])
+    return chosen
+
+
+def matrix_recordings(args) -> list:
+    """Write (or reuse, in ``--workdir``) every recording of the chosen sources; their descriptions."""
+    import numpy as np
+
+    from redimnet.diarization.simulation import ConversationSimulator
+
+    workdir = Path(args.workdir or "diarization-matrix")
+    sources = args.sources.split(",") if args.sources else MATRIX_SOURCES
+    unknown = sorted(set(sources) - set(MATRIX_SOURCES))
+    if unknown:
+        raise SystemExit(f"unknown source(s) {', '.join(unknown)}; choose from {', '.join(MATRIX_SOURCES)}")
+    if args.quick:
+        sources = [s for s in sources if s != "long-heldout"]
+    recordings = []
+    for source in sources:
+        engine, part = source.rsplit("-", 1)
+        if engine == "long":
+            pools_by_engine = [_voice_pools(e, part, args.voices) for e in ENGINES]
+            scenarios = LONG_SCENARIOS
+        else:
+            pools_by_engine = [_voice_pools(engine, part, args.voices)]
+            scenarios = [s for s in MATRIX_SCENARIOS if not args.quick or s[0] in QUICK_SCENARIOS]
+        for index, (name, count, seconds, style, overlap, siblings) in enumerate(scenarios):
+            seed = 1000 * (MATRIX_SOURCES.index(source) + 1) + index
+            rng = np.random.default_rng(seed)
+            if len(pools_by_engine) == 1:
+                speakers = _pick_speakers(pools_by_engine[0], count, siblings, rng)
+            else:  # the same number of voices from each engine
+                speakers = []
+                for offset, pools in enumerate(pools_by_engine):
+                    share = count // len(pools_by_engine) + (offset < count % len(pools_by_engine))
+                    speakers += _pick_speakers(pools, share, 0, rng)
+            path = workdir / source / f"{name}.wav"
+            if not path.exists() or not path.with_suffix(".rttm").exists():
+                started = time.perf_counter()
+                simulator = ConversationSimulator(speakers, overlap=overlap, style=style, turn_variation=0.5)
+                simulator.write(path, seconds, seed=seed, recording=name)
+                print(f"wrote {path} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+            recordings.append(
+                {
+                    "source": source,
+                    "part": part,
+                    "name": name,
+                    "path": str(path),
+                    "speakers": count,
+                    "seconds": seconds,
+                    "style": style,
+                    "overlap": overlap,
+                    "voices": [s.name for s in speakers],
+                }
+            )
+    return recordings
+
+
+class _CachedVAD:
+    """Voice activity once per recording (kept next to it), whichever model embeds it next; ``path``
+    names the recording about to be diarized."""
+
+    def __init__(self, vad):
+        self.vad = vad
+        self.name = getattr(vad, "name", "vad")
+        self.path: Optional[Path] = None
+
+    def regions(self, source):
+        if self.path is None:
+            return self.vad.regions(source)
+        cache = self.path.with_suffix(f".vad-{self.name}.json")
+        if cache.exists():
+            return [tuple(r) for r in json.loads(cache.read_text())]
+        regions = self.vad.regions(source)
+        cache.write_text(json.dumps([list(r) for r in regions]))
+        return regions
+
+
+class _CachedEmbedder:
+    """An embedder that remembers each window's embedding (by its samples), so a recording diarized twice
+    (count estimated, then given) is embedded once."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self.cache: dict = {}
+
+    def __getattr__(self, name):
+        return getattr(self.embedder, name)
+
+    def embed_prepared(self, waves):
+        import hashlib
+
+        import numpy as np
+
+        keys = [hashlib.sha1(np.ascontiguousarray(w).tobytes()).hexdigest() for w in waves]
+        missing = [i for i, k in enumerate(keys) if k not in self.cache]
+        if missing:
+            fresh = self.embedder.embed_prepared([waves[i] for i in missing])
+            for i, row in zip(missing, fresh):
+                self.cache[keys[i]] = row
+        return np.stack([self.cache[k] for k in keys])
+
+
+def _matrix_models(args) -> dict:
+    models = {name: str(path) for name, path in SHIPPED_MODELS.items() if path.exists()}
+    if args.models_json:
+        for name, entry in json.loads(Path(args.models_json).read_text()).items():
+            models[name] = str(Path(args.models_json).parent / entry["checkpoint"])
+    for item in args.add_model or []:
+        name, _, path = item.partition("=")
+        if not path:
+            raise SystemExit(f"--add-model expects NAME=CHECKPOINT, got {item!r}")
+        models[name] = path
+    if args.models:
+        chosen = args.models.split(",")
+        missing = [m for m in chosen if m not in models]
+        if missing:
+            raise SystemExit(f"unknown model(s) {', '.join(missing)}; known: {', '.join(models)}")
+        models = {m: models[m] for m in chosen}
+    return models
+
+
+def _cell(rows: list) -> dict:
+    from redimnet.diarization.der import DERScore
+
+    estimated, given = DERScore(), DERScore()
+    for row in rows:
+        estimated += DERScore(**row["score_estimated"])
+        given += DERScore(**row["score_given"])
+    exact = sum(r["speakers_found"] == r["speakers"] for r in rows)
+
+    def share(score, part):
+        return round(100 * getattr(score, part) / score.total, 2) if score.total else 0.0
+
+    return {
+        "recordings": len(rows),
+        "hours": round(sum(r["seconds"] for r in rows) / 3600, 2),
+        "der_estimated": round(100 * estimated.der, 2),
+        "der_given": round(100 * given.der, 2),
+        "jer_estimated": round(100 * estimated.jer, 2),
+        "jer_given": round(100 * given.jer, 2),
+        "count_exact": exact,
+        "count_exact_rate": round(exact / len(rows), 3) if rows else 0.0,
+        "count_mean_abs_error": round(
+            sum(abs(r["speakers_found"] - r["speakers"]) for r in rows) / max(len(rows), 1), 2
+        ),
+        "bound_met": 100 * estimated.der <= 1.3 * 100 * given.der + 1.0,
+        "missed_given": share(given, "missed"),
+        "false_alarm_given": share(given, "false_alarm"),
+        "confusion_estimated": share(estimated, "confusion"),
+        "confusion_given": share(given, "confusion"),
+    }
+
+
+def matrix(args) -> dict:
+    """DER (count estimated and given), JER and exact counts of every model on every source."""
+    import torch
+
+    import redimnet
+    from redimnet.diarization import Diarizer, read_rttm
+    from redimnet.diarization.der import diarization_error
+    from redimnet.diarization.vad import make_vad
+
+    torch.set_num_threads(args.threads or 1)
+    recordings = matrix_recordings(args)
+    vad = _CachedVAD(make_vad(args.vad))
+    models = _matrix_models(args)
+    rows = []
+    for model_name, checkpoint in models.items():
+        embedder = _CachedEmbedder(redimnet.Embedder(redimnet.load_checkpoint(checkpoint), device="cpu"))
+        diarizer = Diarizer(embedder, vad=vad, clustering=args.clustering)
+        for recording in recordings:
+            embedder.cache.clear()
+            path = Path(recording["path"])
+            vad.path = path
+            reference = read_rttm(path.with_suffix(".rttm"))[recording["name"]]
+            started = time.perf_counter()
+            estimated = diarizer.diarize(path, recording=recording["name"])
+            given = diarizer.diarize(path, num_speakers=recording["speakers"], recording=recording["name"])
+            seconds = time.perf_counter() - started
+            score_estimated, score_given = diarization_error(reference, estimated), diarization_error(reference, given)
+            keep = ("total", "missed", "false_alarm", "confusion", "speakers", "speaker_error")
+            row = {
+                "model": model_name,
+                **{k: recording[k] for k in ("source", "part", "name", "speakers", "seconds", "style")},
+                "speakers_found": len(estimated.speakers),
+                "der_estimated": round(100 * score_estimated.der, 2),
+                "der_given": round(100 * score_given.der, 2),
+                "score_estimated": {k: getattr(score_estimated, k) for k in keep},
+                "score_given": {k: getattr(score_given, k) for k in keep},
+                "wall_seconds": round(seconds, 1),
+            }
+            rows.append(row)
+            print(
+                f"{model_name} {recording['source']}/{recording['name']}: {row['speakers_found']} of "
+                f"{recording['speakers']} speakers, DER {row['der_estimated']} % (given {row['der_given']} %), "
+                f"{seconds:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    cells = {}
+    for model_name in models:
+        mine = [r for r in rows if r["model"] == model_name]
+        for source in dict.fromkeys(r["source"] for r in mine):
+            cells[f"{model_name} | {source}"] = _cell([r for r in mine if r["source"] == source])
+        for part in ("tune", "heldout"):
+            chosen = [r for r in mine if r["part"] == part]
+            if chosen:
+                cells[f"{model_name} | all {part}"] = _cell(chosen)
+    return {
+        "machine": _machine(),
+        "clustering": args.clustering,
+        "vad": args.vad,
+        "collar": 0.25,
+        "quick": bool(args.quick),
+        "models": models,
+        "recordings": recordings,
+        "cells": cells,
+        "rows": rows,
+    }
+
+
+def matrix_markdown(result: dict) -> str:
+    """The matrix as a markdown table (tuning sources, then held-out ones, then the pooled rows)."""
+    lines = [
+        f"Clustering `{result['clustering']}`, VAD `{result['vad']}`, collar 0.25 s each side, overlap scored; "
+        f"DER/JER in %, count exact = recordings whose estimated speaker count is the true one; "
+        f"bound = DER estimated <= 1.3 x DER given + 1; missed and false alarm with the count given.",
+        "",
+        "| model | source | recordings | hours | DER est. | DER given | count exact | JER est. | JER given | bound "
+        "| missed | false alarm | confusion est. | confusion given |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = sorted(result["cells"].items(), key=lambda item: ("heldout" in item[0], "all " in item[0], item[0]))
+    for key, cell in order:
+        model, source = key.split(" | ")
+        lines.append(
+            f"| {model} | {source} | {cell['recordings']} | {cell['hours']} | {cell['der_estimated']} | "
+            f"{cell['der_given']} | {cell['count_exact']}/{cell['recordings']} | {cell['jer_estimated']} | "
+            f"{cell['jer_given']} | {'yes' if cell['bound_met'] else 'no'} | {cell['missed_given']} | "
+            f"{cell['false_alarm_given']} | {cell['confusion_estimated']} | {cell['confusion_given']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _machine() -> dict:
     return {
         "cpus": os.cpu_count(),
@@ -310,16 +645,18 @@ def _machine() -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["speed", "quality", "memory", "once", "stage"])
+    parser.add_argument("mode", choices=["speed", "quality", "memory", "matrix", "once", "stage"])
     parser.add_argument("--model", default="b0", help="preset (random weights unless --checkpoint)")
-    parser.add_argument("--models", default="b0,b2", help="speed: presets to time, comma-separated")
+    parser.add_argument(
+        "--models", help="speed: presets to time, comma-separated (default b0,b2); matrix: model names to run"
+    )
     parser.add_argument("--checkpoint", help="a trained checkpoint to use instead of random weights")
     parser.add_argument("--minutes", type=float, default=10.0, help="speed: length of the conversation")
     parser.add_argument("--speakers", default="2,4,6", help="quality: speaker counts")
     parser.add_argument("--conversations", type=int, default=3, help="quality: conversations per speaker count")
     parser.add_argument("--seconds", type=float, default=180.0, help="quality: length of each conversation")
     parser.add_argument("--vad", default="auto", help="auto, silero or energy")
-    parser.add_argument("--clustering", default="spectral", choices=["spectral", "ahc"])
+    parser.add_argument("--clustering", default="spectral", help="a clustering method's name (diarize --clustering)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per batch")
     parser.add_argument(
         "--no-context", action="store_true", help="quality: cluster each window alone (without its neighbours)"
@@ -331,13 +668,25 @@ def main() -> int:
     parser.add_argument("--stage", choices=["vad", "cluster"], help="stage: which stage")
     parser.add_argument("--windows", type=int, default=0, help="stage cluster: how many windows")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--voices", help="matrix: the corpora made by scripts/make_tts_voices.py")
+    parser.add_argument("--sources", help=f"matrix: comma-separated subset of {','.join(MATRIX_SOURCES)}")
+    parser.add_argument("--models-json", help="matrix: models.json (name -> checkpoint relative to the file)")
+    parser.add_argument("--add-model", action="append", metavar="NAME=CKPT", help="matrix: one more model")
+    parser.add_argument("--quick", action="store_true", help="matrix: six short recordings per source, no long ones")
+    parser.add_argument("--markdown", help="matrix: also write the table here")
     args = parser.parse_args()
     if args.mode in ("once", "stage"):
         print(json.dumps(run_once(args) if args.mode == "once" else stage_once(args)))
         return 0
-    result = {"speed": speed, "quality": quality, "memory": memory}[args.mode](args)
+    result = {"speed": speed, "quality": quality, "memory": memory, "matrix": matrix}[args.mode](args)
     text = json.dumps(result, indent=2)
-    print(text)
+    if args.mode == "matrix":
+        table = matrix_markdown(result)
+        print(table)
+        if args.markdown:
+            Path(args.markdown).write_text(table)
+    else:
+        print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
     return 0

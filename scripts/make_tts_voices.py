@@ -368,31 +368,36 @@ def main(argv=None) -> int:
     parser.add_argument("--conversation-utterances", type=int, default=30, help="per tune/held-out voice and sibling")
     parser.add_argument("--synth-train-speakers", type=int, default=400)
     parser.add_argument("--synth-heldout-speakers", type=int, default=40)
-    parser.add_argument("--only", choices=["festflite", "espeak", "synth", "lists"], help="build one part")
+    parser.add_argument(
+        "--only", help="comma-separated parts to build (festflite, espeak, synth; 'lists' only rewrites the lists)"
+    )
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     per_voice = {"train": args.train_utterances, "tune": args.conversation_utterances}
     per_voice["heldout"] = args.conversation_utterances
-    rows_path = out / "speakers.json"
-    rows = json.loads(rows_path.read_text()) if rows_path.exists() else []
+    parts = args.only.split(",") if args.only else ["festflite", "espeak", "synth"]
+    unknown = set(parts) - {"festflite", "espeak", "synth", "lists"}
+    if unknown:
+        parser.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}")
     work = Path(tempfile.mkdtemp(prefix="tts-voices-"))
     try:
-        parts = [args.only] if args.only else ["festflite", "espeak", "synth", "lists"]
         for part in parts:
-            if part == "lists":
-                continue
-            rows = [r for r in rows if not r["set"].endswith("-" + part)]  # rebuilt: forget the old rows
+            rows: list = []
             if part == "festflite":
                 build_festflite(out, rows, args.seed, per_voice, work)
             elif part == "espeak":
                 split = build_espeak(out, rows, args.seed, per_voice, work)
                 (out / "espeak_split.json").write_text(json.dumps(split, indent=1) + "\n")
-            else:
+            elif part == "synth":
                 build_synthetic(out, rows, args.synth_train_speakers, args.synth_heldout_speakers)
-            rows_path.write_text(json.dumps(rows, indent=1) + "\n")
+            else:
+                continue
+            (out / f"speakers-{part}.json").write_text(json.dumps(rows, indent=1) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # the lists cover every part built so far (each part keeps its own speakers-PART.json)
+    rows = [row for path in sorted(out.glob("speakers-*.json")) for row in json.loads(path.read_text())]
     sets = sorted({r["set"] for r in rows})
     summary = write_lists(out, sets)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
