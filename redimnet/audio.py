@@ -226,7 +226,56 @@ def check_signal_level(level: Union[SignalLevel, np.ndarray], where: str = "wave
 
 
 MIN_SAMPLE_RATE = 1000
-MAX_SAMPLE_RATE = 1_000_000
+MAX_SAMPLE_RATE = 384_000
+"""Sample rates outside ``MIN_SAMPLE_RATE`` .. ``MAX_SAMPLE_RATE`` Hz are refused (384 kHz: the highest rate
+audio interfaces record at; a header claiming more is a broken or hostile file)."""
+
+MAX_CHANNELS = 64
+"""The most channels a file may have (large microphone arrays have 32 or 64)."""
+
+MAX_DECODED_SAMPLES = 1 << 34
+"""The most samples (frames x channels, about 1.7e10: 100 hours of 48 kHz mono, 12 hours of 8 channels) a file
+may decode to; its header is checked before decoding.  Files are decoded block by block, so this bounds the
+time spent on one input, not the memory.  :class:`AudioFile` and :func:`decode_audio_bytes` take
+``max_decoded_samples`` to set another bound (the HTTP service sets a much smaller one)."""
+
+MAX_BLOCK_SAMPLES = 1 << 20
+"""The most samples (frames x channels) decoded at once: a block of 1 Mi float32 samples (4 MiB) whatever
+the header says about the rate and the number of channels."""
+
+MAX_SAMPLE_MAGNITUDE = float(2**31)
+"""Largest sample magnitude accepted (the input policy of :func:`check_samples`).
+
+Float samples belong in [-1, 1]; louder ones are accepted up to 2**31, which covers integer PCM of up to
+32 bits stored in a float array without scaling (the network's features are close to scale-invariant, so
+such input still embeds).  Larger values are refused: the features overflow far below float32's limit."""
+
+
+def check_samples(data, where: str = "waveform", damaged: bool = False) -> None:
+    """The input policy for samples, the same wherever audio enters (files, uploads, arrays).
+
+    Raises :class:`AudioError` when a sample is NaN or infinite, or larger in
+    magnitude than :data:`MAX_SAMPLE_MAGNITUDE`.  Integer PCM always passes
+    (it is scaled to [-1, 1)).  ``damaged``: the samples were decoded from a
+    file (the message then says the file is damaged, not how to clean an array).
+    """
+    data = np.asarray(data)
+    if data.size == 0 or not np.issubdtype(data.dtype, np.floating):
+        return
+    with np.errstate(invalid="ignore", over="ignore"):
+        peak = float(np.max(np.abs(data)))
+    if peak <= MAX_SAMPLE_MAGNITUDE:
+        return
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(data.size - np.count_nonzero(finite))
+        fix = "the file is damaged" if damaged else "clean the audio first"
+        raise AudioError(f"{where}: {bad} sample(s) are NaN or infinite; {fix}")
+    bad = int(np.count_nonzero(np.abs(data) > MAX_SAMPLE_MAGNITUDE))
+    raise AudioError(
+        f"{where}: {bad} sample(s) are larger than {MAX_SAMPLE_MAGNITUDE:.3g} in magnitude (the largest is "
+        f"{peak:.3g}); float samples belong in [-1, 1]: scale the audio before using it"
+    )
 
 
 def _check_rate(sample_rate, where: str) -> int:
@@ -257,7 +306,8 @@ def prepare_waveform(
 
     ``waveform`` is a numpy array or torch tensor shaped ``[T]`` or
     ``[channels, T]`` (integer PCM or float).  Raises :class:`AudioError` on
-    empty, non-finite or oddly shaped input.
+    empty or oddly shaped input and on samples the input policy refuses
+    (:func:`check_samples`).
     """
     sample_rate = _check_rate(sample_rate, where)
     if hasattr(waveform, "detach") and hasattr(waveform, "cpu"):  # torch tensor
@@ -269,13 +319,12 @@ def prepare_waveform(
         data = np.asarray(waveform)
     except (ValueError, TypeError) as error:
         raise AudioError(f"{where}: not an array of samples ({error})") from None
+    if np.issubdtype(data.dtype, np.floating):
+        check_samples(data, where)  # before float32, where values past its range would become infinite
     data = to_float32(data, where)
     wave = to_mono(data, channel, where)
     if wave.size == 0:
         raise AudioError(f"{where}: contains no samples")
-    if not np.all(np.isfinite(wave)):
-        bad = int(np.count_nonzero(~np.isfinite(wave)))
-        raise AudioError(f"{where}: {bad} sample(s) are NaN or infinite; clean the audio first")
     wave = resample(np.ascontiguousarray(wave), sample_rate)
     if not np.all(np.isfinite(wave)):
         raise AudioError(f"{where}: the samples are too large to resample (non-finite result)")
@@ -327,45 +376,60 @@ def _check_path(path: Path) -> Path:
 
 def _decode_error(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", text)  # data held in memory
     return (
         f"not a readable audio file or corrupt/truncated ({text}); supported formats are those of "
         "libsndfile: WAV, FLAC, OGG/Vorbis, Opus, AIFF, MP3, ..."
     )
 
 
-class AudioFile:
-    """An audio file read block by block as mono float32 at ``target_rate`` (16 kHz).
+class AudioStream:
+    """Encoded audio read block by block as mono float32 at ``target_rate`` (16 kHz).
 
-    Opening checks the file (exists, readable, decodable header, plausible
-    rate, channel choice).  :meth:`blocks` decodes it from the start each
-    time it is called, ``block_frames`` frames (default :data:`BLOCK_FRAMES`) at a time, resampling with a
+    The base of :class:`AudioFile` (a file) and :class:`AudioBytes` (a file's
+    bytes held in memory).  Creating one reads the header only and checks it:
+    decodable, a plausible rate (:data:`MIN_SAMPLE_RATE` ..
+    :data:`MAX_SAMPLE_RATE`), at most :data:`MAX_CHANNELS` channels, at most
+    ``max_seconds`` long, at most ``max_decoded_samples`` samples (frames x
+    channels) to decode, a channel choice that exists.  :meth:`blocks`
+    decodes from the start each time it is called, at most ``block_frames``
+    frames (default :data:`BLOCK_FRAMES`) and :data:`MAX_BLOCK_SAMPLES`
+    samples at a time, checks each block against the input policy
+    (:func:`check_samples`), mixes the channels down and resamples with a
     streaming ``soxr`` resampler: the samples are those of decoding the whole
-    file and resampling it at once, but memory holds one block.
-    ``length`` is the expected number of output samples (from the header);
-    :attr:`samples_read` is the true count once :meth:`blocks` has finished.
-    With ``trim=True`` leading/trailing silence is cut as
-    :func:`trim_silence` does (a first pass over the file finds the bounds).
+    input and resampling it at once, but memory holds one block, whatever the
+    header claims (a stream that decodes to more than the limits allow is
+    stopped as it goes).  ``length`` is the expected number of output samples
+    (from the header); :attr:`samples_read` is the true count once
+    :meth:`blocks` has finished.  With ``trim=True`` leading/trailing silence
+    is cut as :func:`trim_silence` does (a first pass finds the bounds).
     """
 
-    def __init__(
+    where: str
+
+    def _open(self):
+        """A new ``soundfile.SoundFile`` reading the input from its start."""
+        raise NotImplementedError
+
+    def _setup(
         self,
-        path: PathLike,
-        channel: Optional[int] = None,
-        trim: bool = False,
-        target_rate: int = TARGET_SAMPLE_RATE,
-        block_frames: Optional[int] = None,
-    ):
-        self.path = _check_path(Path(path))
-        self.where = str(self.path)
-        self.frames, self.sample_rate, self.channels = audio_info(self.path)
-        _check_rate(self.sample_rate, self.where)
-        if self.frames == 0:
-            raise AudioError(f"{self.path}: contains no audio samples (0 frames)")
-        if channel is not None and not -self.channels <= channel < self.channels:
-            raise AudioError(
-                f"{self.where}: has {self.channels} channel(s), cannot pick channel {channel} "
-                f"(channels are numbered from 0)"
-            )
+        channel: Optional[int],
+        trim: bool,
+        target_rate: int,
+        block_frames: Optional[int],
+        max_seconds: Optional[float],
+        max_decoded_samples: Optional[int],
+    ) -> None:
+        try:
+            with self._open() as handle:
+                self.frames, self.sample_rate, self.channels = handle.frames, handle.samplerate, handle.channels
+        except AudioError:
+            raise
+        except Exception as error:  # libsndfile raises several types for undecodable data
+            raise AudioError(f"{self.where}: {_decode_error(error)}") from None
+        self.max_seconds = max_seconds
+        self.max_decoded_samples = max_decoded_samples
+        self._check_header(channel)
         self.channel = channel
         self.target_rate = int(target_rate)
         self.block_frames = int(block_frames or BLOCK_FRAMES)
@@ -376,35 +440,69 @@ class AudioFile:
             self.bounds = self._trim_pass()
             self.length = self.bounds[1] - self.bounds[0]
 
+    def _check_header(self, channel: Optional[int]) -> None:
+        where, rate = self.where, _check_rate(self.sample_rate, self.where)
+        if not 1 <= self.channels <= MAX_CHANNELS:
+            raise AudioError(
+                f"{where}: the header declares {self.channels} channels; at most {MAX_CHANNELS} are accepted "
+                "(a damaged or hostile file?)"
+            )
+        if self.frames == 0:
+            raise AudioError(f"{where}: contains no audio samples (0 frames)")
+        if self.max_seconds is not None and self.frames > self.max_seconds * rate:
+            raise AudioError(
+                f"{where}: {self.frames / rate:.1f} s long; at most {self.max_seconds:g} s are accepted "
+                "(cut the recording shorter)"
+            )
+        if self.max_decoded_samples is not None and self.frames * self.channels > self.max_decoded_samples:
+            raise AudioError(
+                f"{where}: the header declares {self.frames} frames x {self.channels} channels at {rate} Hz "
+                f"({self.frames * self.channels:.3g} samples to decode); at most {self.max_decoded_samples:.3g} "
+                "are accepted (fewer channels or a lower sample rate make it smaller)"
+            )
+        if channel is not None and not -self.channels <= channel < self.channels:
+            raise AudioError(
+                f"{where}: has {self.channels} channel(s), cannot pick channel {channel} (channels are numbered from 0)"
+            )
+
     def _resampled_length(self, frames: int) -> int:
         if self.sample_rate == self.target_rate:
             return frames
         return int(np.floor(frames * self.target_rate / self.sample_rate + 0.5))  # what soxr produces
 
-    def _decoded(self) -> Iterator[np.ndarray]:
-        """Mono float32 blocks in the file's own rate."""
-        import soundfile
+    def _check_decoded(self, frames: int) -> None:
+        """Refuse a stream that decodes to more than the limits allow (its header understated it)."""
+        too_long = self.max_seconds is not None and frames > self.max_seconds * self.sample_rate
+        too_many = self.max_decoded_samples is not None and frames * self.channels > self.max_decoded_samples
+        if too_long or too_many:
+            raise AudioError(
+                f"{self.where}: decodes to more audio than its header declares and the limits allow "
+                f"(more than {frames} frames); a damaged or hostile file?"
+            )
 
+    def _decoded(self) -> Iterator[np.ndarray]:
+        """Mono float32 blocks in the input's own rate."""
+        step = max(1, min(self.block_frames, MAX_BLOCK_SAMPLES // self.channels))
+        frames = 0
         try:
-            with soundfile.SoundFile(str(self.path)) as handle:
+            with self._open() as handle:
                 while True:
                     try:
-                        data = handle.read(self.block_frames, dtype="float32", always_2d=True)
+                        data = handle.read(step, dtype="float32", always_2d=True)
                     except MemoryError:
-                        raise AudioError(f"{self.path}: too large to decode in memory") from None
+                        raise AudioError(f"{self.where}: too large to decode in memory") from None
                     if data.shape[0] == 0:
                         return
-                    wave = to_mono(np.ascontiguousarray(data.T), self.channel, self.where)
-                    if not np.all(np.isfinite(wave)):
-                        bad = int(np.count_nonzero(~np.isfinite(wave)))
-                        raise AudioError(f"{self.path}: {bad} sample(s) are NaN or infinite; the file is damaged")
-                    yield np.ascontiguousarray(wave)
-                    if data.shape[0] < self.block_frames:
+                    frames += data.shape[0]
+                    self._check_decoded(frames)
+                    check_samples(data, self.where, damaged=True)
+                    yield np.ascontiguousarray(to_mono(data.T, self.channel, self.where))
+                    if data.shape[0] < step:
                         return
         except AudioError:
             raise
         except Exception as error:  # LibsndfileError, RuntimeError, TypeError, ValueError, ...
-            raise AudioError(f"{self.path}: {_decode_error(error)}") from None
+            raise AudioError(f"{self.where}: {_decode_error(error)}") from None
 
     def _resampled(self) -> Iterator[np.ndarray]:
         """Every output sample once, in blocks (without trimming)."""
@@ -445,7 +543,7 @@ class AudioFile:
                 if block.size == 0:
                     continue
             if not np.all(np.isfinite(block)):
-                raise AudioError(f"{self.path}: the samples are too large to resample (non-finite result)")
+                raise AudioError(f"{self.where}: the samples are too large to resample (non-finite result)")
             yield block
         self.samples_read = (last - first) if self.bounds is not None else position
 
@@ -453,8 +551,61 @@ class AudioFile:
         """The whole signal as one array ``[T]``."""
         parts = list(self.blocks())
         if not parts:
-            raise AudioError(f"{self.path}: contains no audio samples (0 frames)")
+            raise AudioError(f"{self.where}: contains no audio samples (0 frames)")
         return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+class AudioFile(AudioStream):
+    """An audio file read block by block as mono float32 at ``target_rate`` (see :class:`AudioStream`).
+
+    Opening also checks the file itself (exists, is a file, readable, not empty).
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        channel: Optional[int] = None,
+        trim: bool = False,
+        target_rate: int = TARGET_SAMPLE_RATE,
+        block_frames: Optional[int] = None,
+        max_seconds: Optional[float] = None,
+        max_decoded_samples: Optional[int] = MAX_DECODED_SAMPLES,
+    ):
+        self.path = _check_path(Path(path))
+        self.where = str(self.path)
+        self._setup(channel, trim, target_rate, block_frames, max_seconds, max_decoded_samples)
+
+    def _open(self):
+        import soundfile
+
+        return soundfile.SoundFile(str(self.path))
+
+
+class AudioBytes(AudioStream):
+    """An audio file's bytes held in memory (an upload), read like :class:`AudioFile`; ``where`` names it."""
+
+    def __init__(
+        self,
+        data: bytes,
+        where: str = "upload",
+        channel: Optional[int] = None,
+        trim: bool = False,
+        target_rate: int = TARGET_SAMPLE_RATE,
+        block_frames: Optional[int] = None,
+        max_seconds: Optional[float] = None,
+        max_decoded_samples: Optional[int] = MAX_DECODED_SAMPLES,
+    ):
+        if not data:
+            raise AudioError(f"{where}: the file is empty (0 bytes)")
+        self.data, self.where = data, where
+        self._setup(channel, trim, target_rate, block_frames, max_seconds, max_decoded_samples)
+
+    def _open(self):
+        import io
+
+        import soundfile
+
+        return soundfile.SoundFile(io.BytesIO(self.data))
 
 
 def decode_audio_bytes(
@@ -463,56 +614,25 @@ def decode_audio_bytes(
     channel: Optional[int] = None,
     max_seconds: Optional[float] = None,
     target_rate: int = TARGET_SAMPLE_RATE,
+    max_decoded_samples: Optional[int] = MAX_DECODED_SAMPLES,
 ) -> np.ndarray:
     """Decode an audio file held in memory (``bytes``) to mono float32 at ``target_rate``, shape ``[T]``.
 
     For data that never was a file on this machine (an HTTP upload): nothing
     touches the file system.  The checks and messages are those of
-    :class:`AudioFile` (``where`` names the input in them); in addition a
-    recording longer than ``max_seconds`` is refused from its header, before
-    it is decoded.
+    :class:`AudioFile` (``where`` names the input in them): a recording
+    longer than ``max_seconds``, or whose header declares more than
+    ``max_decoded_samples`` samples (frames x channels), is refused before
+    it is decoded, and it is decoded block by block (:class:`AudioBytes`).
     """
-    import io
-
-    import soundfile
-
-    if not data:
-        raise AudioError(f"{where}: the file is empty (0 bytes)")
-    try:
-        handle = soundfile.SoundFile(io.BytesIO(data))
-    except Exception as error:  # libsndfile raises several types for undecodable data
-        reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", _decode_error(error))
-        raise AudioError(f"{where}: {reason}") from None
-    with handle:
-        rate = _check_rate(handle.samplerate, where)
-        if handle.frames == 0:
-            raise AudioError(f"{where}: contains no audio samples (0 frames)")
-        if max_seconds is not None and handle.frames > max_seconds * rate:
-            raise AudioError(
-                f"{where}: {handle.frames / rate:.1f} s long; at most {max_seconds:g} s are accepted "
-                "(cut the recording shorter)"
-            )
-        if channel is not None and not -handle.channels <= channel < handle.channels:
-            raise AudioError(
-                f"{where}: has {handle.channels} channel(s), cannot pick channel {channel} "
-                f"(channels are numbered from 0)"
-            )
-        try:
-            frames = handle.read(dtype="float32", always_2d=True)
-        except MemoryError:
-            raise AudioError(f"{where}: too large to decode in memory") from None
-        except Exception as error:
-            raise AudioError(f"{where}: {_decode_error(error)}") from None
-    if frames.shape[0] == 0:
-        raise AudioError(f"{where}: contains no audio samples (0 frames)")
-    wave = to_mono(np.ascontiguousarray(frames.T), channel, where)
-    if not np.all(np.isfinite(wave)):
-        bad = int(np.count_nonzero(~np.isfinite(wave)))
-        raise AudioError(f"{where}: {bad} sample(s) are NaN or infinite; the file is damaged")
-    wave = resample(np.ascontiguousarray(wave), rate, target_rate)
-    if not np.all(np.isfinite(wave)):
-        raise AudioError(f"{where}: the samples are too large to resample (non-finite result)")
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    return AudioBytes(
+        data,
+        where,
+        channel=channel,
+        target_rate=target_rate,
+        max_seconds=max_seconds,
+        max_decoded_samples=max_decoded_samples,
+    ).read()
 
 
 def read_audio(

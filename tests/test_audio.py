@@ -239,3 +239,100 @@ def test_measuring_the_level_leaves_no_thread_spinning():
     idle_cpu, samples = done.stdout.split()
     assert int(samples) == 1_000_000
     assert float(idle_cpu) < 0.03  # about 0.1 s with np.dot on two cores
+
+
+# --- what a header may claim, and the one input policy for samples ---------------------------------------------------
+def flac_bytes(rate: int, channels: int, seconds: float) -> bytes:
+    """A FLAC of a constant level (a few bytes per block, whatever it decodes to)."""
+    import io
+
+    buffer = io.BytesIO()
+    frames = int(rate * seconds)
+    sf.write(buffer, np.full((frames, channels), 0.25, np.float32), rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def test_a_header_claiming_too_much_is_refused_before_decoding(monkeypatch):
+    from redimnet.audio import decode_audio_bytes
+
+    data = flac_bytes(192000, 8, 1.0)  # 1.5 million samples to decode from a few kB
+    assert len(data) < 20_000
+    monkeypatch.setattr(sf.SoundFile, "read", lambda *a, **k: pytest.fail("decoded although the header was refused"))
+    with pytest.raises(AudioError, match=r"'bomb.flac': the header declares 192000 frames x 8 channels at 192000 Hz"):
+        decode_audio_bytes(data, "'bomb.flac'", max_decoded_samples=1_000_000)
+    with pytest.raises(AudioError, match="at most 0.5 s are accepted"):
+        decode_audio_bytes(data, max_seconds=0.5)
+
+
+@pytest.mark.parametrize(
+    "rate, channels, match",
+    [(655350, 1, "655350 Hz is not plausible"), (16000, 65, "declares 65 channels; at most 64")],
+)
+def test_absurd_rates_and_channel_counts_are_refused_everywhere(tmp_path, rate, channels, match):
+    from redimnet.audio import decode_audio_bytes
+
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.full((rate // 100, channels), 0.25, np.float32), rate, subtype="PCM_16")
+    with pytest.raises(AudioError, match=match):
+        read_audio(path)
+    with pytest.raises(AudioError, match=match):
+        decode_audio_bytes(path.read_bytes(), "upload")
+
+
+def test_uploads_and_files_decode_in_blocks_of_bounded_size(tmp_path, monkeypatch):
+    """Memory follows the block, not the header: no read asks for more than MAX_BLOCK_SAMPLES samples."""
+    import redimnet.audio as audio
+    from redimnet.audio import decode_audio_bytes
+
+    data = flac_bytes(48000, 8, 3.0)
+    expected = read_audio_bytes_whole(data)
+    monkeypatch.setattr(audio, "MAX_BLOCK_SAMPLES", 8 * 5000)
+    requests = []
+    original = sf.SoundFile.read
+
+    def counting_read(self, frames=-1, *args, **kwargs):
+        requests.append(frames * self.channels if frames >= 0 else float("inf"))
+        return original(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", counting_read)
+    decoded = decode_audio_bytes(data)
+    assert len(requests) > 3 and max(requests) <= 8 * 5000
+    np.testing.assert_allclose(decoded, expected, atol=1e-6)
+    (tmp_path / "eight.flac").write_bytes(data)
+    requests.clear()
+    np.testing.assert_allclose(read_audio(tmp_path / "eight.flac"), expected, atol=1e-6)
+    assert len(requests) > 3 and max(requests) <= 8 * 5000
+
+
+def read_audio_bytes_whole(data: bytes) -> np.ndarray:
+    """The reference: decode everything at once, average the channels, resample the whole signal."""
+    import io
+
+    frames, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return resample(frames.mean(axis=1).astype(np.float32), rate)
+
+
+@pytest.mark.parametrize("value", [3e38, -1e10, 2.0**31 * 1.01])
+def test_huge_samples_are_refused_by_every_reader(tmp_path, value):
+    from redimnet.audio import decode_audio_bytes
+
+    wave = tone(200.0, 1.0, 16000)
+    wave[1000] = value
+    with pytest.raises(AudioError, match="larger than 2.15e[+]09 in magnitude"):
+        prepare_waveform(wave, 16000)
+    with pytest.raises(AudioError, match="larger than 2.15e[+]09 in magnitude"):
+        prepare_waveform(wave.astype(np.float64), 44100)
+    sf.write(tmp_path / "loud.wav", wave, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="loud.wav: 1 sample.s. are larger than"):
+        read_audio(tmp_path / "loud.wav")
+    with pytest.raises(AudioError, match="'up': 1 sample.s. are larger than"):
+        decode_audio_bytes((tmp_path / "loud.wav").read_bytes(), "'up'")
+
+
+def test_loud_but_plausible_samples_still_pass():
+    wave = tone(200.0, 1.0, 16000) * 32768.0  # int16 PCM stored as floats without scaling
+    assert np.max(np.abs(prepare_waveform(wave, 16000))) > 1000
+    with pytest.raises(AudioError, match="100 sample.s. are larger than .*the largest is 1e[+]300"):
+        prepare_waveform(np.array([0.1, 1e300, 0.2] * 100), 16000)  # checked before float32 would make it inf
+    with pytest.raises(AudioError, match="100 sample.s. are NaN or infinite"):
+        prepare_waveform(np.array([0.1, np.nan, 1e300] * 100), 16000)

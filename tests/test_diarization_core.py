@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from redimnet.audio import read_audio
+from redimnet.audio import AudioError, read_audio
 from redimnet.diarization import clustering
 from redimnet.diarization.clustering import AgglomerativeClustering, SpectralClustering, reduce
 from redimnet.diarization.der import DERScore, diarization_error
@@ -197,13 +197,16 @@ def test_energy_vad_finds_tone_bursts_and_ignores_noise():
     for (start, end), expected in zip(regions, (1, 4)):
         assert abs(start - expected) < 0.1 and abs(end - expected - 1) < 0.1
     assert EnergyVAD().regions(AudioSource(np.zeros(rate * 3, dtype=np.float32))) == []
-    # samples far outside [-1, 1] (a float file with a wild level) do not overflow: same regions, no warnings
+    # loud samples the input policy accepts (a float file with a wild level) do not overflow: same regions
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        loud = EnergyVAD().regions(AudioSource((wave * 1e30).astype(np.float32)))
+        loud = EnergyVAD().regions(AudioSource((wave * 2e9).astype(np.float32)))
     assert len(loud) == len(regions)
     for got, want in zip(loud, regions):
         assert got == pytest.approx(want)
+    # beyond it they are refused, as embedding refuses them (one policy: redimnet.audio.check_samples)
+    with pytest.raises(AudioError, match="larger than 2.15e[+]09 in magnitude"):
+        AudioSource((wave * 1e30).astype(np.float32))
 
 
 def test_energy_vad_on_a_synthetic_conversation(tmp_path):

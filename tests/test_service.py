@@ -303,6 +303,37 @@ def test_size_duration_and_count_limits(embedder, tmp_path, clips):
         error_of(response, 400, "too_many_files")
 
 
+def test_a_decompression_bomb_is_refused_from_its_header(client, monkeypatch):
+    # 8 channels at 192 kHz: 30 s decode to 46 million samples from a FLAC of a few kB
+    buffer = io.BytesIO()
+    with soundfile.SoundFile(buffer, "w", 192000, 8, subtype="PCM_16", format="FLAC") as handle:
+        block = np.full((192000, 8), 0.25, np.float32)
+        for _ in range(30):
+            handle.write(block)
+    data = buffer.getvalue()
+    assert len(data) < 100_000
+    monkeypatch.setattr(soundfile.SoundFile, "read", lambda *a, **k: pytest.fail("the bomb was decoded"))
+    message = error_of(client.post("/v1/embed", files=files(audio=("bomb.flac", data))), 422, "bad_audio")
+    assert "'bomb.flac': the header declares 5760000 frames x 8 channels at 192000 Hz" in message
+    assert "at most 1.15e+07 are accepted" in message
+    assert client.get("/v1/info").json()["limits"]["max_decoded_samples"] == 11_520_000
+
+
+def test_one_sample_policy_for_every_endpoint(client, clips):
+    wave = speech(1, 9, seconds=3.0)
+    wave[8000] = 3e38  # finite in float32, but no audio
+    data = wav_bytes(wave, subtype="FLOAT")
+    for path, extra in (
+        ("/v1/embed", {}),
+        ("/v1/identify", {}),
+        ("/v1/diarize", {}),
+        ("/v1/verify", {"audio2": ("a1.wav", clips["a1"])}),
+    ):
+        response = client.post(path, files=files(audio=("loud.wav", data), **extra))
+        message = error_of(response, 422, "bad_audio")
+        assert "'loud.wav': 1 sample(s) are larger than 2.15e+09 in magnitude" in message, path
+
+
 def test_a_chunked_body_without_length_is_cut_off(embedder, tmp_path, clips):
     with make_client(embedder, tmp_path, max_upload_bytes=50_000) as client:
         boundary = "b0undary"

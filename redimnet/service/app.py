@@ -65,6 +65,10 @@ class ServiceSettings:
     """Largest request body (all files and fields together)."""
     max_audio_seconds: float = 120.0
     """Longest recording accepted, from its header, before decoding."""
+    max_decoded_samples: Optional[int] = None
+    """Most samples (frames x channels) one recording may decode to, from its header, before decoding;
+    ``None``: ``max_audio_seconds`` of 48 kHz stereo (11.52 million for 120 s).  Uploads are decoded
+    block by block, so this bounds the CPU time a small compressed file can cost, not the memory."""
     max_files: int = 8
     """Most recordings in one enrolment."""
     max_batch: int = 16
@@ -74,6 +78,8 @@ class ServiceSettings:
 
     def __post_init__(self):
         self.db = Path(self.db)
+        if self.max_decoded_samples is None:
+            self.max_decoded_samples = int(self.max_audio_seconds * 2 * 48_000)
 
 
 @dataclass
@@ -126,7 +132,11 @@ class Service:
     def decode(self, upload: Upload) -> np.ndarray:
         """The upload as a 16 kHz waveform, checked as the command line checks files (:class:`AudioError`)."""
         wave = decode_audio_bytes(
-            upload.data, _where(upload), channel=self.embedder.channel, max_seconds=self.settings.max_audio_seconds
+            upload.data,
+            _where(upload),
+            channel=self.embedder.channel,
+            max_seconds=self.settings.max_audio_seconds,
+            max_decoded_samples=self.settings.max_decoded_samples,
         )
         return trim_silence(wave) if self.embedder.trim_silence else wave
 
@@ -292,6 +302,7 @@ async def info(request: Request) -> Response:
             "limits": {
                 "max_upload_bytes": settings.max_upload_bytes,
                 "max_audio_seconds": settings.max_audio_seconds,
+                "max_decoded_samples": settings.max_decoded_samples,
                 "max_files": settings.max_files,
                 "max_top": MAX_TOP,
             },

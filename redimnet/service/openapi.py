@@ -54,7 +54,8 @@ def openapi_schema(settings) -> dict:
     bearer: list = [{"bearer": []}]
     limits = (
         f"Uploads: at most {settings.max_upload_bytes} bytes per request and "
-        f"{settings.max_audio_seconds:g} s per recording."
+        f"{settings.max_audio_seconds:g} s and {settings.max_decoded_samples} decoded samples "
+        "(frames x channels) per recording."
     )
     return {
         "openapi": "3.1.0",
