@@ -18,7 +18,10 @@ Cases (the files are written to a scratch folder first):
 * ``flac16k``: 120 s of 16 kHz mono speech-like noise as FLAC (the longest recording accepted);
 * each again as ``...x8``: ``--concurrent`` copies sent at once.
 
-The goal checked: the rise stays within ``--budget-mb`` (default 150) for every case.  ``--code DIR`` runs
+The goal checked: the rise stays within ``--budget-mb`` (default 150) for every case.  The rise of a long
+ordinary upload is mostly the model's working memory for one window (b0, 60 s windows: about 200 MB at its
+peak, whatever the upload); ``--warmup-seconds 60`` runs such a window before the case and ``--max-seconds``
+sets the server's windows, to tell the two apart.  ``--code DIR`` runs
 the server from another checkout (e.g. an older commit, to compare); the default is this one.  Compare
 figures of one run only: on a shared machine the load changes; the load average is recorded.
 """
@@ -38,6 +41,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import List
 
 import numpy as np
 
@@ -99,7 +103,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(code: Path, model: str, db: Path):
+def start_server(code: Path, model: str, db: Path, options: List[str]):
     import httpx
 
     port = free_port()
@@ -110,7 +114,7 @@ def start_server(code: Path, model: str, db: Path):
         PYTHONPATH=os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]),
     )
     command = [sys.executable, "-m", "redimnet", "serve", "--model", model, "--random-init", "--threads", "1"]
-    command += ["--db", str(db), "--port", str(port)]
+    command += ["--db", str(db), "--port", str(port), *options]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(code))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -173,7 +177,8 @@ def run_case(args, name: str, data: bytes, copies: int, warmup: bytes) -> dict:
     import httpx
 
     folder = Path(tempfile.mkdtemp(prefix="redimnet-upload-memory-"))
-    process, url = start_server(Path(args.code), args.model, folder / "speakers.db")
+    options = ["--max-seconds", str(args.max_seconds)] if args.max_seconds else []
+    process, url = start_server(Path(args.code), args.model, folder / "speakers.db", options)
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
             for _ in range(2):  # the first requests allocate the model's buffers
@@ -242,6 +247,13 @@ def main() -> int:
         help="length of the two warm-up clips (default 2; 60 fills the model's working memory for its "
         "longest window first, so the rise is what the upload adds beyond that)",
     )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="the server's window length (serve --max-seconds; default the server's own, 60 s): the model's "
+        "working memory follows it",
+    )
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     args = parser.parse_args()
     scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="redimnet-upload-files-"))
@@ -270,7 +282,13 @@ def main() -> int:
     print(f"rise above {args.budget_mb:g} MB: {', '.join(over) if over else 'none'}")
     if args.json:
         machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
-        summary = {"machine": machine, "model": args.model, "warmup_seconds": args.warmup_seconds, "cases": results}
+        summary = {
+            "machine": machine,
+            "model": args.model,
+            "warmup_seconds": args.warmup_seconds,
+            "max_seconds": args.max_seconds,
+            "cases": results,
+        }
         Path(args.json).write_text(json.dumps(summary, indent=2))
     return 1 if over else 0
 

@@ -376,7 +376,7 @@ def _check_path(path: Path) -> Path:
 
 def _decode_error(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", text)  # data held in memory
+    text = re.sub(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>", "", text)  # data held in memory: no address
     return (
         f"not a readable audio file or corrupt/truncated ({text}); supported formats are those of "
         "libsndfile: WAV, FLAC, OGG/Vorbis, Opus, AIFF, MP3, ..."
@@ -581,12 +581,45 @@ class AudioFile(AudioStream):
         return soundfile.SoundFile(str(self.path))
 
 
+class _MemoryFile:
+    """Read-only file over bytes held in memory (``bytes``, ``bytearray``): libsndfile reads into its own
+    buffer (``readinto``), so the data is never copied, unlike ``io.BytesIO(bytearray)``."""
+
+    def __init__(self, data):
+        self._view = memoryview(data).cast("B")
+        self._position = 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = (0, self._position, len(self._view))[whence]
+        self._position = min(max(0, base + offset), len(self._view))
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        target = memoryview(buffer).cast("B")
+        count = min(len(target), len(self._view) - self._position)
+        target[:count] = self._view[self._position : self._position + count]
+        self._position += count
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._view) if size < 0 else min(len(self._view), self._position + size)
+        data = self._view[self._position : end].tobytes()
+        self._position = max(self._position, end)
+        return data
+
+
 class AudioBytes(AudioStream):
-    """An audio file's bytes held in memory (an upload), read like :class:`AudioFile`; ``where`` names it."""
+    """An audio file's bytes held in memory (an upload), read like :class:`AudioFile`; ``where`` names it.
+
+    ``data`` is any bytes-like object (``bytes``, ``bytearray``); it is read in place, never copied.
+    """
 
     def __init__(
         self,
-        data: bytes,
+        data: Union[bytes, bytearray],
         where: str = "upload",
         channel: Optional[int] = None,
         trim: bool = False,
@@ -601,15 +634,13 @@ class AudioBytes(AudioStream):
         self._setup(channel, trim, target_rate, block_frames, max_seconds, max_decoded_samples)
 
     def _open(self):
-        import io
-
         import soundfile
 
-        return soundfile.SoundFile(io.BytesIO(self.data))
+        return soundfile.SoundFile(_MemoryFile(self.data))
 
 
 def decode_audio_bytes(
-    data: bytes,
+    data: Union[bytes, bytearray],
     where: str = "upload",
     channel: Optional[int] = None,
     max_seconds: Optional[float] = None,

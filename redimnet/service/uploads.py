@@ -10,7 +10,7 @@ number of parts to ``max_parts`` and a plain field to :data:`MAX_FIELD_BYTES`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Dict, List, Optional, cast
+from typing import Any, AsyncIterator, Dict, List, Optional, Union, cast
 
 from .errors import ServiceError
 
@@ -26,7 +26,8 @@ class Upload:
 
     field: str
     filename: str
-    data: bytes
+    data: Union[bytes, bytearray]
+    """The file's bytes, as received (not copied once more)."""
 
 
 @dataclass
@@ -105,7 +106,8 @@ class _Collector:
         name = options[b"name"].decode("utf-8", "replace")
         if b"filename" in options:
             filename = options[b"filename"].decode("utf-8", "replace")
-            self.form.files.append(Upload(name, filename, bytes(self._data)))
+            self.form.files.append(Upload(name, filename, self._data))  # kept as received: no second copy
+            self._data = bytearray()
             return
         if len(self._data) > MAX_FIELD_BYTES:
             raise ServiceError(400, "bad_form", f"form field '{name[:40]}' is longer than {MAX_FIELD_BYTES} bytes")
