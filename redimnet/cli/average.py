@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from .common import UsageError
+from .outputs import CHECKPOINT, Inputs, check_output
 
 
 def register(subparsers):
@@ -47,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
         if args.last < 1:
             raise UsageError(f"--last must be at least 1, got {args.last}")
         files = files[-args.last :]
-    output = average_checkpoints(files, args.output)
+    output = average_checkpoints(files, check_output(args.output, CHECKPOINT, Inputs(*files)))
     print(f"averaged {len(files)} checkpoint(s) into {output}")
     return 0

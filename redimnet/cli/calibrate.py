@@ -15,6 +15,7 @@ from ..evaluation.trials import EmbeddingIndex, index_trials, read_trials, read_
 from ..kaldi_lists import read_table
 from .common import UsageError
 from .evaluate import add_recipe_arguments, check_recipe_arguments, recipe_from_arguments
+from .outputs import BACKEND, CALIBRATION, Inputs, check_output
 
 
 def register(subparsers):
@@ -114,6 +115,8 @@ def run_calibrate(args) -> int:
     norm = check_recipe_arguments(args)
     if not 0.0 < args.prior < 1.0:
         raise UsageError(f"--prior must be strictly between 0 and 1, got {args.prior:g}")
+    inputs = Inputs(*args.trials, args.embeddings, args.cohort, args.backend, args.durations)
+    output = check_output(args.output, CALIBRATION, inputs)
     trial_lists = [read_trials(path) for path in args.trials]
     ids, matrix = load_embeddings(args.embeddings)
     index = EmbeddingIndex(ids)
@@ -137,7 +140,7 @@ def run_calibrate(args) -> int:
         recipe=recipe.describe(),
         train_prior=args.prior,
     )
-    path = calibration.save(args.output)
+    path = calibration.save(output)
     dev = calibration.dev
     print(
         f"calibrated {recipe.title()} scores on {dev['trials']} trials ({dev['targets']} targets): "
@@ -154,13 +157,14 @@ def _signed(value: float) -> str:
 
 
 def run_backend_train(args) -> int:
+    output = check_output(args.output, BACKEND, Inputs(args.embeddings, args.utt2spk))
     ids, matrix = load_embeddings(args.embeddings)
     if len(ids) == 0:
         raise UsageError(f"{args.embeddings} holds no embeddings")
     utt2spk = read_utt2spk(args.utt2spk) if args.utt2spk else None
     speakers = speakers_of(ids.tolist(), utt2spk)
     backend = train_backend(matrix, speakers, kind=args.kind, dim=args.dim, iterations=args.iterations)
-    path = backend.save(args.output)
+    path = backend.save(output)
     info = backend.info
     extra = f", {info['dim']} dimensions" if "dim" in info else ""
     print(
@@ -171,9 +175,10 @@ def run_backend_train(args) -> int:
 
 
 def run_backend_adapt(args) -> int:
+    output = check_output(args.output, BACKEND, Inputs(args.backend, args.embeddings))
     backend = Backend.load(args.backend)
     _, matrix = load_embeddings(args.embeddings)
     adapted = backend.adapt(matrix)
-    path = adapted.save(args.output)
+    path = adapted.save(output)
     print(f"adapted {args.backend} to {matrix.shape[0]} in-domain embeddings: {path}")
     return 0

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..embeddings_io import load_embeddings, save_embeddings
 from ..evaluation.score_norm import build_cohort
 from ..evaluation.trials import read_utt2spk
 from .common import UsageError
+from .outputs import EMBEDDINGS, Inputs, check_output
 
 
 def register(subparsers):
@@ -42,12 +41,13 @@ def register(subparsers):
 def run(args) -> int:
     if args.min_utterances < 1:
         raise UsageError(f"--min-utterances must be at least 1, got {args.min_utterances}")
+    output = check_output(args.output, EMBEDDINGS, Inputs(args.embeddings, args.utt2spk))
     ids, matrix = load_embeddings(args.embeddings)
     if len(ids) == 0:
         raise UsageError(f"{args.embeddings} holds no embeddings")
     utt2spk = read_utt2spk(args.utt2spk) if args.utt2spk else None
     speakers, means = build_cohort(ids, matrix, utt2spk, args.min_utterances)
-    path = save_embeddings(Path(args.output), speakers, means)
+    path = save_embeddings(output, speakers, means)
     print(
         f"wrote a cohort of {len(speakers)} speakers ({means.shape[1]}-dimensional) from {len(ids)} "
         f"utterances to {path}"

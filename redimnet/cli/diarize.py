@@ -2,7 +2,7 @@
 
 For each input recording ``OUT_DIR/<recording>.rttm`` (standard RTTM,
 speakers ``SPEAKER_01``, ``SPEAKER_02``, ... in order of first appearance,
-or enrolled names with ``--speakers-db``) and ``OUT_DIR/<recording>.json``
+or enrolled names with ``--db``) and ``OUT_DIR/<recording>.json``
 (segments, per-speaker totals, timings) are written; ``--plot`` adds
 ``OUT_DIR/<recording>.png``.  With ``--reference REF.rttm`` the DER and JER of each
 recording are printed and the plot shows the reference too.
@@ -13,15 +13,16 @@ speech are left out and counted in the message and the JSON.
 Unreadable recordings are listed and the others processed (exit 1).
 """
 
+import argparse
 import sys
 from pathlib import Path
 
 from ..audio import SILENCE_FLOOR_DBFS
 from ..fileio import atomic_write
-from ..names import path_below
 from ..optional import require
 from .common import UsageError, show
 from .embed import add_embedder_arguments, embedder_from_arguments
+from .outputs import DIARIZATION_JSON, FOLDER, PNG, RTTM, Inputs, check_output, output_below
 from .vad import add_vad_arguments, collect_recordings, process_each, report_failures, vad_from_arguments
 
 
@@ -59,15 +60,17 @@ def register(subparsers) -> None:
     )
     group.add_argument("--hop", type=float, default=DEFAULT_HOP, help=f"hop between windows (default {DEFAULT_HOP})")
     group.add_argument(
-        "--speakers-db",
+        "--db",
         metavar="DB",
         help="speaker database (redimnet enroll): name clusters that match an enrolled speaker",
     )
+    # the option's earlier name, kept working for existing scripts (not listed in --help)
+    group.add_argument("--speakers-db", dest="db", metavar="DB", help=argparse.SUPPRESS)
     group.add_argument(
         "--name-threshold",
         type=float,
         default=0.5,
-        help="with --speakers-db: cosine score a cluster needs to take a name (default 0.5)",
+        help="with --db: cosine score a cluster needs to take a name (default 0.5)",
     )
     group.add_argument(
         "--reference",
@@ -100,13 +103,13 @@ def run(args) -> int:
     from .der import read_rttms
 
     _check_counts(args)
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"-o {output}: exists and is not a folder")
-    if args.speakers_db and not Path(args.speakers_db).is_file():
-        raise UsageError(f"--speakers-db {args.speakers_db}: no such file; enrol speakers with redimnet enroll")
+    if args.db and not Path(args.db).is_file():
+        raise UsageError(f"--db {show(args.db)}: no such file; enrol speakers with redimnet enroll")
     references = read_rttms(args.reference) if args.reference else None
     items, failures = collect_recordings(args.inputs)
+    reference_files = sorted(Path(args.reference).rglob("*.rttm")) if args.reference else []
+    inputs = Inputs(*(path for _, path in items), args.reference, *reference_files, args.db)
+    output = check_output(args.output, FOLDER, inputs)
     if args.plot:
         require("matplotlib", "--plot")  # before the work
     vad = vad_from_arguments(args)
@@ -118,13 +121,18 @@ def run(args) -> int:
         window=args.window,
         hop=args.hop,
         batch_windows=max(args.batch_size, 1),
-        speakers_db=args.speakers_db,
+        speakers_db=args.db,
         name_threshold=args.name_threshold,
     )
     total_audio = total_time = 0.0
 
+    def target(recording: str, suffix: str, kind):
+        return output_below(output, recording, suffix, kind, inputs, "recording id")
+
     def work(recording: str, path: Path) -> None:
         nonlocal total_audio, total_time
+        rttm, json_file = target(recording, ".rttm", RTTM), target(recording, ".json", DIARIZATION_JSON)
+        picture = target(recording, ".png", PNG) if args.plot else None
         source = AudioSource(path, channel=args.channel, name=recording)
         result = diarizer.diarize(
             source,
@@ -133,9 +141,9 @@ def run(args) -> int:
             max_speakers=args.max_speakers,
             recording=recording,
         )
-        with atomic_write(path_below(output, recording, ".rttm", what="recording id"), mode="w") as stream:
+        with atomic_write(rttm, mode="w") as stream:
             stream.write(result.to_rttm())
-        with atomic_write(path_below(output, recording, ".json", what="recording id"), mode="w") as stream:
+        with atomic_write(json_file, mode="w") as stream:
             stream.write(result.to_json() + "\n")
         total_audio += result.duration
         total_time += result.timings.get("total", 0.0)
@@ -163,14 +171,12 @@ def run(args) -> int:
                 score = diarization_error(reference, result)
                 line += f"; DER {100 * score.der:.2f} %, JER {100 * score.jer:.2f} % (collar {DEFAULT_COLLAR} s)"
         print(line, file=sys.stderr)
-        if args.plot:
+        if picture is not None:
             from ..diarization.plot import plot_timeline
 
-            picture = path_below(output, recording, ".png", what="recording id")
             plot_timeline(picture, result, reference, title=recording, duration=result.duration)
 
-    output.mkdir(parents=True, exist_ok=True)
-    process_each(items, work, failures)
+    process_each(items, work, failures)  # the output folder is made by the first file written into it
     if total_audio:
         print(f"diarized {total_audio:.1f} s of audio in {total_time:.1f} s into {output}", file=sys.stderr)
     return report_failures(failures)

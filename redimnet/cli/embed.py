@@ -37,6 +37,7 @@ from ..pipeline import expected_length
 from ..speaker_db import model_fingerprint
 from .common import UsageError, reason, show
 from .models import add_model_arguments, model_from_arguments
+from .outputs import Inputs, check_output
 
 FLUSH_SECONDS = 300.0
 
@@ -217,8 +218,8 @@ def _run(args, world: distributed.World) -> int:
         raise UsageError(f"--workers must be 0 or more, got {args.workers}")
     if not args.inputs and not args.list:
         raise UsageError("nothing to embed: give audio files, folders or --list wav.scp")
-    output = open_output(args.output)
     items, failures = collect_inputs(args.inputs, args.list)
+    output = open_output(check_output(args.output, None, Inputs(*(path for _, path in items), *args.list)))
     done = output.done()
     todo = [(uid, path) for uid, path in items if uid not in done]
     skipped = len(items) - len(todo)

@@ -17,9 +17,9 @@ from ..evaluation.metrics import compute_metrics
 from ..evaluation.recipe import ScoringRecipe
 from ..evaluation.scoring import write_scores
 from ..evaluation.trials import EmbeddingIndex, IndexedTrials, TrialList, index_trials, read_trials
-from ..names import path_below
 from .common import UsageError, show
 from .models import add_model_arguments, model_from_arguments
+from .outputs import EMBEDDINGS, FOLDER, PNG, SCORES, Inputs, check_output, output_below
 
 P_TARGETS = (0.01, 0.05)
 
@@ -51,8 +51,8 @@ def register(subparsers):
     parser.add_argument(
         "--cache",
         metavar="PATH",
-        help="embeddings cache for --audio-root (default: OUTPUT_DIR/embeddings.npz, or "
-        "./redimnet_eval_embeddings.npz without --output-dir)",
+        help="keep the embeddings extracted with --audio-root in this .npz file and reuse them on the next run "
+        "(default: OUTPUT_DIR/embeddings.npz with --output-dir, else they are not kept)",
     )
     parser.add_argument(
         "--output-dir",
@@ -162,18 +162,21 @@ def _check_arguments(args) -> str:
     return norm
 
 
-def _extract_embeddings(args, utterances: List[str]) -> Tuple[np.ndarray, np.ndarray, str]:
+def _cache_file(args, inputs: Inputs) -> Optional[Path]:
+    """Where --audio-root's embeddings are kept: --cache, else OUTPUT_DIR/embeddings.npz, else nowhere."""
+    if args.cache:
+        return check_output(args.cache, EMBEDDINGS, inputs, "--cache")
+    if args.output_dir:
+        return check_output(Path(args.output_dir) / "embeddings.npz", EMBEDDINGS, inputs, "")
+    return None
+
+
+def _extract_embeddings(args, utterances: List[str], cache: Optional[Path]) -> Tuple[np.ndarray, np.ndarray, str]:
     """Embeddings of ``utterances`` under --audio-root, from the cache when it already holds them all."""
     root = Path(args.audio_root)
     if not root.is_dir():
         raise UsageError(f"--audio-root {root} is not a directory")
-    if args.cache:
-        cache = Path(args.cache)
-    elif args.output_dir:
-        cache = Path(args.output_dir) / "embeddings.npz"
-    else:
-        cache = Path("redimnet_eval_embeddings.npz")
-    if cache.is_file():
+    if cache is not None and cache.is_file():
         ids, matrix = load_embeddings(cache)
         index = EmbeddingIndex(ids)
         if all(index.find(u) is not None for u in utterances):
@@ -187,16 +190,15 @@ def _extract_embeddings(args, utterances: List[str]) -> Tuple[np.ndarray, np.nda
         ) from None
     threads.configure(args.threads)
     model = model_from_arguments(args)
-    result = embed_directory(model, root, utterances, cache)
-    if result is None:
-        ids, matrix = load_embeddings(cache)
-    elif isinstance(result, (str, Path)):
-        ids, matrix = load_embeddings(result)
-    elif isinstance(result, dict):
-        ids, matrix = np.asarray(list(result.keys())), np.stack([np.asarray(v) for v in result.values()])
-    else:
-        ids, matrix = result
-    return np.asarray(ids).astype(str), np.asarray(matrix, dtype=np.float32), f"embeddings of {root} (cache {cache})"
+    ids, matrix = embed_directory(model, root, utterances, cache)
+    if cache is None:
+        print(
+            "redimnet: note: the embeddings were not kept; --cache FILE.npz (or --output-dir) keeps them for "
+            "the next run",
+            file=sys.stderr,
+        )
+    kept = f"cache {cache}" if cache is not None else "not kept"
+    return np.asarray(ids).astype(str), np.asarray(matrix, dtype=np.float32), f"embeddings of {root} ({kept})"
 
 
 def _load_cohort(path: str, dim: int) -> np.ndarray:
@@ -227,10 +229,17 @@ def run(args) -> int:
         from ..evaluation.plots import require_matplotlib
 
         require_matplotlib()  # fail before the work when matplotlib is missing
+    inputs = Inputs(*args.trials, args.embeddings, args.cohort, args.backend, args.calibration)
+    output_dir = check_output(args.output_dir, FOLDER, inputs, "--output-dir") if args.output_dir else None
+    plot_dir = check_output(args.plot, FOLDER, inputs, "--plot") if args.plot else None
+    cache = _cache_file(args, inputs) if args.audio_root else None
     trial_lists = [read_trials(path) for path in args.trials]
+    file_names = _score_file_names(trial_lists)
+    named = "score file name (from the trial list's name)"
+    score_files = [output_below(output_dir, name, "", SCORES, inputs, named) for name in file_names if output_dir]
     if args.audio_root:
         utterances = list(dict.fromkeys(u for t in trial_lists for u in t.utterances()))
-        ids, matrix, source = _extract_embeddings(args, utterances)
+        ids, matrix, source = _extract_embeddings(args, utterances, cache)
     else:
         ids, matrix = load_embeddings(args.embeddings)
         source = str(args.embeddings)
@@ -249,11 +258,9 @@ def run(args) -> int:
     if norm == "asnorm" and recipe.top_k < args.top_k:
         notes.append(f"--top-k {args.top_k} is larger than the cohort; using all {recipe.top_k} cohort embeddings")
 
-    output_dir = Path(args.output_dir) if args.output_dir else None
-    file_names = _score_file_names(trial_lists)
     results: List[Dict] = []
     curves, llr_curves = {}, {}
-    for item, file_name in zip(indexed, file_names):
+    for number, (item, file_name) in enumerate(zip(indexed, file_names)):
         scores = scorer(item.enroll_rows, item.test_rows)
         labels = item.labels
         metrics = compute_metrics(scores, labels, P_TARGETS)
@@ -266,10 +273,9 @@ def run(args) -> int:
             "score_file": None,
         }
         entry.update(_calibration_metrics(scores, labels, recipe, calibration, args))
-        if output_dir is not None:
+        if score_files:
             enroll, test = item.kept_pairs()
-            target = path_below(output_dir, file_name, what="score file name (from the trial list's name)")
-            entry["score_file"] = str(write_scores(target, enroll, test, scores, labels))
+            entry["score_file"] = str(write_scores(score_files[number], enroll, test, scores, labels))
         results.append(entry)
         curves[file_name[: -len(".scores")]] = (scores, labels)
         if calibration is not None or recipe.gives_llrs:
@@ -279,17 +285,19 @@ def run(args) -> int:
             )
 
     plots: List[str] = []
-    if args.plot:
+    if plot_dir is not None:
         from ..evaluation.plots import plot_det, plot_reliability, plot_score_histogram
 
-        plot_dir = Path(args.plot)
-        plots.append(str(plot_det(curves, plot_dir / "det.png", title=f"DET ({recipe.title()})")))
+        def picture(name: str) -> Path:
+            return output_below(plot_dir, name, ".png", PNG, inputs, "plot name (from the trial list's name)")
+
+        plots.append(str(plot_det(curves, picture("det"), title=f"DET ({recipe.title()})")))
         for name, (scores, labels) in curves.items():
-            target = path_below(plot_dir, f"scores_{name}", ".png", what="plot name (from the trial list's name)")
+            target = picture(f"scores_{name}")
             plots.append(str(plot_score_histogram(scores, labels, target, title=f"{name} scores ({recipe.title()})")))
         if llr_curves:
             plots.append(
-                str(plot_reliability(llr_curves, plot_dir / "reliability.png", title=f"reliability ({recipe.title()})"))
+                str(plot_reliability(llr_curves, picture("reliability"), title=f"reliability ({recipe.title()})"))
             )
 
     for note in notes:

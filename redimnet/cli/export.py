@@ -2,6 +2,7 @@
 
 from ..export import FORMATS, export_model
 from .models import add_model_arguments, model_from_arguments
+from .outputs import ONNX, TORCHSCRIPT, Inputs, check_output
 
 
 def register(subparsers):
@@ -25,8 +26,9 @@ def register(subparsers):
 
 
 def run(args) -> int:
+    output = check_output(args.output, ONNX if args.format == "onnx" else TORCHSCRIPT, Inputs(args.checkpoint))
     model = model_from_arguments(args)
-    path = export_model(model, args.output, args.format, features_in=args.features_in)
+    path = export_model(model, output, args.format, features_in=args.features_in)
     kind = "features [N, F, frames]" if args.features_in else "waveform [N, T]"
     print(f"wrote {path} ({args.format}; input: {kind}, output: embedding [N, {model.config.embed_dim}])")
     return 0

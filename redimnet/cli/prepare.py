@@ -4,9 +4,9 @@ import argparse
 import dataclasses
 import os
 import sys
-from pathlib import Path
 
 from .common import UsageError
+from .outputs import FOLDER, TEXT_LIST, Inputs, check_output
 
 REFUSED_LIST = "refused.tsv"
 
@@ -53,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     scan = scan_data_folder(args.data_dir, extensions, follow_symlinks=args.follow_symlinks)
     # absolute paths: the lists are read from anywhere (relative ones count from the list's folder)
     utterances = [dataclasses.replace(u, path=os.path.abspath(u.path)) for u in scan.utterances]
-    out = Path(args.output)
+    inputs = Inputs(*(u.path for u in utterances))
+    out = check_output(args.output, FOLDER, inputs)
+    for name in ("wav.scp", "utt2spk", "spk2utt", "list.csv", REFUSED_LIST):
+        check_output(out / name, TEXT_LIST, inputs, option="")
     wav_scp, utt2spk = write_kaldi_lists(utterances, out)
     with open(out / "list.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)

@@ -16,8 +16,8 @@ from .. import threads
 from ..audio import AudioError, iter_inputs
 from ..errors import RedimnetError
 from ..fileio import atomic_write
-from ..names import path_below
 from .common import UsageError, show
+from .outputs import FOLDER, RTTM, Inputs, check_output, output_below
 
 DESCRIPTION = (
     "Find speech in audio files and write it as RTTM (label 'speech'). Exit status: 0 all files "
@@ -167,13 +167,13 @@ def run(args) -> int:
     threads.configure(args.threads)
     vad = vad_from_arguments(args)
     items, failures = collect_recordings(args.inputs)
-    output = Path(args.output)
-    single = output.suffix.lower() == ".rttm"
-    if output.exists() and not single and not output.is_dir():
-        raise UsageError(f"-o {output}: exists and is not a folder (name a .rttm file or a folder)")
+    inputs = Inputs(*(path for _, path in items))
+    single = Path(args.output).suffix.lower() == ".rttm"
+    output = check_output(args.output, RTTM if single else FOLDER, inputs)
     texts = []
 
     def work(recording: str, path: Path) -> None:
+        target = output if single else output_below(output, recording, ".rttm", RTTM, inputs, "recording id")
         source = AudioSource(path, channel=args.channel, name=recording)
         segments = vad.segments(source)
         text = format_rttm(segments, recording)
@@ -186,7 +186,7 @@ def run(args) -> int:
         if single:
             texts.append(text)
         else:
-            with atomic_write(path_below(output, recording, ".rttm", what="recording id"), mode="w") as stream:
+            with atomic_write(target, mode="w") as stream:
                 stream.write(text)
 
     process_each(items, work, failures)
