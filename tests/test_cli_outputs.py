@@ -174,3 +174,12 @@ def test_check_output_sees_inputs_through_links(tmp_path):
     with pytest.raises(OutputError, match="is a folder"):
         check_output(tmp_path, RTTM)
     assert check_output(tmp_path / "new.rttm", RTTM, inputs) == tmp_path / "new.rttm"
+
+
+def test_diarize_makes_no_output_folder_when_every_input_fails(data, tmp_path, capsys):
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt nonsense")
+    out = tmp_path / "out"
+    status = run("diarize", broken, tmp_path / "absent.wav", "-o", out, "--checkpoint", data["checkpoint"])
+    assert status == 1 and "2 input(s) failed" in capsys.readouterr().err
+    assert not out.exists()
