@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,6 +38,7 @@ def run_bench(tmp_path, *extra):
     return done, out
 
 
+@pytest.mark.slow
 def test_bench_reports_both_paths_with_their_agreement(tmp_path):
     done, out = run_bench(tmp_path, "--rounds", "2")
     assert done.returncode == 0, done.stderr
@@ -52,6 +55,7 @@ def test_bench_reports_both_paths_with_their_agreement(tmp_path):
     assert "optimized" in done.stdout and "vs original" in done.stdout
 
 
+@pytest.mark.slow
 def test_bench_rejects_bad_options(tmp_path):
     done, _ = run_bench(tmp_path, "--rounds", "0")
     assert done.returncode == 2 and "--rounds" in done.stderr

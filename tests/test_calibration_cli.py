@@ -216,6 +216,7 @@ def test_backend_adapt_and_bad_options(data, capsys, tmp_path):
     assert "--prior" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_verify_and_identify_with_calibration(tmp_path, b0_model_and_checkpoint, capsys):
     _, checkpoint = b0_model_and_checkpoint
     rng = np.random.default_rng(1)

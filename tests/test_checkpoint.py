@@ -167,6 +167,7 @@ def test_state_dict_of_another_model(tmp_path):
         redimnet.load_checkpoint(write(tmp_path / "other.pt", content))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "options",
     [

@@ -120,6 +120,7 @@ def test_console_entry_point_runs():
     assert "unknown model" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_the_program_keeps_the_garbage_collector_off_start_up_objects():
     """As the program itself, the command runs with everything start-up built frozen out of the
     collector's sight (imports run with it off) and ends frozen; a caller of main(argv) in its own

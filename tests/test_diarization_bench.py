@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "diarization.py"
 
@@ -15,6 +17,7 @@ def _run(*argv):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_stages_report_memory_and_results(tmp_path):
     from redimnet.synth import generate_conversation
 

@@ -211,6 +211,7 @@ def test_silero_vad_leaves_the_model_its_threads(monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_bad_inputs(tmp_path, conversation, b0_model_and_checkpoint, capsys, one_thread):
     _, checkpoint = b0_model_and_checkpoint
     soundfile.write(str(tmp_path / "silent.wav"), np.zeros(RATE * 3, dtype=np.float32), RATE)

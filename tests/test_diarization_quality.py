@@ -9,6 +9,8 @@ the number of speakers estimated and with it given, and clearly fewer in all.
 
 from pathlib import Path
 
+import pytest
+
 import redimnet
 from redimnet.diarization import Diarizer, EnergyVAD, SpectralClustering, read_rttm
 from redimnet.diarization.baseline import MFCCStatsEmbedder
@@ -34,6 +36,7 @@ def _diarizer(embedder, standardise):
     return Diarizer(embedder, vad=EnergyVAD(), clustering=clustering)
 
 
+@pytest.mark.slow
 def test_trained_redimnet_diarizes_clearly_better_than_the_mfcc_baseline(tmp_path, one_thread):
     systems = {
         "redimnet": _diarizer(redimnet.Embedder(redimnet.load_checkpoint(CHECKPOINT), device="cpu"), False),

@@ -71,6 +71,7 @@ def expected_embedding(model, path):
         return model(torch.from_numpy(read_audio(path))[None]).numpy()[0]
 
 
+@pytest.mark.slow
 def test_embed_folder_with_bad_files(tmp_path, corpus, model_and_checkpoint, capsys):
     root, good, bad = corpus
     model, checkpoint = model_and_checkpoint
@@ -94,6 +95,7 @@ def test_embed_folder_with_bad_files(tmp_path, corpus, model_and_checkpoint, cap
     assert "5 input(s) failed" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_rerun_skips_done_and_clears_failures(tmp_path, corpus, model_and_checkpoint, capsys):
     root, good, bad = corpus
     _, checkpoint = model_and_checkpoint
@@ -118,6 +120,7 @@ def test_rerun_skips_done_and_clears_failures(tmp_path, corpus, model_and_checkp
     assert not any(p.name.endswith(".tmp.npz") for p in tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_npy_folder_and_kaldi_outputs_and_lists(tmp_path, corpus, model_and_checkpoint):
     root, good, _ = corpus
     _, checkpoint = model_and_checkpoint
@@ -260,6 +263,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_on_gloo(tmp_path, corpus, model_and_checkpoint):
     root, good, bad = corpus
     _, checkpoint = model_and_checkpoint

@@ -25,6 +25,7 @@ def load(name):
     return redimnet.load_checkpoint(official_file(f"{name}.pt")), dict(np.load(official_file(f"{name}.npz")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_onnx_matches_fixture(name, tmp_path):
     ort = pytest.importorskip("onnxruntime")
@@ -38,6 +39,7 @@ def test_onnx_matches_fixture(name, tmp_path):
         assert relative_error(out, expected[f"embedding_{which}"]) <= TOLERANCE, (name, which)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_torchscript_matches_fixture(name, tmp_path):
     model, expected = load(name)
@@ -49,6 +51,7 @@ def test_torchscript_matches_fixture(name, tmp_path):
             assert relative_error(out, expected[f"embedding_{which}"]) <= TOLERANCE, (name, which)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_features_in_export(fmt, tmp_path):
     model, expected = load("b0")
@@ -82,6 +85,7 @@ def run_cli(argv):
     return args.handler(args)
 
 
+@pytest.mark.slow
 def test_cli_exports_checkpoint(tmp_path, capsys):
     out = tmp_path / "model.ts"
     assert (

@@ -36,6 +36,7 @@ def run_pytest(tmp_path, **variables):
     return done.returncode, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_missing_fixtures_skip_with_one_reason(tmp_path):
     code, out = run_pytest(tmp_path)
     assert code == 0, out
@@ -45,6 +46,7 @@ def test_missing_fixtures_skip_with_one_reason(tmp_path):
     assert reasons.pop().startswith(f"reference fixtures not found in {tmp_path / 'nowhere'} (set REDIMNET_FIXTURES")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variables", [{"CI": "true"}, {"REDIMNET_REQUIRE_FIXTURES": "1"}])
 def test_missing_fixtures_fail_where_required(tmp_path, variables):
     code, out = run_pytest(tmp_path, **variables)
@@ -52,6 +54,7 @@ def test_missing_fixtures_fail_where_required(tmp_path, variables):
     assert "reference fixtures missing" in out or "reference fixture missing" in out, out
 
 
+@pytest.mark.slow
 def test_explicit_opt_out_wins_over_ci(tmp_path):
     code, out = run_pytest(tmp_path, CI="true", REDIMNET_REQUIRE_FIXTURES="0")
     assert code == 0, out

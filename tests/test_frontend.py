@@ -11,6 +11,7 @@ from redimnet.frontend import MelSpectrogramFrontEnd, TFMelFrontEnd, make_fronte
 FIXTURE_NAMES = require_fixtures()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_filters_and_windows_match_the_checkpoint(name):
     """A fresh model's front-end constants equal (to float32 rounding) those stored by the original."""

@@ -79,6 +79,7 @@ rates = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(array=arrays, rate=rates)
 def test_random_arrays_embed_or_fail_cleanly(embedder, array, rate):
@@ -212,6 +213,7 @@ def test_probe_sees_an_allocation_below_an_earlier_peak(probe):
     assert raised is None and nothing < 20
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(config=st.one_of(_config, _valid_config), with_tensor=st.booleans())
 def test_fuzz_checkpoint_configs_never_allocate(tmp_path, probe, config, with_tensor):

@@ -71,6 +71,7 @@ def test_other_rates_and_channels_are_resampled_and_mixed(model, embedder):
     close(left.embed(stereo, rate), direct(model, resample(stereo[0], rate)))
 
 
+@pytest.mark.slow
 def test_embed_file_and_batches_of_equal_and_unequal_lengths(tmp_path, model, embedder):
     paths, waves = [], []
     for i, length in enumerate([16000, 12000, 16000, 16000, 9000]):

@@ -170,6 +170,7 @@ def test_the_matrix_covers_every_option_value_and_every_pair():
     assert len(CASES) < 60  # pairwise, not the full product
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[case_id(case) for case in CASES])
 def test_fast_form_matches_plain_model(case, one_thread):
     errors = fast_vs_plain(make_config(case))

@@ -44,6 +44,7 @@ def fixture(request):
     return name, model, optimize_for_inference(model), dict(np.load(OFFICIAL / f"{name}.npz"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["batch", "single"])
 def test_matches_fixture_and_plain_path(fixture, which):
     name, plain, fast, expected = fixture
@@ -85,6 +86,7 @@ def test_input_model_untouched():
         assert torch.equal(fast(wave), first)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["b0", "b2", "b5"])
 def test_presets_with_random_norms(preset):
     torch.manual_seed(1)
@@ -180,6 +182,7 @@ def test_batch_norm_folding():
         assert torch.allclose(nn.functional.linear(v, w, b), linear(bn_before(v)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compile_option_returns_working_module():
     pytest.importorskip("torch._dynamo")
     model = redimnet.build("b0").eval()
@@ -280,6 +283,7 @@ print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
 def test_keeping_freed_memory_stops_page_faults_between_passes():
     """With glibc's defaults the first pass's buffers go back to the kernel (mmap, then trimming),

@@ -57,6 +57,7 @@ def close(a, b, tol=1e-4):
     assert np.max(np.abs(a - b)) <= tol * max(np.max(np.abs(b)), 1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate,channels", [(8000, 1), (16000, 2), (44100, 1)])
 def test_streamed_file_equals_whole_file_embedding(tmp_path, model, monkeypatch, rate, channels):
     monkeypatch.setattr(audio_module, "BLOCK_FRAMES", 777)  # many blocks, none aligned with the windows
@@ -209,6 +210,7 @@ def test_a_header_with_the_wrong_length_still_gives_the_true_embedding(tmp_path,
         close(embedder.embed_file(path), expected, tol=1e-5)
 
 
+@pytest.mark.slow
 def test_workers_give_bit_identical_results_and_per_file_errors(tmp_path, model, monkeypatch):
     """Short inputs travel from a worker as one record (window and length together), long ones window by
     window: either way the results equal the in-process ones bit for bit, and a bad file fails alone."""
@@ -270,6 +272,7 @@ def test_silence_is_refused_by_the_embedder(tmp_path, model):
         check_signal_level(np.zeros(10, np.float32))
 
 
+@pytest.mark.slow
 def test_silence_is_a_per_file_failure_in_embed_and_an_error_in_verify(tmp_path, checkpoint, capsys):
     folder = tmp_path / "in"
     folder.mkdir()

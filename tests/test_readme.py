@@ -164,6 +164,7 @@ def run_blocks(text: str, where: str, folder, env):
             )
 
 
+@pytest.mark.slow
 def test_console_examples_run(shell):
     folder, env = shell
     evaluation = (PROJECT_ROOT / "docs" / "evaluation.md").read_text()

@@ -19,6 +19,7 @@ def load(name):
     return redimnet.load_checkpoint(REDIMNET2 / f"{name}.pt"), dict(np.load(REDIMNET2 / f"{name}.npz"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_onnx_matches_fixture(name, tmp_path):
     ort = pytest.importorskip("onnxruntime")
@@ -31,6 +32,7 @@ def test_onnx_matches_fixture(name, tmp_path):
         assert relative_error(out, expected[f"embedding_{which}"]) <= TOLERANCE, (name, which)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_torchscript_matches_fixture(name, tmp_path):
     model, expected = load(name)

@@ -100,6 +100,7 @@ def test_outputs_match_official(fixture, which):
     assert not bad, f"{name}/{which}: relative errors above tolerance: {bad}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["batch", "single"])
 def test_optimized_path_matches_official(fixture, which):
     """The optimised inference form (time-major, folded batch norms, fused blocks) on every fixture."""
@@ -125,6 +126,7 @@ def test_batch_items_are_independent(fixture):
     assert relative_error(torch.cat(alone), together.numpy()) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_save_writes_the_official_file_layout(fixture, tmp_path):
     """A saved model has exactly the official file's keys, shapes and tensors, and a
     model_config the official constructor accepts, so the official class loads it strictly."""

@@ -57,6 +57,7 @@ def served(tmp_path_factory):
     server.close()
 
 
+@pytest.mark.slow
 def test_every_verb_takes_a_redimnet2_model(served, tmp_path, monkeypatch, capsys):
     root, server, model = served
     monkeypatch.setenv("REDIMNET_BASE_URL", server.url)

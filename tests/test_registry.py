@@ -105,6 +105,7 @@ def test_preset_matches_published_config(name):
     assert redimnet.get_preset(name).config == redimnet.ModelConfig.from_dict(published)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TABLE))
 def test_parameters_and_gmacs(name):
     """Counted on the built network: close to the original's figures, and equal to the stored ones."""

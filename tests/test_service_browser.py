@@ -71,6 +71,7 @@ def page():
                 browser.close()
 
 
+@pytest.mark.slow
 def test_upload_verify_enroll_identify_and_errors(server, page, tmp_path):
     a1, a2 = write_clip(tmp_path / "alice-1.wav", 1, 1), write_clip(tmp_path / "alice-2.wav", 1, 2)
     bad = tmp_path / "notes.wav"

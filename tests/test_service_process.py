@@ -119,6 +119,7 @@ class Server:
         self.process.stdout.close()
 
 
+@pytest.mark.slow
 def test_sigkill_during_enrolments_loses_nothing_acknowledged(checkpoint, tmp_path):
     db = tmp_path / "speakers.db"
     recordings = [clip(1, 1, seconds=1.0), clip(2, 2, seconds=1.0)]
@@ -175,6 +176,7 @@ def test_sigkill_during_enrolments_loses_nothing_acknowledged(checkpoint, tmp_pa
         restarted.stop()
 
 
+@pytest.mark.slow
 def test_bad_requests_under_load_do_not_disturb_the_others(checkpoint, tmp_path):
     """Two worker processes; bad requests mixed into concurrent good ones."""
     a, b = clip(1, 1), clip(2, 2)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from conftest import TINY_MODEL
@@ -16,6 +17,7 @@ from redimnet.synth import generate_corpus
 from redimnet.training.checkpointing import load_training_state
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_one_model(tmp_path):
     generate_corpus(tmp_path / "audio", speakers=range(4), utterances=3, seconds=0.6)
     assert (

@@ -49,6 +49,7 @@ def _held_out_eer(capsys, corpus, checkpoint, name) -> float:
     return result["eer"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["synthetic_small", "redimnet2_synthetic_small"], ids=["redimnet", "redimnet2"])
 def test_training_on_synthetic_speakers_separates_held_out_speakers(tmp_path, capsys, recipe):
     corpus = tmp_path / "corpus"

@@ -58,6 +58,7 @@ def _weights(path: Path) -> dict:
     return redimnet.load_checkpoint(path).state_dict()
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_exactly(corpus, tmp_path):
     straight = train(load_config(_config(corpus, tmp_path / "straight")), log=lambda _: None)
     assert straight.steps == 8
@@ -159,6 +160,7 @@ def test_large_margin_fine_tuning_starts_from_a_training_state(corpus, tmp_path)
     assert pre.final_model.exists()
 
 
+@pytest.mark.slow
 def test_killing_the_process_leaves_loadable_checkpoints_and_resume_finishes(corpus, tmp_path):
     import subprocess
     import sys
