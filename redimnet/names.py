@@ -69,6 +69,8 @@ def printable(text: object) -> str:
 
 
 def _first_control(text: str):
+    if text.isascii() and text.isprintable():  # fast path (bulk imports): printable ASCII has no control character
+        return None
     return next((c for c in text if _is_control(c)), None)
 
 

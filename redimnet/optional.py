@@ -24,6 +24,8 @@ EXTRAS = {
     "starlette": ("starlette", "serve"),
     "uvicorn": ("uvicorn", "serve"),
     "python_multipart": ("python-multipart", "serve"),
+    "usearch": ("usearch", "search"),
+    "psycopg": ("psycopg[binary]", "postgres"),
 }
 
 

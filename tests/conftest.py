@@ -122,3 +122,28 @@ def b0_model_and_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = redimnet.build("b0").eval()
     return model, redimnet.save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "b0.pt")
+
+
+# --- a throwaway PostgreSQL server (the PostgreSQL speaker store's tests) ------------------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """URL of a PostgreSQL server started for this test session (Debian's ``postgresql`` package); the tests
+    that use it are skipped, with one reason, where the server binaries or psycopg are missing."""
+    from redimnet.testing.postgres import MISSING, find_binaries, temporary_server
+
+    if find_binaries() is None:
+        pytest.skip(MISSING)
+    pytest.importorskip("psycopg", reason='psycopg is not installed: pip install "redimnet[postgres]"')
+    with temporary_server() as url:
+        yield url
+
+
+_DATABASES = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """URL of a new, empty database on the session's PostgreSQL server."""
+    from redimnet.testing.postgres import create_database
+
+    return create_database(postgres_server, f"test_{next(_DATABASES)}")

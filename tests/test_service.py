@@ -21,6 +21,7 @@ import redimnet  # noqa: E402
 from redimnet.service import Service, ServiceSettings, create_app  # noqa: E402
 from redimnet.service.app import ROUTES  # noqa: E402
 from redimnet.speaker_db import SpeakerDatabase, model_fingerprint  # noqa: E402
+from redimnet.speakers.sql import EmptyStoreError  # noqa: E402
 from redimnet.synth import synthesize, voice_for  # noqa: E402
 
 TOKEN = "test-token-0123456789abcdef"
@@ -529,6 +530,12 @@ class DictStore:
 
         return [Speaker(name, len(rows), 0.0, 0.0) for name, rows in sorted(self.shared.items())]
 
+    def count(self):
+        return len(self.shared), sum(len(rows) for rows in self.shared.values())
+
+    def has_speaker(self, name):
+        return name in self.shared
+
     def utterances(self, name):
         return [str(i) for i in range(len(self.shared[name]))], np.stack(self.shared[name])
 
@@ -536,11 +543,16 @@ class DictStore:
         return redimnet.similarity.l2_normalize(np.stack(self.shared[name])).mean(axis=0)
 
     def identify(self, embedding, top=5, fingerprint=None):
+        if not self.shared:
+            raise EmptyStoreError("nobody is enrolled")
         scores = [(n, redimnet.similarity.cosine_score(embedding, self.speaker_model(n))) for n in self.shared]
         return sorted(scores, key=lambda item: -item[1])[:top]
 
     def built_with(self):
         return None
+
+    def close(self):
+        pass
 
 
 def test_the_service_runs_on_another_store(embedder, tmp_path, clips):
@@ -548,6 +560,7 @@ def test_the_service_runs_on_another_store(embedder, tmp_path, clips):
     settings = ServiceSettings(db=tmp_path / "unused.db", token=TOKEN, max_wait=0.002)
     service = Service(embedder, settings, model_fingerprint(embedder.model), store=lambda: DictStore(shared))
     with TestClient(create_app(service), raise_server_exceptions=False) as client:
+        assert client.post("/v1/identify", files=files(audio=("b1.wav", clips["b1"]))).json()["matches"] == []
         for name, clip in (("Alice", "a1"), ("Bob", "b1")):
             assert (
                 client.post(

@@ -62,7 +62,8 @@ def register(subparsers) -> None:
     group.add_argument(
         "--db",
         metavar="DB",
-        help="speaker database (redimnet enroll): name clusters that match an enrolled speaker",
+        help="speaker database (redimnet enroll; a SQLite file or a postgresql:// URL): name clusters that match "
+        "an enrolled speaker",
     )
     # the option's earlier name, kept working for existing scripts (not listed in --help)
     group.add_argument("--speakers-db", dest="db", metavar="DB", help=argparse.SUPPRESS)
@@ -100,10 +101,11 @@ def run(args) -> int:
     from ..diarization.der import DEFAULT_COLLAR, diarization_error
     from ..diarization.pipeline import Diarizer
     from ..diarization.stream import AudioSource
+    from ..speakers.stores import is_url
     from .der import read_rttms
 
     _check_counts(args)
-    if args.db and not Path(args.db).is_file():
+    if args.db and not is_url(args.db) and not Path(args.db).is_file():
         raise UsageError(f"--db {show(args.db)}: no such file; enrol speakers with redimnet enroll")
     references = read_rttms(args.reference) if args.reference else None
     items, failures = collect_recordings(args.inputs)

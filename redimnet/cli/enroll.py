@@ -1,8 +1,10 @@
-"""Speaker database verbs: ``redimnet enroll``, ``redimnet identify``, ``redimnet speakers list|remove``.
+"""Speaker database verbs: ``redimnet enroll``, ``redimnet identify``, ``redimnet speakers list|remove|import``.
 
-The database is a SQLite file (``--db``, default ``speakers.db``); see
-:mod:`redimnet.speaker_db`.  ``enroll`` and ``identify`` need the same model
-each time (the database refuses embeddings of another model).
+The database (``--db``) is a SQLite file (default ``speakers.db``; see
+:mod:`redimnet.speaker_db`) or a ``postgresql://`` URL (see
+:mod:`redimnet.speakers.postgres`), opened by
+:func:`redimnet.speakers.stores.open_store`.  ``enroll`` and ``identify`` need
+the same model each time (the database refuses embeddings of another model).
 """
 
 import json
@@ -10,12 +12,20 @@ import sys
 from datetime import datetime, timezone
 
 from ..names import check_speaker_name
-from ..speaker_db import SpeakerDatabase, model_fingerprint
+from ..speaker_db import model_fingerprint
+from ..speakers.bulk import DEFAULT_BATCH, SPEAKER_RULES, import_embeddings
+from ..speakers.stores import open_store, store_label
 from .common import UsageError, show
 from .decisions import add_decision_arguments, scoring_from_arguments
 from .embed import add_embedder_arguments, collect_inputs, embedder_from_arguments
 
 DEFAULT_DB = "speakers.db"
+DB_HELP = f"speaker database: a SQLite file (default {DEFAULT_DB}) or a postgresql://user@host:port/dbname URL"
+
+
+def add_db_argument(parser) -> None:
+    """``--db``: where the speakers are (every verb that reads or writes them takes the same option)."""
+    parser.add_argument("--db", default=DEFAULT_DB, metavar="FILE_OR_URL", help=DB_HELP)
 
 
 def register(subparsers) -> None:
@@ -27,7 +37,7 @@ def register(subparsers) -> None:
     )
     enroll.add_argument("name", metavar="NAME", help="speaker name")
     enroll.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders of a single speaker")
-    enroll.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
+    add_db_argument(enroll)
     add_embedder_arguments(enroll)
     enroll.set_defaults(handler=run_enroll)
 
@@ -39,7 +49,7 @@ def register(subparsers) -> None:
     )
     identify.add_argument("file", metavar="FILE", help="audio file")
     identify.add_argument("--top", type=int, default=5, help="how many speakers to print (default 5)")
-    identify.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
+    add_db_argument(identify)
     identify.add_argument("--json", action="store_true", help="print JSON")
     add_decision_arguments(identify, threshold=False)
     add_embedder_arguments(identify)
@@ -47,16 +57,37 @@ def register(subparsers) -> None:
 
     speakers = subparsers.add_parser(
         "speakers",
-        help="list or remove enrolled speakers",
+        help="list, remove or bulk-import enrolled speakers",
         description="'speakers' or 'speakers list' shows the enrolled speakers (last enrolment in ISO-8601 "
-        "UTC); 'speakers remove NAME' deletes one.",
+        "UTC); 'speakers remove NAME' deletes one; 'speakers import EMBEDDINGS' adds every speaker of an "
+        "embeddings file written by 'redimnet embed' (the speaker of each embedding from --utt2spk, else "
+        "--speaker-from), in one transaction per --batch speakers, then builds the speaker index.",
     )
     speakers.add_argument(
-        "action", nargs="?", default="list", choices=["list", "remove"], help="list (the default), or remove NAME"
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "remove", "import"],
+        help="list (the default), remove NAME, or import EMBEDDINGS",
     )
-    speakers.add_argument("name", nargs="?", metavar="NAME", help="speaker to remove")
-    speakers.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB})")
-    speakers.add_argument("--json", action="store_true", help="print JSON (list)")
+    speakers.add_argument("name", nargs="?", metavar="NAME_OR_FILE", help="speaker to remove, or file to import")
+    add_db_argument(speakers)
+    speakers.add_argument("--json", action="store_true", help="print JSON (list, import)")
+    group = speakers.add_argument_group("import")
+    group.add_argument("--utt2spk", metavar="FILE", help="Kaldi utt2spk file: 'EMBEDDING_ID SPEAKER' per line")
+    group.add_argument(
+        "--speaker-from",
+        choices=SPEAKER_RULES,
+        default="first-component",
+        help="without --utt2spk: the speaker is the id's first path component (alice/call1.wav -> alice; the "
+        "default) or the whole id (each embedding its own speaker, e.g. a cohort file)",
+    )
+    group.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help=f"speakers per transaction (default {DEFAULT_BATCH})"
+    )
+    group.add_argument(
+        "--no-index", action="store_true", help="do not build the speaker index now (the first identify will)"
+    )
     speakers.set_defaults(handler=run_speakers)
 
 
@@ -80,9 +111,10 @@ def run_enroll(args) -> int:
         return 1
     import numpy as np
 
-    with SpeakerDatabase(args.db) as db:
+    with open_store(args.db) as db:
         total = db.enroll(args.name, np.stack(vectors), ids, fingerprint=model_fingerprint(embedder.model))
-    print(f"enrolled {len(vectors)} recording(s) for '{show(args.name)}' ({total} in total) in {show(args.db)}")
+    where = show(store_label(args.db))
+    print(f"enrolled {len(vectors)} recording(s) for '{show(args.name)}' ({total} in total) in {where}")
     return 1 if failures else 0
 
 
@@ -91,7 +123,7 @@ def run_identify(args) -> int:
     embedding = embedder.embed_file(args.file)
     fingerprint = model_fingerprint(embedder.model)
     scoring = scoring_from_arguments(args, fingerprint, int(embedding.shape[0]))
-    with SpeakerDatabase(args.db, create=False) as db:
+    with open_store(args.db, create=False) as db:
         if scoring.backend is None:
             matches = db.identify(embedding, top=args.top, fingerprint=fingerprint)
         else:
@@ -127,16 +159,18 @@ def run_identify(args) -> int:
 
 
 def run_speakers(args) -> int:
+    if args.action == "import":
+        return run_import(args)
     if args.action == "remove":
         if not args.name:
             raise UsageError("speakers remove needs the NAME of the speaker to remove")
-        with SpeakerDatabase(args.db, create=False) as db:
+        with open_store(args.db, create=False) as db:
             count = db.remove(args.name)
-        print(f"removed '{show(args.name)}' ({count} recording(s)) from {show(args.db)}")
+        print(f"removed '{show(args.name)}' ({count} recording(s)) from {show(store_label(args.db))}")
         return 0
     if args.name:
         raise UsageError("speakers list takes no NAME")
-    with SpeakerDatabase(args.db, create=False) as db:
+    with open_store(args.db, create=False) as db:
         speakers = db.speakers()
     if args.json:
         print(
@@ -144,12 +178,44 @@ def run_speakers(args) -> int:
         )
         return 0
     if not speakers:
-        print(f"no speakers enrolled in {args.db}")
+        print(f"no speakers enrolled in {show(store_label(args.db))}")
         return 0
     width = max(7, max(len(show(s.name)) for s in speakers))
     print(f"{'speaker':<{width}}  recordings  last enrolled (UTC)")
     for s in speakers:
         print(f"{show(s.name):<{width}}  {s.utterances:>10}  {_utc(s.updated)}")
+    return 0
+
+
+def run_import(args) -> int:
+    import time
+
+    from ..evaluation.trials import read_utt2spk
+
+    if not args.name:
+        raise UsageError("speakers import needs the EMBEDDINGS file to import (written by 'redimnet embed')")
+    if args.batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {args.batch}")
+    utt2spk = read_utt2spk(args.utt2spk) if args.utt2spk else None
+    with open_store(args.db) as db:
+        report = import_embeddings(db, args.name, utt2spk=utt2spk, rule=args.speaker_from, batch=args.batch)
+        kind, seconds = None, 0.0
+        if not args.no_index and report.speakers:
+            started = time.perf_counter()
+            kind = db.prepare_index()
+            db.save_index()
+            seconds = time.perf_counter() - started
+    if args.json:
+        fields = {k: getattr(report, k) for k in ("speakers", "new", "updated", "recordings", "batches", "seconds")}
+        print(json.dumps({**fields, "index": kind, "index_seconds": round(seconds, 3)}))
+        return 0
+    print(
+        f"imported {report.recordings} recording(s) of {report.speakers} speaker(s) ({report.new} new, "
+        f"{report.updated} already enrolled) from {show(args.name)} into {show(store_label(args.db))} in "
+        f"{report.batches} transaction(s), {report.seconds:.1f} s ({report.speakers_per_second:,.0f} speakers/s)"
+    )
+    if kind is not None:
+        print(f"speaker index: {kind}, ready in {seconds:.1f} s")
     return 0
 
 

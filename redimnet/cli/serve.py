@@ -37,7 +37,13 @@ def register(subparsers) -> None:
         "$REDIMNET_SERVICE_TOKEN or --token-file.",
     )
     group = parser.add_argument_group("service")
-    group.add_argument("--db", default=DEFAULT_DB, help=f"speaker database file (default {DEFAULT_DB}; created if new)")
+    group.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="FILE_OR_URL",
+        help=f"speaker database: a SQLite file (default {DEFAULT_DB}; created if new) or a "
+        "postgresql://user@host:port/dbname URL (shared by every process and host serving it)",
+    )
     group.add_argument(
         "--host",
         default="127.0.0.1",
@@ -89,22 +95,28 @@ def build_app(args, token):
     import numpy as np
 
     from ..service import Service, ServiceSettings, create_app
-    from ..speaker_db import SpeakerDatabase, SpeakerDatabaseError, model_fingerprint
+    from ..speaker_db import SpeakerDatabaseError, model_fingerprint
+    from ..speakers.stores import is_url, open_store, store_label
 
     embedder = embedder_from_arguments(args)
     fingerprint = model_fingerprint(embedder.model)
     scoring = scoring_from_arguments(args, fingerprint, int(embedder.embed_dim))
-    with SpeakerDatabase(args.db) as db:
+    db = open_store(args.db)  # kept open while serving: it holds the process's speaker index
+    try:
         built_with = db.built_with()
-    if built_with is not None and built_with != fingerprint:
-        raise SpeakerDatabaseError(
-            f"{args.db} was built with another model (fingerprint {built_with}, this one is "
-            f"{fingerprint}); serve it with that model, or use another --db"
-        )
+        if built_with is not None and built_with != fingerprint:
+            raise SpeakerDatabaseError(
+                f"{store_label(args.db)} was built with another model (fingerprint {built_with}, this one is "
+                f"{fingerprint}); serve it with that model, or use another --db"
+            )
+        db.prepare_index()  # load, check and update the speaker index before the first request
+    except BaseException:
+        db.close()
+        raise
     noise = np.random.default_rng(0).standard_normal(max(embedder.min_samples, 16000)).astype(np.float32) * 0.1
     embedder.embed_prepared([noise])  # the first forward pass is slow: pay it before the first request
     settings = ServiceSettings(
-        db=Path(args.db),
+        db=args.db if is_url(args.db) else Path(args.db),
         token=token,
         max_upload_bytes=int(args.max_upload_mb * 1e6),
         max_audio_seconds=args.max_upload_seconds,
@@ -113,7 +125,7 @@ def build_app(args, token):
         max_wait=args.batch_wait_ms / 1000,
         model_name=args.model or Path(args.checkpoint).name,
     )
-    return create_app(Service(embedder, settings, fingerprint, scoring))
+    return create_app(Service(embedder, settings, fingerprint, scoring, keep_open=db))
 
 
 def worker_app():
@@ -130,6 +142,7 @@ def run(args) -> int:
     require("python_multipart", "'redimnet serve'")
     uvicorn = require("uvicorn", "'redimnet serve'")
     from ..service.auth import TOKEN_ENV, is_loopback, load_token
+    from ..speakers.stores import store_label
 
     token = load_token(args.token_file)
     if token is None:
@@ -151,12 +164,13 @@ def run(args) -> int:
     app = build_app(args, token)  # also checks everything before listening
     print(
         f"redimnet: serving on http://{show(args.host)}:{args.port}/ (API /v1, schema /openapi.json); "
-        f"database {show(args.db)}",
+        f"database {show(store_label(args.db))}",
         file=sys.stderr,
     )
     if args.workers == 1:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
         return 0
+    app.state.service.close()  # the workers load the speaker index this saved
     del app
     os.environ[_ARGS_ENV] = json.dumps(options)
     uvicorn.run(

@@ -35,6 +35,7 @@ speech is not detected: each moment has at most one speaker.
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -219,7 +220,7 @@ class Diarizer:
         context: cluster each window together with its neighbours in the same speech region
             (see :func:`~redimnet.diarization.clustering.with_context`); the segments still come
             from each window's own embedding.
-        speakers_db: a :class:`redimnet.speaker_db.SpeakerDatabase` or a path (optional): clusters
+        speakers_db: an open speaker store, or a SQLite file or ``postgresql://`` URL (optional): clusters
             whose mean embedding scores at least ``name_threshold`` (cosine) against an enrolled
             speaker are named after them.
         name_threshold: see ``speakers_db``.
@@ -390,12 +391,13 @@ class Diarizer:
 
     def _names(self, embeddings: np.ndarray, labels: np.ndarray) -> Dict[int, tuple]:
         """Cluster -> (name, score) for clusters matching an enrolled speaker (each name used once)."""
-        from ..speaker_db import SpeakerDatabase, model_fingerprint
+        from ..speaker_db import model_fingerprint
+        from ..speakers.stores import open_store
 
         database = self.speakers_db
-        opened = not isinstance(database, SpeakerDatabase)
+        opened = isinstance(database, (str, os.PathLike))  # a file or URL; else an open store
         if opened:
-            database = SpeakerDatabase(database, create=False)
+            database = open_store(database, create=False)
         try:
             fingerprint = model_fingerprint(self.embedder.model)
             means = centroids(normalise(embeddings), labels)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 from starlette.applications import Starlette
@@ -34,7 +34,9 @@ from ..audio import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes, trim_sil
 from ..errors import RedimnetError
 from ..names import UnsafeNameError, check_speaker_name, printable
 from ..similarity import cosine_score
-from ..speaker_db import SpeakerDatabase, SpeakerDatabaseError
+from ..speaker_db import SpeakerDatabaseError
+from ..speakers.sql import EmptyStoreError
+from ..speakers.stores import is_url, open_store
 from .auth import check_bearer
 from .batcher import Batcher
 from .errors import ServiceError
@@ -57,9 +59,10 @@ MAX_TOP = 100
 
 @dataclass
 class ServiceSettings:
-    """What the operator chose: the database file, the write token, the limits and the batching."""
+    """What the operator chose: the speaker database, the write token, the limits and the batching."""
 
-    db: Path
+    db: Union[Path, str]
+    """A SQLite file, or a ``postgresql://`` URL (kept as text)."""
     token: Optional[str] = None
     max_upload_bytes: int = 20_000_000
     """Largest request body (all files and fields together)."""
@@ -77,7 +80,8 @@ class ServiceSettings:
     model_name: str = "model"
 
     def __post_init__(self):
-        self.db = Path(self.db)
+        if not is_url(self.db):
+            self.db = Path(self.db)
         if self.max_decoded_samples is None:
             self.max_decoded_samples = int(self.max_audio_seconds * 2 * 48_000)
 
@@ -113,20 +117,33 @@ class Service:
     """A :class:`redimnet.cli.decisions.Scoring`, or ``None`` for plain cosine without decisions."""
     batcher: Batcher = field(init=False)
     store: Optional[Callable[[], SpeakerStore]] = None
-    """Opens one connection to the speaker storage (default: the SQLite file ``settings.db``)."""
+    """Opens one connection to the speaker storage (default: :func:`redimnet.speakers.stores.open_store`
+    of ``settings.db``)."""
+    keep_open: Optional[SpeakerStore] = None
+    """A connection held for the service's life (``redimnet serve`` loads the speaker index through it before
+    the first request); :meth:`close` saves the index and closes it."""
     _local: threading.local = field(default_factory=threading.local)
     _diarize_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
         self.batcher = Batcher(self.embedder, self.settings.max_batch, self.settings.max_wait)
 
-    # --- database (one connection per thread; SQLite in WAL mode by default) ------------------------
+    # --- database (one connection per thread; the speaker index is shared by the process) -------------
     def db(self) -> SpeakerStore:
         """This thread's connection to the speaker storage (opened on first use)."""
         connection = getattr(self._local, "db", None)
         if connection is None:
-            connection = self._local.db = self.store() if self.store else SpeakerDatabase(self.settings.db)
+            connection = self._local.db = self.store() if self.store else open_store(self.settings.db)
         return connection
+
+    def close(self) -> None:
+        """Save the speaker index (when the store keeps one) and close the connection held open."""
+        store, self.keep_open = self.keep_open, None
+        if store is not None:
+            save = getattr(store, "save_index", None)
+            if save is not None:
+                save()
+            store.close()
 
     # --- audio -------------------------------------------------------------------------------------
     def decode(self, upload: Upload) -> np.ndarray:
@@ -157,8 +174,7 @@ class Service:
 
         with self._diarize_lock:
             db = self.db()
-            # clusters are named from the SQLite store (the Diarizer reads it directly)
-            named = isinstance(db, SpeakerDatabase) and bool(db.speakers())
+            named = db.count()[0] > 0  # clusters are named after enrolled speakers (the Diarizer identifies them)
             diarizer = Diarizer(_ThroughBatcher(self.embedder, self.batcher), speakers_db=db if named else None)
             return diarizer.diarize(wave, num_speakers=num_speakers, max_speakers=max_speakers, recording="upload")
 
@@ -220,7 +236,7 @@ def _utc(seconds: float) -> str:
 
 
 def _known_speaker(db: SpeakerStore, name: str) -> None:
-    if name not in {s.name for s in db.speakers()}:
+    if not db.has_speaker(name):
         raise ServiceError(404, "unknown_speaker", f"no speaker named '{printable(name)}' is enrolled")
 
 
@@ -268,12 +284,13 @@ async def info(request: Request) -> Response:
 
     def database():
         db = service.db()
-        speakers = db.speakers()
+        speakers, recordings = db.count()
         model = db.built_with()
         return {
-            "file": settings.db.name,
-            "speakers": len(speakers),
-            "recordings": int(sum(s.utterances for s in speakers)),
+            "kind": "postgresql" if is_url(settings.db) else "sqlite",
+            "file": None if is_url(settings.db) else Path(settings.db).name,
+            "speakers": int(speakers),
+            "recordings": int(recordings),
             "model_fingerprint": model,
         }
 
@@ -384,11 +401,14 @@ async def identify(request: Request) -> Response:
 
     def rank():
         db = service.db()
-        names = [s.name for s in db.speakers()]
+        if service.backend is None:
+            try:
+                return db.identify(embedding, top=top, fingerprint=service.fingerprint)
+            except EmptyStoreError:
+                return []
+        names = [s.name for s in db.speakers()]  # a back-end scores every speaker's recordings
         if not names:
             return []
-        if service.backend is None:
-            return db.identify(embedding, top=top, fingerprint=service.fingerprint)
         db.identify(embedding, top=1, fingerprint=service.fingerprint)  # the same model checks as cosine
         scores = service.backend.score_sets([db.utterances(n)[1] for n in names], embedding[None, :])[0]
         order = sorted(range(len(names)), key=lambda i: -scores[i])[:top]
@@ -592,6 +612,7 @@ def create_app(service: Service) -> Starlette:
     async def lifespan(app):
         yield
         await run_in_threadpool(service.batcher.close)
+        await run_in_threadpool(service.close)
 
     routes = [Route(path, handler, methods=methods) for path, handler, methods in ROUTES]
     routes += [Route(path, _static(path), methods=["GET"]) for path in _STATIC]

@@ -1,11 +1,13 @@
 """What the service needs from speaker storage: :class:`SpeakerStore`.
 
 The service reaches its speakers only through these methods, on one store
-object per worker thread (:meth:`redimnet.service.Service.db`).
-:class:`redimnet.speaker_db.SpeakerDatabase` (a WAL-mode SQLite file) is the
-store redimnet ships; another one -- e.g. a database server shared by many
-hosts -- is a class with these methods, handed to the service as
-``Service(..., store=factory)`` where ``factory()`` opens one connection.
+object per worker thread (:meth:`redimnet.service.Service.db`).  redimnet
+ships two stores, both opened by :func:`redimnet.speakers.stores.open_store`:
+:class:`redimnet.speaker_db.SpeakerDatabase` (a WAL-mode SQLite file) and
+:class:`redimnet.speakers.postgres.PostgresSpeakerStore` (a PostgreSQL
+database shared by many hosts).  Another one is a class with these methods,
+handed to the service as ``Service(..., store=factory)`` where ``factory()``
+opens one connection.
 Names, embeddings and the model fingerprint mean what they mean in
 :mod:`redimnet.speaker_db`; errors the user can fix raise
 :class:`redimnet.speaker_db.SpeakerDatabaseError`.
@@ -34,6 +36,12 @@ class SpeakerStore(Protocol):
     def speakers(self) -> list:
         """Enrolled speakers by name (objects with ``name``, ``utterances``, ``created``, ``updated``)."""
 
+    def count(self) -> Tuple[int, int]:
+        """``(speakers, recordings)`` enrolled."""
+
+    def has_speaker(self, name: str) -> bool:
+        """Whether ``name`` is enrolled."""
+
     def utterances(self, name: str) -> Tuple[List[str], np.ndarray]:
         """A speaker's recording ids and embeddings ``[N, D]``."""
 
@@ -43,7 +51,11 @@ class SpeakerStore(Protocol):
     def identify(
         self, embedding: np.ndarray, top: int = 5, fingerprint: Optional[str] = None
     ) -> List[Tuple[str, float]]:
-        """The ``top`` closest speakers by cosine, best first (refuses another model's fingerprint)."""
+        """The ``top`` closest speakers by cosine, best first (refuses another model's fingerprint; raises
+        :class:`redimnet.speakers.sql.EmptyStoreError` when nobody is enrolled)."""
 
     def built_with(self) -> Optional[str]:
         """The fingerprint of the model whose embeddings are stored (``None`` while empty)."""
+
+    def close(self) -> None:
+        """Close the connection."""

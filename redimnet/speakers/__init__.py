@@ -1,0 +1,1 @@
+"""Speaker stores, the speaker index and bulk import."""

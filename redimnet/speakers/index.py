@@ -1,0 +1,700 @@
+"""The vector index behind speaker identification and cohort top-k: exact while small, HNSW when large.
+
+Two kinds of index hold unit-length vectors under integer keys and answer
+"the ``k`` keys with the highest inner product":
+
+* :class:`ExactIndex` -- every vector in one float32 matrix, scored by one
+  matrix product.  Always available; exact by construction.
+* :class:`HnswIndex` -- a hierarchical navigable small-world graph
+  (`usearch <https://github.com/unum-cloud/usearch>`_, the optional extra
+  ``redimnet[search]``), vectors quantised to 8 bits.  Approximate: callers
+  ask it for a few more candidates than they need and score those exactly.
+
+:func:`choose_kind` picks one from the number of vectors
+(:data:`APPROXIMATE_FROM`): exact below it, HNSW from it when usearch is
+installed (exact otherwise, with :data:`INSTALL_HINT` in the log).
+
+:class:`SpeakerIndex` keeps an index in step with a speaker store.  The index
+is derived data: the store is the truth, and every change to the store bumps
+its *revision* (a counter in the store, incremented by each write
+transaction), marks the speakers it wrote with that revision and records
+deleted speakers with theirs (:class:`ChangeSource`).  Before every search the
+index reads the store's revision in the same read snapshot as the search's
+other reads and applies the changes since its own revision, so an
+acknowledged enrolment is always found and a deleted speaker never returned.
+The index is saved next to the store (:class:`IndexFile`: a small JSON header
+naming the store, its revision and a checksum of the data file, both written
+atomically); on open it is loaded, checked (store identity, revision not
+ahead of the store, checksum, size equal to the store's speaker count,
+sampled vectors equal to the store's) and brought up to date -- or rebuilt
+from the store when any check fails.  A process killed at any moment
+therefore leaves either the previous index file or the new one, and the next
+open repairs whatever the store changed meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Protocol, Tuple, Union
+
+import numpy as np
+
+from ..fileio import atomic_write
+
+__all__ = [
+    "APPROXIMATE_FROM",
+    "INSTALL_HINT",
+    "ExactIndex",
+    "HnswIndex",
+    "choose_kind",
+    "make_index",
+    "usearch_available",
+    "ChangeSource",
+    "StoreState",
+    "IndexFile",
+    "SpeakerIndex",
+    "shared_index",
+    "release_index",
+]
+
+log = logging.getLogger("redimnet.speakers.index")
+
+APPROXIMATE_FROM = 50_000
+"""From this many speakers on, the index is an HNSW graph (when usearch is installed); below it, exact.
+
+Below about this size one matrix product over all speakers is as fast as
+a graph search (both well under a millisecond on one core) and needs no
+graph build; above it the matrix product grows linearly (about 20 ms per
+query at a million 192-dimensional speakers on one core) while the graph
+search stays near a millisecond.  See ``docs/speaker_search.md``."""
+
+EXACT_BELOW = APPROXIMATE_FROM // 2
+"""An HNSW index whose store shrank below this many speakers goes back to exact (hysteresis)."""
+
+SAVE_FROM = 20_000
+"""Indexes of fewer speakers are not saved: rebuilding them from the store is as fast as loading them."""
+
+SAVE_EVERY = 1000
+"""A saved index is saved again once at least this many changes (and 2 % of its size) were applied to it;
+in between, opening it applies the changes since the saved revision from the store."""
+
+INSTALL_HINT = (
+    "exact search over every speaker costs time in proportion to their number; for large stores install the "
+    'approximate index: pip install "redimnet[search]"'
+)
+
+HNSW_CONNECTIVITY = 16
+"""Graph edges per node (usearch's ``connectivity``, HNSW's M)."""
+HNSW_EXPANSION_ADD = 64
+"""Candidates kept while inserting (HNSW's efConstruction)."""
+HNSW_EXPANSION_SEARCH = 64
+"""Candidates kept while searching (HNSW's ef); searches ask for at least this many."""
+HNSW_DTYPE = "i8"
+"""How the graph stores vectors: 8-bit quantised (results are rescored exactly by the caller)."""
+
+
+def usearch_available() -> bool:
+    """True when the optional ``usearch`` package (``redimnet[search]``) can be imported."""
+    try:
+        import usearch.index  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_kind(count: int, current: Optional[str] = None) -> str:
+    """``"exact"`` or ``"hnsw"`` for an index of ``count`` vectors (``current``: the kind it has now)."""
+    if not usearch_available():
+        return "exact"
+    if current == "hnsw":
+        return "hnsw" if count >= EXACT_BELOW else "exact"
+    return "hnsw" if count >= APPROXIMATE_FROM else "exact"
+
+
+def _keys(keys) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(keys, dtype=np.int64).reshape(-1))
+
+
+def _rows(vectors, dim: int) -> np.ndarray:
+    vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    if vectors.ndim == 1:
+        vectors = vectors.reshape(1, -1)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"expected vectors of dimension {dim}, got shape {vectors.shape}")
+    return vectors
+
+
+_BLOCK_BYTES = 64 << 20
+"""Largest score matrix an exact search makes at once (queries are processed in blocks below it)."""
+
+
+class ExactIndex:
+    """Unit vectors under int64 keys in one float32 matrix; search is one matrix product (exact)."""
+
+    kind = "exact"
+
+    def __init__(self, dim: int):
+        self.dim = int(dim)
+        self._keys = np.empty(0, dtype=np.int64)
+        self._vectors = np.empty((0, self.dim), dtype=np.float32)
+        self._size = 0
+        self._row: Dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._vectors.nbytes + self._keys.nbytes)
+
+    def _reserve(self, size: int) -> None:
+        if size <= self._keys.shape[0]:
+            return
+        capacity = max(size, int(self._keys.shape[0] * 1.5) + 1024)
+        keys = np.empty(capacity, dtype=np.int64)
+        vectors = np.empty((capacity, self.dim), dtype=np.float32)
+        keys[: self._size] = self._keys[: self._size]
+        vectors[: self._size] = self._vectors[: self._size]
+        self._keys, self._vectors = keys, vectors
+
+    def upsert(self, keys, vectors, threads: int = 1) -> None:
+        """Add ``vectors`` under ``keys`` (unique), replacing the vectors of keys already present."""
+        keys, vectors = _keys(keys), _rows(vectors, self.dim)
+        rows = np.fromiter((self._row.get(k, -1) for k in keys.tolist()), dtype=np.int64, count=keys.size)
+        present = rows >= 0
+        self._vectors[rows[present]] = vectors[present]
+        new_keys = keys[~present]
+        if new_keys.size:
+            start = self._size
+            self._reserve(start + new_keys.size)
+            self._keys[start : start + new_keys.size] = new_keys
+            self._vectors[start : start + new_keys.size] = vectors[~present]
+            self._row.update(zip(new_keys.tolist(), range(start, start + new_keys.size)))
+            self._size += new_keys.size
+
+    def remove(self, keys) -> int:
+        """Remove ``keys`` (absent ones are ignored); returns how many were present."""
+        removed = 0
+        for key in _keys(keys).tolist():
+            row = self._row.pop(key, None)
+            if row is None:
+                continue
+            last = self._size - 1
+            if row != last:  # the last row fills the hole
+                moved = int(self._keys[last])
+                self._keys[row] = moved
+                self._vectors[row] = self._vectors[last]
+                self._row[moved] = row
+            self._size -= 1
+            removed += 1
+        return removed
+
+    def contains(self, keys) -> np.ndarray:
+        return np.array([k in self._row for k in _keys(keys).tolist()], dtype=bool)
+
+    def keys(self) -> np.ndarray:
+        return self._keys[: self._size].copy()
+
+    def get(self, keys) -> np.ndarray:
+        """The vectors of ``keys`` (all must be present)."""
+        return self._vectors[[self._row[k] for k in _keys(keys).tolist()]]
+
+    def items(self) -> Tuple[np.ndarray, np.ndarray]:
+        """``(keys, vectors)`` of every entry (views, valid until the next change)."""
+        return self._keys[: self._size], self._vectors[: self._size]
+
+    def search(self, queries, k: int, threads: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+        """``(keys [Q, k], scores [Q, k])``, best first; rows are padded with key -1 when fewer exist."""
+        queries = _rows(queries, self.dim)
+        count = min(int(k), self._size)
+        keys = np.full((queries.shape[0], int(k)), -1, dtype=np.int64)
+        scores = np.full((queries.shape[0], int(k)), -np.inf, dtype=np.float32)
+        if count == 0:
+            return keys, scores
+        matrix = self._vectors[: self._size]
+        block = max(1, _BLOCK_BYTES // (4 * self._size))
+        for start in range(0, queries.shape[0], block):
+            products = queries[start : start + block] @ matrix.T
+            if count < self._size:
+                top = np.argpartition(-products, count - 1, axis=1)[:, :count]
+            else:
+                top = np.broadcast_to(np.arange(self._size), products.shape).copy()
+            top_scores = np.take_along_axis(products, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            rows = np.take_along_axis(top, order, axis=1)
+            keys[start : start + block, :count] = self._keys[rows]
+            scores[start : start + block, :count] = np.take_along_axis(top_scores, order, axis=1)
+        return keys, scores
+
+    # --- persistence -----------------------------------------------------------------------------
+    def write(self, stream) -> None:
+        stream.write(np.ascontiguousarray(self._keys[: self._size]).tobytes())
+        stream.write(np.ascontiguousarray(self._vectors[: self._size]).tobytes())
+
+    @classmethod
+    def read(cls, path: Path, dim: int, count: int) -> "ExactIndex":
+        index = cls(dim)
+        with open(path, "rb") as stream:
+            keys = np.fromfile(stream, dtype=np.int64, count=count)
+            vectors = np.fromfile(stream, dtype=np.float32, count=count * dim)
+        if keys.size != count or vectors.size != count * dim:
+            raise ValueError("the exact index file is shorter than its header says")
+        index._keys, index._vectors, index._size = keys, vectors.reshape(count, dim), count
+        index._row = dict(zip(keys.tolist(), range(count)))
+        if len(index._row) != count:
+            raise ValueError("the exact index file repeats keys")
+        return index
+
+
+class HnswIndex:
+    """An HNSW graph of unit vectors under int64 keys (usearch, vectors quantised to 8 bits).
+
+    Search is approximate: ask for more candidates than needed and score them
+    exactly.  Removing a key leaves a tombstone in the graph; :attr:`removed`
+    counts them so the owner can rebuild when too many accumulate.
+    """
+
+    kind = "hnsw"
+
+    def __init__(self, dim: int, _index=None):
+        from ..optional import require
+
+        require("usearch", "the approximate speaker index")
+        from usearch.index import Index
+
+        self.dim = int(dim)
+        self._index = _index or Index(
+            ndim=self.dim,
+            metric="ip",
+            dtype=HNSW_DTYPE,
+            connectivity=HNSW_CONNECTIVITY,
+            expansion_add=HNSW_EXPANSION_ADD,
+            expansion_search=HNSW_EXPANSION_SEARCH,
+        )
+        self.removed = 0
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._index.memory_usage)
+
+    def upsert(self, keys, vectors, threads: int = 1) -> None:
+        keys, vectors = _keys(keys), _rows(vectors, self.dim)
+        if keys.size == 0:
+            return
+        if len(self._index):
+            present = np.asarray(self._index.contains(keys), dtype=bool).reshape(-1)
+            if present.any():
+                self.removed += int(np.sum(self._index.remove(keys[present])))
+        self._index.add(keys, vectors, threads=max(1, threads))
+
+    def remove(self, keys) -> int:
+        keys = _keys(keys)
+        if keys.size == 0 or not len(self._index):
+            return 0
+        present = np.asarray(self._index.contains(keys), dtype=bool).reshape(-1)
+        if not present.any():
+            return 0
+        gone = int(np.sum(self._index.remove(keys[present])))
+        self.removed += gone
+        return gone
+
+    def contains(self, keys) -> np.ndarray:
+        return np.asarray(self._index.contains(_keys(keys)), dtype=bool).reshape(-1)
+
+    def keys(self) -> np.ndarray:
+        return np.asarray(self._index.keys, dtype=np.int64).reshape(-1)
+
+    def get(self, keys) -> np.ndarray:
+        found = self._index.get(_keys(keys), dtype="f32")
+        rows = found if isinstance(found, tuple) else [found]
+        return np.stack([np.asarray(r, dtype=np.float32).reshape(-1) for r in rows])
+
+    def search(self, queries, k: int, threads: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+        """``(keys [Q, k], scores [Q, k])``, best first by the quantised inner product; key -1 pads."""
+        queries = _rows(queries, self.dim)
+        k = int(k)
+        keys = np.full((queries.shape[0], k), -1, dtype=np.int64)
+        scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+        if not len(self._index):
+            return keys, scores
+        self._index.expansion_search = max(HNSW_EXPANSION_SEARCH, k)  # type: ignore[misc]  # usearch's setter
+        matches = self._index.search(queries, k, threads=max(1, threads))
+        found_keys = np.asarray(matches.keys).reshape(queries.shape[0], -1)
+        found = np.asarray(matches.distances, dtype=np.float32).reshape(queries.shape[0], -1)
+        # one query gives usearch's Matches (no counts), several its BatchMatches
+        counts = np.asarray(getattr(matches, "counts", [np.asarray(matches.keys).size])).reshape(-1)
+        for row, count in enumerate(counts.tolist()):
+            keys[row, :count] = found_keys[row, :count].astype(np.int64)
+            scores[row, :count] = -found[row, :count]  # usearch reports a distance; higher score = closer
+        return keys, scores
+
+    def write_to(self, path: Path) -> None:
+        self._index.save(str(path))
+
+    @classmethod
+    def read(cls, path: Path, dim: int, count: int) -> "HnswIndex":
+        from ..optional import require
+
+        require("usearch", "the approximate speaker index")
+        from usearch.index import Index
+
+        index = Index(
+            ndim=int(dim),
+            metric="ip",
+            dtype=HNSW_DTYPE,
+            connectivity=HNSW_CONNECTIVITY,
+            expansion_add=HNSW_EXPANSION_ADD,
+            expansion_search=HNSW_EXPANSION_SEARCH,
+        )
+        index.load(str(path))
+        if len(index) != count or index.ndim != dim:
+            raise ValueError(f"the HNSW index file holds {len(index)} vectors of dimension {index.ndim}")
+        return cls(dim, _index=index)
+
+
+VectorIndex = Union[ExactIndex, HnswIndex]
+
+
+def make_index(kind: str, dim: int, keys=None, vectors=None, threads: int = 1) -> VectorIndex:
+    """A new index of ``kind`` (``"exact"`` or ``"hnsw"``), filled with ``keys``/``vectors`` when given."""
+    index: VectorIndex = HnswIndex(dim) if kind == "hnsw" else ExactIndex(dim)
+    if keys is not None:
+        index.upsert(keys, vectors, threads=threads)
+    return index
+
+
+# --- keeping an index in step with a store ------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoreState:
+    """What an index is checked against: the store's identity, revision, speaker count and dimension."""
+
+    store_id: str
+    revision: int
+    count: Optional[int] = None
+    dim: Optional[int] = None
+
+
+class ChangeSource(Protocol):
+    """A store's view for its index, all read in one snapshot (one read transaction)."""
+
+    def state(self, count: bool = False) -> StoreState:
+        """The store's identity and revision (and speaker count and dimension when ``count``)."""
+
+    def removed_since(self, revision: int) -> np.ndarray:
+        """Keys of speakers deleted after ``revision``."""
+
+    def changed_since(self, revision: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        """``(keys, unit vectors)`` blocks of the speakers written after ``revision`` (all for -1)."""
+
+    def vectors_of(self, keys: np.ndarray) -> Dict[int, np.ndarray]:
+        """The unit vectors of those ``keys`` that exist."""
+
+    def all_keys(self) -> np.ndarray:
+        """The keys of every speaker."""
+
+
+@dataclass
+class IndexFile:
+    """Where an index is saved: ``PATH`` (a JSON header) and data files ``PATH.<random>.<kind>`` beside it.
+
+    The header names the store (``store_id``), the revision the index holds,
+    its kind, size and dimension, and the data file with its size and CRC-32.
+    The data file is written first, then the header replaces the old one
+    atomically, then older data files are removed: a reader sees a whole old
+    index or a whole new one.
+    """
+
+    path: Path
+
+    def read_header(self) -> Optional[Dict[str, Any]]:
+        try:
+            header = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            log.warning("speaker index header %s is unreadable (%s); rebuilding", self.path, error)
+            return None
+        return header if isinstance(header, dict) and header.get("format") == 1 else None
+
+    def load(self, dim: int) -> Optional[Tuple[VectorIndex, Dict[str, Any]]]:
+        """``(index, header)`` from disk, or ``None`` when absent or not intact."""
+        header = self.read_header()
+        if header is None:
+            return None
+        try:
+            data = self.path.parent / str(header["data"])
+            if data.parent != self.path.parent or not data.name.startswith(self.path.name + "."):
+                raise ValueError("the header names a data file elsewhere")
+            if int(header["dim"]) != dim:
+                raise ValueError(f"dimension {header['dim']}, the store holds {dim}")
+            if data.stat().st_size != int(header["size"]) or _crc32(data) != int(header["crc32"]):
+                raise ValueError("the data file does not match its checksum")
+            count = int(header["count"])
+            index: VectorIndex
+            if header["kind"] == "hnsw":
+                if not usearch_available():
+                    return None
+                index = HnswIndex.read(data, dim, count)
+            else:
+                index = ExactIndex.read(data, dim, count)
+        except Exception as error:  # anything wrong with a derived file means: rebuild it
+            log.warning("speaker index %s cannot be used (%s); rebuilding", self.path, error)
+            return None
+        return index, header
+
+    def save(self, index: VectorIndex, store_id: str, revision: int) -> None:
+        """Write ``index`` (at ``revision`` of store ``store_id``) and make it the current one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.path.parent / f"{self.path.name}.{secrets.token_hex(6)}.{index.kind}"
+        try:
+            if isinstance(index, HnswIndex):
+                index.write_to(data)
+                with open(data, "rb+") as stream:
+                    os.fsync(stream.fileno())
+            else:
+                with atomic_write(data) as stream:
+                    index.write(stream)
+            header = {
+                "format": 1,
+                "store_id": store_id,
+                "revision": int(revision),
+                "kind": index.kind,
+                "count": len(index),
+                "dim": index.dim,
+                "data": data.name,
+                "size": data.stat().st_size,
+                "crc32": _crc32(data),
+            }
+            with atomic_write(self.path, "w") as stream:
+                json.dump(header, stream)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                data.unlink()
+            raise
+        self._remove_other_data(keep=data.name)
+
+    def _remove_other_data(self, keep: str) -> None:
+        for other in self.path.parent.glob(f"{self.path.name}.*"):
+            if other.name != keep and other.suffix in (".exact", ".hnsw"):
+                with contextlib.suppress(OSError):
+                    other.unlink()
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        self._remove_other_data(keep="")
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 22), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+SPOT_CHECKS = 32
+"""Entries of a loaded index compared with the store's vectors on open."""
+
+
+class SpeakerIndex:
+    """An index kept in step with one store, shared by every connection of a process to that store.
+
+    Call :meth:`sync` with the store's :class:`ChangeSource` (inside the
+    store's read snapshot) before :meth:`search`; both hold the index's lock.
+    ``file`` (optional) is where it is saved and loaded.
+    """
+
+    def __init__(self, file: Optional[IndexFile] = None, threads: Optional[int] = None):
+        self.file = file
+        self.threads = threads or os.cpu_count() or 1
+        self.lock = threading.RLock()
+        self.index: Optional[VectorIndex] = None
+        self.store_id: Optional[str] = None
+        self.revision = -1
+        self.saved_revision = -1
+        self.unsaved_changes = 0
+        self.users = 0
+        self.builds = 0
+        """How often the index was built from the whole store (first use, or a repair)."""
+        self.loads = 0
+        """How often it was loaded from its file (and found in agreement with the store)."""
+
+    # --- bringing it up to date ------------------------------------------------------------------
+    def sync(self, source: ChangeSource, state: Optional[StoreState] = None) -> VectorIndex:
+        """The index at (at least) the revision of ``source``'s snapshot; loads, repairs or rebuilds as needed."""
+        with self.lock:
+            state = state or source.state()
+            if self.index is None or state.store_id != self.store_id:
+                self._open(source)
+            elif state.revision > self.revision:
+                self._apply(source, self.revision, state.revision)
+            assert self.index is not None
+            self._maybe_switch_kind(source)
+            self._maybe_save()
+            return self.index
+
+    def _open(self, source: ChangeSource) -> None:
+        state = source.state(count=True)
+        dim = int(state.dim or 0)
+        loaded = self.file.load(dim) if self.file is not None and dim else None
+        where = self.file.path if self.file is not None else "(in memory)"
+        if loaded is not None:
+            index, header = loaded
+            if header.get("store_id") == state.store_id and int(header["revision"]) <= state.revision:
+                self.index, self.store_id = index, state.store_id
+                self.revision = self.saved_revision = int(header["revision"])
+                self._apply(source, self.revision, state.revision)
+                if self._agrees(source, state):
+                    self.loads += 1
+                    return
+                log.warning("speaker index %s disagrees with the store; rebuilding", where)
+            else:
+                log.warning("speaker index %s belongs to another state of the store; rebuilding", where)
+        self._build(source, state)
+
+    def _build(self, source: ChangeSource, state: StoreState) -> None:
+        """A new index of every speaker in ``source``, read in blocks (memory stays bounded)."""
+        dim, count = int(state.dim or 0), int(state.count or 0)
+        kind = choose_kind(count)
+        if kind == "exact" and count >= APPROXIMATE_FROM:
+            log.warning("%d speakers: %s", count, INSTALL_HINT)
+        index = make_index(kind, max(dim, 1))
+        if isinstance(index, ExactIndex):
+            index._reserve(count)
+        if dim:
+            for keys, vectors in source.changed_since(-1):
+                index.upsert(keys, vectors, threads=self.threads)
+        self.index, self.store_id, self.revision = index, state.store_id, state.revision
+        self.saved_revision, self.unsaved_changes = -1, len(index)
+        self.builds += 1
+
+    def _apply(self, source: ChangeSource, since: int, revision: int) -> None:
+        assert self.index is not None
+        removed = source.removed_since(since)
+        changes = int(removed.size)
+        if removed.size:
+            self.index.remove(removed)
+        for keys, vectors in source.changed_since(since):
+            if keys.size:
+                if self.index.dim != vectors.shape[1]:  # the first speaker of an empty store sets the dimension
+                    self.index = make_index("exact", vectors.shape[1])
+                self.index.upsert(keys, vectors, threads=self.threads)
+                changes += int(keys.size)
+        self.revision = max(self.revision, revision)
+        self.unsaved_changes += changes
+
+    def _agrees(self, source: ChangeSource, state: StoreState) -> bool:
+        """The same keys as the store, and sampled entries equal to the store's vectors."""
+        assert self.index is not None
+        if len(self.index) != int(state.count or 0):
+            return False
+        if not len(self.index):
+            return True
+        stored_keys = np.sort(_keys(source.all_keys()))
+        if not np.array_equal(np.sort(self.index.keys()), stored_keys):
+            return False
+        rng = np.random.default_rng()
+        sample = stored_keys[rng.choice(stored_keys.size, min(SPOT_CHECKS, stored_keys.size), replace=False)]
+        stored = source.vectors_of(sample)
+        if len(stored) != sample.size:
+            return False
+        tolerance = 1e-5 if isinstance(self.index, ExactIndex) else 0.05
+        mine = self.index.get(sample)
+        theirs = np.stack([stored[int(k)] for k in sample.tolist()]).astype(np.float32)
+        return bool(np.all(np.abs(mine - theirs) <= tolerance))
+
+    def _maybe_switch_kind(self, source: ChangeSource) -> None:
+        index = self.index
+        assert index is not None
+        kind = choose_kind(len(index), index.kind)
+        if kind == index.kind:
+            if isinstance(index, HnswIndex) and index.removed > max(1000, len(index) // 5):
+                self._rebuild_from_store(source)  # too many tombstones slow the graph down
+            return
+        if isinstance(index, ExactIndex):  # grew past the threshold: build the graph from our own vectors
+            keys, vectors = index.items()
+            self.index = make_index(kind, index.dim, keys, vectors, threads=self.threads)
+        else:
+            self._rebuild_from_store(source)
+        self.unsaved_changes += len(self)
+
+    def _rebuild_from_store(self, source: ChangeSource) -> None:
+        state = source.state(count=True)
+        self._build(source, state)
+
+    def _maybe_save(self, force: bool = False) -> None:
+        index = self.index
+        if self.file is None or index is None or self.store_id is None or self.revision == self.saved_revision:
+            return
+        if len(index) < SAVE_FROM and not force:
+            return
+        if not force and self.unsaved_changes < max(SAVE_EVERY, len(index) // 50):
+            return
+        try:
+            self.file.save(index, self.store_id, self.revision)
+        except OSError as error:  # a cache that cannot be written is slower, not wrong
+            log.warning("cannot save the speaker index to %s: %s", self.file.path, error)
+            return
+        self.saved_revision, self.unsaved_changes = self.revision, 0
+
+    def save(self) -> None:
+        """Save now if anything changed since the last save (and the index is worth saving)."""
+        with self.lock:
+            if self.index is not None and len(self.index) >= SAVE_FROM:
+                self._maybe_save(force=True)
+
+    # --- searching -------------------------------------------------------------------------------
+    def search(self, queries, k: int, threads: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+        """``(keys, scores)`` of the ``k`` nearest entries of each query (see the index kinds)."""
+        with self.lock:
+            if self.index is None or not len(self.index):
+                rows = np.asarray(queries).reshape(-1, np.asarray(queries).shape[-1]).shape[0]
+                return np.full((rows, k), -1, dtype=np.int64), np.full((rows, k), -np.inf, dtype=np.float32)
+            return self.index.search(queries, k, threads=threads)
+
+    @property
+    def kind(self) -> Optional[str]:
+        return self.index.kind if self.index is not None else None
+
+    def __len__(self) -> int:
+        return len(self.index) if self.index is not None else 0
+
+
+# --- one index per store per process ---------------------------------------------------------------------------
+_SHARED: Dict[str, SpeakerIndex] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_index(key: str, file: Optional[IndexFile], threads: Optional[int] = None) -> SpeakerIndex:
+    """The process's :class:`SpeakerIndex` for the store named ``key`` (created on first use)."""
+    with _SHARED_LOCK:
+        index = _SHARED.get(key)
+        if index is None:
+            index = _SHARED[key] = SpeakerIndex(file, threads=threads)
+        index.users += 1
+        return index
+
+
+def release_index(key: str) -> None:
+    """One user of ``key``'s index is done; the last one saves it (when worth it) and drops it from memory."""
+    with _SHARED_LOCK:
+        index = _SHARED.get(key)
+        if index is None:
+            return
+        index.users -= 1
+        if index.users > 0:
+            return
+        del _SHARED[key]
+    index.save()

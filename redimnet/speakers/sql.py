@@ -1,0 +1,598 @@
+"""A speaker store in a SQL database: the schema, the operations and the index, for every dialect.
+
+:class:`SqlSpeakerStore` holds everything the SQLite file
+(:class:`redimnet.speaker_db.SpeakerDatabase`) and the PostgreSQL store
+(:class:`redimnet.speakers.postgres.PostgresSpeakerStore`) share; a dialect
+supplies the connection, its transactions and the few statements that differ.
+
+The data: ``speakers`` (name, recording count, the running mean of the
+recordings' L2-normalised embeddings in float64, times, and the revision that
+last wrote the row), ``utterances`` (every enrolled embedding, float32),
+``removed`` (deleted speakers' ids with the revision that deleted them) and
+``meta`` (schema version, embedding dimension, model fingerprint, the store's
+random identity and its revision counter).
+
+Every change is one transaction that first increments the revision counter
+(which also serialises writers: in PostgreSQL the counter's row lock, in
+SQLite ``BEGIN IMMEDIATE``), so revisions are committed in order and a reader
+that sees revision ``r`` sees every change up to ``r``.  That is what keeps the
+speaker index (:mod:`redimnet.speakers.index`) exact about the store: before a
+search it applies the speakers written and removed since its own revision,
+read in the same snapshot as the search's other reads.  Identification asks
+the index for a few more candidates than requested and scores them against
+the stored means, so scores are exact and a speaker missing from the
+snapshot is never returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import RedimnetError
+from ..names import check_speaker_name, printable
+from ..similarity import ScoringError, l2_normalize
+from .index import IndexFile, SpeakerIndex, StoreState, release_index, shared_index
+
+__all__ = ["SpeakerDatabaseError", "EmptyStoreError", "Speaker", "SqlSpeakerStore", "SCHEMA_VERSION", "speaker_name"]
+
+SCHEMA_VERSION = 2
+"""Version 1: speakers, utterances, meta.  Version 2 adds the revision counter, ``speakers.revision`` and
+``removed`` (what the speaker index follows)."""
+
+READ_BLOCK = 20_000
+"""Speakers read per block when the index is built (memory stays bounded)."""
+
+
+class SpeakerDatabaseError(RedimnetError):
+    """The speaker database cannot be opened or does not allow the operation."""
+
+
+class EmptyStoreError(SpeakerDatabaseError):
+    """Identification in a store without speakers."""
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """A row of ``speakers list``."""
+
+    name: str
+    utterances: int
+    created: float
+    updated: float
+
+
+def speaker_name(name: object) -> str:
+    """The name a store files a speaker under (surrounding spaces dropped; checked and normalised by
+    :func:`redimnet.names.check_speaker_name`, the one policy every store applies)."""
+    text = str(name).strip()
+    if not text:
+        raise SpeakerDatabaseError("a speaker name cannot be empty")
+    checked = check_speaker_name(text)
+    return checked if isinstance(checked, str) else text
+
+
+def normalised(vector: np.ndarray, what: str) -> np.ndarray:
+    """``vector`` as a float64 unit vector, or :class:`SpeakerDatabaseError` naming ``what``."""
+    try:
+        return l2_normalize(np.asarray(vector).reshape(1, -1), dtype=np.float64)[0]
+    except ScoringError as error:
+        raise SpeakerDatabaseError(f"{what}: {error}") from None
+
+
+def _unit_rows(means: np.ndarray) -> np.ndarray:
+    """Float32 unit rows of stored means (a mean of unit vectors is never zero unless they cancel)."""
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (means / norms).astype(np.float32)
+
+
+class SqlSpeakerStore:
+    """Enrolled speakers in a SQL database; a dialect subclass connects and supplies what differs.
+
+    Subclasses set :attr:`label` (how messages name the store), open
+    ``self.connection`` and call :meth:`_open`; they implement
+    :meth:`_begin_write`, :meth:`_begin_read`, :meth:`_sql`,
+    :meth:`_create_schema_statements`, :meth:`_migrations`, :meth:`_new_ids`
+    and :meth:`_index_location`.
+    """
+
+    label: str
+    connection: Any
+    placeholder = "?"
+
+    # --- dialect hooks ------------------------------------------------------------------------------
+    def _begin_write(self, cursor) -> None:
+        raise NotImplementedError
+
+    def _begin_read(self, cursor) -> None:
+        raise NotImplementedError
+
+    def _sql(self, statement: str) -> str:
+        """``statement`` (written with ``?`` placeholders) in the dialect's parameter style."""
+        return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
+
+    def _create_schema_statements(self) -> List[str]:
+        raise NotImplementedError
+
+    def _migrations(self) -> Dict[int, Callable[[Any], None]]:
+        """``{version: migrate(cursor)}``: each brings the schema from ``version`` to ``version + 1``."""
+        raise NotImplementedError
+
+    def _new_ids(self, cursor, count: int) -> np.ndarray:
+        """``count`` fresh speaker ids (inside a write transaction)."""
+        raise NotImplementedError
+
+    def _index_location(self, store_id: str) -> Tuple[str, Optional[IndexFile]]:
+        """``(key naming this store in the process, where its index is saved or None)``."""
+        raise NotImplementedError
+
+    def _blob(self, data: bytes) -> Any:
+        return data
+
+    def _stream(self, statement: str, parameters: Sequence[Any], size: int) -> Iterator[List[tuple]]:
+        """The rows of a query in blocks of ``size``, inside the current read transaction."""
+        raise NotImplementedError
+
+    # --- plumbing -----------------------------------------------------------------------------------
+    def _execute(self, cursor, statement: str, parameters: Sequence[Any] = ()):
+        return cursor.execute(self._sql(statement), tuple(parameters))
+
+    def _executemany(self, cursor, statement: str, rows) -> None:
+        cursor.executemany(self._sql(statement), rows)
+
+    def _write(self, work):
+        """Run ``work(cursor)`` in one write transaction; roll back on any error."""
+        cursor = self.connection.cursor()
+        self._begin_write(cursor)
+        try:
+            result = work(cursor)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+        return result
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A cursor in one read transaction: a consistent snapshot while other processes write."""
+        cursor = self.connection.cursor()
+        self._begin_read(cursor)
+        try:
+            yield cursor
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.execute("COMMIT")
+
+    def _open(self) -> None:
+        """Create the schema or migrate it to :data:`SCHEMA_VERSION` (one transaction)."""
+        self._index: Optional[SpeakerIndex] = None
+        self._index_key: Optional[str] = None
+        self._write(self._create_or_migrate)
+
+    def _create_or_migrate(self, cursor) -> None:
+        exists = self._table_exists(cursor, "meta")
+        if not exists:
+            for statement in self._create_schema_statements():
+                cursor.execute(statement)
+            self._set_meta(cursor, "schema_version", str(SCHEMA_VERSION))
+            self._set_meta(cursor, "revision", "0")
+            self._set_meta(cursor, "store_id", uuid.uuid4().hex)
+            return
+        version = int(self._meta_value(cursor, "schema_version") or 0)
+        if version > SCHEMA_VERSION:
+            raise SpeakerDatabaseError(
+                f"{self.label} has schema version {version}, written by a newer redimnet; this one reads "
+                f"versions up to {SCHEMA_VERSION}: upgrade redimnet"
+            )
+        migrations = self._migrations()
+        while version < SCHEMA_VERSION:
+            if version not in migrations:
+                raise SpeakerDatabaseError(
+                    f"{self.label} has schema version {version}, which this redimnet cannot read"
+                )
+            migrations[version](cursor)
+            version += 1
+            self._set_meta(cursor, "schema_version", str(version), replace=True)
+        if self._meta_value(cursor, "store_id") is None:
+            self._set_meta(cursor, "store_id", uuid.uuid4().hex)
+        if self._meta_value(cursor, "revision") is None:
+            self._set_meta(cursor, "revision", "0")
+
+    def _table_exists(self, cursor, table: str) -> bool:
+        raise NotImplementedError
+
+    def _meta_value(self, cursor, key: str) -> Optional[str]:
+        row = self._execute(cursor, "SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _set_meta(self, cursor, key: str, value: str, replace: bool = False) -> None:
+        action = "UPDATE SET value = excluded.value" if replace else "NOTHING"
+        self._execute(cursor, f"INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT (key) DO {action}", (key, value))
+
+    def _next_revision(self, cursor) -> int:
+        """Increment the revision counter (the first statement of every write) and return the new value."""
+        self._execute(cursor, "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = 'revision'")
+        return int(self._meta_value(cursor, "revision") or 0)
+
+    def close(self) -> None:
+        if self._index_key is not None:
+            key, self._index_key, self._index = self._index_key, None, None
+            release_index(key)
+        self.connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def built_with(self) -> Optional[str]:
+        """The fingerprint of the model whose embeddings the database holds (``None`` while it is empty)."""
+        with self._reading() as cursor:
+            return self._meta_value(cursor, "model")
+
+    def revision(self) -> int:
+        """The store's revision: how many changes were committed to it (the speaker index follows it)."""
+        with self._reading() as cursor:
+            return int(self._meta_value(cursor, "revision") or 0)
+
+    def _check_model(self, cursor, fingerprint: Optional[str], dim: int) -> None:
+        rows = dict(self._execute(cursor, "SELECT key, value FROM meta WHERE key IN ('model', 'dim')").fetchall())
+        if "dim" in rows and int(rows["dim"]) != dim:
+            raise SpeakerDatabaseError(
+                f"{self.label} holds {rows['dim']}-dimensional embeddings; got {dim}. "
+                "Use the model the database was built with, or another --db"
+            )
+        if fingerprint and rows.get("model") and rows["model"] != fingerprint:
+            raise SpeakerDatabaseError(
+                f"{self.label} was built with another model (fingerprint {rows['model']}, "
+                f"this one is {fingerprint}); scores across models are meaningless. "
+                "Use the same model, or another --db"
+            )
+        self._set_meta(cursor, "dim", str(dim))
+        if fingerprint:
+            self._set_meta(cursor, "model", fingerprint)
+
+    # --- operations ---------------------------------------------------------------------------------
+    def enroll(
+        self, name: str, embeddings: np.ndarray, utterances: Sequence[str], fingerprint: Optional[str] = None
+    ) -> int:
+        """Add utterance embeddings ``[N, D]`` to speaker ``name`` (created if new); returns its utterance count."""
+        name = speaker_name(name)
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(utterances) or embeddings.shape[0] == 0:
+            raise SpeakerDatabaseError(
+                f"need one embedding per utterance: {len(utterances)} utterances, "
+                f"embeddings of shape {embeddings.shape}"
+            )
+        units = np.stack([normalised(e, f"utterance {u}") for e, u in zip(embeddings, utterances)])
+        now = time.time()
+
+        def work(cursor):
+            revision = self._next_revision(cursor)
+            self._check_model(cursor, fingerprint, embeddings.shape[1])
+            row = self._execute(cursor, "SELECT id, count, mean FROM speakers WHERE name=?", (name,)).fetchone()
+            if row is None:
+                count, mean = 0, np.zeros(embeddings.shape[1])
+                speaker_id = int(self._new_ids(cursor, 1)[0])
+                self._execute(
+                    cursor,
+                    "INSERT INTO speakers(id, name, count, mean, created, updated, revision) "
+                    "VALUES (?, ?, 0, ?, ?, ?, ?)",
+                    (speaker_id, name, self._blob(mean.tobytes()), now, now, revision),
+                )
+            else:
+                speaker_id, count = int(row[0]), int(row[1])
+                mean = np.frombuffer(bytes(row[2]), dtype=np.float64).copy()
+            for unit in units:
+                count += 1
+                mean += (unit - mean) / count
+            self._executemany(
+                cursor,
+                "INSERT INTO utterances(speaker_id, utterance, embedding, added) VALUES (?, ?, ?, ?)",
+                [(speaker_id, str(u), self._blob(e.tobytes()), now) for e, u in zip(embeddings, utterances)],
+            )
+            self._execute(
+                cursor,
+                "UPDATE speakers SET count=?, mean=?, updated=?, revision=? WHERE id=?",
+                (count, self._blob(mean.tobytes()), now, revision, speaker_id),
+            )
+            return count
+
+        return self._write(work)
+
+    def remove(self, name: str) -> int:
+        """Delete speaker ``name`` and its utterances; returns how many utterances went."""
+        name = str(name).strip()
+
+        def work(cursor):
+            revision = self._next_revision(cursor)
+            row = self._execute(cursor, "SELECT id, count FROM speakers WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.label}{self._known_hint(cursor)}")
+            self._execute(cursor, "DELETE FROM utterances WHERE speaker_id=?", (row[0],))
+            self._execute(cursor, "DELETE FROM speakers WHERE id=?", (row[0],))
+            self._execute(
+                cursor,
+                "INSERT INTO removed(speaker_id, revision) VALUES (?, ?) "
+                "ON CONFLICT (speaker_id) DO UPDATE SET revision = excluded.revision",
+                (row[0], revision),
+            )
+            return int(row[1])
+
+        return self._write(work)
+
+    def _known_hint(self, cursor) -> str:
+        names = [r[0] for r in self._execute(cursor, "SELECT name FROM speakers ORDER BY name LIMIT 10")]
+        return f"; enrolled: {', '.join(map(printable, names))}" if names else "; the database has no speakers"
+
+    def speakers(self) -> List[Speaker]:
+        """Enrolled speakers, by name."""
+        with self._reading() as cursor:
+            rows = self._execute(cursor, "SELECT name, count, created, updated FROM speakers ORDER BY name").fetchall()
+        return [Speaker(r[0], int(r[1]), float(r[2]), float(r[3])) for r in rows]
+
+    def count(self) -> Tuple[int, int]:
+        """``(speakers, recordings)`` enrolled."""
+        with self._reading() as cursor:
+            row = self._execute(cursor, "SELECT COUNT(*), COALESCE(SUM(count), 0) FROM speakers").fetchone()
+        return int(row[0]), int(row[1])
+
+    def has_speaker(self, name: str) -> bool:
+        """Whether ``name`` is enrolled."""
+        with self._reading() as cursor:
+            return self._execute(cursor, "SELECT 1 FROM speakers WHERE name=?", (name,)).fetchone() is not None
+
+    def utterances(self, name: str) -> Tuple[List[str], np.ndarray]:
+        """``(utterance ids, embeddings [N, D])`` enrolled for ``name``."""
+        with self._reading() as cursor:
+            rows = self._execute(
+                cursor,
+                "SELECT u.utterance, u.embedding FROM utterances u JOIN speakers s ON s.id = u.speaker_id "
+                "WHERE s.name=? ORDER BY u.id",
+                (name,),
+            ).fetchall()
+        if not rows:
+            raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.label}")
+        return [r[0] for r in rows], np.stack([np.frombuffer(bytes(r[1]), dtype=np.float32) for r in rows])
+
+    def speaker_model(self, name: str) -> np.ndarray:
+        """The stored running mean of ``name``'s normalised utterance embeddings."""
+        with self._reading() as cursor:
+            row = self._execute(cursor, "SELECT mean FROM speakers WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.label}")
+        return np.frombuffer(bytes(row[0]), dtype=np.float64).copy()
+
+    # --- identification -----------------------------------------------------------------------------
+    def _speaker_index(self, store_id: str) -> SpeakerIndex:
+        if self._index is None or self._index.store_id not in (None, store_id):
+            if self._index_key is not None:
+                release_index(self._index_key)
+            key, file = self._index_location(store_id)
+            self._index_key, self._index = key, shared_index(key, file)
+        return self._index
+
+    def _checked_meta(self, cursor, dim: int, fingerprint: Optional[str]) -> Dict[str, str]:
+        meta: Dict[str, str] = dict(self._execute(cursor, "SELECT key, value FROM meta").fetchall())
+        if "dim" in meta and int(meta["dim"]) != dim:
+            raise SpeakerDatabaseError(
+                f"{self.label} holds {meta['dim']}-dimensional embeddings, the query has "
+                f"{dim}; use the model the database was built with"
+            )
+        if fingerprint and meta.get("model") and meta["model"] != fingerprint:
+            raise SpeakerDatabaseError(
+                f"{self.label} was built with another model (fingerprint {meta['model']}, "
+                f"this one is {fingerprint}); use the same model"
+            )
+        return meta
+
+    def identify(
+        self, embedding: np.ndarray, top: int = 5, fingerprint: Optional[str] = None
+    ) -> List[Tuple[str, float]]:
+        """The ``top`` best-matching speakers as ``(name, cosine score)``, best first.
+
+        Candidates come from the speaker index (exact below
+        :data:`redimnet.speakers.index.APPROXIMATE_FROM` speakers, HNSW above
+        it with ``redimnet[search]``); their scores are computed from the stored
+        means, in the same snapshot of the store.
+        """
+        if top < 1:
+            raise SpeakerDatabaseError(f"--top must be at least 1, got {top}")
+        query = normalised(embedding, "query")
+        with self._reading() as cursor:
+            meta = self._checked_meta(cursor, query.shape[0], fingerprint)
+            state = StoreState(meta.get("store_id", ""), int(meta.get("revision", 0)))
+            index = self._speaker_index(state.store_id)
+            source = _Source(self, cursor)
+            with index.lock:
+                index.sync(source, state)
+                size = len(index)
+                if size == 0:
+                    raise EmptyStoreError(f"{self.label} has no enrolled speakers; use redimnet enroll first")
+                want = min(top, size)
+                k = min(size, max(2 * want, want + 8))
+                while True:
+                    keys, _ = index.search(query[None, :].astype(np.float32), k)
+                    found = self._score(cursor, keys[0][keys[0] >= 0], query)
+                    if len(found) >= want or k >= size:
+                        break
+                    k = min(size, 4 * k)
+        found.sort(key=lambda row: (-row[1], row[2]))
+        return [(name, score) for name, score, _ in found[:top]]
+
+    def _score(self, cursor, keys: np.ndarray, query: np.ndarray) -> List[Tuple[str, float, int]]:
+        """``(name, exact cosine, id)`` of those ``keys`` that exist in this snapshot."""
+        rows = self._rows_by_id(cursor, "id, name, mean", keys)
+        if not rows:
+            return []
+        means = np.stack([np.frombuffer(bytes(r[2]), dtype=np.float64) for r in rows])
+        try:
+            scores = l2_normalize(means, "speaker model", dtype=np.float64) @ query
+        except ScoringError as error:
+            raise SpeakerDatabaseError(f"{self.label}: {error}") from None
+        return [(r[1], float(s), int(r[0])) for r, s in zip(rows, scores)]
+
+    def _rows_by_id(self, cursor, columns: str, keys: np.ndarray) -> List[tuple]:
+        rows: List[tuple] = []
+        ids = [int(k) for k in np.asarray(keys).reshape(-1).tolist()]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows += self._execute(cursor, f"SELECT {columns} FROM speakers WHERE id IN ({marks})", chunk).fetchall()
+        return rows
+
+    def prepare_index(self) -> Optional[str]:
+        """Load, check and bring the speaker index up to date now (a server calls it before serving);
+        returns its kind (``"exact"``/``"hnsw"``), or None while the store is empty."""
+        with self._reading() as cursor:
+            meta: Dict[str, str] = dict(self._execute(cursor, "SELECT key, value FROM meta").fetchall())
+            if "dim" not in meta:
+                return None
+            state = StoreState(meta.get("store_id", ""), int(meta.get("revision", 0)))
+            index = self._speaker_index(state.store_id)
+            index.sync(_Source(self, cursor), state)
+            return index.kind
+
+    def save_index(self) -> None:
+        """Save the speaker index now (when it is large enough to be worth saving)."""
+        if self._index is not None:
+            self._index.save()
+
+    def check(self) -> bool:
+        """True when every speaker's count matches its utterances (and the dialect's own check passes)."""
+        with self._reading() as cursor:
+            mismatched = self._execute(
+                cursor,
+                "SELECT COUNT(*) FROM speakers s WHERE s.count != "
+                "(SELECT COUNT(*) FROM utterances u WHERE u.speaker_id = s.id)",
+            ).fetchone()[0]
+        return int(mismatched) == 0
+
+    # --- bulk ---------------------------------------------------------------------------------------
+    def add_speakers(
+        self,
+        names: Sequence[str],
+        sums: np.ndarray,
+        counts: np.ndarray,
+        speaker_of: np.ndarray,
+        utterances: Sequence[str],
+        embeddings: np.ndarray,
+        fingerprint: Optional[str] = None,
+    ) -> Tuple[int, int]:
+        """Add many speakers' recordings in one transaction (see :mod:`redimnet.speakers.bulk`).
+
+        ``names`` (unique, already checked with :func:`speaker_name`), ``sums``
+        ``[S, D]`` of their recordings' unit vectors and ``counts`` ``[S]`` of
+        recordings; recording ``j`` (id ``utterances[j]``, ``embeddings[j]``)
+        belongs to speaker ``speaker_of[j]``.  A name already enrolled gets the
+        recordings added, as :meth:`enroll` would.  Returns ``(new speakers,
+        updated speakers)``.
+        """
+        sums = np.asarray(sums, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.int64)
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        now = time.time()
+
+        def work(cursor):
+            revision = self._next_revision(cursor)
+            self._check_model(cursor, fingerprint, sums.shape[1])
+            existing = {}
+            for start in range(0, len(names), 500):
+                chunk = list(names[start : start + 500])
+                marks = ", ".join("?" * len(chunk))
+                for row in self._execute(
+                    cursor, f"SELECT name, id, count, mean FROM speakers WHERE name IN ({marks})", chunk
+                ).fetchall():
+                    existing[row[0]] = row
+            ids = np.empty(len(names), dtype=np.int64)
+            new = [i for i, name in enumerate(names) if name not in existing]
+            ids[new] = self._new_ids(cursor, len(new))
+            updated_rows = []
+            position = {name: i for i, name in enumerate(names)} if existing else {}
+            for name, row in existing.items():
+                i = position[name]
+                ids[i] = int(row[1])
+                old_count = int(row[2])
+                total = old_count + int(counts[i])
+                mean = (np.frombuffer(bytes(row[3]), dtype=np.float64) * old_count + sums[i]) / total
+                updated_rows.append((total, self._blob(mean.tobytes()), now, revision, int(ids[i])))
+            means = sums[new] / counts[new, None]
+            blob = self._blob
+            self._insert_speakers(
+                cursor,
+                [
+                    (int(ids[i]), names[i], int(counts[i]), blob(mean.tobytes()), now, now, revision)
+                    for i, mean in zip(new, means)
+                ],
+            )
+            if updated_rows:
+                self._executemany(
+                    cursor, "UPDATE speakers SET count=?, mean=?, updated=?, revision=? WHERE id=?", updated_rows
+                )
+            owners = ids[np.asarray(speaker_of, dtype=np.int64)].tolist()
+            self._insert_utterances(
+                cursor,
+                [
+                    (owner, utt, blob(vector.tobytes()), now)
+                    for owner, utt, vector in zip(owners, utterances, embeddings)
+                ],
+            )
+            return len(new), len(updated_rows)
+
+        return self._write(work)
+
+    def _insert_speakers(self, cursor, rows: List[tuple]) -> None:
+        self._executemany(
+            cursor,
+            "INSERT INTO speakers(id, name, count, mean, created, updated, revision) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def _insert_utterances(self, cursor, rows: List[tuple]) -> None:
+        self._executemany(
+            cursor, "INSERT INTO utterances(speaker_id, utterance, embedding, added) VALUES (?, ?, ?, ?)", rows
+        )
+
+
+class _Source:
+    """The store as the speaker index sees it, inside one read transaction (:class:`~.index.ChangeSource`)."""
+
+    def __init__(self, store: SqlSpeakerStore, cursor):
+        self.store, self.cursor = store, cursor
+
+    def _query(self, statement: str, parameters: Sequence[Any] = ()):
+        return self.store._execute(self.cursor, statement, parameters)
+
+    def state(self, count: bool = False) -> StoreState:
+        meta = dict(self._query("SELECT key, value FROM meta").fetchall())
+        speakers = int(self._query("SELECT COUNT(*) FROM speakers").fetchone()[0]) if count else None
+        dim = int(meta["dim"]) if "dim" in meta else None
+        return StoreState(meta.get("store_id", ""), int(meta.get("revision", 0)), speakers, dim)
+
+    def removed_since(self, revision: int) -> np.ndarray:
+        rows = self._query("SELECT speaker_id FROM removed WHERE revision > ?", (int(revision),)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def changed_since(self, revision: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        for rows in self.store._stream(
+            "SELECT id, mean FROM speakers WHERE revision > ?", (int(revision),), READ_BLOCK
+        ):
+            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            means = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float64).reshape(len(rows), -1)
+            yield keys, _unit_rows(means)
+
+    def vectors_of(self, keys: np.ndarray) -> Dict[int, np.ndarray]:
+        rows = self.store._rows_by_id(self.cursor, "id, mean", keys)
+        return {int(r[0]): _unit_rows(np.frombuffer(bytes(r[1]), dtype=np.float64)[None, :])[0] for r in rows}
+
+    def all_keys(self) -> np.ndarray:
+        rows = self._query("SELECT id FROM speakers").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)

@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks (not needed to use redimnet)."""

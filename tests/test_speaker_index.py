@@ -1,0 +1,326 @@
+"""The speaker index: exact and HNSW search, kept in step with the store, saved, checked and repaired.
+
+Small thresholds (monkeypatched) put a few hundred speakers on the HNSW path and make every change
+worth saving, so the paths a million-speaker store takes run here in seconds.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from redimnet.speaker_db import SpeakerDatabase
+from redimnet.speakers import index as index_module
+from redimnet.speakers.index import ExactIndex, IndexFile, usearch_available
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_usearch = pytest.mark.skipif(not usearch_available(), reason='usearch is not installed: "redimnet[search]"')
+
+
+def units(rows):
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def clustered(rng, clusters, per, dim, spread=0.35):
+    """Unit vectors in ``clusters`` groups of ``per`` (a speaker-like layout: voices close to a few others)."""
+    centres = rng.standard_normal((clusters, dim))
+    return units(np.repeat(centres, per, axis=0) + spread * rng.standard_normal((clusters * per, dim)))
+
+
+def brute_force(vectors: dict, query, k):
+    keys = list(vectors)
+    scores = units(np.stack([vectors[key] for key in keys])) @ units([query])[0]
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [keys[i] for i in order], scores[order]
+
+
+@pytest.fixture
+def small_thresholds(monkeypatch):
+    """HNSW from 64 speakers on, saved whatever its size, after every change."""
+    monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 64)
+    monkeypatch.setattr(index_module, "EXACT_BELOW", 32)
+    monkeypatch.setattr(index_module, "SAVE_FROM", 0)
+    monkeypatch.setattr(index_module, "SAVE_EVERY", 0)
+
+
+# --- the two kinds of index ---------------------------------------------------------------------------------
+def test_exact_index_is_brute_force_through_upserts_and_removals():
+    rng = np.random.default_rng(0)
+    index = ExactIndex(16)
+    model = {}
+    keys = rng.choice(10**9, size=300, replace=False)
+    vectors = units(rng.standard_normal((300, 16)))
+    index.upsert(keys, vectors)
+    model.update(zip(keys.tolist(), vectors))
+    replaced = keys[:50]
+    new_vectors = units(rng.standard_normal((50, 16)))
+    index.upsert(replaced, new_vectors)
+    model.update(zip(replaced.tolist(), new_vectors))
+    gone = keys[100:140]
+    assert index.remove(np.r_[gone, [-5, 7]]) == 40  # absent keys are ignored
+    for key in gone.tolist():
+        del model[key]
+    assert len(index) == 260 and sorted(index.keys().tolist()) == sorted(model)
+    for query in rng.standard_normal((20, 16)):
+        found, scores = index.search(units([query]).astype(np.float32), 7)
+        expected, expected_scores = brute_force(model, query, 7)
+        assert found[0].tolist() == expected
+        np.testing.assert_allclose(scores[0], expected_scores, atol=1e-5)
+    found, scores = ExactIndex(16).search(np.ones((2, 16), np.float32), 3)
+    assert (found == -1).all() and np.isneginf(scores).all()
+    small = ExactIndex(4)
+    small.upsert([3, 9], units([[1, 0, 0, 0], [0, 1, 0, 0]]))
+    found, _ = small.search(np.array([[0.1, 1, 0, 0]], np.float32), 5)
+    assert found[0].tolist() == [9, 3, -1, -1, -1]
+
+
+@needs_usearch
+def test_hnsw_index_finds_neighbours_and_forgets_removed_keys():
+    from redimnet.speakers.index import HnswIndex
+
+    rng = np.random.default_rng(1)
+    vectors = clustered(rng, 100, 20, 32)
+    keys = np.arange(1000, 3000)
+    index = HnswIndex(32)
+    index.upsert(keys, vectors)
+    exact = ExactIndex(32)
+    exact.upsert(keys, vectors)
+    queries = units(vectors[::10] + 0.2 * rng.standard_normal((200, 32))).astype(np.float32)
+    found, _ = index.search(queries, 10)
+    truth, _ = exact.search(queries, 1)
+    # candidates for exact rescoring: the true nearest is among the first ten
+    assert np.mean([t in row for t, row in zip(truth[:, 0], found)]) >= 0.97
+    gone = keys[::3]
+    index.remove(gone)
+    found, _ = index.search(queries, 10)
+    assert not np.isin(found, gone).any()
+    assert len(index) == keys.size - gone.size and not index.contains(gone).any()
+    moved = keys[1]
+    index.upsert([moved], -vectors[1:2])  # replaced, not added twice
+    np.testing.assert_allclose(index.get([moved])[0], -vectors[1], atol=0.02)
+    assert len(index) == keys.size - gone.size
+
+
+# --- kept in step with the store ------------------------------------------------------------------------------
+def enrol_random(db, rng, names, dim=24):
+    centres = {}
+    for name in names:
+        centre = rng.standard_normal(dim)
+        db.enroll(name, centre + 0.2 * rng.standard_normal((2, dim)), [f"{name}/a", f"{name}/b"], "fp")
+        centres[name] = centre
+    return centres
+
+
+def stored_means(db):
+    return {s.name: db.speaker_model(s.name) for s in db.speakers()}
+
+
+@pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_usearch)])
+def test_identify_follows_every_change_made_through_another_connection(tmp_path, kind, monkeypatch):
+    if kind == "hnsw":
+        monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 40)
+        monkeypatch.setattr(index_module, "EXACT_BELOW", 20)
+    rng = np.random.default_rng(2)
+    path = tmp_path / "s.db"
+    with SpeakerDatabase(path) as writer, SpeakerDatabase(path) as reader:
+        centres = enrol_random(writer, rng, [f"spk{i}" for i in range(60)])
+        for step in range(40):
+            action = step % 4
+            name = f"spk{rng.integers(0, 90)}"
+            if action == 0 and writer.has_speaker(name):
+                writer.remove(name)
+                centres.pop(name)
+            elif action == 1:
+                centres.update(enrol_random(writer, rng, [name]))  # new, or more recordings of a known one
+            means = stored_means(writer)
+            assert set(means) == set(centres)
+            for target in rng.choice(sorted(centres), size=3, replace=False):
+                query = centres[target] + 0.1 * rng.standard_normal(24)
+                got = reader.identify(query, top=5, fingerprint="fp")
+                expected, scores = brute_force(means, query, 5)
+                assert all(name in means for name, _ in got)  # never a deleted speaker
+                if kind == "exact":
+                    assert [n for n, _ in got] == expected
+                else:
+                    assert got[0][0] == expected[0]
+                np.testing.assert_allclose([s for _, s in got][:1], scores[:1], atol=1e-9)
+        assert reader._index is not None and reader._index.kind == kind
+        assert reader._index.builds == 1  # followed by revisions, never rebuilt
+
+
+@pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_usearch)])
+def test_the_saved_index_is_loaded_updated_checked_and_repaired(tmp_path, small_thresholds, monkeypatch, kind):
+    if kind == "exact":
+        monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 10**9)
+    rng = np.random.default_rng(3)
+    path = tmp_path / "s.db"
+    file = IndexFile(tmp_path / "s.db.index")
+    with SpeakerDatabase(path) as db:
+        centres = enrol_random(db, rng, [f"spk{i}" for i in range(100)])
+        db.identify(centres["spk0"], top=1)
+        assert db._index.builds == 1 and db._index.kind == kind
+    header = json.loads(file.path.read_text())
+    assert header["kind"] == kind and header["count"] == 100 and (tmp_path / header["data"]).is_file()
+
+    def identify_all(expect_builds, expect_loads):
+        with SpeakerDatabase(path) as db:
+            for name, centre in centres.items():
+                assert db.identify(centre, top=1)[0][0] == name
+            assert (db._index.builds, db._index.loads) == (expect_builds, expect_loads)
+            assert sorted(db._index.index.keys().tolist()) == sorted(
+                r[0] for r in db.connection.execute("SELECT id FROM speakers")
+            )
+
+    # changes made while nobody held the index: applied from the store on the next open
+    with SpeakerDatabase(path) as db:
+        for name in ("spk1", "spk2"):
+            db.remove(name)
+            centres.pop(name)
+        centres.update(enrol_random(db, rng, ["late0", "late1"]))
+    identify_all(0, 1)
+
+    # a damaged data file: rebuilt from the store
+    data = tmp_path / json.loads(file.path.read_text())["data"]
+    blob = bytearray(data.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    data.write_bytes(bytes(blob))
+    identify_all(1, 0)
+
+    # an index of another store with the same file name: rebuilt
+    header = json.loads(file.path.read_text())
+    file.path.write_text(json.dumps(dict(header, store_id="0" * 32)))
+    identify_all(1, 0)
+
+    # the store went back (restored from a copy) behind the saved index: rebuilt
+    backup = tmp_path / "backup.db"
+    with SpeakerDatabase(path) as db:
+        db.connection.execute("VACUUM INTO ?", (str(backup),))
+        centres.update(enrol_random(db, rng, ["after_backup"]))
+        db.identify(centres["after_backup"], top=1)  # saved at the newer revision
+    os.replace(backup, path)
+    centres.pop("after_backup")
+    identify_all(1, 0)
+
+    # the store edited behind the revision counter: the key check on open finds it
+    with SpeakerDatabase(path) as db:
+        db.connection.execute("DELETE FROM utterances WHERE speaker_id = (SELECT id FROM speakers WHERE name='spk3')")
+        db.connection.execute("DELETE FROM speakers WHERE name='spk3'")
+        db.connection.execute(
+            "INSERT INTO speakers(id, name, count, mean, created, updated, revision) "
+            "SELECT 999999, 'ghost', count, mean, created, updated, revision FROM speakers "
+            "WHERE name='spk4'"
+        )
+    centres.pop("spk3")
+    with SpeakerDatabase(path) as db:
+        assert db.identify(centres["spk5"], top=1)[0][0] == "spk5"
+        assert db._index.builds == 1 and len(db._index) == len(centres) + 1
+        assert [n for n, _ in db.identify(centres["spk4"], top=2)] in (["spk4", "ghost"], ["ghost", "spk4"])
+
+    # nothing but the store is needed: without the files, the same answers
+    file.remove()
+    assert not list(tmp_path.glob("s.db.index*"))
+
+
+def test_an_empty_or_tiny_store_is_not_saved(tmp_path):
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        enrol_random(db, np.random.default_rng(4), ["a", "b"])
+        db.identify(np.ones(24), top=1)
+    assert not list(tmp_path.glob("s.db.index*"))  # below SAVE_FROM: rebuilt on open, never written
+
+
+def test_switches_to_hnsw_when_the_store_grows_and_back_when_it_shrinks(tmp_path, small_thresholds):
+    if not usearch_available():
+        with SpeakerDatabase(tmp_path / "s.db") as db:
+            centres = enrol_random(db, np.random.default_rng(5), [f"s{i}" for i in range(80)])
+            db.identify(centres["s1"], top=1)
+            assert db._index.kind == "exact"  # the fallback
+        return
+    rng = np.random.default_rng(5)
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        centres = enrol_random(db, rng, [f"s{i}" for i in range(50)])
+        assert db.identify(centres["s1"], top=1)[0][0] == "s1" and db._index.kind == "exact"
+        centres.update(enrol_random(db, rng, [f"t{i}" for i in range(30)]))
+        assert db.identify(centres["t1"], top=1)[0][0] == "t1" and db._index.kind == "hnsw"
+        for i in range(60):
+            db.remove(f"s{i}" if i < 50 else f"t{i - 50}")
+        assert db.identify(centres["t20"], top=1)[0][0] == "t20" and db._index.kind == "exact"
+
+
+# --- killed at any moment ----------------------------------------------------------------------------------
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from redimnet.speaker_db import SpeakerDatabase
+    from redimnet.speakers import index
+    index.APPROXIMATE_FROM, index.EXACT_BELOW, index.SAVE_FROM, index.SAVE_EVERY = 64, 32, 0, 0
+    path, dim = sys.argv[1], 24
+    def vector(i):
+        return np.random.default_rng(i).standard_normal(dim)
+    with SpeakerDatabase(path) as db:
+        for i in range(100000):
+            db.enroll(f"spk{i}", vector(i)[None, :], [f"u{i}"])
+            print("E", i, flush=True)
+            if i % 3 == 2:
+                db.remove(f"spk{i - 1}")
+                print("R", i - 1, flush=True)
+            db.identify(vector(i), top=3)  # brings the index up to date, and saves it (every change)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_usearch)])
+def test_the_index_survives_kill_9_without_a_stale_or_missing_speaker(tmp_path, kind, small_thresholds, monkeypatch):
+    if kind == "exact":
+        monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 10**9)
+        monkeypatch.setattr(index_module, "EXACT_BELOW", 10**9)
+    path = tmp_path / "s.db"
+    script = _WRITER if kind == "hnsw" else _WRITER.replace("= 64, 32, 0, 0", "= 10**9, 10**9, 0, 0")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env["OMP_NUM_THREADS"] = "1"
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    enrolled, removed, last = set(), set(), ("", -1)
+    deadline = time.monotonic() + 120
+    try:
+        while len(enrolled) < 150 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            op, number = line.split()
+            (enrolled if op == "E" else removed).add(int(number))
+            last = (op, int(number))
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    assert len(enrolled) >= 150, child.stderr.read()[-2000:]
+    assert list(tmp_path.glob("s.db.index*")), "the writer saved its index before it was killed"
+    with SpeakerDatabase(path) as db:
+        assert db.check()
+        names = {s.name for s in db.speakers()}
+        # the one change in flight when the writer died may or may not have been committed
+        in_flight = {f"spk{last[1] - 1}"} if last[0] == "E" and last[1] % 3 == 2 else set()
+        next_one = {f"spk{max(enrolled) + 1}"}
+        acknowledged = {f"spk{i}" for i in enrolled - removed}
+        assert acknowledged - in_flight <= names <= acknowledged | next_one
+        assert not {f"spk{i}" for i in removed} & names
+        for name in sorted(names):
+            i = int(name[3:])
+            best = db.identify(np.random.default_rng(i).standard_normal(24), top=3)
+            assert best[0] == (name, pytest.approx(1.0)), (name, best)  # found, with its exact score
+            assert all(other in names for other, _ in best)
+        keys = sorted(r[0] for r in db.connection.execute("SELECT id FROM speakers"))
+        assert sorted(db._index.index.keys().tolist()) == keys
+        # the saved index was loaded and brought up to date, not rebuilt
+        assert db._index.kind == kind and (db._index.loads, db._index.builds) == (1, 0)
