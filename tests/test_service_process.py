@@ -25,7 +25,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("python_multipart")
 
 import redimnet  # noqa: E402
-from redimnet.speaker_db import SpeakerDatabase  # noqa: E402
+from redimnet.speakers.stores import open_store  # noqa: E402
 from redimnet.synth import synthesize, voice_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +60,12 @@ def checkpoint(tmp_path_factory):
 class Server:
     """``redimnet serve`` in a child process, ready when ``/v1/ready`` answers."""
 
-    def __init__(self, checkpoint, db, *options):
+    def __init__(self, checkpoint, db, *options, index_dir=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(
             os.environ,
+            REDIMNET_INDEX_DIR=str(index_dir or Path(str(db)).parent),  # a PostgreSQL store's index cache
             REDIMNET_SERVICE_TOKEN=TOKEN,
             OMP_NUM_THREADS="1",
             PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -120,10 +121,11 @@ class Server:
 
 
 @pytest.mark.slow
-def test_sigkill_during_enrolments_loses_nothing_acknowledged(checkpoint, tmp_path):
-    db = tmp_path / "speakers.db"
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_sigkill_during_enrolments_loses_nothing_acknowledged(checkpoint, tmp_path, store, request):
+    db = str(tmp_path / "speakers.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
     recordings = [clip(1, 1, seconds=1.0), clip(2, 2, seconds=1.0)]
-    server = Server(checkpoint, db)
+    server = Server(checkpoint, db, index_dir=tmp_path)
     acknowledged, attempted = {}, set()
 
     def enrol(index: int):
@@ -153,17 +155,25 @@ def test_sigkill_during_enrolments_loses_nothing_acknowledged(checkpoint, tmp_pa
     assert len(acknowledged) >= 6 and len(attempted) > len(acknowledged)
     assert set(acknowledged.values()) == {2}
 
-    with SpeakerDatabase(db) as database:
-        assert database.check()  # SQLite integrity and every count matches its utterances
+    with open_store(db) as database:
+        assert database.check()  # SQLite's integrity check, and every count matches its utterances
         stored = {s.name: s.utterances for s in database.speakers()}
     assert set(acknowledged) <= set(stored)
     assert set(stored.values()) == {2}  # nobody half-enrolled: all or nothing
     assert set(stored) <= attempted
 
-    restarted = Server(checkpoint, db)  # the service starts again on the same file
+    restarted = Server(checkpoint, db, index_dir=tmp_path)  # the service starts again on the same store
     try:
         listed = httpx.get(f"{restarted.url}/v1/speakers", timeout=10).json()["speakers"]
         assert {s["speaker"]: s["recordings"] for s in listed} == stored
+        # the speaker index holds exactly the stored speakers: none missing, none stale
+        found = httpx.post(
+            f"{restarted.url}/v1/identify",
+            data={"top": "100"},
+            files=[("audio", ("q.wav", recordings[0], "audio/wav"))],
+            timeout=20,
+        ).json()["matches"]
+        assert len(stored) <= 100 and sorted(m["speaker"] for m in found) == sorted(stored)
         response = httpx.post(
             f"{restarted.url}/v1/enroll",
             headers=AUTH,
@@ -238,3 +248,56 @@ def test_bad_requests_under_load_do_not_disturb_the_others(checkpoint, tmp_path)
             assert httpx.get(f"{server.url}/v1/speakers", timeout=10).json()["speakers"][0]["speaker"] == "shared"
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_two_servers_on_one_postgres_database_see_each_others_changes(checkpoint, tmp_path, postgres_url):
+    """Separate ``redimnet serve`` processes (as on separate machines) share one PostgreSQL database."""
+    voices = {name: clip(speaker, speaker) for speaker, name in enumerate(["ann", "bob", "cid"], start=1)}
+    queries = voices  # the enrolled recording itself: its speaker scores 1.0, whatever the (random) model
+    first = Server(checkpoint, postgres_url, index_dir=tmp_path / "a")
+    second = Server(checkpoint, postgres_url, index_dir=tmp_path / "b")
+
+    def enrol(server, name):
+        response = httpx.post(
+            f"{server.url}/v1/enroll",
+            headers=AUTH,
+            data={"speaker": name},
+            files=[("audio", (f"{name}.wav", voices[name], "audio/wav"))],
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+
+    def best(server, name):
+        response = httpx.post(
+            f"{server.url}/v1/identify", files=[("audio", ("q.wav", queries[name], "audio/wav"))], timeout=30
+        )
+        assert response.status_code == 200, response.text
+        return [m["speaker"] for m in response.json()["matches"]]
+
+    def seen_within(seconds, condition):
+        started = time.monotonic()
+        while not condition():
+            assert time.monotonic() - started < seconds
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    try:
+        assert best(first, "ann") == [] and best(second, "ann") == []
+        enrol(first, "ann")
+        enrol(second, "bob")
+        # each server answers the next request with the other's enrolment (no waiting needed; 1 s allowed)
+        assert seen_within(1.0, lambda: best(second, "ann")[:1] == ["ann"]) < 1.0
+        assert seen_within(1.0, lambda: best(first, "bob")[:1] == ["bob"]) < 1.0
+        enrol(second, "cid")
+        assert best(first, "cid")[0] == "cid" and sorted(best(first, "cid")) == ["ann", "bob", "cid"]
+        assert httpx.delete(f"{second.url}/v1/speakers/ann", headers=AUTH, timeout=10).status_code == 200
+        assert seen_within(1.0, lambda: "ann" not in best(first, "ann")) < 1.0
+        for server in (first, second):
+            listed = httpx.get(f"{server.url}/v1/speakers", timeout=10).json()["speakers"]
+            assert [s["speaker"] for s in listed] == ["bob", "cid"]
+            info = httpx.get(f"{server.url}/v1/info", timeout=10).json()["database"]
+            assert info["kind"] == "postgresql" and info["speakers"] == 2 and info["file"] is None
+    finally:
+        first.stop()
+        second.stop()

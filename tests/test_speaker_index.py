@@ -19,6 +19,7 @@ import pytest
 from redimnet.speaker_db import SpeakerDatabase
 from redimnet.speakers import index as index_module
 from redimnet.speakers.index import ExactIndex, IndexFile, usearch_available
+from redimnet.speakers.stores import open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -261,13 +262,13 @@ _WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from redimnet.speaker_db import SpeakerDatabase
+    from redimnet.speakers.stores import open_store
     from redimnet.speakers import index
     index.APPROXIMATE_FROM, index.EXACT_BELOW, index.SAVE_FROM, index.SAVE_EVERY = 64, 32, 0, 0
     path, dim = sys.argv[1], 24
     def vector(i):
         return np.random.default_rng(i).standard_normal(dim)
-    with SpeakerDatabase(path) as db:
+    with open_store(path) as db:
         for i in range(100000):
             db.enroll(f"spk{i}", vector(i)[None, :], [f"u{i}"])
             print("E", i, flush=True)
@@ -279,12 +280,19 @@ _WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_usearch)])
-def test_the_index_survives_kill_9_without_a_stale_or_missing_speaker(tmp_path, kind, small_thresholds, monkeypatch):
+def test_the_index_survives_kill_9_without_a_stale_or_missing_speaker(
+    tmp_path, kind, store, small_thresholds, monkeypatch, request
+):
     if kind == "exact":
         monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 10**9)
         monkeypatch.setattr(index_module, "EXACT_BELOW", 10**9)
-    path = tmp_path / "s.db"
+    index_dir = tmp_path / "index"
+    monkeypatch.setenv("REDIMNET_INDEX_DIR", str(index_dir))  # where a PostgreSQL store's index is kept
+    path = str(tmp_path / "s.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
+    saved = tmp_path.glob("s.db.index*") if store == "sqlite" else index_dir.glob("*.index*")
     script = _WRITER if kind == "hnsw" else _WRITER.replace("= 64, 32, 0, 0", "= 10**9, 10**9, 0, 0")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     env["OMP_NUM_THREADS"] = "1"
@@ -305,8 +313,8 @@ def test_the_index_survives_kill_9_without_a_stale_or_missing_speaker(tmp_path, 
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
     assert len(enrolled) >= 150, child.stderr.read()[-2000:]
-    assert list(tmp_path.glob("s.db.index*")), "the writer saved its index before it was killed"
-    with SpeakerDatabase(path) as db:
+    assert list(saved), "the writer saved its index before it was killed"
+    with open_store(path) as db:
         assert db.check()
         names = {s.name for s in db.speakers()}
         # the one change in flight when the writer died may or may not have been committed
@@ -320,7 +328,7 @@ def test_the_index_survives_kill_9_without_a_stale_or_missing_speaker(tmp_path, 
             best = db.identify(np.random.default_rng(i).standard_normal(24), top=3)
             assert best[0] == (name, pytest.approx(1.0)), (name, best)  # found, with its exact score
             assert all(other in names for other, _ in best)
-        keys = sorted(r[0] for r in db.connection.execute("SELECT id FROM speakers"))
+        keys = sorted(r[0] for r in db.connection.execute("SELECT id FROM speakers").fetchall())
         assert sorted(db._index.index.keys().tolist()) == keys
         # the saved index was loaded and brought up to date, not rebuilt
         assert db._index.kind == kind and (db._index.loads, db._index.builds) == (1, 0)

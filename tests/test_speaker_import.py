@@ -1,0 +1,148 @@
+"""Bulk import (``redimnet speakers import``) and the SQLite schema's migration."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from redimnet import cli
+from redimnet.embeddings_io import save_embeddings
+from redimnet.speaker_db import SCHEMA_VERSION, SpeakerDatabase, SpeakerDatabaseError
+from redimnet.speakers.bulk import import_arrays, import_embeddings, speaker_names
+from redimnet.speakers.stores import open_store
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+def corpus(rng, speakers=30, per=3, dim=12):
+    ids, rows = [], []
+    for s in range(speakers):
+        centre = rng.standard_normal(dim)
+        for u in range(per):
+            ids.append(f"spk{s:02d}/session{u % 2}/utt{u}.wav")
+            rows.append(centre + 0.3 * rng.standard_normal(dim))
+    return ids, np.asarray(rows, dtype=np.float32)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_import_equals_enrolling_one_by_one(tmp_path, store, request):
+    rng = np.random.default_rng(0)
+    ids, vectors = corpus(rng)
+    location = str(tmp_path / "imported.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
+    with open_store(location) as imported, SpeakerDatabase(tmp_path / "enrolled.db") as enrolled:
+        # a speaker already enrolled gets the imported recordings added to theirs
+        imported.enroll("spk03", vectors[:1] * 2, ["earlier"], "fp")
+        enrolled.enroll("spk03", vectors[:1] * 2, ["earlier"], "fp")
+        report = import_arrays(imported, ids, vectors, speaker_names(ids), batch=7, fingerprint="fp")
+        assert (report.speakers, report.new, report.updated, report.recordings) == (30, 29, 1, 90)
+        assert report.batches == 5  # 30 speakers, 7 per transaction
+        for s in range(30):
+            name = f"spk{s:02d}"
+            enrolled.enroll(name, vectors[3 * s : 3 * s + 3], ids[3 * s : 3 * s + 3], "fp")
+        assert [(s.name, s.utterances) for s in imported.speakers()] == [
+            (s.name, s.utterances) for s in enrolled.speakers()
+        ]
+        for s in enrolled.speakers():
+            np.testing.assert_allclose(imported.speaker_model(s.name), enrolled.speaker_model(s.name), atol=1e-12)
+            assert imported.utterances(s.name)[0] == enrolled.utterances(s.name)[0]
+        query = vectors[10] + 0.1
+        got, expected = imported.identify(query, top=3), enrolled.identify(query, top=3)
+        assert [n for n, _ in got] == [n for n, _ in expected]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=1e-12)
+        assert imported.revision() == 1 + 5  # one enrolment, then one revision per batch
+        assert imported.check()
+
+
+def test_speakers_import_command(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    ids, vectors = corpus(rng, speakers=12)
+    embeddings = save_embeddings(tmp_path / "e.npz", ids, vectors, model="0123456789abcdef")
+    db = str(tmp_path / "s.db")
+    assert cli.main(["speakers", "import", str(embeddings), "--db", db, "--batch", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "imported 36 recording(s) of 12 speaker(s) (12 new, 0 already enrolled)" in out and "3 transaction" in out
+    assert "speaker index: exact" in out
+    with SpeakerDatabase(db) as database:
+        assert database.built_with() == "0123456789abcdef"  # the file's model: other models are refused
+        assert [s.utterances for s in database.speakers()] == [3] * 12
+    # the same ids with a mapping file: each session its own speaker
+    utt2spk = tmp_path / "utt2spk"
+    utt2spk.write_text("".join(f"{i} {i.split('/')[0]}-{i.split('/')[1]}\n" for i in ids))
+    db2 = str(tmp_path / "s2.db")
+    assert cli.main(["speakers", "import", str(embeddings), "--db", db2, "--utt2spk", str(utt2spk), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["speakers"], result["recordings"], result["index"]) == (24, 36, "exact")
+    with SpeakerDatabase(db2) as database:
+        assert database.speakers()[0].name == "spk00-session0" and database.speakers()[0].utterances == 2
+    # each id its own speaker (e.g. a cohort file)
+    db3 = str(tmp_path / "s3.db")
+    assert cli.main(["speakers", "import", str(embeddings), "--db", db3, "--speaker-from", "id", "--no-index"]) == 0
+    assert "speaker index" not in capsys.readouterr().out
+    with SpeakerDatabase(db3) as database:
+        assert database.count() == (36, 36)
+
+
+def test_import_checks_everything_before_the_first_write(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    ids, vectors = corpus(rng, speakers=4)
+    db = tmp_path / "s.db"
+    with SpeakerDatabase(db) as database:
+        bad_name = ids[:-1] + ["bad\x1bname/x.wav"]
+        with pytest.raises(SpeakerDatabaseError, match="1 speaker name.*control character.*nothing was imported"):
+            import_arrays(database, bad_name, vectors, speaker_names(bad_name), batch=1)
+        zero = vectors.copy()
+        zero[-1] = 0
+        with pytest.raises(SpeakerDatabaseError, match="spk03/session0/utt2.wav.*all zeros.*nothing was imported"):
+            import_arrays(database, ids, zero, speaker_names(ids), batch=1)
+        with pytest.raises(SpeakerDatabaseError, match="no directory part"):
+            speaker_names(["flat.wav"])
+        assert database.count() == (0, 0) and database.revision() == 0
+        database.enroll("spk00", vectors[:1], ["x"], "model-a")
+    path = save_embeddings(tmp_path / "e.npz", ids, vectors, model="model-b")
+    assert cli.main(["speakers", "import", str(path), "--db", str(db)]) == 2
+    assert "another model" in capsys.readouterr().err
+    with SpeakerDatabase(db) as database:
+        with pytest.raises(SpeakerDatabaseError, match="written by model model-b, not model-a"):
+            import_embeddings(database, path, fingerprint="model-a")
+        assert database.count() == (1, 1)
+    assert cli.main(["speakers", "import", "--db", str(db)]) == 2
+    assert "needs the EMBEDDINGS file" in capsys.readouterr().err
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path):
+    """Files written before the speaker index existed open, keep every speaker, and gain the revision."""
+    path = tmp_path / "old.db"
+    connection = sqlite3.connect(path)
+    connection.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE speakers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, count INTEGER NOT NULL,
+                               mean BLOB NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+        CREATE TABLE utterances (id INTEGER PRIMARY KEY,
+                                 speaker_id INTEGER NOT NULL REFERENCES speakers(id) ON DELETE CASCADE,
+                                 utterance TEXT NOT NULL, embedding BLOB NOT NULL, added REAL NOT NULL);
+        CREATE INDEX utterances_by_speaker ON utterances(speaker_id);
+        INSERT INTO meta VALUES ('schema_version', '1'), ('dim', '4'), ('model', 'fp');
+        """
+    )
+    for i, name in enumerate(["ann", "bob"]):
+        unit = np.eye(4)[i]
+        connection.execute(
+            "INSERT INTO speakers(name, count, mean, created, updated) VALUES (?, 1, ?, 0, 0)", (name, unit.tobytes())
+        )
+        connection.execute(
+            "INSERT INTO utterances(speaker_id, utterance, embedding, added) VALUES (?, 'u', ?, 0)",
+            (i + 1, unit.astype(np.float32).tobytes()),
+        )
+    connection.commit()
+    connection.close()
+    with SpeakerDatabase(path) as db:
+        assert db.connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
+            SCHEMA_VERSION
+        )
+        assert db.identify(np.array([0.1, 1, 0, 0]), top=2, fingerprint="fp")[0][0] == "bob"
+        db.remove("bob")
+        db.enroll("cid", np.array([[0, 0.2, 1, 0]]), ["c"], "fp")
+        assert [n for n, _ in db.identify(np.array([0, 1, 0, 0]), top=5)] == ["cid", "ann"]
+        assert db.revision() == 2 and db.check()

@@ -1,0 +1,134 @@
+"""The PostgreSQL speaker store: the same behaviour as the SQLite file, selected by a URL everywhere.
+
+The server is a throwaway one started for the session from the distribution's binaries (conftest's
+``postgres_server``); those tests are skipped, with that one reason, where the binaries are missing.
+"""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from redimnet.optional import MissingDependencyError
+from redimnet.speaker_db import SpeakerDatabaseError
+from redimnet.speakers.stores import open_store, store_label
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
+def fill(db, rng, dim=16):
+    centres = {name: rng.standard_normal(dim) for name in ["ann", "bob", "cid", "dan"]}
+    for name, centre in centres.items():
+        db.enroll(name, centre + 0.3 * rng.standard_normal((3, dim)), [f"{name}{i}" for i in range(3)], "fp")
+    db.enroll("bob", centres["bob"] + 0.3 * rng.standard_normal((2, dim)), ["bob3", "bob4"], "fp")
+    db.remove("dan")
+    return centres
+
+
+def test_postgres_and_sqlite_stores_give_the_same_answers(postgres_url, tmp_path):
+    answers = []
+    for location in (postgres_url, str(tmp_path / "s.db")):
+        rng = np.random.default_rng(0)
+        with open_store(location) as db:
+            centres = fill(db, rng)
+            queries = [centres[name] + 0.2 * rng.standard_normal(16) for name in ("ann", "bob", "cid", "dan")]
+            answers.append(
+                {
+                    "identify": [db.identify(q, top=3, fingerprint="fp") for q in queries],
+                    "speakers": [(s.name, s.utterances) for s in db.speakers()],
+                    "count": db.count(),
+                    "bob": db.utterances("bob"),
+                    "model": db.speaker_model("cid"),
+                    "revision": db.revision(),
+                    "known": (db.has_speaker("ann"), db.has_speaker("dan")),
+                    "check": db.check(),
+                }
+            )
+    pg, lite = answers
+    for a, b in zip(pg["identify"], lite["identify"]):
+        assert [n for n, _ in a] == [n for n, _ in b]
+        np.testing.assert_allclose([s for _, s in a], [s for _, s in b], atol=1e-12)
+    assert pg["speakers"] == lite["speakers"] == [("ann", 3), ("bob", 5), ("cid", 3)]
+    assert pg["count"] == lite["count"] == (3, 11)
+    assert pg["bob"][0] == lite["bob"][0] and np.array_equal(pg["bob"][1], lite["bob"][1])
+    assert np.array_equal(pg["model"], lite["model"])
+    assert pg["revision"] == lite["revision"] == 6  # five enrolments and one removal
+    assert pg["known"] == lite["known"] == (True, False)
+    assert pg["check"] and lite["check"]
+    assert all(name != "dan" for result in pg["identify"] for name, _ in result)
+
+
+def test_postgres_store_refuses_what_the_sqlite_store_refuses(postgres_url):
+    with open_store(postgres_url) as db:
+        db.enroll("ann", np.ones((1, 8)), ["a"], "model-1")
+        with pytest.raises(SpeakerDatabaseError, match="another model"):
+            db.enroll("ann", np.ones((1, 8)), ["b"], "model-2")
+        with pytest.raises(SpeakerDatabaseError, match="8-dimensional"):
+            db.enroll("bob", np.ones((1, 4)), ["c"], "model-1")
+        with pytest.raises(SpeakerDatabaseError, match="another model"):
+            db.identify(np.ones(8), fingerprint="model-2")
+        with pytest.raises(SpeakerDatabaseError, match="zero or non-finite"):
+            db.enroll("bob", np.zeros((1, 8)), ["z"], "model-1")
+        with pytest.raises(SpeakerDatabaseError, match="no speaker named 'zed'.*enrolled: ann"):
+            db.remove("zed")
+        assert [(s.name, s.utterances) for s in db.speakers()] == [("ann", 1)]  # nothing half-written
+        db.connection.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(SpeakerDatabaseError, match="schema version 99, written by a newer redimnet"):
+        open_store(postgres_url)
+
+
+def test_a_new_database_needs_create_and_the_password_stays_out_of_messages(postgres_server, postgres_url):
+    with pytest.raises(SpeakerDatabaseError, match="has no speaker tables; enrol a speaker first"):
+        open_store(postgres_url, create=False)
+    with open_store(postgres_url) as db:
+        assert db.count() == (0, 0) and db.built_with() is None
+    secret = postgres_url.replace("postgres@", "postgres:hunter2@").rsplit(":", 1)[0] + ":1/nowhere"
+    with pytest.raises(SpeakerDatabaseError, match="cannot connect") as caught:
+        open_store(secret)
+    assert "hunter2" not in str(caught.value) and "postgres@127.0.0.1:1/nowhere" in str(caught.value)
+    assert store_label(secret) == "postgresql://postgres@127.0.0.1:1/nowhere"
+
+
+def test_a_url_is_never_taken_for_a_file_name(tmp_path, monkeypatch, capsys):
+    """No ``postgresql:`` folder appears, whatever happens: no extra, no server, another scheme."""
+    from redimnet import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # the extra is not installed
+    with pytest.raises(MissingDependencyError, match=r'pip install "redimnet\[postgres\]"'):
+        open_store("postgresql://user@db.example:5432/speakers")
+    assert cli.main(["speakers", "--db", "postgresql://user@db.example:5432/speakers"]) == 2
+    assert 'pip install "redimnet[postgres]"' in capsys.readouterr().err
+    with pytest.raises(SpeakerDatabaseError, match="mysql:// databases are not supported"):
+        open_store("mysql://user:pw@host/db")
+    assert cli.main(["speakers", "remove", "x", "--db", "mysql://user:pw@host/db"]) == 2
+    err = capsys.readouterr().err
+    assert "not supported" in err and ":pw@" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_verbs_on_postgres(postgres_url, b0_model_and_checkpoint, tmp_path, capsys, monkeypatch):
+    import soundfile as sf
+
+    from redimnet import cli
+
+    monkeypatch.chdir(tmp_path)
+    checkpoint = b0_model_and_checkpoint[1]
+    rng = np.random.default_rng(2)
+    for name in ["ann", "bob"]:
+        base = rng.standard_normal(8000).astype(np.float32) * 0.1
+        for i in range(2):
+            sf.write(tmp_path / f"{name}{i}.wav", base + 0.01 * rng.standard_normal(8000), 16000, subtype="FLOAT")
+    common = ["--checkpoint", str(checkpoint), "--db", postgres_url, "--no-optimize"]
+    assert cli.main(["enroll", "ann", str(tmp_path / "ann0.wav"), *common]) == 0
+    assert f"in {store_label(postgres_url)}" in capsys.readouterr().out
+    assert cli.main(["enroll", "bob", str(tmp_path / "bob0.wav"), *common]) == 0
+    assert cli.main(["identify", str(tmp_path / "bob1.wav"), "--top", "2", "--json", *common]) == 0
+    assert [r["speaker"] for r in json.loads(capsys.readouterr().out.splitlines()[-1])] == ["bob", "ann"]
+    assert cli.main(["speakers", "--db", postgres_url, "--json"]) == 0
+    assert [r["speaker"] for r in json.loads(capsys.readouterr().out)] == ["ann", "bob"]
+    assert cli.main(["speakers", "remove", "ann", "--db", postgres_url]) == 0
+    assert cli.main(["speakers", "remove", "ann", "--db", postgres_url]) == 2
+    assert "no speaker named 'ann'" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ann0.wav", "ann1.wav", "bob0.wav", "bob1.wav"]
