@@ -683,7 +683,7 @@ def create_app(service: Service) -> Starlette:
     async def lifespan(app):
         yield
         await run_in_threadpool(service.batcher.close)
-        await run_in_threadpool(service.close)
+        service.close()  # here, not in a worker thread: SQLite closes a connection only in the thread that opened it
 
     routes = [Route(path, handler, methods=methods) for path, handler, methods in ROUTES]
     routes += [Route(path, _static(path), methods=["GET"]) for path in _STATIC]
