@@ -17,16 +17,19 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from ..audio import SILENCE_FLOOR_DBFS
 from ..fileio import atomic_write
 from ..optional import require
 from .common import UsageError, show
 from .embed import add_embedder_arguments, embedder_from_arguments
-from .outputs import DIARIZATION_JSON, FOLDER, PNG, RTTM, Inputs, check_output, output_below
+from .outputs import DIARIZATION_JSON, EMBEDDINGS, FOLDER, PNG, RTTM, Inputs, check_output, output_below
 from .vad import add_vad_arguments, collect_recordings, process_each, report_failures, vad_from_arguments
 
 
 def register(subparsers) -> None:
+    from ..diarization.clustering import CLUSTERING_NAMES
     from ..diarization.pipeline import DEFAULT_HOP, DEFAULT_WINDOW
 
     parser = subparsers.add_parser(
@@ -45,9 +48,17 @@ def register(subparsers) -> None:
     group = parser.add_argument_group("diarization")
     group.add_argument(
         "--clustering",
-        default="spectral",
-        choices=["spectral", "ahc"],
-        help="spectral with eigengap speaker counting (default) or agglomerative with a threshold",
+        default="auto",
+        choices=["auto", *CLUSTERING_NAMES],
+        help="how speakers are counted and grouped: vbx (Bayesian HMM clustering with the model's PLDA back-end), "
+        "spectral (eigengap counting), ahc (agglomerative with a threshold); auto (default): vbx when the "
+        "model has a back-end (--backend, or <weights>.diarization.npz next to a --checkpoint), else spectral",
+    )
+    group.add_argument(
+        "--backend",
+        metavar="B.npz",
+        help="PLDA back-end of the model for --clustering vbx/auto (made with 'redimnet backend train' from "
+        "window embeddings of known speakers, see --save-windows); default: <weights>.diarization.npz",
     )
     group.add_argument(
         "--threshold",
@@ -79,6 +90,12 @@ def register(subparsers) -> None:
         help="reference RTTM (file or folder): print the DER and JER of each recording, plot it too",
     )
     group.add_argument("--plot", action="store_true", help="also write a timeline OUT_DIR/<recording>.png")
+    group.add_argument(
+        "--save-windows",
+        metavar="W.npz",
+        help="with --reference: also write the embeddings of the windows that one reference speaker speaks "
+        "alone, with ids <recording>:<speaker>/<start>, for 'redimnet backend train' (a back-end for vbx)",
+    )
     add_vad_arguments(parser)
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run, batch_size=32)
@@ -100,7 +117,9 @@ def _check_counts(args) -> None:
 def run(args) -> int:
     from ..diarization.der import DEFAULT_COLLAR, diarization_error
     from ..diarization.pipeline import Diarizer
+    from ..diarization.segments import label_spans
     from ..diarization.stream import AudioSource
+    from ..embeddings_io import save_embeddings
     from ..speakers.stores import is_url
     from .der import read_rttms
 
@@ -108,10 +127,13 @@ def run(args) -> int:
     if args.db and not is_url(args.db) and not Path(args.db).is_file():
         raise UsageError(f"--db {show(args.db)}: no such file; enrol speakers with redimnet enroll")
     references = read_rttms(args.reference) if args.reference else None
+    if args.save_windows and references is None:
+        raise UsageError("--save-windows needs --reference: the windows are labelled with its speakers")
     items, failures = collect_recordings(args.inputs)
     reference_files = sorted(Path(args.reference).rglob("*.rttm")) if args.reference else []
     inputs = Inputs(*(path for _, path in items), args.reference, *reference_files, args.db)
     output = check_output(args.output, FOLDER, inputs)
+    windows_file = check_output(args.save_windows, EMBEDDINGS, inputs, "--save-windows") if args.save_windows else None
     if args.plot:
         require("matplotlib", "--plot")  # before the work
     vad = vad_from_arguments(args)
@@ -125,8 +147,11 @@ def run(args) -> int:
         batch_windows=max(args.batch_size, 1),
         speakers_db=args.db,
         name_threshold=args.name_threshold,
+        keep_embeddings=bool(args.save_windows),
     )
     total_audio = total_time = 0.0
+    saved_ids: list = []
+    saved_rows: list = []
 
     def target(recording: str, suffix: str, kind):
         return output_below(output, recording, suffix, kind, inputs, "recording id")
@@ -172,6 +197,12 @@ def run(args) -> int:
             else:
                 score = diarization_error(reference, result)
                 line += f"; DER {100 * score.der:.2f} %, JER {100 * score.jer:.2f} % (collar {DEFAULT_COLLAR} s)"
+                if args.save_windows and result.window_spans is not None and result.window_embeddings is not None:
+                    labels = label_spans(reference, result.window_spans[:, 0], result.window_spans[:, 1])
+                    for (start, _), label, row in zip(result.window_spans, labels, result.window_embeddings):
+                        if label is not None:
+                            saved_ids.append(f"{recording}:{label}/{start:.2f}")
+                            saved_rows.append(row)
         print(line, file=sys.stderr)
         if picture is not None:
             from ..diarization.plot import plot_timeline
@@ -179,14 +210,33 @@ def run(args) -> int:
             plot_timeline(picture, result, reference, title=recording, duration=result.duration)
 
     process_each(items, work, failures)  # the output folder is made by the first file written into it
+    if windows_file is not None:
+        if not saved_rows:
+            raise UsageError("--save-windows: no window lies within one reference speaker's speech; check --reference")
+        save_embeddings(windows_file, saved_ids, np.stack(saved_rows))
+        print(f"wrote {len(saved_rows)} labelled window embeddings to {show(windows_file)}", file=sys.stderr)
     if total_audio:
         print(f"diarized {total_audio:.1f} s of audio in {total_time:.1f} s into {output}", file=sys.stderr)
     return report_failures(failures)
 
 
 def _clustering(args):
+    """The clustering the arguments ask for, with the model's back-end where one is given or found."""
     from ..diarization.clustering import make_clustering
+    from ..diarization.vbx import backend_beside
 
     if args.threshold is not None and args.clustering != "ahc":
         raise UsageError("--threshold applies to --clustering ahc")
-    return make_clustering(args.clustering, args.threshold)
+    backend = args.backend
+    if backend is not None:
+        if args.clustering not in ("auto", "vbx"):
+            raise UsageError(f"--backend applies to --clustering vbx (or auto), not {args.clustering}")
+        if not Path(backend).is_file():
+            raise UsageError(f"--backend {backend}: no such file; make one with 'redimnet backend train'")
+    elif args.clustering in ("auto", "vbx") and getattr(args, "checkpoint", None):
+        beside = backend_beside(args.checkpoint)
+        backend = str(beside) if beside.is_file() else None
+    name = args.clustering
+    if name == "auto":
+        name = "vbx" if backend is not None else "spectral"
+    return make_clustering(name, args.threshold, backend)

@@ -3,6 +3,7 @@
 * :mod:`.vad` -- where someone speaks (Silero VAD network or an energy detector);
 * :mod:`.pipeline` -- :class:`Diarizer`: who speaks when, with ReDimNet window embeddings;
 * :mod:`.clustering` -- spectral (eigengap) and agglomerative clustering that scale to hours;
+* :mod:`.vbx` -- VBx, Bayesian HMM clustering with the model's PLDA back-end;
 * :mod:`.der` -- diarization error rate with collar and overlap options;
 * :mod:`.segments` -- :class:`Segment` and strict RTTM reading/writing;
 * :mod:`.plot` -- timeline figures.
@@ -10,17 +11,19 @@
 See ``docs/diarization.md``.
 """
 
-from .clustering import AgglomerativeClustering, Clustering, SpectralClustering
+from .clustering import AgglomerativeClustering, Clustering, Clusters, SpectralClustering
 from .der import DERScore, diarization_error
 from .pipeline import Diarization, Diarizer
 from .segments import RTTMError, Segment, read_rttm, write_rttm
 from .stream import AudioSource
 from .vad import EnergyVAD, OracleVAD, SileroVAD, VoiceActivityDetector, make_vad
+from .vbx import VBxClustering
 
 __all__ = [
     "AgglomerativeClustering",
     "AudioSource",
     "Clustering",
+    "Clusters",
     "DERScore",
     "Diarization",
     "Diarizer",
@@ -30,6 +33,7 @@ __all__ = [
     "Segment",
     "SileroVAD",
     "SpectralClustering",
+    "VBxClustering",
     "VoiceActivityDetector",
     "diarization_error",
     "make_vad",

@@ -30,7 +30,8 @@ plus the embeddings themselves (``n * 192 * 4`` bytes: 37 MB for 10 h).
 """
 
 from contextlib import nullcontext
-from typing import Optional, Tuple, cast
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple, Union, cast
 
 import numpy as np
 
@@ -132,21 +133,37 @@ def centroids(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return normalise(sums)
 
 
-class Clustering:
-    """Base class: :meth:`cluster` maps ``[n, dim]`` embeddings to labels ``0..k-1`` (first appearance order)."""
+@dataclass
+class Clusters:
+    """What a clustering decided about one recording.
 
+    ``labels``: one per row, ``0..count-1`` in order of first appearance; ``count``: the number of
+    speakers; ``uncertain``: the evidence for this count was close to that for another one (see the
+    method); ``evidence``: the method's numbers behind the count, for reports (JSON-ready).
+    """
+
+    labels: np.ndarray
+    count: int
+    uncertain: bool = False
+    evidence: Dict[str, Any] = field(default_factory=dict)
+
+
+class Clustering:
+    """Base class: :meth:`fit` maps ``[n, dim]`` embeddings to :class:`Clusters` (:meth:`cluster`: the labels only)."""
+
+    name = "clustering"
     max_direct = 1000
     standardise = False
 
-    def cluster(
+    def fit(
         self,
         embeddings: np.ndarray,
         num_speakers: Optional[int] = None,
         min_speakers: int = 1,
         max_speakers: Optional[int] = None,
         regions: Optional[np.ndarray] = None,
-    ) -> np.ndarray:
-        """Speaker labels of the rows of ``embeddings`` (in time order).
+    ) -> Clusters:
+        """Speaker labels of the rows of ``embeddings`` (in time order), their count and how sure it is.
 
         With ``standardise`` set (an attribute), every dimension is first
         scaled to zero mean and unit variance over the recording (for
@@ -156,35 +173,46 @@ class Clustering:
         ``regions`` (optional, one number per row): rows are windows, and neighbouring rows with
         the same number overlap in time (windows of one speech region).  Each row is then clustered
         by its point plus its neighbours' (:func:`with_context`); one label per row is returned.
+
+        ``num_speakers`` fixes the count; otherwise it is estimated between ``min_speakers`` and
+        ``max_speakers`` (default :data:`DEFAULT_MAX_SPEAKERS`), both capped at the number of rows.
+        """
+        n = len(embeddings)
+        low, high = speaker_bounds(n, num_speakers, min_speakers, max_speakers)
+        if n <= 1:
+            return Clusters(np.zeros(n, dtype=np.int64), n)
+        with _one_blas_thread():
+            found = self._fit(embeddings, low, high, regions)
+        labels = relabel_by_appearance(found.labels)
+        return Clusters(labels, int(labels.max()) + 1, found.uncertain, found.evidence)
+
+    def cluster(
+        self,
+        embeddings: np.ndarray,
+        num_speakers: Optional[int] = None,
+        min_speakers: int = 1,
+        max_speakers: Optional[int] = None,
+        regions: Optional[np.ndarray] = None,
+    ) -> np.ndarray:
+        """The labels of :meth:`fit`."""
+        return self.fit(embeddings, num_speakers, min_speakers, max_speakers, regions).labels
+
+    def _fit(self, embeddings: np.ndarray, low: int, high: int, regions: Optional[np.ndarray]) -> Clusters:
+        """Cluster at least two rows into ``low..high`` clusters (bounds already checked and capped).
+
+        The default: the unit points (with window context when ``regions`` is given) are reduced
+        to at most ``max_direct`` (:func:`reduce`) and :meth:`cluster_points` clusters those.
         """
         x = self.points(embeddings)
         if regions is not None:
             x = with_context(x, regions)
-        n = len(x)
-        if n == 0:
-            return np.zeros(0, dtype=np.int64)
-        if num_speakers is not None:
-            if num_speakers < 1:
-                raise InvalidArgumentError(f"the number of speakers must be at least 1, got {num_speakers}")
-            if num_speakers > n:
-                raise InvalidArgumentError(
-                    f"{num_speakers} speakers asked for, but the speech gives only {n} "
-                    "window(s) to cluster; give fewer speakers or shorter windows "
-                    "(--window/--hop)"
-                )
-            min_speakers = max_speakers = num_speakers
-        max_speakers = DEFAULT_MAX_SPEAKERS if max_speakers is None else max_speakers
-        if min_speakers < 1 or max_speakers < min_speakers:
-            raise InvalidArgumentError(f"need 1 <= min speakers <= max speakers, got {min_speakers} and {max_speakers}")
-        if n == 1:
-            return np.zeros(1, dtype=np.int64)
-        min_speakers, max_speakers = min(min_speakers, n), min(max_speakers, n)
-        with _one_blas_thread():
-            points, assignment = reduce(x, self.max_direct)
-            max_speakers = min(max_speakers, len(points))
-            min_speakers = min(min_speakers, max_speakers)
-            labels = self.cluster_points(points, min_speakers, max_speakers)
-        return relabel_by_appearance(labels[assignment])
+        points, assignment = reduce(x, self.max_direct)
+        high = min(high, len(points))
+        low = min(low, high)
+        found = self.cluster_points(points, low, high)
+        if isinstance(found, Clusters):
+            return Clusters(found.labels[assignment], found.count, found.uncertain, found.evidence)
+        return Clusters(np.asarray(found)[assignment], int(np.max(found)) + 1)
 
     def points(self, embeddings: np.ndarray) -> np.ndarray:
         """The unit vectors the clustering works on: ``embeddings`` (standardised first when
@@ -200,9 +228,34 @@ class Clustering:
         x = self.points(embeddings)
         return x @ centroids(x, labels).T
 
-    def cluster_points(self, x: np.ndarray, min_speakers: int, max_speakers: int) -> np.ndarray:
-        """Labels of at most ``max_direct`` unit vectors, between ``min_speakers`` and ``max_speakers`` clusters."""
+    def cluster_points(self, x: np.ndarray, min_speakers: int, max_speakers: int) -> Union[np.ndarray, Clusters]:
+        """Labels (or :class:`Clusters`) of at most ``max_direct`` unit vectors, between ``min_speakers``
+        and ``max_speakers`` clusters."""
         raise NotImplementedError
+
+
+def speaker_bounds(
+    rows: int, num_speakers: Optional[int] = None, min_speakers: int = 1, max_speakers: Optional[int] = None
+) -> Tuple[int, int]:
+    """``(low, high)``: the range of speaker counts to consider for ``rows`` windows, capped at ``rows``.
+
+    Raises :class:`InvalidArgumentError` for a count below 1, more speakers than windows, or
+    ``max_speakers < min_speakers``.
+    """
+    if num_speakers is not None:
+        if num_speakers < 1:
+            raise InvalidArgumentError(f"the number of speakers must be at least 1, got {num_speakers}")
+        if num_speakers > rows > 0:
+            raise InvalidArgumentError(
+                f"{num_speakers} speakers asked for, but the speech gives only {rows} "
+                "window(s) to cluster; give fewer speakers or shorter windows "
+                "(--window/--hop)"
+            )
+        min_speakers = max_speakers = num_speakers
+    max_speakers = DEFAULT_MAX_SPEAKERS if max_speakers is None else max_speakers
+    if min_speakers < 1 or max_speakers < min_speakers:
+        raise InvalidArgumentError(f"need 1 <= min speakers <= max speakers, got {min_speakers} and {max_speakers}")
+    return min(min_speakers, max(rows, 1)), min(max_speakers, max(rows, 1))
 
 
 class AgglomerativeClustering(Clustering):
@@ -244,6 +297,7 @@ class SpectralClustering(Clustering):
     name = "spectral"
     p_grid = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3)
     min_neighbours = 10  # fewer leaves small recordings' graphs in pieces (spurious zero eigenvalues)
+    uncertain_ratio = 0.75  # the count is uncertain when another eigengap is at least this fraction of the chosen one
 
     def __init__(self, p: Optional[float] = None, max_direct: int = 1000, seed: int = 0):
         if p is not None and not 0 < p <= 1:
@@ -275,7 +329,7 @@ class SpectralClustering(Clustering):
         if n <= 2:
             return np.arange(n) if min_speakers >= n else np.zeros(n, dtype=np.int64)
         similarity = np.clip(x @ x.T, 0.0, 1.0)  # negative similarity carries no affinity
-        best: Optional[Tuple[float, int, np.ndarray]] = None
+        best: Optional[Tuple[float, int, np.ndarray, float]] = None
         tried = set()
         for p in [self.p] if self.p else self.p_grid:
             keep = min(n, max(self.min_neighbours, int(np.ceil(p * n))))
@@ -288,12 +342,16 @@ class SpectralClustering(Clustering):
             candidates = np.arange(min_speakers, upper + 1)
             k = int(candidates[np.argmax(gaps[candidates - 1])]) if len(candidates) else min_speakers
             ratio = p / max(gaps[k - 1], 1e-10) if k - 1 < len(gaps) else np.inf
+            others = np.sort(gaps[candidates - 1])[::-1] if len(candidates) > 1 else np.zeros(1)
+            runner_up = float(others[1] / max(others[0], 1e-10)) if len(others) > 1 else 0.0
             if best is None or ratio < best[0]:
-                best = (ratio, k, vectors)
-        _, k, vectors = cast(Tuple[float, int, np.ndarray], best)  # the grid has at least one value
+                best = (ratio, k, vectors, runner_up)
+        _, k, vectors, runner_up = cast(Tuple[float, int, np.ndarray, float], best)  # the grid has at least one value
+        evidence = {"second_eigengap_ratio": round(runner_up, 3)}
+        uncertain = runner_up >= self.uncertain_ratio
         if k <= 1:
-            return np.zeros(n, dtype=np.int64)
-        return _kmeans(normalise(vectors[:, :k]), k, self.seed)
+            return Clusters(np.zeros(n, dtype=np.int64), 1, uncertain, evidence)
+        return Clusters(_kmeans(normalise(vectors[:, :k]), k, self.seed), k, uncertain, evidence)
 
 
 def _kmeans(points: np.ndarray, k: int, seed: int, restarts: int = 10) -> np.ndarray:
@@ -312,13 +370,30 @@ def _kmeans(points: np.ndarray, k: int, seed: int, restarts: int = 10) -> np.nda
     return best
 
 
-CLUSTERING_NAMES = ("spectral", "ahc")
+CLUSTERING_NAMES = ("spectral", "ahc", "vbx")
 
 
-def make_clustering(name: str = "spectral", threshold: Optional[float] = None) -> Clustering:
-    """A clustering method by name (``spectral`` or ``ahc``; ``threshold`` applies to ``ahc``)."""
+def make_clustering(name: str = "spectral", threshold: Optional[float] = None, backend=None) -> Clustering:
+    """A clustering method by name (``spectral``, ``ahc`` or ``vbx``).
+
+    ``threshold`` applies to ``ahc``; ``backend`` (a PLDA :class:`redimnet.evaluation.backend.Backend`,
+    or the path of one) is what ``vbx`` needs.
+    """
     if name == "spectral":
         return SpectralClustering()
     if name == "ahc":
         return AgglomerativeClustering() if threshold is None else AgglomerativeClustering(threshold)
+    if name == "vbx":
+        from .vbx import VBxClustering
+
+        if backend is None:
+            raise InvalidArgumentError(
+                "--clustering vbx needs a PLDA back-end of the model (--backend B.npz, or a "
+                "<weights>.diarization.npz next to the weights); see docs/diarization.md for how to make one"
+            )
+        if not hasattr(backend, "plda"):
+            from ..evaluation.backend import Backend
+
+            backend = Backend.load(backend)
+        return VBxClustering(backend)
     raise InvalidArgumentError(f"unknown clustering {name!r}; choose one of {', '.join(CLUSTERING_NAMES)}")

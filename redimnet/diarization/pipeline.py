@@ -61,7 +61,9 @@ class Diarization(list):
     ``recording`` (the RTTM file id), ``duration`` (s), ``speech`` (VAD
     regions), ``windows`` (count over the speech), ``silent_windows`` (how many
     of those were below the silence floor and not embedded), ``timings`` (seconds per stage),
-    ``names`` (cluster label -> enrolled name and score, with ``--speakers-db``).
+    ``names`` (cluster label -> enrolled name and score, with ``--speakers-db``), ``speaker_count`` (how the
+    number of speakers was decided: the clustering method, whether the count was given, the
+    clusters found, whether the count is ``uncertain`` and the method's evidence).
     """
 
     def __init__(self, segments: Sequence[Segment] = (), recording: str = "recording", duration: float = 0.0):
@@ -73,6 +75,9 @@ class Diarization(list):
         self.silent_windows = 0
         self.timings: Dict[str, float] = {}
         self.names: Dict[str, dict] = {}
+        self.speaker_count: Dict[str, object] = {}
+        self.window_spans: Optional[np.ndarray] = None  # [windows, 2] seconds, with keep_embeddings
+        self.window_embeddings: Optional[np.ndarray] = None  # [windows, dim], with keep_embeddings
 
     @property
     def speakers(self) -> List[str]:
@@ -102,6 +107,7 @@ class Diarization(list):
                 for label, seconds in totals.items()
             ],
             "segments": [{"start": s.start, "end": s.end, "speaker": s.label} for s in self],
+            **({"speaker_count": self.speaker_count} if self.speaker_count else {}),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
         }
 
@@ -224,6 +230,8 @@ class Diarizer:
             whose mean embedding scores at least ``name_threshold`` (cosine) against an enrolled
             speaker are named after them.
         name_threshold: see ``speakers_db``.
+        keep_embeddings: keep every window's span and embedding in the result (``window_spans``,
+            ``window_embeddings``), e.g. to label them with a reference and fit a back-end.
     """
 
     def __init__(
@@ -237,6 +245,7 @@ class Diarizer:
         context: bool = True,
         speakers_db=None,
         name_threshold: float = 0.5,
+        keep_embeddings: bool = False,
     ):
         if not window > 0 or not 0 < hop <= window:
             raise InvalidArgumentError(f"need window > 0 and 0 < hop <= window, got window={window}, hop={hop}")
@@ -248,6 +257,7 @@ class Diarizer:
         self.context = bool(context)
         self.speakers_db = speakers_db
         self.name_threshold = float(name_threshold)
+        self.keep_embeddings = bool(keep_embeddings)
 
     # --- stages ----------------------------------------------------------------------------------
     def embed_windows(
@@ -452,10 +462,22 @@ class Diarizer:
             result.timings = {**timings, "total": time.perf_counter() - started}
             return result
         check_speaker_count(source.name, num_speakers, min_speakers, len(windows.starts), result.silent_windows)
+        if self.keep_embeddings:
+            starts = windows.starts / TARGET_SAMPLE_RATE
+            result.window_spans = np.stack([starts, starts + windows.lengths / TARGET_SAMPLE_RATE], axis=1)
+            result.window_embeddings = embeddings
         clock = time.perf_counter()
         context = windows.region if self.context else None
-        labels = self.clustering.cluster(embeddings, num_speakers, min_speakers, max_speakers, regions=context)
+        found = self.clustering.fit(embeddings, num_speakers, min_speakers, max_speakers, regions=context)
+        labels = found.labels
         timings["cluster"] = time.perf_counter() - clock
+        result.speaker_count = {
+            "method": getattr(self.clustering, "name", type(self.clustering).__name__),
+            "given": num_speakers is not None,
+            "clusters": found.count,
+            "uncertain": found.uncertain,
+            **({"evidence": found.evidence} if found.evidence else {}),
+        }
         scores = self.clustering.centroid_scores(embeddings, labels)
         pieces = self.segments_from_scores(regions, windows, scores, [str(c) for c in range(scores.shape[1])])
         timings["segments"] = time.perf_counter() - clock - timings["cluster"]

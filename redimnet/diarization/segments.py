@@ -16,7 +16,9 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
 
 from ..errors import RedimnetError
 from ..fileio import atomic_write
@@ -144,3 +146,26 @@ def speaker_totals(segments: Iterable[Segment]) -> Dict[str, float]:
     for segment in segments:
         totals[segment.label] = totals.get(segment.label, 0.0) + segment.duration
     return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+
+
+def label_spans(
+    reference: Sequence[Segment], starts: np.ndarray, ends: np.ndarray, purity: float = 0.9
+) -> List[Optional[str]]:
+    """The reference speaker of each span ``[starts[i], ends[i])``, or None where no single speaker
+    speaks alone for at least ``purity`` of it (turn changes, overlap, pauses).
+
+    Used to label the windows of recordings with a known reference, e.g. to fit a PLDA back-end.
+    """
+    starts, ends = np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
+    speakers = sorted({s.label for s in reference})
+    cover = np.zeros((len(starts), len(speakers)))
+    for segment in reference:
+        column = speakers.index(segment.label)
+        cover[:, column] += np.clip(np.minimum(ends, segment.end) - np.maximum(starts, segment.start), 0.0, None)
+    lengths = np.maximum(ends - starts, 1e-9)
+    labels: List[Optional[str]] = []
+    for row, length in zip(cover, lengths):
+        best = int(np.argmax(row)) if len(row) else -1
+        alone = best >= 0 and row[best] >= purity * length and row.sum() - row[best] <= (1 - purity) * length
+        labels.append(speakers[best] if alone else None)
+    return labels
