@@ -23,8 +23,17 @@ model's CPU time alone against the CPU time of embed's main process, where
 the model runs; decoding is in the worker) is steadier and is what the
 wall-clock ratio tends to when a core is free for the worker.
 
-    python benchmarks/pipeline_throughput.py                  # b2, 200 files, 3 rounds
+The model alone runs with ``--threads`` threads (default: every usable core);
+``redimnet embed`` runs as a user runs it, with the default thread policy
+(``redimnet.threads``: no ``--threads``, no ``OMP_NUM_THREADS``), or with
+``--embed-threads N``.  ``--load K`` starts K busy processes (pure Python
+loops, one core each) for every measurement of a round, to see how both fare
+when another job shares the machine; ``--precision int8`` measures the int8
+path (model alone: the same int8 network).
+
+    python benchmarks/pipeline_throughput.py                  # b2, 200 files, 3 rounds, all cores
     python benchmarks/pipeline_throughput.py --model b0 --files 50 --rounds 2
+    python benchmarks/pipeline_throughput.py --rounds 4 --load 1   # another job on the machine
 """
 
 import argparse
@@ -36,7 +45,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import List, Optional
 
 import numpy as np
 
@@ -51,9 +62,9 @@ import numpy as np, torch
 import redimnet
 from redimnet.audio import list_audio_files, read_audio
 from redimnet.inference import Embedder
-folder, checkpoint, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+folder, checkpoint, threads, precision = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(threads)
-embedder = Embedder(redimnet.load_checkpoint(checkpoint), device="cpu")
+embedder = Embedder(redimnet.load_checkpoint(checkpoint), device="cpu", precision=precision)
 waves = [torch.from_numpy(read_audio(p))[None] for p in list_audio_files(folder)]
 started, cpu = time.perf_counter(), time.process_time()
 with torch.inference_mode():
@@ -70,9 +81,10 @@ import redimnet
 from redimnet import pipeline
 from redimnet.audio import list_audio_files
 from redimnet.inference import Embedder
-folder, checkpoint, threads, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+folder, checkpoint, precision = sys.argv[1], sys.argv[2], sys.argv[5]
+threads, workers = int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
-embedder = Embedder(redimnet.load_checkpoint(checkpoint), device="cpu")
+embedder = Embedder(redimnet.load_checkpoint(checkpoint), device="cpu", precision=precision)
 spent = [0.0]
 forward = pipeline.EmbeddingPipeline.forward
 def timed(self, batch):
@@ -131,17 +143,35 @@ def make_checkpoint(model: str, folder: Path) -> Path:
     return path
 
 
-def environment(threads: int) -> dict:
-    return {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "OMP_NUM_THREADS": str(threads),
-    }
+BUSY = "while True: pass"
 
 
-def model_only(corpus: Path, checkpoint: Path, threads: int) -> dict:
+def environment(threads: Optional[int]) -> dict:
+    """This checkout on the path; OMP_NUM_THREADS set to ``threads``, or removed (None: the thread policy decides)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+@contextmanager
+def competing_jobs(count: int):
+    """``count`` busy processes (one core each) while the block runs."""
+    jobs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(count)]
+    try:
+        time.sleep(0.5 if jobs else 0.0)
+        yield
+    finally:
+        for job in jobs:
+            job.kill()
+        for job in jobs:
+            job.wait()
+
+
+def model_only(corpus: Path, checkpoint: Path, threads: int, precision: str = "float32") -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", MODEL_ONLY, str(corpus), str(checkpoint), str(threads)],
+        [sys.executable, "-c", MODEL_ONLY, str(corpus), str(checkpoint), str(threads), precision],
         capture_output=True,
         text=True,
         env=environment(threads),
@@ -151,10 +181,10 @@ def model_only(corpus: Path, checkpoint: Path, threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def loop_share(corpus: Path, checkpoint: Path, threads: int, workers: int) -> float:
+def loop_share(corpus: Path, checkpoint: Path, threads: int, workers: int, precision: str = "float32") -> float:
     """Share of the pipeline loop's wall time spent in the model's forward passes (in-process)."""
     done = subprocess.run(
-        [sys.executable, "-c", LOOP, str(corpus), str(checkpoint), str(threads), str(workers)],
+        [sys.executable, "-c", LOOP, str(corpus), str(checkpoint), str(threads), str(workers), precision],
         capture_output=True,
         text=True,
         env=environment(threads),
@@ -165,7 +195,17 @@ def loop_share(corpus: Path, checkpoint: Path, threads: int, workers: int) -> fl
     return result["forward"] / result["seconds"]
 
 
-def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path, audio_seconds: float) -> dict:
+def embed(
+    corpus: Path,
+    checkpoint: Path,
+    threads: Optional[int],
+    workers: int,
+    out: Path,
+    audio_seconds: float,
+    precision: str = "float32",
+    cache: Optional[Path] = None,
+) -> dict:
+    """``redimnet embed`` from process start to exit; ``threads`` None: the default thread policy."""
     for stale in (out, out.with_name(out.stem + ".failed.tsv")):
         if stale.exists():
             stale.unlink()
@@ -179,12 +219,16 @@ def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path,
         str(out),
         "--checkpoint",
         str(checkpoint),
-        "--threads",
-        str(threads),
         "--workers",
         str(workers),
         "--no-progress",
+        "--precision",
+        precision,
     ]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    if cache is not None:
+        argv += ["--cache-dir", str(cache)]
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=environment(threads))
     elapsed = time.perf_counter() - started
@@ -200,13 +244,75 @@ def embed(corpus: Path, checkpoint: Path, threads: int, workers: int, out: Path,
     }
 
 
+def parse_loads(text: str) -> List[int]:
+    try:
+        loads = [int(part) for part in text.split(",")]
+    except ValueError:
+        loads = [-1]
+    if not loads or min(loads) < 0:
+        raise argparse.ArgumentTypeError(f"expected busy-process counts such as 0 or 0,1, got {text!r}")
+    return loads
+
+
+def measure(args, corpus: Path, checkpoint: Path, scratch: Path, load: int) -> dict:
+    """One round at one load: the model alone, then the whole command, under the same competing jobs."""
+    with competing_jobs(load):
+        average = os.getloadavg()[0]  # one-minute load average as the measurement starts (2 cores: 2 is full)
+        first = model_only(corpus, checkpoint, args.threads, args.precision)
+        cli = embed(
+            corpus,
+            checkpoint,
+            args.embed_threads,
+            args.workers,
+            scratch / "out.npz",
+            first["audio_seconds"],
+            args.precision,
+            scratch / "cache",
+        )
+        busy = loop_share(corpus, checkpoint, args.threads, args.workers, args.precision) if args.loop_share else None
+    model_speed = first["audio_seconds"] / first["seconds"]
+    cli_speed = cli["audio_seconds"] / cli["seconds"]
+    return {
+        "busy_processes": load,
+        "model": first,
+        "embed": cli,
+        "model_speed": model_speed,
+        "embed_speed": cli_speed,
+        "ratio": cli_speed / model_speed,
+        "ratio_inside": first["seconds"] / cli["reported_seconds"] if cli["reported_seconds"] else float("nan"),
+        "ratio_cpu": first["cpu"] / cli["cpu"],
+        "loop_share": busy,
+        "load_average": [average, os.getloadavg()[0]],
+    }
+
+
 def main() -> None:
+    from redimnet.threads import usable_cores
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b2", help="preset with random weights (default b2)")
     parser.add_argument("--files", type=int, default=200, help="recordings of 3-8 s (default 200)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
-    parser.add_argument("--threads", type=int, default=1, help="model threads in both measurements (default 1)")
-    parser.add_argument("--workers", type=int, default=1, help="redimnet embed --workers (default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=usable_cores(), help="threads of the model alone (default: every usable core)"
+    )
+    parser.add_argument(
+        "--embed-threads",
+        type=int,
+        default=None,
+        help="redimnet embed --threads (default: none given, the thread policy decides)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="redimnet embed --workers (default 2, as embed's own)")
+    parser.add_argument("--precision", default="float32", choices=["float32", "int8"])
+    parser.add_argument(
+        "--load",
+        type=parse_loads,
+        default=[0],
+        metavar="K[,K...]",
+        help="busy processes started beside each measurement; several values are measured in turn in every "
+        "round (default 0; e.g. 0,1 for idle and loaded)",
+    )
+    parser.add_argument("--loop-share", action="store_true", help="also measure the pipeline loop's model share")
     parser.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "redimnet-throughput-bench"))
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
@@ -215,46 +321,46 @@ def main() -> None:
     make_corpus(corpus, args.files)
     checkpoint = make_checkpoint(args.model, scratch)
     rounds = []
-    print(f"{args.model}, {args.files} files of 3-8 s, model threads {args.threads}, embed --workers {args.workers}")
+    policy = "the default policy" if args.embed_threads is None else f"--threads {args.embed_threads}"
+    print(
+        f"{args.model} ({args.precision}), {args.files} files of 3-8 s; model alone: {args.threads} threads; "
+        f"redimnet embed --workers {args.workers}, {policy}; {usable_cores()} usable cores"
+    )
     for number in range(args.rounds):
-        load = os.getloadavg()[0]  # the machine's one-minute load average as the round starts (2 cores: 2 is full)
-        first = model_only(corpus, checkpoint, args.threads)
-        cli = embed(corpus, checkpoint, args.threads, args.workers, scratch / "out.npz", first["audio_seconds"])
-        model_speed = first["audio_seconds"] / first["seconds"]
-        cli_speed = cli["audio_seconds"] / cli["seconds"]
-        inside = first["seconds"] / cli["reported_seconds"] if cli["reported_seconds"] else float("nan")
-        cpu = first["cpu"] / cli["cpu"]
-        busy = loop_share(corpus, checkpoint, args.threads, args.workers)
-        rounds.append(
-            {
-                "model": first,
-                "embed": cli,
-                "ratio": cli_speed / model_speed,
-                "ratio_inside": inside,
-                "ratio_cpu": cpu,
-                "loop_share": busy,
-                "load_average": [load, os.getloadavg()[0]],
-            }
-        )
-        print(
-            f"round {number + 1}: model {model_speed:.1f} s/s ({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), "
-            f"embed {cli_speed:.1f} s/s ({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, "
-            f"{cli['cpu']:.1f} s CPU in the main process), ratio {cli_speed / model_speed:.3f} "
-            f"(after start-up {inside:.3f}, CPU {cpu:.3f}); model busy {busy:.3f} of the pipeline loop; "
-            f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}",
-            flush=True,
-        )
-    for key, what in (
+        for load in args.load:
+            result = measure(args, corpus, checkpoint, scratch, load)
+            rounds.append(result)
+            first, cli = result["model"], result["embed"]
+            share = f"; model busy {result['loop_share']:.3f} of the pipeline loop" if args.loop_share else ""
+            print(
+                f"round {number + 1}, {load} busy process(es): model {result['model_speed']:.1f} s/s "
+                f"({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), embed {result['embed_speed']:.1f} s/s "
+                f"({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, {cli['cpu']:.1f} s CPU "
+                f"in the main process), ratio {result['ratio']:.3f} (after start-up {result['ratio_inside']:.3f}, "
+                f"CPU {result['ratio_cpu']:.3f}){share}; load average {result['load_average'][0]:.2f} -> "
+                f"{result['load_average'][1]:.2f}",
+                flush=True,
+            )
+    keys = [
         ("ratio", "whole command, wall clock"),
         ("ratio_inside", "after Python/torch start-up"),
-        ("ratio_cpu", "CPU time: model alone / embed's main process (decoding is in the worker)"),
-        ("loop_share", "share of the pipeline loop's wall time in the model's forward passes"),
-    ):
-        ratios = [r[key] for r in rounds]
+        ("ratio_cpu", "CPU time: model alone / embed's main process (decoding is in the workers)"),
+    ]
+    if args.loop_share:
+        keys.append(("loop_share", "share of the pipeline loop's wall time in the model's forward passes"))
+    for load in args.load:
+        mine = [r for r in rounds if r["busy_processes"] == load]
+        speeds = [r["embed_speed"] for r in mine]
         print(
-            f"embed / model throughput, {what}: median {statistics.median(ratios):.3f} "
-            f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds"
+            f"-- {load} busy process(es): embed {statistics.median(speeds):.1f} s/s (range {min(speeds):.1f}-"
+            f"{max(speeds):.1f}), model alone {statistics.median(r['model_speed'] for r in mine):.1f} s/s"
         )
+        for key, what in keys:
+            ratios = [r[key] for r in mine]
+            print(
+                f"   embed / model throughput, {what}: median {statistics.median(ratios):.3f} "
+                f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds"
+            )
     if args.json:
         import torch
 

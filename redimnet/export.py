@@ -165,7 +165,8 @@ def example_input(
         return network.features(wave)
 
 
-def _output_path(path: PathLike) -> Path:
+def output_path(path: PathLike) -> Path:
+    """``path`` checked as the file to export to (not a folder; its folder exists)."""
     path = Path(path)
     if path.is_dir():
         raise ExportError(f"{path}: is a directory; give a file name for the exported model (e.g. {path}/model.onnx)")
@@ -180,7 +181,7 @@ def export_torchscript(model: nn.Module, path: PathLike, features_in: bool = Fal
     Load it with ``torch.jit.load(path)``; it takes ``[N, T]`` float waveforms
     (or ``[N, F, frames]`` features) of any batch size and length.
     """
-    path = _output_path(path)
+    path = output_path(path)
     wrapper = prepare_for_export(model, features_in)
     example = example_input(model, features_in)
     with torch.no_grad(), warnings.catch_warnings():
@@ -196,7 +197,7 @@ def export_onnx(model: nn.Module, path: PathLike, features_in: bool = False, ops
     Needs the ``onnx`` package (optional extra ``export``); run the file with
     onnxruntime.
     """
-    path = _output_path(path)
+    path = output_path(path)
     require("onnx", "ONNX export")  # torch.onnx needs it
     wrapper = prepare_for_export(model, features_in, optimize=False)
     example = example_input(model, features_in)

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Union, cast
 import numpy as np
 import torch
 
+from . import threads
 from .audio import TARGET_SAMPLE_RATE, AudioError, check_signal_level, prepare_waveform, read_audio
 from .errors import InvalidArgumentError
 from .names import UnsafeNameError, check_relative_id
@@ -34,7 +35,10 @@ _PRECISIONS = {
     "half": torch.float16,
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
+    "int8": None,  # not autocast: a quantised network (redimnet.fast.int8)
 }
+PRECISIONS = ("float32", "float16", "bfloat16", "int8")
+"""The precisions an :class:`Embedder` (and ``--precision``) offers."""
 
 
 def minimum_samples(model: torch.nn.Module, limit: int = 1 << 16) -> int:
@@ -105,7 +109,10 @@ class Embedder:
     Args:
         model: the network (either family; plain or already optimised).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... (default: cuda when available, else cpu).
-        precision: ``"float32"`` (default), ``"float16"`` or ``"bfloat16"`` autocast (float16 only on GPU).
+        precision: ``"float32"`` (default); ``"float16"`` or ``"bfloat16"`` autocast (float16 only on
+            GPU); ``"int8"``: the network quantised to 8-bit integers, run by OpenVINO on the
+            CPU (needs ``pip install "redimnet[int8]"``; see :mod:`redimnet.fast.int8`; the
+            first use of a model quantises it, about half a minute, later ones load it from the cache).
         optimize: pass the model through ``redimnet.optimize.optimize_for_inference``; a
             model that cannot be optimised runs in its plain form with an
             ``OptimizationWarning`` naming the block and the reason.
@@ -118,6 +125,13 @@ class Embedder:
             glibc malloc setting: repeated forward passes reuse memory instead of
             page-faulting, which is faster on CPU; freed memory stays with the process).
         strict: raise ``OptimizeError`` instead of warning when optimisation fails.
+        calibration: with ``precision="int8"``: audio files or folders to measure the
+            activation ranges on (default: shipped and synthetic speech).
+        cache_dir: with ``precision="int8"``: where the quantised model is kept (default: the
+            weights cache).
+        tune_threads: on the CPU, let the pipeline change PyTorch's thread count pass by pass to
+            the cheapest one measured (:class:`redimnet.threads.ThreadTuner`; what the command
+            line does unless ``--threads`` or ``OMP_NUM_THREADS`` is given).  The count is process-wide.
     """
 
     def __init__(
@@ -133,9 +147,14 @@ class Embedder:
         batch_size: int = 16,
         keep_freed_memory: bool = True,
         strict: bool = False,
+        calibration: Optional[Sequence[PathLike]] = None,
+        cache_dir: Optional[PathLike] = None,
+        tune_threads: bool = False,
     ):
         if precision not in _PRECISIONS:
-            raise InvalidArgumentError(f"unknown precision {precision!r}; choose float32, float16 or bfloat16")
+            raise InvalidArgumentError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if calibration is not None and precision != "int8":
+            raise InvalidArgumentError("calibration audio is only used with precision int8")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
@@ -147,6 +166,11 @@ class Embedder:
         self.autocast_dtype = _PRECISIONS[precision]
         if self.autocast_dtype == torch.float16 and self.device.type != "cuda":
             raise InvalidArgumentError("float16 autocast needs a GPU; use float32 or bfloat16 on the CPU")
+        self.precision = "int8" if precision == "int8" else str(self.autocast_dtype or torch.float32).split(".")[-1]
+        if self.precision == "int8" and self.device.type != "cpu":
+            raise InvalidArgumentError(
+                f"int8 inference runs on the CPU, not on {device!r}; use --device cpu, or float16/bfloat16 on a GPU"
+            )
         if not max_seconds > 0 or not overlap_seconds >= 0 or overlap_seconds >= max_seconds:
             raise InvalidArgumentError(
                 f"need max_seconds > overlap_seconds >= 0, got max_seconds={max_seconds}, "
@@ -157,7 +181,11 @@ class Embedder:
         self.model = model.eval().to(self.device)
         self.min_samples = minimum_samples(self.model)
         self.network = self.model
-        if optimize:
+        if self.precision == "int8":
+            from .fast.int8 import int8_network
+
+            self.network = int8_network(self.model, calibration=calibration, cache_dir=cache_dir)
+        elif optimize:
             try:
                 from .optimize import OptimizeError, optimize_for_inference, warn_not_optimized
             except ImportError:
@@ -193,6 +221,8 @@ class Embedder:
             channel=channel,
             trim=trim_silence,
             autocast_dtype=self.autocast_dtype,
+            # OpenVINO's threads are set when the int8 model is compiled: only the float model's are tuned
+            tuner=threads.tuner() if tune_threads and self.device.type == "cpu" and self.precision != "int8" else None,
         )
 
     @property

@@ -20,6 +20,7 @@ EXTRAS = {
     "kaldiio": ("kaldiio", "kaldi"),
     "onnx": ("onnx", "export"),
     "onnxruntime": ("onnxruntime", "export"),
+    "openvino": ("openvino", "int8"),
     "silero_vad": ("silero-vad", "diarize"),
     "starlette": ("starlette", "serve"),
     "uvicorn": ("uvicorn", "serve"),

@@ -326,7 +326,9 @@ class EmbeddingPipeline:
     embeddings (plain or optimised), already on ``device`` and in eval mode.
     ``min_samples``: the shortest input it accepts.  ``autocast_dtype``:
     ``None`` or a torch dtype for autocast.  ``target_rate``: the rate
-    files are resampled to (16 kHz for every ReDimNet model).
+    files are resampled to (16 kHz for every ReDimNet model).  ``tuner``: a
+    :class:`redimnet.threads.ThreadTuner` that picks the model's CPU thread count
+    pass by pass (None: the count stays as it is).
     """
 
     def __init__(
@@ -340,8 +342,10 @@ class EmbeddingPipeline:
         trim: bool = False,
         autocast_dtype: Optional[torch.dtype] = None,
         target_rate: int = TARGET_SAMPLE_RATE,
+        tuner: Optional[threads.ThreadTuner] = None,
     ):
         self.network = network
+        self.tuner = tuner
         self.device = torch.device(device)
         self.windowing = windowing
         self.settings = _Settings(windowing, int(min_samples), channel, bool(trim), int(target_rate))
@@ -356,8 +360,14 @@ class EmbeddingPipeline:
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Embed ``[N, T]`` equal-length 16 kHz waveforms (no windowing) -> ``[N, D]`` float32."""
-        with torch.inference_mode(), self._autocast():
-            output = self.network(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        if self.tuner is not None:
+            self.tuner.start()
+        try:
+            with torch.inference_mode(), self._autocast():
+                output = self.network(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        finally:
+            if self.tuner is not None:
+                self.tuner.stop(batch.size)
         if isinstance(output, tuple):  # return_all_outputs: (embedding, 1D maps)
             output = output[0]
         return output.float().cpu().numpy()

@@ -1,18 +1,27 @@
 """How many CPU threads a command gives the model: one policy for every verb that runs a model.
 
-PyTorch's default (one thread per core) oversubscribes the cores as soon as anything else runs:
-audio-decoding worker processes, or other programs on a shared machine. Its OpenMP threads then
-wait on each other and a job can run ten times slower than with one thread. The policy here:
+PyTorch's default (one thread per core) oversubscribes the cores as soon as anything else runs on
+them: its OpenMP threads meet at a barrier after every operation, and when one of them is
+descheduled the others wait for it, so on a machine shared with another busy program a forward
+pass can take ten times as long with two threads as with one. The policy here:
 
-* each decoding worker process uses one thread (:func:`init_worker`);
-* the model gets the cores left over: the CPUs this process may use, minus the decoding workers,
-  minus the cores other programs keep busy (the one-minute load average), and at least one;
-* an explicit ``--threads N`` (or ``OMP_NUM_THREADS`` in the environment) always wins.
+* each decoding worker process uses one thread (:func:`init_worker`). Workers do not take a core
+  from the model: decoding and resampling need a few per cent of a core at the model's pace, and
+  a worker sleeps while its hand-over waits in the queue;
+* the model starts with the cores other programs leave free: the CPUs this process may use, minus
+  the cores kept busy by others (the one-minute load average), and at least one;
+* while it runs, the embedding pipeline measures what the model's forward passes cost at that
+  thread count and, now and then, at the neighbouring counts, and keeps the cheapest
+  (:class:`ThreadTuner`): a job that starts sharing the machine, or leaves it, changes the
+  choice within a few batches;
+* an explicit ``--threads N`` (or ``OMP_NUM_THREADS`` in the environment) always wins and is
+  never changed.
 """
 
 import math
 import os
-from typing import Optional
+import time
+from typing import Dict, List, Optional, Sequence
 
 from .errors import InvalidArgumentError
 
@@ -56,24 +65,26 @@ def busy_cores() -> int:
 
 
 def model_threads(requested: Optional[int] = None, workers: int = 0) -> int:
-    """Threads for the model under the policy above; ``requested`` (``--threads``) wins if given.
+    """Threads the model starts with under the policy above; ``requested`` (``--threads``) wins if given.
 
     Args:
         requested: the user's explicit choice, or ``None`` for the policy's default.
-        workers: decoding worker processes that run beside the model (one core each).
+        workers: decoding worker processes that run beside the model. They are not subtracted
+            (they sleep while the model runs); the argument is kept for callers that pass it.
     """
     if requested is not None:
         if requested < 1:
             raise InvalidArgumentError(f"--threads must be at least 1, got {requested}")
         return int(requested)
     cores = usable_cores()
-    return max(1, min(cores, cores - max(0, workers) - busy_cores()))
+    return max(1, min(cores, cores - busy_cores()))
 
 
 def configure(requested: Optional[int] = None, workers: int = 0) -> int:
     """Set PyTorch's intra-op threads by the policy and return the number chosen.
 
     Without ``requested``, a thread count set in the environment (``OMP_NUM_THREADS``) is kept.
+    When the policy chose the count (:func:`tunable`), the embedding pipeline may adjust it as it runs.
     """
     import torch
 
@@ -82,6 +93,102 @@ def configure(requested: Optional[int] = None, workers: int = 0) -> int:
     threads = model_threads(requested, workers)
     torch.set_num_threads(threads)
     return threads
+
+
+def tunable(requested: Optional[int] = None) -> bool:
+    """Whether the thread count is the policy's to choose and to change while the model runs: no
+    ``--threads`` (``requested``), no ``OMP_NUM_THREADS``, and more than one usable core."""
+    return requested is None and not os.environ.get("OMP_NUM_THREADS", "").strip() and usable_cores() > 1
+
+
+def tuner() -> "ThreadTuner":
+    """A :class:`ThreadTuner` over this process's usable cores, starting from PyTorch's current count."""
+    import torch
+
+    return ThreadTuner(usable_cores(), torch.get_num_threads())
+
+
+def _ladder(cores: int) -> List[int]:
+    """The thread counts worth trying on ``cores`` cores: all of them up to 4, then halvings of ``cores``."""
+    if cores <= 4:
+        return list(range(1, cores + 1))
+    counts = {cores}
+    while cores > 1:
+        cores //= 2
+        counts.add(cores)
+    return sorted(counts)
+
+
+class ThreadTuner:
+    """Keeps the model's thread count at the cheapest one, measured while the model runs.
+
+    The pipeline calls :meth:`start` before each forward pass (it sets PyTorch's thread count) and
+    :meth:`stop` after it, with the samples it embedded.  The cost of a count is the wall time per
+    sample, averaged over its recent passes.  Every few passes one pass runs at a neighbouring count
+    (one step up or down :func:`_ladder`); when that is at least 5 % cheaper than the current count
+    it becomes the current count.  A neighbour that loses is tried again after twice as many passes
+    as the last time (at most :data:`MAX_INTERVAL`), so a count that collapses when the machine is
+    shared costs little, while a change of load is still noticed.  Inputs arrive in order of length,
+    so neighbouring passes are comparable.
+    """
+
+    FIRST_INTERVAL = 4
+    MAX_INTERVAL = 64
+    MARGIN = 0.95
+
+    def __init__(self, cores: int, start: int):
+        self.counts = _ladder(max(1, cores))
+        self.current = min(self.counts, key=lambda count: abs(count - start))
+        self.cost: Dict[int, float] = {}
+        self.interval: Dict[int, int] = {count: self.FIRST_INTERVAL for count in self.counts}
+        self.countdown = self.FIRST_INTERVAL
+        self.turn = 0
+        self.running: Optional[int] = None
+        self.probing = False
+        self.started = 0.0
+        self.history: List[int] = []  # the count of every pass (for tests and benchmarks)
+
+    def _neighbours(self) -> Sequence[int]:
+        index = self.counts.index(self.current)
+        return [self.counts[i] for i in (index + 1, index - 1) if 0 <= i < len(self.counts)]
+
+    def start(self) -> int:
+        """Choose and set the thread count for the next forward pass; returns it."""
+        import torch
+
+        count = self.current
+        self.probing = False
+        self.countdown -= 1
+        neighbours = self._neighbours()
+        if self.countdown <= 0 and neighbours:
+            count = neighbours[self.turn % len(neighbours)]
+            self.turn += 1
+            self.probing = True
+        if torch.get_num_threads() != count:
+            torch.set_num_threads(count)
+        self.running = count
+        self.started = time.perf_counter()
+        return count
+
+    def stop(self, samples: int) -> None:
+        """Record the pass started by :meth:`start`, which embedded ``samples`` samples."""
+        if self.running is None:
+            return
+        count, self.running = self.running, None
+        self.history.append(count)
+        cost = (time.perf_counter() - self.started) / max(1, samples)
+        previous = self.cost.get(count)
+        self.cost[count] = cost if previous is None or self.probing else 0.5 * previous + 0.5 * cost
+        if not self.probing:
+            return
+        incumbent = self.cost.get(self.current)
+        if incumbent is not None and cost < self.MARGIN * incumbent:
+            self.interval[self.current] = self.FIRST_INTERVAL
+            self.current = count
+        else:
+            self.interval[count] = min(self.MAX_INTERVAL, 2 * self.interval[count])
+        upcoming = self._neighbours()
+        self.countdown = self.interval[upcoming[self.turn % len(upcoming)]] if upcoming else self.MAX_INTERVAL
 
 
 def init_worker(_worker_id: int = 0) -> None:

@@ -147,7 +147,7 @@ def test_options_are_checked(model):
     with pytest.raises(InvalidArgumentError, match="float16"):
         Embedder(model, device="cpu", precision="float16")
     with pytest.raises(InvalidArgumentError, match="precision"):
-        Embedder(model, precision="int8")
+        Embedder(model, precision="int4")
     with pytest.raises(InvalidArgumentError, match="max_seconds"):
         Embedder(model, max_seconds=1.0, overlap_seconds=1.0)
     if not torch.cuda.is_available():

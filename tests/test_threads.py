@@ -1,4 +1,5 @@
-"""One thread policy for every verb that runs a model: workers one thread each, the model the rest."""
+"""One thread policy for every verb that runs a model: workers one thread each, the model the cores
+other programs leave free, adjusted while it runs by what the forward passes cost."""
 
 from unittest import mock
 
@@ -19,12 +20,12 @@ def restore_threads():
 @pytest.mark.parametrize(
     "cores, busy, workers, expected",
     [
-        (2, 0, 2, 1),  # two decoding workers on two cores: the model gets one thread, not two
+        (2, 0, 2, 2),  # decoding workers sleep while the model runs: they do not cost it a core
         (2, 0, 0, 2),  # nothing else running: every core
-        (16, 0, 2, 14),  # the workers' cores are left to them
+        (16, 0, 2, 16),
         (2, 3, 0, 1),  # a machine busier than its cores: one thread
-        (8, 3, 1, 4),  # other programs keep three cores busy
-        (4, 0, 9, 1),  # never below one
+        (8, 3, 1, 5),  # other programs keep three cores busy
+        (4, 9, 2, 1),  # never below one
     ],
 )
 def test_model_threads_policy(cores, busy, workers, expected):
@@ -42,12 +43,14 @@ def test_configure_sets_torch_and_respects_environment(restore_threads, monkeypa
         mock.patch.object(threads, "usable_cores", return_value=2),
         mock.patch.object(threads, "busy_cores", return_value=0),
     ):
-        torch.set_num_threads(2)
-        assert threads.configure(workers=2) == 1 and torch.get_num_threads() == 1
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")
-        torch.set_num_threads(2)
-        assert threads.configure(workers=2) == 2 and torch.get_num_threads() == 2  # the user's setting stays
-        assert threads.configure(1) == 1 and torch.get_num_threads() == 1  # --threads beats the environment
+        torch.set_num_threads(1)
+        assert threads.configure(workers=2) == 2 and torch.get_num_threads() == 2
+        assert threads.tunable(None) and not threads.tunable(2)  # the policy chose: the pipeline may adjust it
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        assert threads.configure(workers=2) == 1 and torch.get_num_threads() == 1  # the user's setting stays
+        assert not threads.tunable(None)  # ... and is never changed
+        assert threads.configure(2) == 2 and torch.get_num_threads() == 2  # --threads beats the environment
 
 
 def test_worker_uses_one_thread(restore_threads):
@@ -84,3 +87,78 @@ def test_info_applies_threads(restore_threads, capsys):
     torch.set_num_threads(2)
     assert main(["info", "b0", "--count", "--threads", "1"]) == 0  # without --count nothing runs
     assert torch.get_num_threads() == 1 and "ReDimNet-B0" in capsys.readouterr().out
+
+
+class FakeLoad:
+    """A clock whose forward passes cost ``cost[threads]`` seconds per sample (the machine's state)."""
+
+    def __init__(self, cost):
+        self.cost = dict(cost)
+        self.now = 0.0
+        self.started = 0.0
+
+    def run(self, tuner, passes, samples=1000):
+        for _ in range(passes):
+            count = tuner.start()
+            assert torch.get_num_threads() == count
+            self.now += self.cost[count] * samples
+            tuner.stop(samples)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch, restore_threads):
+    load = FakeLoad({1: 1.0, 2: 0.55})
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: load.now)
+    return load
+
+
+def test_tuner_moves_to_the_cheaper_count_and_back_when_the_load_changes(fake_clock):
+    tuner = threads.ThreadTuner(cores=2, start=1)  # started on a busy machine: one thread
+    fake_clock.run(tuner, 8)
+    assert tuner.current == 2  # the machine is idle: two threads are cheaper, found at the first probe
+    assert tuner.history[: tuner.FIRST_INTERVAL] == [1, 1, 1, 2]
+    fake_clock.cost[2] = 8.0  # another job started: two threads collapse
+    fake_clock.run(tuner, 12)
+    assert tuner.current == 1
+    collapsed = len(tuner.history)
+    fake_clock.run(tuner, 200)
+    probes = tuner.history[collapsed:].count(2)
+    assert 2 <= probes <= 8  # a losing count is tried less and less often
+    assert tuner.current == 1
+    fake_clock.cost[2] = 0.55  # the other job ended
+    fake_clock.run(tuner, 2 * tuner.MAX_INTERVAL)
+    assert tuner.current == 2
+
+
+def test_tuner_keeps_a_count_that_wins_only_by_noise(fake_clock):
+    fake_clock.cost[2] = 0.97  # within the 5 % margin
+    tuner = threads.ThreadTuner(cores=2, start=1)
+    fake_clock.run(tuner, 100)
+    assert tuner.current == 1 and tuner.history.count(2) <= 6
+
+
+def test_tuner_ladder_on_bigger_machines():
+    assert threads._ladder(2) == [1, 2] and threads._ladder(4) == [1, 2, 3, 4]
+    assert threads._ladder(16) == [1, 2, 4, 8, 16] and threads._ladder(12) == [1, 3, 6, 12]
+    tuner = threads.ThreadTuner(cores=16, start=10)
+    assert tuner.current == 8 and list(tuner._neighbours()) == [16, 4]
+
+
+def test_pipeline_asks_the_tuner_around_every_forward_pass(b0_model_and_checkpoint, monkeypatch, restore_threads):
+    import numpy as np
+
+    import redimnet
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with (
+        mock.patch.object(threads, "usable_cores", return_value=2),
+        mock.patch.object(threads, "busy_cores", return_value=1),
+    ):
+        threads.configure()
+        embedder = redimnet.Embedder(b0_model_and_checkpoint[0], device="cpu", tune_threads=True)
+    tuner = embedder.pipeline.tuner
+    assert tuner is not None and tuner.current == 1
+    waves = [np.random.default_rng(n).standard_normal(8000 + 800 * n).astype(np.float32) * 0.1 for n in range(6)]
+    embedder.embed_prepared(waves)
+    assert len(tuner.history) == 6 and tuner.history[3] == 2  # the fourth pass tried two threads
+    assert redimnet.Embedder(b0_model_and_checkpoint[0], device="cpu").pipeline.tuner is None  # opt-in

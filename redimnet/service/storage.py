@@ -31,12 +31,7 @@ class SpeakerStore(Protocol):
         """Add ``[N, D]`` embeddings to ``name`` in one transaction; returns the speaker's recording count."""
 
     def remove(self, name: str) -> int:
-        """Delete a speaker; returns how many recordings went.
-
-        A name that is not enrolled (e.g. removed by another client a moment
-        before) raises :class:`redimnet.speaker_db.UnknownSpeakerError`, as
-        :meth:`utterances` and :meth:`speaker_model` do; the service answers 404.
-        """
+        """Delete a speaker; returns how many recordings went."""
 
     def speakers(self) -> list:
         """Enrolled speakers by name (objects with ``name``, ``utterances``, ``created``, ``updated``)."""

@@ -1,0 +1,375 @@
+"""int8 CPU inference: the network's convolutions and matrix products in 8-bit integers.
+
+How a model becomes an int8 network:
+
+1. it is exported to ONNX with its front end (:func:`redimnet.export.export_onnx`);
+2. onnxruntime's quantisation tool (``onnxruntime.quantization.quantize_static``)
+   inserts quantise/dequantise pairs ("QDQ" format) around every convolution and
+   matrix product of the backbone -- weights int8 per output channel, activations
+   int8 per tensor, both symmetric -- with activation ranges (min/max) measured by
+   running *calibration speech* through the float model.  The front end (STFT, mel
+   filters, logarithm), the pooling and the embedding layer stay float32: the front
+   end's dynamic range does not fit 8 bits, and the pooled statistics that feed the
+   embedding layer have a few large features that would squeeze every other one into
+   a handful of levels (quantising that one layer took the trained test model's
+   embeddings from cosine 0.9995 to 0.96 of float32); both cost little time;
+3. OpenVINO compiles the quantised graph: its CPU plugin runs each QDQ-wrapped
+   convolution and product as one int8 kernel (AVX-512 VNNI, AVX2 or ARM dot
+   products) and everything else in float32.
+
+The quantised ONNX file is also what ``redimnet export --format onnx --precision
+int8`` writes: a standard QDQ graph that other runtimes (onnxruntime, TensorRT)
+read as well.
+
+Calibration speech (:func:`calibration_waves`): by default the speech shipped
+with the package (:mod:`redimnet.examples`) plus a few minutes of synthetic
+speech made deterministically by :mod:`redimnet.synth`; or files the user
+points at.  Quantising takes seconds to a minute, so the quantised file is kept in the
+weights cache (``<cache>/int8/``), keyed by the model's weights, the calibration
+audio and the versions of the tools; the next run loads it.
+
+Speed and accuracy measured against the float32 optimised path, and why this
+engine rather than PyTorch's own quantisation or onnxruntime as the runtime:
+``docs/performance.md``, "int8 inference".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import RedimnetError
+from ..optional import require
+
+PathLike = Union[str, os.PathLike]
+
+__all__ = [
+    "CALIBRATION_SECONDS",
+    "Int8Error",
+    "Int8Network",
+    "calibration_waves",
+    "int8_network",
+    "quantize_onnx",
+]
+
+CALIBRATION_SECONDS = 180.0
+"""The most calibration audio used (seconds); user files beyond it are sampled evenly."""
+
+_WINDOW_SECONDS = 6.0  # calibration inputs are cut into windows of at most this length
+_SHORTEST_SECONDS = 1.0  # shorter pieces are dropped
+_SYNTHETIC_SPEAKERS = 24  # default calibration: this many synthetic voices ...
+_SYNTHETIC_SECONDS = 6.0  # ... of this many seconds each, plus the shipped examples
+_SYNTHETIC_SEED = 2025
+_DEFAULT_CALIBRATION = f"default:{_SYNTHETIC_SPEAKERS}x{_SYNTHETIC_SECONDS:g}s:{_SYNTHETIC_SEED}"  # cache key part
+_SCHEME = "qdq-s8s8-perchannel-minmax-backbone-v1"  # changes whenever the quantisation recipe changes (cache key)
+_QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
+_QUANTIZED_PREFIX = "/backbone/"  # node names of the backbone in the exported graph: the only part quantised
+SAMPLE_RATE = 16000
+
+
+class Int8Error(RedimnetError):
+    """The model cannot run in int8 (unsupported device, unreadable calibration audio, failed quantisation)."""
+
+
+# --- calibration speech ------------------------------------------------------------------------------
+def _windows(wave: np.ndarray, limit: int) -> List[np.ndarray]:
+    step = int(_WINDOW_SECONDS * SAMPLE_RATE)
+    pieces = [wave[start : start + step] for start in range(0, len(wave), step)]
+    return [p.astype(np.float32) for p in pieces if len(p) >= _SHORTEST_SECONDS * SAMPLE_RATE][:limit]
+
+
+def _default_waves() -> List[np.ndarray]:
+    from ..audio import read_audio
+    from ..examples import example_files
+    from ..synth import record, synthesize, voice_for
+
+    waves: List[np.ndarray] = []
+    for path in example_files().values():
+        waves.extend(_windows(read_audio(path), 4))
+    rng = np.random.default_rng(_SYNTHETIC_SEED)
+    for speaker in range(_SYNTHETIC_SPEAKERS):
+        speech = synthesize(voice_for(_SYNTHETIC_SEED, speaker), _SYNTHETIC_SECONDS, rng)
+        waves.append(record(speech, rng, float(rng.uniform(-0.4, 0.4)), float(rng.uniform(8.0, 35.0))))
+    return waves
+
+
+def _file_waves(sources: Sequence[PathLike]) -> List[np.ndarray]:
+    from ..audio import AudioError, AudioFile, iter_inputs
+
+    try:
+        paths = [path for _, path in iter_inputs(list(sources))]
+    except AudioError as error:
+        raise Int8Error(f"calibration audio: {error}") from None
+    if not paths:
+        raise Int8Error("calibration audio: no audio files given")
+    budget = int(CALIBRATION_SECONDS * SAMPLE_RATE)
+    per_file = max(int(_SHORTEST_SECONDS * SAMPLE_RATE), budget // len(paths))
+    waves: List[np.ndarray] = []
+    for path in paths:
+        try:
+            audio = AudioFile(path)
+            kept: List[np.ndarray] = []
+            samples = 0
+            for block in audio.blocks():  # memory stays bounded whatever the file's length
+                kept.append(block[: per_file - samples])
+                samples += len(kept[-1])
+                if samples >= per_file:
+                    break
+        except AudioError as error:
+            raise Int8Error(f"calibration audio: {error}; leave the file out or convert it") from None
+        if samples:
+            waves.extend(_windows(np.concatenate(kept), per_file))
+    if not waves:
+        raise Int8Error(
+            f"calibration audio: every file is shorter than {_SHORTEST_SECONDS:g} s; give a few minutes of speech"
+        )
+    return _evenly(waves, budget)
+
+
+def _evenly(waves: List[np.ndarray], budget: int) -> List[np.ndarray]:
+    """At most ``budget`` samples of ``waves``, windows taken evenly across the list."""
+    total = sum(len(w) for w in waves)
+    if total <= budget:
+        return waves
+    keep = max(1, int(len(waves) * budget / total))
+    return [waves[int(i)] for i in np.linspace(0, len(waves) - 1, keep).round()]
+
+
+def calibration_waves(sources: Optional[Sequence[PathLike]] = None) -> List[np.ndarray]:
+    """16 kHz mono windows (float32, 1-6 s each) to measure activation ranges on.
+
+    Without ``sources``: the shipped example speech plus synthetic speech of
+    24 voices (deterministic, about 2.6 minutes in all).  With ``sources`` (audio
+    files and folders): up to :data:`CALIBRATION_SECONDS` of them, spread evenly
+    over the files.  Speech like the audio the model will embed gives the best ranges.
+
+    Raises:
+        Int8Error: a file cannot be read, or nothing long enough was given.
+    """
+    return _default_waves() if sources is None else _file_waves(sources)
+
+
+def _fingerprint(waves: Sequence[np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for wave in waves:
+        digest.update(np.ascontiguousarray(wave, dtype=np.float32).tobytes())
+        digest.update(str(len(wave)).encode())
+    return digest.hexdigest()[:16]
+
+
+# --- quantisation ------------------------------------------------------------------------------------
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the quantisation tool's log lines and warnings (progress notes, not problems)."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+class _Reader:
+    """onnxruntime's calibration data reader protocol: one input dict per call, then None."""
+
+    def __init__(self, inputs: Sequence[np.ndarray]):
+        self._inputs = iter(list(inputs))
+
+    def get_next(self):
+        item = next(self._inputs, None)
+        return None if item is None else {"input": item}
+
+
+def _calibration_inputs(model: nn.Module, waves: Sequence[np.ndarray], features_in: bool) -> List[np.ndarray]:
+    if not features_in:
+        return [np.ascontiguousarray(w[None], dtype=np.float32) for w in waves]
+    network: Any = model.eval()  # either family's network: both have ``features``
+    inputs = []
+    with torch.inference_mode():
+        for wave in waves:
+            inputs.append(network.features(torch.from_numpy(np.ascontiguousarray(wave[None]))).numpy())
+    return inputs
+
+
+def quantize_onnx(
+    model: nn.Module,
+    path: PathLike,
+    calibration: Optional[Sequence[np.ndarray]] = None,
+    features_in: bool = False,
+) -> Path:
+    """Write ``model`` as an int8 (QDQ) ONNX file at ``path`` and return the path.
+
+    Input ``input`` (waveform ``[N, T]``, or features ``[N, F, frames]`` with
+    ``features_in``), output ``embedding``, dynamic batch and time axes, like
+    :func:`redimnet.export.export_onnx`.  ``calibration``: 16 kHz waveforms
+    (default :func:`calibration_waves`).  Needs onnx and onnxruntime (``pip install
+    "redimnet[export]"``); the file runs in any ONNX runtime.
+    """
+    from ..export import export_onnx
+
+    require("onnx", "int8 quantisation")
+    require("onnxruntime", "int8 quantisation")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..fileio import atomic_write
+
+    path = Path(path)
+    waves = calibration_waves() if calibration is None else list(calibration)
+    if not waves:
+        raise Int8Error("no calibration audio given")
+    inputs = _calibration_inputs(model, waves, features_in)
+    with tempfile.TemporaryDirectory(prefix="redimnet-int8-") as scratch:
+        plain = export_onnx(model, Path(scratch) / "float.onnx", features_in=features_in)
+        prepared = Path(scratch) / "prepared.onnx"
+        quantized = Path(scratch) / "int8.onnx"
+        with _quiet():
+            quant_pre_process(str(plain), str(prepared), skip_symbolic_shape=True)
+            import onnx
+
+            graph = onnx.load(str(prepared), load_external_data=False).graph
+            kept_float = [node.name for node in graph.node if not node.name.startswith(_QUANTIZED_PREFIX)]
+            if len(kept_float) == len(graph.node):
+                raise Int8Error("int8 quantisation: the exported graph has no backbone nodes to quantise")
+            try:
+                quantize_static(
+                    str(prepared),
+                    str(quantized),
+                    _Reader(inputs),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=_QUANTIZED_OPS,
+                    per_channel=True,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=kept_float,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={
+                        "ActivationSymmetric": True,
+                        "WeightSymmetric": True,
+                        "CalibMaxIntermediateOutputs": 4,  # bounds the calibration's memory
+                    },
+                )
+            except Exception as error:  # the tool raises plain exceptions of many kinds
+                raise Int8Error(f"int8 quantisation failed: {type(error).__name__}: {error}") from error
+        with atomic_write(path) as stream, open(quantized, "rb") as data:
+            stream.write(data.read())
+    return path
+
+
+def _cache_key(model: nn.Module, calibration: str, features_in: bool) -> str:
+    import onnxruntime
+
+    from ..speaker_db import model_fingerprint
+
+    parts = [
+        model_fingerprint(model),
+        calibration,
+        _SCHEME,
+        "features" if features_in else "waveform",
+        torch.__version__,
+        onnxruntime.__version__,
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _cache_folder(cache_dir: Optional[PathLike]) -> Optional[Path]:
+    """``<cache>/int8`` if it can be created and written, else None (quantise into a temporary folder)."""
+    from ..pretrained import default_cache_dir
+
+    folder = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "int8"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
+
+
+# --- the runtime -------------------------------------------------------------------------------------
+class Int8Network(nn.Module):
+    """An int8 ONNX model run by OpenVINO on the CPU: ``[N, T]`` waveforms -> ``[N, D]`` embeddings.
+
+    Behaves like the float networks for the embedding pipeline (a module taking and
+    returning float32 CPU tensors); it has no parameters and cannot be trained.
+    ``threads``: the CPU threads OpenVINO uses (default ``torch.get_num_threads()``).
+    """
+
+    def __init__(self, path: PathLike, threads: Optional[int] = None):
+        super().__init__()
+        openvino = require("openvino", "int8 inference")
+        self.path = Path(path)
+        self.threads = int(threads or torch.get_num_threads())
+        config = {
+            "INFERENCE_NUM_THREADS": self.threads,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",  # what is not int8 stays float32 (not bf16) on every CPU
+            "ENABLE_CPU_PINNING": False,  # pinned threads stall when other programs share the cores
+        }
+        try:
+            core = openvino.Core()
+            self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+        except Exception as error:  # OpenVINO raises RuntimeError subclasses with its own text
+            raise Int8Error(f"{self.path}: OpenVINO cannot compile this model: {error}") from error
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise Int8Error("int8 inference runs on the CPU; move the input to the CPU")
+        data = np.ascontiguousarray(x.detach().float().numpy())
+        with self._lock:  # one inference request, shared by the threads that call this module
+            output = self._request.infer({0: data})[0]
+            return torch.from_numpy(np.array(output, dtype=np.float32, copy=True))
+
+    def __deepcopy__(self, memo):  # compiled models cannot be copied; a copy shares them (read-only)
+        return self
+
+
+def int8_network(
+    model: nn.Module,
+    calibration: Optional[Sequence[PathLike]] = None,
+    threads: Optional[int] = None,
+    cache_dir: Optional[PathLike] = None,
+) -> Int8Network:
+    """The int8 form of ``model`` (either family), quantised once and then loaded from the cache.
+
+    Args:
+        model: a float network (plain; it is not changed).
+        calibration: audio files or folders to calibrate on (default: the shipped and
+            synthetic speech of :func:`calibration_waves`).
+        threads: CPU threads for inference (default ``torch.get_num_threads()``).
+        cache_dir: the weights cache (default: that of :func:`redimnet.pretrained.default_cache_dir`);
+            the quantised file goes to its ``int8/`` folder, or to a temporary folder when
+            that cannot be written.
+
+    Raises:
+        MissingDependencyError: onnx, onnxruntime or openvino is missing (``pip install "redimnet[int8]"``).
+        Int8Error: calibration audio unreadable, or quantisation failed.
+    """
+    require("openvino", "int8 inference")
+    require("onnx", "int8 inference")
+    require("onnxruntime", "int8 inference")
+    # the default calibration audio is the same on every run: it is made only when quantising
+    waves = None if calibration is None else calibration_waves(calibration)
+    folder = _cache_folder(cache_dir)
+    if folder is None:
+        with tempfile.TemporaryDirectory(prefix="redimnet-int8-") as scratch:
+            return Int8Network(quantize_onnx(model, Path(scratch) / "model.onnx", waves), threads)
+    source = _DEFAULT_CALIBRATION if waves is None else _fingerprint(waves)
+    target = folder / f"{_cache_key(model, source, False)}.onnx"
+    if not target.is_file():  # written whole or not at all: concurrent processes may race, harmlessly
+        quantize_onnx(model, target, waves)
+    return Int8Network(target, threads)

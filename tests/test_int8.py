@@ -1,0 +1,248 @@
+"""int8 CPU inference: the quantised network stays close to float32 on speech, in every verb and in export.
+
+The model quantised here is the small trained ReDimNet shipped for the diarization tests (a model with
+random weights would say little about accuracy); one quantisation is shared by the whole module through
+a cache folder, as the command line shares it between runs.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+import redimnet
+from redimnet import synth
+from redimnet.cli import main
+from redimnet.examples import example_files
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+from redimnet.fast import int8  # noqa: E402
+
+TRAINED = Path(__file__).parent / "data" / "diarization" / "redimnet_synthetic.pt"
+
+
+def cosine(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float((a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)))
+
+
+def speech_clips():
+    """The shipped speech plus synthetic voices that are not in the calibration audio."""
+    clips = [soundfile.read(path, dtype="float32")[0] for path in example_files().values()]
+    rng = np.random.default_rng(5)
+    for speaker in range(4):
+        voice = synth.voice_for(99, speaker)
+        speech = synth.synthesize(voice, 3.0 + speaker, rng)
+        clips.append(synth.record(speech, rng, 0.2, 20.0))
+    return clips
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("int8-cache")
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return redimnet.load_checkpoint(TRAINED)
+
+
+@pytest.fixture(scope="module")
+def embedders(trained, cache, one_thread):
+    return (
+        redimnet.Embedder(trained, device="cpu"),
+        redimnet.Embedder(trained, device="cpu", precision="int8", cache_dir=cache),
+    )
+
+
+@pytest.mark.slow
+def test_int8_embeddings_of_speech_stay_close_to_float32(embedders):
+    fp32, quantised = embedders
+    assert isinstance(quantised.network, int8.Int8Network) and quantised.precision == "int8"
+    clips = speech_clips()
+    cosines = [cosine(fp32.embed(clip), quantised.embed(clip)) for clip in clips]
+    assert min(cosines) >= 0.98 and np.mean(cosines) >= 0.99, cosines
+    # not merely the same vector for everything: different speakers stay apart as in float32
+    a1, a2, b1 = (quantised.embed(clip) for clip in clips[:3])
+    assert cosine(a1, a2) > cosine(a1, b1)
+    # a batch of equal-length windows gives the rows it gives one by one, up to the int8 kernels'
+    # rounding, which differs a little between batch sizes (no state between calls, rows not mixed)
+    batch = quantised.network(torch.from_numpy(np.stack([clips[0][:20000], clips[1][:20000]])))
+    single = quantised.network(torch.from_numpy(clips[1][None, :20000]))
+    assert cosine(batch[1], single[0]) >= 0.9999 and cosine(batch[0], single[0]) < 0.99
+
+
+@pytest.mark.slow
+def test_the_quantised_model_is_cached_and_keyed_by_the_weights(trained, cache, embedders, monkeypatch):
+    cached = sorted((cache / "int8").glob("*.onnx"))
+    assert len(cached) == 1
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("quantised again although the cache holds this model")
+
+    monkeypatch.setattr(int8, "quantize_onnx", refuse)
+    again = int8.int8_network(trained, cache_dir=cache)
+    assert again.path == cached[0]
+    other = redimnet.load_checkpoint(TRAINED)
+    with torch.no_grad():
+        other.embedding.weight.mul_(1.01)
+    with pytest.raises(AssertionError, match="quantised again"):  # other weights: another file
+        int8.int8_network(other, cache_dir=cache)
+
+
+@pytest.mark.slow
+def test_export_writes_a_standard_int8_onnx_file(tmp_path, capsys):
+    import onnx
+    import onnxruntime
+
+    out = tmp_path / "model.int8.onnx"
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for name, path in example_files().items():
+        (calibration / f"{name}.flac").write_bytes(path.read_bytes())
+    argv = ["export", "--format", "onnx", "--precision", "int8", "--checkpoint", str(TRAINED), "-o", str(out)]
+    assert main([*argv, "--int8-calibration", str(calibration)]) == 0
+    assert "int8" in capsys.readouterr().out
+    graph = onnx.load(str(out)).graph
+    quantised = {node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"}
+    weights = {init.name for init in graph.initializer if init.data_type == onnx.TensorProto.INT8}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert quantised and weights
+    # the backbone's convolutions read dequantised int8 weights; the front end and the embedding stay float32
+    producers = {output: node for node in graph.node for output in node.output}
+    backbone = [c for c in convs if c.name.startswith("/backbone/")]
+    assert backbone and all(producers[c.input[1]].op_type == "DequantizeLinear" for c in backbone)
+    assert all(c.input[1] not in producers for c in convs if c.name.startswith("/frontend/"))
+    assert not any(node.op_type == "QuantizeLinear" and "/embedding/" in node.name for node in graph.node)
+    # any ONNX runtime reads it: onnxruntime, batch and length free, close to the float model
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    clip = soundfile.read(example_files()["speaker_b_1"], dtype="float32")[0]
+    waves = np.stack([clip[:30000], clip[-30000:]])
+    got = session.run(None, {"input": waves})[0]
+    with torch.inference_mode():
+        expected = redimnet.load_checkpoint(TRAINED)(torch.from_numpy(waves)).numpy()
+    assert got.shape == expected.shape
+    assert min(cosine(g, e) for g, e in zip(got, expected)) >= 0.98
+
+
+def test_export_refuses_int8_torchscript_and_calibration_without_int8(tmp_path, capsys):
+    base = ["export", "--checkpoint", str(TRAINED), "-o", str(tmp_path / "m.ts")]
+    assert main([*base, "--format", "torchscript", "--precision", "int8"]) == 2
+    assert "--precision int8 is written as ONNX only" in capsys.readouterr().err
+    assert main([*base, "--format", "torchscript", "--int8-calibration", str(tmp_path)]) == 2
+    assert "--int8-calibration is only used with --precision int8" in capsys.readouterr().err
+    assert not (tmp_path / "m.ts").exists()
+
+
+@pytest.mark.slow
+def test_precision_int8_in_every_verb(tmp_path, cache, embedders, capsys, one_thread):
+    from redimnet import embeddings_io
+
+    model = ["--checkpoint", str(TRAINED), "--cache-dir", str(cache)]
+    files = example_files()
+    a1, a2, b1 = str(files["speaker_a_1"]), str(files["speaker_a_2"]), str(files["speaker_b_1"])
+    fp32, quantised = embedders
+
+    out = tmp_path / "emb.npz"
+    assert main(["embed", a1, b1, "-o", str(out), "--precision", "int8", "--no-progress", *model]) == 0
+    ids, matrix = embeddings_io.load_embeddings(out)
+    assert cosine(matrix[list(ids).index("speaker_a_1.flac")], fp32.embed_file(a1)) >= 0.98
+
+    capsys.readouterr()
+    assert main(["verify", a1, a2, "--precision", "int8", *model]) in (0, 1)
+    printed = capsys.readouterr().out
+    score = float(printed.split()[1])
+    assert score == pytest.approx(cosine(quantised.embed_file(a1), quantised.embed_file(a2)), abs=1e-4)
+
+    db = str(tmp_path / "speakers.db")
+    assert main(["enroll", "ann", a1, "--db", db, "--precision", "int8", *model]) == 0
+    capsys.readouterr()
+    assert main(["identify", a2, "--db", db, "--precision", "int8", *model]) == 0
+    assert "ann" in capsys.readouterr().out
+
+    conversation = tmp_path / "conversation.wav"
+    clips = [soundfile.read(path, dtype="float32")[0] for path in (a1, b1, a2)]
+    soundfile.write(conversation, np.concatenate(clips), 16000)
+    rttm = tmp_path / "rttm"
+    assert main(["diarize", str(conversation), "-o", str(rttm), "--precision", "int8", *model]) == 0
+    assert any(rttm.iterdir())
+
+
+@pytest.mark.slow
+def test_serve_with_int8(tmp_path, cache, embedders):
+    pytest.importorskip("starlette")
+    pytest.importorskip("httpx")
+    from starlette.testclient import TestClient
+
+    from redimnet.cli import build_parser
+    from redimnet.cli.serve import build_app
+
+    argv = ["serve", "--checkpoint", str(TRAINED), "--cache-dir", str(cache), "--precision", "int8"]
+    args = build_parser().parse_args([*argv, "--db", str(tmp_path / "db.sqlite"), "--threads", "1"])
+    clip = example_files()["speaker_a_1"]
+    with TestClient(build_app(args, "secret-token-secret-token")) as client:
+        response = client.post("/v1/embed", files=[("audio", ("a.flac", clip.read_bytes(), "audio/flac"))])
+    assert response.status_code == 200, response.text
+    assert cosine(response.json()["embedding"], embedders[0].embed_file(clip)) >= 0.98
+
+
+def test_int8_refuses_a_gpu_and_calibration_without_int8(trained):
+    with pytest.raises(redimnet.errors.InvalidArgumentError, match="calibration audio is only used with"):
+        redimnet.Embedder(trained, device="cpu", calibration=[str(TRAINED)])
+    if torch.cuda.is_available():
+        with pytest.raises(redimnet.errors.InvalidArgumentError, match="int8 inference runs on the CPU"):
+            redimnet.Embedder(trained, device="cuda", precision="int8")
+    with pytest.raises(redimnet.errors.InvalidArgumentError, match="unknown precision 'int4'; choose one of"):
+        redimnet.Embedder(trained, device="cpu", precision="int4")
+
+
+def test_calibration_audio_from_user_files(tmp_path):
+    long = np.random.default_rng(0).standard_normal(16000 * 40).astype(np.float32) * 0.1
+    soundfile.write(tmp_path / "long.wav", long, 16000, subtype="FLOAT")
+    soundfile.write(tmp_path / "short.wav", long[:8000], 16000)  # 0.5 s: too short to use
+    (tmp_path / "sub").mkdir()
+    soundfile.write(tmp_path / "sub" / "rate.wav", long[: 16000 * 3], 8000)  # 6 s at 8 kHz, resampled
+    waves = int8.calibration_waves([tmp_path])
+    assert all(w.dtype == np.float32 and 16000 <= len(w) <= 6 * 16000 for w in waves)
+    total = sum(len(w) for w in waves)
+    assert 40 * 16000 <= total <= int8.CALIBRATION_SECONDS * 16000  # the long file is cut into windows
+    np.testing.assert_array_equal(waves[0], long[: 6 * 16000])  # the first window is the file's start
+    with pytest.raises(int8.Int8Error, match="every file is shorter than 1 s"):
+        int8.calibration_waves([tmp_path / "short.wav"])
+    (tmp_path / "notes.wav").write_text("not audio")
+    with pytest.raises(int8.Int8Error, match="calibration audio: .*notes.wav"):
+        int8.calibration_waves([tmp_path / "notes.wav"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(int8.Int8Error, match="contains no audio files"):
+        int8.calibration_waves([empty])
+
+
+def test_default_calibration_audio_is_speech_like_and_fixed():
+    first, second = int8.calibration_waves(), int8.calibration_waves()
+    assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+    seconds = sum(len(w) for w in first) / 16000
+    assert 120 <= seconds <= int8.CALIBRATION_SECONDS
+    assert all(0.01 < float(np.sqrt(np.mean(w**2))) < 1.0 for w in first)
+
+
+def test_missing_openvino_names_the_extra(monkeypatch, trained):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ModuleNotFoundError("No module named 'openvino'", name="openvino")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    monkeypatch.delitem(__import__("sys").modules, "openvino", raising=False)
+    with pytest.raises(redimnet.optional.MissingDependencyError, match=r'pip install "redimnet\[int8\]"'):
+        int8.int8_network(trained, cache_dir=os.devnull)
