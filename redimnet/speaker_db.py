@@ -28,9 +28,16 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from .speakers.index import IndexFile
-from .speakers.sql import SCHEMA_VERSION, Speaker, SpeakerDatabaseError, SqlSpeakerStore
+from .speakers.sql import SCHEMA_VERSION, Speaker, SpeakerDatabaseError, SqlSpeakerStore, UnknownSpeakerError
 
-__all__ = ["SpeakerDatabase", "SpeakerDatabaseError", "Speaker", "model_fingerprint", "SCHEMA_VERSION"]
+__all__ = [
+    "SpeakerDatabase",
+    "SpeakerDatabaseError",
+    "UnknownSpeakerError",
+    "Speaker",
+    "model_fingerprint",
+    "SCHEMA_VERSION",
+]
 
 PathLike = Union[str, os.PathLike]
 

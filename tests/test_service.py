@@ -60,7 +60,7 @@ def clips():
 def make_client(embedder, tmp_path, token=TOKEN, scoring=None, **limits):
     settings = ServiceSettings(db=tmp_path / "speakers.db", token=token, model_name="b0-test", max_wait=0.002, **limits)
     service = Service(embedder, settings, model_fingerprint(embedder.model), scoring)
-    return TestClient(create_app(service), raise_server_exceptions=False)
+    return TestClient(create_app(service), base_url="http://localhost", raise_server_exceptions=False)
 
 
 @pytest.fixture
@@ -351,12 +351,163 @@ def test_a_chunked_body_without_length_is_cut_off(embedder, tmp_path, clips):
         error_of(response, 413, "too_large")
 
 
+SECURITY_HEADERS = ("x-content-type-options", "content-security-policy", "x-frame-options", "referrer-policy")
+
+
+def has_security_headers(response) -> bool:
+    return response.headers.get("x-content-type-options") == "nosniff" and all(
+        name in response.headers for name in SECURITY_HEADERS
+    )
+
+
+def test_a_long_multipart_boundary_is_a_clear_400(client, clips):
+    boundary = "b" * 300
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n\r\n'.encode()
+        + clips["a1"]
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        "/v1/embed", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert "boundary is 300 characters long; at most 70" in error_of(response, 400, "bad_form")
+    assert has_security_headers(response)
+
+
+def test_every_response_carries_the_security_headers(client, clips, monkeypatch):
+    responses = [
+        client.get("/v1/health"),
+        client.get("/v1/nothing"),
+        client.get("/v1/embed"),
+        client.post("/v1/embed", content=b"raw"),
+        client.post("/v1/enroll", data={"speaker": "A"}, files=files(audio=("a.wav", clips["a1"]))),
+        client.get("/v1/health", headers={"Host": "attacker.example"}),
+    ]
+    service = client.app.state.service
+    monkeypatch.setattr(service, "decode", lambda upload: (_ for _ in ()).throw(ZeroDivisionError("secret detail")))
+    responses.append(client.post("/v1/embed", files=files(audio=("a1.wav", clips["a1"]))))
+    assert [r.status_code for r in responses] == [200, 404, 405, 415, 401, 400, 500]
+    assert all(has_security_headers(r) for r in responses), [r.headers for r in responses]
+
+
+def test_a_client_that_hangs_up_is_one_info_line(client, caplog):
+    """Content-Length 100000, 3 bytes, then the connection closes (no token needed)."""
+    import asyncio
+    import logging
+
+    app = client.app
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/embed",
+        "raw_path": b"/v1/embed",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"multipart/form-data; boundary=xyz"),
+            (b"content-length", b"100000"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+        "app": app,
+    }
+    messages = [
+        {"type": "http.request", "body": b"--x", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        pass
+
+    with caplog.at_level(logging.DEBUG, logger="redimnet.service"):
+        asyncio.run(app(scope, receive, send))
+    records = [r for r in caplog.records if r.name.startswith("redimnet")]
+    assert len(records) == 1, [r.getMessage() for r in records]
+    assert records[0].levelno == logging.INFO and records[0].exc_info is None
+    assert "client disconnected" in records[0].getMessage() and "/v1/embed" in records[0].getMessage()
+
+
+def test_a_speaker_removed_meanwhile_is_404_not_a_database_error(client, clips, monkeypatch, tmp_path):
+    assert (
+        client.post(
+            "/v1/enroll", headers=AUTH, data={"speaker": "Dora"}, files=files(audio=("a.wav", clips["a1"]))
+        ).status_code
+        == 200
+    )
+    original = SpeakerDatabase.remove
+
+    def raced(self, name):  # another client removes the speaker between the request's check and its delete
+        with SpeakerDatabase(tmp_path / "speakers.db") as other:
+            original(other, name)
+        return original(self, name)
+
+    monkeypatch.setattr(SpeakerDatabase, "remove", raced)
+    response = client.delete("/v1/speakers/Dora", headers=AUTH)
+    assert "no speaker named 'Dora' is enrolled" in error_of(response, 404, "unknown_speaker")
+    assert str(tmp_path) not in response.text
+
+
+def test_racing_enrolments_and_deletes_of_one_name(client, clips):
+    import concurrent.futures
+
+    def enrol_then_delete(index):
+        enrolled = client.post(
+            "/v1/enroll", headers=AUTH, data={"speaker": "Eve"}, files=files(audio=("a.wav", clips["a1"]))
+        )
+        deleted = client.delete("/v1/speakers/Eve", headers=AUTH)
+        return enrolled.status_code, deleted.status_code, deleted.json()
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(enrol_then_delete, range(48)))
+    assert {enrolled for enrolled, _, _ in results} == {200}
+    assert {deleted for _, deleted, _ in results} <= {200, 404}, results
+    assert all(body["error"]["code"] == "unknown_speaker" for _, status, body in results if status == 404)
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8000", "127.0.0.1", "127.0.0.1:8000", "[::1]", "[::1]:8000"])
+def test_loopback_hosts_are_answered(client, host):
+    assert client.get("/v1/speakers", headers={"Host": host}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host", ["attacker.example", "attacker.example:8000", "localhost.attacker.example", "127.0.0.1.nip.io", "a b"]
+)
+def test_other_hosts_are_refused_before_routing(client, clips, host):
+    message = error_of(client.get("/v1/speakers", headers={"Host": host}), 400, "bad_host")
+    assert "--allowed-host" in message
+    response = client.post(
+        "/v1/enroll", headers={**AUTH, "Host": host}, data={"speaker": "M"}, files=files(audio=("a.wav", clips["a1"]))
+    )
+    error_of(response, 400, "bad_host")
+    error_of(client.get("/v1/nothing/at/all", headers={"Host": host}), 400, "bad_host")  # not 404: before routing
+    assert client.get("/v1/speakers").json() == {"speakers": []}
+
+
+def test_allowed_hosts_can_be_added(embedder, tmp_path):
+    with make_client(embedder, tmp_path, allowed_hosts=("speakers.example.org", "10.1.2.3")) as client:
+        for host in ("speakers.example.org", "Speakers.Example.org:443", "10.1.2.3:8000", "localhost"):
+            assert client.get("/v1/health", headers={"Host": host}).status_code == 200, host
+        error_of(client.get("/v1/health", headers={"Host": "other.example.org"}), 400, "bad_host")
+    with make_client(embedder, tmp_path, allowed_hosts=("*",)) as client:
+        assert client.get("/v1/health", headers={"Host": "anything.example"}).status_code == 200
+
+
 def test_database_of_another_model_is_refused(client, clips, tmp_path):
     other = redimnet.build("b0")
     with SpeakerDatabase(tmp_path / "speakers.db") as db:
         db.enroll("Old", np.ones((1, 192), dtype=np.float32), ["x"], fingerprint=model_fingerprint(other))
     response = client.post("/v1/identify", files=files(audio=("a1.wav", clips["a1"])))
-    assert "another model" in error_of(response, 409, "database")
+    message = error_of(response, 409, "database")
+    assert "speakers.db was built with another model" in message
+    assert str(tmp_path) not in response.text  # no path of the server's in any response
 
 
 def test_unexpected_failure_is_a_generic_500(client, clips, monkeypatch):
@@ -559,7 +710,7 @@ def test_the_service_runs_on_another_store(embedder, tmp_path, clips):
     shared = {}
     settings = ServiceSettings(db=tmp_path / "unused.db", token=TOKEN, max_wait=0.002)
     service = Service(embedder, settings, model_fingerprint(embedder.model), store=lambda: DictStore(shared))
-    with TestClient(create_app(service), raise_server_exceptions=False) as client:
+    with TestClient(create_app(service), base_url="http://localhost", raise_server_exceptions=False) as client:
         assert client.post("/v1/identify", files=files(audio=("b1.wav", clips["b1"]))).json()["matches"] == []
         for name, clip in (("Alice", "a1"), ("Bob", "b1")):
             assert (

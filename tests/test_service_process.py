@@ -301,3 +301,49 @@ def test_two_servers_on_one_postgres_database_see_each_others_changes(checkpoint
     finally:
         first.stop()
         second.stop()
+
+
+def test_hostile_clients_get_4xx_and_leave_no_traceback(checkpoint, tmp_path):
+    """Hang-ups mid-body, foreign Host headers, a 300-character boundary and racing deletes, on a real server."""
+    server = Server(checkpoint, tmp_path / "speakers.db", "--allowed-host", "speakers.example.org")
+    try:
+        for _ in range(3):  # headers, Content-Length 100000, 3 bytes, then the connection closes
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(
+                    f"POST /v1/embed HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                    "Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 100000\r\n\r\n--x".encode()
+                )
+        foreign = httpx.get(f"{server.url}/v1/speakers", headers={"Host": "attacker.example"}, timeout=10)
+        assert foreign.status_code == 400 and foreign.json()["error"]["code"] == "bad_host"
+        assert foreign.headers["x-content-type-options"] == "nosniff"
+        named = httpx.get(f"{server.url}/v1/speakers", headers={"Host": "speakers.example.org:443"}, timeout=10)
+        assert named.status_code == 200
+        boundary = "q" * 300
+        long_boundary = httpx.post(
+            f"{server.url}/v1/embed",
+            content=f"--{boundary}\r\n".encode(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            timeout=10,
+        )
+        assert long_boundary.status_code == 400 and "content-security-policy" in long_boundary.headers
+        data = clip(1, 1, seconds=1.0)
+
+        def enrol_and_delete(_):
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                enrolled = client.post(
+                    "/v1/enroll", headers=AUTH, data={"speaker": "one"}, files=[("audio", ("a.wav", data))]
+                )
+                deleted = client.delete("/v1/speakers/one", headers=AUTH)
+                return enrolled.status_code, deleted.status_code, deleted.text
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(enrol_and_delete, range(48)))
+        assert {enrolled for enrolled, _, _ in results} == {200}
+        assert {deleted for _, deleted, _ in results} <= {200, 404}, results
+        assert not any(str(tmp_path) in text for _, _, text in results)
+        assert httpx.get(f"{server.url}/v1/ready", timeout=5).status_code == 200
+    finally:
+        server.process.terminate()
+        output = server.process.communicate(timeout=30)[0].decode(errors="replace")
+        server.stop()
+    assert "Traceback" not in output and "unexpected error" not in output, output[-3000:]

@@ -17,6 +17,7 @@ import secrets
 import sys
 
 from .. import threads
+from ..errors import InvalidArgumentError
 from ..optional import require
 from .common import UsageError, show
 from .decisions import add_decision_arguments, scoring_from_arguments
@@ -50,6 +51,16 @@ def register(subparsers) -> None:
         help="address to listen on (default 127.0.0.1: this machine only; any other address needs a token)",
     )
     group.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    group.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name (or address) clients reach the service by, besides localhost and loopback addresses; "
+        "repeatable. Requests whose Host header names anything else are refused (400), which keeps web pages "
+        "using DNS rebinding out. The --host address is allowed too; '*' allows any name (only behind a proxy "
+        "that checks it)",
+    )
     group.add_argument(
         "--workers", type=int, default=1, help="server processes, each with its own copy of the model (default 1)"
     )
@@ -88,6 +99,14 @@ def _check(args) -> None:
         raise UsageError(f"--batch-wait-ms must be from 0 to 1000, got {args.batch_wait_ms:g}")
 
 
+def allowed_hosts(args) -> tuple:
+    """The ``Host`` names answered besides loopback: ``--allowed-host``, and ``--host`` unless it is a wildcard."""
+    extra = list(args.allowed_host)
+    if args.host not in ("0.0.0.0", "::", "[::]", ""):
+        extra.append(args.host)
+    return tuple(extra)
+
+
 def build_app(args, token):
     """The ASGI application the options describe (model loaded, database opened and checked, model warmed up)."""
     from pathlib import Path
@@ -124,6 +143,7 @@ def build_app(args, token):
         max_batch=args.batch_size,
         max_wait=args.batch_wait_ms / 1000,
         model_name=args.model or Path(args.checkpoint).name,
+        allowed_hosts=allowed_hosts(args),
     )
     return create_app(Service(embedder, settings, fingerprint, scoring, keep_open=db))
 
@@ -141,8 +161,13 @@ def run(args) -> int:
     require("starlette", "'redimnet serve'")
     require("python_multipart", "'redimnet serve'")
     uvicorn = require("uvicorn", "'redimnet serve'")
-    from ..service.auth import TOKEN_ENV, is_loopback, load_token
+    from ..service.auth import TOKEN_ENV, AllowedHosts, is_loopback, load_token
     from ..speakers.stores import store_label
+
+    try:
+        AllowedHosts(args.allowed_host)
+    except InvalidArgumentError as error:
+        raise UsageError(str(error)) from None
 
     token = load_token(args.token_file)
     if token is None:

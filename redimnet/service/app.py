@@ -7,7 +7,11 @@ the form into memory within the limits (:mod:`.uploads`), decode each upload
 the dynamic batcher (:mod:`.batcher`), then score or store.  Refusals are
 ``{"error": {"code", "message"}}`` bodies with a 4xx status; an unexpected
 failure is a 500 with a generic message (the traceback goes to the server's
-log, never to the client).
+log, never to the client).  One outer layer (:class:`_Guard`) refuses a
+``Host`` that is not allowed before routing, puts the security headers on
+every response (errors included), logs a client that hangs up as one line and
+turns anything unexpected into that 500.  No message carries a path of the
+server's (the database is named by its file name, as ``/v1/info`` does).
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -34,10 +38,10 @@ from ..audio import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes, trim_sil
 from ..errors import RedimnetError
 from ..names import UnsafeNameError, check_speaker_name, printable
 from ..similarity import cosine_score
-from ..speaker_db import SpeakerDatabaseError
+from ..speaker_db import SpeakerDatabaseError, UnknownSpeakerError
 from ..speakers.sql import EmptyStoreError
-from ..speakers.stores import is_url, open_store
-from .auth import check_bearer
+from ..speakers.stores import is_url, open_store, store_label
+from .auth import AllowedHosts, check_bearer
 from .batcher import Batcher
 from .errors import ServiceError
 from .openapi import openapi_schema
@@ -78,6 +82,9 @@ class ServiceSettings:
     max_wait: float = 0.005
     """Seconds the batcher waits for more requests before running the model."""
     model_name: str = "model"
+    allowed_hosts: Tuple[str, ...] = ()
+    """``Host`` names answered besides ``localhost`` and loopback addresses (``*``: any; see
+    :class:`redimnet.service.auth.AllowedHosts`)."""
 
     def __post_init__(self):
         if not is_url(self.db):
@@ -235,9 +242,13 @@ def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _unknown(name: str) -> ServiceError:
+    return ServiceError(404, "unknown_speaker", f"no speaker named '{printable(name)}' is enrolled")
+
+
 def _known_speaker(db: SpeakerStore, name: str) -> None:
     if not db.has_speaker(name):
-        raise ServiceError(404, "unknown_speaker", f"no speaker named '{printable(name)}' is enrolled")
+        raise _unknown(name)
 
 
 def _top(value: Optional[str]) -> int:
@@ -409,8 +420,18 @@ async def identify(request: Request) -> Response:
         names = [s.name for s in db.speakers()]  # a back-end scores every speaker's recordings
         if not names:
             return []
-        db.identify(embedding, top=1, fingerprint=service.fingerprint)  # the same model checks as cosine
-        scores = service.backend.score_sets([db.utterances(n)[1] for n in names], embedding[None, :])[0]
+        try:
+            db.identify(embedding, top=1, fingerprint=service.fingerprint)  # the same model checks as cosine
+        except EmptyStoreError:  # everyone was removed meanwhile
+            return []
+        enrolled = {}
+        for name in names:
+            try:
+                enrolled[name] = db.utterances(name)[1]
+            except UnknownSpeakerError:  # removed meanwhile
+                continue
+        names = list(enrolled)
+        scores = service.backend.score_sets([enrolled[n] for n in names], embedding[None, :])[0] if names else []
         order = sorted(range(len(names)), key=lambda i: -scores[i])[:top]
         return [(names[i], float(scores[i])) for i in order]
 
@@ -535,57 +556,107 @@ def _static(path: str):
 
 
 # --- errors --------------------------------------------------------------------------------------------------
-def _error(status: int, code: str, message: str) -> JSONResponse:
+def _private_texts(db: Union[Path, str]) -> List[Tuple[str, str]]:
+    """How the database's location may appear in a message, and what clients see instead (longest first):
+    a file by its name (as ``/v1/info`` shows it), a database server by its kind."""
+    if is_url(db):
+        return [(store_label(db), "the PostgreSQL database"), (str(db), "the PostgreSQL database")]
+    path = Path(db)
+    forms = {str(path), str(path.absolute())}
+    try:
+        forms.add(str(path.resolve()))
+    except OSError:
+        pass
+    return [(form, path.name) for form in sorted(forms - {path.name}, key=len, reverse=True)]
+
+
+def _error(status: int, code: str, message: str, private: Optional[List[Tuple[str, str]]] = None) -> JSONResponse:
+    """The error response; each ``(text, shown)`` of ``private`` is replaced in the message."""
+    for text, shown in private or ():
+        message = message.replace(text, shown)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+def _private(request: Request) -> List[Tuple[str, str]]:
+    return _private_texts(_service(request).settings.db)
+
+
 async def _service_error(request: Request, error: ServiceError) -> Response:
-    return _error(error.status, error.code, error.message)
+    return _error(error.status, error.code, error.message, _private(request))
 
 
 async def _redimnet_error(request: Request, error: RedimnetError) -> Response:
+    private = _private(request)
     if isinstance(error, AudioError):
-        return _error(422, "bad_audio", str(error))
+        return _error(422, "bad_audio", str(error), private)
     if isinstance(error, UnsafeNameError):
-        return _error(400, "bad_name", str(error))
+        return _error(400, "bad_name", str(error), private)
+    if isinstance(error, UnknownSpeakerError):  # e.g. removed by another client after the request's check
+        return _error(404, "unknown_speaker", _unknown(error.name).message)
     if isinstance(error, SpeakerDatabaseError):
-        return _error(409, "database", str(error))
-    return _error(400, "bad_request", str(error))
+        return _error(409, "database", str(error), private)
+    return _error(400, "bad_request", str(error), private)
 
 
 async def _http_error(request: Request, error: HTTPException) -> Response:
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return _error(error.status_code, codes.get(error.status_code, "http_error"), str(error.detail))
+    return _error(error.status_code, codes.get(error.status_code, "http_error"), str(error.detail), _private(request))
 
 
-async def _unexpected(request: Request, error: Exception) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return _error(500, "internal", "the service failed on this request; the details are in the server's log")
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", _PAGE_POLICY.encode()),
+]
+"""Headers that keep browsers from sniffing, framing or leaking; on every response."""
 
 
-class _SecurityHeaders:
-    """Adds headers that keep browsers from sniffing, framing or leaking (pure ASGI, no buffering)."""
+class _Guard:
+    """The outer layer of the application (pure ASGI, no buffering).
 
-    def __init__(self, app):
+    Refuses a request whose ``Host`` is not allowed (400 ``bad_host``, before
+    routing), adds :data:`_SECURITY_HEADERS` to every response, logs a client
+    that disconnected before its request was read as one line (info level), and
+    answers anything unexpected with a generic 500 (the traceback goes to the
+    log once).
+    """
+
+    def __init__(self, app, allowed_hosts: AllowedHosts):
         self.app = app
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        started = False
 
         async def send_with_headers(message):
+            nonlocal started
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"content-security-policy", _PAGE_POLICY.encode()),
-                ]
-                message = dict(message, headers=headers)
+                started = True
+                message = dict(message, headers=list(message.get("headers", [])) + _SECURITY_HEADERS)
             await send(message)
 
-        return await self.app(scope, receive, send_with_headers)
+        host = next((value for name, value in scope.get("headers", ()) if name == b"host"), None)
+        if not self.allowed_hosts.allows(host.decode("latin-1") if host is not None else None):
+            shown = printable(host.decode("latin-1"))[:100] if host is not None else None
+            message = (
+                f"this service does not answer for the host '{shown}'; start it with --allowed-host "
+                "NAME to add a name it is reached by"
+                if shown is not None
+                else "the request has no Host header"
+            )
+            return await _error(400, "bad_host", message)(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            log.info("client disconnected before sending its whole request: %s %s", scope["method"], scope["path"])
+        except Exception:
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if not started:
+                message = "the service failed on this request; the details are in the server's log"
+                await _error(500, "internal", message)(scope, receive, send_with_headers)
 
 
 ROUTES = [
@@ -612,7 +683,7 @@ def create_app(service: Service) -> Starlette:
     async def lifespan(app):
         yield
         await run_in_threadpool(service.batcher.close)
-        await run_in_threadpool(service.close)
+        service.close()  # here, not in a worker thread: SQLite closes a connection only in the thread that opened it
 
     routes = [Route(path, handler, methods=methods) for path, handler, methods in ROUTES]
     routes += [Route(path, _static(path), methods=["GET"]) for path in _STATIC]
@@ -620,9 +691,8 @@ def create_app(service: Service) -> Starlette:
         ServiceError: _service_error,
         RedimnetError: _redimnet_error,
         HTTPException: _http_error,
-        Exception: _unexpected,
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.service = service
-    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(_Guard, allowed_hosts=AllowedHosts(service.settings.allowed_hosts))
     return app

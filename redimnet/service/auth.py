@@ -1,4 +1,4 @@
-"""Who may change the speaker database: one bearer token, and where the service may listen without it.
+"""Who may reach and change the service: the allowed ``Host`` names, one bearer token, and where it may listen.
 
 Read endpoints are open; write endpoints (enrol, delete) need
 ``Authorization: Bearer <token>``.  The token comes from an environment
@@ -6,6 +6,12 @@ variable (:data:`TOKEN_ENV`) or a file, never from the command line (where
 other users of the machine could read it in the process list).  Tokens are
 compared in constant time.  Without a token the service refuses to listen on
 anything but a loopback address.
+
+Every request must name an allowed host in its ``Host`` header
+(:class:`AllowedHosts`): ``localhost`` and loopback addresses by default, more
+with ``serve --allowed-host``.  A web page that points its own domain name at
+127.0.0.1 (DNS rebinding) sends that domain as ``Host`` and is refused, so it
+cannot read a service on the visitor's machine.
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ import hmac
 import ipaddress
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 from ..errors import InvalidArgumentError
 from .errors import ServiceError
 
-__all__ = ["TOKEN_ENV", "MIN_TOKEN_LENGTH", "load_token", "is_loopback", "check_bearer"]
+__all__ = ["TOKEN_ENV", "MIN_TOKEN_LENGTH", "AllowedHosts", "load_token", "is_loopback", "check_bearer"]
 
 TOKEN_ENV = "REDIMNET_SERVICE_TOKEN"
 """The environment variable read for the write token when no token file is given."""
@@ -82,3 +88,60 @@ def check_bearer(header: Optional[str], token: Optional[str]) -> None:
         raise ServiceError(401, "unauthorized", "this endpoint needs the header 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8")):
         raise ServiceError(401, "unauthorized", "wrong token")
+
+
+def host_key(text: str) -> Optional[str]:
+    """A ``Host`` header or an allowed-host entry as compared: lower case, port and brackets removed,
+    addresses in their canonical form (``[::1]:8000`` -> ``::1``); ``None`` when it is not a host name."""
+    value = text.strip().lower()
+    if not value.startswith("["):
+        try:
+            return str(ipaddress.ip_address(value))  # an address without a port (IPv6 unbracketed too)
+        except ValueError:
+            pass
+    else:
+        address, bracket, port = value[1:].partition("]")
+        if not bracket or (port and not (port.startswith(":") and port[1:].isdigit())):
+            return None
+        try:
+            return str(ipaddress.ip_address(address))
+        except ValueError:
+            return None
+    name, colon, port = value.partition(":")
+    if (colon and not port.isdigit()) or not name or any(c.isspace() or c in "/@\\" for c in name):
+        return None
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name
+
+
+class AllowedHosts:
+    """The ``Host`` names the service answers: ``localhost`` and loopback addresses, plus ``extra``.
+
+    An entry of ``extra`` is a name or address, with or without a port (ports
+    are not compared); ``*`` allows any host (no DNS-rebinding defence: only
+    behind a proxy that checks the name itself).  Raises
+    :class:`redimnet.errors.InvalidArgumentError` for an entry that is not a host name.
+    """
+
+    def __init__(self, extra: Iterable[str] = ()):
+        self.any = False
+        self.names = {"localhost"}
+        for entry in extra:
+            if entry.strip() == "*":
+                self.any = True
+                continue
+            key = host_key(entry)
+            if key is None:
+                raise InvalidArgumentError(f"--allowed-host {entry!r} is not a host name (e.g. speakers.example.org)")
+            self.names.add(key)
+
+    def allows(self, header: Optional[str]) -> bool:
+        """True when a request with this ``Host`` header (``None``: none sent) may be answered."""
+        if self.any:
+            return True
+        key = host_key(header) if header else None
+        if key is None:
+            return False
+        return key in self.names or is_loopback(key)

@@ -35,7 +35,7 @@ _DECISION = {
 
 def _errors(*statuses: int) -> dict:
     reasons = {
-        400: "malformed request, bad form field or speaker name",
+        400: "malformed request, bad form field or speaker name, or a Host the service does not answer",
         401: "missing or wrong bearer token",
         403: "writes are disabled (the service has no token)",
         404: "unknown speaker",

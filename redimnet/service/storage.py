@@ -31,7 +31,12 @@ class SpeakerStore(Protocol):
         """Add ``[N, D]`` embeddings to ``name`` in one transaction; returns the speaker's recording count."""
 
     def remove(self, name: str) -> int:
-        """Delete a speaker; returns how many recordings went."""
+        """Delete a speaker; returns how many recordings went.
+
+        A name that is not enrolled (e.g. removed by another client a moment
+        before) raises :class:`redimnet.speaker_db.UnknownSpeakerError`, as
+        :meth:`utterances` and :meth:`speaker_model` do; the service answers 404.
+        """
 
     def speakers(self) -> list:
         """Enrolled speakers by name (objects with ``name``, ``utterances``, ``created``, ``updated``)."""

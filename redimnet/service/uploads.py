@@ -19,6 +19,9 @@ __all__ = ["Upload", "Form", "read_form", "single_upload", "optional_upload", "M
 MAX_FIELD_BYTES = 4096
 """The longest plain (non-file) form field, in bytes (speaker names are at most 256 characters)."""
 
+MAX_BOUNDARY = 70
+"""The longest multipart boundary (RFC 2046 allows 1 to 70 characters)."""
+
 
 @dataclass
 class Upload:
@@ -132,6 +135,13 @@ async def read_form(headers, stream: AsyncIterator[bytes], max_bytes: int, max_p
         raise ServiceError(
             415, "unsupported_media_type", "send the recording as multipart/form-data (e.g. curl -F audio=@file.wav)"
         )
+    boundary = options[b"boundary"]
+    if len(boundary) > MAX_BOUNDARY:
+        raise ServiceError(
+            400,
+            "bad_form",
+            f"the multipart boundary is {len(boundary)} characters long; at most {MAX_BOUNDARY} are allowed (RFC 2046)",
+        )
     declared = headers.get("content-length")
     if declared is not None:
         try:
@@ -140,9 +150,9 @@ async def read_form(headers, stream: AsyncIterator[bytes], max_bytes: int, max_p
         except ValueError:
             raise ServiceError(400, "bad_request", "the Content-Length header is not a number") from None
     collector = _Collector(max_parts)
-    parser = MultipartParser(options[b"boundary"], cast(Any, collector.callbacks()))
     received = 0
     try:
+        parser = MultipartParser(boundary, cast(Any, collector.callbacks()))
         async for chunk in stream:
             received += len(chunk)
             if received > max_bytes:

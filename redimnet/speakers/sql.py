@@ -39,7 +39,15 @@ from ..names import check_speaker_name, printable
 from ..similarity import ScoringError, l2_normalize
 from .index import IndexFile, SpeakerIndex, StoreState, release_index, shared_index
 
-__all__ = ["SpeakerDatabaseError", "EmptyStoreError", "Speaker", "SqlSpeakerStore", "SCHEMA_VERSION", "speaker_name"]
+__all__ = [
+    "SpeakerDatabaseError",
+    "EmptyStoreError",
+    "UnknownSpeakerError",
+    "Speaker",
+    "SqlSpeakerStore",
+    "SCHEMA_VERSION",
+    "speaker_name",
+]
 
 SCHEMA_VERSION = 2
 """Version 1: speakers, utterances, meta.  Version 2 adds the revision counter, ``speakers.revision`` and
@@ -55,6 +63,14 @@ class SpeakerDatabaseError(RedimnetError):
 
 class EmptyStoreError(SpeakerDatabaseError):
     """Identification in a store without speakers."""
+
+
+class UnknownSpeakerError(SpeakerDatabaseError):
+    """No speaker of that name is enrolled (``name`` says which; e.g. another client just removed it)."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -316,7 +332,7 @@ class SqlSpeakerStore:
             revision = self._next_revision(cursor)
             row = self._execute(cursor, "SELECT id, count FROM speakers WHERE name=?", (name,)).fetchone()
             if row is None:
-                raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.label}{self._known_hint(cursor)}")
+                raise UnknownSpeakerError(name, f"no speaker named {name!r} in {self.label}{self._known_hint(cursor)}")
             self._execute(cursor, "DELETE FROM utterances WHERE speaker_id=?", (row[0],))
             self._execute(cursor, "DELETE FROM speakers WHERE id=?", (row[0],))
             self._execute(
@@ -360,7 +376,7 @@ class SqlSpeakerStore:
                 (name,),
             ).fetchall()
         if not rows:
-            raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.label}")
+            raise UnknownSpeakerError(name, f"no speaker named {name!r} in {self.label}")
         return [r[0] for r in rows], np.stack([np.frombuffer(bytes(r[1]), dtype=np.float32) for r in rows])
 
     def speaker_model(self, name: str) -> np.ndarray:
@@ -368,7 +384,7 @@ class SqlSpeakerStore:
         with self._reading() as cursor:
             row = self._execute(cursor, "SELECT mean FROM speakers WHERE name=?", (name,)).fetchone()
         if row is None:
-            raise SpeakerDatabaseError(f"no speaker named {name!r} in {self.label}")
+            raise UnknownSpeakerError(name, f"no speaker named {name!r} in {self.label}")
         return np.frombuffer(bytes(row[0]), dtype=np.float64).copy()
 
     # --- identification -----------------------------------------------------------------------------
