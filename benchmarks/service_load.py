@@ -2,6 +2,17 @@
 
     python benchmarks/service_load.py [--clients 16] [--seconds 20] [--model b0 | --checkpoint PATH]
                                       [--batch-size 16] [--batch-wait-ms 5] [--compare-unbatched] [--json OUT]
+    python benchmarks/service_load.py --scenario identify --enrolled 1000000 --servers 2 --workdir DIR
+                                      [--db postgresql://...] [--clients 8] [--seconds 60]
+
+The ``identify`` scenario: identification against a large store shared by several server processes on
+one PostgreSQL database (a throwaway server from the distribution's binaries unless ``--db``): a few
+speakers with real recordings are enrolled through the service, the store is filled up to
+``--enrolled`` speakers with random embeddings by ``redimnet speakers import`` (which also builds the
+speaker index; the servers load it from ``--workdir``), then ``--servers`` processes serve it and the
+clients send identify requests to them in turn.  Reports requests/s, latency percentiles, status counts
+(any 5xx or connection error is a failure), whether every real speaker's own recording identified
+them first, and that an enrolment made through one server is identified by the other.
 
 1. The model's own throughput, in this process, on the same clips: embeddings per second with batches of
    ``--batch-size`` and one clip at a time (the ceiling the service's batching aims at).
@@ -85,7 +96,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(args, db: Path, batch_size: int):
+def start_server(args, db, batch_size: int, env_extra=None):
     import httpx
 
     port = free_port()
@@ -94,6 +105,7 @@ def start_server(args, db: Path, batch_size: int):
         os.environ,
         REDIMNET_SERVICE_TOKEN=TOKEN,
         PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        **(env_extra or {}),
     )
     process = subprocess.Popen(
         [
@@ -120,7 +132,7 @@ def start_server(args, db: Path, batch_size: int):
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + args.ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"the server exited: {process.stderr.read().decode()}")
@@ -130,7 +142,7 @@ def start_server(args, db: Path, batch_size: int):
         except httpx.HTTPError:
             time.sleep(0.3)
     process.kill()
-    raise SystemExit("the server did not become ready in 120 s")
+    raise SystemExit(f"the server did not become ready in {args.ready_timeout:g} s")
 
 
 def run_load(args, data, batch_size: int) -> dict:
@@ -257,6 +269,159 @@ def report(result: dict) -> None:
     )
 
 
+def percentiles(times_ms) -> dict:
+    times = np.asarray(times_ms)
+    return {
+        "count": int(times.size),
+        "p50_ms": float(np.percentile(times, 50)),
+        "p95_ms": float(np.percentile(times, 95)),
+        "p99_ms": float(np.percentile(times, 99)),
+    }
+
+
+def run_identify_at_scale(args) -> dict:
+    """The ``identify`` scenario: ``--servers`` processes on one PostgreSQL store of ``--enrolled`` speakers."""
+    import httpx
+    import torch
+
+    from redimnet.checkpoint import load_checkpoint, save_checkpoint
+    from redimnet.embeddings_io import save_embeddings
+    from redimnet.inference import Embedder
+    from redimnet.registry import build
+    from redimnet.speaker_db import model_fingerprint
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.checkpoint:
+        checkpoint = Path(args.checkpoint)
+    else:  # the servers and this process must share the weights (the store remembers the model)
+        torch.manual_seed(0)
+        checkpoint = save_checkpoint(build(args.model).eval(), workdir / f"{args.model}-seed0.pt")
+    args.checkpoint = str(checkpoint)
+    model = load_checkpoint(checkpoint)
+    fingerprint = model_fingerprint(model)
+    embedder = Embedder(model, device="cpu")
+    data = clips(4 * args.speakers, args.clip_seconds)
+    real = {}  # speaker -> (enrolment clips, query clip)
+    for speaker, wav, _ in data:
+        real.setdefault(speaker, []).append(wav)
+    dim = int(embedder.embed_dim)
+
+    server_context = None
+    url = args.db
+    if url is None:
+        from redimnet.testing.postgres import create_database, temporary_server
+
+        server_context = temporary_server(fsync=True, settings={"shared_buffers": "256MB", "max_wal_size": "4GB"})
+        url = create_database(server_context.__enter__(), "service_load")
+    index_dir = {"REDIMNET_INDEX_DIR": str(workdir / "index")}
+    processes = []
+    result: dict = {"scenario": "identify", "enrolled": args.enrolled, "servers": args.servers}
+    try:
+        fill = args.enrolled - len(real)
+        embeddings = workdir / f"fill-{fill}-{dim}.npz"
+        if not embeddings.exists():
+            rng = np.random.default_rng(fill)
+            vectors = rng.standard_normal((fill, dim), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            save_embeddings(embeddings, [f"fill-{i:07d}/0" for i in range(fill)], vectors, model=fingerprint)
+        started = time.perf_counter()
+        imported = subprocess.run(
+            [sys.executable, "-m", "redimnet", "speakers", "import", str(embeddings), "--db", url, "--json"],
+            capture_output=True,
+            text=True,
+            env=dict(
+                os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **index_dir
+            ),
+            check=False,
+        )
+        if imported.returncode != 0:
+            raise SystemExit(f"import failed: {imported.stderr[-2000:]}")
+        result["import"] = dict(json.loads(imported.stdout), wall_s=time.perf_counter() - started)
+        print(f"imported {fill:,} speakers: {result['import']}", flush=True)
+        urls = []
+        for _ in range(args.servers):
+            process, server_url = start_server(args, url, args.batch_size, env_extra=index_dir)
+            processes.append(process)
+            urls.append(server_url)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(timeout=120) as client:
+            for number, (speaker, wavs) in enumerate(sorted(real.items())):
+                files = [("audio", (f"{i}.wav", w, "audio/wav")) for i, w in enumerate(wavs[:2])]
+                client.post(
+                    f"{urls[number % len(urls)]}/v1/enroll",
+                    headers=auth,
+                    data={"speaker": f"real-{speaker}"},
+                    files=files,
+                ).raise_for_status()
+        queries = [(f"real-{speaker}", wavs[2]) for speaker, wavs in sorted(real.items())]
+        records, lock = [], threading.Lock()
+        stop_at = time.monotonic() + args.seconds
+
+        def client_loop(number: int):
+            with httpx.Client(timeout=120) as client:
+                count = 0
+                while time.monotonic() < stop_at:
+                    name, wav = queries[(number + count) % len(queries)]
+                    target = urls[(number + count) % len(urls)]
+                    start = time.perf_counter()
+                    try:
+                        response = client.post(f"{target}/v1/identify", files=[("audio", ("q.wav", wav))])
+                        status = response.status_code
+                        first = response.json()["matches"][0]["speaker"] if status == 200 else None
+                    except httpx.HTTPError as error:
+                        status, first = f"connection error: {type(error).__name__}", None
+                    with lock:
+                        records.append((status, time.perf_counter() - start, first == name))
+                    count += 1
+
+        started = time.perf_counter()
+        workers = [threading.Thread(target=client_loop, args=(n,)) for n in range(args.clients)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        wall = time.perf_counter() - started
+        statuses: dict = {}
+        for status, _, _ in records:
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+        ok = [r for r in records if r[0] == 200]
+        # across servers: an enrolment through the first is identified by the second at once
+        with httpx.Client(timeout=120) as client:
+            wav = real[sorted(real)[0]][3]
+            client.post(
+                f"{urls[0]}/v1/enroll", headers=auth, data={"speaker": "late"}, files=[("audio", ("l.wav", wav))]
+            ).raise_for_status()
+            seen = client.post(f"{urls[-1]}/v1/identify", files=[("audio", ("l.wav", wav))]).json()["matches"][0]
+            info = client.get(f"{urls[-1]}/v1/info").json()["database"]
+        result.update(
+            {
+                "clients": args.clients,
+                "seconds": wall,
+                "requests": len(records),
+                "requests_per_s": len(ok) / wall,
+                "statuses": statuses,
+                "errors": sum(n for status, n in statuses.items() if status != "200"),
+                "latency": percentiles([r[1] * 1000 for r in ok]) if ok else {},
+                "own_recording_first": float(np.mean([r[2] for r in ok])) if ok else 0.0,
+                "enrolment_seen_by_the_other_server": seen["speaker"] == "late",
+                "speakers_in_store": info["speakers"],
+                "load": os.getloadavg(),
+            }
+        )
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if server_context is not None:
+            server_context.__exit__(None, None, None)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b0", help="preset with random weights (default b0)")
@@ -276,10 +441,33 @@ def main() -> int:
         "than free cores make PyTorch many times slower)",
     )
     parser.add_argument("--compare-unbatched", action="store_true", help="also serve with --batch-size 1")
+    parser.add_argument("--scenario", choices=("mixed", "identify"), default="mixed")
+    parser.add_argument("--enrolled", type=int, default=1_000_000, help="identify: speakers in the store")
+    parser.add_argument("--servers", type=int, default=2, help="identify: server processes on the one database")
+    parser.add_argument("--db", help="identify: a postgresql:// URL (default: a throwaway server)")
+    parser.add_argument("--workdir", help="identify: where the fill embeddings and the speaker index go")
+    parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds a server may take to start")
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     args = parser.parse_args()
     if args.clients < 1 or not 0 < args.seconds <= 600:
         parser.error("--clients must be at least 1 and --seconds from 0 to 600")
+
+    if args.scenario == "identify":
+        if not args.workdir:
+            parser.error("--scenario identify needs --workdir (the fill embeddings and the index are large)")
+        result = run_identify_at_scale(args)
+        latency = result["latency"]
+        print(
+            f"identify against {result['speakers_in_store']:,} speakers, {args.servers} servers on one PostgreSQL, "
+            f"{args.clients} clients, {result['seconds']:.1f} s: {result['requests_per_s']:.2f} requests/s, "
+            f"p50 {latency.get('p50_ms', 0):.0f} ms p95 {latency.get('p95_ms', 0):.0f} ms p99 "
+            f"{latency.get('p99_ms', 0):.0f} ms; statuses {result['statuses']}; errors {result['errors']}; own "
+            f"recording first {result['own_recording_first']:.3f}; enrolment seen by the other server: "
+            f"{result['enrolment_seen_by_the_other_server']}; load {result['load'][0]:.1f}"
+        )
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 1 if result["errors"] or not result["enrolment_seen_by_the_other_server"] else 0
 
     data = clips(max(32, args.speakers * 4), args.clip_seconds)
     waves = [wave for _, _, wave in data]

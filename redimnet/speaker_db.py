@@ -66,8 +66,15 @@ _SCHEMA = [
 ]
 
 
+def _float32(blob: bytes) -> bytes:
+    return np.frombuffer(blob, dtype=np.float64).astype(np.float32).tobytes()
+
+
 def _migrate_1_to_2(cursor) -> None:
-    """Version 2: the revision counter, ``speakers.revision`` and ``removed`` (what the speaker index follows)."""
+    """Version 2: the revision counter, ``speakers.revision`` and ``removed`` (what the speaker index follows);
+    means stored in float32."""
+    cursor.connection.create_function("redimnet_float32", 1, _float32, deterministic=True)
+    cursor.execute("UPDATE speakers SET mean = redimnet_float32(mean)")
     cursor.execute("ALTER TABLE speakers ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
     cursor.execute("CREATE INDEX speakers_by_revision ON speakers(revision)")
     cursor.execute("CREATE TABLE removed (speaker_id INTEGER PRIMARY KEY, revision INTEGER NOT NULL)")

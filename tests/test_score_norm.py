@@ -122,3 +122,33 @@ def test_speaker_of():
     assert speaker_of("./id1/a.wav") == "id1"
     with pytest.raises(ScoreNormError, match="utt2spk"):
         speaker_of("00001.wav")
+
+
+def test_s_norm_statistics_equal_the_mean_and_deviation_of_every_cohort_score():
+    rng = np.random.default_rng(7)
+    unit = l2_normalize(rng.normal(size=(40, 16)) + 0.5)
+    cohort = l2_normalize(rng.normal(size=(3000, 16)) + 0.5)
+    means, stds = cohort_statistics(unit, cohort)
+    scores = unit.astype(np.float64) @ cohort.T.astype(np.float64)
+    np.testing.assert_allclose(means, scores.mean(axis=1), atol=1e-9)
+    np.testing.assert_allclose(stds, scores.std(axis=1), atol=1e-7)
+
+
+def test_as_norm_through_a_cohort_index_matches_the_full_scan():
+    from redimnet.speakers.index import ExactIndex, usearch_available
+
+    rng = np.random.default_rng(8)
+    centres = rng.normal(size=(300, 24))
+    cohort = l2_normalize(np.repeat(centres, 10, axis=0) + 0.4 * rng.normal(size=(3000, 24)))
+    unit = l2_normalize(centres[:50] + 0.4 * rng.normal(size=(50, 24)))
+    exact = cohort_statistics(unit, cohort, top_k=50)
+    index = ExactIndex(24)
+    index.upsert(np.arange(cohort.shape[0]), cohort)
+    np.testing.assert_allclose(cohort_statistics(unit, cohort, top_k=50, index=index), exact, atol=1e-6)
+    if usearch_available():
+        from redimnet.speakers.index import HnswIndex
+
+        graph = HnswIndex(24)
+        graph.upsert(np.arange(cohort.shape[0]), cohort)
+        approximate = cohort_statistics(unit, cohort, top_k=50, index=graph)
+        np.testing.assert_allclose(approximate, exact, atol=2e-3)  # a missed candidate moves the mean a little

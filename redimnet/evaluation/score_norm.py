@@ -87,13 +87,27 @@ def build_cohort(
     return names[keep].tolist(), l2_normalize(means)
 
 
+_BLOCK_BYTES = 64 << 20
+"""Largest block of cohort scores computed at once (rows of embeddings per block follow from the cohort size)."""
+
+
 def cohort_statistics(
-    unit_embeddings: np.ndarray, unit_cohort: np.ndarray, top_k: Optional[int] = None
+    unit_embeddings: np.ndarray, unit_cohort: np.ndarray, top_k: Optional[int] = None, index=None
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each embedding's cosine scores against the cohort.
 
     With ``top_k`` only the ``top_k`` highest scores of each row count (AS-Norm);
-    without it, all cohort scores (S-norm).  Both inputs must be unit-length rows.
+    without it (or with ``top_k`` equal to the cohort size), all cohort scores
+    (S-norm), computed from the cohort's mean and second-moment matrix: exact,
+    and independent of the cohort's size per embedding.  Both inputs must be
+    unit-length rows.
+
+    ``index``: a nearest-neighbour index of the cohort rows (keys = row numbers,
+    e.g. :class:`redimnet.speakers.index.HnswIndex`) for AS-Norm with a large
+    cohort: each embedding's top-``top_k`` candidates come from it and are scored
+    exactly, instead of scoring the whole cohort.  Worth it when embeddings come
+    a few at a time; for a whole evaluation, one matrix product per block is
+    cheaper.
     """
     n_cohort = unit_cohort.shape[0]
     if unit_embeddings.shape[1] != unit_cohort.shape[1]:
@@ -105,16 +119,53 @@ def cohort_statistics(
         raise ScoreNormError(f"the cohort needs at least 2 embeddings, it has {n_cohort}")
     if top_k is not None and not 2 <= top_k <= n_cohort:
         raise ScoreNormError(f"top_k must be between 2 and the cohort size ({n_cohort}), got {top_k}")
+    if top_k is None or top_k == n_cohort:
+        return _all_scores_statistics(unit_embeddings, unit_cohort)
+    if index is not None:
+        return _indexed_top_statistics(unit_embeddings, unit_cohort, top_k, index)
     means = np.empty(unit_embeddings.shape[0], dtype=np.float64)
     stds = np.empty_like(means)
     cohort_t = np.ascontiguousarray(unit_cohort.T)
-    for start in range(0, unit_embeddings.shape[0], _ROWS_PER_BLOCK):
-        block = unit_embeddings[start : start + _ROWS_PER_BLOCK] @ cohort_t
-        if top_k is not None and top_k < n_cohort:
-            block = np.partition(block, n_cohort - top_k, axis=1)[:, n_cohort - top_k :]
-        block = block.astype(np.float64)
-        means[start : start + _ROWS_PER_BLOCK] = block.mean(axis=1)
-        stds[start : start + _ROWS_PER_BLOCK] = block.std(axis=1)
+    rows = max(1, min(_ROWS_PER_BLOCK, _BLOCK_BYTES // (4 * n_cohort)))
+    for start in range(0, unit_embeddings.shape[0], rows):
+        chunk = unit_embeddings[start : start + rows]
+        # a few rows: numpy's own loop on this thread (BLAS threads would spin for so little work)
+        block = np.einsum("qd,dn->qn", chunk, cohort_t) if chunk.shape[0] <= 8 else chunk @ cohort_t
+        block = np.partition(block, n_cohort - top_k, axis=1)[:, n_cohort - top_k :].astype(np.float64)
+        means[start : start + rows] = block.mean(axis=1)
+        stds[start : start + rows] = block.std(axis=1)
+    return means, stds
+
+
+def _all_scores_statistics(unit_embeddings: np.ndarray, unit_cohort: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """S-norm statistics: mean ``q.m`` and variance ``q'Sq - (q.m)^2`` with the cohort's mean ``m`` and
+    second-moment matrix ``S``."""
+    cohort = np.asarray(unit_cohort, dtype=np.float64)
+    mean = cohort.mean(axis=0)
+    second = cohort.T @ cohort / cohort.shape[0]
+    queries = np.asarray(unit_embeddings, dtype=np.float64)
+    means = queries @ mean
+    variances = np.einsum("ij,jk,ik->i", queries, second, queries) - means**2
+    return means, np.sqrt(np.maximum(variances, 0.0))
+
+
+def _indexed_top_statistics(
+    unit_embeddings: np.ndarray, unit_cohort: np.ndarray, top_k: int, index
+) -> Tuple[np.ndarray, np.ndarray]:
+    """AS-Norm statistics from the index's candidates, scored exactly (a row short of candidates is scored
+    against the whole cohort)."""
+    wanted = min(unit_cohort.shape[0], top_k + max(16, top_k // 4))
+    keys, _ = index.search(np.asarray(unit_embeddings, dtype=np.float32), wanted)
+    means = np.empty(unit_embeddings.shape[0], dtype=np.float64)
+    stds = np.empty_like(means)
+    for row, (query, candidates) in enumerate(zip(unit_embeddings, keys)):
+        candidates = candidates[candidates >= 0]
+        if candidates.size < top_k:
+            scores = unit_cohort @ query
+        else:
+            scores = unit_cohort[candidates] @ query
+        best = np.partition(scores, scores.size - top_k)[scores.size - top_k :].astype(np.float64)
+        means[row], stds[row] = best.mean(), best.std()
     return means, stds
 
 

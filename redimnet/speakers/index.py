@@ -95,7 +95,7 @@ HNSW_CONNECTIVITY = 16
 """Graph edges per node (usearch's ``connectivity``, HNSW's M)."""
 HNSW_EXPANSION_ADD = 64
 """Candidates kept while inserting (HNSW's efConstruction)."""
-HNSW_EXPANSION_SEARCH = 64
+HNSW_EXPANSION_SEARCH = 256
 """Candidates kept while searching (HNSW's ef); searches ask for at least this many."""
 HNSW_DTYPE = "i8"
 """How the graph stores vectors: 8-bit quantised (results are rescored exactly by the caller)."""
@@ -110,10 +110,20 @@ def usearch_available() -> bool:
     return True
 
 
+KIND_VARIABLE = "REDIMNET_SPEAKER_INDEX"
+"""``exact`` or ``hnsw`` forces that kind whatever the size (``auto``, the default, chooses by size)."""
+
+
 def choose_kind(count: int, current: Optional[str] = None) -> str:
-    """``"exact"`` or ``"hnsw"`` for an index of ``count`` vectors (``current``: the kind it has now)."""
-    if not usearch_available():
+    """``"exact"`` or ``"hnsw"`` for an index of ``count`` vectors (``current``: the kind it has now).
+
+    ``$REDIMNET_SPEAKER_INDEX`` (``exact`` / ``hnsw``) overrides the choice.
+    """
+    forced = os.environ.get(KIND_VARIABLE, "auto").strip().lower()
+    if forced == "exact" or not usearch_available():
         return "exact"
+    if forced == "hnsw":
+        return "hnsw"
     if current == "hnsw":
         return "hnsw" if count >= EXACT_BELOW else "exact"
     return "hnsw" if count >= APPROXIMATE_FROM else "exact"
@@ -222,7 +232,9 @@ class ExactIndex:
         matrix = self._vectors[: self._size]
         block = max(1, _BLOCK_BYTES // (4 * self._size))
         for start in range(0, queries.shape[0], block):
-            products = queries[start : start + block] @ matrix.T
+            chunk = queries[start : start + block]
+            # a few queries: numpy's own loop on this thread (BLAS would start threads that spin for each one)
+            products = np.einsum("qd,nd->qn", chunk, matrix) if chunk.shape[0] <= 8 else chunk @ matrix.T
             if count < self._size:
                 top = np.argpartition(-products, count - 1, axis=1)[:, :count]
             else:

@@ -6,7 +6,7 @@
 supplies the connection, its transactions and the few statements that differ.
 
 The data: ``speakers`` (name, recording count, the running mean of the
-recordings' L2-normalised embeddings in float64, times, and the revision that
+recordings' L2-normalised embeddings, stored as float32, times, and the revision that
 last wrote the row), ``utterances`` (every enrolled embedding, float32),
 ``removed`` (deleted speakers' ids with the revision that deleted them) and
 ``meta`` (schema version, embedding dimension, model fingerprint, the store's
@@ -99,6 +99,21 @@ def normalised(vector: np.ndarray, what: str) -> np.ndarray:
         return l2_normalize(np.asarray(vector).reshape(1, -1), dtype=np.float64)[0]
     except ScoringError as error:
         raise SpeakerDatabaseError(f"{what}: {error}") from None
+
+
+MEAN_DTYPE = np.float32
+"""How a speaker's mean is stored (computed in float64, stored in float32: half the bytes to write and read
+for a million speakers, and cosine scores that differ by less than 1e-6)."""
+
+
+def mean_of(blob) -> np.ndarray:
+    """A stored mean as float64."""
+    return np.frombuffer(bytes(blob), dtype=MEAN_DTYPE).astype(np.float64)
+
+
+def mean_bytes(mean: np.ndarray) -> bytes:
+    """A mean as it is stored."""
+    return np.asarray(mean, dtype=MEAN_DTYPE).tobytes()
 
 
 def _unit_rows(means: np.ndarray) -> np.ndarray:
@@ -302,11 +317,11 @@ class SqlSpeakerStore:
                     cursor,
                     "INSERT INTO speakers(id, name, count, mean, created, updated, revision) "
                     "VALUES (?, ?, 0, ?, ?, ?, ?)",
-                    (speaker_id, name, self._blob(mean.tobytes()), now, now, revision),
+                    (speaker_id, name, self._blob(mean_bytes(mean)), now, now, revision),
                 )
             else:
                 speaker_id, count = int(row[0]), int(row[1])
-                mean = np.frombuffer(bytes(row[2]), dtype=np.float64).copy()
+                mean = mean_of(row[2])
             for unit in units:
                 count += 1
                 mean += (unit - mean) / count
@@ -318,7 +333,7 @@ class SqlSpeakerStore:
             self._execute(
                 cursor,
                 "UPDATE speakers SET count=?, mean=?, updated=?, revision=? WHERE id=?",
-                (count, self._blob(mean.tobytes()), now, revision, speaker_id),
+                (count, self._blob(mean_bytes(mean)), now, revision, speaker_id),
             )
             return count
 
@@ -385,7 +400,7 @@ class SqlSpeakerStore:
             row = self._execute(cursor, "SELECT mean FROM speakers WHERE name=?", (name,)).fetchone()
         if row is None:
             raise UnknownSpeakerError(name, f"no speaker named {name!r} in {self.label}")
-        return np.frombuffer(bytes(row[0]), dtype=np.float64).copy()
+        return mean_of(row[0])
 
     # --- identification -----------------------------------------------------------------------------
     def _speaker_index(self, store_id: str) -> SpeakerIndex:
@@ -449,7 +464,7 @@ class SqlSpeakerStore:
         rows = self._rows_by_id(cursor, "id, name, mean", keys)
         if not rows:
             return []
-        means = np.stack([np.frombuffer(bytes(r[2]), dtype=np.float64) for r in rows])
+        means = np.stack([mean_of(r[2]) for r in rows])
         try:
             scores = l2_normalize(means, "speaker model", dtype=np.float64) @ query
         except ScoringError as error:
@@ -538,9 +553,9 @@ class SqlSpeakerStore:
                 ids[i] = int(row[1])
                 old_count = int(row[2])
                 total = old_count + int(counts[i])
-                mean = (np.frombuffer(bytes(row[3]), dtype=np.float64) * old_count + sums[i]) / total
-                updated_rows.append((total, self._blob(mean.tobytes()), now, revision, int(ids[i])))
-            means = sums[new] / counts[new, None]
+                mean = (mean_of(row[3]) * old_count + sums[i]) / total
+                updated_rows.append((total, self._blob(mean_bytes(mean)), now, revision, int(ids[i])))
+            means = (sums[new] / counts[new, None]).astype(MEAN_DTYPE)
             blob = self._blob
             self._insert_speakers(
                 cursor,
@@ -602,12 +617,12 @@ class _Source:
             "SELECT id, mean FROM speakers WHERE revision > ?", (int(revision),), READ_BLOCK
         ):
             keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            means = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float64).reshape(len(rows), -1)
+            means = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=MEAN_DTYPE).reshape(len(rows), -1)
             yield keys, _unit_rows(means)
 
     def vectors_of(self, keys: np.ndarray) -> Dict[int, np.ndarray]:
         rows = self.store._rows_by_id(self.cursor, "id, mean", keys)
-        return {int(r[0]): _unit_rows(np.frombuffer(bytes(r[1]), dtype=np.float64)[None, :])[0] for r in rows}
+        return {int(r[0]): _unit_rows(mean_of(r[1])[None, :])[0] for r in rows}
 
     def all_keys(self) -> np.ndarray:
         rows = self._query("SELECT id FROM speakers").fetchall()
