@@ -177,7 +177,9 @@ def run_case(args, name: str, data: bytes, copies: int, warmup: bytes) -> dict:
     import httpx
 
     folder = Path(tempfile.mkdtemp(prefix="redimnet-upload-memory-"))
-    options = ["--max-seconds", str(args.max_seconds)] if args.max_seconds else []
+    options = []
+    if args.max_seconds:  # windows overlapping by a sixth, as the default 60 s / 10 s
+        options = ["--max-seconds", str(args.max_seconds), "--overlap-seconds", str(args.max_seconds / 6)]
     process, url = start_server(Path(args.code), args.model, folder / "speakers.db", options)
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
@@ -251,8 +253,8 @@ def main() -> int:
         "--max-seconds",
         type=float,
         default=None,
-        help="the server's window length (serve --max-seconds; default the server's own, 60 s): the model's "
-        "working memory follows it",
+        help="the server's window length (serve --max-seconds, overlapping by a sixth; default the server's own, "
+        "60 s): the model's working memory follows it",
     )
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     args = parser.parse_args()

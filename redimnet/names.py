@@ -8,8 +8,10 @@ control.  This module is the one place that decides
   backslash, no NUL or other control character, no component longer than
   :data:`MAX_COMPONENT_BYTES`, and the result never leaves the folder, not
   even through a symbolic link already inside it;
-* which speaker names a database accepts (:func:`check_speaker_name`): at most
-  :data:`MAX_NAME_LENGTH` characters, no control characters;
+* which speaker names a database accepts, and in which form
+  (:func:`check_speaker_name`): NFC-normalised, at most
+  :data:`MAX_NAME_LENGTH` characters, only visible characters and ordinary
+  spaces;
 * how an id or name is shown on a terminal or in a tab-separated report
   (:func:`printable`): control characters (ANSI escapes, newlines, tabs,
   bidirectional overrides) are written as ``\\x1b``, ``\\n``, ``\\t``,
@@ -147,25 +149,73 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def check_speaker_name(name: object) -> str:
-    """``name`` if a speaker database can store and show it, else :class:`UnsafeNameError`.
+# Characters that draw nothing, or look like nothing, without being controls or format characters (Cf):
+# the Unicode default-ignorable ones of other categories (combining grapheme joiner, Hangul fillers, Khmer
+# inherent vowels, Mongolian variation selectors, variation selectors) and the blank Braille pattern.
+_INVISIBLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u2800\u3164\uffa0"
+    + "".join(chr(c) for c in range(0xFE00, 0xFE10))
+)
 
-    A speaker name is a non-empty string of at most :data:`MAX_NAME_LENGTH`
-    characters without control characters (no newline, tab or ANSI escape),
-    and not only spaces.
+
+def _name_problem(char: str):
+    """What makes ``char`` unfit for a speaker name, or ``None``."""
+    category = unicodedata.category(char)
+    if category in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS:
+        return "the control character"
+    if category == "Cf":
+        return "the invisible formatting character"
+    if category in ("Cs", "Co", "Cn"):
+        return "the unassigned or private-use character"
+    if category == "Zs" and char != " ":
+        return "a space other than the ordinary one,"
+    if char in _INVISIBLE or 0xE0100 <= ord(char) <= 0xE01EF:
+        return "the invisible character"
+    return None
+
+
+def check_speaker_name(name: object) -> str:
+    """The form under which every speaker store files ``name``, or :class:`UnsafeNameError`.
+
+    The one naming policy (command line, library, service, every store):
+    surrounding spaces are dropped and the name is normalised to Unicode NFC
+    (a composed and a decomposed "José" are the same name); then it must be
+    non-empty, at most :data:`MAX_NAME_LENGTH` characters, and hold only
+    visible characters and ordinary spaces: no control characters (newline,
+    tab, ANSI escapes), no invisible or formatting characters (zero-width
+    spaces and joiners U+200B-U+200D, U+2060, the byte-order mark U+FEFF,
+    bidirectional controls, tag characters U+E0000-U+E007F, variation
+    selectors, Hangul fillers, ...), no unassigned or private-use code points
+    and no other spaces (no-break, thin, ideographic, ...), so two names that
+    look the same are the same name.
     """
     if not isinstance(name, str):
         raise UnsafeNameError(f"speaker name must be a string, got {type(name).__name__}")
-    if not name.strip():
+    name = name.strip()
+    if not (name.isascii() and name.isprintable()):  # printable ASCII is its own NFC form (bulk imports: fast)
+        name = unicodedata.normalize("NFC", name)
+    if not name:
         raise UnsafeNameError("speaker name is empty")
     if len(name) > MAX_NAME_LENGTH:
         raise UnsafeNameError(
             f"speaker name '{printable(name[:40])}...' is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
         )
-    bad = _first_control(name)
-    if bad is not None:
-        raise UnsafeNameError(
-            f"speaker name '{printable(name)}' contains the control character {printable(bad)}; "
-            "use printable characters only"
-        )
+    if name.isascii() and name.isprintable():
+        return name
+    for position, char in enumerate(name):
+        problem = _name_problem(char)
+        if problem is not None:
+            code = f"U+{ord(char):04X}"
+            label = unicodedata.name(char, "")
+            raise UnsafeNameError(
+                f"speaker name '{printable(name)}' contains {problem} {code}"
+                + (f" ({label})" if label else "")
+                + f" at position {position + 1}; names may hold only visible characters and ordinary spaces, "
+                "so that names that look the same are the same"
+            )
     return name
+
+
+def spelled(name: str) -> str:
+    """``name`` with every character outside printable ASCII written as ``\\uXXXX`` (look-alikes told apart)."""
+    return name.encode("ascii", "backslashreplace").decode("ascii")

@@ -13,9 +13,9 @@ and never see half a write; every change is one ``BEGIN IMMEDIATE`` ...
 ``COMMIT`` transaction, so a process killed mid-write leaves the database as
 it was before that write.  The database remembers which model made its
 embeddings (a fingerprint of the weights) and refuses embeddings from
-another model, whose scores would be meaningless.  Speaker names are at most
-:data:`redimnet.names.MAX_NAME_LENGTH` (256) characters without control
-characters (:func:`redimnet.names.check_speaker_name`).
+another model, whose scores would be meaningless.  Speaker names follow the
+one naming policy (:func:`redimnet.names.check_speaker_name`: NFC, at most
+:data:`redimnet.names.MAX_NAME_LENGTH` (256) visible characters).
 """
 
 import hashlib

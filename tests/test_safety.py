@@ -3,6 +3,7 @@
 import os
 import stat
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,11 @@ def test_fuzz_speaker_names(name):
         assert not any(ord(c) < 32 for c in str(error))
         assert len(str(error)) < 400
         return
-    assert accepted == name and 0 < len(name) <= MAX_NAME_LENGTH
-    assert printable(name) == name.replace("\\", "\\\\")  # nothing to escape but backslashes
+    assert accepted == unicodedata.normalize("NFC", name.strip()) and 0 < len(accepted) <= MAX_NAME_LENGTH
+    assert check_speaker_name(accepted) == accepted  # the filed form is a fixed point
+    assert printable(accepted) == accepted.replace("\\", "\\\\")  # nothing to escape but backslashes
+    visible = ("L", "M", "N", "P", "S")  # letters, marks, numbers, punctuation, symbols; and the plain space
+    assert all(c == " " or unicodedata.category(c)[0] in visible for c in accepted), ascii(accepted)
 
 
 @given(st.text(max_size=40))

@@ -276,6 +276,41 @@ def test_bad_speaker_names_are_refused(client, clips, name):
     assert client.get("/v1/speakers").json() == {"speakers": []}
 
 
+@pytest.mark.parametrize("name", ["Al\u200bice", "\ufeffBob", "Eve\U000e0041", "Ma\u202eX", "A\u00a0B"])
+def test_invisible_characters_in_names_are_refused(client, clips, name):
+    response = client.post(
+        "/v1/enroll", headers=AUTH, data={"speaker": name}, files=files(audio=("a.wav", clips["a1"]))
+    )
+    assert "U+" in error_of(response, 400, "bad_name")
+    assert client.get("/v1/speakers").json() == {"speakers": []}
+
+
+def test_composed_and_decomposed_names_are_one_speaker(client, clips, tmp_path):
+    for name in ("Jos\u00e9", "Jose\u0301"):
+        response = client.post(
+            "/v1/enroll", headers=AUTH, data={"speaker": name}, files=files(audio=("a.wav", clips["a1"]))
+        )
+        assert response.json()["speaker"] == "Jos\u00e9", response.text
+    assert [(s["speaker"], s["recordings"]) for s in client.get("/v1/speakers").json()["speakers"]] == [
+        ("Jos\u00e9", 2)
+    ]
+    verified = client.post("/v1/verify", data={"speaker": "Jose\u0301"}, files=files(audio=("a.wav", clips["a1"])))
+    assert verified.json()["speaker"] == "Jos\u00e9"
+    assert client.delete("/v1/speakers/Jose%CC%81", headers=AUTH).json()["removed_recordings"] == 2
+
+
+def test_a_name_stored_before_the_policy_can_still_be_removed(client, clips, tmp_path):
+    import sqlite3
+
+    client.post("/v1/enroll", headers=AUTH, data={"speaker": "Mallory"}, files=files(audio=("a.wav", clips["a1"])))
+    with sqlite3.connect(str(tmp_path / "speakers.db")) as connection:  # as an older redimnet stored it
+        connection.execute("UPDATE speakers SET name='Mal\u200blory'")
+    assert [s["speaker"] for s in client.get("/v1/speakers").json()["speakers"]] == ["Mal\u200blory"]
+    error_of(client.delete("/v1/speakers/Ma%E2%80%8Bllory", headers=AUTH), 400, "bad_name")  # not stored: refused
+    response = client.delete("/v1/speakers/Mal%E2%80%8Blory", headers=AUTH)
+    assert response.json() == {"speaker": "Mal\u200blory", "removed_recordings": 1}, response.text
+
+
 def test_enrolment_is_all_or_nothing(client, clips):
     response = client.post(
         "/v1/enroll",

@@ -226,3 +226,69 @@ def test_speakers_list_times_are_iso_utc(tmp_path, capsys):
     ]
     assert cli.main(["speakers", "--db", str(db)]) == 0
     assert capsys.readouterr().out.splitlines()[1].split() == ["ann", "1", "2025-11-25T14:02:55Z"]
+
+
+# --- one naming policy: NFC, visible characters only; stores written before it keep working -----------------------
+def test_look_alike_names_are_one_speaker_or_refused(tmp_path):
+    from redimnet.names import UnsafeNameError
+
+    rng = np.random.default_rng(3)
+    composed, decomposed = "Jos\u00e9", "Jose\u0301"  # the same on screen
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        db.enroll(composed, rng.standard_normal((1, 8)), ["a"], "fp")
+        assert db.enroll(decomposed, rng.standard_normal((1, 8)), ["b"], "fp") == 2
+        assert db.enroll(f"  {decomposed} ", rng.standard_normal((1, 8)), ["c"], "fp") == 3
+        assert [s.name for s in db.speakers()] == [composed]
+        assert db.utterances(decomposed)[0] == ["a", "b", "c"] and db.has_speaker(decomposed)
+        for invisible in ("Al\u200bice", "\ufeffBob", "Eve\U000e0041", "Ma\u202eX", "A\u00a0B", "Ann\u2060", "x\ufe0f"):
+            with pytest.raises(UnsafeNameError, match=r"contains .* U\+[0-9A-F]{4,5}"):
+                db.enroll(invisible, rng.standard_normal((1, 8)), ["d"], "fp")
+        assert db.remove(decomposed) == 3 and db.speakers() == []
+
+
+def legacy_database(path, names):
+    """A store as an older redimnet left it: the names exactly as given, no record of the naming policy."""
+    import sqlite3
+
+    rng = np.random.default_rng(4)
+    with SpeakerDatabase(path) as db:
+        for number, _ in enumerate(names):
+            db.enroll(f"speaker{number}", rng.standard_normal((1, 8)), [f"u{number}"], "fp")
+    connection = sqlite3.connect(str(path))
+    with connection:
+        for number, name in enumerate(names):
+            connection.execute("UPDATE speakers SET name=? WHERE name=?", (name, f"speaker{number}"))
+        connection.execute("DELETE FROM meta WHERE key IN ('names', 'name_problems')")
+    connection.close()
+
+
+def test_names_stored_before_the_policy_are_normalised_on_open(tmp_path, recwarn):
+    path = tmp_path / "old.db"
+    legacy_database(path, ["Jose\u0301", "Zoe\u0308", "plain"])
+    with SpeakerDatabase(path) as db:
+        assert sorted(s.name for s in db.speakers()) == sorted(["Jos\u00e9", "Zo\u00eb", "plain"])
+        assert db.utterances("Jos\u00e9")[0] == ["u0"] and db.utterances("Jose\u0301")[0] == ["u0"]
+        best = db.identify(db.speaker_model("Zo\u00eb"), top=1, fingerprint="fp")
+        assert best[0][0] == "Zo\u00eb"  # the speaker index follows the rename
+    assert not [w for w in recwarn if "normalised" in str(w.message)]
+
+
+def test_names_that_cannot_be_normalised_are_reported_and_stay_removable(tmp_path):
+    path = tmp_path / "old.db"
+    legacy_database(path, ["Jos\u00e9", "Jose\u0301", "Al\u200bice", "Bob"])
+    with pytest.warns(UserWarning, match=r"2 speaker name\(s\) stored before names were normalised") as caught:
+        db = SpeakerDatabase(path)
+    message = str(caught[0].message)
+    assert "Jose\\u0301 is the same name as Jos\\xe9 once normalised" in message
+    assert "Al\\u200bice contains the invisible formatting character U+200B (ZERO WIDTH SPACE)" in message
+    assert str(path) in message and "redimnet speakers remove NAME" in message
+    with db:
+        assert db.utterances("Jos\u00e9")[0] == ["u0"]  # the composed one answers to its name
+        assert db.utterances("Jose\u0301")[0] == ["u1"]  # the kept one, by its exact stored name
+        assert db.has_speaker("Al\u200bice") and db.remove("Al\u200bice") == 1
+    with pytest.warns(UserWarning, match=r"1 speaker name\(s\)"):  # reported at every opening until resolved
+        db = SpeakerDatabase(path)
+    with db:
+        assert db.remove("Jose\u0301") == 1
+    with SpeakerDatabase(path) as db:  # resolved: no warning, and the mark is kept
+        assert sorted(s.name for s in db.speakers()) == ["Bob", "Jos\u00e9"]

@@ -78,6 +78,25 @@ def test_postgres_store_refuses_what_the_sqlite_store_refuses(postgres_url):
         open_store(postgres_url)
 
 
+def test_postgres_store_files_names_as_the_sqlite_store_does(postgres_url, tmp_path):
+    """One naming policy for every store: NFC, visible characters only, old names normalised on open."""
+    from redimnet.names import UnsafeNameError
+
+    for location in (postgres_url, str(tmp_path / "s.db")):
+        with open_store(location) as db:
+            db.enroll("Jos\u00e9", np.ones((1, 8)), ["a"], "fp")
+            assert db.enroll("Jose\u0301", np.ones((1, 8)), ["b"], "fp") == 2
+            with pytest.raises(UnsafeNameError, match="U[+]200B"):
+                db.enroll("Al\u200bice", np.ones((1, 8)), ["c"], "fp")
+            db.enroll("zoe", np.ones((1, 8)), ["d"], "fp")
+            cursor = db.connection.cursor()  # as an older redimnet left it: a decomposed name, no policy mark
+            cursor.execute(db._sql("UPDATE speakers SET name=? WHERE name=?"), ("Zoe\u0308", "zoe"))
+            cursor.execute("DELETE FROM meta WHERE key='names'")  # (both connections commit each statement)
+        with open_store(location) as db:
+            assert [(s.name, s.utterances) for s in db.speakers()] == [("Jos\u00e9", 2), ("Zo\u00eb", 1)]
+            assert db.utterances("Zoe\u0308")[0] == ["d"]
+
+
 def test_a_new_database_needs_create_and_the_password_stays_out_of_messages(postgres_server, postgres_url):
     with pytest.raises(SpeakerDatabaseError, match="has no speaker tables; enrol a speaker first"):
         open_store(postgres_url, create=False)

@@ -92,7 +92,7 @@ def register(subparsers) -> None:
 
 
 def run_enroll(args) -> int:
-    check_speaker_name(args.name)  # before any work
+    name = check_speaker_name(args.name)  # before any work; the form the store files it under (NFC)
     items, failures = collect_inputs(args.inputs, [])
     embedder = embedder_from_arguments(args)
     embedded = {}
@@ -107,14 +107,14 @@ def run_enroll(args) -> int:
     for path, why in failures:
         print(f"redimnet: {show(path)}: {show(why)}", file=sys.stderr)
     if not vectors:
-        print(f"redimnet: error: nothing enrolled for '{show(args.name)}': no usable recording", file=sys.stderr)
+        print(f"redimnet: error: nothing enrolled for '{show(name)}': no usable recording", file=sys.stderr)
         return 1
     import numpy as np
 
     with open_store(args.db) as db:
-        total = db.enroll(args.name, np.stack(vectors), ids, fingerprint=model_fingerprint(embedder.model))
+        total = db.enroll(name, np.stack(vectors), ids, fingerprint=model_fingerprint(embedder.model))
     where = show(store_label(args.db))
-    print(f"enrolled {len(vectors)} recording(s) for '{show(args.name)}' ({total} in total) in {where}")
+    print(f"enrolled {len(vectors)} recording(s) for '{show(name)}' ({total} in total) in {where}")
     return 1 if failures else 0
 
 

@@ -233,9 +233,7 @@ async def _form(request: Request) -> Form:
 def _speaker_name(text: Optional[str], where: str = "speaker") -> str:
     if text is None:
         raise ServiceError(400, "missing_field", f"the form field '{where}' (the speaker's name) is missing")
-    name = text.strip()
-    check_speaker_name(name)
-    return name
+    return check_speaker_name(text)  # the form every store files the name under (NFC, visible characters)
 
 
 def _utc(seconds: float) -> str:
@@ -514,14 +512,20 @@ async def delete_speaker(request: Request) -> Response:
     """Remove a speaker and their recordings.  Needs the token."""
     service = _service(request)
     check_bearer(request.headers.get("authorization"), service.settings.token)
-    name = _speaker_name(request.path_params["name"], "name")
+    given = request.path_params["name"]
 
     def remove():
         db = service.db()
+        try:
+            name = _speaker_name(given, "name")
+        except UnsafeNameError:  # a name stored before the naming policy can still be removed by its exact form
+            name = given.strip()
+            if not db.has_speaker(name):
+                raise
         _known_speaker(db, name)
-        return db.remove(name)
+        return name, db.remove(name)
 
-    count = await run_in_threadpool(remove)
+    name, count = await run_in_threadpool(remove)
     return JSONResponse({"speaker": name, "removed_recordings": int(count)})
 
 

@@ -27,15 +27,17 @@ snapshot is never returned.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import RedimnetError
-from ..names import check_speaker_name, printable
+from ..names import UnsafeNameError, check_speaker_name, printable, spelled
 from ..similarity import ScoringError, l2_normalize
 from .index import IndexFile, SpeakerIndex, StoreState, release_index, shared_index
 
@@ -52,6 +54,10 @@ __all__ = [
 SCHEMA_VERSION = 2
 """Version 1: speakers, utterances, meta.  Version 2 adds the revision counter, ``speakers.revision`` and
 ``removed`` (what the speaker index follows)."""
+
+NAME_POLICY = "nfc-visible-1"
+"""Recorded in ``meta`` once every stored name is in the form :func:`redimnet.names.check_speaker_name`
+gives (stores written before the policy are brought to it when opened)."""
 
 READ_BLOCK = 20_000
 """Speakers read per block when the index is built (memory stays bounded)."""
@@ -84,13 +90,17 @@ class Speaker:
 
 
 def speaker_name(name: object) -> str:
-    """The name a store files a speaker under (surrounding spaces dropped; checked and normalised by
-    :func:`redimnet.names.check_speaker_name`, the one policy every store applies)."""
+    """The name a store files a speaker under: :func:`redimnet.names.check_speaker_name` (surrounding spaces
+    dropped, NFC, only visible characters), the one policy every store applies."""
     text = str(name).strip()
     if not text:
         raise SpeakerDatabaseError("a speaker name cannot be empty")
-    checked = check_speaker_name(text)
-    return checked if isinstance(checked, str) else text
+    return check_speaker_name(text)
+
+
+def _by_name(name: str) -> Tuple[str, Tuple[str]]:
+    """The query that finds a speaker row by its exact stored name."""
+    return "SELECT 1 FROM speakers WHERE name=?", (name,)
 
 
 def normalised(vector: np.ndarray, what: str) -> np.ndarray:
@@ -215,6 +225,7 @@ class SqlSpeakerStore:
             self._set_meta(cursor, "schema_version", str(SCHEMA_VERSION))
             self._set_meta(cursor, "revision", "0")
             self._set_meta(cursor, "store_id", uuid.uuid4().hex)
+            self._set_meta(cursor, "names", NAME_POLICY)
             return
         version = int(self._meta_value(cursor, "schema_version") or 0)
         if version > SCHEMA_VERSION:
@@ -235,6 +246,70 @@ class SqlSpeakerStore:
             self._set_meta(cursor, "store_id", uuid.uuid4().hex)
         if self._meta_value(cursor, "revision") is None:
             self._set_meta(cursor, "revision", "0")
+        self._normalise_names(cursor)
+
+    def _normalise_names(self, cursor) -> None:
+        """Bring names stored before the naming policy to their policy form, once; report those that cannot be.
+
+        A name is renamed to its NFC form unless that form is already taken
+        (a composed and a decomposed "José" enrolled separately) or the name
+        holds characters the policy now refuses (invisible or formatting
+        ones): those stay as stored, reachable by their exact name (to remove
+        them), and are reported with a warning at every opening until they
+        are gone.
+        """
+        if self._meta_value(cursor, "names") == NAME_POLICY:
+            return
+        pending = self._meta_value(cursor, "name_problems")
+        if pending is None:
+            names = [row[0] for row in self._execute(cursor, "SELECT name FROM speakers").fetchall()]
+        else:
+            names = [n for n in json.loads(pending) if self._execute(cursor, *_by_name(n)).fetchone() is not None]
+        taken = set(names) if pending is None else None
+        problems, revision = [], None
+        for name in names:
+            try:
+                form = check_speaker_name(name)
+            except UnsafeNameError as error:
+                problems.append((name, str(error).split("; ")[0].removeprefix(f"speaker name '{printable(name)}' ")))
+                continue
+            if form == name:
+                continue
+            clash = form in taken if taken is not None else self._execute(cursor, *_by_name(form)).fetchone()
+            if clash:
+                problems.append((name, f"is the same name as {spelled(form)} once normalised (NFC)"))
+                continue
+            if revision is None:
+                revision = self._next_revision(cursor)
+            self._execute(cursor, "UPDATE speakers SET name=?, revision=? WHERE name=?", (form, revision, name))
+            if taken is not None:
+                taken.discard(name)
+                taken.add(form)
+        if not problems:
+            self._set_meta(cursor, "names", NAME_POLICY, replace=True)
+            self._execute(cursor, "DELETE FROM meta WHERE key='name_problems'")
+            return
+        self._set_meta(cursor, "name_problems", json.dumps([name for name, _ in problems]), replace=True)
+        shown = "; ".join(f"{spelled(name)} {why}" for name, why in problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        warnings.warn(
+            f"{self.label}: {len(problems)} speaker name(s) stored before names were normalised cannot be: "
+            f"{shown}{more}. They stay reachable by their exact stored name: remove them (redimnet speakers "
+            "remove NAME) and enrol the speaker again under a visible name",
+            stacklevel=2,
+        )
+
+    def _stored_name(self, cursor, name: object) -> str:
+        """The stored name ``name`` refers to: its policy form, or the exact name when only that is stored
+        (a name kept from before the naming policy, see :meth:`_normalise_names`)."""
+        text = str(name).strip()
+        try:
+            form = speaker_name(text)
+        except (UnsafeNameError, SpeakerDatabaseError):
+            return text
+        if form != text and self._execute(cursor, *_by_name(text)).fetchone() is not None:
+            return text
+        return form
 
     def _table_exists(self, cursor, table: str) -> bool:
         raise NotImplementedError
@@ -341,13 +416,16 @@ class SqlSpeakerStore:
 
     def remove(self, name: str) -> int:
         """Delete speaker ``name`` and its utterances; returns how many utterances went."""
-        name = str(name).strip()
+        given = str(name).strip()
 
         def work(cursor):
             revision = self._next_revision(cursor)
+            name = self._stored_name(cursor, given)
             row = self._execute(cursor, "SELECT id, count FROM speakers WHERE name=?", (name,)).fetchone()
             if row is None:
-                raise UnknownSpeakerError(name, f"no speaker named {name!r} in {self.label}{self._known_hint(cursor)}")
+                raise UnknownSpeakerError(
+                    given, f"no speaker named {given!r} in {self.label}{self._known_hint(cursor)}"
+                )
             self._execute(cursor, "DELETE FROM utterances WHERE speaker_id=?", (row[0],))
             self._execute(cursor, "DELETE FROM speakers WHERE id=?", (row[0],))
             self._execute(
@@ -379,7 +457,7 @@ class SqlSpeakerStore:
     def has_speaker(self, name: str) -> bool:
         """Whether ``name`` is enrolled."""
         with self._reading() as cursor:
-            return self._execute(cursor, "SELECT 1 FROM speakers WHERE name=?", (name,)).fetchone() is not None
+            return self._execute(cursor, *_by_name(self._stored_name(cursor, name))).fetchone() is not None
 
     def utterances(self, name: str) -> Tuple[List[str], np.ndarray]:
         """``(utterance ids, embeddings [N, D])`` enrolled for ``name``."""
@@ -388,7 +466,7 @@ class SqlSpeakerStore:
                 cursor,
                 "SELECT u.utterance, u.embedding FROM utterances u JOIN speakers s ON s.id = u.speaker_id "
                 "WHERE s.name=? ORDER BY u.id",
-                (name,),
+                (self._stored_name(cursor, name),),
             ).fetchall()
         if not rows:
             raise UnknownSpeakerError(name, f"no speaker named {name!r} in {self.label}")
@@ -397,7 +475,9 @@ class SqlSpeakerStore:
     def speaker_model(self, name: str) -> np.ndarray:
         """The stored running mean of ``name``'s normalised utterance embeddings."""
         with self._reading() as cursor:
-            row = self._execute(cursor, "SELECT mean FROM speakers WHERE name=?", (name,)).fetchone()
+            row = self._execute(
+                cursor, "SELECT mean FROM speakers WHERE name=?", (self._stored_name(cursor, name),)
+            ).fetchone()
         if row is None:
             raise UnknownSpeakerError(name, f"no speaker named {name!r} in {self.label}")
         return mean_of(row[0])
