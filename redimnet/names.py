@@ -207,11 +207,12 @@ def check_speaker_name(name: object) -> str:
         if problem is not None:
             code = f"U+{ord(char):04X}"
             label = unicodedata.name(char, "")
+            shown = printable(name) if len(name) <= 60 else printable(name[:60]) + "..."
             raise UnsafeNameError(
-                f"speaker name '{printable(name)}' contains {problem} {code}"
+                f"speaker name '{shown}' contains {problem} {code}"
                 + (f" ({label})" if label else "")
-                + f" at position {position + 1}; names may hold only visible characters and ordinary spaces, "
-                "so that names that look the same are the same"
+                + f" at position {position + 1}; names may hold only visible characters and ordinary spaces "
+                "(names that look the same must be the same)"
             )
     return name
 

@@ -271,7 +271,8 @@ class SqlSpeakerStore:
             try:
                 form = check_speaker_name(name)
             except UnsafeNameError as error:
-                problems.append((name, str(error).split("; ")[0].removeprefix(f"speaker name '{printable(name)}' ")))
+                text = str(error).split("; ")[0]  # "speaker name 'NAME' contains ..." or another refusal
+                problems.append((name, text[text.rfind(" contains ") + 1 :] if " contains " in text else text))
                 continue
             if form == name:
                 continue
