@@ -145,6 +145,25 @@ def start_server(args, db, batch_size: int, env_extra=None):
     raise SystemExit(f"the server did not become ready in {args.ready_timeout:g} s")
 
 
+def run_clients(count: int, loop) -> float:
+    """Run ``loop(number)`` in ``count`` threads at once; returns the seconds until the last one ended."""
+    started = time.perf_counter()
+    workers = [threading.Thread(target=loop, args=(n,)) for n in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - started
+
+
+def count_statuses(statuses) -> dict:
+    """``{status: how many}`` (statuses as text: an HTTP code or a connection error)."""
+    counts: dict = {}
+    for status in statuses:
+        counts[str(status)] = counts.get(str(status), 0) + 1
+    return counts
+
+
 def run_load(args, data, batch_size: int) -> dict:
     import httpx
 
@@ -196,13 +215,7 @@ def run_load(args, data, batch_size: int) -> dict:
                             enrolled.append(name)
                     count += 1
 
-        started = time.perf_counter()
-        workers = [threading.Thread(target=client_loop, args=(n,)) for n in range(args.clients)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        wall = time.perf_counter() - started
+        wall = run_clients(args.clients, client_loop)
         with httpx.Client(base_url=url, timeout=30) as client:
             batching = client.get("/v1/info").json()["batching"]
     finally:
@@ -215,9 +228,7 @@ def run_load(args, data, batch_size: int) -> dict:
         integrity = database.check()
         names = {s.name for s in database.speakers()}
     missing = [name for name in enrolled if name not in names]
-    statuses = {}
-    for _, status, _, _ in records:
-        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    statuses = count_statuses(r[1] for r in records)
     ok = [r for r in records if r[1] == 200]
     latency = {}
     for kind in ("verify", "identify", "enroll", "all"):
@@ -375,16 +386,8 @@ def run_identify_at_scale(args) -> dict:
                         records.append((status, time.perf_counter() - start, first == name))
                     count += 1
 
-        started = time.perf_counter()
-        workers = [threading.Thread(target=client_loop, args=(n,)) for n in range(args.clients)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        wall = time.perf_counter() - started
-        statuses: dict = {}
-        for status, _, _ in records:
-            statuses[str(status)] = statuses.get(str(status), 0) + 1
+        wall = run_clients(args.clients, client_loop)
+        statuses = count_statuses(r[0] for r in records)
         ok = [r for r in records if r[0] == 200]
         # across servers: an enrolment through the first is identified by the second at once
         with httpx.Client(timeout=120) as client:

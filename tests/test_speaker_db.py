@@ -49,8 +49,12 @@ def test_enroll_identify_list_remove(tmp_path):
         assert db.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_refuses_other_models_and_bad_input(tmp_path):
-    with SpeakerDatabase(tmp_path / "s.db") as db:
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_refuses_other_models_and_bad_input(tmp_path, store, request):
+    from redimnet.speakers.stores import open_store
+
+    location = str(tmp_path / "s.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
+    with open_store(location) as db:
         db.enroll("ann", np.ones((1, 8)), ["a"], "model-1")
         with pytest.raises(SpeakerDatabaseError, match="another model"):
             db.enroll("ann", np.ones((1, 8)), ["b"], "model-2")
@@ -62,7 +66,12 @@ def test_refuses_other_models_and_bad_input(tmp_path):
             db.enroll("bob", np.zeros((1, 8)), ["z"], "model-1")
         with pytest.raises(SpeakerDatabaseError, match="empty"):
             db.enroll(" ", np.ones((1, 8)), ["z"])
+        with pytest.raises(SpeakerDatabaseError, match="no speaker named 'zed'.*enrolled: ann"):
+            db.remove("zed")
         assert [s.utterances for s in db.speakers()] == [1]  # nothing half-written by the failures
+
+
+def test_refuses_what_is_not_a_speaker_database(tmp_path):
     with SpeakerDatabase(tmp_path / "empty.db") as db:
         with pytest.raises(SpeakerDatabaseError, match="no enrolled speakers"):
             db.identify(np.ones(8))

@@ -59,20 +59,9 @@ def test_postgres_and_sqlite_stores_give_the_same_answers(postgres_url, tmp_path
     assert all(name != "dan" for result in pg["identify"] for name, _ in result)
 
 
-def test_postgres_store_refuses_what_the_sqlite_store_refuses(postgres_url):
+def test_a_database_of_a_newer_schema_is_refused(postgres_url):
     with open_store(postgres_url) as db:
         db.enroll("ann", np.ones((1, 8)), ["a"], "model-1")
-        with pytest.raises(SpeakerDatabaseError, match="another model"):
-            db.enroll("ann", np.ones((1, 8)), ["b"], "model-2")
-        with pytest.raises(SpeakerDatabaseError, match="8-dimensional"):
-            db.enroll("bob", np.ones((1, 4)), ["c"], "model-1")
-        with pytest.raises(SpeakerDatabaseError, match="another model"):
-            db.identify(np.ones(8), fingerprint="model-2")
-        with pytest.raises(SpeakerDatabaseError, match="zero or non-finite"):
-            db.enroll("bob", np.zeros((1, 8)), ["z"], "model-1")
-        with pytest.raises(SpeakerDatabaseError, match="no speaker named 'zed'.*enrolled: ann"):
-            db.remove("zed")
-        assert [(s.name, s.utterances) for s in db.speakers()] == [("ann", 1)]  # nothing half-written
         db.connection.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
     with pytest.raises(SpeakerDatabaseError, match="schema version 99, written by a newer redimnet"):
         open_store(postgres_url)
