@@ -2,12 +2,12 @@
 
 ``torch.hub.load(<repo>, "ReDimNet", model_name="b2", train_type="ft_lm", dataset="vox2")`` (the
 original IDRnD/ReDimNet hub arguments) or ``torch.hub.load(<repo>, "ReDimNet", weights="b2.vox2-ft_lm")``.
-Without arguments: the default model (:data:`redimnet.registry.DEFAULT_WEIGHTS`); a missing
+Without arguments: the default model (:data:`redimnet.hub.registry.DEFAULT_WEIGHTS`); a missing
 ``train_type``/``dataset`` means the architecture's default weights (for b0-b6: ``vox2`` /
 ``ft_lm``; pass ``train_type="ptn"`` for the pre-trained ones the original hub defaulted to).
 Works with ``source="local"`` on a checkout.  Extra keyword arguments (``cache_dir``,
 ``base_url``, ``progress``, ``check_hash``, ``sha256``, ``map_location``) go to
-:func:`redimnet.pretrained.load_weights`.
+:func:`redimnet.hub.pretrained.load_weights`.
 """
 
 import inspect
@@ -20,8 +20,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from redimnet import pretrained as _pretrained  # noqa: E402
-from redimnet import registry as _registry  # noqa: E402
+from redimnet.hub import pretrained as _pretrained  # noqa: E402
+from redimnet.hub import registry as _registry  # noqa: E402
 
 
 def _weights(model_name, train_type, dataset, weights):
@@ -42,11 +42,11 @@ def ReDimNet(model_name=None, train_type=None, dataset=None, weights=None, **opt
 
 
 def ReDimNetEmbedder(model_name=None, train_type=None, dataset=None, weights=None, **options):
-    """A :class:`redimnet.inference.Embedder` around a published model (audio files in, embeddings out).
+    """A :class:`redimnet.embedding.embedder.Embedder` around a published model (audio files in, embeddings out).
 
-    Keyword arguments that :class:`~redimnet.inference.Embedder` accepts go to it, the others to the loader.
+    Keyword arguments that :class:`~redimnet.embedding.embedder.Embedder` accepts go to it, the others to the loader.
     """
-    from redimnet.inference import Embedder
+    from redimnet.embedding.embedder import Embedder
 
     embedder_keys = set(inspect.signature(Embedder).parameters) - {"model"}
     embedder_options = {k: options.pop(k) for k in list(options) if k in embedder_keys}

@@ -5,7 +5,7 @@ speakers x 20, 192 dimensions, drawn from a two-covariance model), score
 1 000 000 trials with cosine and with PLDA, fit a calibration on 1 000 000
 scores.  Wall-clock seconds, one process, the thread count given.
 
-Quality (``--corpus``): a synthetic corpus (``python -m redimnet.synth``), a
+Quality (``--corpus``): a synthetic corpus (``python -m redimnet.testing.synth``), a
 small ReDimNet trained on its training speakers with the shipped recipe
 ``synthetic_small`` (or ``--checkpoint``), then on held-out speakers split
 into a development half and a test half: cosine, cosine + AS-Norm (cohort:
@@ -84,8 +84,8 @@ def _cli(*argv) -> None:
 def corpus(work: Path, checkpoint: str | None, threads: int) -> dict:
     import torch
 
-    from redimnet import synth
-    from redimnet.embeddings_io import load_embeddings
+    from redimnet.embedding.io import load_embeddings
+    from redimnet.testing import synth
 
     train_speakers, held_out, utterances = 48, 32, 8
     data = work / "corpus"

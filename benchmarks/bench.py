@@ -9,7 +9,7 @@ For every preset and input shape it times, interleaved and best-of-N, in one
 process and with the SAME weights:
 
 * ``plain``      - :class:`redimnet.ReDimNet` as built (the training path);
-* ``optimized``  - :func:`redimnet.optimize.optimize_for_inference` (what inference uses);
+* ``optimized``  - :func:`redimnet.fast.optimize.optimize_for_inference` (what inference uses);
 * ``original``   - the original implementation's ``ReDimNetWrap`` (with ``--original PATH``;
   its torchaudio mel front end is replaced by an stft stand-in of equal cost); for
   ReDimNet2 presets (``redimnet2-b0`` ...) the official ``ReDimNet2Wrap`` (with
@@ -22,7 +22,7 @@ growth; CUDA: ``max_memory_allocated``), the optimised path's max relative
 difference to the plain path, and a training-step throughput for b2.
 Throughput is ``batch * seconds / best time``.
 
-By default the process first applies :func:`redimnet.optimize.keep_freed_memory`
+By default the process first applies :func:`redimnet.fast.optimize.keep_freed_memory`
 (glibc keeps freed memory for reuse instead of page-faulting it back in), as
 ``redimnet.Embedder`` and the command line do.  It is process-wide, so every
 variant, the original included, runs under the same setting; ``--malloc
@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import redimnet  # noqa: E402
-from redimnet.optimize import keep_freed_memory, optimize_for_inference  # noqa: E402
+from redimnet.fast.optimize import keep_freed_memory, optimize_for_inference  # noqa: E402
 
 SAMPLE_RATE = 16000
 
@@ -99,7 +99,7 @@ def make_onnx_session(model, path: Path, threads: int):
     try:
         import onnxruntime as ort
 
-        from redimnet.export import export_onnx
+        from redimnet.embedding.export import export_onnx
     except ImportError:
         return None
     export_onnx(model, path)
@@ -366,7 +366,7 @@ def main(argv=None) -> int:
         "--malloc",
         choices=["keep", "default"],
         default="keep",
-        help="keep: apply redimnet.optimize.keep_freed_memory() for all variants, as the "
+        help="keep: apply redimnet.fast.optimize.keep_freed_memory() for all variants, as the "
         "Embedder and CLI do (default); default: glibc's own settings",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON here")

@@ -77,7 +77,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _conversation(workdir: Path, speakers: int, seconds: float, seed: int, pool: int = 0) -> Path:
-    from redimnet.synth import generate_conversation
+    from redimnet.testing.synth import generate_conversation
 
     path = workdir / f"conv-{speakers}spk-{int(seconds)}s-seed{seed}-pool{pool}.wav"
     if not path.exists() or not path.with_suffix(".rttm").exists():
@@ -133,7 +133,7 @@ def stage_once(args) -> dict:
     import numpy as np
 
     from redimnet.diarization import AudioSource, Diarizer, SpectralClustering
-    from redimnet.diarization.pipeline import DEFAULT_HOP, DEFAULT_WINDOW, plan_windows
+    from redimnet.diarization.diarizer import DEFAULT_HOP, DEFAULT_WINDOW, plan_windows
     from redimnet.diarization.vad import make_vad
 
     started = time.perf_counter()

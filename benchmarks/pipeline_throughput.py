@@ -25,7 +25,7 @@ wall-clock ratio tends to when a core is free for the worker.
 
 The model alone runs with ``--threads`` threads (default: every usable core);
 ``redimnet embed`` runs as a user runs it, with the default thread policy
-(``redimnet.threads``: no ``--threads``, no ``OMP_NUM_THREADS``), or with
+(``redimnet._utils.threads``: no ``--threads``, no ``OMP_NUM_THREADS``), or with
 ``--embed-threads N``.  ``--load K`` starts K busy processes (pure Python
 loops, one core each) for every measurement of a round, to see how both fare
 when another job shares the machine; ``--precision int8`` measures the int8
@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np, torch
 import redimnet
 from redimnet.audio import list_audio_files, read_audio
-from redimnet.inference import Embedder
+from redimnet.embedding.embedder import Embedder
 folder, checkpoint, threads, precision = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(threads)
 embedder = Embedder(redimnet.load_checkpoint(checkpoint), device="cpu", precision=precision)
@@ -80,7 +80,7 @@ import torch
 import redimnet
 from redimnet import pipeline
 from redimnet.audio import list_audio_files
-from redimnet.inference import Embedder
+from redimnet.embedding.embedder import Embedder
 folder, checkpoint, precision = sys.argv[1], sys.argv[2], sys.argv[5]
 threads, workers = int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
@@ -287,7 +287,7 @@ def measure(args, corpus: Path, checkpoint: Path, scratch: Path, load: int) -> d
 
 
 def main() -> None:
-    from redimnet.threads import usable_cores
+    from redimnet._utils.threads import usable_cores
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b2", help="preset with random weights (default b2)")

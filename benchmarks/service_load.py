@@ -54,7 +54,7 @@ def clips(count: int, seconds: float):
     """``count`` synthetic utterances (16 kHz WAV bytes), four per speaker."""
     import soundfile
 
-    from redimnet.synth import synthesize, voice_for
+    from redimnet.testing.synth import synthesize, voice_for
 
     out = []
     for index in range(count):
@@ -69,9 +69,9 @@ def model_throughput(model_args, waves, batch_size: int, threads: int, seconds: 
     """Embeddings per second of the model itself: batches of ``batch_size`` and one at a time."""
     import torch
 
-    from redimnet.checkpoint import load_checkpoint
-    from redimnet.inference import Embedder
-    from redimnet.registry import build
+    from redimnet.embedding.embedder import Embedder
+    from redimnet.hub.registry import build
+    from redimnet.models.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -167,7 +167,7 @@ def count_statuses(statuses) -> dict:
 def run_load(args, data, batch_size: int) -> dict:
     import httpx
 
-    from redimnet.speaker_db import SpeakerDatabase
+    from redimnet.speakers.sqlite import SpeakerDatabase
 
     folder = Path(tempfile.mkdtemp(prefix="redimnet-load-"))
     db = folder / "speakers.db"
@@ -295,11 +295,11 @@ def run_identify_at_scale(args) -> dict:
     import httpx
     import torch
 
-    from redimnet.checkpoint import load_checkpoint, save_checkpoint
-    from redimnet.embeddings_io import save_embeddings
-    from redimnet.inference import Embedder
-    from redimnet.registry import build
-    from redimnet.speaker_db import model_fingerprint
+    from redimnet.embedding.embedder import Embedder
+    from redimnet.embedding.io import save_embeddings
+    from redimnet.hub.registry import build
+    from redimnet.models.checkpoint import load_checkpoint, save_checkpoint
+    from redimnet.speakers.sqlite import model_fingerprint
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

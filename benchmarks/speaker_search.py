@@ -74,7 +74,7 @@ def proxy_speakers(speakers: int = 2000, per: int = 6, dim: int = 192, seed: int
 
 def real_speakers(args):
     """``(enrol ids, enrol embeddings, query embeddings, query speaker names)`` from the real speakers."""
-    from redimnet.embeddings_io import load_embeddings
+    from redimnet.embedding.io import load_embeddings
     from redimnet.speakers.bulk import speaker_names
 
     if args.speakers:
@@ -114,7 +114,7 @@ def real_speakers(args):
 def store_file(workdir: Path, size: int, enrol_ids, enrol_vectors) -> Path:
     """The embeddings file to import: the real speakers' enrolment recordings, then random fill up to ``size``
     speakers (written once per size)."""
-    from redimnet.embeddings_io import save_embeddings
+    from redimnet.embedding.io import save_embeddings
 
     path = workdir / f"speakers-{size}.npz"
     real = len({i.split("/")[0] for i in enrol_ids})
@@ -135,7 +135,7 @@ def store_file(workdir: Path, size: int, enrol_ids, enrol_vectors) -> Path:
 
 def speaker_means(path: Path):
     """``(names, unit means)`` of the speakers in an embeddings file, as the store computes them."""
-    from redimnet.embeddings_io import load_embeddings
+    from redimnet.embedding.io import load_embeddings
 
     ids, vectors = load_embeddings(path)
     names = np.array([i.split("/", 1)[0] for i in ids.tolist()])

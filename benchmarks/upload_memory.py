@@ -165,7 +165,7 @@ def speech_clip(seconds: float) -> bytes:
     import soundfile
 
     sys.path.insert(0, str(ROOT))
-    from redimnet.synth import synthesize, voice_for
+    from redimnet.testing.synth import synthesize, voice_for
 
     buffer = io.BytesIO()
     wave = synthesize(voice_for(0, 1), seconds, np.random.default_rng(0))

@@ -6,7 +6,7 @@
 torch.Size([1, 192])
 
 Published weights by name (downloaded once, then cached): ``redimnet.load("b2.vox2-ft_lm")``
-or ``redimnet.build("b2", weights="vox2-ft_lm")``; the table is :mod:`redimnet.registry`.
+or ``redimnet.build("b2", weights="vox2-ft_lm")``; the table is :mod:`redimnet.hub.registry`.
 
 The names below are imported on first use, so ``import redimnet`` (and the
 command line's ``redimnet info``) does not pay for PyTorch until something needs it.
@@ -22,10 +22,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AudioError": "audio",
     "read_audio": "audio",
-    "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "ModelConfig": "config",
-    "StageSpec": "config",
+    "load_checkpoint": "models.checkpoint",
+    "save_checkpoint": "models.checkpoint",
+    "ModelConfig": "models.redimnet.config",
+    "StageSpec": "models.redimnet.config",
     "Diarizer": "diarization",
     "CheckpointError": "errors",
     "InvalidArgumentError": "errors",
@@ -35,20 +35,20 @@ _EXPORTS = {
     "train_backend": "evaluation.backend",
     "Calibration": "evaluation.calibration",
     "fit_calibration": "evaluation.calibration",
-    "Embedder": "inference",
-    "ReDimNet": "model",
-    "ReDimNet2": "redimnet2",
-    "ReDimNet2Config": "redimnet2",
-    "from_pretrained": "pretrained",
-    "list_pretrained": "pretrained",
-    "DEFAULT_WEIGHTS": "registry",
-    "build": "registry",
-    "get_architecture": "registry",
-    "get_preset": "registry",
-    "get_weights": "registry",
-    "list_models": "registry",
-    "list_weights": "registry",
-    "load": "registry",
+    "Embedder": "embedding.embedder",
+    "ReDimNet": "models.redimnet",
+    "ReDimNet2": "models.redimnet2",
+    "ReDimNet2Config": "models.redimnet2",
+    "from_pretrained": "hub.pretrained",
+    "list_pretrained": "hub.pretrained",
+    "DEFAULT_WEIGHTS": "hub.registry",
+    "build": "hub.registry",
+    "get_architecture": "hub.registry",
+    "get_preset": "hub.registry",
+    "get_weights": "hub.registry",
+    "list_models": "hub.registry",
+    "list_weights": "hub.registry",
+    "load": "hub.registry",
 }
 
 __all__ = [  # the lazily loaded names of _EXPORTS, and the version
@@ -102,17 +102,13 @@ def __dir__():
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .audio import AudioError, read_audio
-    from .checkpoint import load_checkpoint, save_checkpoint
-    from .config import ModelConfig, StageSpec
     from .diarization import Diarizer
+    from .embedding.embedder import Embedder
     from .errors import CheckpointError, InvalidArgumentError, PretrainedError, RedimnetError
     from .evaluation.backend import Backend, train_backend
     from .evaluation.calibration import Calibration, fit_calibration
-    from .inference import Embedder
-    from .model import ReDimNet
-    from .pretrained import from_pretrained, list_pretrained
-    from .redimnet2 import ReDimNet2, ReDimNet2Config
-    from .registry import (
+    from .hub.pretrained import from_pretrained, list_pretrained
+    from .hub.registry import (
         DEFAULT_WEIGHTS,
         build,
         get_architecture,
@@ -122,3 +118,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
         list_weights,
         load,
     )
+    from .models.checkpoint import load_checkpoint, save_checkpoint
+    from .models.redimnet import ReDimNet
+    from .models.redimnet.config import ModelConfig, StageSpec
+    from .models.redimnet2 import ReDimNet2, ReDimNet2Config

@@ -44,10 +44,10 @@ def main() -> int:
     from playwright.sync_api import expect, sync_playwright
 
     from redimnet.cli.models import model_from_arguments
-    from redimnet.inference import Embedder
+    from redimnet.embedding.embedder import Embedder
     from redimnet.service import Service, ServiceSettings, create_app
     from redimnet.service.background import BackgroundServer
-    from redimnet.speaker_db import model_fingerprint
+    from redimnet.speakers.sqlite import model_fingerprint
 
     examples = ROOT / "redimnet" / "examples"
     embedder = Embedder(model_from_arguments(args), device="cpu")

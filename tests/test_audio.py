@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from redimnet.audio import (
+from redimnet.audio.read import (
     AudioError,
     iter_inputs,
     list_audio_files,

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from redimnet import cli
-from redimnet.embeddings_io import save_embeddings
+from redimnet.embedding.io import save_embeddings
 from redimnet.evaluation.calibration import Calibration
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

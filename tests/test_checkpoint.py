@@ -239,7 +239,10 @@ def probe():
 def _small_model_content():
     torch.manual_seed(0)
     model = redimnet.ReDimNet(redimnet.ModelConfig.from_dict(SMALL))
-    return {"model_config": model.config.to_dict(), "state_dict": redimnet.checkpoint.to_original_state_dict(model)}
+    return {
+        "model_config": model.config.to_dict(),
+        "state_dict": redimnet.models.checkpoint.to_original_state_dict(model),
+    }
 
 
 @pytest.mark.parametrize("channels", [3000, 10**9, 2**63])
@@ -283,7 +286,7 @@ def test_size_ceiling_is_an_opt_in(tmp_path):
     assert isinstance(redimnet.load_checkpoint(path, max_parameters=None), redimnet.ReDimNet)
     with pytest.raises(ValueError, match="max_parameters must be a positive integer or None"):
         redimnet.load_checkpoint(path, max_parameters=0)
-    assert redimnet.checkpoint.MAX_PARAMETERS >= 3 * redimnet.get_architecture("b6").parameters
+    assert redimnet.models.checkpoint.MAX_PARAMETERS >= 3 * redimnet.get_architecture("b6").parameters
 
 
 def test_size_ceiling_from_the_environment(tmp_path, monkeypatch, capsys):

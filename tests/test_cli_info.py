@@ -54,7 +54,7 @@ def nothing_built(monkeypatch):
         raise AssertionError("a network was built")
 
     monkeypatch.setattr(redimnet.ReDimNet, "__init__", refuse)
-    monkeypatch.setattr("redimnet.complexity.count_macs", refuse)
+    monkeypatch.setattr("redimnet.models.complexity.count_macs", refuse)
 
 
 def test_info_answers_from_stored_numbers(capsys, nothing_built):

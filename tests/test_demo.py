@@ -68,7 +68,7 @@ def test_demo_defaults_to_the_published_b2(monkeypatch, capsys):
         asked.append(weights.name)
         return redimnet.build("b0").eval()
 
-    monkeypatch.setattr("redimnet.pretrained.load_weights", stand_in)
+    monkeypatch.setattr("redimnet.hub.pretrained.load_weights", stand_in)
     assert main(["demo", "--device", "cpu"]) == 0
     assert asked == ["b2.vox2-ft_lm"] == [redimnet.DEFAULT_WEIGHTS]
     assert capsys.readouterr().out.startswith("model: b2.vox2-ft_lm (published weights)\n")

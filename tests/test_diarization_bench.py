@@ -19,7 +19,7 @@ def _run(*argv):
 
 @pytest.mark.slow
 def test_stages_report_memory_and_results(tmp_path):
-    from redimnet.synth import generate_conversation
+    from redimnet.testing.synth import generate_conversation
 
     clustered = _run("stage", "--stage", "cluster", "--windows", "600")
     assert clustered["windows"] == 600 and clustered["speakers_found"] == 6 and clustered["peak_rss_mb"] > 0

@@ -8,10 +8,10 @@ import soundfile
 
 import redimnet
 from redimnet import cli
-from redimnet.audio import check_signal_level
+from redimnet.audio.read import check_signal_level
 from redimnet.diarization import Diarizer, EnergyVAD, OracleVAD, Segment, diarization_error, read_rttm
 from redimnet.errors import InvalidArgumentError
-from redimnet.synth import generate_conversation
+from redimnet.testing.synth import generate_conversation
 
 RATE = 16000
 
@@ -306,7 +306,7 @@ def test_diarize_verb_with_digital_silence(tmp_path, b0_model_and_checkpoint, ca
 def test_speakers_db_names_matching_clusters(tmp_path):
     import torch
 
-    from redimnet.speaker_db import SpeakerDatabase, model_fingerprint
+    from redimnet.speakers.sqlite import SpeakerDatabase, model_fingerprint
 
     embedder = ToneEmbedder()
     embedder.model = torch.nn.Linear(2, 2)  # what the database fingerprints

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import soundfile
 
-from redimnet.audio import AudioError, read_audio
+from redimnet.audio.read import AudioError, read_audio
+from redimnet.audio.stream import AudioSource
 from redimnet.diarization import clustering
 from redimnet.diarization.clustering import AgglomerativeClustering, SpectralClustering, reduce
 from redimnet.diarization.der import DERScore, diarization_error
-from redimnet.diarization.pipeline import Diarizer, keep_windows, plan_windows
+from redimnet.diarization.diarizer import Diarizer, keep_windows, plan_windows
 from redimnet.diarization.segments import RTTMError, Segment, format_rttm, parse_rttm, read_rttm
-from redimnet.diarization.stream import AudioSource
 from redimnet.diarization.vad import EnergyVAD, scores_to_regions
 from redimnet.errors import InvalidArgumentError
-from redimnet.synth import generate_conversation, plan_conversation
+from redimnet.testing.synth import generate_conversation, plan_conversation
 
 
 # --- RTTM -------------------------------------------------------------------------------------------
@@ -360,7 +360,7 @@ def test_speaker_changes_where_the_weighted_window_scores_cross():
 
 
 def test_long_regions_are_scored_in_chunks_with_the_same_result(monkeypatch):
-    from redimnet.diarization import pipeline
+    from redimnet.diarization import diarizer as pipeline
 
     regions = [(0.3, 41.17), (42.0, 42.4), (43.0, 70.02)]
     windows = plan_windows(regions, window=1.5, hop=0.75)

@@ -15,7 +15,7 @@ import redimnet
 from redimnet.diarization import Diarizer, EnergyVAD, SpectralClustering, read_rttm
 from redimnet.diarization.baseline import MFCCStatsEmbedder
 from redimnet.diarization.der import DERScore, diarization_error
-from redimnet.synth import generate_conversation
+from redimnet.testing.synth import generate_conversation
 
 CHECKPOINT = Path(__file__).parent / "data" / "diarization" / "redimnet_synthetic.pt"
 # (speakers, seed): conversations used nowhere else (the benchmark's seeds are 100 and up)

@@ -147,7 +147,7 @@ def test_backend_is_looked_for_next_to_the_weights():
 def test_a_backend_made_from_labelled_recordings_is_picked_up_by_diarize(tmp_path, capsys, one_thread):
     """--save-windows labels windows with the reference, backend train fits the PLDA, and a
     <weights>.diarization.npz next to the checkpoint makes --clustering auto run VBx."""
-    from redimnet.synth import generate_conversation
+    from redimnet.testing.synth import generate_conversation
 
     train = tmp_path / "train"
     for seed in range(3):

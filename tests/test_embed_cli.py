@@ -12,8 +12,8 @@ import soundfile as sf
 import torch
 
 from redimnet import cli
-from redimnet.audio import read_audio
-from redimnet.embeddings_io import load_embeddings
+from redimnet.audio.read import read_audio
+from redimnet.embedding.io import load_embeddings
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -304,8 +304,8 @@ def test_torchrun_two_ranks_on_gloo(tmp_path, corpus, model_and_checkpoint):
 
 
 def test_npz_records_the_model_and_refuses_mixing(tmp_path, corpus, model_and_checkpoint, capsys):
-    from redimnet.embeddings_io import embeddings_model
-    from redimnet.speaker_db import model_fingerprint
+    from redimnet.embedding.io import embeddings_model
+    from redimnet.speakers.sqlite import model_fingerprint
 
     _, good, _ = corpus
     model, checkpoint = model_and_checkpoint

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import redimnet.cli as cli
-from redimnet.embeddings_io import load_embeddings, save_embeddings
+from redimnet.embedding.io import load_embeddings, save_embeddings
 from redimnet.evaluation.metrics import eer, min_dcf
 
 
@@ -163,7 +163,7 @@ def test_option_errors(tmp_path, capsys, monkeypatch):
 def test_audio_root_without_extraction_support(tmp_path, capsys, monkeypatch):
     ids, matrix, speakers, emb = make_population(tmp_path)
     trials = write_vox_trials(tmp_path / "t.txt", ids, speakers, all_pairs(len(ids))[:40])
-    monkeypatch.setitem(sys.modules, "redimnet.inference", None)  # import fails
+    monkeypatch.setitem(sys.modules, "redimnet.embedding.embedder", None)  # import fails
     assert (
         run("eval", "--trials", trials, "--audio-root", tmp_path, "--model", "b0", "--cache", tmp_path / "cache.npz")
         == 2
@@ -185,7 +185,9 @@ def test_audio_root_extracts_once_then_uses_cache(tmp_path, capsys, monkeypatch)
         save_embeddings(cache_path, wanted, np.stack([lookup[u] for u in wanted]))
         return load_embeddings(cache_path)
 
-    monkeypatch.setitem(sys.modules, "redimnet.inference", types.SimpleNamespace(embed_directory=embed_directory))
+    monkeypatch.setitem(
+        sys.modules, "redimnet.embedding.embedder", types.SimpleNamespace(embed_directory=embed_directory)
+    )
     import redimnet.cli.evaluate as evaluate
 
     model = object()  # loading a real model is not what this test is about

@@ -9,7 +9,7 @@ from conftest import official_file, require_fixtures
 
 import redimnet
 from redimnet.cli import export as export_cli
-from redimnet.export import DFTMelFrontEnd, ExportError, export_model, export_onnx, export_torchscript
+from redimnet.embedding.export import DFTMelFrontEnd, ExportError, export_model, export_onnx, export_torchscript
 
 FIXTURE_NAMES = require_fixtures()
 TOLERANCE = 1e-4  # max|ours - expected| <= TOLERANCE * max|expected|

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import redimnet
-from redimnet.audio import AudioError, prepare_waveform, read_audio
+from redimnet.audio.read import AudioError, prepare_waveform, read_audio
+from redimnet.embedding.embedder import Embedder
 from redimnet.errors import RedimnetError
-from redimnet.inference import Embedder
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import yaml
 from conftest import TINY_MODEL, fixture_file, official_file
 
 import redimnet
-from redimnet.inference import Embedder
-from redimnet.optimize import optimize_for_inference
-from redimnet.similarity import cosine_score
+from redimnet.embedding.embedder import Embedder
+from redimnet.embedding.similarity import cosine_score
+from redimnet.fast.optimize import optimize_for_inference
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -70,7 +70,7 @@ def test_embedding_pipeline_on_the_gpu_matches_the_cpu(tmp_path, precision, floo
 
 def test_diarization_with_a_gpu_embedder_agrees_with_the_cpu(tmp_path):
     from redimnet.diarization import Diarizer, diarization_error
-    from redimnet.synth import generate_conversation
+    from redimnet.testing.synth import generate_conversation
 
     audio = tmp_path / "talk.wav"
     generate_conversation(audio, speakers=3, seconds=60, seed=3)
@@ -86,7 +86,7 @@ def test_diarization_with_a_gpu_embedder_agrees_with_the_cpu(tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_training_steps_on_the_gpu(tmp_path, precision):
     from redimnet.cli import main as cli_main
-    from redimnet.synth import generate_corpus
+    from redimnet.testing.synth import generate_corpus
     from redimnet.training import load_config, train
 
     generate_corpus(tmp_path / "audio", speakers=range(4), utterances=3, seconds=0.6)

@@ -9,9 +9,9 @@ import torch
 from conftest import official_file
 
 import redimnet
-from redimnet.audio import AudioError, resample
+from redimnet.audio.read import AudioError, resample
+from redimnet.embedding.embedder import Embedder, cosine_score, embed_directory, minimum_samples
 from redimnet.errors import InvalidArgumentError
-from redimnet.inference import Embedder, cosine_score, embed_directory, minimum_samples
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -56,7 +56,7 @@ def test_optimized_embedder_agrees_with_plain(model, embedder):
 
 
 def test_falls_back_to_the_plain_model_without_the_optimize_module(model, monkeypatch):
-    monkeypatch.setitem(sys.modules, "redimnet.optimize", None)  # import fails
+    monkeypatch.setitem(sys.modules, "redimnet.fast.optimize", None)  # import fails
     fallback = Embedder(model, device="cpu")
     assert fallback.network is fallback.model and not fallback.optimized
     close(fallback.embed(noise(8000, 3)), direct(model, noise(8000, 3)))

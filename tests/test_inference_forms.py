@@ -2,7 +2,7 @@
 
 The matrix is a pairwise covering design over the options (every value of every
 option meets every value of every other option in at least one case), built
-from the option lists of :mod:`redimnet.config`, so a new block type or pooling
+from the option lists of :mod:`redimnet.models.redimnet.config`, so a new block type or pooling
 joins it by itself.  Models are tiny (C=8, F=12, 0.3 s inputs, one thread).
 A block without an inference form, or whose form computes something else than
 its ``forward``, fails here.
@@ -16,11 +16,11 @@ import torch
 from torch import nn
 
 import redimnet
-from redimnet.config import BLOCK_1D_TYPES, BLOCK_2D_TYPES, POOLING_FUNCS
 from redimnet.fast import InferenceFormError, build_inference_form, inference_form
 from redimnet.fast.adapters import PlainBlock1d, PlainBlock2d
+from redimnet.fast.optimize import OptimizationWarning, OptimizedReDimNet, OptimizeError, optimize_for_inference
 from redimnet.layers.freq_se import FrequencySE
-from redimnet.optimize import OptimizationWarning, OptimizedReDimNet, OptimizeError, optimize_for_inference
+from redimnet.models.redimnet.config import BLOCK_1D_TYPES, BLOCK_2D_TYPES, POOLING_FUNCS
 
 TOLERANCE = 1e-5  # max|fast - plain| <= TOLERANCE * max|plain|
 

@@ -14,9 +14,9 @@ import soundfile
 import torch
 
 import redimnet
-from redimnet import synth
 from redimnet.cli import main
 from redimnet.examples import example_files
+from redimnet.testing import synth
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -142,7 +142,7 @@ def test_export_refuses_int8_torchscript_and_calibration_without_int8(tmp_path, 
 
 @pytest.mark.slow
 def test_precision_int8_in_every_verb(tmp_path, cache, embedders, capsys, one_thread):
-    from redimnet import embeddings_io
+    from redimnet.embedding import io as embeddings_io
 
     model = ["--checkpoint", str(TRAINED), "--cache-dir", str(cache)]
     files = example_files()
@@ -239,5 +239,5 @@ def test_missing_openvino_names_the_extra(monkeypatch, trained):
 
     monkeypatch.setattr(builtins, "__import__", no_openvino)
     monkeypatch.delitem(__import__("sys").modules, "openvino", raising=False)
-    with pytest.raises(redimnet.optional.MissingDependencyError, match=r'pip install "redimnet\[int8\]"'):
+    with pytest.raises(redimnet._utils.optional.MissingDependencyError, match=r'pip install "redimnet\[int8\]"'):
         int8.int8_network(trained, cache_dir=os.devnull)

@@ -1,4 +1,4 @@
-"""The optimised inference path (redimnet.optimize) gives the plain path's outputs."""
+"""The optimised inference path (redimnet.fast.optimize) gives the plain path's outputs."""
 
 import platform
 import subprocess
@@ -12,7 +12,7 @@ from torch import nn
 
 import redimnet
 from redimnet.fast.folding import fold_bn_after, fold_bn_before_linear, merge_parallel_convs, merge_small_groups
-from redimnet.optimize import OptimizedReDimNet, OptimizeError, optimize_for_inference
+from redimnet.fast.optimize import OptimizedReDimNet, OptimizeError, optimize_for_inference
 
 FIXTURE_NAMES = require_fixtures()
 TOLERANCE = 1e-4  # max|ours - expected| <= TOLERANCE * max|expected|
@@ -269,7 +269,7 @@ def test_dense_products_keep_gradients_and_autocast():
 
 FAULT_PROBE = """
 import resource, sys, torch
-from redimnet.optimize import keep_freed_memory
+from redimnet.fast.optimize import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 MIB = 1024 * 1024 // 4
 def one_pass():  # a forward pass in miniature: activations of 10-17 MiB alive together, then freed
@@ -302,7 +302,7 @@ def test_keeping_freed_memory_stops_page_faults_between_passes():
 
 
 def test_keep_freed_memory_rejects_a_tiny_trim_threshold():
-    from redimnet.optimize import keep_freed_memory
+    from redimnet.fast.optimize import keep_freed_memory
 
     with pytest.raises(ValueError, match="trim_threshold_mb"):
         keep_freed_memory(trim_threshold_mb=1)

@@ -8,13 +8,14 @@ import soundfile as sf
 import soxr
 import torch
 
-from redimnet import audio as audio_module
-from redimnet import cli, pipeline
-from redimnet.audio import SILENCE_FLOOR_DBFS, AudioError, AudioFile, check_signal_level
-from redimnet.embeddings_io import load_embeddings
-from redimnet.inference import Embedder
-from redimnet.pipeline import EmbeddingPipeline, Windowing, windows_of
-from redimnet.similarity import ScoringError, cosine_score, l2_normalize
+from redimnet import cli
+from redimnet.audio import read as audio_module
+from redimnet.audio.read import SILENCE_FLOOR_DBFS, AudioError, AudioFile, check_signal_level
+from redimnet.embedding import pipeline
+from redimnet.embedding.embedder import Embedder
+from redimnet.embedding.io import load_embeddings
+from redimnet.embedding.pipeline import EmbeddingPipeline, Windowing, windows_of
+from redimnet.embedding.similarity import ScoringError, cosine_score, l2_normalize
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -184,7 +185,7 @@ def test_decoding_workers_batch_equal_lengths_as_the_calling_process_does(tmp_pa
 
 
 def test_hand_overs_are_runs_of_bounded_audio():
-    from redimnet.pipeline import _chunks, _lists
+    from redimnet.embedding.pipeline import _chunks, _lists
 
     lengths = [-1] + sorted(np.random.default_rng(0).integers(3 * 16000, 8 * 16000, 199).tolist())
     limit = 32 * 16000
@@ -322,8 +323,9 @@ def test_silence_is_a_per_file_failure_in_embed_and_an_error_in_verify(tmp_path,
 
 # --- one cosine ------------------------------------------------------------------------------------
 def test_one_cosine_and_one_zero_vector_policy(tmp_path):
-    from redimnet import inference, speaker_db
+    from redimnet.embedding import embedder as inference
     from redimnet.evaluation import scoring
+    from redimnet.speakers import sqlite as speaker_db
 
     assert scoring.l2_normalize is l2_normalize and inference.cosine_score is cosine_score
     assert cosine_score([3, 4], [6, 8]) == pytest.approx(1.0) and cosine_score([1, 0], [0, 2]) == 0.0

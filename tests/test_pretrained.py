@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import redimnet
-from redimnet.pretrained import (
+from redimnet.hub.pretrained import (
     RELEASES,
     NonCommercialLicenseWarning,
     PretrainedError,
@@ -24,7 +24,7 @@ from redimnet.pretrained import (
     from_pretrained,
     list_pretrained,
 )
-from redimnet.registry import get_preset
+from redimnet.hub.registry import get_preset
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -119,7 +119,7 @@ def test_environment_variables(tmp_path, server, monkeypatch):
 
 
 def test_default_cache_is_torch_hub_checkpoints(tmp_path, monkeypatch):
-    from redimnet.pretrained import default_cache_dir
+    from redimnet.hub.pretrained import default_cache_dir
 
     monkeypatch.delenv("REDIMNET_CACHE", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
@@ -355,7 +355,7 @@ def test_invalid_cache_folder_is_one_clear_line(tmp_path, server, monkeypatch):
 
 def test_read_only_cache_folder(tmp_path, server, monkeypatch):
     """A folder that refuses new files (simulated: tests may run as root, which ignores permissions)."""
-    import redimnet.pretrained as pretrained
+    import redimnet.hub.pretrained as pretrained
 
     def refuse(folder):
         raise PermissionError(13, "Permission denied")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import redimnet
-from redimnet.redimnet2.family import detect_family
+from redimnet.models.families import detect_family
 
 TINY = dict(
     F=16,
@@ -165,7 +165,7 @@ def test_embedder_runs_redimnet2_models():
     ],
 )
 def test_optimized_form_matches_plain(changes):
-    from redimnet.optimize import optimize_for_inference
+    from redimnet.fast.optimize import optimize_for_inference
 
     model = tiny(**changes)
     with torch.no_grad():

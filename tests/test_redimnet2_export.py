@@ -6,7 +6,7 @@ import torch
 from test_redimnet2_parity import FIXTURE_NAMES, REDIMNET2, TOLERANCE
 
 import redimnet
-from redimnet.export import export_onnx, export_torchscript
+from redimnet.embedding.export import export_onnx, export_torchscript
 
 
 def relative_error(ours, expected) -> float:

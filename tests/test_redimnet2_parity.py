@@ -7,7 +7,7 @@ import torch
 from conftest import FIXTURES, require_fixtures
 
 import redimnet
-from redimnet.optimize import optimize_for_inference
+from redimnet.fast.optimize import optimize_for_inference
 
 REDIMNET2 = FIXTURES / "redimnet2"
 FIXTURE_NAMES = require_fixtures("redimnet2")

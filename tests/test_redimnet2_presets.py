@@ -6,8 +6,8 @@ import pytest
 from conftest import fixture_file
 
 import redimnet
-from redimnet.complexity import count_macs, count_parameters
-from redimnet.redimnet2 import presets
+from redimnet.models.complexity import count_macs, count_parameters
+from redimnet.models.redimnet2 import presets
 
 # configs.json's measured counts beside the official README's (M params, GMACs for 2 s).
 REFERENCE = {

@@ -8,8 +8,9 @@ import torch
 from test_pretrained import _Server
 
 import redimnet
-from redimnet import cli, registry
-from redimnet.redimnet2 import presets
+from redimnet import cli
+from redimnet.hub import registry
+from redimnet.models.redimnet2 import presets
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

@@ -8,8 +8,8 @@ import pytest
 from conftest import PROJECT_ROOT, official_file
 
 import redimnet
-from redimnet import registry
-from redimnet.complexity import count_macs, count_parameters
+from redimnet.hub import registry
+from redimnet.models.complexity import count_macs, count_parameters
 
 # From ../shared/fixtures/README.md: parameters (M) and GMACs for 2 s of audio,
 # measured on the original implementation; printed to two decimals.
@@ -139,7 +139,8 @@ def test_build_without_weights_explains_file_only_architectures(name):
 def test_build_with_weights_goes_through_the_loader(monkeypatch):
     seen = []
     monkeypatch.setattr(
-        "redimnet.pretrained.load_weights", lambda weights, **options: seen.append((weights.name, options)) or "model"
+        "redimnet.hub.pretrained.load_weights",
+        lambda weights, **options: seen.append((weights.name, options)) or "model",
     )
     assert redimnet.build("b2", weights="vox2-ptn", cache_dir="/somewhere") == "model"
     assert redimnet.build("b3.ft_lm") == "model"
@@ -170,7 +171,7 @@ def test_every_entry_reachable_from_python_hub_and_cli(monkeypatch):
 
     loaded = []
     monkeypatch.setattr(
-        "redimnet.pretrained.load_weights", lambda weights, **options: loaded.append(weights) or weights
+        "redimnet.hub.pretrained.load_weights", lambda weights, **options: loaded.append(weights) or weights
     )
     hub = _hubconf()
     parser = argparse.ArgumentParser()
@@ -196,7 +197,7 @@ def test_every_entry_reachable_from_python_hub_and_cli(monkeypatch):
 def test_hub_embedder_accepts_every_embedder_option(monkeypatch):
     import inspect
 
-    monkeypatch.setattr("redimnet.pretrained.load_weights", lambda weights, **options: redimnet.build("b0"))
+    monkeypatch.setattr("redimnet.hub.pretrained.load_weights", lambda weights, **options: redimnet.build("b0"))
     names = set(inspect.signature(redimnet.Embedder).parameters) - {"model"}
     assert "keep_freed_memory" in names
     embedder = _hubconf().ReDimNetEmbedder("b0", keep_freed_memory=False, optimize=False, batch_size=3)
@@ -208,9 +209,9 @@ def test_a_new_family_registers_cleanly(clean_registry):
     registry.register_family(
         registry.Family(
             "toy",
-            config_from_dict="redimnet.config:ModelConfig.from_dict",
-            build="redimnet.model:ReDimNet",
-            load_checkpoint="redimnet.checkpoint:load_checkpoint",
+            config_from_dict="redimnet.models.redimnet.config:ModelConfig.from_dict",
+            build="redimnet.models.redimnet:ReDimNet",
+            load_checkpoint="redimnet.models.checkpoint:load_checkpoint",
         )
     )
     options = dict(F=24, C=4, embed_dim=16, stages_setup=[(1, 1, 1, [(3, 3)], None)])

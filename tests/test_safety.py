@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from redimnet import cli
+from redimnet._utils.fileio import atomic_write
+from redimnet._utils.names import MAX_NAME_LENGTH, UnsafeNameError, check_speaker_name, path_below, printable
+from redimnet._utils.optional import MissingDependencyError, require
 from redimnet.cli.common import UsageError
-from redimnet.embeddings_io import NpyFolderOutput, load_embeddings, open_output, save_embeddings
+from redimnet.embedding.io import NpyFolderOutput, load_embeddings, open_output, save_embeddings
 from redimnet.errors import InvalidArgumentError, RedimnetError
-from redimnet.fileio import atomic_write
-from redimnet.names import MAX_NAME_LENGTH, UnsafeNameError, check_speaker_name, path_below, printable
-from redimnet.optional import MissingDependencyError, require
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -287,7 +287,7 @@ def test_library_does_not_raise_the_cli_usage_error():
     with pytest.raises(InvalidArgumentError) as caught:
         redimnet.get_preset("no-such-model")
     assert isinstance(caught.value, RedimnetError) and isinstance(caught.value, ValueError)
-    from redimnet import threads
+    from redimnet._utils import threads
 
     with pytest.raises(InvalidArgumentError, match="--threads"):
         threads.model_threads(0)
@@ -312,7 +312,7 @@ def test_verbs_share_no_private_helpers():
 
 # --- speaker names ---------------------------------------------------------------------------------
 def test_speaker_database_refuses_long_and_control_names(tmp_path):
-    from redimnet.speaker_db import SpeakerDatabase
+    from redimnet.speakers.sqlite import SpeakerDatabase
 
     with SpeakerDatabase(tmp_path / "s.db") as db:
         vectors = np.ones((1, 4), dtype=np.float32)
@@ -324,7 +324,7 @@ def test_speaker_database_refuses_long_and_control_names(tmp_path):
 
 
 def test_speaker_names_are_escaped_on_the_terminal(tmp_path, capsys):
-    from redimnet.speaker_db import SpeakerDatabase
+    from redimnet.speakers.sqlite import SpeakerDatabase
 
     db_path = tmp_path / "s.db"
     with SpeakerDatabase(db_path) as db:
@@ -472,7 +472,7 @@ def test_vad_writes_one_rttm_per_safe_recording_id(tmp_path, voices, capsys):
         ("matplotlib", lambda: __import__("redimnet.evaluation.plots", fromlist=["x"]).require_matplotlib()),
         (
             "onnx",
-            lambda: __import__("redimnet.export", fromlist=["x"]).export_onnx(
+            lambda: __import__("redimnet.embedding.export", fromlist=["x"]).export_onnx(
                 __import__("redimnet").build("b0"), "/tmp/never-written.onnx"
             ),
         ),
@@ -480,7 +480,7 @@ def test_vad_writes_one_rttm_per_safe_recording_id(tmp_path, voices, capsys):
     ],
 )
 def test_every_optional_feature_names_its_extra_the_same_way(monkeypatch, module, call):
-    from redimnet.optional import EXTRAS
+    from redimnet._utils.optional import EXTRAS
 
     monkeypatch.setitem(sys.modules, module, None)
     for loaded in [name for name in sys.modules if name.startswith(module + ".")]:  # imported by earlier tests

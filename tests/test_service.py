@@ -20,9 +20,9 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its test c
 import redimnet  # noqa: E402
 from redimnet.service import Service, ServiceSettings, create_app  # noqa: E402
 from redimnet.service.app import ROUTES  # noqa: E402
-from redimnet.speaker_db import SpeakerDatabase, model_fingerprint  # noqa: E402
 from redimnet.speakers.sql import EmptyStoreError  # noqa: E402
-from redimnet.synth import synthesize, voice_for  # noqa: E402
+from redimnet.speakers.sqlite import SpeakerDatabase, model_fingerprint  # noqa: E402
+from redimnet.testing.synth import synthesize, voice_for  # noqa: E402
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -111,7 +111,7 @@ def test_verify_two_uploads(client, embedder, clips):
     assert same.json()["score"] == pytest.approx(1.0, abs=1e-3)  # FLAC decodes to the same samples as the WAV
     other = client.post("/v1/verify", files=files(audio=("a1.wav", clips["a1"]), audio2=("b1.wav", clips["b1"])))
     waves = [soundfile.read(io.BytesIO(clips[k]), dtype="float32")[0] for k in ("a1", "b1")]
-    expected = redimnet.similarity.cosine_score(*[embedder.embed(w, 16000) for w in waves])
+    expected = redimnet.embedding.similarity.cosine_score(*[embedder.embed(w, 16000) for w in waves])
     assert other.json() == {"score": pytest.approx(expected, abs=1e-4), "scoring": "cosine"}
 
 
@@ -625,7 +625,7 @@ def test_serve_without_the_extra_names_it(tmp_path, monkeypatch, capsys):
 
 # --- diarization -----------------------------------------------------------------------------------------------
 def test_diarize_segments_and_enrolled_names(client, tmp_path, clips):
-    from redimnet.synth import generate_conversation
+    from redimnet.testing.synth import generate_conversation
 
     path = tmp_path / "conversation.wav"
     generate_conversation(path, speakers=2, seconds=16.0, seed=1)
@@ -661,7 +661,7 @@ def test_diarize_leaves_out_digital_silence_inside_speech(client, monkeypatch):
     from redimnet.diarization import OracleVAD
 
     # a detector that calls everything speech, so windows of exact zeros reach the pipeline
-    monkeypatch.setattr("redimnet.diarization.pipeline.make_vad", lambda name: OracleVAD([(0.0, 60.0)]))
+    monkeypatch.setattr("redimnet.diarization.diarizer.make_vad", lambda name: OracleVAD([(0.0, 60.0)]))
     wave = np.concatenate([speech(1, 5, 3.0), np.zeros(4 * 16000, dtype=np.float32), speech(2, 6, 3.0)])
     response = client.post("/v1/diarize", files=files(audio=("gap.wav", wav_bytes(wave))))
     assert response.status_code == 200, response.text
@@ -712,7 +712,7 @@ class DictStore:
         return len(self.shared.pop(name))
 
     def speakers(self):
-        from redimnet.speaker_db import Speaker
+        from redimnet.speakers.sqlite import Speaker
 
         return [Speaker(name, len(rows), 0.0, 0.0) for name, rows in sorted(self.shared.items())]
 
@@ -726,12 +726,14 @@ class DictStore:
         return [str(i) for i in range(len(self.shared[name]))], np.stack(self.shared[name])
 
     def speaker_model(self, name):
-        return redimnet.similarity.l2_normalize(np.stack(self.shared[name])).mean(axis=0)
+        return redimnet.embedding.similarity.l2_normalize(np.stack(self.shared[name])).mean(axis=0)
 
     def identify(self, embedding, top=5, fingerprint=None):
         if not self.shared:
             raise EmptyStoreError("nobody is enrolled")
-        scores = [(n, redimnet.similarity.cosine_score(embedding, self.speaker_model(n))) for n in self.shared]
+        scores = [
+            (n, redimnet.embedding.similarity.cosine_score(embedding, self.speaker_model(n))) for n in self.shared
+        ]
         return sorted(scores, key=lambda item: -item[1])[:top]
 
     def built_with(self):

@@ -24,8 +24,8 @@ if CHROMIUM is None:
 import redimnet  # noqa: E402
 from redimnet.service import Service, ServiceSettings, create_app  # noqa: E402
 from redimnet.service.background import BackgroundServer  # noqa: E402
-from redimnet.speaker_db import model_fingerprint  # noqa: E402
-from redimnet.synth import synthesize, voice_for  # noqa: E402
+from redimnet.speakers.sqlite import model_fingerprint  # noqa: E402
+from redimnet.testing.synth import synthesize, voice_for  # noqa: E402
 
 TOKEN = "browser-token-0123456789abcdef"
 CHROMIUM_ARGS = [
@@ -116,7 +116,7 @@ def test_upload_verify_enroll_identify_and_errors(server, page, tmp_path):
     page.click("#verify")
     sync_api.expect(page.locator("#result")).to_contain_text("A against Alice <b>")
 
-    from redimnet.synth import generate_conversation
+    from redimnet.testing.synth import generate_conversation
 
     generate_conversation(tmp_path / "meeting.wav", speakers=2, seconds=12.0, seed=2)
     page.set_input_files("#file-a", str(tmp_path / "meeting.wav"))

@@ -26,7 +26,7 @@ pytest.importorskip("python_multipart")
 
 import redimnet  # noqa: E402
 from redimnet.speakers.stores import open_store  # noqa: E402
-from redimnet.synth import synthesize, voice_for  # noqa: E402
+from redimnet.testing.synth import synthesize, voice_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "process-token-0123456789abcdef"

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 import redimnet
-from redimnet.speaker_db import SpeakerDatabase, SpeakerDatabaseError, model_fingerprint
+from redimnet.speakers.sqlite import SpeakerDatabase, SpeakerDatabaseError, model_fingerprint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
@@ -147,7 +147,7 @@ def test_a_writer_killed_mid_transaction_changes_nothing(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         import numpy as np
-        from redimnet.speaker_db import SpeakerDatabase
+        from redimnet.speakers.sqlite import SpeakerDatabase
         db = SpeakerDatabase({str(path)!r})
         original = db.connection.execute
         def work(cursor):
@@ -239,7 +239,7 @@ def test_speakers_list_times_are_iso_utc(tmp_path, capsys):
 
 # --- one naming policy: NFC, visible characters only; stores written before it keep working -----------------------
 def test_look_alike_names_are_one_speaker_or_refused(tmp_path):
-    from redimnet.names import UnsafeNameError
+    from redimnet._utils.names import UnsafeNameError
 
     rng = np.random.default_rng(3)
     composed, decomposed = "Jos\u00e9", "Jose\u0301"  # the same on screen

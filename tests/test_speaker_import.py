@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from redimnet import cli
-from redimnet.embeddings_io import save_embeddings
-from redimnet.speaker_db import SCHEMA_VERSION, SpeakerDatabase, SpeakerDatabaseError
+from redimnet.embedding.io import save_embeddings
 from redimnet.speakers.bulk import import_arrays, import_embeddings, speaker_names
+from redimnet.speakers.sqlite import SCHEMA_VERSION, SpeakerDatabase, SpeakerDatabaseError
 from redimnet.speakers.stores import open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

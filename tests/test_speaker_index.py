@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from redimnet.speaker_db import SpeakerDatabase
 from redimnet.speakers import index as index_module
 from redimnet.speakers.index import ExactIndex, IndexFile, usearch_available
+from redimnet.speakers.sqlite import SpeakerDatabase
 from redimnet.speakers.stores import open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

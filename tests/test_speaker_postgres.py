@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from redimnet.optional import MissingDependencyError
-from redimnet.speaker_db import SpeakerDatabaseError
+from redimnet._utils.optional import MissingDependencyError
+from redimnet.speakers.sqlite import SpeakerDatabaseError
 from redimnet.speakers.stores import open_store, store_label
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -69,7 +69,7 @@ def test_a_database_of_a_newer_schema_is_refused(postgres_url):
 
 def test_postgres_store_files_names_as_the_sqlite_store_does(postgres_url, tmp_path):
     """One naming policy for every store: NFC, visible characters only, old names normalised on open."""
-    from redimnet.names import UnsafeNameError
+    from redimnet._utils.names import UnsafeNameError
 
     for location in (postgres_url, str(tmp_path / "s.db")):
         with open_store(location) as db:

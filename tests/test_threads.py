@@ -6,7 +6,7 @@ from unittest import mock
 import pytest
 import torch
 
-from redimnet import threads
+from redimnet._utils import threads
 from redimnet.cli import build_parser, main
 
 

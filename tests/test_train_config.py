@@ -4,8 +4,8 @@ import pytest
 
 import redimnet
 from redimnet.cli import main as cli_main
+from redimnet.models.families import build_model
 from redimnet.recipes import RecipeError, list_recipes, recipe_path, resolve_config
-from redimnet.redimnet2.family import build_model
 from redimnet.training.config import ConfigError, TrainingConfig, load_config
 
 CONFIGS = [recipe_path(name) for name in list_recipes()]

@@ -192,7 +192,7 @@ def test_crop_speed_noise_and_reverb():
 
 
 def test_augmenter_uses_musan_style_folders(tmp_path):
-    from redimnet.synth import write_noise_folder, write_rir_folder
+    from redimnet.testing.synth import write_noise_folder, write_rir_folder
 
     write_noise_folder(tmp_path / "musan", files=2, seconds=0.5)
     write_rir_folder(tmp_path / "rir", files=2)

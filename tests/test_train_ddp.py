@@ -13,7 +13,7 @@ from conftest import TINY_MODEL
 
 import redimnet
 from redimnet.cli import main as cli_main
-from redimnet.synth import generate_corpus
+from redimnet.testing.synth import generate_corpus
 from redimnet.training.checkpointing import load_training_state
 
 

@@ -1,6 +1,6 @@
 """End to end on synthetic voices, through the user-facing commands:
 
-``python -m redimnet.synth`` -> ``redimnet prepare`` -> ``redimnet train`` -> ``redimnet average``
+``python -m redimnet.testing.synth`` -> ``redimnet prepare`` -> ``redimnet train`` -> ``redimnet average``
 -> ``redimnet embed`` + ``redimnet eval`` on held-out speakers, before and after training, with the
 shipped recipes for a small model on synthetic speakers (``synthetic_small``, ``redimnet2_synthetic_small``).
 
@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import redimnet
-from redimnet import synth
 from redimnet.cli import main as cli_main
+from redimnet.models.families import build_model
 from redimnet.recipes import recipe_path
-from redimnet.redimnet2.family import build_model
+from redimnet.testing import synth
 from redimnet.training.config import load_config
 
 TRAIN_SPEAKERS, TEST_SPEAKERS, UTTERANCES = 32, 16, 8

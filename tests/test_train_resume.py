@@ -11,7 +11,7 @@ from conftest import TINY_MODEL
 
 import redimnet
 from redimnet.cli import main as cli_main
-from redimnet.synth import generate_corpus, write_noise_folder
+from redimnet.testing.synth import generate_corpus, write_noise_folder
 from redimnet.training import TrainingError, load_config, train
 from redimnet.training.checkpointing import atomic_save, training_states
 

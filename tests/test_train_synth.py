@@ -3,7 +3,7 @@
 import numpy as np
 import soundfile
 
-from redimnet import synth
+from redimnet.testing import synth
 
 
 def test_voices_differ_between_speakers_and_repeat_for_one():

@@ -26,7 +26,7 @@ import unicodedata
 from pathlib import Path
 from typing import Union
 
-from .errors import RedimnetError
+from ..errors import RedimnetError
 
 PathLike = Union[str, os.PathLike]
 

@@ -11,7 +11,7 @@ message (exit status 2), so every verb behaves alike.
 import importlib
 from typing import Optional
 
-from .errors import RedimnetError
+from ..errors import RedimnetError
 
 #: top-level module -> (package to install, extra of redimnet that provides it)
 EXTRAS = {

@@ -23,7 +23,7 @@ import os
 import time
 from typing import Dict, List, Optional, Sequence
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 THREADS_HELP = (
     "CPU threads for the model (default: the cores left free by decoding workers and other "

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Tuple, Type, Union
 
-from .errors import RedimnetError
+from ..errors import RedimnetError
 
 PathLike = Union[str, os.PathLike]
 

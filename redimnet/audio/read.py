@@ -23,8 +23,8 @@ from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .errors import RedimnetError
-from .kaldi_lists import read_two_columns
+from ..errors import RedimnetError
+from .lists import read_two_columns
 
 PathLike = Union[str, os.PathLike]
 

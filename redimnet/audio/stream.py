@@ -12,7 +12,7 @@ from typing import Iterator, Optional, cast
 
 import numpy as np
 
-from ..audio import TARGET_SAMPLE_RATE, AudioFile, prepare_waveform
+from .read import TARGET_SAMPLE_RATE, AudioFile, prepare_waveform
 
 BLOCK_SECONDS = 30.0
 

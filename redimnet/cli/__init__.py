@@ -17,9 +17,9 @@ import sys
 import traceback
 from typing import Callable, List, Optional
 
+from .._utils.names import printable
+from .._utils.optional import MissingDependencyError, install_hint
 from ..errors import RedimnetError
-from ..names import printable
-from ..optional import MissingDependencyError, install_hint
 
 # Verb modules, in the order their commands are listed in --help.
 VERB_MODULES = [

@@ -7,12 +7,12 @@ from typing import List
 
 import numpy as np
 
-from ..embeddings_io import embeddings_model, load_embeddings
+from ..audio.lists import read_table
+from ..embedding.io import embeddings_model, load_embeddings
 from ..evaluation.backend import BACKEND_KINDS, Backend, train_backend
 from ..evaluation.calibration import QUALITY_DURATIONS, fit_calibration, quality_from_durations
 from ..evaluation.score_norm import speakers_of
 from ..evaluation.trials import EmbeddingIndex, index_trials, read_trials, read_utt2spk
-from ..kaldi_lists import read_table
 from .common import UsageError
 from .evaluate import add_recipe_arguments, check_recipe_arguments, recipe_from_arguments
 from .outputs import BACKEND, CALIBRATION, Inputs, check_output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..embeddings_io import load_embeddings, save_embeddings
+from ..embedding.io import load_embeddings, save_embeddings
 from ..evaluation.score_norm import build_cohort
 from ..evaluation.trials import read_utt2spk
 from .common import UsageError

@@ -4,8 +4,8 @@ Only the command line decides messages and exit statuses; the library raises
 :class:`redimnet.errors.RedimnetError` subclasses (see :func:`redimnet.cli.run_handler`).
 """
 
+from .._utils.names import printable
 from ..errors import RedimnetError
-from ..names import printable
 
 __all__ = ["UsageError", "reason", "show"]
 

@@ -1,15 +1,15 @@
 """``redimnet demo``: embed the example speech shipped with the package and score every pair.
 
 Without ``--model`` or ``--checkpoint`` it uses the default published model
-(:data:`redimnet.registry.DEFAULT_WEIGHTS`), downloaded once into the cache; offline, the
+(:data:`redimnet.hub.registry.DEFAULT_WEIGHTS`), downloaded once into the cache; offline, the
 download's own message says how to fetch the file by hand.
 """
 
 import json
 
-from .. import threads
+from .._utils import threads
 from ..examples import UTTERANCES, example_files, example_pairs
-from ..registry import DEFAULT_WEIGHTS
+from ..hub.registry import DEFAULT_WEIGHTS
 from .common import UsageError, show
 from .models import add_model_arguments, model_from_arguments, weights_from_arguments
 
@@ -58,7 +58,7 @@ def copy_examples(folder) -> int:
 
 
 def run(args) -> int:
-    from ..inference import Embedder
+    from ..embedding.embedder import Embedder
 
     if args.copy_examples:
         return copy_examples(args.copy_examples)

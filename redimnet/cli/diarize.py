@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .._utils.fileio import atomic_write
+from .._utils.optional import require
 from ..audio import SILENCE_FLOOR_DBFS
-from ..fileio import atomic_write
-from ..optional import require
 from .common import UsageError, show
 from .embed import add_embedder_arguments, embedder_from_arguments
 from .outputs import DIARIZATION_JSON, EMBEDDINGS, FOLDER, PNG, RTTM, Inputs, check_output, output_below
@@ -30,7 +30,7 @@ from .vad import add_vad_arguments, collect_recordings, process_each, report_fai
 
 def register(subparsers) -> None:
     from ..diarization.clustering import CLUSTERING_NAMES
-    from ..diarization.pipeline import DEFAULT_HOP, DEFAULT_WINDOW
+    from ..diarization.diarizer import DEFAULT_HOP, DEFAULT_WINDOW
 
     parser = subparsers.add_parser(
         "diarize",
@@ -115,11 +115,11 @@ def _check_counts(args) -> None:
 
 
 def run(args) -> int:
+    from ..audio.stream import AudioSource
     from ..diarization.der import DEFAULT_COLLAR, diarization_error
-    from ..diarization.pipeline import Diarizer
+    from ..diarization.diarizer import Diarizer
     from ..diarization.segments import label_spans
-    from ..diarization.stream import AudioSource
-    from ..embeddings_io import save_embeddings
+    from ..embedding.io import save_embeddings
     from ..speakers.stores import is_url
     from .der import read_rttms
 

@@ -5,7 +5,7 @@ files in Kaldi ``wav.scp`` form.  Utterance ids: the path relative to the
 folder given (extension kept), the file name for a file given directly, the
 first column of a ``wav.scp``.
 
-Output (``-o``): ``NAME.npz`` (see :mod:`redimnet.embeddings_io`), a folder
+Output (``-o``): ``NAME.npz`` (see :mod:`redimnet.embedding.io`), a folder
 of ``<id>.npy`` files, or ``NAME.ark`` / ``NAME.scp`` (Kaldi, needs the
 optional ``kaldiio`` package).  Rerunning with the same output skips the ids
 already there; the output is replaced atomically.  Files that fail are listed
@@ -14,7 +14,7 @@ at the end and in ``NAME.failed.tsv`` (path, reason).
 Exit status: 0 every file embedded, 1 some files failed (the others are
 written), 2 usage error (bad options, unusable model or output).
 
-Files go through the one embedding pipeline (:mod:`redimnet.pipeline`):
+Files go through the one embedding pipeline (:mod:`redimnet.embedding.pipeline`):
 decoding and resampling run block by block in ``--workers`` processes (one
 thread each) while the model runs in the main process, so memory does not
 grow with the length of a recording.  Under ``torchrun --nproc_per_node N`` each
@@ -30,12 +30,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import distributed, threads
+from .._utils import distributed, threads
 from ..audio import TARGET_SAMPLE_RATE, AudioError, iter_inputs, read_scp
-from ..embeddings_io import EmbeddingsOutput, open_output
-from ..inference import PRECISIONS
-from ..pipeline import expected_length
-from ..speaker_db import model_fingerprint
+from ..embedding.embedder import PRECISIONS
+from ..embedding.io import EmbeddingsOutput, open_output
+from ..embedding.pipeline import expected_length
+from ..speakers.sqlite import model_fingerprint
 from .common import UsageError, reason, show
 from .models import add_model_arguments, model_from_arguments
 from .outputs import Inputs, check_output
@@ -45,7 +45,7 @@ FLUSH_SECONDS = 300.0
 
 # --- options shared by embed / verify / enroll / identify -----------------------------------------
 def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
-    """Model choice plus the :class:`redimnet.inference.Embedder` options."""
+    """Model choice plus the :class:`redimnet.embedding.embedder.Embedder` options."""
     add_model_arguments(parser)
     group = parser.add_argument_group("inference")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -78,13 +78,13 @@ def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--trim-silence", action="store_true", help="cut leading/trailing silence first")
     group.add_argument("--batch-size", type=int, default=16, help="most equal-length inputs per batch (default 16)")
-    group.add_argument("--no-optimize", action="store_true", help="do not apply redimnet.optimize to the model")
+    group.add_argument("--no-optimize", action="store_true", help="do not apply redimnet.fast.optimize to the model")
     threads.add_threads_argument(group)
 
 
 def embedder_from_arguments(args):
-    """The :class:`redimnet.inference.Embedder` the arguments describe."""
-    from ..inference import Embedder
+    """The :class:`redimnet.embedding.embedder.Embedder` the arguments describe."""
+    from ..embedding.embedder import Embedder
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -176,7 +176,7 @@ def collect_inputs(inputs: Sequence[str], lists: Sequence[str]) -> Tuple[List[Tu
 def embed_items(
     embedder, items: Sequence[Tuple[str, Path]], workers: int, progress: bool, flush=None
 ) -> Tuple[Dict[str, np.ndarray], List[Tuple[str, str]], float]:
-    """Embed ``items`` with the embedding pipeline (:meth:`redimnet.inference.Embedder.run`).
+    """Embed ``items`` with the embedding pipeline (:meth:`redimnet.embedding.embedder.Embedder.run`).
 
     Returns ``(results by id, failures (path, reason), seconds of audio)``.
     """

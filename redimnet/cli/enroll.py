@@ -1,7 +1,7 @@
 """Speaker database verbs: ``redimnet enroll``, ``redimnet identify``, ``redimnet speakers list|remove|import``.
 
 The database (``--db``) is a SQLite file (default ``speakers.db``; see
-:mod:`redimnet.speaker_db`) or a ``postgresql://`` URL (see
+:mod:`redimnet.speakers.sqlite`) or a ``postgresql://`` URL (see
 :mod:`redimnet.speakers.postgres`), opened by
 :func:`redimnet.speakers.stores.open_store`.  ``enroll`` and ``identify`` need
 the same model each time (the database refuses embeddings of another model).
@@ -11,9 +11,9 @@ import json
 import sys
 from datetime import datetime, timezone
 
-from ..names import check_speaker_name
-from ..speaker_db import model_fingerprint
+from .._utils.names import check_speaker_name
 from ..speakers.bulk import DEFAULT_BATCH, SPEAKER_RULES, import_embeddings
+from ..speakers.sqlite import model_fingerprint
 from ..speakers.stores import open_store, store_label
 from .common import UsageError, show
 from .decisions import add_decision_arguments, scoring_from_arguments

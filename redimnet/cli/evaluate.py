@@ -9,8 +9,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .. import threads
-from ..embeddings_io import embeddings_model, load_embeddings
+from .._utils import threads
+from ..embedding.io import embeddings_model, load_embeddings
 from ..evaluation.backend import Backend
 from ..evaluation.calibration import Calibration, actual_dcf, cllr, min_cllr, threshold_at_rate
 from ..evaluation.metrics import compute_metrics
@@ -182,7 +182,7 @@ def _extract_embeddings(args, utterances: List[str], cache: Optional[Path]) -> T
         if all(index.find(u) is not None for u in utterances):
             return ids, matrix, f"cached embeddings {cache}"
     try:
-        from ..inference import embed_directory
+        from ..embedding.embedder import embed_directory
     except ImportError:
         raise UsageError(
             "extracting embeddings from --audio-root is not available in this installation; "

@@ -1,6 +1,6 @@
 """``redimnet export``: write a model as ONNX or TorchScript for deployment."""
 
-from ..export import FORMATS, export_model, output_path
+from ..embedding.export import FORMATS, export_model, output_path
 from .common import UsageError
 from .models import add_model_arguments, model_from_arguments
 from .outputs import ONNX, TORCHSCRIPT, Inputs, check_output

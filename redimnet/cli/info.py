@@ -1,13 +1,14 @@
 """``redimnet info``: the registry's models and weights, or a checkpoint's configuration and size.
 
-Without ``--count`` it prints the numbers stored in :mod:`redimnet.registry`
+Without ``--count`` it prints the numbers stored in :mod:`redimnet.hub.registry`
 (nothing is built, so it answers at once); ``--count`` builds the network and
 counts parameters and multiply-accumulates for ``--seconds`` of audio.
 """
 
 import json
 
-from .. import registry, threads
+from .._utils import threads
+from ..hub import registry
 from .common import UsageError
 
 STORED_SECONDS = 2.0  # the registry stores MACs for 2 s of audio
@@ -46,7 +47,7 @@ def register(subparsers):
 
 
 def _counted(model, seconds: float) -> dict:
-    from ..complexity import count_macs, count_parameters
+    from ..models.complexity import count_macs, count_parameters
 
     return {
         "parameters": count_parameters(model),
@@ -112,7 +113,7 @@ def run(args) -> int:
     if args.count or args.checkpoint:
         threads.configure(args.threads)  # only then does anything run (the stored table needs no torch)
     if args.checkpoint:
-        from ..checkpoint import load_checkpoint
+        from ..models.checkpoint import load_checkpoint
 
         model = load_checkpoint(args.checkpoint)
         facts = {"name": args.checkpoint, "config": model.config.to_dict(), **_counted(model, seconds)}

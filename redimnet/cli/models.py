@@ -1,13 +1,13 @@
 """Choosing a model on the command line: published weights by name, or a checkpoint file.
 
-Every name comes from :mod:`redimnet.registry`, the table that
+Every name comes from :mod:`redimnet.hub.registry`, the table that
 ``redimnet.load`` and ``hubconf.py`` read too:
 
 * ``--model NAME`` -- published weights, downloaded once and cached. NAME is
   ``b2.vox2-ft_lm`` (architecture.dataset-train_type), a shortened tag
   (``b2.ptn``), or an architecture alone for its default weights; the older
   ``--model b2 --train-type ptn --dataset vox2`` still works.
-* no model option -- the default model, :data:`redimnet.registry.DEFAULT_WEIGHTS`.
+* no model option -- the default model, :data:`redimnet.hub.registry.DEFAULT_WEIGHTS`.
 * ``--checkpoint PATH`` -- a file in the official release format.
 * ``--model NAME --random-init`` -- the architecture with random weights (for
   testing the plumbing; its embeddings mean nothing).
@@ -18,9 +18,9 @@ Every name comes from :mod:`redimnet.registry`, the table that
 import argparse
 import os
 
-from .. import registry
-from ..checkpoint import load_checkpoint
 from ..errors import CheckpointError
+from ..hub import registry
+from ..models.checkpoint import load_checkpoint
 from .common import UsageError
 
 
@@ -88,7 +88,7 @@ def model_from_arguments(args):
     sha256 = getattr(args, "sha256", None)
     if getattr(args, "checkpoint", None):
         if sha256 is not None:
-            from ..pretrained import sha256_of
+            from ..hub.pretrained import sha256_of
 
             actual = sha256_of(args.checkpoint) if os.path.isfile(args.checkpoint) else None
             if actual is not None and actual != sha256.strip().lower():
@@ -97,6 +97,6 @@ def model_from_arguments(args):
     if getattr(args, "random_init", False):  # the architecture of the named (or default) weights
         named = getattr(args, "model", None)
         return registry.build(named.split(".")[0] if named else weights_from_arguments(args).arch).eval()
-    from ..pretrained import load_weights
+    from ..hub.pretrained import load_weights
 
     return load_weights(weights_from_arguments(args), cache_dir=getattr(args, "cache_dir", None), sha256=sha256)

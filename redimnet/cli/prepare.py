@@ -43,8 +43,8 @@ def register(subparsers):
 def run(args: argparse.Namespace) -> int:
     import csv
 
-    from ..fileio import atomic_write
-    from ..names import printable
+    from .._utils.fileio import atomic_write
+    from .._utils.names import printable
     from ..training.data import scan_data_folder, write_kaldi_lists, write_shards
 
     if args.utts_per_shard < 1:

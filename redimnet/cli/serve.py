@@ -16,9 +16,9 @@ import os
 import secrets
 import sys
 
-from .. import threads
+from .._utils import threads
+from .._utils.optional import require
 from ..errors import InvalidArgumentError
-from ..optional import require
 from .common import UsageError, show
 from .decisions import add_decision_arguments, scoring_from_arguments
 from .embed import add_embedder_arguments, embedder_from_arguments
@@ -114,7 +114,7 @@ def build_app(args, token):
     import numpy as np
 
     from ..service import Service, ServiceSettings, create_app
-    from ..speaker_db import SpeakerDatabaseError, model_fingerprint
+    from ..speakers.sqlite import SpeakerDatabaseError, model_fingerprint
     from ..speakers.stores import is_url, open_store, store_label
 
     embedder = embedder_from_arguments(args)

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-from .. import threads
-from ..audio import AudioError, iter_inputs
+from .._utils import threads
+from .._utils.fileio import atomic_write
+from ..audio.read import AudioError, iter_inputs
 from ..errors import RedimnetError
-from ..fileio import atomic_write
 from .common import UsageError, show
 from .outputs import FOLDER, RTTM, Inputs, check_output, output_below
 
@@ -161,8 +161,8 @@ def report_failures(failures) -> int:
 
 
 def run(args) -> int:
+    from ..audio.stream import AudioSource
     from ..diarization.segments import format_rttm
-    from ..diarization.stream import AudioSource
 
     threads.configure(args.threads)
     vad = vad_from_arguments(args)

@@ -1,7 +1,7 @@
 """Voice activity detection, speaker diarization and its scoring.
 
 * :mod:`.vad` -- where someone speaks (Silero VAD network or an energy detector);
-* :mod:`.pipeline` -- :class:`Diarizer`: who speaks when, with ReDimNet window embeddings;
+* :mod:`.diarizer` -- :class:`Diarizer`: who speaks when, with ReDimNet window embeddings;
 * :mod:`.clustering` -- spectral (eigengap) and agglomerative clustering that scale to hours;
 * :mod:`.vbx` -- VBx, Bayesian HMM clustering with the model's PLDA back-end;
 * :mod:`.der` -- diarization error rate with collar and overlap options;
@@ -11,11 +11,11 @@
 See ``docs/diarization.md``.
 """
 
+from ..audio.stream import AudioSource
 from .clustering import AgglomerativeClustering, Clustering, Clusters, SpectralClustering
 from .der import DERScore, diarization_error
-from .pipeline import Diarization, Diarizer
+from .diarizer import Diarization, Diarizer
 from .segments import RTTMError, Segment, read_rttm, write_rttm
-from .stream import AudioSource
 from .vad import EnergyVAD, OracleVAD, SileroVAD, VoiceActivityDetector, make_vad
 from .vbx import VBxClustering
 

@@ -12,7 +12,7 @@ per-dimension scales learned from nothing: c0 is dropped, the rest are used as i
 
 import numpy as np
 
-from ..audio import TARGET_SAMPLE_RATE
+from ..audio.read import TARGET_SAMPLE_RATE
 
 
 def mel_filterbank(

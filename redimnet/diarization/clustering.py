@@ -55,8 +55,8 @@ def _one_blas_thread():
 
 
 def normalise(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (float64; :func:`redimnet.similarity.l2_normalize`'s policy)."""
-    from ..similarity import l2_normalize
+    """Rows scaled to unit length (float64; :func:`redimnet.embedding.similarity.l2_normalize`'s policy)."""
+    from ..embedding.similarity import l2_normalize
 
     return l2_normalize(embeddings, "window embedding", dtype=np.float64)
 

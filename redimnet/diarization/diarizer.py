@@ -42,11 +42,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..audio import TARGET_SAMPLE_RATE, AudioError, SignalLevel
+from ..audio.read import TARGET_SAMPLE_RATE, AudioError, SignalLevel
+from ..audio.stream import AudioSource
 from ..errors import InvalidArgumentError
 from .clustering import Clustering, centroids, make_clustering, normalise
 from .segments import Segment, format_rttm, merge_regions, speaker_totals
-from .stream import AudioSource
 from .vad import VoiceActivityDetector, make_vad
 
 DEFAULT_WINDOW = 1.5
@@ -401,7 +401,7 @@ class Diarizer:
 
     def _names(self, embeddings: np.ndarray, labels: np.ndarray) -> Dict[int, tuple]:
         """Cluster -> (name, score) for clusters matching an enrolled speaker (each name used once)."""
-        from ..speaker_db import model_fingerprint
+        from ..speakers.sqlite import model_fingerprint
         from ..speakers.stores import open_store
 
         database = self.speakers_db

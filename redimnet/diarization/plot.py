@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from ..optional import require
+from .._utils.optional import require
 from .segments import Segment
 
 PathLike = Union[str, os.PathLike]

@@ -20,8 +20,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
+from .._utils.fileio import atomic_write
 from ..errors import RedimnetError
-from ..fileio import atomic_write
 
 PathLike = Union[str, os.PathLike]
 

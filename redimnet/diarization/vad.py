@@ -2,7 +2,7 @@
 
 A detector is any object with ``regions(source) -> [(start, end), ...]``
 (seconds, sorted, not overlapping) taking a
-:class:`redimnet.diarization.stream.AudioSource`; subclass
+:class:`redimnet.audio.stream.AudioSource`; subclass
 :class:`VoiceActivityDetector` to plug in another one.  Two come with the
 package; both read the recording block by block and keep only one number
 per 10-32 ms frame, so memory stays small for hours of audio:
@@ -30,11 +30,11 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..audio import TARGET_SAMPLE_RATE
+from .._utils.optional import MissingDependencyError, install_hint
+from ..audio.read import TARGET_SAMPLE_RATE
+from ..audio.stream import AudioSource
 from ..errors import InvalidArgumentError
-from ..optional import MissingDependencyError, install_hint
 from .segments import Segment
-from .stream import AudioSource
 
 Regions = List[Tuple[float, float]]
 

@@ -4,7 +4,7 @@ The Embedder owns the model and the options; the work -- reading in blocks,
 resampling, cutting long recordings into overlapping windows (default: over
 60 s, windows of 60 s overlapping by 10 s, embeddings averaged), batching
 equal-length windows, refusing silence -- is done by the one embedding
-pipeline, :mod:`redimnet.pipeline`, which ``redimnet embed``, ``redimnet
+pipeline, :mod:`redimnet.embedding.pipeline`, which ``redimnet embed``, ``redimnet
 eval --audio-root`` and training validation use as well.  Inputs up to
 ``max_seconds`` are embedded whole, never padded or cropped; memory is
 bounded by the window length whatever the length of a recording.
@@ -18,10 +18,10 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Union, cast
 import numpy as np
 import torch
 
-from . import threads
-from .audio import TARGET_SAMPLE_RATE, AudioError, check_signal_level, prepare_waveform, read_audio
-from .errors import InvalidArgumentError
-from .names import UnsafeNameError, check_relative_id
+from .._utils import threads
+from .._utils.names import UnsafeNameError, check_relative_id
+from ..audio import TARGET_SAMPLE_RATE, AudioError, check_signal_level, prepare_waveform, read_audio
+from ..errors import InvalidArgumentError
 from .pipeline import EmbeddingPipeline, Result, Windowing, too_short
 from .similarity import cosine_score
 
@@ -85,8 +85,8 @@ def minimum_samples(model: torch.nn.Module, limit: int = 1 << 16) -> int:
 
 def _front_end_minimum(model: torch.nn.Module) -> Optional[int]:
     """The shortest input the front end's arithmetic allows, or None when unknown."""
-    from .frontend.mel import MelSpectrogramFrontEnd
-    from .frontend.tf_mel import TFMelFrontEnd
+    from ..frontend.mel import MelSpectrogramFrontEnd
+    from ..frontend.tf_mel import TFMelFrontEnd
 
     frontend = getattr(model, "frontend", None)
     if isinstance(frontend, MelSpectrogramFrontEnd):
@@ -113,7 +113,7 @@ class Embedder:
             GPU); ``"int8"``: the network quantised to 8-bit integers, run by OpenVINO on the
             CPU (needs ``pip install "redimnet[int8]"``; see :mod:`redimnet.fast.int8`; the
             first use of a model quantises it, about half a minute, later ones load it from the cache).
-        optimize: pass the model through ``redimnet.optimize.optimize_for_inference``; a
+        optimize: pass the model through ``redimnet.fast.optimize.optimize_for_inference``; a
             model that cannot be optimised runs in its plain form with an
             ``OptimizationWarning`` naming the block and the reason.
         max_seconds: longer inputs are cut into windows of this length (see the module documentation).
@@ -121,7 +121,7 @@ class Embedder:
         channel: pick one channel (0-based) instead of averaging them.
         trim_silence: cut leading and trailing silence.
         batch_size: the most equal-length waveforms run together.
-        keep_freed_memory: apply :func:`redimnet.optimize.keep_freed_memory` (process-wide
+        keep_freed_memory: apply :func:`redimnet.fast.optimize.keep_freed_memory` (process-wide
             glibc malloc setting: repeated forward passes reuse memory instead of
             page-faulting, which is faster on CPU; freed memory stays with the process).
         strict: raise ``OptimizeError`` instead of warning when optimisation fails.
@@ -130,7 +130,7 @@ class Embedder:
         cache_dir: with ``precision="int8"``: where the quantised model is kept (default: the
             weights cache).
         tune_threads: on the CPU, let the pipeline change PyTorch's thread count pass by pass to
-            the cheapest one measured (:class:`redimnet.threads.ThreadTuner`; what the command
+            the cheapest one measured (:class:`redimnet._utils.threads.ThreadTuner`; what the command
             line does unless ``--threads`` or ``OMP_NUM_THREADS`` is given).  The count is process-wide.
     """
 
@@ -182,12 +182,12 @@ class Embedder:
         self.min_samples = minimum_samples(self.model)
         self.network = self.model
         if self.precision == "int8":
-            from .fast.int8 import int8_network
+            from ..fast.int8 import int8_network
 
             self.network = int8_network(self.model, calibration=calibration, cache_dir=cache_dir)
         elif optimize:
             try:
-                from .optimize import OptimizeError, optimize_for_inference, warn_not_optimized
+                from ..fast.optimize import OptimizeError, optimize_for_inference, warn_not_optimized
             except ImportError:
                 pass
             else:
@@ -199,7 +199,7 @@ class Embedder:
                     warn_not_optimized(error)
         self.optimized = self.network is not self.model
         if keep_freed_memory and self.device.type == "cpu":
-            from .optimize.allocator import keep_freed_memory as keep
+            from ..fast.allocator import keep_freed_memory as keep
 
             keep()
         self.max_samples = int(round(max_seconds * TARGET_SAMPLE_RATE))
@@ -258,11 +258,11 @@ class Embedder:
 
     # --- public API ------------------------------------------------------------------------------
     def run(self, inputs: Sequence[Union[PathLike, np.ndarray]], workers: int = 0) -> Iterator[Result]:
-        """Embed many inputs, one :class:`redimnet.pipeline.Result` each (embedding or reason), as they complete.
+        """Embed many inputs, one :class:`~.pipeline.Result` each (embedding or reason), as they complete.
 
         ``inputs``: audio file paths or checked 16 kHz waveforms; a bad input
         is reported in its result and the others go on.  ``workers``: decoding
-        processes (see :meth:`redimnet.pipeline.EmbeddingPipeline.run`).
+        processes (see :meth:`redimnet.embedding.pipeline.EmbeddingPipeline.run`).
         """
         return self.pipeline.run(inputs, workers=workers)
 
@@ -334,7 +334,7 @@ def embed_directory(
     """
     from tqdm import tqdm
 
-    from .embeddings_io import load_embeddings, save_embeddings
+    from .io import load_embeddings, save_embeddings
 
     root = Path(root)
     known = {}

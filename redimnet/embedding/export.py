@@ -7,7 +7,7 @@ centred STFT).  The "tf" front end is already made of convolutions and is
 exported as it is.  Batch and time axes are dynamic in both formats.
 
 >>> import redimnet, tempfile, os
->>> from redimnet.export import export_torchscript
+>>> from redimnet.embedding.export import export_torchscript
 >>> path = os.path.join(tempfile.mkdtemp(), "b0.ts")
 >>> _ = export_torchscript(redimnet.build("b0").eval(), path)
 """
@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import RedimnetError
-from .frontend.mel import MelSpectrogramFrontEnd
-from .frontend.preemphasis import normalize_level
-from .model.redimnet import ReDimNet
-from .optional import require
+from .._utils.optional import require
+from ..errors import RedimnetError
+from ..frontend.mel import MelSpectrogramFrontEnd
+from ..frontend.preemphasis import normalize_level
+from ..models.redimnet.network import ReDimNet
 
 PathLike = Union[str, Path]
 FORMATS = ("onnx", "torchscript")
@@ -144,7 +144,7 @@ def prepare_for_export(model: nn.Module, features_in: bool = False, optimize: bo
     if not isinstance(model, ReDimNet) and not hasattr(model, "forward_features"):
         raise ExportError(f"expected a redimnet.ReDimNet, got {type(model).__name__}")
     if optimize:
-        from .optimize import optimize_for_inference
+        from ..fast.optimize import optimize_for_inference
 
         model = optimize_for_inference(model)
     else:

@@ -7,8 +7,8 @@ them) and the speaker database.
 
 :func:`open_output` picks the writer for an output path (``.npz``,
 ``.ark``/``.scp``, else a folder of ``<id>.npy``).  Every write is atomic
-(:func:`redimnet.fileio.atomic_write`).  In a ``.npy`` folder an id becomes a
-file name only through :func:`redimnet.names.path_below`: ids that are
+(:func:`redimnet._utils.fileio.atomic_write`).  In a ``.npy`` folder an id becomes a
+file name only through :func:`redimnet._utils.names.path_below`: ids that are
 absolute, contain ``..``, empty components or control characters, or would
 leave the folder through a symbolic link are refused one by one
 (:meth:`EmbeddingsOutput.refusal`), and the other ids are written.
@@ -21,10 +21,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import RedimnetError
-from .fileio import atomic_write
-from .names import UnsafeNameError, path_below, printable
-from .optional import require
+from .._utils.fileio import atomic_write
+from .._utils.names import UnsafeNameError, path_below, printable
+from .._utils.optional import require
+from ..errors import RedimnetError
 
 PathLike = Union[str, os.PathLike]
 
@@ -41,7 +41,7 @@ def save_embeddings(path: PathLike, ids: Sequence[str], embeddings: np.ndarray, 
     """Write ``ids`` and their ``embeddings`` (one row per id) to ``path`` atomically.
 
     ``model``: the fingerprint of the model that made them (see
-    :func:`redimnet.speaker_db.model_fingerprint`), stored so calibrations and
+    :func:`redimnet.speakers.sqlite.model_fingerprint`), stored so calibrations and
     resumed runs can tell embeddings of different models apart.
     """
     path = Path(path)
@@ -143,7 +143,7 @@ class EmbeddingsOutput:
     def write_failures(self, failures: Sequence[Tuple[str, str]]) -> Optional[Path]:
         """Write ``OUT.failed.tsv`` (``path<TAB>reason``), or remove a stale one when nothing failed.
 
-        Fields are written with :func:`redimnet.names.printable`: tabs,
+        Fields are written with :func:`redimnet._utils.names.printable`: tabs,
         newlines and other control characters in paths or reasons appear as
         ``\\t``, ``\\n``, ..., so each failure is exactly one line of two fields.
         """
@@ -204,7 +204,7 @@ class NpyFolderOutput(EmbeddingsOutput):
             raise OutputError(f"{self.path} exists and is not a folder; choose another output")
 
     def file_for(self, uid: str) -> Path:
-        """The file of ``uid``; :class:`redimnet.names.UnsafeNameError` if it would not be inside the folder."""
+        """The file of ``uid``; :class:`redimnet._utils.names.UnsafeNameError` if it would not be inside the folder."""
         return path_below(self.path, uid, ".npy")
 
     def refusal(self, uid: str) -> Optional[str]:

@@ -1,6 +1,6 @@
 """The one way audio becomes speaker embeddings: read -> resample -> windows -> batches -> model -> pooled embedding.
 
-Every caller -- :class:`redimnet.inference.Embedder`, ``redimnet embed``,
+Every caller -- :class:`redimnet.embedding.embedder.Embedder`, ``redimnet embed``,
 ``redimnet eval --audio-root``, validation during training -- goes through
 :class:`EmbeddingPipeline`, so they all follow the same rules:
 
@@ -45,8 +45,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import torch
 
-from . import threads
-from .audio import TARGET_SAMPLE_RATE, AudioError, AudioFile, SignalLevel, check_signal_level
+from .._utils import threads
+from ..audio.read import TARGET_SAMPLE_RATE, AudioError, AudioFile, SignalLevel, check_signal_level
 
 __all__ = [
     "BATCH_SAMPLES",

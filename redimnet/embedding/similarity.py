@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import RedimnetError
+from ..errors import RedimnetError
 
 __all__ = ["ScoringError", "l2_normalize", "cosine_score"]
 

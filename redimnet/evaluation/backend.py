@@ -38,9 +38,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._utils.fileio import atomic_write
+from ..embedding.similarity import ScoringError, l2_normalize
 from ..errors import RedimnetError
-from ..fileio import atomic_write
-from ..similarity import ScoringError, l2_normalize
 from .calibration import array_fingerprint
 
 __all__ = ["BackendError", "PLDA", "Backend", "train_backend", "BACKEND_KINDS"]
@@ -56,7 +56,7 @@ class BackendError(RedimnetError):
 
 
 def _unit_rows(matrix: np.ndarray, what: str) -> np.ndarray:
-    """Float64 unit rows under the one zero / non-finite policy (:func:`redimnet.similarity.l2_normalize`)."""
+    """Float64 unit rows under the one zero / non-finite policy (:func:`redimnet.embedding.similarity.l2_normalize`)."""
     try:
         return l2_normalize(matrix, what, dtype=np.float64)
     except ScoringError as error:

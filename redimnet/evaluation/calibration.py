@@ -36,8 +36,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, c
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._utils.fileio import atomic_write, read_text
 from ..errors import RedimnetError
-from ..fileio import atomic_write, read_text
 from .metrics import MetricsError, error_rates, trial_arrays
 
 __all__ = [

@@ -14,8 +14,8 @@ from typing import Mapping, Tuple, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._utils.optional import require
 from ..errors import RedimnetError
-from ..optional import require
 from .metrics import eer_with_threshold, error_rates
 
 __all__ = [

@@ -9,8 +9,8 @@ from typing import Iterable, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..fileio import atomic_write
-from ..similarity import ScoringError, l2_normalize
+from .._utils.fileio import atomic_write
+from ..embedding.similarity import ScoringError, l2_normalize
 
 __all__ = ["ScoringError", "l2_normalize", "prepare_embeddings", "cosine_scores", "write_scores"]
 

@@ -10,7 +10,7 @@ makes repeated passes reuse the same pages: no faults after the first call.
 
 The price is that memory freed after a pass stays reserved by the process (up
 to ``trim_threshold_mb`` above what is in use) rather than returned to the
-system.  This is a process-wide setting; :class:`redimnet.inference.Embedder`
+system.  This is a process-wide setting; :class:`redimnet.embedding.embedder.Embedder`
 applies it by default (``keep_freed_memory=False`` to opt out) and so does the
 command line.  Equivalent environment setting, for any process:
 ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=536870912``.

@@ -2,7 +2,7 @@
 
 How a model becomes an int8 network:
 
-1. it is exported to ONNX with its front end (:func:`redimnet.export.export_onnx`);
+1. it is exported to ONNX with its front end (:func:`redimnet.embedding.export.export_onnx`);
 2. onnxruntime's quantisation tool (``onnxruntime.quantization.quantize_static``)
    inserts quantise/dequantise pairs ("QDQ" format) around every convolution and
    matrix product of the backbone -- weights int8 per output channel, activations
@@ -23,7 +23,7 @@ read as well.
 
 Calibration speech (:func:`calibration_waves`): by default the speech shipped
 with the package (:mod:`redimnet.examples`) plus a few minutes of synthetic
-speech made deterministically by :mod:`redimnet.synth`; or files the user
+speech made deterministically by :mod:`redimnet.testing.synth`; or files the user
 points at.  Quantising takes seconds to a minute, so the quantised file is kept in the
 weights cache (``<cache>/int8/``), keyed by the model's weights, the calibration
 audio and the versions of the tools; the next run loads it.
@@ -49,8 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._utils.optional import require
 from ..errors import RedimnetError
-from ..optional import require
 
 PathLike = Union[str, os.PathLike]
 
@@ -92,7 +92,7 @@ def _windows(wave: np.ndarray, limit: int) -> List[np.ndarray]:
 def _default_waves() -> List[np.ndarray]:
     from ..audio import read_audio
     from ..examples import example_files
-    from ..synth import record, synthesize, voice_for
+    from ..testing.synth import record, synthesize, voice_for
 
     waves: List[np.ndarray] = []
     for path in example_files().values():
@@ -215,18 +215,18 @@ def quantize_onnx(
 
     Input ``input`` (waveform ``[N, T]``, or features ``[N, F, frames]`` with
     ``features_in``), output ``embedding``, dynamic batch and time axes, like
-    :func:`redimnet.export.export_onnx`.  ``calibration``: 16 kHz waveforms
+    :func:`redimnet.embedding.export.export_onnx`.  ``calibration``: 16 kHz waveforms
     (default :func:`calibration_waves`).  Needs onnx and onnxruntime (``pip install
     "redimnet[export]"``); the file runs in any ONNX runtime.
     """
-    from ..export import export_onnx
+    from ..embedding.export import export_onnx
 
     require("onnx", "int8 quantisation")
     require("onnxruntime", "int8 quantisation")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from ..fileio import atomic_write
+    from .._utils.fileio import atomic_write
 
     path = Path(path)
     waves = calibration_waves() if calibration is None else list(calibration)
@@ -273,7 +273,7 @@ def quantize_onnx(
 def _cache_key(model: nn.Module, calibration: str, features_in: bool) -> str:
     import onnxruntime
 
-    from ..speaker_db import model_fingerprint
+    from ..speakers.sqlite import model_fingerprint
 
     parts = [
         model_fingerprint(model),
@@ -288,7 +288,7 @@ def _cache_key(model: nn.Module, calibration: str, features_in: bool) -> str:
 
 def _cache_folder(cache_dir: Optional[PathLike]) -> Optional[Path]:
     """``<cache>/int8`` if it can be created and written, else None (quantise into a temporary folder)."""
-    from ..pretrained import default_cache_dir
+    from ..hub.pretrained import default_cache_dir
 
     folder = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) / "int8"
     try:
@@ -351,7 +351,7 @@ def int8_network(
         calibration: audio files or folders to calibrate on (default: the shipped and
             synthetic speech of :func:`calibration_waves`).
         threads: CPU threads for inference (default ``torch.get_num_threads()``).
-        cache_dir: the weights cache (default: that of :func:`redimnet.pretrained.default_cache_dir`);
+        cache_dir: the weights cache (default: that of :func:`redimnet.hub.pretrained.default_cache_dir`);
             the quantised file goes to its ``int8/`` folder, or to a temporary folder when
             that cannot be written.
 

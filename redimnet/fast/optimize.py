@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from ..errors import RedimnetError, RedimnetWarning
-from ..fast import InferenceFormError, build_inference_form
-from ..model.redimnet import OptimizedReDimNet, WaveformEmbedder
+from ..models.redimnet.network import OptimizedReDimNet, WaveformEmbedder
+from . import InferenceFormError, build_inference_form
 from .allocator import keep_freed_memory
 
 __all__ = [

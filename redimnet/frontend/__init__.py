@@ -2,14 +2,14 @@
 
 from typing import TYPE_CHECKING, Union
 
-from ..config import ModelConfig
 from ..layers.spec_augment import SpecAugment
+from ..models.redimnet.config import ModelConfig
 from .base import LogMelFrontEnd
 from .mel import MelSpectrogramFrontEnd
 from .tf_mel import TFMelFrontEnd, TFSpectrogramFrontEnd
 
 if TYPE_CHECKING:
-    from ..redimnet2.config import ReDimNet2Config
+    from ..models.redimnet2.config import ReDimNet2Config
 
 __all__ = ["LogMelFrontEnd", "MelSpectrogramFrontEnd", "TFMelFrontEnd", "TFSpectrogramFrontEnd", "make_frontend"]
 

@@ -1,6 +1,6 @@
 """Published weights: download once, cache, verify, load.
 
-The files themselves are described in :mod:`redimnet.registry` (one entry per
+The files themselves are described in :mod:`redimnet.hub.registry` (one entry per
 file: URL, SHA-256 and size where known, licence, published EERs).  This
 module fetches them:
 
@@ -21,7 +21,7 @@ module fetches them:
 * After loading, the file's configuration is compared with the registry's
   architecture (b0-b6); a file whose network differs is refused.  M and S,
   whose configuration is published only inside their files, must hold a
-  valid configuration within :data:`redimnet.checkpoint.MAX_PARAMETERS`.
+  valid configuration within :data:`redimnet.models.checkpoint.MAX_PARAMETERS`.
 """
 
 import contextlib
@@ -35,8 +35,8 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from .errors import PretrainedError
-from .fileio import atomic_write
+from .._utils.fileio import atomic_write
+from ..errors import PretrainedError
 from .registry import RELEASE_URL, Weights, find_weights, get_family, get_weights, list_weights
 
 PathLike = Union[str, os.PathLike]
@@ -80,7 +80,7 @@ RELEASES: Dict[Tuple[str, str, str], Weights] = _releases()
 
 
 def list_pretrained() -> List[Weights]:
-    """Every published weight file (the registry's :class:`~redimnet.registry.Weights` entries).
+    """Every published weight file (the registry's :class:`~redimnet.hub.registry.Weights` entries).
 
     Returns:
         The entries, in registration order.
@@ -324,7 +324,7 @@ def checkpoint_path(
 ) -> Path:
     """The cached file of published weights, downloaded first if needed, verified.
 
-    ``model_name`` is a :class:`~redimnet.registry.Weights`, a one-name form
+    ``model_name`` is a :class:`~redimnet.hub.registry.Weights`, a one-name form
     (``"b2.vox2-ft_lm"``) or an architecture with ``train_type``/``dataset``.
     ``sha256`` is a hash the file must have (checked in addition to the
     published one); ``check_hash=False`` skips every hash check.

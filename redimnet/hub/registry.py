@@ -27,7 +27,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 RELEASE_URL = "https://github.com/IDRnD/ReDimNet/releases/download/latest/"
 """Where the ReDimNet authors publish their weight files."""
@@ -388,7 +388,7 @@ def load(name: Optional[str] = None, **options):
     Args:
         name: weights such as ``"b2.vox2-ft_lm"``, or an architecture for its default weights;
             None for :data:`DEFAULT_WEIGHTS`.
-        **options: passed to :func:`redimnet.pretrained.load_weights`: ``cache_dir``,
+        **options: passed to :func:`redimnet.hub.pretrained.load_weights`: ``cache_dir``,
             ``base_url``, ``progress``, ``sha256``, ``check_hash``, ``map_location``.
 
     Returns:
@@ -406,9 +406,9 @@ def load(name: Optional[str] = None, **options):
 register_family(
     Family(
         "redimnet",
-        "redimnet.config:ModelConfig.from_dict",
-        "redimnet.model:ReDimNet",
-        "redimnet.checkpoint:load_checkpoint",
+        "redimnet.models.redimnet.config:ModelConfig.from_dict",
+        "redimnet.models.redimnet:ReDimNet",
+        "redimnet.models.checkpoint:load_checkpoint",
         "ReDimNet, 'Reshape Dimensions Network for Speaker Recognition' (Interspeech 2024)",
     )
 )
@@ -418,9 +418,9 @@ register_family(
 register_family(
     Family(
         "redimnet2",
-        "redimnet.redimnet2.config:ReDimNet2Config.from_dict",
-        "redimnet.redimnet2.model:ReDimNet2",
-        "redimnet.checkpoint:load_checkpoint",
+        "redimnet.models.redimnet2.config:ReDimNet2Config.from_dict",
+        "redimnet.models.redimnet2.model:ReDimNet2",
+        "redimnet.models.checkpoint:load_checkpoint",
         "ReDimNet2, the successor family (its own stage wiring and options)",
     )
 )
@@ -584,7 +584,7 @@ _release("S", "vb2", "ptn", CC_BY_NC_SA)
 
 
 def _register_redimnet2():
-    from .redimnet2 import presets
+    from ..models.redimnet2 import presets
 
     for key in presets.OPTIONS:
         name = "redimnet2-" + key.replace("_", "-")

@@ -5,10 +5,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..config import grouped
 from ..fast import epilogue
 from ..fast.folding import fold_bn_after
 from ..fast.modules import PointwiseConv, SummedDepthwiseConv, SwappedConv2d, activation_name
+from ..models.redimnet.config import grouped
 
 
 class ChannelSqueeze(nn.Sequential):

@@ -5,9 +5,9 @@ from typing import Callable, Dict, Optional, Sequence, Union, cast
 import torch
 from torch import nn
 
-from ..config import grouped
 from ..fast.folding import fold_convnext_depthwise
 from ..fast.modules import Linear, PointwiseConv, SwappedConv2d, TimeConv, activation_name, matrix_of
+from ..models.redimnet.config import grouped
 
 _CONV: Dict[int, Callable[..., Union[nn.Conv1d, nn.Conv2d]]] = {1: nn.Conv1d, 2: nn.Conv2d}
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import MHASTP_HEADS, MQMHASTP_HEADS
 from ..fast.adapters import PlainPooling
 from ..fast.modules import Linear, detached_copy, matrix_of
+from ..models.redimnet.config import MHASTP_HEADS, MQMHASTP_HEADS
 
 _VAR_FLOOR = 1e-7
 

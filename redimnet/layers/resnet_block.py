@@ -5,10 +5,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..config import grouped
 from ..fast.folding import bn_scale_shift, fold_bn_after
 from ..fast.form import inference_form
 from ..fast.modules import PointwiseConv, SwappedConv2d
+from ..models.redimnet.config import grouped
 from .freq_se import FrequencySE
 
 

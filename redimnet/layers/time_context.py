@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ATTENTION_HEADS
 from ..fast.form import inference_form
 from ..fast.modules import Linear, TimeConv
+from ..models.redimnet.config import ATTENTION_HEADS
 from .convnext_block import ConvNeXtBlock
 from .layer_norm import ChannelLayerNorm
 from .transformer import TransformerLayer

@@ -22,10 +22,10 @@ from typing import Dict, Mapping, Optional, Union
 
 import torch
 
-from .errors import CheckpointError
-from .fileio import atomic_write
-from .model import ReDimNet
-from .redimnet2.family import check_family, detect_family, family_classes, family_of
+from .._utils.fileio import atomic_write
+from ..errors import CheckpointError
+from .families import check_family, detect_family, family_classes, family_of
+from .redimnet import ReDimNet
 
 PathLike = Union[str, os.PathLike]
 
@@ -248,7 +248,7 @@ def layout(
     if max_parameters is not None and values > max_parameters:
         raise CheckpointError(
             f"{source} describes a network of {values:,} parameters and buffers, more than the ceiling of "
-            f"{max_parameters:,} (redimnet.checkpoint.MAX_PARAMETERS); {_OPT_IN}"
+            f"{max_parameters:,} (redimnet.models.checkpoint.MAX_PARAMETERS); {_OPT_IN}"
         )
     return skeleton
 

@@ -3,7 +3,7 @@
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .model import ReDimNet
+from .redimnet import ReDimNet
 
 SAMPLE_RATE = 16000
 

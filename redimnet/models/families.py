@@ -54,14 +54,14 @@ def check_family(family: Optional[str]) -> Optional[str]:
 def family_classes(family: str):
     """``(config class, model class, key-name function)`` of a family."""
     if family == "redimnet2":
-        from .config import ReDimNet2Config
-        from .keymap import original_names as redimnet2_names
-        from .model import ReDimNet2
+        from .redimnet2.config import ReDimNet2Config
+        from .redimnet2.keymap import original_names as redimnet2_names
+        from .redimnet2.model import ReDimNet2
 
         return ReDimNet2Config, ReDimNet2, redimnet2_names
-    from ..config import ModelConfig
-    from ..keymap import original_names
-    from ..model import ReDimNet
+    from .redimnet import ReDimNet
+    from .redimnet.config import ModelConfig
+    from .redimnet.keymap import original_names
 
     return ModelConfig, ReDimNet, original_names
 

@@ -10,11 +10,11 @@
 See ``docs/service.md``.
 """
 
+from ..speakers.store import SpeakerStore
 from .app import Service, ServiceSettings, create_app
 from .auth import TOKEN_ENV, load_token
 from .batcher import Batcher
 from .errors import ServiceError
-from .storage import SpeakerStore
 
 __all__ = [
     "Batcher",

@@ -34,24 +34,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
+from .._utils.names import UnsafeNameError, check_speaker_name, printable
 from ..audio import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes, trim_silence
+from ..embedding.similarity import cosine_score
 from ..errors import RedimnetError
-from ..names import UnsafeNameError, check_speaker_name, printable
-from ..similarity import cosine_score
-from ..speaker_db import SpeakerDatabaseError, UnknownSpeakerError
 from ..speakers.sql import EmptyStoreError
+from ..speakers.sqlite import SpeakerDatabaseError, UnknownSpeakerError
+from ..speakers.store import SpeakerStore
 from ..speakers.stores import is_url, open_store, store_label
 from .auth import AllowedHosts, check_bearer
 from .batcher import Batcher
 from .errors import ServiceError
 from .openapi import openapi_schema
-from .storage import SpeakerStore
 from .uploads import Form, Upload, optional_upload, read_form, single_upload
 
 if TYPE_CHECKING:
     from ..cli.decisions import Scoring
-    from ..inference import Embedder
-    from ..pipeline import Result
+    from ..embedding.embedder import Embedder
+    from ..embedding.pipeline import Result
 
 __all__ = ["ServiceSettings", "Service", "create_app"]
 

@@ -4,7 +4,7 @@ Requests hand checked 16 kHz waveforms to :meth:`Batcher.submit`, which
 returns a :class:`concurrent.futures.Future` per waveform.  One thread owns the
 model: it takes the first waiting waveform, keeps collecting for up to
 ``max_wait`` seconds or until ``max_batch`` waveforms wait, and runs them all
-through the embedding pipeline (:meth:`redimnet.inference.Embedder.run`).
+through the embedding pipeline (:meth:`redimnet.embedding.embedder.Embedder.run`).
 The pipeline's rules apply unchanged: windows of exactly equal length share a
 batch (a recording longer than the embedder's ``max_seconds`` is cut into
 windows of that length, so long uploads batch with each other), a too-short
@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..pipeline import Result
+from ..embedding.pipeline import Result
 
 __all__ = ["Batcher", "BatchStats"]
 

@@ -19,9 +19,9 @@ from typing import Callable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..embeddings_io import embeddings_model, load_embeddings
-from ..names import UnsafeNameError, printable
-from ..similarity import ScoringError, l2_normalize
+from .._utils.names import UnsafeNameError, printable
+from ..embedding.io import embeddings_model, load_embeddings
+from ..embedding.similarity import ScoringError, l2_normalize
 from .sql import SpeakerDatabaseError, SqlSpeakerStore, speaker_name
 
 __all__ = ["SPEAKER_RULES", "ImportReport", "speaker_names", "import_embeddings", "import_arrays"]
@@ -166,7 +166,7 @@ def _checked_names(raw: List[str]) -> List[str]:
 
 
 def _check_vectors(embeddings: np.ndarray, ids: Sequence[str]) -> None:
-    """Every row finite and non-zero (the policy of :func:`redimnet.similarity.l2_normalize`), before any write."""
+    """Every row finite and non-zero (the policy of :func:`~redimnet.embedding.similarity.l2_normalize`), before any write."""
     for start in range(0, embeddings.shape[0], 100_000):
         block = embeddings[start : start + 100_000]
         bad = np.flatnonzero(~(np.isfinite(block).all(axis=1) & np.any(block != 0, axis=1)))

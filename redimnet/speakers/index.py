@@ -47,7 +47,7 @@ from typing import Any, Dict, Iterator, Optional, Protocol, Tuple, Union
 
 import numpy as np
 
-from ..fileio import atomic_write
+from .._utils.fileio import atomic_write
 
 __all__ = [
     "APPROXIMATE_FROM",
@@ -277,7 +277,7 @@ class HnswIndex:
     kind = "hnsw"
 
     def __init__(self, dim: int, _index=None):
-        from ..optional import require
+        from .._utils.optional import require
 
         require("usearch", "the approximate speaker index")
         from usearch.index import Index
@@ -356,7 +356,7 @@ class HnswIndex:
 
     @classmethod
     def read(cls, path: Path, dim: int, count: int) -> "HnswIndex":
-        from ..optional import require
+        from .._utils.optional import require
 
         require("usearch", "the approximate speaker index")
         from usearch.index import Index

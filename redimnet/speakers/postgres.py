@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from ..optional import require
+from .._utils.optional import require
 from .index import IndexFile
 from .sql import SpeakerDatabaseError, SqlSpeakerStore
 

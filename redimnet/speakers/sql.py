@@ -1,7 +1,7 @@
 """A speaker store in a SQL database: the schema, the operations and the index, for every dialect.
 
 :class:`SqlSpeakerStore` holds everything the SQLite file
-(:class:`redimnet.speaker_db.SpeakerDatabase`) and the PostgreSQL store
+(:class:`redimnet.speakers.sqlite.SpeakerDatabase`) and the PostgreSQL store
 (:class:`redimnet.speakers.postgres.PostgresSpeakerStore`) share; a dialect
 supplies the connection, its transactions and the few statements that differ.
 
@@ -36,9 +36,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from .._utils.names import UnsafeNameError, check_speaker_name, printable, spelled
+from ..embedding.similarity import ScoringError, l2_normalize
 from ..errors import RedimnetError
-from ..names import UnsafeNameError, check_speaker_name, printable, spelled
-from ..similarity import ScoringError, l2_normalize
 from .index import IndexFile, SpeakerIndex, StoreState, release_index, shared_index
 
 __all__ = [
@@ -56,7 +56,7 @@ SCHEMA_VERSION = 2
 ``removed`` (what the speaker index follows)."""
 
 NAME_POLICY = "nfc-visible-1"
-"""Recorded in ``meta`` once every stored name is in the form :func:`redimnet.names.check_speaker_name`
+"""Recorded in ``meta`` once every stored name is in the form :func:`redimnet._utils.names.check_speaker_name`
 gives (stores written before the policy are brought to it when opened)."""
 
 READ_BLOCK = 20_000
@@ -90,7 +90,7 @@ class Speaker:
 
 
 def speaker_name(name: object) -> str:
-    """The name a store files a speaker under: :func:`redimnet.names.check_speaker_name` (surrounding spaces
+    """The name a store files a speaker under: :func:`redimnet._utils.names.check_speaker_name` (surrounding spaces
     dropped, NFC, only visible characters), the one policy every store applies."""
     text = str(name).strip()
     if not text:

@@ -14,8 +14,8 @@ and never see half a write; every change is one ``BEGIN IMMEDIATE`` ...
 it was before that write.  The database remembers which model made its
 embeddings (a fingerprint of the weights) and refuses embeddings from
 another model, whose scores would be meaningless.  Speaker names follow the
-one naming policy (:func:`redimnet.names.check_speaker_name`: NFC, at most
-:data:`redimnet.names.MAX_NAME_LENGTH` (256) visible characters).
+one naming policy (:func:`redimnet._utils.names.check_speaker_name`: NFC, at most
+:data:`redimnet._utils.names.MAX_NAME_LENGTH` (256) visible characters).
 """
 
 import hashlib
@@ -27,8 +27,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .speakers.index import IndexFile
-from .speakers.sql import SCHEMA_VERSION, Speaker, SpeakerDatabaseError, SqlSpeakerStore, UnknownSpeakerError
+from .index import IndexFile
+from .sql import SCHEMA_VERSION, Speaker, SpeakerDatabaseError, SqlSpeakerStore, UnknownSpeakerError
 
 __all__ = [
     "SpeakerDatabase",

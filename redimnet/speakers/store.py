@@ -3,14 +3,14 @@
 The service reaches its speakers only through these methods, on one store
 object per worker thread (:meth:`redimnet.service.Service.db`).  redimnet
 ships two stores, both opened by :func:`redimnet.speakers.stores.open_store`:
-:class:`redimnet.speaker_db.SpeakerDatabase` (a WAL-mode SQLite file) and
+:class:`redimnet.speakers.sqlite.SpeakerDatabase` (a WAL-mode SQLite file) and
 :class:`redimnet.speakers.postgres.PostgresSpeakerStore` (a PostgreSQL
 database shared by many hosts).  Another one is a class with these methods,
 handed to the service as ``Service(..., store=factory)`` where ``factory()``
 opens one connection.
 Names, embeddings and the model fingerprint mean what they mean in
-:mod:`redimnet.speaker_db`; errors the user can fix raise
-:class:`redimnet.speaker_db.SpeakerDatabaseError`.
+:mod:`redimnet.speakers.sqlite`; errors the user can fix raise
+:class:`redimnet.speakers.sqlite.SpeakerDatabaseError`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["SpeakerStore"]
 
 
 class SpeakerStore(Protocol):
-    """Speaker storage as the service uses it (the methods of :class:`redimnet.speaker_db.SpeakerDatabase`)."""
+    """Speaker storage as the service uses it (the methods of :class:`redimnet.speakers.sqlite.SpeakerDatabase`)."""
 
     def enroll(
         self, name: str, embeddings: np.ndarray, utterances: Sequence[str], fingerprint: Optional[str] = None

@@ -1,6 +1,6 @@
 """Opening a speaker store from what the user wrote after ``--db``: a file path or a database URL.
 
-``speakers.db`` (any path) is the SQLite file of :mod:`redimnet.speaker_db`;
+``speakers.db`` (any path) is the SQLite file of :mod:`redimnet.speakers.sqlite`;
 ``postgresql://user@host:port/dbname`` (or ``postgres://``) is the PostgreSQL
 store of :mod:`redimnet.speakers.postgres` (needs ``redimnet[postgres]``).  Any
 other ``scheme://`` is refused rather than taken as a file name.
@@ -51,6 +51,6 @@ def open_store(location: Location, create: bool = True, index_dir: Optional[Loca
             f"--db {redacted_url(location)}: {scheme}:// databases are not supported; give a SQLite file path "
             "or a postgresql://user@host:port/dbname URL"
         )
-    from ..speaker_db import SpeakerDatabase
+    from .sqlite import SpeakerDatabase
 
     return SpeakerDatabase(location, create=create)

@@ -11,7 +11,7 @@ its own channel colouring and background noise.
 
 Command line::
 
-    python -m redimnet.synth OUT_DIR --speakers 48 --utterances 8 [--held-out 16]
+    python -m redimnet.testing.synth OUT_DIR --speakers 48 --utterances 8 [--held-out 16]
 
 writes ``OUT_DIR/SPEAKER/SESSION/NNNNN.wav`` (VoxCeleb layout), or with
 ``--held-out H`` the last H speakers to ``OUT_DIR/test`` with a trial list
@@ -19,7 +19,7 @@ writes ``OUT_DIR/SPEAKER/SESSION/NNNNN.wav`` (VoxCeleb layout), or with
 
 Conversations (for diarization)::
 
-    python -m redimnet.synth OUT_DIR --conversations 3 --conversation-speakers 2,4,6 \
+    python -m redimnet.testing.synth OUT_DIR --conversations 3 --conversation-speakers 2,4,6 \
         --conversation-seconds 300
 
 writes ``OUT_DIR/conv-NNN-Kspk.wav`` with its exact reference
@@ -390,7 +390,7 @@ def generate_conversation(
     """
     import soundfile
 
-    from .diarization.segments import Segment, write_rttm
+    from ..diarization.segments import Segment, write_rttm
 
     if not 1 <= speakers <= 10 or seconds < 5:
         raise ValueError("need 1 to 10 speakers and at least 5 seconds")
@@ -454,7 +454,7 @@ def generate_conversation(
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m redimnet.synth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m redimnet.testing.synth", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", help="folder to write (VoxCeleb layout)")
     parser.add_argument("--speakers", type=int, default=48)
     parser.add_argument("--utterances", type=int, default=8, help="utterances per speaker")

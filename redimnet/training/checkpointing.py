@@ -19,10 +19,10 @@ from typing import Any, Dict, List, Sequence, Tuple, Union, cast
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from .._utils.fileio import atomic_write
 from ..errors import CheckpointError
-from ..fileio import atomic_write
-from ..model import ReDimNet
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.redimnet import ReDimNet
 
 PathLike = Union[str, os.PathLike]
 STATE_PATTERN = re.compile(r"^state_step(\d+)\.pt$")
@@ -31,7 +31,7 @@ STATE_FORMAT = "redimnet-training-state-1"
 
 
 def atomic_save(obj: Any, path: PathLike) -> Path:
-    """``torch.save`` through :func:`redimnet.fileio.atomic_write` (temporary file, fsync, rename)."""
+    """``torch.save`` through :func:`redimnet._utils.fileio.atomic_write` (temporary file, fsync, rename)."""
     with atomic_write(path) as stream:
         torch.save(obj, stream)
     return Path(path)

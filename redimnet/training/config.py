@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-from ..config import _is_number
+from .._utils.fileio import read_text
 from ..errors import RedimnetError
-from ..fileio import read_text
+from ..models.redimnet.config import _is_number
 
 PathLike = Union[str, os.PathLike]
 
@@ -312,7 +312,7 @@ class TrainingConfig:
 
     # ----------------------------------------------------------------- checks
     def _check_consistency(self):
-        from ..registry import get_preset
+        from ..hub.registry import get_preset
 
         try:
             preset = get_preset(self.model.preset)
@@ -394,7 +394,7 @@ class TrainingConfig:
 
     def model_config(self):
         """The :class:`redimnet.ModelConfig` to train (no classification head)."""
-        from ..registry import get_preset
+        from ..hub.registry import get_preset
 
         overrides = dict(self.model.overrides)
         if self.augment.spec_augment:

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler
 
+from .._utils.fileio import atomic_write
+from ..audio.lists import read_table
 from ..errors import RedimnetError
-from ..fileio import atomic_write
-from ..kaldi_lists import read_table
 from .augment import AudioReadError, Augmenter, audio_frames, change_speed, random_crop, read_audio
 
 PathLike = Union[str, os.PathLike]
@@ -407,7 +407,7 @@ def write_shards(
 
     Each example is two members, ``KEY.json`` (``{"utt", "speaker"}``) then
     ``KEY.<ext>`` (the audio file).  ``shards.json`` lists the shards, their
-    sizes and the speakers.  Every file is written atomically (:func:`redimnet.fileio.atomic_write`).
+    sizes and the speakers.  Every file is written atomically (:func:`redimnet._utils.fileio.atomic_write`).
     Every file must decode as audio (:class:`DataError` otherwise); list the
     utterances with :func:`scan_data_folder`, which refuses links that lead
     outside the data folder.

@@ -28,12 +28,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..checkpoint import first_non_finite, load_checkpoint, save_checkpoint
-from ..distributed import World, current_world, init
+from .._utils.distributed import World, current_world, init
+from .._utils.fileio import atomic_write
 from ..errors import RedimnetError
-from ..fileio import atomic_write
-from ..model import ReDimNet
-from ..redimnet2.family import build_model
+from ..models.checkpoint import first_non_finite, load_checkpoint, save_checkpoint
+from ..models.families import build_model
+from ..models.redimnet import ReDimNet
 from .augment import AugmentationSettings, Augmenter
 from .checkpointing import (
     average_checkpoints,
@@ -102,7 +102,7 @@ class SpeakerClassifier(nn.Module):
 
 @dataclass(frozen=True)
 class Process(World):
-    """This process's place in the run (:class:`redimnet.distributed.World`) and its device."""
+    """This process's place in the run (:class:`redimnet._utils.distributed.World`) and its device."""
 
     device: torch.device = torch.device("cpu")
 
@@ -230,17 +230,17 @@ def validation_eer(
 ) -> float:
     """EER (fraction) of cosine scores of the model's embeddings on a trial list.
 
-    The utterances go through the embedding pipeline (:mod:`redimnet.pipeline`),
+    The utterances go through the embedding pipeline (:mod:`redimnet.embedding.pipeline`),
     as in ``redimnet eval``; one longer than ``max_seconds`` is embedded as the
     mean of windows of that length.  Raises ``AudioError`` naming the files
     that cannot be embedded.
     """
-    from ..audio import AudioError
+    from ..audio.read import AudioError
+    from ..embedding.embedder import minimum_samples
+    from ..embedding.pipeline import EmbeddingPipeline, Windowing
+    from ..embedding.similarity import l2_normalize
     from ..evaluation.metrics import eer
     from ..evaluation.trials import read_trials
-    from ..inference import minimum_samples
-    from ..pipeline import EmbeddingPipeline, Windowing
-    from ..similarity import l2_normalize
 
     trials = read_trials(trials_path)
     wanted = list(trials.utterances())

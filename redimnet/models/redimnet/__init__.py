@@ -1,7 +1,7 @@
 """The network: front end, backbone, pooling and head."""
 
 from .backbone import Backbone
-from .redimnet import ReDimNet, WaveformEmbedder
+from .network import ReDimNet, WaveformEmbedder
 from .stage import Stage
 
 __all__ = ["Backbone", "ReDimNet", "Stage", "WaveformEmbedder"]

@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
-from ..fast.folding import fold_bn_after
-from ..fast.form import inference_form
-from ..fast.modules import Linear, SwappedConv2d, detached_copy, matrix_of
-from ..layers.layer_norm import ChannelLayerNorm
-from ..layers.reshape import to_1d
-from ..layers.stage_mixer import StageMixer
+from ...fast.folding import fold_bn_after
+from ...fast.form import inference_form
+from ...fast.modules import Linear, SwappedConv2d, detached_copy, matrix_of
+from ...layers.layer_norm import ChannelLayerNorm
+from ...layers.reshape import to_1d
+from ...layers.stage_mixer import StageMixer
+from .config import ModelConfig
 from .stage import Stage
 
 
@@ -89,7 +89,7 @@ class Backbone(nn.Module):
 
 
 class FastStem(nn.Module):
-    """:class:`~redimnet.model.backbone.Stem`: features ``[N, T, F]`` -> 1D view ``[N, T, F*C]``."""
+    """:class:`~redimnet.models.redimnet.backbone.Stem`: features ``[N, T, F]`` -> 1D view ``[N, T, F*C]``."""
 
     def __init__(self, stem: Stem):
         super().__init__()
@@ -104,7 +104,7 @@ class FastStem(nn.Module):
 
 
 class FastBackbone(nn.Module):
-    """:class:`~redimnet.model.Backbone`: features ``[N, T, F]`` -> ``[N, T, rows]`` (time-major)."""
+    """:class:`~redimnet.models.redimnet.Backbone`: features ``[N, T, F]`` -> ``[N, T, rows]`` (time-major)."""
 
     def __init__(self, backbone: Backbone):
         super().__init__()

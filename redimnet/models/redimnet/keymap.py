@@ -8,7 +8,7 @@ directions: loading builds the inverse table from it, saving applies it.
 This module holds what both families share -- the renaming rules of the blocks,
 front ends, pooling and head, the layout every stage starts with, and
 :func:`official_key`, the walk over a key -- and ReDimNet's stage layout;
-ReDimNet2's is in :mod:`redimnet.redimnet2.keymap`.
+ReDimNet2's is in :mod:`redimnet.models.redimnet2.keymap`.
 """
 
 import re
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterable, Mapping, Union
 from .config import ModelConfig
 
 if TYPE_CHECKING:
-    from .redimnet2.config import ReDimNet2Config
+    from ..redimnet2.config import ReDimNet2Config
 
 AnyConfig = Union[ModelConfig, "ReDimNet2Config"]
 

@@ -5,14 +5,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, List, Mapping, Optional, Type, 
 import torch
 from torch import nn
 
-from ..config import ModelConfig, ReleaseConfig
-from ..fast.folding import fold_bn_after, fold_bn_before_linear
-from ..fast.form import inference_form
-from ..fast.modules import Linear
-from ..frontend import make_frontend
-from ..layers.classifier_head import ClassifierHead
-from ..layers.pooling import Pooling, make_pooling
+from ...fast.folding import fold_bn_after, fold_bn_before_linear
+from ...fast.form import inference_form
+from ...fast.modules import Linear
+from ...frontend import make_frontend
+from ...layers.classifier_head import ClassifierHead
+from ...layers.pooling import Pooling, make_pooling
 from .backbone import Backbone
+from .config import ModelConfig, ReleaseConfig
 
 if TYPE_CHECKING:
     from ..redimnet2.config import ReDimNet2Config
@@ -148,7 +148,7 @@ class ReDimNet(PooledEmbedder):
         return (x, outputs_1d) if all_outputs else x
 
     def for_inference(self) -> nn.Module:
-        """Inference form: :class:`~redimnet.optimize.OptimizedReDimNet`."""
+        """Inference form: :class:`~redimnet.fast.optimize.OptimizedReDimNet`."""
         return OptimizedReDimNet(self)
 
 

@@ -5,17 +5,17 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from ..config import ModelConfig, StageSpec
-from ..fast import blocked
-from ..fast.form import inference_form
-from ..fast.layout import to_1d_view, to_2d_view
-from ..fast.modules import FrequencyPool
-from ..layers.channel_squeeze import ChannelSqueeze
-from ..layers.convnext_block import ConvNeXtBlock
-from ..layers.reshape import to_1d, to_2d
-from ..layers.resnet_block import ResNetBlock
-from ..layers.stage_mixer import StageMixer
-from ..layers.time_context import TimeContextBlock
+from ...fast import blocked
+from ...fast.form import inference_form
+from ...fast.layout import to_1d_view, to_2d_view
+from ...fast.modules import FrequencyPool
+from ...layers.channel_squeeze import ChannelSqueeze
+from ...layers.convnext_block import ConvNeXtBlock
+from ...layers.reshape import to_1d, to_2d
+from ...layers.resnet_block import ResNetBlock
+from ...layers.stage_mixer import StageMixer
+from ...layers.time_context import TimeContextBlock
+from .config import ModelConfig, StageSpec
 
 
 def make_2d_block(kind: str, channels: int, num_freq: int, group_divisor, kernel_sizes=((3, 3),)) -> nn.Module:
@@ -86,7 +86,7 @@ class Stage(nn.Module):
 
 
 class FastStage(nn.Module):
-    """:class:`~redimnet.model.Stage` on time-major tensors."""
+    """:class:`~redimnet.models.redimnet.Stage` on time-major tensors."""
 
     def __init__(self, stage: Stage):
         super().__init__()

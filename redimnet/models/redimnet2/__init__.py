@@ -14,7 +14,7 @@ __all__ = ["ReDimNet2", "ReDimNet2Config", "Stage2Spec"]
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'redimnet.redimnet2' has no attribute {name!r}")
+        raise AttributeError(f"module 'redimnet.models.redimnet2' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

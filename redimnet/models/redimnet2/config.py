@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
-from ..config import (
+from ..redimnet.config import (
     BLOCK_1D_TYPES,
     BLOCK_2D_TYPES,
     ReleaseConfig,

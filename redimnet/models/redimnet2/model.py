@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..frontend import make_frontend
-from ..layers.pooling import make_pooling
-from ..model.redimnet import OptimizedPooledEmbedder, PooledEmbedder
+from ...frontend import make_frontend
+from ...layers.pooling import make_pooling
+from ..redimnet.network import OptimizedPooledEmbedder, PooledEmbedder
 from .backbone import ReDimNet2Backbone
 from .config import ReDimNet2Config
 

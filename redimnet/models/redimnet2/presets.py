@@ -104,7 +104,7 @@ OPTIONS: Dict[str, dict] = {
 OPTIONS["b6_vb2"] = dict(OPTIONS["b6"], agg_gnorm=True, dual_agg=False)
 
 # Measured here: (parameters, MACs for 2 s of 16 kHz audio, front end included), by
-# redimnet.complexity; tests check them against a fresh count and the fixtures' configs.json.
+# redimnet.models.complexity; tests check them against a fresh count and the fixtures' configs.json.
 MEASURED: Dict[str, Tuple[int, int]] = {
     "b0": (1_115_220, 360_873_600),
     "b1": (2_161_488, 589_074_144),
