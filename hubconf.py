@@ -61,5 +61,5 @@ def redimnet2(model_name="b0", train_type="lm", dataset="vox2", pretrained=True,
     """
     arch = f"redimnet2-{model_name}" + ("-vb2" if str(dataset).startswith("vb2") else "")
     if not pretrained:
-        return _registry.build(arch).eval()
+        return _pretrained.build(arch).eval()
     return _pretrained.load_weights(_registry.find_weights(arch, train_type, dataset), **options)

@@ -70,7 +70,7 @@ def model_throughput(model_args, waves, batch_size: int, threads: int, seconds: 
     import torch
 
     from redimnet.embedding.embedder import Embedder
-    from redimnet.hub.registry import build
+    from redimnet.hub.pretrained import build
     from redimnet.models.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)

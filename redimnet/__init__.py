@@ -16,7 +16,7 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Public name -> the module defining it (imported when the name is first used).
 _EXPORTS = {
@@ -42,13 +42,13 @@ _EXPORTS = {
     "from_pretrained": "hub.pretrained",
     "list_pretrained": "hub.pretrained",
     "DEFAULT_WEIGHTS": "hub.registry",
-    "build": "hub.registry",
+    "build": "hub.pretrained",
     "get_architecture": "hub.registry",
     "get_preset": "hub.registry",
     "get_weights": "hub.registry",
     "list_models": "hub.registry",
     "list_weights": "hub.registry",
-    "load": "hub.registry",
+    "load": "hub.pretrained",
 }
 
 __all__ = [  # the lazily loaded names of _EXPORTS, and the version
@@ -107,16 +107,14 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .errors import CheckpointError, InvalidArgumentError, PretrainedError, RedimnetError
     from .evaluation.backend import Backend, train_backend
     from .evaluation.calibration import Calibration, fit_calibration
-    from .hub.pretrained import from_pretrained, list_pretrained
+    from .hub.pretrained import build, from_pretrained, list_pretrained, load
     from .hub.registry import (
         DEFAULT_WEIGHTS,
-        build,
         get_architecture,
         get_preset,
         get_weights,
         list_models,
         list_weights,
-        load,
     )
     from .models.checkpoint import load_checkpoint, save_checkpoint
     from .models.redimnet import ReDimNet

@@ -102,7 +102,7 @@ def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
         description="ReDimNet speaker embeddings: model information, embedding, verification, evaluation.",
         formatter_class=_WideHelp,
     )
-    from .. import __version__
+    from .._version import __version__
 
     parser.add_argument("--version", action="version", version=f"redimnet {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")

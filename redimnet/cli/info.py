@@ -14,6 +14,13 @@ from .common import UsageError
 STORED_SECONDS = 2.0  # the registry stores MACs for 2 s of audio
 
 
+def _build(name: str):
+    """A randomly initialised network of architecture ``name``, in eval mode (imports PyTorch)."""
+    from ..hub.pretrained import build
+
+    return build(name).eval()
+
+
 def register(subparsers):
     parser = subparsers.add_parser(
         "info",
@@ -125,7 +132,7 @@ def run(args) -> int:
     weights = registry.get_weights(args.name) if "." in args.name else None
     arch = weights.architecture if weights else registry.get_architecture(args.name)
     config = arch.config.to_dict() if arch.buildable else None
-    size = _counted(registry.build(arch.name).eval(), seconds) if args.count else _stored(arch)
+    size = _counted(_build(arch.name), seconds) if args.count else _stored(arch)
     facts = {
         "name": weights.name if weights else arch.name,
         "architecture": arch.name,
@@ -173,7 +180,7 @@ def _list(args, seconds: float) -> int:
     for name in registry.list_models():
         arch = registry.get_architecture(name)
         if args.count and arch.buildable:
-            size = _counted(registry.build(name).eval(), seconds)
+            size = _counted(_build(name), seconds)
         else:
             size = _stored(arch)
         rows.append(

@@ -95,8 +95,10 @@ def model_from_arguments(args):
                 raise CheckpointError(f"{args.checkpoint} has SHA-256 {actual}, not the {sha256} given by --sha256")
         return load_checkpoint(args.checkpoint)
     if getattr(args, "random_init", False):  # the architecture of the named (or default) weights
+        from ..hub.pretrained import build
+
         named = getattr(args, "model", None)
-        return registry.build(named.split(".")[0] if named else weights_from_arguments(args).arch).eval()
+        return build(named.split(".")[0] if named else weights_from_arguments(args).arch).eval()
     from ..hub.pretrained import load_weights
 
     return load_weights(weights_from_arguments(args), cache_dir=getattr(args, "cache_dir", None), sha256=sha256)

@@ -1,17 +1,20 @@
 """Waveform -> log-mel (or log-spectrum) feature front ends."""
 
-from typing import TYPE_CHECKING, Union
+from typing import Any, Mapping, Protocol
 
 from ..layers.spec_augment import SpecAugment
-from ..models.redimnet.config import ModelConfig
 from .base import LogMelFrontEnd
 from .mel import MelSpectrogramFrontEnd
 from .tf_mel import TFMelFrontEnd, TFSpectrogramFrontEnd
 
-if TYPE_CHECKING:
-    from ..models.redimnet2.config import ReDimNet2Config
-
-__all__ = ["LogMelFrontEnd", "MelSpectrogramFrontEnd", "TFMelFrontEnd", "TFSpectrogramFrontEnd", "make_frontend"]
+__all__ = [
+    "FrontEndOptions",
+    "LogMelFrontEnd",
+    "MelSpectrogramFrontEnd",
+    "TFMelFrontEnd",
+    "TFSpectrogramFrontEnd",
+    "make_frontend",
+]
 
 # Defaults of the original front ends for the SpecAugment options.
 _SPEC_AUG_DEFAULTS = {"freq_mask_width": (0, 8), "time_mask_width": (0, 10), "freq_start_bin": 0}
@@ -19,7 +22,27 @@ _SPEC_AUG_DEFAULTS = {"freq_mask_width": (0, 8), "time_mask_width": (0, 10), "fr
 _UNUSED_BY_TF_SPEC = ("sample_rate", "n_mels", "f_min", "f_max")
 
 
-def make_frontend(config: "Union[ModelConfig, ReDimNet2Config]") -> LogMelFrontEnd:
+class FrontEndOptions(Protocol):
+    """What a front end is built from: the options every family's configuration has."""
+
+    @property
+    def F(self) -> int:  # noqa: N802 -- the original option's name
+        """Mel bands."""
+
+    @property
+    def hop_length(self) -> int:
+        """Frame hop in samples."""
+
+    @property
+    def frontend(self) -> str:
+        """``"pt"``, ``"tf"`` or ``"tf_spec"``."""
+
+    @property
+    def spec_params(self) -> Mapping[str, Any]:
+        """The front end's own options."""
+
+
+def make_frontend(config: FrontEndOptions) -> LogMelFrontEnd:
     """The front end a configuration asks for (``feat_type`` and ``spec_params``)."""
     params = dict(config.spec_params)
     spec_augment = None

@@ -348,57 +348,6 @@ def find_weights(model_name: str, train_type: Optional[str] = None, dataset: Opt
     return get_weights(arch.name, f"{dataset}-{train_type}")
 
 
-def build(name: str, weights: Optional[str] = None, **overrides):
-    """A network by name: random weights, or published ones.
-
-    * ``build("b2")`` -- a randomly initialised b2; keyword options override
-      its configuration (``build("b2", num_classes=5994)``).
-    * ``build("b2", weights="vox2-ft_lm")`` or ``build("b2.vox2-ft_lm")`` --
-      the published weights, downloaded once and cached (see :func:`load`;
-      download options such as ``cache_dir`` may be passed).
-
-    Args:
-        name: an architecture (``"b2"``), or architecture and weights (``"b2.vox2-ft_lm"``).
-        weights: the weights' tag (``"vox2-ft_lm"``); None for random weights unless ``name`` names some.
-        **overrides: configuration options (random weights) or download options (published weights).
-
-    Returns:
-        The network (a ``torch.nn.Module``): training mode when random, eval mode with published weights.
-
-    Raises:
-        UnknownModelError: unknown names, and architectures published only inside their
-            weight files (M, S) when no weights are named.
-
-    >>> build("b0", embed_dim=256).config.embed_dim
-    256
-    """
-    text = str(name)
-    if weights is not None or "." in text:
-        return load(text if weights is None else f"{text}.{weights}", **overrides)
-    arch = get_architecture(text)
-    config = arch.config
-    if overrides:
-        config = config.replace(**overrides)
-    return get_family(arch.family).make_model(config)
-
-
-def load(name: Optional[str] = None, **options):
-    """The published model ``name`` (see :func:`get_weights`; default :data:`DEFAULT_WEIGHTS`), in eval mode.
-
-    Args:
-        name: weights such as ``"b2.vox2-ft_lm"``, or an architecture for its default weights;
-            None for :data:`DEFAULT_WEIGHTS`.
-        **options: passed to :func:`redimnet.hub.pretrained.load_weights`: ``cache_dir``,
-            ``base_url``, ``progress``, ``sha256``, ``check_hash``, ``map_location``.
-
-    Returns:
-        The network with the published weights, in eval mode.
-    """
-    from .pretrained import load_weights
-
-    return load_weights(get_weights(name or DEFAULT_WEIGHTS), **options)
-
-
 # ---------------------------------------------------------------------------
 # ReDimNet (IDRnD): b0-b6 trained on VoxCeleb2, M and S on VoxBlink2 + VoxCeleb2 + CN-Celeb
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from torch import nn
 from ..fast import epilogue
 from ..fast.folding import fold_bn_after
 from ..fast.modules import PointwiseConv, SummedDepthwiseConv, SwappedConv2d, activation_name
-from ..models.redimnet.config import grouped
+from .options import grouped
 
 
 class ChannelSqueeze(nn.Sequential):

@@ -5,7 +5,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..models.redimnet.config import parse_head_activation
+from .options import parse_head_activation
 
 
 class ClassifierHead(nn.Module):

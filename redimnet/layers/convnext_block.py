@@ -7,7 +7,7 @@ from torch import nn
 
 from ..fast.folding import fold_convnext_depthwise
 from ..fast.modules import Linear, PointwiseConv, SwappedConv2d, TimeConv, activation_name, matrix_of
-from ..models.redimnet.config import grouped
+from .options import grouped
 
 _CONV: Dict[int, Callable[..., Union[nn.Conv1d, nn.Conv2d]]] = {1: nn.Conv1d, 2: nn.Conv2d}
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}

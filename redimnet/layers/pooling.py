@@ -12,7 +12,7 @@ from torch import nn
 
 from ..fast.adapters import PlainPooling
 from ..fast.modules import Linear, detached_copy, matrix_of
-from ..models.redimnet.config import MHASTP_HEADS, MQMHASTP_HEADS
+from .options import MHASTP_HEADS, MQMHASTP_HEADS
 
 _VAR_FLOOR = 1e-7
 

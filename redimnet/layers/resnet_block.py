@@ -8,8 +8,8 @@ from torch import nn
 from ..fast.folding import bn_scale_shift, fold_bn_after
 from ..fast.form import inference_form
 from ..fast.modules import PointwiseConv, SwappedConv2d
-from ..models.redimnet.config import grouped
 from .freq_se import FrequencySE
+from .options import grouped
 
 
 class _GroupedConv(nn.Module):

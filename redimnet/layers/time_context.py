@@ -6,9 +6,9 @@ from torch import nn
 
 from ..fast.form import inference_form
 from ..fast.modules import Linear, TimeConv
-from ..models.redimnet.config import ATTENTION_HEADS
 from .convnext_block import ConvNeXtBlock
 from .layer_norm import ChannelLayerNorm
+from .options import ATTENTION_HEADS
 from .transformer import TransformerLayer
 
 POSITION_KERNEL = 59  # kernel of the convolutional position encoding ("att" blocks)

@@ -33,9 +33,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .. import __version__
 from .._utils.names import UnsafeNameError, check_speaker_name, printable
-from ..audio import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes, trim_silence
+from .._version import __version__
+from ..audio.read import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes, trim_silence
 from ..embedding.similarity import cosine_score
 from ..errors import RedimnetError
 from ..speakers.sql import EmptyStoreError

@@ -12,9 +12,15 @@ unsupported value raises :class:`ValueError` naming the option.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+
+from ...layers.options import (
+    ATTENTION_HEADS,
+    MHASTP_HEADS,
+    MQMHASTP_HEADS,
+    parse_head_activation,
+)
 
 BLOCK_2D_TYPES = ("convnext_like", "convnext_like_relu", "basic_resnet", "basic_resnet_fwse")
 BLOCK_1D_TYPES = ("fc", "conv", "att", "conv+att")
@@ -22,11 +28,6 @@ POOLING_FUNCS = ("TAP", "TSDP", "TSTP", "ASTP", "MHASTP", "MQMHASTP")
 # "pt_mel" and "tf_mel" are aliases the original accepts for "pt" and "tf".
 FEAT_TYPES = ("pt", "pt_mel", "tf", "tf_mel")
 
-# Heads per attention layer in the time-context blocks (fixed in the original).
-ATTENTION_HEADS = 4
-# Heads of the MHASTP pooling, and heads per query of MQMHASTP (original defaults).
-MHASTP_HEADS = 2
-MQMHASTP_HEADS = 8
 
 # Options of the mel front ends that may appear in ``spec_params``.
 _COMMON_SPEC_PARAMS = {
@@ -60,14 +61,6 @@ TRAINING_ONLY_SPEC_PARAMS = (
 # Activations accepted as ``head_activation``.  The original evaluates the string
 # as Python (e.g. "nn.Sigmoid()"); we accept those spellings without evaluating
 # anything, plus plain names ("sigmoid").
-HEAD_ACTIVATIONS = ("sigmoid", "tanh", "relu", "softmax", "log_softmax")
-_ACTIVATION_CLASS_NAMES = {
-    "sigmoid": "sigmoid",
-    "tanh": "tanh",
-    "relu": "relu",
-    "softmax": "softmax",
-    "logsoftmax": "log_softmax",
-}
 
 
 def _default_stages() -> list:
@@ -354,11 +347,6 @@ def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
     return tuple(out)
 
 
-def grouped(channels: int, divisor: Optional[int]) -> int:
-    """Groups of a convolution over ``channels`` with ``group_divisor`` channels per group."""
-    return 1 if divisor is None else channels // divisor
-
-
 def _check_groups(divisor, channels: int, where: str):
     if divisor is None:
         return
@@ -368,35 +356,6 @@ def _check_groups(divisor, channels: int, where: str):
             f"group_divisor={divisor} does not fit {where} with {channels} channels: "
             f"channels // group_divisor must be >= 1 and divide the channels"
         )
-
-
-def parse_head_activation(value: Optional[str]) -> Optional[Tuple[str, Optional[int]]]:
-    """``(name, dim)`` for a ``head_activation`` string, or None.
-
-    Accepts plain names ("sigmoid", "softmax") and the spelling the original
-    evaluates ("nn.Sigmoid()", "nn.Softmax(dim=-1)", "torch.nn.LogSoftmax(dim=1)").
-    """
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"head_activation must be a string or None, got {value!r}")
-    text = value.strip()
-    name: Optional[str]
-    dim: Optional[int]
-    if text.lower() in HEAD_ACTIVATIONS:
-        name, dim = text.lower(), None
-    else:
-        match = re.fullmatch(r"(?:torch\.)?(?:nn\.)?(\w+)\(\s*(?:dim\s*=\s*)?(-?\d+)?\s*\)", text)
-        name = _ACTIVATION_CLASS_NAMES.get(match.group(1).lower()) if match else None
-        if match is None or name is None:
-            raise ValueError(
-                f"head_activation={value!r} is not supported; use one of {', '.join(HEAD_ACTIVATIONS)} "
-                "or the form 'nn.Softmax(dim=-1)'"
-            )
-        dim = int(match.group(2)) if match.group(2) is not None else None
-    if name in ("softmax", "log_softmax") and dim is None:
-        dim = -1
-    return name, dim
 
 
 def validate_front_end_options(
