@@ -16,7 +16,7 @@ Speakers:
   languages;
 * every voice also gives pitch/tempo-shifted *siblings* (``sox pitch``/``tempo``), which count as
   different speakers and stay in the set of the voice they come from;
-* the project's synthetic generator (``redimnet.synth``) gives a training set (seed 11) and a
+* the project's synthetic generator (``redimnet.testing.synth``) gives a training set (seed 11) and a
   held-out set (seed 23) of synthetic voices.
 
 Texts are random sequences from small word lists written for this script (per language), so no
@@ -305,7 +305,7 @@ def build_espeak(out: Path, rows: list, seed: int, per_voice: dict, work: Path) 
 
 
 def build_synthetic(out: Path, rows: list, train_speakers: int, heldout_speakers: int) -> None:
-    from redimnet.synth import generate_corpus, speaker_id
+    from redimnet.testing.synth import generate_corpus, speaker_id
 
     for name, seed, speakers, utterances in (
         ("train-synth", SYNTH_TRAIN_SEED, train_speakers, 10),
@@ -317,8 +317,8 @@ def build_synthetic(out: Path, rows: list, train_speakers: int, heldout_speakers
                 {
                     "set": name,
                     "speaker": speaker_id(index),
-                    "source": "redimnet.synth",
-                    "engine": "redimnet.synth",
+                    "source": "redimnet.testing.synth",
+                    "engine": "redimnet.testing.synth",
                     "voice": f"seed{seed}-{index}",
                     "language": "-",
                     "identity": f"seed{seed}-{index}",

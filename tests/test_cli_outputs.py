@@ -15,7 +15,7 @@ from conftest import TINY_MODEL
 import redimnet
 from redimnet import cli
 from redimnet.cli.outputs import CALIBRATION, EMBEDDINGS, RTTM, SCORES, Inputs, check_output
-from redimnet.embeddings_io import OutputError, save_embeddings
+from redimnet.embedding.io import OutputError, save_embeddings
 
 
 def run(*argv) -> int:

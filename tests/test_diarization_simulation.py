@@ -7,7 +7,8 @@ import pytest
 import soundfile as sf
 
 from redimnet.diarization import read_rttm
-from redimnet.diarization.simulation import (
+from redimnet.errors import InvalidArgumentError
+from redimnet.testing.simulation import (
     Channel,
     ConversationSimulator,
     RecordedSpeaker,
@@ -18,7 +19,6 @@ from redimnet.diarization.simulation import (
     speakers_from_lists,
     speech_activity,
 )
-from redimnet.errors import InvalidArgumentError
 
 RATE = 16000
 FRAME = 160

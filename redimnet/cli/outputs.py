@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple, Union
 
-from ..embeddings_io import OutputError
-from ..names import path_below, printable
+from .._utils.names import path_below, printable
+from ..embedding.io import OutputError
 
 PathLike = Union[str, os.PathLike]
 
@@ -206,7 +206,7 @@ class Inputs:
 def check_output(path: PathLike, kind: Optional[Kind], inputs: Optional[Inputs] = None, option: str = "-o") -> Path:
     """``path`` as a :class:`~pathlib.Path`, once it is known that writing ``kind`` there harms nothing.
 
-    Raises :class:`~redimnet.embeddings_io.OutputError` when ``path`` is one of ``inputs``, or exists
+    Raises :class:`~redimnet.embedding.io.OutputError` when ``path`` is one of ``inputs``, or exists
     and is not a ``kind`` (a folder where a file goes, a file where a folder goes, or a file the
     kind does not recognise).  ``kind`` None: only the input check, for a writer that reads what is
     there itself (``embed`` resumes from its output).  ``option`` names the command-line option in the message.
@@ -240,5 +240,5 @@ def check_output(path: PathLike, kind: Optional[Kind], inputs: Optional[Inputs] 
 
 def output_below(folder: Path, name: str, suffix: str, kind: Kind, inputs: Inputs, what: str) -> Path:
     """The file ``folder/name + suffix`` for an id or name from user data (``what`` it is): kept below
-    ``folder`` (:func:`redimnet.names.path_below`) and checked like every output (:func:`check_output`)."""
+    ``folder`` (:func:`redimnet._utils.names.path_below`) and checked like every output (:func:`check_output`)."""
     return check_output(path_below(folder, name, suffix, what=what), kind, inputs, option="")

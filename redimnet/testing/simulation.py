@@ -51,10 +51,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..audio import TARGET_SAMPLE_RATE, list_audio_files, read_audio, read_scp, resample
+from ..audio.lists import read_table
+from ..audio.read import TARGET_SAMPLE_RATE, list_audio_files, read_audio, read_scp, resample
+from ..diarization.segments import Segment, merge_regions, write_rttm
 from ..errors import InvalidArgumentError
-from ..kaldi_lists import read_table
-from .segments import Segment, merge_regions, write_rttm
 
 PathLike = Union[str, os.PathLike]
 
@@ -102,17 +102,17 @@ class RecordedSpeaker(Speaker):
 
 
 class SyntheticSpeaker(Speaker):
-    """A voice of :mod:`redimnet.synth` (``voice_for(seed, index)``), utterances of about 1-8 s."""
+    """A voice of :mod:`redimnet.testing.synth` (``voice_for(seed, index)``), utterances of about 1-8 s."""
 
     def __init__(self, seed: int, index: int, name: Optional[str] = None):
-        from ..synth import voice_for
+        from .synth import voice_for
 
         self.seed, self.index = int(seed), int(index)
         self.voice = voice_for(self.seed, self.index)
         self.name = _check_label(name or f"synth{self.seed}-{self.index}")
 
     def utterance(self, rng: np.random.Generator) -> np.ndarray:
-        from ..synth import synthesize
+        from .synth import synthesize
 
         seconds = float(np.clip(rng.lognormal(np.log(3.0), 0.5), 1.0, 8.0))
         return synthesize(self.voice, seconds, rng, TARGET_SAMPLE_RATE)
@@ -228,7 +228,7 @@ class Channel:
         if self.high_hz < 0.49 * rate:
             wave = sosfilt(butter(6, self.high_hz, "lowpass", fs=rate, output="sos"), wave)
         if self.rt60 > 0:
-            from ..synth import room_response
+            from .synth import room_response
 
             wave = fftconvolve(wave, room_response(rng, rate, rt60=self.rt60))
         # the level is set on the dry speech's loudness, so band limits and rooms change the timbre, not the level
