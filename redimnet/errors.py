@@ -19,3 +19,7 @@ class RedimnetWarning(UserWarning):
 
 class PretrainedError(RedimnetError):
     """Published weights cannot be found, downloaded or verified."""
+
+
+class TrainingError(RedimnetError):
+    """Training cannot go on (too much unreadable audio, a resume that does not fit, ...)."""

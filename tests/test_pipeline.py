@@ -346,7 +346,7 @@ def test_one_cosine_and_one_zero_vector_policy(tmp_path):
 
 def test_training_validation_uses_the_pipeline(tmp_path, model):
     from redimnet.evaluation.metrics import eer
-    from redimnet.training.trainer import validation_eer
+    from redimnet.training.validation import validation_eer
 
     waves = {f"s{i}/u{j}.wav": noise(8000 + 1000 * j, 20 + 3 * i + j) for i in range(2) for j in range(2)}
     for name, wave in waves.items():

@@ -7,6 +7,7 @@ import pytest
 import soundfile
 import torch
 
+from redimnet.audio.read import read_excerpt as read_audio
 from redimnet.errors import RedimnetError
 from redimnet.training.augment import (
     AugmentationSettings,
@@ -14,7 +15,6 @@ from redimnet.training.augment import (
     add_noise,
     change_speed,
     random_crop,
-    read_audio,
     reverberate,
 )
 from redimnet.training.data import (

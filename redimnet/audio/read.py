@@ -134,7 +134,7 @@ def to_mono(data: np.ndarray, channel: Optional[int] = None, where: str = "wavef
     return data.mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
-def resample(wave: np.ndarray, sample_rate: int, target_rate: int = TARGET_SAMPLE_RATE) -> np.ndarray:
+def resample(wave: np.ndarray, sample_rate: float, target_rate: float = TARGET_SAMPLE_RATE) -> np.ndarray:
     """Resample a mono float32 waveform with soxr (high quality)."""
     if sample_rate == target_rate or wave.size == 0:
         return wave
@@ -722,3 +722,37 @@ def read_scp(path: PathLike) -> List[Tuple[str, Path]]:
             raise AudioError(f"{path}:{number}: command pipes are not supported; decode to a file first")
         pairs.append((utterance, Path(audio_path)))
     return pairs
+
+
+def read_excerpt(
+    source: Union[PathLike, bytes], target_rate: int = TARGET_SAMPLE_RATE, frames: int = -1, start: int = 0
+) -> np.ndarray:
+    """Mono float32 samples of a file (or of its bytes), resampled to ``target_rate``: how training reads examples.
+
+    ``start`` / ``frames`` (in the file's own rate) read a part of the file without decoding the rest.
+    Unlike :func:`read_audio`, the samples are not checked for level or finiteness (training counts and
+    skips unreadable examples instead).
+
+    Raises:
+        AudioError: the file cannot be read or decoded, or holds no samples.
+    """
+    import io
+
+    import soundfile
+
+    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    try:
+        with soundfile.SoundFile(handle) as audio:
+            rate = audio.samplerate
+            if start:
+                audio.seek(start)
+            wave = audio.read(frames=frames, dtype="float32", always_2d=True)
+    except Exception as error:  # soundfile raises several types, including plain RuntimeError
+        raise AudioError(f"cannot read audio {name}: {error}") from None
+    wave = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
+    if rate != target_rate:
+        wave = resample(np.ascontiguousarray(wave, dtype=np.float32), rate, target_rate)
+    if wave.size == 0:
+        raise AudioError(f"audio {name} is empty")
+    return np.ascontiguousarray(wave, dtype=np.float32)

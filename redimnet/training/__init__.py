@@ -5,10 +5,11 @@
 >>> result = train(load_config(recipe_path("b2_pretrain")))   # doctest: +SKIP
 """
 
+from ..errors import TrainingError
 from .checkpointing import average_checkpoints, average_models
 from .config import ConfigError, TrainingConfig, load_config
 from .data import DataError
-from .trainer import TrainingError, TrainingResult, train
+from .trainer import TrainingResult, train
 
 __all__ = [
     "ConfigError",

@@ -7,7 +7,6 @@ exactly, whatever the number of DataLoader workers).
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,58 +14,12 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..audio.read import TARGET_SAMPLE_RATE, read_excerpt, resample
 from ..errors import RedimnetError
 
 PathLike = Union[str, os.PathLike]
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 NOISE_KINDS = ("noise", "music", "babble")
-
-
-class AudioReadError(RedimnetError):
-    """An audio file cannot be read or decoded."""
-
-
-def read_audio(source: Union[PathLike, bytes], sample_rate: int, frames: int = -1, start: int = 0) -> np.ndarray:
-    """Mono float32 samples of a file (or its bytes), resampled to ``sample_rate``.
-
-    ``start``/``frames`` read a part of the file (in the file's own rate) without decoding the rest.
-    """
-    import soundfile
-
-    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
-    try:
-        with soundfile.SoundFile(handle) as audio:
-            rate = audio.samplerate
-            if start:
-                audio.seek(start)
-            wave = audio.read(frames=frames, dtype="float32", always_2d=True)
-    except Exception as error:  # soundfile raises several types, including plain RuntimeError
-        raise AudioReadError(f"cannot read audio {name}: {error}") from None
-    wave = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
-    if rate != sample_rate:
-        wave = resample(wave, rate, sample_rate)
-    if wave.size == 0:
-        raise AudioReadError(f"audio {name} is empty")
-    return np.ascontiguousarray(wave, dtype=np.float32)
-
-
-def audio_frames(path: PathLike) -> Tuple[int, int]:
-    """``(frames, sample_rate)`` of a file, from its header."""
-    import soundfile
-
-    try:
-        info = soundfile.info(str(path))
-    except Exception as error:
-        raise AudioReadError(f"cannot read audio {path}: {error}") from None
-    return info.frames, info.samplerate
-
-
-def resample(wave: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
-    """Band-limited resampling (soxr)."""
-    import soxr
-
-    return soxr.resample(np.asarray(wave, dtype=np.float32), rate_in, rate_out, quality="HQ").astype(np.float32)
 
 
 def random_crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -81,7 +34,7 @@ def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
     """Play ``factor`` times faster (pitch and formants move with it), as Kaldi's speed perturbation."""
     if factor == 1.0:
         return wave
-    return resample(wave, 1000.0 * factor, 1000.0)
+    return resample(np.asarray(wave, dtype=np.float32), 1000.0 * factor, 1000.0)
 
 
 def _power(wave: np.ndarray) -> float:
@@ -137,7 +90,7 @@ class Augmenter:
     the audio is read when needed.
     """
 
-    def __init__(self, settings: AugmentationSettings, sample_rate: int = 16000):
+    def __init__(self, settings: AugmentationSettings, sample_rate: int = TARGET_SAMPLE_RATE):
         self.settings = settings
         self.sample_rate = sample_rate
         self.noise_files: Dict[str, List[Path]] = {}
@@ -166,7 +119,7 @@ class Augmenter:
         return kinds
 
     def _noise_clip(self, path: Path, length: int, rng: np.random.Generator) -> np.ndarray:
-        return random_crop(read_audio(path, self.sample_rate), length, rng)
+        return random_crop(read_excerpt(path, self.sample_rate), length, rng)
 
     def __call__(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         kinds = self.kinds
@@ -175,7 +128,7 @@ class Augmenter:
         kind = kinds[int(rng.integers(len(kinds)))]
         if kind == "reverb":
             path = self.rir_files[int(rng.integers(len(self.rir_files)))]
-            return reverberate(wave, read_audio(path, self.sample_rate))
+            return reverberate(wave, read_excerpt(path, self.sample_rate))
         files = self.noise_files[kind]
         low, high = self.settings.snr.get(kind, (0.0, 15.0))
         if kind == "babble":

@@ -24,8 +24,9 @@ from torch.utils.data import Dataset, IterableDataset, Sampler
 
 from .._utils.fileio import atomic_write
 from ..audio.lists import read_table
+from ..audio.read import AudioError, audio_info, read_excerpt
 from ..errors import RedimnetError
-from .augment import AudioReadError, Augmenter, audio_frames, change_speed, random_crop, read_audio
+from .augment import Augmenter, change_speed, random_crop
 
 PathLike = Union[str, os.PathLike]
 SHARD_INDEX = "shards.json"
@@ -320,12 +321,12 @@ class CropDataset(Dataset):
 
     def _load(self, utt: Utterance, factor: float, rng: np.random.Generator) -> np.ndarray:
         needed = self.maker.needed_samples(factor)
-        frames, rate = audio_frames(utt.path)
+        frames, rate, _ = audio_info(utt.path)
         needed_in_file = int(math.ceil(needed * rate / self.maker.sample_rate)) + 16
         if frames > 2 * needed_in_file:  # long file: read only a window
             start = int(rng.integers(0, frames - needed_in_file + 1))
-            return read_audio(utt.path, self.maker.sample_rate, frames=needed_in_file, start=start)
-        return read_audio(utt.path, self.maker.sample_rate)
+            return read_excerpt(utt.path, self.maker.sample_rate, frames=needed_in_file, start=start)
+        return read_excerpt(utt.path, self.maker.sample_rate)
 
     def __getitem__(self, key: Tuple[int, int, int]) -> dict:
         epoch, position, index = key
@@ -336,7 +337,7 @@ class CropDataset(Dataset):
             factor, group = self.maker.choose_speed(rng)
             try:
                 wave = self._load(utt, factor, rng)
-            except AudioReadError as error:
+            except AudioError as error:
                 failed_paths.append(str(error))
                 continue
             wave, label = self.maker.finish(wave, self.labels[utt.speaker], factor, group, rng)
@@ -620,10 +621,10 @@ class ShardDataset(IterableDataset):
             speaker = self.labels.get(name) if isinstance(name, str) else None
             try:
                 if speaker is None:
-                    raise AudioReadError(f"{where}: speaker {meta.get('speaker')!r} is not in the shard index")
+                    raise AudioError(f"{where}: speaker {meta.get('speaker')!r} is not in the shard index")
                 factor, group = self.maker.choose_speed(rng)
-                wave = read_audio(data, self.maker.sample_rate)
-            except AudioReadError as error:
+                wave = read_excerpt(data, self.maker.sample_rate)
+            except AudioError as error:
                 failed_paths.append(f"{where}: {error}")
                 continue
             wave, label = self.maker.finish(wave, speaker, factor, group, rng)
