@@ -166,7 +166,10 @@ def _checked_names(raw: List[str]) -> List[str]:
 
 
 def _check_vectors(embeddings: np.ndarray, ids: Sequence[str]) -> None:
-    """Every row finite and non-zero (the policy of :func:`~redimnet.embedding.similarity.l2_normalize`), before any write."""
+    """Every row finite and non-zero, before any write.
+
+    The policy of :func:`redimnet.embedding.similarity.l2_normalize`.
+    """
     for start in range(0, embeddings.shape[0], 100_000):
         block = embeddings[start : start + 100_000]
         bad = np.flatnonzero(~(np.isfinite(block).all(axis=1) & np.any(block != 0, axis=1)))
