@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from redimnet import cli
-from redimnet.diarization.clustering import Clusters, SpectralClustering, make_clustering, speaker_bounds
+from redimnet.diarization.clustering import Clusters, SpectralClustering, speaker_bounds
+from redimnet.diarization.methods import make_clustering
 from redimnet.diarization.segments import Segment, label_spans
 from redimnet.diarization.vbx import VBxClustering, backend_beside, forward_backward, merge_by_likelihood
 from redimnet.errors import InvalidArgumentError

@@ -29,8 +29,8 @@ from .vad import add_vad_arguments, collect_recordings, process_each, report_fai
 
 
 def register(subparsers) -> None:
-    from ..diarization.clustering import CLUSTERING_NAMES
     from ..diarization.diarizer import DEFAULT_HOP, DEFAULT_WINDOW
+    from ..diarization.methods import CLUSTERING_NAMES
 
     parser = subparsers.add_parser(
         "diarize",
@@ -222,7 +222,7 @@ def run(args) -> int:
 
 def _clustering(args):
     """The clustering the arguments ask for, with the model's back-end where one is given or found."""
-    from ..diarization.clustering import make_clustering
+    from ..diarization.methods import make_clustering
     from ..diarization.vbx import backend_beside
 
     if args.threshold is not None and args.clustering != "ahc":

@@ -368,32 +368,3 @@ def _kmeans(points: np.ndarray, k: int, seed: int, restarts: int = 10) -> np.nda
     if best is None:  # every run lost a cluster: keep the last
         best = labels
     return best
-
-
-CLUSTERING_NAMES = ("spectral", "ahc", "vbx")
-
-
-def make_clustering(name: str = "spectral", threshold: Optional[float] = None, backend=None) -> Clustering:
-    """A clustering method by name (``spectral``, ``ahc`` or ``vbx``).
-
-    ``threshold`` applies to ``ahc``; ``backend`` (a PLDA :class:`redimnet.evaluation.backend.Backend`,
-    or the path of one) is what ``vbx`` needs.
-    """
-    if name == "spectral":
-        return SpectralClustering()
-    if name == "ahc":
-        return AgglomerativeClustering() if threshold is None else AgglomerativeClustering(threshold)
-    if name == "vbx":
-        from .vbx import VBxClustering
-
-        if backend is None:
-            raise InvalidArgumentError(
-                "--clustering vbx needs a PLDA back-end of the model (--backend B.npz, or a "
-                "<weights>.diarization.npz next to the weights); see docs/diarization.md for how to make one"
-            )
-        if not hasattr(backend, "plda"):
-            from ..evaluation.backend import Backend
-
-            backend = Backend.load(backend)
-        return VBxClustering(backend)
-    raise InvalidArgumentError(f"unknown clustering {name!r}; choose one of {', '.join(CLUSTERING_NAMES)}")

@@ -45,7 +45,8 @@ import numpy as np
 from ..audio.read import TARGET_SAMPLE_RATE, AudioError, SignalLevel
 from ..audio.stream import AudioSource
 from ..errors import InvalidArgumentError
-from .clustering import Clustering, centroids, make_clustering, normalise
+from .clustering import Clustering, centroids, normalise
+from .methods import make_clustering
 from .segments import Segment, format_rttm, merge_regions, speaker_totals
 from .vad import VoiceActivityDetector, make_vad
 
