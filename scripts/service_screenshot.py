@@ -45,9 +45,9 @@ def main() -> int:
 
     from redimnet.cli.models import model_from_arguments
     from redimnet.embedding.embedder import Embedder
+    from redimnet.models.fingerprint import model_fingerprint
     from redimnet.service import Service, ServiceSettings, create_app
     from redimnet.service.background import BackgroundServer
-    from redimnet.speakers.sqlite import model_fingerprint
 
     examples = ROOT / "redimnet" / "examples"
     embedder = Embedder(model_from_arguments(args), device="cpu")

@@ -306,7 +306,8 @@ def test_diarize_verb_with_digital_silence(tmp_path, b0_model_and_checkpoint, ca
 def test_speakers_db_names_matching_clusters(tmp_path):
     import torch
 
-    from redimnet.speakers.sqlite import SpeakerDatabase, model_fingerprint
+    from redimnet.models.fingerprint import model_fingerprint
+    from redimnet.speakers.sqlite import SpeakerDatabase
 
     embedder = ToneEmbedder()
     embedder.model = torch.nn.Linear(2, 2)  # what the database fingerprints

@@ -305,7 +305,7 @@ def test_torchrun_two_ranks_on_gloo(tmp_path, corpus, model_and_checkpoint):
 
 def test_npz_records_the_model_and_refuses_mixing(tmp_path, corpus, model_and_checkpoint, capsys):
     from redimnet.embedding.io import embeddings_model
-    from redimnet.speakers.sqlite import model_fingerprint
+    from redimnet.models.fingerprint import model_fingerprint
 
     _, good, _ = corpus
     model, checkpoint = model_and_checkpoint

@@ -18,10 +18,11 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its test c
     from starlette.testclient import TestClient  # noqa: E402
 
 import redimnet  # noqa: E402
+from redimnet.models.fingerprint import model_fingerprint  # noqa: E402
 from redimnet.service import Service, ServiceSettings, create_app  # noqa: E402
 from redimnet.service.app import ROUTES  # noqa: E402
 from redimnet.speakers.sql import EmptyStoreError  # noqa: E402
-from redimnet.speakers.sqlite import SpeakerDatabase, model_fingerprint  # noqa: E402
+from redimnet.speakers.sqlite import SpeakerDatabase
 from redimnet.testing.synth import synthesize, voice_for  # noqa: E402
 
 TOKEN = "test-token-0123456789abcdef"

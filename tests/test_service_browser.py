@@ -22,9 +22,9 @@ if CHROMIUM is None:
     pytest.skip("no Chromium executable (apt-get install chromium)", allow_module_level=True)
 
 import redimnet  # noqa: E402
+from redimnet.models.fingerprint import model_fingerprint  # noqa: E402
 from redimnet.service import Service, ServiceSettings, create_app  # noqa: E402
 from redimnet.service.background import BackgroundServer  # noqa: E402
-from redimnet.speakers.sqlite import model_fingerprint  # noqa: E402
 from redimnet.testing.synth import synthesize, voice_for  # noqa: E402
 
 TOKEN = "browser-token-0123456789abcdef"

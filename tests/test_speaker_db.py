@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 
 import redimnet
-from redimnet.speakers.sqlite import SpeakerDatabase, SpeakerDatabaseError, model_fingerprint
+from redimnet.models.fingerprint import model_fingerprint
+from redimnet.speakers.sqlite import SpeakerDatabase, SpeakerDatabaseError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

@@ -35,7 +35,7 @@ from ..audio import TARGET_SAMPLE_RATE, AudioError, iter_inputs, read_scp
 from ..embedding.embedder import PRECISIONS
 from ..embedding.io import EmbeddingsOutput, open_output
 from ..embedding.pipeline import expected_length
-from ..speakers.sqlite import model_fingerprint
+from ..models.fingerprint import model_fingerprint
 from .common import UsageError, reason, show
 from .models import add_model_arguments, model_from_arguments
 from .outputs import Inputs, check_output

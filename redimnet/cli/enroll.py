@@ -12,8 +12,8 @@ import sys
 from datetime import datetime, timezone
 
 from .._utils.names import check_speaker_name
+from ..models.fingerprint import model_fingerprint
 from ..speakers.bulk import DEFAULT_BATCH, SPEAKER_RULES, import_embeddings
-from ..speakers.sqlite import model_fingerprint
 from ..speakers.stores import open_store, store_label
 from .common import UsageError, show
 from .decisions import add_decision_arguments, scoring_from_arguments

@@ -113,8 +113,9 @@ def build_app(args, token):
 
     import numpy as np
 
+    from ..models.fingerprint import model_fingerprint
     from ..service import Service, ServiceSettings, create_app
-    from ..speakers.sqlite import SpeakerDatabaseError, model_fingerprint
+    from ..speakers.sqlite import SpeakerDatabaseError
     from ..speakers.stores import is_url, open_store, store_label
 
     embedder = embedder_from_arguments(args)

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from ..speakers.sqlite import model_fingerprint
+from ..models.fingerprint import model_fingerprint
 from .decisions import add_decision_arguments, describe_decision, durations_of, scoring_from_arguments
 from .embed import add_embedder_arguments, embedder_from_arguments
 

@@ -402,7 +402,7 @@ class Diarizer:
 
     def _names(self, embeddings: np.ndarray, labels: np.ndarray) -> Dict[int, tuple]:
         """Cluster -> (name, score) for clusters matching an enrolled speaker (each name used once)."""
-        from ..speakers.sqlite import model_fingerprint
+        from ..models.fingerprint import model_fingerprint
         from ..speakers.stores import open_store
 
         database = self.speakers_db

@@ -41,7 +41,7 @@ def save_embeddings(path: PathLike, ids: Sequence[str], embeddings: np.ndarray, 
     """Write ``ids`` and their ``embeddings`` (one row per id) to ``path`` atomically.
 
     ``model``: the fingerprint of the model that made them (see
-    :func:`redimnet.speakers.sqlite.model_fingerprint`), stored so calibrations and
+    :func:`redimnet.models.fingerprint.model_fingerprint`), stored so calibrations and
     resumed runs can tell embeddings of different models apart.
     """
     path = Path(path)

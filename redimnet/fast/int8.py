@@ -273,7 +273,7 @@ def quantize_onnx(
 def _cache_key(model: nn.Module, calibration: str, features_in: bool) -> str:
     import onnxruntime
 
-    from ..speakers.sqlite import model_fingerprint
+    from ..models.fingerprint import model_fingerprint
 
     parts = [
         model_fingerprint(model),

@@ -18,8 +18,6 @@ one naming policy (:func:`redimnet._utils.names.check_speaker_name`: NFC, at mos
 :data:`redimnet._utils.names.MAX_NAME_LENGTH` (256) visible characters).
 """
 
-import hashlib
-import json
 import os
 import sqlite3
 from pathlib import Path
@@ -30,14 +28,7 @@ import numpy as np
 from .index import IndexFile
 from .sql import SCHEMA_VERSION, Speaker, SpeakerDatabaseError, SqlSpeakerStore, UnknownSpeakerError
 
-__all__ = [
-    "SpeakerDatabase",
-    "SpeakerDatabaseError",
-    "UnknownSpeakerError",
-    "Speaker",
-    "model_fingerprint",
-    "SCHEMA_VERSION",
-]
+__all__ = ["SpeakerDatabase", "SpeakerDatabaseError", "UnknownSpeakerError", "Speaker", "SCHEMA_VERSION"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -79,18 +70,6 @@ def _migrate_1_to_2(cursor) -> None:
     cursor.execute("CREATE INDEX speakers_by_revision ON speakers(revision)")
     cursor.execute("CREATE TABLE removed (speaker_id INTEGER PRIMARY KEY, revision INTEGER NOT NULL)")
     cursor.execute("CREATE INDEX removed_by_revision ON removed(revision)")
-
-
-def model_fingerprint(model) -> str:
-    """A short hash of a model's configuration and weights (embeddings of different models do not mix)."""
-    digest = hashlib.sha256()
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "to_dict"):
-        digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 class SpeakerDatabase(SqlSpeakerStore):
