@@ -281,7 +281,7 @@ def test_absurd_rates_and_channel_counts_are_refused_everywhere(tmp_path, rate, 
 
 def test_uploads_and_files_decode_in_blocks_of_bounded_size(tmp_path, monkeypatch):
     """Memory follows the block, not the header: no read asks for more than MAX_BLOCK_SAMPLES samples."""
-    import redimnet.audio as audio
+    import redimnet.audio.read as audio
     from redimnet.audio import decode_audio_bytes
 
     data = flac_bytes(48000, 8, 3.0)
