@@ -299,7 +299,7 @@ def run_identify_at_scale(args) -> dict:
     from redimnet.embedding.io import save_embeddings
     from redimnet.hub.registry import build
     from redimnet.models.checkpoint import load_checkpoint, save_checkpoint
-    from redimnet.speakers.sqlite import model_fingerprint
+    from redimnet.models.fingerprint import model_fingerprint
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

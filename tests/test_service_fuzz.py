@@ -26,8 +26,8 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient  # noqa: E402
 
 import redimnet  # noqa: E402
+from redimnet.models.fingerprint import model_fingerprint  # noqa: E402
 from redimnet.service import Service, ServiceSettings, create_app  # noqa: E402
-from redimnet.speakers.sqlite import model_fingerprint  # noqa: E402
 from redimnet.testing.synth import synthesize, voice_for  # noqa: E402
 
 TOKEN = "fuzz-token-0123456789abcdef"
