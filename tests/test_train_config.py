@@ -4,8 +4,9 @@ import pytest
 
 import redimnet
 from redimnet.cli import main as cli_main
+from redimnet.errors import ConfigError as RecipeError
 from redimnet.models.families import build_model
-from redimnet.recipes import RecipeError, list_recipes, recipe_path, resolve_config
+from redimnet.recipes import list_recipes, recipe_path, resolve_config
 from redimnet.training.config import ConfigError, TrainingConfig, load_config
 
 CONFIGS = [recipe_path(name) for name in list_recipes()]
@@ -165,3 +166,33 @@ def test_unknown_recipe_is_a_clear_usage_error(given, message, capsys):
     assert "redimnet: error: " in capsys.readouterr().err
     assert cli_main(["train"]) == 2
     assert "--config is required" in capsys.readouterr().err
+
+
+def test_recipes_resolve_to_the_configs_they_were_before_the_bases():
+    """Every shipped recipe, laid over its base, gives exactly the config its complete file gave
+    (tests/data/recipes_resolved.json was written from the complete files)."""
+    import json
+
+    from conftest import PROJECT_ROOT
+
+    expected = json.loads((PROJECT_ROOT / "tests" / "data" / "recipes_resolved.json").read_text())
+    assert sorted(expected) == list_recipes()
+    for name in list_recipes():
+        resolved = json.loads(json.dumps(load_config(recipe_path(name)).to_dict()))
+        assert resolved == expected[name], name
+
+
+def test_a_config_on_a_base_sets_only_what_differs(tmp_path):
+    own = tmp_path / "mine.yaml"
+    own.write_text("base: pretrain\nmodel:\n  preset: b1\ndata:\n  batch_size: 8\ntrain:\n  output_dir: exp/mine\n")
+    config = load_config(own)
+    assert config.model.preset == "b1" and config.data.batch_size == 8 and config.train.output_dir == "exp/mine"
+    assert config.loss.margin == 0.2 and config.data.crop_seconds == 2.0  # from the base
+    for bad, message in [
+        ("nope", "not a shipped base"),
+        ("../b2_pretrain", "not a shipped base"),
+        ("[1]", "not a shipped"),
+    ]:
+        own.write_text(f"base: {bad}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(own)

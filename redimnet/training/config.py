@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .._utils.fileio import read_text
-from ..errors import RedimnetError
+from ..audio.read import TARGET_SAMPLE_RATE
+from ..errors import ConfigError
 from ..models.redimnet.config import _is_number
 
 PathLike = Union[str, os.PathLike]
@@ -26,10 +27,6 @@ LOSS_TYPES = ("aam", "am", "sphereface2", "softmax")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 MARGIN_INCREASE = ("exp", "linear")
-
-
-class ConfigError(RedimnetError):
-    """A training configuration file is invalid."""
 
 
 # --------------------------------------------------------------------------- value checks
@@ -171,7 +168,7 @@ class DataSection:
     utt2spk: Optional[str] = _key(_optional(_str), None, "Kaldi utt2spk: '<utt> <speaker>' per line")
     csv: Optional[str] = _key(_optional(_str), None, "CSV with columns utt,path,speaker (header required)")
     shards: Optional[str] = _key(_optional(_str), None, "shard index written by 'redimnet prepare --shards'")
-    sample_rate: int = _key(_int(1000), 16000)
+    sample_rate: int = _key(_int(1000), TARGET_SAMPLE_RATE)
     crop_seconds: float = _key(_float(0.1), 2.0, "length of the random training crops")
     speed_perturb: Tuple[float, ...] = _key(_speed_factors, (0.9, 1.1), "speed factors, each a new speaker set")
     batch_size: int = _key(_int(1), 256, "examples per step and per process")
@@ -467,19 +464,45 @@ def apply_overrides(options: dict, assignments: List[str], source: str = "--set"
     return options
 
 
-def read_config_file(path: PathLike) -> dict:
-    """The raw mapping in a YAML file, with YAML syntax errors reported by line."""
+MAX_BASES = 4
+"""How many ``base:`` files a config may stand on, one on another."""
+
+
+def read_config_file(path: PathLike, _depth: int = 0) -> dict:
+    """The raw mapping in a YAML file, with YAML syntax errors reported by line.
+
+    A mapping with a ``base:`` key (a shipped base, see :func:`redimnet.recipes.list_bases`) is laid
+    over that base: its sections' keys replace the base's, key by key.
+    """
     import yaml
 
     path = Path(path)
     text = read_text(path, "config file", ConfigError)
     try:
-        return yaml.safe_load(text) or {}
+        options = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+    if not isinstance(options, dict) or "base" not in options:
+        return options
+    from ..recipes import base_path
+
+    if _depth >= MAX_BASES:
+        raise ConfigError(f"{path}: base: more than {MAX_BASES} bases, one on another (a base that names itself?)")
+    base = read_config_file(base_path(options["base"], where=str(path)), _depth + 1)
+    return _laid_over(base, {key: value for key, value in options.items() if key != "base"})
+
+
+def _laid_over(base: Any, overlay: Any) -> Any:
+    """``overlay`` laid over ``base``: mappings key by key, anything else replaced."""
+    if not isinstance(base, Mapping) or not isinstance(overlay, Mapping):
+        return overlay
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = _laid_over(base[key], value) if key in base else value
+    return merged
 
 
 def load_config(path: PathLike, overrides: Optional[List[str]] = None) -> TrainingConfig:
