@@ -29,11 +29,7 @@ def _weights(model_name, train_type, dataset, weights):
         if (model_name, train_type, dataset) != (None, None, None):
             raise TypeError("pass either weights='b2.vox2-ft_lm' or model_name/train_type/dataset, not both")
         return _registry.get_weights(weights)
-    if model_name is None:
-        if (train_type, dataset) == (None, None):
-            return _registry.get_weights(_registry.DEFAULT_WEIGHTS)
-        model_name = _registry.get_weights(_registry.DEFAULT_WEIGHTS).arch
-    return _registry.find_weights(model_name, train_type, dataset)
+    return _registry.resolve_weights(model_name, train_type, dataset)
 
 
 def ReDimNet(model_name=None, train_type=None, dataset=None, weights=None, **options):

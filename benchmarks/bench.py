@@ -48,9 +48,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import redimnet  # noqa: E402
+from redimnet.audio import TARGET_SAMPLE_RATE as SAMPLE_RATE  # noqa: E402
 from redimnet.fast.optimize import keep_freed_memory, optimize_for_inference  # noqa: E402
-
-SAMPLE_RATE = 16000
 
 
 def parse_shape(text: str):

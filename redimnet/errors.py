@@ -13,6 +13,11 @@ class InvalidArgumentError(RedimnetError, ValueError):
     """A value given to the library (an option or argument) cannot be used; the message says which and why."""
 
 
+class ConfigError(InvalidArgumentError):
+    """A configuration cannot be used: a model's options (``ModelConfig``, ``ReDimNet2Config``), a training
+    config or recipe; the message names the option (and the file, where there is one)."""
+
+
 class RedimnetWarning(UserWarning):
     """Something worked, but not as asked (e.g. the model runs unoptimised)."""
 

@@ -194,6 +194,31 @@ def test_every_entry_reachable_from_python_hub_and_cli(monkeypatch):
     assert redimnet.from_pretrained() is default
 
 
+def test_one_resolver_reads_every_form_of_a_name():
+    """resolve_weights: default, full name, shortened tag, architecture with or without train type / dataset."""
+    default = redimnet.get_weights(redimnet.DEFAULT_WEIGHTS)
+    assert registry.resolve_weights() is default
+    assert registry.resolve_weights("b3.vox2-ptn").name == "b3.vox2-ptn"
+    assert registry.resolve_weights("b3.ptn").name == "b3.vox2-ptn"
+    assert registry.resolve_weights("B5").name == "b5.vox2-ft_lm"
+    assert registry.resolve_weights("M", train_type="ptn").name == "M.vb2-ptn"
+    assert registry.resolve_weights(train_type="ptn").name == f"{default.arch}.vox2-ptn"
+    with pytest.raises(registry.UnknownModelError, match="already names the weights"):
+        registry.resolve_weights("b2.vox2-ptn", train_type="ft_lm")
+    with pytest.raises(registry.UnknownModelError, match="unknown model"):
+        registry.resolve_weights("b9")
+
+
+def test_from_pretrained_defaults_to_the_default_weights(monkeypatch):
+    loaded = []
+    monkeypatch.setattr("redimnet.hub.pretrained.load_weights", lambda weights, **options: loaded.append(weights.name))
+    redimnet.from_pretrained()
+    redimnet.from_pretrained(train_type="ptn")
+    redimnet.from_pretrained("b2.vox2-ptn")
+    arch = redimnet.get_weights(redimnet.DEFAULT_WEIGHTS).arch
+    assert loaded == [redimnet.DEFAULT_WEIGHTS, f"{arch}.vox2-ptn", "b2.vox2-ptn"]
+
+
 def test_hub_embedder_accepts_every_embedder_option(monkeypatch):
     import inspect
 

@@ -71,16 +71,9 @@ def weights_from_arguments(args) -> registry.Weights:
     """The registry entry ``--model`` (with ``--train-type``/``--dataset``) names, or the default model."""
     name = getattr(args, "model", None)
     train_type, dataset = getattr(args, "train_type", None), getattr(args, "dataset", None)
-    if name is None:
-        if train_type is not None or dataset is not None:
-            name = registry.get_weights(registry.DEFAULT_WEIGHTS).arch
-        else:
-            return registry.get_weights(registry.DEFAULT_WEIGHTS)
-    if "." in name:
-        if train_type is not None or dataset is not None:
-            raise UsageError(f"--model {name} already names the weights; drop --train-type/--dataset")
-        return registry.get_weights(name)
-    return registry.find_weights(name, train_type, dataset)
+    if name is not None and "." in name and (train_type is not None or dataset is not None):
+        raise UsageError(f"--model {name} already names the weights; drop --train-type/--dataset")
+    return registry.resolve_weights(name, train_type, dataset)
 
 
 def model_from_arguments(args):

@@ -18,6 +18,7 @@ import sys
 
 from .._utils import threads
 from .._utils.optional import require
+from ..audio.read import TARGET_SAMPLE_RATE
 from ..errors import InvalidArgumentError
 from .common import UsageError, show
 from .decisions import add_decision_arguments, scoring_from_arguments
@@ -133,7 +134,8 @@ def build_app(args, token):
     except BaseException:
         db.close()
         raise
-    noise = np.random.default_rng(0).standard_normal(max(embedder.min_samples, 16000)).astype(np.float32) * 0.1
+    samples = max(embedder.min_samples, TARGET_SAMPLE_RATE)
+    noise = np.random.default_rng(0).standard_normal(samples).astype(np.float32) * 0.1
     embedder.embed_prepared([noise])  # the first forward pass is slow: pay it before the first request
     settings = ServiceSettings(
         db=args.db if is_url(args.db) else Path(args.db),

@@ -20,14 +20,14 @@ from .calibration import array_fingerprint
 from .score_norm import normalize_scores
 from .scoring import cosine_scores, l2_normalize, prepare_embeddings
 
-__all__ = ["ScoringRecipe", "RecipeError", "NORMALISATIONS"]
+__all__ = ["ScoringRecipe", "ScoringRecipeError", "NORMALISATIONS"]
 
 NORMALISATIONS = ("none", "snorm", "asnorm")
 
 TrialScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-class RecipeError(RedimnetError):
+class ScoringRecipeError(RedimnetError):
     """Scoring options that do not fit together."""
 
 
@@ -51,15 +51,15 @@ class ScoringRecipe:
 
     def __post_init__(self):
         if self.norm not in NORMALISATIONS:
-            raise RecipeError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMALISATIONS)}")
+            raise ScoringRecipeError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMALISATIONS)}")
         if self.norm != "none" and self.cohort is None:
-            raise RecipeError(f"normalisation {self.norm} needs a cohort")
+            raise ScoringRecipeError(f"normalisation {self.norm} needs a cohort")
         if self.subtract_mean not in (None, "cohort", "eval"):
-            raise RecipeError(f"subtract_mean must be 'cohort', 'eval' or None, got {self.subtract_mean!r}")
+            raise ScoringRecipeError(f"subtract_mean must be 'cohort', 'eval' or None, got {self.subtract_mean!r}")
         if self.subtract_mean == "cohort" and self.cohort is None:
-            raise RecipeError("subtracting the cohort mean needs a cohort")
+            raise ScoringRecipeError("subtracting the cohort mean needs a cohort")
         if self.backend is not None and (self.norm != "none" or self.subtract_mean):
-            raise RecipeError(
+            raise ScoringRecipeError(
                 "a trained back-end has its own mean and normalisation: do not combine it with "
                 "score normalisation or mean subtraction"
             )
@@ -109,7 +109,7 @@ class ScoringRecipe:
             backend = self.backend
             return lambda e, t: backend.score_trials(embeddings, e, t)
         if self.cohort is not None and self.cohort.shape[1] != embeddings.shape[1]:
-            raise RecipeError(
+            raise ScoringRecipeError(
                 f"the cohort has {self.cohort.shape[1]}-dimensional embeddings but the evaluated "
                 f"ones have {embeddings.shape[1]}: the cohort must come from the same model"
             )

@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from ..audio.read import TARGET_SAMPLE_RATE
 from .base import LogMelFrontEnd
 
 
@@ -39,7 +40,7 @@ class MelSpectrogramFrontEnd(LogMelFrontEnd):
         n_mels: int = 72,
         hop_length: int = 160,
         *,
-        sample_rate: int = 16000,
+        sample_rate: int = TARGET_SAMPLE_RATE,
         n_fft: int = 512,
         win_length: int = 400,
         f_min: float = 20,

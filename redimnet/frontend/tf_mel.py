@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..audio.read import TARGET_SAMPLE_RATE
 from .base import LogMelFrontEnd
 
 
@@ -99,7 +100,7 @@ class TFMelFrontEnd(DFTFrontEnd):
         n_mels: int = 72,
         hop_length: int = 160,
         *,
-        sample_rate: int = 16000,
+        sample_rate: int = TARGET_SAMPLE_RATE,
         n_fft: int = 512,
         win_length: int = 400,
         f_min: float = 20,

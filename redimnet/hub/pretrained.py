@@ -38,14 +38,13 @@ from typing import Dict, List, Optional, Tuple, Union
 from .._utils.fileio import atomic_write
 from ..errors import PretrainedError
 from .registry import (
-    DEFAULT_WEIGHTS,
     RELEASE_URL,
     Weights,
-    find_weights,
     get_architecture,
     get_family,
     get_weights,
     list_weights,
+    resolve_weights,
 )
 
 PathLike = Union[str, os.PathLike]
@@ -99,12 +98,7 @@ def list_pretrained() -> List[Weights]:
 
 def find_release(model_name: str, train_type: Optional[str] = None, dataset: Optional[str] = None) -> Weights:
     """The weights for a ``(model_name, train_type, dataset)`` combination (model names case-insensitive)."""
-    try:
-        return find_weights(model_name, train_type, dataset)
-    except ValueError as error:
-        raise PretrainedError(
-            f"no published ReDimNet model {model_name!r} with dataset={dataset!r}, train_type={train_type!r}: {error}"
-        ) from None
+    return _weights_of(model_name, train_type, dataset)
 
 
 # ---------------------------------------------------------------------------
@@ -309,19 +303,21 @@ def download(
     return target
 
 
-def _weights_of(model_name: Union[str, Weights], train_type: Optional[str], dataset: Optional[str]) -> Weights:
+def _weights_of(model_name: Union[str, Weights, None], train_type: Optional[str], dataset: Optional[str]) -> Weights:
     if isinstance(model_name, Weights):
         return model_name
-    if "." in str(model_name) and train_type is None and dataset is None:
-        try:
-            return get_weights(model_name)
-        except ValueError as error:
+    try:
+        return resolve_weights(model_name, train_type, dataset)
+    except ValueError as error:
+        if "." in str(model_name):
             raise PretrainedError(str(error)) from None
-    return find_release(model_name, train_type, dataset)
+        raise PretrainedError(
+            f"no published ReDimNet model {model_name!r} with dataset={dataset!r}, train_type={train_type!r}: {error}"
+        ) from None
 
 
 def checkpoint_path(
-    model_name: Union[str, Weights] = "b2",
+    model_name: Union[str, Weights, None] = None,
     train_type: Optional[str] = None,
     dataset: Optional[str] = None,
     *,
@@ -423,14 +419,18 @@ def load_weights(
     return model
 
 
-def from_pretrained(model_name: str = "b2", train_type: Optional[str] = None, dataset: Optional[str] = None, **options):
+def from_pretrained(
+    model_name: Optional[str] = None, train_type: Optional[str] = None, dataset: Optional[str] = None, **options
+):
     """The published model ``model_name`` / ``train_type`` / ``dataset`` (the original hub's arguments).
 
     A thin alias of :func:`load_weights` (also reachable as ``redimnet.load("b2.vox2-ft_lm")``);
     ``train_type`` and ``dataset`` default to the architecture's default weights.
 
     Args:
-        model_name: the architecture (``"b0"`` ... ``"b6"``, ``"M"``, ``"S"``, or another family's).
+        model_name: the architecture (``"b0"`` ... ``"b6"``, ``"M"``, ``"S"``, or another family's), or
+            weights (``"b2.vox2-ft_lm"``); None for :data:`~redimnet.hub.registry.DEFAULT_WEIGHTS`
+            (with ``train_type`` / ``dataset``: those of its architecture).
         train_type: ``"ptn"``, ``"ft_lm"``, ``"ft_mix"``, ... (None: the default weights' type).
         dataset: ``"vox2"``, ``"vb2+vox2+cnc"``, ... (None: the default weights' dataset).
         **options: download and loading options of :func:`load_weights`.
@@ -508,4 +508,4 @@ def load(name: Optional[str] = None, **options):
     Returns:
         The network with the published weights, in eval mode.
     """
-    return load_weights(get_weights(name or DEFAULT_WEIGHTS), **options)
+    return load_weights(resolve_weights(name), **options)

@@ -348,6 +348,33 @@ def find_weights(model_name: str, train_type: Optional[str] = None, dataset: Opt
     return get_weights(arch.name, f"{dataset}-{train_type}")
 
 
+def resolve_weights(
+    name: Optional[str] = None, train_type: Optional[str] = None, dataset: Optional[str] = None
+) -> Weights:
+    """The one reading of a model name, for the API, ``hubconf.py`` and the command line's ``--model``.
+
+    * nothing: :data:`DEFAULT_WEIGHTS`;
+    * ``"b2.vox2-ft_lm"`` (or a shortened tag, see :func:`get_weights`): those weights;
+    * an architecture (``"b2"``), optionally with ``train_type`` / ``dataset`` (the original hub's
+      arguments): its default weights, or the ones these pick;
+    * only ``train_type`` / ``dataset``: those of the default model's architecture.
+
+    Raises:
+        UnknownModelError: no published weights match, or weights named twice (a tag and ``train_type``/``dataset``).
+    """
+    if name is None:
+        default = get_weights(DEFAULT_WEIGHTS)
+        if train_type is None and dataset is None:
+            return default
+        name = default.arch
+    text = str(name)
+    if "." in text:
+        if train_type is not None or dataset is not None:
+            raise UnknownModelError(f"{text!r} already names the weights; leave out train_type and dataset")
+        return get_weights(text)
+    return find_weights(text, train_type, dataset)
+
+
 # ---------------------------------------------------------------------------
 # ReDimNet (IDRnD): b0-b6 trained on VoxCeleb2, M and S on VoxBlink2 + VoxCeleb2 + CN-Celeb
 # ---------------------------------------------------------------------------

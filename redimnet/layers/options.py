@@ -7,6 +7,8 @@ the blocks use them to build themselves.
 import re
 from typing import Optional, Tuple
 
+from ..errors import ConfigError
+
 # Heads per attention layer in the time-context blocks (fixed in the original).
 ATTENTION_HEADS = 4
 # Heads of the MHASTP pooling, and heads per query of MQMHASTP (original defaults).
@@ -37,7 +39,7 @@ def parse_head_activation(value: Optional[str]) -> Optional[Tuple[str, Optional[
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(f"head_activation must be a string or None, got {value!r}")
+        raise ConfigError(f"head_activation must be a string or None, got {value!r}")
     text = value.strip()
     name: Optional[str]
     dim: Optional[int]
@@ -47,7 +49,7 @@ def parse_head_activation(value: Optional[str]) -> Optional[Tuple[str, Optional[
         match = re.fullmatch(r"(?:torch\.)?(?:nn\.)?(\w+)\(\s*(?:dim\s*=\s*)?(-?\d+)?\s*\)", text)
         name = _ACTIVATION_CLASS_NAMES.get(match.group(1).lower()) if match else None
         if match is None or name is None:
-            raise ValueError(
+            raise ConfigError(
                 f"head_activation={value!r} is not supported; use one of {', '.join(HEAD_ACTIVATIONS)} "
                 "or the form 'nn.Softmax(dim=-1)'"
             )

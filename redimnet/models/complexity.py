@@ -3,9 +3,8 @@
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..audio.read import TARGET_SAMPLE_RATE
 from .redimnet import ReDimNet
-
-SAMPLE_RATE = 16000
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -32,7 +31,7 @@ def count_macs(model: ReDimNet, seconds: float = 2.0) -> int:
         counted[cpu_attention] = _attention_flops
     was_training = model.training
     model.eval()
-    wave = torch.randn(1, int(round(seconds * SAMPLE_RATE)))
+    wave = torch.randn(1, int(round(seconds * TARGET_SAMPLE_RATE)))
     try:
         with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=counted) as counter:
             model(wave)

@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from ..audio.read import TARGET_SAMPLE_RATE
 
 # Average formant frequencies F1-F3 (Hz) of English vowels spoken by adult men
 # (after Peterson & Barney 1952); speakers scale and perturb them.
@@ -116,7 +116,9 @@ def _smooth_noise(rng: np.random.Generator, length: int, period: int) -> np.ndar
     return np.interp(np.arange(length) / period, np.arange(points.size), points)
 
 
-def synthesize(voice: Voice, seconds: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def synthesize(
+    voice: Voice, seconds: float, rng: np.random.Generator, sample_rate: int = TARGET_SAMPLE_RATE
+) -> np.ndarray:
     """One utterance of ``voice``: about ``seconds`` long, float32 in [-1, 1]."""
     n = int(seconds * sample_rate)
     hop = sample_rate // 200  # control rate: 5 ms
@@ -185,7 +187,11 @@ def synthesize(voice: Voice, seconds: float, rng: np.random.Generator, sample_ra
 
 
 def record(
-    speech: np.ndarray, rng: np.random.Generator, channel_tilt: float, snr_db: float, sample_rate: int = SAMPLE_RATE
+    speech: np.ndarray,
+    rng: np.random.Generator,
+    channel_tilt: float,
+    snr_db: float,
+    sample_rate: int = TARGET_SAMPLE_RATE,
 ) -> np.ndarray:
     """A session's channel: a gentle spectral tilt, background noise at ``snr_db``, peak normalisation."""
     spectrum = np.fft.rfft(speech)
@@ -210,7 +216,7 @@ def generate_corpus(
     seed: int = 0,
     seconds: float = 3.0,
     sessions: int = 2,
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int = TARGET_SAMPLE_RATE,
 ) -> List[Tuple[str, str]]:
     """Write ``speaker/session/NNNNN.wav`` files for the given speaker numbers.
 
@@ -248,7 +254,7 @@ def write_trials(utterances: Sequence[Tuple[str, str]], path) -> Path:
 
 
 def write_noise_folder(
-    folder, seed: int = 0, files: int = 4, seconds: float = 4.0, sample_rate: int = SAMPLE_RATE
+    folder, seed: int = 0, files: int = 4, seconds: float = 4.0, sample_rate: int = TARGET_SAMPLE_RATE
 ) -> Path:
     """A small MUSAN-style folder: ``noise/`` (coloured noise), ``music/`` (chords), ``speech/`` (other talkers)."""
     import soundfile
@@ -272,7 +278,7 @@ def write_noise_folder(
     return folder
 
 
-def write_rir_folder(folder, seed: int = 0, files: int = 4, sample_rate: int = SAMPLE_RATE) -> Path:
+def write_rir_folder(folder, seed: int = 0, files: int = 4, sample_rate: int = TARGET_SAMPLE_RATE) -> Path:
     """Synthetic room impulse responses: a direct path then exponentially decaying noise (RT60 0.2-0.8 s)."""
     import soundfile
 
@@ -294,7 +300,9 @@ def write_rir_folder(folder, seed: int = 0, files: int = 4, sample_rate: int = S
 
 
 # --- conversations ---------------------------------------------------------------------------------
-def room_response(rng: np.random.Generator, sample_rate: int = SAMPLE_RATE, rt60: Optional[float] = None) -> np.ndarray:
+def room_response(
+    rng: np.random.Generator, sample_rate: int = TARGET_SAMPLE_RATE, rt60: Optional[float] = None
+) -> np.ndarray:
     """A synthetic room impulse response: direct path, then exponentially decaying noise (RT60 ``rt60`` seconds;
     by default drawn from 0.15-0.5 s)."""
     if rt60 is None:
@@ -369,7 +377,7 @@ def generate_conversation(
     pool: int = 0,
     first_voice: int = 100000,
     recording: Optional[str] = None,
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int = TARGET_SAMPLE_RATE,
     block_seconds: float = 60.0,
 ) -> List[Tuple[float, float, str]]:
     """Write a synthetic conversation to ``path`` (16-bit WAV) and its reference RTTM next to it.

@@ -5,9 +5,9 @@
 >>> result = train(load_config(recipe_path("b2_pretrain")))   # doctest: +SKIP
 """
 
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
 from .checkpointing import average_checkpoints, average_models
-from .config import ConfigError, TrainingConfig, load_config
+from .config import TrainingConfig, load_config
 from .data import DataError
 from .trainer import TrainingResult, train
 

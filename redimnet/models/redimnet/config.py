@@ -6,7 +6,7 @@ defaults), so a configuration read from an official release file can be used
 as it is, and one written by this project can be read by the original code.
 
 Every value is checked when the configuration is made; an unknown option or an
-unsupported value raises :class:`ValueError` naming the option.
+unsupported value raises :class:`redimnet.errors.ConfigError` (a ``ValueError``) naming the option.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
 
+from ...audio.read import TARGET_SAMPLE_RATE
+from ...errors import ConfigError
 from ...layers.options import (
     ATTENTION_HEADS,
     MHASTP_HEADS,
@@ -118,11 +120,11 @@ class ReleaseConfig:
     def from_dict(cls: Type[ConfigT], options: Mapping[str, Any]) -> ConfigT:
         """Build from a ``model_config`` dict; unknown keys raise ValueError."""
         if not isinstance(options, Mapping):
-            raise ValueError(f"model_config must be a dict, got {type(options).__name__}")
+            raise ConfigError(f"model_config must be a dict, got {type(options).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # subclasses are dataclasses
         unknown = sorted(str(k) for k in options if k not in known)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown {cls.family_label} option(s): {', '.join(unknown)}; "
                 f"known options are: {', '.join(sorted(known))}"
             )
@@ -145,7 +147,7 @@ class ReleaseConfig:
         options = self.to_dict()
         unknown = sorted(k for k in changes if k not in options)
         if unknown:
-            raise ValueError(f"unknown {self.family_label} option(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown {self.family_label} option(s): {', '.join(unknown)}")
         options.update(changes)
         return type(self)(**options)
 
@@ -212,7 +214,7 @@ class ModelConfig(ReleaseConfig):
         # and independent of the caller's lists.
         object.__setattr__(self, "stages_setup", _parse_stages(self.stages_setup))
         if not isinstance(self.spec_params, Mapping):
-            raise ValueError(f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
+            raise ConfigError(f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
         object.__setattr__(self, "spec_params", dict(self.spec_params))
         _validate(self)
 
@@ -273,23 +275,23 @@ def _positive_int(name: str, value, allow_none: bool = False):
         return
     if not _is_int(value) or value <= 0:
         extra = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be a positive integer{extra}, got {value!r}")
+        raise ConfigError(f"{name} must be a positive integer{extra}, got {value!r}")
 
 
 def _choice(name: str, value, choices: Iterable):
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
+        raise ConfigError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
 
 
 def _probability(name: str, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
 
 
 def _flag(name: str, value):
     if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
 
 
 def parse_stage_list(
@@ -299,7 +301,7 @@ def parse_stage_list(
     or 5-entry sequences laid out as ``layout`` says (or mappings with ``mapping_keys``) that
     ``parse_entry(where, entry)`` turns into specs after the checks every family shares."""
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
-        raise ValueError(f"stages_setup must be a non-empty list of ({layout}) entries")
+        raise ConfigError(f"stages_setup must be a non-empty list of ({layout}) entries")
     parsed = []
     for index, stage in enumerate(stages):
         where = f"stages_setup[{index}]"
@@ -310,9 +312,9 @@ def parse_stage_list(
             try:
                 stage = [stage[k] for k in mapping_keys]
             except KeyError as missing:
-                raise ValueError(f"{where} is missing {missing}") from None
+                raise ConfigError(f"{where} is missing {missing}") from None
         if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 5:
-            raise ValueError(f"{where} must have 5 entries ({layout}), got {stage!r}")
+            raise ConfigError(f"{where} must have 5 entries ({layout}), got {stage!r}")
         parsed.append(parse_entry(where, stage))
     return tuple(parsed)
 
@@ -323,9 +325,9 @@ _STAGE_FIELDS = ("stride", "num_blocks", "conv_exp", "kernel_sizes", "att_block_
 def _parse_stage(where: str, stage) -> StageSpec:
     stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
     if stride not in (1, 2, 3) or not _is_int(stride):
-        raise ValueError(f"{where}: stride must be 1, 2 or 3, got {stride!r}")
+        raise ConfigError(f"{where}: stride must be 1, 2 or 3, got {stride!r}")
     if not _is_int(num_blocks) or num_blocks < 0:
-        raise ValueError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
+        raise ConfigError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
     _positive_int(f"{where}: conv_exp", conv_exp)
     _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
     return StageSpec(stride, num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red)
@@ -337,12 +339,12 @@ def _parse_stages(stages) -> Tuple[StageSpec, ...]:
 
 def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
     if isinstance(kernel_sizes, (str, bytes)) or not isinstance(kernel_sizes, Sequence):
-        raise ValueError(f"{where}: kernel_sizes must be a list such as [(3, 3)], got {kernel_sizes!r}")
+        raise ConfigError(f"{where}: kernel_sizes must be a list such as [(3, 3)], got {kernel_sizes!r}")
     out = []
     for kernel in kernel_sizes:
         kernel = (kernel,) if _is_int(kernel) else kernel
         if not isinstance(kernel, Sequence) or not all(_is_int(k) and k > 0 for k in kernel):
-            raise ValueError(f"{where}: kernel_sizes entries must be positive integers or pairs, got {kernel!r}")
+            raise ConfigError(f"{where}: kernel_sizes entries must be positive integers or pairs, got {kernel!r}")
         out.append(tuple(kernel))
     return tuple(out)
 
@@ -352,7 +354,7 @@ def _check_groups(divisor, channels: int, where: str):
         return
     groups = channels // divisor
     if groups < 1 or channels % groups != 0:
-        raise ValueError(
+        raise ConfigError(
             f"group_divisor={divisor} does not fit {where} with {channels} channels: "
             f"channels // group_divisor must be >= 1 and divide the channels"
         )
@@ -370,14 +372,14 @@ def validate_front_end_options(
             _positive_int(f"spec_params[{key!r}]", params[key])
     n_fft, win = params.get("n_fft", 512), params.get("win_length", 400)
     if win > n_fft:
-        raise ValueError(f"spec_params: win_length ({win}) must not exceed n_fft ({n_fft})")
+        raise ConfigError(f"spec_params: win_length ({win}) must not exceed n_fft ({n_fft})")
     for key in ("f_min", "f_max"):
         if key in params and not _is_number(params[key]):
-            raise ValueError(f"spec_params[{key!r}] must be a number, got {params[key]!r}")
+            raise ConfigError(f"spec_params[{key!r}] must be a number, got {params[key]!r}")
     if band:
         f_min, f_max = params.get("f_min", 20), params.get("f_max", 7600)
-        if not 0 <= f_min < f_max <= params.get("sample_rate", 16000) / 2:
-            raise ValueError(
+        if not 0 <= f_min < f_max <= params.get("sample_rate", TARGET_SAMPLE_RATE) / 2:
+            raise ConfigError(
                 f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}"
             )
     for key in ("do_spec_aug", "norm_signal", "do_preemph"):
@@ -392,21 +394,21 @@ def validate_front_end_options(
                 or not all(_is_int(w) for w in width)
                 or not 0 <= width[0] < width[1]
             ):
-                raise ValueError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
+                raise ConfigError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
     if "freq_start_bin" in params and (not _is_int(params["freq_start_bin"]) or params["freq_start_bin"] < 0):
-        raise ValueError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
+        raise ConfigError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
     if "num_apply_spec_aug" in params and (
         not _is_int(params["num_apply_spec_aug"]) or params["num_apply_spec_aug"] < 0
     ):
-        raise ValueError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
+        raise ConfigError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
     spec_norms = tuple(spec_norms)
     if "spec_norm" in params and params["spec_norm"] not in spec_norms:
-        raise ValueError(
+        raise ConfigError(
             f"spec_params['spec_norm']={params['spec_norm']!r} is not supported{spec_norm_note}; "
             f"choose one of {', '.join(map(repr, spec_norms))}"
         )
     if "eps" in params and (not isinstance(params["eps"], float) or not 0 < params["eps"] < 1):
-        raise ValueError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
+        raise ConfigError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
 
 
 def check_time_context(where: str, att_block_red: Optional[int], width: int, block_1d_type: str) -> None:
@@ -415,9 +417,9 @@ def check_time_context(where: str, att_block_red: Optional[int], width: int, blo
         return
     hidden = width // att_block_red
     if hidden < 1:
-        raise ValueError(f"{where}: att_block_red={att_block_red} leaves no hidden channels (C*F = {width})")
+        raise ConfigError(f"{where}: att_block_red={att_block_red} leaves no hidden channels (C*F = {width})")
     if block_1d_type in ("att", "conv+att") and hidden % ATTENTION_HEADS != 0:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: att_block_red={att_block_red} gives {hidden} hidden channels, "
             f"which the {ATTENTION_HEADS} attention heads of block_1d_type={block_1d_type!r} "
             "cannot split evenly"
@@ -427,9 +429,9 @@ def check_time_context(where: str, att_block_red: Optional[int], width: int, blo
 def check_pooling_channels(pooling_func: str, channels: int) -> None:
     """The multi-head poolings split the backbone's channels over their heads."""
     if pooling_func == "MHASTP" and channels % MHASTP_HEADS != 0:
-        raise ValueError(f"pooling_func='MHASTP' needs an even number of channels, got {channels}")
+        raise ConfigError(f"pooling_func='MHASTP' needs an even number of channels, got {channels}")
     if pooling_func == "MQMHASTP" and channels % MQMHASTP_HEADS != 0:
-        raise ValueError(f"pooling_func='MQMHASTP' needs channels divisible by {MQMHASTP_HEADS}, got {channels}")
+        raise ConfigError(f"pooling_func='MQMHASTP' needs channels divisible by {MQMHASTP_HEADS}, got {channels}")
 
 
 def _validate_spec_params(config: ModelConfig):
@@ -438,12 +440,12 @@ def _validate_spec_params(config: ModelConfig):
     allowed = SPEC_PARAMS[frontend]
     for key in params:
         if key in ("n_mels", "hop_length"):
-            raise ValueError(
+            raise ConfigError(
                 f"spec_params[{key!r}] is set by the model option "
                 f"{'F' if key == 'n_mels' else 'hop_length'}; remove it from spec_params"
             )
         if key not in allowed:
-            raise ValueError(
+            raise ConfigError(
                 f"spec_params[{key!r}] is not an option of the {frontend!r} front end; "
                 f"known: {', '.join(sorted(allowed))}"
             )
@@ -469,7 +471,7 @@ def _validate(config: ModelConfig):
     _flag("emb_bn", config.emb_bn)
     _flag("return_all_outputs", config.return_all_outputs)
     if config.tf_optimized_arch is not False:
-        raise ValueError(
+        raise ConfigError(
             "tf_optimized_arch=True is not supported: the published original code does not "
             "define that variant either; use tf_optimized_arch=False"
         )
@@ -481,7 +483,7 @@ def _validate(config: ModelConfig):
     for index, stage in enumerate(config.stages_setup):
         where = f"stages_setup[{index}]"
         if f % stage.stride != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: stride {stage.stride} does not divide the {f} frequency bins "
                 f"left at this stage (F={config.F}); change F or the strides"
             )
@@ -493,7 +495,7 @@ def _validate(config: ModelConfig):
         check_time_context(where, stage.att_block_red, width, config.block_1d_type)
     check_pooling_channels(config.pooling_func, config.backbone_dim)
     if config.head_activation is not None and config.num_classes is None:
-        raise ValueError(
+        raise ConfigError(
             "head_activation is set but num_classes is None: the activation belongs to the "
             "classification head; set num_classes or drop head_activation"
         )

@@ -5,7 +5,7 @@ release file stores in its ``model_config`` (same names, same meaning), so a
 configuration read from an official file can be used as it is and one written
 here is read by the official code.  Every value is checked when the object is
 made; an unknown option, an impossible value, or an option the official code
-accepts but cannot run raises :class:`ValueError` naming the option.
+accepts but cannot run raises :class:`redimnet.errors.ConfigError` (a ``ValueError``) naming the option.
 
 Differences from ReDimNet's :class:`redimnet.ModelConfig`: a stage's stride is a
 ``(freq, time)`` pair (the network pools time too and upsamples back), the
@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
+from ...errors import ConfigError
 from ..redimnet.config import (
     BLOCK_1D_TYPES,
     BLOCK_2D_TYPES,
@@ -185,7 +186,7 @@ class ReDimNet2Config(ReleaseConfig):
     def __post_init__(self):
         object.__setattr__(self, "stages_setup", _parse_stages(self.stages_setup))
         if not isinstance(self.spec_params, Mapping):
-            raise ValueError(f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
+            raise ConfigError(f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
         object.__setattr__(self, "spec_params", dict(self.spec_params))
         _validate(self)
 
@@ -248,13 +249,13 @@ def _parse_stage(where: str, stage) -> Stage2Spec:
         or len(stride) != 2
         or not all(_is_int(s) and s > 0 for s in stride)
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{where}: the stride must be a pair (freq_stride, time_stride) of positive integers, got {stride!r}"
         )
     if not _is_int(num_blocks) or num_blocks < 0:
-        raise ValueError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
+        raise ConfigError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
     if not _is_number(conv_exp) or not math.isfinite(conv_exp) or conv_exp <= 0:
-        raise ValueError(f"{where}: conv_exp must be a positive number, got {conv_exp!r}")
+        raise ConfigError(f"{where}: conv_exp must be a positive number, got {conv_exp!r}")
     _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
     return Stage2Spec(stride[0], stride[1], num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red)
 
@@ -266,7 +267,7 @@ def _parse_stages(stages) -> Tuple[Stage2Spec, ...]:
 
 def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
     if isinstance(kernel_sizes, (str, bytes)) or not isinstance(kernel_sizes, Sequence) or len(kernel_sizes) == 0:
-        raise ValueError(f"{where}: kernel_sizes must be a non-empty list such as [(3, 3)], got {kernel_sizes!r}")
+        raise ConfigError(f"{where}: kernel_sizes must be a non-empty list such as [(3, 3)], got {kernel_sizes!r}")
     out = []
     for kernel in kernel_sizes:
         kernel = (kernel, kernel) if _is_int(kernel) else kernel
@@ -276,7 +277,7 @@ def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
             or len(kernel) != 2
             or not all(_is_int(k) and k > 0 for k in kernel)
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: kernel_sizes entries must be positive integers or (freq, time) pairs, got {kernel!r}"
             )
         out.append(tuple(kernel))
@@ -289,12 +290,12 @@ def _validate_spec_params(config: ReDimNet2Config):
     allowed = SPEC_PARAMS[frontend]
     for key in params:
         if key in ("n_mels", "hop_length") and key not in allowed:
-            raise ValueError(
+            raise ConfigError(
                 f"spec_params[{key!r}] is set by the model option "
                 f"{'F' if key == 'n_mels' else 'hop_length'}; remove it from spec_params"
             )
         if key not in allowed:
-            raise ValueError(
+            raise ConfigError(
                 f"spec_params[{key!r}] is not an option of the {config.feat_type!r} front end; "
                 f"known: {', '.join(sorted(allowed))}"
             )
@@ -306,7 +307,7 @@ def _validate_spec_params(config: ReDimNet2Config):
     )
     n_fft = params.get("n_fft", 512)
     if frontend == "tf_spec" and config.F != n_fft // 4:
-        raise ValueError(
+        raise ConfigError(
             f"feat_type='tf_spec' gives n_fft // 4 = {n_fft // 4} frequency bins (spectrum bins "
             f"averaged in pairs), so F must be {n_fft // 4}, got F={config.F}"
         )
@@ -316,20 +317,20 @@ def _validate(config: ReDimNet2Config):
     for name, bad in _UNRUNNABLE.items():
         value = getattr(config, name)
         if isinstance(value, str) and value in bad:
-            raise ValueError(f"{name}={value!r} is not supported: {bad[value]}")
+            raise ConfigError(f"{name}={value!r} is not supported: {bad[value]}")
     if config.causal is False or config.causal in ("full", "only_1d"):
-        raise ValueError(
+        raise ConfigError(
             f"causal={config.causal!r} is not supported: the official ReDimNet2 code runs only "
             "causal='none' (it has no causal blocks); use causal='none'"
         )
     _choice("causal", config.causal, ("none",))
     if config.spec_in_channels != 1:
-        raise ValueError(
+        raise ConfigError(
             f"spec_in_channels={config.spec_in_channels!r} is not supported: every ReDimNet2 front "
             "end gives one input channel; use spec_in_channels=1"
         )
     if config.fm_weigthing_type != "NC":
-        raise ValueError(
+        raise ConfigError(
             f"fm_weigthing_type={config.fm_weigthing_type!r} is not supported: the official code "
             "runs only 'NC' (one weight per feature map and row); use 'NC'"
         )
@@ -343,7 +344,7 @@ def _validate(config: ReDimNet2Config):
     _positive_int("num_classes", config.num_classes, allow_none=True)
     _probability("feat_agg_dropout", config.feat_agg_dropout)
     if config.head_activation is not None and not isinstance(config.head_activation, str):
-        raise ValueError(f"head_activation must be a string or None, got {config.head_activation!r}")
+        raise ConfigError(f"head_activation must be a string or None, got {config.head_activation!r}")
     _positive_int("hop_length", config.hop_length)
     _choice("pooling_func", config.pooling_func, POOLING_FUNCS)
     _choice("feat_type", config.feat_type, FEAT_TYPES)
@@ -361,7 +362,7 @@ def _validate(config: ReDimNet2Config):
     for name in ("pad_right_samples", "before_pool_offset"):
         value = getattr(config, name)
         if value is not None and (not _is_int(value) or value < 0):
-            raise ValueError(f"{name} must be an integer >= 0 or None, got {value!r}")
+            raise ConfigError(f"{name} must be an integer >= 0 or None, got {value!r}")
     _validate_spec_params(config)
 
     width = config.width
@@ -369,14 +370,14 @@ def _validate(config: ReDimNet2Config):
     for index, stage in enumerate(config.stages_setup):
         where = f"stages_setup[{index}]"
         if f % stage.freq_stride != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"{where}: freq_stride {stage.freq_stride} does not divide the {f} frequency bins "
                 f"left at this stage (F={config.F}); change F or the strides"
             )
         c, f = c * stage.freq_stride, f // stage.freq_stride
         expanded = int(c * stage.conv_exp)
         if expanded < 1:
-            raise ValueError(f"{where}: conv_exp={stage.conv_exp} leaves no channels ({c} x {stage.conv_exp})")
+            raise ConfigError(f"{where}: conv_exp={stage.conv_exp} leaves no channels ({c} x {stage.conv_exp})")
         _check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
         check_time_context(where, stage.att_block_red, width, config.block_1d_type)
     check_pooling_channels(config.pooling_func, config.backbone_dim)
