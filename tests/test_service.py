@@ -570,8 +570,8 @@ def test_page_and_its_files_are_served_with_a_strict_policy(client):
 
 # --- calibrated decisions reuse the CLI's scoring pieces -----------------------------------------------------
 def test_calibrated_verify_and_identify(embedder, tmp_path, clips):
-    from redimnet.cli.decisions import Scoring
     from redimnet.evaluation.calibration import fit_calibration
+    from redimnet.speakers.scorer import Scorer as Scoring
 
     rng = np.random.default_rng(0)
     scores = np.concatenate([rng.normal(0.7, 0.1, 200), rng.normal(0.1, 0.1, 200)])

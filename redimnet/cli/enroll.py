@@ -124,20 +124,10 @@ def run_identify(args) -> int:
     fingerprint = model_fingerprint(embedder.model)
     scoring = scoring_from_arguments(args, fingerprint, int(embedding.shape[0]))
     with open_store(args.db, create=False) as db:
-        if scoring.backend is None:
-            matches = db.identify(embedding, top=args.top, fingerprint=fingerprint)
-        else:
-            names = [s.name for s in db.speakers()]
-            db.identify(embedding, top=1, fingerprint=fingerprint)  # the same model checks as cosine
-            enrolments = [db.utterances(name)[1] for name in names]
-            scores = scoring.backend.score_sets(enrolments, embedding[None, :])[0] if names else []
-            order = sorted(range(len(names)), key=lambda i: -scores[i])[: args.top]
-            matches = [(names[i], float(scores[i])) for i in order]
+        matches = scoring.rank(embedding, db, args.top, fingerprint)
     rows = [{"speaker": name, "score": score} for name, score in matches]
-    if scoring.calibration is not None and rows:
-        llrs = scoring.llrs([score for _, score in matches])
-        for row, llr in zip(rows, llrs):
-            row.update(scoring.decide(float(llr)).to_dict())
+    for row, decision in zip(rows, scoring.decisions([score for _, score in matches])):
+        row.update(decision)
     if args.json:
         print(json.dumps(rows))
         return 0

@@ -7,8 +7,6 @@ reports.  Without ``--threshold`` only the score is printed.
 
 import json
 
-import numpy as np
-
 from ..models.fingerprint import model_fingerprint
 from .decisions import add_decision_arguments, describe_decision, durations_of, scoring_from_arguments
 from .embed import add_embedder_arguments, embedder_from_arguments
@@ -34,10 +32,7 @@ def run(args) -> int:
     embedder = embedder_from_arguments(args)
     embeddings = embedder.embed_files([args.first, args.second])
     scoring = scoring_from_arguments(args, model_fingerprint(embedder.model), int(embeddings.shape[1]))
-    if scoring.backend is not None:
-        score = float(scoring.backend.score_trials(np.stack(embeddings), [0], [1])[0])
-    else:
-        score = embedder.score(embeddings[0], embeddings[1])
+    score = scoring.score_pair(embeddings[0], embeddings[1])
     if scoring.calibration is not None:
         durations = durations_of([args.first, args.second]) if scoring.calibration.quality_names else None
         decision = scoring.decide(float(scoring.llrs([score], durations)[0]))

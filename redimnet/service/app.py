@@ -36,7 +36,6 @@ from starlette.routing import Route
 from .._utils.names import UnsafeNameError, check_speaker_name, printable
 from .._version import __version__
 from ..audio.read import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes, trim_silence
-from ..embedding.similarity import cosine_score
 from ..errors import RedimnetError
 from ..speakers.sql import EmptyStoreError
 from ..speakers.sqlite import SpeakerDatabaseError, UnknownSpeakerError
@@ -49,9 +48,9 @@ from .openapi import openapi_schema
 from .uploads import Form, Upload, optional_upload, read_form, single_upload
 
 if TYPE_CHECKING:
-    from ..cli.decisions import Scoring
     from ..embedding.embedder import Embedder
     from ..embedding.pipeline import Result
+    from ..speakers.scorer import Scorer
 
 __all__ = ["ServiceSettings", "Service", "create_app"]
 
@@ -120,8 +119,8 @@ class Service:
     embedder: "Embedder"
     settings: ServiceSettings
     fingerprint: str
-    scoring: Optional["Scoring"] = None
-    """A :class:`redimnet.cli.decisions.Scoring`, or ``None`` for plain cosine without decisions."""
+    scoring: Optional["Scorer"] = None
+    """A :class:`redimnet.speakers.scorer.Scorer`, or ``None`` for plain cosine without decisions."""
     batcher: Batcher = field(init=False)
     store: Optional[Callable[[], SpeakerStore]] = None
     """Opens one connection to the speaker storage (default: :func:`redimnet.speakers.stores.open_store`
@@ -188,19 +187,20 @@ class Service:
     # --- scoring -------------------------------------------------------------------------------------
     def decision_fields(self, scores: List[float], durations=None) -> List[Dict[str, Any]]:
         """LLR, posterior and decision per score when a calibration is loaded, else empty dicts."""
-        scoring = self.scoring
-        if scoring is None or scoring.calibration is None:
-            return [{} for _ in scores]
-        llrs = scoring.llrs(scores, durations)
-        return [scoring.decide(float(llr)).to_dict() for llr in llrs]
+        return self.scorer.decisions(scores, durations)
+
+    @property
+    def scorer(self) -> "Scorer":
+        """The scorer in use (plain cosine without decisions when none was given)."""
+        if self.scoring is not None:
+            return self.scoring
+        from ..speakers.scorer import Scorer
+
+        return Scorer()
 
     @property
     def scoring_name(self) -> str:
-        return self.scoring.name if self.scoring is not None else "cosine"
-
-    @property
-    def backend(self):
-        return self.scoring.backend if self.scoring is not None else None
+        return self.scorer.name
 
 
 class _ThroughBatcher:
@@ -372,11 +372,7 @@ async def verify(request: Request) -> Response:
         )
     if second is not None:
         one, two = await service.embed([first, second])
-        a, b = one.vector, two.vector
-        if service.backend is not None:
-            score = float(service.backend.score_trials(np.stack([a, b]), [0], [1])[0])
-        else:
-            score = cosine_score(a, b)
+        score = service.scorer.score_pair(one.vector, two.vector)
         durations = [[one.seconds, two.seconds]]
         body = {"score": score, "scoring": service.scoring_name}
         body.update(service.decision_fields([score], durations)[0])
@@ -387,12 +383,7 @@ async def verify(request: Request) -> Response:
     def against_speaker():
         db = service.db()
         _known_speaker(db, name)
-        if service.backend is not None:
-            _, enrolled = db.utterances(name)
-            db.identify(embedding, top=1, fingerprint=service.fingerprint)  # the same model checks
-            return float(service.backend.score_sets([enrolled], embedding[None, :])[0][0])
-        db.identify(embedding, top=1, fingerprint=service.fingerprint)  # the same model checks
-        return cosine_score(embedding, db.speaker_model(name))
+        return service.scorer.score_enrolled(embedding, db, name, service.fingerprint)
 
     score = await run_in_threadpool(against_speaker)
     body = {"score": score, "scoring": service.scoring_name, "speaker": name}
@@ -409,29 +400,10 @@ async def identify(request: Request) -> Response:
     embedding = (await service.embed([upload]))[0].vector
 
     def rank():
-        db = service.db()
-        if service.backend is None:
-            try:
-                return db.identify(embedding, top=top, fingerprint=service.fingerprint)
-            except EmptyStoreError:
-                return []
-        names = [s.name for s in db.speakers()]  # a back-end scores every speaker's recordings
-        if not names:
-            return []
         try:
-            db.identify(embedding, top=1, fingerprint=service.fingerprint)  # the same model checks as cosine
-        except EmptyStoreError:  # everyone was removed meanwhile
+            return service.scorer.rank(embedding, service.db(), top, service.fingerprint)
+        except EmptyStoreError:  # nobody enrolled (or everyone removed meanwhile)
             return []
-        enrolled = {}
-        for name in names:
-            try:
-                enrolled[name] = db.utterances(name)[1]
-            except UnknownSpeakerError:  # removed meanwhile
-                continue
-        names = list(enrolled)
-        scores = service.backend.score_sets([enrolled[n] for n in names], embedding[None, :])[0] if names else []
-        order = sorted(range(len(names)), key=lambda i: -scores[i])[:top]
-        return [(names[i], float(scores[i])) for i in order]
 
     matches = await run_in_threadpool(rank)
     rows = [{"speaker": name, "score": score} for name, score in matches]
