@@ -233,6 +233,54 @@ def run_case(args, name: str, data: bytes, copies: int, warmup: bytes) -> dict:
     }
 
 
+DECODE_CHILD = r"""
+import json, sys, threading, time
+from pathlib import Path
+from redimnet.audio import AudioError, decode_audio_bytes
+
+path, copies, max_seconds, max_decoded = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+uploads = [bytearray(Path(path).read_bytes()) for _ in range(copies)]  # held as the service holds bodies
+def status(key):
+    line = [l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":")][0]
+    return int(line.split()[1]) * 1024
+before = status("VmRSS")
+Path("/proc/self/clear_refs").write_text("5")
+outcomes = [None] * copies
+def decode(i):
+    try:
+        wave = decode_audio_bytes(uploads[i], "upload", max_seconds=max_seconds, max_decoded_samples=max_decoded)
+        outcomes[i] = f"decoded {wave.size} samples"
+    except AudioError as error:
+        outcomes[i] = f"refused: {error}"
+threads = [threading.Thread(target=decode, args=(i,)) for i in range(copies)]
+started = time.process_time()
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(json.dumps({"rise": status("VmHWM") - before, "cpu": time.process_time() - started, "outcomes": outcomes}))
+"""
+
+
+def decode_case(args, name: str, path: Path, copies: int) -> dict:
+    """Decoding alone, as the service does it (its default limits), in a fresh process: the VmHWM rise."""
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([args.code, os.environ.get("PYTHONPATH", "")])
+    )
+    command = [sys.executable, "-c", DECODE_CHILD, str(path), str(copies), "120", str(120 * 96_000)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    if done.returncode != 0:
+        raise SystemExit(f"the decoding process failed: {done.stderr[-2000:]}")
+    report = json.loads(done.stdout.splitlines()[-1])
+    return {
+        "case": name if copies == 1 else f"{name}x{copies}",
+        "stage": "decode",
+        "copies": copies,
+        "rise_mb": round(report["rise"] / 2**20, 1),
+        "cpu_s": round(report["cpu"], 2),
+        "outcome": report["outcomes"][0][:200],
+        "load_average": list(os.getloadavg()),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b0", help="preset with random weights (default b0)")
@@ -256,6 +304,12 @@ def main() -> int:
         help="the server's window length (serve --max-seconds, overlapping by a sixth; default the server's own, "
         "60 s): the model's working memory follows it",
     )
+    parser.add_argument(
+        "--decode-stage",
+        action="store_true",
+        help="also measure decoding alone (the service's limits, in a fresh process, the uploads already in memory)",
+    )
+    parser.add_argument("--no-server", action="store_true", help="skip the server cases (with --decode-stage)")
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     args = parser.parse_args()
     scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="redimnet-upload-files-"))
@@ -267,7 +321,7 @@ def main() -> int:
         parser.error(f"unknown case(s) {unknown}; known: {sorted(files)}")
     warmup = speech_clip(args.warmup_seconds)
     results = []
-    for name in names:
+    for name in [] if args.no_server else names:
         data = files[name].read_bytes()
         for copies in (1,) if args.single_only else (1, args.concurrent):
             row = run_case(args, name, data, copies, warmup)
@@ -280,7 +334,17 @@ def main() -> int:
             )
             if row["first_error"]:
                 print(f"             {row['first_error'][:200]}", flush=True)
-    over = [r["case"] for r in results if max(r["rise_mb"], r["hwm_rise_mb"]) > args.budget_mb]
+    if args.decode_stage:
+        for name in names:
+            for copies in (1,) if args.single_only else (1, args.concurrent):
+                row = decode_case(args, name, files[name], copies)
+                results.append(row)
+                print(
+                    f"decode {row['case']:<12} rise {row['rise_mb']:7.1f} MB  CPU {row['cpu_s']:6.2f} s  "
+                    f"{row['outcome'][:110]}  load {row['load_average'][0]:.2f}",
+                    flush=True,
+                )
+    over = [r["case"] for r in results if max(r["rise_mb"], r.get("hwm_rise_mb", 0)) > args.budget_mb]
     print(f"rise above {args.budget_mb:g} MB: {', '.join(over) if over else 'none'}")
     if args.json:
         machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
