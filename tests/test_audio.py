@@ -336,3 +336,22 @@ def test_loud_but_plausible_samples_still_pass():
         prepare_waveform(np.array([0.1, 1e300, 0.2] * 100), 16000)  # checked before float32 would make it inf
     with pytest.raises(AudioError, match="100 sample.s. are NaN or infinite"):
         prepare_waveform(np.array([0.1, np.nan, 1e300] * 100), 16000)
+
+
+def test_the_training_reader_follows_the_same_policy(tmp_path):
+    from redimnet.audio.read import read_excerpt as read_training_audio
+
+    sf.write(tmp_path / "fast.wav", np.full((6553, 1), 0.25, np.float32), 655350, subtype="PCM_16")
+    sf.write(tmp_path / "wide.wav", np.full((160, 65), 0.25, np.float32), 16000, subtype="PCM_16")
+    loud = tone(200.0, 1.0, 16000)
+    loud[10] = 3e38
+    sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")
+    cases = {"fast.wav": "655350 Hz is not plausible", "wide.wav": "65 channels", "loud.wav": "larger than 2.15e[+]09"}
+    for name, why in cases.items():
+        for part in ({}, {"frames": 800, "start": 10}):  # the whole file, and a crop
+            with pytest.raises(AudioError, match=why):
+                read_training_audio(tmp_path / name, 16000, **part)
+        with pytest.raises(AudioError, match=why):
+            read_training_audio((tmp_path / name).read_bytes(), 16000)
+    sf.write(tmp_path / "ok.wav", tone(200.0, 1.0, 48000), 48000, subtype="PCM_16")
+    np.testing.assert_allclose(read_training_audio(tmp_path / "ok.wav", 16000), read_audio(tmp_path / "ok.wav"))

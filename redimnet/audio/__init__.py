@@ -1,7 +1,8 @@
 """Audio in: reading and decoding files, resampling to the one sample rate, the silence rule, lists of inputs.
 
-* :mod:`.read` -- files and bytes to 16 kHz mono float32 (:func:`read_audio`, :class:`AudioFile`
-  for block-by-block reading), :func:`check_signal_level` (the one silence rule);
+* :mod:`.read` -- files and bytes to 16 kHz mono float32 (:func:`read_audio`, :class:`AudioFile` and
+  :class:`AudioBytes` for block-by-block reading), :func:`check_header` (what a header may claim),
+  :func:`check_samples` (the one input policy for samples), :func:`check_signal_level` (the one silence rule);
 * :mod:`.stream` -- :class:`AudioSource`, a recording read in blocks any number of times;
 * :mod:`.lists` -- Kaldi-style two-column lists (``wav.scp``, ``utt2spk``).
 
@@ -11,11 +12,14 @@
 from .read import (
     SILENCE_FLOOR_DBFS,
     TARGET_SAMPLE_RATE,
+    AudioBytes,
     AudioError,
     AudioFile,
     SignalLevel,
     audio_extensions,
     audio_info,
+    check_header,
+    check_samples,
     check_signal_level,
     decode_audio_bytes,
     iter_inputs,
@@ -33,12 +37,15 @@ from .stream import AudioSource
 __all__ = [
     "SILENCE_FLOOR_DBFS",
     "TARGET_SAMPLE_RATE",
+    "AudioBytes",
     "AudioError",
     "AudioFile",
     "AudioSource",
     "SignalLevel",
     "audio_extensions",
     "audio_info",
+    "check_header",
+    "check_samples",
     "check_signal_level",
     "decode_audio_bytes",
     "iter_inputs",

@@ -383,6 +383,40 @@ def _decode_error(error: Exception) -> str:
     )
 
 
+def check_header(
+    where: str,
+    frames: int,
+    sample_rate,
+    channels: int,
+    max_seconds: Optional[float] = None,
+    max_decoded_samples: Optional[int] = MAX_DECODED_SAMPLES,
+) -> None:
+    """What a file's header may claim, checked before anything is decoded (:class:`AudioError` otherwise).
+
+    A plausible rate (:data:`MIN_SAMPLE_RATE` .. :data:`MAX_SAMPLE_RATE`), 1 to
+    :data:`MAX_CHANNELS` channels, at least one frame, at most ``max_seconds``
+    long and at most ``max_decoded_samples`` samples (frames x channels) to decode.
+    """
+    rate = _check_rate(sample_rate, where)
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(
+            f"{where}: the header declares {channels} channels; at most {MAX_CHANNELS} are accepted "
+            "(a damaged or hostile file?)"
+        )
+    if frames == 0:
+        raise AudioError(f"{where}: contains no audio samples (0 frames)")
+    if max_seconds is not None and frames > max_seconds * rate:
+        raise AudioError(
+            f"{where}: {frames / rate:.1f} s long; at most {max_seconds:g} s are accepted (cut the recording shorter)"
+        )
+    if max_decoded_samples is not None and frames * channels > max_decoded_samples:
+        raise AudioError(
+            f"{where}: the header declares {frames} frames x {channels} channels at {rate} Hz "
+            f"({frames * channels:.3g} samples to decode); at most {max_decoded_samples:.3g} "
+            "are accepted (fewer channels or a lower sample rate make it smaller)"
+        )
+
+
 class AudioStream:
     """Encoded audio read block by block as mono float32 at ``target_rate`` (16 kHz).
 
@@ -441,28 +475,13 @@ class AudioStream:
             self.length = self.bounds[1] - self.bounds[0]
 
     def _check_header(self, channel: Optional[int]) -> None:
-        where, rate = self.where, _check_rate(self.sample_rate, self.where)
-        if not 1 <= self.channels <= MAX_CHANNELS:
-            raise AudioError(
-                f"{where}: the header declares {self.channels} channels; at most {MAX_CHANNELS} are accepted "
-                "(a damaged or hostile file?)"
-            )
-        if self.frames == 0:
-            raise AudioError(f"{where}: contains no audio samples (0 frames)")
-        if self.max_seconds is not None and self.frames > self.max_seconds * rate:
-            raise AudioError(
-                f"{where}: {self.frames / rate:.1f} s long; at most {self.max_seconds:g} s are accepted "
-                "(cut the recording shorter)"
-            )
-        if self.max_decoded_samples is not None and self.frames * self.channels > self.max_decoded_samples:
-            raise AudioError(
-                f"{where}: the header declares {self.frames} frames x {self.channels} channels at {rate} Hz "
-                f"({self.frames * self.channels:.3g} samples to decode); at most {self.max_decoded_samples:.3g} "
-                "are accepted (fewer channels or a lower sample rate make it smaller)"
-            )
+        check_header(
+            self.where, self.frames, self.sample_rate, self.channels, self.max_seconds, self.max_decoded_samples
+        )
         if channel is not None and not -self.channels <= channel < self.channels:
             raise AudioError(
-                f"{where}: has {self.channels} channel(s), cannot pick channel {channel} (channels are numbered from 0)"
+                f"{self.where}: has {self.channels} channel(s), cannot pick channel {channel} "
+                f"(channels are numbered from 0)"
             )
 
     def _resampled_length(self, frames: int) -> int:
@@ -729,27 +748,35 @@ def read_excerpt(
 ) -> np.ndarray:
     """Mono float32 samples of a file (or of its bytes), resampled to ``target_rate``: how training reads examples.
 
-    ``start`` / ``frames`` (in the file's own rate) read a part of the file without decoding the rest.
-    Unlike :func:`read_audio`, the samples are not checked for level or finiteness (training counts and
-    skips unreadable examples instead).
+    ``start`` / ``frames`` (in the file's own rate) read a part of the file without decoding the rest; a
+    whole file is decoded block by block (:class:`AudioFile`, :class:`AudioBytes`).  The header and the
+    samples follow the input policy of every reader (:func:`check_header`, :func:`check_samples`); unlike
+    :func:`read_audio` the level is not checked (training counts and skips unreadable examples instead).
 
     Raises:
-        AudioError: the file cannot be read or decoded, or holds no samples.
+        AudioError: the file cannot be read or decoded, breaks the input policy, or holds no samples.
     """
     import io
 
     import soundfile
 
-    handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    if frames < 0 and not start:
+        if isinstance(source, (bytes, bytearray)):
+            return AudioBytes(source, name, target_rate=int(target_rate)).read()
+        return AudioFile(source, target_rate=int(target_rate)).read()
     try:
-        with soundfile.SoundFile(handle) as audio:
+        with soundfile.SoundFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as audio:
             rate = audio.samplerate
+            check_header(name, audio.frames, rate, audio.channels)
             if start:
                 audio.seek(start)
             wave = audio.read(frames=frames, dtype="float32", always_2d=True)
+    except AudioError:
+        raise
     except Exception as error:  # soundfile raises several types, including plain RuntimeError
         raise AudioError(f"cannot read audio {name}: {error}") from None
+    check_samples(wave, name, damaged=True)
     wave = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
     if rate != target_rate:
         wave = resample(np.ascontiguousarray(wave, dtype=np.float32), rate, target_rate)
