@@ -97,8 +97,6 @@ def free_port() -> int:
 
 
 def start_server(args, db, batch_size: int, env_extra=None):
-    import httpx
-
     port = free_port()
     model = ["--checkpoint", args.checkpoint] if args.checkpoint else ["--model", args.model, "--random-init"]
     env = dict(
@@ -132,17 +130,25 @@ def start_server(args, db, batch_size: int, env_extra=None):
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + args.ready_timeout
+    wait_until_ready(process, url, args.ready_timeout)
+    return process, url
+
+
+def wait_until_ready(process, url: str, seconds: float) -> None:
+    """Poll ``url``'s ``/v1/ready`` until it answers 200; kill the server and exit if it does not in time."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"the server exited: {process.stderr.read().decode()}")
         try:
             if httpx.get(f"{url}/v1/ready", timeout=2).status_code == 200:
-                return process, url
+                return
         except httpx.HTTPError:
             time.sleep(0.3)
     process.kill()
-    raise SystemExit(f"the server did not become ready in {args.ready_timeout:g} s")
+    raise SystemExit(f"the server did not become ready in {seconds:g} s")
 
 
 def run_clients(count: int, loop) -> float:

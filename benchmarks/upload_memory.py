@@ -34,7 +34,6 @@ import io
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from pathlib import Path
 from typing import List
 
 import numpy as np
+from service_load import free_port, wait_until_ready  # noqa: E402  (the sibling benchmark's helpers)
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "upload-memory-token-0123456789abcdef"
@@ -97,15 +97,7 @@ def make_files(folder: Path) -> dict:
 
 
 # --- the server -------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(code: Path, model: str, db: Path, options: List[str]):
-    import httpx
-
     port = free_port()
     env = dict(
         os.environ,
@@ -117,17 +109,8 @@ def start_server(code: Path, model: str, db: Path, options: List[str]):
     command += ["--db", str(db), "--port", str(port), *options]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(code))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited: {process.stderr.read().decode()}")
-        try:
-            if httpx.get(f"{url}/v1/ready", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    raise SystemExit("the server did not become ready in 180 s")
+    wait_until_ready(process, url, 180)
+    return process, url
 
 
 def status_field(pid: int, key: str) -> int:
