@@ -103,11 +103,15 @@ def run_once(args) -> dict:
     import torch
 
     from redimnet.diarization import Diarizer
+    from redimnet.diarization.clustering import make_clustering
 
     if args.threads:
         torch.set_num_threads(args.threads)
     embedder = _embedder(args)
-    diarizer = Diarizer(embedder, vad=args.vad, clustering=args.clustering, batch_windows=args.batch_size)
+    clustering = make_clustering(
+        args.clustering if args.clustering != "auto" else ("vbx" if args.backend else "spectral"), backend=args.backend
+    )
+    diarizer = Diarizer(embedder, vad=args.vad, clustering=clustering, batch_windows=args.batch_size)
     started = time.perf_counter()
     result = diarizer.diarize(args.file)
     wall = time.perf_counter() - started
@@ -153,7 +157,15 @@ def stage_once(args) -> dict:
         windows = plan_windows(turns, DEFAULT_WINDOW, DEFAULT_HOP)
         speaker = rng.integers(6, size=len(turns))[windows.region]
         embeddings = (centres[speaker] + 1.5 * rng.standard_normal((len(speaker), 192))).astype(np.float32)
-        clustering = SpectralClustering()
+        if args.clustering == "vbx":  # a back-end fitted on 200 other speakers of the same kind
+            from redimnet.diarization.vbx import VBxClustering
+            from redimnet.evaluation.backend import train_backend
+
+            others = np.repeat(np.arange(200), 10)
+            population = rng.standard_normal((200, 192))[others] + 1.5 * rng.standard_normal((len(others), 192))
+            clustering = VBxClustering(train_backend(population, others))
+        else:
+            clustering = SpectralClustering()
         labels = clustering.cluster(embeddings, regions=windows.region)
         scores = clustering.centroid_scores(embeddings, labels)
         segments = Diarizer.segments_from_scores(turns, windows, scores, [str(k) for k in range(scores.shape[1])])
@@ -194,6 +206,8 @@ def memory(args) -> dict:
             args.vad,
             "--windows",
             str(windows),
+            "--clustering",
+            args.clustering,
         ]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
@@ -235,12 +249,20 @@ def speed(args) -> dict:
             command += ["--threads", str(args.threads)]
         if args.checkpoint:
             command += ["--checkpoint", args.checkpoint]
+        if args.backend:
+            command += ["--backend", args.backend]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         entry = json.loads(output.strip().splitlines()[-1])
         entry["model"] = model
         results.append(entry)
         print(json.dumps(entry), file=sys.stderr)
-    return {"machine": _machine(), "generation_seconds": round(generated, 1), "runs": results}
+    return {
+        "machine": _machine(),
+        "clustering": args.clustering,
+        "backend": args.backend,
+        "generation_seconds": round(generated, 1),
+        "runs": results,
+    }
 
 
 def quality(args) -> dict:
@@ -478,6 +500,22 @@ class _CachedEmbedder:
     def __getattr__(self, name):
         return getattr(self.embedder, name)
 
+    def load(self, path: Path) -> None:
+        """Start from the embeddings kept in ``path`` (by :meth:`save`), if it exists."""
+        import numpy as np
+
+        self.cache.clear()
+        if path.exists():
+            with np.load(path) as kept:
+                self.cache.update(zip(kept["keys"].tolist(), kept["rows"]))
+
+    def save(self, path: Path) -> None:
+        import numpy as np
+
+        if self.cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, keys=np.array(list(self.cache)), rows=np.stack(list(self.cache.values())))
+
     def embed_prepared(self, waves):
         import hashlib
 
@@ -490,6 +528,26 @@ class _CachedEmbedder:
             for i, row in zip(missing, fresh):
                 self.cache[keys[i]] = row
         return np.stack([self.cache[k] for k in keys])
+
+
+def _matrix_clustering(name: str, checkpoint: str):
+    """The clustering ``name`` for one model: ``auto``/``vbx`` with the back-end shipped next to its weights
+    (``<weights>.diarization.npz``), as ``redimnet diarize`` picks it."""
+    from redimnet.diarization.clustering import make_clustering
+    from redimnet.diarization.vbx import backend_beside
+
+    beside = backend_beside(checkpoint)
+    backend = str(beside) if beside.is_file() else None
+    if name == "auto":
+        name = "vbx" if backend else "spectral"
+    return make_clustering(name, backend=backend)
+
+
+def _backend_name(checkpoint: str) -> Optional[str]:
+    from redimnet.diarization.vbx import backend_beside
+
+    beside = backend_beside(checkpoint)
+    return beside.name if beside.is_file() else None
 
 
 def _matrix_models(args) -> dict:
@@ -559,16 +617,22 @@ def matrix(args) -> dict:
     rows = []
     for model_name, checkpoint in models.items():
         embedder = _CachedEmbedder(redimnet.Embedder(redimnet.load_checkpoint(checkpoint), device="cpu"))
-        diarizer = Diarizer(embedder, vad=vad, clustering=args.clustering)
+        diarizer = Diarizer(embedder, vad=vad, clustering=_matrix_clustering(args.clustering, checkpoint))
         for recording in recordings:
-            embedder.cache.clear()
             path = Path(recording["path"])
+            kept = Path(args.embedding_cache or ".") / model_name / recording["source"] / f"{recording['name']}.npz"
+            if args.embedding_cache:
+                embedder.load(kept)
+            else:
+                embedder.cache.clear()
             vad.path = path
             reference = read_rttm(path.with_suffix(".rttm"))[recording["name"]]
             started = time.perf_counter()
             estimated = diarizer.diarize(path, recording=recording["name"])
             given = diarizer.diarize(path, num_speakers=recording["speakers"], recording=recording["name"])
             seconds = time.perf_counter() - started
+            if args.embedding_cache:
+                embedder.save(kept)
             score_estimated, score_given = diarization_error(reference, estimated), diarization_error(reference, given)
             keep = ("total", "missed", "false_alarm", "confusion", "speakers", "speaker_error")
             row = {
@@ -601,6 +665,7 @@ def matrix(args) -> dict:
     return {
         "machine": _machine(),
         "clustering": args.clustering,
+        "backends": {m: _backend_name(c) for m, c in models.items()},
         "vad": args.vad,
         "collar": 0.25,
         "quick": bool(args.quick),
@@ -657,6 +722,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=180.0, help="quality: length of each conversation")
     parser.add_argument("--vad", default="auto", help="auto, silero or energy")
     parser.add_argument("--clustering", default="spectral", help="a clustering method's name (diarize --clustering)")
+    parser.add_argument(
+        "--backend",
+        help="speed: the model's PLDA back-end for --clustering vbx (e.g. made with diarize --save-windows)",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="windows per batch")
     parser.add_argument(
         "--no-context", action="store_true", help="quality: cluster each window alone (without its neighbours)"
@@ -674,6 +743,12 @@ def main() -> int:
     parser.add_argument("--add-model", action="append", metavar="NAME=CKPT", help="matrix: one more model")
     parser.add_argument("--quick", action="store_true", help="matrix: six short recordings per source, no long ones")
     parser.add_argument("--markdown", help="matrix: also write the table here")
+    parser.add_argument(
+        "--embedding-cache",
+        metavar="DIR",
+        help="matrix: keep every recording's window embeddings here (per model), so runs with another "
+        "--clustering skip the network",
+    )
     args = parser.parse_args()
     if args.mode in ("once", "stage"):
         print(json.dumps(run_once(args) if args.mode == "once" else stage_once(args)))

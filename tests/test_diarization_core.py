@@ -310,16 +310,29 @@ def test_context_adds_each_windows_neighbours_in_its_own_region_only():
         clustering.with_context(x, np.array([0, 0]))
 
 
-def test_large_inputs_are_reduced_in_chunks_without_a_full_matrix(monkeypatch):
-    x, truth = _blobs(6000, 3, spread=0.5)
-    from redimnet.diarization import clustering
-
+@pytest.mark.parametrize("method", [SpectralClustering(max_direct=500), AgglomerativeClustering(0.3, max_direct=500)])
+def test_long_inputs_are_clustered_in_chunks_then_linked_without_a_full_matrix(monkeypatch, method):
+    """Speakers recur all along (as in hours of a meeting series): each chunk is clustered, the chunk
+    clusters are linked into speakers, and no step sees more than max_direct points."""
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((7, 32))
+    turns = rng.integers(7, size=1200)  # 1,200 turns of 5 windows: 6,000 windows
+    truth = np.repeat(turns, 5)
+    x = centres[truth] + 0.5 * rng.standard_normal((len(truth), 32))
     sizes = []
-    original = clustering._average_linkage
-    monkeypatch.setattr(clustering, "_average_linkage", lambda points: sizes.append(len(points)) or original(points))
-    found = SpectralClustering(max_direct=500).cluster(x)
-    assert max(sizes) <= 500  # never more than max_direct points in one linkage (condensed matrix)
-    assert len(np.unique(found)) == 3 and _agreement(truth, found) > 0.98
+    original = type(method).cluster_points
+    monkeypatch.setattr(
+        type(method), "cluster_points", lambda self, p, lo, hi: sizes.append(len(p)) or original(self, p, lo, hi)
+    )
+    found = method.fit(x, regions=np.repeat(np.arange(1200), 5))
+    assert max(sizes) <= 500 and len(sizes) > 12  # 12 chunks and at least one linking step
+    assert found.count == 7 and _agreement(truth, found.labels) > 0.99
+    given = method.fit(x, num_speakers=5)
+    assert given.count == 5
+
+
+def test_reduce_groups_points_for_an_initial_clustering():
+    x, _ = _blobs(6000, 3, spread=0.5)
     points, assignment = reduce(clustering.normalise(x), 500)
     assert len(points) <= 500 and assignment.shape == (6000,) and assignment.max() == len(points) - 1
 

@@ -200,19 +200,15 @@ class Clustering:
     def _fit(self, embeddings: np.ndarray, low: int, high: int, regions: Optional[np.ndarray]) -> Clusters:
         """Cluster at least two rows into ``low..high`` clusters (bounds already checked and capped).
 
-        The default: the unit points (with window context when ``regions`` is given) are reduced
-        to at most ``max_direct`` (:func:`reduce`) and :meth:`cluster_points` clusters those.
+        The default: :meth:`cluster_points` on the unit points (with window context when ``regions``
+        is given); longer recordings than ``max_direct`` windows go through :func:`chunk_and_link`.
         """
         x = self.points(embeddings)
         if regions is not None:
             x = with_context(x, regions)
-        points, assignment = reduce(x, self.max_direct)
-        high = min(high, len(points))
-        low = min(low, high)
-        found = self.cluster_points(points, low, high)
-        if isinstance(found, Clusters):
-            return Clusters(found.labels[assignment], found.count, found.uncertain, found.evidence)
-        return Clusters(np.asarray(found)[assignment], int(np.max(found)) + 1)
+        if len(x) > self.max_direct:
+            return chunk_and_link(self, x, low, high)
+        return as_clusters(self.cluster_points(x, low, min(high, len(x))))
 
     def points(self, embeddings: np.ndarray) -> np.ndarray:
         """The unit vectors the clustering works on: ``embeddings`` (standardised first when
@@ -256,6 +252,46 @@ def speaker_bounds(
     if min_speakers < 1 or max_speakers < min_speakers:
         raise InvalidArgumentError(f"need 1 <= min speakers <= max speakers, got {min_speakers} and {max_speakers}")
     return min(min_speakers, max(rows, 1)), min(max_speakers, max(rows, 1))
+
+
+def as_clusters(found: Union[np.ndarray, Clusters]) -> Clusters:
+    """``found`` (labels or :class:`Clusters`) as :class:`Clusters`."""
+    if isinstance(found, Clusters):
+        return found
+    labels = np.asarray(found, dtype=np.int64)
+    return Clusters(labels, int(labels.max()) + 1 if len(labels) else 0)
+
+
+def chunk_and_link(method: Clustering, x: np.ndarray, low: int, high: int) -> Clusters:
+    """``method``'s clustering of more unit rows than its ``max_direct``, without a matrix over all of them.
+
+    The rows (windows in time order) are cut into consecutive chunks of ``max_direct``; each chunk is
+    clustered on its own (its count estimated, up to ``high``); the chunk clusters' normalised mean
+    vectors are clustered together (a speaker recurs in many chunks; this step repeats while there
+    are more than ``max_direct`` of them); and every row finally goes to the nearest of the resulting
+    speakers' centroids, which mends a chunk cluster that held two speakers.  Memory: one chunk's
+    matrix (``8 max_direct^2`` bytes) plus ``rows x speakers`` scores.
+    """
+    size = max(2, method.max_direct)
+    points, owner = x, np.arange(len(x))
+    while len(points) > size:
+        groups = np.empty(len(points), dtype=np.int64)
+        offset = 0
+        for first in range(0, len(points), size):
+            chunk = points[first : first + size]
+            labels = as_clusters(method.cluster_points(chunk, 1, min(high, len(chunk)))).labels
+            _, labels = np.unique(labels, return_inverse=True)
+            groups[first : first + len(chunk)] = labels + offset
+            offset += int(labels.max()) + 1
+        points = centroids(points, groups)
+        owner = groups[owner]
+    found = as_clusters(method.cluster_points(points, min(low, len(points)), min(high, len(points))))
+    labels = found.labels[owner]
+    nearest = np.argmax(x @ centroids(x, labels).T, axis=1)
+    if len(np.unique(nearest)) >= low:
+        labels = nearest
+    labels = np.unique(labels, return_inverse=True)[1]
+    return Clusters(labels, int(labels.max()) + 1, found.uncertain, found.evidence)
 
 
 class AgglomerativeClustering(Clustering):

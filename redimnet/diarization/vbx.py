@@ -198,15 +198,18 @@ class VBxClustering(Clustering):
         z, phi = self.space.project(x)
         n = len(x)
         start = self._initial(x, regions, min(n, max(self.initial_clusters, 2 * high)))
-        labels = self._run(z, phi, start, self.fb)
+        # half, then full, then double the cost of a speaker, each run starting where the last ended
+        # (VBx only ever drops speakers, so the cheaper run's speakers include the dearer ones')
+        cheap = self._run(z, phi, start, self.fb / 2)
+        labels = self._run(z, phi, cheap, self.fb)
         if low == high:  # a given count
             return Clusters(self._to_count(z, phi, start, labels, high), high)
+        cheaper = len(np.unique(cheap))
+        dearer = len(np.unique(self._run(z, phi, labels, self.fb * 2)))
         count = len(np.unique(labels))
         if not low <= count <= high:
             labels = self._to_count(z, phi, start, labels, high if count > high else low)
         count = len(np.unique(labels))
-        cheaper = len(np.unique(self._run(z, phi, start, self.fb / 2)))
-        dearer = len(np.unique(self._run(z, phi, start, self.fb * 2)))
         evidence = {"count_at_half_speaker_cost": cheaper, "count_at_double_speaker_cost": dearer}
         return Clusters(labels, count, cheaper != count or dearer != count, evidence)
 
