@@ -37,7 +37,7 @@ trained on synthetic voices) for meaningful numbers.
 ``matrix`` is the development matrix: every embedding model (``--models``
 names among the shipped test model, ``--models-json FILE`` entries and
 ``--add-model NAME=CKPT``) on conversations simulated
-(:mod:`redimnet.diarization.simulation`) from voices no model was trained on,
+(:mod:`redimnet.testing.simulation`) from voices no model was trained on,
 per source and part: ``festflite-*`` (festival/flite voices, recorded from
 real speakers), ``espeak-*`` (espeak-ng variants), ``synth-*`` (the synthetic
 generator), each in a ``tune`` part (for tuning) and a ``heldout`` part
@@ -103,7 +103,7 @@ def run_once(args) -> dict:
     import torch
 
     from redimnet.diarization import Diarizer
-    from redimnet.diarization.clustering import make_clustering
+    from redimnet.diarization.methods import make_clustering
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -381,7 +381,7 @@ def _identity(name: str) -> str:
 
 def _voice_pools(engine: str, part: str, voices) -> list:
     """Speakers of one engine and part, grouped by the voice they come from (the voice itself first)."""
-    from redimnet.diarization.simulation import ShiftedSpeaker, SyntheticSpeaker, speakers_from_folder
+    from redimnet.testing.simulation import ShiftedSpeaker, SyntheticSpeaker, speakers_from_folder
 
     if engine == "synth":
         pools = []
@@ -419,7 +419,7 @@ def matrix_recordings(args) -> list:
     """Write (or reuse, in ``--workdir``) every recording of the chosen sources; their descriptions."""
     import numpy as np
 
-    from redimnet.diarization.simulation import ConversationSimulator
+    from redimnet.testing.simulation import ConversationSimulator
 
     workdir = Path(args.workdir or "diarization-matrix")
     sources = args.sources.split(",") if args.sources else MATRIX_SOURCES
@@ -533,7 +533,7 @@ class _CachedEmbedder:
 def _matrix_clustering(name: str, checkpoint: str):
     """The clustering ``name`` for one model: ``auto``/``vbx`` with the back-end shipped next to its weights
     (``<weights>.diarization.npz``), as ``redimnet diarize`` picks it."""
-    from redimnet.diarization.clustering import make_clustering
+    from redimnet.diarization.methods import make_clustering
     from redimnet.diarization.vbx import backend_beside
 
     beside = backend_beside(checkpoint)

@@ -187,6 +187,8 @@ def run(args) -> int:
                 f"{sum(s.duration for s in result):.1f} s of speech in {result.duration:.1f} s "
                 f"(real-time factor {result.timings['total'] / max(result.duration, 1e-9):.3f})"
             )
+            if result.speaker_count.get("uncertain"):
+                line += "; the number of speakers is uncertain (speaker_count in the JSON says why)"
             if silent:
                 line += f"; {silent} silent window(s) (below {SILENCE_FLOOR_DBFS:g} dBFS) left out"
         reference = None
