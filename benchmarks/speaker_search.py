@@ -2,7 +2,8 @@
 
     python benchmarks/speaker_search.py --speakers REAL.npz [--utt2spk FILE] --workdir DIR
         [--sizes 10000,100000,1000000] [--stores sqlite,postgresql] [--queries 1000]
-        [--json OUT.json] [--markdown OUT.md]
+        [--json OUT.json]
+    python benchmarks/speaker_search.py --table OUT.json [MORE.json ...]     # the Markdown table
 
 The enrolled speakers are real speakers of a trained model plus random ones to fill:
 
@@ -208,8 +209,11 @@ def step_identify(location: str, queries: str) -> dict:
             latencies.append(time.perf_counter() - started)
             cpu_times.append(time.thread_time() - cpu)
             results.append([name for name, _ in found])
+    from redimnet.speakers import index as index_module
+
     return {
         "index": kind,
+        "ef": index_module.HNSW_EXPANSION_SEARCH,
         "open_s": opened,
         "index_loaded": bool(loads),
         "index_built": bool(builds),
@@ -301,6 +305,7 @@ def summarise(identify: dict, names: np.ndarray, truth: np.ndarray) -> dict:
     got = identify["results"]
     return {
         "index": identify["index"],
+        "ef": identify.get("ef"),
         "p50_ms": float(np.percentile(latencies, 50)),
         "p99_ms": float(np.percentile(latencies, 99)),
         "cpu_p50_ms": float(np.percentile(identify["cpu_ms"], 50)),
@@ -327,7 +332,32 @@ def describe(row: dict) -> str:
     )
 
 
+def table(paths: List[str]) -> str:
+    """The Markdown table of one or more results files."""
+    lines = [
+        "| store | speakers | import s (CPU s) | speakers/s | index | index build s (CPU s) | identify p50 / p99 ms "
+        "(CPU p50 / p99) | recall@1 / @5 | RSS MB (peak) | exact index p50 / p99 ms | load |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for path in paths:
+        for row in json.loads(Path(path).read_text())["runs"]:
+            i, s = row["import"], row["identify"]
+            exact = row.get("identify_exact")
+            lines.append(
+                f"| {row['store']} | {row['size']:,} | {i['import_s']:.1f} ({i['import_cpu_s']:.1f}) | "
+                f"{i['speakers_per_s']:,.0f} | {i['index']} | {i['index_s']:.1f} ({i['index_cpu_s']:.1f}) | "
+                f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f} ({s['cpu_p50_ms']:.2f} / {s['cpu_p99_ms']:.2f}) | "
+                f"{s['recall_at_1']:.3f} / {s['recall_at_5']:.3f} | {s['rss_mb']:.0f} ({s['peak_rss_mb']:.0f}) | "
+                + (f"{exact['p50_ms']:.2f} / {exact['p99_ms']:.2f}" if exact else "")
+                + f" | {s['load'][0]:.0f}-{s['load'][1]:.0f} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--table":
+        print(table(sys.argv[2:]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speakers", metavar="REAL.npz", help="embeddings of real speakers (redimnet embed)")
     parser.add_argument("--utt2spk", metavar="FILE", help="speaker of each embedding id (default: first folder)")

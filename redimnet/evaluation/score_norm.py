@@ -125,12 +125,12 @@ def cohort_statistics(
         return _indexed_top_statistics(unit_embeddings, unit_cohort, top_k, index)
     means = np.empty(unit_embeddings.shape[0], dtype=np.float64)
     stds = np.empty_like(means)
-    cohort_t = np.ascontiguousarray(unit_cohort.T)
+    cohort_t = np.ascontiguousarray(unit_cohort.T) if unit_embeddings.shape[0] > 8 else None
     rows = max(1, min(_ROWS_PER_BLOCK, _BLOCK_BYTES // (4 * n_cohort)))
     for start in range(0, unit_embeddings.shape[0], rows):
         chunk = unit_embeddings[start : start + rows]
         # a few rows: numpy's own loop on this thread (BLAS threads would spin for so little work)
-        block = np.einsum("qd,dn->qn", chunk, cohort_t) if chunk.shape[0] <= 8 else chunk @ cohort_t
+        block = np.einsum("qd,nd->qn", chunk, unit_cohort) if cohort_t is None else chunk @ cohort_t
         block = np.partition(block, n_cohort - top_k, axis=1)[:, n_cohort - top_k :].astype(np.float64)
         means[start : start + rows] = block.mean(axis=1)
         stds[start : start + rows] = block.std(axis=1)

@@ -95,7 +95,7 @@ HNSW_CONNECTIVITY = 16
 """Graph edges per node (usearch's ``connectivity``, HNSW's M)."""
 HNSW_EXPANSION_ADD = 64
 """Candidates kept while inserting (HNSW's efConstruction)."""
-HNSW_EXPANSION_SEARCH = 256
+HNSW_EXPANSION_SEARCH = 512
 """Candidates kept while searching (HNSW's ef); searches ask for at least this many."""
 HNSW_DTYPE = "i8"
 """How the graph stores vectors: 8-bit quantised (results are rescored exactly by the caller)."""

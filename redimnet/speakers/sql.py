@@ -530,7 +530,7 @@ class SqlSpeakerStore:
                 if size == 0:
                     raise EmptyStoreError(f"{self.label} has no enrolled speakers; use redimnet enroll first")
                 want = min(top, size)
-                k = min(size, max(2 * want, want + 8))
+                k = min(size, max(4 * want, want + 16))
                 while True:
                     keys, _ = index.search(query[None, :].astype(np.float32), k)
                     found = self._score(cursor, keys[0][keys[0] >= 0], query)
