@@ -303,7 +303,7 @@ def run_identify_at_scale(args) -> dict:
 
     from redimnet.embedding.embedder import Embedder
     from redimnet.embedding.io import save_embeddings
-    from redimnet.hub.registry import build
+    from redimnet.hub.pretrained import build
     from redimnet.models.checkpoint import load_checkpoint, save_checkpoint
     from redimnet.models.fingerprint import model_fingerprint
 
