@@ -131,7 +131,7 @@ def corpus(work: Path, checkpoint: str | None, threads: int) -> dict:
             work / f"{part}.npz",
             "--checkpoint",
             checkpoint,
-            "--workers",
+            "--decode-workers",
             "0",
             "--no-progress",
             "--threads",
@@ -184,7 +184,9 @@ def corpus(work: Path, checkpoint: str | None, threads: int) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--speed", action="store_true", help="timing on 100k embeddings / 1M trials")
     parser.add_argument("--corpus", action="store_true", help="quality on the synthetic corpus (trains a model)")
     parser.add_argument("--checkpoint", help="use this model instead of training one (--corpus)")

@@ -90,7 +90,8 @@ def build_models(
     if onnx and device == "cpu":
         session = make_onnx_session(plain, workdir / f"{preset}.onnx", torch.get_num_threads())
         if session is not None:
-            models["onnxruntime"] = lambda wave: torch.from_numpy(session.run(None, {"input": wave.numpy()})[0])
+            name = session.get_inputs()[0].name  # "waveform" ("input" in files of earlier versions)
+            models["onnxruntime"] = lambda wave: torch.from_numpy(session.run(None, {name: wave.numpy()})[0])
     return models
 
 
@@ -324,7 +325,7 @@ def print_table(rows: List[dict]) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default="b0,b2,b5", help="comma-separated presets (default b0,b2,b5)")
     parser.add_argument(
         "--shapes",

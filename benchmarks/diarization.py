@@ -709,7 +709,7 @@ def _machine() -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=["speed", "quality", "memory", "matrix", "once", "stage"])
     parser.add_argument("--model", default="b0", help="preset (random weights unless --checkpoint)")
     parser.add_argument(

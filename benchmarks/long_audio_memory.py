@@ -95,7 +95,7 @@ def measure(wav: Path, checkpoint: Path, workers: int, threads: int, folder: Pat
         str(out),
         "--checkpoint",
         str(checkpoint),
-        "--workers",
+        "--decode-workers",
         str(workers),
         "--threads",
         str(threads),
@@ -113,11 +113,11 @@ def measure(wav: Path, checkpoint: Path, workers: int, threads: int, folder: Pat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--durations", default="2,61,3600,36000", help="seconds, comma-separated")
     parser.add_argument("--rates", default="8000,16000", help="sample rates, comma-separated")
     parser.add_argument("--model", default="tiny", help="tiny (default) or a preset name (b0 ... b6)")
-    parser.add_argument("--workers", default="0,1", help="--workers values to run, comma-separated")
+    parser.add_argument("--workers", default="0,1", help="embed --decode-workers values to run, comma-separated")
     parser.add_argument("--threads", type=int, default=1, help="model threads (default 1)")
     parser.add_argument(
         "--scratch",

@@ -219,7 +219,7 @@ def embed(
         str(out),
         "--checkpoint",
         str(checkpoint),
-        "--workers",
+        "--decode-workers",
         str(workers),
         "--no-progress",
         "--precision",
@@ -289,7 +289,7 @@ def measure(args, corpus: Path, checkpoint: Path, scratch: Path, load: int) -> d
 def main() -> None:
     from redimnet._utils.threads import usable_cores
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b2", help="preset with random weights (default b2)")
     parser.add_argument("--files", type=int, default=200, help="recordings of 3-8 s (default 200)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
@@ -302,7 +302,9 @@ def main() -> None:
         default=None,
         help="redimnet embed --threads (default: none given, the thread policy decides)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="redimnet embed --workers (default 2, as embed's own)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="redimnet embed --decode-workers (default 2, as embed's own)"
+    )
     parser.add_argument("--precision", default="float32", choices=["float32", "int8"])
     parser.add_argument(
         "--load",

@@ -432,7 +432,7 @@ def run_identify_at_scale(args) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b0", help="preset with random weights (default b0)")
     parser.add_argument("--checkpoint", help="checkpoint file instead of --model")
     parser.add_argument("--clients", type=int, default=16)

@@ -358,7 +358,7 @@ def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--table":
         print(table(sys.argv[2:]))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--speakers", metavar="REAL.npz", help="embeddings of real speakers (redimnet embed)")
     parser.add_argument("--utt2spk", metavar="FILE", help="speaker of each embedding id (default: first folder)")
     parser.add_argument("--proxy", action="store_true", help="without --speakers: the stand-in speakers")

@@ -265,7 +265,7 @@ def decode_case(args, name: str, path: Path, copies: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b0", help="preset with random weights (default b0)")
     parser.add_argument("--cases", default="bomb655k,bomb192k,wav48k,flac16k", help="comma-separated case names")
     parser.add_argument("--concurrent", type=int, default=8, help="copies sent at once in the xN cases (default 8)")

@@ -38,7 +38,7 @@ def synthesise(arguments, text: str) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=OUTPUT, help=f"folder (default {OUTPUT})")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)

@@ -361,7 +361,7 @@ def write_lists(out: Path, sets) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="output folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-utterances", type=int, default=16, help="per festival/flite voice and sibling")

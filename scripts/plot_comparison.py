@@ -141,7 +141,7 @@ def plot(rows: list, out: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "docs" / "data" / "models.csv")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "comparison.png")
     args = parser.parse_args(argv)

@@ -31,7 +31,7 @@ CHROMIUM_ARGS = [
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b2")
     parser.add_argument("--checkpoint")
     parser.add_argument("--random-init", action="store_true")

@@ -2,10 +2,12 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
 
+from redimnet.errors import RedimnetWarning
 from redimnet.evaluation.calibration import (
     Calibration,
     CalibrationError,
@@ -165,7 +167,7 @@ def test_damaged_calibration_files(tmp_path, content, match):
 
 
 def test_non_finite_calibration_file_is_refused(tmp_path):
-    data = fit_calibration([0.0, 1.0, 2.0, 3.0], [0, 0, 1, 1]).to_dict()
+    data = fit_calibration(np.arange(24.0) % 5, np.arange(24) % 2).to_dict()
     data["scale"] = float("inf")
     path = tmp_path / "cal.json"
     path.write_text(json.dumps(data))
@@ -175,4 +177,19 @@ def test_non_finite_calibration_file_is_refused(tmp_path):
 
 def test_calibration_refuses_constant_scores():
     with pytest.raises(CalibrationError, match="equal"):
-        fit_calibration([0.5, 0.5, 0.5, 0.5], [1, 0, 1, 0])
+        fit_calibration(np.full(40, 0.5), np.arange(40) % 2)
+
+
+def test_calibration_refuses_too_few_trials_and_warns_on_separated_ones():
+    """3 trials (1 target) used to give a slope of thousands without a word."""
+    with pytest.raises(CalibrationError, match="1 target and 2 non-target trial.*too few.*at least 10"):
+        fit_calibration([0.9, 0.1, 0.2], [1, 0, 0])
+    rng = np.random.default_rng(0)
+    separated = np.r_[rng.uniform(0.6, 0.9, 30), rng.uniform(0.0, 0.4, 30)]
+    labels = np.r_[np.ones(30), np.zeros(30)]
+    with pytest.warns(RedimnetWarning, match="every target trial scores above every non-target one"):
+        fit_calibration(separated, labels)
+    overlapping = np.r_[rng.normal(0.6, 0.15, 30), rng.normal(0.3, 0.15, 30)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_calibration(overlapping, labels)  # overlapping classes: no warning

@@ -82,7 +82,7 @@ def test_embed_folder_with_bad_files(tmp_path, corpus, model_and_checkpoint, cap
     root, good, bad = corpus
     model, checkpoint = model_and_checkpoint
     out = tmp_path / "emb.npz"
-    status = run_cli("embed", root, "--checkpoint", checkpoint, "-o", out, "--workers", "0", "--no-progress")
+    status = run_cli("embed", root, "--checkpoint", checkpoint, "-o", out, "--decode-workers", "0", "--no-progress")
     assert status == 1
     ids, matrix = load_embeddings(out)
     assert sorted(ids) == sorted(good)
@@ -111,12 +111,12 @@ def test_rerun_skips_done_and_clears_failures(tmp_path, corpus, model_and_checkp
         (work / Path(name).name).write_bytes(good[name].read_bytes())
     out = tmp_path / "emb.npz"
     (tmp_path / "emb.failed.tsv").write_text("stale\n")
-    assert run_cli("embed", work, "--checkpoint", checkpoint, "-o", out, "--workers", "0", "--no-progress") == 0
+    assert run_cli("embed", work, "--checkpoint", checkpoint, "-o", out, "--decode-workers", "0", "--no-progress") == 0
     assert not (tmp_path / "emb.failed.tsv").exists()
     before = dict(zip(*load_embeddings(out)))
     (work / "g.wav").write_bytes(good["spk3/g.wav"].read_bytes())
     capsys.readouterr()
-    assert run_cli("embed", work, "--checkpoint", checkpoint, "-o", out, "--workers", "0", "--no-progress") == 0
+    assert run_cli("embed", work, "--checkpoint", checkpoint, "-o", out, "--decode-workers", "0", "--no-progress") == 0
     err = capsys.readouterr().err
     assert "embedded 1 file(s)" in err and "2 already in" in err
     after = dict(zip(*load_embeddings(out)))
@@ -152,7 +152,18 @@ def test_npy_folder_and_kaldi_outputs_and_lists(tmp_path, corpus, model_and_chec
     assert sorted(p.name for p in folder.iterdir()) == ["e.ogg.npy", "utt-a.npy", "utt-d.npy"]
     reference = tmp_path / "ref.npz"
     assert (
-        run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", reference, "--workers", "0", "--no-progress")
+        run_cli(
+            "embed",
+            "--list",
+            scp,
+            "--checkpoint",
+            checkpoint,
+            "-o",
+            reference,
+            "--decode-workers",
+            "0",
+            "--no-progress",
+        )
         == 0
     )
     ref = dict(zip(*load_embeddings(reference)))
@@ -160,7 +171,8 @@ def test_npy_folder_and_kaldi_outputs_and_lists(tmp_path, corpus, model_and_chec
     kaldiio = pytest.importorskip("kaldiio")
     ark = tmp_path / "emb.ark"
     assert (
-        run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", ark, "--workers", "0", "--no-progress") == 0
+        run_cli("embed", "--list", scp, "--checkpoint", checkpoint, "-o", ark, "--decode-workers", "0", "--no-progress")
+        == 0
     )
     loaded = kaldiio.load_scp(str(tmp_path / "emb.scp"))
     assert sorted(loaded) == ["utt-a", "utt-d"]
@@ -172,7 +184,10 @@ def test_decoding_workers_give_the_same_result(tmp_path, corpus, model_and_check
     _, checkpoint = model_and_checkpoint
     paths = [good[n] for n in ["spk1/a.wav", "spk1/b.wav", "spk2/d.flac", "spk3/g.wav"]]
     single, parallel = tmp_path / "w0.npz", tmp_path / "w2.npz"
-    assert run_cli("embed", *paths, "--checkpoint", checkpoint, "-o", single, "--workers", "0", "--no-progress") == 0
+    assert (
+        run_cli("embed", *paths, "--checkpoint", checkpoint, "-o", single, "--decode-workers", "0", "--no-progress")
+        == 0
+    )
     assert (
         run_cli(
             "embed",
@@ -181,7 +196,7 @@ def test_decoding_workers_give_the_same_result(tmp_path, corpus, model_and_check
             checkpoint,
             "-o",
             parallel,
-            "--workers",
+            "--workers",  # the option's earlier name still works
             "2",
             "--no-progress",
             "--batch-size",
@@ -202,7 +217,10 @@ def test_decoding_workers_give_the_same_result(tmp_path, corpus, model_and_check
         (["embed", "{wav}", "-o", "{tmp}/x.txt", "--checkpoint", "{ckpt}"], "unknown output type"),
         (["embed", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{tmp}/missing.pt"], "checkpoint not found"),
         (["embed", "{wav}", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{ckpt}"], "duplicate utterance id"),
-        (["embed", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{ckpt}", "--workers", "-1"], "--workers"),
+        (
+            ["embed", "{wav}", "-o", "{tmp}/x.npz", "--checkpoint", "{ckpt}", "--decode-workers", "-1"],
+            "--decode-workers",
+        ),
         (["verify", "{wav}", "{tmp}/missing.wav", "--checkpoint", "{ckpt}"], "missing.wav: no such file"),
     ],
 )
@@ -235,7 +253,7 @@ def test_empty_folder_is_a_per_input_failure(tmp_path, corpus, model_and_checkpo
             model_and_checkpoint[1],
             "-o",
             out,
-            "--workers",
+            "--decode-workers",
             "0",
             "--no-progress",
         )
@@ -274,7 +292,9 @@ def test_torchrun_two_ranks_on_gloo(tmp_path, corpus, model_and_checkpoint):
     root, good, bad = corpus
     _, checkpoint = model_and_checkpoint
     single, sharded = tmp_path / "single.npz", tmp_path / "sharded.npz"
-    assert run_cli("embed", root, "--checkpoint", checkpoint, "-o", single, "--workers", "0", "--no-progress") == 1
+    assert (
+        run_cli("embed", root, "--checkpoint", checkpoint, "-o", single, "--decode-workers", "0", "--no-progress") == 1
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     command = [
         sys.executable,
@@ -294,7 +314,7 @@ def test_torchrun_two_ranks_on_gloo(tmp_path, corpus, model_and_checkpoint):
         str(checkpoint),
         "-o",
         str(sharded),
-        "--workers",
+        "--decode-workers",
         "0",
         "--no-progress",
     ]
@@ -316,12 +336,12 @@ def test_npz_records_the_model_and_refuses_mixing(tmp_path, corpus, model_and_ch
     _, good, _ = corpus
     model, checkpoint = model_and_checkpoint
     out = tmp_path / "e.npz"
-    assert run_cli("embed", good["spk1/a.wav"], "--checkpoint", checkpoint, "-o", out, "--workers", "0") == 0
+    assert run_cli("embed", good["spk1/a.wav"], "--checkpoint", checkpoint, "-o", out, "--decode-workers", "0") == 0
     assert embeddings_model(out) == model_fingerprint(model)
     torch.manual_seed(1)
     other = redimnet_build_b0_checkpoint(tmp_path / "other.pt")
     capsys.readouterr()
-    assert run_cli("embed", good["spk2/c.wav"], "--checkpoint", other, "-o", out, "--workers", "0") == 2
+    assert run_cli("embed", good["spk2/c.wav"], "--checkpoint", other, "-o", out, "--decode-workers", "0") == 2
     assert "another model" in capsys.readouterr().err
     ids, _ = load_embeddings(out)
     assert ids.tolist() == ["a.wav"]

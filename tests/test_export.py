@@ -35,7 +35,7 @@ def test_onnx_matches_fixture(name, tmp_path):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     # Two batch sizes and two lengths (one odd) through the same file.
     for which in ("batch", "single"):
-        out = session.run(None, {"input": expected[f"wave_{which}"]})[0]
+        out = session.run(None, {"waveform": expected[f"wave_{which}"]})[0]
         assert relative_error(out, expected[f"embedding_{which}"]) <= TOLERANCE, (name, which)
 
 
@@ -60,7 +60,9 @@ def test_features_in_export(fmt, tmp_path):
         features = expected[f"features_{which}"]
         if fmt == "onnx":
             ort = pytest.importorskip("onnxruntime")
-            out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": features})[0]
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            assert [i.name for i in session.get_inputs()] == ["features"]
+            out = session.run(None, {"features": features})[0]
         else:
             with torch.no_grad():
                 out = torch.jit.load(str(path))(torch.from_numpy(features)).numpy()

@@ -124,7 +124,7 @@ def test_export_writes_a_standard_int8_onnx_file(tmp_path, capsys):
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     clip = soundfile.read(example_files()["speaker_b_1"], dtype="float32")[0]
     waves = np.stack([clip[:30000], clip[-30000:]])
-    got = session.run(None, {"input": waves})[0]
+    got = session.run(None, {"waveform": waves})[0]
     with torch.inference_mode():
         expected = redimnet.load_checkpoint(TRAINED)(torch.from_numpy(waves)).numpy()
     assert got.shape == expected.shape

@@ -282,7 +282,17 @@ def test_silence_is_a_per_file_failure_in_embed_and_an_error_in_verify(tmp_path,
     out = tmp_path / "e.npz"
     assert (
         cli.main(
-            ["embed", str(folder), "-o", str(out), "--checkpoint", str(checkpoint), "--no-progress", "--workers", "0"]
+            [
+                "embed",
+                str(folder),
+                "-o",
+                str(out),
+                "--checkpoint",
+                str(checkpoint),
+                "--no-progress",
+                "--decode-workers",
+                "0",
+            ]
         )
         == 1
     )

@@ -28,7 +28,7 @@ def test_onnx_matches_fixture(name, tmp_path):
     path = export_onnx(model, tmp_path / f"{name}.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for which in ("batch", "single"):  # two batch sizes and two lengths through one file
-        out = session.run(None, {"input": expected[f"wave_{which}"]})[0]
+        out = session.run(None, {"waveform": expected[f"wave_{which}"]})[0]
         assert relative_error(out, expected[f"embedding_{which}"]) <= TOLERANCE, (name, which)
 
 

@@ -33,7 +33,7 @@ def _held_out_eer(capsys, corpus, checkpoint, name) -> float:
                 str(embeddings),
                 "--checkpoint",
                 str(checkpoint),
-                "--workers",
+                "--decode-workers",
                 "0",
                 "--no-progress",
             ]

@@ -50,18 +50,19 @@ def _is_control(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI_CONTROLS
 
 
-def printable(text: object) -> str:
+def printable(text: object, backslashes: bool = True) -> str:
     """``text`` with control characters escaped (``\\n``, ``\\t``, ``\\x1b``, ...) and backslashes doubled.
 
     Reversible, and safe to print on a terminal or to write as one field of a
-    tab-separated line.
+    tab-separated line.  ``backslashes=False`` leaves backslashes alone: still
+    safe on a terminal, for text (a message) whose parts were escaped already.
     """
     text = str(text)
-    if not any(_is_control(c) or c == "\\" for c in text):
+    if not any(_is_control(c) or (backslashes and c == "\\") for c in text):
         return text
     out = []
     for char in text:
-        if char == "\\":
+        if backslashes and char == "\\":
             out.append("\\\\")
         elif _is_control(char):
             out.append(char.encode("unicode_escape").decode("ascii"))

@@ -4,8 +4,11 @@ Each verb module defines ``register(subparsers)``, which adds its parser and
 sets ``handler`` to a function taking the parsed arguments and returning an
 exit status.  Failures the user can fix (bad files, bad options, a missing
 optional package) are printed as one ``redimnet: error: ...`` line, never as
-a traceback; see :func:`run_handler`.  Shared pieces live in
-:mod:`redimnet.cli.common`.
+a traceback; see :func:`run_handler`.  Warnings of the package or of the
+libraries it uses become one ``redimnet: note: ...`` line each (no source
+file, line or code).  Options are never abbreviated (``--token`` is not
+``--token-file``), and an unknown option is named without the value after it.
+Shared pieces live in :mod:`redimnet.cli.common`.
 """
 
 import argparse
@@ -15,11 +18,13 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from typing import Callable, List, Optional
 
 from .._utils.names import printable
 from .._utils.optional import MissingDependencyError, install_hint
 from ..errors import RedimnetError
+from .common import Parser
 
 # Verb modules, in the order their commands are listed in --help.
 VERB_MODULES = [
@@ -97,7 +102,7 @@ def _module_of(argv: Optional[List[str]]) -> Optional[str]:
 def build_parser(argv: Optional[List[str]] = None) -> argparse.ArgumentParser:
     """The command-line parser; given ``argv`` whose command names its verb module, only that verb's
     module is imported (each verb starts without loading the others' dependencies)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="redimnet",
         description="ReDimNet speaker embeddings: model information, embedding, verification, evaluation.",
         formatter_class=_WideHelp,
@@ -183,7 +188,10 @@ def run_handler(handler, args) -> int:
     """
     debug = bool(os.environ.get("REDIMNET_DEBUG"))
     try:
-        return int(handler(args) or 0)
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _show_warning
+            return int(handler(args) or 0)
     except KeyboardInterrupt:
         _traceback_if(debug)
         print("redimnet: interrupted", file=sys.stderr)
@@ -196,7 +204,7 @@ def run_handler(handler, args) -> int:
         return 141
     except RedimnetError as error:
         _traceback_if(debug)
-        print(f"redimnet: error: {error}", file=sys.stderr)
+        print(f"redimnet: error: {error_text(error)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:
         _traceback_if(debug)
@@ -212,6 +220,21 @@ def run_handler(handler, args) -> int:
     except Exception as error:
         _traceback_if(debug)
         return _unexpected(error, debug)
+
+
+def error_text(error: object) -> str:
+    """An error's text for the terminal: one line (line breaks kept as spaces), control characters escaped
+    (an ANSI sequence or a bidirectional override from a file or its name is shown, never obeyed)."""
+    return printable(" ".join(str(error).split("\n")).strip(), backslashes=False)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one ``redimnet: note:`` line on stderr, without the source location and code."""
+    stream = sys.stderr if file is None else file
+    try:
+        stream.write(f"redimnet: note: {error_text(message)}\n")
+    except (OSError, ValueError):  # stderr closed or gone: nowhere to say it
+        pass
 
 
 def _traceback_if(debug: bool) -> None:

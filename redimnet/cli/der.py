@@ -61,9 +61,10 @@ def read_rttms(location: str) -> Dict[str, list]:
 
 def run(args) -> int:
     from ..diarization.der import DERScore, score_recordings
+    from ..diarization.segments import MAX_SECONDS
 
-    if not args.collar >= 0:
-        raise UsageError(f"--collar must be 0 or more seconds, got {args.collar}")
+    if not 0 <= args.collar <= MAX_SECONDS:
+        raise UsageError(f"--collar must be from 0 to {MAX_SECONDS:.0f} seconds, got {args.collar:g}")
     references = read_rttms(args.reference)
     hypotheses = read_rttms(args.hypothesis)
     if not references:
@@ -94,12 +95,21 @@ def run(args) -> int:
         )
         for name, score in list(scores.items()) + [("TOTAL", total)]:
             d = score.as_dict()
+            der = f"{100 * d['der']:>7.2f}" if score.defined else f"{'undef.':>7}"
             print(
-                f"{show(name):<{width}}  {100 * d['der']:>7.2f}  {100 * d['missed_rate']:>8.2f}  "
+                f"{show(name):<{width}}  {der}  {100 * d['missed_rate']:>8.2f}  "
                 f"{100 * d['false_alarm_rate']:>11.2f}  {100 * d['confusion_rate']:>11.2f}  {d['total']:>9.2f}  "
                 f"{100 * d['jer']:>7.2f}  {d['speakers']:>8}"
             )
         print(f"(collar {args.collar} s each side, overlap {'skipped' if args.skip_overlap else 'scored'})")
+    undefined = [name for name, score in scores.items() if not score.defined]
+    if undefined:
+        print(
+            f"note: the DER of {len(undefined)} recording(s) is undefined: no reference speech is left to score "
+            f"(none, or all of it within the {args.collar:g} s collars) but the hypothesis has speech there: "
+            f"{', '.join(map(show, undefined[:5]))}" + ("" if total.defined else "; so is the total"),
+            file=sys.stderr,
+        )
     if missing:
         print(
             f"note: {len(missing)} reference recording(s) have no hypothesis segments (absent or empty; "

@@ -198,7 +198,8 @@ def run(args) -> int:
                 line += f"; no reference for {recording!r}"
             else:
                 score = diarization_error(reference, result)
-                line += f"; DER {100 * score.der:.2f} %, JER {100 * score.jer:.2f} % (collar {DEFAULT_COLLAR} s)"
+                der = f"{100 * score.der:.2f} %" if score.defined else "undefined (no reference speech to score)"
+                line += f"; DER {der}, JER {100 * score.jer:.2f} % (collar {DEFAULT_COLLAR} s)"
                 if args.save_windows and result.window_spans is not None and result.window_embeddings is not None:
                     labels = label_spans(reference, result.window_spans[:, 0], result.window_spans[:, 1])
                     for (start, _), label, row in zip(result.window_spans, labels, result.window_embeddings):

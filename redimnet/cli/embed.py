@@ -15,7 +15,7 @@ Exit status: 0 every file embedded, 1 some files failed (the others are
 written), 2 usage error (bad options, unusable model or output).
 
 Files go through the one embedding pipeline (:mod:`redimnet.embedding.pipeline`):
-decoding and resampling run block by block in ``--workers`` processes (one
+decoding and resampling run block by block in ``--decode-workers`` processes (one
 thread each) while the model runs in the main process, so memory does not
 grow with the length of a recording.  Under ``torchrun --nproc_per_node N`` each
 rank embeds a share of the files and rank 0 writes the merged output.
@@ -36,7 +36,7 @@ from ..embedding.embedder import PRECISIONS
 from ..embedding.io import EmbeddingsOutput, open_output
 from ..embedding.pipeline import expected_length
 from ..models.fingerprint import model_fingerprint
-from .common import UsageError, reason, show
+from .common import Parser, UsageError, reason, show
 from .models import add_model_arguments, model_from_arguments
 from .outputs import Inputs, check_output
 
@@ -90,7 +90,7 @@ def embedder_from_arguments(args):
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.int8_calibration and args.precision != "int8":
         raise UsageError("--int8-calibration is only used with --precision int8")
-    threads.configure(args.threads, workers=getattr(args, "workers", 0))
+    threads.configure(args.threads, workers=getattr(args, "decode_workers", 0))
     return Embedder(
         model_from_arguments(args),
         device=args.device,
@@ -135,11 +135,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="OUT.npz, a folder for <id>.npy files, or OUT.ark / OUT.scp (Kaldi, needs redimnet[kaldi])",
     )
     parser.add_argument(
-        "--workers",
+        "--decode-workers",
         type=int,
         default=min(2, os.cpu_count() or 1),
-        help="processes decoding audio (default min(2, CPUs); 0 decodes in the main process)",
+        metavar="N",
+        help="processes decoding audio beside the model (default min(2, CPUs); 0 decodes in the main process)",
     )
+    # the option's earlier name, kept working (not listed: 'serve --workers' counts server processes)
+    parser.add_argument("--workers", dest="decode_workers", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_embedder_arguments(parser)
 
@@ -230,8 +233,8 @@ def run(args) -> int:
 
 
 def _run(args, world: distributed.World) -> int:
-    if args.workers < 0:
-        raise UsageError(f"--workers must be 0 or more, got {args.workers}")
+    if args.decode_workers < 0:
+        raise UsageError(f"--decode-workers must be 0 or more, got {args.decode_workers}")
     if not args.inputs and not args.list:
         raise UsageError("nothing to embed: give audio files, folders or --list wav.scp")
     items, failures = collect_inputs(args.inputs, args.list)
@@ -256,7 +259,7 @@ def _run(args, world: distributed.World) -> int:
         output.set_model(model_fingerprint(embedder.model))
         flush = output.write if not world.distributed else None
         results, bad, seconds = embed_items(
-            embedder, mine, args.workers, progress=world.is_main and not args.no_progress, flush=flush
+            embedder, mine, args.decode_workers, progress=world.is_main and not args.no_progress, flush=flush
         )
         failures += bad
     gathered = distributed.gather((results, failures, seconds), world)
@@ -299,7 +302,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     """``python -m redimnet.cli.embed ...``: the verb on its own (e.g. under torchrun)."""
     from . import program_ending, program_started, run_handler
 
-    parser = argparse.ArgumentParser(prog="redimnet embed", description=__doc__.splitlines()[0])
+    parser = Parser(prog="redimnet embed", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     if argv is not None:

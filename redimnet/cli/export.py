@@ -1,6 +1,6 @@
 """``redimnet export``: write a model as ONNX or TorchScript for deployment."""
 
-from ..embedding.export import FORMATS, export_model, output_path
+from ..embedding.export import FORMATS, ONNX_INPUTS, export_model, output_path
 from .common import UsageError
 from .models import add_model_arguments, model_from_arguments
 from .outputs import ONNX, TORCHSCRIPT, Inputs, check_output
@@ -56,7 +56,7 @@ def run(args) -> int:
         path = quantize_onnx(model, output_path(output), waves, features_in=args.features_in)
     else:
         path = export_model(model, output, args.format, features_in=args.features_in)
-    kind = "features [N, F, frames]" if args.features_in else "waveform [N, T]"
+    kind = f"{ONNX_INPUTS[args.features_in]} {'[N, F, frames]' if args.features_in else '[N, T]'}"
     what = f"{args.format}, int8" if args.precision == "int8" else args.format
     print(f"wrote {path} ({what}; input: {kind}, output: embedding [N, {model.config.embed_dim}])")
     return 0

@@ -18,7 +18,7 @@ Every name comes from :mod:`redimnet.hub.registry`, the table that
 import argparse
 import os
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, PretrainedError
 from ..hub import registry
 from ..models.checkpoint import load_checkpoint
 from .common import UsageError
@@ -94,4 +94,14 @@ def model_from_arguments(args):
         return build(named.split(".")[0] if named else weights_from_arguments(args).arch).eval()
     from ..hub.pretrained import load_weights
 
-    return load_weights(weights_from_arguments(args), cache_dir=getattr(args, "cache_dir", None), sha256=sha256)
+    try:
+        return load_weights(weights_from_arguments(args), cache_dir=getattr(args, "cache_dir", None), sha256=sha256)
+    except PretrainedError as error:
+        raise PretrainedError(f"{error}. {OFFLINE_HINT}") from None
+
+
+# Said whenever published weights cannot be had: every verb runs without them.
+OFFLINE_HINT = (
+    "Meanwhile every command runs without the download: --checkpoint FILE uses a checkpoint file you have "
+    "(official release format), --random-init random weights (to try the commands; the scores mean nothing)"
+)

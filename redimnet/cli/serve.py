@@ -63,7 +63,11 @@ def register(subparsers) -> None:
         "that checks it)",
     )
     group.add_argument(
-        "--workers", type=int, default=1, help="server processes, each with its own copy of the model (default 1)"
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes, each with its own copy of the model (default 1)",
     )
     group.add_argument(
         "--token-file",

@@ -59,8 +59,15 @@ class DERScore:
         return self.missed + self.false_alarm + self.confusion
 
     @property
+    def defined(self) -> bool:
+        """Whether :attr:`der` is a number: false when no reference speech is scored (none, or all of
+        it inside the collars) but the hypothesis has scored speech."""
+        return self.total > 0 or self.error == 0
+
+    @property
     def der(self) -> float:
-        """The error rate (a fraction; 0 when there is no reference speech and no hypothesis speech)."""
+        """The error rate (a fraction; 0 when there is no reference speech and no hypothesis speech;
+        infinite when only the hypothesis has scored speech: see :attr:`defined`)."""
         if self.total > 0:
             return self.error / self.total
         return 0.0 if self.error == 0 else float("inf")
@@ -92,7 +99,7 @@ class DERScore:
             for k, v in (("missed", self.missed), ("false_alarm", self.false_alarm), ("confusion", self.confusion))
         }
         return {
-            "der": self.der,
+            "der": self.der if self.defined else None,  # JSON has no infinity: null means undefined
             "jer": self.jer,
             "speakers": self.speakers,
             "total": self.total,

@@ -7,9 +7,9 @@ An RTTM line describing speech of one speaker has ten space-separated fields::
 Times are in seconds.  :func:`read_rttm` is strict: every non-blank line that
 is not a ``#`` comment must be a ``SPEAKER`` line with at least eight fields, a
 finite non-negative start, a finite non-negative duration (zero-length
-segments are read, and ignored by the scorer) and a speaker label (not
-``<NA>``); anything else raises :class:`RTTMError` naming ``file:line`` and
-what to fix.
+segments are read, and ignored by the scorer), an end no later than
+:data:`MAX_SECONDS` and a speaker label (not ``<NA>``); anything else raises
+:class:`RTTMError` naming ``file:line`` and what to fix.
 """
 
 import math
@@ -24,6 +24,11 @@ from .._utils.fileio import atomic_write
 from ..errors import RedimnetError
 
 PathLike = Union[str, os.PathLike]
+
+
+#: Latest time an RTTM segment may end at (about 116 days): later ones are typing errors, and seconds that
+#: large lose the millisecond precision the scorer needs.
+MAX_SECONDS = 10_000_000.0
 
 
 class RTTMError(RedimnetError):
@@ -111,6 +116,11 @@ def parse_rttm(text: str, where: str = "<rttm>") -> Dict[str, List[Segment]]:
             raise RTTMError(f"{at}: negative start time {fields[3]}")
         if duration < 0:
             raise RTTMError(f"{at}: negative duration {fields[4]}")
+        if start + duration > MAX_SECONDS:
+            raise RTTMError(
+                f"{at}: the segment ends at {start + duration:.6g} s, later than the {MAX_SECONDS:.0f} s "
+                "(about 116 days) an RTTM time may reach; check the start and duration fields"
+            )
         if fields[7] == "<NA>":
             raise RTTMError(f"{at}: the speaker label (the 8th field) is <NA>; every SPEAKER line needs a speaker")
         recordings.setdefault(fields[1], []).append(Segment(start, start + duration, fields[7]))

@@ -30,6 +30,8 @@ from ..models.redimnet.network import ReDimNet
 
 PathLike = Union[str, Path]
 FORMATS = ("onnx", "torchscript")
+# The exported ONNX model's input name, by features_in (the command line says the same words).
+ONNX_INPUTS = {False: "waveform", True: "features"}
 # Shapes used to trace the model; the exported files accept any batch size and length.
 _EXAMPLE_BATCH, _EXAMPLE_SAMPLES = 2, 8000
 
@@ -192,25 +194,28 @@ def export_torchscript(model: nn.Module, path: PathLike, features_in: bool = Fal
 
 
 def export_onnx(model: nn.Module, path: PathLike, features_in: bool = False, opset: int = 18) -> Path:
-    """Export ``model`` to ONNX with dynamic batch and time axes (input ``input``, output ``embedding``).
+    """Export ``model`` to ONNX with dynamic batch and time axes: input ``waveform`` ``[N, T]`` (``features``
+    ``[N, F, frames]`` with ``features_in``), output ``embedding`` ``[N, D]``.
 
     Needs the ``onnx`` package (optional extra ``export``); run the file with
-    onnxruntime.
+    onnxruntime.  Files exported by earlier versions name their input ``input``; code that feeds
+    either can ask the session: ``session.get_inputs()[0].name``.
     """
     path = output_path(path)
     require("onnx", "ONNX export")  # torch.onnx needs it
     wrapper = prepare_for_export(model, features_in, optimize=False)
     example = example_input(model, features_in)
     time_axis = 2 if features_in else 1
+    name = ONNX_INPUTS[features_in]
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,
             (example,),
             str(path),
-            input_names=["input"],
+            input_names=[name],
             output_names=["embedding"],
-            dynamic_axes={"input": {0: "batch", time_axis: "time"}, "embedding": {0: "batch"}},
+            dynamic_axes={name: {0: "batch", time_axis: "time"}, "embedding": {0: "batch"}},
             opset_version=opset,
             dynamo=False,
         )

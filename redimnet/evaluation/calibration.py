@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
@@ -37,7 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._utils.fileio import atomic_write, read_text
-from ..errors import RedimnetError
+from ..errors import RedimnetError, RedimnetWarning
 from .metrics import MetricsError, error_rates, trial_arrays
 
 __all__ = [
@@ -61,6 +62,10 @@ VERSION = 1
 
 # quality measures computed from the two recordings' durations (seconds)
 QUALITY_DURATIONS = ("log_min_duration", "log_max_duration")
+
+#: Fewest target and fewest non-target development trials a calibration is fitted on (hundreds of each
+#: make a reliable one; below this the fit says nothing about the scores).
+MIN_TRIALS_PER_CLASS = 10
 
 # false-accept rates at which the development non-target LLRs are tabulated (for --far)
 _FAR_GRID = np.logspace(-5, np.log10(0.5), 60)
@@ -438,13 +443,23 @@ def fit_calibration(
 
     Raises:
         MetricsError: scores and labels differ in length, are not finite, or lack one class.
-        CalibrationError: all scores are equal, the quality measures do not match the trials,
-            or the fit does not converge to finite values.
+        CalibrationError: fewer than :data:`MIN_TRIALS_PER_CLASS` target or non-target trials, all
+            scores are equal, the quality measures do not match the trials, or the fit does not
+            converge to finite values.
+
+    Warns (:class:`~redimnet.errors.RedimnetWarning`) when every target trial scores above every
+    non-target one: nothing in the data then bounds the slope, and the LLRs are overconfident.
     """
     from scipy.optimize import minimize
 
     scores, labels = trial_arrays(scores, labels)
     train_prior = _check_prior(train_prior, "train_prior")
+    n_t, n_n = int(labels.sum()), int((~labels).sum())
+    if min(n_t, n_n) < MIN_TRIALS_PER_CLASS:
+        raise CalibrationError(
+            f"{n_t} target and {n_n} non-target trial(s) are too few to fit a calibration: each class needs "
+            f"at least {MIN_TRIALS_PER_CLASS} (hundreds make a reliable one); use a larger development trial list"
+        )
     q = _quality_matrix(
         quality,
         scores.size,
@@ -460,7 +475,6 @@ def fit_calibration(
         raise CalibrationError("all scores are equal: nothing to calibrate")
     std[std == 0] = 1.0
     x = (features - mean) / std
-    n_t, n_n = int(labels.sum()), int((~labels).sum())
     weights = np.where(labels, train_prior / n_t, (1.0 - train_prior) / n_n)
     sign = np.where(labels, -1.0, 1.0)  # cost softplus(sign * (llr + logit prior))
     shift = _logit(train_prior)
@@ -487,6 +501,14 @@ def fit_calibration(
         train_prior=train_prior,
     )
     llrs = calibration.llr(scores, q if q.shape[1] else None)
+    if llrs[labels].min() > llrs[~labels].max():
+        warnings.warn(
+            f"every target trial scores above every non-target one in these {scores.size} development trials: "
+            f"nothing bounds the fitted slope ({calibration.scale:.4g}), so the log-likelihood ratios are "
+            "overconfident; calibrate on more (or harder) trials where some scores overlap",
+            RedimnetWarning,
+            stacklevel=2,
+        )
     nontarget = np.sort(llrs[~labels])
     table = []
     for rate in _FAR_GRID:

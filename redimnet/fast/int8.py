@@ -186,12 +186,13 @@ def _quiet() -> Iterator[None]:
 class _Reader:
     """onnxruntime's calibration data reader protocol: one input dict per call, then None."""
 
-    def __init__(self, inputs: Sequence[np.ndarray]):
+    def __init__(self, inputs: Sequence[np.ndarray], name: str):
         self._inputs = iter(list(inputs))
+        self._name = name
 
     def get_next(self):
         item = next(self._inputs, None)
-        return None if item is None else {"input": item}
+        return None if item is None else {self._name: item}
 
 
 def _calibration_inputs(model: nn.Module, waves: Sequence[np.ndarray], features_in: bool) -> List[np.ndarray]:
@@ -213,13 +214,13 @@ def quantize_onnx(
 ) -> Path:
     """Write ``model`` as an int8 (QDQ) ONNX file at ``path`` and return the path.
 
-    Input ``input`` (waveform ``[N, T]``, or features ``[N, F, frames]`` with
+    Input ``waveform`` ``[N, T]`` (``features`` ``[N, F, frames]`` with
     ``features_in``), output ``embedding``, dynamic batch and time axes, like
     :func:`redimnet.embedding.export.export_onnx`.  ``calibration``: 16 kHz waveforms
     (default :func:`calibration_waves`).  Needs onnx and onnxruntime (``pip install
     "redimnet[export]"``); the file runs in any ONNX runtime.
     """
-    from ..embedding.export import export_onnx
+    from ..embedding.export import ONNX_INPUTS, export_onnx
 
     require("onnx", "int8 quantisation")
     require("onnxruntime", "int8 quantisation")
@@ -249,7 +250,7 @@ def quantize_onnx(
                 quantize_static(
                     str(prepared),
                     str(quantized),
-                    _Reader(inputs),
+                    _Reader(inputs, ONNX_INPUTS[features_in]),
                     quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=_QUANTIZED_OPS,
                     per_channel=True,

@@ -16,6 +16,7 @@ floating-point weights) and values (no NaN or infinity).  Anything wrong is a
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Union
@@ -23,6 +24,7 @@ from typing import Dict, Mapping, Optional, Union
 import torch
 
 from .._utils.fileio import atomic_write
+from .._utils.names import printable
 from ..errors import CheckpointError
 from .families import check_family, detect_family, family_classes, family_of
 from .redimnet import ReDimNet
@@ -93,10 +95,12 @@ def _read(path: Path, max_bytes: Optional[int] = None):
     except pickle.UnpicklingError as error:
         text = str(error)
         if "Unsupported global" in text or "not an allowed global" in text or "GLOBAL" in text:
+            named = re.search(r"GLOBAL (\S+)", text)  # torch's own advice around it is not repeated
+            what = f"to import {printable(named.group(1))}" if named else "to import or run code"
             raise CheckpointError(
-                f"refusing to load {path}: it asks to import or run code that a weights file never needs "
-                f"({text.splitlines()[0] if text else 'unsafe pickle'}). Only load files from sources you "
-                "trust; official ReDimNet checkpoints contain plain tensors and a config dict"
+                f"refusing to load {path}: it asks {what}, which a weights file never needs. This file "
+                "cannot be used as a checkpoint; official ReDimNet checkpoints contain plain tensors and "
+                "a config dict"
             ) from None
         raise CheckpointError(
             f"{path} is not a PyTorch checkpoint ({_unpickling_detail(text)}); "

@@ -462,7 +462,9 @@ def generate_conversation(
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m redimnet.testing.synth", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m redimnet.testing.synth", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
     parser.add_argument("out_dir", help="folder to write (VoxCeleb layout)")
     parser.add_argument("--speakers", type=int, default=48)
     parser.add_argument("--utterances", type=int, default=8, help="utterances per speaker")
