@@ -230,3 +230,19 @@ def test_der_says_when_it_is_undefined(tmp_path, capsys):
     assert run("der", reference, hypothesis, "--json") == 0
     data = json.loads(capsys.readouterr().out)  # strict JSON: no Infinity
     assert data["recordings"]["r"]["der"] is None and data["total"]["der"] is None
+
+
+# --- backend train: the default dimension follows the training speakers --------------------------------------------
+@pytest.mark.parametrize("dim,expected", [(192, "32 dimensions (LDA from 192"), (64, "64 dimensions:")])
+def test_backend_train_default_dimension_follows_the_speakers(tmp_path, capsys, dim, expected):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(33, dim))
+    x = np.repeat(centres, 16, axis=0) + rng.normal(size=(33 * 16, dim))
+    ids = [f"spk{s:02d}/{u}.wav" for s in range(33) for u in range(16)]
+    embeddings = save_embeddings(tmp_path / "train.npz", ids, x)
+    assert run("backend", "train", "--embeddings", embeddings, "-o", tmp_path / "b.npz") == 0
+    captured = capsys.readouterr()
+    assert "on 528 embeddings of 33 speakers, " + expected in captured.out
+    assert "33 training speakers are few for a back-end" in captured.err
+    assert run("backend", "train", "--embeddings", embeddings, "--dim", "16", "-o", tmp_path / "c.npz") == 0
+    assert "16 dimensions:" in capsys.readouterr().out  # --dim still decides

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..audio.lists import read_table
 from ..embedding.io import embeddings_model, load_embeddings
-from ..evaluation.backend import BACKEND_KINDS, Backend, train_backend
+from ..evaluation.backend import BACKEND_KINDS, Backend, default_dim, train_backend
 from ..evaluation.calibration import QUALITY_DURATIONS, fit_calibration, quality_from_durations
 from ..evaluation.score_norm import speakers_of
 from ..evaluation.trials import EmbeddingIndex, index_trials, read_trials, read_utt2spk
@@ -75,7 +75,11 @@ def register(subparsers):
         help="plda (LDA + length norm + two-covariance PLDA, default), lda, whiten or mean",
     )
     train.add_argument(
-        "--dim", type=int, metavar="N", help="LDA output dimension (default: none for plda, speakers - 1 for lda)"
+        "--dim",
+        type=int,
+        metavar="N",
+        help="LDA output dimension (default: it follows the training speakers S: lda S - 1; plda every "
+        "dimension while D <= 4 (S - 1) for D-dimensional embeddings, else LDA to S - 1 first)",
     )
     train.add_argument("--iterations", type=int, default=10, metavar="N", help="PLDA EM iterations (default 10)")
     train.add_argument("-o", "--output", required=True, metavar="B.npz", help="where to write the back-end")
@@ -163,14 +167,26 @@ def run_backend_train(args) -> int:
         raise UsageError(f"{args.embeddings} holds no embeddings")
     utt2spk = read_utt2spk(args.utt2spk) if args.utt2spk else None
     speakers = speakers_of(ids.tolist(), utt2spk)
-    backend = train_backend(matrix, speakers, kind=args.kind, dim=args.dim, iterations=args.iterations)
+    count = len(set(speakers))
+    dim = args.dim if args.dim is not None else default_dim(args.kind, matrix.shape[1], count)
+    backend = train_backend(matrix, speakers, kind=args.kind, dim=dim, iterations=args.iterations)
     path = backend.save(output)
     info = backend.info
-    extra = f", {info['dim']} dimensions" if "dim" in info else ""
+    extra = ""
+    if "dim" in info:
+        extra = f", {info['dim']} dimensions"
+        if args.dim is None and info["dim"] < matrix.shape[1]:
+            extra += f" (LDA from {matrix.shape[1]}: the default with {count} training speakers; --dim N to choose)"
     print(
         f"trained a {args.kind} back-end on {info['embeddings']} embeddings of {info['speakers']} speakers"
         f"{extra}: {path}"
     )
+    if count < 100:
+        print(
+            f"redimnet: note: {count} training speakers are few for a back-end: compare it with plain cosine "
+            "scoring (redimnet eval without --backend) on trials of held-out speakers before using it",
+            file=sys.stderr,
+        )
     return 0
 
 

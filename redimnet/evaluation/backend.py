@@ -43,7 +43,7 @@ from ..embedding.similarity import ScoringError, l2_normalize
 from ..errors import RedimnetError
 from .calibration import array_fingerprint
 
-__all__ = ["BackendError", "PLDA", "Backend", "train_backend", "BACKEND_KINDS"]
+__all__ = ["BackendError", "PLDA", "Backend", "train_backend", "default_dim", "BACKEND_KINDS"]
 
 FORMAT = "redimnet-backend"
 VERSION = 1
@@ -428,6 +428,24 @@ class Backend:
         if backend.projection is not None and backend.projection.shape[0] != backend.input_dim:
             raise BackendError(f"{path} is damaged: projection {backend.projection.shape} does not fit the mean")
         return backend
+
+
+def default_dim(kind: str, input_dim: int, speakers: int) -> Optional[int]:
+    """The LDA dimension ``redimnet backend train`` uses without ``--dim``: it follows the speakers.
+
+    ``lda``: ``speakers - 1`` (at most ``input_dim``), all LDA can separate.  ``plda``: every
+    dimension (None) while the training data has at least a quarter as many speakers as the
+    embeddings have dimensions (``input_dim <= 4 * (speakers - 1)``); with fewer speakers, LDA to
+    ``speakers - 1`` first.  Measured on held-out voices (three synthetic/TTS domains, 64- and
+    192-dimensional embeddings, 28-33 training speakers): a 192-dimensional PLDA on 28-33 speakers
+    was up to 2 points of EER worse than one after LDA to ``speakers - 1``, while 64-dimensional
+    ones did best with every dimension.  ``mean`` and ``whiten`` have no dimension (None).
+    """
+    if kind == "lda":
+        return max(1, min(input_dim, speakers - 1))
+    if kind == "plda" and input_dim > 4 * (speakers - 1):
+        return max(1, speakers - 1)
+    return None
 
 
 def train_backend(
