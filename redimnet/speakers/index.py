@@ -542,20 +542,71 @@ class SpeakerIndex:
         """How often the index was built from the whole store (first use, or a repair)."""
         self.loads = 0
         """How often it was loaded from its file (and found in agreement with the store)."""
+        self.switches = 0
+        """How often a background build replaced the index (growth past the threshold, tombstones)."""
+        self._builder: Optional[threading.Thread] = None
+        self._pending: Optional[Tuple[VectorIndex, int]] = None
+        self._pending_lock = threading.Lock()
 
     # --- bringing it up to date ------------------------------------------------------------------
-    def sync(self, source: ChangeSource, state: Optional[StoreState] = None) -> VectorIndex:
-        """The index at (at least) the revision of ``source``'s snapshot; loads, repairs or rebuilds as needed."""
+    def sync(self, source: ChangeSource, state: Optional[StoreState] = None, wait: bool = False) -> VectorIndex:
+        """The index at (at least) the revision of ``source``'s snapshot; loads, repairs or rebuilds as needed.
+
+        A graph that must be built because the store grew past :data:`APPROXIMATE_FROM` (or rebuilt
+        because of tombstones) is built in a background thread from the index's own vectors while the
+        current index keeps answering; a later call puts it in place and applies the changes made
+        meanwhile.  ``wait``: finish such a build first (a server before its first request).
+        """
+        if wait and self._builder is not None:
+            self._builder.join()
         with self.lock:
             state = state or source.state()
             if self.index is None or state.store_id != self.store_id:
+                self._drop_background()
                 self._open(source)
-            elif state.revision > self.revision:
-                self._apply(source, self.revision, state.revision)
+            else:
+                self._adopt_background(source, state)
+                if state.revision > self.revision:
+                    self._apply(source, self.revision, state.revision)
             assert self.index is not None
             self._maybe_switch_kind(source)
+            if wait and self._builder is not None:
+                self._builder.join()
+                self._adopt_background(source, state)
             self._maybe_save()
             return self.index
+
+    def _start_background(self, kind: str, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Build an index of ``kind`` from copies of ``keys``/``vectors`` (at the current revision) in a thread."""
+        if self._builder is not None:
+            return
+        revision, store_id, dim = self.revision, self.store_id, vectors.shape[1]
+
+        def work():
+            built = make_index(kind, dim, keys, vectors, threads=self.threads)
+            with self._pending_lock:  # not self.lock: a caller may hold it while it waits for this thread
+                if self.store_id == store_id:
+                    self._pending = (built, revision)
+
+        self._builder = threading.Thread(target=work, name="speaker-index-build", daemon=True)
+        self._builder.start()
+
+    def _adopt_background(self, source: ChangeSource, state: StoreState) -> None:
+        """Put a finished background build in place and bring it up to the store's revision."""
+        with self._pending_lock:
+            if self._pending is None:
+                return
+            built, revision = self._pending
+            self._pending, self._builder = None, None
+        self.index, self.revision = built, revision
+        self._apply(source, revision, max(state.revision, revision))
+        self.unsaved_changes += len(built)
+        self.switches += 1
+
+    def _drop_background(self) -> None:
+        with self._pending_lock:
+            self._pending = None
+        self._builder = None  # a running thread finishes and finds another store: its result is dropped
 
     def _open(self, source: ChangeSource) -> None:
         state = source.state(count=True)
@@ -633,14 +684,15 @@ class SpeakerIndex:
         kind = choose_kind(len(index), index.kind)
         if kind == index.kind:
             if isinstance(index, HnswIndex) and index.removed > max(1000, len(index) // 5):
-                self._rebuild_from_store(source)  # too many tombstones slow the graph down
+                keys = index.keys()  # too many tombstones slow the graph down: a new graph, in the background
+                self._start_background(kind, keys, index.get(keys))
             return
-        if isinstance(index, ExactIndex):  # grew past the threshold: build the graph from our own vectors
+        if isinstance(index, ExactIndex):  # grew past the threshold: a graph of our own vectors, in the background
             keys, vectors = index.items()
-            self.index = make_index(kind, index.dim, keys, vectors, threads=self.threads)
-        else:
+            self._start_background(kind, keys.copy(), vectors.copy())
+        else:  # shrank below the hysteresis line: few speakers, rebuilt from the store at once
             self._rebuild_from_store(source)
-        self.unsaved_changes += len(self)
+            self.unsaved_changes += len(self)
 
     def _rebuild_from_store(self, source: ChangeSource) -> None:
         state = source.state(count=True)

@@ -570,7 +570,7 @@ class SqlSpeakerStore:
                 return None
             state = StoreState(meta.get("store_id", ""), int(meta.get("revision", 0)))
             index = self._speaker_index(state.store_id)
-            index.sync(_Source(self, cursor), state)
+            index.sync(_Source(self, cursor), state, wait=True)
             return index.kind
 
     def save_index(self) -> None:
