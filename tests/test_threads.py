@@ -101,7 +101,8 @@ class FakeLoad:
         for _ in range(passes):
             count = tuner.start()
             assert torch.get_num_threads() == count
-            self.now += self.cost[count] * samples
+            cost = self.cost[count]
+            self.now += (cost.pop(0) if isinstance(cost, list) else cost) * samples
             tuner.stop(samples)
 
 
@@ -162,3 +163,17 @@ def test_pipeline_asks_the_tuner_around_every_forward_pass(b0_model_and_checkpoi
     embedder.embed_prepared(waves)
     assert len(tuner.history) == 6 and tuner.history[3] == 2  # the fourth pass tried two threads
     assert redimnet.Embedder(b0_model_and_checkpoint[0], device="cpu").pipeline.tuner is None  # opt-in
+
+
+def test_tuner_needs_two_cheaper_passes_in_a_row_and_leaves_a_collapse_at_once(fake_clock):
+    fake_clock.cost[2] = [0.3, 5.0] * 20  # a lucky pass, then the collapse: a busy machine's noise
+    tuner = threads.ThreadTuner(cores=2, start=1)
+    fake_clock.run(tuner, 40)
+    assert tuner.current == 1 and tuner.history.count(2) <= 6
+    fake_clock.cost[2] = 0.55  # the machine is free: two threads win twice in a row
+    fake_clock.run(tuner, 2 * tuner.MAX_INTERVAL)
+    assert tuner.current == 2
+    fake_clock.cost[2] = 6.0  # another job starts: the very next pass tries one thread
+    before = len(tuner.history)
+    fake_clock.run(tuner, 4)
+    assert tuner.history[before : before + 4] == [2, 1, 1, 1] and tuner.current == 1

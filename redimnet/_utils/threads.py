@@ -125,16 +125,20 @@ class ThreadTuner:
     The pipeline calls :meth:`start` before each forward pass (it sets PyTorch's thread count) and
     :meth:`stop` after it, with the samples it embedded.  The cost of a count is the wall time per
     sample, averaged over its recent passes.  Every few passes one pass runs at a neighbouring count
-    (one step up or down :func:`_ladder`); when that is at least 5 % cheaper than the current count
-    it becomes the current count.  A neighbour that loses is tried again after twice as many passes
-    as the last time (at most :data:`MAX_INTERVAL`), so a count that collapses when the machine is
-    shared costs little, while a change of load is still noticed.  Inputs arrive in order of length,
-    so neighbouring passes are comparable.
+    (one step up or down :func:`_ladder`); when that pass and the next one at the same count are
+    both cheaper than the current count -- by 20 % for more threads (which risk the collapse
+    described above; a descheduled pass is noisy), by 5 % for fewer -- it becomes the current count.
+    A neighbour that loses is tried again after twice as many passes as the last time, or more in
+    proportion to how much it lost (at most :data:`MAX_INTERVAL`), so a count that collapses when
+    the machine is shared costs little, while a change of load is still noticed; a pass that costs
+    more than twice the current count's average makes the next pass try one thread fewer.  Inputs
+    arrive in order of length, so neighbouring passes are comparable.
     """
 
     FIRST_INTERVAL = 4
     MAX_INTERVAL = 64
-    MARGIN = 0.95
+    MORE_THREADS = 0.8  # a larger count must cost at most this share of the current one ...
+    FEWER_THREADS = 0.95  # ... a smaller count this share
 
     def __init__(self, cores: int, start: int):
         self.counts = _ladder(max(1, cores))
@@ -145,6 +149,8 @@ class ThreadTuner:
         self.turn = 0
         self.running: Optional[int] = None
         self.probing = False
+        self.pending: Optional[int] = None  # a count to try next (a probe to confirm, or fewer threads)
+        self.wins = 0  # passes in a row the pending count has won
         self.started = 0.0
         self.history: List[int] = []  # the count of every pass (for tests and benchmarks)
 
@@ -160,7 +166,9 @@ class ThreadTuner:
         self.probing = False
         self.countdown -= 1
         neighbours = self._neighbours()
-        if self.countdown <= 0 and neighbours:
+        if self.pending is not None:
+            count, self.probing = self.pending, True
+        elif self.countdown <= 0 and neighbours:
             count = neighbours[self.turn % len(neighbours)]
             self.turn += 1
             self.probing = True
@@ -180,13 +188,23 @@ class ThreadTuner:
         previous = self.cost.get(count)
         self.cost[count] = cost if previous is None or self.probing else 0.5 * previous + 0.5 * cost
         if not self.probing:
+            index = self.counts.index(count)
+            if previous is not None and cost > 2 * previous and index > 0:  # a sudden collapse: try fewer
+                self.pending, self.wins = self.counts[index - 1], 0
             return
         incumbent = self.cost.get(self.current)
-        if incumbent is not None and cost < self.MARGIN * incumbent:
+        margin = self.MORE_THREADS if count > self.current else self.FEWER_THREADS
+        if incumbent is not None and cost < margin * incumbent:
+            self.wins += 1
+            if self.wins < 2:
+                self.pending = count  # confirm on the next pass
+                return
             self.interval[self.current] = self.FIRST_INTERVAL
             self.current = count
-        else:
-            self.interval[count] = min(self.MAX_INTERVAL, 2 * self.interval[count])
+        else:  # back off by at least 2, more the worse it did: a collapsed count is rarely tried
+            loss = cost / incumbent if incumbent else 2.0
+            self.interval[count] = min(self.MAX_INTERVAL, int(max(2.0, loss) * self.interval[count]))
+        self.pending, self.wins = None, 0
         upcoming = self._neighbours()
         self.countdown = self.interval[upcoming[self.turn % len(upcoming)]] if upcoming else self.MAX_INTERVAL
 
