@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 import redimnet  # noqa: E402
 from redimnet.fast.int8 import int8_network  # noqa: E402
-from redimnet.optimize import keep_freed_memory, optimize_for_inference  # noqa: E402
+from redimnet.fast.optimize import keep_freed_memory, optimize_for_inference  # noqa: E402
 
 
 def parse_shape(text: str):
