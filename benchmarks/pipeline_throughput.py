@@ -78,7 +78,7 @@ LOOP = r"""
 import json, sys, time
 import torch
 import redimnet
-from redimnet import pipeline
+from redimnet.embedding import pipeline
 from redimnet.audio import list_audio_files
 from redimnet.embedding.embedder import Embedder
 folder, checkpoint, precision = sys.argv[1], sys.argv[2], sys.argv[5]
