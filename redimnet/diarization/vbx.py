@@ -198,31 +198,31 @@ class VBxClustering(Clustering):
         z, phi = self.space.project(x)
         n = len(x)
         start = self._initial(x, regions, min(n, max(self.initial_clusters, 2 * high)))
+        if low == high:  # a given count
+            return Clusters(self._to_count(z, phi, start, high), high)
         # half, then full, then double the cost of a speaker, each run starting where the last ended
         # (VBx only ever drops speakers, so the cheaper run's speakers include the dearer ones')
         cheap = self._run(z, phi, start, self.fb / 2)
         labels = self._run(z, phi, cheap, self.fb)
-        if low == high:  # a given count
-            return Clusters(self._to_count(z, phi, start, labels, high), high)
         cheaper = len(np.unique(cheap))
         dearer = len(np.unique(self._run(z, phi, labels, self.fb * 2)))
         count = len(np.unique(labels))
-        if not low <= count <= high:
-            labels = self._to_count(z, phi, start, labels, high if count > high else low)
+        if count > high:
+            labels = merge_by_likelihood(z, phi, labels, high, self.fa)
+        elif count < low:
+            labels = self._to_count(z, phi, start, low)
         count = len(np.unique(labels))
         evidence = {"count_at_half_speaker_cost": cheaper, "count_at_double_speaker_cost": dearer}
         return Clusters(labels, count, cheaper != count or dearer != count, evidence)
 
-    def _to_count(self, z: np.ndarray, phi: np.ndarray, start: np.ndarray, labels: np.ndarray, count: int):
-        """Labels with exactly ``count`` clusters: VBx with a cheaper speaker until it keeps at least
-        ``count``, then the speakers most likely to be one (PLDA likelihood ratio) merged."""
-        fb = self.fb
-        while len(np.unique(labels)) < count and fb > 1e-4:
-            fb /= 4
-            labels = self._run(z, phi, start, fb)
-        if len(np.unique(labels)) < count:  # VBx keeps fewer however cheap a speaker: the initial clusters
-            labels = start
-        return merge_by_likelihood(z, phi, labels, count, self.fa)
+    def _to_count(self, z: np.ndarray, phi: np.ndarray, start: np.ndarray, count: int) -> np.ndarray:
+        """Labels with exactly ``count`` clusters: the initial clusters merged, the pair most likely to be one
+        speaker (PLDA likelihood ratio) first, then refined by VBx with a cheap speaker (kept when it keeps
+        ``count`` speakers).  Merging a fine clustering keeps a short interjection apart from the speaker
+        who talks all the time, where asking VBx for fewer speakers would first split that speaker."""
+        merged = merge_by_likelihood(z, phi, start, count, self.fa)
+        refined = self._run(z, phi, merged, self.fb / 8)
+        return refined if len(np.unique(refined)) == count else merged
 
 
 def _set_likelihood(counts: np.ndarray, sums: np.ndarray, phi: np.ndarray) -> np.ndarray:
