@@ -93,8 +93,9 @@ def register(subparsers) -> None:
     group.add_argument(
         "--save-windows",
         metavar="W.npz",
-        help="with --reference: also write the embeddings of the windows that one reference speaker speaks "
-        "alone, with ids <recording>:<speaker>/<start>, for 'redimnet backend train' (a back-end for vbx)",
+        help="with --reference: also write the vectors the clustering works on (each window's embedding with "
+        "its context) of the windows that one reference speaker speaks alone, with ids "
+        "<recording>:<speaker>/<start>, for 'redimnet backend train' (a back-end for vbx)",
     )
     add_vad_arguments(parser)
     add_embedder_arguments(parser)

@@ -45,7 +45,7 @@ import numpy as np
 from ..audio.read import TARGET_SAMPLE_RATE, AudioError, SignalLevel
 from ..audio.stream import AudioSource
 from ..errors import InvalidArgumentError
-from .clustering import Clustering, centroids, normalise
+from .clustering import Clustering, centroids, normalise, with_context
 from .methods import make_clustering
 from .segments import Segment, format_rttm, merge_regions, speaker_totals
 from .vad import VoiceActivityDetector, make_vad
@@ -231,8 +231,9 @@ class Diarizer:
             whose mean embedding scores at least ``name_threshold`` (cosine) against an enrolled
             speaker are named after them.
         name_threshold: see ``speakers_db``.
-        keep_embeddings: keep every window's span and embedding in the result (``window_spans``,
-            ``window_embeddings``), e.g. to label them with a reference and fit a back-end.
+        keep_embeddings: keep every window's span and the vector the clustering works on in the result
+            (``window_spans``, ``window_embeddings``: the normalised embedding, with its context when
+            ``context`` is on), e.g. to label them with a reference and fit a back-end.
     """
 
     def __init__(
@@ -463,10 +464,11 @@ class Diarizer:
             result.timings = {**timings, "total": time.perf_counter() - started}
             return result
         check_speaker_count(source.name, num_speakers, min_speakers, len(windows.starts), result.silent_windows)
-        if self.keep_embeddings:
+        if self.keep_embeddings:  # what the clustering sees: each window with its context when context is on
             starts = windows.starts / TARGET_SAMPLE_RATE
             result.window_spans = np.stack([starts, starts + windows.lengths / TARGET_SAMPLE_RATE], axis=1)
-            result.window_embeddings = embeddings
+            unit = normalise(embeddings)
+            result.window_embeddings = with_context(unit, windows.region) if self.context else unit
         clock = time.perf_counter()
         context = windows.region if self.context else None
         found = self.clustering.fit(embeddings, num_speakers, min_speakers, max_speakers, regions=context)

@@ -4,7 +4,9 @@ The method of Landini, Profant, Diez and Burget, "Bayesian HMM clustering of x-v
 (VBx) in speaker diarization" (Computer Speech & Language 71, 2022), written here from the
 paper's equations.
 
-The model.  Window embeddings are first mapped into the space of a two-covariance PLDA model
+The model.  Window embeddings (each with its neighbours in the same speech region, as every
+method here clusters them, see :func:`~redimnet.diarization.clustering.with_context`) are first
+mapped into the space of a two-covariance PLDA model
 (:class:`redimnet.evaluation.backend.PLDA`), where the within-speaker covariance is the identity
 and the between-speaker covariance is ``diag(phi)``; only the ``dims`` directions with the
 largest ``phi`` are kept.  A speaker ``s`` has a latent variable ``y_s ~ N(0, I)`` and the
@@ -113,7 +115,8 @@ class PLDASpace:
     directions: ``project(embeddings) -> (x [n, dims], phi [dims])``.
 
     ``backend``: a :class:`redimnet.evaluation.backend.Backend` of kind ``plda`` (``redimnet backend train``),
-    fitted on the same model's embeddings of windows of known speakers.
+    fitted on the same model's embeddings of windows of known speakers, with their context (what
+    ``redimnet diarize --save-windows`` writes).
     """
 
     def __init__(self, backend, dims: int = 16):
@@ -195,7 +198,7 @@ class VBxClustering(Clustering):
 
     def _fit(self, embeddings, low, high, regions):
         x = normalise(np.asarray(embeddings, dtype=np.float64))
-        z, phi = self.space.project(x)
+        z, phi = self.space.project(with_context(x, regions) if regions is not None else x)
         n = len(x)
         start = self._initial(x, regions, min(n, max(self.initial_clusters, 2 * high)))
         if low == high:  # a given count
