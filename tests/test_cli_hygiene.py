@@ -246,3 +246,19 @@ def test_backend_train_default_dimension_follows_the_speakers(tmp_path, capsys, 
     assert "33 training speakers are few for a back-end" in captured.err
     assert run("backend", "train", "--embeddings", embeddings, "--dim", "16", "-o", tmp_path / "c.npz") == 0
     assert "16 dimensions:" in capsys.readouterr().out  # --dim still decides
+
+
+def test_the_readme_names_exactly_the_verbs_that_can_download():
+    """Published weights are downloaded only by verbs that take a model (--checkpoint / --random-init); the
+    README's paragraph on downloads lists exactly those, so a new verb that runs a model must be added there."""
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    downloading = set()
+    for name, sub in commands.items():
+        for child in _parsers(sub):
+            if "--random-init" in child._option_string_actions:
+                downloading.add(name)
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("What downloads, and when") :].split("\n\n")[0]
+    listed = set(re.findall(r"`([a-z]+)(?: --[a-z-]+)?`", paragraph.split("without `--checkpoint`")[0]))
+    assert downloading and listed == downloading
