@@ -147,7 +147,7 @@ def accuracy(args) -> List[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fast = commands.add_parser("speed", help="int8 vs float32 at fixed shapes")
     fast.add_argument("--presets", default="b0,b2,b5,redimnet2-b2")
