@@ -126,6 +126,29 @@ def stored_means(db):
     return {s.name: db.speaker_model(s.name) for s in db.speakers()}
 
 
+@needs_usearch
+@pytest.mark.parametrize("parallel_from", [10**9, 300])
+def test_every_vector_put_in_the_graph_is_found_by_its_own_vector(monkeypatch, parallel_from):
+    """Inserting into an HNSW graph from several threads leaves some nodes that no search reaches;
+    a speaker in the index must never be one of them (small batches go in one at a time, parallel
+    batches are checked and the unreachable ones inserted again)."""
+    from redimnet.speakers.index import HnswIndex
+
+    monkeypatch.setattr(index_module, "HNSW_PARALLEL_FROM", parallel_from)
+    monkeypatch.setattr(index_module, "HNSW_PARALLEL_BATCH", 100)
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        vectors = rng.standard_normal((1500, 24)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        keys = np.arange(1, 1501)
+        index = HnswIndex(24)
+        for start in range(0, 1500, 500):
+            index.upsert(keys[start : start + 500], vectors[start : start + 500], threads=8)
+        found, _ = index.search(vectors, 8)
+        unreachable = [int(key) for key, row in zip(keys, found) if key not in row]
+        assert unreachable == []
+
+
 @pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_usearch)])
 def test_identify_follows_every_change_made_through_another_connection(tmp_path, kind, monkeypatch):
     if kind == "hnsw":
