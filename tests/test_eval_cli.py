@@ -182,15 +182,18 @@ def test_audio_root_extracts_once_then_uses_cache(tmp_path, capsys, monkeypatch)
         assert model_passed is model
         calls.append((root, sorted(wanted), cache_path))
         lookup = dict(zip(ids, matrix))
-        save_embeddings(cache_path, wanted, np.stack([lookup[u] for u in wanted]))
+        save_embeddings(cache_path, wanted, np.stack([lookup[u] for u in wanted]), model=model_fingerprint(model))
         return load_embeddings(cache_path)
 
     monkeypatch.setitem(
         sys.modules, "redimnet.embedding.embedder", types.SimpleNamespace(embed_directory=embed_directory)
     )
-    import redimnet.cli.evaluate as evaluate
+    import torch
 
-    model = object()  # loading a real model is not what this test is about
+    import redimnet.cli.evaluate as evaluate
+    from redimnet.models.fingerprint import model_fingerprint
+
+    model = torch.nn.Linear(2, 2)  # loading a real model is not what this test is about
     monkeypatch.setattr(evaluate, "model_from_arguments", lambda args: model)
     cache = tmp_path / "cache.npz"
     args = ["eval", "--trials", trials, "--audio-root", tmp_path, "--model", "b0", "--cache", cache, "--json"]
@@ -291,3 +294,56 @@ def test_audio_root_never_reads_outside_the_root(tmp_path, capsys, b0_model_and_
     # the good files were embedded and cached; the file outside the root was not
     ids, _ = load_embeddings(tmp_path / "cache.npz")
     assert sorted(ids.tolist()) == ["spk/a.wav", "spk/b.wav"]
+
+
+def test_an_embeddings_cache_is_reused_only_by_the_model_that_made_it(tmp_path, capsys, b0_model_and_checkpoint):
+    import soundfile as sf
+    import torch
+
+    import redimnet
+    from redimnet.embedding.io import embeddings_model
+    from redimnet.models.fingerprint import model_fingerprint
+
+    model, checkpoint = b0_model_and_checkpoint
+    other = redimnet.build("b0").eval()
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)
+    other_checkpoint = redimnet.save_checkpoint(other, tmp_path / "other.pt")
+    rng = np.random.default_rng(1)
+    root = tmp_path / "audio"
+    for speaker in ("s1", "s2"):
+        (root / speaker).mkdir(parents=True)
+        for name in ("a.wav", "b.wav"):
+            sf.write(root / speaker / name, rng.standard_normal(8000) * 0.1, 16000, subtype="PCM_16")
+    trials = tmp_path / "trials.txt"
+    trials.write_text("1 s1/a.wav s1/b.wav\n0 s1/a.wav s2/a.wav\n1 s2/a.wav s2/b.wav\n0 s1/b.wav s2/b.wav\n")
+    cache = tmp_path / "cache.npz"
+    args = ["eval", "--trials", trials, "--audio-root", root, "--cache", cache, "--json"]
+
+    assert run(*args, "--checkpoint", checkpoint) == 0
+    first = json.loads(capsys.readouterr().out)["results"][0]
+    assert embeddings_model(cache) == model_fingerprint(model)
+    written = cache.read_bytes()
+
+    # another model never gets the first model's embeddings, and the cache is left as it was
+    assert run(*args, "--checkpoint", other_checkpoint) == 2
+    error = capsys.readouterr().err
+    assert "another model" in error and str(cache) in error and "Traceback" not in error
+    assert cache.read_bytes() == written
+
+    # a cache that does not say which model made it is not trusted either
+    ids, matrix = load_embeddings(cache)
+    save_embeddings(cache, ids, matrix)
+    assert run(*args, "--checkpoint", checkpoint) == 2
+    assert "does not record which model" in capsys.readouterr().err
+
+    # the library function refuses the same way
+    from redimnet.embedding.embedder import embed_directory
+    from redimnet.embedding.io import EmbeddingsFileError
+
+    save_embeddings(cache, ids, matrix, model=model_fingerprint(model))
+    with pytest.raises(EmbeddingsFileError, match="another model"):
+        embed_directory(other, root, ids.tolist(), cache, progress=False)
+    assert run(*args, "--checkpoint", checkpoint) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["eer"] == first["eer"]

@@ -10,13 +10,14 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .._utils import threads
-from ..embedding.io import embeddings_model, load_embeddings
+from ..embedding.io import EmbeddingsFileError, check_cache_model, embeddings_model, load_embeddings
 from ..evaluation.backend import Backend
 from ..evaluation.calibration import Calibration, actual_dcf, cllr, min_cllr, threshold_at_rate
 from ..evaluation.metrics import compute_metrics
 from ..evaluation.recipe import ScoringRecipe
 from ..evaluation.scoring import write_scores
 from ..evaluation.trials import EmbeddingIndex, IndexedTrials, TrialList, index_trials, read_trials
+from ..models.fingerprint import model_fingerprint
 from .common import UsageError, show
 from .models import add_model_arguments, model_from_arguments
 from .outputs import EMBEDDINGS, FOLDER, PNG, SCORES, Inputs, check_output, output_below
@@ -176,11 +177,6 @@ def _extract_embeddings(args, utterances: List[str], cache: Optional[Path]) -> T
     root = Path(args.audio_root)
     if not root.is_dir():
         raise UsageError(f"--audio-root {root} is not a directory")
-    if cache is not None and cache.is_file():
-        ids, matrix = load_embeddings(cache)
-        index = EmbeddingIndex(ids)
-        if all(index.find(u) is not None for u in utterances):
-            return ids, matrix, f"cached embeddings {cache}"
     try:
         from ..embedding.embedder import embed_directory
     except ImportError:
@@ -190,6 +186,15 @@ def _extract_embeddings(args, utterances: List[str], cache: Optional[Path]) -> T
         ) from None
     threads.configure(args.threads)
     model = model_from_arguments(args)
+    if cache is not None and cache.is_file():  # reused only when this model made it
+        try:
+            check_cache_model(cache, model_fingerprint(model))
+        except EmbeddingsFileError as error:
+            raise UsageError(f"{error} (--cache, or embeddings.npz in --output-dir)") from None
+        ids, matrix = load_embeddings(cache)
+        index = EmbeddingIndex(ids)
+        if all(index.find(u) is not None for u in utterances):
+            return ids, matrix, f"cached embeddings {cache}"
     ids, matrix = embed_directory(model, root, utterances, cache)
     if cache is None:
         print(

@@ -327,6 +327,9 @@ def embed_directory(
 ):
     """Embeddings of ``root/<utterance id>`` for every id, reusing and updating the ``.npz`` ``cache``.
 
+    The cache records the model's fingerprint; a cache written by another model is refused
+    (:class:`EmbeddingsFileError`), never reused.
+
     ``workers``: decoding processes (see :meth:`Embedder.run`).
     Returns ``(ids, matrix)``.  Raises :class:`AudioError` listing the files
     that could not be embedded (the others are saved to the cache first).
@@ -334,11 +337,14 @@ def embed_directory(
     """
     from tqdm import tqdm
 
-    from .io import load_embeddings, save_embeddings
+    from ..models.fingerprint import model_fingerprint
+    from .io import check_cache_model, load_embeddings, save_embeddings
 
     root = Path(root)
     known = {}
+    fingerprint = model_fingerprint(model)
     if cache is not None and Path(cache).exists():
+        check_cache_model(cache, fingerprint)
         stored_ids, matrix = load_embeddings(cache)
         known = dict(zip(stored_ids.tolist(), matrix))
     wanted = list(dict.fromkeys(str(u) for u in utterances))
@@ -363,7 +369,7 @@ def embed_directory(
                 bar.update(1)
         if cache is not None and known:
             ids = sorted(known)
-            save_embeddings(cache, ids, np.stack([known[i] for i in ids]))
+            save_embeddings(cache, ids, np.stack([known[i] for i in ids]), model=fingerprint)
     if failures:
         shown = "; ".join(failures[:5]) + (f"; and {len(failures) - 5} more" if len(failures) > 5 else "")
         raise AudioError(f"{len(failures)} of {len(wanted)} file(s) under {root} could not be embedded: {shown}")

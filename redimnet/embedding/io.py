@@ -96,6 +96,25 @@ def embeddings_model(path: PathLike) -> Optional[str]:
     return str(value)
 
 
+def check_cache_model(path: PathLike, fingerprint: str) -> None:
+    """Refuse to reuse the embeddings cache ``path`` unless the model with ``fingerprint`` wrote it.
+
+    A cache that does not record its model (written by an older version) is refused too: its
+    embeddings may come from any model.
+    """
+    stored = embeddings_model(path)
+    if stored == fingerprint:
+        return
+    if stored is None:
+        what = "does not record which model made its embeddings"
+    else:
+        what = f"holds embeddings of another model (fingerprint {stored}; this model is {fingerprint})"
+    raise EmbeddingsFileError(
+        f"embeddings cache {path} {what}: embeddings of different models cannot be mixed; delete it or "
+        "choose another cache file"
+    )
+
+
 def embeddings_dict(path: PathLike) -> Dict[str, np.ndarray]:
     """``{utterance_id: embedding}`` from an embeddings file."""
     ids, embeddings = load_embeddings(path)
