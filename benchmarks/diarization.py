@@ -613,6 +613,13 @@ def matrix(args) -> dict:
     torch.set_num_threads(args.threads or 1)
     recordings = matrix_recordings(args)
     vad = _CachedVAD(make_vad(args.vad))
+    if args.prepare_only:  # recordings and their voice activity, for later runs
+        from redimnet.diarization import AudioSource
+
+        for recording in recordings:
+            vad.path = Path(recording["path"])
+            vad.regions(AudioSource(recording["path"], name=recording["name"]))
+        return {"recordings": recordings}
     models = _matrix_models(args)
     rows = []
     for model_name, checkpoint in models.items():
@@ -749,13 +756,16 @@ def main() -> int:
         help="matrix: keep every recording's window embeddings here (per model), so runs with another "
         "--clustering skip the network",
     )
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="matrix: write the recordings and their voice activity, then stop"
+    )
     args = parser.parse_args()
     if args.mode in ("once", "stage"):
         print(json.dumps(run_once(args) if args.mode == "once" else stage_once(args)))
         return 0
     result = {"speed": speed, "quality": quality, "memory": memory, "matrix": matrix}[args.mode](args)
     text = json.dumps(result, indent=2)
-    if args.mode == "matrix":
+    if args.mode == "matrix" and not args.prepare_only:
         table = matrix_markdown(result)
         print(table)
         if args.markdown:

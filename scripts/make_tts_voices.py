@@ -311,7 +311,9 @@ def build_synthetic(out: Path, rows: list, train_speakers: int, heldout_speakers
         ("train-synth", SYNTH_TRAIN_SEED, train_speakers, 10),
         ("heldout-synth", SYNTH_HELDOUT_SEED, heldout_speakers, 10),
     ):
-        generate_corpus(out / name, range(speakers), utterances=utterances, seed=seed, seconds=3.0)
+        # a speaker with all its files was written by an earlier (interrupted) run: same seed, same audio
+        todo = [i for i in range(speakers) if len(list((out / name / speaker_id(i)).rglob("*.wav"))) < utterances]
+        generate_corpus(out / name, todo, utterances=utterances, seed=seed, seconds=3.0)
         for index in range(speakers):
             rows.append(
                 {
@@ -405,8 +407,48 @@ def main(argv=None) -> int:
     (out / "speakers.tsv").write_text(
         "\t".join(columns) + "\n" + "".join("\t".join(str(r.get(c, "")) for c in columns) + "\n" for r in rows)
     )
+    (out / "MANIFEST.md").write_text(manifest(rows, summary))
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def manifest(rows: list, summary: dict) -> str:
+    """MANIFEST.md: what each set holds and who may use it."""
+    use = {
+        "train": "embedding-model training only",
+        "tune": "conversations for tuning diarization (and validation during training)",
+        "heldout": "held-out conversations and EER: nobody trains or tunes on these",
+    }
+    lines = [
+        "# Development voices",
+        "",
+        "Made by `python scripts/make_tts_voices.py OUT` (redimnet repository). 16 kHz 16-bit mono WAV,",
+        "`SET/SPEAKER/SESSION/NNNNN.wav`. Split by voice (a real person behind festival/flite voices, an",
+        "espeak-ng variant, a synthetic voice), never by utterance; pitch/tempo siblings stay with their voice",
+        "and count as different speakers. `lists/SET/{wav.scp,utt2spk}`: Kaldi lists (absolute paths);",
+        "`SET_trials.txt` (tune/held-out sets): verification trials, VoxCeleb format, ids relative to `SET/`.",
+        "`speakers.tsv`: one row per speaker (set, source voice, identity, pitch/tempo change).",
+        "",
+        "| set | use | speakers | voices (identities) | utterances | hours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, info in sorted(summary.items()):
+        identities = sorted({r["identity"] for r in rows if r["set"] == name})
+        shown = ", ".join(identities) if len(identities) <= 20 else f"{len(identities)} voices"
+        lines.append(
+            f"| {name} | {use[name.split('-')[0]]} | {info['speakers']} | {shown} | {info['utterances']} | "
+            f"{info['hours']:.2f} |"
+        )
+    lines += [
+        "",
+        "festival/flite identities: kal (festival kal_diphone + flite kal16), slt (festival cmu_us_slt_arctic_hts +",
+        "flite slt) and nsk (hindi, marathi, telugu NSK diphones) are one person each; the other voices one each.",
+        f"Siblings (semitones, tempo): {SIBLINGS}; espeak-ng pitches (-p): {ESPEAK_PITCHES}.",
+        f"Synthetic voices: redimnet.synth seed {SYNTH_TRAIN_SEED} (train), {SYNTH_HELDOUT_SEED} (held-out);",
+        f"seed {SYNTH_TUNE_SEED} is kept for tuning conversations (voices made on the fly, no files).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
