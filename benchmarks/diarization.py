@@ -50,8 +50,11 @@ channel.  ``--voices DIR`` is the corpora folder written by
 ``--workdir`` and reused.  Per model x source it reports DER with the count
 estimated and given, JER, and how many counts were exact (collar 0.25 s
 each side, overlap scored), with ``--clustering NAME`` (any name
-``redimnet diarize --clustering`` takes); ``--quick`` runs six short
-recordings per source, ``--sources`` a subset::
+``redimnet diarize --clustering`` takes) and, unless ``--vad`` says
+otherwise, the energy voice activity detector (it finds the simulated
+speech, where Silero misses much of the synthetic voices under channel
+noise, so the matrix measures the speaker count, not the detector);
+``--quick`` runs six short recordings per source, ``--sources`` a subset::
 
     python benchmarks/diarization.py matrix --voices VOICES --models-json MODELS/models.json \
         --workdir /tmp/matrix --clustering spectral --json m.json --markdown m.md
@@ -485,7 +488,9 @@ class _CachedVAD:
         if cache.exists():
             return [tuple(r) for r in json.loads(cache.read_text())]
         regions = self.vad.regions(source)
-        cache.write_text(json.dumps([list(r) for r in regions]))
+        partial = cache.with_suffix(f".{os.getpid()}.partial")  # runs side by side never read half a file
+        partial.write_text(json.dumps([list(r) for r in regions]))
+        os.replace(partial, cache)
         return regions
 
 
@@ -660,6 +665,10 @@ def matrix(args) -> dict:
                 file=sys.stderr,
                 flush=True,
             )
+    return _matrix_result(args, models, recordings, rows)
+
+
+def _matrix_result(args, models: dict, recordings: list, rows: list) -> dict:
     cells = {}
     for model_name in models:
         mine = [r for r in rows if r["model"] == model_name]
@@ -681,6 +690,22 @@ def matrix(args) -> dict:
         "cells": cells,
         "rows": rows,
     }
+
+
+def matrix_merge(args) -> dict:
+    """One matrix from the JSON of several runs (e.g. one per model, run side by side)."""
+    models: dict = {}
+    recordings: dict = {}
+    rows: list = []
+    for path in args.merge:
+        part = json.loads(Path(path).read_text())
+        if part.get("clustering") != args.clustering:
+            raise SystemExit(f"{path}: clustering {part.get('clustering')!r}, not {args.clustering!r}")
+        models.update(part["models"])
+        recordings.update({(r["source"], r["name"]): r for r in part["recordings"]})
+        rows += part["rows"]
+    args.vad = json.loads(Path(args.merge[0]).read_text())["vad"]
+    return _matrix_result(args, models, list(recordings.values()), rows)
 
 
 def matrix_markdown(result: dict) -> str:
@@ -727,7 +752,7 @@ def main() -> int:
     parser.add_argument("--speakers", default="2,4,6", help="quality: speaker counts")
     parser.add_argument("--conversations", type=int, default=3, help="quality: conversations per speaker count")
     parser.add_argument("--seconds", type=float, default=180.0, help="quality: length of each conversation")
-    parser.add_argument("--vad", default="auto", help="auto, silero or energy")
+    parser.add_argument("--vad", help="auto, silero or energy (default: auto; matrix: energy)")
     parser.add_argument("--clustering", default="spectral", help="a clustering method's name (diarize --clustering)")
     parser.add_argument(
         "--backend",
@@ -759,11 +784,17 @@ def main() -> int:
     parser.add_argument(
         "--prepare-only", action="store_true", help="matrix: write the recordings and their voice activity, then stop"
     )
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="matrix: one table from the JSON of several runs")
     args = parser.parse_args()
+    if args.vad is None:
+        # the matrix measures the speaker count: the energy detector finds the simulated speech (Silero misses
+        # much of the synthetic voices under channel noise); --vad auto measures the default pipeline instead
+        args.vad = "energy" if args.mode == "matrix" else "auto"
     if args.mode in ("once", "stage"):
         print(json.dumps(run_once(args) if args.mode == "once" else stage_once(args)))
         return 0
-    result = {"speed": speed, "quality": quality, "memory": memory, "matrix": matrix}[args.mode](args)
+    run = matrix_merge if args.mode == "matrix" and args.merge else None
+    result = (run or {"speed": speed, "quality": quality, "memory": memory, "matrix": matrix}[args.mode])(args)
     text = json.dumps(result, indent=2)
     if args.mode == "matrix" and not args.prepare_only:
         table = matrix_markdown(result)
