@@ -349,7 +349,10 @@ def quality(args) -> dict:
 
 
 # --- the development matrix: embedding models x conversation sources ---------------------------------
-SHIPPED_MODELS = {"shipped-synthetic": ROOT / "tests" / "data" / "diarization" / "redimnet_synthetic.pt"}
+SHIPPED_MODELS = {
+    "shipped-synthetic": ROOT / "tests" / "data" / "diarization" / "redimnet_synthetic.pt",
+    "shipped-tts": ROOT / "tests" / "data" / "diarization" / "redimnet_tts.pt",
+}
 # (name, speakers, seconds, style, overlap, sibling pairs): one recording each, per source and part
 MATRIX_SCENARIOS = [
     ("1spk-30s", 1, 30, "dialogue", 0.0, 0),
