@@ -327,3 +327,56 @@ def test_calibration_remembers_the_model(tmp_path, capsys):
         == 2
     )
     assert "model: fitted on 'model-a', now 'model-b'" in capsys.readouterr().err
+
+
+def test_backend_train_pools_several_files_of_one_model(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    ids, x = make_set(rng, 60, 5, "sp", np.zeros(DIM))
+    half = len(ids) // 2  # speakers 0-29 in one file, 30-59 in the other
+    save_embeddings(tmp_path / "all.npz", ids, x, model="model-a")
+    save_embeddings(tmp_path / "one.npz", ids[:half], x[:half], model="model-a")
+    save_embeddings(tmp_path / "two.npz", ids[half:], x[half:], model="model-a")
+    assert run_cli("backend", "train", "--embeddings", tmp_path / "all.npz", "-o", tmp_path / "whole.npz") == 0
+    assert (
+        run_cli(
+            "backend",
+            "train",
+            "--embeddings",
+            tmp_path / "one.npz",
+            tmp_path / "two.npz",
+            "-o",
+            tmp_path / "pooled.npz",
+        )
+        == 0
+    )
+    assert "60 speakers" in capsys.readouterr().out
+    with np.load(tmp_path / "whole.npz") as whole, np.load(tmp_path / "pooled.npz") as pooled:
+        assert set(whole.files) == set(pooled.files)
+        for name in whole.files:
+            assert np.array_equal(whole[name], pooled[name]), name
+    # an id in two files, and files of two models, are refused with the files named
+    assert (
+        run_cli(
+            "backend", "train", "--embeddings", tmp_path / "one.npz", tmp_path / "all.npz", "-o", tmp_path / "x.npz"
+        )
+        == 2
+    )
+    error = capsys.readouterr().err
+    assert f"id '{ids[0]}' is in both" in error and "one.npz" in error and "all.npz" in error
+    save_embeddings(tmp_path / "other.npz", ids[half:], x[half:], model="model-b")
+    assert (
+        run_cli(
+            "backend", "train", "--embeddings", tmp_path / "one.npz", tmp_path / "other.npz", "-o", tmp_path / "x.npz"
+        )
+        == 2
+    )
+    assert "different models" in capsys.readouterr().err
+    save_embeddings(tmp_path / "narrow.npz", ids[half:], x[half:, :8], model="model-a")
+    assert (
+        run_cli(
+            "backend", "train", "--embeddings", tmp_path / "one.npz", tmp_path / "narrow.npz", "-o", tmp_path / "x.npz"
+        )
+        == 2
+    )
+    assert "8-dimensional" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()

@@ -8,13 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import redimnet
 from redimnet import cli
 from redimnet.diarization.clustering import Clusters, SpectralClustering, speaker_bounds
 from redimnet.diarization.methods import make_clustering
 from redimnet.diarization.segments import Segment, label_spans
 from redimnet.diarization.vbx import VBxClustering, backend_beside, forward_backward, merge_by_likelihood
+from redimnet.embedding.io import embeddings_model
 from redimnet.errors import InvalidArgumentError
 from redimnet.evaluation.backend import train_backend
+from redimnet.models.fingerprint import model_fingerprint
 
 SHIPPED = Path(__file__).parent / "data" / "diarization" / "redimnet_synthetic.pt"
 
@@ -161,6 +164,7 @@ def test_a_backend_made_from_labelled_recordings_is_picked_up_by_diarize(tmp_pat
     assert "labelled window embeddings" in capsys.readouterr().err
     ids = np.load(windows)["ids"]
     assert all(":SPEAKER_0" in i for i in ids) and len({i.split("/")[0] for i in ids}) == 9  # 3 recordings x 3
+    assert embeddings_model(windows) == model_fingerprint(redimnet.load_checkpoint(weights))  # whose vectors
     assert cli.main(["backend", "train", "--embeddings", str(windows), "-o", str(backend_beside(weights))]) == 0
     test = tmp_path / "test"
     generate_conversation(test / "talk.wav", speakers=2, seconds=40, seed=300)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -62,7 +62,14 @@ def register(subparsers):
     )
     actions = backend.add_subparsers(title="actions", metavar="ACTION")
     train = actions.add_parser("train", help="train a back-end on labelled embeddings")
-    train.add_argument("--embeddings", required=True, metavar="E.npz", help="training embeddings")
+    train.add_argument(
+        "--embeddings",
+        required=True,
+        nargs="+",
+        metavar="E.npz",
+        help="training embeddings: one file or several of the same model (e.g. 'diarize --save-windows' of "
+        "several corpora), pooled; an id may appear in only one of them",
+    )
     train.add_argument(
         "--utt2spk",
         metavar="FILE",
@@ -160,11 +167,42 @@ def _signed(value: float) -> str:
     return f"{'-' if value < 0 else '+'} {abs(value):.4f}"
 
 
+def _pooled_embeddings(paths: List[str]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(ids, embeddings)`` of every file in ``paths``, in order; the files must hold embeddings of one
+    model (same dimension and, where recorded, the same model fingerprint) and no id twice."""
+    ids: List[np.ndarray] = []
+    rows: List[np.ndarray] = []
+    owner: Dict[str, str] = {}
+    first_model: Optional[Tuple[str, str]] = None
+    for path in paths:
+        file_ids, matrix = load_embeddings(path)
+        if len(file_ids) == 0:
+            raise UsageError(f"{path} holds no embeddings")
+        if rows and matrix.shape[1] != rows[0].shape[1]:
+            raise UsageError(
+                f"{path} holds {matrix.shape[1]}-dimensional embeddings, {paths[0]} {rows[0].shape[1]}-dimensional: "
+                "a back-end is trained on embeddings of one model"
+            )
+        model = embeddings_model(path)
+        if model is not None:
+            if first_model is not None and model != first_model[0]:
+                raise UsageError(
+                    f"{path} and {first_model[1]} hold embeddings of different models: "
+                    "a back-end is trained on embeddings of one model"
+                )
+            first_model = first_model or (model, path)
+        for name in file_ids.tolist():
+            if name in owner:
+                raise UsageError(f"id {name!r} is in both {owner[name]} and {path}: give each utterance one id")
+            owner[name] = path
+        ids.append(file_ids)
+        rows.append(matrix)
+    return np.concatenate(ids), np.concatenate(rows)
+
+
 def run_backend_train(args) -> int:
-    output = check_output(args.output, BACKEND, Inputs(args.embeddings, args.utt2spk))
-    ids, matrix = load_embeddings(args.embeddings)
-    if len(ids) == 0:
-        raise UsageError(f"{args.embeddings} holds no embeddings")
+    output = check_output(args.output, BACKEND, Inputs(*args.embeddings, args.utt2spk))
+    ids, matrix = _pooled_embeddings([str(path) for path in args.embeddings])
     utt2spk = read_utt2spk(args.utt2spk) if args.utt2spk else None
     speakers = speakers_of(ids.tolist(), utt2spk)
     count = len(set(speakers))

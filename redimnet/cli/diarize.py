@@ -22,6 +22,7 @@ import numpy as np
 from .._utils.fileio import atomic_write
 from .._utils.optional import require
 from ..audio import SILENCE_FLOOR_DBFS
+from ..models.fingerprint import model_fingerprint
 from .common import UsageError, show
 from .embed import add_embedder_arguments, embedder_from_arguments
 from .outputs import DIARIZATION_JSON, EMBEDDINGS, FOLDER, PNG, RTTM, Inputs, check_output, output_below
@@ -217,7 +218,7 @@ def run(args) -> int:
     if windows_file is not None:
         if not saved_rows:
             raise UsageError("--save-windows: no window lies within one reference speaker's speech; check --reference")
-        save_embeddings(windows_file, saved_ids, np.stack(saved_rows))
+        save_embeddings(windows_file, saved_ids, np.stack(saved_rows), model=model_fingerprint(embedder.model))
         print(f"wrote {len(saved_rows)} labelled window embeddings to {show(windows_file)}", file=sys.stderr)
     if total_audio:
         print(f"diarized {total_audio:.1f} s of audio in {total_time:.1f} s into {output}", file=sys.stderr)
