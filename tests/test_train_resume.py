@@ -205,7 +205,7 @@ def test_bf16_autocast_on_cpu_and_fp16_needs_a_gpu(corpus, tmp_path):
 
 def _poison_loss(monkeypatch, bad_calls):
     """Make the loss NaN on the given (1-based) forward calls of the training classifier."""
-    from redimnet.training.trainer import SpeakerClassifier
+    from redimnet.training.tasks import SpeakerClassifier
 
     real, calls = SpeakerClassifier.forward, []
 

@@ -179,3 +179,39 @@ def label_spans(
         alone = best >= 0 and row[best] >= purity * length and row.sum() - row[best] <= (1 - purity) * length
         labels.append(speakers[best] if alone else None)
     return labels
+
+
+def overlap_regions(segments: Iterable[Segment], at_least: int = 2) -> List[List[float]]:
+    """Sorted ``[start, end]`` regions where ``at_least`` different labels speak at once
+    (``at_least=1``: speech of anyone); each label's own segments are merged first."""
+    by_label: Dict[str, List[List[float]]] = {}
+    for segment in segments:
+        if segment.end > segment.start:
+            by_label.setdefault(segment.label, []).append([segment.start, segment.end])
+    events = sorted(
+        (time, step)
+        for regions in by_label.values()
+        for start, end in merge_regions(regions)
+        for time, step in ((start, 1), (end, -1))
+    )
+    found: List[List[float]] = []
+    active, opened = 0, 0.0
+    for time, step in events:  # ends sort before starts at the same time: touching turns do not overlap
+        if active < at_least <= active + step:
+            opened = time
+        elif active >= at_least > active + step and time > opened:
+            found.append([opened, time])
+        active += step
+    return merge_regions(found)
+
+
+def intersection_seconds(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> float:
+    """Seconds two lists of sorted, disjoint ``[start, end]`` regions share."""
+    total, i, j = 0.0, 0, 0
+    while i < len(a) and j < len(b):
+        total += max(0.0, min(a[i][1], b[j][1]) - max(a[i][0], b[j][0]))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return total

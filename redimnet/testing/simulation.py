@@ -172,6 +172,47 @@ def speakers_from_folder(folder: PathLike) -> List[RecordedSpeaker]:
 
 
 # --- channels --------------------------------------------------------------------------------------
+BANDS = ("full", "telephone", "random")
+
+
+@dataclass(frozen=True)
+class ChannelSpace:
+    """Which channels :meth:`Channel.random` and :meth:`Channel.vary` draw from.
+
+    ``bands``: the kinds of pass band allowed (``full``, ``telephone`` 300-3400 Hz, ``random``
+    50-250 to 3800-7500 Hz); ``rt60``: the range of reverberation times of reverberant channels
+    (40 % of channels stay dry).  Disjoint spaces let a model be trained on some channels and
+    measured on others; the default (everything) draws exactly as before the option existed.
+    """
+
+    bands: Tuple[str, ...] = BANDS
+    rt60: Tuple[float, float] = (0.15, 0.7)
+
+    def __post_init__(self):
+        if not self.bands or any(b not in BANDS for b in self.bands) or len(set(self.bands)) != len(self.bands):
+            raise InvalidArgumentError(f"bands must be distinct names among {', '.join(BANDS)}, got {self.bands}")
+        if not 0 < self.rt60[0] <= self.rt60[1] <= 2.0:
+            raise InvalidArgumentError(f"rt60 must be a range within (0, 2] seconds, got {self.rt60}")
+
+    def band(self, rng: np.random.Generator) -> Tuple[float, float]:
+        kind = rng.random()
+        if tuple(self.bands) == BANDS:  # the original proportions: 40 % full, 20 % telephone, 40 % random
+            name = "full" if kind < 0.4 else "telephone" if kind < 0.6 else "random"
+        else:
+            name = self.bands[min(int(kind * len(self.bands)), len(self.bands) - 1)]
+        if name == "full":
+            return 0.0, 8000.0
+        if name == "telephone":
+            return 300.0, 3400.0
+        return float(rng.uniform(50.0, 250.0)), float(rng.uniform(3800.0, 7500.0))
+
+    def reverberation(self, rng: np.random.Generator) -> float:
+        return 0.0 if rng.random() < 0.4 else float(rng.uniform(*self.rt60))
+
+
+EVERY_CHANNEL = ChannelSpace()
+
+
 @dataclass(frozen=True)
 class Channel:
     """How a speaker (or one turn) reaches the microphone.
@@ -188,30 +229,24 @@ class Channel:
     gain_db: float = 0.0
 
     @classmethod
-    def random(cls, rng: np.random.Generator, snr_db: Tuple[float, float] = (5.0, 25.0)) -> "Channel":
-        """Full band, telephone band (300-3400 Hz) or a random band; dry or RT60 0.15-0.7 s; gain +-6 dB."""
-        low, high = cls._band(rng)
-        rt60 = 0.0 if rng.random() < 0.4 else float(rng.uniform(0.15, 0.7))
+    def random(
+        cls, rng: np.random.Generator, snr_db: Tuple[float, float] = (5.0, 25.0), space: ChannelSpace = EVERY_CHANNEL
+    ) -> "Channel":
+        """Full band, telephone band (300-3400 Hz) or a random band; dry or RT60 0.15-0.7 s; gain +-6 dB
+        (``space`` restricts the bands and reverberation times)."""
+        low, high = space.band(rng)
+        rt60 = space.reverberation(rng)
         return cls(low, high, rt60, float(rng.uniform(*snr_db)), float(rng.uniform(-6.0, 6.0)))
 
-    @staticmethod
-    def _band(rng: np.random.Generator) -> Tuple[float, float]:
-        kind = rng.random()
-        if kind < 0.4:
-            return 0.0, 8000.0
-        if kind < 0.6:
-            return 300.0, 3400.0
-        return float(rng.uniform(50.0, 250.0)), float(rng.uniform(3800.0, 7500.0))
-
-    def vary(self, rng: np.random.Generator, amount: float) -> "Channel":
+    def vary(self, rng: np.random.Generator, amount: float, space: ChannelSpace = EVERY_CHANNEL) -> "Channel":
         """This channel as one turn hears it: with probability ``amount`` a new band and room; the gain moves
         by a normal ``3 * amount`` dB and the noise by ``5 * amount`` dB (kept within 5-25 dB)."""
         if amount <= 0:
             return self
         changed = self
         if rng.random() < amount:
-            low, high = self._band(rng)
-            rt60 = 0.0 if rng.random() < 0.4 else float(rng.uniform(0.15, 0.7))
+            low, high = space.band(rng)
+            rt60 = space.reverberation(rng)
             changed = replace(changed, low_hz=low, high_hz=high, rt60=rt60)
         gain = self.gain_db + float(rng.normal(0.0, 3.0 * amount))
         snr = None if self.snr_db is None else float(np.clip(self.snr_db + rng.normal(0.0, 5.0 * amount), 5.0, 25.0))
@@ -246,10 +281,14 @@ class Channel:
 
 def _coloured_noise(rng: np.random.Generator, length: int) -> np.ndarray:
     """Unit-RMS noise with a random spectral slope (from white to brown-ish)."""
-    spectrum = np.fft.rfft(rng.standard_normal(length))
-    bins = np.fft.rfftfreq(length, 1.0 / TARGET_SAMPLE_RATE)
+    from scipy.fft import next_fast_len
+
+    # filtered at a fast FFT size: a length with a large prime factor takes 50x longer
+    size = next_fast_len(length, real=True)
+    spectrum = np.fft.rfft(rng.standard_normal(length), size)
+    bins = np.fft.rfftfreq(size, 1.0 / TARGET_SAMPLE_RATE)
     spectrum *= np.maximum(bins, 50.0) ** -rng.uniform(0.0, 1.0)
-    noise = np.fft.irfft(spectrum, length)
+    noise = np.fft.irfft(spectrum, size)[:length]
     return noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
 
 
@@ -356,6 +395,7 @@ class ConversationSimulator:
         style: ``dialogue`` or ``monologue`` (the first speaker all along, the second interjects once).
         speaker_channels: give each speaker a random :class:`Channel` (False: clean, same level for all).
         turn_variation: how much each turn varies its speaker's channel (0 to 1; see :meth:`Channel.vary`).
+        channel_space: the bands and reverberation times channels are drawn from (:class:`ChannelSpace`).
         background_snr_db: a stationary noise under the whole recording, dB below the speech (None: none).
         pauses: shortest and longest pause between turns, seconds.
         turn_seconds: typical (median) length of a dialogue turn; turns take utterances until they reach
@@ -371,6 +411,7 @@ class ConversationSimulator:
         style: str = "dialogue",
         speaker_channels: bool = True,
         turn_variation: float = 0.5,
+        channel_space: ChannelSpace = EVERY_CHANNEL,
         background_snr_db: Optional[float] = 30.0,
         pauses: Tuple[float, float] = (0.2, 1.5),
         turn_seconds: float = 5.0,
@@ -399,6 +440,7 @@ class ConversationSimulator:
         self.style = style
         self.speaker_channels = bool(speaker_channels)
         self.turn_variation = float(turn_variation)
+        self.channel_space = channel_space
         self.background_snr_db = background_snr_db
         self.pauses = (float(pauses[0]), float(pauses[1]))
         self.turn_seconds = float(turn_seconds)
@@ -503,7 +545,8 @@ class ConversationSimulator:
         noise_rng = np.random.default_rng(noise_seed)
         noise_state = np.zeros(1)
         clean = Channel()
-        channels = [Channel.random(rng) if self.speaker_channels else clean for _ in self.speakers]
+        space = self.channel_space
+        channels = [Channel.random(rng, space=space) if self.speaker_channels else clean for _ in self.speakers]
         weights = rng.dirichlet(np.full(len(self.speakers), 3.0))  # some talk more than others
         pending: List[Tuple[int, np.ndarray]] = []  # (start sample, wet audio) still to be mixed
         written = 0
@@ -532,7 +575,7 @@ class ConversationSimulator:
             """Put ``piece`` of ``speaker`` with its audio starting at ``at`` seconds (if it fits)."""
             if at < 0 or at + piece.regions[-1][1] > seconds - 0.05:
                 return None
-            channel = channels[speaker].vary(rng, self.turn_variation)
+            channel = channels[speaker].vary(rng, self.turn_variation, self.channel_space)
             speech = np.concatenate([piece.audio[int(a * rate) : int(b * rate)] for a, b in piece.regions]).astype(
                 np.float64
             )

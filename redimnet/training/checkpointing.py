@@ -14,7 +14,7 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -22,7 +22,6 @@ import torch
 from .._utils.fileio import atomic_write
 from ..errors import CheckpointError
 from ..models.checkpoint import load_checkpoint, save_checkpoint
-from ..models.redimnet import ReDimNet
 
 PathLike = Union[str, os.PathLike]
 STATE_PATTERN = re.compile(r"^state_step(\d+)\.pt$")
@@ -108,15 +107,17 @@ def prune(folder: PathLike, keep: int):
                 pass
 
 
-def average_models(paths: Sequence[PathLike]) -> ReDimNet:
-    """Mean of the weights of release-format checkpoints that share one model configuration.
+def average_models(paths: Sequence[PathLike], load: Callable[[PathLike], Any] = load_checkpoint) -> Any:
+    """Mean of the weights of checkpoints that share one model configuration.
 
     Floating-point tensors (weights, BatchNorm statistics) are averaged; integer
-    buffers (BatchNorm's batch counter) are taken from the last file.
+    buffers (BatchNorm's batch counter) are taken from the last file.  ``load``
+    reads one file (release-format checkpoints by default; for example
+    :func:`redimnet.diarization.segmentation.load_segmentation` for segmentation networks).
     """
     if not paths:
         raise CheckpointError("no checkpoints to average")
-    models = [load_checkpoint(p) for p in paths]
+    models = [load(p) for p in paths]
     reference = models[0].config.to_dict()
     for path, model in zip(paths[1:], models[1:]):
         if model.config.to_dict() != reference:

@@ -18,8 +18,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .._utils.fileio import read_text
 from ..audio.read import TARGET_SAMPLE_RATE
-from ..errors import ConfigError
-from ..models.redimnet.config import _is_number
+from ..diarization.segmentation import SegmentationConfig, small_backbone
+from ..errors import ConfigError, InvalidArgumentError
+from ..models.redimnet.config import ModelConfig, _is_number
 
 PathLike = Union[str, os.PathLike]
 
@@ -284,7 +285,7 @@ class TrainingConfig:
         if unknown:
             raise ConfigError(f"{source}: unknown section {unknown[0]!r}; known sections: {', '.join(SECTIONS)}")
         sections = {
-            name: _build_section(name, section_cls, options.get(name), source) for name, section_cls in SECTIONS.items()
+            name: build_section(name, section_cls, options.get(name), source) for name, section_cls in SECTIONS.items()
         }
         config = cls(**sections, source=source)
         config._check_consistency()
@@ -292,17 +293,7 @@ class TrainingConfig:
 
     def to_dict(self) -> dict:
         """Plain data (lists, not tuples), suitable for YAML and for checkpoints."""
-
-        def plain(value):
-            if isinstance(value, tuple):
-                return [plain(v) for v in value]
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [plain(v) for v in value]
-            return value
-
-        return {name: plain(dataclasses.asdict(getattr(self, name))) for name in SECTIONS}
+        return sections_to_dict(self, SECTIONS)
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.source}: {key}: {problem}")
@@ -367,27 +358,20 @@ class TrainingConfig:
                 "no training data: set data.wav_scp + data.utt2spk, data.csv or data.shards "
                 "(write them with 'redimnet prepare')",
             )
-        checks = [
-            ("data.wav_scp", data.wav_scp, "file"),
-            ("data.utt2spk", data.utt2spk, "file"),
-            ("data.csv", data.csv, "file"),
-            ("data.shards", data.shards, "any"),
-            ("augment.noise", self.augment.noise, "dir"),
-            ("augment.rir", self.augment.rir, "dir"),
-            ("validation.trials", self.validation.trials, "file"),
-            ("validation.audio_dir", self.validation.audio_dir, "dir"),
-            ("model.init_from", self.model.init_from, "file"),
-        ]
-        for key, value, kind in checks:
-            if value is None:
-                continue
-            path = Path(value)
-            if not path.exists():
-                raise self.error(key, f"{value} does not exist")
-            if kind == "file" and not path.is_file():
-                raise self.error(key, f"{value} is not a file")
-            if kind == "dir" and not path.is_dir():
-                raise self.error(key, f"{value} is not a folder")
+        check_existing(
+            self,
+            [
+                ("data.wav_scp", data.wav_scp, "file"),
+                ("data.utt2spk", data.utt2spk, "file"),
+                ("data.csv", data.csv, "file"),
+                ("data.shards", data.shards, "any"),
+                ("augment.noise", self.augment.noise, "dir"),
+                ("augment.rir", self.augment.rir, "dir"),
+                ("validation.trials", self.validation.trials, "file"),
+                ("validation.audio_dir", self.validation.audio_dir, "dir"),
+                ("model.init_from", self.model.init_from, "file"),
+            ],
+        )
 
     def model_config(self):
         """The :class:`redimnet.ModelConfig` to train (no classification head)."""
@@ -403,6 +387,230 @@ class TrainingConfig:
             )
             overrides["spec_params"] = spec
         return get_preset(self.model.preset).config.replace(num_classes=None, **overrides)
+
+
+# --------------------------------------------------------------------------- segmentation recipes (task: segmentation)
+
+
+def _backbone(value):
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must be a mapping of ReDimNet model options (F, C, stages_setup, ...), got {value!r}")
+    try:
+        return ModelConfig.from_dict(value).to_dict()
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"is not a valid ReDimNet configuration: {error}") from None
+
+
+def _default_backbone() -> dict:
+    return small_backbone().to_dict()
+
+
+def _folders(value):
+    if isinstance(value, str) and value:
+        return (value,)
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"must be a folder or a list of folders, got {value!r}")
+    return tuple(value)
+
+
+def _bands(value):
+    from ..testing.simulation import BANDS
+
+    if not isinstance(value, (list, tuple)) or not value or any(v not in BANDS for v in value):
+        raise ValueError(f"must be a non-empty list of {', '.join(BANDS)}, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"lists a band twice: {value!r}")
+    return tuple(value)
+
+
+@dataclass
+class SegmentationModelSection:
+    backbone: Dict[str, Any] = _key(_backbone, factory=_default_backbone, doc="ReDimNet front end and backbone options")
+    local_speakers: int = _key(_int(1), 3, "speakers a chunk tells apart")
+    max_simultaneous: int = _key(_int(1), 2, "most local speakers at once (2: overlap of two)")
+    chunk_seconds: float = _key(_float(0.5), 5.0, "length of the chunks")
+    lstm_hidden: int = _key(_int(0), 64, "LSTM units per direction (0: none)")
+    lstm_layers: int = _key(_int(0), 1)
+    init_from: Optional[str] = _key(
+        _optional(_str), None, "start from this segmentation model (or training state), e.g. to fine-tune"
+    )
+
+
+@dataclass
+class SegmentationDataSection:
+    speakers_dir: Optional[Tuple[str, ...]] = _key(
+        _optional(_folders), None, "single-speaker audio, one sub-folder per speaker (a folder or a list of them)"
+    )
+    wav_scp: Optional[str] = _key(_optional(_str), None, "single-speaker recordings: Kaldi wav.scp")
+    utt2spk: Optional[str] = _key(_optional(_str), None, "single-speaker recordings: Kaldi utt2spk")
+    synthetic_speakers: int = _key(_int(0), 0, "voices of redimnet.testing.synth to simulate with")
+    synthetic_seed: int = _key(_int(0), 1, "seed of the synthetic voices")
+    rttm: Optional[str] = _key(_optional(_str), None, "annotated recordings: an RTTM file or a folder of them")
+    audio_dir: Optional[str] = _key(_optional(_str), None, "annotated recordings: folder of <recording>.wav/.flac")
+    recordings: Optional[str] = _key(_optional(_str), None, "annotated recordings: '<recording> <path>' per line")
+    simulated_fraction: float = _key(_float(0.0, 1.0), 0.5, "with both kinds of data: share of simulated chunks")
+    chunks_per_epoch: int = _key(_int(1), 8000, "simulated chunks per epoch")
+    sample_rate: int = _key(_int(16000), 16000, "fixed: 16000")
+    batch_size: int = _key(_int(1), 32, "chunks per step and per process")
+    num_workers: int = _key(_int(0), 1)
+    max_bad_fraction: float = _key(_float(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
+
+
+@dataclass
+class SimulationSection:
+    speakers: Tuple[int, int] = _key(_int_range, (1, 4), "fewest and most speakers of a simulated conversation")
+    overlap: Tuple[float, float] = _key(_range(0.0), (0.0, 0.4), "target overlap fraction, drawn per conversation")
+    seconds: float = _key(_float(1.0), 30.0, "length of each simulated conversation")
+    chunks_per_conversation: int = _key(_int(1), 4, "chunks cut from each conversation")
+    silence: float = _key(_float(0.0, 1.0), 0.05, "fraction of chunks without speech")
+    pauses: Tuple[float, float] = _key(_range(0.0), (0.1, 1.5), "pauses between turns, seconds")
+    turn_seconds: float = _key(_float(0.1), 3.0, "median turn length")
+    turn_variation: float = _key(_float(0.0, 1.0), 0.5, "how much each turn varies its speaker's channel")
+    background_snr: Tuple[float, float] = _key(_range(), (10.0, 40.0), "background noise, dB below speech")
+    bands: Tuple[str, ...] = _key(
+        _bands, ("full", "telephone", "random"), "channel pass bands: full, telephone, random"
+    )
+    rt60: Tuple[float, float] = _key(_range(0.01), (0.15, 0.7), "reverberation times of reverberant channels")
+
+
+@dataclass
+class SegmentationOptimizerSection:
+    lr: float = _key(_float(0.0, open_low=True), 2e-3, "AdamW learning rate at the end of warm-up")
+    final_lr: float = _key(_float(0.0, open_low=True), 1e-4, "learning rate at the last step")
+    warmup_epochs: float = _key(_float(0.0), 0.5)
+    warm_from_zero: bool = _key(_bool, True)
+    weight_decay: float = _key(_float(0.0), 1e-4)
+
+
+@dataclass
+class SegmentationValidationSection:
+    rttm: Optional[str] = _key(_optional(_str), None, "annotated validation recordings: RTTM file or folder")
+    audio_dir: Optional[str] = _key(_optional(_str), None, "their audio folder")
+    recordings: Optional[str] = _key(_optional(_str), None, "or their '<recording> <path>' list")
+    every: int = _key(_int(1), 500, "steps between validations (also at the end)")
+    chunks: int = _key(_int(1), 400, "most validation chunks (consecutive chunks of each recording)")
+
+
+SEGMENTATION_SECTIONS = {
+    "model": SegmentationModelSection,
+    "data": SegmentationDataSection,
+    "simulation": SimulationSection,
+    "augment": AugmentSection,
+    "optimizer": SegmentationOptimizerSection,
+    "train": TrainSection,
+    "validation": SegmentationValidationSection,
+}
+
+
+@dataclass
+class SegmentationTrainingConfig:
+    """A segmentation recipe (a YAML file with ``task: segmentation``); see :func:`load_config`."""
+
+    model: SegmentationModelSection = field(default_factory=SegmentationModelSection)
+    data: SegmentationDataSection = field(default_factory=SegmentationDataSection)
+    simulation: SimulationSection = field(default_factory=SimulationSection)
+    augment: AugmentSection = field(default_factory=lambda: AugmentSection(prob=0.0))
+    optimizer: SegmentationOptimizerSection = field(default_factory=SegmentationOptimizerSection)
+    train: TrainSection = field(default_factory=lambda: TrainSection(output_dir="exp/segmentation"))
+    validation: SegmentationValidationSection = field(default_factory=SegmentationValidationSection)
+    source: str = "<config>"
+
+    @classmethod
+    def from_dict(cls, options: Any, source: str = "<config>") -> "SegmentationTrainingConfig":
+        options = dict(options or {})
+        options.pop("task", None)
+        unknown = [str(k) for k in options if k not in SEGMENTATION_SECTIONS]
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown section {unknown[0]!r}; known sections of a segmentation recipe: "
+                f"task, {', '.join(SEGMENTATION_SECTIONS)}"
+            )
+        sections = {
+            name: build_section(name, kind, options.get(name), source) for name, kind in SEGMENTATION_SECTIONS.items()
+        }
+        config = cls(**sections, source=source)
+        config._check_consistency()
+        return config
+
+    def to_dict(self) -> dict:
+        return {"task": "segmentation", **sections_to_dict(self, SEGMENTATION_SECTIONS)}
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {problem}")
+
+    def segmentation_config(self) -> SegmentationConfig:
+        m = self.model
+        return SegmentationConfig(
+            backbone=ModelConfig.from_dict(m.backbone),
+            local_speakers=m.local_speakers,
+            max_simultaneous=m.max_simultaneous,
+            chunk_seconds=m.chunk_seconds,
+            lstm_hidden=m.lstm_hidden,
+            lstm_layers=m.lstm_layers,
+        )
+
+    @property
+    def simulates(self) -> bool:
+        d = self.data
+        return bool(d.speakers_dir or d.wav_scp or d.synthetic_speakers)
+
+    def _check_consistency(self):
+        try:
+            self.segmentation_config()
+        except (ValueError, InvalidArgumentError) as error:
+            raise self.error("model", str(error)) from None
+        d, v = self.data, self.validation
+        if d.sample_rate != 16000:
+            raise self.error("data.sample_rate", "the segmentation network works at 16000 Hz")
+        if bool(d.wav_scp) != bool(d.utt2spk):
+            raise self.error("data.utt2spk" if d.wav_scp else "data.wav_scp", "wav_scp and utt2spk go together")
+        if d.audio_dir and d.recordings:
+            raise self.error(
+                "data.recordings", "give the annotated audio as data.audio_dir or data.recordings, not both"
+            )
+        if bool(d.rttm) != bool(d.audio_dir or d.recordings):
+            raise self.error(
+                "data.rttm" if not d.rttm else "data.audio_dir",
+                "annotated data needs both the RTTM and the audio (data.audio_dir or data.recordings)",
+            )
+        if v.rttm and not (v.audio_dir or v.recordings):
+            raise self.error("validation.audio_dir", "validation needs the audio of validation.rttm")
+        if self.simulation.speakers[0] < 1:
+            raise self.error("simulation.speakers", "a conversation needs at least one speaker")
+        if self.simulation.overlap[1] > 0.5:
+            raise self.error("simulation.overlap", "the simulator reaches at most 0.5")
+        if self.optimizer.final_lr > self.optimizer.lr:
+            raise self.error("optimizer.final_lr", "must not exceed optimizer.lr")
+        if self.optimizer.warmup_epochs > self.train.epochs:
+            raise self.error("optimizer.warmup_epochs", "must not exceed train.epochs")
+
+    def check_paths(self):
+        """Raise :class:`ConfigError` for missing inputs (and for no training data at all)."""
+        d = self.data
+        if not (self.simulates or d.rttm):
+            raise self.error(
+                "data",
+                "no training data: set data.speakers_dir, data.wav_scp + data.utt2spk or data.synthetic_speakers "
+                "(single-speaker recordings to simulate conversations with), and/or data.rttm + data.audio_dir "
+                "(annotated recordings)",
+            )
+        check_existing(
+            self,
+            [
+                *[("data.speakers_dir", folder, "dir") for folder in d.speakers_dir or ()],
+                ("data.wav_scp", d.wav_scp, "file"),
+                ("data.utt2spk", d.utt2spk, "file"),
+                ("data.rttm", d.rttm, "any"),
+                ("data.audio_dir", d.audio_dir, "dir"),
+                ("data.recordings", d.recordings, "file"),
+                ("augment.noise", self.augment.noise, "dir"),
+                ("augment.rir", self.augment.rir, "dir"),
+                ("validation.rttm", self.validation.rttm, "any"),
+                ("validation.audio_dir", self.validation.audio_dir, "dir"),
+                ("validation.recordings", self.validation.recordings, "file"),
+                ("model.init_from", self.model.init_from, "file"),
+            ],
+        )
 
 
 def _first_non_finite(value, where: str = "") -> Optional[Tuple[str, float]]:
@@ -422,7 +630,36 @@ def _first_non_finite(value, where: str = "") -> Optional[Tuple[str, float]]:
     return None
 
 
-def _build_section(name: str, section_cls, options, source: str):
+def sections_to_dict(config, sections: Mapping[str, type]) -> dict:
+    """A config's sections as plain data (lists, not tuples), suitable for YAML and for checkpoints."""
+
+    def plain(value):
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {name: plain(dataclasses.asdict(getattr(config, name))) for name in sections}
+
+
+def check_existing(config, checks: List[Tuple[str, Optional[str], str]]) -> None:
+    """Raise ``config.error(key, ...)`` for each ``(key, path, kind)`` whose path (when set) is missing or
+    not of its kind (``file``, ``dir`` or ``any``)."""
+    for key, value, kind in checks:
+        if value is None:
+            continue
+        path = Path(value)
+        if not path.exists():
+            raise config.error(key, f"{value} does not exist")
+        if kind == "file" and not path.is_file():
+            raise config.error(key, f"{value} is not a file")
+        if kind == "dir" and not path.is_dir():
+            raise config.error(key, f"{value} is not a folder")
+
+
+def build_section(name: str, section_cls, options, source: str):
+    """One section's dataclass from its raw mapping, every key checked (``ConfigError`` naming file and key)."""
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
@@ -505,11 +742,24 @@ def _laid_over(base: Any, overlay: Any) -> Any:
     return merged
 
 
-def load_config(path: PathLike, overrides: Optional[List[str]] = None) -> TrainingConfig:
-    """Read and validate a YAML training config; ``overrides`` are ``section.key=value`` strings."""
+TASKS = ("speaker", "segmentation")
+
+
+def load_config(path: PathLike, overrides: Optional[List[str]] = None):
+    """Read and validate a YAML training config; ``overrides`` are ``section.key=value`` strings.
+
+    A :class:`TrainingConfig` (speaker embeddings), or with a top-level ``task: segmentation`` a
+    :class:`redimnet.training.segmentation.SegmentationTrainingConfig`.
+    """
     options = read_config_file(path)
     if overrides:
         if not isinstance(options, Mapping):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         options = apply_overrides(options, overrides)
+    task = options.get("task", "speaker") if isinstance(options, Mapping) else "speaker"
+    if task not in TASKS:
+        raise ConfigError(f"{path}: task must be one of {', '.join(map(repr, TASKS))}, got {task!r}")
+    if task == "segmentation":
+        return SegmentationTrainingConfig.from_dict(options, source=str(path))
+    options = {k: v for k, v in options.items() if k != "task"} if isinstance(options, Mapping) else options
     return TrainingConfig.from_dict(options, source=str(path))

@@ -34,8 +34,8 @@ def read_training_list(config: TrainingConfig):
     return utterances, len(utterances), [u.speaker for u in utterances]
 
 
-def make_augmenter(config: TrainingConfig) -> Optional[Augmenter]:
-    """The noise / reverberation augmenter ``augment`` asks for, or None."""
+def make_augmenter(config) -> Optional[Augmenter]:
+    """The noise / reverberation augmenter a config's ``augment`` section asks for, or None (any task's config)."""
     aug = config.augment
     if not (aug.noise or aug.rir) or aug.prob == 0:
         return None

@@ -22,7 +22,8 @@ class Window:
 
     loss: float = 0.0
     correct: float = 0.0
-    count: float = 0.0
+    count: float = 0.0  # what the accuracy counts (crops; frames for segmentation)
+    examples: float = 0.0
     grad: float = 0.0
     steps: int = 0
     start: float = field(default_factory=time.time)
@@ -39,6 +40,7 @@ class StepOutcome:
     lr: float
     margin: float
     skipped: bool
+    examples: int = 0  # the batch's examples (for examples_per_s)
 
 
 class Console:
@@ -88,13 +90,16 @@ class Logger:
             window.loss += outcome.loss * outcome.count
             window.correct += outcome.correct
             window.count += outcome.count
+            window.examples += outcome.examples
         window.grad += 0.0 if math.isnan(outcome.grad_norm) or outcome.skipped else outcome.grad_norm
         window.steps += 1
 
     def write_row(self, step: int, outcome: StepOutcome, bad_audio: int) -> dict:
         """The row of ``step`` (summed over every process), appended to the log by the main process."""
         window = self.window
-        loss_sum, correct, count = all_sum([window.loss, window.correct, window.count], self.process)
+        loss_sum, correct, count, examples = all_sum(
+            [window.loss, window.correct, window.count, window.examples], self.process
+        )
         elapsed = max(time.time() - window.start, 1e-9)
         loss = round(loss_sum / count, 5) if count else math.nan
         accuracy = round(correct / count, 5) if count else math.nan
@@ -107,7 +112,7 @@ class Logger:
             "lr": f"{outcome.lr:.6g}",
             "grad_norm": round(window.grad / window.steps, 4),
             "bad_audio": bad_audio,
-            "examples_per_s": round(count / elapsed, 1),
+            "examples_per_s": round(examples / elapsed, 1),
         }
         self.pending.append(row)
         if self.process.is_main:
@@ -135,9 +140,10 @@ def write_log_rows(path: Path, rows: List[dict], keep_until_step: Optional[int] 
         writer.writerows(rows)
 
 
-def append_validation(path: Path, step: int, value: float):
+def append_validation(path: Path, step: int, value: float, column: str = "eer"):
+    """Append ``step,value`` to ``validation.csv`` (header ``step,<column>``)."""
     new = not path.exists()
     with open(path, "a", newline="") as handle:
         if new:
-            handle.write("step,eer\n")
+            handle.write(f"step,{column}\n")
         handle.write(f"{step},{value:.6f}\n")

@@ -10,6 +10,12 @@ end (or to ``train.max_steps``), writing into ``train.output_dir``::
     final.pt                            the last model, release format
     model_avg.pt                        mean of the last train.average_last snapshots
     config.yaml                         the configuration used
+
+The loop is the same for every kind of model; what is particular to one kind
+(its data, network, loss, validation and model file format) is a *task*
+(:mod:`redimnet.training.tasks`): speaker embeddings for a :class:`TrainingConfig`,
+the segmentation network for a
+:class:`redimnet.training.segmentation.SegmentationTrainingConfig`.
 """
 
 from __future__ import annotations
@@ -17,32 +23,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, cast
+from typing import Any, Callable, List, Optional
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from ..errors import RedimnetError, TrainingError
-from ..models.checkpoint import first_non_finite, load_checkpoint, save_checkpoint
-from ..models.families import build_model
-from ..models.redimnet import ReDimNet
-from .checkpointing import (
-    average_checkpoints,
-    model_snapshots,
-    prune,
-    restore_rng_states,
-    training_states,
-)
-from .config import TrainingConfig
-from .data import ExampleMaker, speaker_labels
-from .loaders import batches, make_augmenter, make_loader, read_training_list
-from .losses import Loss, make_loss
+from ..models.checkpoint import first_non_finite
+from .checkpointing import model_snapshots, prune, restore_rng_states, training_states
+from .loaders import batches
 from .process import Process, all_rng_states, all_sum, autocast_factory, barrier, setup_process
 from .reporting import Console, Logger, StepOutcome, append_validation
 from .schedulers import MarginSchedule, WarmupExponentialLR
 from .state import TrainingState
-from .validation import validation_eer
+from .tasks import make_task
 
 MAX_SKIPPED_STEPS = 3  # consecutive steps with a non-finite loss or gradients that are skipped before stopping
 
@@ -63,57 +58,10 @@ class TrainingResult:
     log_rows: List[dict] = field(default_factory=list)
 
 
-class SpeakerClassifier(nn.Module):
-    """The embedding model and the loss that owns the class weights, as one module (for DDP)."""
-
-    def __init__(self, model: ReDimNet, loss: nn.Module):
-        super().__init__()
-        self.model, self.loss = model, loss
-
-    def forward(self, wave: torch.Tensor, labels: torch.Tensor, autocast: Callable):
-        with autocast():
-            embeddings = self.model(wave)
-        return self.loss(embeddings.float(), labels)
-
-
 # --------------------------------------------------------------------------- distributed helpers
 
 
 # --------------------------------------------------------------------------- pieces
-
-
-def _init_weights(model: ReDimNet, loss: nn.Module, path: str, config: TrainingConfig, log: Callable):
-    """Load ``model.init_from``: a training state (model + loss) or a release checkpoint (model only)."""
-    try:
-        state: Optional[TrainingState] = TrainingState.load(path)
-    except RedimnetError:
-        state = None
-    if state is not None:
-        try:
-            model.load_state_dict(state.model)
-        except (RuntimeError, KeyError) as error:
-            raise TrainingError(
-                f"{config.source}: model.init_from: the model in {path} has a different "
-                f"architecture ({str(error).splitlines()[0]})"
-            ) from None
-        try:
-            loss.load_state_dict(state.loss)
-            log(f"initialised model and loss weights from training state {path}")
-        except (RuntimeError, KeyError) as error:
-            raise TrainingError(
-                f"{config.source}: model.init_from: the loss weights in {path} do not fit "
-                f"this config's loss ({str(error).splitlines()[0]}); the number of speakers, "
-                "speed factors, loss.type and loss.subcenters must match"
-            ) from None
-        return
-    source = load_checkpoint(path)
-    try:
-        model.load_state_dict(source.state_dict())
-    except RuntimeError as error:
-        raise TrainingError(
-            f"{config.source}: model.init_from: {path} holds a different architecture ({str(error).splitlines()[0]})"
-        ) from None
-    log(f"initialised model weights from {path} (the loss weights start fresh)")
 
 
 # --------------------------------------------------------------------------- typed state
@@ -123,13 +71,11 @@ def _init_weights(model: ReDimNet, loss: nn.Module, path: str, config: TrainingC
 class _Plan:
     """What the run trains on and for how long; fixed before the first step."""
 
-    config: TrainingConfig
+    config: Any  # a TrainingConfig or a SegmentationTrainingConfig
+    task: Any  # its task (redimnet.training.tasks): what is particular to the kind of model
     process: Process
     out: Path
-    utterances: Optional[list]
     num_items: int
-    labels: Dict[str, int]
-    maker: ExampleMaker
     steps_per_epoch: int
     last_step: int
 
@@ -142,15 +88,15 @@ class _Plan:
 class _Parts:
     """The model being trained and everything that updates it."""
 
-    model: ReDimNet
-    loss: Loss
-    classifier: SpeakerClassifier
+    model: Any  # the network trained (a ReDimNet, a SegmentationNet, ...)
+    loss: Any
+    module: nn.Module  # the network and its loss as one module (what the task's step runs)
     optimizer: torch.optim.Optimizer
     scaler: Optional[torch.amp.GradScaler]
     lr_at: WarmupExponentialLR
-    margin_at: MarginSchedule
+    margin_at: Optional[MarginSchedule]
     autocast: Callable
-    wrapped: nn.Module = field(init=False)  # the classifier, or its DDP wrapper (set by train)
+    wrapped: nn.Module = field(init=False)  # the module, or its DDP wrapper (set by train)
 
 
 @dataclass
@@ -166,8 +112,11 @@ class _Counters:
 # --------------------------------------------------------------------------- the loop
 
 
-def train(config: TrainingConfig, resume: bool = False, log: Optional[Callable[[str], None]] = None) -> TrainingResult:
+def train(config, resume: bool = False, log: Optional[Callable[[str], None]] = None) -> TrainingResult:
     """Train as ``config`` says; with ``resume``, continue from the newest training state.
+
+    ``config``: a :class:`TrainingConfig` (a speaker-embedding model) or a
+    :class:`redimnet.training.segmentation.SegmentationTrainingConfig` (the segmentation network).
 
     A step whose loss or gradients are not finite is skipped (the weights are
     left as they were, as AMP does); more than :data:`MAX_SKIPPED_STEPS` such
@@ -183,7 +132,7 @@ def train(config: TrainingConfig, resume: bool = False, log: Optional[Callable[[
             dist.destroy_process_group()
 
 
-def _train(config: TrainingConfig, resume: bool, process: Process, console: Console) -> TrainingResult:
+def _train(config, resume: bool, process: Process, console: Console) -> TrainingResult:
     tc = config.train
     if tc.precision == "fp16" and process.device.type != "cuda":
         raise TrainingError(f"{config.source}: train.precision: fp16 needs a GPU; use bf16 or fp32 on CPU")
@@ -204,23 +153,20 @@ def _train(config: TrainingConfig, resume: bool, process: Process, console: Cons
     _prepare_output(plan, counters)
     if process.distributed:
         parts.wrapped = nn.parallel.DistributedDataParallel(
-            parts.classifier, device_ids=[process.device.index] if process.device.type == "cuda" else None
+            parts.module, device_ids=[process.device.index] if process.device.type == "cuda" else None
         )
     else:
-        parts.wrapped = parts.classifier
-    data = config.data
+        parts.wrapped = parts.module
     console.say(
-        f"training {config.model.preset} ({sum(p.numel() for p in parts.model.parameters()) / 1e6:.2f} M "
-        f"parameters) on {plan.num_items} utterances, {len(plan.labels)} speakers x "
-        f"{1 + len(data.speed_perturb)} speeds = {plan.maker.num_classes} classes; {plan.steps_per_epoch} "
+        f"{plan.task.describe(parts.model, plan.num_items)}; {plan.steps_per_epoch} "
         f"steps/epoch x {tc.epochs} epochs ({process.size} process(es), {process.device.type})"
     )
 
     result = TrainingResult(out, counters.step, None, None, bad_audio=counters.bad_audio)
     if process.is_main and tc.progress:
         console.open_bar(plan.last_step, counters.step)
-    parts.classifier.train()
-    if config.validation.trials and counters.step == 0:
+    parts.module.train()
+    if plan.task.validates and counters.step == 0:
         eer_value = _validate(plan, parts, 0, console.say)
         if eer_value is not None:
             result.initial_validation_eer = eer_value
@@ -240,60 +186,41 @@ def _train(config: TrainingConfig, resume: bool, process: Process, console: Cons
 # --------------------------------------------------------------------------- setting up
 
 
-def _make_plan(config: TrainingConfig, process: Process, out: Path) -> _Plan:
-    """Read the training list and work out the example maker and the number of steps."""
+def _make_plan(config, process: Process, out: Path) -> _Plan:
+    """Read the task's training data and work out the number of steps."""
     tc, data = config.train, config.data
-    utterances, num_items, speakers = read_training_list(config)
-    labels = speaker_labels(speakers)
-    maker = ExampleMaker(
-        crop_samples=int(round(data.crop_seconds * data.sample_rate)),
-        sample_rate=data.sample_rate,
-        num_speakers=len(labels),
-        speed_factors=tuple(data.speed_perturb),
-        augmenter=make_augmenter(config),
-    )
+    task = make_task(config)
+    num_items = task.read_data(process)
     per_step = data.batch_size * process.size
     steps_per_epoch = tc.steps_per_epoch or num_items // per_step
     if steps_per_epoch < 1:
         raise TrainingError(
-            f"{config.source}: data.batch_size: {num_items} utterances do not fill one step of "
+            f"{config.source}: data.batch_size: {num_items} {task.item_name} do not fill one step of "
             f"{data.batch_size} x {process.size} process(es); lower data.batch_size"
         )
     total_steps = steps_per_epoch * tc.epochs
-    return _Plan(
-        config,
-        process,
-        out,
-        utterances,
-        num_items,
-        labels,
-        maker,
-        steps_per_epoch,
-        min(total_steps, tc.max_steps or total_steps),
-    )
+    return _Plan(config, task, process, out, num_items, steps_per_epoch, min(total_steps, tc.max_steps or total_steps))
 
 
 def _build_parts(plan: _Plan, init_weights: bool, say: Callable) -> _Parts:
     """Model, loss, optimizer and schedules, seeded as the config says."""
     config, process = plan.config, plan.process
-    tc, opt, lo = config.train, config.optimizer, config.loss
+    tc, opt = config.train, config.optimizer
     torch.manual_seed(tc.seed)
-    model = build_model(config.model_config())
-    loss = make_loss(lo, model.embed_dim, plan.maker.num_classes)
-    if config.model.init_from and init_weights:
-        _init_weights(model, loss, config.model.init_from, config, say)
-    classifier = SpeakerClassifier(model, loss).to(process.device)
-    optimizer = torch.optim.SGD(
-        classifier.parameters(), lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=opt.weight_decay
-    )
+    model, loss, module, optimizer = plan.task.build(say, init_weights)
+    module.to(process.device)
     scaler = torch.amp.GradScaler("cuda") if tc.precision == "fp16" else None
     lr_at = WarmupExponentialLR(opt.lr, opt.final_lr, opt.warmup_epochs, tc.epochs, opt.warm_from_zero)
-    margin_at = MarginSchedule(
-        lo.initial_margin, lo.margin, lo.margin_increase_start_epoch, lo.margin_fix_epoch, lo.margin_increase
-    )
     torch.manual_seed(tc.seed + 1 + 1000 * process.rank)  # per-process randomness (SpecAugment, dropout)
     return _Parts(
-        model, loss, classifier, optimizer, scaler, lr_at, margin_at, autocast_factory(tc.precision, process.device)
+        model,
+        loss,
+        module,
+        optimizer,
+        scaler,
+        lr_at,
+        plan.task.margin_schedule(),
+        autocast_factory(tc.precision, process.device),
     )
 
 
@@ -314,12 +241,7 @@ def _restore(plan: _Plan, parts: _Parts, counters: _Counters, existing: List[Pat
             f"{config.source}: the model options differ from the run in {out} "
             "(model.preset / model.overrides / augment.spec_augment); resume with the same config"
         )
-    if state.num_classes != plan.maker.num_classes or state.steps_per_epoch != plan.steps_per_epoch:
-        raise TrainingError(
-            f"{config.source}: the data differ from the run in {out} ({state.num_classes} "
-            f"classes and {state.steps_per_epoch} steps per epoch there, {plan.maker.num_classes} "
-            f"and {plan.steps_per_epoch} now); resume with the same lists and batch size"
-        )
+    plan.task.check_state(state, plan.steps_per_epoch, out)
     parts.model.load_state_dict(state.model)
     parts.loss.load_state_dict(state.loss)
     parts.optimizer.load_state_dict(state.optimizer)
@@ -354,16 +276,7 @@ def _train_epoch(
     """Steps from ``counters.step`` to the end of its epoch (or to the last step)."""
     config, tc = plan.config, plan.config.train
     epoch = counters.step // plan.steps_per_epoch
-    loader = make_loader(
-        config,
-        plan.utterances,
-        plan.labels,
-        plan.maker,
-        plan.process,
-        epoch,
-        counters.step - epoch * plan.steps_per_epoch,
-        plan.steps_per_epoch,
-    )
+    loader = plan.task.loader(plan.process, epoch, counters.step - epoch * plan.steps_per_epoch, plan.steps_per_epoch)
     for batch in batches(loader):
         outcome = _train_step(plan, parts, counters, batch, console.say)
         logger.add(outcome)
@@ -376,7 +289,7 @@ def _train_epoch(
         end_of_epoch = step % plan.steps_per_epoch == 0
         if step % tc.checkpoint_every == 0 or end_of_epoch or step == plan.last_step:
             _save_checkpoint(plan, parts, counters)
-        if config.validation.trials and (step % config.validation.every == 0 or step == plan.last_step):
+        if plan.task.validates and (step % config.validation.every == 0 or step == plan.last_step):
             eer_value = _validate(plan, parts, step, console.say)
             if eer_value is not None:
                 result.validation_eer = eer_value
@@ -388,20 +301,20 @@ def _train_step(plan: _Plan, parts: _Parts, counters: _Counters, batch: dict, sa
     """One optimisation step on ``batch``; skipped (weights unchanged) when the loss or gradients are not finite."""
     process, tc = plan.process, plan.config.train
     epoch_float = counters.step / plan.steps_per_epoch
-    lr, margin = parts.lr_at(epoch_float), parts.margin_at(epoch_float)
+    lr = parts.lr_at(epoch_float)
+    margin = parts.margin_at(epoch_float) if parts.margin_at is not None else 0.0
     for group in parts.optimizer.param_groups:
         group["lr"] = lr
-    parts.loss.margin = margin
-    wave = batch["wave"].to(process.device, non_blocking=True)
-    target = batch["label"].to(process.device, non_blocking=True)
-    value, scores = parts.wrapped(wave, target, parts.autocast)
+    if parts.margin_at is not None:
+        parts.loss.margin = margin
+    value, correct_count, count = plan.task.step(parts.wrapped, batch, process.device, parts.autocast)
     parts.optimizer.zero_grad(set_to_none=True)
     if parts.scaler is not None:
         parts.scaler.scale(value).backward()
         parts.scaler.unscale_(parts.optimizer)
     else:
         value.backward()
-    parameters = [p for p in parts.classifier.parameters() if p.grad is not None]
+    parameters = [p for p in parts.module.parameters() if p.grad is not None]
     if tc.grad_clip:
         grad_norm = float(nn.utils.clip_grad_norm_(parameters, tc.grad_clip))
         logged_norm = grad_norm
@@ -425,8 +338,8 @@ def _train_step(plan: _Plan, parts: _Parts, counters: _Counters, batch: dict, sa
     counters.step += 1
     _count_bad_audio(plan, counters, int(failed), int(tried), batch["failed_paths"], say)
     _check_finite_run(plan, counters, skipped, loss_value, grad_norm, say)
-    correct = 0.0 if skipped else float((scores.argmax(dim=1) == target).sum())
-    return StepOutcome(loss_value, correct, len(target), logged_norm, lr, margin, skipped)
+    correct = 0.0 if skipped else float(correct_count)
+    return StepOutcome(loss_value, correct, int(count), logged_norm, lr, margin, skipped, len(batch["wave"]))
 
 
 def _count_bad_audio(plan: _Plan, counters: _Counters, failed: int, tried: int, failed_paths: List[str], say: Callable):
@@ -493,37 +406,24 @@ def _save_checkpoint(plan: _Plan, parts: _Parts, counters: _Counters):
             rng=states,
             bad_audio=counters.bad_audio,
             attempted=counters.attempted,
-            num_classes=plan.maker.num_classes,
             steps_per_epoch=plan.steps_per_epoch,
             model_config=parts.model.config.to_dict(),
             config=plan.config.to_dict(),
-            speakers=sorted(plan.labels),
+            **plan.task.state(),
         ).save(ckpt_dir / f"state_step{step:08d}.pt")
-        save_checkpoint(parts.model, ckpt_dir / f"model_step{step:08d}.pt")
+        plan.task.save_model(parts.model, ckpt_dir / f"model_step{step:08d}.pt")
         prune(ckpt_dir, plan.config.train.keep_checkpoints)
     barrier(process)
 
 
 def _validate(plan: _Plan, parts: _Parts, step: int, say: Callable) -> Optional[float]:
-    """Validation EER at ``step`` (main process; None elsewhere), appended to ``validation.csv``."""
-    config, value = plan.config, None
+    """The task's validation measure at ``step`` (main process; None elsewhere), appended to ``validation.csv``."""
+    task, value = plan.task, None
     if plan.process.is_main:
-        v = config.validation
-        # only called with validation configured: trials and audio_dir are both set
-        value = validation_eer(
-            parts.model,
-            cast(str, v.trials),
-            cast(str, v.audio_dir),
-            config.data.sample_rate,
-            v.max_seconds,
-            plan.process.device,
-        )
-        append_validation(plan.out / "validation.csv", step, value)
-        say(
-            f"step 0 (untrained): validation EER {100 * value:.2f} %"
-            if step == 0
-            else f"step {step}: validation EER {100 * value:.2f} %"
-        )
+        value = task.validate(parts.model, plan.process.device)  # only called with validation configured
+        append_validation(plan.out / "validation.csv", step, value, task.validation_column)
+        measure = f"validation {task.validation_name} {100 * value:.2f} %"
+        say(f"step 0 (untrained): {measure}" if step == 0 else f"step {step}: {measure}")
     barrier(plan.process)
     return value
 
@@ -532,10 +432,10 @@ def _finish(plan: _Plan, parts: _Parts, result: TrainingResult, say: Callable):
     """``final.pt`` and, if asked, ``model_avg.pt`` (main process)."""
     tc = plan.config.train
     if plan.process.is_main:
-        result.final_model = Path(save_checkpoint(parts.model, plan.out / "final.pt"))
+        result.final_model = plan.task.save_model(parts.model, plan.out / "final.pt")
         if tc.average_last:
             snapshots = model_snapshots(plan.checkpoints)[-tc.average_last :]
-            result.averaged_model = average_checkpoints(snapshots, plan.out / "model_avg.pt")
+            result.averaged_model = plan.task.average(snapshots, plan.out / "model_avg.pt")
         say(
             f"done: {result.steps} steps; final model {result.final_model}"
             + (f", average of {len(snapshots)} snapshots {result.averaged_model}" if tc.average_last else "")

@@ -1,0 +1,506 @@
+"""Diarization with a segmentation network: overlapped speech gets both speakers.
+
+Stages (data flows one way)::
+
+    audio blocks -> chunks -> segmentation network (batched) -> local speaker activity per chunk
+                 -> each local speaker's clean (single-speaker) audio -> embeddings (batched)
+                 -> clustering -> local speakers assigned to distinct global speakers, chunk by chunk
+                 -> per frame: number of speakers and each speaker's score, aggregated over the
+                    chunks covering it -> the ``count`` best speakers -> segments (they may overlap)
+
+1. **Chunks.** The recording is cut into chunks of the network's ``chunk_seconds`` every
+   ``step`` seconds (half a chunk by default), the last one ending at the recording's end (a
+   recording shorter than a chunk is one shorter chunk).  It is read once, block by block;
+   only the chunks waiting for the network are in memory.
+2. **Segmentation.** For every frame of a chunk the network gives the powerset class (who of
+   its ``local_speakers`` speak) and each local speaker's probability of speaking.  Only these
+   are kept (7 bytes per frame of each chunk: 25 MB for ten hours at the default step).
+3. **Embeddings.** For each local speaker of each chunk, the frames where it speaks alone are
+   cut out of the chunk and joined; if they last at least ``min_clean`` seconds they are
+   embedded, otherwise the frames where it speaks at all (overlap included) if those last at
+   least ``min_clean``; otherwise the local speaker gets no embedding.  Lengths are rounded
+   down to 0.25 s so that equal lengths share a batch.
+4. **Clustering** (any :class:`~redimnet.diarization.clustering.Clustering`) of the embeddings
+   of at least ``cluster_seconds`` of speech (all of them when those are too few); then every
+   chunk's embedded local speakers are assigned to the clusters by their cosine similarity to
+   the cluster centroids, two local speakers of one chunk never to the same cluster (Hungarian
+   algorithm).  A local speaker without an embedding, or left over, is dropped.
+5. **Reconstruction.** Each output frame (one network frame, 20 ms for the shipped recipe)
+   gets the number of speakers, the mean over the chunks covering it of the number active in
+   each (weighted by a Hann window over the chunk, so a chunk's centre counts more than its
+   edges), rounded; and every global speaker a score, the same weighted mean of the
+   probabilities of the local speakers assigned to it.  The frame goes to the ``count``
+   best-scoring speakers (those with a positive score).  Frames are processed a block at a
+   time, so memory does not grow with the recording beyond the chunk outputs.  Each speaker's
+   pauses shorter than ``min_gap`` are filled and turns shorter than ``min_turn`` dropped.
+
+Speech regions (count >= 1) and overlap regions (count >= 2) come out of the same counts:
+:func:`speech_and_overlap` gives them without any embedding (``redimnet vad --overlap``).
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..audio import TARGET_SAMPLE_RATE, SignalLevel
+from ..audio.stream import AudioSource
+from ..errors import InvalidArgumentError
+from .segmentation import SegmentationNet, load_segmentation
+from .segments import Segment
+from .vad import VoiceActivityDetector
+
+BLOCK_FRAMES = 4096  # output frames reconstructed at a time
+LENGTH_QUANTUM = 4000  # samples: clean audio is cut down to a multiple of 0.25 s (equal lengths batch together)
+
+
+@dataclass
+class Chunk:
+    """One chunk's network output: ``classes`` ``[frames]`` (powerset class of each frame) and
+    ``activity`` ``[frames, local speakers]`` (each local speaker's probability of speaking)."""
+
+    index: int
+    start: int  # first sample
+    audio: np.ndarray
+    classes: np.ndarray
+    activity: np.ndarray
+
+
+def chunk_starts(samples: int, chunk: int, step: int, hop: int) -> np.ndarray:
+    """First samples of the chunks of a recording of ``samples`` samples (see the module documentation)."""
+    if samples <= chunk:
+        return np.zeros(1 if samples >= hop else 0, dtype=np.int64)
+    last = (samples - chunk) // hop * hop
+    starts = list(range(0, last + 1, step))
+    if starts[-1] != last:
+        starts.append(last)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def make_segmenter(segmentation, step: Optional[float] = None) -> "Segmenter":
+    """A :class:`Segmenter` from a segmenter, a :class:`SegmentationNet` or the path of a saved network."""
+    if isinstance(segmentation, Segmenter):
+        return segmentation
+    if not isinstance(segmentation, SegmentationNet):
+        segmentation = load_segmentation(segmentation)
+    return Segmenter(segmentation, step=step)
+
+
+class Segmenter:
+    """Runs a :class:`~redimnet.diarization.segmentation.SegmentationNet` over a recording, chunk by chunk.
+
+    ``step``: seconds between chunk starts (default: half a chunk; rounded to whole frames).
+    ``batch_size``: chunks per network call.
+    """
+
+    def __init__(self, model: SegmentationNet, step: Optional[float] = None, batch_size: int = 16):
+        config = model.config
+        self.model = model.eval()
+        self.config = config
+        self.powerset = config.powerset()
+        self.hop = config.hop
+        self.chunk = config.chunk_samples
+        step_seconds = config.chunk_seconds / 2 if step is None else float(step)
+        if not 0 < step_seconds <= config.chunk_seconds:
+            raise InvalidArgumentError(
+                f"the segmentation step must be above 0 and at most the chunk ({config.chunk_seconds} s), "
+                f"got {step_seconds}"
+            )
+        self.step = max(1, int(round(step_seconds * TARGET_SAMPLE_RATE / self.hop))) * self.hop
+        self.batch_size = max(1, int(batch_size))
+        self.network = model.for_inference()
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop / TARGET_SAMPLE_RATE
+
+    def predict(self, chunks: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Classes ``[N, frames]`` (uint8) and activity ``[N, frames, speakers]`` (float16) of equal-length chunks."""
+        with torch.inference_mode():
+            log_probs = self.network(torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32)))
+        probabilities = log_probs.exp().numpy()
+        classes = probabilities.argmax(axis=-1).astype(np.uint8)
+        return classes, self.powerset.marginals(probabilities).astype(np.float16)
+
+    def chunks(self, source: AudioSource, timings: Optional[Dict[str, float]] = None) -> Iterator[Chunk]:
+        """The chunks of ``source`` with the network's output, in order (one pass over its blocks)."""
+        starts = chunk_starts(source.samples, self.chunk, self.step, self.hop)
+        if not len(starts):
+            return
+        length = min(self.chunk, source.samples) // self.hop * self.hop
+        timings = timings if timings is not None else {}
+        buffer = np.zeros(0, dtype=np.float32)
+        buffer_start = 0
+        blocks = iter(source.blocks())
+        exhausted = False
+        pending: List[Tuple[int, int, np.ndarray]] = []
+        network = 0.0
+
+        def flush() -> Iterator[Chunk]:
+            nonlocal network
+            clock = time.perf_counter()
+            classes, activity = self.predict(np.stack([audio for _, _, audio in pending]))
+            network += time.perf_counter() - clock
+            for row, (index, start, audio) in enumerate(pending):
+                yield Chunk(index, start, audio, classes[row], activity[row])
+            pending.clear()
+
+        for index, start in enumerate(starts.tolist()):
+            end = start + length
+            while True:
+                drop = min(start - buffer_start, len(buffer))
+                if drop > 0:
+                    buffer, buffer_start = buffer[drop:], buffer_start + drop
+                if exhausted or buffer_start + len(buffer) >= end:
+                    break
+                try:
+                    buffer = np.concatenate([buffer, next(blocks)])
+                except StopIteration:
+                    exhausted = True
+            audio = buffer[start - buffer_start : end - buffer_start]
+            if len(audio) < length:  # the file was shorter than its header said
+                audio = np.pad(audio, (0, length - len(audio)))
+            pending.append((index, start, audio.copy()))
+            if len(pending) >= self.batch_size:
+                yield from flush()
+        if pending:
+            yield from flush()
+        for _ in blocks:  # decode the rest, to report damage at the end of the file
+            pass
+        timings["segmentation"] = timings.get("segmentation", 0.0) + network
+
+
+@dataclass
+class ChunkTrack:
+    """What the reconstruction keeps of every chunk: its first frame, classes and activity."""
+
+    frames: int  # output frames of the recording
+    hop: int
+    sizes: np.ndarray  # speakers in each powerset class
+    starts: List[int] = field(default_factory=list)
+    classes: List[np.ndarray] = field(default_factory=list)
+    activity: List[np.ndarray] = field(default_factory=list)
+
+    def add(self, chunk: Chunk) -> None:
+        self.starts.append(chunk.start // self.hop)
+        self.classes.append(chunk.classes)
+        self.activity.append(chunk.activity)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def blocks(
+        self, mapping: Optional[np.ndarray] = None, speakers: int = 0
+    ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
+        """``(first frame, count [n], scores [n, speakers])`` over the recording, ``BLOCK_FRAMES`` frames at a time.
+
+        ``count``: the weighted mean number of active speakers; ``scores``: each global speaker's
+        weighted mean activity, from the local speakers ``mapping[chunk, local]`` assigns to it (-1: none).
+        """
+        starts = np.asarray(self.starts, dtype=np.int64)
+        lengths = np.asarray([len(c) for c in self.classes], dtype=np.int64)
+        ends = starts + lengths
+        windows: Dict[int, np.ndarray] = {}
+        for first in range(0, self.frames, BLOCK_FRAMES):
+            last = min(self.frames, first + BLOCK_FRAMES)
+            count = np.zeros(last - first)
+            weights = np.zeros(last - first)
+            scores = np.zeros((last - first, speakers))
+            lo = int(np.searchsorted(ends, first, "right"))
+            hi = int(np.searchsorted(starts, last, "left"))
+            for c in range(lo, hi):
+                a, b = max(first, int(starts[c])), min(last, int(ends[c]))
+                if b <= a:
+                    continue
+                size = int(lengths[c])
+                if size not in windows:
+                    windows[size] = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2 + 1e-3
+                weight = windows[size][a - starts[c] : b - starts[c]]
+                weights[a - first : b - first] += weight
+                count[a - first : b - first] += weight * self.sizes[self.classes[c][a - starts[c] : b - starts[c]]]
+                if mapping is not None:
+                    for local, speaker in enumerate(mapping[c]):
+                        if speaker >= 0:
+                            activity = self.activity[c][a - starts[c] : b - starts[c], local].astype(np.float64)
+                            scores[a - first : b - first, speaker] += weight * activity
+            covered = weights > 0
+            count[covered] /= weights[covered]
+            scores[covered] /= weights[covered][:, None]
+            yield first, count, scores
+
+
+def _runs(active: np.ndarray) -> List[Tuple[int, int]]:
+    """``(start, end)`` index pairs of the runs of True in a boolean vector."""
+    padded = np.concatenate([[False], active, [False]]).astype(np.int8)
+    changes = np.flatnonzero(np.diff(padded))
+    return list(zip(changes[0::2].tolist(), changes[1::2].tolist()))
+
+
+class _RunJoiner:
+    """Runs of True per column of consecutive boolean blocks, joined across block edges."""
+
+    def __init__(self, columns: int):
+        self.open: List[Optional[int]] = [None] * columns
+        self.runs: List[List[Tuple[int, int]]] = [[] for _ in range(columns)]
+
+    def add(self, first: int, active: np.ndarray) -> None:
+        length = len(active)
+        for column in range(active.shape[1]):
+            values = active[:, column]
+            start = self.open[column]
+            if start is not None and (length == 0 or not values[0]):  # the open run ended at the block edge
+                self.runs[column].append((start, first))
+                start = None
+            for a, b in _runs(values):
+                a, b = a + first, b + first
+                if a == first and start is not None:
+                    a = start
+                start = None
+                if b == first + length:
+                    start = a  # may go on in the next block
+                else:
+                    self.runs[column].append((a, b))
+            self.open[column] = start
+
+    def finish(self, end: int) -> List[List[Tuple[int, int]]]:
+        for column, start in enumerate(self.open):
+            if start is not None:
+                self.runs[column].append((start, end))
+                self.open[column] = None
+        return self.runs
+
+
+def smooth_runs(runs: Sequence[Tuple[int, int]], min_gap: int, min_turn: int) -> List[Tuple[int, int]]:
+    """Runs with gaps shorter than ``min_gap`` frames filled, then runs shorter than ``min_turn`` dropped."""
+    joined: List[List[int]] = []
+    for a, b in runs:
+        if joined and a - joined[-1][1] < min_gap:
+            joined[-1][1] = b
+        else:
+            joined.append([a, b])
+    return [(a, b) for a, b in joined if b - a >= min_turn]
+
+
+def speech_and_overlap(
+    track: ChunkTrack,
+    frame_seconds: float,
+    min_gap: float = 0.1,
+    min_turn: float = 0.1,
+    overlap_gap: float = 0.1,
+    overlap_turn: float = 0.1,
+) -> Tuple[List[Tuple[float, float]], List[Tuple[float, float]]]:
+    """Speech regions (at least one speaker) and overlap regions (at least two), in seconds; gaps
+    shorter than ``min_gap`` are filled and regions shorter than ``min_turn`` dropped (``overlap_gap``
+    and ``overlap_turn`` for overlap regions)."""
+    joiner = _RunJoiner(2)
+    for first, count, _ in track.blocks():
+        rounded = np.floor(count + 0.5)
+        joiner.add(first, np.stack([rounded >= 1, rounded >= 2], axis=1))
+    speech, overlap = (
+        [
+            (a * frame_seconds, b * frame_seconds)
+            for a, b in smooth_runs(runs, int(round(gap / frame_seconds)), int(round(turn / frame_seconds)))
+        ]
+        for runs, gap, turn in zip(joiner.finish(track.frames), (min_gap, overlap_gap), (min_turn, overlap_turn))
+    )
+    return speech, overlap
+
+
+def frame_segments(
+    track: ChunkTrack,
+    mapping: np.ndarray,
+    speakers: int,
+    frame_seconds: float,
+    min_gap: float = 0.1,
+    min_turn: float = 0.1,
+) -> List[List[Tuple[float, float]]]:
+    """Each global speaker's turns (seconds), from the per-frame count and scores (see the module documentation)."""
+    joiner = _RunJoiner(speakers)
+    for first, count, scores in track.blocks(mapping, speakers):
+        wanted = np.minimum(np.floor(count + 0.5), speakers).astype(np.int64)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(speakers)[None, :].repeat(len(order), 0), axis=1)
+        active = (rank < wanted[:, None]) & (scores > 0)
+        joiner.add(first, active)
+    gap, turn = int(round(min_gap / frame_seconds)), int(round(min_turn / frame_seconds))
+    return [
+        [(a * frame_seconds, b * frame_seconds) for a, b in smooth_runs(runs, gap, turn)]
+        for runs in joiner.finish(track.frames)
+    ]
+
+
+@dataclass
+class LocalSpeakers:
+    """The embedded local speakers: ``chunk`` and ``local`` number of each, the seconds embedded,
+    whether the audio was clean (single-speaker), and the embeddings ``[n, dim]``."""
+
+    chunk: np.ndarray
+    local: np.ndarray
+    seconds: np.ndarray
+    clean: np.ndarray
+    embeddings: np.ndarray
+
+
+def clean_audio(chunk: Chunk, speaker: int, powerset, hop: int, min_samples: int) -> Tuple[Optional[np.ndarray], bool]:
+    """The audio of ``chunk`` where local ``speaker`` speaks alone (``clean`` True), else where it
+    speaks at all, cut to a multiple of 0.25 s; None when shorter than ``min_samples``."""
+    alone = chunk.classes == powerset.class_of_mask[1 << speaker]
+    for frames, clean in ((alone, True), (powerset.mapping[chunk.classes, speaker] > 0, False)):
+        count = int(frames.sum())
+        if count * hop < min_samples:
+            continue
+        mask = np.repeat(frames, hop)
+        audio = chunk.audio[: len(mask)][mask[: len(chunk.audio)]]
+        keep = max(min_samples, len(audio) // LENGTH_QUANTUM * LENGTH_QUANTUM)
+        audio = audio[:keep]
+        if SignalLevel.of(audio).silent:
+            return None, clean
+        return audio, clean
+    return None, False
+
+
+def embed_local_speakers(
+    segmenter: Segmenter,
+    embedder,
+    source: AudioSource,
+    track: ChunkTrack,
+    min_clean: float,
+    batch: int,
+    timings: Dict[str, float],
+) -> LocalSpeakers:
+    """One pass over ``source``: every chunk's segmentation (kept in ``track``) and its local speakers' embeddings."""
+    min_samples = max(int(round(min_clean * TARGET_SAMPLE_RATE)), embedder.min_samples)
+    owners: List[Tuple[int, int, float, bool]] = []
+    pieces: List[np.ndarray] = []
+    rows: List[np.ndarray] = []
+    network = 0.0
+
+    def flush():
+        nonlocal network
+        clock = time.perf_counter()
+        rows.append(embedder.embed_prepared(pieces))
+        network += time.perf_counter() - clock
+        pieces.clear()
+
+    for chunk in segmenter.chunks(source, timings):
+        track.add(chunk)
+        for speaker in range(segmenter.config.local_speakers):
+            audio, clean = clean_audio(chunk, speaker, segmenter.powerset, segmenter.hop, min_samples)
+            if audio is None:
+                continue
+            owners.append((chunk.index, speaker, len(audio) / TARGET_SAMPLE_RATE, clean))
+            pieces.append(audio)
+            if len(pieces) >= batch:
+                flush()
+    if pieces:
+        flush()
+    timings["embed"] = network
+    embeddings = np.concatenate(rows) if rows else np.zeros((0, embedder.embed_dim or 1), dtype=np.float32)
+    if not np.all(np.isfinite(embeddings)):
+        raise InvalidArgumentError(
+            f"{source.name}: the model produced non-finite embeddings (sample values far outside [-1, 1]?); "
+            "check the audio's level"
+        )
+    columns = list(zip(*owners)) if owners else [(), (), (), ()]
+    return LocalSpeakers(
+        np.asarray(columns[0], dtype=np.int64),
+        np.asarray(columns[1], dtype=np.int64),
+        np.asarray(columns[2], dtype=np.float64),
+        np.asarray(columns[3], dtype=bool),
+        embeddings,
+    )
+
+
+def neighbour_links(track: ChunkTrack, local: LocalSpeakers, powerset, min_agreement: float = 0.5) -> np.ndarray:
+    """``[pairs, 2]`` rows of ``local`` that are the same voice in consecutive chunks.
+
+    Consecutive chunks share frames (a chunk every half chunk: half of each); a local speaker of
+    one and a local speaker of the next whose activity over the shared frames agrees (the
+    frames where both speak over those where either does) by at least ``min_agreement`` are
+    linked, one to one (Hungarian algorithm on the agreement).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    row_of = {(int(c), int(k)): row for row, (c, k) in enumerate(zip(local.chunk, local.local))}
+    links = []
+    for c in range(len(track) - 1):
+        first, second = track.starts[c], track.starts[c + 1]
+        shared = first + len(track.classes[c]) - second
+        if shared <= 0:
+            continue
+        a = powerset.mapping[track.classes[c][second - first :]] > 0  # [shared, speakers]
+        b = powerset.mapping[track.classes[c + 1][:shared]] > 0
+        both = (a[:, :, None] & b[:, None, :]).sum(0)
+        either = (a[:, :, None] | b[:, None, :]).sum(0)
+        agreement = np.where(either > 0, both / np.maximum(either, 1), 0.0)
+        for k, j in zip(*linear_sum_assignment(agreement, maximize=True)):
+            if agreement[k, j] >= min_agreement and (c, k) in row_of and (c + 1, j) in row_of:
+                links.append((row_of[(c, k)], row_of[(c + 1, j)]))
+    return np.asarray(links, dtype=np.int64).reshape(-1, 2)
+
+
+def with_neighbours(points: np.ndarray, links: np.ndarray) -> np.ndarray:
+    """Each unit row of ``points`` plus the rows it is linked to (:func:`neighbour_links`), normalised:
+    a local speaker is clustered with the context of the same voice in the chunks beside it."""
+    context = points.copy()
+    if len(links):
+        np.add.at(context, links[:, 0], points[links[:, 1]])
+        np.add.at(context, links[:, 1], points[links[:, 0]])
+    lengths = np.linalg.norm(context, axis=1, keepdims=True)
+    return np.where(lengths > 1e-6, context / np.maximum(lengths, 1e-6), points)
+
+
+def assign_local_speakers(local: LocalSpeakers, scores: np.ndarray, chunks: int, speakers_per_chunk: int) -> np.ndarray:
+    """``[chunks, speakers_per_chunk]``: the global speaker of every local speaker (-1: none).
+
+    ``scores`` ``[embedded local speakers, clusters]``: similarity to each cluster; within a
+    chunk, local speakers go to distinct clusters, maximising the summed similarity.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    mapping = np.full((chunks, speakers_per_chunk), -1, dtype=np.int64)
+    order = np.argsort(local.chunk, kind="stable")
+    bounds = np.flatnonzero(np.diff(local.chunk[order])) + 1
+    for rows in np.split(order, bounds):
+        if not len(rows):
+            continue
+        chosen, clusters = linear_sum_assignment(scores[rows], maximize=True)
+        for row, cluster in zip(rows[chosen], clusters):
+            mapping[local.chunk[row], local.local[row]] = cluster
+    return mapping
+
+
+def as_segments(turns: Sequence[Sequence[Tuple[float, float]]], names: Sequence[str]) -> List[Segment]:
+    """Segments (rounded to milliseconds) of every speaker's turns."""
+    return sorted(
+        Segment(round(a, 3), round(b, 3), names[speaker]) for speaker, runs in enumerate(turns) for a, b in runs
+    )
+
+
+class SegmentationVAD(VoiceActivityDetector):
+    """Speech (and overlapped speech) from a segmentation network instead of a voice activity detector.
+
+    ``segmentation``: as :class:`~redimnet.diarization.diarizer.Diarizer` takes it; ``step``:
+    seconds between chunks; pauses shorter than ``min_silence`` are bridged and regions
+    shorter than ``min_speech`` dropped.
+    """
+
+    name = "segmentation"
+
+    def __init__(self, segmentation, step: Optional[float] = None, min_speech: float = 0.1, min_silence: float = 0.1):
+        self.segmenter = make_segmenter(segmentation, step)
+        self.min_speech, self.min_silence = float(min_speech), float(min_silence)
+
+    def analyse(self, source: AudioSource) -> Tuple[List[Tuple[float, float]], List[Tuple[float, float]]]:
+        """Speech regions and overlap regions (seconds) of ``source``, from one pass over it."""
+        segmenter = self.segmenter
+        track = ChunkTrack(source.samples // segmenter.hop, segmenter.hop, segmenter.powerset.sizes)
+        for chunk in segmenter.chunks(source):
+            track.add(chunk)
+        return speech_and_overlap(track, segmenter.frame_seconds, self.min_silence, self.min_speech)
+
+    def regions(self, source: AudioSource) -> List[Tuple[float, float]]:
+        return self.analyse(source)[0]

@@ -1,0 +1,230 @@
+"""The segmentation network's parts: powerset classes, the permutation-invariant loss, frame labels,
+chunking, the reconstruction of overlapping speakers, and the model file."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_MODEL
+
+from redimnet.diarization.powerset import Powerset
+from redimnet.diarization.segmentation import (
+    SegmentationConfig,
+    SegmentationNet,
+    load_segmentation,
+    save_segmentation,
+)
+from redimnet.diarization.segmented import (
+    Chunk,
+    ChunkTrack,
+    LocalSpeakers,
+    assign_local_speakers,
+    chunk_starts,
+    frame_segments,
+    smooth_runs,
+    speech_and_overlap,
+)
+from redimnet.diarization.segments import Segment
+from redimnet.errors import CheckpointError, InvalidArgumentError
+from redimnet.training.segmentation import PowersetLoss, frame_activity
+
+
+def tiny_config(**changes) -> SegmentationConfig:
+    backbone = dict(TINY_MODEL, hop_length=320)
+    return SegmentationConfig(backbone=backbone, lstm_hidden=8, **changes)
+
+
+# --------------------------------------------------------------------------- powerset
+
+
+def test_powerset_classes_of_three_speakers_and_pairs():
+    powerset = Powerset(3, 2)
+    assert powerset.classes == [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2)]
+    every = np.array(list(itertools.product([0, 1], repeat=3)))
+    classes = powerset.from_multilabel(every)
+    for row, index in zip(every, classes):
+        if row.sum() > 2:
+            assert index == -1
+        else:
+            assert powerset.classes[index] == tuple(np.flatnonzero(row))
+            assert (powerset.to_multilabel(index) == row.astype(bool)).all()
+    probabilities = np.eye(7)[[4]] * 0.6 + np.eye(7)[[1]] * 0.4  # {0,1} at 0.6, {0} at 0.4
+    assert np.allclose(powerset.marginals(probabilities), [[1.0, 0.6, 0.0]])
+    with pytest.raises(InvalidArgumentError, match="max_simultaneous"):
+        Powerset(2, 3)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def one_hot_log_probs(classes, count=7):
+    log_probs = torch.full((1, len(classes), count), -30.0)
+    for frame, index in enumerate(classes):
+        log_probs[0, frame, index] = 0.0
+    return torch.log_softmax(log_probs, dim=-1)
+
+
+def test_loss_is_zero_for_a_perfect_prediction_under_any_order_of_the_local_speakers():
+    powerset = Powerset(3, 2)
+    loss = PowersetLoss(powerset)
+    activity = torch.tensor([[[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 1], [0, 1, 1]]], dtype=torch.int8)
+    valid = torch.ones(1, 5, dtype=torch.bool)
+    for order in itertools.permutations(range(3)):
+        predicted = powerset.from_multilabel(activity[0].numpy()[:, list(order)])
+        value, correct, count = loss(one_hot_log_probs(predicted), activity, valid)
+        assert value.item() < 1e-6
+        assert (correct.item(), count.item()) == (5, 5)
+    # a wrong frame costs: speaker 1 missing from the overlap
+    predicted = powerset.from_multilabel(activity[0].numpy())
+    predicted[1] = powerset.class_of_mask[1]
+    value, correct, count = loss(one_hot_log_probs(predicted), activity, valid)
+    assert value.item() > 1.0 and correct.item() == 4
+
+
+def test_loss_leaves_out_invalid_frames_and_frames_of_three_speakers():
+    powerset = Powerset(3, 2)
+    loss = PowersetLoss(powerset)
+    activity = torch.tensor([[[1, 1, 1], [1, 0, 0], [0, 1, 0]]], dtype=torch.int8)
+    valid = torch.tensor([[True, True, False]])
+    predicted = [0, powerset.class_of_mask[1], 0]  # frame 0 cannot be expressed, frame 2 is not valid
+    value, correct, count = loss(one_hot_log_probs(predicted), activity, valid)
+    assert value.item() < 1e-6 and (correct.item(), count.item()) == (1, 1)
+
+
+def test_loss_gradient_reaches_the_network():
+    torch.manual_seed(0)
+    model = SegmentationNet(tiny_config())
+    loss = PowersetLoss(model.powerset)
+    wave = torch.randn(2, 16000)
+    activity = torch.zeros(2, 50, 3, dtype=torch.int8)
+    activity[:, 10:30, 0] = 1
+    value, _, count = loss(model(wave), activity, torch.ones(2, 50, dtype=torch.bool))
+    value.backward()
+    assert count.item() == 100
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def test_frame_activity_keeps_the_most_present_speakers_and_leaves_out_the_others():
+    powerset = Powerset(2, 2)
+    segments = [
+        Segment(0.0, 1.0, "a"),  # 1.0 s
+        Segment(0.5, 0.8, "c"),  # 0.3 s, beyond two local speakers: its frames are not valid
+        Segment(0.9, 1.5, "b"),  # 0.6 s
+        Segment(3.0, 4.0, "a"),  # outside the chunk
+    ]
+    activity, valid = frame_activity(segments, 0.0, 100, 0.02, powerset)  # 2 s chunk
+    assert activity.shape == (100, 2)
+    assert activity[:, 0].sum() == 50 and activity[:, 1].sum() == 30  # a: 0-1 s, b: 0.9-1.5 s
+    assert activity[45:50].all()  # both in 0.9-1.0 s
+    assert not valid[25:40].any() and valid[:25].all() and valid[40:].all()
+    # a chunk starting later sees its own part of the reference
+    later, _ = frame_activity(segments, 1.0, 100, 0.02, powerset)
+    assert later[:, 0].sum() == 25 and later[:, 1].sum() == 0  # b, 1.0-1.5 s; a starts at the chunk's end
+
+
+# --------------------------------------------------------------------------- chunks and reconstruction
+
+
+def test_chunk_starts_cover_the_recording_and_end_at_its_end():
+    assert chunk_starts(100, 200, 50, 10).tolist() == [0]
+    assert chunk_starts(5, 200, 50, 10).tolist() == []
+    starts = chunk_starts(1000, 200, 100, 10)
+    assert starts[0] == 0 and starts[-1] == 800 and np.all(np.diff(starts) <= 100)
+    starts = chunk_starts(1055, 200, 100, 10)
+    assert starts[-1] == 850  # whole frames; the last chunk ends within a frame of the end
+
+
+def track_of(chunks, frames, powerset, hop=1):
+    track = ChunkTrack(frames, hop, powerset.sizes)
+    for index, (start, classes) in enumerate(chunks):
+        classes = np.asarray(classes, dtype=np.uint8)
+        activity = powerset.to_multilabel(classes).astype(np.float16)
+        track.add(Chunk(index, start * hop, np.zeros(0, np.float32), classes, activity))
+    return track
+
+
+def test_reconstruction_gives_both_speakers_where_they_overlap():
+    powerset = Powerset(3, 2)
+    a, b, ab = powerset.class_of_mask[1], powerset.class_of_mask[2], powerset.class_of_mask[3]
+    # 12000 frames (three blocks), chunks of 1000 frames every 500; local speaker 0 is "A" in
+    # every chunk, local 1 is "B"; A speaks 0-6000, B 5000-12000, both 5000-6000
+    frames, size = 12000, 1000
+    chunks = []
+    for start in range(0, frames - size + 1, 500):
+        t = np.arange(start, start + size)
+        classes = np.where((t < 5000), a, np.where(t < 6000, ab, b))
+        chunks.append((start, classes))
+    track = track_of(chunks, frames, powerset)
+    mapping = np.tile([0, 1, -1], (len(chunks), 1))
+    turns = frame_segments(track, mapping, 2, 1.0, min_gap=0, min_turn=0)
+    assert turns == [[(0.0, 6000.0)], [(5000.0, 12000.0)]]
+    speech, overlap = speech_and_overlap(track, 1.0, 0, 0)
+    assert speech == [(0.0, 12000.0)] and overlap == [(5000.0, 6000.0)]
+    # swapping the local numbers in every other chunk does not matter once the mapping follows
+    swapped = [(s, np.where(c == a, b, np.where(c == b, a, c))) if i % 2 else (s, c) for i, (s, c) in enumerate(chunks)]
+    mapping = np.array([[1, 0, -1] if i % 2 else [0, 1, -1] for i in range(len(chunks))])
+    assert frame_segments(track_of(swapped, frames, powerset), mapping, 2, 1.0, 0, 0) == turns
+
+
+def test_smooth_runs_fills_short_gaps_and_drops_short_turns():
+    assert smooth_runs([(0, 10), (12, 20), (40, 41), (60, 70)], min_gap=3, min_turn=2) == [(0, 20), (60, 70)]
+
+
+def test_local_speakers_of_one_chunk_go_to_different_speakers():
+    local = LocalSpeakers(
+        chunk=np.array([0, 0, 1]),
+        local=np.array([0, 1, 2]),
+        seconds=np.ones(3),
+        clean=np.ones(3, bool),
+        embeddings=np.zeros((3, 4)),
+    )
+    scores = np.array([[0.9, 0.1], [0.8, 0.3], [0.2, 0.7]])  # both of chunk 0 prefer speaker 0
+    mapping = assign_local_speakers(local, scores, chunks=2, speakers_per_chunk=3)
+    assert mapping.tolist() == [[0, 1, -1], [-1, -1, 1]]
+
+
+# --------------------------------------------------------------------------- model file
+
+
+def test_saved_model_loads_with_the_same_outputs(tmp_path):
+    torch.manual_seed(0)
+    model = SegmentationNet(tiny_config()).eval()
+    path = save_segmentation(model, tmp_path / "seg.pt")
+    loaded = load_segmentation(path)
+    wave = torch.randn(2, 16000)
+    with torch.inference_mode():
+        assert torch.equal(model(wave), loaded(wave))
+        assert torch.allclose(model(wave), loaded.for_inference()(wave), atol=1e-4)
+
+
+def test_broken_and_foreign_model_files_are_refused(tmp_path):
+    import redimnet
+
+    model = SegmentationNet(tiny_config())
+    with pytest.raises(CheckpointError, match="not found"):
+        load_segmentation(tmp_path / "missing.pt")
+    embedding = redimnet.ReDimNet(**TINY_MODEL)
+    redimnet.save_checkpoint(embedding, tmp_path / "embedding.pt")
+    with pytest.raises(CheckpointError, match="not a segmentation model.*embedding checkpoint"):
+        load_segmentation(tmp_path / "embedding.pt")
+    content = {"format": "redimnet-segmentation", "version": 1, "config": model.config.to_dict()}
+    state = model.state_dict()
+    state["classifier.weight"] = torch.zeros(3, 3)
+    torch.save({**content, "state_dict": state}, tmp_path / "shape.pt")
+    with pytest.raises(CheckpointError, match="classifier.weight"):
+        load_segmentation(tmp_path / "shape.pt")
+    state = model.state_dict()
+    state["classifier.bias"] = torch.full_like(state["classifier.bias"], float("nan"))
+    torch.save({**content, "state_dict": state}, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="infinite or NaN"):
+        load_segmentation(tmp_path / "nan.pt")
+    torch.save({**content, "config": {**content["config"], "lstm_hidden": -1}, "state_dict": state}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="lstm_hidden"):
+        load_segmentation(tmp_path / "c.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError):
+        load_segmentation(tmp_path / "text.pt")
