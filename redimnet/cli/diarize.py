@@ -26,7 +26,15 @@ from ..models.fingerprint import model_fingerprint
 from .common import UsageError, show
 from .embed import add_embedder_arguments, embedder_from_arguments
 from .outputs import DIARIZATION_JSON, EMBEDDINGS, FOLDER, PNG, RTTM, Inputs, check_output, output_below
-from .vad import add_vad_arguments, collect_recordings, process_each, report_failures, vad_from_arguments
+from .vad import (
+    add_segmentation_arguments,
+    add_vad_arguments,
+    collect_recordings,
+    process_each,
+    report_failures,
+    segmenter_from_arguments,
+    vad_from_arguments,
+)
 
 
 def register(subparsers) -> None:
@@ -36,7 +44,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "diarize",
         help="speaker diarization (who spoke when) to RTTM and JSON",
-        description="Speaker diarization: voice activity, ReDimNet embeddings of sliding windows, clustering. "
+        description="Speaker diarization: voice activity, ReDimNet embeddings of sliding windows, clustering; "
+        "with --segmentation, a segmentation network finds speech, speaker changes and overlapped speech "
+        "(two speakers at once). "
         "Exit status: 0 all recordings processed, 1 some failed (the others are written), "
         "2 usage error.",
     )
@@ -99,6 +109,7 @@ def register(subparsers) -> None:
         "<recording>:<speaker>/<start>, for 'redimnet backend train' (a back-end for vbx)",
     )
     add_vad_arguments(parser)
+    add_segmentation_arguments(parser)
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run, batch_size=32)
 
@@ -139,6 +150,7 @@ def run(args) -> int:
     if args.plot:
         require("matplotlib", "--plot")  # before the work
     vad = vad_from_arguments(args)
+    segmenter = segmenter_from_arguments(args)
     embedder = embedder_from_arguments(args)
     diarizer = Diarizer(
         embedder,
@@ -150,6 +162,7 @@ def run(args) -> int:
         speakers_db=args.db,
         name_threshold=args.name_threshold,
         keep_embeddings=bool(args.save_windows),
+        segmentation=segmenter,
     )
     total_audio = total_time = 0.0
     saved_ids: list = []
@@ -184,11 +197,17 @@ def run(args) -> int:
                 line += f" (the {silent} window(s) over its speech regions are all below {SILENCE_FLOOR_DBFS:g} dBFS)"
             line += "; wrote an empty RTTM"
         else:
+            # with overlap, segments cover some speech twice: count the speech regions instead
+            speech = (
+                sum(e - s for s, e in result.speech) if result.overlap is not None else sum(s.duration for s in result)
+            )
             line += (
                 f"{len(result.speakers)} speaker(s), {len(result)} segment(s), "
-                f"{sum(s.duration for s in result):.1f} s of speech in {result.duration:.1f} s "
+                f"{speech:.1f} s of speech in {result.duration:.1f} s "
                 f"(real-time factor {result.timings['total'] / max(result.duration, 1e-9):.3f})"
             )
+            if result.overlap is not None:
+                line += f"; {sum(e - s for s, e in result.overlap):.1f} s overlapped"
             if result.speaker_count.get("uncertain"):
                 line += "; the number of speakers is uncertain (speaker_count in the JSON says why)"
             if silent:

@@ -1,5 +1,9 @@
 """``redimnet vad``: speech regions of audio files, as RTTM with the label ``speech``.
 
+With ``--segmentation MODEL`` the regions come from a segmentation network
+instead of a voice activity detector, and ``--overlap`` writes the regions
+where two or more people speak at once (label ``overlap``) instead.
+
 ``-o OUT.rttm`` writes one RTTM file for all recordings; any other ``-o``
 is a folder receiving ``<recording>.rttm`` per input.  The recording id is
 the input's id without its extension, ``/`` replaced by ``_``.  Exit
@@ -39,8 +43,48 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--channel", type=int, default=None, help="use this channel (0-based) instead of the mean")
     add_vad_arguments(parser)
+    add_segmentation_arguments(parser)
+    parser.add_argument(
+        "--overlap",
+        action="store_true",
+        help="write overlapped speech (two or more speakers at once, label 'overlap') instead of speech; "
+        "needs --segmentation",
+    )
     threads.add_threads_argument(parser)
     parser.set_defaults(handler=run)
+
+
+def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The segmentation network (shared with ``redimnet diarize``)."""
+    group = parser.add_argument_group("segmentation (speech, speaker changes and overlap from a network)")
+    group.add_argument(
+        "--segmentation",
+        metavar="MODEL",
+        default=None,
+        help="a segmentation network (trained with 'redimnet train --config segmentation_small'); "
+        "replaces the voice activity detector",
+    )
+    group.add_argument(
+        "--segmentation-step",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds between the network's chunks (default: half a chunk)",
+    )
+
+
+def segmenter_from_arguments(args):
+    """The :class:`~redimnet.diarization.segmented.Segmenter` of ``--segmentation`` (None without it)."""
+    if args.segmentation is None:
+        if args.segmentation_step is not None:
+            raise UsageError("--segmentation-step needs --segmentation MODEL")
+        return None
+    from ..diarization.segmentation import load_segmentation
+    from ..diarization.segmented import Segmenter
+
+    if not Path(args.segmentation).is_file():
+        raise UsageError(f"--segmentation {args.segmentation}: no such file")
+    return Segmenter(load_segmentation(args.segmentation), step=args.segmentation_step)
 
 
 def add_vad_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,10 +206,21 @@ def report_failures(failures) -> int:
 
 def run(args) -> int:
     from ..audio.stream import AudioSource
-    from ..diarization.segments import format_rttm
+    from ..diarization.segments import Segment, format_rttm
 
     threads.configure(args.threads)
-    vad = vad_from_arguments(args)
+    segmenter = segmenter_from_arguments(args)
+    if args.overlap and segmenter is None:
+        raise UsageError(
+            "--overlap needs --segmentation MODEL (a network trained with 'redimnet train --config segmentation_small')"
+        )
+    if segmenter is not None:
+        from ..diarization.segmented import SegmentationVAD
+
+        vad = SegmentationVAD(segmenter, min_speech=args.min_speech, min_silence=args.min_silence)
+    else:
+        vad = vad_from_arguments(args)
+    label = "overlap" if args.overlap else "speech"
     items, failures = collect_recordings(args.inputs)
     inputs = Inputs(*(path for _, path in items))
     single = Path(args.output).suffix.lower() == ".rttm"
@@ -175,14 +230,22 @@ def run(args) -> int:
     def work(recording: str, path: Path) -> None:
         target = output if single else output_below(output, recording, ".rttm", RTTM, inputs, "recording id")
         source = AudioSource(path, channel=args.channel, name=recording)
-        segments = vad.segments(source)
+        if segmenter is not None:
+            speech_regions, overlap_regions = vad.analyse(source)
+            regions = overlap_regions if args.overlap else speech_regions
+            segments = [Segment(round(s, 3), round(e, 3), label) for s, e in regions]
+            speech = sum(e - s for s, e in speech_regions)
+            overlapped = sum(e - s for s, e in overlap_regions)
+            summary = (
+                f"{len(speech_regions)} speech region(s), {speech:.1f} s of {source.duration:.1f} s, "
+                f"{overlapped:.1f} s overlapped ({len(overlap_regions)} region(s))"
+            )
+        else:
+            segments = vad.segments(source)
+            speech = sum(s.duration for s in segments)
+            summary = f"{len(segments)} speech region(s), {speech:.1f} s of {source.duration:.1f} s"
         text = format_rttm(segments, recording)
-        speech = sum(s.duration for s in segments)
-        print(
-            f"{show(path)}: {len(segments)} speech region(s), {speech:.1f} s of {source.duration:.1f} s"
-            + ("" if segments else " (no speech found)"),
-            file=sys.stderr,
-        )
+        print(f"{show(path)}: {summary}" + ("" if speech else " (no speech found)"), file=sys.stderr)
         if single:
             texts.append(text)
         else:

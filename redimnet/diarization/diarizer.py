@@ -38,7 +38,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -47,6 +47,18 @@ from ..audio.stream import AudioSource
 from ..errors import InvalidArgumentError
 from .clustering import Clustering, centroids, normalise, with_context
 from .methods import make_clustering
+from .segmented import (
+    ChunkTrack,
+    Segmenter,
+    as_segments,
+    assign_local_speakers,
+    embed_local_speakers,
+    frame_segments,
+    make_segmenter,
+    neighbour_links,
+    speech_and_overlap,
+    with_neighbours,
+)
 from .segments import Segment, format_rttm, merge_regions, speaker_totals
 from .vad import VoiceActivityDetector, make_vad
 
@@ -72,6 +84,7 @@ class Diarization(list):
         self.recording = recording
         self.duration = duration
         self.speech: List[tuple] = []
+        self.overlap: Optional[List[tuple]] = None  # overlapped speech, found with a segmentation network only
         self.windows = 0
         self.silent_windows = 0
         self.timings: Dict[str, float] = {}
@@ -96,6 +109,7 @@ class Diarization(list):
             "recording": self.recording,
             "duration": round(self.duration, 3),
             "speech": round(sum(e - s for s, e in self.speech), 3),
+            **({"overlap": round(sum(e - s for s, e in self.overlap), 3)} if self.overlap is not None else {}),
             "windows": self.windows,
             "silent_windows": self.silent_windows,
             "speakers": [
@@ -234,6 +248,16 @@ class Diarizer:
         keep_embeddings: keep every window's span and the vector the clustering works on in the result
             (``window_spans``, ``window_embeddings``: the normalised embedding, with its context when
             ``context`` is on), e.g. to label them with a reference and fit a back-end.
+        segmentation: a segmentation network (:class:`~redimnet.diarization.segmentation.SegmentationNet`,
+            a :class:`~redimnet.diarization.segmented.Segmenter`, or the path of a saved one): speech,
+            speaker changes and overlapped speech then come from it, embeddings from each local
+            speaker's clean speech, and overlapped speech gets both speakers
+            (:mod:`redimnet.diarization.segmented`); ``vad``, ``window``, ``hop`` and ``context``
+            are then unused.  None (the default): the embedding-only pipeline above.
+        segmentation_step: seconds between segmentation chunks (default: half a chunk).
+        min_clean: with ``segmentation``: the least speech (seconds) of a local speaker that is embedded.
+        cluster_seconds: with ``segmentation``: local speakers with less embedded speech are not
+            clustered, only assigned to the clusters (unless too few have more).
     """
 
     def __init__(
@@ -248,6 +272,10 @@ class Diarizer:
         speakers_db=None,
         name_threshold: float = 0.5,
         keep_embeddings: bool = False,
+        segmentation=None,
+        segmentation_step: Optional[float] = None,
+        min_clean: float = 0.5,
+        cluster_seconds: float = 1.0,
     ):
         if not window > 0 or not 0 < hop <= window:
             raise InvalidArgumentError(f"need window > 0 and 0 < hop <= window, got window={window}, hop={hop}")
@@ -260,6 +288,12 @@ class Diarizer:
         self.speakers_db = speakers_db
         self.name_threshold = float(name_threshold)
         self.keep_embeddings = bool(keep_embeddings)
+        self.segmenter = None if segmentation is None else make_segmenter(segmentation, segmentation_step)
+        if not min_clean > 0 or not cluster_seconds >= 0:
+            raise InvalidArgumentError(
+                f"need min_clean > 0 and cluster_seconds >= 0, got {min_clean}, {cluster_seconds}"
+            )
+        self.min_clean, self.cluster_seconds = float(min_clean), float(cluster_seconds)
 
     # --- stages ----------------------------------------------------------------------------------
     def embed_windows(
@@ -447,6 +481,8 @@ class Diarizer:
         started = time.perf_counter()
         if not isinstance(source, AudioSource):
             source = AudioSource(source, sample_rate, channel=getattr(self.embedder, "channel", None), name=recording)
+        if self.segmenter is not None:
+            return self._diarize_segmented(source, num_speakers, min_speakers, max_speakers, recording, started)
         timings: Dict[str, float] = {}
         blocks_time = time.perf_counter()
         regions = self.vad.regions(source)
@@ -484,7 +520,15 @@ class Diarizer:
         scores = self.clustering.centroid_scores(embeddings, labels)
         pieces = self.segments_from_scores(regions, windows, scores, [str(c) for c in range(scores.shape[1])])
         timings["segments"] = time.perf_counter() - clock - timings["cluster"]
-        present = [int(c) for c in dict.fromkeys(s.label for s in pieces)]  # clusters by first appearance
+        self._label(result, pieces, embeddings, labels)
+        timings["total"] = time.perf_counter() - started
+        result.timings = timings
+        return result
+
+    def _label(self, result: Diarization, pieces: Sequence[Segment], embeddings: np.ndarray, labels: np.ndarray):
+        """Add ``pieces`` (labelled with cluster numbers) to ``result`` as ``SPEAKER_01``, ... in order of
+        first appearance, or enrolled names (with ``speakers_db``)."""
+        present = [int(c) for c in dict.fromkeys(s.label for s in sorted(pieces))]  # clusters by first appearance
         names = {cluster: f"SPEAKER_{number + 1:02d}" for number, cluster in enumerate(present)}
         if self.speakers_db is not None:
             for cluster, (name, score) in self._names(embeddings, labels).items():
@@ -494,6 +538,50 @@ class Diarizer:
                     names[cluster] = label
         result.extend(Segment(s.start, s.end, names[int(s.label)]) for s in pieces)
         result.sort()
+
+    def _diarize_segmented(
+        self,
+        source: AudioSource,
+        num_speakers: Optional[int],
+        min_speakers: int,
+        max_speakers: Optional[int],
+        recording: Optional[str],
+        started: float,
+    ) -> Diarization:
+        """:meth:`diarize` with the segmentation network (see :mod:`redimnet.diarization.segmented`)."""
+        segmenter = cast(Segmenter, self.segmenter)
+        timings: Dict[str, float] = {}
+        result = Diarization(recording=recording or source.name, duration=source.duration)
+        track = ChunkTrack(source.samples // segmenter.hop, segmenter.hop, segmenter.powerset.sizes)
+        local = embed_local_speakers(
+            segmenter, self.embedder, source, track, self.min_clean, self.batch_windows, timings
+        )
+        timings["decode"] = max(
+            0.0, time.perf_counter() - started - timings.get("segmentation", 0.0) - timings["embed"]
+        )
+        result.windows = len(local.embeddings)
+        frame = segmenter.frame_seconds
+        result.speech, result.overlap = speech_and_overlap(track, frame)
+        if not len(local.embeddings) or not result.speech:
+            result.timings = {**timings, "total": time.perf_counter() - started}
+            return result
+        check_speaker_count(source.name, num_speakers, min_speakers, len(local.embeddings))
+        clock = time.perf_counter()
+        # each local speaker with the same voice in the chunks beside it (as windows with their neighbours)
+        links = neighbour_links(track, local, segmenter.powerset) if self.context else np.zeros((0, 2), np.int64)
+        points = with_neighbours(self.clustering.points(local.embeddings), links)
+        long_enough = local.seconds >= self.cluster_seconds
+        chosen = long_enough if long_enough.sum() >= max(num_speakers or min_speakers, 2) else np.ones_like(long_enough)
+        labels = self.clustering.cluster(points[chosen], num_speakers, min_speakers, max_speakers)
+        scores = points @ centroids(self.clustering.points(points[chosen]), labels).T
+        mapping = assign_local_speakers(local, scores, len(track), segmenter.config.local_speakers)
+        timings["cluster"] = time.perf_counter() - clock
+        turns = frame_segments(track, mapping, scores.shape[1], frame)
+        pieces = as_segments(turns, [str(c) for c in range(scores.shape[1])])
+        timings["segments"] = time.perf_counter() - clock - timings["cluster"]
+        every = np.full(len(local.embeddings), -1, dtype=np.int64)
+        every[:] = np.argmax(scores, axis=1)
+        self._label(result, pieces, local.embeddings, every)
         timings["total"] = time.perf_counter() - started
         result.timings = timings
         return result

@@ -1,0 +1,173 @@
+"""Diarization with a segmentation network: the pipeline's mechanics with a tone-detecting stand-in
+for the network (so every number is known), and the ``vad --overlap`` / ``diarize --segmentation`` verbs."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import TINY_MODEL
+from test_diarization_cli import RATE, ToneEmbedder
+
+import redimnet
+from redimnet import cli
+from redimnet.diarization import Diarizer, Segment, diarization_error, read_rttm
+from redimnet.diarization.segmentation import SegmentationConfig, SegmentationNet, save_segmentation
+from redimnet.diarization.segmented import SegmentationVAD, Segmenter
+from redimnet.diarization.segments import overlap_regions
+
+TONES = (300, 1200, 2500)
+
+
+def tiny_network(chunk_seconds=4.0) -> SegmentationNet:
+    torch.manual_seed(0)
+    config = SegmentationConfig(backbone=dict(TINY_MODEL, hop_length=320), lstm_hidden=8, chunk_seconds=chunk_seconds)
+    return SegmentationNet(config)
+
+
+class ToneSegmenter(Segmenter):
+    """A segmenter whose "network" hears which of three tones sound in each frame, and numbers the
+    local speakers of every other chunk in reverse (the pipeline must not rely on the order)."""
+
+    calls = 0
+
+    def predict(self, chunks):
+        hop = self.hop
+        frames = chunks.shape[1] // hop
+        activity = np.zeros((len(chunks), frames, 3), dtype=np.float32)
+        bins = np.fft.rfftfreq(hop, 1 / RATE)
+        for row, wave in enumerate(chunks):
+            spectrum = np.abs(np.fft.rfft(wave[: frames * hop].reshape(frames, hop), axis=1))
+            for k, tone in enumerate(TONES):
+                activity[row, :, k] = spectrum[:, np.abs(bins - tone) < 60].sum(axis=1) > 5.0
+            ToneSegmenter.calls += 1
+            if ToneSegmenter.calls % 2:
+                activity[row] = activity[row, :, ::-1]
+        classes = self.powerset.from_multilabel(activity).clip(min=0).astype(np.uint8)
+        return classes, activity.astype(np.float16)
+
+
+def tones(plan, seconds):
+    rng = np.random.default_rng(0)
+    wave = rng.standard_normal(int(seconds * RATE)) * 0.001
+    reference = []
+    for start, end, label in plan:
+        t = np.arange(int(round((end - start) * RATE))) / RATE
+        first = int(round(start * RATE))
+        wave[first : first + len(t)] += 0.2 * np.sin(2 * np.pi * TONES["ABC".index(label)] * t)
+        reference.append(Segment(start, end, label))
+    return wave.astype(np.float32), reference
+
+
+class ThreeToneEmbedder(ToneEmbedder):
+    embed_dim = 3
+
+    def embed_prepared(self, waves):
+        rows = []
+        for wave in waves:
+            spectrum = np.abs(np.fft.rfft(wave))
+            bins = np.fft.rfftfreq(len(wave), 1 / RATE)
+            rows.append([spectrum[np.abs(bins - f) < 30].sum() for f in TONES])
+        return np.asarray(rows, dtype=np.float32)
+
+
+PLAN = [(1.0, 6.0, "A"), (5.0, 9.0, "B"), (10.0, 14.0, "A"), (13.5, 18.0, "C"), (19.0, 23.0, "B"), (24.0, 27.0, "C")]
+
+
+def test_overlapped_tones_get_both_speakers_and_the_rttm_has_overlapping_lines():
+    wave, reference = tones(PLAN, 30.0)
+    segmenter = ToneSegmenter(tiny_network())
+    diarizer = Diarizer(ThreeToneEmbedder(), segmentation=segmenter, min_clean=0.5, cluster_seconds=0.5)
+    for count in (3, None):
+        result = diarizer.diarize(wave, num_speakers=count, recording="tones")
+        score = diarization_error(reference, result, collar=0.0)
+        assert score.der < 0.02, (count, score)
+        assert len(result.speakers) == 3
+    assert [[round(s, 2), round(e, 2)] for s, e in result.overlap] == [[5.0, 6.0], [13.5, 14.0]]
+    lines = [line.split() for line in result.to_rttm().splitlines()]
+    spans = sorted((float(f[3]), float(f[3]) + float(f[4])) for f in lines)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # overlapping RTTM lines
+    assert result.to_dict()["overlap"] == pytest.approx(1.5, abs=0.05)
+    speech, overlap = SegmentationVAD(segmenter).analyse(redimnet.diarization.AudioSource(wave))
+    assert overlap == [(pytest.approx(5.0), pytest.approx(6.0)), (pytest.approx(13.5), pytest.approx(14.0))]
+    assert [(round(s, 2), round(e, 2)) for s, e in speech] == [(1.0, 9.0), (10.0, 18.0), (19.0, 23.0), (24.0, 27.0)]
+
+
+def test_a_recording_shorter_than_a_chunk_and_one_without_speech():
+    wave, reference = tones([(0.5, 2.0, "A"), (1.5, 3.0, "B")], 3.2)
+    diarizer = Diarizer(ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network()), min_clean=0.3)
+    result = diarizer.diarize(wave, num_speakers=2)
+    assert diarization_error(reference, result, collar=0.0).der < 0.05
+    silent = np.random.default_rng(1).standard_normal(5 * RATE).astype(np.float32) * 0.001
+    empty = diarizer.diarize(silent)
+    assert len(empty) == 0 and empty.speech == [] and empty.overlap == []
+
+
+def test_segmentation_keeps_memory_bounded_per_chunk():
+    # a long recording: what is kept per chunk is the classes and activity, not the audio
+    wave, _ = tones([(10.0 * k + 1, 10.0 * k + 6, "ABC"[k % 3]) for k in range(30)], 300.0)
+    segmenter = ToneSegmenter(tiny_network())
+    source = redimnet.diarization.AudioSource(wave)
+    kept = [chunk for chunk in segmenter.chunks(source)]
+    assert len(kept) == 149 and all(len(c.audio) == 64000 for c in kept)
+    assert kept[-1].start + 64000 <= len(wave) and kept[-1].start + 64000 > len(wave) - 320
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def conversation(tmp_path):
+    wave, reference = tones(PLAN, 30.0)
+    path = tmp_path / "in" / "tones.wav"
+    path.parent.mkdir()
+    soundfile.write(path, wave, RATE)
+    return path
+
+
+@pytest.fixture
+def network(tmp_path):
+    return save_segmentation(tiny_network(), tmp_path / "seg.pt")
+
+
+def test_vad_overlap_needs_a_segmentation_network(conversation, tmp_path, capsys):
+    assert cli.main(["vad", str(conversation), "-o", str(tmp_path / "o.rttm"), "--overlap"]) == 2
+    assert "--overlap needs --segmentation MODEL" in capsys.readouterr().err
+    assert cli.main(["vad", str(conversation), "-o", str(tmp_path / "o.rttm"), "--segmentation", "nope.pt"]) == 2
+    assert "--segmentation nope.pt: no such file" in capsys.readouterr().err
+    embedding = redimnet.save_checkpoint(redimnet.ReDimNet(**TINY_MODEL), tmp_path / "embedding.pt")
+    code = cli.main(["vad", str(conversation), "-o", str(tmp_path / "o.rttm"), "--segmentation", str(embedding)])
+    assert code == 2 and "not a segmentation model" in capsys.readouterr().err
+    assert not (tmp_path / "o.rttm").exists()
+
+
+def test_vad_writes_speech_or_overlap_regions_from_the_network(conversation, network, tmp_path, capsys):
+    for flag, label in (([], "speech"), (["--overlap"], "overlap")):
+        out = tmp_path / f"{label}.rttm"
+        assert cli.main(["vad", str(conversation), "-o", str(out), "--segmentation", str(network), *flag]) == 0
+        err = capsys.readouterr().err
+        assert "s overlapped" in err
+        assert all(line.split()[7] == label for line in out.read_text().splitlines())
+
+
+def test_diarize_with_segmentation_writes_overlap_to_the_json(conversation, network, tmp_path, capsys):
+    from conftest import PROJECT_ROOT
+
+    out = tmp_path / "out"
+    checkpoint = PROJECT_ROOT / "tests" / "data" / "diarization" / "redimnet_synthetic.pt"
+    args = ["diarize", str(conversation), "-o", str(out), "--segmentation", str(network)]
+    assert cli.main(args + ["--checkpoint", str(checkpoint), "--num-speakers", "2"]) == 0
+    err = capsys.readouterr().err
+    summary = json.loads((out / "tones.json").read_text())
+    assert "overlap" in summary and "s overlapped" in err
+    assert read_rttm(out / "tones.rttm").keys() <= {"tones"}
+    assert cli.main(args + ["--checkpoint", str(checkpoint), "--segmentation-step", "0"]) == 2
+    assert "segmentation step" in capsys.readouterr().err
+
+
+def test_overlap_regions_of_a_reference():
+    segments = [Segment(0, 5, "a"), Segment(4, 8, "b"), Segment(7, 9, "c"), Segment(8, 10, "a"), Segment(10, 12, "b")]
+    assert overlap_regions(segments) == [[4.0, 5.0], [7.0, 9.0]]
+    assert overlap_regions(segments, 1) == [[0.0, 12.0]]
+    assert overlap_regions(segments, 3) == []
