@@ -274,7 +274,7 @@ def _machine() -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("mode", choices=["quality", "speed", "once"])
     parser.add_argument("--segmentation", required=True, help="the segmentation network")
     parser.add_argument("--checkpoint", help="embedding model (default: --model with random weights)")
