@@ -159,6 +159,25 @@ def test_enroll_identify_verify_list_delete(client, embedder, clips, tmp_path):
     error_of(client.delete("/v1/speakers/Bob", headers=AUTH), 404, "unknown_speaker")
 
 
+def test_speakers_list_comes_in_pages(client, tmp_path):
+    names = [f"spk{i:02d}" for i in range(5)]
+    with SpeakerDatabase(tmp_path / "speakers.db") as db:  # the service's own store
+        for i, name in enumerate(names):
+            db.enroll(name, np.ones((1, 8)) + i, ["x"])
+    first = client.get("/v1/speakers", params={"limit": 2}).json()
+    assert [s["speaker"] for s in first["speakers"]] == names[:2] and first["next_cursor"] == "spk01"
+    second = client.get("/v1/speakers", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [s["speaker"] for s in second["speakers"]] == names[2:4] and second["next_cursor"] == "spk03"
+    last = client.get("/v1/speakers", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+    assert [s["speaker"] for s in last["speakers"]] == names[4:] and "next_cursor" not in last
+    exact = client.get("/v1/speakers", params={"limit": 5}).json()  # exactly one full page: nothing follows
+    assert len(exact["speakers"]) == 5 and "next_cursor" not in exact
+    assert [s["speaker"] for s in client.get("/v1/speakers").json()["speakers"]] == names  # default page: 1000
+    for bad in ("0", "10001", "many", "-3"):
+        assert "'limit' must be a whole number" in error_of(client.get(f"/v1/speakers?limit={bad}"), 400, "bad_field")
+    error_of(client.get("/v1/speakers", params={"cursor": "x" * 2000}), 400, "bad_field")
+
+
 def test_identify_with_nobody_enrolled_is_empty(client, clips):
     response = client.post("/v1/identify", files=files(audio=("a1.wav", clips["a1"])))
     assert response.json() == {"matches": [], "scoring": "cosine"}
@@ -712,10 +731,12 @@ class DictStore:
     def remove(self, name):
         return len(self.shared.pop(name))
 
-    def speakers(self):
+    def speakers(self, limit=None, after=None):
         from redimnet.speakers.sqlite import Speaker
 
-        return [Speaker(name, len(rows), 0.0, 0.0) for name, rows in sorted(self.shared.items())]
+        rows = [Speaker(name, len(rows), 0.0, 0.0) for name, rows in sorted(self.shared.items())]
+        rows = [row for row in rows if after is None or row.name > after]
+        return rows[:limit] if limit is not None else rows
 
     def count(self):
         return len(self.shared), sum(len(rows) for rows in self.shared.values())

@@ -72,6 +72,35 @@ def test_refuses_other_models_and_bad_input(tmp_path, store, request):
         assert [s.utterances for s in db.speakers()] == [1]  # nothing half-written by the failures
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_speakers_come_a_page_at_a_time(tmp_path, store, request):
+    from redimnet.errors import InvalidArgumentError
+    from redimnet.speakers.store import speaker_pages
+    from redimnet.speakers.stores import open_store
+
+    location = str(tmp_path / "s.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
+    names = [f"spk{i:03d}" for i in (7, 3, 11, 0, 5, 9, 1)]
+    with open_store(location) as db:
+        for i, name in enumerate(names):
+            db.enroll(name, np.ones((1 + i % 2, 8)) + i, [f"{name}-{j}" for j in range(1 + i % 2)])
+        everyone = [(s.name, s.utterances) for s in db.speakers()]
+        assert [n for n, _ in everyone] == sorted(names)
+        assert [s.name for s in db.speakers(limit=3)] == sorted(names)[:3]
+        assert [s.name for s in db.speakers(limit=2, after="spk005")] == ["spk007", "spk009"]
+        assert [s.name for s in db.speakers(after="spk004")] == ["spk005", "spk007", "spk009", "spk011"]
+        assert db.speakers(limit=5, after="spk011") == [] and db.speakers(after="zzz") == []
+        pages = list(speaker_pages(db, page=3))
+        assert [len(page) for page in pages] == [3, 3, 1]
+        assert [(s.name, s.utterances) for page in pages for s in page] == everyone
+        assert [len(page) for page in speaker_pages(db, page=7)] == [7]  # a full last page, then an empty read
+        assert [s.name for page in speaker_pages(db, after="spk007", page=2) for s in page] == ["spk009", "spk011"]
+        for bad in (0, -1, True, 2.5):
+            with pytest.raises(InvalidArgumentError, match="at least 1 speaker"):
+                db.speakers(limit=bad)
+        with pytest.raises(InvalidArgumentError, match="last speaker name"):
+            db.speakers(after=5)
+
+
 def test_refuses_what_is_not_a_speaker_database(tmp_path):
     with SpeakerDatabase(tmp_path / "empty.db") as db:
         with pytest.raises(SpeakerDatabaseError, match="no enrolled speakers"):
@@ -236,6 +265,44 @@ def test_speakers_list_times_are_iso_utc(tmp_path, capsys):
     ]
     assert cli.main(["speakers", "--db", str(db)]) == 0
     assert capsys.readouterr().out.splitlines()[1].split() == ["ann", "1", "2025-11-25T14:02:55Z"]
+
+
+def test_speakers_list_pages(tmp_path, capsys, monkeypatch):
+    """The list is read a page at a time (the same output as one read); --limit/--after give one page."""
+    import json
+
+    from redimnet import cli
+    from redimnet.speakers import store
+
+    db = tmp_path / "voices.db"
+    names = [f"s{i:02d}" for i in range(7)]
+    with SpeakerDatabase(db) as database:
+        for i, name in enumerate(names):
+            database.enroll(name, np.ones((1, 8)) + i, ["a"])
+    assert cli.main(["speakers", "list", "--db", str(db), "--json"]) == 0
+    whole_json = capsys.readouterr().out
+    assert cli.main(["speakers", "list", "--db", str(db)]) == 0
+    whole_table = capsys.readouterr().out
+    assert [line.split()[0] for line in whole_table.splitlines()[1:]] == names
+    monkeypatch.setattr(store, "PAGE_SIZE", 3)
+    monkeypatch.setattr(store.speaker_pages, "__defaults__", (None, 3))
+    reads = []
+    original = SpeakerDatabase.speakers
+    monkeypatch.setattr(SpeakerDatabase, "speakers", lambda self, **kw: reads.append(kw) or original(self, **kw))
+    assert cli.main(["speakers", "list", "--db", str(db), "--json"]) == 0
+    assert capsys.readouterr().out == whole_json and [r["limit"] for r in reads] == [3, 3, 3]
+    assert cli.main(["speakers", "list", "--db", str(db)]) == 0
+    assert capsys.readouterr().out == whole_table
+    assert cli.main(["speakers", "list", "--db", str(db), "--limit", "2", "--after", "s02"]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["s03", "s04"]
+    assert "--after 's04'" in err
+    assert cli.main(["speakers", "list", "--db", str(db), "--json", "--limit", "5", "--after", "s04"]) == 0
+    assert [row["speaker"] for row in json.loads(capsys.readouterr().out)] == ["s05", "s06"]
+    assert cli.main(["speakers", "list", "--db", str(db), "--json", "--after", "s06"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert cli.main(["speakers", "list", "--db", str(db), "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
 
 
 # --- one naming policy: NFC, visible characters only; stores written before it keep working -----------------------

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from .._utils.names import check_speaker_name
 from ..models.fingerprint import model_fingerprint
 from ..speakers.bulk import DEFAULT_BATCH, SPEAKER_RULES, import_embeddings
+from ..speakers.store import speaker_pages
 from ..speakers.stores import open_store, store_label
 from .common import UsageError, show
 from .decisions import add_decision_arguments, scoring_from_arguments
@@ -73,6 +74,13 @@ def register(subparsers) -> None:
     speakers.add_argument("name", nargs="?", metavar="NAME_OR_FILE", help="speaker to remove, or file to import")
     add_db_argument(speakers)
     speakers.add_argument("--json", action="store_true", help="print JSON (list, import)")
+    listing = speakers.add_argument_group("list")
+    listing.add_argument(
+        "--limit", type=int, metavar="N", help="list at most N speakers (a page; default: every one, read in pages)"
+    )
+    listing.add_argument(
+        "--after", metavar="NAME", help="list the speakers whose names sort after NAME (the last of the previous page)"
+    )
     group = speakers.add_argument_group("import")
     group.add_argument("--utt2spk", metavar="FILE", help="Kaldi utt2spk file: 'EMBEDDING_ID SPEAKER' per line")
     group.add_argument(
@@ -160,21 +168,40 @@ def run_speakers(args) -> int:
         return 0
     if args.name:
         raise UsageError("speakers list takes no NAME")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
     with open_store(args.db, create=False) as db:
-        speakers = db.speakers()
-    if args.json:
-        print(
-            json.dumps([{"speaker": s.name, "recordings": s.utterances, "updated": _utc(s.updated)} for s in speakers])
-        )
-        return 0
-    if not speakers:
-        print(f"no speakers enrolled in {show(store_label(args.db))}")
-        return 0
-    width = max(7, max(len(show(s.name)) for s in speakers))
-    print(f"{'speaker':<{width}}  recordings  last enrolled (UTC)")
-    for s in speakers:
-        print(f"{show(s.name):<{width}}  {s.utterances:>10}  {_utc(s.updated)}")
+        if args.limit is not None:
+            pages = iter([db.speakers(limit=args.limit, after=args.after)])
+        else:
+            pages = speaker_pages(db, after=args.after)
+        last = _print_speakers(pages, args.json, store_label(args.db))
+    if args.limit is not None and last is not None and last[1] == args.limit and not args.json:
+        print(f"redimnet: note: more speakers may follow: --after '{show(last[0])}'", file=sys.stderr)
     return 0
+
+
+def _print_speakers(pages, as_json: bool, label: str):
+    """Print the speakers page by page (JSON: one array); ``(last name, how many)`` or None when none."""
+    last, listed = None, 0
+    for rows in pages:
+        if as_json:
+            items = ", ".join(
+                json.dumps({"speaker": s.name, "recordings": s.utterances, "updated": _utc(s.updated)}) for s in rows
+            )
+            print(("[" if last is None else ", ") + items, end="")
+        else:
+            width = max(7, max(len(show(s.name)) for s in rows))
+            if last is None:
+                print(f"{'speaker':<{width}}  recordings  last enrolled (UTC)")
+            for s in rows:
+                print(f"{show(s.name):<{width}}  {s.utterances:>10}  {_utc(s.updated)}")
+        last, listed = rows[-1].name, listed + len(rows)
+    if as_json:
+        print("[]" if last is None else "]")
+    elif last is None:
+        print(f"no speakers enrolled in {show(label)}")
+    return None if last is None else (last, listed)
 
 
 def run_import(args) -> int:

@@ -58,6 +58,10 @@ log = logging.getLogger("redimnet.service")
 
 MAX_TOP = 100
 """The most matches ``/v1/identify`` returns."""
+PAGE_DEFAULT = 1000
+"""Speakers per ``GET /v1/speakers`` page unless ``limit`` says otherwise."""
+PAGE_MAX = 10_000
+"""The largest ``limit`` of ``GET /v1/speakers`` (a million speakers never come back in one response)."""
 
 
 @dataclass
@@ -250,15 +254,20 @@ def _known_speaker(db: SpeakerStore, name: str) -> None:
 
 
 def _top(value: Optional[str]) -> int:
+    return _whole_number(value, "top", 5, MAX_TOP)
+
+
+def _whole_number(value: Optional[str], what: str, default: int, largest: int) -> int:
+    """A query or form field from 1 to ``largest`` (``default`` when absent), or a 400 naming ``what``."""
     if value is None or value == "":
-        return 5
+        return default
     try:
-        top = int(value)
+        number = int(value)
     except ValueError:
-        top = 0
-    if not 1 <= top <= MAX_TOP:
-        raise ServiceError(400, "bad_field", f"'top' must be a whole number from 1 to {MAX_TOP}, got {value[:20]!r}")
-    return top
+        number = 0
+    if not 1 <= number <= largest:
+        raise ServiceError(400, "bad_field", f"'{what}' must be a whole number from 1 to {largest}, got {value[:20]!r}")
+    return number
 
 
 # --- endpoints -----------------------------------------------------------------------------------------
@@ -444,17 +453,23 @@ async def diarize(request: Request) -> Response:
 
 
 async def list_speakers(request: Request) -> Response:
-    """Enrolled speakers, by name."""
+    """Enrolled speakers by name, a page at a time: ``limit`` (default :data:`PAGE_DEFAULT`) after ``cursor``
+    (the previous page's ``next_cursor``); ``next_cursor`` is there while more speakers follow."""
     service = _service(request)
-    speakers = await run_in_threadpool(lambda: service.db().speakers())
-    return JSONResponse(
-        {
-            "speakers": [
-                {"speaker": s.name, "recordings": s.utterances, "created": _utc(s.created), "updated": _utc(s.updated)}
-                for s in speakers
-            ]
-        }
-    )
+    limit = _whole_number(request.query_params.get("limit"), "limit", PAGE_DEFAULT, PAGE_MAX)
+    cursor = request.query_params.get("cursor")
+    if cursor is not None and len(cursor) > 4 * 256:
+        raise ServiceError(400, "bad_field", "'cursor' is the 'next_cursor' of the previous page (a speaker name)")
+    speakers = await run_in_threadpool(lambda: service.db().speakers(limit=limit + 1, after=cursor))
+    body: Dict[str, Any] = {
+        "speakers": [
+            {"speaker": s.name, "recordings": s.utterances, "created": _utc(s.created), "updated": _utc(s.updated)}
+            for s in speakers[:limit]
+        ]
+    }
+    if len(speakers) > limit:
+        body["next_cursor"] = speakers[limit - 1].name
+    return JSONResponse(body)
 
 
 async def enroll(request: Request) -> Response:

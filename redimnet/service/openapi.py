@@ -239,7 +239,22 @@ def openapi_schema(settings) -> dict:
             },
             "/v1/speakers": {
                 "get": {
-                    "summary": "Enrolled speakers",
+                    "summary": "Enrolled speakers by name, a page at a time",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "required": False,
+                            "description": "the next_cursor of the previous page",
+                            "schema": {"type": "string"},
+                        },
+                    ],
                     "responses": {
                         "200": _json(
                             {
@@ -256,11 +271,13 @@ def openapi_schema(settings) -> dict:
                                                 "updated": {"type": "string", "format": "date-time"},
                                             },
                                         },
-                                    }
+                                    },
+                                    "next_cursor": {"type": "string"},
                                 },
                             },
-                            "speakers by name",
-                        )
+                            "speakers by name; next_cursor while more follow",
+                        ),
+                        **_errors(400),
                     },
                 }
             },

@@ -44,6 +44,7 @@ from .schema import (
     _by_name,
     speaker_name,
 )
+from .store import check_page
 
 __all__ = [
     "SpeakerDatabaseError",
@@ -232,10 +233,25 @@ class SqlSpeakerStore(SqlStoreBase):
         names = [r[0] for r in self._execute(cursor, "SELECT name FROM speakers ORDER BY name LIMIT 10")]
         return f"; enrolled: {', '.join(map(printable, names))}" if names else "; the database has no speakers"
 
-    def speakers(self) -> List[Speaker]:
-        """Enrolled speakers, by name."""
+    def speakers(self, limit: Optional[int] = None, after: Optional[str] = None) -> List[Speaker]:
+        """Enrolled speakers, by name: every one, or a page (see :func:`redimnet.speakers.store.check_page`).
+
+        ``limit``: at most this many; ``after``: only names that sort after this
+        one (the last name of the previous page), so a million speakers are
+        read a page at a time, each page one indexed range scan.
+        """
+        check_page(limit, after)
+        statement = "SELECT name, count, created, updated FROM speakers"
+        parameters: List[Any] = []
+        if after is not None:
+            statement += " WHERE name > ?"
+            parameters.append(str(after))
+        statement += " ORDER BY name"
+        if limit is not None:
+            statement += " LIMIT ?"
+            parameters.append(int(limit))
         with self._reading() as cursor:
-            rows = self._execute(cursor, "SELECT name, count, created, updated FROM speakers ORDER BY name").fetchall()
+            rows = self._execute(cursor, statement, parameters).fetchall()
         return [Speaker(r[0], int(r[1]), float(r[2]), float(r[3])) for r in rows]
 
     def count(self) -> Tuple[int, int]:

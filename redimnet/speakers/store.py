@@ -15,11 +15,16 @@ Names, embeddings and the model fingerprint mean what they mean in
 
 from __future__ import annotations
 
-from typing import List, Optional, Protocol, Sequence, Tuple
+from typing import Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["SpeakerStore"]
+from ..errors import InvalidArgumentError
+
+__all__ = ["SpeakerStore", "PAGE_SIZE", "check_page", "speaker_pages"]
+
+PAGE_SIZE = 10_000
+"""Speakers read per page by :func:`speaker_pages` (what the command line lists at a time)."""
 
 
 class SpeakerStore(Protocol):
@@ -38,8 +43,9 @@ class SpeakerStore(Protocol):
         :meth:`utterances` and :meth:`speaker_model` do; the service answers 404.
         """
 
-    def speakers(self) -> list:
-        """Enrolled speakers by name (objects with ``name``, ``utterances``, ``created``, ``updated``)."""
+    def speakers(self, limit: Optional[int] = None, after: Optional[str] = None) -> list:
+        """Enrolled speakers by name (objects with ``name``, ``utterances``, ``created``, ``updated``): all, or
+        at most ``limit`` of those whose names sort after ``after`` (a page; :func:`check_page`)."""
 
     def count(self) -> Tuple[int, int]:
         """``(speakers, recordings)`` enrolled."""
@@ -64,3 +70,23 @@ class SpeakerStore(Protocol):
 
     def close(self) -> None:
         """Close the connection."""
+
+
+def check_page(limit: Optional[int], after: Optional[str]) -> None:
+    """Refuse a page that cannot be read: ``limit`` below 1, or ``after`` that is not a string."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidArgumentError(f"a page holds at least 1 speaker; got limit={limit!r}")
+    if after is not None and not isinstance(after, str):
+        raise InvalidArgumentError(f"'after' is the last speaker name of the previous page; got {type(after).__name__}")
+
+
+def speaker_pages(store: SpeakerStore, after: Optional[str] = None, page: int = PAGE_SIZE) -> Iterator[list]:
+    """Every enrolled speaker whose name sorts after ``after`` (all when None), by name, in lists of at most
+    ``page`` (memory does not grow with the store)."""
+    while True:
+        rows = store.speakers(limit=page, after=after)
+        if rows:
+            yield rows
+        if len(rows) < page:
+            return
+        after = rows[-1].name
