@@ -166,7 +166,7 @@ def memory() -> Dict[str, float]:
     return {key: int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM") if key in status}
 
 
-def step_import(location: str, embeddings: str) -> dict:
+def step_import(location: str, embeddings: str, build: str = "index") -> dict:
     from redimnet.speakers import index as index_module
     from redimnet.speakers.bulk import import_embeddings
     from redimnet.speakers.stores import open_store
@@ -188,7 +188,7 @@ def step_import(location: str, embeddings: str) -> dict:
         report = import_embeddings(db, embeddings)
         imported, import_cpu = time.perf_counter() - started, time.process_time() - cpu
         started, cpu = time.perf_counter(), time.process_time()
-        kind = db.prepare_index()
+        kind = db.prepare_index() if build == "index" else None
         db.save_index()
         indexed, index_cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
@@ -334,11 +334,17 @@ def summarise(identify: dict, names: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
+def describe_import(i: dict) -> str:
+    return (
+        f"import {i['import_s']:7.1f} s (CPU {i['import_cpu_s']:.1f} s, {i['speakers_per_s']:,.0f}/s, "
+        f"peak {i['memory_mb']['VmHWM']:.0f} MB, load {i['load_before'][0]:.1f}-{i['load_after'][0]:.1f})"
+    )
+
+
 def describe(row: dict) -> str:
     i, s = row["import"], row["identify"]
     return (
-        f"{row['store']:10s} {row['size']:>9,}  import {i['import_s']:7.1f} s (CPU {i['import_cpu_s']:.1f} s, "
-        f"{i['speakers_per_s']:,.0f}/s, peak {i['memory_mb']['VmHWM']:.0f} MB)  index {i['index']} "
+        f"{row['store']:10s} {row['size']:>9,}  {describe_import(i)}  index {i['index']} "
         f"{i['index_s']:.1f} s (CPU {i['index_cpu_s']:.1f} s; reachability check {i.get('reattach_s', 0):.1f} s, "
         f"{i.get('reinserted', 0)} reinserted)  identify p50 {s['p50_ms']:.2f} ms p99 "
         f"{s['p99_ms']:.2f} ms (CPU {s['cpu_p50_ms']:.2f} / {s['cpu_p99_ms']:.2f})  recall@1 "
@@ -356,6 +362,8 @@ def table(paths: List[str]) -> str:
     ]
     for path in paths:
         for row in json.loads(Path(path).read_text())["runs"]:
+            if "identify" not in row:  # --import-only
+                continue
             i, s = row["import"], row["identify"]
             exact = row.get("identify_exact")
             lines.append(
@@ -386,6 +394,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=200, help="AS-Norm trials timed")
     parser.add_argument("--top-k", type=int, default=300, help="AS-Norm cohort top-k")
     parser.add_argument("--workdir", required=True, help="where the data files and SQLite stores go (large)")
+    parser.add_argument("--import-only", action="store_true", help="time the import alone (no index, no queries)")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
     if not args.speakers and not args.proxy:
@@ -426,8 +435,13 @@ def main() -> int:
 
                     location = create_database(url, f"speakers_{size}")
                 index_dir = {"REDIMNET_INDEX_DIR": str(workdir / f"index-{store}-{size}")}
-                imported = run_step("import", location, str(embeddings), env=index_dir)
+                build = "no-index" if args.import_only else "index"
+                imported = run_step("import", location, str(embeddings), build, env=index_dir)
                 row = {"store": store, "size": size, "import": imported}
+                if args.import_only:
+                    results["runs"].append(row)
+                    print(f"{store:10s} {size:>9,}  {describe_import(imported)}", flush=True)
+                    continue
                 row["identify"] = summarise(
                     run_step("identify", location, str(query_file), env=index_dir), names, truth
                 )

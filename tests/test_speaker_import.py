@@ -31,9 +31,9 @@ def test_import_equals_enrolling_one_by_one(tmp_path, store, request):
     ids, vectors = corpus(rng)
     location = str(tmp_path / "imported.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
     with open_store(location) as imported, SpeakerDatabase(tmp_path / "enrolled.db") as enrolled:
-        # a speaker already enrolled gets the imported recordings added to theirs
-        imported.enroll("spk03", vectors[:1] * 2, ["earlier"], "fp")
-        enrolled.enroll("spk03", vectors[:1] * 2, ["earlier"], "fp")
+        # a speaker already enrolled gets the imported recordings added to theirs (in the 4th batch)
+        imported.enroll("spk23", vectors[:1] * 2, ["earlier"], "fp")
+        enrolled.enroll("spk23", vectors[:1] * 2, ["earlier"], "fp")
         report = import_arrays(imported, ids, vectors, speaker_names(ids), batch=7, fingerprint="fp")
         assert (report.speakers, report.new, report.updated, report.recordings) == (30, 29, 1, 90)
         assert report.batches == 5  # 30 speakers, 7 per transaction
@@ -52,6 +52,51 @@ def test_import_equals_enrolling_one_by_one(tmp_path, store, request):
         np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=1e-6)
         assert imported.revision() == 1 + 5  # one enrolment, then one revision per batch
         assert imported.check()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_import_into_an_empty_store_merges_what_another_writer_enrols_meanwhile(tmp_path, store, request):
+    """Into an empty store the import skips looking its names up, only while nobody else writes in between."""
+    rng = np.random.default_rng(3)
+    ids, vectors = corpus(rng, speakers=12)
+    location = str(tmp_path / "imported.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
+    with open_store(location) as imported, open_store(location) as other:
+
+        def meanwhile(done, total):
+            if done == 4:  # after the first batch, another client enrols a speaker of the third batch
+                other.enroll("spk09", vectors[:1], ["elsewhere"], "fp")
+
+        report = import_arrays(
+            imported, ids, vectors, speaker_names(ids), batch=4, fingerprint="fp", progress=meanwhile
+        )
+        assert (report.new, report.updated, report.batches) == (11, 1, 3)
+        assert dict((s.name, s.utterances) for s in imported.speakers())["spk09"] == 4
+        assert imported.utterances("spk09")[0] == ["elsewhere"] + ids[27:30]
+        assert imported.check()
+
+
+def test_bulk_name_checks_agree_with_the_one_by_one_rules():
+    from redimnet._utils.names import MAX_NAME_LENGTH, UnsafeNameError, check_speaker_name, plain_names
+    from redimnet.evaluation.score_norm import speakers_of
+    from redimnet.speakers.bulk import _first_components
+
+    def filed_as_is(name):
+        try:
+            return check_speaker_name(name) == name
+        except UnsafeNameError:
+            return False
+
+    plain = ["alice", "Bob Smith", "id10270", "x" * MAX_NAME_LENGTH, "a-b_c.d!"]
+    assert plain_names(plain) and all(filed_as_is(n) for n in plain)
+    refused_or_changed = (" alice", "alice ", "", "x" * (MAX_NAME_LENGTH + 1), "tab\there", "zero\u200bwidth")
+    for odd in refused_or_changed + ("Jos\u00e9",):  # the last one is fine, but not plain ASCII
+        assert not plain_names(plain + [odd]), odd  # so every name is checked one by one
+    assert not any(filed_as_is(n) for n in refused_or_changed)
+    assert plain_names([])
+    ids = ["alice/1.wav", "bob/2024/call.wav", "c/d"]
+    assert _first_components(ids) == speakers_of(ids) == ["alice", "bob", "c"]
+    for odd in ("./dave/1.wav", "/erin/2.wav", "win\\frank\\3.wav", "flat.wav", "/x"):
+        assert _first_components(ids + [odd]) is None  # read one by one (with speaker_of's messages)
 
 
 def test_speakers_import_command(tmp_path, capsys):

@@ -19,7 +19,7 @@ from typing import Callable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .._utils.names import UnsafeNameError, printable
+from .._utils.names import UnsafeNameError, plain_names, printable
 from ..embedding.io import embeddings_model, load_embeddings
 from ..embedding.similarity import ScoringError, l2_normalize
 from .sql import SpeakerDatabaseError, SqlSpeakerStore, speaker_name
@@ -58,12 +58,33 @@ def speaker_names(
         raise SpeakerDatabaseError(f"unknown speaker rule {rule!r}; choose one of {', '.join(SPEAKER_RULES)}")
     if utt2spk is None and rule == "id":
         return [str(i) for i in ids]
+    if utt2spk is None:
+        fast = _first_components(ids)
+        if fast is not None:
+            return fast
     from ..evaluation.score_norm import ScoreNormError, speakers_of
 
     try:
         return speakers_of(ids, utt2spk)
     except ScoreNormError as error:
         raise SpeakerDatabaseError(str(error)) from None
+
+
+def _first_components(ids: Sequence[str]) -> Optional[List[str]]:
+    """The first path component of every id, all at once, when each is a plain ``SPEAKER/REST`` (no
+    backslash, no leading ``/`` or ``./``); else None (then :func:`~redimnet.evaluation.score_norm.speaker_of`
+    reads each id, with its messages)."""
+    array = np.asarray(ids, dtype=str)
+    if not array.size:
+        return []
+    odd = np.strings.find(array, "\\") >= 0
+    odd |= np.strings.startswith(array, "/") | np.strings.startswith(array, "./")
+    if odd.any():
+        return None
+    first, separator, _ = np.strings.partition(array, "/")
+    if np.any(np.strings.str_len(separator) == 0) or np.any(np.strings.str_len(first) == 0):
+        return None
+    return first.tolist()
 
 
 def import_embeddings(
@@ -128,6 +149,7 @@ def import_arrays(
     starts = np.concatenate([[0], np.cumsum(counts)])
     _check_vectors(embeddings, ids)
     new = updated = batches = 0
+    none_stored_at: Optional[int] = None  # the revision after our last batch, while no imported name was stored
     total = int(unique_names.size)
     for first in range(0, total, batch):
         last = min(total, first + batch)
@@ -135,7 +157,7 @@ def import_arrays(
         units = l2_normalize(embeddings[rows], dtype=np.float64)
         local = speaker_of_row[rows] - first
         sums = np.add.reduceat(units, starts[first:last] - starts[first], axis=0)  # rows are grouped by speaker
-        added, changed = store.add_speakers(
+        added, changed, none_stored_at = store.add_speakers(
             unique_names[first:last].tolist(),
             sums,
             counts[first:last],
@@ -143,6 +165,7 @@ def import_arrays(
             [str(ids[r]) for r in rows.tolist()],
             embeddings[rows],
             fingerprint=fingerprint,
+            none_stored_at=none_stored_at,
         )
         new, updated, batches = new + added, updated + changed, batches + 1
         if progress is not None:
@@ -151,6 +174,8 @@ def import_arrays(
 
 
 def _checked_names(raw: List[str]) -> List[str]:
+    if plain_names(raw):  # the usual case, checked at once: every name is already its filed form
+        return raw
     names, bad = [], []
     for name in raw:
         try:

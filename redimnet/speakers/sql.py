@@ -403,15 +403,26 @@ class SqlSpeakerStore(SqlStoreBase):
         utterances: Sequence[str],
         embeddings: np.ndarray,
         fingerprint: Optional[str] = None,
-    ) -> Tuple[int, int]:
+        none_stored_at: Optional[int] = None,
+    ) -> Tuple[int, int, Optional[int]]:
         """Add many speakers' recordings in one transaction (see :mod:`redimnet.speakers.bulk`).
 
         ``names`` (unique, already checked with :func:`speaker_name`), ``sums``
         ``[S, D]`` of their recordings' unit vectors and ``counts`` ``[S]`` of
         recordings; recording ``j`` (id ``utterances[j]``, ``embeddings[j]``)
         belongs to speaker ``speaker_of[j]``.  A name already enrolled gets the
-        recordings added, as :meth:`enroll` would.  Returns ``(new speakers,
-        updated speakers)``.
+        recordings added, as :meth:`enroll` would.
+
+        Names are looked up in the store unless it holds nobody, or
+        ``none_stored_at`` is the revision it had just before this transaction
+        (the caller knows that none of ``names`` was stored at that revision:
+        the previous batch of one import into an empty store; any other write
+        in between moves the revision on, and then they are looked up).
+
+        Returns ``(new speakers, updated speakers, revision)``: ``revision`` is
+        this transaction's when the store held nobody before it (or the chain
+        of ``none_stored_at`` held), so that the next batch of names distinct
+        from all earlier ones can pass it as ``none_stored_at``; else None.
         """
         sums = np.asarray(sums, dtype=np.float64)
         counts = np.asarray(counts, dtype=np.int64)
@@ -421,8 +432,11 @@ class SqlSpeakerStore(SqlStoreBase):
         def work(cursor):
             revision = self._next_revision(cursor)
             self._check_model(cursor, fingerprint, sums.shape[1])
+            known_absent = (none_stored_at is not None and none_stored_at == revision - 1) or (
+                self._execute(cursor, "SELECT 1 FROM speakers LIMIT 1").fetchone() is None
+            )
             existing = {}
-            for start in range(0, len(names), 500):
+            for start in range(0, 0 if known_absent else len(names), 500):
                 chunk = list(names[start : start + 500])
                 marks = ", ".join("?" * len(chunk))
                 for row in self._execute(
@@ -430,7 +444,7 @@ class SqlSpeakerStore(SqlStoreBase):
                 ).fetchall():
                     existing[row[0]] = row
             ids = np.empty(len(names), dtype=np.int64)
-            new = [i for i, name in enumerate(names) if name not in existing]
+            new = [i for i, name in enumerate(names) if name not in existing] if existing else list(range(len(names)))
             ids[new] = self._new_ids(cursor, len(new))
             updated_rows = []
             position = {name: i for i, name in enumerate(names)} if existing else {}
@@ -446,8 +460,8 @@ class SqlSpeakerStore(SqlStoreBase):
             self._insert_speakers(
                 cursor,
                 [
-                    (int(ids[i]), names[i], int(counts[i]), blob(mean.tobytes()), now, now, revision)
-                    for i, mean in zip(new, means)
+                    (key, names[i], count, blob(mean.tobytes()), now, now, revision)
+                    for key, i, count, mean in zip(ids[new].tolist(), new, counts[new].tolist(), means)
                 ],
             )
             if updated_rows:
@@ -462,7 +476,7 @@ class SqlSpeakerStore(SqlStoreBase):
                     for owner, utt, vector in zip(owners, utterances, embeddings)
                 ],
             )
-            return len(new), len(updated_rows)
+            return len(new), len(updated_rows), (revision if known_absent else None)
 
         return self._write(work)
 
