@@ -18,6 +18,10 @@ class ConfigError(InvalidArgumentError):
     config or recipe; the message names the option (and the file, where there is one)."""
 
 
+class UnknownModelError(InvalidArgumentError):
+    """A name that is not in the registry, or an architecture that cannot be built from its name alone."""
+
+
 class RedimnetWarning(UserWarning):
     """Something worked, but not as asked (e.g. the model runs unoptimised)."""
 

@@ -37,9 +37,10 @@ def within(value: float, printed: float, relative: float = 0.01) -> bool:
 
 @pytest.fixture
 def clean_registry(monkeypatch):
-    """Registrations made by a test are undone afterwards."""
-    for table in ("_FAMILIES", "_ARCHITECTURES", "_WEIGHTS"):
-        monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
+    """Families registered by a test are forgotten afterwards."""
+    from redimnet.models.common import family
+
+    monkeypatch.setattr(family, "_FAMILIES", dict(family._FAMILIES))
 
 
 def test_list_models_and_weights_agree():
@@ -229,25 +230,44 @@ def test_hub_embedder_accepts_every_embedder_option(monkeypatch):
     assert embedder.batch_size == 3
 
 
-def test_a_new_family_registers_cleanly(clean_registry):
-    """Another model family joins with a family entry, its architectures and their weights."""
-    registry.register_family(
-        registry.Family(
+def test_a_new_family_registers_cleanly(clean_registry, tmp_path):
+    """Another model family joins with one family object holding its classes, architectures and weights;
+    every lookup (names, building, checkpoints) reads it without being changed."""
+    from redimnet.models import families
+    from redimnet.models.common.family import Family, FamilyParts, register_family
+    from redimnet.models.redimnet import ReDimNet
+    from redimnet.models.redimnet.config import ModelConfig
+    from redimnet.models.redimnet.keymap import original_names
+
+    class ToyConfig(ModelConfig):
+        family = "toy"
+
+    class Toy(ReDimNet):
+        config_class = ToyConfig
+
+    toy = register_family(
+        Family(
             "toy",
-            config_from_dict="redimnet.models.redimnet.config:ModelConfig.from_dict",
-            build="redimnet.models.redimnet:ReDimNet",
-            load_checkpoint="redimnet.models.checkpoint:load_checkpoint",
+            "a toy family",
+            lambda: FamilyParts(ToyConfig, Toy, original_names),
+            marks=lambda options: isinstance(options, dict) and options.get("C") == 4,
+            release_url="http://127.0.0.1:9/",
         )
     )
     options = dict(F=24, C=4, embed_dim=16, stages_setup=[(1, 1, 1, [(3, 3)], None)])
-    registry.register_architecture(registry.Architecture("toy-s", "toy", options))
-    registry.register_weights(registry.Weights("toy-s", "synthetic", "ptn", "MIT", base_url="http://127.0.0.1:9/"))
+    toy.add_architecture("toy-s", options)
+    toy.add_weights("toy-s", "synthetic", "ptn", "MIT")
     assert redimnet.list_models("toy") == ["toy-s"] and redimnet.list_models()[-1] == "toy-s"
-    assert redimnet.build("TOY-S").embedding.out_features == 16
+    model = redimnet.build("TOY-S")
+    assert isinstance(model, Toy) and model.embedding.out_features == 16
     assert redimnet.get_weights("toy-s").url == "http://127.0.0.1:9/toy-s-synthetic-ptn.pt"
+    assert redimnet.get_weights("toy-s").cache_name == "toy-toy-s-synthetic-ptn.pt"
+    assert families.detect_family(options) == "toy" and families.family_of(model) is toy
+    redimnet.save_checkpoint(model, tmp_path / "toy.pt")
+    assert isinstance(redimnet.load_checkpoint(tmp_path / "toy.pt"), Toy)
     with pytest.raises(ValueError, match="taken"):
-        registry.register_architecture(registry.Architecture("B2", "toy", options))
-    with pytest.raises(ValueError, match="register the family 'nope'"):
-        registry.register_architecture(registry.Architecture("x", "nope", options))
+        toy.add_architecture("B2", options)
     with pytest.raises(ValueError, match="register the architecture 'y'"):
-        registry.register_weights(registry.Weights("y", "d", "t", "MIT"))
+        toy.add_weights("y", "d", "t", "MIT")
+    with pytest.raises(ValueError, match="already registered"):
+        register_family(Family("toy", "another toy", toy._load_parts))

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from ..errors import RedimnetError, RedimnetWarning
-from ..models.redimnet.network import OptimizedReDimNet, WaveformEmbedder
+from ..models.common.network import WaveformEmbedder
+from ..models.redimnet.network import OptimizedReDimNet
 from . import InferenceFormError, build_inference_form
 from .allocator import keep_freed_memory
 

@@ -37,11 +37,11 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from .._utils.fileio import atomic_write
 from ..errors import PretrainedError
+from ..models.families import get_family
 from .registry import (
     RELEASE_URL,
     Weights,
     get_architecture,
-    get_family,
     get_weights,
     list_weights,
     resolve_weights,
@@ -401,8 +401,10 @@ def load_weights(
         weights, cache_dir=cache_dir, base_url=base_url, progress=progress, check_hash=check_hash, sha256=sha256
     )
     arch = weights.architecture
-    limit = {} if max_parameters is None else {"max_parameters": max_parameters}
-    model = get_family(arch.family).load(path, map_location=map_location, **limit)
+    from ..models.checkpoint import load_checkpoint
+
+    ceiling: Union[int, str] = "default" if max_parameters is None else max_parameters
+    model = load_checkpoint(path, map_location=map_location, max_parameters=ceiling)
     if arch.buildable:
         found, expected = _architecture_of(model.config), _architecture_of(arch.config)
         if found != expected:
@@ -493,7 +495,7 @@ def build(name: str, weights: Optional[str] = None, **overrides):
     config = arch.config
     if overrides:
         config = config.replace(**overrides)
-    return get_family(arch.family).make_model(config)
+    return get_family(arch.family).build(config)
 
 
 def load(name: Optional[str] = None, **options):

@@ -9,6 +9,10 @@ from typing import Optional, Tuple
 
 from ..errors import ConfigError
 
+# The blocks a configuration may name (``block_2d_type``, ``block_1d_type``).
+BLOCK_2D_TYPES = ("convnext_like", "convnext_like_relu", "basic_resnet", "basic_resnet_fwse")
+BLOCK_1D_TYPES = ("fc", "conv", "att", "conv+att")
+
 # Heads per attention layer in the time-context blocks (fixed in the original).
 ATTENTION_HEADS = 4
 # Heads of the MHASTP pooling, and heads per query of MQMHASTP (original defaults).

@@ -26,8 +26,8 @@ import torch
 from .._utils.fileio import atomic_write
 from .._utils.names import printable
 from ..errors import CheckpointError
-from .families import check_family, detect_family, family_classes, family_of
-from .redimnet import ReDimNet
+from .common.network import PooledEmbedder
+from .families import check_family, detect_family, family_of, get_family, registered_families
 
 PathLike = Union[str, os.PathLike]
 
@@ -164,7 +164,7 @@ def from_original_state_dict(
     :class:`CheckpointError` names the (first) bad entries.
     """
     expected = model.state_dict()
-    to_original = family_classes(family_of(model))[2](expected, model.config)
+    to_original = family_of(model).original_names(expected, model.config)
     to_ours = {orig: ours for ours, orig in to_original.items()}
     bad_values = [str(k) for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if bad_values:
@@ -223,7 +223,7 @@ def default_max_parameters() -> Optional[int]:
 
 
 def layout(
-    config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str = "model_config", model_class=ReDimNet
+    config, max_parameters: Optional[int] = MAX_PARAMETERS, source: str = "model_config", model_class=None
 ) -> torch.nn.Module:
     """The network ``config`` describes, on the ``meta`` device: shapes without memory.
 
@@ -241,6 +241,8 @@ def layout(
                 f"{source} describes a front end of {front:,} values, more than the "
                 f"{min(max_parameters, MAX_FRONTEND_VALUES):,} allowed; {_OPT_IN}"
             )
+    if model_class is None:
+        model_class = get_family(config.family).network_class
     try:
         with torch.device("meta"):
             skeleton = model_class(config)
@@ -257,10 +259,10 @@ def layout(
     return skeleton
 
 
-def to_original_state_dict(model: ReDimNet) -> Dict[str, torch.Tensor]:
+def to_original_state_dict(model: PooledEmbedder) -> Dict[str, torch.Tensor]:
     """Our state dict under the original implementation's names."""
     state = model.state_dict()
-    names = family_classes(family_of(model))[2](state, model.config)
+    names = family_of(model).original_names(state, model.config)
     return {names[k]: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
@@ -278,7 +280,7 @@ def load_checkpoint(
     map_location: Union[str, torch.device] = "cpu",
     family: Optional[str] = None,
     max_parameters: Union[int, None, str] = "default",
-) -> ReDimNet:
+) -> PooledEmbedder:
     """Load a checkpoint in the official release format; returns the model in eval mode.
 
     Reads both families' files: a ReDimNet file gives a :class:`redimnet.ReDimNet`,
@@ -324,8 +326,8 @@ def load_checkpoint(
     state_dict = content["state_dict"]
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"{path}: 'state_dict' is a {type(state_dict).__name__}, not a dict of tensors")
-    family = family or detect_family(content["model_config"])
-    config_class, model_class, _ = family_classes(family)
+    chosen = get_family(family or detect_family(content["model_config"]))
+    config_class, model_class = chosen.config_class, chosen.network_class
     try:
         config = config_class.from_dict(content["model_config"])
     except (ValueError, TypeError) as error:
@@ -338,7 +340,7 @@ def load_checkpoint(
     return model.to(map_location).eval()
 
 
-def save_checkpoint(model: ReDimNet, path: PathLike) -> Path:
+def save_checkpoint(model: PooledEmbedder, path: PathLike) -> Path:
     """Write ``model`` in the official release format (readable by the original code).
 
     The file is written to a temporary name and renamed into place, so an
@@ -352,7 +354,7 @@ def save_checkpoint(model: ReDimNet, path: PathLike) -> Path:
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    if not isinstance(model, (ReDimNet, family_classes("redimnet2")[1])):
+    if not isinstance(model, tuple(family.network_class for family in registered_families())):
         raise TypeError(f"save_checkpoint expects a redimnet.ReDimNet or ReDimNet2, got {type(model).__name__}")
     path = Path(path)
     bad = first_non_finite(model.state_dict())

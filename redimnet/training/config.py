@@ -17,10 +17,22 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .._utils.fileio import read_text
+from .._utils.validation import (
+    boolean,
+    int_pair,
+    integer,
+    is_number,
+    mapping,
+    number,
+    number_pair,
+    one_of,
+    optional,
+    string,
+)
 from ..audio.read import TARGET_SAMPLE_RATE
 from ..diarization.segmentation import SegmentationConfig, small_backbone
 from ..errors import ConfigError, InvalidArgumentError
-from ..models.redimnet.config import ModelConfig, _is_number
+from ..models.redimnet.config import ModelConfig
 
 PathLike = Union[str, os.PathLike]
 
@@ -31,113 +43,30 @@ MARGIN_INCREASE = ("exp", "linear")
 
 
 # --------------------------------------------------------------------------- value checks
-# Each check takes the value and returns it (possibly normalised) or raises ValueError
-# with the problem (the caller adds file and key).
-
-
-def _int(minimum: int = 0) -> Callable:
-    def check(value):
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ValueError(f"must be an integer >= {minimum}, got {value!r}")
-        return value
-
-    return check
-
-
-def _float(minimum: float = 0.0, maximum: Optional[float] = None, open_low: bool = False) -> Callable:
-    def check(value):
-        ok = _is_number(value) and (value > minimum if open_low else value >= minimum)
-        ok = ok and (maximum is None or value <= maximum)
-        if not ok:
-            low = f"> {minimum}" if open_low else f">= {minimum}"
-            high = f" and <= {maximum}" if maximum is not None else ""
-            raise ValueError(f"must be a number {low}{high}, got {value!r}")
-        return float(value)
-
-    return check
-
-
-def _bool(value):
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {value!r}")
-    return value
-
-
-def _str(value):
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _choice(*choices) -> Callable:
-    def check(value):
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
-        return value
-
-    return check
-
-
-def _optional(inner: Callable) -> Callable:
-    def check(value):
-        return None if value is None else inner(value)
-
-    return check
-
-
-def _range(minimum: Optional[float] = None) -> Callable:
-    def check(value):
-        if (
-            not isinstance(value, (list, tuple))
-            or len(value) != 2
-            or not all(_is_number(v) for v in value)
-            or value[0] > value[1]
-            or (minimum is not None and value[0] < minimum)
-        ):
-            raise ValueError(f"must be a pair [low, high] with low <= high, got {value!r}")
-        return (value[0], value[1])
-
-    return check
-
-
-def _int_range(value):
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        or not 0 <= value[0] < value[1]
-    ):
-        raise ValueError(f"must be a pair of integers [low, high] with 0 <= low < high, got {value!r}")
-    return (value[0], value[1])
+# The generic ones are the validation kit's (redimnet._utils.validation); these two are training's own.
 
 
 def _speed_factors(value):
-    if not isinstance(value, (list, tuple)) or not all(_is_number(v) and 0.5 <= v <= 2.0 and v != 1.0 for v in value):
-        raise ValueError(
+    if not isinstance(value, (list, tuple)) or not all(is_number(v) and 0.5 <= v <= 2.0 and v != 1.0 for v in value):
+        raise ConfigError(
             f"must be a list of speed factors in [0.5, 2] other than 1 (e.g. [0.9, 1.1]), or [] for none, got {value!r}"
         )
     if len(set(value)) != len(value):
-        raise ValueError(f"lists a factor twice: {value!r}")
+        raise ConfigError(f"lists a factor twice: {value!r}")
     return tuple(float(v) for v in value)
-
-
-def _mapping(value):
-    if not isinstance(value, Mapping):
-        raise ValueError(f"must be a mapping of options, got {value!r}")
-    return dict(value)
 
 
 def _snr_table(value):
     if not isinstance(value, Mapping):
-        raise ValueError(f"must map noise kinds (noise, music, babble) to [low, high] dB, got {value!r}")
+        raise ConfigError(f"must map noise kinds (noise, music, babble) to [low, high] dB, got {value!r}")
     out = {}
     for kind, pair in value.items():
         if kind not in ("noise", "music", "babble"):
-            raise ValueError(f"has unknown noise kind {kind!r}; use noise, music or babble")
+            raise ConfigError(f"has unknown noise kind {kind!r}; use noise, music or babble")
         try:
-            out[kind] = _range()(pair)
+            out[kind] = number_pair()(pair)
         except ValueError as error:
-            raise ValueError(f"[{kind}] {error}") from None
+            raise ConfigError(f"[{kind}] {error}") from None
     return out
 
 
@@ -153,10 +82,10 @@ def _key(check: Callable, default: Any = dataclasses.MISSING, doc: str = "", fac
 
 @dataclass
 class ModelSection:
-    preset: str = _key(_str, "b2", "model size: b0 ... b6")
-    overrides: Dict[str, Any] = _key(_mapping, factory=dict, doc="ModelConfig options replacing the preset's")
+    preset: str = _key(string, "b2", "model size: b0 ... b6")
+    overrides: Dict[str, Any] = _key(mapping, factory=dict, doc="ModelConfig options replacing the preset's")
     init_from: Optional[str] = _key(
-        _optional(_str),
+        optional(string),
         None,
         "start from this release checkpoint (model only) or training state "
         "(model and loss weights), e.g. for large-margin fine-tuning",
@@ -165,86 +94,86 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    wav_scp: Optional[str] = _key(_optional(_str), None, "Kaldi wav.scp: '<utt> <path>' per line")
-    utt2spk: Optional[str] = _key(_optional(_str), None, "Kaldi utt2spk: '<utt> <speaker>' per line")
-    csv: Optional[str] = _key(_optional(_str), None, "CSV with columns utt,path,speaker (header required)")
-    shards: Optional[str] = _key(_optional(_str), None, "shard index written by 'redimnet prepare --shards'")
-    sample_rate: int = _key(_int(1000), TARGET_SAMPLE_RATE)
-    crop_seconds: float = _key(_float(0.1), 2.0, "length of the random training crops")
+    wav_scp: Optional[str] = _key(optional(string), None, "Kaldi wav.scp: '<utt> <path>' per line")
+    utt2spk: Optional[str] = _key(optional(string), None, "Kaldi utt2spk: '<utt> <speaker>' per line")
+    csv: Optional[str] = _key(optional(string), None, "CSV with columns utt,path,speaker (header required)")
+    shards: Optional[str] = _key(optional(string), None, "shard index written by 'redimnet prepare --shards'")
+    sample_rate: int = _key(integer(1000), TARGET_SAMPLE_RATE)
+    crop_seconds: float = _key(number(0.1), 2.0, "length of the random training crops")
     speed_perturb: Tuple[float, ...] = _key(_speed_factors, (0.9, 1.1), "speed factors, each a new speaker set")
-    batch_size: int = _key(_int(1), 256, "examples per step and per process")
-    num_workers: int = _key(_int(0), 4)
-    shuffle_buffer: int = _key(_int(1), 2000, "shuffle buffer of the shard stream (examples)")
-    max_bad_fraction: float = _key(_float(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
+    batch_size: int = _key(integer(1), 256, "examples per step and per process")
+    num_workers: int = _key(integer(0), 4)
+    shuffle_buffer: int = _key(integer(1), 2000, "shuffle buffer of the shard stream (examples)")
+    max_bad_fraction: float = _key(number(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
 
 
 @dataclass
 class AugmentSection:
-    prob: float = _key(_float(0.0, 1.0), 0.6, "probability that an example gets noise or reverberation")
-    noise: Optional[str] = _key(_optional(_str), None, "MUSAN-style folder (music/, noise/, speech/ subfolders)")
-    rir: Optional[str] = _key(_optional(_str), None, "folder of room impulse responses (searched recursively)")
+    prob: float = _key(number(0.0, 1.0), 0.6, "probability that an example gets noise or reverberation")
+    noise: Optional[str] = _key(optional(string), None, "MUSAN-style folder (music/, noise/, speech/ subfolders)")
+    rir: Optional[str] = _key(optional(string), None, "folder of room impulse responses (searched recursively)")
     snr: Dict[str, Tuple[float, float]] = _key(
         _snr_table,
         factory=lambda: {"noise": (0.0, 15.0), "music": (5.0, 15.0), "babble": (13.0, 20.0)},
         doc="SNR range in dB per noise kind",
     )
-    babble_speakers: Tuple[int, int] = _key(_int_range, (3, 8), "talkers mixed into babble: [low, high)")
-    spec_augment: bool = _key(_bool, False, "SpecAugment masking in the model's front end")
-    freq_mask_width: Tuple[int, int] = _key(_int_range, (0, 8))
-    time_mask_width: Tuple[int, int] = _key(_int_range, (0, 10))
+    babble_speakers: Tuple[int, int] = _key(int_pair, (3, 8), "talkers mixed into babble: [low, high)")
+    spec_augment: bool = _key(boolean, False, "SpecAugment masking in the model's front end")
+    freq_mask_width: Tuple[int, int] = _key(int_pair, (0, 8))
+    time_mask_width: Tuple[int, int] = _key(int_pair, (0, 10))
 
 
 @dataclass
 class LossSection:
-    type: str = _key(_choice(*LOSS_TYPES), "aam", "aam (ArcFace), am (CosFace), sphereface2, softmax")
-    scale: float = _key(_float(0.0, open_low=True), 32.0)
-    margin: float = _key(_float(0.0, 1.0), 0.2, "final margin")
-    initial_margin: float = _key(_float(0.0, 1.0), 0.0)
-    margin_increase_start_epoch: float = _key(_float(0.0), 20.0)
-    margin_fix_epoch: float = _key(_float(0.0), 40.0, "margin reaches its final value here")
-    margin_increase: str = _key(_choice(*MARGIN_INCREASE), "exp")
-    subcenters: int = _key(_int(1), 1, "sub-centres per class (1 = plain)")
-    inter_topk: int = _key(_int(0), 0, "hardest non-target classes that get an extra penalty (0 = off)")
-    inter_topk_margin: float = _key(_float(0.0, 1.0), 0.06)
-    easy_margin: bool = _key(_bool, False)
-    sphereface2_lambda: float = _key(_float(0.0, 1.0), 0.7, "weight of the positive term of SphereFace2")
+    type: str = _key(one_of(*LOSS_TYPES), "aam", "aam (ArcFace), am (CosFace), sphereface2, softmax")
+    scale: float = _key(number(0.0, open_low=True), 32.0)
+    margin: float = _key(number(0.0, 1.0), 0.2, "final margin")
+    initial_margin: float = _key(number(0.0, 1.0), 0.0)
+    margin_increase_start_epoch: float = _key(number(0.0), 20.0)
+    margin_fix_epoch: float = _key(number(0.0), 40.0, "margin reaches its final value here")
+    margin_increase: str = _key(one_of(*MARGIN_INCREASE), "exp")
+    subcenters: int = _key(integer(1), 1, "sub-centres per class (1 = plain)")
+    inter_topk: int = _key(integer(0), 0, "hardest non-target classes that get an extra penalty (0 = off)")
+    inter_topk_margin: float = _key(number(0.0, 1.0), 0.06)
+    easy_margin: bool = _key(boolean, False)
+    sphereface2_lambda: float = _key(number(0.0, 1.0), 0.7, "weight of the positive term of SphereFace2")
 
 
 @dataclass
 class OptimizerSection:
-    lr: float = _key(_float(0.0, open_low=True), 0.1, "learning rate at the end of warm-up")
-    final_lr: float = _key(_float(0.0, open_low=True), 5e-5, "learning rate at the last step")
-    warmup_epochs: float = _key(_float(0.0), 6.0)
-    warm_from_zero: bool = _key(_bool, True)
-    momentum: float = _key(_float(0.0, 1.0), 0.9)
-    nesterov: bool = _key(_bool, True)
-    weight_decay: float = _key(_float(0.0), 2e-5)
+    lr: float = _key(number(0.0, open_low=True), 0.1, "learning rate at the end of warm-up")
+    final_lr: float = _key(number(0.0, open_low=True), 5e-5, "learning rate at the last step")
+    warmup_epochs: float = _key(number(0.0), 6.0)
+    warm_from_zero: bool = _key(boolean, True)
+    momentum: float = _key(number(0.0, 1.0), 0.9)
+    nesterov: bool = _key(boolean, True)
+    weight_decay: float = _key(number(0.0), 2e-5)
 
 
 @dataclass
 class TrainSection:
-    output_dir: str = _key(_str, "exp/redimnet", "checkpoints, logs and the final model go here")
-    epochs: int = _key(_int(1), 120)
-    steps_per_epoch: Optional[int] = _key(_optional(_int(1)), None, "default: examples / (batch x processes)")
-    max_steps: Optional[int] = _key(_optional(_int(1)), None, "stop after this many steps (schedules unchanged)")
-    seed: int = _key(_int(0), 42)
-    precision: str = _key(_choice(*PRECISIONS), "fp32", "bf16 / fp16 autocast on GPU (bf16 also on CPU)")
-    device: str = _key(_choice(*DEVICES), "auto")
-    grad_clip: Optional[float] = _key(_optional(_float(0.0, open_low=True)), 5.0, "max gradient norm, null = off")
-    checkpoint_every: int = _key(_int(1), 1000, "steps between checkpoints (also at every epoch end)")
-    keep_checkpoints: int = _key(_int(1), 10, "training states and model snapshots kept")
-    average_last: int = _key(_int(0), 0, "also write model_avg.pt averaging the last K snapshots (0 = off)")
-    log_every: int = _key(_int(1), 50, "steps between CSV log rows")
-    progress: bool = _key(_bool, True, "console progress bar")
+    output_dir: str = _key(string, "exp/redimnet", "checkpoints, logs and the final model go here")
+    epochs: int = _key(integer(1), 120)
+    steps_per_epoch: Optional[int] = _key(optional(integer(1)), None, "default: examples / (batch x processes)")
+    max_steps: Optional[int] = _key(optional(integer(1)), None, "stop after this many steps (schedules unchanged)")
+    seed: int = _key(integer(0), 42)
+    precision: str = _key(one_of(*PRECISIONS), "fp32", "bf16 / fp16 autocast on GPU (bf16 also on CPU)")
+    device: str = _key(one_of(*DEVICES), "auto")
+    grad_clip: Optional[float] = _key(optional(number(0.0, open_low=True)), 5.0, "max gradient norm, null = off")
+    checkpoint_every: int = _key(integer(1), 1000, "steps between checkpoints (also at every epoch end)")
+    keep_checkpoints: int = _key(integer(1), 10, "training states and model snapshots kept")
+    average_last: int = _key(integer(0), 0, "also write model_avg.pt averaging the last K snapshots (0 = off)")
+    log_every: int = _key(integer(1), 50, "steps between CSV log rows")
+    progress: bool = _key(boolean, True, "console progress bar")
 
 
 @dataclass
 class ValidationSection:
-    trials: Optional[str] = _key(_optional(_str), None, "trial list (VoxCeleb or Kaldi format)")
-    audio_dir: Optional[str] = _key(_optional(_str), None, "folder the trial ids are relative to")
-    every: int = _key(_int(1), 1000, "steps between validations (also at the end)")
+    trials: Optional[str] = _key(optional(string), None, "trial list (VoxCeleb or Kaldi format)")
+    audio_dir: Optional[str] = _key(optional(string), None, "folder the trial ids are relative to")
+    every: int = _key(integer(1), 1000, "steps between validations (also at the end)")
     max_seconds: Optional[float] = _key(
-        _optional(_float(0.1)), 20.0, "longer test utterances: mean of windows of this length"
+        optional(number(0.1)), 20.0, "longer test utterances: mean of windows of this length"
     )
 
 
@@ -394,11 +323,11 @@ class TrainingConfig:
 
 def _backbone(value):
     if not isinstance(value, Mapping):
-        raise ValueError(f"must be a mapping of ReDimNet model options (F, C, stages_setup, ...), got {value!r}")
+        raise ConfigError(f"must be a mapping of ReDimNet model options (F, C, stages_setup, ...), got {value!r}")
     try:
         return ModelConfig.from_dict(value).to_dict()
     except (ValueError, TypeError) as error:
-        raise ValueError(f"is not a valid ReDimNet configuration: {error}") from None
+        raise ConfigError(f"is not a valid ReDimNet configuration: {error}") from None
 
 
 def _default_backbone() -> dict:
@@ -409,7 +338,7 @@ def _folders(value):
     if isinstance(value, str) and value:
         return (value,)
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"must be a folder or a list of folders, got {value!r}")
+        raise ConfigError(f"must be a folder or a list of folders, got {value!r}")
     return tuple(value)
 
 
@@ -417,78 +346,78 @@ def _bands(value):
     from ..testing.simulation import BANDS
 
     if not isinstance(value, (list, tuple)) or not value or any(v not in BANDS for v in value):
-        raise ValueError(f"must be a non-empty list of {', '.join(BANDS)}, got {value!r}")
+        raise ConfigError(f"must be a non-empty list of {', '.join(BANDS)}, got {value!r}")
     if len(set(value)) != len(value):
-        raise ValueError(f"lists a band twice: {value!r}")
+        raise ConfigError(f"lists a band twice: {value!r}")
     return tuple(value)
 
 
 @dataclass
 class SegmentationModelSection:
     backbone: Dict[str, Any] = _key(_backbone, factory=_default_backbone, doc="ReDimNet front end and backbone options")
-    local_speakers: int = _key(_int(1), 3, "speakers a chunk tells apart")
-    max_simultaneous: int = _key(_int(1), 2, "most local speakers at once (2: overlap of two)")
-    chunk_seconds: float = _key(_float(0.5), 5.0, "length of the chunks")
-    lstm_hidden: int = _key(_int(0), 64, "LSTM units per direction (0: none)")
-    lstm_layers: int = _key(_int(0), 1)
+    local_speakers: int = _key(integer(1), 3, "speakers a chunk tells apart")
+    max_simultaneous: int = _key(integer(1), 2, "most local speakers at once (2: overlap of two)")
+    chunk_seconds: float = _key(number(0.5), 5.0, "length of the chunks")
+    lstm_hidden: int = _key(integer(0), 64, "LSTM units per direction (0: none)")
+    lstm_layers: int = _key(integer(0), 1)
     init_from: Optional[str] = _key(
-        _optional(_str), None, "start from this segmentation model (or training state), e.g. to fine-tune"
+        optional(string), None, "start from this segmentation model (or training state), e.g. to fine-tune"
     )
 
 
 @dataclass
 class SegmentationDataSection:
     speakers_dir: Optional[Tuple[str, ...]] = _key(
-        _optional(_folders), None, "single-speaker audio, one sub-folder per speaker (a folder or a list of them)"
+        optional(_folders), None, "single-speaker audio, one sub-folder per speaker (a folder or a list of them)"
     )
-    wav_scp: Optional[str] = _key(_optional(_str), None, "single-speaker recordings: Kaldi wav.scp")
-    utt2spk: Optional[str] = _key(_optional(_str), None, "single-speaker recordings: Kaldi utt2spk")
-    synthetic_speakers: int = _key(_int(0), 0, "voices of redimnet.testing.synth to simulate with")
-    synthetic_seed: int = _key(_int(0), 1, "seed of the synthetic voices")
-    rttm: Optional[str] = _key(_optional(_str), None, "annotated recordings: an RTTM file or a folder of them")
-    audio_dir: Optional[str] = _key(_optional(_str), None, "annotated recordings: folder of <recording>.wav/.flac")
-    recordings: Optional[str] = _key(_optional(_str), None, "annotated recordings: '<recording> <path>' per line")
-    simulated_fraction: float = _key(_float(0.0, 1.0), 0.5, "with both kinds of data: share of simulated chunks")
-    chunks_per_epoch: int = _key(_int(1), 8000, "simulated chunks per epoch")
-    sample_rate: int = _key(_int(16000), 16000, "fixed: 16000")
-    batch_size: int = _key(_int(1), 32, "chunks per step and per process")
-    num_workers: int = _key(_int(0), 1)
-    max_bad_fraction: float = _key(_float(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
+    wav_scp: Optional[str] = _key(optional(string), None, "single-speaker recordings: Kaldi wav.scp")
+    utt2spk: Optional[str] = _key(optional(string), None, "single-speaker recordings: Kaldi utt2spk")
+    synthetic_speakers: int = _key(integer(0), 0, "voices of redimnet.testing.synth to simulate with")
+    synthetic_seed: int = _key(integer(0), 1, "seed of the synthetic voices")
+    rttm: Optional[str] = _key(optional(string), None, "annotated recordings: an RTTM file or a folder of them")
+    audio_dir: Optional[str] = _key(optional(string), None, "annotated recordings: folder of <recording>.wav/.flac")
+    recordings: Optional[str] = _key(optional(string), None, "annotated recordings: '<recording> <path>' per line")
+    simulated_fraction: float = _key(number(0.0, 1.0), 0.5, "with both kinds of data: share of simulated chunks")
+    chunks_per_epoch: int = _key(integer(1), 8000, "simulated chunks per epoch")
+    sample_rate: int = _key(integer(16000), 16000, "fixed: 16000")
+    batch_size: int = _key(integer(1), 32, "chunks per step and per process")
+    num_workers: int = _key(integer(0), 1)
+    max_bad_fraction: float = _key(number(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
 
 
 @dataclass
 class SimulationSection:
-    speakers: Tuple[int, int] = _key(_int_range, (1, 4), "fewest and most speakers of a simulated conversation")
-    overlap: Tuple[float, float] = _key(_range(0.0), (0.0, 0.4), "target overlap fraction, drawn per conversation")
-    seconds: float = _key(_float(1.0), 30.0, "length of each simulated conversation")
-    chunks_per_conversation: int = _key(_int(1), 4, "chunks cut from each conversation")
-    silence: float = _key(_float(0.0, 1.0), 0.05, "fraction of chunks without speech")
-    pauses: Tuple[float, float] = _key(_range(0.0), (0.1, 1.5), "pauses between turns, seconds")
-    turn_seconds: float = _key(_float(0.1), 3.0, "median turn length")
-    turn_variation: float = _key(_float(0.0, 1.0), 0.5, "how much each turn varies its speaker's channel")
-    background_snr: Tuple[float, float] = _key(_range(), (10.0, 40.0), "background noise, dB below speech")
+    speakers: Tuple[int, int] = _key(int_pair, (1, 4), "fewest and most speakers of a simulated conversation")
+    overlap: Tuple[float, float] = _key(number_pair(0.0), (0.0, 0.4), "target overlap fraction, drawn per conversation")
+    seconds: float = _key(number(1.0), 30.0, "length of each simulated conversation")
+    chunks_per_conversation: int = _key(integer(1), 4, "chunks cut from each conversation")
+    silence: float = _key(number(0.0, 1.0), 0.05, "fraction of chunks without speech")
+    pauses: Tuple[float, float] = _key(number_pair(0.0), (0.1, 1.5), "pauses between turns, seconds")
+    turn_seconds: float = _key(number(0.1), 3.0, "median turn length")
+    turn_variation: float = _key(number(0.0, 1.0), 0.5, "how much each turn varies its speaker's channel")
+    background_snr: Tuple[float, float] = _key(number_pair(), (10.0, 40.0), "background noise, dB below speech")
     bands: Tuple[str, ...] = _key(
         _bands, ("full", "telephone", "random"), "channel pass bands: full, telephone, random"
     )
-    rt60: Tuple[float, float] = _key(_range(0.01), (0.15, 0.7), "reverberation times of reverberant channels")
+    rt60: Tuple[float, float] = _key(number_pair(0.01), (0.15, 0.7), "reverberation times of reverberant channels")
 
 
 @dataclass
 class SegmentationOptimizerSection:
-    lr: float = _key(_float(0.0, open_low=True), 2e-3, "AdamW learning rate at the end of warm-up")
-    final_lr: float = _key(_float(0.0, open_low=True), 1e-4, "learning rate at the last step")
-    warmup_epochs: float = _key(_float(0.0), 0.5)
-    warm_from_zero: bool = _key(_bool, True)
-    weight_decay: float = _key(_float(0.0), 1e-4)
+    lr: float = _key(number(0.0, open_low=True), 2e-3, "AdamW learning rate at the end of warm-up")
+    final_lr: float = _key(number(0.0, open_low=True), 1e-4, "learning rate at the last step")
+    warmup_epochs: float = _key(number(0.0), 0.5)
+    warm_from_zero: bool = _key(boolean, True)
+    weight_decay: float = _key(number(0.0), 1e-4)
 
 
 @dataclass
 class SegmentationValidationSection:
-    rttm: Optional[str] = _key(_optional(_str), None, "annotated validation recordings: RTTM file or folder")
-    audio_dir: Optional[str] = _key(_optional(_str), None, "their audio folder")
-    recordings: Optional[str] = _key(_optional(_str), None, "or their '<recording> <path>' list")
-    every: int = _key(_int(1), 500, "steps between validations (also at the end)")
-    chunks: int = _key(_int(1), 400, "most validation chunks (consecutive chunks of each recording)")
+    rttm: Optional[str] = _key(optional(string), None, "annotated validation recordings: RTTM file or folder")
+    audio_dir: Optional[str] = _key(optional(string), None, "their audio folder")
+    recordings: Optional[str] = _key(optional(string), None, "or their '<recording> <path>' list")
+    every: int = _key(integer(1), 500, "steps between validations (also at the end)")
+    chunks: int = _key(integer(1), 400, "most validation chunks (consecutive chunks of each recording)")
 
 
 SEGMENTATION_SECTIONS = {

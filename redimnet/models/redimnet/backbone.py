@@ -8,28 +8,12 @@ from torch import nn
 
 from ...fast.folding import fold_bn_after
 from ...fast.form import inference_form
-from ...fast.modules import Linear, SwappedConv2d, detached_copy, matrix_of
-from ...layers.layer_norm import ChannelLayerNorm
+from ...fast.modules import Linear, detached_copy, matrix_of
 from ...layers.reshape import to_1d
 from ...layers.stage_mixer import StageMixer
+from ...layers.stem import Stem
 from .config import ModelConfig
 from .stage import Stage
-
-
-class Stem(nn.Module):
-    """3x3 convolution from 1 to ``C`` channels and a channel layer norm."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(1, channels, kernel_size=3, padding="same")
-        self.norm = ChannelLayerNorm(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x))
-
-    def for_inference(self) -> nn.Module:
-        """Inference form: features ``[N, T, F]`` -> time-major 1D view."""
-        return FastStem(self)
 
 
 class Projection(nn.Sequential):
@@ -86,21 +70,6 @@ class Backbone(nn.Module):
     def for_inference(self) -> nn.Module:
         """Inference form on time-major tensors."""
         return FastBackbone(self)
-
-
-class FastStem(nn.Module):
-    """:class:`~redimnet.models.redimnet.backbone.Stem`: features ``[N, T, F]`` -> 1D view ``[N, T, F*C]``."""
-
-    def __init__(self, stem: Stem):
-        super().__init__()
-        self.conv = SwappedConv2d.from_conv(stem.conv)
-        self.norm = inference_form(stem.norm)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        n, t, f = features.shape
-        x = self.conv(features.reshape(n, 1, t, f))
-        x = self.norm(x.permute(0, 2, 3, 1))  # [N, T, F, C]
-        return x.reshape(n, t, -1)
 
 
 class FastBackbone(nn.Module):

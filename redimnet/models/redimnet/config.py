@@ -11,21 +11,21 @@ unsupported value raises :class:`redimnet.errors.ConfigError` (a ``ValueError``)
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, ClassVar, Mapping, Optional, Sequence, Tuple
 
-from ...audio.read import TARGET_SAMPLE_RATE
+from ..._utils.validation import choice, flag, is_int, positive_int, probability
 from ...errors import ConfigError
-from ...layers.options import (
-    ATTENTION_HEADS,
-    MHASTP_HEADS,
-    MQMHASTP_HEADS,
-    parse_head_activation,
+from ...layers.options import BLOCK_1D_TYPES, BLOCK_2D_TYPES, parse_head_activation
+from ..common.config import (
+    ReleaseConfig,
+    check_groups,
+    check_pooling_channels,
+    check_time_context,
+    parse_stage_list,
+    validate_front_end_options,
 )
 
-BLOCK_2D_TYPES = ("convnext_like", "convnext_like_relu", "basic_resnet", "basic_resnet_fwse")
-BLOCK_1D_TYPES = ("fc", "conv", "att", "conv+att")
 POOLING_FUNCS = ("TAP", "TSDP", "TSTP", "ASTP", "MHASTP", "MQMHASTP")
 # "pt_mel" and "tf_mel" are aliases the original accepts for "pt" and "tf".
 FEAT_TYPES = ("pt", "pt_mel", "tf", "tf_mel")
@@ -107,51 +107,6 @@ class StageSpec:
         return (self.stride, self.num_blocks, self.conv_exp, [tuple(k) for k in self.kernel_sizes], self.att_block_red)
 
 
-ConfigT = TypeVar("ConfigT", bound="ReleaseConfig")
-
-
-class ReleaseConfig:
-    """What every family's config dataclass shares: conversion from and to the ``model_config`` dict that the
-    official constructor takes (``stages_setup`` as its nested lists, ``spec_params`` as a plain dict)."""
-
-    family_label: ClassVar[str] = "model"
-
-    @classmethod
-    def from_dict(cls: Type[ConfigT], options: Mapping[str, Any]) -> ConfigT:
-        """Build from a ``model_config`` dict; unknown keys raise ValueError."""
-        if not isinstance(options, Mapping):
-            raise ConfigError(f"model_config must be a dict, got {type(options).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # subclasses are dataclasses
-        unknown = sorted(str(k) for k in options if k not in known)
-        if unknown:
-            raise ConfigError(
-                f"unknown {cls.family_label} option(s): {', '.join(unknown)}; "
-                f"known options are: {', '.join(sorted(known))}"
-            )
-        return cls(**dict(options))
-
-    def to_dict(self) -> dict:
-        """The ``model_config`` dict the official constructor accepts."""
-        out = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
-            value = getattr(self, f.name)
-            if f.name == "stages_setup":
-                value = [stage.as_original() for stage in value]
-            elif f.name == "spec_params":
-                value = dict(value)
-            out[f.name] = value
-        return out
-
-    def replace(self: ConfigT, **changes) -> ConfigT:
-        """A copy with some options changed (validated like a new config)."""
-        options = self.to_dict()
-        unknown = sorted(k for k in changes if k not in options)
-        if unknown:
-            raise ConfigError(f"unknown {self.family_label} option(s): {', '.join(unknown)}")
-        options.update(changes)
-        return type(self)(**options)
-
-
 @dataclass(frozen=True)
 class ModelConfig(ReleaseConfig):
     """Constructor options of ReDimNet, with the original names and defaults.
@@ -185,6 +140,7 @@ class ModelConfig(ReleaseConfig):
         tf_optimized_arch: accepted for compatibility; only False is supported.
     """
 
+    family: ClassVar[str] = "redimnet"
     family_label: ClassVar[str] = "ReDimNet"
 
     F: int = 72
@@ -262,74 +218,17 @@ class ModelConfig(ReleaseConfig):
 # ---------------------------------------------------------------------------
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _positive_int(name: str, value, allow_none: bool = False):
-    if value is None and allow_none:
-        return
-    if not _is_int(value) or value <= 0:
-        extra = " or None" if allow_none else ""
-        raise ConfigError(f"{name} must be a positive integer{extra}, got {value!r}")
-
-
-def _choice(name: str, value, choices: Iterable):
-    choices = tuple(choices)
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
-
-
-def _probability(name: str, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
-
-
-def _flag(name: str, value):
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be True or False, got {value!r}")
-
-
-def parse_stage_list(
-    stages, spec_class: type, layout: str, parse_entry: Callable, mapping_keys: Optional[Tuple[str, ...]] = None
-) -> tuple:
-    """``stages_setup`` as a tuple of ``spec_class``: a non-empty list whose entries are already specs,
-    or 5-entry sequences laid out as ``layout`` says (or mappings with ``mapping_keys``) that
-    ``parse_entry(where, entry)`` turns into specs after the checks every family shares."""
-    if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence) or len(stages) == 0:
-        raise ConfigError(f"stages_setup must be a non-empty list of ({layout}) entries")
-    parsed = []
-    for index, stage in enumerate(stages):
-        where = f"stages_setup[{index}]"
-        if isinstance(stage, spec_class):
-            parsed.append(stage)
-            continue
-        if mapping_keys is not None and isinstance(stage, Mapping):
-            try:
-                stage = [stage[k] for k in mapping_keys]
-            except KeyError as missing:
-                raise ConfigError(f"{where} is missing {missing}") from None
-        if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 5:
-            raise ConfigError(f"{where} must have 5 entries ({layout}), got {stage!r}")
-        parsed.append(parse_entry(where, stage))
-    return tuple(parsed)
-
-
 _STAGE_FIELDS = ("stride", "num_blocks", "conv_exp", "kernel_sizes", "att_block_red")
 
 
 def _parse_stage(where: str, stage) -> StageSpec:
     stride, num_blocks, conv_exp, kernel_sizes, att_red = stage
-    if stride not in (1, 2, 3) or not _is_int(stride):
+    if stride not in (1, 2, 3) or not is_int(stride):
         raise ConfigError(f"{where}: stride must be 1, 2 or 3, got {stride!r}")
-    if not _is_int(num_blocks) or num_blocks < 0:
+    if not is_int(num_blocks) or num_blocks < 0:
         raise ConfigError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
-    _positive_int(f"{where}: conv_exp", conv_exp)
-    _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
+    positive_int(f"{where}: conv_exp", conv_exp)
+    positive_int(f"{where}: att_block_red", att_red, allow_none=True)
     return StageSpec(stride, num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red)
 
 
@@ -342,96 +241,11 @@ def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
         raise ConfigError(f"{where}: kernel_sizes must be a list such as [(3, 3)], got {kernel_sizes!r}")
     out = []
     for kernel in kernel_sizes:
-        kernel = (kernel,) if _is_int(kernel) else kernel
-        if not isinstance(kernel, Sequence) or not all(_is_int(k) and k > 0 for k in kernel):
+        kernel = (kernel,) if is_int(kernel) else kernel
+        if not isinstance(kernel, Sequence) or not all(is_int(k) and k > 0 for k in kernel):
             raise ConfigError(f"{where}: kernel_sizes entries must be positive integers or pairs, got {kernel!r}")
         out.append(tuple(kernel))
     return tuple(out)
-
-
-def _check_groups(divisor, channels: int, where: str):
-    if divisor is None:
-        return
-    groups = channels // divisor
-    if groups < 1 or channels % groups != 0:
-        raise ConfigError(
-            f"group_divisor={divisor} does not fit {where} with {channels} channels: "
-            f"channels // group_divisor must be >= 1 and divide the channels"
-        )
-
-
-def validate_front_end_options(
-    params: Mapping[str, Any], *, band: bool, spec_norms: Iterable, spec_norm_note: str = ""
-) -> None:
-    """Checks of the ``spec_params`` values every family's front ends share (after the family's
-    check of which keys its front end takes): the sizes, the frequency band (where ``band``), the
-    on/off flags, the SpecAugment settings, ``spec_norm`` (one of ``spec_norms``; ``spec_norm_note``
-    says why others are refused) and ``eps``."""
-    for key in ("sample_rate", "n_fft", "win_length", "hop_length"):
-        if key in params:
-            _positive_int(f"spec_params[{key!r}]", params[key])
-    n_fft, win = params.get("n_fft", 512), params.get("win_length", 400)
-    if win > n_fft:
-        raise ConfigError(f"spec_params: win_length ({win}) must not exceed n_fft ({n_fft})")
-    for key in ("f_min", "f_max"):
-        if key in params and not _is_number(params[key]):
-            raise ConfigError(f"spec_params[{key!r}] must be a number, got {params[key]!r}")
-    if band:
-        f_min, f_max = params.get("f_min", 20), params.get("f_max", 7600)
-        if not 0 <= f_min < f_max <= params.get("sample_rate", TARGET_SAMPLE_RATE) / 2:
-            raise ConfigError(
-                f"spec_params: need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}"
-            )
-    for key in ("do_spec_aug", "norm_signal", "do_preemph"):
-        if key in params:
-            _flag(f"spec_params[{key!r}]", params[key])
-    for key in ("freq_mask_width", "time_mask_width"):
-        if key in params:
-            width = params[key]
-            if (
-                not isinstance(width, Sequence)
-                or len(width) != 2
-                or not all(_is_int(w) for w in width)
-                or not 0 <= width[0] < width[1]
-            ):
-                raise ConfigError(f"spec_params[{key!r}] must be (low, high) with 0 <= low < high, got {width!r}")
-    if "freq_start_bin" in params and (not _is_int(params["freq_start_bin"]) or params["freq_start_bin"] < 0):
-        raise ConfigError(f"spec_params['freq_start_bin'] must be an integer >= 0, got {params['freq_start_bin']!r}")
-    if "num_apply_spec_aug" in params and (
-        not _is_int(params["num_apply_spec_aug"]) or params["num_apply_spec_aug"] < 0
-    ):
-        raise ConfigError("spec_params['num_apply_spec_aug'] must be an integer >= 0")
-    spec_norms = tuple(spec_norms)
-    if "spec_norm" in params and params["spec_norm"] not in spec_norms:
-        raise ConfigError(
-            f"spec_params['spec_norm']={params['spec_norm']!r} is not supported{spec_norm_note}; "
-            f"choose one of {', '.join(map(repr, spec_norms))}"
-        )
-    if "eps" in params and (not isinstance(params["eps"], float) or not 0 < params["eps"] < 1):
-        raise ConfigError(f"spec_params['eps'] must be a small positive float, got {params['eps']!r}")
-
-
-def check_time_context(where: str, att_block_red: Optional[int], width: int, block_1d_type: str) -> None:
-    """A stage's time-context width ``C*F // att_block_red`` is >= 1 and splits over the attention heads."""
-    if att_block_red is None:
-        return
-    hidden = width // att_block_red
-    if hidden < 1:
-        raise ConfigError(f"{where}: att_block_red={att_block_red} leaves no hidden channels (C*F = {width})")
-    if block_1d_type in ("att", "conv+att") and hidden % ATTENTION_HEADS != 0:
-        raise ConfigError(
-            f"{where}: att_block_red={att_block_red} gives {hidden} hidden channels, "
-            f"which the {ATTENTION_HEADS} attention heads of block_1d_type={block_1d_type!r} "
-            "cannot split evenly"
-        )
-
-
-def check_pooling_channels(pooling_func: str, channels: int) -> None:
-    """The multi-head poolings split the backbone's channels over their heads."""
-    if pooling_func == "MHASTP" and channels % MHASTP_HEADS != 0:
-        raise ConfigError(f"pooling_func='MHASTP' needs an even number of channels, got {channels}")
-    if pooling_func == "MQMHASTP" and channels % MQMHASTP_HEADS != 0:
-        raise ConfigError(f"pooling_func='MQMHASTP' needs channels divisible by {MQMHASTP_HEADS}, got {channels}")
 
 
 def _validate_spec_params(config: ModelConfig):
@@ -453,23 +267,23 @@ def _validate_spec_params(config: ModelConfig):
 
 
 def _validate(config: ModelConfig):
-    _positive_int("F", config.F)
-    _positive_int("C", config.C)
-    _choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
-    _choice("block_2d_type", config.block_2d_type, BLOCK_2D_TYPES)
-    _positive_int("group_divisor", config.group_divisor, allow_none=True)
-    _positive_int("out_channels", config.out_channels, allow_none=True)
-    _positive_int("embed_dim", config.embed_dim)
-    _positive_int("num_classes", config.num_classes, allow_none=True)
-    _probability("class_dropout", config.class_dropout)
-    _probability("feat_agg_dropout", config.feat_agg_dropout)
+    positive_int("F", config.F)
+    positive_int("C", config.C)
+    choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
+    choice("block_2d_type", config.block_2d_type, BLOCK_2D_TYPES)
+    positive_int("group_divisor", config.group_divisor, allow_none=True)
+    positive_int("out_channels", config.out_channels, allow_none=True)
+    positive_int("embed_dim", config.embed_dim)
+    positive_int("num_classes", config.num_classes, allow_none=True)
+    probability("class_dropout", config.class_dropout)
+    probability("feat_agg_dropout", config.feat_agg_dropout)
     parse_head_activation(config.head_activation)
-    _positive_int("hop_length", config.hop_length)
-    _choice("pooling_func", config.pooling_func, POOLING_FUNCS)
-    _choice("feat_type", config.feat_type, FEAT_TYPES)
-    _flag("global_context_att", config.global_context_att)
-    _flag("emb_bn", config.emb_bn)
-    _flag("return_all_outputs", config.return_all_outputs)
+    positive_int("hop_length", config.hop_length)
+    choice("pooling_func", config.pooling_func, POOLING_FUNCS)
+    choice("feat_type", config.feat_type, FEAT_TYPES)
+    flag("global_context_att", config.global_context_att)
+    flag("emb_bn", config.emb_bn)
+    flag("return_all_outputs", config.return_all_outputs)
     if config.tf_optimized_arch is not False:
         raise ConfigError(
             "tf_optimized_arch=True is not supported: the published original code does not "
@@ -489,9 +303,9 @@ def _validate(config: ModelConfig):
             )
         c, f = c * stage.stride, f // stage.stride
         expanded = c * stage.conv_exp
-        _check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
+        check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
         if stage.conv_exp != 1:
-            _check_groups(config.group_divisor, c, f"the channel squeeze of {where}")
+            check_groups(config.group_divisor, c, f"the channel squeeze of {where}")
         check_time_context(where, stage.att_block_red, width, config.block_1d_type)
     check_pooling_channels(config.pooling_func, config.backbone_dim)
     if config.head_activation is not None and config.num_classes is None:

@@ -9,26 +9,12 @@ from ...fast import blocked
 from ...fast.form import inference_form
 from ...fast.layout import to_1d_view, to_2d_view
 from ...fast.modules import FrequencyPool
+from ...layers.block_2d import make_2d_block
 from ...layers.channel_squeeze import ChannelSqueeze
-from ...layers.convnext_block import ConvNeXtBlock
 from ...layers.reshape import to_1d, to_2d
-from ...layers.resnet_block import ResNetBlock
 from ...layers.stage_mixer import StageMixer
 from ...layers.time_context import TimeContextBlock
 from .config import ModelConfig, StageSpec
-
-
-def make_2d_block(kind: str, channels: int, num_freq: int, group_divisor, kernel_sizes=((3, 3),)) -> nn.Module:
-    """The 2D block named by ``block_2d_type`` (``kernel_sizes``: the ConvNeXt block's depthwise kernels)."""
-    if kind == "convnext_like":
-        return ConvNeXtBlock(channels, dim=2, kernel_sizes=kernel_sizes, group_divisor=group_divisor, activation="gelu")
-    if kind == "convnext_like_relu":
-        return ConvNeXtBlock(channels, dim=2, kernel_sizes=kernel_sizes, group_divisor=group_divisor, activation="relu")
-    if kind == "basic_resnet":
-        return ResNetBlock(channels, num_freq, group_divisor, use_freq_se=False)
-    if kind == "basic_resnet_fwse":
-        return ResNetBlock(channels, num_freq, group_divisor, use_freq_se=True)
-    raise ValueError(f"block_2d_type={kind!r} is not supported")
 
 
 class Stage(nn.Module):

@@ -1,14 +1,18 @@
-"""ReDimNet2, the successor family: same toolkit, its own stage wiring and options.
+"""ReDimNet2 (PalabraAI), the successor family: configuration, key map of the official
+checkpoints, network, presets, and :data:`FAMILY`, the family object that registers its
+architectures and published weights.
 
-Names are imported on first use, so reading the presets (:mod:`.presets`) does
-not load PyTorch.
+The network's names are imported on first use, so reading the family (:mod:`.family`,
+:mod:`.presets`) does not load PyTorch.
 """
 
 import importlib
 
-_EXPORTS = {"ReDimNet2": "model", "ReDimNet2Config": "config", "Stage2Spec": "config"}
+from .family import FAMILY
 
-__all__ = ["ReDimNet2", "ReDimNet2Config", "Stage2Spec"]
+_EXPORTS = {"ReDimNet2": "network", "ReDimNet2Config": "config", "Stage2Spec": "config"}
+
+__all__ = ["FAMILY", "ReDimNet2", "ReDimNet2Config", "Stage2Spec"]
 
 
 def __getattr__(name: str):

@@ -18,11 +18,11 @@ from ...fast.folding import fold_bn_after
 from ...fast.form import inference_form
 from ...fast.layout import to_1d_view, to_2d_view
 from ...fast.modules import Linear, PointwiseConv, SwappedConv2d, detached_copy, matrix_of
+from ...layers.block_2d import make_2d_block
 from ...layers.reshape import to_1d, to_2d
 from ...layers.stage_mixer import StageMixer
+from ...layers.stem import Stem
 from ...layers.time_context import TimeContextBlock
-from ..redimnet.backbone import Stem
-from ..redimnet.stage import make_2d_block
 from .config import ReDimNet2Config, Stage2Spec
 from .freq_encoding import FrequencyEncoding
 

@@ -20,18 +20,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
+from ..._utils.validation import choice, flag, is_int, is_number, positive_int, probability
 from ...errors import ConfigError
-from ..redimnet.config import (
-    BLOCK_1D_TYPES,
-    BLOCK_2D_TYPES,
+from ...layers.options import BLOCK_1D_TYPES, BLOCK_2D_TYPES
+from ..common.config import (
     ReleaseConfig,
-    _check_groups,
-    _choice,
-    _flag,
-    _is_int,
-    _is_number,
-    _positive_int,
-    _probability,
+    check_groups,
     check_pooling_channels,
     check_time_context,
     parse_stage_list,
@@ -149,6 +143,7 @@ class ReDimNet2Config(ReleaseConfig):
         return_all_outputs: ``forward`` also returns every stage's 1D output.
     """
 
+    family: ClassVar[str] = "redimnet2"
     family_label: ClassVar[str] = "ReDimNet2"
 
     F: int = 72
@@ -180,8 +175,6 @@ class ReDimNet2Config(ReleaseConfig):
     emb_bn: bool = False
     spec_params: Mapping[str, Any] = field(default_factory=_default_spec_params)
     return_all_outputs: bool = False
-
-    family = "redimnet2"
 
     def __post_init__(self):
         object.__setattr__(self, "stages_setup", _parse_stages(self.stages_setup))
@@ -247,16 +240,16 @@ def _parse_stage(where: str, stage) -> Stage2Spec:
         isinstance(stride, (str, bytes))
         or not isinstance(stride, Sequence)
         or len(stride) != 2
-        or not all(_is_int(s) and s > 0 for s in stride)
+        or not all(is_int(s) and s > 0 for s in stride)
     ):
         raise ConfigError(
             f"{where}: the stride must be a pair (freq_stride, time_stride) of positive integers, got {stride!r}"
         )
-    if not _is_int(num_blocks) or num_blocks < 0:
+    if not is_int(num_blocks) or num_blocks < 0:
         raise ConfigError(f"{where}: num_blocks must be an integer >= 0, got {num_blocks!r}")
-    if not _is_number(conv_exp) or not math.isfinite(conv_exp) or conv_exp <= 0:
+    if not is_number(conv_exp) or not math.isfinite(conv_exp) or conv_exp <= 0:
         raise ConfigError(f"{where}: conv_exp must be a positive number, got {conv_exp!r}")
-    _positive_int(f"{where}: att_block_red", att_red, allow_none=True)
+    positive_int(f"{where}: att_block_red", att_red, allow_none=True)
     return Stage2Spec(stride[0], stride[1], num_blocks, conv_exp, _parse_kernels(where, kernel_sizes), att_red)
 
 
@@ -270,12 +263,12 @@ def _parse_kernels(where: str, kernel_sizes) -> Tuple[Tuple[int, ...], ...]:
         raise ConfigError(f"{where}: kernel_sizes must be a non-empty list such as [(3, 3)], got {kernel_sizes!r}")
     out = []
     for kernel in kernel_sizes:
-        kernel = (kernel, kernel) if _is_int(kernel) else kernel
+        kernel = (kernel, kernel) if is_int(kernel) else kernel
         if (
             isinstance(kernel, (str, bytes))
             or not isinstance(kernel, Sequence)
             or len(kernel) != 2
-            or not all(_is_int(k) and k > 0 for k in kernel)
+            or not all(is_int(k) and k > 0 for k in kernel)
         ):
             raise ConfigError(
                 f"{where}: kernel_sizes entries must be positive integers or (freq, time) pairs, got {kernel!r}"
@@ -323,7 +316,7 @@ def _validate(config: ReDimNet2Config):
             f"causal={config.causal!r} is not supported: the official ReDimNet2 code runs only "
             "causal='none' (it has no causal blocks); use causal='none'"
         )
-    _choice("causal", config.causal, ("none",))
+    choice("causal", config.causal, ("none",))
     if config.spec_in_channels != 1:
         raise ConfigError(
             f"spec_in_channels={config.spec_in_channels!r} is not supported: every ReDimNet2 front "
@@ -334,20 +327,20 @@ def _validate(config: ReDimNet2Config):
             f"fm_weigthing_type={config.fm_weigthing_type!r} is not supported: the official code "
             "runs only 'NC' (one weight per feature map and row); use 'NC'"
         )
-    _positive_int("F", config.F)
-    _positive_int("C", config.C)
-    _choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
-    _choice("block_2d_type", config.block_2d_type, BLOCK_2D_TYPES)
-    _positive_int("group_divisor", config.group_divisor, allow_none=True)
-    _positive_int("out_channels", config.out_channels, allow_none=True)
-    _positive_int("embed_dim", config.embed_dim)
-    _positive_int("num_classes", config.num_classes, allow_none=True)
-    _probability("feat_agg_dropout", config.feat_agg_dropout)
+    positive_int("F", config.F)
+    positive_int("C", config.C)
+    choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
+    choice("block_2d_type", config.block_2d_type, BLOCK_2D_TYPES)
+    positive_int("group_divisor", config.group_divisor, allow_none=True)
+    positive_int("out_channels", config.out_channels, allow_none=True)
+    positive_int("embed_dim", config.embed_dim)
+    positive_int("num_classes", config.num_classes, allow_none=True)
+    probability("feat_agg_dropout", config.feat_agg_dropout)
     if config.head_activation is not None and not isinstance(config.head_activation, str):
         raise ConfigError(f"head_activation must be a string or None, got {config.head_activation!r}")
-    _positive_int("hop_length", config.hop_length)
-    _choice("pooling_func", config.pooling_func, POOLING_FUNCS)
-    _choice("feat_type", config.feat_type, FEAT_TYPES)
+    positive_int("hop_length", config.hop_length)
+    choice("pooling_func", config.pooling_func, POOLING_FUNCS)
+    choice("feat_type", config.feat_type, FEAT_TYPES)
     for name in (
         "compress_tconvs",
         "return_2d_output",
@@ -358,10 +351,10 @@ def _validate(config: ReDimNet2Config):
         "emb_bn",
         "return_all_outputs",
     ):
-        _flag(name, getattr(config, name))
+        flag(name, getattr(config, name))
     for name in ("pad_right_samples", "before_pool_offset"):
         value = getattr(config, name)
-        if value is not None and (not _is_int(value) or value < 0):
+        if value is not None and (not is_int(value) or value < 0):
             raise ConfigError(f"{name} must be an integer >= 0 or None, got {value!r}")
     _validate_spec_params(config)
 
@@ -378,6 +371,6 @@ def _validate(config: ReDimNet2Config):
         expanded = int(c * stage.conv_exp)
         if expanded < 1:
             raise ConfigError(f"{where}: conv_exp={stage.conv_exp} leaves no channels ({c} x {stage.conv_exp})")
-        _check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
+        check_groups(config.group_divisor, expanded, f"the 2D blocks of {where}")
         check_time_context(where, stage.att_block_red, width, config.block_1d_type)
     check_pooling_channels(config.pooling_func, config.backbone_dim)

@@ -3,12 +3,12 @@
 One function, :func:`original_key`, turns one of our ``state_dict`` keys into
 the official one; loading inverts the table it gives, saving applies it.  What
 ReDimNet2 shares with ReDimNet (block, front-end, pooling and head names, the
-start of every stage) is in :mod:`redimnet.models.redimnet.keymap`; here is its own stage layout.
+start of every stage) is in :mod:`redimnet.models.common.keymap`; here is its own stage layout.
 """
 
 from typing import Dict, Iterable
 
-from ..redimnet.keymap import FRONTENDS, official_key, stage_part_key, time_context_key
+from ..common.keymap import FRONTENDS, official_key, stage_part_key, time_context_key
 from .config import ReDimNet2Config
 
 _FRONTENDS = {

@@ -8,7 +8,7 @@ from torch import nn
 
 from ...frontend import make_frontend
 from ...layers.pooling import make_pooling
-from ..redimnet.network import OptimizedPooledEmbedder, PooledEmbedder
+from ..common.network import OptimizedPooledEmbedder, PooledEmbedder
 from .backbone import ReDimNet2Backbone
 from .config import ReDimNet2Config
 
@@ -35,7 +35,6 @@ class ReDimNet2(PooledEmbedder):
         ValueError: an option is invalid (the message names it).
     """
 
-    family = "redimnet2"
     config_class = ReDimNet2Config
     config: ReDimNet2Config
 
@@ -86,7 +85,6 @@ class OptimizedReDimNet2(OptimizedPooledEmbedder):
     batch norms folded, the toolkit's fused block forms.  Same interface and outputs
     (up to float rounding) as :class:`ReDimNet2`; must not be trained."""
 
-    family = "redimnet2"
     config: ReDimNet2Config
 
     def __init__(self, model: ReDimNet2):

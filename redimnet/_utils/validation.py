@@ -1,0 +1,140 @@
+"""The checks every configuration is validated with; each raises :class:`~redimnet.errors.ConfigError`.
+
+Two forms, for the two ways a configuration names what is wrong:
+
+* named checks (:func:`positive_int`, :func:`choice`, :func:`probability`, :func:`flag`) take the
+  option's name and say the whole sentence ("C must be a positive integer, got 0") -- the model
+  configurations use them;
+* value checks (:func:`integer`, :func:`number`, :func:`string`, ...) are made once per key of a
+  declarative configuration, take only the value, return it (normalised) and say the problem
+  ("must be an integer >= 1, got 0"), leaving the file and key to the caller -- the training
+  configuration declares its keys with them.
+"""
+
+from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
+
+from ..errors import ConfigError
+
+Check = Callable[[Any], Any]
+
+
+def is_int(value: Any) -> bool:
+    """An integer that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An integer or a float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- named checks
+
+
+def positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not is_int(value) or value <= 0:
+        extra = " or None" if allow_none else ""
+        raise ConfigError(f"{name} must be a positive integer{extra}, got {value!r}")
+
+
+def choice(name: str, value: Any, choices: Iterable) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
+
+
+def probability(name: str, value: Any) -> None:
+    if not is_number(value) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+def flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
+
+
+# --------------------------------------------------------------------------- value checks
+
+
+def integer(minimum: int = 0) -> Check:
+    def check(value):
+        if not is_int(value) or value < minimum:
+            raise ConfigError(f"must be an integer >= {minimum}, got {value!r}")
+        return value
+
+    return check
+
+
+def number(minimum: float = 0.0, maximum: Optional[float] = None, open_low: bool = False) -> Check:
+    def check(value):
+        ok = is_number(value) and (value > minimum if open_low else value >= minimum)
+        ok = ok and (maximum is None or value <= maximum)
+        if not ok:
+            low = f"> {minimum}" if open_low else f">= {minimum}"
+            high = f" and <= {maximum}" if maximum is not None else ""
+            raise ConfigError(f"must be a number {low}{high}, got {value!r}")
+        return float(value)
+
+    return check
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"must be true or false, got {value!r}")
+    return value
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def one_of(*choices: Any) -> Check:
+    def check(value):
+        if value not in choices:
+            raise ConfigError(f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+
+    return check
+
+
+def optional(inner: Check) -> Check:
+    def check(value):
+        return None if value is None else inner(value)
+
+    return check
+
+
+def number_pair(minimum: Optional[float] = None) -> Check:
+    def check(value) -> Tuple[Any, Any]:
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(is_number(v) for v in value)
+            or value[0] > value[1]
+            or (minimum is not None and value[0] < minimum)
+        ):
+            raise ConfigError(f"must be a pair [low, high] with low <= high, got {value!r}")
+        return (value[0], value[1])
+
+    return check
+
+
+def int_pair(value: Any) -> Tuple[int, int]:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(is_int(v) for v in value)
+        or not 0 <= value[0] < value[1]
+    ):
+        raise ConfigError(f"must be a pair of integers [low, high] with 0 <= low < high, got {value!r}")
+    return (value[0], value[1])
+
+
+def mapping(value: Any) -> dict:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"must be a mapping of options, got {value!r}")
+    return dict(value)
