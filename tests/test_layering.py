@@ -83,22 +83,12 @@ def test_every_module_has_a_layer():
         _layer(module)
 
 
-# Known upward imports still to remove (each names why it is there); nothing else may go up.
-KNOWN_UPWARD = {
-    # int8 calibration speech is partly synthetic: the generator sits in testing/ (layer 9) because its
-    # conversations are written with diarization's segments; the voice generator itself needs only numpy.
-    ("fast.int8", "testing.synth"),
-}
-
-
 def test_no_import_goes_up_a_layer():
     upward = [
         f"redimnet.{module} (layer {_layer(module)}) line {line} imports redimnet.{target} (layer {_layer(target)})"
         for module, imports in GRAPH.items()
         for line, target in imports
-        if _layer(target) > _layer(module)
-        and not module.startswith(target + ".")
-        and (module, target) not in KNOWN_UPWARD
+        if _layer(target) > _layer(module) and not module.startswith(target + ".")
     ]
     assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
 
@@ -146,9 +136,3 @@ def test_no_import_circle():
 def test_the_checker_sees_imports(module):
     """The graph is not empty by mistake: known imports are found."""
     assert GRAPH[module[len("redimnet.") :]], f"no imports found in {module}"
-
-
-def test_known_upward_imports_are_still_there():
-    """An entry of KNOWN_UPWARD that no longer happens is removed from the list (it cannot hide a new one)."""
-    for module, target in KNOWN_UPWARD:
-        assert target in {t for _, t in GRAPH[module]}, f"redimnet.{module} no longer imports redimnet.{target}"

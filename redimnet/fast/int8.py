@@ -23,7 +23,7 @@ read as well.
 
 Calibration speech (:func:`calibration_waves`): by default the speech shipped
 with the package (:mod:`redimnet.examples`) plus a few minutes of synthetic
-speech made deterministically by :mod:`redimnet.testing.synth`; or files the user
+speech made deterministically by :mod:`redimnet.audio.synthetic`; or files the user
 points at.  Quantising takes seconds to a minute, so the quantised file is kept in the
 weights cache (``<cache>/int8/``), keyed by the model's weights, the calibration
 audio and the versions of the tools; the next run loads it.
@@ -91,8 +91,8 @@ def _windows(wave: np.ndarray, limit: int) -> List[np.ndarray]:
 
 def _default_waves() -> List[np.ndarray]:
     from ..audio import read_audio
+    from ..audio.synthetic import record, synthesize, voice_for
     from ..examples import example_files
-    from ..testing.synth import record, synthesize, voice_for
 
     waves: List[np.ndarray] = []
     for path in example_files().values():
