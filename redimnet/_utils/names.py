@@ -26,7 +26,7 @@ import unicodedata
 from pathlib import Path
 from typing import Sequence, Union
 
-from ..errors import RedimnetError
+from ..errors import NAME, RedimnetError
 
 PathLike = Union[str, os.PathLike]
 
@@ -39,6 +39,8 @@ MAX_COMPONENT_BYTES = 255
 
 class UnsafeNameError(RedimnetError, ValueError):
     """An utterance id or speaker name cannot be used (it would leave the output folder, or is unprintable)."""
+
+    category = NAME
 
 
 # Bidirectional overrides, embeddings and isolates: they reorder how the rest of a line is displayed.

@@ -23,7 +23,7 @@ from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import RedimnetError
+from ..errors import AUDIO, RedimnetError
 from .lists import read_two_columns
 
 PathLike = Union[str, os.PathLike]
@@ -44,6 +44,8 @@ speech (typically -40 to -15 dBFS), above digital silence and dither.
 
 class AudioError(RedimnetError):
     """An audio input cannot be used (unreadable, empty, corrupt, too short, non-finite, ...)."""
+
+    category = AUDIO
 
 
 def audio_extensions() -> frozenset:

@@ -23,7 +23,7 @@ from typing import Callable, List, Optional
 
 from .._utils.names import printable
 from .._utils.optional import MissingDependencyError, install_hint
-from ..errors import RedimnetError
+from ..errors import INTERNAL, RedimnetError, category_of
 from .common import Parser
 
 # Verb modules, in the order their commands are listed in --help.
@@ -177,11 +177,13 @@ def run_handler(handler, args) -> int:
     """Run a verb's handler, turning errors into messages and exit statuses.
 
     * :class:`redimnet.errors.RedimnetError` (bad input, bad options, unusable
-      files) and ``OSError`` (a file that cannot be read or written): one
-      ``redimnet: error: ...`` line, exit 2;
+      files): one ``redimnet: error: ...`` line, the exit status of its
+      category (:data:`redimnet.errors.CATALOGUE`: 2);
+    * ``OSError`` (a file that cannot be read or written): one line, exit 2;
     * a missing optional dependency: which extra to install, exit 2;
     * anything else is a bug: one line naming the exception and
-      "set REDIMNET_DEBUG=1 to see the traceback", exit 1.
+      "set REDIMNET_DEBUG=1 to see the traceback", the exit status of
+      :data:`redimnet.errors.INTERNAL` (1).
 
     With ``REDIMNET_DEBUG=1`` in the environment the full traceback is printed
     first in every case.
@@ -205,7 +207,7 @@ def run_handler(handler, args) -> int:
     except RedimnetError as error:
         _traceback_if(debug)
         print(f"redimnet: error: {error_text(error)}", file=sys.stderr)
-        return 2
+        return category_of(error).exit_status
     except ModuleNotFoundError as error:
         _traceback_if(debug)
         hint = install_hint(error.name)
@@ -250,7 +252,7 @@ def _unexpected(error: BaseException, debug: bool) -> int:
         "This is a bug; please report it.",
         file=sys.stderr,
     )
-    return 1
+    return INTERNAL.exit_status
 
 
 def _describe_os_error(error: OSError) -> str:

@@ -36,9 +36,9 @@ from starlette.routing import Route
 from .._utils.names import UnsafeNameError, check_speaker_name, printable
 from .._version import __version__
 from ..audio.read import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes, trim_silence
-from ..errors import RedimnetError
+from ..errors import INTERNAL, RedimnetError, category_of
 from ..speakers.sql import EmptyStoreError
-from ..speakers.sqlite import SpeakerDatabaseError, UnknownSpeakerError
+from ..speakers.sqlite import UnknownSpeakerError
 from ..speakers.store import SpeakerStore
 from ..speakers.stores import is_url, open_store, store_label
 from .auth import AllowedHosts, check_bearer
@@ -577,16 +577,11 @@ async def _service_error(request: Request, error: ServiceError) -> Response:
 
 
 async def _redimnet_error(request: Request, error: RedimnetError) -> Response:
-    private = _private(request)
-    if isinstance(error, AudioError):
-        return _error(422, "bad_audio", str(error), private)
-    if isinstance(error, UnsafeNameError):
-        return _error(400, "bad_name", str(error), private)
+    """Status and code from the error's category (:data:`redimnet.errors.CATALOGUE`)."""
+    category = category_of(error)
     if isinstance(error, UnknownSpeakerError):  # e.g. removed by another client after the request's check
-        return _error(404, "unknown_speaker", _unknown(error.name).message)
-    if isinstance(error, SpeakerDatabaseError):
-        return _error(409, "database", str(error), private)
-    return _error(400, "bad_request", str(error), private)
+        return _error(category.http_status, category.code, _unknown(error.name).message)
+    return _error(category.http_status, category.code, str(error), _private(request))
 
 
 async def _http_error(request: Request, error: HTTPException) -> Response:
@@ -647,7 +642,7 @@ class _Guard:
             log.exception("unexpected error on %s %s", scope["method"], scope["path"])
             if not started:
                 message = "the service failed on this request; the details are in the server's log"
-                await _error(500, "internal", message)(scope, receive, send_with_headers)
+                await _error(INTERNAL.http_status, INTERNAL.code, message)(scope, receive, send_with_headers)
 
 
 ROUTES = [

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from .._utils.names import UnsafeNameError, check_speaker_name, spelled
-from ..errors import RedimnetError
+from ..errors import STORE, UNKNOWN_SPEAKER, RedimnetError
 
 __all__ = [
     "SpeakerDatabaseError",
@@ -45,6 +45,8 @@ gives (stores written before the policy are brought to it when opened)."""
 class SpeakerDatabaseError(RedimnetError):
     """The speaker database cannot be opened or does not allow the operation."""
 
+    category = STORE
+
 
 class EmptyStoreError(SpeakerDatabaseError):
     """Identification in a store without speakers."""
@@ -52,6 +54,8 @@ class EmptyStoreError(SpeakerDatabaseError):
 
 class UnknownSpeakerError(SpeakerDatabaseError):
     """No speaker of that name is enrolled (``name`` says which; e.g. another client just removed it)."""
+
+    category = UNKNOWN_SPEAKER
 
     def __init__(self, name: str, message: str):
         super().__init__(message)
