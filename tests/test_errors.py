@@ -107,7 +107,7 @@ def client(tmp_path_factory):
 def test_the_service_answers_with_the_category_status(error, exit_status, http_status, code, client, monkeypatch):
     from redimnet.speakers.sqlite import SpeakerDatabase
 
-    def speakers(self):
+    def speakers(self, *args, **options):
         raise error
 
     monkeypatch.setattr(SpeakerDatabase, "speakers", speakers)
