@@ -8,10 +8,20 @@ Two forms, for the two ways a configuration names what is wrong:
 * value checks (:func:`integer`, :func:`number`, :func:`string`, ...) are made once per key of a
   declarative configuration, take only the value, return it (normalised) and say the problem
   ("must be an integer >= 1, got 0"), leaving the file and key to the caller -- the training
-  configuration declares its keys with them.
+  configurations declare their keys with them.
+
+A declarative configuration is a set of sections, each a dataclass whose fields are declared with
+:func:`setting` (check, default, doc); :func:`build_section` reads one section from a file's raw
+mapping (unknown keys, non-finite numbers and failed checks raise :class:`ConfigError` naming the
+file and ``section.key``), :func:`sections_to_dict` writes the sections back as plain data and
+:func:`check_existing` checks the paths a configuration names.
 """
 
-from typing import Any, Callable, Iterable, Mapping, Optional, Tuple
+import dataclasses
+import math
+from dataclasses import field
+from pathlib import Path
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError
 
@@ -138,3 +148,85 @@ def mapping(value: Any) -> dict:
     if not isinstance(value, Mapping):
         raise ConfigError(f"must be a mapping of options, got {value!r}")
     return dict(value)
+
+
+# --------------------------------------------------------------------------- declared sections
+
+
+def setting(
+    check: Check, default: Any = dataclasses.MISSING, doc: str = "", factory: Optional[Callable[[], Any]] = None
+):
+    """A declared key of a config section (a dataclass field): its value check, its default and a line for people."""
+    metadata = {"check": check, "doc": doc}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def first_non_finite(value, where: str = "") -> Optional[Tuple[str, float]]:
+    """``(sub-key, value)`` of the first infinite or NaN number in a (nested) config value, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    if isinstance(value, Mapping):
+        items = ((f"{where}.{k}", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub, inner in items:
+        found = first_non_finite(inner, sub)
+        if found is not None:
+            return found
+    return None
+
+
+def build_section(name: str, section_cls, options, source: str):
+    """One section's dataclass from its raw mapping, every key checked (``ConfigError`` naming file and key)."""
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{source}: {name}: must be a mapping of keys, got {options!r}")
+    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    values = {}
+    for key, value in options.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key '{name}.{key}'; known keys in '{name}': {', '.join(fields)}")
+        non_finite = first_non_finite(value)
+        if non_finite is not None:
+            raise ConfigError(
+                f"{source}: {name}.{key}{non_finite[0]}: {non_finite[1]} is not a finite number; "
+                "training needs finite values (YAML .inf and .nan are refused everywhere)"
+            )
+        try:
+            values[key] = fields[key].metadata["check"](value)
+        except ValueError as error:
+            raise ConfigError(f"{source}: {name}.{key} {error}") from None
+    return section_cls(**values)
+
+
+def sections_to_dict(config, sections: Mapping[str, type]) -> dict:
+    """A config's sections as plain data (lists, not tuples), suitable for YAML and for checkpoints."""
+
+    def plain(value):
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {name: plain(dataclasses.asdict(getattr(config, name))) for name in sections}
+
+
+def check_existing(config, checks: List[Tuple[str, Optional[str], str]]) -> None:
+    """Raise ``config.error(key, ...)`` for each ``(key, path, kind)`` whose path (when set) is missing or
+    not of its kind (``file``, ``dir`` or ``any``)."""
+    for key, value, kind in checks:
+        if value is None:
+            continue
+        path = Path(value)
+        if not path.exists():
+            raise config.error(key, f"{value} does not exist")
+        if kind == "file" and not path.is_file():
+            raise config.error(key, f"{value} is not a file")
+        if kind == "dir" and not path.is_dir():
+            raise config.error(key, f"{value} is not a folder")

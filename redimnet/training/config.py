@@ -5,20 +5,23 @@ out-of-range value raises :class:`ConfigError` naming the file and the key
 (``train.epochs``) before anything is built or read.  Infinite and NaN numbers
 are refused in every value, nested ones included.  Paths are checked by
 :meth:`TrainingConfig.check_paths` when training starts.
+
+Two configurations: :class:`TrainingConfig` (speaker embeddings) and
+:class:`SegmentationTrainingConfig` (``task: segmentation``).  Their keys are declared with the
+validation kit (:mod:`redimnet._utils.validation`: ``setting``, the value checks, ``build_section``);
+the file is read by :mod:`redimnet.training.config_files` (YAML, ``base:`` files, ``--set``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .._utils.fileio import read_text
 from .._utils.validation import (
     boolean,
+    build_section,
+    check_existing,
     int_pair,
     integer,
     is_number,
@@ -27,12 +30,15 @@ from .._utils.validation import (
     number_pair,
     one_of,
     optional,
+    sections_to_dict,
+    setting,
     string,
 )
 from ..audio.read import TARGET_SAMPLE_RATE
 from ..diarization.segmentation import SegmentationConfig, small_backbone
 from ..errors import ConfigError, InvalidArgumentError
 from ..models.redimnet.config import ModelConfig
+from .config_files import apply_overrides, read_config_file
 
 PathLike = Union[str, os.PathLike]
 
@@ -70,21 +76,14 @@ def _snr_table(value):
     return out
 
 
-def _key(check: Callable, default: Any = dataclasses.MISSING, doc: str = "", factory=None):
-    metadata = {"check": check, "doc": doc}
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
 # --------------------------------------------------------------------------- sections
 
 
 @dataclass
 class ModelSection:
-    preset: str = _key(string, "b2", "model size: b0 ... b6")
-    overrides: Dict[str, Any] = _key(mapping, factory=dict, doc="ModelConfig options replacing the preset's")
-    init_from: Optional[str] = _key(
+    preset: str = setting(string, "b2", "model size: b0 ... b6")
+    overrides: Dict[str, Any] = setting(mapping, factory=dict, doc="ModelConfig options replacing the preset's")
+    init_from: Optional[str] = setting(
         optional(string),
         None,
         "start from this release checkpoint (model only) or training state "
@@ -94,85 +93,85 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    wav_scp: Optional[str] = _key(optional(string), None, "Kaldi wav.scp: '<utt> <path>' per line")
-    utt2spk: Optional[str] = _key(optional(string), None, "Kaldi utt2spk: '<utt> <speaker>' per line")
-    csv: Optional[str] = _key(optional(string), None, "CSV with columns utt,path,speaker (header required)")
-    shards: Optional[str] = _key(optional(string), None, "shard index written by 'redimnet prepare --shards'")
-    sample_rate: int = _key(integer(1000), TARGET_SAMPLE_RATE)
-    crop_seconds: float = _key(number(0.1), 2.0, "length of the random training crops")
-    speed_perturb: Tuple[float, ...] = _key(_speed_factors, (0.9, 1.1), "speed factors, each a new speaker set")
-    batch_size: int = _key(integer(1), 256, "examples per step and per process")
-    num_workers: int = _key(integer(0), 4)
-    shuffle_buffer: int = _key(integer(1), 2000, "shuffle buffer of the shard stream (examples)")
-    max_bad_fraction: float = _key(number(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
+    wav_scp: Optional[str] = setting(optional(string), None, "Kaldi wav.scp: '<utt> <path>' per line")
+    utt2spk: Optional[str] = setting(optional(string), None, "Kaldi utt2spk: '<utt> <speaker>' per line")
+    csv: Optional[str] = setting(optional(string), None, "CSV with columns utt,path,speaker (header required)")
+    shards: Optional[str] = setting(optional(string), None, "shard index written by 'redimnet prepare --shards'")
+    sample_rate: int = setting(integer(1000), TARGET_SAMPLE_RATE)
+    crop_seconds: float = setting(number(0.1), 2.0, "length of the random training crops")
+    speed_perturb: Tuple[float, ...] = setting(_speed_factors, (0.9, 1.1), "speed factors, each a new speaker set")
+    batch_size: int = setting(integer(1), 256, "examples per step and per process")
+    num_workers: int = setting(integer(0), 4)
+    shuffle_buffer: int = setting(integer(1), 2000, "shuffle buffer of the shard stream (examples)")
+    max_bad_fraction: float = setting(number(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
 
 
 @dataclass
 class AugmentSection:
-    prob: float = _key(number(0.0, 1.0), 0.6, "probability that an example gets noise or reverberation")
-    noise: Optional[str] = _key(optional(string), None, "MUSAN-style folder (music/, noise/, speech/ subfolders)")
-    rir: Optional[str] = _key(optional(string), None, "folder of room impulse responses (searched recursively)")
-    snr: Dict[str, Tuple[float, float]] = _key(
+    prob: float = setting(number(0.0, 1.0), 0.6, "probability that an example gets noise or reverberation")
+    noise: Optional[str] = setting(optional(string), None, "MUSAN-style folder (music/, noise/, speech/ subfolders)")
+    rir: Optional[str] = setting(optional(string), None, "folder of room impulse responses (searched recursively)")
+    snr: Dict[str, Tuple[float, float]] = setting(
         _snr_table,
         factory=lambda: {"noise": (0.0, 15.0), "music": (5.0, 15.0), "babble": (13.0, 20.0)},
         doc="SNR range in dB per noise kind",
     )
-    babble_speakers: Tuple[int, int] = _key(int_pair, (3, 8), "talkers mixed into babble: [low, high)")
-    spec_augment: bool = _key(boolean, False, "SpecAugment masking in the model's front end")
-    freq_mask_width: Tuple[int, int] = _key(int_pair, (0, 8))
-    time_mask_width: Tuple[int, int] = _key(int_pair, (0, 10))
+    babble_speakers: Tuple[int, int] = setting(int_pair, (3, 8), "talkers mixed into babble: [low, high)")
+    spec_augment: bool = setting(boolean, False, "SpecAugment masking in the model's front end")
+    freq_mask_width: Tuple[int, int] = setting(int_pair, (0, 8))
+    time_mask_width: Tuple[int, int] = setting(int_pair, (0, 10))
 
 
 @dataclass
 class LossSection:
-    type: str = _key(one_of(*LOSS_TYPES), "aam", "aam (ArcFace), am (CosFace), sphereface2, softmax")
-    scale: float = _key(number(0.0, open_low=True), 32.0)
-    margin: float = _key(number(0.0, 1.0), 0.2, "final margin")
-    initial_margin: float = _key(number(0.0, 1.0), 0.0)
-    margin_increase_start_epoch: float = _key(number(0.0), 20.0)
-    margin_fix_epoch: float = _key(number(0.0), 40.0, "margin reaches its final value here")
-    margin_increase: str = _key(one_of(*MARGIN_INCREASE), "exp")
-    subcenters: int = _key(integer(1), 1, "sub-centres per class (1 = plain)")
-    inter_topk: int = _key(integer(0), 0, "hardest non-target classes that get an extra penalty (0 = off)")
-    inter_topk_margin: float = _key(number(0.0, 1.0), 0.06)
-    easy_margin: bool = _key(boolean, False)
-    sphereface2_lambda: float = _key(number(0.0, 1.0), 0.7, "weight of the positive term of SphereFace2")
+    type: str = setting(one_of(*LOSS_TYPES), "aam", "aam (ArcFace), am (CosFace), sphereface2, softmax")
+    scale: float = setting(number(0.0, open_low=True), 32.0)
+    margin: float = setting(number(0.0, 1.0), 0.2, "final margin")
+    initial_margin: float = setting(number(0.0, 1.0), 0.0)
+    margin_increase_start_epoch: float = setting(number(0.0), 20.0)
+    margin_fix_epoch: float = setting(number(0.0), 40.0, "margin reaches its final value here")
+    margin_increase: str = setting(one_of(*MARGIN_INCREASE), "exp")
+    subcenters: int = setting(integer(1), 1, "sub-centres per class (1 = plain)")
+    inter_topk: int = setting(integer(0), 0, "hardest non-target classes that get an extra penalty (0 = off)")
+    inter_topk_margin: float = setting(number(0.0, 1.0), 0.06)
+    easy_margin: bool = setting(boolean, False)
+    sphereface2_lambda: float = setting(number(0.0, 1.0), 0.7, "weight of the positive term of SphereFace2")
 
 
 @dataclass
 class OptimizerSection:
-    lr: float = _key(number(0.0, open_low=True), 0.1, "learning rate at the end of warm-up")
-    final_lr: float = _key(number(0.0, open_low=True), 5e-5, "learning rate at the last step")
-    warmup_epochs: float = _key(number(0.0), 6.0)
-    warm_from_zero: bool = _key(boolean, True)
-    momentum: float = _key(number(0.0, 1.0), 0.9)
-    nesterov: bool = _key(boolean, True)
-    weight_decay: float = _key(number(0.0), 2e-5)
+    lr: float = setting(number(0.0, open_low=True), 0.1, "learning rate at the end of warm-up")
+    final_lr: float = setting(number(0.0, open_low=True), 5e-5, "learning rate at the last step")
+    warmup_epochs: float = setting(number(0.0), 6.0)
+    warm_from_zero: bool = setting(boolean, True)
+    momentum: float = setting(number(0.0, 1.0), 0.9)
+    nesterov: bool = setting(boolean, True)
+    weight_decay: float = setting(number(0.0), 2e-5)
 
 
 @dataclass
 class TrainSection:
-    output_dir: str = _key(string, "exp/redimnet", "checkpoints, logs and the final model go here")
-    epochs: int = _key(integer(1), 120)
-    steps_per_epoch: Optional[int] = _key(optional(integer(1)), None, "default: examples / (batch x processes)")
-    max_steps: Optional[int] = _key(optional(integer(1)), None, "stop after this many steps (schedules unchanged)")
-    seed: int = _key(integer(0), 42)
-    precision: str = _key(one_of(*PRECISIONS), "fp32", "bf16 / fp16 autocast on GPU (bf16 also on CPU)")
-    device: str = _key(one_of(*DEVICES), "auto")
-    grad_clip: Optional[float] = _key(optional(number(0.0, open_low=True)), 5.0, "max gradient norm, null = off")
-    checkpoint_every: int = _key(integer(1), 1000, "steps between checkpoints (also at every epoch end)")
-    keep_checkpoints: int = _key(integer(1), 10, "training states and model snapshots kept")
-    average_last: int = _key(integer(0), 0, "also write model_avg.pt averaging the last K snapshots (0 = off)")
-    log_every: int = _key(integer(1), 50, "steps between CSV log rows")
-    progress: bool = _key(boolean, True, "console progress bar")
+    output_dir: str = setting(string, "exp/redimnet", "checkpoints, logs and the final model go here")
+    epochs: int = setting(integer(1), 120)
+    steps_per_epoch: Optional[int] = setting(optional(integer(1)), None, "default: examples / (batch x processes)")
+    max_steps: Optional[int] = setting(optional(integer(1)), None, "stop after this many steps (schedules unchanged)")
+    seed: int = setting(integer(0), 42)
+    precision: str = setting(one_of(*PRECISIONS), "fp32", "bf16 / fp16 autocast on GPU (bf16 also on CPU)")
+    device: str = setting(one_of(*DEVICES), "auto")
+    grad_clip: Optional[float] = setting(optional(number(0.0, open_low=True)), 5.0, "max gradient norm, null = off")
+    checkpoint_every: int = setting(integer(1), 1000, "steps between checkpoints (also at every epoch end)")
+    keep_checkpoints: int = setting(integer(1), 10, "training states and model snapshots kept")
+    average_last: int = setting(integer(0), 0, "also write model_avg.pt averaging the last K snapshots (0 = off)")
+    log_every: int = setting(integer(1), 50, "steps between CSV log rows")
+    progress: bool = setting(boolean, True, "console progress bar")
 
 
 @dataclass
 class ValidationSection:
-    trials: Optional[str] = _key(optional(string), None, "trial list (VoxCeleb or Kaldi format)")
-    audio_dir: Optional[str] = _key(optional(string), None, "folder the trial ids are relative to")
-    every: int = _key(integer(1), 1000, "steps between validations (also at the end)")
-    max_seconds: Optional[float] = _key(
+    trials: Optional[str] = setting(optional(string), None, "trial list (VoxCeleb or Kaldi format)")
+    audio_dir: Optional[str] = setting(optional(string), None, "folder the trial ids are relative to")
+    every: int = setting(integer(1), 1000, "steps between validations (also at the end)")
+    max_seconds: Optional[float] = setting(
         optional(number(0.1)), 20.0, "longer test utterances: mean of windows of this length"
     )
 
@@ -354,70 +353,74 @@ def _bands(value):
 
 @dataclass
 class SegmentationModelSection:
-    backbone: Dict[str, Any] = _key(_backbone, factory=_default_backbone, doc="ReDimNet front end and backbone options")
-    local_speakers: int = _key(integer(1), 3, "speakers a chunk tells apart")
-    max_simultaneous: int = _key(integer(1), 2, "most local speakers at once (2: overlap of two)")
-    chunk_seconds: float = _key(number(0.5), 5.0, "length of the chunks")
-    lstm_hidden: int = _key(integer(0), 64, "LSTM units per direction (0: none)")
-    lstm_layers: int = _key(integer(0), 1)
-    init_from: Optional[str] = _key(
+    backbone: Dict[str, Any] = setting(
+        _backbone, factory=_default_backbone, doc="ReDimNet front end and backbone options"
+    )
+    local_speakers: int = setting(integer(1), 3, "speakers a chunk tells apart")
+    max_simultaneous: int = setting(integer(1), 2, "most local speakers at once (2: overlap of two)")
+    chunk_seconds: float = setting(number(0.5), 5.0, "length of the chunks")
+    lstm_hidden: int = setting(integer(0), 64, "LSTM units per direction (0: none)")
+    lstm_layers: int = setting(integer(0), 1)
+    init_from: Optional[str] = setting(
         optional(string), None, "start from this segmentation model (or training state), e.g. to fine-tune"
     )
 
 
 @dataclass
 class SegmentationDataSection:
-    speakers_dir: Optional[Tuple[str, ...]] = _key(
+    speakers_dir: Optional[Tuple[str, ...]] = setting(
         optional(_folders), None, "single-speaker audio, one sub-folder per speaker (a folder or a list of them)"
     )
-    wav_scp: Optional[str] = _key(optional(string), None, "single-speaker recordings: Kaldi wav.scp")
-    utt2spk: Optional[str] = _key(optional(string), None, "single-speaker recordings: Kaldi utt2spk")
-    synthetic_speakers: int = _key(integer(0), 0, "voices of redimnet.testing.synth to simulate with")
-    synthetic_seed: int = _key(integer(0), 1, "seed of the synthetic voices")
-    rttm: Optional[str] = _key(optional(string), None, "annotated recordings: an RTTM file or a folder of them")
-    audio_dir: Optional[str] = _key(optional(string), None, "annotated recordings: folder of <recording>.wav/.flac")
-    recordings: Optional[str] = _key(optional(string), None, "annotated recordings: '<recording> <path>' per line")
-    simulated_fraction: float = _key(number(0.0, 1.0), 0.5, "with both kinds of data: share of simulated chunks")
-    chunks_per_epoch: int = _key(integer(1), 8000, "simulated chunks per epoch")
-    sample_rate: int = _key(integer(16000), 16000, "fixed: 16000")
-    batch_size: int = _key(integer(1), 32, "chunks per step and per process")
-    num_workers: int = _key(integer(0), 1)
-    max_bad_fraction: float = _key(number(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
+    wav_scp: Optional[str] = setting(optional(string), None, "single-speaker recordings: Kaldi wav.scp")
+    utt2spk: Optional[str] = setting(optional(string), None, "single-speaker recordings: Kaldi utt2spk")
+    synthetic_speakers: int = setting(integer(0), 0, "voices of redimnet.testing.synth to simulate with")
+    synthetic_seed: int = setting(integer(0), 1, "seed of the synthetic voices")
+    rttm: Optional[str] = setting(optional(string), None, "annotated recordings: an RTTM file or a folder of them")
+    audio_dir: Optional[str] = setting(optional(string), None, "annotated recordings: folder of <recording>.wav/.flac")
+    recordings: Optional[str] = setting(optional(string), None, "annotated recordings: '<recording> <path>' per line")
+    simulated_fraction: float = setting(number(0.0, 1.0), 0.5, "with both kinds of data: share of simulated chunks")
+    chunks_per_epoch: int = setting(integer(1), 8000, "simulated chunks per epoch")
+    sample_rate: int = setting(integer(16000), 16000, "fixed: 16000")
+    batch_size: int = setting(integer(1), 32, "chunks per step and per process")
+    num_workers: int = setting(integer(0), 1)
+    max_bad_fraction: float = setting(number(0.0, 1.0), 0.01, "stop when more than this fraction of audio reads fail")
 
 
 @dataclass
 class SimulationSection:
-    speakers: Tuple[int, int] = _key(int_pair, (1, 4), "fewest and most speakers of a simulated conversation")
-    overlap: Tuple[float, float] = _key(number_pair(0.0), (0.0, 0.4), "target overlap fraction, drawn per conversation")
-    seconds: float = _key(number(1.0), 30.0, "length of each simulated conversation")
-    chunks_per_conversation: int = _key(integer(1), 4, "chunks cut from each conversation")
-    silence: float = _key(number(0.0, 1.0), 0.05, "fraction of chunks without speech")
-    pauses: Tuple[float, float] = _key(number_pair(0.0), (0.1, 1.5), "pauses between turns, seconds")
-    turn_seconds: float = _key(number(0.1), 3.0, "median turn length")
-    turn_variation: float = _key(number(0.0, 1.0), 0.5, "how much each turn varies its speaker's channel")
-    background_snr: Tuple[float, float] = _key(number_pair(), (10.0, 40.0), "background noise, dB below speech")
-    bands: Tuple[str, ...] = _key(
+    speakers: Tuple[int, int] = setting(int_pair, (1, 4), "fewest and most speakers of a simulated conversation")
+    overlap: Tuple[float, float] = setting(
+        number_pair(0.0), (0.0, 0.4), "target overlap fraction, drawn per conversation"
+    )
+    seconds: float = setting(number(1.0), 30.0, "length of each simulated conversation")
+    chunks_per_conversation: int = setting(integer(1), 4, "chunks cut from each conversation")
+    silence: float = setting(number(0.0, 1.0), 0.05, "fraction of chunks without speech")
+    pauses: Tuple[float, float] = setting(number_pair(0.0), (0.1, 1.5), "pauses between turns, seconds")
+    turn_seconds: float = setting(number(0.1), 3.0, "median turn length")
+    turn_variation: float = setting(number(0.0, 1.0), 0.5, "how much each turn varies its speaker's channel")
+    background_snr: Tuple[float, float] = setting(number_pair(), (10.0, 40.0), "background noise, dB below speech")
+    bands: Tuple[str, ...] = setting(
         _bands, ("full", "telephone", "random"), "channel pass bands: full, telephone, random"
     )
-    rt60: Tuple[float, float] = _key(number_pair(0.01), (0.15, 0.7), "reverberation times of reverberant channels")
+    rt60: Tuple[float, float] = setting(number_pair(0.01), (0.15, 0.7), "reverberation times of reverberant channels")
 
 
 @dataclass
 class SegmentationOptimizerSection:
-    lr: float = _key(number(0.0, open_low=True), 2e-3, "AdamW learning rate at the end of warm-up")
-    final_lr: float = _key(number(0.0, open_low=True), 1e-4, "learning rate at the last step")
-    warmup_epochs: float = _key(number(0.0), 0.5)
-    warm_from_zero: bool = _key(boolean, True)
-    weight_decay: float = _key(number(0.0), 1e-4)
+    lr: float = setting(number(0.0, open_low=True), 2e-3, "AdamW learning rate at the end of warm-up")
+    final_lr: float = setting(number(0.0, open_low=True), 1e-4, "learning rate at the last step")
+    warmup_epochs: float = setting(number(0.0), 0.5)
+    warm_from_zero: bool = setting(boolean, True)
+    weight_decay: float = setting(number(0.0), 1e-4)
 
 
 @dataclass
 class SegmentationValidationSection:
-    rttm: Optional[str] = _key(optional(string), None, "annotated validation recordings: RTTM file or folder")
-    audio_dir: Optional[str] = _key(optional(string), None, "their audio folder")
-    recordings: Optional[str] = _key(optional(string), None, "or their '<recording> <path>' list")
-    every: int = _key(integer(1), 500, "steps between validations (also at the end)")
-    chunks: int = _key(integer(1), 400, "most validation chunks (consecutive chunks of each recording)")
+    rttm: Optional[str] = setting(optional(string), None, "annotated validation recordings: RTTM file or folder")
+    audio_dir: Optional[str] = setting(optional(string), None, "their audio folder")
+    recordings: Optional[str] = setting(optional(string), None, "or their '<recording> <path>' list")
+    every: int = setting(integer(1), 500, "steps between validations (also at the end)")
+    chunks: int = setting(integer(1), 400, "most validation chunks (consecutive chunks of each recording)")
 
 
 SEGMENTATION_SECTIONS = {
@@ -540,135 +543,6 @@ class SegmentationTrainingConfig:
                 ("model.init_from", self.model.init_from, "file"),
             ],
         )
-
-
-def _first_non_finite(value, where: str = "") -> Optional[Tuple[str, float]]:
-    """``(sub-key, value)`` of the first infinite or NaN number in a (nested) config value, or None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return where, value
-    if isinstance(value, Mapping):
-        items = ((f"{where}.{k}", v) for k, v in value.items())
-    elif isinstance(value, (list, tuple)):
-        items = ((f"{where}[{i}]", v) for i, v in enumerate(value))
-    else:
-        return None
-    for sub, inner in items:
-        found = _first_non_finite(inner, sub)
-        if found is not None:
-            return found
-    return None
-
-
-def sections_to_dict(config, sections: Mapping[str, type]) -> dict:
-    """A config's sections as plain data (lists, not tuples), suitable for YAML and for checkpoints."""
-
-    def plain(value):
-        if isinstance(value, (tuple, list)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    return {name: plain(dataclasses.asdict(getattr(config, name))) for name in sections}
-
-
-def check_existing(config, checks: List[Tuple[str, Optional[str], str]]) -> None:
-    """Raise ``config.error(key, ...)`` for each ``(key, path, kind)`` whose path (when set) is missing or
-    not of its kind (``file``, ``dir`` or ``any``)."""
-    for key, value, kind in checks:
-        if value is None:
-            continue
-        path = Path(value)
-        if not path.exists():
-            raise config.error(key, f"{value} does not exist")
-        if kind == "file" and not path.is_file():
-            raise config.error(key, f"{value} is not a file")
-        if kind == "dir" and not path.is_dir():
-            raise config.error(key, f"{value} is not a folder")
-
-
-def build_section(name: str, section_cls, options, source: str):
-    """One section's dataclass from its raw mapping, every key checked (``ConfigError`` naming file and key)."""
-    if options is None:
-        options = {}
-    if not isinstance(options, Mapping):
-        raise ConfigError(f"{source}: {name}: must be a mapping of keys, got {options!r}")
-    fields = {f.name: f for f in dataclasses.fields(section_cls)}
-    values = {}
-    for key, value in options.items():
-        if key not in fields:
-            raise ConfigError(f"{source}: unknown key '{name}.{key}'; known keys in '{name}': {', '.join(fields)}")
-        non_finite = _first_non_finite(value)
-        if non_finite is not None:
-            raise ConfigError(
-                f"{source}: {name}.{key}{non_finite[0]}: {non_finite[1]} is not a finite number; "
-                "training needs finite values (YAML .inf and .nan are refused everywhere)"
-            )
-        try:
-            values[key] = fields[key].metadata["check"](value)
-        except ValueError as error:
-            raise ConfigError(f"{source}: {name}.{key} {error}") from None
-    return section_cls(**values)
-
-
-def apply_overrides(options: dict, assignments: List[str], source: str = "--set") -> dict:
-    """Apply ``section.key=value`` strings (values parsed as YAML) to a raw config mapping."""
-    import yaml
-
-    options = dict(options or {})
-    for text in assignments:
-        if "=" not in text or "." not in text.split("=", 1)[0]:
-            raise ConfigError(f"{source} {text!r}: expected section.key=value, e.g. train.epochs=3")
-        dotted, raw = text.split("=", 1)
-        section, key = dotted.strip().split(".", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{source} {text!r}: the value is not valid YAML ({error})") from None
-        options[section] = dict(options.get(section) or {})
-        options[section][key] = value
-    return options
-
-
-MAX_BASES = 4
-"""How many ``base:`` files a config may stand on, one on another."""
-
-
-def read_config_file(path: PathLike, _depth: int = 0) -> dict:
-    """The raw mapping in a YAML file, with YAML syntax errors reported by line.
-
-    A mapping with a ``base:`` key (a shipped base, see :func:`redimnet.recipes.list_bases`) is laid
-    over that base: its sections' keys replace the base's, key by key.
-    """
-    import yaml
-
-    path = Path(path)
-    text = read_text(path, "config file", ConfigError)
-    try:
-        options = yaml.safe_load(text) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
-    if not isinstance(options, dict) or "base" not in options:
-        return options
-    from ..recipes import base_path
-
-    if _depth >= MAX_BASES:
-        raise ConfigError(f"{path}: base: more than {MAX_BASES} bases, one on another (a base that names itself?)")
-    base = read_config_file(base_path(options["base"], where=str(path)), _depth + 1)
-    return _laid_over(base, {key: value for key, value in options.items() if key != "base"})
-
-
-def _laid_over(base: Any, overlay: Any) -> Any:
-    """``overlay`` laid over ``base``: mappings key by key, anything else replaced."""
-    if not isinstance(base, Mapping) or not isinstance(overlay, Mapping):
-        return overlay
-    merged = dict(base)
-    for key, value in overlay.items():
-        merged[key] = _laid_over(base[key], value) if key in base else value
-    return merged
 
 
 TASKS = ("speaker", "segmentation")
