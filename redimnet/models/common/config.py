@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Protocol, Sequence, Tuple, Type, TypeVar
 
-from ..._utils.validation import flag, is_int, is_number, positive_int
+from ..._utils.validation import choice, flag, is_int, is_number, positive_int, probability
 from ...audio.read import TARGET_SAMPLE_RATE
 from ...errors import ConfigError
-from ...layers.options import ATTENTION_HEADS, MHASTP_HEADS, MQMHASTP_HEADS
+from ...layers.options import ATTENTION_HEADS, BLOCK_1D_TYPES, BLOCK_2D_TYPES, MHASTP_HEADS, MQMHASTP_HEADS
 
 
 class StageOptions(Protocol):
@@ -141,6 +141,20 @@ class ReleaseConfig:
 # ---------------------------------------------------------------------------
 # checks both families make
 # ---------------------------------------------------------------------------
+
+
+def check_shared_options(config) -> None:
+    """The options both families have with the same meaning and limits (sizes, block kinds, head, hop)."""
+    positive_int("F", config.F)
+    positive_int("C", config.C)
+    choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
+    choice("block_2d_type", config.block_2d_type, BLOCK_2D_TYPES)
+    positive_int("group_divisor", config.group_divisor, allow_none=True)
+    positive_int("out_channels", config.out_channels, allow_none=True)
+    positive_int("embed_dim", config.embed_dim)
+    positive_int("num_classes", config.num_classes, allow_none=True)
+    probability("feat_agg_dropout", config.feat_agg_dropout)
+    positive_int("hop_length", config.hop_length)
 
 
 def parse_stage_list(

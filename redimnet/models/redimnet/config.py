@@ -16,11 +16,12 @@ from typing import Any, ClassVar, Mapping, Optional, Sequence, Tuple
 
 from ..._utils.validation import choice, flag, is_int, positive_int, probability
 from ...errors import ConfigError
-from ...layers.options import BLOCK_1D_TYPES, BLOCK_2D_TYPES, parse_head_activation
+from ...layers.options import parse_head_activation
 from ..common.config import (
     ReleaseConfig,
     check_groups,
     check_pooling_channels,
+    check_shared_options,
     check_time_context,
     parse_stage_list,
     validate_front_end_options,
@@ -267,18 +268,9 @@ def _validate_spec_params(config: ModelConfig):
 
 
 def _validate(config: ModelConfig):
-    positive_int("F", config.F)
-    positive_int("C", config.C)
-    choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
-    choice("block_2d_type", config.block_2d_type, BLOCK_2D_TYPES)
-    positive_int("group_divisor", config.group_divisor, allow_none=True)
-    positive_int("out_channels", config.out_channels, allow_none=True)
-    positive_int("embed_dim", config.embed_dim)
-    positive_int("num_classes", config.num_classes, allow_none=True)
+    check_shared_options(config)
     probability("class_dropout", config.class_dropout)
-    probability("feat_agg_dropout", config.feat_agg_dropout)
     parse_head_activation(config.head_activation)
-    positive_int("hop_length", config.hop_length)
     choice("pooling_func", config.pooling_func, POOLING_FUNCS)
     choice("feat_type", config.feat_type, FEAT_TYPES)
     flag("global_context_att", config.global_context_att)

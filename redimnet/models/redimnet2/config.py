@@ -20,13 +20,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Tuple, Union
 
-from ..._utils.validation import choice, flag, is_int, is_number, positive_int, probability
+from ..._utils.validation import choice, flag, is_int, is_number, positive_int
 from ...errors import ConfigError
-from ...layers.options import BLOCK_1D_TYPES, BLOCK_2D_TYPES
 from ..common.config import (
     ReleaseConfig,
     check_groups,
     check_pooling_channels,
+    check_shared_options,
     check_time_context,
     parse_stage_list,
     validate_front_end_options,
@@ -327,18 +327,9 @@ def _validate(config: ReDimNet2Config):
             f"fm_weigthing_type={config.fm_weigthing_type!r} is not supported: the official code "
             "runs only 'NC' (one weight per feature map and row); use 'NC'"
         )
-    positive_int("F", config.F)
-    positive_int("C", config.C)
-    choice("block_1d_type", config.block_1d_type, BLOCK_1D_TYPES)
-    choice("block_2d_type", config.block_2d_type, BLOCK_2D_TYPES)
-    positive_int("group_divisor", config.group_divisor, allow_none=True)
-    positive_int("out_channels", config.out_channels, allow_none=True)
-    positive_int("embed_dim", config.embed_dim)
-    positive_int("num_classes", config.num_classes, allow_none=True)
-    probability("feat_agg_dropout", config.feat_agg_dropout)
+    check_shared_options(config)
     if config.head_activation is not None and not isinstance(config.head_activation, str):
         raise ConfigError(f"head_activation must be a string or None, got {config.head_activation!r}")
-    positive_int("hop_length", config.hop_length)
     choice("pooling_func", config.pooling_func, POOLING_FUNCS)
     choice("feat_type", config.feat_type, FEAT_TYPES)
     for name in (
