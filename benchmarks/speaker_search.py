@@ -205,12 +205,15 @@ def step_import(location: str, embeddings: str, build: str = "index") -> dict:
     }
 
 
-def step_identify(location: str, queries: str) -> dict:
+def step_identify(location: str, queries: str, backend: str = "") -> dict:
     from redimnet.speakers.stores import open_store
 
     data = np.load(queries)
     vectors = data["queries"]
+    timed_backend = {}
     with open_store(location, create=False) as db:
+        if backend:  # identification through a back-end: the shortlist from the index, rescored
+            timed_backend = time_backend(db, backend, vectors[: min(200, len(vectors))])
         started = time.perf_counter()
         kind = db.prepare_index()
         opened = time.perf_counter() - started
@@ -234,8 +237,68 @@ def step_identify(location: str, queries: str) -> dict:
         "latencies_ms": (np.asarray(latencies) * 1000).tolist(),
         "cpu_ms": (np.asarray(cpu_times) * 1000).tolist(),
         "results": results,
+        **timed_backend,
         "memory_mb": memory(),
     }
+
+
+def time_backend(db, backend: str, vectors: np.ndarray) -> dict:
+    """Latency of ``Scorer(backend).rank`` (top 5, the default shortlist) over ``vectors``."""
+    from redimnet.evaluation.backend import Backend
+    from redimnet.speakers.scorer import BACKEND_CANDIDATES, Scorer
+
+    scorer = Scorer(Backend.load(backend))
+    scorer.rank(vectors[0], db, TOP, "")
+    latencies, cpu_times = [], []
+    for vector in vectors:
+        started, cpu = time.perf_counter(), time.thread_time()
+        scorer.rank(vector, db, TOP, "")
+        latencies.append(time.perf_counter() - started)
+        cpu_times.append(time.thread_time() - cpu)
+    ms, cpu_ms = np.asarray(latencies) * 1000, np.asarray(cpu_times) * 1000
+    return {
+        "backend_candidates": BACKEND_CANDIDATES,
+        "backend_p50_ms": float(np.percentile(ms, 50)),
+        "backend_p99_ms": float(np.percentile(ms, 99)),
+        "backend_cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
+    }
+
+
+def backend_agreement(path: str, backend: str, enrol: int, shortlists: List[int]) -> dict:
+    """How often the back-end's best match over every speaker is in (and first of) the cosine shortlist.
+
+    The speakers of ``path`` (never seen by the back-end) are enrolled in a temporary SQLite store (their
+    first ``enrol`` recordings); their other recordings are the queries.
+    """
+    import tempfile
+
+    from redimnet.embedding.io import load_embeddings
+    from redimnet.evaluation.backend import Backend
+    from redimnet.speakers.bulk import import_arrays, speaker_names
+    from redimnet.speakers.scorer import Scorer
+    from redimnet.speakers.sqlite import SpeakerDatabase
+
+    ids, vectors = load_embeddings(path)
+    speakers = speaker_names(ids.tolist())
+    rows: Dict[str, List[int]] = {}
+    for row, speaker in enumerate(speakers):
+        rows.setdefault(speaker, []).append(row)
+    enrolled = {s: r[:enrol] for s, r in rows.items() if len(r) > enrol}
+    queries = [(s, q) for s, r in rows.items() if s in enrolled for q in r[enrol:]]
+    chosen = [r for s in sorted(enrolled) for r in enrolled[s]]
+    scorer = Scorer(Backend.load(backend))
+    result: dict = {"speakers": len(enrolled), "queries": len(queries)}
+    with tempfile.TemporaryDirectory() as folder, SpeakerDatabase(Path(folder) / "s.db") as db:
+        import_arrays(db, [str(ids[r]) for r in chosen], vectors[chosen], [speakers[r] for r in chosen])
+        everyone = len(enrolled)
+        full = [scorer.rank(vectors[q], db, 1, "", candidates=everyone)[0][0] for _, q in queries]
+        cosine = [db.identify(vectors[q], top=1)[0][0] for _, q in queries]
+        result["backend_accuracy"] = float(np.mean([f == s for f, (s, _) in zip(full, queries)]))
+        result["cosine_accuracy"] = float(np.mean([c == s for c, (s, _) in zip(cosine, queries)]))
+        for k in shortlists:
+            short = [scorer.rank(vectors[q], db, 1, "", candidates=k)[0][0] for _, q in queries]
+            result[f"top1_agreement_{k}"] = float(np.mean([a == b for a, b in zip(short, full)]))
+    return result
 
 
 def step_cohort(cohort_size: int, trials: int, top_k: int) -> dict:
@@ -331,6 +394,7 @@ def summarise(identify: dict, names: np.ndarray, truth: np.ndarray) -> dict:
         "rss_mb": identify["memory_mb"]["VmRSS"],
         "peak_rss_mb": identify["memory_mb"]["VmHWM"],
         "load": [identify["load_before"][0], identify["load_after"][0]],
+        **{k: v for k, v in identify.items() if k.startswith("backend_")},
     }
 
 
@@ -350,6 +414,12 @@ def describe(row: dict) -> str:
         f"{s['p99_ms']:.2f} ms (CPU {s['cpu_p50_ms']:.2f} / {s['cpu_p99_ms']:.2f})  recall@1 "
         f"{s['recall_at_1']:.3f} @5 {s['recall_at_5']:.3f}  RSS {s['rss_mb']:.0f} MB (peak "
         f"{s['peak_rss_mb']:.0f})  load {s['load'][0]:.1f}-{s['load'][1]:.1f}"
+        + (
+            f"  back-end (shortlist {s['backend_candidates']}) p50 {s['backend_p50_ms']:.2f} ms p99 "
+            f"{s['backend_p99_ms']:.2f} ms (CPU p50 {s['backend_cpu_p50_ms']:.2f})"
+            if "backend_p50_ms" in s
+            else ""
+        )
     )
 
 
@@ -395,6 +465,13 @@ def main() -> int:
     parser.add_argument("--top-k", type=int, default=300, help="AS-Norm cohort top-k")
     parser.add_argument("--workdir", required=True, help="where the data files and SQLite stores go (large)")
     parser.add_argument("--import-only", action="store_true", help="time the import alone (no index, no queries)")
+    parser.add_argument("--backend", metavar="B.npz", help="also time identification through this back-end")
+    parser.add_argument(
+        "--backend-speakers",
+        metavar="HELDOUT.npz",
+        help="with --backend: speakers the back-end never saw, to measure how often its best match over every "
+        "speaker is the best of the cosine shortlist",
+    )
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
     if not args.speakers and not args.proxy:
@@ -409,6 +486,11 @@ def main() -> int:
     print(f"real speakers: {len(set(i.split('/')[0] for i in enrol_ids))}, queries: {len(queries)}")
     query_file = workdir / "queries.npz"
     np.savez(query_file, queries=queries)
+    if args.backend and args.backend_speakers:
+        shortlists = "5,10,20,50,100"
+        agreement = run_step("agreement", args.backend_speakers, args.backend, str(args.enrol), shortlists)
+        results["backend_agreement"] = agreement
+        print(f"back-end shortlist agreement: {json.dumps(agreement)}", flush=True)
     if args.cohort:
         cohort = run_step("cohort", str(args.cohort), str(args.trials), str(args.top_k))
         results["cohort"] = cohort
@@ -442,9 +524,8 @@ def main() -> int:
                     results["runs"].append(row)
                     print(f"{store:10s} {size:>9,}  {describe_import(imported)}", flush=True)
                     continue
-                row["identify"] = summarise(
-                    run_step("identify", location, str(query_file), env=index_dir), names, truth
-                )
+                identified = run_step("identify", location, str(query_file), args.backend or "", env=index_dir)
+                row["identify"] = summarise(identified, names, truth)
                 if size <= args.exact_up_to:
                     exact_env = dict(index_dir, REDIMNET_SPEAKER_INDEX="exact")
                     row["identify_exact"] = summarise(
@@ -475,6 +556,8 @@ if __name__ == "__main__":
             out = step_import(*rest)
         elif name == "identify":
             out = step_identify(*rest)
+        elif name == "agreement":
+            out = backend_agreement(rest[0], rest[1], int(rest[2]), [int(k) for k in rest[3].split(",")])
         else:
             out = step_cohort(int(rest[0]), int(rest[1]), int(rest[2]))
         print(json.dumps(out))

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from .._utils.names import check_speaker_name
 from ..models.fingerprint import model_fingerprint
 from ..speakers.bulk import DEFAULT_BATCH, SPEAKER_RULES, import_embeddings
+from ..speakers.scorer import BACKEND_CANDIDATES
 from ..speakers.store import speaker_pages
 from ..speakers.stores import open_store, store_label
 from .common import UsageError, show
@@ -45,11 +46,20 @@ def register(subparsers) -> None:
     identify = subparsers.add_parser(
         "identify",
         help="who is speaking: the best-matching enrolled speakers",
-        description="Score a recording against every enrolled speaker (cosine similarity with the speaker's "
-        "mean embedding) and print the best matches.",
+        description="Score a recording against the enrolled speakers (cosine similarity with each speaker's "
+        "mean embedding, through the speaker index; with --backend, the back-end scores the recordings of the "
+        "--candidates speakers closest by cosine) and print the best matches.",
     )
     identify.add_argument("file", metavar="FILE", help="audio file")
     identify.add_argument("--top", type=int, default=5, help="how many speakers to print (default 5)")
+    identify.add_argument(
+        "--candidates",
+        type=int,
+        default=BACKEND_CANDIDATES,
+        metavar="N",
+        help=f"with --backend: the back-end scores the N speakers closest by cosine (default {BACKEND_CANDIDATES}; "
+        "found through the speaker index)",
+    )
     add_db_argument(identify)
     identify.add_argument("--json", action="store_true", help="print JSON")
     add_decision_arguments(identify, threshold=False)
@@ -131,8 +141,10 @@ def run_identify(args) -> int:
     embedding = embedder.embed_file(args.file)
     fingerprint = model_fingerprint(embedder.model)
     scoring = scoring_from_arguments(args, fingerprint, int(embedding.shape[0]))
+    if args.candidates < 1:
+        raise UsageError(f"--candidates must be at least 1, got {args.candidates}")
     with open_store(args.db, create=False) as db:
-        matches = scoring.rank(embedding, db, args.top, fingerprint)
+        matches = scoring.rank(embedding, db, args.top, fingerprint, candidates=args.candidates)
     rows = [{"speaker": name, "score": score} for name, score in matches]
     for row, decision in zip(rows, scoring.decisions([score for _, score in matches])):
         row.update(decision)

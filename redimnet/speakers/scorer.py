@@ -10,7 +10,7 @@ of the calibration's development trials.
   model (dimension, scoring recipe, model fingerprint);
 * :meth:`Scorer.score_pair` scores two embeddings, :meth:`Scorer.score_enrolled` an
   embedding against an enrolled speaker of a :class:`~redimnet.speakers.store.SpeakerStore`,
-  :meth:`Scorer.rank` ranks every enrolled speaker;
+  :meth:`Scorer.rank` ranks the enrolled speakers (a back-end: a shortlist from the speaker index);
 * :meth:`Scorer.llrs` and :meth:`Scorer.decide` (or :meth:`Scorer.decisions` for many
   scores at once) turn scores into likelihood ratios and accept/reject decisions.
 
@@ -33,7 +33,11 @@ from ..evaluation.recipe import ScoringRecipe
 from .sql import UnknownSpeakerError
 from .store import SpeakerStore
 
-__all__ = ["Scorer", "ScorerError"]
+__all__ = ["Scorer", "ScorerError", "BACKEND_CANDIDATES"]
+
+BACKEND_CANDIDATES = 100
+"""Speakers whose recordings a back-end scores per identification: the closest by cosine (the speaker index).
+See ``docs/speaker_search.md`` for how often the back-end's best match lies outside them."""
 
 
 class ScorerError(InvalidArgumentError):
@@ -121,18 +125,30 @@ class Scorer:
             return float(self.backend.score_sets([enrolled], embedding[None, :])[0][0])
         return cosine_score(embedding, store.speaker_model(name))
 
-    def rank(self, embedding: np.ndarray, store: SpeakerStore, top: int, fingerprint: str) -> List[Tuple[str, float]]:
+    def rank(
+        self,
+        embedding: np.ndarray,
+        store: SpeakerStore,
+        top: int,
+        fingerprint: str,
+        candidates: Optional[int] = None,
+    ) -> List[Tuple[str, float]]:
         """The ``top`` enrolled speakers closest to ``embedding``, best first, with their scores.
 
-        The store's own errors pass through (an empty store, another model's store); a speaker
-        removed by another client while the back-end reads the recordings is left out.
+        Cosine: the store's :meth:`~redimnet.speakers.store.SpeakerStore.identify` (its speaker index).
+        A back-end scores the recordings of a shortlist: the ``candidates`` speakers (default
+        :data:`BACKEND_CANDIDATES`, at least ``top``) whose mean embeddings are closest by cosine, found
+        through the speaker index, so its cost does not grow with the store; a store of that many
+        speakers or fewer is scored whole.  The store's own errors pass through (an empty store, another
+        model's store); a speaker removed by another client while the back-end reads the recordings is
+        left out.
         """
         if self.backend is None:
             return store.identify(embedding, top=top, fingerprint=fingerprint)
-        names = [speaker.name for speaker in store.speakers()]  # a back-end scores every speaker's recordings
-        store.identify(embedding, top=1, fingerprint=fingerprint)  # the same model check as cosine
+        want = max(int(candidates or BACKEND_CANDIDATES), int(top))
+        shortlist = [name for name, _ in store.identify(embedding, top=want, fingerprint=fingerprint)]
         enrolled = {}
-        for name in names:
+        for name in shortlist:
             try:
                 enrolled[name] = store.utterances(name)[1]
             except UnknownSpeakerError:  # removed meanwhile
@@ -141,7 +157,7 @@ class Scorer:
             return []
         names = list(enrolled)
         scores = self.backend.score_sets([enrolled[name] for name in names], embedding[None, :])[0]
-        order = sorted(range(len(names)), key=lambda i: -scores[i])[:top]
+        order = sorted(range(len(names)), key=lambda i: (-scores[i], names[i]))[:top]
         return [(names[i], float(scores[i])) for i in order]
 
     # --- decisions ---------------------------------------------------------------------------------

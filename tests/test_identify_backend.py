@@ -1,0 +1,91 @@
+"""Identification with a trained back-end: the back-end scores a shortlist found through the speaker index."""
+
+import numpy as np
+import pytest
+
+from redimnet.evaluation.backend import train_backend
+from redimnet.speakers.scorer import Scorer
+from redimnet.speakers.sql import UnknownSpeakerError
+from redimnet.speakers.sqlite import SpeakerDatabase
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+DIM = 16
+
+
+def units(rows):
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def world():
+    """Speakers around their own centres; a PLDA back-end trained on other speakers of the same kind."""
+    rng = np.random.default_rng(0)
+
+    def speakers(count, per):
+        centres = units(rng.standard_normal((count, DIM)))
+        return centres, centres[:, None, :] + 0.35 * rng.standard_normal((count, per, DIM)) / np.sqrt(DIM)
+
+    _, training = speakers(60, 8)
+    backend = train_backend(training.reshape(-1, DIM), np.repeat(np.arange(60), 8), kind="plda")
+    centres, enrolled = speakers(120, 3)
+    queries = centres + 0.35 * rng.standard_normal((120, DIM)) / np.sqrt(DIM)
+    return backend, enrolled, queries
+
+
+def full_scan(backend, store, embedding, top):
+    """The back-end over every enrolled speaker: what identification gave before the shortlist."""
+    names = [s.name for s in store.speakers()]
+    scores = backend.score_sets([store.utterances(n)[1] for n in names], embedding[None, :])[0]
+    order = sorted(range(len(names)), key=lambda i: (-scores[i], names[i]))[:top]
+    return [(names[i], float(scores[i])) for i in order]
+
+
+def test_backend_scores_the_cosine_shortlist_from_the_index(tmp_path, world, monkeypatch):
+    backend, enrolled, queries = world
+    scorer = Scorer(backend)
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        for k, rows in enumerate(enrolled):
+            db.enroll(f"spk{k:03d}", rows, [f"spk{k:03d}-{u}" for u in range(rows.shape[0])], "fp")
+        read = []
+        utterances = SpeakerDatabase.utterances
+        monkeypatch.setattr(
+            SpeakerDatabase, "utterances", lambda self, name: read.append(name) or utterances(self, name)
+        )
+        agree = 0
+        for query in queries[:40]:
+            read.clear()
+            got = scorer.rank(query, db, top=3, fingerprint="fp", candidates=20)
+            shortlist = [name for name, _ in db.identify(query, top=20)]
+            assert sorted(read) == sorted(shortlist)  # only the shortlist's recordings were read
+            read.clear()
+            scanned = full_scan(backend, db, query, top=3)
+            expected = [(n, s) for n, s in scanned if n in shortlist][:3]
+            assert [n for n, _ in got] == [n for n, _ in expected[: len(got)]] and len(got) == 3
+            np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], rtol=1e-9)
+            agree += got[0][0] == scanned[0][0]
+        assert agree == 40  # on these speakers the shortlist always holds the back-end's best
+        # a shortlist as large as the store scores everyone: exactly the full scan
+        query = queries[7]
+        whole = scorer.rank(query, db, top=5, fingerprint="fp", candidates=500)
+        assert whole == full_scan(backend, db, query, top=5)
+        # top larger than the shortlist: the shortlist grows to top
+        assert len(scorer.rank(query, db, top=30, fingerprint="fp", candidates=5)) == 30
+
+
+def test_a_speaker_removed_while_the_backend_reads_is_left_out(tmp_path, world, monkeypatch):
+    backend, enrolled, queries = world
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        for k, rows in enumerate(enrolled[:10]):
+            db.enroll(f"spk{k:03d}", rows, [f"u{u}" for u in range(rows.shape[0])], "fp")
+        utterances = SpeakerDatabase.utterances
+
+        def racing(self, name):
+            if name == "spk004":
+                raise UnknownSpeakerError(name, "removed meanwhile")
+            return utterances(self, name)
+
+        monkeypatch.setattr(SpeakerDatabase, "utterances", racing)
+        got = Scorer(backend).rank(queries[4], db, top=10, fingerprint="fp")
+        assert sorted(name for name, _ in got) == [f"spk{k:03d}" for k in range(10) if k != 4]
