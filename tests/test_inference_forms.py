@@ -20,7 +20,8 @@ from redimnet.fast import InferenceFormError, build_inference_form, inference_fo
 from redimnet.fast.adapters import PlainBlock1d, PlainBlock2d
 from redimnet.fast.optimize import OptimizationWarning, OptimizedReDimNet, OptimizeError, optimize_for_inference
 from redimnet.layers.freq_se import FrequencySE
-from redimnet.models.redimnet.config import BLOCK_1D_TYPES, BLOCK_2D_TYPES, POOLING_FUNCS
+from redimnet.layers.options import BLOCK_1D_TYPES, BLOCK_2D_TYPES
+from redimnet.models.redimnet.config import POOLING_FUNCS
 
 TOLERANCE = 1e-5  # max|fast - plain| <= TOLERANCE * max|plain|
 
