@@ -2,9 +2,10 @@
 
 Two forms, for the two ways a configuration names what is wrong:
 
-* named checks (:func:`positive_int`, :func:`choice`, :func:`probability`, :func:`flag`) take the
-  option's name and say the whole sentence ("C must be a positive integer, got 0") -- the model
-  configurations use them;
+* named checks (:func:`positive_int`, :func:`choice`, :func:`probability`, :func:`flag`,
+  :func:`at_least`, :func:`positive`, :func:`strictly_between`, :func:`within`) take the option's
+  name and say the whole sentence ("C must be a positive integer, got 0") -- the model
+  configurations and the command line's options use them;
 * value checks (:func:`integer`, :func:`number`, :func:`string`, ...) are made once per key of a
   declarative configuration, take only the value, return it (normalised) and say the problem
   ("must be an integer >= 1, got 0"), leaving the file and key to the caller -- the training
@@ -63,6 +64,39 @@ def probability(name: str, value: Any) -> None:
 def flag(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be True or False, got {value!r}")
+
+
+def _shown(value: Any) -> str:
+    """A number as a message shows it: whole numbers without a decimal point, others in ``%g``."""
+    if not is_number(value):
+        return repr(value)
+    if math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return f"{value:g}"
+
+
+def at_least(name: str, value: Any, minimum: float, unit: str = "") -> None:
+    """A number not below ``minimum`` (NaN refused), e.g. a command-line count: "--last must be at least 1"."""
+    if not is_number(value) or not value >= minimum:
+        raise ConfigError(f"{name} must be at least {_shown(minimum)}{unit}, got {_shown(value)}")
+
+
+def positive(name: str, value: Any) -> None:
+    """A number above zero (NaN refused)."""
+    if not is_number(value) or not value > 0:
+        raise ConfigError(f"{name} must be positive, got {_shown(value)}")
+
+
+def strictly_between(name: str, value: Any, low: float, high: float) -> None:
+    """A number inside the open interval (``low``, ``high``), e.g. a prior probability."""
+    if not is_number(value) or not low < value < high:
+        raise ConfigError(f"{name} must be strictly between {_shown(low)} and {_shown(high)}, got {_shown(value)}")
+
+
+def within(name: str, value: Any, low: float, high: float, unit: str = "") -> None:
+    """A number in the closed interval [``low``, ``high``] (NaN refused)."""
+    if not is_number(value) or not low <= value <= high:
+        raise ConfigError(f"{name} must be from {_shown(low)} to {_shown(high)}{unit}, got {_shown(value)}")
 
 
 # --------------------------------------------------------------------------- value checks

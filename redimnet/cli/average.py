@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from .._utils.validation import at_least
 from .common import UsageError
 from .outputs import CHECKPOINT, Inputs, check_output
 
@@ -45,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     files = collect_checkpoints(args.checkpoints)
     if args.last is not None:
-        if args.last < 1:
-            raise UsageError(f"--last must be at least 1, got {args.last}")
+        at_least("--last", args.last, 1)
         files = files[-args.last :]
     output = average_checkpoints(files, check_output(args.output, CHECKPOINT, Inputs(*files)))
     print(f"averaged {len(files)} checkpoint(s) into {output}")

@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .._utils.validation import strictly_between
 from ..audio.lists import read_table
 from ..embedding.io import embeddings_model, load_embeddings
 from ..evaluation.backend import BACKEND_KINDS, Backend, default_dim, train_backend
@@ -124,8 +125,7 @@ def _durations(path: str, ids: List[str]) -> np.ndarray:
 
 def run_calibrate(args) -> int:
     norm = check_recipe_arguments(args)
-    if not 0.0 < args.prior < 1.0:
-        raise UsageError(f"--prior must be strictly between 0 and 1, got {args.prior:g}")
+    strictly_between("--prior", args.prior, 0.0, 1.0)
     inputs = Inputs(*args.trials, args.embeddings, args.cohort, args.backend, args.durations)
     output = check_output(args.output, CALIBRATION, inputs)
     trial_lists = [read_trials(path) for path in args.trials]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._utils.validation import at_least
 from ..embedding.io import load_embeddings, save_embeddings
 from ..evaluation.score_norm import build_cohort
 from ..evaluation.trials import read_utt2spk
@@ -39,8 +40,7 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    if args.min_utterances < 1:
-        raise UsageError(f"--min-utterances must be at least 1, got {args.min_utterances}")
+    at_least("--min-utterances", args.min_utterances, 1)
     output = check_output(args.output, EMBEDDINGS, Inputs(args.embeddings, args.utt2spk))
     ids, matrix = load_embeddings(args.embeddings)
     if len(ids) == 0:

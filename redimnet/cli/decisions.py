@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import List
 
+from .._utils.validation import strictly_between
 from ..evaluation.backend import Backend
 from ..evaluation.calibration import Calibration, Decision
 from ..speakers.scorer import Scorer
@@ -51,8 +52,7 @@ def add_decision_arguments(parser, threshold: bool = True) -> None:
 
 def scoring_from_arguments(args, model_fingerprint: str, dim: int) -> Scorer:
     """The :class:`~redimnet.speakers.scorer.Scorer` the options ask for, checked against the model."""
-    if not 0.0 < args.prior < 1.0:
-        raise UsageError(f"--prior must be strictly between 0 and 1, got {args.prior:g}")
+    strictly_between("--prior", args.prior, 0.0, 1.0)
     if args.far is not None and not args.calibration:
         raise UsageError("--far needs --calibration (the false-accept rates come from its development trials)")
     if getattr(args, "threshold", None) is not None and args.calibration:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+from .._utils.validation import within
 from .common import UsageError, show
 
 
@@ -63,8 +64,7 @@ def run(args) -> int:
     from ..diarization.der import DERScore, score_recordings
     from ..diarization.segments import MAX_SECONDS
 
-    if not 0 <= args.collar <= MAX_SECONDS:
-        raise UsageError(f"--collar must be from 0 to {MAX_SECONDS:.0f} seconds, got {args.collar:g}")
+    within("--collar", args.collar, 0, MAX_SECONDS, " seconds")
     references = read_rttms(args.reference)
     hypotheses = read_rttms(args.hypothesis)
     if not references:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .._utils.fileio import atomic_write
 from .._utils.optional import require
+from .._utils.validation import at_least
 from ..audio import SILENCE_FLOOR_DBFS
 from ..models.fingerprint import model_fingerprint
 from .common import UsageError, show
@@ -118,11 +119,9 @@ def _check_counts(args) -> None:
     if args.num_speakers is not None:
         if args.min_speakers is not None or args.max_speakers is not None:
             raise UsageError("give either --num-speakers or --min-speakers/--max-speakers, not both")
-        if args.num_speakers < 1:
-            raise UsageError(f"--num-speakers must be at least 1, got {args.num_speakers}")
+        at_least("--num-speakers", args.num_speakers, 1)
     low = 1 if args.min_speakers is None else args.min_speakers
-    if low < 1:
-        raise UsageError(f"--min-speakers must be at least 1, got {low}")
+    at_least("--min-speakers", low, 1)
     if args.max_speakers is not None and args.max_speakers < low:
         raise UsageError(f"--max-speakers ({args.max_speakers}) is smaller than --min-speakers ({low})")
 

@@ -8,6 +8,7 @@ counts parameters and multiply-accumulates for ``--seconds`` of audio.
 import json
 
 from .._utils import threads
+from .._utils.validation import positive
 from ..hub import registry
 from .common import UsageError
 
@@ -112,8 +113,8 @@ def _print_size(facts: dict):
 
 
 def run(args) -> int:
-    if args.seconds is not None and args.seconds <= 0:
-        raise UsageError(f"--seconds must be positive, got {args.seconds}")
+    if args.seconds is not None:
+        positive("--seconds", args.seconds)
     if args.name and args.checkpoint:
         raise UsageError("give either a NAME or --checkpoint PATH, not both")
     seconds = STORED_SECONDS if args.seconds is None else args.seconds

@@ -5,7 +5,7 @@ import dataclasses
 import os
 import sys
 
-from .common import UsageError
+from .._utils.validation import at_least
 from .outputs import FOLDER, TEXT_LIST, Inputs, check_output
 
 REFUSED_LIST = "refused.tsv"
@@ -47,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from .._utils.names import printable
     from ..training.data import scan_data_folder, write_kaldi_lists, write_shards
 
-    if args.utts_per_shard < 1:
-        raise UsageError(f"--utts-per-shard must be at least 1, got {args.utts_per_shard}")
+    at_least("--utts-per-shard", args.utts_per_shard, 1)
     extensions = tuple(e if e.startswith(".") else f".{e}" for e in args.ext.lower().split(",") if e)
     scan = scan_data_folder(args.data_dir, extensions, follow_symlinks=args.follow_symlinks)
     # absolute paths: the lists are read from anywhere (relative ones count from the list's folder)

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Tuple
 
 from .._utils import threads
 from .._utils.fileio import atomic_write
+from .._utils.validation import at_least
 from ..audio.read import AudioError, iter_inputs
 from ..errors import RedimnetError
 from .common import UsageError, show
@@ -140,8 +141,7 @@ def vad_from_arguments(args):
 
     for name in ("min_speech", "min_silence", "speech_pad"):
         value = getattr(args, name)
-        if not value >= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more seconds, got {value}")
+        at_least(f"--{name.replace('_', '-')}", value, 0, " seconds")
     return make_vad(
         args.vad,
         threshold=args.vad_threshold,
