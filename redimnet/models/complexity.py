@@ -4,6 +4,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..audio.read import TARGET_SAMPLE_RATE
+from ..frontend.preemphasis import PreEmphasis
 from .redimnet import ReDimNet
 
 
@@ -23,12 +24,19 @@ def count_macs(model: ReDimNet, seconds: float = 2.0) -> int:
     """Multiply-accumulates of one forward pass on ``seconds`` of 16 kHz audio.
 
     Counts matrix products and convolutions (including the attention products
-    and the mel filterbank), as ``torch.utils.flop_counter`` does, halved to MACs.
+    and the mel filterbank), as ``torch.utils.flop_counter`` does, halved to MACs,
+    and the pre-emphasis filter (2 MACs per sample, though computed elementwise).
     """
     counted = {}
     cpu_attention = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if cpu_attention is not None:
         counted[cpu_attention] = _attention_flops
+    elementwise = [0]
+
+    def two_taps(module, inputs, output):  # computed elementwise, but a 2-tap filter: 2 MACs per sample
+        elementwise[0] += 2 * output.numel()
+
+    hooks = [m.register_forward_hook(two_taps) for m in model.modules() if isinstance(m, PreEmphasis)]
     was_training = model.training
     model.eval()
     wave = torch.randn(1, int(round(seconds * TARGET_SAMPLE_RATE)))
@@ -37,4 +45,6 @@ def count_macs(model: ReDimNet, seconds: float = 2.0) -> int:
             model(wave)
     finally:
         model.train(was_training)
-    return counter.get_total_flops() // 2
+        for hook in hooks:
+            hook.remove()
+    return counter.get_total_flops() // 2 + elementwise[0]
