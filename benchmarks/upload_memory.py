@@ -1,13 +1,15 @@
 """Server memory against what an upload's header claims: decompression bombs and large uploads, on 127.0.0.1 only.
 
     python benchmarks/upload_memory.py [--model b0] [--cases all] [--concurrent 8] [--json OUT] [--code DIR]
+        [--endpoint embed|verify|identify|enroll] [--serve-option=--max-concurrent=8 ...]
 
 For every case a fresh ``redimnet serve`` (random-weight ``--model``, one model thread, a new database in a
 temporary folder) is started and warmed up with two ordinary requests; then the case's uploads are sent to
-``POST /v1/embed`` (``--concurrent`` at once for the ``x8`` cases) while a thread samples the server's
-resident memory (``VmRSS`` of ``/proc/PID/status``) every 5 ms.  Reported per case: the resident memory
-before, the highest sample, the rise, the kernel's own peak (``VmHWM``, reset before the case through
-``/proc/PID/clear_refs``), the server's CPU seconds for the case, the statuses and the first error message.
+``POST /v1/embed`` (or ``--endpoint``; ``--concurrent`` at once for the ``x8`` cases) while a thread samples
+the server's resident memory (``VmRSS`` of ``/proc/PID/status``) every 5 ms.  Reported per case: the
+resident memory once the server answers (``rss_started_mb``) and before the case, the highest sample, the
+rise, the kernel's own peak (``VmHWM``, reset before the case through ``/proc/PID/clear_refs``), the
+server's CPU seconds for the case, the statuses and the first error message.
 
 Cases (the files are written to a scratch folder first):
 
@@ -19,9 +21,11 @@ Cases (the files are written to a scratch folder first):
 * each again as ``...x8``: ``--concurrent`` copies sent at once.
 
 The goal checked: the rise stays within ``--budget-mb`` (default 150) for every case.  The rise of a long
-ordinary upload is mostly the model's working memory for one window (b0, 60 s windows: about 200 MB at its
-peak, whatever the upload); ``--warmup-seconds 60`` runs such a window before the case and ``--max-seconds``
-sets the server's windows, to tell the two apart.  ``--code DIR`` runs
+ordinary upload is mostly the model's working memory for one window (the service's windows are 20 s: b0 about
+90 MB; ``--max-seconds 60``: about 230 MB); ``--warmup-seconds 60`` runs a long clip before the case and
+``--max-seconds`` sets the server's windows, to tell the two apart.  ``--serve-option`` passes options on to
+``redimnet serve`` (e.g. ``--serve-option=--max-concurrent=8`` admits 8 uploads at once: by default a
+2-core machine admits 4 and the others wait up to 10 s, then get 503).  ``--code DIR`` runs
 the server from another checkout (e.g. an older commit, to compare); the default is this one.  Compare
 figures of one run only: on a shared machine the load changes; the load average is recorded.
 """
@@ -156,18 +160,36 @@ def speech_clip(seconds: float) -> bytes:
     return buffer.getvalue()
 
 
+def request_of(endpoint: str, name: str, data: bytes, index: int) -> dict:
+    """The ``httpx`` arguments of one upload of ``data`` to ``endpoint``."""
+    upload = (f"{name}.bin", data, "application/octet-stream")
+    if endpoint == "verify":
+        return {"files": [("audio", upload), ("audio2", upload)]}
+    if endpoint == "enroll":
+        return {
+            "files": [("audio", upload)],
+            "data": {"speaker": f"speaker {index}"},
+            "headers": {"Authorization": f"Bearer {TOKEN}"},
+        }
+    return {"files": [("audio", upload)]}
+
+
 def run_case(args, name: str, data: bytes, copies: int, warmup: bytes) -> dict:
     import httpx
 
     folder = Path(tempfile.mkdtemp(prefix="redimnet-upload-memory-"))
-    options = []
+    options = list(args.serve_option)
     if args.max_seconds:  # windows overlapping by a sixth, as the default 60 s / 10 s
-        options = ["--max-seconds", str(args.max_seconds), "--overlap-seconds", str(args.max_seconds / 6)]
+        options += ["--max-seconds", str(args.max_seconds), "--overlap-seconds", str(args.max_seconds / 6)]
     process, url = start_server(Path(args.code), args.model, folder / "speakers.db", options)
     try:
+        started_rss = status_field(process.pid, "VmRSS")
         with httpx.Client(base_url=url, timeout=600) as client:
             for _ in range(2):  # the first requests allocate the model's buffers
                 client.post("/v1/embed", files=[("audio", ("warmup.wav", warmup, "audio/wav"))]).raise_for_status()
+            if args.endpoint in ("identify", "verify"):  # someone to identify or verify against
+                enrol = request_of("enroll", "warmup", warmup, 0)
+                client.post("/v1/enroll", **enrol).raise_for_status()
         time.sleep(0.5)
         before = status_field(process.pid, "VmRSS")
         Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
@@ -175,12 +197,13 @@ def run_case(args, name: str, data: bytes, copies: int, warmup: bytes) -> dict:
         sampler = Sampler(process.pid)
         sampler.start()
 
-        def send(_):
+        def send(index):
             with httpx.Client(base_url=url, timeout=600) as client:
                 started = time.perf_counter()
-                response = client.post(
-                    "/v1/embed", files=[("audio", (f"{name}.bin", data, "application/octet-stream"))]
-                )
+                request = request_of(args.endpoint, name, data, index)
+                if args.endpoint == "verify" and index % 2:  # half of them against the enrolled speaker
+                    request = {"files": request["files"][:1], "data": {"speaker": "speaker 0"}}
+                response = client.post(f"/v1/{args.endpoint}", **request)
                 return response.status_code, response.text[:300], time.perf_counter() - started
 
         started = time.perf_counter()
@@ -202,8 +225,10 @@ def run_case(args, name: str, data: bytes, copies: int, warmup: bytes) -> dict:
     errors = [text for status, text, _ in answers if status != 200]
     return {
         "case": name if copies == 1 else f"{name}x{copies}",
+        "endpoint": args.endpoint,
         "upload_mb": round(len(data) / 1e6, 3),
         "copies": copies,
+        "rss_started_mb": round(started_rss / 2**20, 1),
         "rss_before_mb": round(before / 2**20, 1),
         "rss_peak_mb": round(peak / 2**20, 1),
         "rise_mb": round((peak - before) / 2**20, 1),
@@ -293,6 +318,19 @@ def main() -> int:
         help="also measure decoding alone (the service's limits, in a fresh process, the uploads already in memory)",
     )
     parser.add_argument("--no-server", action="store_true", help="skip the server cases (with --decode-stage)")
+    parser.add_argument(
+        "--endpoint",
+        default="embed",
+        choices=["embed", "verify", "identify", "enroll"],
+        help="where the uploads go (default embed; verify sends the file twice, or against an enrolled speaker)",
+    )
+    parser.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="an option for 'redimnet serve' (repeatable; write it with '=': --serve-option=--max-concurrent=8)",
+    )
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     args = parser.parse_args()
     scratch = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="redimnet-upload-files-"))
@@ -310,7 +348,8 @@ def main() -> int:
             row = run_case(args, name, data, copies, warmup)
             results.append(row)
             print(
-                f"{row['case']:<12} {row['upload_mb']:6.2f} MB  RSS {row['rss_before_mb']:7.1f} -> "
+                f"{row['case']:<12} {row['upload_mb']:6.2f} MB  RSS {row['rss_started_mb']:7.1f} / "
+                f"{row['rss_before_mb']:7.1f} -> "
                 f"{row['rss_peak_mb']:7.1f} MB (rise {row['rise_mb']:7.1f}, VmHWM rise {row['hwm_rise_mb']:7.1f})  "
                 f"CPU {row['server_cpu_s']:6.2f} s  {row['statuses']}  load {row['load_average'][0]:.2f}",
                 flush=True,
@@ -336,6 +375,8 @@ def main() -> int:
             "model": args.model,
             "warmup_seconds": args.warmup_seconds,
             "max_seconds": args.max_seconds,
+            "endpoint": args.endpoint,
+            "serve_options": args.serve_option,
             "cases": results,
         }
         Path(args.json).write_text(json.dumps(summary, indent=2))

@@ -133,19 +133,19 @@ def test_upload_verify_enroll_identify_and_errors(server, page, tmp_path):
     sync_api.expect(page.locator("#file-a")).to_have_value("")  # the recording replaced the chosen file
     sync_api.expect(page.locator("#play-a")).to_be_visible()
     service, uploads = server.service, []
-    decode = service.decode
+    open_upload = service.open
 
-    def recording_decode(upload):
-        uploads.append((upload.filename, upload.data[:4]))
-        return decode(upload)
+    def recording_open(upload):
+        uploads.append((upload.filename, upload.read()[:4]))
+        return open_upload(upload)
 
-    service.decode = recording_decode
+    service.open = recording_open
     try:
         page.select_option("#verify-speaker", "")
         page.click("#verify")
         sync_api.expect(page.locator("#result")).to_contain_text("A against B")
     finally:
-        del service.decode
+        del service.open
     assert uploads == [("recording-a.wav", b"RIFF"), ("alice-2.wav", b"RIFF")]
     sync_api.expect(page.locator("#result")).to_contain_text("A against B")
     assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()

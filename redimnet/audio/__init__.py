@@ -1,8 +1,9 @@
 """Audio in: reading and decoding files, resampling to the one sample rate, the silence rule, lists of inputs.
 
-* :mod:`.read` -- files and bytes to 16 kHz mono float32 (:func:`read_audio`, :class:`AudioFile` and
-  :class:`AudioBytes` for block-by-block reading), :func:`check_header` (what a header may claim),
-  :func:`check_samples` (the one input policy for samples), :func:`check_signal_level` (the one silence rule);
+* :mod:`.read` -- files and bytes to 16 kHz mono float32 (:func:`read_audio`; :class:`AudioFile` and
+  :class:`AudioBytes` (an upload), both an :class:`AudioStream`, for block-by-block reading),
+  :func:`check_header` (what a header may claim), :func:`check_samples` (the one input policy for samples),
+  :func:`check_signal_level` (the one silence rule);
 * :mod:`.stream` -- :class:`AudioSource`, a recording read in blocks any number of times;
 * :mod:`.lists` -- Kaldi-style two-column lists (``wav.scp``, ``utt2spk``).
 
@@ -15,6 +16,7 @@ from .read import (
     AudioBytes,
     AudioError,
     AudioFile,
+    AudioStream,
     SignalLevel,
     audio_extensions,
     audio_info,
@@ -41,6 +43,7 @@ __all__ = [
     "AudioError",
     "AudioFile",
     "AudioSource",
+    "AudioStream",
     "SignalLevel",
     "audio_extensions",
     "audio_info",

@@ -16,10 +16,11 @@ what is wrong with it.
 """
 
 import errno
+import io
 import os
 import re
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import IO, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -633,14 +634,17 @@ class _MemoryFile:
 
 
 class AudioBytes(AudioStream):
-    """An audio file's bytes held in memory (an upload), read like :class:`AudioFile`; ``where`` names it.
+    """An audio file's bytes that never were a file of this machine (an upload), read like :class:`AudioFile`;
+    ``where`` names it in messages (never a path).
 
-    ``data`` is any bytes-like object (``bytes``, ``bytearray``); it is read in place, never copied.
+    ``data`` is a bytes-like object (``bytes``, ``bytearray``: read in place, never copied) or a seekable
+    binary file object (e.g. the temporary file an upload was spooled to; read from its start each time,
+    never closed here).
     """
 
     def __init__(
         self,
-        data: Union[bytes, bytearray],
+        data: Union[bytes, bytearray, IO[bytes]],
         where: str = "upload",
         channel: Optional[int] = None,
         trim: bool = False,
@@ -649,7 +653,8 @@ class AudioBytes(AudioStream):
         max_seconds: Optional[float] = None,
         max_decoded_samples: Optional[int] = MAX_DECODED_SAMPLES,
     ):
-        if not data:
+        empty = data.seek(0, io.SEEK_END) == 0 if hasattr(data, "seek") else not data
+        if empty:
             raise AudioError(f"{where}: the file is empty (0 bytes)")
         self.data, self.where = data, where
         self._setup(channel, trim, target_rate, block_frames, max_seconds, max_decoded_samples)
@@ -657,11 +662,14 @@ class AudioBytes(AudioStream):
     def _open(self):
         import soundfile
 
-        return soundfile.SoundFile(_MemoryFile(self.data))
+        if isinstance(self.data, (bytes, bytearray, memoryview)):
+            return soundfile.SoundFile(_MemoryFile(self.data))
+        self.data.seek(0)
+        return soundfile.SoundFile(self.data)
 
 
 def decode_audio_bytes(
-    data: Union[bytes, bytearray],
+    data: Union[bytes, bytearray, IO[bytes]],
     where: str = "upload",
     channel: Optional[int] = None,
     max_seconds: Optional[float] = None,

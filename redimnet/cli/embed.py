@@ -44,8 +44,11 @@ FLUSH_SECONDS = 300.0
 
 
 # --- options shared by embed / verify / enroll / identify -----------------------------------------
-def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
-    """Model choice plus the :class:`redimnet.embedding.embedder.Embedder` options."""
+def add_embedder_arguments(
+    parser: argparse.ArgumentParser, max_seconds: float = 60.0, overlap_seconds: float = 10.0, window_note: str = ""
+) -> None:
+    """Model choice plus the :class:`redimnet.embedding.embedder.Embedder` options (``max_seconds`` and
+    ``overlap_seconds``: the window defaults of this verb; ``window_note`` ends the --max-seconds help)."""
     add_model_arguments(parser)
     group = parser.add_argument_group("inference")
     group.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -68,11 +71,13 @@ def add_embedder_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-seconds",
         type=float,
-        default=60.0,
+        default=max_seconds,
         help="longer recordings are cut into overlapping windows of this length whose "
-        "embeddings are averaged (default 60)",
+        f"embeddings are averaged (default {max_seconds:g}){window_note}",
     )
-    group.add_argument("--overlap-seconds", type=float, default=10.0, help="window overlap (default 10)")
+    group.add_argument(
+        "--overlap-seconds", type=float, default=overlap_seconds, help=f"window overlap (default {overlap_seconds:g})"
+    )
     group.add_argument(
         "--channel", type=int, default=None, help="use this channel (0-based) instead of averaging all channels"
     )

@@ -18,13 +18,18 @@ import sys
 
 from .._utils import threads
 from .._utils.optional import require
-from ..audio.read import TARGET_SAMPLE_RATE
+from .._utils.validation import at_least, within
 from ..errors import InvalidArgumentError
 from .common import UsageError, show
 from .decisions import add_decision_arguments, scoring_from_arguments
 from .embed import add_embedder_arguments, embedder_from_arguments
 
 DEFAULT_DB = "speakers.db"
+
+SERVE_WINDOW_SECONDS = 20.0
+"""The service's window (``--max-seconds``): at most this much audio goes through the network at once, which
+bounds the model's working memory (b0: about 90 MB, b2: about 120 MB on the CPU; 60 s windows: 230 MB and more)."""
+SERVE_OVERLAP_SECONDS = 5.0
 
 _ARGS_ENV = "REDIMNET_SERVE_ARGUMENTS"
 """How the parent passes its parsed options to the worker processes of ``--workers N``."""
@@ -80,6 +85,22 @@ def register(subparsers) -> None:
     )
     group.add_argument("--max-files", type=int, default=8, help="most recordings per enrolment (default 8)")
     group.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        metavar="N",
+        help="most requests decoding and embedding audio at once, per server process (default: one per 64 MB "
+        "of available memory, at most 16 or 4 per core if more); the others wait --max-queue-seconds for "
+        "their turn, then get 503 with Retry-After",
+    )
+    group.add_argument(
+        "--max-queue-seconds",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="how long a request waits for its turn before it is refused with 503 (default 10)",
+    )
+    group.add_argument(
         "--batch-wait-ms",
         type=float,
         default=5.0,
@@ -87,7 +108,13 @@ def register(subparsers) -> None:
         "--batch-size is the largest batch)",
     )
     add_decision_arguments(parser, threshold=False)
-    add_embedder_arguments(parser)
+    add_embedder_arguments(
+        parser,
+        max_seconds=SERVE_WINDOW_SECONDS,
+        overlap_seconds=SERVE_OVERLAP_SECONDS,
+        window_note="; the most audio the network sees at once, which bounds its memory (shorter than "
+        "'redimnet embed''s 60 s: pass the same --max-seconds/--overlap-seconds there to get the same embeddings)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -100,6 +127,9 @@ def _check(args) -> None:
         raise UsageError("--max-upload-mb and --max-upload-seconds must be positive")
     if args.max_files < 1:
         raise UsageError(f"--max-files must be at least 1, got {args.max_files}")
+    if args.max_concurrent is not None:
+        at_least("--max-concurrent", args.max_concurrent, 1)
+    within("--max-queue-seconds", args.max_queue_seconds, 0, 3600)
     if not 0 <= args.batch_wait_ms <= 1000:
         raise UsageError(f"--batch-wait-ms must be from 0 to 1000, got {args.batch_wait_ms:g}")
 
@@ -115,8 +145,6 @@ def allowed_hosts(args) -> tuple:
 def build_app(args, token):
     """The ASGI application the options describe (model loaded, database opened and checked, model warmed up)."""
     from pathlib import Path
-
-    import numpy as np
 
     from ..models.fingerprint import model_fingerprint
     from ..service import Service, ServiceSettings, create_app
@@ -138,9 +166,6 @@ def build_app(args, token):
     except BaseException:
         db.close()
         raise
-    samples = max(embedder.min_samples, TARGET_SAMPLE_RATE)
-    noise = np.random.default_rng(0).standard_normal(samples).astype(np.float32) * 0.1
-    embedder.embed_prepared([noise])  # the first forward pass is slow: pay it before the first request
     settings = ServiceSettings(
         db=args.db if is_url(args.db) else Path(args.db),
         token=token,
@@ -151,8 +176,17 @@ def build_app(args, token):
         max_wait=args.batch_wait_ms / 1000,
         model_name=args.model or Path(args.checkpoint).name,
         allowed_hosts=allowed_hosts(args),
+        max_concurrent=args.max_concurrent,
+        max_queue_seconds=args.max_queue_seconds,
     )
-    return create_app(Service(embedder, settings, fingerprint, scoring, keep_open=db))
+    service = Service(embedder, settings, fingerprint, scoring, keep_open=db)
+    try:
+        service.warm_up()  # the first forward pass is slow and grows the memory: pay it before the first request
+    except BaseException:
+        service.batcher.close()
+        service.close()
+        raise
+    return create_app(service)
 
 
 def worker_app():

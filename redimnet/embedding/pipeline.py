@@ -5,7 +5,9 @@ Every caller -- :class:`redimnet.embedding.embedder.Embedder`, ``redimnet embed`
 :class:`EmbeddingPipeline`, so they all follow the same rules:
 
 * **Reading.**  Files are decoded and resampled to 16 kHz block by block
-  (:class:`redimnet.audio.AudioFile`); in-memory waveforms are converted by
+  (:class:`redimnet.audio.AudioFile`); so are audio streams opened by the
+  caller (:class:`redimnet.audio.AudioStream`, e.g. an upload with the
+  service's limits); in-memory waveforms are converted by
   :func:`redimnet.audio.prepare_waveform`.
 * **Windows.**  An input of up to ``max_samples`` is one window, never padded
   or cropped.  A longer one is cut into windows of ``max_samples`` that
@@ -21,7 +23,9 @@ Every caller -- :class:`redimnet.embedding.embedder.Embedder`, ``redimnet embed`
 * **Batches.**  Padding would change an embedding (the front end normalises
   over time, the pooling sees every frame), so only windows of exactly the
   same length are batched: at most ``batch_size`` of them and at most
-  :data:`BATCH_SAMPLES` samples per batch.  Inputs are read in order of
+  ``batch_samples`` samples per batch (default :data:`BATCH_SAMPLES`;
+  :meth:`EmbeddingPipeline.capped`: one window's length, so that the
+  network's working memory is that of one window whatever the batch).  Inputs are read in order of
   length (file headers), so equal lengths arrive together.
 * **Workers.**  With ``workers > 0``, decoding, resampling and windowing run
   in that many processes (one thread each) while the model runs in the
@@ -36,6 +40,7 @@ order the inputs complete (``Result.index`` says which).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from contextlib import nullcontext
@@ -46,7 +51,7 @@ import numpy as np
 import torch
 
 from .._utils import threads
-from ..audio.read import TARGET_SAMPLE_RATE, AudioError, AudioFile, SignalLevel, check_signal_level
+from ..audio.read import TARGET_SAMPLE_RATE, AudioError, AudioFile, AudioStream, SignalLevel, check_signal_level
 
 __all__ = [
     "BATCH_SAMPLES",
@@ -164,6 +169,8 @@ def _windows(source, settings: _Settings, where: str) -> Iterator[Tuple[str, obj
     """
     if isinstance(source, np.ndarray):
         length, blocks = len(source), (lambda: iter([source]))
+    elif isinstance(source, AudioStream):  # opened (and its header checked) by the caller
+        length, blocks = source.length, source.blocks
     else:
         audio = AudioFile(source, channel=settings.channel, trim=settings.trim, target_rate=settings.target_rate)
         length, blocks = audio.length, audio.blocks
@@ -199,7 +206,7 @@ def _records(inputs: Sequence, indices: Iterable[int], settings: _Settings) -> I
     """``(index, kind, payload)`` for every input in ``indices``; a failure is ``(index, "error", reason)``."""
     for index in indices:
         source = inputs[index]
-        where = str(source) if not isinstance(source, np.ndarray) else "waveform"
+        where = _where(source)
         try:
             for kind, payload in _windows(source, settings, where):
                 yield index, kind, payload
@@ -207,6 +214,13 @@ def _records(inputs: Sequence, indices: Iterable[int], settings: _Settings) -> I
             yield index, "error", _reason(error, where)
         except Exception as error:  # anything else is still one input's problem
             yield index, "error", f"unexpected {type(error).__name__}: {error}"
+
+
+def _where(source) -> str:
+    """How messages name an input."""
+    if isinstance(source, np.ndarray):
+        return "waveform"
+    return source.where if isinstance(source, AudioStream) else str(source)
 
 
 def _reason(error: Exception, where: str) -> str:
@@ -278,10 +292,14 @@ class _WorkerRecords(torch.utils.data.IterableDataset):
             yield from _lists(_records(self.inputs, chunk, self.settings), HANDOVER_SAMPLES)
 
 
-def expected_length(source: Union[str, os.PathLike, np.ndarray], target_rate: int = TARGET_SAMPLE_RATE) -> int:
+def expected_length(
+    source: Union[str, os.PathLike, np.ndarray, AudioStream], target_rate: int = TARGET_SAMPLE_RATE
+) -> int:
     """Samples at ``target_rate`` an input will have, from a file's header (-1 when it cannot be read)."""
     if isinstance(source, np.ndarray):
         return len(source)
+    if isinstance(source, AudioStream):
+        return source.length
     try:
         import soundfile
 
@@ -328,7 +346,8 @@ class EmbeddingPipeline:
     ``None`` or a torch dtype for autocast.  ``target_rate``: the rate
     files are resampled to (16 kHz for every ReDimNet model).  ``tuner``: a
     :class:`redimnet.threads.ThreadTuner` that picks the model's CPU thread count
-    pass by pass (None: the count stays as it is).
+    pass by pass (None: the count stays as it is).  ``batch_samples``: the most
+    samples in one batch (default :data:`BATCH_SAMPLES`; see :meth:`capped`).
     """
 
     def __init__(
@@ -343,6 +362,7 @@ class EmbeddingPipeline:
         autocast_dtype: Optional[torch.dtype] = None,
         target_rate: int = TARGET_SAMPLE_RATE,
         tuner: Optional[threads.ThreadTuner] = None,
+        batch_samples: Optional[int] = None,
     ):
         self.network = network
         self.tuner = tuner
@@ -350,7 +370,19 @@ class EmbeddingPipeline:
         self.windowing = windowing
         self.settings = _Settings(windowing, int(min_samples), channel, bool(trim), int(target_rate))
         self.batch_size = int(batch_size)
+        self.batch_samples = int(BATCH_SAMPLES if batch_samples is None else batch_samples)
         self.autocast_dtype = autocast_dtype
+
+    def capped(self) -> "EmbeddingPipeline":
+        """This pipeline with at most one window's length of audio (``windowing.max_samples``) in a batch.
+
+        The network's working memory grows with the audio it sees at once; capped, it is that of one
+        window, however many inputs wait and however long they are.  Embeddings are those of the
+        uncapped pipeline (only the grouping into batches changes).
+        """
+        capped = copy.copy(self)
+        capped.batch_samples = self.windowing.max_samples
+        return capped
 
     # --- the model -------------------------------------------------------------------------------
     def _autocast(self):
@@ -374,13 +406,16 @@ class EmbeddingPipeline:
 
     def batch_limit(self, length: int) -> int:
         """How many windows of ``length`` samples run together."""
-        return max(1, min(self.batch_size, BATCH_SAMPLES // max(1, length)))
+        return max(1, min(self.batch_size, self.batch_samples // max(1, length)))
 
     # --- the loop --------------------------------------------------------------------------------
-    def run(self, inputs: Sequence[Union[str, os.PathLike, np.ndarray]], workers: int = 0) -> Iterator[Result]:
+    def run(
+        self, inputs: Sequence[Union[str, os.PathLike, np.ndarray, AudioStream]], workers: int = 0
+    ) -> Iterator[Result]:
         """One :class:`Result` per input, as inputs complete.
 
-        ``inputs``: audio file paths, or checked mono 16 kHz float32 waveforms
+        ``inputs``: audio file paths, opened audio streams (:class:`redimnet.audio.AudioStream`,
+        with ``workers=0``), or checked mono 16 kHz float32 waveforms
         (see :func:`redimnet.audio.prepare_waveform`).  ``workers``: processes
         decoding the files (0: in this process).  Inputs are read in order of
         length (from the file headers), so that windows of equal length

@@ -2,9 +2,13 @@
 
 :func:`create_app` builds a Starlette application from a :class:`Service`.
 Every request follows the same path: check the token (write endpoints), read
-the form into memory within the limits (:mod:`.uploads`), decode each upload
-(:func:`redimnet.audio.decode_audio_bytes`, in a worker thread), embed through
-the dynamic batcher (:mod:`.batcher`), then score or store.  Refusals are
+the form within the limits, files spooled to temporary files (:mod:`.uploads`),
+wait for an admission slot (:mod:`.admission`: at most ``max_concurrent``
+requests decode and embed at once, the others wait briefly, then get 503),
+check each upload's header (:class:`redimnet.audio.AudioBytes`, in a worker
+thread), embed through the dynamic batcher (:mod:`.batcher`; uploads are
+decoded block by block in the model thread and at most one window of audio
+goes through the network at once), then score or store.  Refusals are
 ``{"error": {"code", "message"}}`` bodies with a 4xx status; an unexpected
 failure is a 500 with a generic message (the traceback goes to the server's
 log, never to the client).  One outer layer (:class:`_Guard`) refuses a
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 import numpy as np
 from starlette.applications import Starlette
@@ -35,12 +39,13 @@ from starlette.routing import Route
 
 from .._utils.names import UnsafeNameError, check_speaker_name, printable
 from .._version import __version__
-from ..audio.read import TARGET_SAMPLE_RATE, AudioError, decode_audio_bytes, trim_silence
+from ..audio.read import TARGET_SAMPLE_RATE, AudioBytes, AudioError
 from ..errors import INTERNAL, RedimnetError, category_of
 from ..speakers.sql import EmptyStoreError
 from ..speakers.sqlite import UnknownSpeakerError
 from ..speakers.store import SpeakerStore
 from ..speakers.stores import is_url, open_store, store_label
+from .admission import Admission, default_max_concurrent
 from .auth import AllowedHosts, check_bearer
 from .batcher import Batcher
 from .errors import ServiceError
@@ -49,7 +54,7 @@ from .uploads import Form, Upload, optional_upload, read_form, single_upload
 
 if TYPE_CHECKING:
     from ..embedding.embedder import Embedder
-    from ..embedding.pipeline import Result
+    from ..embedding.pipeline import EmbeddingPipeline, Result
     from ..speakers.scorer import Scorer
 
 __all__ = ["ServiceSettings", "Service", "create_app"]
@@ -88,12 +93,19 @@ class ServiceSettings:
     allowed_hosts: Tuple[str, ...] = ()
     """``Host`` names answered besides ``localhost`` and loopback addresses (``*``: any; see
     :class:`redimnet.service.auth.AllowedHosts`)."""
+    max_concurrent: Optional[int] = None
+    """Most requests decoding and embedding audio at once (``None``: from the cores and the memory
+    available, :func:`redimnet.service.admission.default_max_concurrent`)."""
+    max_queue_seconds: float = 10.0
+    """How long a request waits for one of those slots before it is refused (503, ``Retry-After``)."""
 
     def __post_init__(self):
         if not is_url(self.db):
             self.db = Path(self.db)
         if self.max_decoded_samples is None:
             self.max_decoded_samples = int(self.max_audio_seconds * 2 * 48_000)
+        if self.max_concurrent is None:
+            self.max_concurrent = default_max_concurrent()
 
 
 @dataclass
@@ -118,14 +130,23 @@ def _embedded(result: "Result", where: str) -> Embedded:
 
 @dataclass
 class Service:
-    """The running parts: embedder, batcher, scoring (cosine or a back-end, optional calibration), settings."""
+    """The running parts: embedder, batcher, admission, scoring (cosine or a back-end, optional calibration),
+    settings.
+
+    Recordings are embedded by the embedder's pipeline with its windows (``max_seconds``, the mean of
+    overlapping windows for longer ones), capped so that at most one window's length of audio goes
+    through the network at once (:meth:`redimnet.embedding.pipeline.EmbeddingPipeline.capped`): the
+    network's working memory is bounded by the window length, not by the upload's.
+    """
 
     embedder: "Embedder"
     settings: ServiceSettings
     fingerprint: str
     scoring: Optional["Scorer"] = None
     """A :class:`redimnet.speakers.scorer.Scorer`, or ``None`` for plain cosine without decisions."""
+    pipeline: "EmbeddingPipeline" = field(init=False)
     batcher: Batcher = field(init=False)
+    admission: Admission = field(init=False)
     store: Optional[Callable[[], SpeakerStore]] = None
     """Opens one connection to the speaker storage (default: :func:`redimnet.speakers.stores.open_store`
     of ``settings.db``)."""
@@ -136,7 +157,26 @@ class Service:
     _diarize_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self):
-        self.batcher = Batcher(self.embedder, self.settings.max_batch, self.settings.max_wait)
+        self.pipeline = self.embedder.pipeline.capped()
+        self.batcher = Batcher(self.pipeline, self.settings.max_batch, self.settings.max_wait)
+        self.admission = Admission(cast(int, self.settings.max_concurrent), self.settings.max_queue_seconds)
+
+    def warm_up(self) -> None:
+        """Embed a recording of noise two windows long the way uploads are embedded (decoded from an encoded
+        file, cut into windows, in the model thread), so that the first request pays neither for the model's
+        first call nor for the first growth of the memory its forward passes use."""
+        import io
+
+        import soundfile
+
+        samples = 2 * self.pipeline.windowing.max_samples
+        noise = np.random.default_rng(0).standard_normal(samples).astype(np.float32) * 0.1
+        encoded = io.BytesIO()
+        soundfile.write(encoded, noise, TARGET_SAMPLE_RATE, format="WAV", subtype="PCM_16")
+        for _ in range(2):
+            result = self.batcher.submit(AudioBytes(encoded, "the warm-up noise")).result()
+            if result.error is not None:
+                raise RedimnetError(f"the model fails on {samples} samples of noise: {result.error}")
 
     # --- database (one connection per thread; the speaker index is shared by the process) -------------
     def db(self) -> SpeakerStore:
@@ -156,25 +196,41 @@ class Service:
             store.close()
 
     # --- audio -------------------------------------------------------------------------------------
-    def decode(self, upload: Upload) -> np.ndarray:
-        """The upload as a 16 kHz waveform, checked as the command line checks files (:class:`AudioError`)."""
-        wave = decode_audio_bytes(
-            upload.data,
+    def open(self, upload: Upload) -> AudioBytes:
+        """The upload as an audio stream (16 kHz, decoded block by block when read), its header checked against
+        the limits as the command line checks files (:class:`AudioError`)."""
+        return AudioBytes(
+            upload.file,
             _where(upload),
             channel=self.embedder.channel,
+            trim=self.embedder.trim_silence,
             max_seconds=self.settings.max_audio_seconds,
             max_decoded_samples=self.settings.max_decoded_samples,
         )
-        return trim_silence(wave) if self.embedder.trim_silence else wave
+
+    def decode(self, upload: Upload) -> np.ndarray:
+        """The whole upload as a 16 kHz waveform (for diarization), checked like :meth:`open`."""
+        return self.open(upload).read()
 
     async def embed(self, uploads: List[Upload]) -> List[Embedded]:
-        """Embeddings of ``uploads`` in order; the first bad one raises :class:`AudioError` (422)."""
-        waves = [await run_in_threadpool(self.decode, upload) for upload in uploads]
-        futures = [asyncio.wrap_future(self.batcher.submit(wave)) for wave in waves]
-        results = await asyncio.gather(*futures)
+        """Embeddings of ``uploads`` in order; the first bad one raises :class:`AudioError` (422).
+
+        Holds an admission slot (503 when none frees in time); every header is checked before any upload
+        is embedded."""
+        async with self.admission.slot():
+            streams = [await run_in_threadpool(self.open, upload) for upload in uploads]
+            futures = [asyncio.wrap_future(self.batcher.submit(stream)) for stream in streams]
+            results = await asyncio.gather(*futures)
         return [_embedded(result, _where(upload)) for upload, result in zip(uploads, results)]
 
     # --- diarization ---------------------------------------------------------------------------------
+    async def diarize_upload(self, upload: Upload, num_speakers: Optional[int], max_speakers: Optional[int]):
+        """``(seconds, result)``: :meth:`diarize` of the decoded upload, holding an admission slot."""
+        async with self.admission.slot():
+            wave = await run_in_threadpool(self.decode, upload)
+            result = await run_in_threadpool(self.diarize, wave, num_speakers, max_speakers)
+        return round(len(wave) / TARGET_SAMPLE_RATE, 3), result
+
     def diarize(self, wave: np.ndarray, num_speakers: Optional[int], max_speakers: Optional[int]):
         """Who speaks when in ``wave`` (16 kHz), clusters named after enrolled speakers; one at a time.
 
@@ -340,6 +396,8 @@ async def info(request: Request) -> Response:
                 "max_decoded_samples": settings.max_decoded_samples,
                 "max_files": settings.max_files,
                 "max_top": MAX_TOP,
+                "max_concurrent": settings.max_concurrent,
+                "max_queue_seconds": settings.max_queue_seconds,
             },
             "batching": {
                 "max_batch": settings.max_batch,
@@ -347,6 +405,9 @@ async def info(request: Request) -> Response:
                 "batches": service.batcher.stats.batches,
                 "waveforms": service.batcher.stats.waveforms,
                 "largest_batch": service.batcher.stats.largest,
+                "max_batch_seconds": service.pipeline.batch_samples / TARGET_SAMPLE_RATE,
+                "busy": service.admission.busy,
+                "refused_busy": service.admission.refused,
             },
             "writes_enabled": settings.token is not None,
         }
@@ -356,8 +417,8 @@ async def info(request: Request) -> Response:
 async def embed(request: Request) -> Response:
     """The embedding of one uploaded recording (raw, not normalised)."""
     service = _service(request)
-    form = await _form(request)
-    [embedded] = await service.embed([single_upload(form, "audio")])
+    with await _form(request) as form:
+        [embedded] = await service.embed([single_upload(form, "audio")])
     return JSONResponse(
         {
             "embedding": [float(x) for x in embedded.vector],
@@ -371,23 +432,23 @@ async def embed(request: Request) -> Response:
 async def verify(request: Request) -> Response:
     """Two uploads (``audio``, ``audio2``), or one upload against an enrolled ``speaker``: same speaker?"""
     service = _service(request)
-    form = await _form(request)
-    first = single_upload(form, "audio")
-    second = optional_upload(form, "audio2")
-    speaker = form.fields.get("speaker")
-    if (second is None) == (speaker is None):
-        raise ServiceError(
-            400, "bad_form", "send either a second recording as 'audio2' or an enrolled speaker's name as 'speaker'"
-        )
-    if second is not None:
-        one, two = await service.embed([first, second])
-        score = service.scorer.score_pair(one.vector, two.vector)
-        durations = [[one.seconds, two.seconds]]
-        body = {"score": score, "scoring": service.scoring_name}
-        body.update(service.decision_fields([score], durations)[0])
-        return JSONResponse(body)
-    name = _speaker_name(speaker)
-    embedding = (await service.embed([first]))[0].vector
+    with await _form(request) as form:
+        first = single_upload(form, "audio")
+        second = optional_upload(form, "audio2")
+        speaker = form.fields.get("speaker")
+        if (second is None) == (speaker is None):
+            raise ServiceError(
+                400, "bad_form", "send either a second recording as 'audio2' or an enrolled speaker's name as 'speaker'"
+            )
+        if second is not None:
+            one, two = await service.embed([first, second])
+            score = service.scorer.score_pair(one.vector, two.vector)
+            durations = [[one.seconds, two.seconds]]
+            body = {"score": score, "scoring": service.scoring_name}
+            body.update(service.decision_fields([score], durations)[0])
+            return JSONResponse(body)
+        name = _speaker_name(speaker)
+        embedding = (await service.embed([first]))[0].vector
 
     def against_speaker():
         db = service.db()
@@ -403,10 +464,10 @@ async def verify(request: Request) -> Response:
 async def identify(request: Request) -> Response:
     """The ``top`` enrolled speakers closest to an uploaded recording, best first."""
     service = _service(request)
-    form = await _form(request)
-    upload = single_upload(form, "audio")
-    top = _top(form.fields.get("top", request.query_params.get("top")))
-    embedding = (await service.embed([upload]))[0].vector
+    with await _form(request) as form:
+        upload = single_upload(form, "audio")
+        top = _top(form.fields.get("top", request.query_params.get("top")))
+        embedding = (await service.embed([upload]))[0].vector
 
     def rank():
         try:
@@ -436,15 +497,14 @@ def _count(value: Optional[str], what: str) -> Optional[int]:
 async def diarize(request: Request) -> Response:
     """Who speaks when in one uploaded recording; speakers matching an enrolled one are named after them."""
     service = _service(request)
-    form = await _form(request)
-    upload = single_upload(form, "audio")
-    num_speakers = _count(form.fields.get("speakers"), "speakers")
-    max_speakers = _count(form.fields.get("max_speakers"), "max_speakers")
-    wave = await run_in_threadpool(service.decode, upload)
-    result = await run_in_threadpool(service.diarize, wave, num_speakers, max_speakers)
+    with await _form(request) as form:
+        upload = single_upload(form, "audio")
+        num_speakers = _count(form.fields.get("speakers"), "speakers")
+        max_speakers = _count(form.fields.get("max_speakers"), "max_speakers")
+        seconds, result = await service.diarize_upload(upload, num_speakers, max_speakers)
     return JSONResponse(
         {
-            "duration": round(len(wave) / TARGET_SAMPLE_RATE, 3),
+            "duration": seconds,
             "speakers": result.speakers,
             "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "speaker": s.label} for s in result],
             "names": result.names,
@@ -476,16 +536,18 @@ async def enroll(request: Request) -> Response:
     """Add uploaded recordings (``audio``, repeatable) to ``speaker``; all or nothing.  Needs the token."""
     service = _service(request)
     check_bearer(request.headers.get("authorization"), service.settings.token)
-    form = await _form(request)
-    name = _speaker_name(form.fields.get("speaker"))
-    uploads = form.files_named("audio")
-    if not uploads:
-        raise ServiceError(400, "missing_file", "no file in form field 'audio' (e.g. curl -F audio=@file.wav)")
-    if len(uploads) > service.settings.max_files:
-        raise ServiceError(
-            400, "too_many_files", f"at most {service.settings.max_files} recordings per enrolment, got {len(uploads)}"
-        )
-    embeddings = await service.embed(uploads)
+    with await _form(request) as form:
+        name = _speaker_name(form.fields.get("speaker"))
+        uploads = form.files_named("audio")
+        if not uploads:
+            raise ServiceError(400, "missing_file", "no file in form field 'audio' (e.g. curl -F audio=@file.wav)")
+        if len(uploads) > service.settings.max_files:
+            raise ServiceError(
+                400,
+                "too_many_files",
+                f"at most {service.settings.max_files} recordings per enrolment, got {len(uploads)}",
+            )
+        embeddings = await service.embed(uploads)
     ids = [f"upload:{printable(u.filename or 'audio')[:200]}" for u in uploads]
 
     def store():
@@ -561,11 +623,17 @@ def _private_texts(db: Union[Path, str]) -> List[Tuple[str, str]]:
     return [(form, path.name) for form in sorted(forms - {path.name}, key=len, reverse=True)]
 
 
-def _error(status: int, code: str, message: str, private: Optional[List[Tuple[str, str]]] = None) -> JSONResponse:
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    private: Optional[List[Tuple[str, str]]] = None,
+    headers: Optional[Dict[str, str]] = None,
+) -> JSONResponse:
     """The error response; each ``(text, shown)`` of ``private`` is replaced in the message."""
     for text, shown in private or ():
         message = message.replace(text, shown)
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 def _private(request: Request) -> List[Tuple[str, str]]:
@@ -573,7 +641,7 @@ def _private(request: Request) -> List[Tuple[str, str]]:
 
 
 async def _service_error(request: Request, error: ServiceError) -> Response:
-    return _error(error.status, error.code, error.message, _private(request))
+    return _error(error.status, error.code, error.message, _private(request), error.headers)
 
 
 async def _redimnet_error(request: Request, error: RedimnetError) -> Response:

@@ -1,10 +1,13 @@
 """Dynamic batching: model calls of concurrent requests run together, off the event loop.
 
-Requests hand checked 16 kHz waveforms to :meth:`Batcher.submit`, which
-returns a :class:`concurrent.futures.Future` per waveform.  One thread owns the
-model: it takes the first waiting waveform, keeps collecting for up to
-``max_wait`` seconds or until ``max_batch`` waveforms wait, and runs them all
-through the embedding pipeline (:meth:`redimnet.embedding.embedder.Embedder.run`).
+Requests hand checked 16 kHz waveforms, or audio streams whose headers were
+checked (:class:`redimnet.audio.AudioStream`: decoded block by block in the
+model thread), to :meth:`Batcher.submit`, which returns a
+:class:`concurrent.futures.Future` per input.  One thread owns the model: it
+takes the first waiting input, keeps collecting for up to ``max_wait`` seconds
+or until ``max_batch`` inputs wait, and runs them all through the embedding
+pipeline (``run`` of an :class:`redimnet.embedding.embedder.Embedder` or of an
+:class:`redimnet.embedding.pipeline.EmbeddingPipeline`).
 The pipeline's rules apply unchanged: windows of exactly equal length share a
 batch (a recording longer than the embedder's ``max_seconds`` is cut into
 windows of that length, so long uploads batch with each other), a too-short
@@ -18,10 +21,11 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import numpy as np
 
+from ..audio.read import AudioStream
 from ..embedding.pipeline import Result
 
 __all__ = ["Batcher", "BatchStats"]
@@ -37,7 +41,9 @@ class BatchStats:
 
 
 class Batcher:
-    """Collects waveforms from concurrent requests and embeds them together in one model thread."""
+    """Collects waveforms from concurrent requests and embeds them together in one model thread.
+
+    ``embedder``: anything with the pipeline's ``run(inputs)`` (an Embedder, an EmbeddingPipeline)."""
 
     def __init__(self, embedder, max_batch: int = 16, max_wait: float = 0.005):
         if max_batch < 1:
@@ -52,8 +58,9 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name="redimnet-model", daemon=True)
         self._thread.start()
 
-    def submit(self, wave: np.ndarray) -> "Future[Result]":
-        """Queue one checked mono float32 16 kHz waveform; the future's result is its pipeline :class:`Result`."""
+    def submit(self, wave: Union[np.ndarray, AudioStream]) -> "Future[Result]":
+        """Queue one checked mono float32 16 kHz waveform (or an opened audio stream); the future's result is
+        its pipeline :class:`Result`."""
         future: "Future[Result]" = Future()
         self._queue.put((wave, future))
         return future

@@ -43,19 +43,22 @@ def _errors(*statuses: int) -> dict:
         413: "the request is too large",
         415: "not multipart/form-data",
         422: "an upload is not usable audio (named in the message)",
-        503: "not ready",
+        503: "not ready (/v1/ready), or busy: every slot for audio requests is taken (retry after the "
+        "Retry-After header's seconds)",
     }
     return {str(s): _json(_ERROR, reasons[s]) for s in statuses}
 
 
 def openapi_schema(settings) -> dict:
     """The document for a service with ``settings`` (its limits appear in the descriptions)."""
-    audio_errors = _errors(400, 413, 415, 422)
+    audio_errors = _errors(400, 413, 415, 422, 503)
     bearer: list = [{"bearer": []}]
     limits = (
         f"Uploads: at most {settings.max_upload_bytes} bytes per request and "
         f"{settings.max_audio_seconds:g} s and {settings.max_decoded_samples} decoded samples "
-        "(frames x channels) per recording."
+        "(frames x channels) per recording. "
+        f"At most {settings.max_concurrent} requests with audio are processed at once; others wait up to "
+        f"{settings.max_queue_seconds:g} s for their turn, then get 503 with Retry-After."
     )
     return {
         "openapi": "3.1.0",
