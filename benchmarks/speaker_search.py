@@ -226,11 +226,11 @@ def step_identify(location: str, queries: str, backend: str = "") -> dict:
             latencies.append(time.perf_counter() - started)
             cpu_times.append(time.thread_time() - cpu)
             results.append([name for name, _ in found])
-    from redimnet.speakers import index as index_module
+    from redimnet.speakers.vectors import HNSW_EXPANSION_SEARCH
 
     return {
         "index": kind,
-        "ef": index_module.HNSW_EXPANSION_SEARCH,
+        "ef": HNSW_EXPANSION_SEARCH,
         "open_s": opened,
         "index_loaded": bool(loads),
         "index_built": bool(builds),

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from redimnet.speakers import index as index_module
+from redimnet.speakers import vectors as vectors_module
 from redimnet.speakers.index import ExactIndex, IndexFile, usearch_available
 from redimnet.speakers.sqlite import SpeakerDatabase
 from redimnet.speakers.stores import open_store
@@ -48,8 +49,8 @@ def brute_force(vectors: dict, query, k):
 @pytest.fixture
 def small_thresholds(monkeypatch):
     """HNSW from 64 speakers on, saved whatever its size, after every change."""
-    monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 64)
-    monkeypatch.setattr(index_module, "EXACT_BELOW", 32)
+    monkeypatch.setattr(vectors_module, "APPROXIMATE_FROM", 64)
+    monkeypatch.setattr(vectors_module, "EXACT_BELOW", 32)
     monkeypatch.setattr(index_module, "SAVE_FROM", 0)
     monkeypatch.setattr(index_module, "SAVE_EVERY", 0)
 
@@ -134,8 +135,8 @@ def test_every_vector_put_in_the_graph_is_found_by_its_own_vector(monkeypatch, p
     batches are checked and the unreachable ones inserted again)."""
     from redimnet.speakers.index import HnswIndex
 
-    monkeypatch.setattr(index_module, "HNSW_PARALLEL_FROM", parallel_from)
-    monkeypatch.setattr(index_module, "HNSW_PARALLEL_BATCH", 100)
+    monkeypatch.setattr(vectors_module, "HNSW_PARALLEL_FROM", parallel_from)
+    monkeypatch.setattr(vectors_module, "HNSW_PARALLEL_BATCH", 100)
     rng = np.random.default_rng(5)
     for _ in range(6):
         vectors = rng.standard_normal((1500, 24)).astype(np.float32)
@@ -152,8 +153,8 @@ def test_every_vector_put_in_the_graph_is_found_by_its_own_vector(monkeypatch, p
 @pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_usearch)])
 def test_identify_follows_every_change_made_through_another_connection(tmp_path, kind, monkeypatch):
     if kind == "hnsw":
-        monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 40)
-        monkeypatch.setattr(index_module, "EXACT_BELOW", 20)
+        monkeypatch.setattr(vectors_module, "APPROXIMATE_FROM", 40)
+        monkeypatch.setattr(vectors_module, "EXACT_BELOW", 20)
     rng = np.random.default_rng(2)
     path = tmp_path / "s.db"
     with SpeakerDatabase(path) as writer, SpeakerDatabase(path) as reader:
@@ -185,7 +186,7 @@ def test_identify_follows_every_change_made_through_another_connection(tmp_path,
 @pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_usearch)])
 def test_the_saved_index_is_loaded_updated_checked_and_repaired(tmp_path, small_thresholds, monkeypatch, kind):
     if kind == "exact":
-        monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 10**9)
+        monkeypatch.setattr(vectors_module, "APPROXIMATE_FROM", 10**9)
     rng = np.random.default_rng(3)
     path = tmp_path / "s.db"
     file = IndexFile(tmp_path / "s.db.index")
@@ -293,8 +294,8 @@ _WRITER = textwrap.dedent(
     import sys
     import numpy as np
     from redimnet.speakers.stores import open_store
-    from redimnet.speakers import index
-    index.APPROXIMATE_FROM, index.EXACT_BELOW, index.SAVE_FROM, index.SAVE_EVERY = 64, 32, 0, 0
+    from redimnet.speakers import index, vectors
+    vectors.APPROXIMATE_FROM, vectors.EXACT_BELOW, index.SAVE_FROM, index.SAVE_EVERY = 64, 32, 0, 0
     path, dim = sys.argv[1], 24
     def vector(i):
         return np.random.default_rng(i).standard_normal(dim)
@@ -317,8 +318,8 @@ def test_the_index_survives_kill_9_without_a_stale_or_missing_speaker(
     tmp_path, kind, store, small_thresholds, monkeypatch, request
 ):
     if kind == "exact":
-        monkeypatch.setattr(index_module, "APPROXIMATE_FROM", 10**9)
-        monkeypatch.setattr(index_module, "EXACT_BELOW", 10**9)
+        monkeypatch.setattr(vectors_module, "APPROXIMATE_FROM", 10**9)
+        monkeypatch.setattr(vectors_module, "EXACT_BELOW", 10**9)
     index_dir = tmp_path / "index"
     monkeypatch.setenv("REDIMNET_INDEX_DIR", str(index_dir))  # where a PostgreSQL store's index is kept
     path = str(tmp_path / "s.db") if store == "sqlite" else request.getfixturevalue("postgres_url")

@@ -103,7 +103,7 @@ def cohort_statistics(
     unit-length rows.
 
     ``index``: a nearest-neighbour index of the cohort rows (keys = row numbers,
-    e.g. :class:`redimnet.speakers.index.HnswIndex`) for AS-Norm with a large
+    e.g. :class:`redimnet.speakers.vectors.HnswIndex`) for AS-Norm with a large
     cohort: each embedding's top-``top_k`` candidates come from it and are scored
     exactly, instead of scoring the whole cohort.  Worth it when embeddings come
     a few at a time; for a whole evaluation, one matrix product per block is

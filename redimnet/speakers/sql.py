@@ -317,7 +317,7 @@ class SqlSpeakerStore(SqlStoreBase):
         """The ``top`` best-matching speakers as ``(name, cosine score)``, best first.
 
         Candidates come from the speaker index (exact below
-        :data:`redimnet.speakers.index.APPROXIMATE_FROM` speakers, HNSW above
+        :data:`redimnet.speakers.vectors.APPROXIMATE_FROM` speakers, HNSW above
         it with ``redimnet[search]``); their scores are computed from the stored
         means, in the same snapshot of the store.
         """
