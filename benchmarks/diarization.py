@@ -497,47 +497,6 @@ class _CachedVAD:
         return regions
 
 
-class _CachedEmbedder:
-    """An embedder that remembers each window's embedding (by its samples), so a recording diarized twice
-    (count estimated, then given) is embedded once."""
-
-    def __init__(self, embedder):
-        self.embedder = embedder
-        self.cache: dict = {}
-
-    def __getattr__(self, name):
-        return getattr(self.embedder, name)
-
-    def load(self, path: Path) -> None:
-        """Start from the embeddings kept in ``path`` (by :meth:`save`), if it exists."""
-        import numpy as np
-
-        self.cache.clear()
-        if path.exists():
-            with np.load(path) as kept:
-                self.cache.update(zip(kept["keys"].tolist(), kept["rows"]))
-
-    def save(self, path: Path) -> None:
-        import numpy as np
-
-        if self.cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(path, keys=np.array(list(self.cache)), rows=np.stack(list(self.cache.values())))
-
-    def embed_prepared(self, waves):
-        import hashlib
-
-        import numpy as np
-
-        keys = [hashlib.sha1(np.ascontiguousarray(w).tobytes()).hexdigest() for w in waves]
-        missing = [i for i, k in enumerate(keys) if k not in self.cache]
-        if missing:
-            fresh = self.embedder.embed_prepared([waves[i] for i in missing])
-            for i, row in zip(missing, fresh):
-                self.cache[keys[i]] = row
-        return np.stack([self.cache[k] for k in keys])
-
-
 def _matrix_clustering(name: str, checkpoint: str):
     """The clustering ``name`` for one model: ``auto``/``vbx`` with the back-end shipped next to its weights
     (``<weights>.diarization.npz``), as ``redimnet diarize`` picks it."""
@@ -617,6 +576,7 @@ def matrix(args) -> dict:
     from redimnet.diarization import Diarizer, read_rttm
     from redimnet.diarization.der import diarization_error
     from redimnet.diarization.vad import make_vad
+    from redimnet.testing.embedding_cache import CachedEmbedder
 
     torch.set_num_threads(args.threads or 1)
     recordings = matrix_recordings(args)
@@ -631,7 +591,7 @@ def matrix(args) -> dict:
     models = _matrix_models(args)
     rows = []
     for model_name, checkpoint in models.items():
-        embedder = _CachedEmbedder(redimnet.Embedder(redimnet.load_checkpoint(checkpoint), device="cpu"))
+        embedder = CachedEmbedder(redimnet.Embedder(redimnet.load_checkpoint(checkpoint), device="cpu"))
         diarizer = Diarizer(embedder, vad=vad, clustering=_matrix_clustering(args.clustering, checkpoint))
         for recording in recordings:
             path = Path(recording["path"])
