@@ -11,11 +11,10 @@ decoded block by block in the model thread and at most one window of audio
 goes through the network at once), then score or store.  Refusals are
 ``{"error": {"code", "message"}}`` bodies with a 4xx status; an unexpected
 failure is a 500 with a generic message (the traceback goes to the server's
-log, never to the client).  One outer layer (:class:`_Guard`) refuses a
-``Host`` that is not allowed before routing, puts the security headers on
-every response (errors included), logs a client that hangs up as one line and
-turns anything unexpected into that 500.  No message carries a path of the
-server's (the database is named by its file name, as ``/v1/info`` does).
+log, never to the client).  How errors become responses, and the outer layer
+that refuses a ``Host`` that is not allowed, puts the security headers on
+every response and turns anything unexpected into that 500, are in
+:mod:`.responses`.
 """
 
 from __future__ import annotations
@@ -32,24 +31,23 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Un
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .._utils.names import UnsafeNameError, check_speaker_name, printable
 from .._version import __version__
 from ..audio.read import TARGET_SAMPLE_RATE, AudioBytes, AudioError
-from ..errors import INTERNAL, RedimnetError, category_of
+from ..errors import RedimnetError
 from ..speakers.sql import EmptyStoreError
-from ..speakers.sqlite import UnknownSpeakerError
 from ..speakers.store import SpeakerStore
-from ..speakers.stores import is_url, open_store, store_label
+from ..speakers.stores import is_url, open_store
 from .admission import Admission, default_max_concurrent
 from .auth import AllowedHosts, check_bearer
 from .batcher import Batcher
 from .errors import ServiceError
 from .openapi import openapi_schema
+from .responses import EXCEPTION_HANDLERS, Guard, unknown_speaker
 from .uploads import Form, Upload, optional_upload, read_form, single_upload
 
 if TYPE_CHECKING:
@@ -300,13 +298,9 @@ def _utc(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _unknown(name: str) -> ServiceError:
-    return ServiceError(404, "unknown_speaker", f"no speaker named '{printable(name)}' is enrolled")
-
-
 def _known_speaker(db: SpeakerStore, name: str) -> None:
     if not db.has_speaker(name):
-        raise _unknown(name)
+        raise unknown_speaker(name)
 
 
 def _top(value: Optional[str]) -> int:
@@ -590,12 +584,6 @@ _STATIC = {
     "/static/style.css": ("style.css", "text/css; charset=utf-8"),
 }
 
-_PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "frame-ancestors 'none'; form-action 'self'"
-)
-
 
 def _static(path: str):
     name, media_type = _STATIC[path]
@@ -606,111 +594,6 @@ def _static(path: str):
 
     page.__doc__ = f"The web page's {name}."
     return page
-
-
-# --- errors --------------------------------------------------------------------------------------------------
-def _private_texts(db: Union[Path, str]) -> List[Tuple[str, str]]:
-    """How the database's location may appear in a message, and what clients see instead (longest first):
-    a file by its name (as ``/v1/info`` shows it), a database server by its kind."""
-    if is_url(db):
-        return [(store_label(db), "the PostgreSQL database"), (str(db), "the PostgreSQL database")]
-    path = Path(db)
-    forms = {str(path), str(path.absolute())}
-    try:
-        forms.add(str(path.resolve()))
-    except OSError:
-        pass
-    return [(form, path.name) for form in sorted(forms - {path.name}, key=len, reverse=True)]
-
-
-def _error(
-    status: int,
-    code: str,
-    message: str,
-    private: Optional[List[Tuple[str, str]]] = None,
-    headers: Optional[Dict[str, str]] = None,
-) -> JSONResponse:
-    """The error response; each ``(text, shown)`` of ``private`` is replaced in the message."""
-    for text, shown in private or ():
-        message = message.replace(text, shown)
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
-def _private(request: Request) -> List[Tuple[str, str]]:
-    return _private_texts(_service(request).settings.db)
-
-
-async def _service_error(request: Request, error: ServiceError) -> Response:
-    return _error(error.status, error.code, error.message, _private(request), error.headers)
-
-
-async def _redimnet_error(request: Request, error: RedimnetError) -> Response:
-    """Status and code from the error's category (:data:`redimnet.errors.CATALOGUE`)."""
-    category = category_of(error)
-    if isinstance(error, UnknownSpeakerError):  # e.g. removed by another client after the request's check
-        return _error(category.http_status, category.code, _unknown(error.name).message)
-    return _error(category.http_status, category.code, str(error), _private(request))
-
-
-async def _http_error(request: Request, error: HTTPException) -> Response:
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    return _error(error.status_code, codes.get(error.status_code, "http_error"), str(error.detail), _private(request))
-
-
-_SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", _PAGE_POLICY.encode()),
-]
-"""Headers that keep browsers from sniffing, framing or leaking; on every response."""
-
-
-class _Guard:
-    """The outer layer of the application (pure ASGI, no buffering).
-
-    Refuses a request whose ``Host`` is not allowed (400 ``bad_host``, before
-    routing), adds :data:`_SECURITY_HEADERS` to every response, logs a client
-    that disconnected before its request was read as one line (info level), and
-    answers anything unexpected with a generic 500 (the traceback goes to the
-    log once).
-    """
-
-    def __init__(self, app, allowed_hosts: AllowedHosts):
-        self.app = app
-        self.allowed_hosts = allowed_hosts
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = False
-
-        async def send_with_headers(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message = dict(message, headers=list(message.get("headers", [])) + _SECURITY_HEADERS)
-            await send(message)
-
-        host = next((value for name, value in scope.get("headers", ()) if name == b"host"), None)
-        if not self.allowed_hosts.allows(host.decode("latin-1") if host is not None else None):
-            shown = printable(host.decode("latin-1"))[:100] if host is not None else None
-            message = (
-                f"this service does not answer for the host '{shown}'; start it with --allowed-host "
-                "NAME to add a name it is reached by"
-                if shown is not None
-                else "the request has no Host header"
-            )
-            return await _error(400, "bad_host", message)(scope, receive, send_with_headers)
-        try:
-            await self.app(scope, receive, send_with_headers)
-        except ClientDisconnect:
-            log.info("client disconnected before sending its whole request: %s %s", scope["method"], scope["path"])
-        except Exception:
-            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
-            if not started:
-                message = "the service failed on this request; the details are in the server's log"
-                await _error(INTERNAL.http_status, INTERNAL.code, message)(scope, receive, send_with_headers)
 
 
 ROUTES = [
@@ -741,12 +624,7 @@ def create_app(service: Service) -> Starlette:
 
     routes = [Route(path, handler, methods=methods) for path, handler, methods in ROUTES]
     routes += [Route(path, _static(path), methods=["GET"]) for path in _STATIC]
-    handlers: Dict[Any, Any] = {
-        ServiceError: _service_error,
-        RedimnetError: _redimnet_error,
-        HTTPException: _http_error,
-    }
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))
     app.state.service = service
-    app.add_middleware(_Guard, allowed_hosts=AllowedHosts(service.settings.allowed_hosts))
+    app.add_middleware(Guard, allowed_hosts=AllowedHosts(service.settings.allowed_hosts))
     return app
