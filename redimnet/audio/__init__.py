@@ -1,5 +1,7 @@
 """Audio in: reading and decoding files, resampling to the one sample rate, the silence rule, lists of inputs.
 
+* :mod:`.samples` -- samples in memory to the network's waveform (float, mono, resampling, trimming) and the
+  rules every input follows (:func:`check_samples`, :func:`check_signal_level`, :func:`prepare_waveform`);
 * :mod:`.read` -- files and bytes to 16 kHz mono float32 (:func:`read_audio`; :class:`AudioFile` and
   :class:`AudioBytes` (an upload), both an :class:`AudioStream`, for block-by-block reading),
   :func:`check_header` (what a header may claim), :func:`check_samples` (the one input policy for samples),
