@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from .._utils.names import printable
-from ..errors import INTERNAL, RedimnetError, category_of
+from ..errors import INTERNAL, UNKNOWN_SPEAKER, RedimnetError, category_of
 from ..speakers.schema import UnknownSpeakerError
 from ..speakers.stores import is_url, store_label
 from .auth import AllowedHosts
@@ -41,7 +41,9 @@ PAGE_POLICY = (
 
 def unknown_speaker(name: str) -> ServiceError:
     """The 404 for a speaker that is not enrolled."""
-    return ServiceError(404, "unknown_speaker", f"no speaker named '{printable(name)}' is enrolled")
+    return ServiceError(
+        UNKNOWN_SPEAKER.http_status, UNKNOWN_SPEAKER.code, f"no speaker named '{printable(name)}' is enrolled"
+    )
 
 
 def private_texts(db: Union[Path, str]) -> List[Tuple[str, str]]:
