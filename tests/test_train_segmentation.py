@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import TINY_MODEL
 
 from redimnet.cli import main as cli_main
 from redimnet.diarization.powerset import Powerset
@@ -21,16 +22,7 @@ from redimnet.training.segmentation import (
     validation_frame_error,
 )
 
-TINY_BACKBONE = {
-    "F": 24,
-    "C": 4,
-    "block_2d_type": "convnext_like",
-    "group_divisor": 4,
-    "block_1d_type": "conv",
-    "embed_dim": 16,
-    "hop_length": 320,
-    "stages_setup": [[1, 1, 1, [[3, 3]], 4], [2, 1, 1, [[3, 3]], 4]],
-}
+TINY_BACKBONE = {**TINY_MODEL, "hop_length": 320}  # 20 ms frames, as the recipe
 
 
 def _recipe(path, **sections):

@@ -274,8 +274,8 @@ class Diarizer:
         keep_embeddings: bool = False,
         segmentation=None,
         segmentation_step: Optional[float] = None,
-        min_clean: float = 0.5,
-        cluster_seconds: float = 1.0,
+        min_clean: float = 1.0,
+        cluster_seconds: float = 2.0,
     ):
         if not window > 0 or not 0 < hop <= window:
             raise InvalidArgumentError(f"need window > 0 and 0 < hop <= window, got window={window}, hop={hop}")

@@ -423,7 +423,7 @@ def _validate(plan: _Plan, parts: _Parts, step: int, say: Callable) -> Optional[
         value = task.validate(parts.model, plan.process.device)  # only called with validation configured
         append_validation(plan.out / "validation.csv", step, value, task.validation_column)
         measure = f"validation {task.validation_name} {100 * value:.2f} %"
-        say(f"step 0 (untrained): {measure}" if step == 0 else f"step {step}: {measure}")
+        say(f"step 0 (before training): {measure}" if step == 0 else f"step {step}: {measure}")
     barrier(plan.process)
     return value
 
