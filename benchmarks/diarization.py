@@ -444,6 +444,8 @@ def matrix_recordings(args) -> list:
             pools_by_engine = [_voice_pools(engine, part, args.voices)]
             scenarios = [s for s in MATRIX_SCENARIOS if not args.quick or s[0] in QUICK_SCENARIOS]
         for index, (name, count, seconds, style, overlap, siblings) in enumerate(scenarios):
+            if args.longest is not None and seconds > args.longest:
+                continue  # left out (the index, and so each kept recording's seed, is unchanged)
             seed = 1000 * (MATRIX_SOURCES.index(source) + 1) + index
             rng = np.random.default_rng(seed)
             if len(pools_by_engine) == 1:
@@ -744,6 +746,7 @@ def main() -> int:
         help="matrix: keep every recording's window embeddings here (per model), so runs with another "
         "--clustering skip the network",
     )
+    parser.add_argument("--longest", type=float, metavar="S", help="matrix: leave out recordings longer than S seconds")
     parser.add_argument(
         "--prepare-only", action="store_true", help="matrix: write the recordings and their voice activity, then stop"
     )
