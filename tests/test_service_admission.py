@@ -23,6 +23,8 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its test c
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
 
+from test_service import speech, wav_bytes  # noqa: E402  (the same clips as the service's other tests)
+
 import redimnet  # noqa: E402
 from redimnet.models.fingerprint import model_fingerprint  # noqa: E402
 from redimnet.service import Admission, Service, ServiceError, ServiceSettings, create_app  # noqa: E402
@@ -30,29 +32,16 @@ from redimnet.service import uploads as uploads_module  # noqa: E402
 from redimnet.service.admission import SLOT_MEMORY_BYTES, default_max_concurrent  # noqa: E402
 from redimnet.service.background import BackgroundServer  # noqa: E402
 from redimnet.service.uploads import SPOOL_BYTES, read_form  # noqa: E402
-from redimnet.testing.synth import synthesize, voice_for  # noqa: E402
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-WINDOW = 4.0  # the test service's window (seconds): the most audio the network may see at once
-
-
-def encoded(wave, rate=16000, fmt="WAV"):
-    buffer = io.BytesIO()
-    soundfile.write(buffer, wave, rate, subtype="PCM_16", format=fmt)
-    return buffer.getvalue()
-
-
-def speech(speaker, seed, seconds=2.0):
-    return synthesize(voice_for(0, speaker), seconds, np.random.default_rng(seed))
+WINDOW = 4.0  # the test embedder's window (seconds): the most audio the network may see at once
 
 
 @pytest.fixture(scope="module")
 def embedder(one_thread):
     torch.manual_seed(0)
-    return redimnet.Embedder(
-        redimnet.build("b0").eval(), device="cpu", max_seconds=WINDOW, overlap_seconds=1.0, batch_size=8
-    )
+    return redimnet.Embedder(redimnet.build("b0").eval(), device="cpu", max_seconds=WINDOW, overlap_seconds=1.0)
 
 
 def make_service(embedder, tmp_path, **settings):
@@ -89,7 +78,7 @@ def test_requests_beyond_the_slots_wait_then_get_503_with_retry_after(embedder, 
         return real_open(item)
 
     service.open = slow_open
-    clip = encoded(speech(1, 1))
+    clip = wav_bytes(speech(1, 1))
     with BackgroundServer(create_app(service)) as server, concurrent.futures.ThreadPoolExecutor(1) as pool:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             first = pool.submit(client.post, "/v1/embed", files=[upload("a.wav", clip)])
@@ -197,7 +186,7 @@ def test_long_uploads_embed_as_the_library_embeds_the_file_one_window_at_a_time(
 def test_concurrent_uploads_never_put_more_than_one_window_through_the_network(embedder, tmp_path):
     service = make_service(embedder, tmp_path, max_concurrent=8)
     shapes = forwards_of(service)
-    clips = [encoded(speech(1 + i % 3, i, 1.5)) for i in range(8)]
+    clips = [wav_bytes(speech(1 + i % 3, i, 1.5)) for i in range(8)]
     with BackgroundServer(create_app(service)) as server, concurrent.futures.ThreadPoolExecutor(8) as pool:
 
         def send(clip):
@@ -269,7 +258,7 @@ def test_every_spooled_file_is_closed_once_answered(embedder, tmp_path, monkeypa
 
     monkeypatch.setattr(uploads_module, "_spool", recording_spool)
     service = make_service(embedder, tmp_path)
-    clip = encoded(speech(1, 1))
+    clip = wav_bytes(speech(1, 1))
     with TestClient(create_app(service), base_url="http://localhost", raise_server_exceptions=False) as client:
         statuses = [
             client.post("/v1/embed", files=[upload("a.wav", clip)]).status_code,
