@@ -439,7 +439,7 @@ def test_every_response_carries_the_security_headers(client, clips, monkeypatch)
         client.get("/v1/health", headers={"Host": "attacker.example"}),
     ]
     service = client.app.state.service
-    monkeypatch.setattr(service, "open", lambda upload: (_ for _ in ()).throw(ZeroDivisionError("secret detail")))
+    monkeypatch.setattr(service, "prepare", lambda upload: (_ for _ in ()).throw(ZeroDivisionError("secret detail")))
     responses.append(client.post("/v1/embed", files=files(audio=("a1.wav", clips["a1"]))))
     assert [r.status_code for r in responses] == [200, 404, 405, 415, 401, 400, 500]
     assert all(has_security_headers(r) for r in responses), [r.headers for r in responses]
@@ -567,7 +567,7 @@ def test_database_of_another_model_is_refused(client, clips, tmp_path):
 
 def test_unexpected_failure_is_a_generic_500(client, clips, monkeypatch):
     service = client.app.state.service
-    monkeypatch.setattr(service, "open", lambda upload: (_ for _ in ()).throw(ZeroDivisionError("secret detail")))
+    monkeypatch.setattr(service, "prepare", lambda upload: (_ for _ in ()).throw(ZeroDivisionError("secret detail")))
     response = client.post("/v1/embed", files=files(audio=("a1.wav", clips["a1"])))
     message = error_of(response, 500, "internal")
     assert "secret" not in response.text and "server's log" in message

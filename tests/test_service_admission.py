@@ -70,20 +70,20 @@ def forwards_of(service):
 def test_requests_beyond_the_slots_wait_then_get_503_with_retry_after(embedder, tmp_path):
     service = make_service(embedder, tmp_path, max_concurrent=1, max_queue_seconds=0.3)
     opened, release = threading.Event(), threading.Event()
-    real_open = service.open
+    real_prepare = service.prepare
 
-    def slow_open(item):  # the first request holds the only slot until released
+    def slow_prepare(item):  # the first request holds the only slot until released
         opened.set()
         assert release.wait(60)
-        return real_open(item)
+        return real_prepare(item)
 
-    service.open = slow_open
+    service.prepare = slow_prepare
     clip = wav_bytes(speech(1, 1))
     with BackgroundServer(create_app(service)) as server, concurrent.futures.ThreadPoolExecutor(1) as pool:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             first = pool.submit(client.post, "/v1/embed", files=[upload("a.wav", clip)])
             assert opened.wait(60)
-            service.open = real_open
+            service.prepare = real_prepare
             busy = [
                 client.post("/v1/embed", files=[upload("b.wav", clip)]),
                 client.post("/v1/identify", files=[upload("b.wav", clip)]),

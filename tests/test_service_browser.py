@@ -133,19 +133,19 @@ def test_upload_verify_enroll_identify_and_errors(server, page, tmp_path):
     sync_api.expect(page.locator("#file-a")).to_have_value("")  # the recording replaced the chosen file
     sync_api.expect(page.locator("#play-a")).to_be_visible()
     service, uploads = server.service, []
-    open_upload = service.open
+    prepare_upload = service.prepare
 
-    def recording_open(upload):
+    def recording_prepare(upload):
         uploads.append((upload.filename, upload.read()[:4]))
-        return open_upload(upload)
+        return prepare_upload(upload)
 
-    service.open = recording_open
+    service.prepare = recording_prepare
     try:
         page.select_option("#verify-speaker", "")
         page.click("#verify")
         sync_api.expect(page.locator("#result")).to_contain_text("A against B")
     finally:
-        del service.open
+        del service.prepare
     assert uploads == [("recording-a.wav", b"RIFF"), ("alice-2.wav", b"RIFF")]
     sync_api.expect(page.locator("#result")).to_contain_text("A against B")
     assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()

@@ -6,9 +6,10 @@ the form within the limits, files spooled to temporary files (:mod:`.uploads`),
 wait for an admission slot (:mod:`.admission`: at most ``max_concurrent``
 requests decode and embed at once, the others wait briefly, then get 503),
 check each upload's header (:class:`redimnet.audio.AudioBytes`, in a worker
-thread), embed through the dynamic batcher (:mod:`.batcher`; uploads are
-decoded block by block in the model thread and at most one window of audio
-goes through the network at once), then score or store.  Refusals are
+thread, which also decodes an upload of at most one window), embed through the
+dynamic batcher (:mod:`.batcher`; longer uploads are decoded block by block in
+the model thread, and at most one window of audio goes through the network at
+once), then score or store.  Refusals are
 ``{"error": {"code", "message"}}`` bodies with a 4xx status; an unexpected
 failure is a 500 with a generic message (the traceback goes to the server's
 log, never to the client).  How errors become responses, and the outer layer
@@ -194,10 +195,12 @@ class Service:
             store.close()
 
     # --- audio -------------------------------------------------------------------------------------
-    def open(self, upload: Upload) -> AudioBytes:
-        """The upload as an audio stream (16 kHz, decoded block by block when read), its header checked against
-        the limits as the command line checks files (:class:`AudioError`)."""
-        return AudioBytes(
+    def prepare(self, upload: Upload) -> Union[np.ndarray, AudioBytes]:
+        """The upload, its header checked against the limits as the command line checks files
+        (:class:`AudioError`): decoded here (16 kHz) when it is at most one window long, so that short
+        uploads are decoded in parallel with the model; else as a stream (:class:`AudioBytes`) that the
+        model thread decodes block by block as its windows are needed.  Either gives the same embedding."""
+        stream = AudioBytes(
             upload.file,
             _where(upload),
             channel=self.embedder.channel,
@@ -205,10 +208,12 @@ class Service:
             max_seconds=self.settings.max_audio_seconds,
             max_decoded_samples=self.settings.max_decoded_samples,
         )
+        return stream.read() if stream.length <= self.pipeline.windowing.max_samples else stream
 
     def decode(self, upload: Upload) -> np.ndarray:
-        """The whole upload as a 16 kHz waveform (for diarization), checked like :meth:`open`."""
-        return self.open(upload).read()
+        """The whole upload as a 16 kHz waveform (for diarization), checked like :meth:`prepare`."""
+        prepared = self.prepare(upload)
+        return prepared if isinstance(prepared, np.ndarray) else prepared.read()
 
     async def embed(self, uploads: List[Upload]) -> List[Embedded]:
         """Embeddings of ``uploads`` in order; the first bad one raises :class:`AudioError` (422).
@@ -216,8 +221,8 @@ class Service:
         Holds an admission slot (503 when none frees in time); every header is checked before any upload
         is embedded."""
         async with self.admission.slot():
-            streams = [await run_in_threadpool(self.open, upload) for upload in uploads]
-            futures = [asyncio.wrap_future(self.batcher.submit(stream)) for stream in streams]
+            prepared = [await run_in_threadpool(self.prepare, upload) for upload in uploads]
+            futures = [asyncio.wrap_future(self.batcher.submit(item)) for item in prepared]
             results = await asyncio.gather(*futures)
         return [_embedded(result, _where(upload)) for upload, result in zip(uploads, results)]
 
