@@ -212,8 +212,6 @@ def step_identify(location: str, queries: str, backend: str = "") -> dict:
     vectors = data["queries"]
     timed_backend = {}
     with open_store(location, create=False) as db:
-        if backend:  # identification through a back-end: the shortlist from the index, rescored
-            timed_backend = time_backend(db, backend, vectors[: min(200, len(vectors))])
         started = time.perf_counter()
         kind = db.prepare_index()
         opened = time.perf_counter() - started
@@ -226,6 +224,8 @@ def step_identify(location: str, queries: str, backend: str = "") -> dict:
             latencies.append(time.perf_counter() - started)
             cpu_times.append(time.thread_time() - cpu)
             results.append([name for name, _ in found])
+        if backend:  # identification through a back-end: the shortlist from the index, rescored
+            timed_backend = time_backend(db, backend, vectors[: min(200, len(vectors))])
     from redimnet.speakers.vectors import HNSW_EXPANSION_SEARCH
 
     return {
