@@ -1,7 +1,7 @@
 """Server memory against what an upload's header claims: decompression bombs and large uploads, on 127.0.0.1 only.
 
     python benchmarks/upload_memory.py [--model b0] [--cases all] [--concurrent 8] [--json OUT] [--code DIR]
-        [--endpoint embed|verify|identify|enroll] [--serve-option=--max-concurrent=8 ...]
+        [--endpoint embed|verify|identify|enroll|diarize] [--serve-option=--max-concurrent=8 ...]
 
 For every case a fresh ``redimnet serve`` (random-weight ``--model``, one model thread, a new database in a
 temporary folder) is started and warmed up with two ordinary requests; then the case's uploads are sent to
@@ -321,7 +321,7 @@ def main() -> int:
     parser.add_argument(
         "--endpoint",
         default="embed",
-        choices=["embed", "verify", "identify", "enroll"],
+        choices=["embed", "verify", "identify", "enroll", "diarize"],
         help="where the uploads go (default embed; verify sends the file twice, or against an enrolled speaker)",
     )
     parser.add_argument(

@@ -146,11 +146,13 @@ def build_app(args, token):
     """The ASGI application the options describe (model loaded, database opened and checked, model warmed up)."""
     from pathlib import Path
 
+    from ..fast.allocator import limit_arenas
     from ..models.fingerprint import model_fingerprint
     from ..service import Service, ServiceSettings, create_app
     from ..speakers.sqlite import SpeakerDatabaseError
     from ..speakers.stores import is_url, open_store, store_label
 
+    limit_arenas()  # before the model and worker threads allocate: they share freed memory instead of each keeping it
     embedder = embedder_from_arguments(args)
     fingerprint = model_fingerprint(embedder.model)
     scoring = scoring_from_arguments(args, fingerprint, int(embedder.embed_dim))

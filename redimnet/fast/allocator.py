@@ -1,4 +1,5 @@
-"""Keep freed memory in the process instead of handing it back to the kernel (glibc only).
+"""Keep freed memory in the process instead of handing it back to the kernel (glibc only); and
+:func:`limit_arenas`, so that a server's threads share that memory rather than each keeping its own.
 
 A forward pass allocates and frees many tensors of a few MB each.  glibc's
 malloc serves large requests with fresh ``mmap`` pages and trims the heap when
@@ -23,6 +24,7 @@ from typing import Optional
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 # glibc refuses mmap thresholds above HEAP_MAX_SIZE / 2, which is 32 MiB on 64-bit systems.
 MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
 
@@ -60,3 +62,28 @@ def keep_freed_memory(trim_threshold_mb: int = 512) -> bool:
     ok = ok and mallopt(_M_TRIM_THRESHOLD, int(trim_threshold_mb) * 1024 * 1024) == 1
     _applied = ok
     return ok
+
+
+def limit_arenas(count: int = 2) -> bool:
+    """Let glibc's malloc keep at most ``count`` arenas for the whole process (``MALLOC_ARENA_MAX``).
+
+    glibc gives threads arenas of their own; each keeps what its thread freed (up to the trim
+    threshold :func:`keep_freed_memory` raises), so a server whose requests run in many worker threads
+    holds one request's working memory per thread.  With few arenas the threads share, and reuse, the
+    same freed memory.  ``redimnet serve`` calls this before its threads start (8 diarizations of 120 s
+    at once: 277 MB -> 29 MB of growth, docs/service.md).  An environment that sets
+    ``MALLOC_ARENA_MAX`` itself is left as it is.  Returns True when the limit is in effect.
+    """
+    import os
+
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return True
+    libc = _libc()
+    if libc is None:
+        return False
+    mallopt = libc.mallopt
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt(_M_ARENA_MAX, int(count)) == 1

@@ -153,7 +153,7 @@ class Service:
     """A connection held for the service's life (``redimnet serve`` loads the speaker index through it before
     the first request); :meth:`close` saves the index and closes it."""
     _local: threading.local = field(default_factory=threading.local)
-    _diarize_lock: threading.Lock = field(default_factory=threading.Lock)
+    _diarize_lock: threading.RLock = field(default_factory=threading.RLock)
 
     def __post_init__(self):
         self.pipeline = self.embedder.pipeline.capped()
@@ -228,11 +228,16 @@ class Service:
 
     # --- diarization ---------------------------------------------------------------------------------
     async def diarize_upload(self, upload: Upload, num_speakers: Optional[int], max_speakers: Optional[int]):
-        """``(seconds, result)``: :meth:`diarize` of the decoded upload, holding an admission slot."""
+        """``(seconds, result)``: :meth:`diarize` of the decoded upload, holding an admission slot.  The upload
+        is decoded in its turn (one diarization at a time): waiting ones hold their spooled file, not its audio."""
+
+        def decoded_and_diarized():
+            with self._diarize_lock:
+                wave = self.decode(upload)
+                return round(len(wave) / TARGET_SAMPLE_RATE, 3), self.diarize(wave, num_speakers, max_speakers)
+
         async with self.admission.slot():
-            wave = await run_in_threadpool(self.decode, upload)
-            result = await run_in_threadpool(self.diarize, wave, num_speakers, max_speakers)
-        return round(len(wave) / TARGET_SAMPLE_RATE, 3), result
+            return await run_in_threadpool(decoded_and_diarized)
 
     def diarize(self, wave: np.ndarray, num_speakers: Optional[int], max_speakers: Optional[int]):
         """Who speaks when in ``wave`` (16 kHz), clusters named after enrolled speakers; one at a time.
