@@ -429,3 +429,29 @@ def test_conversation_reference_matches_the_audio(tmp_path):
     assert 0.15 < overlapping / len(turns) < 0.45
     pauses = [b.start - (a.start + a.seconds) for a, b in zip(turns, turns[1:])]
     assert max(pauses) <= 3.0
+
+
+def test_spans_of_blocks_equal_slices_of_the_whole_stream_and_read_only_what_they_need():
+    from redimnet.audio.stream import spans_of_blocks
+
+    rng = np.random.default_rng(0)
+    stream = rng.standard_normal(10_000).astype(np.float32)
+    cuts = np.sort(rng.choice(np.arange(1, 10_000), size=30, replace=False))
+    blocks = np.split(stream, cuts)
+    read = []
+
+    def reader():
+        for block in blocks:
+            read.append(len(block))
+            yield block
+
+    # overlapping, gapped, repeated and past-the-end spans, starts never decreasing
+    starts = [0, 0, 100, 150, 3_000, 3_001, 7_500, 9_990, 12_000]
+    lengths = [50, 400, 100, 2_000, 1, 999, 1_000, 100, 10]
+    spans = spans_of_blocks(reader(), starts, lengths)
+    first = next(spans)
+    assert sum(read) < 50 + max(len(b) for b in blocks)  # the first span read no more than it needed
+    got = [first.copy()] + [span.copy() for span in spans]
+    assert len(got) == len(starts)
+    for span, start, length in zip(got, starts, lengths):
+        np.testing.assert_array_equal(span, stream[start : start + length])

@@ -8,7 +8,7 @@ holding hours of samples.
 """
 
 import os
-from typing import Iterator, Optional, cast
+from typing import Iterable, Iterator, Optional, cast
 
 import numpy as np
 
@@ -61,3 +61,32 @@ class AudioSource:
         step = max(1, int(self.block_seconds * TARGET_SAMPLE_RATE))
         for first in range(0, len(wave), step):
             yield wave[first : first + step]
+
+
+def spans_of_blocks(
+    blocks: Iterator[np.ndarray], starts: Iterable[int], lengths: Iterable[int]
+) -> Iterator[np.ndarray]:
+    """Samples ``[start, start + length)`` of the stream that ``blocks`` yields, one span after another.
+
+    ``starts`` must not decrease.  Audio before a span's start is dropped once it has been read (but
+    no block is read before a span needs it), so memory holds about one span and one block however
+    long the stream.  A span reaching past the end of the stream comes back short.  The spans are
+    views: copy one to keep it.  Blocks after the last span are left for the caller.
+    """
+    buffer = np.zeros(0, dtype=np.float32)
+    buffer_start = 0  # stream index of buffer[0]
+    exhausted = False
+    for start, length in zip(starts, lengths):
+        start = int(start)
+        end = start + int(length)
+        while True:
+            drop = min(start - buffer_start, len(buffer))
+            if drop > 0:
+                buffer, buffer_start = buffer[drop:], buffer_start + drop
+            if exhausted or buffer_start + len(buffer) >= end:
+                break
+            try:
+                buffer = np.concatenate([buffer, next(blocks)])
+            except StopIteration:
+                exhausted = True
+        yield buffer[start - buffer_start : end - buffer_start]

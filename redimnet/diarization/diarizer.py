@@ -43,7 +43,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 import numpy as np
 
 from ..audio.read import TARGET_SAMPLE_RATE, AudioError, SignalLevel
-from ..audio.stream import AudioSource
+from ..audio.stream import AudioSource, spans_of_blocks
 from ..errors import InvalidArgumentError
 from .clustering import Clustering, centroids, normalise, with_context
 from .methods import make_clustering
@@ -310,11 +310,8 @@ class Diarizer:
         if count == 0:
             return result, kept
         blocks = _TimedBlocks(source.blocks())
-        buffer = np.zeros(0, dtype=np.float32)
-        buffer_start = 0  # sample index of buffer[0]
         pending: List[int] = []
         network = 0.0
-        index = 0
 
         def flush():
             nonlocal network, result
@@ -336,31 +333,13 @@ class Diarizer:
             pieces.clear()
 
         pieces: Dict[int, np.ndarray] = {}
-        exhausted = False
-        while index < count:
-            start = int(windows.starts[index])
-            end = start + windows.lengths[index]
-            while True:
-                # audio before this window is never needed again (but none that was not read yet:
-                # a long pause spans several blocks)
-                drop = min(start - buffer_start, len(buffer))
-                if drop > 0:
-                    buffer, buffer_start = buffer[drop:], buffer_start + drop
-                if exhausted or buffer_start + len(buffer) >= end:
-                    break
-                try:
-                    buffer = np.concatenate([buffer, next(blocks)])
-                except StopIteration:
-                    exhausted = True
-            offset = start - buffer_start
-            piece = buffer[offset : offset + windows.lengths[index]]
+        for index, piece in enumerate(spans_of_blocks(blocks, windows.starts, windows.lengths)):
             if len(piece) < self.embedder.min_samples:  # the file was shorter than its header said
                 piece = np.pad(piece, (0, self.embedder.min_samples - len(piece)))
             if not SignalLevel.of(piece).silent:
                 pieces[index] = piece.copy()
                 pending.append(index)
                 kept[index] = True
-            index += 1
             if len(pending) >= self.batch_windows:
                 flush()
         if pending:

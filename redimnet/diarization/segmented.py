@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from ..audio import TARGET_SAMPLE_RATE, SignalLevel
-from ..audio.stream import AudioSource
+from ..audio.stream import AudioSource, spans_of_blocks
 from ..errors import InvalidArgumentError
 from .segmentation import SegmentationNet, load_segmentation
 from .segments import Segment
@@ -131,10 +131,7 @@ class Segmenter:
             return
         length = min(self.chunk, source.samples) // self.hop * self.hop
         timings = timings if timings is not None else {}
-        buffer = np.zeros(0, dtype=np.float32)
-        buffer_start = 0
         blocks = iter(source.blocks())
-        exhausted = False
         pending: List[Tuple[int, int, np.ndarray]] = []
         network = 0.0
 
@@ -147,19 +144,8 @@ class Segmenter:
                 yield Chunk(index, start, audio, classes[row], activity[row])
             pending.clear()
 
-        for index, start in enumerate(starts.tolist()):
-            end = start + length
-            while True:
-                drop = min(start - buffer_start, len(buffer))
-                if drop > 0:
-                    buffer, buffer_start = buffer[drop:], buffer_start + drop
-                if exhausted or buffer_start + len(buffer) >= end:
-                    break
-                try:
-                    buffer = np.concatenate([buffer, next(blocks)])
-                except StopIteration:
-                    exhausted = True
-            audio = buffer[start - buffer_start : end - buffer_start]
+        spans = spans_of_blocks(blocks, starts.tolist(), [length] * len(starts))
+        for index, (start, audio) in enumerate(zip(starts.tolist(), spans)):
             if len(audio) < length:  # the file was shorter than its header said
                 audio = np.pad(audio, (0, length - len(audio)))
             pending.append((index, start, audio.copy()))
