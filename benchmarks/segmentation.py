@@ -95,16 +95,8 @@ def conversations(args) -> list:
 
 
 def _embedder(args):
-    import torch
-
-    import redimnet
-
-    if args.checkpoint:
-        model = redimnet.load_checkpoint(args.checkpoint)
-    else:
-        torch.manual_seed(0)
-        model = redimnet.build(args.model).eval()
-    return redimnet.Embedder(model, device="cpu", batch_size=32)
+    """The diarization benchmark's embedder (``--checkpoint``, else ``--model`` with seeded random weights)."""
+    return _matrix_module()._embedder(argparse.Namespace(**vars(args), batch_size=32))
 
 
 def quality(args) -> dict:
