@@ -30,8 +30,7 @@ from ..errors import InvalidArgumentError
 from ..evaluation.backend import Backend
 from ..evaluation.calibration import QUALITY_DURATIONS, Calibration, Decision, quality_from_durations
 from ..evaluation.recipe import ScoringRecipe
-from .sql import UnknownSpeakerError
-from .store import SpeakerStore
+from .store import SpeakerStore, utterance_embeddings
 
 __all__ = ["Scorer", "ScorerError", "BACKEND_CANDIDATES"]
 
@@ -147,15 +146,10 @@ class Scorer:
             return store.identify(embedding, top=top, fingerprint=fingerprint)
         want = max(int(candidates or BACKEND_CANDIDATES), int(top))
         shortlist = [name for name, _ in store.identify(embedding, top=want, fingerprint=fingerprint)]
-        enrolled = {}
-        for name in shortlist:
-            try:
-                enrolled[name] = store.utterances(name)[1]
-            except UnknownSpeakerError:  # removed meanwhile
-                continue
-        if not enrolled:
+        enrolled = utterance_embeddings(store, shortlist)  # one read; speakers removed meanwhile are left out
+        names = [name for name in shortlist if name in enrolled]
+        if not names:
             return []
-        names = list(enrolled)
         scores = self.backend.score_sets([enrolled[name] for name in names], embedding[None, :])[0]
         order = sorted(range(len(names)), key=lambda i: (-scores[i], names[i]))[:top]
         return [(names[i], float(scores[i])) for i in order]

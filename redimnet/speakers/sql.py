@@ -278,6 +278,27 @@ class SqlSpeakerStore(SqlStoreBase):
             raise UnknownSpeakerError(name, f"no speaker named {name!r} in {self.label}")
         return [r[0] for r in rows], np.stack([np.frombuffer(bytes(r[1]), dtype=np.float32) for r in rows])
 
+    def utterance_embeddings(self, names: Sequence[str]) -> Dict[str, np.ndarray]:
+        """The enrolled embeddings ``[N, D]`` of each of ``names`` that is enrolled, read in one snapshot with
+        one query per 500 names (a back-end's shortlist costs one round trip to a database server, not one
+        per speaker); names not enrolled (e.g. removed by another client a moment before) are left out."""
+        found: Dict[str, List[np.ndarray]] = {}
+        with self._reading() as cursor:
+            asked = {self._stored_name(cursor, name): name for name in names}
+            stored = list(asked)
+            for start in range(0, len(stored), 500):
+                chunk = stored[start : start + 500]
+                marks = ", ".join("?" * len(chunk))
+                rows = self._execute(
+                    cursor,
+                    "SELECT s.name, u.embedding FROM utterances u JOIN speakers s ON s.id = u.speaker_id "
+                    f"WHERE s.name IN ({marks}) ORDER BY s.name, u.id",
+                    chunk,
+                ).fetchall()
+                for name, blob in rows:
+                    found.setdefault(asked[name], []).append(np.frombuffer(bytes(blob), dtype=np.float32))
+        return {name: np.stack(rows) for name, rows in found.items()}
+
     def speaker_model(self, name: str) -> np.ndarray:
         """The stored running mean of ``name``'s normalised utterance embeddings."""
         with self._reading() as cursor:

@@ -15,13 +15,14 @@ Names, embeddings and the model fingerprint mean what they mean in
 
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from .schema import UnknownSpeakerError
 
-__all__ = ["SpeakerStore", "PAGE_SIZE", "check_page", "speaker_pages"]
+__all__ = ["SpeakerStore", "PAGE_SIZE", "check_page", "speaker_pages", "utterance_embeddings"]
 
 PAGE_SIZE = 10_000
 """Speakers read per page by :func:`speaker_pages` (what the command line lists at a time)."""
@@ -90,3 +91,22 @@ def speaker_pages(store: SpeakerStore, after: Optional[str] = None, page: int = 
         if len(rows) < page:
             return
         after = rows[-1].name
+
+
+def utterance_embeddings(store: SpeakerStore, names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """The enrolled embeddings ``[N, D]`` of each of ``names`` that is enrolled; names not enrolled (removed by
+    another client a moment before) are left out.
+
+    A store may read them all at once with a method of the same name (the SQL stores do: one query for a
+    back-end's whole shortlist); otherwise :meth:`SpeakerStore.utterances` is asked once per name.
+    """
+    batched = getattr(store, "utterance_embeddings", None)
+    if batched is not None:
+        return dict(batched(list(names)))
+    found: Dict[str, np.ndarray] = {}
+    for name in names:
+        try:
+            found[name] = store.utterances(name)[1]
+        except UnknownSpeakerError:
+            continue
+    return found
