@@ -11,7 +11,10 @@ The enrolled speakers are real speakers of a trained model plus random ones to f
   ``--utt2spk``).  Each speaker's first ``--enrol`` recordings (default 3) are enrolled, the others
   are the queries.  Without it, ``--proxy`` makes a stand-in (speakers in an anisotropic cone, see
   :func:`proxy_speakers`); say so when you report such figures.
-* Random unit vectors (``fill-NNNNNNN``, one recording each) fill the store up to each size.
+* Made-up speakers (``fill-NNNNNNN``, one recording each) fill the store up to each size: ``--fill uniform``
+  (default): random unit vectors, no structure (a graph index's worst case); ``--fill gaussian``: speakers
+  drawn from a Gaussian fitted to the real speakers' enrolments (:class:`GaussianFill`), so the store looks
+  like one model's speakers throughout.  Report which.
 
 For each store and size, each step runs in a fresh process (so its memory is its own):
 
@@ -112,23 +115,55 @@ def real_speakers(args):
     )
 
 
-def store_file(workdir: Path, size: int, enrol_ids, enrol_vectors) -> Path:
-    """The embeddings file to import: the real speakers' enrolment recordings, then random fill up to ``size``
-    speakers (written once per size)."""
+class GaussianFill:
+    """Made-up speakers like the real ones: a speaker's centre is drawn from a Gaussian fitted to the real
+    speakers' enrolment means (their mean and between-speaker covariance), and its one recording is that
+    centre plus within-speaker noise (the covariance of the real recordings around their speaker's mean);
+    unit length, like an embedding."""
+
+    def __init__(self, enrol_ids, enrol_vectors):
+        speakers = np.array([i.split("/")[0] for i in enrol_ids])
+        vectors = units(np.asarray(enrol_vectors, dtype=np.float64)).astype(np.float64)
+        _, inverse = np.unique(speakers, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        centres = np.stack([vectors[inverse == k].mean(axis=0) for k in range(inverse.max() + 1)])
+        dim = vectors.shape[1]
+        self.mean = centres.mean(axis=0)
+        ridge = 1e-6 * np.eye(dim)  # fewer speakers than dimensions: keep the factors defined
+        self.between = np.linalg.cholesky(np.cov(centres.T) + ridge)
+        self.within = np.linalg.cholesky(np.cov((vectors - centres[inverse]).T) + ridge)
+
+    def __call__(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        dim = self.mean.shape[0]
+        centres = self.mean + rng.standard_normal((count, dim)) @ self.between.T
+        return units(centres + rng.standard_normal((count, dim)) @ self.within.T)
+
+
+def uniform_fill(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+    """Random unit vectors: no structure at all (the hardest case for a graph index, see the docs)."""
+    return units(rng.standard_normal((count, dim), dtype=np.float32))
+
+
+def store_file(workdir: Path, size: int, enrol_ids, enrol_vectors, fill_kind: str = "uniform") -> Path:
+    """The embeddings file to import: the real speakers' enrolment recordings, then made-up speakers (one
+    recording each; ``fill_kind`` ``uniform`` or ``gaussian``) up to ``size`` speakers (written once per size)."""
     from redimnet.embedding.io import save_embeddings
 
-    path = workdir / f"speakers-{size}.npz"
+    path = workdir / (f"speakers-{size}.npz" if fill_kind == "uniform" else f"speakers-{fill_kind}-{size}.npz")
     real = len({i.split("/")[0] for i in enrol_ids})
     if size < real:
         raise SystemExit(f"--sizes {size} is smaller than the {real} real speakers")
     if not path.exists():
         fill = size - real
         rng = np.random.default_rng(size)
-        vectors = np.empty((len(enrol_ids) + fill, enrol_vectors.shape[1]), dtype=np.float32)
+        dim = enrol_vectors.shape[1]
+        draw = GaussianFill(enrol_ids, enrol_vectors) if fill_kind == "gaussian" else None
+        vectors = np.empty((len(enrol_ids) + fill, dim), dtype=np.float32)
         vectors[: len(enrol_ids)] = enrol_vectors
         for start in range(0, fill, 100_000):
-            block = rng.standard_normal((min(100_000, fill - start), enrol_vectors.shape[1]), dtype=np.float32)
-            vectors[len(enrol_ids) + start : len(enrol_ids) + start + block.shape[0]] = units(block)
+            count = min(100_000, fill - start)
+            block = draw(rng, count) if draw is not None else uniform_fill(rng, count, dim)
+            vectors[len(enrol_ids) + start : len(enrol_ids) + start + count] = block
         ids = list(enrol_ids) + [f"fill-{i:07d}/0" for i in range(fill)]
         save_embeddings(path, ids, vectors)
     return path
@@ -408,7 +443,8 @@ def describe_import(i: dict) -> str:
 def describe(row: dict) -> str:
     i, s = row["import"], row["identify"]
     return (
-        f"{row['store']:10s} {row['size']:>9,}  {describe_import(i)}  index {i['index']} "
+        f"{row['store']:10s} {row.get('fill', 'uniform'):8s} {row['size']:>9,}  {describe_import(i)}  "
+        f"index {i['index']} "
         f"{i['index_s']:.1f} s (CPU {i['index_cpu_s']:.1f} s; reachability check {i.get('reattach_s', 0):.1f} s, "
         f"{i.get('reinserted', 0)} reinserted)  identify p50 {s['p50_ms']:.2f} ms p99 "
         f"{s['p99_ms']:.2f} ms (CPU {s['cpu_p50_ms']:.2f} / {s['cpu_p99_ms']:.2f})  recall@1 "
@@ -426,9 +462,9 @@ def describe(row: dict) -> str:
 def table(paths: List[str]) -> str:
     """The Markdown table of one or more results files."""
     lines = [
-        "| store | speakers | import s (CPU s) | speakers/s | index | index build s (CPU s) | identify p50 / p99 ms "
-        "(CPU p50 / p99) | recall@1 / @5 | RSS MB (peak) | exact index p50 / p99 ms | load |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| store | fill | speakers | import s (CPU s) | speakers/s | index | index build s (CPU s) | "
+        "identify p50 / p99 ms (CPU p50 / p99) | recall@1 / @5 | RSS MB (peak) | exact index p50 / p99 ms | load |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for path in paths:
         for row in json.loads(Path(path).read_text())["runs"]:
@@ -437,7 +473,8 @@ def table(paths: List[str]) -> str:
             i, s = row["import"], row["identify"]
             exact = row.get("identify_exact")
             lines.append(
-                f"| {row['store']} | {row['size']:,} | {i['import_s']:.1f} ({i['import_cpu_s']:.1f}) | "
+                f"| {row['store']} | {row.get('fill', 'uniform')} | {row['size']:,} | "
+                f"{i['import_s']:.1f} ({i['import_cpu_s']:.1f}) | "
                 f"{i['speakers_per_s']:,.0f} | {i['index']} | {i['index_s']:.1f} ({i['index_cpu_s']:.1f}) | "
                 f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f} ({s['cpu_p50_ms']:.2f} / {s['cpu_p99_ms']:.2f}) | "
                 f"{s['recall_at_1']:.3f} / {s['recall_at_5']:.3f} | {s['rss_mb']:.0f} ({s['peak_rss_mb']:.0f}) | "
@@ -458,6 +495,9 @@ def main() -> int:
     parser.add_argument("--enrol", type=int, default=3, help="recordings enrolled per real speaker (default 3)")
     parser.add_argument("--sizes", default="10000,100000,1000000", help="store sizes in speakers")
     parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite, postgresql or both")
+    parser.add_argument(
+        "--fill", choices=("uniform", "gaussian"), default="uniform", help="how the made-up speakers are drawn"
+    )
     parser.add_argument("--queries", type=int, default=1000, help="identify queries per store and size")
     parser.add_argument("--exact-up-to", type=int, default=100_000, help="also time the exact index up to this size")
     parser.add_argument("--cohort", type=int, default=100_000, help="AS-Norm cohort size (0: skip)")
@@ -505,7 +545,7 @@ def main() -> int:
                 server = temporary_server(fsync=True, settings={"shared_buffers": "256MB", "max_wal_size": "4GB"})
                 url = server.__enter__()
             for size in sizes:
-                embeddings = store_file(workdir, size, enrol_ids, enrol_vectors)
+                embeddings = store_file(workdir, size, enrol_ids, enrol_vectors, args.fill)
                 names, means = speaker_means(embeddings)
                 truth = exact_top(means, queries)
                 if store == "sqlite":
@@ -519,7 +559,7 @@ def main() -> int:
                 index_dir = {"REDIMNET_INDEX_DIR": str(workdir / f"index-{store}-{size}")}
                 build = "no-index" if args.import_only else "index"
                 imported = run_step("import", location, str(embeddings), build, env=index_dir)
-                row = {"store": store, "size": size, "import": imported}
+                row = {"store": store, "size": size, "fill": args.fill, "import": imported}
                 if args.import_only:
                     results["runs"].append(row)
                     print(f"{store:10s} {size:>9,}  {describe_import(imported)}", flush=True)
