@@ -150,6 +150,30 @@ def test_every_vector_put_in_the_graph_is_found_by_its_own_vector(monkeypatch, p
         assert unreachable == []
 
 
+@needs_usearch
+def test_below_the_parallel_thread_count_a_graph_is_built_one_at_a_time(monkeypatch):
+    """With 2 threads a parallel insertion and its reachability check cost more than inserting one at a time
+    (in CPU and in wall time), so a large batch goes in on one thread and needs no check."""
+    from redimnet.speakers.index import HnswIndex
+
+    monkeypatch.setattr(vectors_module, "HNSW_PARALLEL_FROM", 100)
+    monkeypatch.setattr(vectors_module, "HNSW_PARALLEL_BATCH", 100)
+    checked = []
+    reattach = HnswIndex._reattach
+    monkeypatch.setattr(HnswIndex, "_reattach", lambda self, *a: checked.append(len(a[0])) or reattach(self, *a))
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((600, 24)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    two = HnswIndex(24)
+    two.upsert(np.arange(600), vectors, threads=2)
+    assert checked == [] and len(two) == 600
+    found, _ = two.search(vectors, 4)
+    assert all(key in row for key, row in zip(range(600), found))
+    many = HnswIndex(24)
+    many.upsert(np.arange(600), vectors, threads=vectors_module.HNSW_PARALLEL_THREADS)
+    assert checked == [500]  # the first 100 one at a time, the rest in parallel and checked
+
+
 @pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_usearch)])
 def test_identify_follows_every_change_made_through_another_connection(tmp_path, kind, monkeypatch):
     if kind == "hnsw":
