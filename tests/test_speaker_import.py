@@ -54,6 +54,30 @@ def test_import_equals_enrolling_one_by_one(tmp_path, store, request):
         assert imported.check()
 
 
+def test_speakers_with_one_and_with_several_recordings_get_the_means_enrolment_gives(tmp_path):
+    """Import sums one-recording speakers by copying and the others by a grouped sum: both match enrol."""
+    rng = np.random.default_rng(4)
+    counts = [1, 3, 1, 1, 2, 1, 4, 1, 1, 2] * 3
+    ids, rows = [], []
+    for s, count in enumerate(counts):
+        ids += [f"spk{s:02d}/u{u}" for u in range(count)]
+        rows.append(rng.standard_normal((count, 8)) * rng.uniform(0.5, 30))
+    vectors = np.concatenate(rows).astype(np.float32)
+    with SpeakerDatabase(tmp_path / "i.db") as imported, SpeakerDatabase(tmp_path / "e.db") as enrolled:
+        import_arrays(imported, ids, vectors, speaker_names(ids), batch=4, fingerprint="fp")
+        start = 0
+        for s, count in enumerate(counts):
+            enrolled.enroll(f"spk{s:02d}", vectors[start : start + count], ids[start : start + count], "fp")
+            start += count
+        for s, count in enumerate(counts):
+            name = f"spk{s:02d}"
+            assert imported.utterances(name)[0] == enrolled.utterances(name)[0]
+            np.testing.assert_allclose(imported.speaker_model(name), enrolled.speaker_model(name), atol=1e-6)
+            if count == 1:  # the mean of one recording is that recording, scaled to unit length
+                one = vectors[ids.index(f"{name}/u0")]
+                np.testing.assert_allclose(imported.speaker_model(name), one / np.linalg.norm(one), atol=1e-6)
+
+
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_import_into_an_empty_store_merges_what_another_writer_enrols_meanwhile(tmp_path, store, request):
     """Into an empty store the import skips looking its names up, only while nobody else writes in between."""

@@ -156,7 +156,7 @@ def import_arrays(
         rows = order[starts[first] : starts[last]]
         units = l2_normalize(embeddings[rows], dtype=np.float64)
         local = speaker_of_row[rows] - first
-        sums = np.add.reduceat(units, starts[first:last] - starts[first], axis=0)  # rows are grouped by speaker
+        sums = _group_sums(units, counts[first:last])
         added, changed, none_stored_at = store.add_speakers(
             unique_names[first:last].tolist(),
             sums,
@@ -171,6 +171,24 @@ def import_arrays(
         if progress is not None:
             progress(last, total)
     return ImportReport(total, new, updated, len(ids), batches, time.perf_counter() - started)
+
+
+def _group_sums(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The sum of each group of ``counts[k]`` consecutive ``rows`` (rows are grouped by speaker).
+
+    One-row groups are copied: ``np.add.reduceat`` costs about 2 us per group, a tenth of the whole
+    import's CPU per speaker when most speakers bring one recording.  Same sums, bit for bit.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    several = counts > 1
+    if several.all():
+        return np.add.reduceat(rows, starts, axis=0)
+    sums = rows[starts]
+    if several.any():
+        members = np.repeat(several, counts)
+        sums[several] = np.add.reduceat(rows[members], np.concatenate([[0], np.cumsum(counts[several])[:-1]]), axis=0)
+    return sums
 
 
 def _checked_names(raw: List[str]) -> List[str]:
