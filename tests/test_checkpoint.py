@@ -289,6 +289,7 @@ def test_size_ceiling_is_an_opt_in(tmp_path):
     assert redimnet.models.checkpoint.MAX_PARAMETERS >= 3 * redimnet.get_architecture("b6").parameters
 
 
+@pytest.mark.slow
 def test_size_ceiling_from_the_environment(tmp_path, monkeypatch, capsys):
     """Command-line users opt in through REDIMNET_MAX_PARAMETERS (a number or 'none')."""
     from redimnet.cli import main
@@ -345,6 +346,7 @@ def test_first_bad_tensor_is_named(tmp_path):
         redimnet.load_checkpoint(write(tmp_path / "nan.pt", content))
 
 
+@pytest.mark.slow
 def test_other_float_precisions_still_load(tmp_path):
     content = _small_model_content()
     content["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in content["state_dict"].items()}

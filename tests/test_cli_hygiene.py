@@ -127,6 +127,7 @@ def test_error_messages_escape_control_characters(capsys):
     assert error.count("\n") == 1  # one line
 
 
+@pytest.mark.slow
 def test_library_warnings_become_one_line_notes_and_the_download_error_names_the_offline_options(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -75,6 +75,7 @@ def test_info_answers_from_stored_numbers(capsys, nothing_built):
     assert capsys.readouterr().out.startswith("redimnet2-b2\n")
 
 
+@pytest.mark.slow
 def test_info_does_not_load_pytorch():
     """Why 'redimnet info' answers at once: the stored table needs neither PyTorch nor the other verbs."""
     code = (

@@ -28,6 +28,7 @@ def test_example_files_are_short_16k_speech():
     assert total < 400_000
 
 
+@pytest.mark.slow
 def test_demo_scores_every_pair_with_a_stand_in(b0_model_and_checkpoint, capsys):
     model, checkpoint = b0_model_and_checkpoint
     assert main(["demo", "--checkpoint", str(checkpoint), "--json", "--device", "cpu"]) == 0

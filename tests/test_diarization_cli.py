@@ -125,6 +125,7 @@ def _run(*argv):
     return cli.main([str(a) for a in argv])
 
 
+@pytest.mark.slow
 def test_diarize_vad_and_der_verbs_end_to_end(tmp_path, conversation, b0_model_and_checkpoint, capsys, one_thread):
     _, checkpoint = b0_model_and_checkpoint
     out = tmp_path / "out"

@@ -310,6 +310,7 @@ def test_context_adds_each_windows_neighbours_in_its_own_region_only():
         clustering.with_context(x, np.array([0, 0]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [SpectralClustering(max_direct=500), AgglomerativeClustering(0.3, max_direct=500)])
 def test_long_inputs_are_clustered_in_chunks_then_linked_without_a_full_matrix(monkeypatch, method):
     """Speakers recur all along (as in hours of a meeting series): each chunk is clustered, the chunk
@@ -410,6 +411,7 @@ def test_dropped_windows_leave_their_time_to_neighbours_or_unlabelled():
     assert 2.25 < segments[1].start < 3.0
 
 
+@pytest.mark.slow
 def test_conversation_reference_matches_the_audio(tmp_path):
     reference = generate_conversation(tmp_path / "c.wav", speakers=4, seconds=60, seed=1, snr_db=30)
     wave, rate = soundfile.read(str(tmp_path / "c.wav"))

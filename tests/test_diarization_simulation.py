@@ -127,6 +127,7 @@ def test_same_seed_same_conversation_and_blocks_do_not_change_it(tmp_path):
     assert np.allclose([(s.start, s.end) for s in read], [(s.start, s.end) for s in first.segments], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_channels_keep_speech_above_the_pauses_between_turns():
     speakers = [SyntheticSpeaker(9, i) for i in range(2)]
     simulator = ConversationSimulator(speakers, turn_variation=1.0, pauses=(1.5, 2.5), background_snr_db=30.0)
@@ -250,6 +251,7 @@ def test_bad_arguments_are_refused_with_a_reason():
         ConversationSimulator(tones).simulate(0)
 
 
+@pytest.mark.slow
 def test_writing_a_long_recording_holds_a_block_not_the_recording(tmp_path):
     simulator = clean_simulator(tone_speakers(), overlap=0.1)
     tracemalloc.start()

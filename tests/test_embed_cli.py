@@ -179,6 +179,7 @@ def test_npy_folder_and_kaldi_outputs_and_lists(tmp_path, corpus, model_and_chec
     np.testing.assert_allclose(loaded["utt-a"], ref["utt-a"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_decoding_workers_give_the_same_result(tmp_path, corpus, model_and_checkpoint):
     root, good, _ = corpus
     _, checkpoint = model_and_checkpoint
@@ -263,6 +264,7 @@ def test_empty_folder_is_a_per_input_failure(tmp_path, corpus, model_and_checkpo
     assert "no audio files" in (tmp_path / "e.failed.tsv").read_text()
 
 
+@pytest.mark.slow
 def test_verify(corpus, model_and_checkpoint, capsys):
     _, good, _ = corpus
     model, checkpoint = model_and_checkpoint

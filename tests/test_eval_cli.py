@@ -273,6 +273,7 @@ def test_plot_without_matplotlib(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.slow
 def test_audio_root_never_reads_outside_the_root(tmp_path, capsys, b0_model_and_checkpoint):
     import soundfile as sf
 
@@ -296,6 +297,7 @@ def test_audio_root_never_reads_outside_the_root(tmp_path, capsys, b0_model_and_
     assert sorted(ids.tolist()) == ["spk/a.wav", "spk/b.wav"]
 
 
+@pytest.mark.slow
 def test_an_embeddings_cache_is_reused_only_by_the_model_that_made_it(tmp_path, capsys, b0_model_and_checkpoint):
     import soundfile as sf
     import torch

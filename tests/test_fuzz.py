@@ -202,6 +202,7 @@ def probe():
 LOAD = "redimnet.load_checkpoint(path)"
 
 
+@pytest.mark.slow
 def test_probe_sees_an_allocation_below_an_earlier_peak(probe):
     """The measurement can fail: a 250 MB allocation after a 400 MB one is still seen (ru_maxrss would not)."""
     allocate = "import numpy; numpy.ones(size // 8).sum()"

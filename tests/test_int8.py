@@ -219,6 +219,7 @@ def test_calibration_audio_from_user_files(tmp_path):
         int8.calibration_waves([empty])
 
 
+@pytest.mark.slow
 def test_default_calibration_audio_is_speech_like_and_fixed():
     first, second = int8.calibration_waves(), int8.calibration_waves()
     assert len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))

@@ -324,6 +324,7 @@ end.set()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
 def test_few_arenas_let_worker_threads_share_what_they_freed():
     """Eight live threads take turns with 20 MiB each: with an arena per thread each keeps its 20 MiB (160 MiB

@@ -381,6 +381,7 @@ def test_training_validation_uses_the_pipeline(tmp_path, model):
         validation_eer(model, str(tmp_path / "trials.txt"), str(tmp_path), 16000, 20.0, torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_loading_a_checkpoint_does_not_import_the_compiler(checkpoint):
     """Start-up cost is part of every command's throughput: the checkpoint's layout check (a model built on
     the meta device) must not pull in torch._dynamo (about 2 s of CPU) through the front end's constants."""

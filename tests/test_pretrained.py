@@ -256,6 +256,7 @@ def test_a_file_of_another_architecture_is_refused(tmp_path, server):
         redimnet.load("b1.vox2-ft_lm", cache_dir=tmp_path, base_url=server.url, progress=False)
 
 
+@pytest.mark.slow
 def test_hash_recorded_and_checked_on_every_load(tmp_path, server, b0_file):
     cache = tmp_path / "cache"
     redimnet.load("b0.ptn", cache_dir=cache, base_url=server.url, progress=False)

@@ -121,6 +121,7 @@ def test_printable_is_one_line_without_controls(text):
     assert shown.encode("ascii", "backslashreplace").decode("unicode_escape") == text  # reversible
 
 
+@pytest.mark.slow
 def test_embed_list_cannot_write_outside_the_npy_folder(tmp_path, voices, b0_model_and_checkpoint, capsys):
     _, checkpoint = b0_model_and_checkpoint
     outside = tmp_path / "ESCAPED"

@@ -151,6 +151,7 @@ def test_vad_writes_speech_or_overlap_regions_from_the_network(conversation, net
         assert all(line.split()[7] == label for line in out.read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_diarize_with_segmentation_writes_overlap_to_the_json(conversation, network, tmp_path, capsys):
     from conftest import PROJECT_ROOT
 

@@ -510,6 +510,7 @@ def test_a_speaker_removed_meanwhile_is_404_not_a_database_error(client, clips, 
     assert str(tmp_path) not in response.text
 
 
+@pytest.mark.slow
 def test_racing_enrolments_and_deletes_of_one_name(client, clips):
     import concurrent.futures
 
@@ -644,6 +645,7 @@ def test_serve_without_the_extra_names_it(tmp_path, monkeypatch, capsys):
 
 
 # --- diarization -----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_diarize_segments_and_enrolled_names(client, tmp_path, clips):
     from redimnet.testing.synth import generate_conversation
 

@@ -67,6 +67,7 @@ def forwards_of(service):
 
 
 # --- admission --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_requests_beyond_the_slots_wait_then_get_503_with_retry_after(embedder, tmp_path):
     service = make_service(embedder, tmp_path, max_concurrent=1, max_queue_seconds=0.3)
     opened, release = threading.Event(), threading.Event()

@@ -159,6 +159,7 @@ def anything(draw):
     return draw(st.sampled_from(["GET", "POST", "DELETE", "PUT", "OPTIONS"])), draw(paths), headers, None
 
 
+@pytest.mark.slow
 def test_no_request_gets_a_5xx_or_loses_its_headers(client):
     statuses = set()
 

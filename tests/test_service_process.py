@@ -307,6 +307,7 @@ def test_two_servers_on_one_postgres_database_see_each_others_changes(checkpoint
         second.stop()
 
 
+@pytest.mark.slow
 def test_hostile_clients_get_4xx_and_leave_no_traceback(checkpoint, tmp_path):
     """Hang-ups mid-body, foreign Host headers, a 300-character boundary and racing deletes, on a real server."""
     server = Server(checkpoint, tmp_path / "speakers.db", "--allowed-host", "speakers.example.org")

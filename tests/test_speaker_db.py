@@ -200,6 +200,7 @@ def checkpoint(b0_model_and_checkpoint):
     return b0_model_and_checkpoint[1]
 
 
+@pytest.mark.slow
 def test_cli_verbs(tmp_path, checkpoint, capsys):
     from redimnet import cli
 

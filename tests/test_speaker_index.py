@@ -127,6 +127,7 @@ def stored_means(db):
     return {s.name: db.speaker_model(s.name) for s in db.speakers()}
 
 
+@pytest.mark.slow
 @needs_usearch
 @pytest.mark.parametrize("parallel_from", [10**9, 300])
 def test_every_vector_put_in_the_graph_is_found_by_its_own_vector(monkeypatch, parallel_from):

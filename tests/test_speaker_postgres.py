@@ -116,6 +116,7 @@ def test_a_url_is_never_taken_for_a_file_name(tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cli_verbs_on_postgres(postgres_url, b0_model_and_checkpoint, tmp_path, capsys, monkeypatch):
     import soundfile as sf
 

@@ -145,6 +145,7 @@ def test_tuner_ladder_on_bigger_machines():
     assert tuner.current == 8 and list(tuner._neighbours()) == [16, 4]
 
 
+@pytest.mark.slow
 def test_pipeline_asks_the_tuner_around_every_forward_pass(b0_model_and_checkpoint, monkeypatch, restore_threads):
     import numpy as np
 

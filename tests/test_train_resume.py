@@ -86,6 +86,7 @@ def test_resume_continues_bit_exactly(corpus, tmp_path):
         train(load_config(_config(corpus, tmp_path / "split")), log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_average_verb_means_the_weights(corpus, tmp_path):
     result = train(load_config(_config(corpus, tmp_path / "run", epochs=1)), log=lambda _: None)
     snapshots = sorted((tmp_path / "run" / "checkpoints").glob("model_step*.pt"))
@@ -117,6 +118,7 @@ def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["state.pt"]
 
 
+@pytest.mark.slow
 def test_too_much_unreadable_audio_stops_training(corpus, tmp_path):
     lists = tmp_path / "lists"
     lists.mkdir()
@@ -138,6 +140,7 @@ def test_too_much_unreadable_audio_stops_training(corpus, tmp_path):
     assert result.bad_audio > 0 and result.steps == 8
 
 
+@pytest.mark.slow
 def test_large_margin_fine_tuning_starts_from_a_training_state(corpus, tmp_path):
     pre = train(load_config(_config(corpus, tmp_path / "pre", epochs=1)), log=lambda _: None)
     state = training_states(tmp_path / "pre" / "checkpoints")[-1]
@@ -235,6 +238,7 @@ def test_a_loss_that_stays_non_finite_stops_training_without_a_bad_snapshot(corp
     assert written and all(_all_finite(p) for p in written)
 
 
+@pytest.mark.slow
 def test_a_single_non_finite_step_is_skipped(corpus, tmp_path, monkeypatch):
     _poison_loss(monkeypatch, bad_calls={2})
     messages = []

@@ -76,6 +76,7 @@ def test_segmentation_config_errors_name_the_key(tmp_path):
         load_config(path)
 
 
+@pytest.mark.slow
 def test_simulated_chunks_are_labelled_with_their_speakers_and_repeat_exactly():
     powerset = Powerset(3, 2)
     speakers = [SyntheticSpeaker(901, k) for k in range(4)]
