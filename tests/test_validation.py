@@ -52,6 +52,14 @@ def test_named_checks_accept_values_in_range(check, args):
         (["info", "b0", "--count", "--seconds", "nan"], "--seconds must be positive, got nan"),
         (["prepare", "DATA", "-o", "OUT", "--utts-per-shard", "0"], "--utts-per-shard must be at least 1, got 0"),
         (["cohort", "--embeddings", "E.npz", "-o", "C.npz", "--min-utterances", "0"], "--min-utterances must be"),
+        (["embed", "x.wav", "-o", "o.npz", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+        (["embed", "x.wav", "-o", "o.npz", "--decode-workers", "-1"], "--decode-workers must be at least 0, got -1"),
+        (["identify", "x.wav", "--db", "s.db", "--candidates", "0"], "--candidates must be at least 1, got 0"),
+        (["speakers", "import", "E.npz", "--db", "s.db", "--batch", "0"], "--batch must be at least 1, got 0"),
+        (["eval", "--embeddings", "E.npz", "--trials", "T", "--far", "1.5"], "--far must be from 0 to 1, got 1.5"),
+        (["serve", "--port", "70000"], "--port must be from 1 to 65535, got 70000"),
+        (["serve", "--batch-wait-ms", "nan"], "--batch-wait-ms must be from 0 to 1000, got nan"),
+        (["serve", "--max-upload-mb", "0"], "--max-upload-mb must be positive, got 0"),
     ],
 )
 def test_command_line_options_go_through_the_kit(argv, message, capsys, tmp_path, monkeypatch):

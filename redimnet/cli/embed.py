@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .._utils import distributed, threads
+from .._utils.validation import at_least
 from ..audio import TARGET_SAMPLE_RATE, AudioError, iter_inputs, read_scp
 from ..embedding.embedder import PRECISIONS
 from ..embedding.io import EmbeddingsOutput, open_output
@@ -91,8 +92,7 @@ def embedder_from_arguments(args):
     """The :class:`redimnet.embedding.embedder.Embedder` the arguments describe."""
     from ..embedding.embedder import Embedder
 
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    at_least("--batch-size", args.batch_size, 1)
     if args.int8_calibration and args.precision != "int8":
         raise UsageError("--int8-calibration is only used with --precision int8")
     threads.configure(args.threads, workers=getattr(args, "decode_workers", 0))
@@ -238,8 +238,7 @@ def run(args) -> int:
 
 
 def _run(args, world: distributed.World) -> int:
-    if args.decode_workers < 0:
-        raise UsageError(f"--decode-workers must be 0 or more, got {args.decode_workers}")
+    at_least("--decode-workers", args.decode_workers, 0)
     if not args.inputs and not args.list:
         raise UsageError("nothing to embed: give audio files, folders or --list wav.scp")
     items, failures = collect_inputs(args.inputs, args.list)

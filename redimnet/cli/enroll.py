@@ -12,6 +12,7 @@ import sys
 from datetime import datetime, timezone
 
 from .._utils.names import check_speaker_name
+from .._utils.validation import at_least
 from ..models.fingerprint import model_fingerprint
 from ..speakers.bulk import DEFAULT_BATCH, SPEAKER_RULES, import_embeddings
 from ..speakers.scorer import BACKEND_CANDIDATES
@@ -137,12 +138,11 @@ def run_enroll(args) -> int:
 
 
 def run_identify(args) -> int:
+    at_least("--candidates", args.candidates, 1)
     embedder = embedder_from_arguments(args)
     embedding = embedder.embed_file(args.file)
     fingerprint = model_fingerprint(embedder.model)
     scoring = scoring_from_arguments(args, fingerprint, int(embedding.shape[0]))
-    if args.candidates < 1:
-        raise UsageError(f"--candidates must be at least 1, got {args.candidates}")
     with open_store(args.db, create=False) as db:
         matches = scoring.rank(embedding, db, args.top, fingerprint, candidates=args.candidates)
     rows = [{"speaker": name, "score": score} for name, score in matches]
@@ -180,8 +180,8 @@ def run_speakers(args) -> int:
         return 0
     if args.name:
         raise UsageError("speakers list takes no NAME")
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    if args.limit is not None:
+        at_least("--limit", args.limit, 1)
     with open_store(args.db, create=False) as db:
         if args.limit is not None:
             pages = iter([db.speakers(limit=args.limit, after=args.after)])
@@ -223,8 +223,7 @@ def run_import(args) -> int:
 
     if not args.name:
         raise UsageError("speakers import needs the EMBEDDINGS file to import (written by 'redimnet embed')")
-    if args.batch < 1:
-        raise UsageError(f"--batch must be at least 1, got {args.batch}")
+    at_least("--batch", args.batch, 1)
     utt2spk = read_utt2spk(args.utt2spk) if args.utt2spk else None
     with open_store(args.db) as db:
         report = import_embeddings(db, args.name, utt2spk=utt2spk, rule=args.speaker_from, batch=args.batch)

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .._utils import threads
+from .._utils.validation import at_least, within
 from ..embedding.io import EmbeddingsFileError, check_cache_model, embeddings_model, load_embeddings
 from ..evaluation.backend import Backend
 from ..evaluation.calibration import Calibration, actual_dcf, cllr, min_cllr, threshold_at_rate
@@ -136,8 +137,7 @@ def check_recipe_arguments(args) -> str:
         raise UsageError("--cohort is given but not used: choose --norm asnorm/snorm or --subtract-mean cohort")
     if args.subtract_mean == "cohort" and not args.cohort:
         raise UsageError("--subtract-mean cohort needs --cohort C.npz")
-    if args.top_k < 2:
-        raise UsageError(f"--top-k must be at least 2, got {args.top_k}")
+    at_least("--top-k", args.top_k, 2)
     if args.backend and (norm != "none" or args.subtract_mean):
         raise UsageError("--backend has its own mean and normalisation: drop --norm / --subtract-mean / --cohort")
     return norm
@@ -158,8 +158,7 @@ def _check_arguments(args) -> str:
     norm = check_recipe_arguments(args)
     for name, rates in (("--far", args.far), ("--frr", args.frr)):
         for rate in rates:
-            if not 0.0 <= rate <= 1.0:
-                raise UsageError(f"{name} must be a rate between 0 and 1, got {rate:g}")
+            within(name, rate, 0, 1)
     return norm
 
 

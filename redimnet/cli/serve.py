@@ -18,7 +18,7 @@ import sys
 
 from .._utils import threads
 from .._utils.optional import require
-from .._utils.validation import at_least, within
+from .._utils.validation import at_least, positive, within
 from ..errors import InvalidArgumentError
 from .common import UsageError, show
 from .decisions import add_decision_arguments, scoring_from_arguments
@@ -119,19 +119,15 @@ def register(subparsers) -> None:
 
 
 def _check(args) -> None:
-    if not 0 < args.port < 65536:
-        raise UsageError(f"--port must be from 1 to 65535, got {args.port}")
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    if not args.max_upload_mb > 0 or not args.max_upload_seconds > 0:
-        raise UsageError("--max-upload-mb and --max-upload-seconds must be positive")
-    if args.max_files < 1:
-        raise UsageError(f"--max-files must be at least 1, got {args.max_files}")
+    within("--port", args.port, 1, 65535)
+    at_least("--workers", args.workers, 1)
+    positive("--max-upload-mb", args.max_upload_mb)
+    positive("--max-upload-seconds", args.max_upload_seconds)
+    at_least("--max-files", args.max_files, 1)
     if args.max_concurrent is not None:
         at_least("--max-concurrent", args.max_concurrent, 1)
     within("--max-queue-seconds", args.max_queue_seconds, 0, 3600)
-    if not 0 <= args.batch_wait_ms <= 1000:
-        raise UsageError(f"--batch-wait-ms must be from 0 to 1000, got {args.batch_wait_ms:g}")
+    within("--batch-wait-ms", args.batch_wait_ms, 0, 1000)
 
 
 def allowed_hosts(args) -> tuple:
