@@ -99,6 +99,17 @@ def _embedder(args):
     return _matrix_module()._embedder(argparse.Namespace(**vars(args), batch_size=32))
 
 
+def _overlap_decision(args) -> dict:
+    """``Segmenter`` arguments of ``--overlap-threshold`` (``none``: the most probable class) and ``--min-overlap``."""
+    from redimnet.diarization.segmented import DEFAULT_MIN_OVERLAP, DEFAULT_OVERLAP_THRESHOLD
+
+    threshold = DEFAULT_OVERLAP_THRESHOLD if args.overlap_threshold is None else args.overlap_threshold
+    return {
+        "overlap_threshold": None if threshold == "none" else float(threshold),
+        "min_overlap": DEFAULT_MIN_OVERLAP if args.min_overlap is None else args.min_overlap,
+    }
+
+
 def quality(args) -> dict:
     import torch
 
@@ -112,13 +123,15 @@ def quality(args) -> dict:
     torch.set_num_threads(args.threads or 1)
     recordings = conversations(args)
     embedder = _embedder(args)
-    segmenter = Segmenter(load_segmentation(args.segmentation), step=args.step)
+    segmenter = Segmenter(load_segmentation(args.segmentation), step=args.step, **_overlap_decision(args))
     systems = {
         "embeddings only": Diarizer(embedder, vad=make_vad(args.vad)),
         "with segmentation": Diarizer(
             embedder, segmentation=segmenter, min_clean=args.min_clean, cluster_seconds=args.cluster_seconds
         ),
     }
+    if args.only_segmentation:
+        del systems["embeddings only"]
     rows = []
     for item in recordings:
         path = Path(item["path"])
@@ -187,6 +200,9 @@ def quality(args) -> dict:
         "embedding_model": args.checkpoint or f"{args.model} (random weights)",
         "vad": args.vad,
         "step": args.step,
+        **_overlap_decision(args),
+        "min_clean": args.min_clean,
+        "cluster_seconds": args.cluster_seconds,
         "collar": 0.25,
         "machine": _machine(),
         "sets": table,
@@ -218,9 +234,11 @@ def run_once(args) -> dict:
     import torch
 
     from redimnet.diarization import Diarizer
+    from redimnet.diarization.segmented import make_segmenter
 
     torch.set_num_threads(args.threads or 1)
-    diarizer = Diarizer(_embedder(args), segmentation=args.segmentation, segmentation_step=args.step)
+    segmenter = make_segmenter(args.segmentation, args.step, **_overlap_decision(args))
+    diarizer = Diarizer(_embedder(args), segmentation=segmenter)
     started = time.perf_counter()
     result = diarizer.diarize(args.file, num_speakers=6)
     wall = time.perf_counter() - started
@@ -243,6 +261,8 @@ def speed(args) -> dict:
     command += ["--model", args.model, "--threads", str(args.threads or 1)]
     command += ["--checkpoint", args.checkpoint] if args.checkpoint else []
     command += ["--step", str(args.step)] if args.step else []
+    command += ["--overlap-threshold", str(args.overlap_threshold)] if args.overlap_threshold is not None else []
+    command += ["--min-overlap", str(args.min_overlap)] if args.min_overlap is not None else []
     before = os.getloadavg()
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
@@ -277,8 +297,17 @@ def main() -> int:
     parser.add_argument("--workdir", default="segmentation-bench", help="conversations are written here and reused")
     parser.add_argument("--vad", default="auto", help="the embedding-only pipeline's VAD")
     parser.add_argument("--step", type=float, default=None, help="seconds between segmentation chunks")
+    parser.add_argument(
+        "--overlap-threshold",
+        default=None,
+        help="the segmenter's overlap_threshold (a number or none; default: its own)",
+    )
+    parser.add_argument("--min-overlap", type=float, default=None, help="the segmenter's min_overlap, seconds")
     parser.add_argument("--min-clean", type=float, default=1.0)
     parser.add_argument("--cluster-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--only-segmentation", action="store_true", help="quality: leave out the embedding-only pipeline (tuning)"
+    )
     parser.add_argument("--hours", type=float, default=1.0, help="speed: length of the recording")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--file", help="once: the recording")

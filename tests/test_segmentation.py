@@ -19,6 +19,7 @@ from redimnet.diarization.segmented import (
     Chunk,
     ChunkTrack,
     LocalSpeakers,
+    Segmenter,
     assign_local_speakers,
     chunk_starts,
     frame_segments,
@@ -26,7 +27,7 @@ from redimnet.diarization.segmented import (
     speech_and_overlap,
 )
 from redimnet.diarization.segments import Segment
-from redimnet.errors import CheckpointError, InvalidArgumentError
+from redimnet.errors import CheckpointError, ConfigError, InvalidArgumentError
 from redimnet.training.segmentation import PowersetLoss, frame_activity
 
 
@@ -138,8 +139,8 @@ def test_chunk_starts_cover_the_recording_and_end_at_its_end():
     assert starts[-1] == 850  # whole frames; the last chunk ends within a frame of the end
 
 
-def track_of(chunks, frames, powerset, hop=1):
-    track = ChunkTrack(frames, hop, powerset.sizes)
+def track_of(chunks, frames, powerset, hop=1, min_overlap=0):
+    track = ChunkTrack(frames, hop, powerset.sizes, min_overlap)
     for index, (start, classes) in enumerate(chunks):
         classes = np.asarray(classes, dtype=np.uint8)
         activity = powerset.to_multilabel(classes).astype(np.float16)
@@ -168,6 +169,53 @@ def test_reconstruction_gives_both_speakers_where_they_overlap():
     swapped = [(s, np.where(c == a, b, np.where(c == b, a, c))) if i % 2 else (s, c) for i, (s, c) in enumerate(chunks)]
     mapping = np.array([[1, 0, -1] if i % 2 else [0, 1, -1] for i in range(len(chunks))])
     assert frame_segments(track_of(swapped, frames, powerset), mapping, 2, 1.0, 0, 0) == turns
+
+
+def test_overlap_decision_thresholds_the_probability_of_two_speakers_together():
+    powerset = Powerset(3, 2)  # 0: nobody, 1-3: one speaker, 4: {0, 1}, 5: {0, 2}, 6: {1, 2}
+    probabilities = np.array(
+        [
+            [0.1, 0.45, 0.0, 0.0, 0.25, 0.2, 0.0],  # {0} most probable, but pairs 0.45 together
+            [0.0, 0.3, 0.3, 0.0, 0.4, 0.0, 0.0],  # the pair {0, 1} most probable with 0.4
+            [0.9, 0.04, 0.0, 0.0, 0.03, 0.03, 0.0],
+        ]
+    )
+    assert powerset.decide(probabilities).tolist() == [1, 4, 0]
+    assert powerset.decide(probabilities, 0.4).tolist() == [4, 4, 0]
+    assert powerset.decide(probabilities, 0.42).tolist() == [4, 1, 0]
+    assert powerset.decide(probabilities, 0.5).tolist() == [1, 1, 0]
+    assert powerset.decide(probabilities, 0.0).tolist() == [4, 4, 4]  # always overlapped
+    single = Powerset(2, 1)  # no class of two speakers: nothing to threshold
+    assert single.decide(np.array([[0.2, 0.5, 0.3]]), 0.0).tolist() == [1]
+
+
+def test_overlaps_shorter_than_min_overlap_count_as_one_speaker():
+    powerset = Powerset(3, 2)
+    a, ab = powerset.class_of_mask[1], powerset.class_of_mask[3]
+    classes = np.full(100, a)
+    classes[20:23] = ab  # 3 frames of overlap
+    classes[50:60] = ab  # 10 frames
+    for min_overlap, expected in ((0, [(20.0, 23.0), (50.0, 60.0)]), (5, [(50.0, 60.0)]), (11, [])):
+        track = track_of([(0, classes)], 100, powerset, min_overlap=min_overlap)
+        counts = track.counts()
+        assert counts.dtype == np.uint8 and counts.max() <= 2 and counts.min() == 1
+        speech, overlap = speech_and_overlap(track, 1.0, 0, 0, 0, 0)
+        assert speech == [(0.0, 100.0)] and overlap == expected
+        turns = frame_segments(track, np.array([[0, 1, -1]]), 2, 1.0, min_gap=0, min_turn=0)
+        assert turns == [[(0.0, 100.0)], [(float(s), float(e)) for s, e in expected]]
+
+
+def test_segmenter_refuses_an_overlap_threshold_outside_zero_to_one_and_a_negative_min_overlap():
+    network = SegmentationNet(tiny_config())
+    for options, message in (
+        ({"overlap_threshold": 1.5}, "overlap_threshold must be from 0 to 1, got 1.5"),
+        ({"overlap_threshold": float("nan")}, "overlap_threshold must be from 0 to 1, got nan"),
+        ({"min_overlap": -0.5}, "min_overlap must be at least 0 s, got -0.5"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            Segmenter(network, **options)
+    segmenter = Segmenter(network, overlap_threshold=None, min_overlap=0.5)
+    assert segmenter.overlap_threshold is None and segmenter.track(16000 * 10).min_overlap == 25  # 20 ms frames
 
 
 def test_smooth_runs_fills_short_gaps_and_drops_short_turns():

@@ -77,7 +77,7 @@ PLAN = [(1.0, 6.0, "A"), (5.0, 9.0, "B"), (10.0, 14.0, "A"), (13.5, 18.0, "C"), 
 
 def test_overlapped_tones_get_both_speakers_and_the_rttm_has_overlapping_lines():
     wave, reference = tones(PLAN, 30.0)
-    segmenter = ToneSegmenter(tiny_network())
+    segmenter = ToneSegmenter(tiny_network(), min_overlap=0.0)
     diarizer = Diarizer(ThreeToneEmbedder(), segmentation=segmenter, min_clean=0.5, cluster_seconds=0.5)
     for count in (3, None):
         result = diarizer.diarize(wave, num_speakers=count, recording="tones")
@@ -94,9 +94,25 @@ def test_overlapped_tones_get_both_speakers_and_the_rttm_has_overlapping_lines()
     assert [(round(s, 2), round(e, 2)) for s, e in speech] == [(1.0, 9.0), (10.0, 18.0), (19.0, 23.0), (24.0, 27.0)]
 
 
+def test_overlap_shorter_than_min_overlap_goes_to_one_speaker():
+    wave, reference = tones(PLAN, 30.0)  # overlaps: 5.0-6.0 s and 13.5-14.0 s
+    assert ToneSegmenter(tiny_network()).min_overlap == 0.75  # the default
+    for min_overlap, expected in ((0.75, [[5.0, 6.0]]), (1.2, [])):
+        segmenter = ToneSegmenter(tiny_network(), min_overlap=min_overlap)
+        result = Diarizer(ThreeToneEmbedder(), segmentation=segmenter, min_clean=0.5, cluster_seconds=0.5).diarize(
+            wave, num_speakers=3
+        )
+        assert [[round(s, 2), round(e, 2)] for s, e in result.overlap] == expected
+        found = [[round(s, 1), round(e, 1)] for s, e in overlap_regions(list(result))]
+        assert found == expected  # the speakers' segments overlap there, and only there
+        score = diarization_error(reference, result, collar=0.0)
+        missed_overlap = 1.5 - sum(e - s for s, e in expected)
+        assert score.missed == pytest.approx(missed_overlap, abs=0.1) and score.confusion < 0.1
+
+
 def test_a_recording_shorter_than_a_chunk_and_one_without_speech():
     wave, reference = tones([(0.5, 2.0, "A"), (1.5, 3.0, "B")], 3.2)
-    diarizer = Diarizer(ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network()), min_clean=0.3)
+    diarizer = Diarizer(ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network(), min_overlap=0), min_clean=0.3)
     result = diarizer.diarize(wave, num_speakers=2)
     assert diarization_error(reference, result, collar=0.0).der < 0.05
     silent = np.random.default_rng(1).standard_normal(5 * RATE).astype(np.float32) * 0.001
@@ -149,6 +165,57 @@ def test_vad_writes_speech_or_overlap_regions_from_the_network(conversation, net
         err = capsys.readouterr().err
         assert "s overlapped" in err
         assert all(line.split()[7] == label for line in out.read_text().splitlines())
+
+
+def test_vad_overlap_threshold_and_min_overlap_options(conversation, network, tmp_path, capsys):
+    def overlap(*options):
+        out = tmp_path / "overlap.rttm"
+        args = ["vad", str(conversation), "-o", str(out), "--segmentation", str(network), "--overlap"]
+        assert cli.main([*args, *options]) == 0
+        capsys.readouterr()
+        return [(float(f[3]), float(f[4])) for f in (line.split() for line in out.read_text().splitlines())]
+
+    # threshold 0: every frame is overlapped (one region over the whole 30 s); 1: none is
+    assert overlap("--overlap-threshold", "0", "--min-overlap", "0") == [(0.0, pytest.approx(30.0, abs=0.05))]
+    assert overlap("--overlap-threshold", "1") == []
+    assert overlap("--overlap-threshold", "0", "--min-overlap", "31") == []  # shorter than 31 s
+    for options, message in (
+        (["--overlap-threshold", "1.5"], "--overlap-threshold must be from 0 to 1, got 1.5"),
+        (["--overlap-threshold", "nan"], "--overlap-threshold must be from 0 to 1, got nan"),
+        (["--min-overlap", "-1"], "--min-overlap must be at least 0 s, got -1"),
+    ):
+        args = ["vad", str(conversation), "-o", str(tmp_path / "x.rttm"), "--segmentation", str(network), *options]
+        assert cli.main(args) == 2 and message in capsys.readouterr().err
+    for option in ("--overlap-threshold", "--min-overlap"):
+        assert cli.main(["vad", str(conversation), "-o", str(tmp_path / "x.rttm"), option, "0.5"]) == 2
+        assert f"{option} needs --segmentation MODEL" in capsys.readouterr().err
+    assert not (tmp_path / "x.rttm").exists()
+
+
+@pytest.mark.slow
+def test_diarize_min_clean_and_cluster_seconds_options(conversation, network, tmp_path, capsys):
+    from conftest import PROJECT_ROOT
+
+    checkpoint = PROJECT_ROOT / "tests" / "data" / "diarization" / "redimnet_synthetic.pt"
+    base = ["diarize", str(conversation), "--checkpoint", str(checkpoint), "--num-speakers", "2"]
+    out = tmp_path / "out"
+    assert cli.main([*base, "-o", str(out), "--segmentation", str(network), "--cluster-seconds", "0"]) == 0
+    assert json.loads((out / "tones.json").read_text())["speakers"]
+    # no local speaker of a 4 s chunk has 5 s of speech: nothing is embedded, nobody found
+    out = tmp_path / "none"
+    assert cli.main([*base, "-o", str(out), "--segmentation", str(network), "--min-clean", "5"]) == 0
+    assert json.loads((out / "tones.json").read_text())["speakers"] == []
+    capsys.readouterr()
+    for options, message in (
+        (["--min-clean", "0"], "--min-clean must be positive, got 0"),
+        (["--cluster-seconds", "-1"], "--cluster-seconds must be at least 0 s, got -1"),
+    ):
+        args = [*base, "-o", str(tmp_path / "bad"), "--segmentation", str(network), *options]
+        assert cli.main(args) == 2 and message in capsys.readouterr().err
+    for option in ("--min-clean", "--cluster-seconds"):
+        assert cli.main([*base, "-o", str(tmp_path / "bad"), option, "1"]) == 2
+        assert f"{option} needs --segmentation MODEL" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow

@@ -21,13 +21,14 @@ import numpy as np
 
 from .._utils.fileio import atomic_write
 from .._utils.optional import require
-from .._utils.validation import at_least
+from .._utils.validation import at_least, positive
 from ..audio import SILENCE_FLOOR_DBFS
 from ..models.fingerprint import model_fingerprint
 from .common import UsageError, show
 from .embed import add_embedder_arguments, embedder_from_arguments
 from .outputs import DIARIZATION_JSON, EMBEDDINGS, FOLDER, PNG, RTTM, Inputs, check_output, output_below
 from .vad import (
+    SEGMENTATION_OPTIONS,
     add_segmentation_arguments,
     add_vad_arguments,
     collect_recordings,
@@ -39,7 +40,7 @@ from .vad import (
 
 
 def register(subparsers) -> None:
-    from ..diarization.diarizer import DEFAULT_HOP, DEFAULT_WINDOW
+    from ..diarization.diarizer import DEFAULT_CLUSTER_SECONDS, DEFAULT_HOP, DEFAULT_MIN_CLEAN, DEFAULT_WINDOW
     from ..diarization.methods import CLUSTERING_NAMES
 
     parser = subparsers.add_parser(
@@ -111,6 +112,23 @@ def register(subparsers) -> None:
     )
     add_vad_arguments(parser)
     add_segmentation_arguments(parser)
+    group = parser.add_argument_group("with --segmentation")
+    group.add_argument(
+        "--min-clean",
+        type=float,
+        default=None,
+        metavar="S",
+        help="the least speech of a local speaker (one chunk's speaker) that is embedded "
+        f"(default {DEFAULT_MIN_CLEAN:g} s)",
+    )
+    group.add_argument(
+        "--cluster-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="local speakers with less embedded speech are only assigned to the clusters the others make "
+        f"(default {DEFAULT_CLUSTER_SECONDS:g} s)",
+    )
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run, batch_size=32)
 
@@ -149,7 +167,14 @@ def run(args) -> int:
     if args.plot:
         require("matplotlib", "--plot")  # before the work
     vad = vad_from_arguments(args)
-    segmenter = segmenter_from_arguments(args)
+    pipeline = {}
+    if args.min_clean is not None:
+        positive("--min-clean", args.min_clean)
+        pipeline["min_clean"] = args.min_clean
+    if args.cluster_seconds is not None:
+        at_least("--cluster-seconds", args.cluster_seconds, 0.0, " s")
+        pipeline["cluster_seconds"] = args.cluster_seconds
+    segmenter = segmenter_from_arguments(args, SEGMENTATION_OPTIONS + ("min_clean", "cluster_seconds"))
     embedder = embedder_from_arguments(args)
     diarizer = Diarizer(
         embedder,
@@ -162,6 +187,7 @@ def run(args) -> int:
         name_threshold=args.name_threshold,
         keep_embeddings=bool(args.save_windows),
         segmentation=segmenter,
+        **pipeline,
     )
     total_audio = total_time = 0.0
     saved_ids: list = []

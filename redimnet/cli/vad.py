@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Tuple
 
 from .._utils import threads
 from .._utils.fileio import atomic_write
-from .._utils.validation import at_least
+from .._utils.validation import at_least, within
 from ..audio.read import AudioError, iter_inputs
 from ..errors import RedimnetError
 from .common import UsageError, show
@@ -56,7 +56,9 @@ def register(subparsers) -> None:
 
 
 def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
-    """The segmentation network (shared with ``redimnet diarize``)."""
+    """The segmentation network and its overlap decision (shared with ``redimnet diarize``)."""
+    from ..diarization.segmented import DEFAULT_MIN_OVERLAP, DEFAULT_OVERLAP_THRESHOLD
+
     group = parser.add_argument_group("segmentation (speech, speaker changes and overlap from a network)")
     group.add_argument(
         "--segmentation",
@@ -72,20 +74,48 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="seconds between the network's chunks (default: half a chunk)",
     )
+    group.add_argument(
+        "--overlap-threshold",
+        type=float,
+        default=None,
+        metavar="P",
+        help="a frame is overlapped only where the network gives two or more speakers together at least "
+        f"this probability, 0-1 (default {DEFAULT_OVERLAP_THRESHOLD:g}; higher: less overlap found, "
+        "less false overlap)",
+    )
+    group.add_argument(
+        "--min-overlap",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"overlapped speech shorter than this counts as one speaker (default {DEFAULT_MIN_OVERLAP:g} s)",
+    )
 
 
-def segmenter_from_arguments(args):
-    """The :class:`~redimnet.diarization.segmented.Segmenter` of ``--segmentation`` (None without it)."""
+SEGMENTATION_OPTIONS = ("segmentation_step", "overlap_threshold", "min_overlap")
+
+
+def segmenter_from_arguments(args, needing: Tuple[str, ...] = SEGMENTATION_OPTIONS):
+    """The :class:`~redimnet.diarization.segmented.Segmenter` of ``--segmentation`` (None without it);
+    the options named in ``needing`` are refused without it."""
     if args.segmentation is None:
-        if args.segmentation_step is not None:
-            raise UsageError("--segmentation-step needs --segmentation MODEL")
+        for name in needing:
+            if getattr(args, name) is not None:
+                raise UsageError(f"--{name.replace('_', '-')} needs --segmentation MODEL")
         return None
     from ..diarization.segmentation import load_segmentation
     from ..diarization.segmented import Segmenter
 
+    if args.overlap_threshold is not None:
+        within("--overlap-threshold", args.overlap_threshold, 0.0, 1.0)
+    if args.min_overlap is not None:
+        at_least("--min-overlap", args.min_overlap, 0.0, " s")
     if not Path(args.segmentation).is_file():
         raise UsageError(f"--segmentation {args.segmentation}: no such file")
-    return Segmenter(load_segmentation(args.segmentation), step=args.segmentation_step)
+    decision = {
+        name: getattr(args, name) for name in ("overlap_threshold", "min_overlap") if getattr(args, name) is not None
+    }
+    return Segmenter(load_segmentation(args.segmentation), step=args.segmentation_step, **decision)
 
 
 def add_vad_arguments(parser: argparse.ArgumentParser) -> None:

@@ -48,7 +48,6 @@ from ..errors import InvalidArgumentError
 from .clustering import Clustering, centroids, normalise, with_context
 from .methods import make_clustering
 from .segmented import (
-    ChunkTrack,
     Segmenter,
     as_segments,
     assign_local_speakers,
@@ -64,6 +63,9 @@ from .vad import VoiceActivityDetector, make_vad
 
 DEFAULT_WINDOW = 1.5
 DEFAULT_HOP = 0.75
+# with a segmentation network, chosen on the tuning conversations of benchmarks/segmentation.py
+DEFAULT_MIN_CLEAN = 1.0
+DEFAULT_CLUSTER_SECONDS = 2.0
 FRAME_STEP = 0.05  # seconds: the resolution of the output's speaker changes
 FRAME_CHUNK = 4096  # frames scored at a time
 
@@ -274,8 +276,8 @@ class Diarizer:
         keep_embeddings: bool = False,
         segmentation=None,
         segmentation_step: Optional[float] = None,
-        min_clean: float = 1.0,
-        cluster_seconds: float = 2.0,
+        min_clean: float = DEFAULT_MIN_CLEAN,
+        cluster_seconds: float = DEFAULT_CLUSTER_SECONDS,
     ):
         if not window > 0 or not 0 < hop <= window:
             raise InvalidArgumentError(f"need window > 0 and 0 < hop <= window, got window={window}, hop={hop}")
@@ -531,7 +533,7 @@ class Diarizer:
         segmenter = cast(Segmenter, self.segmenter)
         timings: Dict[str, float] = {}
         result = Diarization(recording=recording or source.name, duration=source.duration)
-        track = ChunkTrack(source.samples // segmenter.hop, segmenter.hop, segmenter.powerset.sizes)
+        track = segmenter.track(source.samples)
         local = embed_local_speakers(
             segmenter, self.embedder, source, track, self.min_clean, self.batch_windows, timings
         )

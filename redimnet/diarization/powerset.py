@@ -20,7 +20,7 @@ order of the local speakers) is in :mod:`redimnet.training.segmentation`.
 """
 
 import itertools
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -74,6 +74,22 @@ class Powerset:
     def marginals(self, probabilities: np.ndarray) -> np.ndarray:
         """Each local speaker's probability of speaking ``[..., speakers]`` from ``[..., classes]`` probabilities."""
         return np.asarray(probabilities, dtype=np.float32) @ self.mapping
+
+    def decide(self, probabilities: np.ndarray, overlap_threshold: Optional[float] = None) -> np.ndarray:
+        """The class of each frame ``[...]`` (int64) from ``[..., classes]`` probabilities.
+
+        ``overlap_threshold`` None: the most probable class.  A number: the frame is overlapped
+        (the most probable class of two or more speakers) only where the classes of two or more
+        speakers together have at least that probability, otherwise the most probable class of
+        at most one speaker; a higher threshold trades missed overlap for false overlap.
+        """
+        probabilities = np.asarray(probabilities)
+        overlapping = self.sizes >= 2
+        if overlap_threshold is None or not overlapping.any():
+            return probabilities.argmax(axis=-1)
+        several = np.where(overlapping, probabilities, -1.0).argmax(axis=-1)
+        at_most_one = np.where(overlapping, -1.0, probabilities).argmax(axis=-1)
+        return np.where(probabilities[..., overlapping].sum(axis=-1) >= overlap_threshold, several, at_most_one)
 
     def permutations(self) -> np.ndarray:
         """``[speakers!, speakers]``: every order of the local speakers."""

@@ -13,7 +13,9 @@ Stages (data flows one way)::
    recording shorter than a chunk is one shorter chunk).  It is read once, block by block;
    only the chunks waiting for the network are in memory.
 2. **Segmentation.** For every frame of a chunk the network gives the powerset class (who of
-   its ``local_speakers`` speak) and each local speaker's probability of speaking.  Only these
+   its ``local_speakers`` speak; a frame is overlapped only where the classes of two or more
+   speakers together reach ``overlap_threshold``, see :meth:`Powerset.decide
+   <redimnet.diarization.powerset.Powerset.decide>`) and each local speaker's probability of speaking.  Only these
    are kept (7 bytes per frame of each chunk: 25 MB for ten hours at the default step).
 3. **Embeddings.** For each local speaker of each chunk, the frames where it speaks alone are
    cut out of the chunk and joined; if they last at least ``min_clean`` seconds they are
@@ -28,7 +30,8 @@ Stages (data flows one way)::
 5. **Reconstruction.** Each output frame (one network frame, 20 ms for the shipped recipe)
    gets the number of speakers, the mean over the chunks covering it of the number active in
    each (weighted by a Hann window over the chunk, so a chunk's centre counts more than its
-   edges), rounded; and every global speaker a score, the same weighted mean of the
+   edges), rounded, overlaps (two or more) shorter than ``min_overlap`` lowered to one speaker;
+   and every global speaker a score, the same weighted mean of the
    probabilities of the local speakers assigned to it.  The frame goes to the ``count``
    best-scoring speakers (those with a positive score).  Frames are processed a block at a
    time, so memory does not grow with the recording beyond the chunk outputs.  Each speaker's
@@ -45,6 +48,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .._utils.validation import at_least, within
 from ..audio import TARGET_SAMPLE_RATE, SignalLevel
 from ..audio.stream import AudioSource, spans_of_blocks
 from ..errors import InvalidArgumentError
@@ -54,6 +58,9 @@ from .vad import VoiceActivityDetector
 
 BLOCK_FRAMES = 4096  # output frames reconstructed at a time
 LENGTH_QUANTUM = 4000  # samples: clean audio is cut down to a multiple of 0.25 s (equal lengths batch together)
+# the overlap decision, chosen on the tuning conversations of benchmarks/segmentation.py (docs/diarization.md)
+DEFAULT_OVERLAP_THRESHOLD = 0.4
+DEFAULT_MIN_OVERLAP = 0.75
 
 
 @dataclass
@@ -79,13 +86,14 @@ def chunk_starts(samples: int, chunk: int, step: int, hop: int) -> np.ndarray:
     return np.asarray(starts, dtype=np.int64)
 
 
-def make_segmenter(segmentation, step: Optional[float] = None) -> "Segmenter":
-    """A :class:`Segmenter` from a segmenter, a :class:`SegmentationNet` or the path of a saved network."""
+def make_segmenter(segmentation, step: Optional[float] = None, **options) -> "Segmenter":
+    """A :class:`Segmenter` from a segmenter, a :class:`SegmentationNet` or the path of a saved network
+    (``options``: the other arguments of :class:`Segmenter`)."""
     if isinstance(segmentation, Segmenter):
         return segmentation
     if not isinstance(segmentation, SegmentationNet):
         segmentation = load_segmentation(segmentation)
-    return Segmenter(segmentation, step=step)
+    return Segmenter(segmentation, step=step, **options)
 
 
 class Segmenter:
@@ -93,9 +101,22 @@ class Segmenter:
 
     ``step``: seconds between chunk starts (default: half a chunk; rounded to whole frames).
     ``batch_size``: chunks per network call.
+    ``overlap_threshold``: a frame of a chunk is overlapped only where the network gives the
+    classes of two or more speakers together at least this probability (0 to 1; None: where
+    such a class is the most probable one).
+    ``min_overlap``: overlapped speech shorter than this (seconds) counts as one speaker.
+    Both defaults were chosen on tuning conversations: they keep most true overlap and stop
+    most false overlap on conversations without any.
     """
 
-    def __init__(self, model: SegmentationNet, step: Optional[float] = None, batch_size: int = 16):
+    def __init__(
+        self,
+        model: SegmentationNet,
+        step: Optional[float] = None,
+        batch_size: int = 16,
+        overlap_threshold: Optional[float] = DEFAULT_OVERLAP_THRESHOLD,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+    ):
         config = model.config
         self.model = model.eval()
         self.config = config
@@ -110,7 +131,17 @@ class Segmenter:
             )
         self.step = max(1, int(round(step_seconds * TARGET_SAMPLE_RATE / self.hop))) * self.hop
         self.batch_size = max(1, int(batch_size))
+        if overlap_threshold is not None:
+            within("overlap_threshold", overlap_threshold, 0.0, 1.0)
+        at_least("min_overlap", min_overlap, 0.0, " s")
+        self.overlap_threshold = None if overlap_threshold is None else float(overlap_threshold)
+        self.min_overlap = float(min_overlap)
         self.network = model.for_inference()
+
+    def track(self, samples: int) -> "ChunkTrack":
+        """An empty :class:`ChunkTrack` for a recording of ``samples`` samples."""
+        min_overlap = int(round(self.min_overlap * TARGET_SAMPLE_RATE / self.hop))
+        return ChunkTrack(samples // self.hop, self.hop, self.powerset.sizes, min_overlap)
 
     @property
     def frame_seconds(self) -> float:
@@ -121,7 +152,7 @@ class Segmenter:
         with torch.inference_mode():
             log_probs = self.network(torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32)))
         probabilities = log_probs.exp().numpy()
-        classes = probabilities.argmax(axis=-1).astype(np.uint8)
+        classes = self.powerset.decide(probabilities, self.overlap_threshold).astype(np.uint8)
         return classes, self.powerset.marginals(probabilities).astype(np.float16)
 
     def chunks(self, source: AudioSource, timings: Optional[Dict[str, float]] = None) -> Iterator[Chunk]:
@@ -165,6 +196,7 @@ class ChunkTrack:
     frames: int  # output frames of the recording
     hop: int
     sizes: np.ndarray  # speakers in each powerset class
+    min_overlap: int = 0  # frames: shorter overlaps count as one speaker (see counts())
     starts: List[int] = field(default_factory=list)
     classes: List[np.ndarray] = field(default_factory=list)
     activity: List[np.ndarray] = field(default_factory=list)
@@ -215,6 +247,17 @@ class ChunkTrack:
             count[covered] /= weights[covered]
             scores[covered] /= weights[covered][:, None]
             yield first, count, scores
+
+    def counts(self) -> np.ndarray:
+        """Speakers in each frame ``[frames]`` (uint8): the weighted mean number of active speakers
+        rounded, each run of two or more shorter than ``min_overlap`` frames lowered to one."""
+        counts = np.zeros(self.frames, dtype=np.uint8)
+        for first, count, _ in self.blocks():
+            counts[first : first + len(count)] = np.minimum(np.floor(count + 0.5), 255)
+        for a, b in _runs(counts >= 2):
+            if b - a < self.min_overlap:
+                counts[a:b] = 1
+        return counts
 
 
 def _runs(active: np.ndarray) -> List[Tuple[int, int]]:
@@ -280,16 +323,15 @@ def speech_and_overlap(
     """Speech regions (at least one speaker) and overlap regions (at least two), in seconds; gaps
     shorter than ``min_gap`` are filled and regions shorter than ``min_turn`` dropped (``overlap_gap``
     and ``overlap_turn`` for overlap regions)."""
-    joiner = _RunJoiner(2)
-    for first, count, _ in track.blocks():
-        rounded = np.floor(count + 0.5)
-        joiner.add(first, np.stack([rounded >= 1, rounded >= 2], axis=1))
+    counts = track.counts()
     speech, overlap = (
         [
             (a * frame_seconds, b * frame_seconds)
-            for a, b in smooth_runs(runs, int(round(gap / frame_seconds)), int(round(turn / frame_seconds)))
+            for a, b in smooth_runs(
+                _runs(counts >= least), int(round(gap / frame_seconds)), int(round(turn / frame_seconds))
+            )
         ]
-        for runs, gap, turn in zip(joiner.finish(track.frames), (min_gap, overlap_gap), (min_turn, overlap_turn))
+        for least, gap, turn in ((1, min_gap, min_turn), (2, overlap_gap, overlap_turn))
     )
     return speech, overlap
 
@@ -304,8 +346,9 @@ def frame_segments(
 ) -> List[List[Tuple[float, float]]]:
     """Each global speaker's turns (seconds), from the per-frame count and scores (see the module documentation)."""
     joiner = _RunJoiner(speakers)
-    for first, count, scores in track.blocks(mapping, speakers):
-        wanted = np.minimum(np.floor(count + 0.5), speakers).astype(np.int64)
+    counts = track.counts()
+    for first, _, scores in track.blocks(mapping, speakers):
+        wanted = np.minimum(counts[first : first + len(scores)], speakers).astype(np.int64)
         order = np.argsort(-scores, axis=1, kind="stable")
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(speakers)[None, :].repeat(len(order), 0), axis=1)
@@ -483,7 +526,7 @@ class SegmentationVAD(VoiceActivityDetector):
     def analyse(self, source: AudioSource) -> Tuple[List[Tuple[float, float]], List[Tuple[float, float]]]:
         """Speech regions and overlap regions (seconds) of ``source``, from one pass over it."""
         segmenter = self.segmenter
-        track = ChunkTrack(source.samples // segmenter.hop, segmenter.hop, segmenter.powerset.sizes)
+        track = segmenter.track(source.samples)
         for chunk in segmenter.chunks(source):
             track.add(chunk)
         return speech_and_overlap(track, segmenter.frame_seconds, self.min_silence, self.min_speech)
