@@ -128,6 +128,16 @@ class ReleaseConfig:
             out[f.name] = value
         return out
 
+    def _normalise(self, parse_stages: Callable[[Any], tuple]) -> None:
+        """Called first by a subclass's ``__post_init__``: ``stages_setup`` parsed into the family's stage
+        specs and ``spec_params`` copied into a plain dict, so the frozen config holds no caller's list."""
+        fields = vars(self)  # the subclass's dataclass fields
+        object.__setattr__(self, "stages_setup", parse_stages(fields["stages_setup"]))
+        spec_params = fields["spec_params"]
+        if not isinstance(spec_params, Mapping):
+            raise ConfigError(f"spec_params must be a dict of front-end options, got {type(spec_params).__name__}")
+        object.__setattr__(self, "spec_params", dict(spec_params))
+
     def replace(self: ConfigT, **changes) -> ConfigT:
         """A copy with some options changed (validated like a new config)."""
         options = self.to_dict()

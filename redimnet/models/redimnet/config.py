@@ -167,12 +167,7 @@ class ModelConfig(ReleaseConfig):
     tf_optimized_arch: bool = False
 
     def __post_init__(self):
-        # Normalise containers first so that the frozen object is hashable-ish
-        # and independent of the caller's lists.
-        object.__setattr__(self, "stages_setup", _parse_stages(self.stages_setup))
-        if not isinstance(self.spec_params, Mapping):
-            raise ConfigError(f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
-        object.__setattr__(self, "spec_params", dict(self.spec_params))
+        self._normalise(_parse_stages)
         _validate(self)
 
     # ------------------------------------------------------------------ i/o

@@ -177,10 +177,7 @@ class ReDimNet2Config(ReleaseConfig):
     return_all_outputs: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "stages_setup", _parse_stages(self.stages_setup))
-        if not isinstance(self.spec_params, Mapping):
-            raise ConfigError(f"spec_params must be a dict of front-end options, got {type(self.spec_params).__name__}")
-        object.__setattr__(self, "spec_params", dict(self.spec_params))
+        self._normalise(_parse_stages)
         _validate(self)
 
     # ------------------------------------------------------------------ i/o
