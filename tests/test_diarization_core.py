@@ -9,7 +9,7 @@ import soundfile
 from redimnet.audio.read import AudioError, read_audio
 from redimnet.audio.stream import AudioSource
 from redimnet.diarization import clustering
-from redimnet.diarization.clustering import AgglomerativeClustering, SpectralClustering, reduce
+from redimnet.diarization.clustering import AgglomerativeClustering, SpectralClustering
 from redimnet.diarization.der import DERScore, diarization_error
 from redimnet.diarization.diarizer import Diarizer, keep_windows, plan_windows
 from redimnet.diarization.segments import RTTMError, Segment, format_rttm, parse_rttm, read_rttm
@@ -330,12 +330,6 @@ def test_long_inputs_are_clustered_in_chunks_then_linked_without_a_full_matrix(m
     assert found.count == 7 and _agreement(truth, found.labels) > 0.99
     given = method.fit(x, num_speakers=5)
     assert given.count == 5
-
-
-def test_reduce_groups_points_for_an_initial_clustering():
-    x, _ = _blobs(6000, 3, spread=0.5)
-    points, assignment = reduce(clustering.normalise(x), 500)
-    assert len(points) <= 500 and assignment.shape == (6000,) and assignment.max() == len(points) - 1
 
 
 # --- windows ----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 import redimnet
 from redimnet import cli
+from redimnet.diarization import vbx as vbx_module
 from redimnet.diarization.clustering import Clusters, SpectralClustering, speaker_bounds
 from redimnet.diarization.methods import make_clustering
 from redimnet.diarization.segments import Segment, label_spans
@@ -94,6 +95,37 @@ def test_vbx_honours_given_and_bounded_counts(backend):
     assert method.fit(x, min_speakers=5, max_speakers=7, regions=regions).count == 5
     given = method.fit(x, num_speakers=4, regions=regions)
     assert not given.uncertain and len({(int(t), int(f)) for t, f in zip(truth, given.labels)}) == 4
+
+
+def test_vbx_keeps_recurring_voices_together_on_a_long_recording_with_bounded_linkage(backend, monkeypatch):
+    """Hours of a few recurring voices, every turn with its own channel: the count is decided as on short
+    recordings (not one cluster per channel) and no linkage or merge sees more than max_direct items."""
+    rng = np.random.default_rng(11)
+    speakers, turns, per_turn, dim = 6, 1000, 5, 24
+    centres = rng.standard_normal((speakers, dim))
+    who = np.repeat(rng.integers(speakers, size=turns), per_turn)
+    channels = np.repeat(0.9 * rng.standard_normal((turns, dim)), per_turn, axis=0)
+    x = centres[who] + channels + 0.6 * rng.standard_normal((len(who), dim))
+    regions = np.repeat(np.arange(turns), per_turn)
+    linked, merged = [], []
+    original_linkage, original_merge = vbx_module._average_linkage_labels, vbx_module.merge_by_likelihood
+    monkeypatch.setattr(
+        vbx_module, "_average_linkage_labels", lambda p, c: linked.append(len(p)) or original_linkage(p, c)
+    )
+    monkeypatch.setattr(
+        vbx_module,
+        "merge_by_likelihood",
+        lambda z, phi, labels, *a: merged.append(labels.max() + 1) or original_merge(z, phi, labels, *a),
+    )
+    method = VBxClustering(backend, max_direct=400)
+    found = method.fit(x, regions=regions)
+    assert found.count == speakers
+    given = method.fit(x, num_speakers=speakers, regions=regions)
+    purity = sum(np.bincount(who[given.labels == c]).max() for c in range(speakers)) / len(who)
+    assert purity > 0.97
+    assert max(linked) <= 400 and len(linked) >= 2 * 13  # 13 chunks, twice
+    assert max(merged) <= 400 + method.initial_clusters
+    assert method.speaker_cost(400) == method.fb and method.speaker_cost(5000) == 5 * method.fb
 
 
 def test_vbx_refuses_a_backend_of_another_model_or_kind(backend):

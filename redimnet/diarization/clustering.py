@@ -20,13 +20,10 @@ Scaling.  A dense affinity matrix of ``n`` windows costs ``8 n^2`` bytes
 (10 hours at a 0.75 s hop: 48,000 windows, 18 GB).  Neither method ever
 builds one larger than ``max_direct`` windows (default 1,000 for spectral,
 2,000 for agglomerative, i.e. 8 and 32 MB): above that the windows are cut
-into consecutive chunks of ``max_direct``, each chunk is over-clustered by
-average linkage into ``chunk / 8`` small groups (a group almost never mixes
-speakers: it holds about 8 windows of one voice), the groups' normalised mean
-embeddings replace the windows, and this repeats until at most
-``max_direct`` remain; the method then clusters those means and every
-window takes its group's label.  Memory is therefore ``O(max_direct^2)``
-plus the embeddings themselves (``n * 192 * 4`` bytes: 37 MB for 10 h).
+into consecutive chunks of ``max_direct``, each chunk is clustered on its own,
+and the chunk clusters are linked into speakers (:func:`chunk_and_link`).
+Memory is therefore ``O(max_direct^2)`` plus the embeddings themselves
+(``n * 192 * 4`` bytes: 37 MB for 10 h).
 """
 
 from contextlib import nullcontext
@@ -80,30 +77,6 @@ def relabel_by_appearance(labels: np.ndarray) -> np.ndarray:
     order = labels[np.sort(first)]
     mapping = {old: new for new, old in enumerate(order)}
     return np.array([mapping[v] for v in labels], dtype=np.int64)
-
-
-def reduce(x: np.ndarray, max_direct: int, group: int = 8) -> Tuple[np.ndarray, np.ndarray]:
-    """``(points, assignment)``: at most ``max_direct`` normalised points standing for the rows of ``x``.
-
-    ``assignment[i]`` is the point that row ``i`` belongs to (see the module documentation).
-    """
-    assignment = np.arange(len(x))
-    points = x
-    while len(points) > max_direct:
-        groups = np.empty(len(points), dtype=np.int64)
-        offset = 0
-        for first in range(0, len(points), max_direct):
-            chunk = points[first : first + max_direct]
-            wanted = max(1, int(np.ceil(len(chunk) / group)))
-            labels = _cut(_average_linkage(chunk), wanted) if len(chunk) > 1 else np.zeros(1, dtype=np.int64)
-            _, labels = np.unique(labels, return_inverse=True)
-            groups[first : first + len(chunk)] = labels + offset
-            offset += int(labels.max()) + 1
-        sums = np.zeros((offset, x.shape[1]))
-        np.add.at(sums, groups, points)
-        points = normalise(sums)
-        assignment = groups[assignment]
-    return points, assignment
 
 
 def with_context(x: np.ndarray, regions: np.ndarray) -> np.ndarray:

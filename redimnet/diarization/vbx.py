@@ -29,12 +29,12 @@ step, so ``loop`` is lower here.
 """
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from .clustering import Clustering, Clusters, normalise, reduce, with_context
+from .clustering import Clustering, Clusters, normalise, with_context
 
 
 def forward_backward(log_emissions: np.ndarray, prior: np.ndarray, loop: float) -> Tuple[np.ndarray, np.ndarray, float]:
@@ -160,11 +160,13 @@ class VBxClustering(Clustering):
         dims: PLDA directions kept.
         initial_clusters: VBx starts from this many clusters (average linkage on the windows with
             their context, at least twice the largest count allowed); more than there are speakers.
-        max_direct: at most this many points in one linkage (longer recordings are first reduced, see
-            :func:`redimnet.diarization.clustering.reduce`); VBx itself runs on every window.
+        max_direct: at most this many windows in one linkage (a longer recording is started chunk by chunk,
+            see :meth:`_initial`, and its speaker cost grows with its length, see :meth:`speaker_cost`);
+            VBx itself runs on every window.
     """
 
     name = "vbx"
+    cost_windows = 1000  # 12.5 minutes of speech at a 0.75 s hop (see speaker_cost)
 
     def __init__(
         self,
@@ -182,12 +184,32 @@ class VBxClustering(Clustering):
         self.fa, self.fb, self.loop = float(fa), float(fb), float(loop)
         self.initial_clusters, self.max_direct = int(initial_clusters), int(max_direct)
 
-    def _initial(self, x: np.ndarray, regions: Optional[np.ndarray], count: int) -> np.ndarray:
-        """Labels of an average-linkage clustering of the windows (with context) into ``count`` clusters."""
-        if regions is not None:
-            x = with_context(x, regions)
-        points, assignment = reduce(x, self.max_direct)
-        return _average_linkage_labels(points, count)[assignment]
+    def _initial(self, x: np.ndarray, z: np.ndarray, phi: np.ndarray, count: int) -> np.ndarray:
+        """Labels of ``count`` initial clusters of the windows ``x`` (unit vectors, with context; ``z``: the same
+        in the PLDA space).
+
+        Up to ``max_direct`` windows: average linkage on all of them.  A longer recording: each consecutive
+        chunk of ``max_direct`` windows is over-clustered by average linkage into ``count`` clusters (each
+        about 25 windows of one voice), and the chunk clusters are merged across the recording by their PLDA
+        likelihood ratio (:func:`merge_by_likelihood`, on each cluster's count and sum only).  The merging
+        runs whenever ``max_direct`` chunk clusters are pending, so its memory is bounded too.  (Reducing
+        the windows to group means first mixes voices: a mean of 64 windows, 48 s of a conversation, is
+        rarely one speaker, and VBx does not undo a mixed start.)
+        """
+        if len(x) <= self.max_direct:
+            return _average_linkage_labels(x, count)
+        labels = np.empty(len(x), dtype=np.int64)
+        settled, pending = 0, 0  # labels [0, settled) are merged clusters; [settled, settled+pending) fresh ones
+        for first in range(0, len(x), self.max_direct):
+            chunk = slice(first, first + self.max_direct)
+            found = np.unique(_average_linkage_labels(x[chunk], count), return_inverse=True)[1]
+            labels[chunk] = found + settled + pending
+            pending += int(found.max()) + 1
+            if settled + pending > self.max_direct or first + self.max_direct >= len(x):
+                done = chunk.stop
+                labels[:done] = merge_by_likelihood(z[:done], phi, labels[:done], count, self.fa)
+                settled, pending = int(labels[:done].max()) + 1, 0
+        return labels
 
     def _run(self, z: np.ndarray, phi: np.ndarray, labels: np.ndarray, fb: float) -> np.ndarray:
         _, labels = np.unique(labels, return_inverse=True)
@@ -196,35 +218,50 @@ class VBxClustering(Clustering):
         responsibilities, _, _ = vbx(z, phi, responsibilities, self.loop, self.fa, fb)
         return np.argmax(responsibilities, axis=1)
 
+    def speaker_cost(self, windows: int) -> float:
+        """``fb`` for a recording of ``windows`` windows: as given up to :attr:`cost_windows` windows, then
+        growing in proportion to the length.
+
+        The evidence that splits one voice in two (a channel or a mood that differs between turns) grows
+        with every window of it, while the price of one more speaker in VBx grows only with its logarithm:
+        with a constant ``fb``, hours of a few recurring voices come out as dozens of speakers.  Growing the
+        price with the length decides a long recording's count as if it were pieces of ``cost_windows``
+        windows, about the longest recordings ``fb`` was chosen on.
+        """
+        return self.fb * max(1.0, windows / self.cost_windows)
+
     def _fit(self, embeddings, low, high, regions):
         x = normalise(np.asarray(embeddings, dtype=np.float64))
-        z, phi = self.space.project(with_context(x, regions) if regions is not None else x)
+        if regions is not None:
+            x = with_context(x, regions)
+        z, phi = self.space.project(x)
         n = len(x)
-        start = self._initial(x, regions, min(n, max(self.initial_clusters, 2 * high)))
+        fb = self.speaker_cost(n)
+        start = self._initial(x, z, phi, min(n, max(self.initial_clusters, 2 * high)))
         if low == high:  # a given count
-            return Clusters(self._to_count(z, phi, start, high), high)
+            return Clusters(self._to_count(z, phi, start, high, fb), high)
         # half, then full, then double the cost of a speaker, each run starting where the last ended
         # (VBx only ever drops speakers, so the cheaper run's speakers include the dearer ones')
-        cheap = self._run(z, phi, start, self.fb / 2)
-        labels = self._run(z, phi, cheap, self.fb)
+        cheap = self._run(z, phi, start, fb / 2)
+        labels = self._run(z, phi, cheap, fb)
         cheaper = len(np.unique(cheap))
-        dearer = len(np.unique(self._run(z, phi, labels, self.fb * 2)))
+        dearer = len(np.unique(self._run(z, phi, labels, fb * 2)))
         count = len(np.unique(labels))
         if count > high:
             labels = merge_by_likelihood(z, phi, labels, high, self.fa)
         elif count < low:
-            labels = self._to_count(z, phi, start, low)
+            labels = self._to_count(z, phi, start, low, fb)
         count = len(np.unique(labels))
         evidence = {"count_at_half_speaker_cost": cheaper, "count_at_double_speaker_cost": dearer}
         return Clusters(labels, count, cheaper != count or dearer != count, evidence)
 
-    def _to_count(self, z: np.ndarray, phi: np.ndarray, start: np.ndarray, count: int) -> np.ndarray:
+    def _to_count(self, z: np.ndarray, phi: np.ndarray, start: np.ndarray, count: int, fb: float) -> np.ndarray:
         """Labels with exactly ``count`` clusters: the initial clusters merged, the pair most likely to be one
         speaker (PLDA likelihood ratio) first, then refined by VBx with a cheap speaker (kept when it keeps
         ``count`` speakers).  Merging a fine clustering keeps a short interjection apart from the speaker
         who talks all the time, where asking VBx for fewer speakers would first split that speaker."""
         merged = merge_by_likelihood(z, phi, start, count, self.fa)
-        refined = self._run(z, phi, merged, self.fb / 8)
+        refined = self._run(z, phi, merged, fb / 8)
         return refined if len(np.unique(refined)) == count else merged
 
 
