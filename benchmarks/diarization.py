@@ -115,9 +115,10 @@ def run_once(args) -> dict:
         args.clustering if args.clustering != "auto" else ("vbx" if args.backend else "spectral"), backend=args.backend
     )
     diarizer = Diarizer(embedder, vad=args.vad, clustering=clustering, batch_windows=args.batch_size)
-    started = time.perf_counter()
+    load_before = os.getloadavg()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = diarizer.diarize(args.file)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     duration = result.duration
     stages = {k: round(v, 3) for k, v in result.timings.items()}
     return {
@@ -128,6 +129,9 @@ def run_once(args) -> dict:
         "seconds": stages,
         "wall": round(wall, 2),
         "rtf": {k: round(v / duration, 5) for k, v in result.timings.items()},
+        "cpu_seconds": round(cpu, 2),  # this process's CPU time: what a shared machine's load does not inflate
+        "cpu_rtf": round(cpu / duration, 5),
+        "load_average": {"before": [round(v, 2) for v in load_before], "after": [round(v, 2) for v in os.getloadavg()]},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": torch.get_num_threads(),
     }
