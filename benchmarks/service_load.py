@@ -3,7 +3,8 @@
     python benchmarks/service_load.py [--clients 16] [--seconds 20] [--model b0 | --checkpoint PATH]
                                       [--batch-size 16] [--batch-wait-ms 5] [--compare-unbatched] [--json OUT]
     python benchmarks/service_load.py --scenario identify --enrolled 1000000 --servers 2 --workdir DIR
-                                      [--db postgresql://...] [--clients 8] [--seconds 60]
+                                      [--db postgresql://... [--reuse-store --index-dir DIR]]
+                                      [--clients 8] [--seconds 60]
 
 The ``identify`` scenario: identification against a large store shared by several server processes on
 one PostgreSQL database (a throwaway server from the distribution's binaries unless ``--db``): a few
@@ -296,13 +297,35 @@ def percentiles(times_ms) -> dict:
     }
 
 
+def import_fill(fill: int, dim: int, fingerprint: str, workdir: Path, url: str, index_dir: dict) -> dict:
+    """``fill`` random unit vectors into the store by ``redimnet speakers import`` (which builds the index)."""
+    from redimnet.embedding.io import save_embeddings
+
+    embeddings = workdir / f"fill-{fill}-{dim}.npz"
+    if not embeddings.exists():
+        rng = np.random.default_rng(fill)
+        vectors = rng.standard_normal((fill, dim), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        save_embeddings(embeddings, [f"fill-{i:07d}/0" for i in range(fill)], vectors, model=fingerprint)
+    started = time.perf_counter()
+    imported = subprocess.run(
+        [sys.executable, "-m", "redimnet", "speakers", "import", str(embeddings), "--db", url, "--json"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **index_dir),
+        check=False,
+    )
+    if imported.returncode != 0:
+        raise SystemExit(f"import failed: {imported.stderr[-2000:]}")
+    return dict(json.loads(imported.stdout), wall_s=time.perf_counter() - started)
+
+
 def run_identify_at_scale(args) -> dict:
     """The ``identify`` scenario: ``--servers`` processes on one PostgreSQL store of ``--enrolled`` speakers."""
     import httpx
     import torch
 
     from redimnet.embedding.embedder import Embedder
-    from redimnet.embedding.io import save_embeddings
     from redimnet.hub.pretrained import build
     from redimnet.models.checkpoint import load_checkpoint, save_checkpoint
     from redimnet.models.fingerprint import model_fingerprint
@@ -331,31 +354,15 @@ def run_identify_at_scale(args) -> dict:
 
         server_context = temporary_server(fsync=True, settings={"shared_buffers": "256MB", "max_wal_size": "4GB"})
         url = create_database(server_context.__enter__(), "service_load")
-    index_dir = {"REDIMNET_INDEX_DIR": str(workdir / "index")}
+    index_dir = {"REDIMNET_INDEX_DIR": str(Path(args.index_dir) if args.index_dir else workdir / "index")}
     processes = []
     result: dict = {"scenario": "identify", "enrolled": args.enrolled, "servers": args.servers}
     try:
-        fill = args.enrolled - len(real)
-        embeddings = workdir / f"fill-{fill}-{dim}.npz"
-        if not embeddings.exists():
-            rng = np.random.default_rng(fill)
-            vectors = rng.standard_normal((fill, dim), dtype=np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            save_embeddings(embeddings, [f"fill-{i:07d}/0" for i in range(fill)], vectors, model=fingerprint)
-        started = time.perf_counter()
-        imported = subprocess.run(
-            [sys.executable, "-m", "redimnet", "speakers", "import", str(embeddings), "--db", url, "--json"],
-            capture_output=True,
-            text=True,
-            env=dict(
-                os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **index_dir
-            ),
-            check=False,
-        )
-        if imported.returncode != 0:
-            raise SystemExit(f"import failed: {imported.stderr[-2000:]}")
-        result["import"] = dict(json.loads(imported.stdout), wall_s=time.perf_counter() - started)
-        print(f"imported {fill:,} speakers: {result['import']}", flush=True)
+        if args.reuse_store:
+            result["import"] = {"reused": True}
+        else:
+            result["import"] = import_fill(args.enrolled - len(real), dim, fingerprint, workdir, url, index_dir)
+            print(f"imported {args.enrolled - len(real):,} speakers: {result['import']}", flush=True)
         urls = []
         for _ in range(args.servers):
             process, server_url = start_server(args, url, args.batch_size, env_extra=index_dir)
@@ -455,6 +462,13 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=2, help="identify: server processes on the one database")
     parser.add_argument("--db", help="identify: a postgresql:// URL (default: a throwaway server)")
     parser.add_argument("--workdir", help="identify: where the fill embeddings and the speaker index go")
+    parser.add_argument(
+        "--reuse-store",
+        action="store_true",
+        help="identify: --db already holds the speakers (e.g. a database left by benchmarks/speaker_search.py "
+        "--postgres): import nothing",
+    )
+    parser.add_argument("--index-dir", help="identify: where the servers find the saved speaker index")
     parser.add_argument("--ready-timeout", type=float, default=600.0, help="seconds a server may take to start")
     parser.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     args = parser.parse_args()
@@ -462,6 +476,8 @@ def main() -> int:
         parser.error("--clients must be at least 1 and --seconds from 0 to 600")
 
     if args.scenario == "identify":
+        if args.reuse_store and not args.db:
+            parser.error("--reuse-store needs --db (the database that holds the speakers)")
         if not args.workdir:
             parser.error("--scenario identify needs --workdir (the fill embeddings and the index are large)")
         result = run_identify_at_scale(args)

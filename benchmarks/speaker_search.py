@@ -30,8 +30,9 @@ For each store and size, each step runs in a fresh process (so its memory is its
 (top-300 cohort scores of both sides of a trial; exact matrix products and the HNSW index).
 
 PostgreSQL runs on a throwaway server (:mod:`redimnet.testing.postgres`, fsync on) in a temporary
-folder.  The machine's load average is recorded before and after every step: on a shared machine
-compare figures of one run only.
+folder, or on the server of ``--postgres URL`` (databases ``speakers_SIZE``, left in place).  The
+machine's load average is recorded before and after every step: on a shared machine compare figures of
+one run only.
 """
 
 from __future__ import annotations
@@ -512,6 +513,12 @@ def main() -> int:
         help="with --backend: speakers the back-end never saw, to measure how often its best match over every "
         "speaker is the best of the cosine shortlist",
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="a running PostgreSQL server (postgresql://user@host:port/db) to create the stores on, instead of a "
+        "throwaway one; its databases are left there (e.g. for benchmarks/service_load.py --db)",
+    )
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
     if not args.speakers and not args.proxy:
@@ -539,7 +546,9 @@ def main() -> int:
     try:
         for store in stores:
             url = None
-            if store == "postgresql":
+            if store == "postgresql" and args.postgres:
+                url = args.postgres
+            elif store == "postgresql":
                 from redimnet.testing.postgres import temporary_server
 
                 server = temporary_server(fsync=True, settings={"shared_buffers": "256MB", "max_wal_size": "4GB"})
