@@ -599,6 +599,7 @@ def matrix(args) -> dict:
     for model_name, checkpoint in models.items():
         embedder = CachedEmbedder(redimnet.Embedder(redimnet.load_checkpoint(checkpoint), device="cpu"))
         diarizer = Diarizer(embedder, vad=vad, clustering=_matrix_clustering(args.clustering, checkpoint))
+        diarizer.keep_embeddings = bool(args.count_bound)
         for recording in recordings:
             path = Path(recording["path"])
             kept = Path(args.embedding_cache or ".") / model_name / recording["source"] / f"{recording['name']}.npz"
@@ -626,6 +627,8 @@ def matrix(args) -> dict:
                 "score_given": {k: getattr(score_given, k) for k in keep},
                 "wall_seconds": round(seconds, 1),
             }
+            if args.count_bound:
+                row["speaker_llrs"] = _speaker_llrs(diarizer.clustering, estimated, reference)
             rows.append(row)
             print(
                 f"{model_name} {recording['source']}/{recording['name']}: {row['speakers_found']} of "
@@ -635,6 +638,65 @@ def matrix(args) -> dict:
                 flush=True,
             )
     return _matrix_result(args, models, recordings, rows)
+
+
+def _speaker_llrs(clustering, result, reference) -> dict:
+    """What a threshold on the PLDA likelihood ratio faces in one recording when the clusters are the TRUE
+    speakers (windows of one reference speaker alone): ``between``, the largest log-likelihood ratio that two
+    different speakers are one (-inf with one speaker); ``within``, the smallest that the two halves of one
+    speaker (its windows split in two by average linkage) are one. A threshold ``t`` with
+    ``between < t <= within`` is the only kind that merges no two speakers and splits none (VBx back-end only)."""
+    import numpy as np
+
+    from redimnet.diarization.segments import label_spans
+    from redimnet.diarization.vbx import _average_linkage_labels, same_speaker_llr
+
+    if not hasattr(clustering, "space"):
+        raise SystemExit("--count-bound needs the VBx back-end (--clustering auto or vbx, with a back-end)")
+    spans = result.window_spans
+    truth = np.array([label or "" for label in label_spans(reference, spans[:, 0], spans[:, 1])])
+    z, phi = clustering.space.project(result.window_embeddings)
+    speakers = [s for s in np.unique(truth) if s and np.count_nonzero(truth == s) >= 2]
+    between, within = -np.inf, np.inf
+    for i, first in enumerate(speakers):
+        for second in speakers[i + 1 :]:
+            between = max(between, same_speaker_llr(z, phi, truth == first, truth == second, clustering.fa))
+        rows = np.flatnonzero(truth == first)
+        halves = _average_linkage_labels(result.window_embeddings[rows], 2)
+        within = min(within, same_speaker_llr(z, phi, rows[halves == 0], rows[halves == 1], clustering.fa))
+    return {k: float(v) if np.isfinite(v) else None for k, v in (("between", between), ("within", within))}
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _count_bound(rows: list) -> dict:
+    """Per model and part: how many counts the best single likelihood-ratio threshold gets right with the true
+    speakers as clusters (chosen on those very recordings: an upper bound), and how many recordings any
+    threshold of their own would get right (``None`` in a row: no such pair, i.e. infinite)."""
+    inf = float("inf")
+    bound = {}
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for part in ("tune", "heldout"):
+            chosen = [
+                {"between": _or(r["speaker_llrs"]["between"], -inf), "within": _or(r["speaker_llrs"]["within"], inf)}
+                for r in rows
+                if r["model"] == model and r["part"] == part and "speaker_llrs" in r
+            ]
+            if not chosen:
+                continue
+            edges = sorted({v for r in chosen for v in (r["between"], r["within"]) if abs(v) != inf})
+            candidates = edges + [e + 1e-6 for e in edges]
+            right = [sum(r["between"] < t <= r["within"] for r in chosen) for t in candidates] or [len(chosen)]
+            best = max(range(len(right)), key=right.__getitem__)
+            bound[f"{model} | {part}"] = {
+                "recordings": len(chosen),
+                "best_single_threshold_right": right[best],
+                "threshold": round(candidates[best], 2) if candidates else None,
+                "right_with_a_threshold_of_their_own": sum(r["between"] < r["within"] for r in chosen),
+            }
+    return bound
 
 
 def _matrix_result(args, models: dict, recordings: list, rows: list) -> dict:
@@ -658,6 +720,7 @@ def _matrix_result(args, models: dict, recordings: list, rows: list) -> dict:
         "recordings": recordings,
         "cells": cells,
         "rows": rows,
+        **({"count_bound": _count_bound(rows)} if any("speaker_llrs" in r for r in rows) else {}),
     }
 
 
@@ -755,6 +818,12 @@ def main() -> int:
         "--prepare-only", action="store_true", help="matrix: write the recordings and their voice activity, then stop"
     )
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="matrix: one table from the JSON of several runs")
+    parser.add_argument(
+        "--count-bound",
+        action="store_true",
+        help="matrix (VBx): also the best count any single likelihood-ratio threshold could reach with the true "
+        "speakers as clusters (an upper bound for threshold-based counting with the model's back-end)",
+    )
     args = parser.parse_args()
     if args.vad is None:
         # the matrix measures the speaker count: the energy detector finds the simulated speech (Silero misses
@@ -769,6 +838,12 @@ def main() -> int:
     if args.mode == "matrix" and not args.prepare_only:
         table = matrix_markdown(result)
         print(table)
+        for key, bound in result.get("count_bound", {}).items():
+            print(
+                f"{key}: the best single threshold counts {bound['best_single_threshold_right']}/{bound['recordings']} "
+                f"right with the true speakers as clusters; {bound['right_with_a_threshold_of_their_own']} could be "
+                "right with a threshold of their own"
+            )
         if args.markdown:
             Path(args.markdown).write_text(table)
     else:

@@ -14,7 +14,13 @@ from redimnet.diarization import vbx as vbx_module
 from redimnet.diarization.clustering import Clusters, SpectralClustering, speaker_bounds
 from redimnet.diarization.methods import make_clustering
 from redimnet.diarization.segments import Segment, label_spans
-from redimnet.diarization.vbx import VBxClustering, backend_beside, forward_backward, merge_by_likelihood
+from redimnet.diarization.vbx import (
+    VBxClustering,
+    backend_beside,
+    forward_backward,
+    merge_by_likelihood,
+    same_speaker_llr,
+)
 from redimnet.embedding.io import embeddings_model
 from redimnet.errors import InvalidArgumentError
 from redimnet.evaluation.backend import train_backend
@@ -146,6 +152,12 @@ def test_merge_by_likelihood_joins_the_most_alike_first(backend):
     merged = merge_by_likelihood(z, phi, labels, 2)
     assert merged[0] == merged[10] and merged[20] == merged[30] and merged[0] != merged[20]
     assert np.array_equal(merge_by_likelihood(z, phi, labels, 5), labels)  # fewer clusters than asked: as they are
+    same, different = (
+        same_speaker_llr(z, phi, labels == 0, labels == 1),
+        same_speaker_llr(z, phi, labels == 0, labels == 2),
+    )
+    assert same > 0 > different
+    assert same_speaker_llr(z, phi, labels == 0, labels == 1, weight=0.3) < same  # less evidence, less sure
 
 
 def test_spectral_reports_how_close_the_second_count_was():

@@ -272,6 +272,16 @@ def _set_likelihood(counts: np.ndarray, sums: np.ndarray, phi: np.ndarray) -> np
     return np.sum(-0.5 * np.log1p(scaled) + 0.5 * phi[None, :] * sums**2 / (1.0 + scaled), axis=1)
 
 
+def same_speaker_llr(z: np.ndarray, phi: np.ndarray, first, second, weight: float = 1.0) -> float:
+    """PLDA log-likelihood ratio that the rows ``first`` and ``second`` of ``z`` (index arrays or masks) come from
+    one speaker rather than two; ``weight`` scales every row's evidence as in :func:`merge_by_likelihood`."""
+    parts = [np.asarray(z[first]), np.asarray(z[second])]
+    counts = weight * np.array([len(parts[0]), len(parts[1])], dtype=np.float64)
+    sums = weight * np.stack([parts[0].sum(axis=0), parts[1].sum(axis=0)])
+    joined = _set_likelihood(counts.sum(keepdims=True), sums.sum(axis=0, keepdims=True), phi)[0]
+    return float(joined - _set_likelihood(counts, sums, phi).sum())
+
+
 def merge_by_likelihood(z: np.ndarray, phi: np.ndarray, labels: np.ndarray, count: int, weight: float = 1.0):
     """``labels`` with clusters merged, the pair with the highest PLDA log-likelihood ratio of being one speaker
     first, until ``count`` remain (or as they are when there are no more).
