@@ -41,3 +41,20 @@ def test_torchscript_matches_fixture(name, tmp_path):
         for which in ("batch", "single"):
             out = scripted(torch.from_numpy(expected[f"wave_{which}"])).numpy()
             assert relative_error(out, expected[f"embedding_{which}"]) <= TOLERANCE, (name, which)
+
+
+@pytest.mark.slow
+def test_onnx_writes_the_time_upsampling_as_one_resize(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model = redimnet.build("redimnet2-b0").eval()  # stages 2-5 pool time by 2 and 4, then upsample
+    path = export_onnx(model, tmp_path / "b0.onnx")
+    nodes = onnx.load(str(path)).graph.node
+    backbone = [node.op_type for node in nodes if node.name.startswith("/backbone/")]
+    assert backbone.count("Resize") == 4 and "Expand" not in backbone
+    wave = torch.randn(2, 30000, generator=torch.Generator().manual_seed(1)) * 0.1
+    with torch.no_grad():
+        expected = model(wave).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert relative_error(session.run(None, {"waveform": wave.numpy()})[0], expected) <= TOLERANCE

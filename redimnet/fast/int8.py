@@ -72,10 +72,12 @@ _SYNTHETIC_SPEAKERS = 24  # default calibration: this many synthetic voices ...
 _SYNTHETIC_SECONDS = 6.0  # ... of this many seconds each, plus the shipped examples
 _SYNTHETIC_SEED = 2025
 _DEFAULT_CALIBRATION = f"default:{_SYNTHETIC_SPEAKERS}x{_SYNTHETIC_SECONDS:g}s:{_SYNTHETIC_SEED}"  # cache key part
-_SCHEME = "qdq-s8s8-perchannel-minmax-backbone-v1"  # changes whenever the quantisation recipe changes (cache key)
+_SCHEME = "qdq-s8s8-perchannel-minmax-backbone-widegroups16-v2"  # the quantisation recipe (cache key)
 _QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 _QUANTIZED_PREFIX = "/backbone/"  # node names of the backbone in the exported graph: the only part quantised
 SAMPLE_RATE = 16000
+GROUP_WIDTH = 16
+"""Grouped convolutions with fewer input channels per group are rewritten with this many (see :func:`widen_groups`)."""
 
 
 class Int8Error(RedimnetError):
@@ -236,6 +238,7 @@ def quantize_onnx(
     inputs = _calibration_inputs(model, waves, features_in)
     with tempfile.TemporaryDirectory(prefix="redimnet-int8-") as scratch:
         plain = export_onnx(model, Path(scratch) / "float.onnx", features_in=features_in)
+        widen_groups(plain)
         prepared = Path(scratch) / "prepared.onnx"
         quantized = Path(scratch) / "int8.onnx"
         with _quiet():
@@ -269,6 +272,50 @@ def quantize_onnx(
         with atomic_write(path) as stream, open(quantized, "rb") as data:
             stream.write(data.read())
     return path
+
+
+def widen_groups(path: PathLike, width: int = GROUP_WIDTH) -> int:
+    """Rewrite the grouped convolutions of the ONNX file at ``path`` that have fewer than ``width``
+    input channels per group (but more than one: depthwise ones stay) as convolutions with ``width``
+    channels per group, in place; returns how many were rewritten.
+
+    Each new group holds several old groups side by side, its weights block-diagonal (zeros between
+    the old groups), so the outputs are the same numbers.  It costs more multiplications, but
+    OpenVINO's int8 kernels for narrow groups (b2's 4 channels per group) are slow: b2's 3x3
+    grouped convolutions took a third of its int8 time; with 16 channels per group they run on
+    the same kernels as b5's and the whole network got 1.2-1.25x faster (``docs/performance.md``).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path))
+    weights = {tensor.name: tensor for tensor in graph.graph.initializer}
+    rewritten = 0
+    for node in graph.graph.node:
+        group = next((a for a in node.attribute if a.name == "group"), None)
+        tensor = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if group is None or group.i <= 1 or tensor is None:
+            continue
+        kernel = numpy_helper.to_array(tensor)
+        per_group, channels = kernel.shape[1], kernel.shape[1] * group.i
+        if per_group == 1 or per_group >= width:
+            continue
+        wider = max(n for n in range(per_group, min(width, channels) + 1, per_group) if channels % n == 0)
+        if wider == per_group:
+            continue
+        merged = wider // per_group  # old groups per new group
+        outputs = kernel.shape[0] // group.i  # output channels per old group
+        dense = np.zeros((kernel.shape[0], wider) + kernel.shape[2:], dtype=kernel.dtype)
+        for old in range(group.i):
+            column = (old % merged) * per_group
+            rows = slice(old * outputs, (old + 1) * outputs)
+            dense[rows, column : column + per_group] = kernel[rows]
+        tensor.CopyFrom(numpy_helper.from_array(dense, tensor.name))
+        group.i = channels // wider
+        rewritten += 1
+    if rewritten:
+        onnx.save(graph, str(path))
+    return rewritten
 
 
 def _cache_key(model: nn.Module, calibration: str, features_in: bool) -> str:
@@ -306,21 +353,28 @@ class Int8Network(nn.Module):
     Behaves like the float networks for the embedding pipeline (a module taking and
     returning float32 CPU tensors); it has no parameters and cannot be trained.
     ``threads``: the CPU threads OpenVINO uses (default ``torch.get_num_threads()``).
+    ``bfloat16``: run what is not int8 (front end, element-wise work, pooling, embedding layer)
+    in bfloat16 instead of float32, on CPUs that have bfloat16 instructions (AVX-512 BF16, AMX;
+    elsewhere OpenVINO keeps float32).  About 1.15-1.2x faster for b2, but not the default: it
+    took a trained ReDimNet2's embeddings from cosine 0.9997 to 0.92 of float32 on average (0.36
+    for the worst utterance; ``docs/performance.md``).
     """
 
-    def __init__(self, path: PathLike, threads: Optional[int] = None):
+    def __init__(self, path: PathLike, threads: Optional[int] = None, bfloat16: bool = False):
         super().__init__()
         openvino = require("openvino", "int8 inference")
         self.path = Path(path)
         self.threads = int(threads or torch.get_num_threads())
-        config = {
-            "INFERENCE_NUM_THREADS": self.threads,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",  # what is not int8 stays float32 (not bf16) on every CPU
-            "ENABLE_CPU_PINNING": False,  # pinned threads stall when other programs share the cores
-        }
         try:
             core = openvino.Core()
+            self.bf16 = bool(bfloat16)
+            config = {
+                "INFERENCE_NUM_THREADS": self.threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                # what is not int8: float32 unless asked (OpenVINO would pick bf16 on CPUs that have it)
+                "INFERENCE_PRECISION_HINT": "bf16" if self.bf16 else "f32",
+                "ENABLE_CPU_PINNING": False,  # pinned threads stall when other programs share the cores
+            }
             self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
         except Exception as error:  # OpenVINO raises RuntimeError subclasses with its own text
             raise Int8Error(f"{self.path}: OpenVINO cannot compile this model: {error}") from error
@@ -344,6 +398,7 @@ def int8_network(
     calibration: Optional[Sequence[PathLike]] = None,
     threads: Optional[int] = None,
     cache_dir: Optional[PathLike] = None,
+    bfloat16: bool = False,
 ) -> Int8Network:
     """The int8 form of ``model`` (either family), quantised once and then loaded from the cache.
 
@@ -355,6 +410,7 @@ def int8_network(
         cache_dir: the weights cache (default: that of :func:`redimnet.hub.pretrained.default_cache_dir`);
             the quantised file goes to its ``int8/`` folder, or to a temporary folder when
             that cannot be written.
+        bfloat16: what is not int8 runs in bfloat16 (faster, less accurate; see :class:`Int8Network`).
 
     Raises:
         MissingDependencyError: onnx, onnxruntime or openvino is missing (``pip install "redimnet[int8]"``).
@@ -368,9 +424,9 @@ def int8_network(
     folder = _cache_folder(cache_dir)
     if folder is None:
         with tempfile.TemporaryDirectory(prefix="redimnet-int8-") as scratch:
-            return Int8Network(quantize_onnx(model, Path(scratch) / "model.onnx", waves), threads)
+            return Int8Network(quantize_onnx(model, Path(scratch) / "model.onnx", waves), threads, bfloat16)
     source = _DEFAULT_CALIBRATION if waves is None else _fingerprint(waves)
     target = folder / f"{_cache_key(model, source, False)}.onnx"
     if not target.is_file():  # written whole or not at all: concurrent processes may race, harmlessly
         quantize_onnx(model, target, waves)
-    return Int8Network(target, threads)
+    return Int8Network(target, threads, bfloat16)
