@@ -131,7 +131,11 @@ def quality(args) -> dict:
     systems = {
         "embeddings only": Diarizer(embedder, vad=make_vad(args.vad)),
         "with segmentation": Diarizer(
-            embedder, segmentation=segmenter, min_clean=args.min_clean, cluster_seconds=args.cluster_seconds
+            embedder,
+            segmentation=segmenter,
+            min_clean=args.min_clean,
+            cluster_seconds=args.cluster_seconds,
+            embed_every=args.embed_every,
         ),
     }
     if args.only_segmentation:
@@ -207,6 +211,7 @@ def quality(args) -> dict:
         **_overlap_decision(args),
         "min_clean": args.min_clean,
         "cluster_seconds": args.cluster_seconds,
+        "embed_every": args.embed_every,
         "collar": 0.25,
         "machine": _machine(),
         "sets": table,
@@ -242,7 +247,7 @@ def run_once(args) -> dict:
 
     torch.set_num_threads(args.threads or 1)
     segmenter = make_segmenter(args.segmentation, args.step, **_overlap_decision(args))
-    diarizer = Diarizer(_embedder(args), segmentation=segmenter)
+    diarizer = Diarizer(_embedder(args), segmentation=segmenter, embed_every=args.embed_every)
     started, cpu_started = time.perf_counter(), time.process_time()
     result = diarizer.diarize(args.file, num_speakers=6)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
@@ -269,6 +274,7 @@ def speed(args) -> dict:
     command += ["--step", str(args.step)] if args.step else []
     command += ["--overlap-threshold", str(args.overlap_threshold)] if args.overlap_threshold is not None else []
     command += ["--min-overlap", str(args.min_overlap)] if args.min_overlap is not None else []
+    command += ["--embed-every", str(args.embed_every)]
     before = os.getloadavg()
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
@@ -311,6 +317,7 @@ def main() -> int:
     )
     parser.add_argument("--min-overlap", type=float, default=None, help="the segmenter's min_overlap, seconds")
     parser.add_argument("--min-clean", type=float, default=1.0)
+    parser.add_argument("--embed-every", type=int, default=1, help="the diarizer's embed_every")
     parser.add_argument("--cluster-seconds", type=float, default=2.0)
     parser.add_argument(
         "--only-segmentation", action="store_true", help="quality: leave out the embedding-only pipeline (tuning)"

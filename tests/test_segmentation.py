@@ -22,6 +22,7 @@ from redimnet.diarization.segmented import (
     Segmenter,
     assign_local_speakers,
     chunk_starts,
+    follow_neighbours,
     frame_segments,
     smooth_runs,
     speech_and_overlap,
@@ -216,6 +217,27 @@ def test_segmenter_refuses_an_overlap_threshold_outside_zero_to_one_and_a_negati
             Segmenter(network, **options)
     segmenter = Segmenter(network, overlap_threshold=None, min_overlap=0.5)
     assert segmenter.overlap_threshold is None and segmenter.track(16000 * 10).min_overlap == 25  # 20 ms frames
+
+
+def test_chunks_not_embedded_take_the_speakers_of_their_neighbours():
+    powerset = Powerset(3, 2)
+    a, b, ab = powerset.class_of_mask[1], powerset.class_of_mask[2], powerset.class_of_mask[3]
+    swap = {a: b, b: a, ab: ab}
+    # chunks of 100 frames every 50; A speaks 0-120, B 100-250; chunk 1 numbers A as 1 and B as 0
+    chunks = []
+    for index, start in enumerate(range(0, 151, 50)):
+        t = np.arange(start, start + 100)
+        classes = np.where(t < 100, a, np.where(t < 120, ab, b))
+        chunks.append((start, np.vectorize(swap.get)(classes) if index % 2 else classes))
+    track = track_of(chunks, 250, powerset)
+    mapping = np.array([[0, 1, -1], [-1, -1, -1], [0, 1, -1], [-1, -1, -1]])  # chunks 0 and 2 embedded
+    followed = follow_neighbours(track, mapping, powerset, every=2)
+    assert followed[0].tolist() == [0, 1, -1] and followed[2].tolist() == [0, 1, -1]
+    assert followed[1].tolist() == [1, 0, -1]  # its local 0 is B, its local 1 is A
+    assert followed[3].tolist() == [1, -1, -1]  # only B (its local 0) speaks in chunk 3; from chunk 2 alone
+    assert np.array_equal(follow_neighbours(track, mapping, powerset, every=1), mapping)
+    turns = frame_segments(track, followed, 2, 1.0, min_gap=0, min_turn=0)
+    assert turns == [[(0.0, 120.0)], [(100.0, 250.0)]]
 
 
 def test_smooth_runs_fills_short_gaps_and_drops_short_turns():

@@ -16,6 +16,7 @@ from redimnet.diarization import Diarizer, Segment, diarization_error, read_rttm
 from redimnet.diarization.segmentation import SegmentationConfig, SegmentationNet, save_segmentation
 from redimnet.diarization.segmented import SegmentationVAD, Segmenter
 from redimnet.diarization.segments import overlap_regions
+from redimnet.errors import ConfigError
 
 TONES = (300, 1200, 2500)
 
@@ -110,6 +111,21 @@ def test_overlap_shorter_than_min_overlap_goes_to_one_speaker():
         assert score.missed == pytest.approx(missed_overlap, abs=0.1) and score.confusion < 0.1
 
 
+def test_embedding_every_other_chunk_halves_the_embeddings_and_keeps_the_result():
+    wave, reference = tones(PLAN, 30.0)
+    results = {}
+    for every in (1, 2):
+        segmenter = ToneSegmenter(tiny_network(), min_overlap=0.0)
+        diarizer = Diarizer(
+            ThreeToneEmbedder(), segmentation=segmenter, min_clean=0.5, cluster_seconds=0.5, embed_every=every
+        )
+        results[every] = diarizer.diarize(wave, num_speakers=3)
+        assert diarization_error(reference, results[every], collar=0.0).der < 0.02
+    assert results[2].windows <= (results[1].windows + 1) // 2 + 1
+    with pytest.raises(ConfigError, match="embed_every must be a positive integer"):
+        Diarizer(ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network()), embed_every=0)
+
+
 def test_a_recording_shorter_than_a_chunk_and_one_without_speech():
     wave, reference = tones([(0.5, 2.0, "A"), (1.5, 3.0, "B")], 3.2)
     diarizer = Diarizer(ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network(), min_overlap=0), min_clean=0.3)
@@ -199,8 +215,9 @@ def test_diarize_min_clean_and_cluster_seconds_options(conversation, network, tm
     checkpoint = PROJECT_ROOT / "tests" / "data" / "diarization" / "redimnet_synthetic.pt"
     base = ["diarize", str(conversation), "--checkpoint", str(checkpoint), "--num-speakers", "2"]
     out = tmp_path / "out"
-    assert cli.main([*base, "-o", str(out), "--segmentation", str(network), "--cluster-seconds", "0"]) == 0
-    assert json.loads((out / "tones.json").read_text())["speakers"]
+    for options in (["--cluster-seconds", "0"], ["--embed-every", "2"]):
+        assert cli.main([*base, "-o", str(out), "--segmentation", str(network), *options]) == 0
+        assert json.loads((out / "tones.json").read_text())["speakers"]
     # no local speaker of a 4 s chunk has 5 s of speech: nothing is embedded, nobody found
     out = tmp_path / "none"
     assert cli.main([*base, "-o", str(out), "--segmentation", str(network), "--min-clean", "5"]) == 0
@@ -209,10 +226,11 @@ def test_diarize_min_clean_and_cluster_seconds_options(conversation, network, tm
     for options, message in (
         (["--min-clean", "0"], "--min-clean must be positive, got 0"),
         (["--cluster-seconds", "-1"], "--cluster-seconds must be at least 0 s, got -1"),
+        (["--embed-every", "0"], "--embed-every must be at least 1, got 0"),
     ):
         args = [*base, "-o", str(tmp_path / "bad"), "--segmentation", str(network), *options]
         assert cli.main(args) == 2 and message in capsys.readouterr().err
-    for option in ("--min-clean", "--cluster-seconds"):
+    for option in ("--min-clean", "--cluster-seconds", "--embed-every"):
         assert cli.main([*base, "-o", str(tmp_path / "bad"), option, "1"]) == 2
         assert f"{option} needs --segmentation MODEL" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

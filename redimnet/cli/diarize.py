@@ -129,6 +129,14 @@ def register(subparsers) -> None:
         help="local speakers with less embedded speech are only assigned to the clusters the others make "
         f"(default {DEFAULT_CLUSTER_SECONDS:g} s)",
     )
+    group.add_argument(
+        "--embed-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="embed the local speakers of every N-th chunk only; the others follow the chunks beside them "
+        "(2: about half the embedding time; default 1)",
+    )
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run, batch_size=32)
 
@@ -174,7 +182,10 @@ def run(args) -> int:
     if args.cluster_seconds is not None:
         at_least("--cluster-seconds", args.cluster_seconds, 0.0, " s")
         pipeline["cluster_seconds"] = args.cluster_seconds
-    segmenter = segmenter_from_arguments(args, SEGMENTATION_OPTIONS + ("min_clean", "cluster_seconds"))
+    if args.embed_every is not None:
+        at_least("--embed-every", args.embed_every, 1)
+        pipeline["embed_every"] = args.embed_every
+    segmenter = segmenter_from_arguments(args, SEGMENTATION_OPTIONS + ("min_clean", "cluster_seconds", "embed_every"))
     embedder = embedder_from_arguments(args)
     diarizer = Diarizer(
         embedder,

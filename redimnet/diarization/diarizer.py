@@ -42,6 +42,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
+from .._utils.validation import positive_int
 from ..audio.read import TARGET_SAMPLE_RATE, AudioError, SignalLevel
 from ..audio.stream import AudioSource, spans_of_blocks
 from ..errors import InvalidArgumentError
@@ -52,6 +53,7 @@ from .segmented import (
     as_segments,
     assign_local_speakers,
     embed_local_speakers,
+    follow_neighbours,
     frame_segments,
     make_segmenter,
     neighbour_links,
@@ -260,6 +262,10 @@ class Diarizer:
         min_clean: with ``segmentation``: the least speech (seconds) of a local speaker that is embedded.
         cluster_seconds: with ``segmentation``: local speakers with less embedded speech are not
             clustered, only assigned to the clusters (unless too few have more).
+        embed_every: with ``segmentation``: embed the local speakers of every ``embed_every``-th chunk
+            only (the first, then every ``embed_every``); the local speakers of the others take the
+            speaker of the local speaker beside them that speaks in the same frames.  2 embeds each
+            stretch of speech about once instead of about twice (chunks overlap by half).
     """
 
     def __init__(
@@ -278,6 +284,7 @@ class Diarizer:
         segmentation_step: Optional[float] = None,
         min_clean: float = DEFAULT_MIN_CLEAN,
         cluster_seconds: float = DEFAULT_CLUSTER_SECONDS,
+        embed_every: int = 1,
     ):
         if not window > 0 or not 0 < hop <= window:
             raise InvalidArgumentError(f"need window > 0 and 0 < hop <= window, got window={window}, hop={hop}")
@@ -296,6 +303,8 @@ class Diarizer:
                 f"need min_clean > 0 and cluster_seconds >= 0, got {min_clean}, {cluster_seconds}"
             )
         self.min_clean, self.cluster_seconds = float(min_clean), float(cluster_seconds)
+        positive_int("embed_every", embed_every)
+        self.embed_every = int(embed_every)
 
     # --- stages ----------------------------------------------------------------------------------
     def embed_windows(
@@ -535,7 +544,7 @@ class Diarizer:
         result = Diarization(recording=recording or source.name, duration=source.duration)
         track = segmenter.track(source.samples)
         local = embed_local_speakers(
-            segmenter, self.embedder, source, track, self.min_clean, self.batch_windows, timings
+            segmenter, self.embedder, source, track, self.min_clean, self.batch_windows, timings, self.embed_every
         )
         timings["decode"] = max(
             0.0, time.perf_counter() - started - timings.get("segmentation", 0.0) - timings["embed"]
@@ -556,6 +565,7 @@ class Diarizer:
         labels = self.clustering.cluster(points[chosen], num_speakers, min_speakers, max_speakers)
         scores = points @ centroids(self.clustering.points(points[chosen]), labels).T
         mapping = assign_local_speakers(local, scores, len(track), segmenter.config.local_speakers)
+        mapping = follow_neighbours(track, mapping, segmenter.powerset, self.embed_every)
         timings["cluster"] = time.perf_counter() - clock
         turns = frame_segments(track, mapping, scores.shape[1], frame)
         pieces = as_segments(turns, [str(c) for c in range(scores.shape[1])])

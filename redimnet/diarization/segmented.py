@@ -399,8 +399,10 @@ def embed_local_speakers(
     min_clean: float,
     batch: int,
     timings: Dict[str, float],
+    every: int = 1,
 ) -> LocalSpeakers:
-    """One pass over ``source``: every chunk's segmentation (kept in ``track``) and its local speakers' embeddings."""
+    """One pass over ``source``: every chunk's segmentation (kept in ``track``) and the embeddings of the
+    local speakers of every ``every``-th chunk (the first, then every ``every``)."""
     min_samples = max(int(round(min_clean * TARGET_SAMPLE_RATE)), embedder.min_samples)
     owners: List[Tuple[int, int, float, bool]] = []
     pieces: List[np.ndarray] = []
@@ -416,6 +418,8 @@ def embed_local_speakers(
 
     for chunk in segmenter.chunks(source, timings):
         track.add(chunk)
+        if chunk.index % every:
+            continue
         for speaker in range(segmenter.config.local_speakers):
             audio, clean = clean_audio(chunk, speaker, segmenter.powerset, segmenter.hop, min_samples)
             if audio is None:
@@ -443,32 +447,69 @@ def embed_local_speakers(
     )
 
 
+def _agreement(track: ChunkTrack, powerset, c: int) -> np.ndarray:
+    """``[speakers, speakers]``: how far each local speaker of chunk ``c`` and each of chunk ``c + 1``
+    speak in the same frames of the two (the frames where both speak over those where either does)."""
+    first, second = track.starts[c], track.starts[c + 1]
+    shared = first + len(track.classes[c]) - second
+    if shared <= 0:
+        return np.zeros((powerset.speakers, powerset.speakers))
+    a = powerset.mapping[track.classes[c][second - first :]] > 0  # [shared, speakers]
+    b = powerset.mapping[track.classes[c + 1][:shared]] > 0
+    both = (a[:, :, None] & b[:, None, :]).sum(0)
+    either = (a[:, :, None] | b[:, None, :]).sum(0)
+    return np.where(either > 0, both / np.maximum(either, 1), 0.0)
+
+
 def neighbour_links(track: ChunkTrack, local: LocalSpeakers, powerset, min_agreement: float = 0.5) -> np.ndarray:
     """``[pairs, 2]`` rows of ``local`` that are the same voice in consecutive chunks.
 
     Consecutive chunks share frames (a chunk every half chunk: half of each); a local speaker of
-    one and a local speaker of the next whose activity over the shared frames agrees (the
-    frames where both speak over those where either does) by at least ``min_agreement`` are
-    linked, one to one (Hungarian algorithm on the agreement).
+    one and a local speaker of the next whose activity over the shared frames agrees
+    (:func:`_agreement`) by at least ``min_agreement`` are linked, one to one (Hungarian
+    algorithm on the agreement).
     """
     from scipy.optimize import linear_sum_assignment
 
     row_of = {(int(c), int(k)): row for row, (c, k) in enumerate(zip(local.chunk, local.local))}
     links = []
     for c in range(len(track) - 1):
-        first, second = track.starts[c], track.starts[c + 1]
-        shared = first + len(track.classes[c]) - second
-        if shared <= 0:
-            continue
-        a = powerset.mapping[track.classes[c][second - first :]] > 0  # [shared, speakers]
-        b = powerset.mapping[track.classes[c + 1][:shared]] > 0
-        both = (a[:, :, None] & b[:, None, :]).sum(0)
-        either = (a[:, :, None] | b[:, None, :]).sum(0)
-        agreement = np.where(either > 0, both / np.maximum(either, 1), 0.0)
+        agreement = _agreement(track, powerset, c)
         for k, j in zip(*linear_sum_assignment(agreement, maximize=True)):
             if agreement[k, j] >= min_agreement and (c, k) in row_of and (c + 1, j) in row_of:
                 links.append((row_of[(c, k)], row_of[(c + 1, j)]))
     return np.asarray(links, dtype=np.int64).reshape(-1, 2)
+
+
+def follow_neighbours(
+    track: ChunkTrack, mapping: np.ndarray, powerset, every: int, min_agreement: float = 0.5
+) -> np.ndarray:
+    """``mapping`` with the local speakers of the chunks that were not embedded (those whose index is
+    not a multiple of ``every``) assigned too: each takes the global speaker of the local speaker of
+    the chunk before or after it that speaks in the same frames (agreement summed over both, at
+    least ``min_agreement``), never two of one chunk the same one (Hungarian algorithm)."""
+    from scipy.optimize import linear_sum_assignment
+
+    mapping = mapping.copy()
+    speakers = mapping.max() + 1 if mapping.size else 0
+    if every <= 1 or speakers <= 0:
+        return mapping
+    for c in range(len(track)):
+        if c % every == 0:
+            continue
+        votes = np.zeros((powerset.speakers, speakers))
+        for neighbour in (c - 1, c + 1):
+            if not (0 <= neighbour < len(track) and neighbour % every == 0):
+                continue
+            # [locals of c, locals of the neighbour]
+            shared = _agreement(track, powerset, c - 1).T if neighbour < c else _agreement(track, powerset, c)
+            for j, speaker in enumerate(mapping[neighbour]):
+                if speaker >= 0:
+                    votes[:, speaker] += shared[:, j]
+        for k, speaker in zip(*linear_sum_assignment(votes, maximize=True)):
+            if votes[k, speaker] >= min_agreement:
+                mapping[c, k] = speaker
+    return mapping
 
 
 def with_neighbours(points: np.ndarray, links: np.ndarray) -> np.ndarray:
