@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -173,6 +174,42 @@ def test_below_the_parallel_thread_count_a_graph_is_built_one_at_a_time(monkeypa
     many = HnswIndex(24)
     many.upsert(np.arange(600), vectors, threads=vectors_module.HNSW_PARALLEL_THREADS)
     assert checked == [500]  # the first 100 one at a time, the rest in parallel and checked
+
+
+def test_two_savers_of_one_index_file_take_turns(tmp_path, monkeypatch):
+    """Two servers of one PostgreSQL store on one machine save the same index file (at shutdown): each
+    save removes the other data files, so two at once could leave a header naming a removed file."""
+    file = IndexFile(tmp_path / "store.index")
+    writing, release, calls = threading.Event(), threading.Event(), []
+    write = ExactIndex.write
+
+    def slow_write(self, stream):
+        calls.append(len(self))
+        if len(calls) == 1:  # the first saver is held in the middle of writing its data file
+            writing.set()
+            release.wait(10)
+        write(self, stream)
+
+    monkeypatch.setattr(ExactIndex, "write", slow_write)
+    rng = np.random.default_rng(9)
+    first, second = ExactIndex(4), ExactIndex(4)
+    first.upsert([1, 2], rng.standard_normal((2, 4)))
+    second.upsert([1, 2, 3], rng.standard_normal((3, 4)))
+    one = threading.Thread(target=file.save, args=(first, "store", 5))
+    one.start()
+    assert writing.wait(10)
+    two = threading.Thread(target=file.save, args=(second, "store", 6))
+    two.start()
+    two.join(0.5)
+    assert two.is_alive() and calls == [2]  # the second waits until the first has finished
+    release.set()
+    one.join(10)
+    two.join(10)
+    loaded = file.load(4)
+    assert loaded is not None
+    index, header = loaded
+    assert header["revision"] == 6 and sorted(index.keys().tolist()) == [1, 2, 3]
+    assert sorted(p.name for p in tmp_path.glob("store.index.*.exact")) == [header["data"]]
 
 
 @pytest.mark.parametrize("kind", ["exact", pytest.param("hnsw", marks=needs_usearch)])

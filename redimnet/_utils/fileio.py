@@ -60,6 +60,23 @@ def atomic_write(
         raise
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on the file ``path`` (created if absent) for the block: one
+    process (or thread) at a time, whoever else asks waits.  POSIX ``flock``; elsewhere a no-op."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def read_text(path: PathLike, what: str, error: Callable[[str], Exception]) -> str:
     """The UTF-8 text of ``path``.  A missing or unreadable file raises ``error(message)``, the
     message naming ``what`` the file is (e.g. ``"config file"``), the path and the reason."""

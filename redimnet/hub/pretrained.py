@@ -35,7 +35,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from .._utils.fileio import atomic_write
+from .._utils.fileio import atomic_write, exclusive_lock
 from ..errors import PretrainedError
 from ..models.families import get_family
 from .registry import (
@@ -224,20 +224,11 @@ def _exclusive(target: Path):
     Whoever holds the lock owns every ``.partial`` file of ``target``: any
     found then is the leftover of a killed download and is removed.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    with exclusive_lock(target.parent / f".{target.name}.lock"):
+        for leftover in target.parent.glob(f".{target.name}.*.partial"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
         yield
-        return
-    with open(target.parent / f".{target.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            for leftover in target.parent.glob(f".{target.name}.*.partial"):
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def download(

@@ -36,7 +36,7 @@ from typing import Any, Dict, Iterator, Optional, Protocol, Tuple
 
 import numpy as np
 
-from .._utils.fileio import atomic_write
+from .._utils.fileio import atomic_write, exclusive_lock
 from .vectors import (  # noqa: F401 (APPROXIMATE_FROM, ExactIndex, HnswIndex, ...: also exported here)
     APPROXIMATE_FROM,
     EXACT_BELOW,
@@ -157,8 +157,17 @@ class IndexFile:
         return index, header
 
     def save(self, index: VectorIndex, store_id: str, revision: int) -> None:
-        """Write ``index`` (at ``revision`` of store ``store_id``) and make it the current one."""
+        """Write ``index`` (at ``revision`` of store ``store_id``) and make it the current one.
+
+        Processes sharing the folder (several servers of one PostgreSQL store on one machine) save one
+        at a time, under ``PATH.lock``: two saves at once could each remove the other's data file, and
+        leave a header that names a removed one.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.path.with_name(self.path.name + ".lock")):
+            self._write(index, store_id, revision)
+
+    def _write(self, index: VectorIndex, store_id: str, revision: int) -> None:
         data = self.path.parent / f"{self.path.name}.{secrets.token_hex(6)}.{index.kind}"
         try:
             if isinstance(index, HnswIndex):
@@ -194,9 +203,14 @@ class IndexFile:
                     other.unlink()
 
     def remove(self) -> None:
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-        self._remove_other_data(keep="")
+        """Remove the header, the data files and the lock file (nothing of the index is left)."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        with exclusive_lock(lock):
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            self._remove_other_data(keep="")
+            with contextlib.suppress(OSError):
+                lock.unlink()
 
 
 def _crc32(path: Path) -> int:
