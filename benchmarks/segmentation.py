@@ -281,7 +281,7 @@ def speed(args) -> dict:
     return {
         "hours": round(result["duration"] / 3600, 3),
         "file": str(path),
-        "model": args.model,
+        "model": args.checkpoint or f"{args.model} (random weights)",
         "threads": args.threads or 1,
         **result,
         "load_before": [round(x, 2) for x in before],
