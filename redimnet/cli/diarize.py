@@ -135,7 +135,7 @@ def register(subparsers) -> None:
         default=None,
         metavar="N",
         help="embed the local speakers of every N-th chunk only; the others follow the chunks beside them "
-        "(2: about half the embedding time; default 1)",
+        "(2: about half as many embeddings; default 1)",
     )
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run, batch_size=32)
