@@ -105,7 +105,9 @@ EMBED = r"""
 import atexit, json, resource, runpy
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"cpu": usage.ru_utime + usage.ru_stime}), flush=True)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the decoding workers, joined by now
+    own, theirs = usage.ru_utime + usage.ru_stime, workers.ru_utime + workers.ru_stime
+    print(json.dumps({"cpu": own, "workers_cpu": theirs}), flush=True)
 atexit.register(cpu)
 runpy.run_module("redimnet", run_name="__main__", alter_sys=True)
 """
@@ -235,11 +237,12 @@ def embed(
     if done.returncode:
         raise SystemExit(f"redimnet embed failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     summary = re.search(r"s of audio\) in ([0-9.]+) s", done.stderr)
-    cpu = json.loads(done.stdout.strip().splitlines()[-1])["cpu"]
+    usage = json.loads(done.stdout.strip().splitlines()[-1])
     return {
         "audio_seconds": audio_seconds,
         "seconds": elapsed,
-        "cpu": cpu,
+        "cpu": usage["cpu"],
+        "workers_cpu": usage["workers_cpu"],
         "reported_seconds": float(summary.group(1)) if summary else None,
     }
 
@@ -281,6 +284,7 @@ def measure(args, corpus: Path, checkpoint: Path, scratch: Path, load: int) -> d
         "ratio": cli_speed / model_speed,
         "ratio_inside": first["seconds"] / cli["reported_seconds"] if cli["reported_seconds"] else float("nan"),
         "ratio_cpu": first["cpu"] / cli["cpu"],
+        "ratio_cpu_all": first["cpu"] / (cli["cpu"] + cli["workers_cpu"]),
         "loop_share": busy,
         "load_average": [average, os.getloadavg()[0]],
     }
@@ -338,8 +342,9 @@ def main() -> None:
                 f"round {number + 1}, {load} busy process(es): model {result['model_speed']:.1f} s/s "
                 f"({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), embed {result['embed_speed']:.1f} s/s "
                 f"({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, {cli['cpu']:.1f} s CPU "
-                f"in the main process), ratio {result['ratio']:.3f} (after start-up {result['ratio_inside']:.3f}, "
-                f"CPU {result['ratio_cpu']:.3f}){share}; load average {result['load_average'][0]:.2f} -> "
+                f"in the main process, {cli['workers_cpu']:.1f} s in the workers), ratio {result['ratio']:.3f} "
+                f"(after start-up {result['ratio_inside']:.3f}, CPU {result['ratio_cpu']:.3f}, with the workers' "
+                f"{result['ratio_cpu_all']:.3f}){share}; load average {result['load_average'][0]:.2f} -> "
                 f"{result['load_average'][1]:.2f}",
                 flush=True,
             )
@@ -347,6 +352,7 @@ def main() -> None:
         ("ratio", "whole command, wall clock"),
         ("ratio_inside", "after Python/torch start-up"),
         ("ratio_cpu", "CPU time: model alone / embed's main process (decoding is in the workers)"),
+        ("ratio_cpu_all", "CPU time: model alone / embed's main process and workers together"),
     ]
     if args.loop_share:
         keys.append(("loop_share", "share of the pipeline loop's wall time in the model's forward passes"))
