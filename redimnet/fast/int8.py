@@ -5,10 +5,10 @@ How a model becomes an int8 network:
 1. it is exported to ONNX with its front end (:func:`redimnet.embedding.export.export_onnx`);
 2. onnxruntime's quantisation tool (``onnxruntime.quantization.quantize_static``)
    inserts quantise/dequantise pairs ("QDQ" format) around every convolution and
-   matrix product of the backbone -- weights int8 per output channel, activations
-   int8 per tensor, both symmetric -- with activation ranges (min/max) measured by
-   running *calibration speech* through the float model.  The front end (STFT, mel
-   filters, logarithm), the pooling and the embedding layer stay float32: the front
+   matrix product of the backbone and of the attentive pooling -- weights int8 per
+   output channel, activations int8 per tensor, both symmetric -- with activation
+   ranges (min/max) measured by running *calibration speech* through the float model.
+   The front end (STFT, mel filters, logarithm) and the embedding layer stay float32: the front
    end's dynamic range does not fit 8 bits, and the pooled statistics that feed the
    embedding layer have a few large features that would squeeze every other one into
    a handful of levels (quantising that one layer took the trained test model's
@@ -72,9 +72,10 @@ _SYNTHETIC_SPEAKERS = 24  # default calibration: this many synthetic voices ...
 _SYNTHETIC_SECONDS = 6.0  # ... of this many seconds each, plus the shipped examples
 _SYNTHETIC_SEED = 2025
 _DEFAULT_CALIBRATION = f"default:{_SYNTHETIC_SPEAKERS}x{_SYNTHETIC_SECONDS:g}s:{_SYNTHETIC_SEED}"  # cache key part
-_SCHEME = "qdq-s8s8-perchannel-minmax-backbone-widegroups16-v2"  # the quantisation recipe (cache key)
+_SCHEME = "qdq-s8s8-perchannel-minmax-backbone-pool-widegroups16-v3"  # the quantisation recipe (cache key)
 _QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
-_QUANTIZED_PREFIX = "/backbone/"  # node names of the backbone in the exported graph: the only part quantised
+# node names (in the exported graph) of the parts quantised: the backbone and the pooling's convolutions
+_QUANTIZED_PREFIXES = ("/backbone/", "/pool/")
 SAMPLE_RATE = 16000
 GROUP_WIDTH = 16
 """Grouped convolutions with fewer input channels per group are rewritten with this many (see :func:`widen_groups`)."""
@@ -246,7 +247,7 @@ def quantize_onnx(
             import onnx
 
             graph = onnx.load(str(prepared), load_external_data=False).graph
-            kept_float = [node.name for node in graph.node if not node.name.startswith(_QUANTIZED_PREFIX)]
+            kept_float = [node.name for node in graph.node if not node.name.startswith(_QUANTIZED_PREFIXES)]
             if len(kept_float) == len(graph.node):
                 raise Int8Error("int8 quantisation: the exported graph has no backbone nodes to quantise")
             try:
