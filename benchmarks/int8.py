@@ -62,7 +62,7 @@ def speed(args) -> List[dict]:
         torch.manual_seed(0)
         plain = redimnet.build(preset).eval()
         fp32 = optimize_for_inference(plain)
-        quantised = int8_network(plain, threads=args.threads, cache_dir=cache, bfloat16=args.bfloat16)
+        quantised = int8_network(plain, threads=args.threads, cache_dir=cache)
         for batch, seconds in map(parse_shape, args.shapes.split(",")):
             wave = torch.randn(batch, int(seconds * 16000), generator=torch.Generator().manual_seed(1)) * 0.1
             variants = {
@@ -120,8 +120,6 @@ def accuracy(args) -> List[dict]:
             "float32": redimnet.Embedder(model, device="cpu"),
             "int8": redimnet.Embedder(model, device="cpu", precision="int8", cache_dir=cache),
         }
-        if args.bfloat16:  # the Embedder keeps float32 beside int8; replace its network
-            embedders["int8"].network = int8_network(model, cache_dir=cache, bfloat16=True)
         for trials_path, audio in zip(args.trials, args.audio):
             trials = parse_trials(Path(trials_path).read_text().splitlines(), source=trials_path)
             utterances = sorted({u for pair in zip(trials.enroll, trials.test) for u in pair})
@@ -165,9 +163,6 @@ def main(argv=None) -> int:
         sub.add_argument("--threads", type=int, default=2, help="model threads, both precisions (default 2)")
         sub.add_argument("--cache", help="folder for the quantised models (default: a new temporary folder)")
         sub.add_argument("--json", type=Path, help="also write the rows as JSON")
-        sub.add_argument(
-            "--bfloat16", action="store_true", help="int8 network: run what is not int8 in bfloat16, not float32"
-        )
     args = parser.parse_args(argv)
     keep_freed_memory()
     rows = speed(args) if args.command == "speed" else accuracy(args)

@@ -78,60 +78,52 @@ def test_int8_embeddings_of_speech_stay_close_to_float32(embedders):
     assert cosine(batch[1], single[0]) >= 0.9999 and cosine(batch[0], single[0]) < 0.99
 
 
-@pytest.mark.slow
-def test_what_is_not_int8_runs_in_bfloat16_only_where_asked(embedders):
-    fp32, quantised = embedders
-    path = quantised.network.path
-    clips = speech_clips()[:4]
-    import openvino
-
-    has_bf16 = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    for bfloat16 in (False, True):
-        network = int8.Int8Network(path, threads=1, bfloat16=bfloat16)
-        used = str(network._compiled.get_property("INFERENCE_PRECISION_HINT"))
-        assert ("bfloat16" if bfloat16 and has_bf16 else "float32") in used, used
-        outputs = [network(torch.from_numpy(clip[None]))[0] for clip in clips]
-        cosines = [cosine(fp32.embed(clip), output) for clip, output in zip(clips, outputs)]
-        assert min(cosines) >= 0.98 and np.mean(cosines) >= 0.99, (bfloat16, cosines)
-    assert not int8.Int8Network(path, threads=1).bf16  # float32 unless asked
-
-
 def test_narrow_convolution_groups_are_widened_with_the_same_outputs(tmp_path):
+    """The rewritten file's convolutions, run with its own weights and group counts (by torch, on
+    the file's tensors), give the original outputs."""
     import onnx
-    import onnxruntime
-
-    class Convs(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.narrow = torch.nn.Conv2d(32, 32, 3, padding=1, groups=8)  # 4 channels per group
-            self.odd = torch.nn.Conv2d(32, 24, 3, padding=1, groups=8, bias=False)  # 3 outputs per group
-            self.depthwise = torch.nn.Conv2d(24, 24, 3, padding=1, groups=24)
-            self.wide = torch.nn.Conv1d(96, 96, 1, groups=2)  # 48 per group: already wide
-
-        def forward(self, x):
-            y = self.depthwise(self.odd(torch.relu(self.narrow(x))))
-            return self.wide(y.reshape(y.shape[0], 96, -1))
+    from onnx import TensorProto, helper, numpy_helper
 
     torch.manual_seed(3)
-    model = Convs().eval()
-    path = tmp_path / "convs.onnx"
-    x = torch.randn(2, 32, 4, 11)
-    torch.onnx.export(model, (x,), str(path), input_names=["x"], dynamo=False)
-
-    def run():
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(None, {"x": x.numpy()})[0]
-
-    before = run()
-    np.testing.assert_allclose(before, model(x).detach().numpy(), atol=1e-5)
-    assert int8.widen_groups(path) == 2
-    groups = [
-        next(a.i for a in node.attribute if a.name == "group")
-        for node in onnx.load(str(path)).graph.node
-        if node.op_type == "Conv"
+    layers = [  # name, in channels, out channels, groups, kernel size
+        ("narrow", 32, 32, 8, 3),  # 4 channels per group
+        ("odd", 32, 24, 8, 3),  # 3 outputs per group
+        ("depthwise", 24, 24, 24, 3),
+        ("wide", 24, 24, 2, 1),  # 12 per group, but 24 channels allow no wider group of 16
     ]
-    assert groups == [2, 2, 24, 2]  # 16 channels per group; depthwise and wide ones untouched
-    np.testing.assert_allclose(run(), before, atol=1e-5)
+    weights = {name: torch.randn(out, cin // groups, k, k) for name, cin, out, groups, k in layers}
+    nodes, previous = [], "x"
+    for name, _, _, groups, k in layers:
+        pad = k // 2
+        nodes.append(
+            helper.make_node(
+                "Conv", [previous, name], [name + "_out"], group=groups, pads=[pad] * 4, kernel_shape=[k, k]
+            )
+        )
+        previous = name + "_out"
+    graph = helper.make_graph(
+        nodes,
+        "convs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 32, 4, 11])],
+        [helper.make_tensor_value_info(previous, TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w.numpy(), name) for name, w in weights.items()],
+    )
+    path = tmp_path / "convs.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+
+    def run(kernels, groups):
+        y = torch.randn(2, 32, 4, 11, generator=torch.Generator().manual_seed(5))
+        for (name, _, _, _, k), g in zip(layers, groups):
+            y = torch.nn.functional.conv2d(y, kernels[name], padding=k // 2, groups=g)
+        return y
+
+    before = run(weights, [groups for _, _, _, groups, _ in layers])
+    assert int8.widen_groups(path) == 2
+    saved = onnx.load(str(path)).graph
+    groups = [next(a.i for a in node.attribute if a.name == "group") for node in saved.node]
+    assert groups == [2, 2, 24, 2]  # 16 channels per group; the depthwise one and the 12-wide one untouched
+    kernels = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in saved.initializer}
+    torch.testing.assert_close(run(kernels, groups), before, atol=1e-4, rtol=1e-4)
     assert int8.widen_groups(path) == 0  # nothing narrow is left
 
 

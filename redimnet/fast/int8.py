@@ -354,26 +354,21 @@ class Int8Network(nn.Module):
     Behaves like the float networks for the embedding pipeline (a module taking and
     returning float32 CPU tensors); it has no parameters and cannot be trained.
     ``threads``: the CPU threads OpenVINO uses (default ``torch.get_num_threads()``).
-    ``bfloat16``: run what is not int8 (front end, element-wise work, pooling, embedding layer)
-    in bfloat16 instead of float32, on CPUs that have bfloat16 instructions (AVX-512 BF16, AMX;
-    elsewhere OpenVINO keeps float32).  About 1.15-1.2x faster for b2, but not the default: it
-    took a trained ReDimNet2's embeddings from cosine 0.9997 to 0.92 of float32 on average (0.36
-    for the worst utterance; ``docs/performance.md``).
+    What is not int8 runs in float32, also on CPUs where OpenVINO would pick bfloat16.
     """
 
-    def __init__(self, path: PathLike, threads: Optional[int] = None, bfloat16: bool = False):
+    def __init__(self, path: PathLike, threads: Optional[int] = None):
         super().__init__()
         openvino = require("openvino", "int8 inference")
         self.path = Path(path)
         self.threads = int(threads or torch.get_num_threads())
         try:
             core = openvino.Core()
-            self.bf16 = bool(bfloat16)
             config = {
                 "INFERENCE_NUM_THREADS": self.threads,
                 "PERFORMANCE_HINT": "LATENCY",
-                # what is not int8: float32 unless asked (OpenVINO would pick bf16 on CPUs that have it)
-                "INFERENCE_PRECISION_HINT": "bf16" if self.bf16 else "f32",
+                # what is not int8: float32 (OpenVINO would pick bf16 on CPUs that have it)
+                "INFERENCE_PRECISION_HINT": "f32",
                 "ENABLE_CPU_PINNING": False,  # pinned threads stall when other programs share the cores
             }
             self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
@@ -399,7 +394,6 @@ def int8_network(
     calibration: Optional[Sequence[PathLike]] = None,
     threads: Optional[int] = None,
     cache_dir: Optional[PathLike] = None,
-    bfloat16: bool = False,
 ) -> Int8Network:
     """The int8 form of ``model`` (either family), quantised once and then loaded from the cache.
 
@@ -411,7 +405,6 @@ def int8_network(
         cache_dir: the weights cache (default: that of :func:`redimnet.hub.pretrained.default_cache_dir`);
             the quantised file goes to its ``int8/`` folder, or to a temporary folder when
             that cannot be written.
-        bfloat16: what is not int8 runs in bfloat16 (faster, less accurate; see :class:`Int8Network`).
 
     Raises:
         MissingDependencyError: onnx, onnxruntime or openvino is missing (``pip install "redimnet[int8]"``).
@@ -425,9 +418,9 @@ def int8_network(
     folder = _cache_folder(cache_dir)
     if folder is None:
         with tempfile.TemporaryDirectory(prefix="redimnet-int8-") as scratch:
-            return Int8Network(quantize_onnx(model, Path(scratch) / "model.onnx", waves), threads, bfloat16)
+            return Int8Network(quantize_onnx(model, Path(scratch) / "model.onnx", waves), threads)
     source = _DEFAULT_CALIBRATION if waves is None else _fingerprint(waves)
     target = folder / f"{_cache_key(model, source, False)}.onnx"
     if not target.is_file():  # written whole or not at all: concurrent processes may race, harmlessly
         quantize_onnx(model, target, waves)
-    return Int8Network(target, threads, bfloat16)
+    return Int8Network(target, threads)
