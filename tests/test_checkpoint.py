@@ -335,6 +335,7 @@ def test_bad_tensor_values_are_named(tmp_path, key, bad, message):
         redimnet.load_checkpoint(write(tmp_path / "bad.pt", content))
 
 
+@pytest.mark.slow
 def test_first_bad_tensor_is_named(tmp_path):
     content = _small_model_content()
     names = list(content["state_dict"])

@@ -97,6 +97,7 @@ def test_the_speaker_database_is_db_everywhere():
     assert parser.parse_args(["diarize", "x.wav", "-o", "out", "--db", "s.db"]).db == "s.db"
 
 
+@pytest.mark.slow
 def test_decoding_processes_and_server_processes_have_different_names(monkeypatch):
     embed = cli.build_parser(["embed"])
     text = embed._subparsers._group_actions[0].choices["embed"].format_help()
@@ -192,6 +193,7 @@ def test_calibrate_refuses_too_few_trials(tmp_path, capsys):
     assert not (tmp_path / "cal.json").exists()
 
 
+@pytest.mark.slow
 def test_exported_onnx_input_is_named_as_the_command_says(tmp_path, checkpoint, capsys):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
@@ -234,6 +236,7 @@ def test_der_says_when_it_is_undefined(tmp_path, capsys):
 
 
 # --- backend train: the default dimension follows the training speakers --------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("dim,expected", [(192, "32 dimensions (LDA from 192"), (64, "64 dimensions:")])
 def test_backend_train_default_dimension_follows_the_speakers(tmp_path, capsys, dim, expected):
     rng = np.random.default_rng(0)

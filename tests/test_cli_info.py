@@ -27,6 +27,7 @@ def test_info_preset(capsys):
     assert "GMACs for 2 s of audio: 0.415" in out
 
 
+@pytest.mark.slow
 def test_info_checkpoint_json(capsys):
     checkpoint = official_file("var_tfmel_cls.pt")
     assert main(["info", "--checkpoint", str(checkpoint), "--json", "--seconds", "1"]) == 0

@@ -53,6 +53,7 @@ def test_demo_scores_every_pair_with_a_stand_in(b0_model_and_checkpoint, capsys)
     assert report["same_speaker_pairs_score_highest"] == highest
 
 
+@pytest.mark.slow
 def test_demo_text_output(b0_model_and_checkpoint, capsys):
     assert main(["demo", "--checkpoint", str(b0_model_and_checkpoint[1]), "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()

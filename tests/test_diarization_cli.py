@@ -185,6 +185,7 @@ def test_diarize_vad_and_der_verbs_end_to_end(tmp_path, conversation, b0_model_a
     assert vad_score.missed < 0.1 * vad_score.total and vad_score.false_alarm < 0.15 * vad_score.total
 
 
+@pytest.mark.slow
 def test_silero_vad_runs_offline_on_a_conversation(tmp_path, conversation):
     pytest.importorskip("silero_vad")
     assert _run("vad", conversation / "talk.wav", "-o", tmp_path / "v", "--vad", "silero") == 0
@@ -275,6 +276,7 @@ def test_bad_inputs(tmp_path, conversation, b0_model_and_checkpoint, capsys, one
     assert f"{bad}:1:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_diarize_verb_with_digital_silence(tmp_path, b0_model_and_checkpoint, capsys, one_thread, monkeypatch):
     _, checkpoint = b0_model_and_checkpoint
     # two tones with 3 s of exact zeros between them, which --min-silence 3.5 bridges into one region

@@ -128,6 +128,7 @@ def _annotation(segments):
     return result
 
 
+@pytest.mark.slow
 def test_der_matches_pyannote_metrics_on_random_pairs():
     pytest.importorskip("pyannote.metrics")
     from pyannote.metrics.diarization import DiarizationErrorRate
@@ -209,6 +210,7 @@ def test_energy_vad_finds_tone_bursts_and_ignores_noise():
         AudioSource((wave * 1e30).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_energy_vad_on_a_synthetic_conversation(tmp_path):
     reference = generate_conversation(tmp_path / "c.wav", speakers=2, seconds=30, seed=3)
     segments = EnergyVAD().segments(AudioSource(tmp_path / "c.wav"))

@@ -76,6 +76,7 @@ def clean_simulator(speakers, **options):
     return ConversationSimulator(speakers, **options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overlap", [0.0, 0.2])
 def test_each_speaker_sounds_exactly_where_the_reference_says(overlap):
     conversation = clean_simulator(tone_speakers(), overlap=overlap).simulate(150, seed=3)
@@ -90,6 +91,7 @@ def test_each_speaker_sounds_exactly_where_the_reference_says(overlap):
         assert loud[outside].mean() < 0.01, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overlap", [0.05, 0.15, 0.25])
 def test_the_overlap_fraction_is_the_one_asked_for_and_is_in_the_audio(overlap):
     conversation = clean_simulator(tone_speakers(), overlap=overlap).simulate(240, seed=int(overlap * 100))
@@ -149,6 +151,7 @@ def test_channels_keep_speech_above_the_pauses_between_turns():
     assert all(len(seen) > 1 for seen in channels.values())
 
 
+@pytest.mark.slow
 def test_turn_variation_zero_keeps_each_speakers_channel():
     conversation = ConversationSimulator([SyntheticSpeaker(9, i) for i in range(2)], turn_variation=0.0).simulate(
         40, seed=4

@@ -331,6 +331,7 @@ def test_torchrun_two_ranks_on_gloo(tmp_path, corpus, model_and_checkpoint):
     assert "embedded 7 file(s)" in result.stderr
 
 
+@pytest.mark.slow
 def test_npz_records_the_model_and_refuses_mixing(tmp_path, corpus, model_and_checkpoint, capsys):
     from redimnet.embedding.io import embeddings_model
     from redimnet.models.fingerprint import model_fingerprint

@@ -250,6 +250,7 @@ def test_cohort_and_normalised_eval(tmp_path, capsys):
     assert "utt2spk file not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_plots(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     ids, matrix, speakers, emb = make_population(tmp_path)

@@ -41,6 +41,7 @@ def full_scan(backend, store, embedding, top):
     return [(names[i], float(scores[i])) for i in order]
 
 
+@pytest.mark.slow
 def test_backend_scores_the_cosine_shortlist_from_the_index(tmp_path, world, monkeypatch):
     backend, enrolled, queries = world
     scorer = Scorer(backend)

@@ -183,6 +183,7 @@ trial_lists = (
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(trial_lists)
 def test_matches_brute_force(trials):

@@ -58,6 +58,7 @@ def test_matches_fixture_and_plain_path(fixture, which):
     assert relative_error(ours, reference) <= TOLERANCE, name
 
 
+@pytest.mark.slow
 def test_features_in_path_matches(fixture):
     name, plain, fast, expected = fixture
     features = torch.from_numpy(expected["features_single"])
@@ -365,6 +366,7 @@ def test_transformer_heads_padded_to_16_keep_outputs(dim, heads, padded):
         assert relative_error(fast(x), expected) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs PyTorch built with oneDNN")
 @pytest.mark.parametrize("block_2d_type", ["basic_resnet_fwse", "basic_resnet"])
 def test_grouped_resnet_stages_run_blocked_for_batches(block_2d_type, monkeypatch):

@@ -98,6 +98,7 @@ def _same_model(a, b):
         torch.testing.assert_close(a(wave), b(wave))
 
 
+@pytest.mark.slow
 def test_download_cache_and_reuse(tmp_path, server, b0_file):
     cache = tmp_path / "cache"
     model = from_pretrained("b0", "ft_lm", "vox2", cache_dir=cache, base_url=server.url, progress=False)
@@ -163,6 +164,7 @@ def test_damaged_cached_file_with_known_checksum(tmp_path):
         from_pretrained("b2", "ft_lm", "vox2", cache_dir=cache, base_url="http://127.0.0.1:9/")
 
 
+@pytest.mark.slow
 def test_non_commercial_models_warn(tmp_path, server):
     with pytest.warns(NonCommercialLicenseWarning, match="CC BY-NC-SA 4.0.*non-commercial"):
         from_pretrained("M", "ft_mix", "vb2+vox2+cnc", cache_dir=tmp_path, base_url=server.url, progress=False)
@@ -197,6 +199,7 @@ def test_copy_into_cache(tmp_path, b0_file):
         copy_into_cache(b0_file, "b5", "ft_lm", "vox2", cache_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_torch_hub_load_local(tmp_path, server, b0_file):
     model = torch.hub.load(
         str(ROOT),

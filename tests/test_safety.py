@@ -144,6 +144,7 @@ def test_embed_list_cannot_write_outside_the_npy_folder(tmp_path, voices, b0_mod
     assert "3 input(s) failed" in err and "'..'" in err and "absolute" in err
 
 
+@pytest.mark.slow
 def test_kaldi_refuses_a_bad_key_and_writes_the_others(tmp_path, voices, b0_model_and_checkpoint, capsys):
     kaldiio = pytest.importorskip("kaldiio")
     _, checkpoint = b0_model_and_checkpoint
@@ -517,6 +518,7 @@ def test_eval_table_escapes_trial_list_names(tmp_path, capsys):
     assert "\x1b" not in out and "list\\x1b[31m" in out
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.text(min_size=1, max_size=30), st.text(max_size=30)), min_size=1, max_size=5))
 def test_fuzz_failure_report_is_one_line_of_two_fields_per_failure(tmp_path, failures):

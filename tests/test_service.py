@@ -610,6 +610,7 @@ def test_calibrated_verify_and_identify(embedder, tmp_path, clips):
         assert client.get("/v1/info").json()["scoring"]["calibrated"] is True
 
 
+@pytest.mark.slow
 def test_concurrent_requests_share_batches(client, clips):
     import concurrent.futures
 
