@@ -114,6 +114,13 @@ def _overlap_decision(args) -> dict:
     }
 
 
+def _speaker_embeddings(args) -> dict:
+    """The diarizer's ``speaker_embeddings`` argument of ``--speaker-embeddings`` (default: its own)."""
+    from redimnet.diarization.diarizer import DEFAULT_SPEAKER_EMBEDDINGS
+
+    return {"speaker_embeddings": args.speaker_embeddings or DEFAULT_SPEAKER_EMBEDDINGS}
+
+
 def quality(args) -> dict:
     import torch
 
@@ -136,6 +143,7 @@ def quality(args) -> dict:
             min_clean=args.min_clean,
             cluster_seconds=args.cluster_seconds,
             embed_every=args.embed_every,
+            **_speaker_embeddings(args),
         ),
     }
     if args.only_segmentation:
@@ -212,6 +220,7 @@ def quality(args) -> dict:
         "min_clean": args.min_clean,
         "cluster_seconds": args.cluster_seconds,
         "embed_every": args.embed_every,
+        "speaker_embeddings": _speaker_embeddings(args)["speaker_embeddings"],
         "collar": 0.25,
         "machine": _machine(),
         "sets": table,
@@ -247,7 +256,9 @@ def run_once(args) -> dict:
 
     torch.set_num_threads(args.threads or 1)
     segmenter = make_segmenter(args.segmentation, args.step, **_overlap_decision(args))
-    diarizer = Diarizer(_embedder(args), segmentation=segmenter, embed_every=args.embed_every)
+    diarizer = Diarizer(
+        _embedder(args), segmentation=segmenter, embed_every=args.embed_every, **_speaker_embeddings(args)
+    )
     started, cpu_started = time.perf_counter(), time.process_time()
     result = diarizer.diarize(args.file, num_speakers=6)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
@@ -275,6 +286,7 @@ def speed(args) -> dict:
     command += ["--overlap-threshold", str(args.overlap_threshold)] if args.overlap_threshold is not None else []
     command += ["--min-overlap", str(args.min_overlap)] if args.min_overlap is not None else []
     command += ["--embed-every", str(args.embed_every)]
+    command += ["--speaker-embeddings", args.speaker_embeddings] if args.speaker_embeddings else []
     before = os.getloadavg()
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
@@ -319,6 +331,12 @@ def main() -> int:
     parser.add_argument("--min-clean", type=float, default=1.0)
     parser.add_argument("--embed-every", type=int, default=1, help="the diarizer's embed_every")
     parser.add_argument("--cluster-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--speaker-embeddings",
+        choices=["windows", "mapped", "local"],
+        default=None,
+        help="the diarizer's speaker_embeddings (default: its own)",
+    )
     parser.add_argument(
         "--only-segmentation", action="store_true", help="quality: leave out the embedding-only pipeline (tuning)"
     )

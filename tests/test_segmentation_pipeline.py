@@ -13,8 +13,18 @@ from test_diarization_cli import RATE, ToneEmbedder
 import redimnet
 from redimnet import cli
 from redimnet.diarization import Diarizer, Segment, diarization_error, read_rttm
+from redimnet.diarization.powerset import Powerset
 from redimnet.diarization.segmentation import SegmentationConfig, SegmentationNet, save_segmentation
-from redimnet.diarization.segmented import SegmentationVAD, Segmenter
+from redimnet.diarization.segmented import (
+    Chunk,
+    ChunkTrack,
+    SegmentationVAD,
+    Segmenter,
+    frame_labels,
+    map_by_agreement,
+    nearest_other,
+    overlap_speakers,
+)
 from redimnet.diarization.segments import overlap_regions
 from redimnet.errors import ConfigError
 
@@ -126,6 +136,95 @@ def test_embedding_every_other_chunk_halves_the_embeddings_and_keeps_the_result(
         Diarizer(ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network()), embed_every=0)
 
 
+# --------------------------------------------------------------------------- speakers from windows
+
+
+def test_frame_labels_put_each_frame_in_the_segment_holding_its_centre():
+    segments = [Segment(0.0, 0.05, "1"), Segment(0.05, 0.1, "0"), Segment(0.15, 0.19, "2")]
+    # 20 ms frames: centres 0.01, 0.03, 0.05, 0.07, 0.09, 0.11, 0.13, 0.15, 0.17, 0.19
+    assert frame_labels(segments, 10, 0.02).tolist() == [1, 1, 0, 0, 0, -1, -1, 2, 2, -1]
+
+
+def test_nearest_other_speaker_in_time_skips_unlabelled_frames():
+    labels = np.array([-1, 0, 0, -1, 1, 1, 1, -1, -1, 0, 2, 2])
+    assert nearest_other(labels).tolist() == [-1, 1, 1, -1, 0, 0, 0, -1, -1, 2, 0, 0]
+    assert nearest_other(np.array([0, 0, -1, 0])).tolist() == [-1, -1, -1, -1]  # nobody else
+    assert nearest_other(np.array([-1, -1])).tolist() == [-1, -1]
+
+
+def _track(chunks, frames, powerset, min_overlap=0):
+    """A ChunkTrack of hand-made chunks: (first frame, [frames, 3] 0/1 activity of the local speakers)."""
+    track = ChunkTrack(frames, 320, powerset.sizes, min_overlap)
+    for index, (start, activity) in enumerate(chunks):
+        activity = np.asarray(activity, dtype=np.float32)
+        classes = powerset.from_multilabel(activity).astype(np.uint8)
+        track.add(Chunk(index, start * 320, np.zeros(0, np.float32), classes, activity.astype(np.float16)))
+    return track
+
+
+def test_local_speakers_take_the_window_speaker_of_most_of_their_frames():
+    powerset = Powerset(3, 2)
+    # chunk 0 (frames 0-9): local 0 speaks 0-5, local 2 speaks 4-9; chunk 1 (frames 5-14): local 1 5-14
+    first = np.zeros((10, 3))
+    first[0:6, 0] = 1
+    first[4:10, 2] = 1
+    second = np.zeros((10, 3))
+    second[:, 1] = 1
+    track = _track([(0, first), (5, second)], 15, powerset)
+    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, -1])
+    mapping = map_by_agreement(track, labels, powerset, 2)
+    # chunk 0: local 0 -> 1 (5 frames of 6), local 2 -> 0 (5 of 6); local 1 never speaks: none
+    # chunk 1: local 1 -> 0 (7 frames against 2); locals 0 and 2 silent
+    assert mapping.tolist() == [[1, -1, 0], [-1, 0, -1]]
+    assert map_by_agreement(track, np.full(15, -1), powerset, 2).tolist() == [[-1, -1, -1], [-1, -1, -1]]
+
+
+def test_overlapped_frames_get_the_other_local_speaker_or_the_nearest_other_speaker():
+    powerset = Powerset(3, 2)
+    activity = np.zeros((20, 3))
+    activity[0:12, 0] = 1  # local 0 speaks 0-11
+    activity[8:20, 1] = 1  # local 1 speaks 8-19: frames 8-11 overlapped
+    track = _track([(0, activity)], 20, powerset)
+    labels = np.array([0] * 10 + [1] * 10)  # the windows' speakers change at frame 10
+    mapping = np.array([[0, 1, -1]])
+    turns = overlap_speakers(track, labels, mapping, 2, 0.02, min_gap=0.0, min_turn=0.0)
+    # frames 8-9 (speaker 0 already) add speaker 1; frames 10-11 (speaker 1 already) add speaker 0
+    assert turns == [[(pytest.approx(0.2), pytest.approx(0.24))], [(pytest.approx(0.16), pytest.approx(0.2))]]
+    # without any assigned local speaker: the nearest other speaker in time
+    turns = overlap_speakers(track, labels, np.full((1, 3), -1), 2, 0.02, min_gap=0.0, min_turn=0.0)
+    assert turns == [[(pytest.approx(0.2), pytest.approx(0.24))], [(pytest.approx(0.16), pytest.approx(0.2))]]
+
+
+SHORT_TURNS = [(1.0, 5.0, "A"), (6.0, 6.6, "B"), (7.5, 11.0, "A"), (12.0, 12.6, "B"), (13.5, 17.0, "A")]
+
+
+@pytest.mark.parametrize("mode", ["windows", "mapped"])
+def test_speakers_from_windows_label_turns_too_short_for_a_local_embedding(mode):
+    # B's turns (0.6 s) are shorter than min_clean (1 s): the local design embeds nothing of B and misses
+    # them; the windows over the speech label them, and overlapped speech still gets both speakers
+    wave, reference = tones(SHORT_TURNS, 19.0)
+    found = {}
+    for design in (mode, "local"):
+        diarizer = Diarizer(
+            ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network(), min_overlap=0.0), speaker_embeddings=design
+        )
+        found[design] = diarization_error(reference, diarizer.diarize(wave, num_speakers=2), collar=0.0)
+    assert found[mode].der < 0.02, found[mode]
+    assert found["local"].missed >= 1.5 or found["local"].confusion >= 1.5, found["local"]
+    wave, reference = tones(PLAN, 30.0)
+    diarizer = Diarizer(
+        ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network(), min_overlap=0.0), speaker_embeddings=mode
+    )
+    result = diarizer.diarize(wave, num_speakers=3)
+    assert [[round(s, 2), round(e, 2)] for s, e in result.overlap] == [[5.0, 6.0], [13.5, 14.0]]
+    found_overlap = overlap_regions(list(result))
+    assert sum(e - s for s, e in found_overlap) == pytest.approx(1.5, abs=0.1)
+    assert diarization_error(reference, result, collar=0.0).missed < 0.1
+    assert result.speaker_count["given"] is True and result.windows > 0
+    with pytest.raises(redimnet.InvalidArgumentError, match="speaker_embeddings must be one of windows, mapped, local"):
+        Diarizer(ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network()), speaker_embeddings="clean")
+
+
 def test_a_recording_shorter_than_a_chunk_and_one_without_speech():
     wave, reference = tones([(0.5, 2.0, "A"), (1.5, 3.0, "B")], 3.2)
     diarizer = Diarizer(ThreeToneEmbedder(), segmentation=ToneSegmenter(tiny_network(), min_overlap=0), min_clean=0.3)
@@ -215,12 +314,13 @@ def test_diarize_min_clean_and_cluster_seconds_options(conversation, network, tm
     checkpoint = PROJECT_ROOT / "tests" / "data" / "diarization" / "redimnet_synthetic.pt"
     base = ["diarize", str(conversation), "--checkpoint", str(checkpoint), "--num-speakers", "2"]
     out = tmp_path / "out"
-    for options in (["--cluster-seconds", "0"], ["--embed-every", "2"]):
+    for options in (["--cluster-seconds", "0"], ["--embed-every", "2"], ["--speaker-embeddings", "windows"]):
         assert cli.main([*base, "-o", str(out), "--segmentation", str(network), *options]) == 0
         assert json.loads((out / "tones.json").read_text())["speakers"]
     # no local speaker of a 4 s chunk has 5 s of speech: nothing is embedded, nobody found
     out = tmp_path / "none"
-    assert cli.main([*base, "-o", str(out), "--segmentation", str(network), "--min-clean", "5"]) == 0
+    args = [*base, "-o", str(out), "--segmentation", str(network), "--min-clean", "5", "--speaker-embeddings", "local"]
+    assert cli.main(args) == 0
     assert json.loads((out / "tones.json").read_text())["speakers"] == []
     capsys.readouterr()
     for options, message in (
@@ -230,8 +330,13 @@ def test_diarize_min_clean_and_cluster_seconds_options(conversation, network, tm
     ):
         args = [*base, "-o", str(tmp_path / "bad"), "--segmentation", str(network), *options]
         assert cli.main(args) == 2 and message in capsys.readouterr().err
-    for option in ("--min-clean", "--cluster-seconds", "--embed-every"):
-        assert cli.main([*base, "-o", str(tmp_path / "bad"), option, "1"]) == 2
+    for option, value in (
+        ("--min-clean", "1"),
+        ("--cluster-seconds", "1"),
+        ("--embed-every", "1"),
+        ("--speaker-embeddings", "windows"),
+    ):
+        assert cli.main([*base, "-o", str(tmp_path / "bad"), option, value]) == 2
         assert f"{option} needs --segmentation MODEL" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 

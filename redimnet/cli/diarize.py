@@ -40,7 +40,14 @@ from .vad import (
 
 
 def register(subparsers) -> None:
-    from ..diarization.diarizer import DEFAULT_CLUSTER_SECONDS, DEFAULT_HOP, DEFAULT_MIN_CLEAN, DEFAULT_WINDOW
+    from ..diarization.diarizer import (
+        DEFAULT_CLUSTER_SECONDS,
+        DEFAULT_HOP,
+        DEFAULT_MIN_CLEAN,
+        DEFAULT_SPEAKER_EMBEDDINGS,
+        DEFAULT_WINDOW,
+        SPEAKER_EMBEDDINGS,
+    )
     from ..diarization.methods import CLUSTERING_NAMES
 
     parser = subparsers.add_parser(
@@ -137,6 +144,15 @@ def register(subparsers) -> None:
         help="embed the local speakers of every N-th chunk only; the others follow the chunks beside them "
         "(2: about half as many embeddings; default 1)",
     )
+    group.add_argument(
+        "--speaker-embeddings",
+        choices=SPEAKER_EMBEDDINGS,
+        default=None,
+        help="who speaks from: windows over the speech, as without --segmentation, overlapped speech adding the "
+        "second speaker (windows); the same windows' speakers given to the network's local speakers, turns and "
+        "overlaps from the network (mapped); each local speaker's own clean speech (local; --min-clean, "
+        f"--cluster-seconds and --embed-every apply to it only) (default {DEFAULT_SPEAKER_EMBEDDINGS})",
+    )
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run, batch_size=32)
 
@@ -185,7 +201,11 @@ def run(args) -> int:
     if args.embed_every is not None:
         at_least("--embed-every", args.embed_every, 1)
         pipeline["embed_every"] = args.embed_every
-    segmenter = segmenter_from_arguments(args, SEGMENTATION_OPTIONS + ("min_clean", "cluster_seconds", "embed_every"))
+    if args.speaker_embeddings is not None:
+        pipeline["speaker_embeddings"] = args.speaker_embeddings
+    segmenter = segmenter_from_arguments(
+        args, SEGMENTATION_OPTIONS + ("min_clean", "cluster_seconds", "embed_every", "speaker_embeddings")
+    )
     embedder = embedder_from_arguments(args)
     diarizer = Diarizer(
         embedder,

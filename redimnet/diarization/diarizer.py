@@ -49,14 +49,18 @@ from ..errors import InvalidArgumentError
 from .clustering import Clustering, centroids, normalise, with_context
 from .methods import make_clustering
 from .segmented import (
+    ChunkTrack,
     Segmenter,
     as_segments,
     assign_local_speakers,
     embed_local_speakers,
     follow_neighbours,
+    frame_labels,
     frame_segments,
     make_segmenter,
+    map_by_agreement,
     neighbour_links,
+    overlap_speakers,
     speech_and_overlap,
     with_neighbours,
 )
@@ -68,6 +72,10 @@ DEFAULT_HOP = 0.75
 # with a segmentation network, chosen on the tuning conversations of benchmarks/segmentation.py
 DEFAULT_MIN_CLEAN = 1.0
 DEFAULT_CLUSTER_SECONDS = 2.0
+# with a segmentation network: who speaks comes from windows over its speech, as without one ("windows"), or
+# from each local speaker's clean speech ("local"); chosen on the tuning conversations
+SPEAKER_EMBEDDINGS = ("windows", "mapped", "local")
+DEFAULT_SPEAKER_EMBEDDINGS = "local"
 FRAME_STEP = 0.05  # seconds: the resolution of the output's speaker changes
 FRAME_CHUNK = 4096  # frames scored at a time
 
@@ -266,6 +274,12 @@ class Diarizer:
             only (the first, then every ``embed_every``); the local speakers of the others take the
             speaker of the local speaker beside them that speaks in the same frames.  2 embeds each
             stretch of speech about once instead of about twice (chunks overlap by half).
+        speaker_embeddings: with ``segmentation``: ``"windows"``: the segmentation gives the speech and the
+            overlapped speech; windows over the speech are embedded and clustered as without a segmentation
+            network, and each overlapped frame also gets a second speaker, the best-scoring other
+            speaker among the chunk's local speakers (matched to the speakers by the frames they share),
+            else the nearest other speaker in time.  ``"local"``: embeddings of each local speaker's clean
+            speech (``min_clean``, ``cluster_seconds`` and ``embed_every`` apply to this one only).
     """
 
     def __init__(
@@ -285,6 +299,7 @@ class Diarizer:
         min_clean: float = DEFAULT_MIN_CLEAN,
         cluster_seconds: float = DEFAULT_CLUSTER_SECONDS,
         embed_every: int = 1,
+        speaker_embeddings: str = DEFAULT_SPEAKER_EMBEDDINGS,
     ):
         if not window > 0 or not 0 < hop <= window:
             raise InvalidArgumentError(f"need window > 0 and 0 < hop <= window, got window={window}, hop={hop}")
@@ -305,6 +320,11 @@ class Diarizer:
         self.min_clean, self.cluster_seconds = float(min_clean), float(cluster_seconds)
         positive_int("embed_every", embed_every)
         self.embed_every = int(embed_every)
+        if speaker_embeddings not in SPEAKER_EMBEDDINGS:
+            raise InvalidArgumentError(
+                f"speaker_embeddings must be one of {', '.join(SPEAKER_EMBEDDINGS)}, got {speaker_embeddings!r}"
+            )
+        self.speaker_embeddings = speaker_embeddings
 
     # --- stages ----------------------------------------------------------------------------------
     def embed_windows(
@@ -479,6 +499,25 @@ class Diarizer:
         timings["vad"] = time.perf_counter() - blocks_time
         result = Diarization(recording=recording or source.name, duration=source.duration)
         result.speech = list(regions)
+        found = self._windows_pipeline(source, regions, result, timings, num_speakers, min_speakers, max_speakers)
+        if found is not None:
+            self._label(result, *found)
+        timings["total"] = time.perf_counter() - started
+        result.timings = timings
+        return result
+
+    def _windows_pipeline(
+        self,
+        source: AudioSource,
+        regions: Sequence[tuple],
+        result: Diarization,
+        timings: Dict[str, float],
+        num_speakers: Optional[int],
+        min_speakers: int,
+        max_speakers: Optional[int],
+    ) -> Optional[Tuple[List[Segment], np.ndarray, np.ndarray]]:
+        """Windows over ``regions`` -> embeddings -> clustering -> segments: the segments (labelled with
+        cluster numbers), the embeddings and their cluster labels; None when no window is left."""
         windows = plan_windows(regions, self.window, self.hop, self.embedder.min_samples)
         result.windows = len(windows.starts)
         check_speaker_count(source.name, num_speakers, min_speakers, result.windows)  # before the work
@@ -487,8 +526,7 @@ class Diarizer:
             result.silent_windows = int(np.count_nonzero(~kept))
             regions, windows = keep_windows(regions, windows, kept)
         if len(windows.starts) == 0:
-            result.timings = {**timings, "total": time.perf_counter() - started}
-            return result
+            return None
         check_speaker_count(source.name, num_speakers, min_speakers, len(windows.starts), result.silent_windows)
         if self.keep_embeddings:  # what the clustering sees: each window with its context when context is on
             starts = windows.starts / TARGET_SAMPLE_RATE
@@ -510,10 +548,7 @@ class Diarizer:
         scores = self.clustering.centroid_scores(embeddings, labels)
         pieces = self.segments_from_scores(regions, windows, scores, [str(c) for c in range(scores.shape[1])])
         timings["segments"] = time.perf_counter() - clock - timings["cluster"]
-        self._label(result, pieces, embeddings, labels)
-        timings["total"] = time.perf_counter() - started
-        result.timings = timings
-        return result
+        return pieces, embeddings, labels
 
     def _label(self, result: Diarization, pieces: Sequence[Segment], embeddings: np.ndarray, labels: np.ndarray):
         """Add ``pieces`` (labelled with cluster numbers) to ``result`` as ``SPEAKER_01``, ... in order of
@@ -543,6 +578,10 @@ class Diarizer:
         timings: Dict[str, float] = {}
         result = Diarization(recording=recording or source.name, duration=source.duration)
         track = segmenter.track(source.samples)
+        if self.speaker_embeddings != "local":
+            return self._diarize_resegmented(
+                source, track, result, timings, num_speakers, min_speakers, max_speakers, started
+            )
         local = embed_local_speakers(
             segmenter, self.embedder, source, track, self.min_clean, self.batch_windows, timings, self.embed_every
         )
@@ -573,6 +612,48 @@ class Diarizer:
         every = np.full(len(local.embeddings), -1, dtype=np.int64)
         every[:] = np.argmax(scores, axis=1)
         self._label(result, pieces, local.embeddings, every)
+        timings["total"] = time.perf_counter() - started
+        result.timings = timings
+        return result
+
+    def _diarize_resegmented(
+        self,
+        source: AudioSource,
+        track: ChunkTrack,
+        result: Diarization,
+        timings: Dict[str, float],
+        num_speakers: Optional[int],
+        min_speakers: int,
+        max_speakers: Optional[int],
+        started: float,
+    ) -> Diarization:
+        """:meth:`diarize` with the segmentation's speech and overlap, and speakers from windows (``"windows"``)."""
+        segmenter = cast(Segmenter, self.segmenter)
+        for chunk in segmenter.chunks(source, timings):
+            track.add(chunk)
+        frame = segmenter.frame_seconds
+        result.speech, result.overlap = speech_and_overlap(track, frame)
+        found = self._windows_pipeline(source, result.speech, result, timings, num_speakers, min_speakers, max_speakers)
+        if found is not None:
+            pieces, embeddings, labels = found
+            clock = time.perf_counter()
+            speakers = int(labels.max()) + 1
+            first = frame_labels(pieces, track.frames, frame)
+            mapping = map_by_agreement(track, first, segmenter.powerset, speakers)
+            names = [str(c) for c in range(speakers)]
+            if self.speaker_embeddings == "mapped":
+                pieces = as_segments(frame_segments(track, mapping, speakers, frame, fallback=first), names)
+            else:
+                second = overlap_speakers(track, first, mapping, speakers, frame)
+                pieces = [
+                    Segment(round(a, 3), round(b, 3), str(speaker))
+                    for speaker in range(speakers)
+                    for a, b in merge_regions(
+                        [(p.start, p.end) for p in pieces if p.label == names[speaker]] + list(second[speaker])
+                    )
+                ]
+            timings["overlap"] = time.perf_counter() - clock
+            self._label(result, pieces, embeddings, labels)
         timings["total"] = time.perf_counter() - started
         result.timings = timings
         return result

@@ -343,8 +343,13 @@ def frame_segments(
     frame_seconds: float,
     min_gap: float = 0.1,
     min_turn: float = 0.1,
+    fallback: Optional[np.ndarray] = None,
 ) -> List[List[Tuple[float, float]]]:
-    """Each global speaker's turns (seconds), from the per-frame count and scores (see the module documentation)."""
+    """Each global speaker's turns (seconds), from the per-frame count and scores (see the module documentation).
+
+    ``fallback`` ``[frames]`` (optional): a speaker for each frame (-1: none), given a speech frame
+    that no assigned local speaker scores in.
+    """
     joiner = _RunJoiner(speakers)
     counts = track.counts()
     for first, _, scores in track.blocks(mapping, speakers):
@@ -353,11 +358,104 @@ def frame_segments(
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(speakers)[None, :].repeat(len(order), 0), axis=1)
         active = (rank < wanted[:, None]) & (scores > 0)
+        if fallback is not None:
+            here = fallback[first : first + len(scores)]
+            rows = np.flatnonzero((wanted > 0) & ~active.any(axis=1) & (here >= 0))
+            active[rows, here[rows]] = True
         joiner.add(first, active)
     gap, turn = int(round(min_gap / frame_seconds)), int(round(min_turn / frame_seconds))
     return [
         [(a * frame_seconds, b * frame_seconds) for a, b in smooth_runs(runs, gap, turn)]
         for runs in joiner.finish(track.frames)
+    ]
+
+
+def frame_labels(segments: Sequence[Segment], frames: int, frame_seconds: float) -> np.ndarray:
+    """``[frames]`` (int32): the integer label of the segment holding each frame's centre (-1: none)."""
+    labels = np.full(frames, -1, dtype=np.int32)
+    for segment in segments:
+        a = max(0, int(np.ceil(segment.start / frame_seconds - 0.5)))
+        b = min(frames, int(np.ceil(segment.end / frame_seconds - 0.5)))
+        labels[a:b] = int(segment.label)
+    return labels
+
+
+def map_by_agreement(track: ChunkTrack, labels: np.ndarray, powerset, speakers: int) -> np.ndarray:
+    """``[chunks, local speakers]``: the global speaker of every local speaker (-1: none) from frame labels.
+
+    Each local speaker of a chunk goes to the global speaker ``labels`` give most of the frames where it
+    speaks, two local speakers of one chunk never to the same one (Hungarian algorithm); a local
+    speaker sharing no frame with any labelled speaker gets none.  No embedding is needed.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    mapping = np.full((len(track), powerset.speakers), -1, dtype=np.int64)
+    if speakers <= 0:
+        return mapping
+    for c, (start, classes) in enumerate(zip(track.starts, track.classes)):
+        here = labels[start : start + len(classes)]
+        active = powerset.mapping[classes[: len(here)]]  # [frames, local speakers]
+        known = here >= 0
+        votes = active[known].T @ np.eye(speakers, dtype=np.float32)[here[known]]  # [local, global]
+        for k, speaker in zip(*linear_sum_assignment(votes, maximize=True)):
+            if votes[k, speaker] > 0:
+                mapping[c, k] = speaker
+    return mapping
+
+
+def nearest_other(labels: np.ndarray) -> np.ndarray:
+    """``[frames]``: for each labelled frame, the label of the nearest frame (before or after) labelled with
+    another speaker, unlabelled frames skipped (-1: no other speaker, or an unlabelled frame)."""
+    other = np.full(len(labels), -1, dtype=np.int32)
+    labelled = np.flatnonzero(labels >= 0)
+    breaks = np.flatnonzero(np.diff(labels[labelled])) + 1
+    bounds = np.r_[0, breaks, len(labelled)]  # runs of one label in the labelled frames
+    if len(bounds) <= 2:
+        return other
+    firsts, lasts = labelled[bounds[:-1]], labelled[bounds[1:] - 1]
+    values = labels[firsts]
+    for i in range(len(values)):
+        frames = labelled[bounds[i] : bounds[i + 1]]
+        before = frames - lasts[i - 1] if i > 0 else np.full(len(frames), np.inf)
+        after = firsts[i + 1] - frames if i + 1 < len(values) else np.full(len(frames), np.inf)
+        other[frames] = np.where(before <= after, values[i - 1] if i > 0 else -1, values[(i + 1) % len(values)])
+    return other
+
+
+def overlap_speakers(
+    track: ChunkTrack,
+    labels: np.ndarray,
+    mapping: np.ndarray,
+    speakers: int,
+    frame_seconds: float,
+    min_gap: float = 0.1,
+    min_turn: float = 0.1,
+) -> List[List[Tuple[float, float]]]:
+    """Each global speaker's turns as the second speaker of overlapped frames (seconds).
+
+    ``labels``: the one speaker each frame already has (:func:`frame_labels`).  Where the segmentation
+    counts two or more speakers, the frame also goes to the best-scoring other speaker (the local
+    speakers ``mapping`` assigns, as in :func:`frame_segments`); where no other speaker scores, to the
+    nearest other speaker in time (:func:`nearest_other`).
+    """
+    counts = track.counts()
+    second = np.full(track.frames, -1, dtype=np.int32)
+    for first, _, scores in track.blocks(mapping, speakers):
+        n = len(scores)
+        here = labels[first : first + n]
+        scores = scores.copy()
+        rows = np.flatnonzero(here >= 0)
+        scores[rows, here[rows]] = -np.inf
+        best = np.argmax(scores, axis=1)
+        wanted = (counts[first : first + n] >= 2) & (scores[np.arange(n), best] > 0)
+        second[first : first + n][wanted] = best[wanted]
+    missing = (counts >= 2) & (second < 0) & (labels >= 0)
+    if missing.any():
+        second[missing] = nearest_other(labels)[missing]
+    gap, turn = int(round(min_gap / frame_seconds)), int(round(min_turn / frame_seconds))
+    return [
+        [(a * frame_seconds, b * frame_seconds) for a, b in smooth_runs(_runs(second == speaker), gap, turn)]
+        for speaker in range(speakers)
     ]
 
 
