@@ -198,6 +198,7 @@ def test_overlapped_frames_get_the_other_local_speaker_or_the_nearest_other_spea
 SHORT_TURNS = [(1.0, 5.0, "A"), (6.0, 6.6, "B"), (7.5, 11.0, "A"), (12.0, 12.6, "B"), (13.5, 17.0, "A")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["windows", "mapped"])
 def test_speakers_from_windows_label_turns_too_short_for_a_local_embedding(mode):
     # B's turns (0.6 s) are shorter than min_clean (1 s): the local design embeds nothing of B and misses
