@@ -13,7 +13,10 @@ then measures, each in a fresh Python process:
 * **embed**: ``redimnet embed FOLDER -o OUT.npz`` as a user runs it (``python -m redimnet``), timed
   from process start to exit (imports, model loading, decoding, writing),
   and as the command itself reports it (from after Python and torch have
-  started: model loading, decoding, embedding, writing).
+  started: model loading, decoding, embedding, writing).  With the default
+  thread policy it also reports the thread tuner's choice for every forward
+  pass (``redimnet._utils.threads.ThreadTuner``): the count it started with,
+  the share of passes at each count, and (in ``--json``) each pass's cost.
 
 Throughput is seconds of audio per second; the ratio embed / model is the
 share of the model's speed the whole command delivers.  Rounds alternate
@@ -34,6 +37,9 @@ path (model alone: the same int8 network).
     python benchmarks/pipeline_throughput.py                  # b2, 200 files, 3 rounds, all cores
     python benchmarks/pipeline_throughput.py --model b0 --files 50 --rounds 2
     python benchmarks/pipeline_throughput.py --rounds 4 --load 1   # another job on the machine
+    python benchmarks/pipeline_throughput.py --files 200,600       # a longer job: start-up amortised
+
+Several ``--files`` sizes (and ``--load`` values) are measured in turn in every round.
 """
 
 import argparse
@@ -102,12 +108,24 @@ print(json.dumps({"seconds": time.perf_counter() - started, "forward": spent[0],
 # ``python -m redimnet embed ...`` exactly (the program's own entry point, exit included), reporting
 # the main process's CPU time as the interpreter begins to exit.
 EMBED = r"""
-import atexit, json, resource, runpy
+import atexit, json, os, resource, runpy
+from redimnet._utils import threads
+tuners, costs = [], []
+class Recorded(threads.ThreadTuner):  # the thread policy's choices and what each pass cost, for the report
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        tuners.append(self)
+    def stop(self, samples):
+        began = self.started
+        super().stop(samples)
+        costs.append(round((threads.time.perf_counter() - began) / max(1, samples) * 1e6, 3))  # us per sample
+threads.ThreadTuner = Recorded
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # the decoding workers, joined by now
     own, theirs = usage.ru_utime + usage.ru_stime, workers.ru_utime + workers.ru_stime
-    print(json.dumps({"cpu": own, "workers_cpu": theirs}), flush=True)
+    history = tuners[0].history if tuners else []
+    print(json.dumps({"cpu": own, "workers_cpu": theirs, "threads": history, "pass_costs": costs}), flush=True)
 atexit.register(cpu)
 runpy.run_module("redimnet", run_name="__main__", alter_sys=True)
 """
@@ -244,6 +262,8 @@ def embed(
         "cpu": usage["cpu"],
         "workers_cpu": usage["workers_cpu"],
         "reported_seconds": float(summary.group(1)) if summary else None,
+        "threads": usage["threads"],
+        "pass_costs": usage["pass_costs"],
     }
 
 
@@ -255,6 +275,25 @@ def parse_loads(text: str) -> List[int]:
     if not loads or min(loads) < 0:
         raise argparse.ArgumentTypeError(f"expected busy-process counts such as 0 or 0,1, got {text!r}")
     return loads
+
+
+def thread_summary(history: List[int]) -> str:
+    """The tuner's passes in words: the count it started with, the share at each count, the switches."""
+    if not history:
+        return "no thread tuner"
+    shares = ", ".join(f"{count}: {history.count(count) / len(history):.0%}" for count in sorted(set(history)))
+    switches = sum(1 for a, b in zip(history, history[1:]) if a != b)
+    return f"threads: started at {history[0]}, passes at {shares} ({switches} changes over {len(history)} passes)"
+
+
+def parse_sizes(text: str) -> List[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = [0]
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected file counts such as 200 or 200,600, got {text!r}")
+    return sizes
 
 
 def measure(args, corpus: Path, checkpoint: Path, scratch: Path, load: int) -> dict:
@@ -276,6 +315,7 @@ def measure(args, corpus: Path, checkpoint: Path, scratch: Path, load: int) -> d
     model_speed = first["audio_seconds"] / first["seconds"]
     cli_speed = cli["audio_seconds"] / cli["seconds"]
     return {
+        "files": int(corpus.name[len("corpus") :]),
         "busy_processes": load,
         "model": first,
         "embed": cli,
@@ -295,7 +335,13 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="b2", help="preset with random weights (default b2)")
-    parser.add_argument("--files", type=int, default=200, help="recordings of 3-8 s (default 200)")
+    parser.add_argument(
+        "--files",
+        type=parse_sizes,
+        default=[200],
+        metavar="N[,N...]",
+        help="recordings of 3-8 s (default 200); several sizes are measured in turn in every round",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument(
         "--threads", type=int, default=usable_cores(), help="threads of the model alone (default: every usable core)"
@@ -323,31 +369,34 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args()
     scratch = Path(args.scratch)
-    corpus = scratch / f"corpus{args.files}"
-    make_corpus(corpus, args.files)
+    corpora = {files: scratch / f"corpus{files}" for files in args.files}
+    for files, corpus in corpora.items():
+        make_corpus(corpus, files)
     checkpoint = make_checkpoint(args.model, scratch)
     rounds = []
     policy = "the default policy" if args.embed_threads is None else f"--threads {args.embed_threads}"
     print(
-        f"{args.model} ({args.precision}), {args.files} files of 3-8 s; model alone: {args.threads} threads; "
-        f"redimnet embed --workers {args.workers}, {policy}; {usable_cores()} usable cores"
+        f"{args.model} ({args.precision}), {'/'.join(map(str, args.files))} files of 3-8 s; model alone: "
+        f"{args.threads} threads; redimnet embed --workers {args.workers}, {policy}; {usable_cores()} usable cores"
     )
     for number in range(args.rounds):
-        for load in args.load:
-            result = measure(args, corpus, checkpoint, scratch, load)
-            rounds.append(result)
-            first, cli = result["model"], result["embed"]
-            share = f"; model busy {result['loop_share']:.3f} of the pipeline loop" if args.loop_share else ""
-            print(
-                f"round {number + 1}, {load} busy process(es): model {result['model_speed']:.1f} s/s "
-                f"({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), embed {result['embed_speed']:.1f} s/s "
-                f"({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, {cli['cpu']:.1f} s CPU "
-                f"in the main process, {cli['workers_cpu']:.1f} s in the workers), ratio {result['ratio']:.3f} "
-                f"(after start-up {result['ratio_inside']:.3f}, CPU {result['ratio_cpu']:.3f}, with the workers' "
-                f"{result['ratio_cpu_all']:.3f}){share}; load average {result['load_average'][0]:.2f} -> "
-                f"{result['load_average'][1]:.2f}",
-                flush=True,
-            )
+        for files, corpus in corpora.items():
+            for load in args.load:
+                result = measure(args, corpus, checkpoint, scratch, load)
+                rounds.append(result)
+                first, cli = result["model"], result["embed"]
+                share = f"; model busy {result['loop_share']:.3f} of the pipeline loop" if args.loop_share else ""
+                print(
+                    f"round {number + 1}, {files} files, {load} busy process(es): model {result['model_speed']:.1f} "
+                    f"s/s ({first['seconds']:.1f} s, {first['cpu']:.1f} s CPU), embed {result['embed_speed']:.1f} "
+                    f"s/s ({cli['seconds']:.1f} s wall, {cli['reported_seconds']} s after start-up, "
+                    f"{cli['cpu']:.1f} s CPU in the main process, {cli['workers_cpu']:.1f} s in the workers), "
+                    f"ratio {result['ratio']:.3f} (after start-up {result['ratio_inside']:.3f}, CPU "
+                    f"{result['ratio_cpu']:.3f}, with the workers' {result['ratio_cpu_all']:.3f}){share}; "
+                    f"{thread_summary(cli['threads'])}; load average {result['load_average'][0]:.2f} -> "
+                    f"{result['load_average'][1]:.2f}",
+                    flush=True,
+                )
     keys = [
         ("ratio", "whole command, wall clock"),
         ("ratio_inside", "after Python/torch start-up"),
@@ -356,19 +405,21 @@ def main() -> None:
     ]
     if args.loop_share:
         keys.append(("loop_share", "share of the pipeline loop's wall time in the model's forward passes"))
-    for load in args.load:
-        mine = [r for r in rounds if r["busy_processes"] == load]
-        speeds = [r["embed_speed"] for r in mine]
-        print(
-            f"-- {load} busy process(es): embed {statistics.median(speeds):.1f} s/s (range {min(speeds):.1f}-"
-            f"{max(speeds):.1f}), model alone {statistics.median(r['model_speed'] for r in mine):.1f} s/s"
-        )
-        for key, what in keys:
-            ratios = [r[key] for r in mine]
+    for files in args.files:
+        for load in args.load:
+            mine = [r for r in rounds if r["busy_processes"] == load and r["files"] == files]
+            speeds = [r["embed_speed"] for r in mine]
             print(
-                f"   embed / model throughput, {what}: median {statistics.median(ratios):.3f} "
-                f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds"
+                f"-- {files} files, {load} busy process(es): embed {statistics.median(speeds):.1f} s/s (range "
+                f"{min(speeds):.1f}-{max(speeds):.1f}), model alone "
+                f"{statistics.median(r['model_speed'] for r in mine):.1f} s/s"
             )
+            for key, what in keys:
+                ratios = [r[key] for r in mine]
+                print(
+                    f"   embed / model throughput, {what}: median {statistics.median(ratios):.3f} "
+                    f"(range {min(ratios):.3f}-{max(ratios):.3f}) over {len(ratios)} rounds"
+                )
     if args.json:
         import torch
 

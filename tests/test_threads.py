@@ -178,3 +178,65 @@ def test_tuner_needs_two_cheaper_passes_in_a_row_and_leaves_a_collapse_at_once(f
     before = len(tuner.history)
     fake_clock.run(tuner, 4)
     assert tuner.history[before : before + 4] == [2, 1, 1, 1] and tuner.current == 1
+
+
+def test_a_first_pass_that_pays_once_does_not_keep_a_faster_count_out(fake_clock):
+    fake_clock.cost[2] = [6.0] + [0.55] * 400  # the first two-thread pass starts the second thread: slow once
+    tuner = threads.ThreadTuner(cores=2, start=1)
+    fake_clock.run(tuner, 8)
+    assert tuner.current == 2  # the slow first pass was not held against two threads
+    fake_clock.run(tuner, 192)
+    assert tuner.history.count(2) >= 190  # and the idle machine is used fully from then on
+
+
+def test_first_pass_at_the_starting_count_is_not_its_average(fake_clock):
+    fake_clock.cost[1] = [30.0] + [1.0] * 400  # the process's first forward pass (allocations, kernels)
+    fake_clock.cost[2] = 0.97  # two threads barely faster: noise, not worth a switch
+    tuner = threads.ThreadTuner(cores=2, start=1)
+    fake_clock.run(tuner, 100)
+    assert tuner.current == 1 and tuner.history.count(2) <= 6
+
+
+class FakeCPUs:
+    """``threads._snapshot()`` readings: (CPUs' busy seconds, their total seconds, this process's CPU seconds)."""
+
+    def __init__(self, monkeypatch, cpus=2):
+        self.busy = self.total = self.own = 0.0
+        self.cpus = cpus
+        monkeypatch.setattr(threads, "_snapshot", lambda: (self.busy, self.total, self.own))
+        monkeypatch.setattr(threads.os, "sched_getaffinity", lambda _pid: set(range(cpus)), raising=False)
+        monkeypatch.setattr(threads, "_since", (0.0, 0.0, 0.0))
+
+    def elapse(self, seconds, others, own):
+        """``seconds`` of wall clock in which other programs kept ``others`` cores busy and this process ``own``."""
+        self.total += seconds * self.cpus
+        self.busy += seconds * (others + own)
+        self.own += seconds * own
+
+
+def test_busy_cores_measures_the_start_up_not_the_load_average(monkeypatch):
+    cpus = FakeCPUs(monkeypatch)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.6, 1.2, 0.9))  # a job that just ended
+    cpus.elapse(1.5, others=0.05, own=1.0)  # this program starting (importing torch) on an idle machine
+    assert threads.busy_cores() == 0  # its own start-up is not another program
+    with mock.patch.object(threads, "usable_cores", return_value=2):
+        cpus.elapse(1.5, others=0.05, own=1.0)
+        assert threads.model_threads() == 2  # every core, though the load average says one is busy
+        cpus.elapse(1.5, others=1.0, own=1.0)  # another job shares the machine
+        assert threads.model_threads() == 1
+        cpus.elapse(1.5, others=1.9, own=0.1)  # ... two of them
+        assert threads.busy_cores() == 2 and threads.model_threads() == 1
+
+
+def test_busy_cores_outside_a_usable_interval(monkeypatch):
+    cpus = FakeCPUs(monkeypatch)
+    monkeypatch.setattr(threads, "_running_now", lambda: 3)
+    cpus.elapse(0.01, others=0.0, own=1.0)  # too short to measure: what runs at this instant
+    assert threads.busy_cores() == 3
+    cpus.elapse(60.0, others=0.0, own=1.0)  # since long ago: stale
+    assert threads.busy_cores() == 3
+    cpus.elapse(1.0, others=1.0, own=1.0)  # from the last call: a usable interval again
+    assert threads.busy_cores() == 1
+    monkeypatch.setattr(threads, "_snapshot", lambda: None)  # no CPU counters (not Linux): the load average
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.6, 2.0, 1.0))
+    assert threads.busy_cores() == 3

@@ -9,7 +9,7 @@ pass can take ten times as long with two threads as with one. The policy here:
   from the model: decoding and resampling need a few per cent of a core at the model's pace, and
   a worker sleeps while its hand-over waits in the queue;
 * the model starts with the cores other programs leave free: the CPUs this process may use, minus
-  the cores kept busy by others (the one-minute load average), and at least one;
+  the cores others kept busy while this program started (:func:`busy_cores`), and at least one;
 * while it runs, the embedding pipeline measures what the model's forward passes cost at that
   thread count and, now and then, at the neighbouring counts, and keeps the cheapest
   (:class:`ThreadTuner`): a job that starts sharing the machine, or leaves it, changes the
@@ -21,13 +21,13 @@ pass can take ten times as long with two threads as with one. The policy here:
 import math
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from ..errors import InvalidArgumentError
 
 THREADS_HELP = (
-    "CPU threads for the model (default: the cores left free by decoding workers and other "
-    "programs, at least 1; OMP_NUM_THREADS is respected)"
+    "CPU threads for the model (default: the cores other programs leave free, at least 1, adjusted "
+    "while the model runs; OMP_NUM_THREADS is respected)"
 )
 
 
@@ -56,8 +56,76 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _cpu_times(cpus: Sequence[int]) -> Optional[Tuple[float, float]]:
+    """``(busy, total)`` seconds the CPUs ``cpus`` have spent since boot (Linux ``/proc/stat``), or None."""
+    wanted = {f"cpu{cpu}" for cpu in cpus}
+    busy = total = 0
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            for line in stat:
+                fields = line.split()
+                if fields and fields[0] in wanted and len(fields) >= 8:
+                    ticks = [int(field) for field in fields[1:9]]  # user .. steal (guest time is inside user)
+                    total += sum(ticks)
+                    busy += sum(ticks) - ticks[3] - ticks[4]  # less idle and iowait
+    except (OSError, ValueError):
+        return None
+    if total <= 0:
+        return None
+    per_second = float(os.sysconf("SC_CLK_TCK"))
+    return busy / per_second, total / per_second
+
+
+def _snapshot() -> Optional[Tuple[float, float, float]]:
+    """``(busy, total, this process's CPU seconds)`` now, over the CPUs this process may use; None off Linux."""
+    try:
+        cpus: Sequence[int] = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    times = _cpu_times(cpus)
+    return None if times is None else (times[0], times[1], time.process_time())
+
+
+_since = _snapshot()  # busy_cores() measures from here: while the program starts (imports, model loading)
+SHORTEST_WINDOW = 0.2  # seconds: over a shorter interval the CPU counters are too coarse
+LONGEST_WINDOW = 10.0  # seconds: over a longer one the measurement is stale
+
+
 def busy_cores() -> int:
-    """Cores kept busy by other programs: the one-minute load average, rounded (0 where unknown)."""
+    """Cores other programs keep busy, measured now.
+
+    On Linux: the busy time of the CPUs this process may use since this module was loaded (or since
+    the last call), less this process's own CPU time over the same interval -- what others used while
+    this program started (importing torch and loading the model take a second or more).  When that
+    interval is shorter than :data:`SHORTEST_WINDOW` or longer than :data:`LONGEST_WINDOW`: the
+    threads the kernel has running at this instant, less this one.  Elsewhere: the one-minute load
+    average.  The load average is not used on Linux because it lags by about a minute and counts
+    this process itself and the programs that ran just before it: measured right after another job,
+    an idle machine looks busy.
+    """
+    global _since
+    since, now = _since, _snapshot()
+    if now is None or since is None:
+        return _load_average_cores()
+    _since = now
+    cpus = max(1, len(os.sched_getaffinity(0)))
+    elapsed = (now[1] - since[1]) / cpus  # wall-clock seconds, as the kernel counts them
+    if not SHORTEST_WINDOW <= elapsed <= LONGEST_WINDOW:
+        return _running_now()
+    others = (now[0] - since[0]) - (now[2] - since[2])
+    return max(0, int(math.floor(others / elapsed + 0.5)))
+
+
+def _running_now() -> int:
+    """Threads running or ready to run on the whole machine at this instant, less the calling one."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as text:
+            return max(0, int(text.read().split()[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return _load_average_cores()
+
+
+def _load_average_cores() -> int:
     try:
         return int(math.floor(os.getloadavg()[0] + 0.5))
     except (AttributeError, OSError):
@@ -132,7 +200,10 @@ class ThreadTuner:
     proportion to how much it lost (at most :data:`MAX_INTERVAL`), so a count that collapses when
     the machine is shared costs little, while a change of load is still noticed; a pass that costs
     more than twice the current count's average makes the next pass try one thread fewer.  Inputs
-    arrive in order of length, so neighbouring passes are comparable.
+    arrive in order of length, so neighbouring passes are comparable.  The first pass at each count
+    is not judged (:attr:`warm`): it pays once for what later passes reuse (the first forward pass of
+    the process, starting the extra threads), and judged, it made a faster count lose its first
+    probe and be tried rarely after that.
     """
 
     FIRST_INTERVAL = 4
@@ -152,6 +223,7 @@ class ThreadTuner:
         self.pending: Optional[int] = None  # a count to try next (a probe to confirm, or fewer threads)
         self.wins = 0  # passes in a row the pending count has won
         self.started = 0.0
+        self.warm: Set[int] = set()  # counts whose first pass has run
         self.history: List[int] = []  # the count of every pass (for tests and benchmarks)
 
     def _neighbours(self) -> Sequence[int]:
@@ -185,6 +257,11 @@ class ThreadTuner:
         count, self.running = self.running, None
         self.history.append(count)
         cost = (time.perf_counter() - self.started) / max(1, samples)
+        if count not in self.warm:  # a first pass: not judged; a probe runs again
+            self.warm.add(count)
+            if self.probing:
+                self.pending = count
+            return
         previous = self.cost.get(count)
         self.cost[count] = cost if previous is None or self.probing else 0.5 * previous + 0.5 * cost
         if not self.probing:

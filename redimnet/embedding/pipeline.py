@@ -345,7 +345,7 @@ class EmbeddingPipeline:
     ``min_samples``: the shortest input it accepts.  ``autocast_dtype``:
     ``None`` or a torch dtype for autocast.  ``target_rate``: the rate
     files are resampled to (16 kHz for every ReDimNet model).  ``tuner``: a
-    :class:`redimnet.threads.ThreadTuner` that picks the model's CPU thread count
+    :class:`redimnet._utils.threads.ThreadTuner` that picks the model's CPU thread count
     pass by pass (None: the count stays as it is).  ``batch_samples``: the most
     samples in one batch (default :data:`BATCH_SAMPLES`; see :meth:`capped`).
     """
