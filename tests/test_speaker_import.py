@@ -9,7 +9,8 @@ import pytest
 from redimnet import cli
 from redimnet.embedding.io import save_embeddings
 from redimnet.speakers.bulk import import_arrays, import_embeddings, speaker_names
-from redimnet.speakers.sqlite import SCHEMA_VERSION, SpeakerDatabase, SpeakerDatabaseError
+from redimnet.speakers.sql import row_bytes
+from redimnet.speakers.sqlite import PAGE_SIZE, SCHEMA_VERSION, SpeakerDatabase, SpeakerDatabaseError
 from redimnet.speakers.stores import open_store
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -46,6 +47,7 @@ def test_import_equals_enrolling_one_by_one(tmp_path, store, request):
         for s in enrolled.speakers():
             np.testing.assert_allclose(imported.speaker_model(s.name), enrolled.speaker_model(s.name), atol=1e-6)
             assert imported.utterances(s.name)[0] == enrolled.utterances(s.name)[0]
+            np.testing.assert_array_equal(imported.utterances(s.name)[1], enrolled.utterances(s.name)[1])
         query = vectors[10] + 0.1
         got, expected = imported.identify(query, top=3), enrolled.identify(query, top=3)
         assert [n for n, _ in got] == [n for n, _ in expected]
@@ -205,8 +207,11 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path):
             (i + 1, unit.astype(np.float32).tobytes()),
         )
     connection.commit()
+    old_page_size = connection.execute("PRAGMA page_size").fetchone()[0]
     connection.close()
+    assert old_page_size != PAGE_SIZE  # SQLite's default; the store keeps it
     with SpeakerDatabase(path) as db:
+        assert db.connection.execute("PRAGMA page_size").fetchone()[0] == old_page_size
         assert db.connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(
             SCHEMA_VERSION
         )
@@ -215,3 +220,18 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path):
         db.enroll("cid", np.array([[0, 0.2, 1, 0]]), ["c"], "fp")
         assert [n for n, _ in db.identify(np.array([0, 1, 0, 0]), top=5)] == ["cid", "ann"]
         assert db.revision() == 2 and db.check()
+
+
+def test_a_new_store_gets_the_larger_page_size_before_its_first_table(tmp_path):
+    with SpeakerDatabase(tmp_path / "new.db") as db:
+        db.enroll("ann", np.eye(4)[:1], ["u"])
+    connection = sqlite3.connect(tmp_path / "new.db")
+    assert connection.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    connection.close()
+
+
+def test_row_bytes_are_each_rows_own_bytes():
+    matrix = np.arange(24, dtype=np.float32).reshape(4, 6)
+    for view in (matrix, matrix[:, ::2], matrix.T, np.asfortranarray(matrix), matrix[:0], matrix[:, :0]):
+        assert row_bytes(view) == [row.tobytes() for row in np.asarray(view)]
