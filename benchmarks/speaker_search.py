@@ -9,12 +9,13 @@ The enrolled speakers are real speakers of a trained model plus random ones to f
 
 * ``--speakers REAL.npz``: embeddings written by ``redimnet embed`` (ids ``speaker/...``, or
   ``--utt2spk``).  Each speaker's first ``--enrol`` recordings (default 3) are enrolled, the others
-  are the queries.  Without it, ``--proxy`` makes a stand-in (speakers in an anisotropic cone, see
-  :func:`proxy_speakers`); say so when you report such figures.
+  are the queries (``--query-part tune|heldout``: one of two fixed halves of them, so that parameters
+  chosen on one half are reported on the other).  Without it, ``--proxy`` makes a stand-in (speakers
+  in an anisotropic cone, see :func:`proxy_speakers`); say so when you report such figures.
 * Made-up speakers (``fill-NNNNNNN``, one recording each) fill the store up to each size: ``--fill uniform``
   (default): random unit vectors, no structure (a graph index's worst case); ``--fill gaussian``: speakers
   drawn from a Gaussian fitted to the real speakers' enrolments (:class:`GaussianFill`), so the store looks
-  like one model's speakers throughout.  Report which.
+  like one model's speakers throughout.  Report which.  ``--fill-seed`` draws another store of the same size.
 
 For each store and size, each step runs in a fresh process (so its memory is its own):
 
@@ -106,8 +107,9 @@ def real_speakers(args):
         query_names += [speaker] * (len(rows) - args.enrol)
     if not query_rows:
         raise SystemExit("no speaker has more than --enrol recordings: nothing to query with")
-    rng = np.random.default_rng(1)
-    pick = rng.permutation(len(query_rows))[: args.queries]
+    pick = np.random.default_rng(1).permutation(len(query_rows))
+    half = len(pick) // 2
+    pick = {"all": pick, "tune": pick[:half], "heldout": pick[half:]}[args.query_part][: args.queries]
     return (
         enrol_ids,
         embeddings[enrol_rows].astype(np.float32),
@@ -145,18 +147,22 @@ def uniform_fill(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
     return units(rng.standard_normal((count, dim), dtype=np.float32))
 
 
-def store_file(workdir: Path, size: int, enrol_ids, enrol_vectors, fill_kind: str = "uniform") -> Path:
+def store_file(
+    workdir: Path, size: int, enrol_ids, enrol_vectors, fill_kind: str = "uniform", seed: Optional[int] = None
+) -> Path:
     """The embeddings file to import: the real speakers' enrolment recordings, then made-up speakers (one
-    recording each; ``fill_kind`` ``uniform`` or ``gaussian``) up to ``size`` speakers (written once per size)."""
+    recording each; ``fill_kind`` ``uniform`` or ``gaussian``, drawn with ``seed``, by default ``size``) up to
+    ``size`` speakers (written once per size and seed)."""
     from redimnet.embedding.io import save_embeddings
 
-    path = workdir / (f"speakers-{size}.npz" if fill_kind == "uniform" else f"speakers-{fill_kind}-{size}.npz")
+    name = f"speakers-{size}" if fill_kind == "uniform" else f"speakers-{fill_kind}-{size}"
+    path = workdir / (f"{name}.npz" if seed is None else f"{name}-seed{seed}.npz")
     real = len({i.split("/")[0] for i in enrol_ids})
     if size < real:
         raise SystemExit(f"--sizes {size} is smaller than the {real} real speakers")
     if not path.exists():
         fill = size - real
-        rng = np.random.default_rng(size)
+        rng = np.random.default_rng(size if seed is None else seed)
         dim = enrol_vectors.shape[1]
         draw = GaussianFill(enrol_ids, enrol_vectors) if fill_kind == "gaussian" else None
         vectors = np.empty((len(enrol_ids) + fill, dim), dtype=np.float32)
@@ -499,7 +505,15 @@ def main() -> int:
     parser.add_argument(
         "--fill", choices=("uniform", "gaussian"), default="uniform", help="how the made-up speakers are drawn"
     )
+    parser.add_argument("--fill-seed", type=int, help="random seed of the made-up speakers (default: the store size)")
     parser.add_argument("--queries", type=int, default=1000, help="identify queries per store and size")
+    parser.add_argument(
+        "--query-part",
+        choices=("all", "tune", "heldout"),
+        default="all",
+        help="which recordings the queries are drawn from: all those not enrolled, or one of two fixed halves of "
+        "them (tune: to choose parameters on; heldout: to report on)",
+    )
     parser.add_argument("--exact-up-to", type=int, default=100_000, help="also time the exact index up to this size")
     parser.add_argument("--cohort", type=int, default=100_000, help="AS-Norm cohort size (0: skip)")
     parser.add_argument("--trials", type=int, default=200, help="AS-Norm trials timed")
@@ -554,7 +568,7 @@ def main() -> int:
                 server = temporary_server(fsync=True, settings={"shared_buffers": "256MB", "max_wal_size": "4GB"})
                 url = server.__enter__()
             for size in sizes:
-                embeddings = store_file(workdir, size, enrol_ids, enrol_vectors, args.fill)
+                embeddings = store_file(workdir, size, enrol_ids, enrol_vectors, args.fill, args.fill_seed)
                 names, means = speaker_means(embeddings)
                 truth = exact_top(means, queries)
                 if store == "sqlite":
@@ -568,7 +582,14 @@ def main() -> int:
                 index_dir = {"REDIMNET_INDEX_DIR": str(workdir / f"index-{store}-{size}")}
                 build = "no-index" if args.import_only else "index"
                 imported = run_step("import", location, str(embeddings), build, env=index_dir)
-                row = {"store": store, "size": size, "fill": args.fill, "import": imported}
+                row = {
+                    "store": store,
+                    "size": size,
+                    "fill": args.fill,
+                    "fill_seed": size if args.fill_seed is None else args.fill_seed,
+                    "queries": args.query_part,
+                    "import": imported,
+                }
                 if args.import_only:
                     results["runs"].append(row)
                     print(f"{store:10s} {size:>9,}  {describe_import(imported)}", flush=True)
