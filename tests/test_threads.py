@@ -181,7 +181,7 @@ def test_tuner_needs_two_cheaper_passes_in_a_row_and_leaves_a_collapse_at_once(f
 
 
 def test_a_first_pass_that_pays_once_does_not_keep_a_faster_count_out(fake_clock):
-    fake_clock.cost[2] = [6.0] + [0.55] * 400  # the first two-thread pass starts the second thread: slow once
+    fake_clock.cost[2] = [1.5] + [0.55] * 400  # the first two-thread pass starts the second thread: slow once
     tuner = threads.ThreadTuner(cores=2, start=1)
     fake_clock.run(tuner, 8)
     assert tuner.current == 2  # the slow first pass was not held against two threads
@@ -240,3 +240,13 @@ def test_busy_cores_outside_a_usable_interval(monkeypatch):
     monkeypatch.setattr(threads, "_snapshot", lambda: None)  # no CPU counters (not Linux): the load average
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.6, 2.0, 1.0))
     assert threads.busy_cores() == 3
+
+
+def test_a_collapsing_probe_costs_one_pass_and_is_tried_rarely(fake_clock):
+    fake_clock.cost[2] = 20.0  # another job keeps the cores busy: two threads wait at every barrier
+    tuner = threads.ThreadTuner(cores=2, start=1)
+    fake_clock.run(tuner, 400)
+    assert tuner.current == 1
+    assert tuner.history.count(2) <= 4  # judged on its first pass; then at most every MAX_INTERVAL passes
+    spent = fake_clock.now / 1000  # seconds per sample summed over the passes
+    assert spent <= 1.25 * 400  # the probes cost at most a quarter more than one thread throughout

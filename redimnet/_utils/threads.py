@@ -200,14 +200,19 @@ class ThreadTuner:
     proportion to how much it lost (at most :data:`MAX_INTERVAL`), so a count that collapses when
     the machine is shared costs little, while a change of load is still noticed; a pass that costs
     more than twice the current count's average makes the next pass try one thread fewer.  Inputs
-    arrive in order of length, so neighbouring passes are comparable.  The first pass at each count
-    is not judged (:attr:`warm`): it pays once for what later passes reuse (the first forward pass of
-    the process, starting the extra threads), and judged, it made a faster count lose its first
-    probe and be tried rarely after that.
+    arrive in order of length, so neighbouring passes are comparable.  A first pass pays once for
+    what later passes reuse (the process's first forward pass, the extra threads' start): the first
+    pass of the process is not counted, and a probe whose first pass loses by less than twice
+    (:data:`COLLAPSE`) runs once more before it is judged -- judged on its first pass, a faster
+    count could lose its first probe and be tried again only dozens of passes later.  A probe that
+    collapses (twice the cost or more) is judged at once: on a shared machine such a pass costs
+    ten to thirty ordinary ones, which is also why a losing count may wait up to
+    :data:`MAX_INTERVAL` passes.
     """
 
     FIRST_INTERVAL = 4
-    MAX_INTERVAL = 64
+    MAX_INTERVAL = 128
+    COLLAPSE = 2.0  # a pass this many times the current count's cost is a collapse, not noise
     MORE_THREADS = 0.8  # a larger count must cost at most this share of the current one ...
     FEWER_THREADS = 0.95  # ... a smaller count this share
 
@@ -257,16 +262,15 @@ class ThreadTuner:
         count, self.running = self.running, None
         self.history.append(count)
         cost = (time.perf_counter() - self.started) / max(1, samples)
-        if count not in self.warm:  # a first pass: not judged; a probe runs again
-            self.warm.add(count)
-            if self.probing:
-                self.pending = count
+        first = count not in self.warm
+        self.warm.add(count)
+        if first and not self.probing:  # the process's first forward pass: not what the count costs
             return
         previous = self.cost.get(count)
         self.cost[count] = cost if previous is None or self.probing else 0.5 * previous + 0.5 * cost
         if not self.probing:
             index = self.counts.index(count)
-            if previous is not None and cost > 2 * previous and index > 0:  # a sudden collapse: try fewer
+            if previous is not None and cost > self.COLLAPSE * previous and index > 0:  # a collapse: try fewer
                 self.pending, self.wins = self.counts[index - 1], 0
             return
         incumbent = self.cost.get(self.current)
@@ -279,7 +283,10 @@ class ThreadTuner:
             self.interval[self.current] = self.FIRST_INTERVAL
             self.current = count
         else:  # back off by at least 2, more the worse it did: a collapsed count is rarely tried
-            loss = cost / incumbent if incumbent else 2.0
+            loss = cost / incumbent if incumbent else self.COLLAPSE
+            if first and loss < self.COLLAPSE:  # may be what a first pass pays once: judge the next one
+                self.pending, self.wins = count, 0
+                return
             self.interval[count] = min(self.MAX_INTERVAL, int(max(2.0, loss) * self.interval[count]))
         self.pending, self.wins = None, 0
         upcoming = self._neighbours()
