@@ -333,7 +333,7 @@ def main() -> int:
     parser.add_argument("--cluster-seconds", type=float, default=2.0)
     parser.add_argument(
         "--speaker-embeddings",
-        choices=["windows", "mapped", "local"],
+        choices=["auto", "windows", "local"],
         default=None,
         help="the diarizer's speaker_embeddings (default: its own)",
     )

@@ -148,10 +148,10 @@ def register(subparsers) -> None:
         "--speaker-embeddings",
         choices=SPEAKER_EMBEDDINGS,
         default=None,
-        help="who speaks from: windows over the speech, as without --segmentation, overlapped speech adding the "
-        "second speaker (windows); the same windows' speakers given to the network's local speakers, turns and "
-        "overlaps from the network (mapped); each local speaker's own clean speech (local; --min-clean, "
-        f"--cluster-seconds and --embed-every apply to it only) (default {DEFAULT_SPEAKER_EMBEDDINGS})",
+        help="where the speakers come from: windows over the speech, as without --segmentation, overlapped "
+        "speech adding a second speaker (windows); each local speaker's own clean speech (local; --min-clean, "
+        "--cluster-seconds and --embed-every apply to it only); auto = windows with --num-speakers, local "
+        f"without (default {DEFAULT_SPEAKER_EMBEDDINGS})",
     )
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run, batch_size=32)

@@ -73,9 +73,10 @@ DEFAULT_HOP = 0.75
 DEFAULT_MIN_CLEAN = 1.0
 DEFAULT_CLUSTER_SECONDS = 2.0
 # with a segmentation network: who speaks comes from windows over its speech, as without one ("windows"), or
-# from each local speaker's clean speech ("local"); chosen on the tuning conversations
-SPEAKER_EMBEDDINGS = ("windows", "mapped", "local")
-DEFAULT_SPEAKER_EMBEDDINGS = "local"
+# from each local speaker's clean speech ("local"); "auto": windows when the number of speakers is given, local
+# when it is estimated (chosen on the tuning conversations of benchmarks/segmentation.py, docs/diarization.md)
+SPEAKER_EMBEDDINGS = ("auto", "windows", "local")
+DEFAULT_SPEAKER_EMBEDDINGS = "auto"
 FRAME_STEP = 0.05  # seconds: the resolution of the output's speaker changes
 FRAME_CHUNK = 4096  # frames scored at a time
 
@@ -274,12 +275,14 @@ class Diarizer:
             only (the first, then every ``embed_every``); the local speakers of the others take the
             speaker of the local speaker beside them that speaks in the same frames.  2 embeds each
             stretch of speech about once instead of about twice (chunks overlap by half).
-        speaker_embeddings: with ``segmentation``: ``"windows"``: the segmentation gives the speech and the
-            overlapped speech; windows over the speech are embedded and clustered as without a segmentation
-            network, and each overlapped frame also gets a second speaker, the best-scoring other
-            speaker among the chunk's local speakers (matched to the speakers by the frames they share),
-            else the nearest other speaker in time.  ``"local"``: embeddings of each local speaker's clean
-            speech (``min_clean``, ``cluster_seconds`` and ``embed_every`` apply to this one only).
+        speaker_embeddings: with ``segmentation``, where the speakers come from.  ``"windows"``: the
+            segmentation gives the speech and the overlapped speech; windows over the speech are embedded,
+            clustered and turned into segments as without a segmentation network, and each overlapped frame
+            also gets a second speaker: the best-scoring other speaker among the chunk's local speakers
+            (matched to the window speakers by the frames they share), else the nearest other speaker in
+            time.  ``"local"``: the embeddings of each local speaker's clean speech (``min_clean``,
+            ``cluster_seconds`` and ``embed_every`` apply to this one only).  ``"auto"`` (the default):
+            ``"windows"`` when ``num_speakers`` is given, ``"local"`` when the number is estimated.
     """
 
     def __init__(
@@ -578,7 +581,7 @@ class Diarizer:
         timings: Dict[str, float] = {}
         result = Diarization(recording=recording or source.name, duration=source.duration)
         track = segmenter.track(source.samples)
-        if self.speaker_embeddings != "local":
+        if self.speaker_embeddings == "windows" or (self.speaker_embeddings == "auto" and num_speakers is not None):
             return self._diarize_resegmented(
                 source, track, result, timings, num_speakers, min_speakers, max_speakers, started
             )
@@ -627,7 +630,7 @@ class Diarizer:
         max_speakers: Optional[int],
         started: float,
     ) -> Diarization:
-        """:meth:`diarize` with the segmentation's speech and overlap, and speakers from windows (``"windows"``)."""
+        """:meth:`diarize` with the segmentation's speech and overlap and the speakers of windows (``"windows"``)."""
         segmenter = cast(Segmenter, self.segmenter)
         for chunk in segmenter.chunks(source, timings):
             track.add(chunk)
@@ -640,18 +643,14 @@ class Diarizer:
             speakers = int(labels.max()) + 1
             first = frame_labels(pieces, track.frames, frame)
             mapping = map_by_agreement(track, first, segmenter.powerset, speakers)
-            names = [str(c) for c in range(speakers)]
-            if self.speaker_embeddings == "mapped":
-                pieces = as_segments(frame_segments(track, mapping, speakers, frame, fallback=first), names)
-            else:
-                second = overlap_speakers(track, first, mapping, speakers, frame)
-                pieces = [
-                    Segment(round(a, 3), round(b, 3), str(speaker))
-                    for speaker in range(speakers)
-                    for a, b in merge_regions(
-                        [(p.start, p.end) for p in pieces if p.label == names[speaker]] + list(second[speaker])
-                    )
-                ]
+            second = overlap_speakers(track, first, mapping, speakers, frame)
+            pieces = [
+                Segment(round(a, 3), round(b, 3), str(speaker))
+                for speaker in range(speakers)
+                for a, b in merge_regions(
+                    [(p.start, p.end) for p in pieces if p.label == str(speaker)] + list(second[speaker])
+                )
+            ]
             timings["overlap"] = time.perf_counter() - clock
             self._label(result, pieces, embeddings, labels)
         timings["total"] = time.perf_counter() - started

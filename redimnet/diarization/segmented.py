@@ -343,13 +343,8 @@ def frame_segments(
     frame_seconds: float,
     min_gap: float = 0.1,
     min_turn: float = 0.1,
-    fallback: Optional[np.ndarray] = None,
 ) -> List[List[Tuple[float, float]]]:
-    """Each global speaker's turns (seconds), from the per-frame count and scores (see the module documentation).
-
-    ``fallback`` ``[frames]`` (optional): a speaker for each frame (-1: none), given a speech frame
-    that no assigned local speaker scores in.
-    """
+    """Each global speaker's turns (seconds), from the per-frame count and scores (see the module documentation)."""
     joiner = _RunJoiner(speakers)
     counts = track.counts()
     for first, _, scores in track.blocks(mapping, speakers):
@@ -358,10 +353,6 @@ def frame_segments(
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(speakers)[None, :].repeat(len(order), 0), axis=1)
         active = (rank < wanted[:, None]) & (scores > 0)
-        if fallback is not None:
-            here = fallback[first : first + len(scores)]
-            rows = np.flatnonzero((wanted > 0) & ~active.any(axis=1) & (here >= 0))
-            active[rows, here[rows]] = True
         joiner.add(first, active)
     gap, turn = int(round(min_gap / frame_seconds)), int(round(min_turn / frame_seconds))
     return [
