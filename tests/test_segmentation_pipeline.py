@@ -24,6 +24,7 @@ from redimnet.diarization.segmented import (
     map_by_agreement,
     nearest_other,
     overlap_speakers,
+    subtract_regions,
 )
 from redimnet.diarization.segments import overlap_regions
 from redimnet.errors import ConfigError
@@ -186,20 +187,28 @@ def test_local_speakers_take_the_window_speaker_of_most_of_their_frames():
     assert map_by_agreement(track, np.full(15, -1), powerset, 2).tolist() == [[-1, -1, -1], [-1, -1, -1]]
 
 
-def test_overlapped_frames_get_the_other_local_speaker_or_the_nearest_other_speaker():
+def test_overlapped_frames_go_to_the_two_local_speakers_or_the_nearest_other_speaker():
     powerset = Powerset(3, 2)
     activity = np.zeros((20, 3))
     activity[0:12, 0] = 1  # local 0 speaks 0-11
-    activity[8:20, 1] = 1  # local 1 speaks 8-19: frames 8-11 overlapped
+    activity[8:20, 1] = 1  # local 1 speaks 8-19: frames 8-11 (0.16-0.24 s) overlapped
     track = _track([(0, activity)], 20, powerset)
+    overlap = [(pytest.approx(0.16), pytest.approx(0.24))]
     labels = np.array([0] * 10 + [1] * 10)  # the windows' speakers change at frame 10
-    mapping = np.array([[0, 1, -1]])
-    turns = overlap_speakers(track, labels, mapping, 2, 0.02, min_gap=0.0, min_turn=0.0)
-    # frames 8-9 (speaker 0 already) add speaker 1; frames 10-11 (speaker 1 already) add speaker 0
-    assert turns == [[(pytest.approx(0.2), pytest.approx(0.24))], [(pytest.approx(0.16), pytest.approx(0.2))]]
-    # without any assigned local speaker: the nearest other speaker in time
-    turns = overlap_speakers(track, labels, np.full((1, 3), -1), 2, 0.02, min_gap=0.0, min_turn=0.0)
-    assert turns == [[(pytest.approx(0.2), pytest.approx(0.24))], [(pytest.approx(0.16), pytest.approx(0.2))]]
+    added, removed = overlap_speakers(track, labels, np.array([[0, 1, -1]]), 2, 0.02, min_gap=0.0, min_turn=0.0)
+    assert added == [overlap, overlap] and removed == [[], []]
+    # without any matched local speaker: the frame's own speaker and the nearest other one in time
+    added, removed = overlap_speakers(track, labels, np.full((1, 3), -1), 2, 0.02, min_gap=0.0, min_turn=0.0)
+    assert added == [overlap, overlap] and removed == [[], []]
+    # the windows put a third speaker on the overlapped frames: the two local speakers' speakers replace it
+    labels = np.array([0] * 8 + [2] * 4 + [1] * 8)
+    added, removed = overlap_speakers(track, labels, np.array([[0, 1, -1]]), 3, 0.02, min_gap=0.0, min_turn=0.0)
+    assert added == [overlap, overlap, []] and removed == [[], [], overlap]
+
+
+def test_subtract_regions():
+    assert subtract_regions([(0, 5), (6, 10)], [(1, 2), (4, 7), (9, 12)]) == [(0, 1), (2, 4), (7, 9)]
+    assert subtract_regions([(0, 5)], []) == [(0, 5)] and subtract_regions([(1, 2)], [(0, 3)]) == []
 
 
 SHORT_TURNS = [(1.0, 5.0, "A"), (6.0, 6.6, "B"), (7.5, 11.0, "A"), (12.0, 12.6, "B"), (13.5, 17.0, "A")]

@@ -149,9 +149,9 @@ def register(subparsers) -> None:
         choices=SPEAKER_EMBEDDINGS,
         default=None,
         help="where the speakers come from: windows over the speech, as without --segmentation, overlapped "
-        "speech adding a second speaker (windows); each local speaker's own clean speech (local; --min-clean, "
-        "--cluster-seconds and --embed-every apply to it only); auto = windows with --num-speakers, local "
-        f"without (default {DEFAULT_SPEAKER_EMBEDDINGS})",
+        "speech going to the two local speakers there (windows); each local speaker's own clean speech "
+        "(local; --min-clean, --cluster-seconds and --embed-every apply to it only); auto = windows with "
+        f"--num-speakers, local without (default {DEFAULT_SPEAKER_EMBEDDINGS})",
     )
     add_embedder_arguments(parser)
     parser.set_defaults(handler=run, batch_size=32)

@@ -62,6 +62,7 @@ from .segmented import (
     neighbour_links,
     overlap_speakers,
     speech_and_overlap,
+    subtract_regions,
     with_neighbours,
 )
 from .segments import Segment, format_rttm, merge_regions, speaker_totals
@@ -262,11 +263,10 @@ class Diarizer:
             (``window_spans``, ``window_embeddings``: the normalised embedding, with its context when
             ``context`` is on), e.g. to label them with a reference and fit a back-end.
         segmentation: a segmentation network (:class:`~redimnet.diarization.segmentation.SegmentationNet`,
-            a :class:`~redimnet.diarization.segmented.Segmenter`, or the path of a saved one): speech,
-            speaker changes and overlapped speech then come from it, embeddings from each local
-            speaker's clean speech, and overlapped speech gets both speakers
-            (:mod:`redimnet.diarization.segmented`); ``vad``, ``window``, ``hop`` and ``context``
-            are then unused.  None (the default): the embedding-only pipeline above.
+            a :class:`~redimnet.diarization.segmented.Segmenter`, or the path of a saved one): speech
+            and overlapped speech then come from it (``vad`` is unused), the speakers as
+            ``speaker_embeddings`` says, and overlapped speech gets both speakers
+            (:mod:`redimnet.diarization.segmented`).  None (the default): the embedding-only pipeline above.
         segmentation_step: seconds between segmentation chunks (default: half a chunk).
         min_clean: with ``segmentation``: the least speech (seconds) of a local speaker that is embedded.
         cluster_seconds: with ``segmentation``: local speakers with less embedded speech are not
@@ -278,9 +278,9 @@ class Diarizer:
         speaker_embeddings: with ``segmentation``, where the speakers come from.  ``"windows"``: the
             segmentation gives the speech and the overlapped speech; windows over the speech are embedded,
             clustered and turned into segments as without a segmentation network, and each overlapped frame
-            also gets a second speaker: the best-scoring other speaker among the chunk's local speakers
-            (matched to the window speakers by the frames they share), else the nearest other speaker in
-            time.  ``"local"``: the embeddings of each local speaker's clean speech (``min_clean``,
+            goes to the two best-scoring of the chunk's local speakers (matched to the window speakers by
+            the frames they share), a place left to the frame's window speaker, then to the nearest other
+            speaker in time.  ``"local"``: the embeddings of each local speaker's clean speech (``min_clean``,
             ``cluster_seconds`` and ``embed_every`` apply to this one only).  ``"auto"`` (the default):
             ``"windows"`` when ``num_speakers`` is given, ``"local"`` when the number is estimated.
     """
@@ -643,13 +643,22 @@ class Diarizer:
             speakers = int(labels.max()) + 1
             first = frame_labels(pieces, track.frames, frame)
             mapping = map_by_agreement(track, first, segmenter.powerset, speakers)
-            second = overlap_speakers(track, first, mapping, speakers, frame)
+            added, removed = overlap_speakers(track, first, mapping, speakers, frame)
+            turns = [
+                subtract_regions(
+                    [
+                        (r[0], r[1])
+                        for r in merge_regions([(p.start, p.end) for p in pieces if p.label == str(speaker)])
+                    ],
+                    removed[speaker],
+                )
+                for speaker in range(speakers)
+            ]
             pieces = [
                 Segment(round(a, 3), round(b, 3), str(speaker))
                 for speaker in range(speakers)
-                for a, b in merge_regions(
-                    [(p.start, p.end) for p in pieces if p.label == str(speaker)] + list(second[speaker])
-                )
+                for a, b in merge_regions(list(turns[speaker]) + list(added[speaker]))
+                if b - a > 1e-3
             ]
             timings["overlap"] = time.perf_counter() - clock
             self._label(result, pieces, embeddings, labels)

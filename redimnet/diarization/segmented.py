@@ -39,6 +39,13 @@ Stages (data flows one way)::
 
 Speech regions (count >= 1) and overlap regions (count >= 2) come out of the same counts:
 :func:`speech_and_overlap` gives them without any embedding (``redimnet vad --overlap``).
+
+The other design (``Diarizer(speaker_embeddings="windows")``) replaces steps 3-5 for who speaks: the
+speech regions are labelled one speaker at a time by the embedding-only pipeline's windows
+(:class:`~redimnet.diarization.diarizer.Diarizer`), those labels are read per frame
+(:func:`frame_labels`), every chunk's local speakers are matched to them by the frames they share
+(:func:`map_by_agreement`), and frames counted as overlapped go to two of them
+(:func:`overlap_speakers`).
 """
 
 import time
@@ -421,33 +428,64 @@ def overlap_speakers(
     frame_seconds: float,
     min_gap: float = 0.1,
     min_turn: float = 0.1,
-) -> List[List[Tuple[float, float]]]:
-    """Each global speaker's turns as the second speaker of overlapped frames (seconds).
+) -> Tuple[List[List[Tuple[float, float]]], List[List[Tuple[float, float]]]]:
+    """The speakers of overlapped frames: each global speaker's turns to add and to remove (seconds).
 
     ``labels``: the one speaker each frame already has (:func:`frame_labels`).  Where the segmentation
-    counts two or more speakers, the frame also goes to the best-scoring other speaker (the local
-    speakers ``mapping`` assigns, as in :func:`frame_segments`); where no other speaker scores, to the
-    nearest other speaker in time (:func:`nearest_other`).
+    counts two or more speakers, the frame goes to the two best-scoring speakers of the local speakers
+    ``mapping`` assigns (their probabilities averaged as in :func:`frame_segments`); a place left (no
+    other speaker scores) goes to the frame's own speaker, then to the nearest other speaker in time
+    (:func:`nearest_other`).  The frame's own speaker is removed there when neither place is its.
     """
     counts = track.counts()
-    second = np.full(track.frames, -1, dtype=np.int32)
+    pair = np.full((track.frames, 2), -1, dtype=np.int32)
     for first, _, scores in track.blocks(mapping, speakers):
         n = len(scores)
-        here = labels[first : first + n]
-        scores = scores.copy()
-        rows = np.flatnonzero(here >= 0)
-        scores[rows, here[rows]] = -np.inf
-        best = np.argmax(scores, axis=1)
-        wanted = (counts[first : first + n] >= 2) & (scores[np.arange(n), best] > 0)
-        second[first : first + n][wanted] = best[wanted]
-    missing = (counts >= 2) & (second < 0) & (labels >= 0)
-    if missing.any():
-        second[missing] = nearest_other(labels)[missing]
+        over = counts[first : first + n] >= 2
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :2]
+        best = np.take_along_axis(scores, order, axis=1)
+        chosen = np.where((best > 0) & over[:, None], order, -1)
+        pair[first : first + n] = chosen
+    over = counts >= 2
+    own = labels
+    # a missing first place takes the frame's own speaker
+    fill = over & (pair[:, 0] < 0)
+    pair[fill, 0] = own[fill]
+    # a missing second place: the frame's own speaker when it is not the first, else the nearest other
+    fill = over & (pair[:, 1] < 0) & (own >= 0) & (own != pair[:, 0])
+    pair[fill, 1] = own[fill]
+    fill = over & (pair[:, 1] < 0)
+    if fill.any():
+        pair[fill, 1] = nearest_other(labels)[fill]
+        pair[fill & (pair[:, 1] == pair[:, 0]), 1] = -1
     gap, turn = int(round(min_gap / frame_seconds)), int(round(min_turn / frame_seconds))
-    return [
-        [(a * frame_seconds, b * frame_seconds) for a, b in smooth_runs(_runs(second == speaker), gap, turn)]
-        for speaker in range(speakers)
-    ]
+    added, removed = [], []
+    for speaker in range(speakers):
+        mine = over & ((pair[:, 0] == speaker) | (pair[:, 1] == speaker))
+        added.append([(a * frame_seconds, b * frame_seconds) for a, b in smooth_runs(_runs(mine), gap, turn)])
+        lost = over & (own == speaker) & ~mine
+        removed.append([(a * frame_seconds, b * frame_seconds) for a, b in _runs(lost)])
+    return added, removed
+
+
+def subtract_regions(
+    regions: Sequence[Tuple[float, float]], cuts: Sequence[Tuple[float, float]]
+) -> List[Tuple[float, float]]:
+    """``regions`` less ``cuts`` (both sorted, non-overlapping lists of ``(start, end)``)."""
+    result: List[Tuple[float, float]] = []
+    k = 0
+    for start, end in regions:
+        while k < len(cuts) and cuts[k][1] <= start:
+            k += 1
+        j = k
+        while j < len(cuts) and cuts[j][0] < end:
+            if cuts[j][0] > start:
+                result.append((start, cuts[j][0]))
+            start = max(start, cuts[j][1])
+            j += 1
+        if end > start:
+            result.append((start, end))
+    return result
 
 
 @dataclass
