@@ -268,11 +268,12 @@ def step_identify(location: str, queries: str, backend: str = "") -> dict:
             results.append([name for name, _ in found])
         if backend:  # identification through a back-end: the shortlist from the index, rescored
             timed_backend = time_backend(db, backend, vectors[: min(200, len(vectors))])
-    from redimnet.speakers.vectors import HNSW_EXPANSION_SEARCH
+    from redimnet.speakers.vectors import HNSW_EXPANSION_ADD, HNSW_EXPANSION_IDENTIFY
 
     return {
         "index": kind,
-        "ef": HNSW_EXPANSION_SEARCH,
+        "ef": HNSW_EXPANSION_IDENTIFY,
+        "ef_construction": HNSW_EXPANSION_ADD,
         "open_s": opened,
         "index_loaded": bool(loads),
         "index_built": bool(builds),

@@ -114,6 +114,54 @@ def test_hnsw_index_finds_neighbours_and_forgets_removed_keys():
     assert len(index) == keys.size - gone.size
 
 
+@pytest.mark.slow
+@needs_usearch
+def test_a_search_is_as_broad_as_its_caller_asks():
+    """``expansion`` is the graph search's breadth: a narrow search misses neighbours that a broad one finds."""
+    from redimnet.speakers.index import HnswIndex
+
+    rng = np.random.default_rng(3)
+    vectors = units(rng.standard_normal((4000, 64)))  # random directions: no structure to follow
+    queries = units(vectors[:300] + 0.06 * rng.standard_normal((300, 64))).astype(np.float32)
+    index = HnswIndex(64)
+    index.upsert(np.arange(4000), vectors)
+    exact = ExactIndex(64)
+    exact.upsert(np.arange(4000), vectors)
+    truth = exact.search(queries, 1)[0][:, 0]
+    recall = {e: np.mean(index.search(queries, 1, expansion=e)[0][:, 0] == truth) for e in (1, None, 512)}
+    assert recall[1] < 0.9
+    assert recall[None] >= 0.99 and recall[512] >= 0.99
+
+
+@needs_usearch
+def test_identify_searches_broader_than_a_cohort_top_k(tmp_path, small_thresholds, monkeypatch):
+    """Identification must find the one best speaker: it asks the graph for HNSW_EXPANSION_IDENTIFY."""
+    from redimnet.evaluation.score_norm import cohort_statistics
+    from redimnet.speakers.index import HnswIndex
+
+    asked = []
+    search = HnswIndex.search
+
+    def spy(self, queries, k, threads=1, expansion=None):
+        asked.append(expansion)
+        return search(self, queries, k, threads=threads, expansion=expansion)
+
+    monkeypatch.setattr(HnswIndex, "search", spy)
+    rng = np.random.default_rng(5)
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        centres = enrol_random(db, rng, [f"spk{i:03d}" for i in range(80)])
+        assert db.prepare_index() == "hnsw"
+        assert db.identify(centres["spk007"], top=3)[0][0] == "spk007"
+    assert asked and set(asked) == {vectors_module.HNSW_EXPANSION_IDENTIFY}
+    assert vectors_module.HNSW_EXPANSION_IDENTIFY > vectors_module.HNSW_EXPANSION_SEARCH
+    asked.clear()
+    cohort = units(rng.standard_normal((200, 24)))
+    index = HnswIndex(24)
+    index.upsert(np.arange(200), cohort)
+    cohort_statistics(units(rng.standard_normal((2, 24))), cohort, 20, index=index)
+    assert asked == [None]  # the default breadth
+
+
 # --- kept in step with the store ------------------------------------------------------------------------------
 def enrol_random(db, rng, names, dim=24):
     centres = {}

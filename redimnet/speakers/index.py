@@ -425,13 +425,16 @@ class SpeakerIndex:
                 self._maybe_save(force=True)
 
     # --- searching -------------------------------------------------------------------------------
-    def search(self, queries, k: int, threads: int = 1) -> Tuple[np.ndarray, np.ndarray]:
-        """``(keys, scores)`` of the ``k`` nearest entries of each query (see the index kinds)."""
+    def search(
+        self, queries, k: int, threads: int = 1, expansion: Optional[int] = None
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """``(keys, scores)`` of the ``k`` nearest entries of each query (see the index kinds; ``expansion``:
+        an HNSW search's breadth)."""
         with self.lock:
             if self.index is None or not len(self.index):
                 rows = np.asarray(queries).reshape(-1, np.asarray(queries).shape[-1]).shape[0]
                 return np.full((rows, k), -1, dtype=np.int64), np.full((rows, k), -np.inf, dtype=np.float32)
-            return self.index.search(queries, k, threads=threads)
+            return self.index.search(queries, k, threads=threads, expansion=expansion)
 
     @property
     def kind(self) -> Optional[str]:

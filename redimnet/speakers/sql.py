@@ -45,6 +45,7 @@ from .schema import (
     speaker_name,
 )
 from .store import check_page
+from .vectors import HNSW_EXPANSION_IDENTIFY
 
 __all__ = [
     "SpeakerDatabaseError",
@@ -367,7 +368,7 @@ class SqlSpeakerStore(SqlStoreBase):
                 want = min(top, size)
                 k = min(size, max(4 * want, want + 16))
                 while True:
-                    keys, _ = index.search(query[None, :].astype(np.float32), k)
+                    keys, _ = index.search(query[None, :].astype(np.float32), k, expansion=HNSW_EXPANSION_IDENTIFY)
                     found = self._score(cursor, keys[0][keys[0] >= 0], query)
                     if len(found) >= want or k >= size:
                         break

@@ -31,6 +31,7 @@ __all__ = [
     "EXACT_BELOW",
     "INSTALL_HINT",
     "ExactIndex",
+    "HNSW_EXPANSION_IDENTIFY",
     "HnswIndex",
     "VectorIndex",
     "choose_kind",
@@ -60,16 +61,27 @@ INSTALL_HINT = (
 
 HNSW_CONNECTIVITY = 16
 """Graph edges per node (usearch's ``connectivity``, HNSW's M)."""
-HNSW_EXPANSION_ADD = 64
-"""Candidates kept while inserting (HNSW's efConstruction)."""
-HNSW_EXPANSION_SEARCH = 256
-"""Candidates kept while searching (HNSW's ef); searches ask for at least this many.
+HNSW_EXPANSION_ADD = 256
+"""Candidates kept while inserting (HNSW's efConstruction).
 
-Measured on a graph of 1,000,000 speakers (194 real speakers of a trained model plus made-up ones drawn
-like them, 1,000 queries, 21 candidates rescored exactly): recall@1 against exact search 0.994 at ef 64,
-0.999 at 128, 256 and 512, at 0.38, 0.66, 1.17 and 2.47 ms of CPU per search; 256 leaves a factor of two
-for harder stores.  Stores of structureless random vectors need more (300,000 of them: 0.985 at 256,
-0.997 at 512); see ``docs/speaker_search.md``."""
+A vector inserted into a large graph finds its neighbours by a search of this breadth; too narrow, and
+speakers enrolled after many unrelated ones (a trained model's speakers after a million random vectors)
+are linked to random vectors rather than to each other, and later searches miss them.  Chosen on 300,000
+random vectors plus 194 real speakers inserted last (the tuning half of the queries, 21 candidates
+rescored): recall@1 at search ef 64 / 128 / 256 was 0.887 / 0.950 / 0.985 with 64 (108 CPU-s to
+build on one thread), 0.960 / 0.997 / 1.000 with 128 (206 CPU-s), 0.985 / 1.000 / 1.000 with 256
+(356 CPU-s).  See ``docs/speaker_search.md``."""
+HNSW_EXPANSION_SEARCH = 256
+"""Candidates kept while searching (HNSW's ef) unless the caller asks for another breadth; searches keep
+at least as many as they return.  AS-Norm's cohort top-k (a few hundred candidates whose mean and spread
+are what counts) searches with this."""
+HNSW_EXPANSION_IDENTIFY = 512
+"""The breadth of an identification's search, which must find the one best speaker.
+
+Four times the smallest ef that reached recall@1 0.99 on the 300,000-vector tuning store above (128):
+a million random vectors need about four times the ef of 300,000 for the same recall (measured on
+graphs built with efConstruction 64).  The figures reported in ``docs/speaker_search.md`` come from
+other stores (another random seed, a million speakers) and the other half of the queries."""
 HNSW_PARALLEL_FROM = 10_000
 """Vectors go into a graph one thread at a time until it holds this many.  Inserting several at once
 leaves some nodes that no search reaches, most often in a small graph (with 8 threads, 26 of 40 graphs
@@ -210,8 +222,11 @@ class ExactIndex:
         """``(keys, vectors)`` of every entry (views, valid until the next change)."""
         return self._keys[: self._size], self._vectors[: self._size]
 
-    def search(self, queries, k: int, threads: int = 1) -> Tuple[np.ndarray, np.ndarray]:
-        """``(keys [Q, k], scores [Q, k])``, best first; rows are padded with key -1 when fewer exist."""
+    def search(
+        self, queries, k: int, threads: int = 1, expansion: Optional[int] = None
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """``(keys [Q, k], scores [Q, k])``, best first; rows are padded with key -1 when fewer exist
+        (``expansion``: ignored, the search is exact)."""
         queries = _rows(queries, self.dim)
         count = min(int(k), self._size)
         keys = np.full((queries.shape[0], int(k)), -1, dtype=np.int64)
@@ -308,7 +323,7 @@ class HnswIndex:
 
     def _reattach(self, keys: np.ndarray, vectors: np.ndarray, threads: int) -> int:
         """Insert again, one at a time, those of ``keys`` (just added in parallel) that their own vector misses."""
-        self._index.expansion_search = HNSW_EXPANSION_ADD  # type: ignore[misc]  # a quick first look
+        self._index.expansion_search = 64  # type: ignore[misc]  # a quick first look
         found = np.asarray(self._index.search(vectors, 1, threads=threads).keys).reshape(-1)
         doubtful = np.flatnonzero(found.astype(np.int64) != keys)
         lost = 0
@@ -349,15 +364,20 @@ class HnswIndex:
         rows = found if isinstance(found, tuple) else [found]
         return np.stack([np.asarray(r, dtype=np.float32).reshape(-1) for r in rows])
 
-    def search(self, queries, k: int, threads: int = 1) -> Tuple[np.ndarray, np.ndarray]:
-        """``(keys [Q, k], scores [Q, k])``, best first by the quantised inner product; key -1 pads."""
+    def search(
+        self, queries, k: int, threads: int = 1, expansion: Optional[int] = None
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """``(keys [Q, k], scores [Q, k])``, best first by the quantised inner product; key -1 pads.
+
+        ``expansion``: the search's breadth (ef; default :data:`HNSW_EXPANSION_SEARCH`, at least ``k``)."""
         queries = _rows(queries, self.dim)
         k = int(k)
         keys = np.full((queries.shape[0], k), -1, dtype=np.int64)
         scores = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
         if not len(self._index):
             return keys, scores
-        self._index.expansion_search = max(HNSW_EXPANSION_SEARCH, k)  # type: ignore[misc]  # usearch's setter
+        breadth = HNSW_EXPANSION_SEARCH if expansion is None else int(expansion)
+        self._index.expansion_search = max(breadth, k)  # type: ignore[misc]  # usearch's setter
         matches = self._index.search(queries, k, threads=max(1, threads))
         found_keys = np.asarray(matches.keys).reshape(queries.shape[0], -1)
         found = np.asarray(matches.distances, dtype=np.float32).reshape(queries.shape[0], -1)
