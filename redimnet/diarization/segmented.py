@@ -66,8 +66,8 @@ from .vad import VoiceActivityDetector
 BLOCK_FRAMES = 4096  # output frames reconstructed at a time
 LENGTH_QUANTUM = 4000  # samples: clean audio is cut down to a multiple of 0.25 s (equal lengths batch together)
 # the overlap decision, chosen on the tuning conversations of benchmarks/segmentation.py (docs/diarization.md)
-DEFAULT_OVERLAP_THRESHOLD = 0.5
-DEFAULT_MIN_OVERLAP = 0.5
+DEFAULT_OVERLAP_THRESHOLD = 0.3
+DEFAULT_MIN_OVERLAP = 0.25
 
 
 @dataclass
@@ -112,8 +112,8 @@ class Segmenter:
     classes of two or more speakers together at least this probability (0 to 1; None: where
     such a class is the most probable one).
     ``min_overlap``: overlapped speech shorter than this (seconds) counts as one speaker.
-    Both defaults were chosen on tuning conversations: they keep most true overlap and stop
-    most false overlap on conversations without any.
+    Both defaults were chosen on tuning conversations for the segmentation network shipped with the
+    tests (docs/diarization.md); another network may want its own.
     """
 
     def __init__(
