@@ -220,6 +220,13 @@ def check_speaker_count(
         )
 
 
+def _finished(result: Diarization, timings: Dict[str, float], started: float) -> Diarization:
+    """``result`` with ``timings`` and the total time since ``started`` recorded."""
+    timings["total"] = time.perf_counter() - started
+    result.timings = timings
+    return result
+
+
 class _TimedBlocks:
     """Iterate blocks while adding up the time spent decoding them."""
 
@@ -505,9 +512,7 @@ class Diarizer:
         found = self._windows_pipeline(source, regions, result, timings, num_speakers, min_speakers, max_speakers)
         if found is not None:
             self._label(result, *found)
-        timings["total"] = time.perf_counter() - started
-        result.timings = timings
-        return result
+        return _finished(result, timings, started)
 
     def _windows_pipeline(
         self,
@@ -595,8 +600,7 @@ class Diarizer:
         frame = segmenter.frame_seconds
         result.speech, result.overlap = speech_and_overlap(track, frame)
         if not len(local.embeddings) or not result.speech:
-            result.timings = {**timings, "total": time.perf_counter() - started}
-            return result
+            return _finished(result, timings, started)
         check_speaker_count(source.name, num_speakers, min_speakers, len(local.embeddings))
         clock = time.perf_counter()
         # each local speaker with the same voice in the chunks beside it (as windows with their neighbours)
@@ -615,9 +619,7 @@ class Diarizer:
         every = np.full(len(local.embeddings), -1, dtype=np.int64)
         every[:] = np.argmax(scores, axis=1)
         self._label(result, pieces, local.embeddings, every)
-        timings["total"] = time.perf_counter() - started
-        result.timings = timings
-        return result
+        return _finished(result, timings, started)
 
     def _diarize_resegmented(
         self,
@@ -662,6 +664,4 @@ class Diarizer:
             ]
             timings["overlap"] = time.perf_counter() - clock
             self._label(result, pieces, embeddings, labels)
-        timings["total"] = time.perf_counter() - started
-        result.timings = timings
-        return result
+        return _finished(result, timings, started)
