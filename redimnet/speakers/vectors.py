@@ -80,8 +80,9 @@ HNSW_EXPANSION_IDENTIFY = 512
 
 Four times the smallest ef that reached recall@1 0.99 on the 300,000-vector tuning store above (128):
 a million random vectors need about four times the ef of 300,000 for the same recall (measured on
-graphs built with efConstruction 64).  The figures reported in ``docs/speaker_search.md`` come from
-other stores (another random seed, a million speakers) and the other half of the queries."""
+graphs built with efConstruction 64).  Reported on another store (a million: the real speakers plus
+random vectors of another seed) and the other half of the queries: recall@1 0.994 at 4.4 ms of CPU per
+identification (0.984 at ef 256); see ``docs/speaker_search.md``."""
 HNSW_PARALLEL_FROM = 10_000
 """Vectors go into a graph one thread at a time until it holds this many.  Inserting several at once
 leaves some nodes that no search reaches, most often in a small graph (with 8 threads, 26 of 40 graphs
@@ -93,8 +94,9 @@ HNSW_PARALLEL_THREADS = 4
 (:meth:`HnswIndex._reattach`: a search for every vector inserted), which costs more CPU than the insertion
 itself: 1,000,000 speakers (random fill) on 2 threads took 518 CPU-s of insertion plus 695 CPU-s of check,
 so at least 607 s of wall time; one thread builds 300,000 such speakers in 108 CPU-s and 1,000,000
-speakers drawn like real ones in 290 CPU-s (no check needed).  From about 4 threads the parallel build's
-wall time is the shorter."""
+speakers drawn like real ones in 290 CPU-s (no check needed; these with efConstruction 64, the current
+256 costs about 3 to 4 times as much: 1,412 CPU-s for a million random vectors).  From about 4
+threads the parallel build's wall time is the shorter."""
 HNSW_PARALLEL_BATCH = 1_000
 """Smaller batches (an enrolment, the changes since the last sync) are always inserted one at a time."""
 HNSW_DTYPE = "i8"
