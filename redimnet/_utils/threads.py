@@ -87,6 +87,7 @@ def _snapshot() -> Optional[Tuple[float, float, float]]:
 
 
 _since = _snapshot()  # busy_cores() measures from here: while the program starts (imports, model loading)
+_last: Optional[int] = None  # busy_cores()'s last measurement over a usable interval
 SHORTEST_WINDOW = 0.2  # seconds: over a shorter interval the CPU counters are too coarse
 LONGEST_WINDOW = 10.0  # seconds: over a longer one the measurement is stale
 
@@ -98,22 +99,27 @@ def busy_cores() -> int:
     the last call), less this process's own CPU time over the same interval -- what others used while
     this program started (importing torch and loading the model take a second or more).  When that
     interval is shorter than :data:`SHORTEST_WINDOW` or longer than :data:`LONGEST_WINDOW`: the
-    threads the kernel has running at this instant, less this one.  Elsewhere: the one-minute load
-    average.  The load average is not used on Linux because it lags by about a minute and counts
+    threads the kernel has running at this instant, less this one -- except that a call sooner
+    than :data:`SHORTEST_WINDOW` after a measurement gets that measurement again.  Elsewhere: the
+    one-minute load average.  The load average is not used on Linux because it lags by about a minute and counts
     this process itself and the programs that ran just before it: measured right after another job,
     an idle machine looks busy.
     """
-    global _since
+    global _since, _last
     since, now = _since, _snapshot()
     if now is None or since is None:
         return _load_average_cores()
-    _since = now
     cpus = max(1, len(os.sched_getaffinity(0)))
     elapsed = (now[1] - since[1]) / cpus  # wall-clock seconds, as the kernel counts them
-    if not SHORTEST_WINDOW <= elapsed <= LONGEST_WINDOW:
+    if elapsed < SHORTEST_WINDOW:  # too soon to measure again: the last measurement stands
+        return _running_now() if _last is None else _last
+    _since = now
+    if elapsed > LONGEST_WINDOW:
+        _last = None
         return _running_now()
     others = (now[0] - since[0]) - (now[2] - since[2])
-    return max(0, int(math.floor(others / elapsed + 0.5)))
+    _last = max(0, int(math.floor(others / elapsed + 0.5)))
+    return _last
 
 
 def _running_now() -> int:
