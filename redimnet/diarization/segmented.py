@@ -437,17 +437,14 @@ def overlap_speakers(
     other speaker scores) goes to the frame's own speaker, then to the nearest other speaker in time
     (:func:`nearest_other`).  The frame's own speaker is removed there when neither place is its.
     """
-    counts = track.counts()
+    over = track.counts() >= 2
     pair = np.full((track.frames, 2), -1, dtype=np.int32)
     for first, _, scores in track.blocks(mapping, speakers):
         n = len(scores)
-        over = counts[first : first + n] >= 2
         order = np.argsort(-scores, axis=1, kind="stable")[:, :2]
         best = np.take_along_axis(scores, order, axis=1)
-        chosen = np.where((best > 0) & over[:, None], order, -1)
-        pair[first : first + n] = chosen
-    over = counts >= 2
-    own = labels
+        pair[first : first + n] = np.where((best > 0) & over[first : first + n, None], order, -1)
+    own = labels  # the frame's own speaker
     # a missing first place takes the frame's own speaker
     fill = over & (pair[:, 0] < 0)
     pair[fill, 0] = own[fill]
