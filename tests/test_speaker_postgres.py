@@ -141,3 +141,58 @@ def test_cli_verbs_on_postgres(postgres_url, b0_model_and_checkpoint, tmp_path, 
     assert cli.main(["speakers", "remove", "ann", "--db", postgres_url]) == 2
     assert "no speaker named 'ann'" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ann0.wav", "ann1.wav", "bob0.wav", "bob1.wav"]
+
+
+def _counting_statements(db):
+    """Make ``db`` count the statements its connection sends; returns the list they are appended to."""
+    import psycopg
+
+    sent = []
+
+    class Counting(psycopg.Cursor):
+        def execute(self, query, params=None, **kwargs):
+            sent.append(str(query))
+            return super().execute(query, params, **kwargs)
+
+    db.connection.cursor_factory = Counting
+    return sent
+
+
+def test_an_identification_against_an_up_to_date_index_is_one_statement(postgres_url):
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((40, 16))
+    with open_store(postgres_url) as db:
+        for k, vector in enumerate(vectors):
+            db.enroll(f"s{k:02d}", vector[None, :], [f"u{k}"], "fp")
+        db.identify(vectors[0], top=3, fingerprint="fp")  # loads the index
+        sent = _counting_statements(db)
+        for k in (5, 17, 31):
+            sent.clear()
+            best = db.identify(vectors[k] + 0.01 * rng.standard_normal(16), top=3, fingerprint="fp")
+            assert best[0][0] == f"s{k:02d}"
+            assert len(sent) == 1, sent  # state and candidates together: no BEGIN, no COMMIT, no meta read
+        with pytest.raises(SpeakerDatabaseError, match="another model"):  # the model is still checked
+            db.identify(vectors[0], top=3, fingerprint="other")
+        with pytest.raises(SpeakerDatabaseError, match="16-dimensional"):
+            db.identify(np.ones(8), top=3, fingerprint="fp")
+
+
+def test_one_statement_identification_sees_every_change_made_elsewhere(postgres_url):
+    """Another connection (here the same process, so the same index object, left behind) enrols and deletes:
+    the next identification notices the store moved on, brings the index up to date and answers from it."""
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((30, 16))
+    with open_store(postgres_url) as reader, open_store(postgres_url) as writer:
+        for k, vector in enumerate(vectors[:20]):
+            writer.enroll(f"s{k:02d}", vector[None, :], [f"u{k}"], "fp")
+        reader.identify(vectors[0], top=1, fingerprint="fp")
+        sent = _counting_statements(reader)
+        writer.enroll("new", vectors[25][None, :], ["n"], "fp")
+        assert reader.identify(vectors[25], top=1, fingerprint="fp")[0][0] == "new"
+        assert len(sent) > 1  # the revision differed: the full path synced the index
+        writer.remove("s07")
+        found = [name for name, _ in reader.identify(vectors[7], top=5, fingerprint="fp")]
+        assert "s07" not in found and len(found) == 5
+        sent.clear()
+        assert reader.identify(vectors[3], top=1, fingerprint="fp")[0][0] == "s03"
+        assert len(sent) == 1  # up to date again

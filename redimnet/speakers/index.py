@@ -32,7 +32,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -435,6 +435,26 @@ class SpeakerIndex:
                 rows = np.asarray(queries).reshape(-1, np.asarray(queries).shape[-1]).shape[0]
                 return np.full((rows, k), -1, dtype=np.int64), np.full((rows, k), -np.inf, dtype=np.float32)
             return self.index.search(queries, k, threads=threads, expansion=expansion)
+
+    def search_as_is(
+        self, query: np.ndarray, k_for: Callable[[int], int], expansion: Optional[int] = None
+    ) -> Optional[Tuple[np.ndarray, str, int]]:
+        """Search without asking the store first: ``(keys of the k_for(size) nearest, store id, revision the
+        index holds)``, or None when it must be brought up to date by :meth:`sync` first (not loaded yet,
+        empty, or a background build running or waiting to be put in place).
+
+        The caller then reads its store's revision in the same snapshot as the candidates' rows, and uses
+        the keys only when that revision is the one returned here (the index was then exactly that
+        snapshot's speakers); otherwise it syncs and searches again.
+        """
+        with self.lock:
+            index = self.index
+            if index is None or self.store_id is None or self._builder is not None or not len(index):
+                return None
+            if index.dim != np.asarray(query).shape[-1]:
+                return None  # the full path says what is wrong
+            keys, _ = index.search(query, k_for(len(index)), expansion=expansion)
+            return keys[0], self.store_id, self.revision
 
     @property
     def kind(self) -> Optional[str]:

@@ -59,6 +59,14 @@ _SCHEMA = [
     "CREATE INDEX removed_by_revision ON removed(revision)",
 ]
 
+_STATE_KEYS = ("store_id", "revision", "dim", "model")
+_STATE_AND_ROWS = (
+    "SELECT "
+    + ", ".join(f"(SELECT value FROM meta WHERE key = '{key}')" for key in _STATE_KEYS)
+    + ", s.id, s.name, s.mean FROM (SELECT 1) AS one LEFT JOIN speakers s ON s.id = ANY(%s::bigint[])"
+)
+"""The store's state and the rows of some speakers, in one statement (so in one snapshot, one round trip)."""
+
 _SCHEMA_LOCK = 0x52444E53  # pg_advisory_xact_lock key: one process at a time creates or migrates the schema
 
 
@@ -154,6 +162,15 @@ class PostgresSpeakerStore(SqlSpeakerStore):
 
     def _index_location(self, store_id: str) -> Tuple[str, Optional[IndexFile]]:
         return f"postgresql:{store_id}", IndexFile(self.index_dir / f"{store_id}.index")
+
+    def _state_and_rows(self, keys: np.ndarray) -> Optional[Tuple[Dict[str, Optional[str]], List[tuple]]]:
+        # one statement is one snapshot (also in autocommit): the store's state and the rows agree
+        with self.connection.cursor(binary=True) as cursor:
+            rows = cursor.execute(_STATE_AND_ROWS, ([int(k) for k in keys.tolist()],)).fetchall()
+        first = rows[0]
+        meta = dict(zip(_STATE_KEYS, first[: len(_STATE_KEYS)]))
+        found = [row[len(_STATE_KEYS) :] for row in rows if row[len(_STATE_KEYS)] is not None]
+        return meta, found
 
     def _stream(self, statement: str, parameters: Sequence[Any], size: int) -> Iterator[List[tuple]]:
         with self.connection.cursor(name=f"stream_{secrets.token_hex(4)}", binary=True) as cursor:

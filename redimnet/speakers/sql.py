@@ -329,7 +329,14 @@ class SqlSpeakerStore(SqlStoreBase):
         return self._index
 
     def _checked_meta(self, cursor, dim: int, fingerprint: Optional[str]) -> Dict[str, str]:
-        meta: Dict[str, str] = dict(self._execute(cursor, "SELECT key, value FROM meta").fetchall())
+        return self._check_query(
+            dict(self._execute(cursor, "SELECT key, value FROM meta").fetchall()), dim, fingerprint
+        )
+
+    def _check_query(self, given: Dict[str, Optional[str]], dim: int, fingerprint: Optional[str]) -> Dict[str, str]:
+        """The store's settings ``given`` (without unset ones) when a query of ``dim`` dimensions and model
+        ``fingerprint`` may be scored against the store, else :class:`SpeakerDatabaseError` saying why."""
+        meta = {key: value for key, value in given.items() if value is not None}
         if "dim" in meta and int(meta["dim"]) != dim:
             raise SpeakerDatabaseError(
                 f"{self.label} holds {meta['dim']}-dimensional embeddings, the query has "
@@ -355,6 +362,9 @@ class SqlSpeakerStore(SqlStoreBase):
         if top < 1:
             raise SpeakerDatabaseError(f"--top must be at least 1, got {top}")
         query = normalised(embedding, "query")
+        answer = self._identify_in_one_read(query, top, fingerprint)
+        if answer is not None:
+            return answer
         with self._reading() as cursor:
             meta = self._checked_meta(cursor, query.shape[0], fingerprint)
             state = StoreState(meta.get("store_id", ""), int(meta.get("revision", 0)))
@@ -366,22 +376,63 @@ class SqlSpeakerStore(SqlStoreBase):
                 if size == 0:
                     raise EmptyStoreError(f"{self.label} has no enrolled speakers; use redimnet enroll first")
                 want = min(top, size)
-                k = min(size, max(4 * want, want + 16))
+                k = _candidates(want, size)
                 while True:
                     keys, _ = index.search(query[None, :].astype(np.float32), k, expansion=HNSW_EXPANSION_IDENTIFY)
                     found = self._score(cursor, keys[0][keys[0] >= 0], query)
                     if len(found) >= want or k >= size:
                         break
                     k = min(size, 4 * k)
-        found.sort(key=lambda row: (-row[1], row[2]))
-        return [(name, score) for name, score, _ in found[:top]]
+        return _best(found, top)
+
+    def _identify_in_one_read(
+        self, query: np.ndarray, top: int, fingerprint: Optional[str]
+    ) -> Optional[List[Tuple[str, float]]]:
+        """Identification with one read of the store, when the dialect can read the store's state and the
+        candidates' rows in one snapshot (:meth:`_state_and_rows`) and the index is already up to date: the
+        index is searched first, then the store's revision and the candidates' rows are read together; the
+        answer stands only if that snapshot's revision is the one the index held (so the candidates were
+        the snapshot's speakers) and the search found as many speakers as wanted.  None: take the full path."""
+        index = self._index
+        if index is None:
+            return None
+        want = [0]
+
+        def k_for(size: int) -> int:
+            want[0] = min(top, size)
+            return _candidates(want[0], size)
+
+        searched = index.search_as_is(query[None, :].astype(np.float32), k_for, expansion=HNSW_EXPANSION_IDENTIFY)
+        if searched is None:
+            return None
+        keys, store_id, revision = searched
+        read = self._state_and_rows(keys[keys >= 0])
+        if read is None:
+            return None
+        meta, rows = read
+        if meta.get("store_id") != store_id or int(meta.get("revision") or 0) != revision:
+            return None  # the store moved on (or is another one): sync first
+        self._check_query(meta, query.shape[0], fingerprint)
+        found = self._scored(rows, query)
+        if len(found) < want[0]:
+            return None  # the search found fewer than wanted: the full path widens it
+        return _best(found, top)
+
+    def _state_and_rows(self, keys: np.ndarray) -> Optional[Tuple[Dict[str, Optional[str]], List[tuple]]]:
+        """``(meta, rows (id, name, mean) of keys)`` read in ONE snapshot with one statement, or None when the
+        dialect does not offer it (the default: the full path reads them in one read transaction)."""
+        return None
 
     def _score(self, cursor, keys: np.ndarray, query: np.ndarray) -> List[Tuple[str, float, int]]:
         """``(name, exact cosine, id)`` of those ``keys`` that exist in this snapshot."""
-        rows = self._rows_by_id(cursor, "id, name, mean", keys)
+        return self._scored(self._rows_by_id(cursor, "id, name, mean", keys), query)
+
+    def _scored(self, rows: Sequence[tuple], query: np.ndarray) -> List[Tuple[str, float, int]]:
+        """``(name, exact cosine, id)`` of rows ``(id, name, mean)``."""
         if not rows:
             return []
-        means = np.stack([mean_of(r[2]) for r in rows])
+        means = np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype=MEAN_DTYPE)
+        means = means.reshape(len(rows), -1).astype(np.float64)
         try:
             scores = l2_normalize(means, "speaker model", dtype=np.float64) @ query
         except ScoringError as error:
@@ -522,6 +573,17 @@ class SqlSpeakerStore(SqlStoreBase):
         self._executemany(
             cursor, "INSERT INTO utterances(speaker_id, utterance, embedding, added) VALUES (?, ?, ?, ?)", rows
         )
+
+
+def _candidates(want: int, size: int) -> int:
+    """How many candidates the index is asked for when ``want`` speakers are (their exact scores decide)."""
+    return min(size, max(4 * want, want + 16))
+
+
+def _best(found: List[Tuple[str, float, int]], top: int) -> List[Tuple[str, float]]:
+    """The ``top`` best ``(name, score)``, ties by id."""
+    found.sort(key=lambda row: (-row[1], row[2]))
+    return [(name, score) for name, score, _ in found[:top]]
 
 
 class _Source:
