@@ -150,13 +150,18 @@ def uniform_fill(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
 def store_file(
     workdir: Path, size: int, enrol_ids, enrol_vectors, fill_kind: str = "uniform", seed: Optional[int] = None
 ) -> Path:
-    """The embeddings file to import: the real speakers' enrolment recordings, then made-up speakers (one
-    recording each; ``fill_kind`` ``uniform`` or ``gaussian``, drawn with ``seed``, by default ``size``) up to
-    ``size`` speakers (written once per size and seed)."""
+    """The embeddings file to import: made-up speakers (``fill-NNNNNNN``, one recording each; ``fill_kind``
+    ``uniform`` or ``gaussian``, drawn with ``seed``, by default ``size``) up to ``size`` speakers, then the real
+    speakers' enrolment recordings (written once per size and seed).
+
+    The real speakers come last: the import writes speakers in the order of the file, so they are indexed
+    after a million unrelated vectors, the hard case for a graph index (a store that grows for years).
+    That is also the order of the names, in which earlier versions of the import wrote every file."""
     from redimnet.embedding.io import save_embeddings
 
     name = f"speakers-{size}" if fill_kind == "uniform" else f"speakers-{fill_kind}-{size}"
-    path = workdir / (f"{name}.npz" if seed is None else f"{name}-seed{seed}.npz")
+    name += "" if seed is None else f"-seed{seed}"
+    path = workdir / f"{name}-real-last.npz"
     real = len({i.split("/")[0] for i in enrol_ids})
     if size < real:
         raise SystemExit(f"--sizes {size} is smaller than the {real} real speakers")
@@ -165,13 +170,13 @@ def store_file(
         rng = np.random.default_rng(size if seed is None else seed)
         dim = enrol_vectors.shape[1]
         draw = GaussianFill(enrol_ids, enrol_vectors) if fill_kind == "gaussian" else None
-        vectors = np.empty((len(enrol_ids) + fill, dim), dtype=np.float32)
-        vectors[: len(enrol_ids)] = enrol_vectors
+        vectors = np.empty((fill + len(enrol_ids), dim), dtype=np.float32)
         for start in range(0, fill, 100_000):
             count = min(100_000, fill - start)
             block = draw(rng, count) if draw is not None else uniform_fill(rng, count, dim)
-            vectors[len(enrol_ids) + start : len(enrol_ids) + start + count] = block
-        ids = list(enrol_ids) + [f"fill-{i:07d}/0" for i in range(fill)]
+            vectors[start : start + count] = block
+        vectors[fill:] = enrol_vectors
+        ids = [f"fill-{i:07d}/0" for i in range(fill)] + list(enrol_ids)
         save_embeddings(path, ids, vectors)
     return path
 

@@ -89,7 +89,8 @@ def test_import_into_an_empty_store_merges_what_another_writer_enrols_meanwhile(
     with open_store(location) as imported, open_store(location) as other:
 
         def meanwhile(done, total):
-            if done == 4:  # after the first batch, another client enrols a speaker of the third batch
+            if done == 12:  # after the first batch (4 speakers' 12 recordings), another client enrols a speaker
+                # of the third batch
                 other.enroll("spk09", vectors[:1], ["elsewhere"], "fp")
 
         report = import_arrays(
@@ -235,3 +236,91 @@ def test_row_bytes_are_each_rows_own_bytes():
     matrix = np.arange(24, dtype=np.float32).reshape(4, 6)
     for view in (matrix, matrix[:, ::2], matrix.T, np.asfortranarray(matrix), matrix[:0], matrix[:, :0]):
         assert row_bytes(view) == [row.tobytes() for row in np.asarray(view)]
+
+
+def test_an_import_reads_and_writes_in_bounded_pieces_and_equals_enrolment(tmp_path, monkeypatch):
+    """The file is read a few rows at a time, each transaction holds at most ``batch`` speakers and
+    ``max(4 x batch, READ_ROWS)`` rows, whatever the file's size; speakers whose recordings lie apart in the file
+    or outgrow a batch are merged as enrolment merges them."""
+    from redimnet.embedding import io as embedding_io
+    from redimnet.speakers import bulk
+
+    monkeypatch.setattr(bulk, "READ_ROWS", 5)
+    rng = np.random.default_rng(7)
+    counts = [2, 1, 3, 14, 1, 2, 1, 1, 3, 2, 1, 2]  # spk03 alone is more than one batch of rows
+    ids, rows = [], []
+    for s, count in enumerate(counts):
+        ids += [f"spk{s:02d}/u{u}" for u in range(count)]
+        rows.append(rng.standard_normal((count, 8)))
+    vectors = np.concatenate(rows).astype(np.float32)
+    moved = [ids.index("spk01/u0"), ids.index("spk05/u1")]  # two recordings far from their speakers' others
+    order = [r for r in range(len(ids)) if r not in moved] + moved
+    ids, vectors = [ids[r] for r in order], vectors[order]
+    path = save_embeddings(tmp_path / "e.npz", ids, vectors)
+    read, written = [], []
+    original_read, original_add = embedding_io._NpyRows.read, SpeakerDatabase.add_speakers
+
+    def reading(self, count):
+        read.append(count)
+        return original_read(self, count)
+
+    def adding(self, names, sums, counts, *rest, **options):
+        written.append((len(names), int(np.sum(counts))))
+        return original_add(self, names, sums, counts, *rest, **options)
+
+    monkeypatch.setattr(embedding_io._NpyRows, "read", reading)
+    monkeypatch.setattr(SpeakerDatabase, "add_speakers", adding)
+    with SpeakerDatabase(tmp_path / "i.db") as imported, SpeakerDatabase(tmp_path / "e.db") as enrolled:
+        report = import_embeddings(imported, path, batch=3, fingerprint="fp")
+        assert max(read) == 5 and sum(read) == 2 * 2 * len(ids)  # ids and vectors, checked then imported
+        assert all(speakers <= 3 and recordings <= 12 for speakers, recordings in written), written
+        assert sum(recordings for _, recordings in written) == report.recordings == len(ids)
+        assert report.new == len(counts) and report.batches == len(written) > len(counts) // 3
+        for row, uid in enumerate(ids):
+            enrolled.enroll(uid.split("/")[0], vectors[row : row + 1], [uid], "fp")
+        assert [(s.name, s.utterances) for s in imported.speakers()] == [
+            (s.name, s.utterances) for s in enrolled.speakers()
+        ]
+        for s in enrolled.speakers():
+            np.testing.assert_allclose(imported.speaker_model(s.name), enrolled.speaker_model(s.name), atol=1e-6)
+            assert imported.utterances(s.name)[0] == enrolled.utterances(s.name)[0]
+        assert imported.check()
+
+
+def test_speakers_get_their_ids_in_the_order_of_the_file(tmp_path):
+    """Ids (and so the order in which an index is built) follow the rows, not the names' order."""
+    ids = ["zed/a", "zed/b", "amy/a", "kim/a", "bob/a"]
+    vectors = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    with SpeakerDatabase(tmp_path / "i.db") as db:
+        import_arrays(db, ids, vectors, speaker_names(ids), batch=2, fingerprint="fp")
+        stored = db.connection.execute("SELECT name FROM speakers ORDER BY id").fetchall()
+    # batches {zed, amy} and {kim, bob}, by name within a batch
+    assert [name for (name,) in stored] == ["amy", "zed", "bob", "kim"]
+
+
+def test_an_embeddings_file_read_in_blocks_is_the_file(tmp_path):
+    from redimnet.embedding.io import EmbeddingsFileError, embeddings_blocks, load_embeddings
+
+    rng = np.random.default_rng(1)
+    ids = [f"s{i % 7}/utt{i}" for i in range(23)]
+    path = save_embeddings(tmp_path / "e.npz", ids, rng.standard_normal((23, 6)))
+    blocks = list(embeddings_blocks(path, 10))
+    assert [len(i) for i, _ in blocks] == [10, 10, 3]
+    whole_ids, whole = load_embeddings(path)
+    assert np.concatenate([i for i, _ in blocks]).tolist() == whole_ids.tolist() == ids
+    np.testing.assert_array_equal(np.concatenate([v for _, v in blocks]), whole)
+    liar = tmp_path / "liar.npz"  # a header that claims more rows than its data holds
+    np.savez(liar, ids=np.array(ids), embeddings=np.zeros((23, 6), np.float32))
+    import zipfile
+
+    with zipfile.ZipFile(liar) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["embeddings.npy"] = members["embeddings.npy"].replace(b"(23, 6)", b"(99, 6)")
+    with zipfile.ZipFile(liar, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(EmbeddingsFileError, match="claims shape"):
+        list(embeddings_blocks(liar, 10))
+    np.savez(liar, vectors=np.zeros((2, 2)))
+    with pytest.raises(EmbeddingsFileError, match="needs arrays 'ids' and 'embeddings'"):
+        list(embeddings_blocks(liar, 10))

@@ -16,8 +16,9 @@ leave the folder through a symbolic link are refused one by one
 
 import io
 import os
+import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -79,6 +80,80 @@ def load_embeddings(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
     if embeddings.ndim != 2 or ids.ndim != 1 or len(ids) != len(embeddings):
         raise EmbeddingsFileError(f"{path}: 'ids' {ids.shape} and 'embeddings' {embeddings.shape} do not match")
     return ids.astype(str), embeddings.astype(np.float32, copy=False)
+
+
+def embeddings_blocks(path: PathLike, rows: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """``(ids, float32 embeddings)`` of an embeddings file, ``rows`` rows at a time, read as they are needed:
+    memory stays bounded by ``rows`` whatever the file's size (a Fortran-ordered array, which no writer of
+    ours makes, is read whole).  The arrays' headers are checked against the sizes of the data behind them
+    before anything is read."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmbeddingsFileError(f"embeddings file not found: {path}")
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {name[: -len(".npy")] for name in archive.namelist() if name.endswith(".npy")}
+            if "ids" not in members or "embeddings" not in members:
+                raise EmbeddingsFileError(
+                    f"{path} is not a redimnet embeddings file: it needs arrays 'ids' and 'embeddings', "
+                    f"found {', '.join(sorted(members)) or 'none'}"
+                )
+            with archive.open("ids.npy") as id_stream, archive.open("embeddings.npy") as vector_stream:
+                id_reader = _NpyRows(path, "ids", id_stream, archive.getinfo("ids.npy").file_size)
+                vector_reader = _NpyRows(path, "embeddings", vector_stream, archive.getinfo("embeddings.npy").file_size)
+                if id_reader.dtype.kind != "U" or len(id_reader.shape) != 1:
+                    raise EmbeddingsFileError(f"{path}: 'ids' must be a 1-D array of strings")
+                if len(vector_reader.shape) != 2 or vector_reader.shape[0] != id_reader.shape[0]:
+                    raise EmbeddingsFileError(
+                        f"{path}: 'ids' {id_reader.shape} and 'embeddings' {vector_reader.shape} do not match"
+                    )
+                if vector_reader.dtype.kind not in "fiu":
+                    raise EmbeddingsFileError(f"{path}: 'embeddings' must be numbers, not {vector_reader.dtype}")
+                for start in range(0, id_reader.shape[0], rows):
+                    count = min(rows, id_reader.shape[0] - start)
+                    yield id_reader.read(count), vector_reader.read(count).astype(np.float32, copy=False)
+    except EmbeddingsFileError:
+        raise
+    except Exception as error:  # zipfile / format errors from a damaged file
+        raise EmbeddingsFileError(f"cannot read embeddings file {path}: {error}") from None
+
+
+class _NpyRows:
+    """Rows of one ``.npy`` member of an archive, read ``count`` rows at a time."""
+
+    def __init__(self, path: Path, name: str, stream, size: int):
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise EmbeddingsFileError(f"{path}: '{name}' is in an unknown .npy format version {version}")
+        if dtype.hasobject:
+            raise EmbeddingsFileError(f"{path}: '{name}' holds Python objects; only plain arrays are read")
+        self.path, self.shape, self.dtype, self.stream = path, tuple(shape), dtype, stream
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        header = stream.tell() if stream.seekable() else None
+        if header is not None and header + self.row_bytes * (shape[0] if shape else 0) != size:
+            raise EmbeddingsFileError(
+                f"{path}: '{name}' claims shape {tuple(shape)} of {dtype}, which is not the size of its data; "
+                "the file is damaged"
+            )
+        self.whole = None
+        if fortran:
+            self.whole = np.frombuffer(stream.read(), dtype=dtype).reshape(tuple(shape)[::-1]).T
+        self.at = 0
+
+    def read(self, count: int) -> np.ndarray:
+        if self.whole is not None:
+            self.at += count
+            return np.ascontiguousarray(self.whole[self.at - count : self.at])
+        data = self.stream.read(count * self.row_bytes)
+        if len(data) != count * self.row_bytes:
+            raise EmbeddingsFileError(f"{self.path}: the file ends before its arrays do; it is damaged")
+        return np.frombuffer(data, dtype=self.dtype).reshape((count, *self.shape[1:]))
 
 
 def embeddings_model(path: PathLike) -> Optional[str]:
