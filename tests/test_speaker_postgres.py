@@ -196,3 +196,29 @@ def test_one_statement_identification_sees_every_change_made_elsewhere(postgres_
         sent.clear()
         assert reader.identify(vectors[3], top=1, fingerprint="fp")[0][0] == "s03"
         assert len(sent) == 1  # up to date again
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_an_identification_searches_the_index_once(tmp_path, store, request, monkeypatch):
+    """Each store's path (one statement for PostgreSQL, a read transaction for SQLite) searches once."""
+    from redimnet.speakers.vectors import ExactIndex
+
+    location = str(tmp_path / "s.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((30, 16))
+    searches = []
+    original = ExactIndex.search
+
+    def counting(self, *args, **kwargs):
+        searches.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ExactIndex, "search", counting)
+    with open_store(location) as db:
+        for k, vector in enumerate(vectors):
+            db.enroll(f"s{k:02d}", vector[None, :], [f"u{k}"], "fp")
+        db.identify(vectors[0], top=3, fingerprint="fp")
+        for k in (4, 9, 22):
+            searches.clear()
+            assert db.identify(vectors[k], top=3, fingerprint="fp")[0][0] == f"s{k:02d}"
+            assert len(searches) == 1

@@ -106,6 +106,7 @@ class PostgresSpeakerStore(SqlSpeakerStore):
     """
 
     placeholder = "%s"
+    reads_state_with_rows = True
 
     def __init__(
         self,

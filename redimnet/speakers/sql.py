@@ -394,7 +394,7 @@ class SqlSpeakerStore(SqlStoreBase):
         answer stands only if that snapshot's revision is the one the index held (so the candidates were
         the snapshot's speakers) and the search found as many speakers as wanted.  None: take the full path."""
         index = self._index
-        if index is None:
+        if index is None or not self.reads_state_with_rows:
             return None
         want = [0]
 
@@ -418,9 +418,13 @@ class SqlSpeakerStore(SqlStoreBase):
             return None  # the search found fewer than wanted: the full path widens it
         return _best(found, top)
 
+    reads_state_with_rows = False
+    """Whether the dialect implements :meth:`_state_and_rows` (else identification takes the full path: a read
+    transaction, cheap where the database is a file in the process)."""
+
     def _state_and_rows(self, keys: np.ndarray) -> Optional[Tuple[Dict[str, Optional[str]], List[tuple]]]:
-        """``(meta, rows (id, name, mean) of keys)`` read in ONE snapshot with one statement, or None when the
-        dialect does not offer it (the default: the full path reads them in one read transaction)."""
+        """``(meta, rows (id, name, mean) of keys)`` read in ONE snapshot with one statement, or None when it
+        cannot be read so (then the full path answers)."""
         return None
 
     def _score(self, cursor, keys: np.ndarray, query: np.ndarray) -> List[Tuple[str, float, int]]:
