@@ -12,7 +12,8 @@ The enrolled speakers are real speakers of a trained model plus random ones to f
   are the queries (``--query-part tune|heldout``: one of two fixed halves of them, so that parameters
   chosen on one half are reported on the other).  Without it, ``--proxy`` makes a stand-in (speakers
   in an anisotropic cone, see :func:`proxy_speakers`); say so when you report such figures.
-* Made-up speakers (``fill-NNNNNNN``, one recording each) fill the store up to each size: ``--fill uniform``
+* Made-up speakers (``fill-NNNNNNN``, one recording each; first in the file, so the real speakers are
+  imported and indexed after them) fill the store up to each size: ``--fill uniform``
   (default): random unit vectors, no structure (a graph index's worst case); ``--fill gaussian``: speakers
   drawn from a Gaussian fitted to the real speakers' enrolments (:class:`GaussianFill`), so the store looks
   like one model's speakers throughout.  Report which.  ``--fill-seed`` draws another store of the same size.
