@@ -165,9 +165,11 @@ class PostgresSpeakerStore(SqlSpeakerStore):
         return f"postgresql:{store_id}", IndexFile(self.index_dir / f"{store_id}.index")
 
     def _state_and_rows(self, keys: np.ndarray) -> Optional[Tuple[Dict[str, Optional[str]], List[tuple]]]:
-        # one statement is one snapshot (also in autocommit): the store's state and the rows agree
+        # one statement is one snapshot (also in autocommit): the store's state and the rows agree; the ids go
+        # as one array literal (cheaper to send than a list adapted element by element)
+        ids = "{" + ",".join(str(int(k)) for k in np.asarray(keys).reshape(-1).tolist()) + "}"
         with self.connection.cursor(binary=True) as cursor:
-            rows = cursor.execute(_STATE_AND_ROWS, ([int(k) for k in keys.tolist()],)).fetchall()
+            rows = cursor.execute(_STATE_AND_ROWS, (ids,)).fetchall()
         first = rows[0]
         meta = dict(zip(_STATE_KEYS, first[: len(_STATE_KEYS)]))
         found = [row[len(_STATE_KEYS) :] for row in rows if row[len(_STATE_KEYS)] is not None]
