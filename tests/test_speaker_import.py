@@ -324,3 +324,31 @@ def test_an_embeddings_file_read_in_blocks_is_the_file(tmp_path):
     np.savez(liar, vectors=np.zeros((2, 2)))
     with pytest.raises(EmbeddingsFileError, match="needs arrays 'ids' and 'embeddings'"):
         list(embeddings_blocks(liar, 10))
+
+
+def test_a_utt2spk_mapping_is_indexed_once_for_a_file_read_in_blocks(tmp_path, monkeypatch):
+    from redimnet.evaluation import score_norm
+    from redimnet.speakers import bulk
+
+    monkeypatch.setattr(bulk, "READ_ROWS", 4)
+    built = []
+    original = score_norm.SpeakerLookup.__init__
+
+    def counting(self, utt2spk):
+        built.append(len(utt2spk))
+        original(self, utt2spk)
+
+    monkeypatch.setattr(score_norm.SpeakerLookup, "__init__", counting)
+    rng = np.random.default_rng(2)
+    ids, vectors = corpus(rng, speakers=6)
+    path = save_embeddings(tmp_path / "e.npz", ids, vectors)
+    utt2spk = {i.replace(".wav", ""): f"person{n // 3}" for n, i in enumerate(ids)}  # extensions may differ
+    with SpeakerDatabase(tmp_path / "s.db") as db:
+        report = import_embeddings(db, path, utt2spk=utt2spk, fingerprint="fp")
+        assert [(s.name, s.utterances) for s in db.speakers()] == [(f"person{k}", 3) for k in range(6)]
+    assert built == [18] and report.recordings == 18  # 5 blocks, read twice: one index
+    del utt2spk[ids[-1].replace(".wav", "")]
+    with SpeakerDatabase(tmp_path / "t.db") as db, pytest.raises(SpeakerDatabaseError, match="no speaker in utt2spk"):
+        import_embeddings(db, path, utt2spk=utt2spk, fingerprint="fp")
+    with SpeakerDatabase(tmp_path / "t.db") as db:
+        assert db.count() == (0, 0)  # checked before the first write

@@ -19,7 +19,15 @@ from ..errors import RedimnetError
 from .scoring import l2_normalize
 from .trials import EmbeddingIndex, _normalise_id
 
-__all__ = ["ScoreNormError", "speaker_of", "speakers_of", "build_cohort", "cohort_statistics", "normalize_scores"]
+__all__ = [
+    "ScoreNormError",
+    "speaker_of",
+    "speakers_of",
+    "SpeakerLookup",
+    "build_cohort",
+    "cohort_statistics",
+    "normalize_scores",
+]
 
 _ROWS_PER_BLOCK = 2048
 
@@ -42,25 +50,33 @@ def speaker_of(utt: str) -> str:
 def speakers_of(ids: Sequence[str], utt2spk: Optional[Mapping[str, str]] = None) -> List[str]:
     """The speaker of every utterance id: from ``utt2spk`` (looked up like trial ids, so extensions may
     differ) or, without it, the first path component of each id (see :func:`speaker_of`)."""
-    ids = [str(i) for i in ids]
     if utt2spk is None:
-        return [speaker_of(u) for u in ids]
-    index = EmbeddingIndex(list(utt2spk.keys()))
-    labels = list(utt2spk.values())
-    speakers, missing = [], []
-    for utt in ids:
-        row = index.find(utt)
-        if row is None:
-            missing.append(utt)
-        else:
-            speakers.append(labels[row])
-    if missing:
-        raise ScoreNormError(
-            f"{len(missing)} of {len(ids)} embedded utterances have no speaker in utt2spk "
-            f"(e.g. {', '.join(missing[:3])}); add them to utt2spk or embed only the "
-            "utterances that have one"
-        )
-    return speakers
+        return [speaker_of(str(u)) for u in ids]
+    return SpeakerLookup(utt2spk)(ids)
+
+
+class SpeakerLookup:
+    """:func:`speakers_of` with one ``utt2spk`` mapping, its index built once (for ids that come in parts)."""
+
+    def __init__(self, utt2spk: Mapping[str, str]):
+        self.index = EmbeddingIndex(list(utt2spk.keys()))
+        self.labels = list(utt2spk.values())
+
+    def __call__(self, ids: Sequence[str]) -> List[str]:
+        speakers, missing = [], []
+        for utt in (str(i) for i in ids):
+            row = self.index.find(utt)
+            if row is None:
+                missing.append(utt)
+            else:
+                speakers.append(self.labels[row])
+        if missing:
+            raise ScoreNormError(
+                f"{len(missing)} of {len(ids)} embedded utterances have no speaker in utt2spk "
+                f"(e.g. {', '.join(missing[:3])}); add them to utt2spk or embed only the "
+                "utterances that have one"
+            )
+        return speakers
 
 
 def build_cohort(

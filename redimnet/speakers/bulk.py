@@ -67,20 +67,31 @@ def speaker_names(
     ids: Sequence[str], utt2spk: Optional[Mapping[str, str]] = None, rule: str = "first-component"
 ) -> List[str]:
     """The speaker of every embedding id: from ``utt2spk`` when given, else by ``rule`` (:data:`SPEAKER_RULES`)."""
+    return _speaker_rule(utt2spk, rule)(ids)
+
+
+def _speaker_rule(utt2spk: Optional[Mapping[str, str]], rule: str) -> Callable[[Sequence[str]], List[str]]:
+    """:func:`speaker_names` for one ``utt2spk`` / ``rule``, ready for many parts of the ids (a ``utt2spk``
+    mapping is indexed once)."""
     if utt2spk is None and rule not in SPEAKER_RULES:
         raise SpeakerDatabaseError(f"unknown speaker rule {rule!r}; choose one of {', '.join(SPEAKER_RULES)}")
     if utt2spk is None and rule == "id":
-        return [str(i) for i in ids]
-    if utt2spk is None:
-        fast = _first_components(ids)
-        if fast is not None:
-            return fast
-    from ..evaluation.score_norm import ScoreNormError, speakers_of
+        return lambda ids: [str(i) for i in ids]
+    from ..evaluation.score_norm import ScoreNormError, SpeakerLookup, speakers_of
 
-    try:
-        return speakers_of(ids, utt2spk)
-    except ScoreNormError as error:
-        raise SpeakerDatabaseError(str(error)) from None
+    lookup = SpeakerLookup(utt2spk) if utt2spk is not None else None
+
+    def names(ids: Sequence[str]) -> List[str]:
+        if lookup is None:
+            fast = _first_components(ids)
+            if fast is not None:
+                return fast
+        try:
+            return lookup(ids) if lookup is not None else speakers_of(ids)
+        except ScoreNormError as error:
+            raise SpeakerDatabaseError(str(error)) from None
+
+    return names
 
 
 def _first_components(ids: Sequence[str]) -> Optional[List[str]]:
@@ -125,9 +136,11 @@ def import_embeddings(
     if batch < 1:
         raise SpeakerDatabaseError(f"the batch size must be at least 1, got {batch}")
 
+    names_of = _speaker_rule(utt2spk, rule)
+
     def blocks() -> Iterator[Block]:
         for ids, embeddings in embeddings_blocks(path, READ_ROWS):
-            yield ids, embeddings, speaker_names(cast(Sequence[str], ids), utt2spk, rule)
+            yield ids, embeddings, names_of(cast(Sequence[str], ids))
 
     return _import_blocks(store, blocks, batch, fingerprint or recorded, progress)
 
