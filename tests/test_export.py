@@ -40,6 +40,28 @@ def test_onnx_matches_fixture(name, tmp_path):
 
 
 @pytest.mark.slow
+def test_onnx_attentive_pooling_keeps_the_statistics_out_of_the_frames(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model = redimnet.build("b0").eval()  # ASTP with global context: hidden([frames, mean, std])
+    channels = model.pool.score.out_channels
+    path = export_onnx(model, tmp_path / "b0.onnx")
+    graph = onnx.load(str(path)).graph
+    weights = {tensor.name: tuple(tensor.dims) for tensor in graph.initializer}
+    convs = [node for node in graph.node if node.name.startswith("/pool/") and node.op_type == "Conv"]
+    # constant weights (so int8 export quantises them per channel), the frames' part and the statistics'
+    # part apart: no product over the [frames, mean, std] concatenation at every frame
+    assert all(node.input[1] in weights for node in convs)
+    assert sorted(weights[node.input[1]][1] for node in convs) == sorted([channels, 2 * channels, 128])
+    wave = torch.randn(2, 30000, generator=torch.Generator().manual_seed(1)) * 0.1
+    with torch.no_grad():
+        expected = model(wave).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert relative_error(session.run(None, {"waveform": wave.numpy()})[0], expected) <= TOLERANCE
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FIXTURE_NAMES)
 def test_torchscript_matches_fixture(name, tmp_path):
     model, expected = load(name)

@@ -169,6 +169,12 @@ def test_export_writes_a_standard_int8_onnx_file(tmp_path, capsys):
     assert backbone and all(producers[c.input[1]].op_type == "DequantizeLinear" for c in backbone)
     assert all(c.input[1] not in producers for c in convs if c.name.startswith("/frontend/"))
     assert not any(node.op_type == "QuantizeLinear" and "/embedding/" in node.name for node in graph.node)
+    # the stage mixers' weighted sums are int8 too (both inputs dequantised); other products stay float32
+    mixers = [n for n in graph.node if n.op_type in ("Mul", "Add") and "/mixer/" in n.name]
+    assert mixers and all(producers[i].op_type == "DequantizeLinear" for n in mixers for i in n.input)
+    front = [n for n in graph.node if n.op_type == "Mul" and n.name.startswith("/frontend/")]
+    dequantised = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    assert front and not any(i in dequantised for n in front for i in n.input)
     # any ONNX runtime reads it: onnxruntime, batch and length free, close to the float model
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     clip = soundfile.read(example_files()["speaker_b_1"], dtype="float32")[0]
