@@ -8,6 +8,11 @@ each shape is not timed: OpenVINO prepares its kernels for every new input shape
 cost are printed as ``new shape``).  ``--clock cpu`` measures process CPU time instead of wall time
 (steadier on a shared machine; use it with ``--threads 1``).
 
+Profile (``profile``): OpenVINO's per-node counters of the int8 network at each ``--threads`` count
+(one 1 x 10 s input, each node's fastest of ``--calls`` calls): time per kind of node and kernel, and
+the nodes grouped by their size at the first thread count, to see which ones gain from more threads
+(run it on an idle machine; with other jobs on the cores a second thread finds no free core).
+
 Accuracy (``accuracy``): for every ``--checkpoint`` (trained models: the figures mean little for
 random weights) and every ``--trials LIST --audio DIR`` pair, the float32 and int8 embeddings of the
 utterances in the list (the same ``Embedder`` options otherwise): their cosine (mean, minimum), and
@@ -15,6 +20,7 @@ EER and minDCF (p_target 0.01) of both on the list::
 
     python benchmarks/int8.py speed --presets b0,b2,b5,redimnet2-b2 --threads 2 --rounds 5
     python benchmarks/int8.py speed --threads 1 --clock cpu
+    python benchmarks/int8.py profile --presets b0,redimnet2-b2 --threads 1,2
     python benchmarks/int8.py accuracy --checkpoint tests/data/diarization/redimnet_synthetic.pt \\
         --trials voices/heldout_trials.txt --audio voices/heldout
 """
@@ -101,6 +107,58 @@ def speed(args) -> List[dict]:
     return rows
 
 
+def profile(args) -> List[dict]:
+    import openvino
+
+    counts = [int(n) for n in args.threads.split(",")]
+    cache = Path(args.cache or tempfile.mkdtemp(prefix="redimnet-int8-bench-"))
+    core = openvino.Core()
+    rows = []
+    wave = (np.random.default_rng(1).standard_normal((1, 160000)) * 0.1).astype(np.float32)
+    for preset in args.presets.split(","):
+        torch.manual_seed(0)
+        path = int8_network(redimnet.build(preset).eval(), threads=1, cache_dir=cache).path
+        requests = {}
+        for threads in counts:  # the settings of redimnet.fast.int8.Int8Network, counters on
+            config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True}
+            config.update(INFERENCE_PRECISION_HINT="f32", ENABLE_CPU_PINNING=False)
+            requests[threads] = core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
+        fastest: Dict[int, Dict[tuple, float]] = {threads: {} for threads in counts}
+        walls: Dict[int, List[float]] = {threads: [] for threads in counts}
+        for call in range(args.calls + 2):  # two calls to warm up
+            for threads, request in requests.items():
+                started = time.perf_counter()
+                request.infer({0: wave})
+                if call < 2:
+                    continue
+                walls[threads].append(time.perf_counter() - started)
+                for node in request.profiling_info:
+                    key = (node.node_name, node.node_type, node.exec_type)
+                    spent = node.real_time.total_seconds()
+                    fastest[threads][key] = min(fastest[threads].get(key, spent), spent)
+        first = counts[0]
+        print(f"{preset}: 1 x 10 s, load {os.getloadavg()[0]:.1f}")
+        for threads in counts:
+            print(f"  {threads} thread(s): fastest call {1e3 * min(walls[threads]):.1f} ms wall")
+        kinds: Dict[tuple, Dict[int, float]] = {}
+        for threads in counts:
+            for (_, kind, kernel), spent in fastest[threads].items():
+                kinds.setdefault((kind, kernel), {}).setdefault(threads, 0.0)
+                kinds[(kind, kernel)][threads] += spent
+        top = sorted(kinds.items(), key=lambda item: -item[1].get(first, 0.0))[:15]
+        for (kind, kernel), spent in top:
+            times = "  ".join(f"{threads}t {1e3 * spent.get(threads, 0.0):6.2f} ms" for threads in counts)
+            print(f"  {kind:24} {kernel:26} {times}")
+        for low, high in ((0, 20e-6), (20e-6, 100e-6), (100e-6, 500e-6), (500e-6, float("inf"))):
+            nodes = [key for key, spent in fastest[first].items() if 0 < spent and low <= spent < high]
+            times = "  ".join(
+                f"{threads}t {1e3 * sum(fastest[threads].get(key, 0.0) for key in nodes):6.2f} ms" for threads in counts
+            )
+            print(f"  nodes of {1e6 * low:4.0f}-{1e6 * high:<4.0f} us at {first}t: {len(nodes):4d}  {times}")
+        rows.append({"preset": preset, "fastest_call_s": {t: min(w) for t, w in walls.items()}})
+    return rows
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
@@ -155,17 +213,22 @@ def main(argv=None) -> int:
     fast.add_argument("--repeats", type=int, default=3, help="calls per block, best kept (default 3)")
     fast.add_argument("--rounds", type=int, default=5, help="alternating blocks per variant (default 5)")
     fast.add_argument("--clock", choices=["wall", "cpu"], default="wall")
+    counters = commands.add_parser("profile", help="where the int8 time goes, per thread count")
+    counters.add_argument("--presets", default="b0,redimnet2-b2")
+    counters.add_argument("--calls", type=int, default=15, help="timed calls per thread count (default 15)")
     good = commands.add_parser("accuracy", help="cosine, EER and minDCF of int8 against float32")
     good.add_argument("--checkpoint", action="append", required=True, help="a trained model (repeatable)")
     good.add_argument("--trials", action="append", required=True, help="a trial list (repeatable)")
     good.add_argument("--audio", action="append", required=True, help="the audio folder of each trial list")
+    counters.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
     for sub in (fast, good):
         sub.add_argument("--threads", type=int, default=2, help="model threads, both precisions (default 2)")
+    for sub in (fast, good, counters):
         sub.add_argument("--cache", help="folder for the quantised models (default: a new temporary folder)")
         sub.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     keep_freed_memory()
-    rows = speed(args) if args.command == "speed" else accuracy(args)
+    rows = {"speed": speed, "accuracy": accuracy, "profile": profile}[args.command](args)
     if args.json:
         machine = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": args.threads}
         args.json.write_text(json.dumps({"machine": machine, "command": args.command, "rows": rows}, indent=1))
