@@ -222,3 +222,21 @@ def test_an_identification_searches_the_index_once(tmp_path, store, request, mon
             searches.clear()
             assert db.identify(vectors[k], top=3, fingerprint="fp")[0][0] == f"s{k:02d}"
             assert len(searches) == 1
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_an_index_is_built_in_the_order_speakers_were_first_enrolled(tmp_path, store, request):
+    """PostgreSQL stores a rewritten row at the end of its table (and a sequential scan may start mid-table):
+    the build reads in id order all the same, so a graph is built in one order from any store."""
+    from redimnet.speakers.sql import _Source
+
+    location = str(tmp_path / "s.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
+    rng = np.random.default_rng(6)
+    with open_store(location) as db:
+        for k in range(6):
+            db.enroll(f"s{k}", rng.standard_normal((1, 8)), [f"u{k}"], "fp")
+        db.enroll("s0", rng.standard_normal((1, 8)), ["again"], "fp")  # s0's row is written again
+        with db._reading() as cursor:
+            keys = np.concatenate([k for k, _ in _Source(db, cursor).changed_since(-1)])
+            names = dict(db._execute(cursor, "SELECT id, name FROM speakers").fetchall())
+    assert [names[int(k)] for k in keys] == [f"s{k}" for k in range(6)]

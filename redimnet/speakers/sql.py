@@ -611,7 +611,11 @@ class _Source:
 
     def changed_since(self, revision: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         for rows in self.store._stream(
-            "SELECT id, mean FROM speakers WHERE revision > ?", (int(revision),), READ_BLOCK
+            # in id order (the order speakers were first enrolled): a graph is built in the same order from every
+            # store and every read (PostgreSQL's sequential scans may start mid-table, where another scan is)
+            "SELECT id, mean FROM speakers WHERE revision > ? ORDER BY id",
+            (int(revision),),
+            READ_BLOCK,
         ):
             keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             means = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=MEAN_DTYPE).reshape(len(rows), -1)
