@@ -190,6 +190,25 @@ def test_overlap_decision_thresholds_the_probability_of_two_speakers_together():
     assert single.decide(np.array([[0.2, 0.5, 0.3]]), 0.0).tolist() == [1]
 
 
+def test_overlap_is_decided_on_the_probabilities_of_the_chunks_pooled_not_on_their_votes():
+    powerset = Powerset(3, 2)
+    a, ab = powerset.class_of_mask[1], powerset.class_of_mask[3]
+    # frames 0-100: chunk 0 gives two speakers probability 0.9 (class {0, 1}); frames 50-150:
+    # chunk 1 gives 0.3 (class {0}); in frames 50-100 their Hann weights cross at frame 75
+    found = {}
+    for pooled in (True, False):
+        track = ChunkTrack(150, 1, powerset.sizes, 0, overlap_level=0.5)
+        for index, (start, probability) in enumerate(((0, 0.9), (50, 0.3))):
+            classes = np.full(100, ab if probability >= 0.5 else a, dtype=np.uint8)
+            overlap = np.full(100, probability, dtype=np.float16) if pooled else None
+            track.add(Chunk(index, start, np.zeros(0, np.float32), classes, powerset.to_multilabel(classes), overlap))
+        found[pooled] = speech_and_overlap(track, 1.0, 0, 0, 0, 0)
+    # pooled: 0.9 w0 + 0.3 w1 >= 0.5 (w0 + w1) while chunk 0 keeps half chunk 1's weight (to frame 80);
+    # the chunks' classes alone (no probabilities) vote, and the vote turns at the crossing
+    assert found[True] == ([(0.0, 150.0)], [(0.0, 80.0)])
+    assert found[False] == ([(0.0, 150.0)], [(0.0, 75.0)])
+
+
 def test_overlaps_shorter_than_min_overlap_count_as_one_speaker():
     powerset = Powerset(3, 2)
     a, ab = powerset.class_of_mask[1], powerset.class_of_mask[3]

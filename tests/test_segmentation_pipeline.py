@@ -57,7 +57,7 @@ class ToneSegmenter(Segmenter):
             if ToneSegmenter.calls % 2:
                 activity[row] = activity[row, :, ::-1]
         classes = self.powerset.from_multilabel(activity).clip(min=0).astype(np.uint8)
-        return classes, activity.astype(np.float16)
+        return classes, activity.astype(np.float16), (activity.sum(axis=2) >= 2).astype(np.float16)
 
 
 def tones(plan, seconds):
@@ -110,7 +110,7 @@ def test_overlapped_tones_get_both_speakers_and_the_rttm_has_overlapping_lines()
 
 def test_overlap_shorter_than_min_overlap_goes_to_one_speaker():
     wave, reference = tones(PLAN, 30.0)  # overlaps: 5.0-6.0 s and 13.5-14.0 s
-    assert ToneSegmenter(tiny_network()).min_overlap == 0.5  # the default
+    assert ToneSegmenter(tiny_network()).min_overlap == 0.75  # the default
     for min_overlap, expected in ((0.75, [[5.0, 6.0]]), (1.2, [])):
         segmenter = ToneSegmenter(tiny_network(), min_overlap=min_overlap)
         result = Diarizer(

@@ -80,8 +80,8 @@ def add_segmentation_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="P",
         help="a frame is overlapped only where the network gives two or more speakers together at least "
-        f"this probability, 0-1 (default {DEFAULT_OVERLAP_THRESHOLD:g}; higher: less overlap found, "
-        "less false overlap)",
+        "this probability, averaged over the chunks covering it, 0-1 "
+        f"(default {DEFAULT_OVERLAP_THRESHOLD:g}; higher: less overlap found, less false overlap)",
     )
     group.add_argument(
         "--min-overlap",

@@ -89,7 +89,12 @@ class Powerset:
             return probabilities.argmax(axis=-1)
         several = np.where(overlapping, probabilities, -1.0).argmax(axis=-1)
         at_most_one = np.where(overlapping, -1.0, probabilities).argmax(axis=-1)
-        return np.where(probabilities[..., overlapping].sum(axis=-1) >= overlap_threshold, several, at_most_one)
+        return np.where(self.overlap_probability(probabilities) >= overlap_threshold, several, at_most_one)
+
+    def overlap_probability(self, probabilities: np.ndarray) -> np.ndarray:
+        """The probability that two or more local speakers speak ``[...]``: the classes of two or more
+        speakers together, from ``[..., classes]`` probabilities."""
+        return np.asarray(probabilities)[..., self.sizes >= 2].sum(axis=-1)
 
     def permutations(self) -> np.ndarray:
         """``[speakers!, speakers]``: every order of the local speakers."""

@@ -13,10 +13,11 @@ Stages (data flows one way)::
    recording shorter than a chunk is one shorter chunk).  It is read once, block by block;
    only the chunks waiting for the network are in memory.
 2. **Segmentation.** For every frame of a chunk the network gives the powerset class (who of
-   its ``local_speakers`` speak; a frame is overlapped only where the classes of two or more
-   speakers together reach ``overlap_threshold``, see :meth:`Powerset.decide
-   <redimnet.diarization.powerset.Powerset.decide>`) and each local speaker's probability of speaking.  Only these
-   are kept (7 bytes per frame of each chunk: 25 MB for ten hours at the default step).
+   its ``local_speakers`` speak; within the chunk a frame is overlapped only where the classes
+   of two or more speakers together reach ``overlap_threshold``, see :meth:`Powerset.decide
+   <redimnet.diarization.powerset.Powerset.decide>`), each local speaker's probability of speaking
+   and the probability that two or more speak.  Only these are kept (9 bytes per frame of each
+   chunk: 33 MB for ten hours at the default step).
 3. **Embeddings.** For each local speaker of each chunk, the frames where it speaks alone are
    cut out of the chunk and joined; if they last at least ``min_clean`` seconds they are
    embedded, otherwise the frames where it speaks at all (overlap included) if those last at
@@ -28,10 +29,13 @@ Stages (data flows one way)::
    the cluster centroids, two local speakers of one chunk never to the same cluster (Hungarian
    algorithm).  A local speaker without an embedding, or left over, is dropped.
 5. **Reconstruction.** Each output frame (one network frame, 20 ms for the shipped recipe)
-   gets the number of speakers, the mean over the chunks covering it of the number active in
-   each (weighted by a Hann window over the chunk, so a chunk's centre counts more than its
-   edges), rounded, overlaps (two or more) shorter than ``min_overlap`` lowered to one speaker;
-   and every global speaker a score, the same weighted mean of the
+   gets the number of speakers: the frame is overlapped (two or more) where the mean over the
+   chunks covering it of the probability that two or more speak (weighted by a Hann window over
+   the chunk, so a chunk's centre counts more than its edges) reaches ``overlap_threshold``
+   (the chunks' votes are pooled before the decision, not the decisions); otherwise it has one
+   speaker or none, from the same weighted mean of the number active in each chunk, rounded.
+   Overlaps shorter than ``min_overlap`` are lowered to one speaker.  Every global speaker gets
+   a score, the same weighted mean of the
    probabilities of the local speakers assigned to it.  The frame goes to the ``count``
    best-scoring speakers (those with a positive score).  Frames are processed a block at a
    time, so memory does not grow with the recording beyond the chunk outputs.  Each speaker's
@@ -66,20 +70,23 @@ from .vad import VoiceActivityDetector
 BLOCK_FRAMES = 4096  # output frames reconstructed at a time
 LENGTH_QUANTUM = 4000  # samples: clean audio is cut down to a multiple of 0.25 s (equal lengths batch together)
 # the overlap decision, chosen on the tuning conversations of benchmarks/segmentation.py (docs/diarization.md)
-DEFAULT_OVERLAP_THRESHOLD = 0.4
-DEFAULT_MIN_OVERLAP = 0.5
+DEFAULT_OVERLAP_THRESHOLD = 0.3
+DEFAULT_MIN_OVERLAP = 0.75
 
 
 @dataclass
 class Chunk:
-    """One chunk's network output: ``classes`` ``[frames]`` (powerset class of each frame) and
-    ``activity`` ``[frames, local speakers]`` (each local speaker's probability of speaking)."""
+    """One chunk's network output: ``classes`` ``[frames]`` (powerset class of each frame),
+    ``activity`` ``[frames, local speakers]`` (each local speaker's probability of speaking) and
+    ``overlap`` ``[frames]`` (the probability that two or more speak; None: 1 where the class has
+    two or more speakers, else 0)."""
 
     index: int
     start: int  # first sample
     audio: np.ndarray
     classes: np.ndarray
     activity: np.ndarray
+    overlap: Optional[np.ndarray] = None
 
 
 def chunk_starts(samples: int, chunk: int, step: int, hop: int) -> np.ndarray:
@@ -108,9 +115,10 @@ class Segmenter:
 
     ``step``: seconds between chunk starts (default: half a chunk; rounded to whole frames).
     ``batch_size``: chunks per network call.
-    ``overlap_threshold``: a frame of a chunk is overlapped only where the network gives the
-    classes of two or more speakers together at least this probability (0 to 1; None: where
-    such a class is the most probable one).
+    ``overlap_threshold``: a frame is overlapped only where the network gives the classes of two
+    or more speakers together at least this probability, averaged over the chunks covering the
+    frame (0 to 1; None: where such a class is the most probable one in chunks of at least half
+    the weight).
     ``min_overlap``: overlapped speech shorter than this (seconds) counts as one speaker.
     Both defaults were chosen on tuning conversations for the segmentation network shipped with the
     tests (docs/diarization.md); another network may want its own.
@@ -148,19 +156,25 @@ class Segmenter:
     def track(self, samples: int) -> "ChunkTrack":
         """An empty :class:`ChunkTrack` for a recording of ``samples`` samples."""
         min_overlap = int(round(self.min_overlap * TARGET_SAMPLE_RATE / self.hop))
-        return ChunkTrack(samples // self.hop, self.hop, self.powerset.sizes, min_overlap)
+        level = 0.5 if self.overlap_threshold is None else self.overlap_threshold
+        return ChunkTrack(samples // self.hop, self.hop, self.powerset.sizes, min_overlap, level)
 
     @property
     def frame_seconds(self) -> float:
         return self.hop / TARGET_SAMPLE_RATE
 
-    def predict(self, chunks: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Classes ``[N, frames]`` (uint8) and activity ``[N, frames, speakers]`` (float16) of equal-length chunks."""
+    def predict(self, chunks: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Classes ``[N, frames]`` (uint8), activity ``[N, frames, speakers]`` and overlap ``[N, frames]``
+        (float16; see :class:`Chunk`) of equal-length chunks."""
         with torch.inference_mode():
             log_probs = self.network(torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32)))
         probabilities = log_probs.exp().numpy()
         classes = self.powerset.decide(probabilities, self.overlap_threshold).astype(np.uint8)
-        return classes, self.powerset.marginals(probabilities).astype(np.float16)
+        if self.overlap_threshold is None:
+            overlap = self.powerset.sizes[classes] >= 2
+        else:
+            overlap = self.powerset.overlap_probability(probabilities)
+        return classes, self.powerset.marginals(probabilities).astype(np.float16), overlap.astype(np.float16)
 
     def chunks(self, source: AudioSource, timings: Optional[Dict[str, float]] = None) -> Iterator[Chunk]:
         """The chunks of ``source`` with the network's output, in order (one pass over its blocks)."""
@@ -176,10 +190,10 @@ class Segmenter:
         def flush() -> Iterator[Chunk]:
             nonlocal network
             clock = time.perf_counter()
-            classes, activity = self.predict(np.stack([audio for _, _, audio in pending]))
+            classes, activity, overlap = self.predict(np.stack([audio for _, _, audio in pending]))
             network += time.perf_counter() - clock
             for row, (index, start, audio) in enumerate(pending):
-                yield Chunk(index, start, audio, classes[row], activity[row])
+                yield Chunk(index, start, audio, classes[row], activity[row], overlap[row])
             pending.clear()
 
         spans = spans_of_blocks(blocks, starts.tolist(), [length] * len(starts))
@@ -198,31 +212,37 @@ class Segmenter:
 
 @dataclass
 class ChunkTrack:
-    """What the reconstruction keeps of every chunk: its first frame, classes and activity."""
+    """What the reconstruction keeps of every chunk: its first frame, classes, activity and overlap."""
 
     frames: int  # output frames of the recording
     hop: int
     sizes: np.ndarray  # speakers in each powerset class
     min_overlap: int = 0  # frames: shorter overlaps count as one speaker (see counts())
+    overlap_level: float = 0.5  # a frame is overlapped where the chunks' mean overlap reaches it
     starts: List[int] = field(default_factory=list)
     classes: List[np.ndarray] = field(default_factory=list)
     activity: List[np.ndarray] = field(default_factory=list)
+    overlap: List[np.ndarray] = field(default_factory=list)
 
     def add(self, chunk: Chunk) -> None:
         self.starts.append(chunk.start // self.hop)
         self.classes.append(chunk.classes)
         self.activity.append(chunk.activity)
+        overlap = chunk.overlap if chunk.overlap is not None else self.sizes[chunk.classes] >= 2
+        self.overlap.append(np.asarray(overlap, dtype=np.float16))
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def blocks(
         self, mapping: Optional[np.ndarray] = None, speakers: int = 0
-    ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
-        """``(first frame, count [n], scores [n, speakers])`` over the recording, ``BLOCK_FRAMES`` frames at a time.
+    ) -> Iterator[Tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(first frame, count [n], overlap [n], scores [n, speakers])`` over the recording,
+        ``BLOCK_FRAMES`` frames at a time.
 
-        ``count``: the weighted mean number of active speakers; ``scores``: each global speaker's
-        weighted mean activity, from the local speakers ``mapping[chunk, local]`` assigns to it (-1: none).
+        ``count``: the weighted mean number of active speakers; ``overlap``: the weighted mean
+        probability that two or more speak; ``scores``: each global speaker's weighted mean activity,
+        from the local speakers ``mapping[chunk, local]`` assigns to it (-1: none).
         """
         starts = np.asarray(self.starts, dtype=np.int64)
         lengths = np.asarray([len(c) for c in self.classes], dtype=np.int64)
@@ -231,6 +251,7 @@ class ChunkTrack:
         for first in range(0, self.frames, BLOCK_FRAMES):
             last = min(self.frames, first + BLOCK_FRAMES)
             count = np.zeros(last - first)
+            overlap = np.zeros(last - first)
             weights = np.zeros(last - first)
             scores = np.zeros((last - first, speakers))
             lo = int(np.searchsorted(ends, first, "right"))
@@ -245,6 +266,7 @@ class ChunkTrack:
                 weight = windows[size][a - starts[c] : b - starts[c]]
                 weights[a - first : b - first] += weight
                 count[a - first : b - first] += weight * self.sizes[self.classes[c][a - starts[c] : b - starts[c]]]
+                overlap[a - first : b - first] += weight * self.overlap[c][a - starts[c] : b - starts[c]]
                 if mapping is not None:
                     for local, speaker in enumerate(mapping[c]):
                         if speaker >= 0:
@@ -252,15 +274,20 @@ class ChunkTrack:
                             scores[a - first : b - first, speaker] += weight * activity
             covered = weights > 0
             count[covered] /= weights[covered]
+            overlap[covered] /= weights[covered]
             scores[covered] /= weights[covered][:, None]
-            yield first, count, scores
+            yield first, count, overlap, scores
 
     def counts(self) -> np.ndarray:
-        """Speakers in each frame ``[frames]`` (uint8): the weighted mean number of active speakers
-        rounded, each run of two or more shorter than ``min_overlap`` frames lowered to one."""
+        """Speakers in each frame ``[frames]`` (uint8): two or more where the weighted mean overlap
+        reaches ``overlap_level`` (the weighted mean number of active speakers rounded, at least 2),
+        elsewhere that rounded number, at most 1; each run of two or more shorter than
+        ``min_overlap`` frames lowered to one."""
         counts = np.zeros(self.frames, dtype=np.uint8)
-        for first, count, _ in self.blocks():
-            counts[first : first + len(count)] = np.minimum(np.floor(count + 0.5), 255)
+        for first, count, overlap, _ in self.blocks():
+            rounded = np.minimum(np.floor(count + 0.5), 255)
+            over = overlap >= self.overlap_level
+            counts[first : first + len(count)] = np.where(over, np.maximum(rounded, 2), np.minimum(rounded, 1))
         for a, b in _runs(counts >= 2):
             if b - a < self.min_overlap:
                 counts[a:b] = 1
@@ -354,7 +381,7 @@ def frame_segments(
     """Each global speaker's turns (seconds), from the per-frame count and scores (see the module documentation)."""
     joiner = _RunJoiner(speakers)
     counts = track.counts()
-    for first, _, scores in track.blocks(mapping, speakers):
+    for first, _, _, scores in track.blocks(mapping, speakers):
         wanted = np.minimum(counts[first : first + len(scores)], speakers).astype(np.int64)
         order = np.argsort(-scores, axis=1, kind="stable")
         rank = np.empty_like(order)
@@ -439,7 +466,7 @@ def overlap_speakers(
     """
     over = track.counts() >= 2
     pair = np.full((track.frames, 2), -1, dtype=np.int32)
-    for first, _, scores in track.blocks(mapping, speakers):
+    for first, _, _, scores in track.blocks(mapping, speakers):
         n = len(scores)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :2]
         best = np.take_along_axis(scores, order, axis=1)
