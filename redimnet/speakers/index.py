@@ -438,10 +438,10 @@ class SpeakerIndex:
 
     def search_as_is(
         self, query: np.ndarray, k_for: Callable[[int], int], expansion: Optional[int] = None
-    ) -> Optional[Tuple[np.ndarray, str, int]]:
+    ) -> Optional[Tuple[np.ndarray, str, int, int]]:
         """Search without asking the store first: ``(keys of the k_for(size) nearest, store id, revision the
-        index holds)``, or None when it must be brought up to date by :meth:`sync` first (not loaded yet,
-        empty, or a background build running or waiting to be put in place).
+        index holds, the number of speakers it holds)``, or None when it must be brought up to date by
+        :meth:`sync` first (not loaded yet, empty, or a background build running or waiting to be put in place).
 
         The caller then reads its store's revision in the same snapshot as the candidates' rows, and uses
         the keys only when that revision is the one returned here (the index was then exactly that
@@ -453,8 +453,9 @@ class SpeakerIndex:
                 return None
             if index.dim != np.asarray(query).shape[-1]:
                 return None  # the full path says what is wrong
-            keys, _ = index.search(query, k_for(len(index)), expansion=expansion)
-            return keys[0], self.store_id, self.revision
+            size = len(index)
+            keys, _ = index.search(query, k_for(size), expansion=expansion)
+            return keys[0], self.store_id, self.revision, size
 
     @property
     def kind(self) -> Optional[str]:

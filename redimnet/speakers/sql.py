@@ -396,16 +396,14 @@ class SqlSpeakerStore(SqlStoreBase):
         index = self._index
         if index is None or not self.reads_state_with_rows:
             return None
-        want = [0]
-
-        def k_for(size: int) -> int:
-            want[0] = min(top, size)
-            return _candidates(want[0], size)
-
-        searched = index.search_as_is(query[None, :].astype(np.float32), k_for, expansion=HNSW_EXPANSION_IDENTIFY)
+        searched = index.search_as_is(
+            query[None, :].astype(np.float32),
+            lambda size: _candidates(min(top, size), size),
+            expansion=HNSW_EXPANSION_IDENTIFY,
+        )
         if searched is None:
             return None
-        keys, store_id, revision = searched
+        keys, store_id, revision, size = searched
         read = self._state_and_rows(keys[keys >= 0])
         if read is None:
             return None
@@ -414,7 +412,7 @@ class SqlSpeakerStore(SqlStoreBase):
             return None  # the store moved on (or is another one): sync first
         self._check_query(meta, query.shape[0], fingerprint)
         found = self._scored(rows, query)
-        if len(found) < want[0]:
+        if len(found) < min(top, size):
             return None  # the search found fewer than wanted: the full path widens it
         return _best(found, top)
 
