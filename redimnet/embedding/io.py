@@ -67,11 +67,7 @@ def load_embeddings(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
         raise EmbeddingsFileError(f"embeddings file not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as data:
-            if "ids" not in data.files or "embeddings" not in data.files:
-                raise EmbeddingsFileError(
-                    f"{path} is not a redimnet embeddings file: it needs arrays 'ids' and 'embeddings', "
-                    f"found {', '.join(data.files) or 'none'}"
-                )
+            _check_members(path, data.files)
             ids, embeddings = data["ids"], data["embeddings"]
     except EmbeddingsFileError:
         raise
@@ -80,6 +76,15 @@ def load_embeddings(path: PathLike) -> Tuple[np.ndarray, np.ndarray]:
     if embeddings.ndim != 2 or ids.ndim != 1 or len(ids) != len(embeddings):
         raise EmbeddingsFileError(f"{path}: 'ids' {ids.shape} and 'embeddings' {embeddings.shape} do not match")
     return ids.astype(str), embeddings.astype(np.float32, copy=False)
+
+
+def _check_members(path: Path, members: Sequence[str]) -> None:
+    """The error for an archive without the two arrays of an embeddings file (both readers)."""
+    if "ids" not in members or "embeddings" not in members:
+        raise EmbeddingsFileError(
+            f"{path} is not a redimnet embeddings file: it needs arrays 'ids' and 'embeddings', "
+            f"found {', '.join(members) or 'none'}"
+        )
 
 
 def embeddings_blocks(path: PathLike, rows: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
@@ -95,11 +100,7 @@ def embeddings_blocks(path: PathLike, rows: int) -> Iterator[Tuple[np.ndarray, n
     try:
         with zipfile.ZipFile(path) as archive:
             members = {name[: -len(".npy")] for name in archive.namelist() if name.endswith(".npy")}
-            if "ids" not in members or "embeddings" not in members:
-                raise EmbeddingsFileError(
-                    f"{path} is not a redimnet embeddings file: it needs arrays 'ids' and 'embeddings', "
-                    f"found {', '.join(sorted(members)) or 'none'}"
-                )
+            _check_members(path, sorted(members))
             with archive.open("ids.npy") as id_stream, archive.open("embeddings.npy") as vector_stream:
                 id_reader = _NpyRows(path, "ids", id_stream, archive.getinfo("ids.npy").file_size)
                 vector_reader = _NpyRows(path, "embeddings", vector_stream, archive.getinfo("embeddings.npy").file_size)
