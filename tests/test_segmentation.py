@@ -209,6 +209,24 @@ def test_overlap_is_decided_on_the_probabilities_of_the_chunks_pooled_not_on_the
     assert found[False] == ([(0.0, 150.0)], [(0.0, 75.0)])
 
 
+def test_by_default_a_second_speaker_needs_more_than_a_third_of_the_chunks_probability():
+    # the default decision (docs/diarization.md: chosen on the tune conversations, where stretches whose
+    # pooled probability of two speakers stays between 0.3 and 0.35 were mostly one voice heard as two)
+    segmenter = Segmenter(SegmentationNet(tiny_config()))
+    powerset = segmenter.powerset
+    frame = segmenter.frame_seconds  # 20 ms
+    track = segmenter.track(500 * segmenter.hop)  # 10 s, one chunk over all of it
+    probability = np.full(500, 0.1)
+    probability[100:200] = 0.32  # 2 s just above a third
+    probability[300:400] = 0.4  # 2 s clearly above
+    classes = np.full(500, powerset.class_of_mask[1], dtype=np.uint8)
+    activity = powerset.to_multilabel(classes).astype(np.float16)
+    track.add(Chunk(0, 0, np.zeros(0, np.float32), classes, activity, probability.astype(np.float16)))
+    speech, overlap = speech_and_overlap(track, frame, 0, 0, 0, 0)
+    assert speech == [(0.0, 10.0)]
+    assert overlap == [(pytest.approx(6.0), pytest.approx(8.0))]
+
+
 def test_overlaps_shorter_than_min_overlap_count_as_one_speaker():
     powerset = Powerset(3, 2)
     a, ab = powerset.class_of_mask[1], powerset.class_of_mask[3]

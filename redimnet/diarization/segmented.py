@@ -70,7 +70,7 @@ from .vad import VoiceActivityDetector
 BLOCK_FRAMES = 4096  # output frames reconstructed at a time
 LENGTH_QUANTUM = 4000  # samples: clean audio is cut down to a multiple of 0.25 s (equal lengths batch together)
 # the overlap decision, chosen on the tuning conversations of benchmarks/segmentation.py (docs/diarization.md)
-DEFAULT_OVERLAP_THRESHOLD = 0.3
+DEFAULT_OVERLAP_THRESHOLD = 0.35
 DEFAULT_MIN_OVERLAP = 0.75
 
 
