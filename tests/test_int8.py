@@ -127,6 +127,100 @@ def test_narrow_convolution_groups_are_widened_with_the_same_outputs(tmp_path):
     assert int8.widen_groups(path) == 0  # nothing narrow is left
 
 
+def _conv_graph(tmp_path, layers, shape):
+    """An ONNX file of convolutions in a row: ``layers`` = (name, weight, group, pads), input ``shape``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, previous = [], "x"
+    for name, weight, groups, pads in layers:
+        kernel = list(weight.shape[2:])
+        nodes.append(
+            helper.make_node("Conv", [previous, name], [name + "_out"], group=groups, pads=pads, kernel_shape=kernel)
+        )
+        previous = name + "_out"
+    graph = helper.make_graph(
+        nodes,
+        "convs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info(previous, TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight.numpy(), name) for name, weight, _, _ in layers],
+    )
+    path = tmp_path / "convs.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def _run_onnx(path, x):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+def test_grouped_convolutions_with_one_output_per_group_become_depthwise_plus_sums(tmp_path):
+    """b0's stage-end squeeze shape (2-3 inputs per output) is split; other groupings stay; the
+    rewritten file computes what torch computes with the original weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    torch.manual_seed(4)
+    weights = {
+        "squeeze": (torch.randn(8, 3, 3, 3), 8),  # 24 -> 8 channels, 3 inputs per output
+        "two_out": (torch.randn(8, 2, 3, 3), 4),  # 8 -> 8, 2 inputs and 2 outputs per group: stays
+        "depthwise": (torch.randn(8, 1, 3, 3), 8),  # stays
+    }
+    layers = [(name, w, g, [1, 1, 1, 1]) for name, (w, g) in weights.items()]
+    path = _conv_graph(tmp_path, layers, (2, 24, 5, 9))
+    x = torch.randn(2, 24, 5, 9, generator=torch.Generator().manual_seed(6))
+    expected = x
+    for weight, groups in weights.values():
+        expected = torch.nn.functional.conv2d(expected, weight, padding=1, groups=groups)
+
+    assert int8.split_summed_groups(path) == 1
+    saved = onnx.load(str(path)).graph
+    groups = [next((a.i for a in node.attribute if a.name == "group"), 1) for node in saved.node]
+    assert [node.op_type for node in saved.node] == ["Conv"] * 4
+    assert groups == [24, 1, 4, 8]  # depthwise over the 24 inputs, then a dense 1x1 adding each group's three
+    sums = numpy_helper.to_array(next(t for t in saved.initializer if t.name == saved.node[1].input[1]))
+    assert sums.shape == (8, 24, 1, 1) and set(np.unique(sums)) == {0.0, 1.0} and sums.sum() == 24
+    np.testing.assert_allclose(_run_onnx(path, x.numpy()), expected.numpy(), atol=1e-4, rtol=1e-4)
+    assert int8.split_summed_groups(path) == 0
+
+
+def test_the_quantised_graph_has_no_convolution_with_one_output_per_group(tmp_path):
+    """A model with a stage-end squeeze (a grouped convolution with one output per group): its int8
+    file runs it as a depthwise convolution and a 1x1 one, and still computes the float model."""
+    import onnx
+    import onnxruntime
+    from onnx import numpy_helper
+
+    config = dict(F=24, C=4, hop_length=160, embed_dim=32, group_divisor=1)
+    config["stages_setup"] = [(1, 1, 1, [(3, 3)], 4), (2, 1, 2, [(3, 3)], 4)]
+    torch.manual_seed(0)
+    model = redimnet.ReDimNet(redimnet.ModelConfig.from_dict(config)).eval()
+    squeeze = model.backbone.stages[1].squeeze.conv
+    assert squeeze.groups == squeeze.out_channels and squeeze.in_channels == 2 * squeeze.groups
+    rng = np.random.default_rng(0)
+    waves = [(rng.standard_normal(24000) * 0.1).astype(np.float32) for _ in range(3)]
+    path = int8.quantize_onnx(model, tmp_path / "small.onnx", waves)
+
+    graph = onnx.load(str(path)).graph
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    dequantised = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    convs = []
+    for node in graph.node:
+        if node.op_type == "Conv":
+            shape = weights[dequantised.get(node.input[1], node.input[1])].shape
+            convs.append((node.name, shape, next((a.i for a in node.attribute if a.name == "group"), 1)))
+    assert not [c for c in convs if c[2] > 1 and c[1][0] == c[2] and c[1][1] > 1], convs
+    assert any(groups == 16 and shape[1] == 1 and "squeeze" in name for name, shape, groups in convs), convs
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(waves[0][None])).numpy()
+    assert cosine(session.run(None, {session.get_inputs()[0].name: waves[0][None]})[0][0], expected[0]) > 0.99
+
+
 @pytest.mark.slow
 def test_the_quantised_model_is_cached_and_keyed_by_the_weights(trained, cache, embedders, monkeypatch):
     cached = sorted((cache / "int8").glob("*.onnx"))

@@ -73,7 +73,8 @@ _SYNTHETIC_SPEAKERS = 24  # default calibration: this many synthetic voices ...
 _SYNTHETIC_SECONDS = 6.0  # ... of this many seconds each, plus the shipped examples
 _SYNTHETIC_SEED = 2025
 _DEFAULT_CALIBRATION = f"default:{_SYNTHETIC_SPEAKERS}x{_SYNTHETIC_SECONDS:g}s:{_SYNTHETIC_SEED}"  # cache key part
-_SCHEME = "qdq-s8s8-perchannel-minmax-backbone-pool-mixers-widegroups16-v4"  # the quantisation recipe (cache key)
+# the quantisation recipe (cache key): a new value re-quantises the files users have cached
+_SCHEME = "qdq-s8s8-perchannel-minmax-backbone-pool-mixers-widegroups16-summedgroups-v5"
 _QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 # node names (in the exported graph) of the parts quantised: the backbone and the pooling's convolutions
 _QUANTIZED_PREFIXES = ("/backbone/", "/pool/")
@@ -244,6 +245,7 @@ def quantize_onnx(
     inputs = _calibration_inputs(model, waves, features_in)
     with tempfile.TemporaryDirectory(prefix="redimnet-int8-") as scratch:
         plain = export_onnx(model, Path(scratch) / "float.onnx", features_in=features_in)
+        split_summed_groups(plain)
         widen_groups(plain)
         prepared = Path(scratch) / "prepared.onnx"
         quantized = Path(scratch) / "int8.onnx"
@@ -290,6 +292,79 @@ def _quantised_node(node: Any) -> bool:
     return node.op_type in _QUANTIZED_OPS
 
 
+def _rewrite_convs(path: PathLike, rewrite: Any) -> int:
+    """Apply ``rewrite(graph, node, kernel, groups)`` to every convolution of the ONNX file at
+    ``path`` whose weights are a constant (``kernel``, a numpy copy); it returns the nodes that
+    replace ``node`` (after changing the weights' tensor in ``graph`` as needed), or None to keep
+    it.  The file is saved, with its stored intermediate shapes dropped, when anything changed;
+    returns how many convolutions were rewritten."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    weights = {tensor.name: tensor for tensor in graph.initializer}
+    nodes: List[Any] = []
+    rewritten = 0
+    for node in list(graph.node):
+        tensor = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        replaced = None if tensor is None else rewrite(graph, node, numpy_helper.to_array(tensor), groups)
+        nodes.extend([node] if replaced is None else replaced)
+        rewritten += replaced is not None
+    if rewritten:
+        graph.ClearField("node")
+        graph.node.extend(nodes)
+        graph.ClearField("value_info")  # shapes of rewritten tensors may have changed; inferred again
+        onnx.save(model, str(path))
+    return rewritten
+
+
+def _set_weights(graph: Any, name: str, kernel: np.ndarray) -> None:
+    from onnx import numpy_helper
+
+    tensor = next(t for t in graph.initializer if t.name == name)
+    tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(kernel), name))
+
+
+def split_summed_groups(path: PathLike) -> int:
+    """Rewrite the grouped convolutions of the ONNX file at ``path`` that have one output channel
+    per group and several input channels per group (b0's stage-end squeezes: 2-3 inputs per
+    output) as a depthwise convolution over the inputs followed by a 1x1 convolution that adds
+    up each group's channels (weights 0 and 1), in place; returns how many were rewritten.
+
+    Same numbers up to float rounding.  OpenVINO's int8 kernels for such narrow groups are slow
+    and gain little from a second thread (b0's three squeezes: 4.0 ms of a 60 ms call on one
+    thread, 2.8 ms on two); its depthwise and 1x1 kernels take 2.9 and 1.6 ms
+    (``docs/performance.md``).  The float32 path splits them too
+    (:class:`redimnet.fast.modules.SummedDepthwiseConv`).
+    """
+    from onnx import helper, numpy_helper
+
+    def split(graph: Any, node: Any, kernel: np.ndarray, groups: int) -> Optional[List[Any]]:
+        per_group = kernel.shape[1]
+        if groups <= 1 or kernel.shape[0] != groups or per_group == 1:
+            return None
+        inputs = groups * per_group
+        # input channel o * per_group + j keeps its own spatial kernel W[o, j]
+        _set_weights(graph, node.input[1], kernel.reshape(inputs, 1, *kernel.shape[2:]))
+        sums = np.zeros((groups, inputs) + (1,) * (kernel.ndim - 2), dtype=kernel.dtype)
+        for out in range(groups):
+            sums[out, out * per_group : (out + 1) * per_group] = 1.0
+        sums_name = f"{node.input[1]}_group_sums"
+        graph.initializer.append(numpy_helper.from_array(sums, sums_name))
+        middle = f"{node.output[0]}_per_input"
+        depthwise = helper.make_node("Conv", [node.input[0], node.input[1]], [middle], name=f"{node.name}_per_input")
+        for attribute in node.attribute:
+            if attribute.name == "group":
+                attribute = helper.make_attribute("group", inputs)
+            depthwise.attribute.append(attribute)
+        adds = helper.make_node("Conv", [middle, sums_name, *node.input[2:]], list(node.output), name=node.name)
+        return [depthwise, adds]
+
+    return _rewrite_convs(path, split)
+
+
 def widen_groups(path: PathLike, width: int = GROUP_WIDTH) -> int:
     """Rewrite the grouped convolutions of the ONNX file at ``path`` that have fewer than ``width``
     input channels per group (but more than one: depthwise ones stay) as convolutions with ``width``
@@ -301,37 +376,29 @@ def widen_groups(path: PathLike, width: int = GROUP_WIDTH) -> int:
     grouped convolutions took a third of its int8 time; with 16 channels per group they run on
     the same kernels as b5's and the whole network got 1.2-1.25x faster (``docs/performance.md``).
     """
-    import onnx
-    from onnx import numpy_helper
+    from onnx import helper
 
-    graph = onnx.load(str(path))
-    weights = {tensor.name: tensor for tensor in graph.graph.initializer}
-    rewritten = 0
-    for node in graph.graph.node:
-        group = next((a for a in node.attribute if a.name == "group"), None)
-        tensor = weights.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
-        if group is None or group.i <= 1 or tensor is None:
-            continue
-        kernel = numpy_helper.to_array(tensor)
-        per_group, channels = kernel.shape[1], kernel.shape[1] * group.i
-        if per_group == 1 or per_group >= width:
-            continue
+    def widen(graph: Any, node: Any, kernel: np.ndarray, groups: int) -> Optional[List[Any]]:
+        per_group, channels = kernel.shape[1], kernel.shape[1] * groups
+        if groups <= 1 or per_group == 1 or per_group >= width:
+            return None
         wider = max(n for n in range(per_group, min(width, channels) + 1, per_group) if channels % n == 0)
         if wider == per_group:
-            continue
+            return None
         merged = wider // per_group  # old groups per new group
-        outputs = kernel.shape[0] // group.i  # output channels per old group
+        outputs = kernel.shape[0] // groups  # output channels per old group
         dense = np.zeros((kernel.shape[0], wider) + kernel.shape[2:], dtype=kernel.dtype)
-        for old in range(group.i):
+        for old in range(groups):
             column = (old % merged) * per_group
             rows = slice(old * outputs, (old + 1) * outputs)
             dense[rows, column : column + per_group] = kernel[rows]
-        tensor.CopyFrom(numpy_helper.from_array(dense, tensor.name))
-        group.i = channels // wider
-        rewritten += 1
-    if rewritten:
-        onnx.save(graph, str(path))
-    return rewritten
+        _set_weights(graph, node.input[1], dense)
+        for attribute in node.attribute:
+            if attribute.name == "group":
+                attribute.CopyFrom(helper.make_attribute("group", channels // wider))
+        return [node]
+
+    return _rewrite_convs(path, widen)
 
 
 def _cache_key(model: nn.Module, calibration: str, features_in: bool) -> str:
