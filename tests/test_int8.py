@@ -188,9 +188,10 @@ def test_grouped_convolutions_with_one_output_per_group_become_depthwise_plus_su
     assert int8.split_summed_groups(path) == 0
 
 
-def test_the_quantised_graph_has_no_convolution_with_one_output_per_group(tmp_path):
+def test_the_int8_graph_splits_squeezes_and_reshapes_rows_through_5d(tmp_path):
     """A model with a stage-end squeeze (a grouped convolution with one output per group): its int8
-    file runs it as a depthwise convolution and a 1x1 one, and still computes the float model."""
+    file runs it as a depthwise convolution and a 1x1 one, its 2D -> 1D reshapes transpose a 5D
+    view, and it still computes the float model."""
     import onnx
     import onnxruntime
     from onnx import numpy_helper
@@ -215,6 +216,10 @@ def test_the_quantised_graph_has_no_convolution_with_one_output_per_group(tmp_pa
             convs.append((node.name, shape, next((a.i for a in node.attribute if a.name == "group"), 1)))
     assert not [c for c in convs if c[2] > 1 and c[1][0] == c[2] and c[1][1] > 1], convs
     assert any(groups == 16 and shape[1] == 1 and "squeeze" in name for name, shape, groups in convs), convs
+    # the stem's and each stage's 2D -> 1D reshape reach OpenVINO through a 5D transpose
+    # (on its channels-last layout a 4D one ran 3x slower)
+    transposes = [n for n in graph.node if n.op_type == "Transpose" and len(n.attribute[0].ints) == 5]
+    assert len(transposes) == 1 + len(config["stages_setup"]), [n.name for n in transposes]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         expected = model(torch.from_numpy(waves[0][None])).numpy()

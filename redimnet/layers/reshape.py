@@ -12,7 +12,10 @@ import torch
 def to_1d(x: torch.Tensor) -> torch.Tensor:
     """``[N, C, F, T]`` -> ``[N, F*C, T]``."""
     n, c, f, t = x.shape
-    return x.transpose(1, 2).reshape(n, f * c, t)
+    # the same values as ``x.transpose(1, 2).reshape(n, f * c, t)``; written through a 5D view because
+    # OpenVINO then runs the exported transpose on plain memory instead of on its channels-last
+    # layout (the int8 path: b0 1.04-1.06x faster, docs/performance.md)
+    return x.reshape(n, c, f, 1, t).transpose(1, 2).reshape(n, f * c, t)
 
 
 def to_2d(x: torch.Tensor, channels: int) -> torch.Tensor:
