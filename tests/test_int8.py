@@ -191,7 +191,7 @@ def test_grouped_convolutions_with_one_output_per_group_become_depthwise_plus_su
 def test_the_int8_graph_splits_squeezes_and_reshapes_rows_through_5d(tmp_path):
     """A model with a stage-end squeeze (a grouped convolution with one output per group): its int8
     file runs it as a depthwise convolution and a 1x1 one, its 2D -> 1D reshapes transpose a 5D
-    view, and it still computes the float model."""
+    view, its stem is normalised in the 1D view, and it still computes the float model."""
     import onnx
     import onnxruntime
     from onnx import numpy_helper
@@ -220,6 +220,10 @@ def test_the_int8_graph_splits_squeezes_and_reshapes_rows_through_5d(tmp_path):
     # (on its channels-last layout a 4D one ran 3x slower)
     transposes = [n for n in graph.node if n.op_type == "Transpose" and len(n.attribute[0].ints) == 5]
     assert len(transposes) == 1 + len(config["stages_setup"]), [n.name for n in transposes]
+    # the stem's layer norm reduces over the channel axis of the [N, F, C, T] rows, not of the image
+    means = [n for n in graph.node if n.op_type == "ReduceMean" and n.name.startswith("/backbone/")]
+    stem_axes = [weights[n.input[1]].tolist() for n in means if "stages" not in n.name]
+    assert stem_axes == [[2], [2]], [n.name for n in means]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         expected = model(torch.from_numpy(waves[0][None])).numpy()

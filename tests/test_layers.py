@@ -34,6 +34,24 @@ def test_channel_layer_norm_matches_layer_norm_over_channels():
     x = torch.randn(2, 6, 4, 7)
     expected = F.layer_norm(x.permute(0, 2, 3, 1), (6,), norm.weight, norm.bias, eps=1e-6).permute(0, 3, 1, 2)
     assert torch.allclose(norm(x), expected, atol=1e-5)
+    # the same normalisation over another axis, where the channels were moved (the stem's rows)
+    moved = norm(x.transpose(1, 2), axis=2).transpose(1, 2)
+    assert torch.allclose(moved, expected, atol=1e-5)
+
+
+def test_stem_rows_are_the_normalised_stem_in_the_1d_view():
+    from redimnet.layers.stem import Stem
+
+    torch.manual_seed(2)
+    stem = Stem(6)
+    with torch.no_grad():
+        stem.norm.weight.uniform_(0.5, 1.5)
+        stem.norm.bias.uniform_(-1, 1)
+    x = torch.randn(2, 1, 8, 11)
+    expected = F.layer_norm(stem.conv(x).permute(0, 2, 3, 1), (6,), stem.norm.weight, stem.norm.bias, eps=1e-6)
+    # row f * C + c of frame t: channel c of bin f
+    expected = expected.permute(0, 1, 3, 2).reshape(2, 8 * 6, 11)
+    assert torch.allclose(stem.rows(x), expected, atol=1e-5)
 
 
 def test_stage_mixer_is_a_per_row_softmax_mixture():

@@ -74,7 +74,7 @@ _SYNTHETIC_SECONDS = 6.0  # ... of this many seconds each, plus the shipped exam
 _SYNTHETIC_SEED = 2025
 _DEFAULT_CALIBRATION = f"default:{_SYNTHETIC_SPEAKERS}x{_SYNTHETIC_SECONDS:g}s:{_SYNTHETIC_SEED}"  # cache key part
 # the quantisation recipe (cache key): a new value re-quantises the files users have cached
-_SCHEME = "qdq-s8s8-perchannel-minmax-backbone-pool-mixers-widegroups16-summedgroups-rows5d-v5"
+_SCHEME = "qdq-s8s8-perchannel-minmax-backbone-pool-mixers-widegroups16-summedgroups-rows5d-stemrows-v6"
 _QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 # node names (in the exported graph) of the parts quantised: the backbone and the pooling's convolutions
 _QUANTIZED_PREFIXES = ("/backbone/", "/pool/")

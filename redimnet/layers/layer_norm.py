@@ -18,11 +18,13 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
+    def forward(self, x: torch.Tensor, axis: int = 1) -> torch.Tensor:
+        """Normalise over ``axis`` (the channel axis; 1 unless the channels were moved)."""
+        mean = x.mean(axis, keepdim=True)
+        var = (x - mean).pow(2).mean(axis, keepdim=True)
         x = (x - mean) * torch.rsqrt(var + self.eps)
-        shape = (1, -1) + (1,) * (x.ndim - 2)
+        shape = [1] * x.ndim
+        shape[axis] = -1
         return x * self.weight.view(shape) + self.bias.view(shape)
 
     def extra_repr(self) -> str:

@@ -9,7 +9,6 @@ from torch import nn
 from ...fast.folding import fold_bn_after
 from ...fast.form import inference_form
 from ...fast.modules import Linear, detached_copy, matrix_of
-from ...layers.reshape import to_1d
 from ...layers.stage_mixer import StageMixer
 from ...layers.stem import Stem
 from .config import ModelConfig
@@ -54,7 +53,7 @@ class Backbone(nn.Module):
     def forward(
         self, x: torch.Tensor, return_all_outputs: bool = False
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
-        outputs = [to_1d(self.stem(x))]
+        outputs = [self.stem.rows(x)]
         for stage in self.stages:
             y = stage(outputs)
             if self.training and self.feat_agg_dropout > 0:

@@ -217,7 +217,7 @@ class ReDimNet2Backbone(nn.Module):
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
         frames = x.shape[-1]
         x = x[..., : frames // self.time_stride * self.time_stride]
-        x = to_1d(self.stem(x))
+        x = self.stem.rows(x)
         if self.stem_norm is not None:
             x = self.stem_norm(x)
         outputs = [x]
