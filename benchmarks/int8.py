@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's redimnet
 
 import redimnet  # noqa: E402
-from redimnet.fast.int8 import int8_network  # noqa: E402
+from redimnet.fast.int8 import int8_network, openvino_config  # noqa: E402
 from redimnet.fast.optimize import keep_freed_memory, optimize_for_inference  # noqa: E402
 
 
@@ -119,9 +119,8 @@ def profile(args) -> List[dict]:
         torch.manual_seed(0)
         path = int8_network(redimnet.build(preset).eval(), threads=1, cache_dir=cache).path
         requests = {}
-        for threads in counts:  # the settings of redimnet.fast.int8.Int8Network, counters on
-            config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True}
-            config.update(INFERENCE_PRECISION_HINT="f32", ENABLE_CPU_PINNING=False)
+        for threads in counts:  # the settings of Int8Network, counters on
+            config = {**openvino_config(threads), "PERF_COUNT": True}
             requests[threads] = core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
         fastest: Dict[int, Dict[tuple, float]] = {threads: {} for threads in counts}
         walls: Dict[int, List[float]] = {threads: [] for threads in counts}

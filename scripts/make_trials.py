@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from redimnet.evaluation.score_norm import speaker_of
+
 Trial = Tuple[int, str, str]
 
 
@@ -34,7 +36,7 @@ def make_trials(utts: Sequence[str], nontarget: int, seed: int = 0) -> List[Tria
     pairs (label 0) drawn with ``seed``, each pair at most once, sorted."""
     by_speaker: Dict[str, List[str]] = {}
     for utt in utts:
-        by_speaker.setdefault(utt.split("/", 1)[0], []).append(utt)
+        by_speaker.setdefault(speaker_of(utt), []).append(utt)
     targets = [(1, a, b) for group in by_speaker.values() for a, b in itertools.combinations(sorted(group), 2)]
     sizes = [len(group) for group in by_speaker.values()]
     possible = (sum(sizes) ** 2 - sum(n * n for n in sizes)) // 2
@@ -45,7 +47,7 @@ def make_trials(utts: Sequence[str], nontarget: int, seed: int = 0) -> List[Tria
     chosen: set = set()
     while len(chosen) < nontarget:
         a, b = rng.sample(ordered, 2)
-        if a.split("/", 1)[0] != b.split("/", 1)[0]:
+        if speaker_of(a) != speaker_of(b):
             chosen.add((min(a, b), max(a, b)))
     return targets + [(0, a, b) for a, b in sorted(chosen)]
 
@@ -65,7 +67,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.nontarget < 0:
         parser.error(f"--nontarget must be at least 0, got {args.nontarget}")
     utts = utterances(args.folder, args.ext)
-    if len({u.split("/", 1)[0] for u in utts}) < 2:
+    if len({speaker_of(u) for u in utts}) < 2:
         parser.error(f"{args.folder} needs at least two speaker folders with {args.ext} files")
     try:
         trials = make_trials(utts, args.nontarget, args.seed)

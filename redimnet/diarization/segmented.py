@@ -163,18 +163,17 @@ class Segmenter:
     def frame_seconds(self) -> float:
         return self.hop / TARGET_SAMPLE_RATE
 
-    def predict(self, chunks: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict(self, chunks: np.ndarray) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         """Classes ``[N, frames]`` (uint8), activity ``[N, frames, speakers]`` and overlap ``[N, frames]``
-        (float16; see :class:`Chunk`) of equal-length chunks."""
+        (float16; None without ``overlap_threshold``: see :class:`Chunk`) of equal-length chunks."""
         with torch.inference_mode():
             log_probs = self.network(torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32)))
         probabilities = log_probs.exp().numpy()
         classes = self.powerset.decide(probabilities, self.overlap_threshold).astype(np.uint8)
-        if self.overlap_threshold is None:
-            overlap = self.powerset.sizes[classes] >= 2
-        else:
-            overlap = self.powerset.overlap_probability(probabilities)
-        return classes, self.powerset.marginals(probabilities).astype(np.float16), overlap.astype(np.float16)
+        overlap = None
+        if self.overlap_threshold is not None:
+            overlap = self.powerset.overlap_probability(probabilities).astype(np.float16)
+        return classes, self.powerset.marginals(probabilities).astype(np.float16), overlap
 
     def chunks(self, source: AudioSource, timings: Optional[Dict[str, float]] = None) -> Iterator[Chunk]:
         """The chunks of ``source`` with the network's output, in order (one pass over its blocks)."""
@@ -193,7 +192,8 @@ class Segmenter:
             classes, activity, overlap = self.predict(np.stack([audio for _, _, audio in pending]))
             network += time.perf_counter() - clock
             for row, (index, start, audio) in enumerate(pending):
-                yield Chunk(index, start, audio, classes[row], activity[row], overlap[row])
+                overlap_row = None if overlap is None else overlap[row]
+                yield Chunk(index, start, audio, classes[row], activity[row], overlap_row)
             pending.clear()
 
         spans = spans_of_blocks(blocks, starts.tolist(), [length] * len(starts))

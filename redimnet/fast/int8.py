@@ -44,7 +44,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -430,6 +430,17 @@ def _cache_folder(cache_dir: Optional[PathLike]) -> Optional[Path]:
 
 
 # --- the runtime -------------------------------------------------------------------------------------
+def openvino_config(threads: int) -> Dict[str, Any]:
+    """The settings :class:`Int8Network` compiles its model with, for ``threads`` CPU threads."""
+    return {
+        "INFERENCE_NUM_THREADS": int(threads),
+        "PERFORMANCE_HINT": "LATENCY",
+        # what is not int8: float32 (OpenVINO would pick bf16 on CPUs that have it)
+        "INFERENCE_PRECISION_HINT": "f32",
+        "ENABLE_CPU_PINNING": False,  # pinned threads stall when other programs share the cores
+    }
+
+
 class Int8Network(nn.Module):
     """An int8 ONNX model run by OpenVINO on the CPU: ``[N, T]`` waveforms -> ``[N, D]`` embeddings.
 
@@ -446,14 +457,7 @@ class Int8Network(nn.Module):
         self.threads = int(threads or torch.get_num_threads())
         try:
             core = openvino.Core()
-            config = {
-                "INFERENCE_NUM_THREADS": self.threads,
-                "PERFORMANCE_HINT": "LATENCY",
-                # what is not int8: float32 (OpenVINO would pick bf16 on CPUs that have it)
-                "INFERENCE_PRECISION_HINT": "f32",
-                "ENABLE_CPU_PINNING": False,  # pinned threads stall when other programs share the cores
-            }
-            self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", openvino_config(self.threads))
         except Exception as error:  # OpenVINO raises RuntimeError subclasses with its own text
             raise Int8Error(f"{self.path}: OpenVINO cannot compile this model: {error}") from error
         self._request = self._compiled.create_infer_request()
